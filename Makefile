@@ -1,0 +1,58 @@
+# flask-customer-portal — the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+export PORT
+
+.PHONY: demo test lint typecheck pytest docs bench translations extract-messages system-deps clean
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+translations: $(VENV)/.installed
+	$(BIN)/pybabel compile -q -d flask_customer_portal/translations -D customer_portal
+
+extract-messages: $(VENV)/.installed
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k ngettext:1,2 --no-location --sort-output \
+		--project flask-customer-portal -o flask_customer_portal/translations/customer_portal.pot .
+	$(BIN)/pybabel update -i flask_customer_portal/translations/customer_portal.pot \
+		-d flask_customer_portal/translations -D customer_portal --no-fuzzy-matching --ignore-obsolete
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: $(VENV)/.installed translations
+	$(BIN)/flask --app example_app demo-data
+	@echo
+	@echo "Demo shop:      http://127.0.0.1:$(PORT)/"
+	@echo "Static link:    http://127.0.0.1:$(PORT)/portal/login/biz_demo   (try ava@example.com; the email is printed below)"
+	@echo "Magic link for Ava (one use, 24 h):"
+	@$(BIN)/flask --app example_app portal create-session cus_demo_ava 2>/dev/null
+	@echo
+	$(BIN)/flask --app example_app run --host 127.0.0.1 --port $(PORT)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed translations system-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+docs: $(VENV)/.installed
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+bench: $(VENV)/.installed translations
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) docs/_build .mypy_cache .pytest_cache .ruff_cache

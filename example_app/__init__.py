@@ -1,0 +1,83 @@
+"""The demo merchant: a small Flask shop that mounts the customer portal.
+
+It uses only the portal's public API, the way a merchant's app would::
+
+    flask --app example_app demo-data   # load the demo customers
+    flask --app example_app run         # http://127.0.0.1:5000
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_customer_portal import CustomerPortal
+from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+
+__all__ = ["create_app", "db", "portal"]
+
+db = SQLAlchemy()
+portal = CustomerPortal()
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """A random secret kept in the instance folder, so demo links survive
+    a restart without anyone committing a key."""
+    path = instance_path / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the demo shop. ``config`` overrides any setting."""
+    app = Flask(__name__, instance_relative_config=True)
+    instance_path = Path(app.instance_path)
+    instance_path.mkdir(parents=True, exist_ok=True)
+    port = os.environ.get("PORT", "5000")
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=os.environ.get("DATABASE_URL") or f"sqlite:///{instance_path / 'shop.db'}",
+        CUSTOMER_PORTAL_MODE="test",
+        CUSTOMER_PORTAL_BUSINESS_ID="biz_demo",
+        CUSTOMER_PORTAL_BASE_URL=os.environ.get("CUSTOMER_PORTAL_BASE_URL") or f"http://127.0.0.1:{port}",
+        CUSTOMER_PORTAL_MERCHANT_NAME="Acme Software",
+        CUSTOMER_PORTAL_MERCHANT_ADDRESS="Acme Software Ltd.\n1 Market Street\nSingapore 048941",
+        CUSTOMER_PORTAL_SUPPORT_EMAIL="support@acme.example",
+        CUSTOMER_PORTAL_PHONE_DEFAULT_REGION="ID",
+        MAIL_DEFAULT_SENDER="Acme Software <billing@acme.example>",
+    )
+    for key in ("MAIL_SERVER", "MAIL_PORT", "MAIL_USERNAME", "MAIL_PASSWORD"):
+        if os.environ.get(key):
+            app.config[key] = os.environ[key]
+    if config:
+        app.config.update(config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or _instance_secret(instance_path)
+
+    db.init_app(app)
+    portal.init_app(app)
+
+    @app.get("/")
+    def home() -> str:
+        return render_template("home.html", static_login_url=portal.static_login_url())
+
+    from .demo import demo_data_command
+
+    app.cli.add_command(demo_data_command)
+
+    with app.app_context():
+        storage().create_all()
+    return app
+
+
+def storage() -> SQLAlchemyStorage:
+    """The portal's store in the current app (the shop's billing tables)."""
+    store = portal.get_state().storage
+    assert isinstance(store, SQLAlchemyStorage)
+    return store

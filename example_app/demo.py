@@ -1,0 +1,309 @@
+"""Demo data: the three customers of the product contract, with dates
+relative to today so the portal always looks alive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import click
+from flask.cli import with_appcontext
+
+from flask_customer_portal import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    LicenseKey,
+    LicenseKeyStatus,
+    Money,
+    PaymentMethod,
+    Subscription,
+    SubscriptionStatus,
+    TestPaymentProvider,
+)
+from flask_customer_portal.billing import add_months
+from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.payments import DeclineReason
+
+__all__ = ["DEMO_CUSTOMER_IDS", "demo_data_command", "load_demo_data"]
+
+DEMO_CUSTOMER_IDS = ("cus_demo_ava", "cus_demo_budi", "cus_demo_chen")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    product: str
+    plan: str
+    price: Money
+    interval: str = "month"
+
+
+_SYNC_PRO = _Plan("Acme Sync", "Pro (monthly)", Money(1900, "USD"))
+_DESKTOP_YEARLY = _Plan("Acme Desktop", "Standard (yearly)", Money(9900, "USD"), "year")
+_SYNC_PRO_IDR = _Plan("Acme Sync", "Pro (bulanan)", Money(15_000_000, "IDR"))
+
+
+def _midnight(moment: datetime) -> datetime:
+    return moment.replace(hour=9, minute=30, second=0, microsecond=0)
+
+
+def _invoice(
+    store: SQLAlchemyStorage,
+    *,
+    invoice_id: str,
+    customer_id: str,
+    subscription_id: str,
+    plan: _Plan,
+    period_start: datetime,
+    period_end: datetime,
+    status: InvoiceStatus,
+    method: PaymentMethod | None,
+    tax_rate_percent: int = 0,
+) -> Invoice:
+    subtotal = plan.price.amount
+    tax = subtotal * tax_rate_percent // 100
+    paid = status is InvoiceStatus.PAID
+    invoice = Invoice(
+        id=invoice_id,
+        number=store.next_invoice_number(),
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+        status=status,
+        currency=plan.price.currency,
+        subtotal=subtotal,
+        tax=tax,
+        total=subtotal + tax,
+        issued_at=period_start,
+        paid_at=period_start + timedelta(minutes=2) if paid else None,
+        payment_reference=f"ch_demo_{invoice_id[4:]}" if paid else None,
+        payment_method=method if paid else None,
+        description=f"{plan.product} — {plan.plan}",
+        lines=(
+            InvoiceLine(
+                description=f"{plan.product} {plan.plan}, {period_start:%Y-%m-%d} – {period_end:%Y-%m-%d}",
+                quantity=1,
+                unit_amount=subtotal,
+                amount=subtotal,
+            ),
+        ),
+    )
+    store.add_invoice(invoice)
+    return invoice
+
+
+def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> bool:
+    """Create the demo customers unless they exist. Returns ``True`` if it
+    created them, ``False`` if they were already there (idempotent)."""
+    if all(store.get_customer(customer_id) for customer_id in DEMO_CUSTOMER_IDS):
+        return False
+    if any(store.get_customer(customer_id) for customer_id in DEMO_CUSTOMER_IDS):
+        raise click.ClickException("Some demo customers exist but not all; reset the database first.")
+    now = _midnight(now or datetime.now(timezone.utc))
+    token_for = TestPaymentProvider.token_for
+
+    ava = store.add_customer(
+        Customer(
+            id="cus_demo_ava",
+            email="ava@example.com",
+            name="Ava Thompson",
+            phone="+14155550123",
+            locale="en",
+            timezone="America/Los_Angeles",
+            created_at=add_months(now, -15),
+        )
+    )
+    budi = store.add_customer(
+        Customer(
+            id="cus_demo_budi",
+            email="budi@example.com",
+            name="Budi Santoso",
+            phone="+6281234567890",
+            locale="id",
+            timezone="Asia/Jakarta",
+            created_at=add_months(now, -4),
+        )
+    )
+    store.add_customer(
+        Customer(
+            id="cus_demo_chen",
+            email="chen@example.com",
+            name="Chen Wei",
+            locale=None,
+            timezone="Asia/Singapore",
+            created_at=now - timedelta(days=2),
+        )
+    )
+
+    # Ava: a Visa ending 4242 on an active monthly plan paid for 14 months,
+    # and a yearly plan she cancelled.
+    ava_visa = PaymentMethod(
+        id="pm_demo_ava_visa",
+        customer_id=ava.id,
+        brand="visa",
+        last4="4242",
+        exp_month=12,
+        exp_year=now.year + 3,
+        provider_token=token_for("4242424242424242"),
+        created_at=add_months(now, -15),
+    )
+    store.add_payment_method(ava_visa)
+
+    desktop_start = add_months(now, -15)
+    store.add_subscription(
+        Subscription(
+            id="sub_demo_ava_desktop",
+            customer_id=ava.id,
+            product_name=_DESKTOP_YEARLY.product,
+            plan_name=_DESKTOP_YEARLY.plan,
+            price=_DESKTOP_YEARLY.price,
+            interval="year",
+            interval_count=1,
+            status=SubscriptionStatus.CANCELLED,
+            current_period_start=desktop_start,
+            current_period_end=add_months(desktop_start, 12),
+            cancelled_at=add_months(now, -9),
+            ended_at=add_months(desktop_start, 12),
+            payment_method=ava_visa,
+            created_at=desktop_start,
+        )
+    )
+    _invoice(
+        store,
+        invoice_id="inv_demo_ava_desktop",
+        customer_id=ava.id,
+        subscription_id="sub_demo_ava_desktop",
+        plan=_DESKTOP_YEARLY,
+        period_start=desktop_start,
+        period_end=add_months(desktop_start, 12),
+        status=InvoiceStatus.PAID,
+        method=ava_visa,
+    )
+
+    sync_anchor = add_months(now, -13) - timedelta(days=6)
+    periods = 14
+    for n in range(periods):
+        start = add_months(sync_anchor, n)
+        _invoice(
+            store,
+            invoice_id=f"inv_demo_ava_sync_{n + 1:02d}",
+            customer_id=ava.id,
+            subscription_id="sub_demo_ava_sync",
+            plan=_SYNC_PRO,
+            period_start=start,
+            period_end=add_months(sync_anchor, n + 1),
+            status=InvoiceStatus.PAID,
+            method=ava_visa,
+        )
+    store.add_subscription(
+        Subscription(
+            id="sub_demo_ava_sync",
+            customer_id=ava.id,
+            product_name=_SYNC_PRO.product,
+            plan_name=_SYNC_PRO.plan,
+            price=_SYNC_PRO.price,
+            interval="month",
+            interval_count=1,
+            status=SubscriptionStatus.ACTIVE,
+            current_period_start=add_months(sync_anchor, periods - 1),
+            current_period_end=add_months(sync_anchor, periods),
+            payment_method=ava_visa,
+            created_at=sync_anchor,
+        )
+    )
+    store.add_license_key(
+        LicenseKey(
+            id="lk_demo_ava_sync",
+            customer_id=ava.id,
+            key="ACME-SYNC-7K3Q-M9VX-2HPD-4RTA",
+            product_name="Acme Sync",
+            status=LicenseKeyStatus.ACTIVE,
+            activations=2,
+            activation_limit=5,
+            created_at=sync_anchor,
+        )
+    )
+    store.add_license_key(
+        LicenseKey(
+            id="lk_demo_ava_desktop",
+            customer_id=ava.id,
+            key="ACME-DESK-Q8WN-5ZLC-E6JB-1MYF",
+            product_name="Acme Desktop",
+            status=LicenseKeyStatus.EXPIRED,
+            activations=1,
+            activation_limit=1,
+            expires_at=add_months(desktop_start, 12),
+            created_at=desktop_start,
+        )
+    )
+
+    # Budi: IDR prices; his saved card started declining, the latest renewal
+    # failed, the subscription is on hold with that invoice still open.
+    budi_card = PaymentMethod(
+        id="pm_demo_budi_card",
+        customer_id=budi.id,
+        brand="visa",
+        last4="0002",
+        exp_month=8,
+        exp_year=now.year + 2,
+        provider_token=token_for("4000000000000002", charges_decline=DeclineReason.GENERIC),
+        created_at=add_months(now, -4),
+    )
+    store.add_payment_method(budi_card)
+    # The renewal three days ago failed: two paid months before it.
+    budi_anchor = add_months(now - timedelta(days=3), -2)
+    for n in range(3):
+        _invoice(
+            store,
+            invoice_id=f"inv_demo_budi_sync_{n + 1:02d}",
+            customer_id=budi.id,
+            subscription_id="sub_demo_budi_sync",
+            plan=_SYNC_PRO_IDR,
+            period_start=add_months(budi_anchor, n),
+            period_end=add_months(budi_anchor, n + 1),
+            status=InvoiceStatus.PAID if n < 2 else InvoiceStatus.OPEN,
+            method=budi_card,
+            tax_rate_percent=11,
+        )
+    store.add_subscription(
+        Subscription(
+            id="sub_demo_budi_sync",
+            customer_id=budi.id,
+            product_name=_SYNC_PRO_IDR.product,
+            plan_name=_SYNC_PRO_IDR.plan,
+            price=_SYNC_PRO_IDR.price,
+            interval="month",
+            interval_count=1,
+            status=SubscriptionStatus.ON_HOLD,
+            current_period_start=add_months(budi_anchor, 1),
+            current_period_end=add_months(budi_anchor, 2),
+            payment_method=budi_card,
+            hold_reason=str(DeclineReason.GENERIC),
+            created_at=budi_anchor,
+        )
+    )
+    store.add_license_key(
+        LicenseKey(
+            id="lk_demo_budi_sync",
+            customer_id=budi.id,
+            key="ACME-SYNC-B4DI-8XQE-3NWS-6GTL",
+            product_name="Acme Sync",
+            status=LicenseKeyStatus.ACTIVE,
+            activations=1,
+            activation_limit=3,
+            created_at=budi_anchor,
+        )
+    )
+    return True
+
+
+@click.command("demo-data")
+@with_appcontext
+def demo_data_command() -> None:
+    """Load the demo customers (Ava, Budi, Chen). Safe to run again."""
+    from . import storage
+
+    if load_demo_data(storage()):
+        click.echo("Loaded demo data: cus_demo_ava, cus_demo_budi, cus_demo_chen.")
+    else:
+        click.echo("Demo data already loaded.")

@@ -1,0 +1,53 @@
+"""flask-customer-portal: a self-hosted customer portal for Flask apps."""
+
+from __future__ import annotations
+
+from .auth import PortalSession, current_customer
+from .errors import ConfigurationError, CustomerNotFound, PortalError
+from .extension import CustomerPortal
+from .mail import LogMailer, Mailer, Message, SMTPMailer
+from .money import Money, format_money
+from .payments import PaymentProvider, TestPaymentProvider
+from .storage import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    LicenseKey,
+    LicenseKeyStatus,
+    Page,
+    PaymentMethod,
+    PortalStorage,
+    Subscription,
+    SubscriptionStatus,
+)
+
+__all__ = [
+    "ConfigurationError",
+    "Customer",
+    "CustomerNotFound",
+    "CustomerPortal",
+    "Invoice",
+    "InvoiceLine",
+    "InvoiceStatus",
+    "LicenseKey",
+    "LicenseKeyStatus",
+    "LogMailer",
+    "Mailer",
+    "Message",
+    "Money",
+    "Page",
+    "PaymentMethod",
+    "PaymentProvider",
+    "PortalError",
+    "PortalSession",
+    "PortalStorage",
+    "SMTPMailer",
+    "Subscription",
+    "SubscriptionStatus",
+    "TestPaymentProvider",
+    "current_customer",
+    "format_money",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,270 @@
+"""The customer's sign-in: links, the portal session and ``current_customer``.
+
+The portal keeps its own key in the Flask session and its own server-side
+session record; it never uses Flask-Login's ``LoginManager``, so a host app's
+own signed-in users are never replaced or signed out by the portal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit
+
+from flask import current_app, g, request, session
+from werkzeug.local import LocalProxy
+
+from . import signals
+from .errors import CustomerNotFound
+from .storage import AuditEvent, Customer, LinkPurpose, LinkRecord, PortalSessionRecord
+from .tokens import LinkProblem, LinkTokenError, TokenPayload, hash_token_id
+
+if TYPE_CHECKING:
+    from .extension import PortalState
+
+__all__ = [
+    "PortalSession",
+    "SESSION_KEY",
+    "current_customer",
+    "get_current_customer",
+]
+
+logger = logging.getLogger("flask_customer_portal")
+
+#: The portal's only key in the Flask session: the id of its server-side
+#: session record. Nothing else of the host's session is touched.
+SESSION_KEY = "_customer_portal_sid"
+
+#: Activity is written back at most this often (idle timeout bookkeeping).
+_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class PortalSession:
+    """A dynamic (magic) link made for one customer."""
+
+    link: str
+    """Absolute URL to send to the customer."""
+    expires_at: datetime
+    """When the link stops working (aware UTC)."""
+    customer_id: str
+
+
+def _state() -> PortalState:
+    from .extension import get_state
+
+    return get_state()
+
+
+def _hash_session_id(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def validate_return_url(state: PortalState, return_url: str | None) -> str | None:
+    """``return_url`` if it is an absolute http(s) URL on an allowed host.
+
+    Raises :class:`ValueError` otherwise: a return URL is a redirect target,
+    and an attacker-chosen one would make the portal an open redirect.
+    """
+    if return_url is None or return_url == "":
+        return None
+    if len(return_url) > 2000 or any(ord(c) < 33 for c in return_url):
+        raise ValueError("return_url is not a valid URL")
+    parts = urlsplit(return_url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ValueError("return_url must be an absolute http(s) URL")
+    if state.config.is_live and parts.scheme != "https":
+        raise ValueError("return_url must use https in live mode")
+    if parts.username or parts.password or parts.netloc.lower() not in state.config.return_url_allowed_hosts:
+        raise ValueError(
+            f"return_url host {parts.netloc!r} is not in CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS"
+        )
+    return return_url
+
+
+def issue_link(
+    state: PortalState,
+    purpose: LinkPurpose,
+    customer: Customer,
+    *,
+    max_age: int,
+    return_url: str | None = None,
+    new_email: str | None = None,
+) -> tuple[str, datetime]:
+    """Make a one-time token for ``customer`` and remember it server-side."""
+    token, token_id = state.signer.make(purpose, customer, return_url=return_url, new_email=new_email)
+    now = utcnow()
+    expires_at = now + timedelta(seconds=max_age)
+    state.storage.create_link(
+        LinkRecord(
+            token_hash=hash_token_id(token_id),
+            purpose=purpose,
+            customer_id=customer.id,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    return token, expires_at
+
+
+def create_session_link(state: PortalState, customer_id: str, return_url: str | None) -> PortalSession:
+    customer = state.storage.get_customer(customer_id)
+    if customer is None:
+        raise CustomerNotFound(customer_id)
+    return_url = validate_return_url(state, return_url)
+    token, expires_at = issue_link(
+        state,
+        LinkPurpose.SESSION_LINK,
+        customer,
+        max_age=state.config.session_link_max_age,
+        return_url=return_url,
+    )
+    link = f"{state.config.portal_url}/session/{token}"
+    portal_session = PortalSession(link=link, expires_at=expires_at, customer_id=customer.id)
+    state.storage.record_event(
+        AuditEvent(customer_id=customer.id, action="session_link.created", occurred_at=utcnow(), actor="merchant")
+    )
+    signals.session_created.send(current_app._get_current_object(), customer=customer, session=portal_session)  # type: ignore[attr-defined]
+    return portal_session
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedLink:
+    customer: Customer
+    payload: TokenPayload
+    token_hash: str
+
+
+def check_link(state: PortalState, purpose: LinkPurpose, token: str) -> CheckedLink:
+    """Everything about a link except using it up. Raises LinkTokenError."""
+    max_age = {
+        LinkPurpose.SESSION_LINK: state.config.session_link_max_age,
+        LinkPurpose.LOGIN_LINK: state.config.login_link_max_age,
+        LinkPurpose.EMAIL_CHANGE: state.config.email_change_max_age,
+    }[purpose]
+    payload = state.signer.read(purpose, token, max_age=max_age)
+    token_hash = hash_token_id(payload.token_id)
+    record = state.storage.get_link(token_hash)
+    if record is None or record.purpose is not purpose or record.customer_id != payload.customer_id:
+        raise LinkTokenError(LinkProblem.INVALID)
+    if record.used_at is not None:
+        raise LinkTokenError(LinkProblem.USED)
+    if record.expires_at <= utcnow():
+        raise LinkTokenError(LinkProblem.EXPIRED)
+    customer = state.storage.get_customer(payload.customer_id)
+    if (
+        customer is None
+        or customer.auth_version != payload.auth_version
+        or state.signer.email_fingerprint(customer.email) != payload.email_fingerprint
+    ):
+        # The customer changed their email or signed out everywhere since
+        # the link was sent: links made before that must not work.
+        raise LinkTokenError(LinkProblem.USED)
+    return CheckedLink(customer=customer, payload=payload, token_hash=token_hash)
+
+
+def use_link(state: PortalState, purpose: LinkPurpose, token: str) -> CheckedLink:
+    """Check the link and use it up, atomically: of two concurrent calls
+    with the same token, at most one returns."""
+    checked = check_link(state, purpose, token)
+    if not state.storage.consume_link(checked.token_hash, purpose, checked.customer.id, utcnow()):
+        raise LinkTokenError(LinkProblem.USED)
+    signals.link_used.send(current_app._get_current_object(), customer=checked.customer, purpose=purpose)  # type: ignore[attr-defined]
+    return checked
+
+
+def sign_in(state: PortalState, customer: Customer, *, method: str) -> None:
+    """Start a fresh portal session for ``customer`` in this browser."""
+    previous = session.get(SESSION_KEY)
+    now = utcnow()
+    if isinstance(previous, str):
+        # A new sign-in always gets a new session id; the old one dies.
+        state.storage.revoke_portal_session(_hash_session_id(previous), now)
+    session_id = secrets.token_urlsafe(32)
+    user_agent = request.headers.get("User-Agent", "")[:255] or None
+    state.storage.create_portal_session(
+        PortalSessionRecord(
+            id=_hash_session_id(session_id),
+            customer_id=customer.id,
+            auth_version=customer.auth_version,
+            created_at=now,
+            last_seen_at=now,
+            user_agent=user_agent,
+        )
+    )
+    session[SESSION_KEY] = session_id
+    g._customer_portal_customer = customer
+    state.storage.record_event(
+        AuditEvent(customer_id=customer.id, action="session.signed_in", occurred_at=now, details={"method": method})
+    )
+    signals.signed_in.send(current_app._get_current_object(), customer=customer, method=method)  # type: ignore[attr-defined]
+
+
+def sign_out(state: PortalState) -> Customer | None:
+    """End this browser's portal session (only the portal's)."""
+    customer = get_current_customer()
+    session_id = session.pop(SESSION_KEY, None)
+    now = utcnow()
+    if isinstance(session_id, str):
+        state.storage.revoke_portal_session(_hash_session_id(session_id), now)
+    g._customer_portal_customer = None
+    if customer is not None:
+        state.storage.record_event(AuditEvent(customer_id=customer.id, action="session.signed_out", occurred_at=now))
+        signals.signed_out.send(current_app._get_current_object(), customer=customer)  # type: ignore[attr-defined]
+    return customer
+
+
+def _load_from_portal_session(state: PortalState) -> Customer | None:
+    session_id = session.get(SESSION_KEY)
+    if not isinstance(session_id, str):
+        return None
+    record = state.storage.get_portal_session(_hash_session_id(session_id))
+    now = utcnow()
+    config = state.config
+    if (
+        record is None
+        or record.revoked_at is not None
+        or now - record.last_seen_at > timedelta(seconds=config.session_idle_timeout)
+        or now - record.created_at > timedelta(seconds=config.session_max_age)
+    ):
+        session.pop(SESSION_KEY, None)
+        return None
+    customer = state.storage.get_customer(record.customer_id)
+    if customer is None or customer.auth_version != record.auth_version:
+        session.pop(SESSION_KEY, None)
+        return None
+    if now - record.last_seen_at >= _TOUCH_INTERVAL:
+        state.storage.touch_portal_session(record.id, now)
+    return customer
+
+
+def _load_from_host_user(state: PortalState) -> Customer | None:
+    loader = state.portal.customer_loader_callback
+    if loader is None:
+        return None
+    customer_id = loader()
+    if not customer_id:
+        return None
+    return state.storage.get_customer(customer_id)
+
+
+def get_current_customer() -> Customer | None:
+    """The customer signed in to the portal in this request, or ``None``."""
+    if "_customer_portal_customer" not in g:
+        state = _state()
+        customer = _load_from_portal_session(state) or _load_from_host_user(state)
+        g._customer_portal_customer = customer
+    return cast("Customer | None", g._customer_portal_customer)
+
+
+#: The signed-in portal customer (a :class:`~flask_customer_portal.Customer`)
+#: or ``None``; usable in templates and in the host's own views.
+current_customer: Customer | None = cast("Customer | None", LocalProxy(get_current_customer))

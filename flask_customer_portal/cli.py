@@ -1,0 +1,54 @@
+"""``flask portal …`` commands for the merchant's support and operations."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .auth import create_session_link
+from .errors import CustomerNotFound
+from .extension import get_state
+from .mail import MailDeliveryError, render_message
+
+__all__ = ["portal_cli"]
+
+
+@click.group("portal", help="Customer portal commands.")
+def portal_cli() -> None:
+    pass
+
+
+@portal_cli.command("create-session")
+@click.argument("customer_id")
+@click.option("--return-url", default=None, help="Where the portal's \"Back to shop\" link goes.")
+@click.option("--email", "send_email", is_flag=True, help="Also email the link to the customer.")
+@with_appcontext
+def create_session_command(customer_id: str, return_url: str | None, send_email: bool) -> None:
+    """Print a one-time portal link for CUSTOMER_ID (valid 24 hours)."""
+    state = get_state()
+    try:
+        portal_session = create_session_link(state, customer_id, return_url)
+    except CustomerNotFound:
+        raise click.ClickException(f"No customer with id {customer_id!r}.") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--return-url") from None
+    click.echo(portal_session.link)
+    click.echo(f"Expires at {portal_session.expires_at.isoformat()} (one use).", err=True)
+    if send_email:
+        customer = state.storage.get_customer(customer_id)
+        assert customer is not None
+        message = render_message(
+            state,
+            "session_link",
+            to=customer.email,
+            customer=customer,
+            link=portal_session.link,
+            expires_at=portal_session.expires_at,
+        )
+        try:
+            state.mailer.send(message)
+        except MailDeliveryError as exc:
+            current_app.logger.error("Could not email the portal link to customer %s: %s", customer_id, exc)
+            raise click.ClickException("Could not send the email; the link above still works.") from None
+        click.echo(f"Emailed to {customer.email}.", err=True)

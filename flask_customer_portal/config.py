@@ -1,0 +1,224 @@
+"""Configuration: every ``CUSTOMER_PORTAL_*`` key, its default, and the
+checks that run once when the portal is registered on an app."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from limits import parse as parse_rate_limit
+
+from .errors import ConfigurationError
+
+__all__ = ["DEFAULTS", "PortalConfig", "load_config"]
+
+#: Every configuration key with its default. ``None`` means "required" for
+#: BUSINESS_ID and BASE_URL, and "derived" for the others (see the docs).
+DEFAULTS: dict[str, Any] = {
+    "CUSTOMER_PORTAL_MODE": "test",
+    "CUSTOMER_PORTAL_BUSINESS_ID": None,
+    "CUSTOMER_PORTAL_BASE_URL": None,
+    "CUSTOMER_PORTAL_URL_PREFIX": "/portal",
+    "CUSTOMER_PORTAL_MERCHANT_NAME": None,
+    "CUSTOMER_PORTAL_MERCHANT_ADDRESS": "",
+    "CUSTOMER_PORTAL_SUPPORT_EMAIL": None,
+    "CUSTOMER_PORTAL_SESSION_LINK_MAX_AGE": 24 * 3600,
+    "CUSTOMER_PORTAL_LOGIN_LINK_MAX_AGE": 15 * 60,
+    "CUSTOMER_PORTAL_EMAIL_CHANGE_MAX_AGE": 24 * 3600,
+    "CUSTOMER_PORTAL_SESSION_IDLE_TIMEOUT": 30 * 60,
+    "CUSTOMER_PORTAL_SESSION_MAX_AGE": 12 * 3600,
+    "CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS": None,
+    "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS": "5 per hour",
+    "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_CLIENT": "30 per hour",
+    "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI": "memory://",
+    "CUSTOMER_PORTAL_TRUSTED_PROXIES": 0,
+    "CUSTOMER_PORTAL_LANGUAGES": ("en", "id"),
+    "CUSTOMER_PORTAL_DEFAULT_LOCALE": "en",
+    "CUSTOMER_PORTAL_DEFAULT_TIMEZONE": "UTC",
+    "CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END": True,
+    "CUSTOMER_PORTAL_INVOICES_PER_PAGE": 25,
+    "CUSTOMER_PORTAL_PHONE_DEFAULT_REGION": None,
+}
+
+_WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "development", "test"})
+_MIN_LIVE_SECRET_LENGTH = 32
+_BUSINESS_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PortalConfig:
+    """The portal's configuration for one app, read and checked once."""
+
+    mode: str
+    business_id: str
+    base_url: str
+    url_prefix: str
+    merchant_name: str
+    merchant_address: str
+    support_email: str | None
+    session_link_max_age: int
+    login_link_max_age: int
+    email_change_max_age: int
+    session_idle_timeout: int
+    session_max_age: int
+    return_url_allowed_hosts: frozenset[str]
+    login_rate_limit_per_address: str
+    login_rate_limit_per_client: str
+    rate_limit_storage_uri: str
+    trusted_proxies: int
+    languages: tuple[str, ...]
+    default_locale: str
+    default_timezone: str
+    cancel_at_period_end: bool
+    invoices_per_page: int
+    phone_default_region: str | None
+
+    @property
+    def is_live(self) -> bool:
+        return self.mode == "live"
+
+    @property
+    def portal_url(self) -> str:
+        """Absolute URL of the portal's root, from the base URL only."""
+        return self.base_url + self.url_prefix
+
+    @property
+    def static_login_url(self) -> str:
+        """The never-expiring static link customers use to ask for a link."""
+        return f"{self.portal_url}/login/{self.business_id}"
+
+
+def _positive_int(config: Mapping[str, Any], key: str) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(key, f"must be a positive number of seconds or items, got {value!r}")
+    return value
+
+
+def _rate_limit(config: Mapping[str, Any], key: str) -> str:
+    value = config[key]
+    try:
+        parse_rate_limit(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(key, f'must be a rate such as "5 per hour", got {value!r}') from exc
+    return str(value)
+
+
+def load_config(config: Mapping[str, Any]) -> PortalConfig:
+    """Check the app's configuration and return the portal's view of it.
+
+    Raises :class:`ConfigurationError` naming the first key that is wrong.
+    """
+    mode = config["CUSTOMER_PORTAL_MODE"]
+    if mode not in ("test", "live"):
+        raise ConfigurationError("CUSTOMER_PORTAL_MODE", f'must be "test" or "live", got {mode!r}')
+    live = mode == "live"
+
+    secret = config.get("SECRET_KEY")
+    if not secret:
+        raise ConfigurationError(
+            "SECRET_KEY",
+            "the portal signs its links with the app's SECRET_KEY; set it to a long random "
+            "value, e.g. the output of `python -c 'import secrets; print(secrets.token_hex(32))'`",
+        )
+    if live and (len(str(secret)) < _MIN_LIVE_SECRET_LENGTH or str(secret).lower() in _WEAK_SECRETS):
+        raise ConfigurationError(
+            "SECRET_KEY",
+            f"live mode needs a random secret of at least {_MIN_LIVE_SECRET_LENGTH} characters",
+        )
+
+    business_id = config["CUSTOMER_PORTAL_BUSINESS_ID"]
+    if not isinstance(business_id, str) or not _BUSINESS_ID_RE.match(business_id):
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_BUSINESS_ID",
+            "set it to your business id (letters, digits, _ and -), e.g. \"biz_demo\"; "
+            "it names your business in the static login link",
+        )
+
+    base_url = config["CUSTOMER_PORTAL_BASE_URL"]
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_BASE_URL",
+            "set it to the absolute URL your app is served at, e.g. \"https://shop.example.com\"; "
+            "it is the only source of links in emails (never the request's Host header)",
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError("CUSTOMER_PORTAL_BASE_URL", "must not have a query or fragment")
+    if live and parts.scheme != "https":
+        raise ConfigurationError("CUSTOMER_PORTAL_BASE_URL", "live mode needs an https:// URL")
+    base_url = base_url.rstrip("/")
+
+    prefix = config["CUSTOMER_PORTAL_URL_PREFIX"]
+    if not isinstance(prefix, str) or (prefix and (not prefix.startswith("/") or prefix.endswith("/"))):
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_URL_PREFIX", 'must start with "/" and not end with one, e.g. "/portal"'
+        )
+
+    allowed = config["CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS"]
+    if allowed is None:
+        allowed_hosts = frozenset({parts.netloc.lower()})
+    elif isinstance(allowed, str) or not all(isinstance(h, str) for h in allowed):
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS",
+            'must be a list of host names such as ["shop.example.com"]',
+        )
+    else:
+        allowed_hosts = frozenset(h.lower() for h in allowed)
+
+    languages = tuple(config["CUSTOMER_PORTAL_LANGUAGES"])
+    default_locale = config["CUSTOMER_PORTAL_DEFAULT_LOCALE"]
+    if default_locale not in languages:
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_DEFAULT_LOCALE", f"must be one of CUSTOMER_PORTAL_LANGUAGES {languages!r}"
+        )
+
+    default_tz = config["CUSTOMER_PORTAL_DEFAULT_TIMEZONE"]
+    try:
+        ZoneInfo(default_tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_DEFAULT_TIMEZONE", f'must be an IANA time zone such as "UTC", got {default_tz!r}'
+        ) from exc
+
+    trusted = config["CUSTOMER_PORTAL_TRUSTED_PROXIES"]
+    if isinstance(trusted, bool) or not isinstance(trusted, int) or trusted < 0:
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_TRUSTED_PROXIES", "must be the number of reverse proxies in front of the app (0 or more)"
+        )
+
+    region = config["CUSTOMER_PORTAL_PHONE_DEFAULT_REGION"]
+    if region is not None and not (isinstance(region, str) and re.fullmatch(r"[A-Z]{2}", region)):
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_PHONE_DEFAULT_REGION", 'must be a two-letter country code such as "ID", or None'
+        )
+
+    return PortalConfig(
+        mode=mode,
+        business_id=business_id,
+        base_url=base_url,
+        url_prefix=prefix,
+        merchant_name=config["CUSTOMER_PORTAL_MERCHANT_NAME"] or business_id,
+        merchant_address=config["CUSTOMER_PORTAL_MERCHANT_ADDRESS"] or "",
+        support_email=config["CUSTOMER_PORTAL_SUPPORT_EMAIL"],
+        session_link_max_age=_positive_int(config, "CUSTOMER_PORTAL_SESSION_LINK_MAX_AGE"),
+        login_link_max_age=_positive_int(config, "CUSTOMER_PORTAL_LOGIN_LINK_MAX_AGE"),
+        email_change_max_age=_positive_int(config, "CUSTOMER_PORTAL_EMAIL_CHANGE_MAX_AGE"),
+        session_idle_timeout=_positive_int(config, "CUSTOMER_PORTAL_SESSION_IDLE_TIMEOUT"),
+        session_max_age=_positive_int(config, "CUSTOMER_PORTAL_SESSION_MAX_AGE"),
+        return_url_allowed_hosts=allowed_hosts,
+        login_rate_limit_per_address=_rate_limit(config, "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS"),
+        login_rate_limit_per_client=_rate_limit(config, "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_CLIENT"),
+        rate_limit_storage_uri=str(config["CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI"]),
+        trusted_proxies=trusted,
+        languages=languages,
+        default_locale=default_locale,
+        default_timezone=default_tz,
+        cancel_at_period_end=bool(config["CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END"]),
+        invoices_per_page=_positive_int(config, "CUSTOMER_PORTAL_INVOICES_PER_PAGE"),
+        phone_default_region=region,
+    )

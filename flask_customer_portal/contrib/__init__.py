@@ -1,0 +1,1 @@
+"""Integrations that need optional dependencies, such as the SQLAlchemy store."""

@@ -1,0 +1,233 @@
+"""The :class:`CustomerPortal` extension."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from threading import Lock
+from flask import Flask, current_app
+from flask_babel import Babel
+
+from .auth import PortalSession, create_session_link
+from .config import DEFAULTS, PortalConfig, load_config
+from .errors import ConfigurationError
+from .mail import LogMailer, Mailer, mailer_from_config
+from .payments import PaymentProvider, TestPaymentProvider
+from .ratelimit import LoginRateLimits
+from .storage import PortalStorage
+from .tokens import LinkSigner
+
+__all__ = ["CustomerPortal", "PortalState", "get_state"]
+
+logger = logging.getLogger("flask_customer_portal")
+
+EXTENSION_KEY = "customer_portal"
+
+
+@dataclass
+class PortalState:
+    """Everything the portal keeps for one app, in
+    ``app.extensions["customer_portal"]``."""
+
+    portal: CustomerPortal
+    config: PortalConfig
+    storage: PortalStorage
+    payments: PaymentProvider
+    mailer: Mailer
+    signer: LinkSigner
+    rate_limits: LoginRateLimits
+    _executor: ThreadPoolExecutor | None = None
+    _pending: set[Future[None]] = field(default_factory=set)
+    _lock: Lock = field(default_factory=Lock)
+
+    def run_in_background(self, app: Flask, func: Callable[[], None]) -> None:
+        """Run ``func`` inside an app context on the portal's worker thread,
+        so that slow work (SMTP) does not show in response times."""
+
+        def job() -> None:
+            with app.app_context():
+                try:
+                    func()
+                except Exception:
+                    logger.exception("Customer portal background task failed")
+
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="customer-portal")
+            future = self._executor.submit(job)
+            self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    def wait_for_background_tasks(self, timeout: float = 10.0) -> None:
+        """Block until queued background work is done (tests, shutdown)."""
+        with self._lock:
+            pending = set(self._pending)
+        wait(pending, timeout=timeout)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
+def get_state(app: Flask | None = None) -> PortalState:
+    """The portal's state for ``app`` (default: the current app)."""
+    app = app or current_app
+    try:
+        state = app.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError(
+            "The customer portal is not registered on this app; call CustomerPortal(app) "
+            "or portal.init_app(app) first."
+        ) from None
+    assert isinstance(state, PortalState)
+    return state
+
+
+class CustomerPortal:
+    """A self-hosted customer portal mounted in a Flask app.
+
+    ::
+
+        portal = CustomerPortal(app)                  # or
+        portal = CustomerPortal(storage=..., payments=..., mailer=...)
+        portal.init_app(app)
+
+    :param storage: where customers, billing records and sessions live;
+        defaults to :class:`~flask_customer_portal.contrib.sqla.SQLAlchemyStorage`
+        over the app's Flask-SQLAlchemy instance.
+    :param payments: the payment provider; defaults to the
+        :class:`~flask_customer_portal.TestPaymentProvider` in test mode and is
+        required in live mode.
+    :param mailer: the mail transport; defaults to SMTP from ``MAIL_*`` or,
+        in test mode without ``MAIL_SERVER``, the log.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        storage: PortalStorage | None = None,
+        payments: PaymentProvider | None = None,
+        mailer: Mailer | None = None,
+    ) -> None:
+        self.storage = storage
+        self.payments = payments
+        self.mailer = mailer
+        self.customer_loader_callback: Callable[[], str | None] | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the portal on ``app``: read and check its configuration,
+        mount the ``portal`` blueprint and the ``flask portal`` commands."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "A CustomerPortal is already registered on this app. Create one "
+                "CustomerPortal per app (or call init_app once per app)."
+            )
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        config = load_config(app.config)
+
+        storage = self.storage or self._default_storage(app)
+        payments = self.payments
+        if payments is None:
+            if config.is_live:
+                raise ConfigurationError(
+                    "CUSTOMER_PORTAL_MODE",
+                    "live mode needs a real payment provider: CustomerPortal(app, payments=...)",
+                )
+            payments = TestPaymentProvider()
+        if config.is_live and payments.is_test:
+            raise ConfigurationError(
+                "CUSTOMER_PORTAL_MODE",
+                "live mode cannot use the test payment provider; pass a real provider as "
+                "CustomerPortal(payments=...) or set CUSTOMER_PORTAL_MODE = \"test\"",
+            )
+        mailer = self.mailer or mailer_from_config(app.config)
+        if config.is_live and isinstance(mailer, LogMailer):
+            raise ConfigurationError(
+                "MAIL_SERVER",
+                "live mode must send real email (login links); set MAIL_SERVER or pass mailer=...",
+            )
+        if config.is_live and not app.config.get("SESSION_COOKIE_SECURE"):
+            raise ConfigurationError(
+                "SESSION_COOKIE_SECURE", "live mode needs SESSION_COOKIE_SECURE = True (HTTPS-only cookies)"
+            )
+        if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+            app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+
+        secret_keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or []), app.config["SECRET_KEY"]]
+        state = PortalState(
+            portal=self,
+            config=config,
+            storage=storage,
+            payments=payments,
+            mailer=mailer,
+            signer=LinkSigner(secret_keys, mode=config.mode, business_id=config.business_id),
+            rate_limits=LoginRateLimits(
+                per_address=config.login_rate_limit_per_address,
+                per_client=config.login_rate_limit_per_client,
+                storage_uri=config.rate_limit_storage_uri,
+            ),
+        )
+        app.extensions[EXTENSION_KEY] = state
+
+        if "babel" not in app.extensions:
+            Babel(app, default_locale=config.default_locale)
+
+        from .cli import portal_cli
+        from .views import add_security_headers, blueprint
+
+        app.register_blueprint(blueprint, url_prefix=config.url_prefix or None)
+        app.after_request(add_security_headers)
+        app.cli.add_command(portal_cli)
+
+    @staticmethod
+    def _default_storage(app: Flask) -> PortalStorage:
+        db = app.extensions.get("sqlalchemy")
+        if db is None:
+            raise ConfigurationError(
+                "storage",
+                "pass CustomerPortal(storage=...) or set up Flask-SQLAlchemy on the app "
+                "before the portal to use the default SQLAlchemy store",
+            )
+        from .contrib.sqla import SQLAlchemyStorage
+
+        return SQLAlchemyStorage(db)
+
+    def customer_loader(self, callback: Callable[[], str | None]) -> Callable[[], str | None]:
+        """Register a function that maps the host app's signed-in user to a
+        customer id (or ``None``), so that such users open ``/portal``
+        directly::
+
+            @portal.customer_loader
+            def load_customer():
+                return current_user.customer_id if current_user.is_authenticated else None
+        """
+        self.customer_loader_callback = callback
+        return callback
+
+    def create_session(self, customer_id: str, *, return_url: str | None = None) -> PortalSession:
+        """Make a one-time dynamic link that signs ``customer_id`` in.
+
+        Call inside an app context (a request, a CLI command or
+        ``with app.app_context()``). Raises
+        :class:`~flask_customer_portal.CustomerNotFound` for an unknown id and
+        :class:`ValueError` for a ``return_url`` outside the allowed hosts.
+        """
+        return create_session_link(get_state(), customer_id, return_url)
+
+    def static_login_url(self) -> str:
+        """The never-expiring static link, ``<base URL>/portal/login/<business id>``."""
+        return get_state().config.static_login_url
+
+    def get_state(self, app: Flask | None = None) -> PortalState:
+        return get_state(app)
+
+    def __repr__(self) -> str:
+        return f"<CustomerPortal storage={self.storage!r} payments={self.payments!r}>"

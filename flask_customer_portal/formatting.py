@@ -1,0 +1,101 @@
+"""Dates, times and payment methods as a customer reads them.
+
+Pure functions with no Flask dependency, shared by the HTML pages, the emails
+and the PDF renderer so that all three show the same date for the same
+moment. Datetimes are stored as aware UTC and shown in the customer's time
+zone: a naive datetime is refused rather than guessed at, because guessing
+wrong moves a payment to another day.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale
+from babel.dates import format_date as _babel_format_date
+from babel.dates import format_datetime as _babel_format_datetime
+
+from .storage import PaymentMethod
+
+__all__ = [
+    "format_date",
+    "format_datetime",
+    "format_payment_method",
+    "resolve_timezone",
+    "to_timezone",
+]
+
+#: How card brands are written, keyed by the provider's lower-case id.
+_CARD_BRANDS = {
+    "amex": "American Express",
+    "american_express": "American Express",
+    "diners": "Diners Club",
+    "diners_club": "Diners Club",
+    "discover": "Discover",
+    "jcb": "JCB",
+    "mastercard": "Mastercard",
+    "unionpay": "UnionPay",
+    "visa": "Visa",
+}
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def resolve_timezone(tz: str | None) -> tzinfo:
+    """The time zone named ``tz`` (IANA, e.g. ``"Asia/Jakarta"``); ``None`` is UTC.
+
+    An unknown or malformed name raises :class:`ValueError`: showing a date in
+    the wrong zone without saying so is worse than failing loudly.
+    """
+    if tz is None:
+        return timezone.utc
+    try:
+        return _zone(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone: {tz!r}") from exc
+
+
+def to_timezone(dt: datetime, tz: str | None) -> datetime:
+    """``dt`` (aware) as wall-clock time in ``tz`` (``None`` is UTC)."""
+    if dt.tzinfo is None or dt.tzinfo.utcoffset(dt) is None:
+        raise ValueError(
+            f"naive datetime {dt.isoformat()!r}: pass an aware datetime "
+            "(the portal stores UTC, e.g. datetime.now(timezone.utc))"
+        )
+    return dt.astimezone(resolve_timezone(tz))
+
+
+def format_date(dt: datetime, locale: Locale | str, tz: str | None, *, format: str = "long") -> str:
+    """The calendar date of ``dt`` in ``tz``, written for ``locale``.
+
+    >>> from datetime import datetime, timezone
+    >>> format_date(datetime(2026, 3, 5, 23, 30, tzinfo=timezone.utc), "id", "Asia/Jakarta")
+    '6 Maret 2026'
+
+    ``format`` is a Babel date format name (``short``, ``medium``, ``long``,
+    ``full``) or a CLDR pattern.
+    """
+    return str(_babel_format_date(to_timezone(dt, tz).date(), format=format, locale=locale))
+
+
+def format_datetime(dt: datetime, locale: Locale | str, tz: str | None, *, format: str = "medium") -> str:
+    """Date and time of ``dt`` in ``tz``, written for ``locale``.
+
+    >>> from datetime import datetime, timezone
+    >>> format_datetime(datetime(2026, 3, 5, 23, 30, tzinfo=timezone.utc), "en", "UTC")
+    'Mar 5, 2026, 11:30:00\\u202fPM'
+    """
+    local = to_timezone(dt, tz)
+    return str(_babel_format_datetime(local, format=format, tzinfo=local.tzinfo, locale=locale))
+
+
+def format_payment_method(method: PaymentMethod) -> str:
+    """``Visa •••• 4242``: the brand and last four digits, never more."""
+    brand = method.brand.strip()
+    name = _CARD_BRANDS.get(brand.lower()) or brand.replace("_", " ").title() or "Card"
+    return f"{name} \u2022\u2022\u2022\u2022 {method.last4}"

@@ -1,0 +1,189 @@
+"""Mail: a thin transport protocol and the messages the portal sends.
+
+Building a message (templates, translation) and sending it (SMTP, log, a
+host's own service) are separate, so a merchant swaps the transport without
+touching content, and themes the content without touching transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .extension import PortalState
+    from .storage import Customer
+
+__all__ = [
+    "LogMailer",
+    "MailDeliveryError",
+    "Mailer",
+    "Message",
+    "SMTPMailer",
+    "mailer_from_config",
+    "render_message",
+]
+
+logger = logging.getLogger("flask_customer_portal.mail")
+
+
+class MailDeliveryError(Exception):
+    """The transport could not hand the message over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One email, ready to send: a plain-text and an HTML part."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+    sender: str | None = None
+
+    def to_email_message(self, default_sender: str) -> EmailMessage:
+        message = EmailMessage()
+        message["Subject"] = self.subject
+        message["From"] = self.sender or default_sender
+        message["To"] = self.to
+        message["Message-ID"] = make_msgid(domain=_domain_of(self.sender or default_sender))
+        message.set_content(self.text)
+        message.add_alternative(self.html, subtype="html")
+        return message
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip(">").strip() or "localhost"
+
+
+@runtime_checkable
+class Mailer(Protocol):
+    def send(self, message: Message) -> None:
+        """Deliver ``message`` or raise :class:`MailDeliveryError`."""
+
+
+class SMTPMailer:
+    """Sends over SMTP with the Flask ecosystem's ``MAIL_*`` settings."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int = 25,
+        use_tls: bool = False,
+        use_ssl: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        default_sender: str = "no-reply@localhost",
+        timeout: float = 10.0,
+    ) -> None:
+        if use_tls and use_ssl:
+            raise ValueError("MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL cannot both be set")
+        self.host = host
+        self.port = port
+        self.use_tls = use_tls
+        self.use_ssl = use_ssl
+        self.username = username
+        self._password = password
+        self.default_sender = default_sender
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"SMTPMailer(host={self.host!r}, port={self.port!r}, use_tls={self.use_tls}, use_ssl={self.use_ssl})"
+
+    def send(self, message: Message) -> None:
+        email = message.to_email_message(self.default_sender)
+        try:
+            smtp: smtplib.SMTP
+            if self.use_ssl:
+                smtp = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+                )
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with smtp:
+                if self.use_tls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.username:
+                    smtp.login(self.username, self._password or "")
+                smtp.send_message(email)
+        except (OSError, smtplib.SMTPException) as exc:
+            # The exception text can quote the server's reply, never the body.
+            raise MailDeliveryError(f"SMTP delivery to {self.host}:{self.port} failed: {exc!r}") from None
+
+
+class LogMailer:
+    """Writes messages to the log instead of sending them.
+
+    For development and ``make demo`` only: the portal refuses it in live
+    mode, because the messages carry sign-in links.
+    """
+
+    def __init__(self, *, default_sender: str = "no-reply@localhost") -> None:
+        self.default_sender = default_sender
+
+    def send(self, message: Message) -> None:
+        logger.warning(
+            "Email not sent (MAIL_SERVER is not set); test mode prints it instead.\n"
+            "From: %s\nTo: %s\nSubject: %s\n\n%s",
+            message.sender or self.default_sender,
+            message.to,
+            message.subject,
+            message.text,
+        )
+
+
+def mailer_from_config(config: Mapping[str, Any]) -> Mailer:
+    """SMTP when ``MAIL_SERVER`` is set (and ``MAIL_SUPPRESS_SEND`` is not
+    true), else the log transport."""
+    sender = config.get("MAIL_DEFAULT_SENDER") or "no-reply@localhost"
+    if isinstance(sender, (tuple, list)):
+        sender = formataddr((sender[0], sender[1]))
+    if config.get("MAIL_SERVER") and not config.get("MAIL_SUPPRESS_SEND"):
+        return SMTPMailer(
+            host=config["MAIL_SERVER"],
+            port=int(config.get("MAIL_PORT") or (465 if config.get("MAIL_USE_SSL") else 25)),
+            use_tls=bool(config.get("MAIL_USE_TLS")),
+            use_ssl=bool(config.get("MAIL_USE_SSL")),
+            username=config.get("MAIL_USERNAME"),
+            password=config.get("MAIL_PASSWORD"),
+            default_sender=sender,
+            timeout=float(config.get("MAIL_TIMEOUT", 10.0)),
+        )
+    return LogMailer(default_sender=sender)
+
+
+def render_message(
+    state: PortalState,
+    name: str,
+    *,
+    to: str,
+    customer: Customer,
+    fallback_locale: str | None = None,
+    **context: Any,
+) -> Message:
+    """Render ``customer_portal/email/<name>.{subject.txt,txt,html}`` in the
+    customer's language (else ``fallback_locale``, e.g. the language of
+    the browser that asked for the mail). A host overrides any of the three by placing a file
+    at the same path in its own ``templates/`` folder."""
+    from flask import render_template
+    from flask_babel import force_locale
+
+    from .i18n import select_locale
+    from .templating import template_context
+
+    locale = select_locale(state.config, customer)
+    if fallback_locale and not customer.locale:
+        locale = fallback_locale
+    with force_locale(locale):
+        values = {**template_context(state, customer), "customer": customer, **context}
+        subject = render_template(f"customer_portal/email/{name}.subject.txt", **values)
+        text = render_template(f"customer_portal/email/{name}.txt", **values)
+        html = render_template(f"customer_portal/email/{name}.html", **values)
+    return Message(to=to, subject=" ".join(subject.split()), text=text, html=html)

@@ -1,0 +1,625 @@
+"""Invoice PDFs a customer can file.
+
+The view resolves everything that needs Flask (translated labels, the
+customer's locale and time zone) into an :class:`InvoiceDocument`; an
+:class:`InvoiceRenderer` turns that into bytes. :class:`FPDFInvoiceRenderer`
+is the default and needs the ``pdf`` extra (fpdf2); everything else in this
+module imports without it, so a host app can plug in its own renderer.
+
+Rendering is deterministic: the same document gives byte-identical PDFs (the
+creation date is the invoice's issue time), so a PDF can be cached, hashed or
+compared in tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import format_decimal
+
+from .formatting import format_date, format_payment_method, resolve_timezone
+from .money import Money, format_money
+from .storage import Customer, Invoice, InvoiceStatus
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
+    from fpdf.fonts import TTFFont
+
+__all__ = [
+    "FPDFInvoiceRenderer",
+    "InvoiceDocument",
+    "InvoiceRenderer",
+    "default_labels",
+    "safe_pdf_filename",
+]
+
+
+def N_(message: str) -> str:
+    """Mark ``message`` for ``pybabel extract`` (a default keyword) without translating it."""
+    return message
+
+
+_DEFAULT_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "invoice": N_("Invoice"),
+        "invoice_number": N_("Invoice number"),
+        "date_issued": N_("Date issued"),
+        "date_paid": N_("Date paid"),
+        "status": N_("Status"),
+        "bill_to": N_("Bill to"),
+        "description": N_("Description"),
+        "quantity": N_("Qty"),
+        "unit_price": N_("Unit price"),
+        "amount": N_("Amount"),
+        "subtotal": N_("Subtotal"),
+        "tax": N_("Tax"),
+        "total": N_("Total"),
+        "amount_due": N_("Amount due"),
+        "paid_with": N_("Paid with"),
+        "payment_reference": N_("Payment reference"),
+        # ``%(page)s`` and ``%(pages)s`` are filled in by the renderer.
+        "page_x_of_y": N_("Page %(page)s of %(pages)s"),
+        "status_open": N_("Open"),
+        "status_paid": N_("Paid"),
+        "status_void": N_("Void"),
+        "status_refunded": N_("Refunded"),
+    }
+)
+
+
+def default_labels() -> dict[str, str]:
+    """English labels for every key :class:`InvoiceDocument` needs.
+
+    The keys are the contract; a Flask view translates the values, e.g.
+    ``{key: gettext(text) for key, text in default_labels().items()}`` (the
+    English texts are marked for ``pybabel extract``).
+    """
+    return dict(_DEFAULT_LABELS)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDocument:
+    """Everything an invoice PDF shows, already resolved for one reader.
+
+    Construction validates the document, so a renderer never meets half a
+    document: it raises :class:`ValueError` for an invoice of another
+    customer, a naive issue time, an unknown locale or time zone, or labels
+    missing a key of :func:`default_labels`.
+    """
+
+    invoice: Invoice
+    """With its lines (as :meth:`BillingStore.get_invoice` returns it)."""
+    customer: Customer
+    merchant_name: str
+    merchant_address: str = ""
+    """Several lines separated by newlines."""
+    locale: str = "en"
+    """For amounts, numbers and dates (``"en"``, ``"id"``, ``"pt_BR"``)."""
+    timezone: str | None = None
+    """IANA name the dates are shown in; ``None`` is UTC."""
+    labels: Mapping[str, str] = field(default_factory=default_labels, hash=False)
+    """Translated texts keyed like :func:`default_labels`; copied and frozen."""
+
+    def __post_init__(self) -> None:
+        if self.invoice.customer_id != self.customer.id:
+            raise ValueError(
+                f"invoice {self.invoice.id!r} belongs to customer {self.invoice.customer_id!r}, "
+                f"not {self.customer.id!r}"
+            )
+        if not self.merchant_name.strip():
+            raise ValueError("merchant_name must not be empty")
+        issued_at = self.invoice.issued_at
+        if issued_at.tzinfo is None or issued_at.tzinfo.utcoffset(issued_at) is None:
+            raise ValueError(f"invoice {self.invoice.id!r} has a naive issued_at; store aware UTC")
+        try:
+            Locale.parse(self.locale)
+        except (UnknownLocaleError, ValueError, TypeError) as exc:
+            raise ValueError(f"unknown locale: {self.locale!r}") from exc
+        resolve_timezone(self.timezone)
+        labels = MappingProxyType(dict(self.labels))
+        missing = sorted(_DEFAULT_LABELS.keys() - labels.keys())
+        if missing:
+            raise ValueError(f"labels missing: {', '.join(missing)}")
+        try:
+            labels["page_x_of_y"] % {"page": 1, "pages": 1}
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(
+                "label 'page_x_of_y' must use only the placeholders %(page)s and %(pages)s, "
+                f"got {labels['page_x_of_y']!r}"
+            ) from exc
+        object.__setattr__(self, "labels", labels)
+
+
+@runtime_checkable
+class InvoiceRenderer(Protocol):
+    """Turns an invoice into a file the customer downloads (``application/pdf``)."""
+
+    def render(self, document: InvoiceDocument) -> bytes:
+        """The PDF for ``document``; the same document always gives the same bytes."""
+
+
+# -- file names ---------------------------------------------------------------
+
+_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_FILENAME_SEPARATOR_RUN = re.compile(r"[._-]{2,}")
+_FILENAME_MAX = 100
+
+
+def safe_pdf_filename(invoice_number: str) -> str:
+    """A download name for the invoice, safe in any ``Content-Disposition``.
+
+    ASCII letters, digits, ``.``, ``_`` and ``-`` only (accents are dropped:
+    ``Ré-7`` → ``Re-7``), no path separators, never starting with a dot, at
+    most 100 characters, always ending in ``.pdf``:
+
+    >>> safe_pdf_filename("INV-000123")
+    'invoice-INV-000123.pdf'
+    >>> safe_pdf_filename("../../etc/passwd")
+    'invoice-etc-passwd.pdf'
+    """
+    ascii_only = unicodedata.normalize("NFKD", invoice_number).encode("ascii", "ignore").decode("ascii")
+    stem = _FILENAME_UNSAFE.sub("-", ascii_only)
+    stem = _FILENAME_SEPARATOR_RUN.sub("-", stem).strip("._-")
+    prefix, suffix = "invoice-", ".pdf"
+    stem = stem[: _FILENAME_MAX - len(prefix) - len(suffix)].rstrip("._-")
+    return f"{prefix}{stem}{suffix}" if stem else f"invoice{suffix}"
+
+
+# -- text ---------------------------------------------------------------------
+
+_LINE_BREAKS = re.compile("\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
+# Control, format (bidi overrides, zero-width), surrogate, private-use and
+# unassigned code points: invisible at best, spoofing at worst.
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_SPACES = re.compile(r"[ \t]+")
+
+
+def _clean(text: str, *, multiline: bool = False) -> str:
+    """``text`` as it may appear on an invoice: NFC, no control characters,
+    whitespace tidied, line breaks kept only where ``multiline``."""
+    text = _LINE_BREAKS.sub("\n" if multiline else " ", unicodedata.normalize("NFC", text))
+    text = "".join(
+        ch for ch in text if ch == "\n" or ch == "\t" or unicodedata.category(ch) not in _DROPPED_CATEGORIES
+    )
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+# -- what the PDF says ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    description: str
+    quantity: str
+    unit_price: str
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Content:
+    """Every string the PDF shows, cleaned and formatted, before any drawing."""
+
+    title: str
+    merchant_name: str
+    merchant_address: str
+    bill_to: tuple[str, ...]
+    facts: tuple[tuple[str, str], ...]
+    header: _Row
+    rows: tuple[_Row, ...]
+    totals: tuple[tuple[str, str], ...]
+    emphasised_totals: int
+    """How many of the last ``totals`` are drawn in bold."""
+    payment: tuple[tuple[str, str], ...]
+    footer: str
+    page_label: str
+
+
+def _content(document: InvoiceDocument) -> _Content:
+    invoice, labels, locale = document.invoice, document.labels, document.locale
+
+    def money(amount: int) -> str:
+        return format_money(Money(amount, invoice.currency), locale)
+
+    def date(dt: datetime) -> str:
+        return format_date(dt, locale, document.timezone)
+
+    number = _clean(invoice.number)
+    facts = [(labels["invoice_number"], number), (labels["date_issued"], date(invoice.issued_at))]
+    if invoice.paid_at is not None:
+        facts.append((labels["date_paid"], date(invoice.paid_at)))
+    facts.append((labels["status"], labels[f"status_{invoice.status.value}"]))
+
+    if invoice.lines:
+        rows = tuple(
+            _Row(
+                _clean(line.description, multiline=True),
+                str(format_decimal(line.quantity, locale=locale)),
+                money(line.unit_amount),
+                money(line.amount),
+            )
+            for line in invoice.lines
+        )
+    else:  # an invoice stored without lines still says what it was for
+        rows = (_Row(_clean(invoice.description, multiline=True), "", "", money(invoice.subtotal)),)
+
+    totals = [
+        (labels["subtotal"], money(invoice.subtotal)),
+        (labels["tax"], money(invoice.tax)),
+        (labels["total"], money(invoice.total)),
+    ]
+    if invoice.status is InvoiceStatus.OPEN:
+        totals.append((labels["amount_due"], money(invoice.total)))
+
+    payment: list[tuple[str, str]] = []
+    if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.REFUNDED):
+        if invoice.payment_method is not None:
+            payment.append((labels["paid_with"], _clean(format_payment_method(invoice.payment_method))))
+        if invoice.payment_reference:
+            payment.append((labels["payment_reference"], _clean(invoice.payment_reference)))
+
+    title = _clean(labels["invoice"])
+    return _Content(
+        title=title,
+        merchant_name=_clean(document.merchant_name),
+        merchant_address=_clean(document.merchant_address, multiline=True),
+        bill_to=tuple(text for text in (_clean(document.customer.name), _clean(document.customer.email)) if text),
+        facts=tuple((_clean(label), _clean(value)) for label, value in facts),
+        header=_Row(
+            _clean(labels["description"]),
+            _clean(labels["quantity"]),
+            _clean(labels["unit_price"]),
+            _clean(labels["amount"]),
+        ),
+        rows=rows,
+        totals=tuple((_clean(label), value) for label, value in totals),
+        emphasised_totals=len(totals) - 2,
+        payment=tuple((_clean(label), value) for label, value in payment),
+        footer=f"{_clean(document.merchant_name)} \u00b7 {title} {number}",
+        page_label=_clean(labels["page_x_of_y"]),
+    )
+
+
+# -- fonts --------------------------------------------------------------------
+
+_FONT_FAMILY = "DejaVuSans"
+_FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+
+#: Code points most invoices are written in (Latin scripts, punctuation,
+#: currency signs). Fonts are trimmed to these once per process, which makes
+#: embedding the glyphs a document uses several times faster; a document
+#: using any other glyph embeds from the full font, with the same result.
+_COMMON_RANGES = (
+    (0x0020, 0x007E),
+    (0x00A0, 0x017F),
+    (0x0218, 0x021B),
+    (0x2000, 0x206F),
+    (0x20A0, 0x20CF),
+    (0x2116, 0x2116),
+    (0x2122, 0x2122),
+    (0x2212, 0x2212),
+    (0xFFFD, 0xFFFD),
+)
+
+#: The tables fpdf2 drops when it embeds a font subset: dropping them when
+#: trimming too keeps the two embeddings byte-identical.
+_FPDF_DROPPED_TABLES = (
+    "FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "sbix",
+    "CBDT", "CBLC", "EBDT", "EBLC", "EBSC", "SVG ", "CPAL", "COLR",
+)  # fmt: skip
+
+
+class _FontFace:
+    """One shipped TTF file, parsed once per process and shared read-only.
+
+    fpdf2 parses a font file each time a document adds it and subsets the
+    whole font when the document is saved; for DejaVu Sans that is most of
+    the time spent on an invoice. Each document instead gets a copy of the
+    parsed metrics with its own glyph usage, and, when it is saved, a fresh
+    font program to subset: the trimmed common one when it covers the glyphs
+    the document used, the full one otherwise.
+    """
+
+    def __init__(self, style: str, filename: str) -> None:
+        self.style = style
+        self.fontkey = f"{_FONT_FAMILY.lower()}{style}"
+        self.path = Path(str(resources.files(__package__).joinpath("fonts", filename)))
+        self._lock = threading.Lock()
+        self._template: TTFFont | None = None
+        self._data = b""
+        self._common: tuple[bytes, frozenset[str]] | None = None
+
+    def template(self) -> TTFFont:
+        with self._lock:
+            if self._template is None:
+                from fpdf import FPDF
+                from fpdf.fonts import TTFFont
+
+                self._data = self.path.read_bytes()
+                self._template = TTFFont(FPDF(), self.path, self.fontkey, self.style)
+            return self._template
+
+    def codepoints(self) -> frozenset[int]:
+        return frozenset(self.template().cmap)
+
+    def attach(self, pdf: FPDF) -> TTFFont:
+        """Make this face usable in ``pdf`` as ``add_font`` would, without parsing it again."""
+        from fpdf.fonts import SubsetMap
+
+        template = self.template()
+        font = copy.copy(template)
+        # Everything a document changes while it is written gets its own copy.
+        font.i = len(pdf.fonts) + 1
+        font.cw = copy.copy(template.cw)
+        font.desc = copy.copy(template.desc)
+        font.missing_glyphs = []
+        font.biggest_size_pt = 0
+        font.subset = SubsetMap(font)
+        font.ttfont = None
+        pdf.fonts[self.fontkey] = font
+        return font
+
+    def program_for(self, glyph_names: Iterable[str]) -> Any:
+        """A fresh ``fontTools`` font for fpdf2 to subset to ``glyph_names``."""
+        from fontTools import ttLib
+
+        self.template()
+        common, common_glyphs = self._common_program()
+        data = common if common_glyphs.issuperset(glyph_names) else self._data
+        return ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False, lazy=True)
+
+    def _common_program(self) -> tuple[bytes, frozenset[str]]:
+        with self._lock:
+            if self._common is None:
+                from fontTools import subset, ttLib
+
+                font = ttLib.TTFont(io.BytesIO(self._data), recalcTimestamp=False, lazy=True)
+                options = subset.Options(notdef_outline=True, recommended_glyphs=True, glyph_names=True)
+                options.drop_tables += list(_FPDF_DROPPED_TABLES)
+                subsetter = subset.Subsetter(options)
+                subsetter.populate(unicodes=[cp for low, high in _COMMON_RANGES for cp in range(low, high + 1)])
+                subsetter.subset(font)
+                buffer = io.BytesIO()
+                font.save(buffer)
+                self._common = (buffer.getvalue(), frozenset(font.getGlyphOrder()))
+            return self._common
+
+
+_FACES = {style: _FontFace(style, filename) for style, filename in _FONT_FILES.items()}
+_supported_codepoints: frozenset[int] | None = None
+
+
+def _renderable(text: str) -> str:
+    """``text`` with characters the fonts lack shown as U+FFFD, not dropped."""
+    global _supported_codepoints
+    if _supported_codepoints is None:
+        _supported_codepoints = _FACES[""].codepoints() & _FACES["B"].codepoints()
+    supported = _supported_codepoints
+    return "".join(ch if ch == "\n" or ord(ch) in supported else "\ufffd" for ch in text)
+
+
+# -- drawing ------------------------------------------------------------------
+
+_PAGE_W, _PAGE_H = 210.0, 297.0
+_MARGIN_X, _MARGIN_TOP, _MARGIN_BOTTOM = 18.0, 18.0, 24.0
+_CONTENT_W = _PAGE_W - 2 * _MARGIN_X
+_BOTTOM = _PAGE_H - _MARGIN_BOTTOM
+_FOOTER_Y = _PAGE_H - 15.0
+#: Description, quantity, unit price and amount column widths (mm).
+_COLUMNS = (90.0, 18.0, 33.0, 33.0)
+_ROW_LINE_H = 4.8
+_ROW_PAD = 1.8
+
+_INK = (33, 37, 41)
+_MUTED = (108, 117, 125)
+_RULE = (206, 212, 218)
+
+
+class _Layout:
+    """Draws one :class:`_Content` on an A4 fpdf2 document."""
+
+    def __init__(self, pdf: FPDF, content: _Content) -> None:
+        self.pdf = pdf
+        self.content = content
+
+    def draw(self) -> None:
+        pdf = self.pdf
+        pdf.add_page()
+        y = self._heading(_MARGIN_TOP)
+        y = self._parties(y + 9)
+        y = self._lines(y + 9)
+        y = self._totals(y + 4)
+        self._payment(y + 8)
+        self._footers()
+
+    # one block each, taking the top y and returning the bottom y
+
+    def _heading(self, y: float) -> float:
+        c = self.content
+        left_w = _CONTENT_W * 0.58
+        self._font(12, bold=True)
+        bottom = self._wrap(_MARGIN_X, y, left_w, 6, c.merchant_name)
+        if c.merchant_address:
+            self._font(9, color=_MUTED)
+            bottom = self._wrap(_MARGIN_X, bottom + 1, left_w, 4.4, c.merchant_address)
+        self._font(20, bold=True)
+        title_w = _CONTENT_W - left_w
+        title_bottom = self._wrap(_MARGIN_X + left_w, y - 1, title_w, 9, c.title, align="R")
+        return max(bottom, title_bottom)
+
+    def _parties(self, y: float) -> float:
+        c = self.content
+        left_w = 80.0
+        self._font(8.5, color=_MUTED)
+        left = self._wrap(_MARGIN_X, y, left_w, 4.6, self.content.header_bill_to)
+        for index, text in enumerate(c.bill_to):
+            self._font(10 if index == 0 else 9.5, bold=index == 0)
+            left = self._wrap(_MARGIN_X, left + 0.6, left_w, 5, text)
+
+        label_x, label_w = _MARGIN_X + 94.0, 32.0
+        value_x = label_x + label_w
+        value_w = _MARGIN_X + _CONTENT_W - value_x
+        right = y
+        for label, value in c.facts:
+            self._font(8.5, color=_MUTED)
+            label_bottom = self._wrap(label_x, right + 0.3, label_w, 4.6, label)
+            self._font(9.5)
+            value_bottom = self._wrap(value_x, right, value_w, 5, value, align="R")
+            right = max(label_bottom, value_bottom) + 0.6
+        return max(left, right)
+
+    def _lines(self, y: float) -> float:
+        y = self._table_header(y)
+        for row in self.content.rows:
+            self._font(9.5)
+            wrapped = self._split(_COLUMNS[0], row.description or " ")
+            height = 2 * _ROW_PAD + len(wrapped) * _ROW_LINE_H
+            fresh_page_room = _BOTTOM - self._table_top()
+            if y + height > _BOTTOM and height <= fresh_page_room:
+                y = self._table_header(self._new_page())
+            first = True
+            while wrapped:
+                room = int((_BOTTOM - y - 2 * _ROW_PAD) // _ROW_LINE_H)
+                if room < 1:
+                    y = self._table_header(self._new_page())
+                    continue
+                chunk, wrapped = wrapped[:room], wrapped[room:]
+                y = self._row(y, chunk, row if first else None)
+                first = False
+        return y
+
+    def _totals(self, y: float) -> float:
+        c = self.content
+        height = len(c.totals) * 6.4 + 2
+        if y + height > _BOTTOM:
+            y = self._new_page()
+        label_w, value_w = 48.0, _COLUMNS[2] + _COLUMNS[3] - 6
+        value_x = _MARGIN_X + _CONTENT_W - value_w
+        label_x = value_x - label_w
+        first_bold = len(c.totals) - c.emphasised_totals
+        for index, (label, value) in enumerate(c.totals):
+            bold = index >= first_bold
+            if index == first_bold:
+                self._rule(label_x, y + 0.6, _MARGIN_X + _CONTENT_W)
+                y += 1.4
+            self._font(10.5 if bold else 9.5, bold=bold)
+            self._text(label_x, y, label_w, 6, label, align="R")
+            self._text(value_x, y, value_w, 6, value, align="R")
+            y += 6.2
+        return y
+
+    def _payment(self, y: float) -> float:
+        payment = self.content.payment
+        if not payment:
+            return y
+        if y + len(payment) * 5.4 > _BOTTOM:
+            y = self._new_page()
+        label_w = 42.0
+        for label, value in payment:
+            self._font(8.5, color=_MUTED)
+            label_bottom = self._wrap(_MARGIN_X, y + 0.3, label_w, 4.6, label)
+            self._font(9.5)
+            value_bottom = self._wrap(_MARGIN_X + label_w, y, _CONTENT_W - label_w, 5, value)
+            y = max(label_bottom, value_bottom) + 0.6
+        return y
+
+    def _footers(self) -> None:
+        """Footers go on last, when the number of pages is known."""
+        pdf = self.pdf
+        pages = pdf.page
+        pdf.set_auto_page_break(False)
+        for page in range(1, pages + 1):
+            pdf.page = page
+            self._rule(_MARGIN_X, _FOOTER_Y - 2, _MARGIN_X + _CONTENT_W)
+            self._font(8, color=_MUTED)
+            page_text = self.content.page_label % {"page": page, "pages": pages}
+            page_w = min(pdf.get_string_width(page_text) + 4, _CONTENT_W / 2)
+            self._text(_MARGIN_X, _FOOTER_Y, _CONTENT_W - page_w, 5, self.content.footer, truncate=True)
+            self._text(_MARGIN_X + _CONTENT_W - page_w, _FOOTER_Y, page_w, 5, page_text, align="R")
+        pdf.page = pages
+
+    # table pieces
+
+    def _table_top(self) -> float:
+        return _MARGIN_TOP + 2 * _ROW_PAD + 4.6 * 2
+
+    def _table_header(self, y: float) -> float:
+        header = self.content.header
+        self._font(8.5, bold=True, color=_MUTED)
+        height = max(len(self._split(width, text)) for width, text in zip(_COLUMNS, self._cells(header)))
+        x = _MARGIN_X
+        for index, (width, text) in enumerate(zip(_COLUMNS, self._cells(header))):
+            self._wrap(x, y + _ROW_PAD, width, 4.6, text, align="L" if index == 0 else "R")
+            x += width
+        y += 2 * _ROW_PAD + height * 4.6
+        self._rule(_MARGIN_X, y, _MARGIN_X + _CONTENT_W, width=0.35)
+        return y
+
+    def _row(self, y: float, description: Sequence[str], row: _Row | None) -> float:
+        self._font(9.5)
+        top = y + _ROW_PAD
+        for index, text in enumerate(description):
+            self._text(_MARGIN_X, top + index * _ROW_LINE_H, _COLUMNS[0], _ROW_LINE_H, text)
+        if row is not None:
+            x = _MARGIN_X + _COLUMNS[0]
+            for width, text in zip(_COLUMNS[1:], (row.quantity, row.unit_price, row.amount)):
+                self._text(x, top, width, _ROW_LINE_H, text, align="R")
+                x += width
+        y = top + len(description) * _ROW_LINE_H + _ROW_PAD
+        self._rule(_MARGIN_X, y, _MARGIN_X + _CONTENT_W)
+        return y
+
+    @staticmethod
+    def _cells(row: _Row) -> tuple[str, str, str, str]:
+        return (row.description, row.quantity, row.unit_price, row.amount)
+
+    # primitives
+
+    def _new_page(self) -> float:
+        self.pdf.add_page()
+        return _MARGIN_TOP
+
+    def _font(self, size: float, *, bold: bool = False, color: tuple[int, int, int] = _INK) -> None:
+        self.pdf.set_font(_FONT_FAMILY, "B" if bold else "", size)
+        self.pdf.set_text_color(*color)
+
+    def _split(self, width: float, text: str) -> list[str]:
+        from fpdf.enums import MethodReturnValue
+
+        lines: list[str] = self.pdf.multi_cell(
+            width, _ROW_LINE_H, _renderable(text), dry_run=True, output=MethodReturnValue.LINES
+        )
+        return lines or [""]
+
+    def _wrap(self, x: float, y: float, width: float, line_h: float, text: str, *, align: str = "L") -> float:
+        lines = [line for paragraph in text.split("\n") for line in self._split(width, paragraph)]
+        for index, line in enumerate(lines):
+            self._text(x, y + index * line_h, width, line_h, line, align=align)
+        return y + len(lines) * line_h
+
+    def _text(
+        self, x: float, y: float, width: float, height: float, text: str, *, align: str = "L", truncate: bool = False
+    ) -> None:
+        text = _renderable(text)
+        if truncate:
+            while text and self.pdf.get_string_width(text) > width - 2 * self.pdf.c_margin:
+                text = text[:-2] + "\u2026"
+        self.pdf.set_xy(x, y)
+        self.pdf.cell(width, height, text, align=align)
+
+    def _rule(self, x1: float, y: float, x2: float, *, width: float = 0.2) -> None:
+        self.pdf.set_draw_color(*_RULE)
+        self.pdf.set_line_width(width)
+        self.pdf.line(x1, y, x2, y)

@@ -1,0 +1,227 @@
+"""Shared fixtures.
+
+Databases: ``db_url`` runs a test on SQLite and on PostgreSQL. PostgreSQL
+comes from ``CUSTOMER_PORTAL_TEST_POSTGRES_URL`` or, without it, from a
+throwaway cluster (``tests/pg.py``) started once per session. Without
+PostgreSQL binaries those tests skip, except under CI (``CI=true``), where a
+missing database is a failure, not a skip. ``-m "not postgresql"`` leaves
+them out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+import pytest
+from flask import Flask, current_app
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+
+POSTGRES_URL_ENV = "CUSTOMER_PORTAL_TEST_POSTGRES_URL"
+
+
+def _load_pg_helper() -> ModuleType:
+    # By path, so it works whatever pytest's import mode and sys.path are.
+    name = "customer_portal_tests_pg"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("pg.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+pg = _load_pg_helper()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgresql: needs a PostgreSQL server")
+
+
+def _running_in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+# -- databases -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of an empty PostgreSQL database for this test session."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        yield url
+        return
+    try:
+        cluster = pg.start_cluster()
+    except pg.PostgresUnavailable as exc:
+        reason = (
+            f"PostgreSQL is not available ({exc}); install the PostgreSQL server "
+            f"or set {POSTGRES_URL_ENV}=postgresql+psycopg://user@host:port/db"
+        )
+        if _running_in_ci():
+            pytest.fail(f"CI must run the PostgreSQL tests: {reason}", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL; tests using it run once per backend.
+
+    Use ``@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)``
+    for a test that only makes sense on one backend.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'portal.sqlite3'}"
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    raise ValueError(f"unknown database {request.param!r}")
+
+
+def make_sqla_app(url: str) -> Flask:
+    """A bare Flask app with Flask-SQLAlchemy on ``url`` (no portal)."""
+    app = Flask("customer_portal_store_tests")
+    app.config.update(TESTING=True, SQLALCHEMY_DATABASE_URI=url)
+    SQLAlchemy(app)
+    return app
+
+
+def _enable_sqlite_foreign_keys(engine: Engine) -> None:
+    # SQLite ignores foreign keys unless asked, per connection. The tests
+    # want the same ownership constraints PostgreSQL enforces.
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+
+
+@contextmanager
+def portal_tables(app: Flask) -> Iterator[Flask]:
+    """Inside ``app``'s context with fresh ``portal_*`` tables; cleans up after.
+
+    Drops and creates the tables first too, so a run that crashed earlier
+    against a shared PostgreSQL database cannot leak rows into this one.
+    """
+    with app.app_context():
+        db: SQLAlchemy = app.extensions["sqlalchemy"]
+        if db.engine.dialect.name == "sqlite":
+            _enable_sqlite_foreign_keys(db.engine)
+        storage = SQLAlchemyStorage(db)
+        storage.drop_all()
+        storage.create_all()
+        try:
+            yield app
+        finally:
+            db.session.remove()
+            storage.drop_all()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@pytest.fixture
+def store_app(db_url: str) -> Iterator[Flask]:
+    """A Flask-SQLAlchemy app on each backend, inside its app context, with
+    empty portal tables."""
+    with portal_tables(make_sqla_app(db_url)) as app:
+        yield app
+
+
+@pytest.fixture
+def store(store_app: Flask) -> SQLAlchemyStorage:
+    """The SQLAlchemy store of ``store_app`` (each backend)."""
+    return SQLAlchemyStorage(store_app.extensions["sqlalchemy"])
+
+
+@pytest.fixture
+def sqlite_app(tmp_path: Path) -> Iterator[Flask]:
+    """Like ``store_app`` but SQLite only, for tests where the backend does
+    not matter."""
+    with portal_tables(make_sqla_app(f"sqlite:///{tmp_path / 'portal.sqlite3'}")) as app:
+        yield app
+
+
+@pytest.fixture
+def sqlite_store(sqlite_app: Flask) -> SQLAlchemyStorage:
+    return SQLAlchemyStorage(sqlite_app.extensions["sqlalchemy"])
+
+
+# -- query counting ----------------------------------------------------------------
+
+
+class QueryCounter:
+    """Counts the SQL statements an engine executes inside a ``with`` block.
+
+    ::
+
+        with count_queries() as queries:
+            store.list_invoices("cus_1", page=1, per_page=10)
+        assert queries.count == 2, queries.statements
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def _before_cursor_execute(
+        self,
+        conn: Any,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        self.statements.append(statement)
+
+    def __enter__(self) -> QueryCounter:
+        event.listen(self.engine, "before_cursor_execute", self._before_cursor_execute)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._before_cursor_execute)
+
+
+@pytest.fixture
+def count_queries() -> Callable[..., QueryCounter]:
+    """Factory of :class:`QueryCounter`; by default on the current app's
+    ``db.engine`` (call it inside an app context)."""
+
+    def make(engine: Engine | None = None) -> QueryCounter:
+        if engine is None:
+            engine = current_app.extensions["sqlalchemy"].engine
+        return QueryCounter(engine)
+
+    return make

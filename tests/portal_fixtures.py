@@ -1,0 +1,108 @@
+"""Fixtures for tests of the portal's pages: an app with the demo data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_sqlalchemy import SQLAlchemy
+
+from example_app.demo import load_demo_data
+from flask_customer_portal import CustomerPortal
+from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.extension import PortalState, get_state
+from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
+
+BASE_URL = "http://shop.test"
+SECRET = "test-secret-key-0123456789abcdef0123456789"
+
+
+def make_portal_app(
+    db_url: str,
+    *,
+    mailer: Any = None,
+    payments: Any = None,
+    demo_data: bool = True,
+    **config: Any,
+) -> Flask:
+    app = Flask("portal_test_app")
+    app.config.update(
+        TESTING=True,
+        SECRET_KEY=SECRET,
+        SQLALCHEMY_DATABASE_URI=db_url,
+        CUSTOMER_PORTAL_BUSINESS_ID="biz_demo",
+        CUSTOMER_PORTAL_BASE_URL=BASE_URL,
+        CUSTOMER_PORTAL_MERCHANT_NAME="Acme Software",
+        CUSTOMER_PORTAL_PHONE_DEFAULT_REGION="ID",
+    )
+    app.config.update(config)
+    db = SQLAlchemy()
+    db.init_app(app)
+    CustomerPortal(app, mailer=mailer, payments=payments)
+    with app.app_context():
+        store = get_state(app).storage
+        assert isinstance(store, SQLAlchemyStorage)
+        store.create_all()
+        if demo_data:
+            load_demo_data(store)
+    return app
+
+
+@pytest.fixture
+def mailer() -> MemoryMailer:
+    return MemoryMailer()
+
+
+@pytest.fixture
+def payments() -> TestPaymentProvider:
+    return TestPaymentProvider()
+
+
+@pytest.fixture
+def app(tmp_path: Path, mailer: MemoryMailer, payments: TestPaymentProvider) -> Iterator[Flask]:
+    app = make_portal_app(f"sqlite:///{tmp_path / 'portal.db'}", mailer=mailer, payments=payments)
+    yield app
+    state = get_state(app)
+    state.shutdown()
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+
+
+@pytest.fixture
+def state(app: Flask) -> PortalState:
+    return get_state(app)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def path_of(link: str) -> str:
+    parts = urlsplit(link)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def open_link(client: FlaskClient, link: str, **kwargs: Any) -> Any:
+    """GET a link, then press its "Open my portal" button."""
+    page = client.get(path_of(link))
+    assert page.status_code == 200, page.status_code
+    return client.post(path_of(link), data={"csrf_token": csrf_token_from(page.text)}, **kwargs)
+
+
+def sign_in(app: Flask, client: FlaskClient, customer_id: str = "cus_demo_ava") -> None:
+    with app.app_context():
+        link = get_state(app).portal.create_session(customer_id).link
+    response = open_link(client, link)
+    assert response.status_code == 303, response.status_code
+
+
+@pytest.fixture
+def ava_client(app: Flask, client: FlaskClient) -> FlaskClient:
+    sign_in(app, client, "cus_demo_ava")
+    return client
