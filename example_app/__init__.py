@@ -79,5 +79,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 def storage() -> SQLAlchemyStorage:
     """The portal's store in the current app (the shop's billing tables)."""
     store = portal.get_state().storage
-    assert isinstance(store, SQLAlchemyStorage)
+    if not isinstance(store, SQLAlchemyStorage):
+        raise TypeError("the demo shop keeps its billing records in the SQLAlchemy store")
     return store

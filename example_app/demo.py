@@ -81,7 +81,7 @@ def _invoice(
         description=f"{plan.product} — {plan.plan}",
         lines=(
             InvoiceLine(
-                description=f"{plan.product} {plan.plan}, {period_start:%Y-%m-%d} – {period_end:%Y-%m-%d}",
+                description=f"{plan.product} {plan.plan}, {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}",
                 quantity=1,
                 unit_amount=subtotal,
                 amount=subtotal,

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from .extension import PortalState
 
 __all__ = [
-    "PortalSession",
     "SESSION_KEY",
+    "PortalSession",
     "current_customer",
     "get_current_customer",
 ]
@@ -130,7 +130,9 @@ def create_session_link(state: PortalState, customer_id: str, return_url: str | 
     link = f"{state.config.portal_url}/session/{token}"
     portal_session = PortalSession(link=link, expires_at=expires_at, customer_id=customer.id)
     state.storage.record_event(
-        AuditEvent(customer_id=customer.id, action="session_link.created", occurred_at=utcnow(), actor="merchant")
+        AuditEvent(
+            customer_id=customer.id, action="session_link.created", occurred_at=utcnow(), actor="merchant"
+        )
     )
     signals.session_created.send(current_app._get_current_object(), customer=customer, session=portal_session)  # type: ignore[attr-defined]
     return portal_session
@@ -203,7 +205,9 @@ def sign_in(state: PortalState, customer: Customer, *, method: str) -> None:
     session[SESSION_KEY] = session_id
     g._customer_portal_customer = customer
     state.storage.record_event(
-        AuditEvent(customer_id=customer.id, action="session.signed_in", occurred_at=now, details={"method": method})
+        AuditEvent(
+            customer_id=customer.id, action="session.signed_in", occurred_at=now, details={"method": method}
+        )
     )
     signals.signed_in.send(current_app._get_current_object(), customer=customer, method=method)  # type: ignore[attr-defined]
 
@@ -217,7 +221,9 @@ def sign_out(state: PortalState) -> Customer | None:
         state.storage.revoke_portal_session(_hash_session_id(session_id), now)
     g._customer_portal_customer = None
     if customer is not None:
-        state.storage.record_event(AuditEvent(customer_id=customer.id, action="session.signed_out", occurred_at=now))
+        state.storage.record_event(
+            AuditEvent(customer_id=customer.id, action="session.signed_out", occurred_at=now)
+        )
         signals.signed_out.send(current_app._get_current_object(), customer=customer)  # type: ignore[attr-defined]
     return customer
 

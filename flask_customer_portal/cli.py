@@ -21,7 +21,7 @@ def portal_cli() -> None:
 
 @portal_cli.command("create-session")
 @click.argument("customer_id")
-@click.option("--return-url", default=None, help="Where the portal's \"Back to shop\" link goes.")
+@click.option("--return-url", default=None, help='Where the portal\'s "Back to shop" link goes.')
 @click.option("--email", "send_email", is_flag=True, help="Also email the link to the customer.")
 @with_appcontext
 def create_session_command(customer_id: str, return_url: str | None, send_email: bool) -> None:
@@ -37,7 +37,8 @@ def create_session_command(customer_id: str, return_url: str | None, send_email:
     click.echo(f"Expires at {portal_session.expires_at.isoformat()} (one use).", err=True)
     if send_email:
         customer = state.storage.get_customer(customer_id)
-        assert customer is not None
+        if customer is None:  # deleted in the meantime
+            raise click.ClickException(f"No customer with id {customer_id!r}.")
         message = render_message(
             state,
             "session_link",

@@ -135,7 +135,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
     if not isinstance(business_id, str) or not _BUSINESS_ID_RE.match(business_id):
         raise ConfigurationError(
             "CUSTOMER_PORTAL_BUSINESS_ID",
-            "set it to your business id (letters, digits, _ and -), e.g. \"biz_demo\"; "
+            'set it to your business id (letters, digits, _ and -), e.g. "biz_demo"; '
             "it names your business in the static login link",
         )
 
@@ -144,7 +144,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             "CUSTOMER_PORTAL_BASE_URL",
-            "set it to the absolute URL your app is served at, e.g. \"https://shop.example.com\"; "
+            'set it to the absolute URL your app is served at, e.g. "https://shop.example.com"; '
             "it is the only source of links in emails (never the request's Host header)",
         )
     if parts.query or parts.fragment:
@@ -188,7 +188,8 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
     trusted = config["CUSTOMER_PORTAL_TRUSTED_PROXIES"]
     if isinstance(trusted, bool) or not isinstance(trusted, int) or trusted < 0:
         raise ConfigurationError(
-            "CUSTOMER_PORTAL_TRUSTED_PROXIES", "must be the number of reverse proxies in front of the app (0 or more)"
+            "CUSTOMER_PORTAL_TRUSTED_PROXIES",
+            "must be the number of reverse proxies in front of the app (0 or more)",
         )
 
     region = config["CUSTOMER_PORTAL_PHONE_DEFAULT_REGION"]

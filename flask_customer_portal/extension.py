@@ -7,6 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from threading import Lock
+
 from flask import Flask, current_app
 from flask_babel import Babel
 
@@ -83,7 +84,8 @@ def get_state(app: Flask | None = None) -> PortalState:
             "The customer portal is not registered on this app; call CustomerPortal(app) "
             "or portal.init_app(app) first."
         ) from None
-    assert isinstance(state, PortalState)
+    if not isinstance(state, PortalState):
+        raise TypeError('app.extensions["customer_portal"] is not the portal\'s state')
     return state
 
 
@@ -146,7 +148,7 @@ class CustomerPortal:
             raise ConfigurationError(
                 "CUSTOMER_PORTAL_MODE",
                 "live mode cannot use the test payment provider; pass a real provider as "
-                "CustomerPortal(payments=...) or set CUSTOMER_PORTAL_MODE = \"test\"",
+                'CustomerPortal(payments=...) or set CUSTOMER_PORTAL_MODE = "test"',
             )
         mailer = self.mailer or mailer_from_config(app.config)
         if config.is_live and isinstance(mailer, LogMailer):

@@ -53,7 +53,12 @@ class LoginForm(PortalForm):
             Length(max=254, message=_l("That email address is too long.")),
             EmailAddress(),
         ],
-        render_kw={"autocomplete": "email", "inputmode": "email", "autocapitalize": "off", "spellcheck": "false"},
+        render_kw={
+            "autocomplete": "email",
+            "inputmode": "email",
+            "autocapitalize": "off",
+            "spellcheck": "false",
+        },
     )
 
 

@@ -95,7 +95,10 @@ class SMTPMailer:
         self.timeout = timeout
 
     def __repr__(self) -> str:
-        return f"SMTPMailer(host={self.host!r}, port={self.port!r}, use_tls={self.use_tls}, use_ssl={self.use_ssl})"
+        return (
+            f"SMTPMailer(host={self.host!r}, port={self.port!r}, "
+            f"use_tls={self.use_tls}, use_ssl={self.use_ssl})"
+        )
 
     def send(self, message: Message) -> None:
         email = message.to_email_message(self.default_sender)

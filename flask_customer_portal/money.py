@@ -80,7 +80,5 @@ def format_money(money: Money, locale: Locale | str) -> str:
     pattern = loc.currency_formats["standard"].pattern.split(";")[0]
     whole = re.sub(r"\.[0#]+", "", pattern)
     return str(
-        format_currency(
-            money.decimal, money.currency, locale=loc, format=whole, currency_digits=False
-        )
+        format_currency(money.decimal, money.currency, locale=loc, format=whole, currency_digits=False)
     )

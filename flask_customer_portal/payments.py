@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 from .money import Money
 
 __all__ = [
+    "TEST_CARDS",
     "AttachResult",
     "CardDetails",
     "ChargeDeclined",
@@ -36,7 +37,6 @@ __all__ = [
     "MethodAttached",
     "MethodDeclined",
     "PaymentProvider",
-    "TEST_CARDS",
     "TestPaymentProvider",
     "luhn_valid",
 ]

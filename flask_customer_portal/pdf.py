@@ -14,17 +14,17 @@ compared in tests.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast, runtime_checkable
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 
-def N_(message: str) -> str:
+def N_(message: str) -> str:  # noqa: N802 - pybabel's default keyword is N_
     """Mark ``message`` for ``pybabel extract`` (a default keyword) without translating it."""
     return message
 
@@ -215,6 +215,7 @@ class _Content:
     title: str
     merchant_name: str
     merchant_address: str
+    bill_to_label: str
     bill_to: tuple[str, ...]
     facts: tuple[tuple[str, str], ...]
     header: _Row
@@ -275,7 +276,10 @@ def _content(document: InvoiceDocument) -> _Content:
         title=title,
         merchant_name=_clean(document.merchant_name),
         merchant_address=_clean(document.merchant_address, multiline=True),
-        bill_to=tuple(text for text in (_clean(document.customer.name), _clean(document.customer.email)) if text),
+        bill_to_label=_clean(labels["bill_to"]),
+        bill_to=tuple(
+            text for text in (_clean(document.customer.name), _clean(document.customer.email)) if text
+        ),
         facts=tuple((_clean(label), _clean(value)) for label, value in facts),
         header=_Row(
             _clean(labels["description"]),
@@ -335,7 +339,7 @@ class _FontFace:
     def __init__(self, style: str, filename: str) -> None:
         self.style = style
         self.fontkey = f"{_FONT_FAMILY.lower()}{style}"
-        self.path = Path(str(resources.files(__package__).joinpath("fonts", filename)))
+        self.path = Path(__file__).with_name("fonts") / filename
         self._lock = threading.Lock()
         self._template: TTFFont | None = None
         self._data = b""
@@ -389,7 +393,9 @@ class _FontFace:
                 options = subset.Options(notdef_outline=True, recommended_glyphs=True, glyph_names=True)
                 options.drop_tables += list(_FPDF_DROPPED_TABLES)
                 subsetter = subset.Subsetter(options)
-                subsetter.populate(unicodes=[cp for low, high in _COMMON_RANGES for cp in range(low, high + 1)])
+                subsetter.populate(
+                    unicodes=[cp for low, high in _COMMON_RANGES for cp in range(low, high + 1)]
+                )
                 subsetter.subset(font)
                 buffer = io.BytesIO()
                 font.save(buffer)
@@ -398,15 +404,16 @@ class _FontFace:
 
 
 _FACES = {style: _FontFace(style, filename) for style, filename in _FONT_FILES.items()}
-_supported_codepoints: frozenset[int] | None = None
+
+
+@functools.cache
+def _supported_codepoints() -> frozenset[int]:
+    return _FACES[""].codepoints() & _FACES["B"].codepoints()
 
 
 def _renderable(text: str) -> str:
     """``text`` with characters the fonts lack shown as U+FFFD, not dropped."""
-    global _supported_codepoints
-    if _supported_codepoints is None:
-        _supported_codepoints = _FACES[""].codepoints() & _FACES["B"].codepoints()
-    supported = _supported_codepoints
+    supported = _supported_codepoints()
     return "".join(ch if ch == "\n" or ord(ch) in supported else "\ufffd" for ch in text)
 
 
@@ -463,7 +470,7 @@ class _Layout:
         c = self.content
         left_w = 80.0
         self._font(8.5, color=_MUTED)
-        left = self._wrap(_MARGIN_X, y, left_w, 4.6, self.content.header_bill_to)
+        left = self._wrap(_MARGIN_X, y, left_w, 4.6, c.bill_to_label)
         for index, text in enumerate(c.bill_to):
             self._font(10 if index == 0 else 9.5, bold=index == 0)
             left = self._wrap(_MARGIN_X, left + 0.6, left_w, 5, text)
@@ -482,11 +489,12 @@ class _Layout:
 
     def _lines(self, y: float) -> float:
         y = self._table_header(y)
+        fresh_page_room = _BOTTOM - self._table_header(_MARGIN_TOP, dry_run=True)
         for row in self.content.rows:
             self._font(9.5)
             wrapped = self._split(_COLUMNS[0], row.description or " ")
             height = 2 * _ROW_PAD + len(wrapped) * _ROW_LINE_H
-            fresh_page_room = _BOTTOM - self._table_top()
+            # Keep a row on one page unless it is longer than a page.
             if y + height > _BOTTOM and height <= fresh_page_room:
                 y = self._table_header(self._new_page())
             first = True
@@ -552,19 +560,24 @@ class _Layout:
 
     # table pieces
 
-    def _table_top(self) -> float:
-        return _MARGIN_TOP + 2 * _ROW_PAD + 4.6 * 2
-
-    def _table_header(self, y: float) -> float:
+    def _table_header(self, y: float, *, dry_run: bool = False) -> float:
+        """Column titles, on the first page of the table and each page after."""
         header = self.content.header
         self._font(8.5, bold=True, color=_MUTED)
-        height = max(len(self._split(width, text)) for width, text in zip(_COLUMNS, self._cells(header)))
-        x = _MARGIN_X
-        for index, (width, text) in enumerate(zip(_COLUMNS, self._cells(header))):
-            self._wrap(x, y + _ROW_PAD, width, 4.6, text, align="L" if index == 0 else "R")
-            x += width
-        y += 2 * _ROW_PAD + height * 4.6
-        self._rule(_MARGIN_X, y, _MARGIN_X + _CONTENT_W, width=0.35)
+        cells = list(
+            zip(
+                _COLUMNS, (header.description, header.quantity, header.unit_price, header.amount), strict=True
+            )
+        )
+        height = max(len(self._split(width, text)) for width, text in cells) * 4.6
+        if not dry_run:
+            x = _MARGIN_X
+            for index, (width, text) in enumerate(cells):
+                self._wrap(x, y + _ROW_PAD, width, 4.6, text, align="L" if index == 0 else "R")
+                x += width
+        y += 2 * _ROW_PAD + height
+        if not dry_run:
+            self._rule(_MARGIN_X, y, _MARGIN_X + _CONTENT_W, width=0.35)
         return y
 
     def _row(self, y: float, description: Sequence[str], row: _Row | None) -> float:
@@ -574,16 +587,12 @@ class _Layout:
             self._text(_MARGIN_X, top + index * _ROW_LINE_H, _COLUMNS[0], _ROW_LINE_H, text)
         if row is not None:
             x = _MARGIN_X + _COLUMNS[0]
-            for width, text in zip(_COLUMNS[1:], (row.quantity, row.unit_price, row.amount)):
+            for width, text in zip(_COLUMNS[1:], (row.quantity, row.unit_price, row.amount), strict=True):
                 self._text(x, top, width, _ROW_LINE_H, text, align="R")
                 x += width
         y = top + len(description) * _ROW_LINE_H + _ROW_PAD
         self._rule(_MARGIN_X, y, _MARGIN_X + _CONTENT_W)
         return y
-
-    @staticmethod
-    def _cells(row: _Row) -> tuple[str, str, str, str]:
-        return (row.description, row.quantity, row.unit_price, row.amount)
 
     # primitives
 
@@ -598,10 +607,11 @@ class _Layout:
     def _split(self, width: float, text: str) -> list[str]:
         from fpdf.enums import MethodReturnValue
 
-        lines: list[str] = self.pdf.multi_cell(
-            width, _ROW_LINE_H, _renderable(text), dry_run=True, output=MethodReturnValue.LINES
-        )
-        return lines or [""]
+        text = _renderable(text)
+        if self.pdf.get_string_width(text) <= width - 2 * self.pdf.c_margin:
+            return [text]  # most texts fit: skip fpdf2's (slow) line breaking
+        lines = self.pdf.multi_cell(width, _ROW_LINE_H, text, dry_run=True, output=MethodReturnValue.LINES)
+        return cast("list[str]", lines) or [""]
 
     def _wrap(self, x: float, y: float, width: float, line_h: float, text: str, *, align: str = "L") -> float:
         lines = [line for paragraph in text.split("\n") for line in self._split(width, paragraph)]
@@ -610,12 +620,22 @@ class _Layout:
         return y + len(lines) * line_h
 
     def _text(
-        self, x: float, y: float, width: float, height: float, text: str, *, align: str = "L", truncate: bool = False
+        self,
+        x: float,
+        y: float,
+        width: float,
+        height: float,
+        text: str,
+        *,
+        align: str = "L",
+        truncate: bool = False,
     ) -> None:
         text = _renderable(text)
-        if truncate:
-            while text and self.pdf.get_string_width(text) > width - 2 * self.pdf.c_margin:
-                text = text[:-2] + "\u2026"
+        room = width - 2 * self.pdf.c_margin
+        if truncate and self.pdf.get_string_width(text) > room:
+            while text and self.pdf.get_string_width(text + "\u2026") > room:
+                text = text[:-1]
+            text = text.rstrip() + "\u2026"
         self.pdf.set_xy(x, y)
         self.pdf.cell(width, height, text, align=align)
 
@@ -623,3 +643,55 @@ class _Layout:
         self.pdf.set_draw_color(*_RULE)
         self.pdf.set_line_width(width)
         self.pdf.line(x1, y, x2, y)
+
+
+class FPDFInvoiceRenderer:
+    """The default :class:`InvoiceRenderer`: an A4 invoice drawn with fpdf2.
+
+    DejaVu Sans (shipped in the package) is embedded, subset to the glyphs
+    used, so names and addresses in Latin, Greek and Cyrillic scripts print
+    as written; a character the font lacks prints as U+FFFD rather than
+    vanishing. Right-to-left and complex scripts would need text shaping
+    (uharfbuzz), which this renderer does not use. Safe to share between
+    threads.
+    """
+
+    #: Reuse each font's parsed metrics across documents (see :class:`_FontFace`).
+    #: Off, fonts go through fpdf2's public ``add_font``; the PDF is the same.
+    _share_parsed_fonts: ClassVar[bool] = True
+
+    def render(self, document: InvoiceDocument) -> bytes:
+        try:
+            from fpdf import FPDF
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "FPDFInvoiceRenderer needs fpdf2: pip install 'flask-customer-portal[pdf]'"
+            ) from exc
+
+        content = _content(document)
+        pdf = FPDF(orientation="P", unit="mm", format="A4")
+        # fpdf2 replaces "{nb}" in any text by the page count by default; an
+        # invoice line must print as written.
+        pdf.alias_nb_pages("")
+        pdf.set_margins(_MARGIN_X, _MARGIN_TOP, _MARGIN_X)
+        pdf.set_auto_page_break(True, _MARGIN_BOTTOM)
+        pdf.set_title(f"{content.title} {_clean(document.invoice.number)}")
+        pdf.set_author(content.merchant_name)
+        pdf.set_subject(_clean(document.invoice.description))
+        pdf.set_creator("flask-customer-portal")
+        pdf.set_lang(document.locale.replace("_", "-"))
+        # Also seeds the file identifier: the same invoice gives the same bytes.
+        pdf.set_creation_date(document.invoice.issued_at)
+
+        shared_fonts: list[tuple[_FontFace, TTFFont]] = []
+        for face in _FACES.values():
+            if self._share_parsed_fonts:
+                shared_fonts.append((face, face.attach(pdf)))
+            else:
+                pdf.add_font(_FONT_FAMILY, face.style, face.path)
+
+        _Layout(pdf, content).draw()
+
+        for face, font in shared_fonts:
+            font.ttfont = face.program_for(font.subset.get_all_glyph_names())
+        return bytes(pdf.output())

@@ -308,9 +308,7 @@ class AccessStore(Protocol):
     def create_link(self, record: LinkRecord) -> None:
         """Remember a link that was handed out (by its token hash)."""
 
-    def consume_link(
-        self, token_hash: str, purpose: LinkPurpose, customer_id: str, now: datetime
-    ) -> bool:
+    def consume_link(self, token_hash: str, purpose: LinkPurpose, customer_id: str, now: datetime) -> bool:
         """Mark the link used, atomically. ``True`` only for the one caller
         that used it while it was unused, unexpired, of this purpose and
         customer; every other caller gets ``False``."""

@@ -15,6 +15,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -75,7 +76,8 @@ class LinkSigner:
         self._mode = mode
         self._business_id = business_id
         self._serializers = {
-            purpose: URLSafeTimedSerializer(self._keys, salt=salt) for purpose, salt in _SALTS.items()
+            purpose: URLSafeTimedSerializer(cast("list[str]", self._keys), salt=salt)
+            for purpose, salt in _SALTS.items()
         }
 
     @staticmethod

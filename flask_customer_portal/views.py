@@ -66,8 +66,10 @@ SECURITY_HEADERS = {
 
 
 def _customer() -> Customer:
+    """The signed-in customer, in views behind :func:`customer_required`."""
     customer = get_current_customer()
-    assert customer is not None
+    if customer is None:
+        abort(401)
     return customer
 
 
@@ -136,9 +138,7 @@ def _portal_context() -> dict[str, Any]:
     values["portal_endpoints"] = current_app.view_functions
     values["csrf_token"] = generate_csrf
     values["portal_nav"] = [
-        (endpoint, label)
-        for endpoint, label in _NAV
-        if endpoint in current_app.view_functions
+        (endpoint, label) for endpoint, label in _NAV if endpoint in current_app.view_functions
     ]
     return values
 
@@ -188,7 +188,9 @@ def _send_login_link(state: PortalState, email: str, fallback_locale: str) -> No
     customer = state.storage.find_customer_by_email(email)
     if customer is None:
         return
-    token, expires_at = issue_link(state, LinkPurpose.LOGIN_LINK, customer, max_age=state.config.login_link_max_age)
+    token, expires_at = issue_link(
+        state, LinkPurpose.LOGIN_LINK, customer, max_age=state.config.login_link_max_age
+    )
     link = f"{state.config.portal_url}/login/{state.config.business_id}/{token}"
     message = render_message(
         state,
@@ -238,7 +240,9 @@ def _open_link(purpose: LinkPurpose, token: str, method: str) -> Any:
             return render_template("customer_portal/open_link.html", form=form, customer=checked.customer)
         if not form.validate():
             checked = check_link(state, purpose, token)
-            return render_template("customer_portal/open_link.html", form=form, customer=checked.customer), 400
+            return render_template(
+                "customer_portal/open_link.html", form=form, customer=checked.customer
+            ), 400
         checked = use_link(state, purpose, token)
     except LinkTokenError as error:
         return _link_problem(error.problem)
@@ -286,9 +290,7 @@ def dashboard() -> Any:
     subscriptions = state.storage.list_subscriptions(customer.id)
     needs_attention = [s for s in subscriptions if s.status is SubscriptionStatus.ON_HOLD]
     active = [s for s in subscriptions if s.status is SubscriptionStatus.ACTIVE]
-    renewals = sorted(
-        (s for s in active if not s.cancel_at_period_end), key=lambda s: s.current_period_end
-    )
+    renewals = sorted((s for s in active if not s.cancel_at_period_end), key=lambda s: s.current_period_end)
     latest_invoices = state.storage.list_invoices(customer.id, page=1, per_page=1)
     license_keys = state.storage.list_license_keys(customer.id)
     return render_template(

@@ -106,3 +106,50 @@ def sign_in(app: Flask, client: FlaskClient, customer_id: str = "cus_demo_ava") 
 def ava_client(app: Flask, client: FlaskClient) -> FlaskClient:
     sign_in(app, client, "cus_demo_ava")
     return client
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        from email import message_from_bytes, policy
+
+        self.messages.append(message_from_bytes(envelope.original_content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+
+class SMTPServer:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it gets."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            free_port = int(sock.getsockname()[1])
+        self.handler = _Collector()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=free_port)
+
+    @property
+    def messages(self) -> list[Any]:
+        return self.handler.messages
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    def config(self) -> dict[str, Any]:
+        return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": self.port, "MAIL_DEFAULT_SENDER": "billing@shop.test"}
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPServer]:
+    server = SMTPServer()
+    server.controller.start()
+    try:
+        yield server
+    finally:
+        server.controller.stop()

@@ -42,7 +42,11 @@ def test_create_session_returns_an_absolute_expiring_link(app: Flask) -> None:
     assert session.customer_id == "cus_demo_ava"
     assert session.link.startswith("http://shop.test/portal/session/")
     assert session.expires_at.tzinfo is not None
-    assert timedelta(hours=24) - timedelta(seconds=5) <= session.expires_at - before <= timedelta(hours=24, seconds=5)
+    assert (
+        timedelta(hours=24) - timedelta(seconds=5)
+        <= session.expires_at - before
+        <= timedelta(hours=24, seconds=5)
+    )
 
 
 def test_create_session_for_unknown_customer_raises(app: Flask) -> None:
@@ -104,7 +108,9 @@ def test_tampered_links_show_a_clear_page(app: Flask, client: FlaskClient, mutat
     assert client.post(path_of(f"{prefix}/{bad}"), data={}).status_code in (400, 404)
 
 
-def test_login_link_token_does_not_work_as_session_link(app: Flask, client: FlaskClient, mailer: MemoryMailer) -> None:
+def test_login_link_token_does_not_work_as_session_link(
+    app: Flask, client: FlaskClient, mailer: MemoryMailer
+) -> None:
     state = get_state(app)
     with app.app_context():
         customer = state.storage.get_customer("cus_demo_ava")
@@ -157,7 +163,9 @@ def test_session_link_expiry_edge(app: Flask, client: FlaskClient, offset: int, 
 
 
 @pytest.mark.parametrize(("offset", "status"), [(-5, 303), (5, 410)])
-def test_login_link_expiry_edge(app: Flask, client: FlaskClient, mailer: MemoryMailer, offset: int, status: int) -> None:
+def test_login_link_expiry_edge(
+    app: Flask, client: FlaskClient, mailer: MemoryMailer, offset: int, status: int
+) -> None:
     start = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
     with time_machine.travel(start, tick=False):
         _request_login_email(app, client, "ava@example.com")
@@ -325,7 +333,9 @@ def test_static_link_page(client: FlaskClient) -> None:
     assert client.post("/portal/login/biz_other", data={"email": "ava@example.com"}).status_code == 404
 
 
-def test_known_email_gets_a_one_time_login_link(app: Flask, client: FlaskClient, mailer: MemoryMailer) -> None:
+def test_known_email_gets_a_one_time_login_link(
+    app: Flask, client: FlaskClient, mailer: MemoryMailer
+) -> None:
     response = _request_login_email(app, client, "AVA@Example.com")
     assert response.status_code == 200
     assert len(mailer.outbox) == 1
@@ -353,8 +363,12 @@ def test_unknown_email_gets_the_same_page_and_no_mail(app: Flask, mailer: Memory
     assert [m.to for m in mailer.outbox] == ["ava@example.com"]
 
 
-@pytest.mark.parametrize("email", ["", "not-an-email", "a@b", "x" * 300 + "@example.com", "ava@example.com\r\nBcc: x@y.z"])
-def test_bad_email_input_gets_a_message_by_the_field(app: Flask, client: FlaskClient, mailer: MemoryMailer, email: str) -> None:
+@pytest.mark.parametrize(
+    "email", ["", "not-an-email", "a@b", "x" * 300 + "@example.com", "ava@example.com\r\nBcc: x@y.z"]
+)
+def test_bad_email_input_gets_a_message_by_the_field(
+    app: Flask, client: FlaskClient, mailer: MemoryMailer, email: str
+) -> None:
     response = _request_login_email(app, client, email)
     assert response.status_code == 422
     assert 'class="field-message"' in response.text
@@ -371,7 +385,9 @@ def test_login_form_without_csrf_is_refused(app: Flask, client: FlaskClient, mai
 
 def test_login_emails_are_rate_limited_per_address(app: Flask, mailer: MemoryMailer) -> None:
     for n in range(7):
-        response = _request_login_email(app, app.test_client(), "ava@example.com", **{"X-Forwarded-For": f"10.0.0.{n}"})
+        response = _request_login_email(
+            app, app.test_client(), "ava@example.com", **{"X-Forwarded-For": f"10.0.0.{n}"}
+        )
         assert response.status_code == 200
         assert "a sign-in link is on its way" in response.text
     assert len(mailer.outbox) == 5
@@ -405,7 +421,11 @@ def test_forwarded_for_is_believed_only_behind_trusted_proxies(tmp_path: Path) -
 def test_rate_limits_are_per_app(tmp_path: Path) -> None:
     mailers = [MemoryMailer(), MemoryMailer()]
     apps = [
-        make_portal_app(f"sqlite:///{tmp_path / f'{n}.db'}", mailer=mailers[n], CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS="1 per hour")
+        make_portal_app(
+            f"sqlite:///{tmp_path / f'{n}.db'}",
+            mailer=mailers[n],
+            CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS="1 per hour",
+        )
         for n in range(2)
     ]
     for app in apps:
@@ -490,8 +510,18 @@ def test_customer_loader_maps_host_users(tmp_path: Path) -> None:
 
 
 def test_security_headers_on_every_portal_response(app: Flask, ava_client: FlaskClient) -> None:
-    paths = ["/portal/", "/portal/login/biz_demo", "/portal/session/bad", "/portal/login/biz_demo/bad", "/portal/nope"]
-    paths += [str(rule) for rule in app.url_map.iter_rules() if rule.endpoint.startswith("portal.") and not rule.arguments]
+    paths = [
+        "/portal/",
+        "/portal/login/biz_demo",
+        "/portal/session/bad",
+        "/portal/login/biz_demo/bad",
+        "/portal/nope",
+    ]
+    paths += [
+        str(rule)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("portal.") and not rule.arguments
+    ]
     for path in paths:
         response = ava_client.get(path)
         assert response.status_code < 500, path

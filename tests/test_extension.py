@@ -58,7 +58,9 @@ def test_one_extension_serves_several_apps_with_separate_state(tmp_path: Path) -
     first = _app(tmp_path / "a", CUSTOMER_PORTAL_URL_PREFIX="/portal")
     (tmp_path / "b").mkdir()
     (tmp_path / "a").mkdir(exist_ok=True)
-    second = _app(tmp_path / "b", CUSTOMER_PORTAL_URL_PREFIX="/account", CUSTOMER_PORTAL_BUSINESS_ID="biz_two")
+    second = _app(
+        tmp_path / "b", CUSTOMER_PORTAL_URL_PREFIX="/account", CUSTOMER_PORTAL_BUSINESS_ID="biz_two"
+    )
     portal.init_app(first)
     portal.init_app(second)
     assert get_state(first) is not get_state(second)
@@ -86,12 +88,18 @@ def test_get_state_without_registration_says_what_to_do() -> None:
         ({"CUSTOMER_PORTAL_URL_PREFIX": "portal/"}, "CUSTOMER_PORTAL_URL_PREFIX"),
         ({"CUSTOMER_PORTAL_SESSION_LINK_MAX_AGE": 0}, "CUSTOMER_PORTAL_SESSION_LINK_MAX_AGE"),
         ({"CUSTOMER_PORTAL_LOGIN_LINK_MAX_AGE": "15m"}, "CUSTOMER_PORTAL_LOGIN_LINK_MAX_AGE"),
-        ({"CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS": "lots"}, "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS"),
+        (
+            {"CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS": "lots"},
+            "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS",
+        ),
         ({"CUSTOMER_PORTAL_DEFAULT_LOCALE": "fr"}, "CUSTOMER_PORTAL_DEFAULT_LOCALE"),
         ({"CUSTOMER_PORTAL_DEFAULT_TIMEZONE": "Mars/Olympus"}, "CUSTOMER_PORTAL_DEFAULT_TIMEZONE"),
         ({"CUSTOMER_PORTAL_TRUSTED_PROXIES": -1}, "CUSTOMER_PORTAL_TRUSTED_PROXIES"),
         ({"CUSTOMER_PORTAL_PHONE_DEFAULT_REGION": "indonesia"}, "CUSTOMER_PORTAL_PHONE_DEFAULT_REGION"),
-        ({"CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS": "shop.example.com"}, "CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS"),
+        (
+            {"CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS": "shop.example.com"},
+            "CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS",
+        ),
     ],
 )
 def test_bad_configuration_names_the_key(tmp_path: Path, config: dict[str, Any], key: str) -> None:
@@ -162,7 +170,9 @@ def test_test_mode_defaults(tmp_path: Path) -> None:
 
 def test_missing_sqlalchemy_without_storage_is_a_configuration_error() -> None:
     app = Flask("nodb")
-    app.config.update(SECRET_KEY=SECRET, CUSTOMER_PORTAL_BUSINESS_ID="b", CUSTOMER_PORTAL_BASE_URL="http://x.test")
+    app.config.update(
+        SECRET_KEY=SECRET, CUSTOMER_PORTAL_BUSINESS_ID="b", CUSTOMER_PORTAL_BASE_URL="http://x.test"
+    )
     with pytest.raises(ConfigurationError, match="storage"):
         CustomerPortal(app)
 
