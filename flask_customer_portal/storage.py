@@ -141,7 +141,8 @@ class Subscription:
     ended_at: datetime | None = None
     payment_method: PaymentMethod | None = None
     hold_reason: str | None = None
-    """Why the last renewal failed, in words a customer understands."""
+    """Why the last renewal failed: a decline code such as
+    ``insufficient_funds`` (shown translated) or a sentence for the customer."""
     created_at: datetime | None = None
 
     @property

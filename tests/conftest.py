@@ -4,50 +4,34 @@ Databases: ``db_url`` runs a test on SQLite and on PostgreSQL. PostgreSQL
 comes from ``CUSTOMER_PORTAL_TEST_POSTGRES_URL`` or, without it, from a
 throwaway cluster (``tests/pg.py``) started once per session. Without
 PostgreSQL binaries those tests skip, except under CI (``CI=true``), where a
-missing database is a failure, not a skip. ``-m "not postgresql"`` leaves
+missing database is a failure, not a skip. ``-m "not postgres"`` leaves
 them out.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pg  # tests/pg.py (tests/ is on pythonpath)
 import pytest
 from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 
+pytest_plugins = ["portal_fixtures"]
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from types import TracebackType
+
+    from sqlalchemy.engine import Engine
+
 POSTGRES_URL_ENV = "CUSTOMER_PORTAL_TEST_POSTGRES_URL"
-
-
-def _load_pg_helper() -> ModuleType:
-    # By path, so it works whatever pytest's import mode and sys.path are.
-    name = "customer_portal_tests_pg"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("pg.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pg = _load_pg_helper()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "postgresql: needs a PostgreSQL server")
 
 
 def _running_in_ci() -> bool:
@@ -83,14 +67,17 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(
     params=[
         pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
     ]
 )
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database URL; tests using it run once per backend.
 
-    Use ``@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)``
-    for a test that only makes sense on one backend.
+    For a test that only makes sense on PostgreSQL::
+
+        @pytest.mark.parametrize(
+            "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+        )
     """
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'portal.sqlite3'}"
@@ -108,12 +95,13 @@ def make_sqla_app(url: str) -> Flask:
     return app
 
 
-def _enable_sqlite_foreign_keys(engine: Engine) -> None:
-    # SQLite ignores foreign keys unless asked, per connection. The tests
-    # want the same ownership constraints PostgreSQL enforces.
+def _configure_sqlite(engine: Engine) -> None:
+    # Per connection: enforce foreign keys, as PostgreSQL always does (SQLite
+    # ignores them unless asked), and skip fsync, as a test database can.
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = OFF")
         cursor.close()
 
     event.listen(engine, "connect", on_connect)
@@ -129,7 +117,7 @@ def portal_tables(app: Flask) -> Iterator[Flask]:
     with app.app_context():
         db: SQLAlchemy = app.extensions["sqlalchemy"]
         if db.engine.dialect.name == "sqlite":
-            _enable_sqlite_foreign_keys(db.engine)
+            _configure_sqlite(db.engine)
         storage = SQLAlchemyStorage(db)
         storage.drop_all()
         storage.create_all()
@@ -190,7 +178,7 @@ class QueryCounter:
     def count(self) -> int:
         return len(self.statements)
 
-    def _before_cursor_execute(
+    def _before_cursor_execute(  # SQLAlchemy's event signature
         self,
         conn: Any,
         cursor: Any,

@@ -69,9 +69,7 @@ def find_bin_dir() -> Path | None:
     def version(path: Path) -> tuple[int, ...]:
         return tuple(int(part) for part in re.findall(r"\d+", path.parent.name))
 
-    candidates = [
-        d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "pg_ctl").is_file()
-    ]
+    candidates = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "pg_ctl").is_file()]
     if candidates:
         return max(candidates, key=version)
     pg_ctl = shutil.which("pg_ctl")
@@ -96,7 +94,7 @@ def _server_user() -> pwd.struct_passwd | None:
     useradd = shutil.which("useradd")
     if useradd is None:
         raise PostgresUnavailable("running as root and there is no postgres user nor useradd")
-    subprocess.run(  # noqa: S603 - fixed arguments
+    subprocess.run(  # fixed arguments
         [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OS_USER],
         check=True,
         capture_output=True,
@@ -128,7 +126,7 @@ class PostgresCluster:
     def run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a PostgreSQL program as the server's OS user."""
         user = self.user
-        return subprocess.run(  # noqa: S603 - arguments are ours, not user input
+        return subprocess.run(  # arguments are ours, not user input
             [str(self.bin_dir / program), *args],
             check=False,
             capture_output=True,
@@ -195,9 +193,7 @@ class PostgresCluster:
     def stop(self, *, remove: bool = True) -> None:
         """Stop the server (fast shutdown) and delete the cluster's files."""
         if self.data_dir.exists() and self.is_running():
-            result = self.run(
-                "pg_ctl", "stop", "--pgdata", str(self.data_dir), "--mode", "fast", "--wait"
-            )
+            result = self.run("pg_ctl", "stop", "--pgdata", str(self.data_dir), "--mode", "fast", "--wait")
             self._check(result, "pg_ctl stop")
         if remove:
             shutil.rmtree(self.base_dir, ignore_errors=True)

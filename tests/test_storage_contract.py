@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -43,10 +43,11 @@ from flask_customer_portal.storage import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from conftest import QueryCounter
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
-
-    from .conftest import QueryCounter
 
 T = TypeVar("T")
 UTC = timezone.utc
@@ -54,13 +55,15 @@ JAKARTA = timezone(timedelta(hours=7))
 T0 = datetime(2026, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
 BIG = 2**40 + 7  # far beyond a 32-bit integer
 
-only_postgresql = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+only_postgresql = pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 # -- builders ----------------------------------------------------------------------
 
 
-def customer(customer_id: str = "cus_a", email: str | None = None, **kw: object) -> Customer:
+def customer(customer_id: str = "cus_a", email: str | None = None, **kw: Any) -> Customer:
     return dataclasses.replace(
         Customer(
             id=customer_id,
@@ -72,7 +75,7 @@ def customer(customer_id: str = "cus_a", email: str | None = None, **kw: object)
     )
 
 
-def card(pm_id: str, customer_id: str = "cus_a", **kw: object) -> PaymentMethod:
+def card(pm_id: str, customer_id: str = "cus_a", **kw: Any) -> PaymentMethod:
     return dataclasses.replace(
         PaymentMethod(
             id=pm_id,
@@ -88,7 +91,7 @@ def card(pm_id: str, customer_id: str = "cus_a", **kw: object) -> PaymentMethod:
     )
 
 
-def subscription(sub_id: str, customer_id: str = "cus_a", **kw: object) -> Subscription:
+def subscription(sub_id: str, customer_id: str = "cus_a", **kw: Any) -> Subscription:
     return dataclasses.replace(
         Subscription(
             id=sub_id,
@@ -107,7 +110,7 @@ def subscription(sub_id: str, customer_id: str = "cus_a", **kw: object) -> Subsc
     )
 
 
-def invoice(inv_id: str, customer_id: str = "cus_a", **kw: object) -> Invoice:
+def invoice(inv_id: str, customer_id: str = "cus_a", **kw: Any) -> Invoice:
     return dataclasses.replace(
         Invoice(
             id=inv_id,
@@ -125,7 +128,7 @@ def invoice(inv_id: str, customer_id: str = "cus_a", **kw: object) -> Invoice:
     )
 
 
-def license_key(key_id: str, customer_id: str = "cus_a", **kw: object) -> LicenseKey:
+def license_key(key_id: str, customer_id: str = "cus_a", **kw: Any) -> LicenseKey:
     return dataclasses.replace(
         LicenseKey(
             id=key_id,
@@ -141,7 +144,7 @@ def license_key(key_id: str, customer_id: str = "cus_a", **kw: object) -> Licens
     )
 
 
-def link(token_hash: str = "h" * 64, customer_id: str = "cus_a", **kw: object) -> LinkRecord:
+def link(token_hash: str = "h" * 64, customer_id: str = "cus_a", **kw: Any) -> LinkRecord:
     return dataclasses.replace(
         LinkRecord(
             token_hash=token_hash,
@@ -201,7 +204,9 @@ def in_threads(app: Flask, count: int, work: Callable[[], T]) -> list[T]:
     return results
 
 
-def ids(records: Sequence[Customer | Subscription | Invoice | PaymentMethod | LicenseKey]) -> list[str]:
+def ids(
+    records: Sequence[Customer | Subscription | Invoice | PaymentMethod | LicenseKey],
+) -> list[str]:
     return [r.id for r in records]
 
 
@@ -404,7 +409,7 @@ def test_big_amounts_survive(store: SQLAlchemyStorage) -> None:
 # -- datetimes -------------------------------------------------------------------------
 
 
-NAIVE = datetime(2026, 3, 14, 9, 26, 53)  # noqa: DTZ001 - the point of the tests
+NAIVE = datetime(2026, 3, 14, 9, 26, 53)  # the point of these tests
 
 
 @pytest.mark.parametrize(
@@ -426,9 +431,7 @@ NAIVE = datetime(2026, 3, 14, 9, 26, 53)  # noqa: DTZ001 - the point of the test
         pytest.param(lambda s: s.touch_portal_session("ps_1", NAIVE), id="touch"),
         pytest.param(lambda s: s.revoke_portal_session("ps_1", NAIVE), id="revoke"),
         pytest.param(lambda s: s.revoke_customer_sessions("cus_a", NAIVE), id="revoke_all"),
-        pytest.param(
-            lambda s: s.record_event(AuditEvent("cus_a", "session.signed_in", NAIVE)), id="audit"
-        ),
+        pytest.param(lambda s: s.record_event(AuditEvent("cus_a", "session.signed_in", NAIVE)), id="audit"),
     ],
 )
 def test_naive_datetimes_are_refused(
@@ -550,9 +553,7 @@ def test_cannot_attach_another_customers_card(two_customers: SQLAlchemyStorage) 
         store.add_invoice(invoice("inv_x", "cus_a", payment_method=theirs))
 
 
-def test_database_refuses_another_customers_card(
-    two_customers: SQLAlchemyStorage, store_app: Flask
-) -> None:
+def test_database_refuses_another_customers_card(two_customers: SQLAlchemyStorage, store_app: Flask) -> None:
     # Even code that bypasses the store cannot point at someone else's card.
     db: SQLAlchemy = store_app.extensions["sqlalchemy"]
     row = SubscriptionModel(
@@ -728,9 +729,7 @@ def test_other_reads_take_a_fixed_number_of_queries(
     method = store.add_payment_method(card("pm_1"))
     for n in range(20):
         store.add_subscription(subscription(f"sub_{n}", payment_method=method))
-    store.add_invoice(
-        invoice("inv_1", payment_method=method, lines=(InvoiceLine("Pro", 1, 1999, 1999),))
-    )
+    store.add_invoice(invoice("inv_1", payment_method=method, lines=(InvoiceLine("Pro", 1, 1999, 1999),)))
 
     with count_queries() as queries:
         subs = store.list_subscriptions("cus_a")
@@ -783,9 +782,7 @@ def test_expired_link_is_refused(store: SQLAlchemyStorage) -> None:
     assert consume("h" * 64, LinkPurpose.SESSION_LINK, "cus_a", expires) is False
     assert consume("h" * 64, LinkPurpose.SESSION_LINK, "cus_a", expires + timedelta(1)) is False
     # Same instant in another zone is still the expiry instant.
-    assert consume("h" * 64, LinkPurpose.SESSION_LINK, "cus_a", expires.astimezone(JAKARTA)) is (
-        False
-    )
+    assert consume("h" * 64, LinkPurpose.SESSION_LINK, "cus_a", expires.astimezone(JAKARTA)) is (False)
     just_before = (expires - timedelta(microseconds=1)).astimezone(JAKARTA)
     assert consume("h" * 64, LinkPurpose.SESSION_LINK, "cus_a", just_before) is True
 
@@ -800,7 +797,7 @@ def test_concurrent_consumers_only_one_wins(store_app: Flask, store: SQLAlchemyS
         results = in_threads(
             store_app,
             8,
-            lambda h=token_hash: store.consume_link(h, LinkPurpose.SESSION_LINK, "cus_a", now),  # type: ignore[misc]
+            partial(store.consume_link, token_hash, LinkPurpose.SESSION_LINK, "cus_a", now),
         )
         assert sorted(results) == [False] * 7 + [True]
 

@@ -371,9 +371,7 @@ class InvoiceLineModel(PortalModel):
 
 class LicenseKeyModel(PortalModel):
     __tablename__ = "portal_license_keys"
-    __table_args__ = (
-        Index("ix_portal_license_keys_customer_created", "customer_id", "created_at"),
-    )
+    __table_args__ = (Index("ix_portal_license_keys_customer_created", "customer_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey(CustomerModel.id))
@@ -415,9 +413,7 @@ class AuditEventModel(PortalModel):
     """Append-only. No foreign key: the log outlives the records it names."""
 
     __tablename__ = "portal_audit_events"
-    __table_args__ = (
-        Index("ix_portal_audit_events_customer_occurred", "customer_id", "occurred_at"),
-    )
+    __table_args__ = (Index("ix_portal_audit_events_customer_occurred", "customer_id", "occurred_at"),)
 
     # SQLite only auto-increments an INTEGER PRIMARY KEY.
     id: Mapped[int] = mapped_column(
@@ -667,9 +663,7 @@ class SQLAlchemyStorage:
             raise ValueError(f"per_page must be 1 or more, got {per_page}")
         session = self._session
         total = session.scalar(
-            select(func.count())
-            .select_from(InvoiceModel)
-            .where(InvoiceModel.customer_id == customer_id)
+            select(func.count()).select_from(InvoiceModel).where(InvoiceModel.customer_id == customer_id)
         )
         rows = session.scalars(
             select(InvoiceModel)
@@ -744,9 +738,7 @@ class SQLAlchemyStorage:
         with self._transaction() as session:
             session.add(row)
 
-    def consume_link(
-        self, token_hash: str, purpose: LinkPurpose, customer_id: str, now: datetime
-    ) -> bool:
+    def consume_link(self, token_hash: str, purpose: LinkPurpose, customer_id: str, now: datetime) -> bool:
         """Use the link up with one conditional ``UPDATE``.
 
         The database decides who wins: of concurrent callers, only the one
@@ -917,12 +909,8 @@ class SQLAlchemyStorage:
             interval=subscription.interval,
             interval_count=subscription.interval_count,
             status=subscription.status,
-            current_period_start=_utc(
-                subscription.current_period_start, "Subscription.current_period_start"
-            ),
-            current_period_end=_utc(
-                subscription.current_period_end, "Subscription.current_period_end"
-            ),
+            current_period_start=_utc(subscription.current_period_start, "Subscription.current_period_start"),
+            current_period_end=_utc(subscription.current_period_end, "Subscription.current_period_end"),
             cancel_at_period_end=subscription.cancel_at_period_end,
             cancelled_at=_utc_or_none(subscription.cancelled_at, "Subscription.cancelled_at"),
             ended_at=_utc_or_none(subscription.ended_at, "Subscription.ended_at"),
@@ -1057,9 +1045,7 @@ class SQLAlchemyStorage:
         values = {"name": name, "last_value": 0}
         dialect = self._db.engine.dialect.name
         if dialect == "postgresql":
-            session.execute(
-                postgresql.insert(SequenceModel).values(values).on_conflict_do_nothing()
-            )
+            session.execute(postgresql.insert(SequenceModel).values(values).on_conflict_do_nothing())
         elif dialect == "sqlite":
             session.execute(sqlite.insert(SequenceModel).values(values).on_conflict_do_nothing())
         else:
