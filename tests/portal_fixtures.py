@@ -123,9 +123,9 @@ class SMTPServer:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it gets."""
 
     def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
         import socket
+
+        from aiosmtpd.controller import Controller
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -142,7 +142,11 @@ class SMTPServer:
         return int(self.controller.port)
 
     def config(self) -> dict[str, Any]:
-        return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": self.port, "MAIL_DEFAULT_SENDER": "billing@shop.test"}
+        return {
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": self.port,
+            "MAIL_DEFAULT_SENDER": "billing@shop.test",
+        }
 
 
 @pytest.fixture

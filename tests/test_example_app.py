@@ -31,13 +31,19 @@ def test_demo_data_is_idempotent(shop: Flask) -> None:
     assert "Loaded demo data" in first.output
     with shop.app_context():
         store = storage()
-        counts = (len(store.list_subscriptions("cus_demo_ava")), store.list_invoices("cus_demo_ava", page=1, per_page=5).total)
+        counts = (
+            len(store.list_subscriptions("cus_demo_ava")),
+            store.list_invoices("cus_demo_ava", page=1, per_page=5).total,
+        )
     second = runner.invoke(args=["demo-data"])
     assert second.exit_code == 0
     assert "already loaded" in second.output
     with shop.app_context():
         store = storage()
-        assert (len(store.list_subscriptions("cus_demo_ava")), store.list_invoices("cus_demo_ava", page=1, per_page=5).total) == counts
+        assert (
+            len(store.list_subscriptions("cus_demo_ava")),
+            store.list_invoices("cus_demo_ava", page=1, per_page=5).total,
+        ) == counts
         assert load_demo_data(store) is False
 
 
@@ -47,7 +53,11 @@ def test_demo_customers_match_the_contract(shop: Flask) -> None:
         load_demo_data(store)
         ava, budi, chen = (store.get_customer(cid) for cid in DEMO_CUSTOMER_IDS)
         assert ava and budi and chen
-        assert (ava.email, budi.email, chen.email) == ("ava@example.com", "budi@example.com", "chen@example.com")
+        assert (ava.email, budi.email, chen.email) == (
+            "ava@example.com",
+            "budi@example.com",
+            "chen@example.com",
+        )
 
         ava_subs = store.list_subscriptions(ava.id)
         assert [s.status for s in ava_subs] == [SubscriptionStatus.ACTIVE, SubscriptionStatus.CANCELLED]
@@ -102,7 +112,9 @@ def test_cli_rejects_unknown_customers_and_bad_return_urls(shop: Flask) -> None:
     unknown = runner.invoke(args=["portal", "create-session", "cus_nobody"])
     assert unknown.exit_code != 0
     assert "No customer" in unknown.output
-    bad = runner.invoke(args=["portal", "create-session", "cus_demo_ava", "--return-url", "https://evil.example/"])
+    bad = runner.invoke(
+        args=["portal", "create-session", "cus_demo_ava", "--return-url", "https://evil.example/"]
+    )
     assert bad.exit_code != 0
     assert "return_url" in bad.output
 

@@ -26,7 +26,9 @@ def test_login_link_by_real_smtp_end_to_end(tmp_path: Path, smtp_server: SMTPSer
     assert isinstance(get_state(app).mailer, SMTPMailer)
     client = app.test_client()
     page = client.get("/portal/login/biz_demo", headers={"Accept-Language": "en"})
-    client.post("/portal/login/biz_demo", data={"email": "budi@example.com", "csrf_token": csrf_token_from(page.text)})
+    client.post(
+        "/portal/login/biz_demo", data={"email": "budi@example.com", "csrf_token": csrf_token_from(page.text)}
+    )
     get_state(app).wait_for_background_tasks()
     assert len(smtp_server.messages) == 1
     message = smtp_server.messages[0]
@@ -47,12 +49,15 @@ def test_login_link_by_real_smtp_end_to_end(tmp_path: Path, smtp_server: SMTPSer
 def test_smtp_down_is_logged_without_the_token_and_the_page_is_unchanged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = make_portal_app(f"sqlite:///{tmp_path / 'd.db'}", MAIL_SERVER="127.0.0.1", MAIL_PORT=_free_port(), MAIL_TIMEOUT=2)
+    app = make_portal_app(
+        f"sqlite:///{tmp_path / 'd.db'}", MAIL_SERVER="127.0.0.1", MAIL_PORT=_free_port(), MAIL_TIMEOUT=2
+    )
     client = app.test_client()
     page = client.get("/portal/login/biz_demo")
     with caplog.at_level(logging.INFO):
         response = client.post(
-            "/portal/login/biz_demo", data={"email": "ava@example.com", "csrf_token": csrf_token_from(page.text)}
+            "/portal/login/biz_demo",
+            data={"email": "ava@example.com", "csrf_token": csrf_token_from(page.text)},
         )
         get_state(app).wait_for_background_tasks()
     assert response.status_code == 200
@@ -77,8 +82,13 @@ def test_smtp_mailer_raises_delivery_error() -> None:
 
 def test_mailer_from_config() -> None:
     assert type(mailer_from_config({})).__name__ == "LogMailer"
-    assert type(mailer_from_config({"MAIL_SERVER": "smtp.test", "MAIL_SUPPRESS_SEND": True})).__name__ == "LogMailer"
-    smtp = mailer_from_config({"MAIL_SERVER": "smtp.test", "MAIL_USE_SSL": True, "MAIL_DEFAULT_SENDER": ("Shop", "b@shop.test")})
+    assert (
+        type(mailer_from_config({"MAIL_SERVER": "smtp.test", "MAIL_SUPPRESS_SEND": True})).__name__
+        == "LogMailer"
+    )
+    smtp = mailer_from_config(
+        {"MAIL_SERVER": "smtp.test", "MAIL_USE_SSL": True, "MAIL_DEFAULT_SENDER": ("Shop", "b@shop.test")}
+    )
     assert isinstance(smtp, SMTPMailer)
     assert smtp.port == 465
     assert smtp.default_sender == "Shop <b@shop.test>"

@@ -37,7 +37,12 @@ def test_success_card_attaches_and_charges() -> None:
     provider = TestPaymentProvider()
     attached = provider.attach_card("cus_1", _card("4242424242424242"))
     assert isinstance(attached, MethodAttached)
-    assert (attached.brand, attached.last4, attached.exp_month, attached.exp_year) == ("visa", "4242", 12, NEXT_YEAR)
+    assert (attached.brand, attached.last4, attached.exp_month, attached.exp_year) == (
+        "visa",
+        "4242",
+        12,
+        NEXT_YEAR,
+    )
     assert "4242424242424242" not in attached.provider_token
     result = provider.charge(
         customer_id="cus_1",
@@ -91,7 +96,11 @@ def test_same_idempotency_key_charges_once() -> None:
     token = provider.token_for("4242424242424242")
     results = [
         provider.charge(
-            customer_id="c", provider_token=token, amount=Money(500, "USD"), idempotency_key="same", description="d"
+            customer_id="c",
+            provider_token=token,
+            amount=Money(500, "USD"),
+            idempotency_key="same",
+            description="d",
         )
         for _ in range(3)
     ]
@@ -103,7 +112,11 @@ def test_same_idempotency_key_charges_once() -> None:
 
 def test_unknown_tokens_decline() -> None:
     result = TestPaymentProvider().charge(
-        customer_id="c", provider_token="tok_other", amount=Money(1, "USD"), idempotency_key="x", description="d"
+        customer_id="c",
+        provider_token="tok_other",
+        amount=Money(1, "USD"),
+        idempotency_key="x",
+        description="d",
     )
     assert isinstance(result, ChargeDeclined)
 
