@@ -182,19 +182,6 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
 
     sync_anchor = add_months(now, -13) - timedelta(days=6)
     periods = 14
-    for n in range(periods):
-        start = add_months(sync_anchor, n)
-        _invoice(
-            store,
-            invoice_id=f"inv_demo_ava_sync_{n + 1:02d}",
-            customer_id=ava.id,
-            subscription_id="sub_demo_ava_sync",
-            plan=_SYNC_PRO,
-            period_start=start,
-            period_end=add_months(sync_anchor, n + 1),
-            status=InvoiceStatus.PAID,
-            method=ava_visa,
-        )
     store.add_subscription(
         Subscription(
             id="sub_demo_ava_sync",
@@ -211,6 +198,19 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
             created_at=sync_anchor,
         )
     )
+    for n in range(periods):
+        start = add_months(sync_anchor, n)
+        _invoice(
+            store,
+            invoice_id=f"inv_demo_ava_sync_{n + 1:02d}",
+            customer_id=ava.id,
+            subscription_id="sub_demo_ava_sync",
+            plan=_SYNC_PRO,
+            period_start=start,
+            period_end=add_months(sync_anchor, n + 1),
+            status=InvoiceStatus.PAID,
+            method=ava_visa,
+        )
     store.add_license_key(
         LicenseKey(
             id="lk_demo_ava_sync",
@@ -252,19 +252,6 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
     store.add_payment_method(budi_card)
     # The renewal three days ago failed: two paid months before it.
     budi_anchor = add_months(now - timedelta(days=3), -2)
-    for n in range(3):
-        _invoice(
-            store,
-            invoice_id=f"inv_demo_budi_sync_{n + 1:02d}",
-            customer_id=budi.id,
-            subscription_id="sub_demo_budi_sync",
-            plan=_SYNC_PRO_IDR,
-            period_start=add_months(budi_anchor, n),
-            period_end=add_months(budi_anchor, n + 1),
-            status=InvoiceStatus.PAID if n < 2 else InvoiceStatus.OPEN,
-            method=budi_card,
-            tax_rate_percent=11,
-        )
     store.add_subscription(
         Subscription(
             id="sub_demo_budi_sync",
@@ -282,6 +269,19 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
             created_at=budi_anchor,
         )
     )
+    for n in range(3):
+        _invoice(
+            store,
+            invoice_id=f"inv_demo_budi_sync_{n + 1:02d}",
+            customer_id=budi.id,
+            subscription_id="sub_demo_budi_sync",
+            plan=_SYNC_PRO_IDR,
+            period_start=add_months(budi_anchor, n),
+            period_end=add_months(budi_anchor, n + 1),
+            status=InvoiceStatus.PAID if n < 2 else InvoiceStatus.OPEN,
+            method=budi_card,
+            tax_rate_percent=11,
+        )
     store.add_license_key(
         LicenseKey(
             id="lk_demo_budi_sync",
