@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	touch $@
 
 translations: $(VENV)/.installed
-	$(BIN)/pybabel compile -q -d flask_customer_portal/translations -D customer_portal
+	$(BIN)/pybabel compile -d flask_customer_portal/translations -D customer_portal
 
 extract-messages: $(VENV)/.installed
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k ngettext:1,2 --no-location --sort-output \
