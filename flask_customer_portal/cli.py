@@ -25,7 +25,10 @@ def portal_cli() -> None:
 @click.option("--email", "send_email", is_flag=True, help="Also email the link to the customer.")
 @with_appcontext
 def create_session_command(customer_id: str, return_url: str | None, send_email: bool) -> None:
-    """Print a one-time portal link for CUSTOMER_ID (valid 24 hours)."""
+    """Print a one-time portal link for CUSTOMER_ID.
+
+    The link expires after CUSTOMER_PORTAL_SESSION_LINK_MAX_AGE seconds
+    (24 hours by default) and works once."""
     state = get_state()
     try:
         portal_session = create_session_link(state, customer_id, return_url)

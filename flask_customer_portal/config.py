@@ -170,7 +170,14 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
     else:
         allowed_hosts = frozenset(h.lower() for h in allowed)
 
-    languages = tuple(config["CUSTOMER_PORTAL_LANGUAGES"])
+    raw_languages = config["CUSTOMER_PORTAL_LANGUAGES"]
+    if isinstance(raw_languages, str) or not all(
+        isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}", code) for code in raw_languages
+    ):
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_LANGUAGES", 'must be a list of language codes such as ["en", "id"]'
+        )
+    languages = tuple(raw_languages)
     default_locale = config["CUSTOMER_PORTAL_DEFAULT_LOCALE"]
     if default_locale not in languages:
         raise ConfigurationError(

@@ -150,7 +150,10 @@ class CustomerPortal:
                 "live mode cannot use the test payment provider; pass a real provider as "
                 'CustomerPortal(payments=...) or set CUSTOMER_PORTAL_MODE = "test"',
             )
-        mailer = self.mailer or mailer_from_config(app.config)
+        try:
+            mailer = self.mailer or mailer_from_config(app.config)
+        except ValueError as exc:
+            raise ConfigurationError("MAIL_USE_SSL", str(exc)) from exc
         if config.is_live and isinstance(mailer, LogMailer):
             raise ConfigurationError(
                 "MAIL_SERVER",
@@ -163,6 +166,19 @@ class CustomerPortal:
         if app.config.get("SESSION_COOKIE_SAMESITE") is None:
             app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
 
+        try:
+            rate_limits = LoginRateLimits(
+                per_address=config.login_rate_limit_per_address,
+                per_client=config.login_rate_limit_per_client,
+                storage_uri=config.rate_limit_storage_uri,
+                namespace=f"customer-portal:{config.mode}:{config.business_id}",
+            )
+        except Exception as exc:  # limits raises several types for bad URIs
+            raise ConfigurationError(
+                "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI",
+                f'must be a storage URI the "limits" library supports, e.g. "memory://" or '
+                f'"redis://localhost:6379": {exc}',
+            ) from exc
         secret_keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or []), app.config["SECRET_KEY"]]
         state = PortalState(
             portal=self,
@@ -171,11 +187,7 @@ class CustomerPortal:
             payments=payments,
             mailer=mailer,
             signer=LinkSigner(secret_keys, mode=config.mode, business_id=config.business_id),
-            rate_limits=LoginRateLimits(
-                per_address=config.login_rate_limit_per_address,
-                per_client=config.login_rate_limit_per_client,
-                storage_uri=config.rate_limit_storage_uri,
-            ),
+            rate_limits=rate_limits,
         )
         app.extensions[EXTENSION_KEY] = state
 

@@ -28,7 +28,10 @@ def client_ip(request: Request, trusted_proxies: int) -> str:
 
 
 class LoginRateLimits:
-    def __init__(self, *, per_address: str, per_client: str, storage_uri: str) -> None:
+    def __init__(self, *, per_address: str, per_client: str, storage_uri: str, namespace: str) -> None:
+        #: Keeps counters of different businesses apart in a shared store
+        #: (one Redis for several apps).
+        self._namespace = namespace
         self._storage = storage.storage_from_string(storage_uri)
         self._limiter = strategies.MovingWindowRateLimiter(self._storage)
         self._per_address: RateLimitItem = parse(per_address)
@@ -37,8 +40,8 @@ class LoginRateLimits:
     def hit(self, *, email: str, client: str) -> bool:
         """Count one request; ``False`` once either limit is exceeded."""
         address_key = hashlib.sha256(email.casefold().encode()).hexdigest()
-        client_ok = self._limiter.hit(self._per_client, "customer-portal-login-client", client)
-        address_ok = self._limiter.hit(self._per_address, "customer-portal-login-address", address_key)
+        client_ok = self._limiter.hit(self._per_client, self._namespace, "login-client", client)
+        address_ok = self._limiter.hit(self._per_address, self._namespace, "login-address", address_key)
         return client_ok and address_ok
 
     def reset(self) -> None:

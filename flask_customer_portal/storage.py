@@ -47,7 +47,8 @@ T = TypeVar("T")
 
 
 class SubscriptionStatus(str, enum.Enum):
-    """Where a subscription is in its life (see ``docs/domain.rst``)."""
+    """Where a subscription is in its life: ``active``, ``on_hold`` after a
+    failed renewal, or ``cancelled``."""
 
     ACTIVE = "active"
     #: A renewal payment failed. Never renews by itself; a new payment

@@ -157,3 +157,33 @@ def smtp_server() -> Iterator[SMTPServer]:
         yield server
     finally:
         server.controller.stop()
+
+
+def compile_catalogues() -> None:
+    """``pybabel compile`` for each ``.po`` whose ``.mo`` is missing or stale,
+    so that a bare ``pytest`` works on a fresh checkout."""
+    import os
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    from flask_customer_portal import i18n
+
+    for po_path in sorted(i18n.TRANSLATIONS_DIR.glob("*/LC_MESSAGES/customer_portal.po")):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as po_file:
+            catalog = read_po(po_file)
+        # Write aside and rename: a test run in another process never reads half a file.
+        partial = mo_path.with_name(f".{mo_path.name}.{os.getpid()}.partial")
+        with partial.open("wb") as mo_file:
+            write_mo(mo_file, catalog)
+        os.replace(partial, mo_path)
+    # Flask-Babel caches loaded catalogues per process; drop a cached "none".
+    i18n.domain.cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_translations() -> None:
+    compile_catalogues()

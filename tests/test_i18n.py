@@ -10,7 +10,6 @@ fixture below compiles them too when they are missing or older than their
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -22,7 +21,6 @@ import pytest
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_keywords, parse_mapping_cfg
-from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
@@ -35,9 +33,6 @@ from flask_customer_portal import CustomerPortal, i18n
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.mail import render_message
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
-
-# The ``app``, ``client``, ``mailer`` and ``payments`` fixtures.
-pytest_plugins = ["portal_fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 TRANSLATIONS = REPO / "flask_customer_portal" / "translations"
@@ -53,30 +48,6 @@ MessageKey = tuple[str | None, str | tuple[str, ...]]
 
 
 # -- catalogues ------------------------------------------------------------------
-
-
-def _compile_catalogues() -> None:
-    """``pybabel compile`` for each ``.po`` whose ``.mo`` is missing or stale."""
-    for po_path in PO_FILES:
-        mo_path = po_path.with_suffix(".mo")
-        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
-            continue
-        with po_path.open("rb") as po_file:
-            catalog = read_po(po_file)
-        # Write aside and rename, so a test run in another process never
-        # reads half a file.
-        partial = mo_path.with_name(f".{mo_path.name}.{os.getpid()}.partial")
-        with partial.open("wb") as mo_file:
-            write_mo(mo_file, catalog)
-        os.replace(partial, mo_path)
-    # Flask-Babel caches loaded catalogues per process; an earlier test may
-    # have cached "no catalogue" before the .mo existed.
-    i18n.domain.cache.clear()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def compiled_translations() -> None:
-    _compile_catalogues()
 
 
 def _read_catalog(path: Path) -> Catalog:
