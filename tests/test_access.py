@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from portal_fixtures import SECRET, make_portal_app, open_link, path_of, sign_in
 
 from flask_customer_portal import CustomerNotFound, signals
 from flask_customer_portal.extension import PortalState, get_state
+from flask_customer_portal.mail import Message
 from flask_customer_portal.storage import LinkPurpose
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 from flask_customer_portal.tokens import LinkSigner
@@ -530,3 +532,28 @@ def test_security_headers_on_every_portal_response(app: Flask, ava_client: Flask
         assert response.headers["X-Content-Type-Options"] == "nosniff", path
         assert response.headers["X-Frame-Options"] == "DENY", path
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], path
+
+
+class _SlowMailer(MemoryMailer):
+    def send(self, message: Message) -> None:
+        time.sleep(0.6)
+        super().send(message)
+
+
+def test_response_time_does_not_depend_on_whether_the_address_is_known(tmp_path: Path) -> None:
+    # Mail goes out from a background worker: a slow SMTP server cannot make
+    # the answer for a customer's address slower than for anyone else's.
+    mailer = _SlowMailer()
+    app = make_portal_app(f"sqlite:///{tmp_path / 't.db'}", mailer=mailer)
+    client = app.test_client()
+    token = csrf_token_from(client.get("/portal/login/biz_demo").text)
+    timings = {}
+    for email in ("ava@example.com", "nobody@example.com"):
+        start = time.perf_counter()
+        response = client.post("/portal/login/biz_demo", data={"email": email, "csrf_token": token})
+        timings[email] = time.perf_counter() - start
+        assert response.status_code == 200
+    assert max(timings.values()) < 0.4, timings
+    get_state(app).wait_for_background_tasks()
+    assert [m.to for m in mailer.outbox] == ["ava@example.com"]
+    get_state(app).shutdown()
