@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal
@@ -120,9 +120,10 @@ class InvoiceDocument:
             )
         if not self.merchant_name.strip():
             raise ValueError("merchant_name must not be empty")
-        issued_at = self.invoice.issued_at
-        if issued_at.tzinfo is None or issued_at.tzinfo.utcoffset(issued_at) is None:
-            raise ValueError(f"invoice {self.invoice.id!r} has a naive issued_at; store aware UTC")
+        for name in ("issued_at", "paid_at"):
+            moment: datetime | None = getattr(self.invoice, name)
+            if moment is not None and (moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None):
+                raise ValueError(f"invoice {self.invoice.id!r} has a naive {name}; store aware UTC")
         try:
             Locale.parse(self.locale)
         except (UnknownLocaleError, ValueError, TypeError) as exc:
@@ -229,7 +230,7 @@ class _Content:
 
 
 def _content(document: InvoiceDocument) -> _Content:
-    invoice, labels, locale = document.invoice, document.labels, document.locale
+    invoice, labels, locale = document.invoice, document.labels, Locale.parse(document.locale)
 
     def money(amount: int) -> str:
         return format_money(Money(amount, invoice.currency), locale)
@@ -377,19 +378,16 @@ class _FontFace:
 
     def program_for(self, glyph_names: Iterable[str]) -> Any:
         """A fresh ``fontTools`` font for fpdf2 to subset to ``glyph_names``."""
-        from fontTools import ttLib
-
         self.template()
         common, common_glyphs = self._common_program()
-        data = common if common_glyphs.issuperset(glyph_names) else self._data
-        return ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False, lazy=True)
+        return _open_font(common if common_glyphs.issuperset(glyph_names) else self._data)
 
     def _common_program(self) -> tuple[bytes, frozenset[str]]:
         with self._lock:
             if self._common is None:
-                from fontTools import subset, ttLib
+                from fontTools import subset
 
-                font = ttLib.TTFont(io.BytesIO(self._data), recalcTimestamp=False, lazy=True)
+                font = _open_font(self._data)
                 options = subset.Options(notdef_outline=True, recommended_glyphs=True, glyph_names=True)
                 options.drop_tables += list(_FPDF_DROPPED_TABLES)
                 subsetter = subset.Subsetter(options)
@@ -401,6 +399,19 @@ class _FontFace:
                 font.save(buffer)
                 self._common = (buffer.getvalue(), frozenset(font.getGlyphOrder()))
             return self._common
+
+
+def _open_font(data: bytes) -> Any:
+    """``data`` as a ``fontTools`` font to subset.
+
+    Glyph bounding boxes are kept as the font has them instead of being
+    recomputed, as ``pyftsubset`` does by default: glyph outlines are then
+    copied as they are rather than decoded and re-encoded, the slowest part
+    of saving a subset.
+    """
+    from fontTools import ttLib
+
+    return ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False, recalcBBoxes=False, lazy=True)
 
 
 _FACES = {style: _FontFace(style, filename) for style, filename in _FONT_FILES.items()}
@@ -434,22 +445,50 @@ _MUTED = (108, 117, 125)
 _RULE = (206, 212, 218)
 
 
+def _character_widths(pdf: FPDF, style: str) -> Mapping[int, float]:
+    from fpdf.fonts import TTFFont
+
+    font = pdf.fonts[_FACES[style].fontkey]
+    if not isinstance(font, TTFFont):  # pragma: no cover - fonts are added by the renderer
+        raise TypeError(f"expected the embedded {_FONT_FAMILY} font, got {font!r}")
+    return font.cw
+
+
 class _Layout:
-    """Draws one :class:`_Content` on an A4 fpdf2 document."""
+    """Draws one :class:`_Content` on an A4 fpdf2 document.
+
+    It runs twice: a dry run that only measures, to count the pages, then
+    the drawing, which puts "Page 1 of 3" on each page as it finishes it.
+    Every piece of text goes through :meth:`_text`, which draws with
+    ``FPDF.text``: fpdf2 never breaks pages or rewrites text on its own.
+    """
 
     def __init__(self, pdf: FPDF, content: _Content) -> None:
         self.pdf = pdf
         self.content = content
+        self.dry_run = True
+        self.pages = 0
+        self.page = 0
+        self._font_key: tuple[bool, float] = (False, 0.0)
+        self._face_widths = {bold: _character_widths(pdf, face) for bold, face in ((False, ""), (True, "B"))}
+        self._widths = self._face_widths[False]
+        self._splits: dict[tuple[bool, float, float, str], list[str]] = {}
 
     def draw(self) -> None:
-        pdf = self.pdf
-        pdf.add_page()
+        self.dry_run, self.page = True, 0
+        self._run()
+        self.pages = self.page
+        self.dry_run, self.page = False, 0
+        self._run()
+
+    def _run(self) -> None:
+        self._start_page()
         y = self._heading(_MARGIN_TOP)
         y = self._parties(y + 9)
         y = self._lines(y + 9)
         y = self._totals(y + 4)
         self._payment(y + 8)
-        self._footers()
+        self._finish_page()
 
     # one block each, taking the top y and returning the bottom y
 
@@ -457,23 +496,23 @@ class _Layout:
         c = self.content
         left_w = _CONTENT_W * 0.58
         self._font(12, bold=True)
-        bottom = self._wrap(_MARGIN_X, y, left_w, 6, c.merchant_name)
+        bottom = self._wrap(_MARGIN_X, y, left_w, 6, c.merchant_name, max_lines=2)
         if c.merchant_address:
             self._font(9, color=_MUTED)
-            bottom = self._wrap(_MARGIN_X, bottom + 1, left_w, 4.4, c.merchant_address)
+            bottom = self._wrap(_MARGIN_X, bottom + 1, left_w, 4.4, c.merchant_address, max_lines=8)
         self._font(20, bold=True)
         title_w = _CONTENT_W - left_w
-        title_bottom = self._wrap(_MARGIN_X + left_w, y - 1, title_w, 9, c.title, align="R")
+        title_bottom = self._wrap(_MARGIN_X + left_w, y - 1, title_w, 9, c.title, align="R", max_lines=2)
         return max(bottom, title_bottom)
 
     def _parties(self, y: float) -> float:
         c = self.content
         left_w = 80.0
         self._font(8.5, color=_MUTED)
-        left = self._wrap(_MARGIN_X, y, left_w, 4.6, c.bill_to_label)
+        left = self._wrap(_MARGIN_X, y, left_w, 4.6, c.bill_to_label, max_lines=2)
         for index, text in enumerate(c.bill_to):
             self._font(10 if index == 0 else 9.5, bold=index == 0)
-            left = self._wrap(_MARGIN_X, left + 0.6, left_w, 5, text)
+            left = self._wrap(_MARGIN_X, left + 0.6, left_w, 5, text, max_lines=3)
 
         label_x, label_w = _MARGIN_X + 94.0, 32.0
         value_x = label_x + label_w
@@ -481,37 +520,35 @@ class _Layout:
         right = y
         for label, value in c.facts:
             self._font(8.5, color=_MUTED)
-            label_bottom = self._wrap(label_x, right + 0.3, label_w, 4.6, label)
+            label_bottom = self._wrap(label_x, right + 0.3, label_w, 4.6, label, max_lines=2)
             self._font(9.5)
-            value_bottom = self._wrap(value_x, right, value_w, 5, value, align="R")
+            value_bottom = self._wrap(value_x, right, value_w, 5, value, align="R", max_lines=3)
             right = max(label_bottom, value_bottom) + 0.6
         return max(left, right)
 
     def _lines(self, y: float) -> float:
         y = self._table_header(y)
-        fresh_page_room = _BOTTOM - self._table_header(_MARGIN_TOP, dry_run=True)
+        room_on_fresh_page = _BOTTOM - self._table_header(_MARGIN_TOP, measure_only=True)
         for row in self.content.rows:
             self._font(9.5)
-            wrapped = self._split(_COLUMNS[0], row.description or " ")
+            wrapped = self._split(_COLUMNS[0], row.description)
             height = 2 * _ROW_PAD + len(wrapped) * _ROW_LINE_H
-            # Keep a row on one page unless it is longer than a page.
-            if y + height > _BOTTOM and height <= fresh_page_room:
+            # A row stays on one page, unless it is longer than a page.
+            if y + height > _BOTTOM and height <= room_on_fresh_page:
                 y = self._table_header(self._new_page())
             first = True
             while wrapped:
-                room = int((_BOTTOM - y - 2 * _ROW_PAD) // _ROW_LINE_H)
-                if room < 1:
+                fitting = int((_BOTTOM - y - 2 * _ROW_PAD) // _ROW_LINE_H)
+                if fitting < 1:
                     y = self._table_header(self._new_page())
                     continue
-                chunk, wrapped = wrapped[:room], wrapped[room:]
-                y = self._row(y, chunk, row if first else None)
-                first = False
+                y = self._row(y, wrapped[:fitting], row if first else None)
+                wrapped, first = wrapped[fitting:], False
         return y
 
     def _totals(self, y: float) -> float:
         c = self.content
-        height = len(c.totals) * 6.4 + 2
-        if y + height > _BOTTOM:
+        if y + len(c.totals) * 6.2 + 1.4 > _BOTTOM:
             y = self._new_page()
         label_w, value_w = 48.0, _COLUMNS[2] + _COLUMNS[3] - 6
         value_x = _MARGIN_X + _CONTENT_W - value_w
@@ -523,7 +560,7 @@ class _Layout:
                 self._rule(label_x, y + 0.6, _MARGIN_X + _CONTENT_W)
                 y += 1.4
             self._font(10.5 if bold else 9.5, bold=bold)
-            self._text(label_x, y, label_w, 6, label, align="R")
+            self._text(label_x, y, label_w, 6, label, align="R", truncate=True)
             self._text(value_x, y, value_w, 6, value, align="R")
             y += 6.2
         return y
@@ -532,35 +569,36 @@ class _Layout:
         payment = self.content.payment
         if not payment:
             return y
-        if y + len(payment) * 5.4 > _BOTTOM:
-            y = self._new_page()
         label_w = 42.0
+        value_w = _CONTENT_W - label_w
+        height = 0.0
         for label, value in payment:
             self._font(8.5, color=_MUTED)
-            label_bottom = self._wrap(_MARGIN_X, y + 0.3, label_w, 4.6, label)
+            label_h = 0.3 + min(len(self._split(label_w, label)), 2) * 4.6
             self._font(9.5)
-            value_bottom = self._wrap(_MARGIN_X + label_w, y, _CONTENT_W - label_w, 5, value)
+            height += max(label_h, min(len(self._split(value_w, value)), 2) * 5) + 0.6
+        if y + height > _BOTTOM:
+            y = self._new_page()
+        for label, value in payment:
+            self._font(8.5, color=_MUTED)
+            label_bottom = self._wrap(_MARGIN_X, y + 0.3, label_w, 4.6, label, max_lines=2)
+            self._font(9.5)
+            value_bottom = self._wrap(_MARGIN_X + label_w, y, value_w, 5, value, max_lines=2)
             y = max(label_bottom, value_bottom) + 0.6
         return y
 
-    def _footers(self) -> None:
-        """Footers go on last, when the number of pages is known."""
-        pdf = self.pdf
-        pages = pdf.page
-        pdf.set_auto_page_break(False)
-        for page in range(1, pages + 1):
-            pdf.page = page
-            self._rule(_MARGIN_X, _FOOTER_Y - 2, _MARGIN_X + _CONTENT_W)
-            self._font(8, color=_MUTED)
-            page_text = self.content.page_label % {"page": page, "pages": pages}
-            page_w = min(pdf.get_string_width(page_text) + 4, _CONTENT_W / 2)
-            self._text(_MARGIN_X, _FOOTER_Y, _CONTENT_W - page_w, 5, self.content.footer, truncate=True)
-            self._text(_MARGIN_X + _CONTENT_W - page_w, _FOOTER_Y, page_w, 5, page_text, align="R")
-        pdf.page = pages
+    def _footer(self) -> None:
+        self._rule(_MARGIN_X, _FOOTER_Y - 2, _MARGIN_X + _CONTENT_W)
+        self._font(8, color=_MUTED)
+        page_text = self.content.page_label % {"page": self.page, "pages": self.pages}
+        page_w = min(self._measure(page_text) + 2 * self.pdf.c_margin + 1, _CONTENT_W / 2)
+        left_w = _CONTENT_W - page_w
+        self._text(_MARGIN_X, _FOOTER_Y, left_w, 5, self.content.footer, truncate=True)
+        self._text(_MARGIN_X + left_w, _FOOTER_Y, page_w, 5, page_text, align="R", truncate=True)
 
     # table pieces
 
-    def _table_header(self, y: float, *, dry_run: bool = False) -> float:
+    def _table_header(self, y: float, *, measure_only: bool = False) -> float:
         """Column titles, on the first page of the table and each page after."""
         header = self.content.header
         self._font(8.5, bold=True, color=_MUTED)
@@ -569,54 +607,110 @@ class _Layout:
                 _COLUMNS, (header.description, header.quantity, header.unit_price, header.amount), strict=True
             )
         )
-        height = max(len(self._split(width, text)) for width, text in cells) * 4.6
-        if not dry_run:
+        height = max(len(self._split(width, text)[:2]) for width, text in cells) * 4.6
+        if not measure_only:
             x = _MARGIN_X
             for index, (width, text) in enumerate(cells):
-                self._wrap(x, y + _ROW_PAD, width, 4.6, text, align="L" if index == 0 else "R")
+                self._wrap(x, y + _ROW_PAD, width, 4.6, text, align="L" if index == 0 else "R", max_lines=2)
                 x += width
-        y += 2 * _ROW_PAD + height
-        if not dry_run:
-            self._rule(_MARGIN_X, y, _MARGIN_X + _CONTENT_W, width=0.35)
-        return y
+            self._rule(_MARGIN_X, y + 2 * _ROW_PAD + height, _MARGIN_X + _CONTENT_W, width=0.35)
+        return y + 2 * _ROW_PAD + height
 
     def _row(self, y: float, description: Sequence[str], row: _Row | None) -> float:
+        """Lines of one invoice line; the numbers only next to its first lines."""
         self._font(9.5)
         top = y + _ROW_PAD
         for index, text in enumerate(description):
             self._text(_MARGIN_X, top + index * _ROW_LINE_H, _COLUMNS[0], _ROW_LINE_H, text)
         if row is not None:
             x = _MARGIN_X + _COLUMNS[0]
-            for width, text in zip(_COLUMNS[1:], (row.quantity, row.unit_price, row.amount), strict=True):
-                self._text(x, top, width, _ROW_LINE_H, text, align="R")
+            numbers = (row.quantity, row.unit_price, row.amount)
+            for width, text in zip(_COLUMNS[1:], numbers, strict=True):
+                self._text(x, top, width, _ROW_LINE_H, text, align="R", truncate=True)
                 x += width
         y = top + len(description) * _ROW_LINE_H + _ROW_PAD
         self._rule(_MARGIN_X, y, _MARGIN_X + _CONTENT_W)
         return y
 
-    # primitives
+    # pages
+
+    def _start_page(self) -> None:
+        self.page += 1
+        if not self.dry_run:
+            self.pdf.add_page()
+
+    def _finish_page(self) -> None:
+        if not self.dry_run:
+            self._footer()
 
     def _new_page(self) -> float:
-        self.pdf.add_page()
+        self._finish_page()
+        self._start_page()
         return _MARGIN_TOP
 
+    # primitives
+
     def _font(self, size: float, *, bold: bool = False, color: tuple[int, int, int] = _INK) -> None:
+        self._font_key = (bold, size)
         self.pdf.set_font(_FONT_FAMILY, "B" if bold else "", size)
-        self.pdf.set_text_color(*color)
+        self._widths = self._face_widths[bold]
+        if not self.dry_run:
+            self.pdf.set_text_color(*color)
+
+    def _measure(self, text: str) -> float:
+        """Width of ``text`` in the current font, as ``FPDF.get_string_width``
+        computes it for unshaped text, without its per-call overhead."""
+        widths = self._widths
+        return sum(widths[ord(ch)] for ch in text) * self.pdf.font_size_pt * 0.001 / self.pdf.k
 
     def _split(self, width: float, text: str) -> list[str]:
-        from fpdf.enums import MethodReturnValue
+        """``text`` broken into lines that fit ``width``: at spaces, or inside
+        a word only when the word alone is wider than the line."""
+        key = (*self._font_key, width, text)
+        cached = self._splits.get(key)
+        if cached is not None:
+            return cached
+        room = width - 2 * self.pdf.c_margin
+        measure = self._measure
+        lines: list[str] = []
+        for paragraph in _renderable(text).split("\n"):
+            line = ""
+            for word in paragraph.split(" "):
+                candidate = f"{line} {word}" if line else word
+                if measure(candidate) <= room:
+                    line = candidate
+                    continue
+                if line:
+                    lines.append(line)
+                while len(word) > 1 and measure(word) > room:
+                    cut = 1
+                    while cut < len(word) - 1 and measure(word[: cut + 1]) <= room:
+                        cut += 1
+                    lines.append(word[:cut])
+                    word = word[cut:]
+                line = word
+            lines.append(line)
+        self._splits[key] = lines
+        return lines
 
-        text = _renderable(text)
-        if self.pdf.get_string_width(text) <= width - 2 * self.pdf.c_margin:
-            return [text]  # most texts fit: skip fpdf2's (slow) line breaking
-        lines = self.pdf.multi_cell(width, _ROW_LINE_H, text, dry_run=True, output=MethodReturnValue.LINES)
-        return cast("list[str]", lines) or [""]
-
-    def _wrap(self, x: float, y: float, width: float, line_h: float, text: str, *, align: str = "L") -> float:
-        lines = [line for paragraph in text.split("\n") for line in self._split(width, paragraph)]
+    def _wrap(
+        self,
+        x: float,
+        y: float,
+        width: float,
+        line_h: float,
+        text: str,
+        *,
+        align: str = "L",
+        max_lines: int,
+    ) -> float:
+        """``text`` over as many lines as it needs, up to ``max_lines`` (the
+        last one then ends in an ellipsis); returns the y below it."""
+        lines = self._split(width, text)
+        if len(lines) > max_lines:
+            lines = [*lines[: max_lines - 1], f"{lines[max_lines - 1]} {' '.join(lines[max_lines:])}"]
         for index, line in enumerate(lines):
-            self._text(x, y + index * line_h, width, line_h, line, align=align)
+            self._text(x, y + index * line_h, width, line_h, line, align=align, truncate=True)
         return y + len(lines) * line_h
 
     def _text(
@@ -630,16 +724,25 @@ class _Layout:
         align: str = "L",
         truncate: bool = False,
     ) -> None:
+        """One line in the box at ``x, y``, vertically centred as ``FPDF.cell`` would;
+        cut short with an ellipsis if ``truncate`` and it does not fit."""
+        if self.dry_run or not text:
+            return
+        pdf = self.pdf
         text = _renderable(text)
-        room = width - 2 * self.pdf.c_margin
-        if truncate and self.pdf.get_string_width(text) > room:
-            while text and self.pdf.get_string_width(text + "\u2026") > room:
+        room = width - 2 * pdf.c_margin
+        text_w = self._measure(text)
+        if truncate and text_w > room:
+            while text and self._measure(text + "\u2026") > room:
                 text = text[:-1]
             text = text.rstrip() + "\u2026"
-        self.pdf.set_xy(x, y)
-        self.pdf.cell(width, height, text, align=align)
+            text_w = self._measure(text)
+        left = x + pdf.c_margin if align == "L" else x + width - pdf.c_margin - text_w
+        pdf.text(left, y + 0.5 * height + 0.3 * pdf.font_size, text)
 
     def _rule(self, x1: float, y: float, x2: float, *, width: float = 0.2) -> None:
+        if self.dry_run:
+            return
         self.pdf.set_draw_color(*_RULE)
         self.pdf.set_line_width(width)
         self.pdf.line(x1, y, x2, y)
@@ -670,11 +773,11 @@ class FPDFInvoiceRenderer:
 
         content = _content(document)
         pdf = FPDF(orientation="P", unit="mm", format="A4")
-        # fpdf2 replaces "{nb}" in any text by the page count by default; an
-        # invoice line must print as written.
+        # fpdf2 replaces "{nb}" in text by the page count unless told not to;
+        # an invoice line must print as written.
         pdf.alias_nb_pages("")
         pdf.set_margins(_MARGIN_X, _MARGIN_TOP, _MARGIN_X)
-        pdf.set_auto_page_break(True, _MARGIN_BOTTOM)
+        pdf.set_auto_page_break(False)  # the layout breaks pages itself
         pdf.set_title(f"{content.title} {_clean(document.invoice.number)}")
         pdf.set_author(content.merchant_name)
         pdf.set_subject(_clean(document.invoice.description))
@@ -688,9 +791,14 @@ class FPDFInvoiceRenderer:
             if self._share_parsed_fonts:
                 shared_fonts.append((face, face.attach(pdf)))
             else:
-                pdf.add_font(_FONT_FAMILY, face.style, face.path)
+                from fpdf.fonts import TTFFont
 
-        _Layout(pdf, content).draw()
+                pdf.add_font(_FONT_FAMILY, face.style, face.path)
+                added = pdf.fonts[face.fontkey]
+                if isinstance(added, TTFFont):
+                    added.ttfont.recalcBBoxes = False  # as _open_font does
+
+        _Layout(pdf, content).draw()  # before the fonts: it decides which glyphs are used
 
         for face, font in shared_fonts:
             font.ttfont = face.program_for(font.subset.get_all_glyph_names())

@@ -190,7 +190,7 @@ def test_pdf_metadata_names_the_invoice_and_merchant() -> None:
     assert reader.metadata.title == "Invoice INV-000123"
     assert reader.metadata.author == "Acme Software Ltd"
     assert reader.metadata.creation_date == ISSUED
-    assert reader.trailer["/Root"]["/Lang"] == "en"
+    assert str(reader.root_object["/Lang"]) == "en"
 
 
 def test_indonesian_invoice_in_rupiah() -> None:
@@ -223,7 +223,9 @@ def test_indonesian_invoice_in_rupiah() -> None:
         assert expected in text
     assert "Rp150.000,00" not in text
     assert "Dibayar dengan" not in text  # an open invoice was not paid with anything
-    assert PdfReader(io.BytesIO(pdf)).metadata.title == "Faktur INV-000123"
+    metadata = PdfReader(io.BytesIO(pdf)).metadata
+    assert metadata is not None
+    assert metadata.title == "Faktur INV-000123"
 
 
 @pytest.mark.parametrize(
@@ -318,8 +320,7 @@ def test_very_long_names_are_cut_short_not_run_off_the_page() -> None:
 
     assert len(pages) == 1
     assert "Ava\nLongnameLongname" in pages[0]
-    assert re.search(r"\nL[a-z]*(Longname)+L?[a-z]*\u2026\n", pages[0])  # the third and last line
-    assert "ava@example.com" in pages[0]
+    assert re.search(r"\n[A-Za-z]+\u2026\nava@example\.com\n", pages[0])  # three lines at most
 
 
 # -- the same invoice, the same bytes ------------------------------------------------
@@ -378,9 +379,15 @@ def test_document_refuses_another_customers_invoice() -> None:
         InvoiceDocument(invoice, Customer("cus_ava", "ava@example.com", "Ava"), "Acme")
 
 
-def test_document_refuses_a_naive_issue_time() -> None:
-    invoice = replace(make_invoice(), issued_at=datetime(2026, 3, 5, 23, 30))
-    with pytest.raises(ValueError, match="naive"):
+@pytest.mark.parametrize("field", ["issued_at", "paid_at"])
+def test_document_refuses_naive_times(field: str) -> None:
+    naive = datetime(2026, 3, 5, 23, 30)
+    invoice = (
+        replace(make_invoice(), issued_at=naive)
+        if field == "issued_at"
+        else replace(make_invoice(), paid_at=naive)
+    )
+    with pytest.raises(ValueError, match=f"naive {field}"):
         make_document(invoice)
 
 
