@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
 from wtforms import EmailField, Field, Form
@@ -64,6 +62,3 @@ class LoginForm(PortalForm):
 
 class ConfirmForm(PortalForm):
     """A form with only a CSRF token: one button that confirms an action."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)

@@ -104,6 +104,8 @@ _NAV = (
 
 @blueprint.before_request
 def _enter_portal() -> None:
+    if request.endpoint == "portal.static":
+        return  # the stylesheet needs no customer lookup and no locale
     state = get_state()
     customer = get_current_customer()
     stack = ExitStack()
