@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 POSTGRES_URL_ENV = "CUSTOMER_PORTAL_TEST_POSTGRES_URL"
 
 
-def _running_in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
-
-
 # -- databases -------------------------------------------------------------------
 
 
@@ -55,7 +51,10 @@ def postgres_url() -> Iterator[str]:
             f"PostgreSQL is not available ({exc}); install the PostgreSQL server "
             f"or set {POSTGRES_URL_ENV}=postgresql+psycopg://user@host:port/db"
         )
-        if _running_in_ci():
+        # Imported late: pytest must load portal_fixtures as a plugin first.
+        from portal_fixtures import running_in_ci
+
+        if running_in_ci():
             pytest.fail(f"CI must run the PostgreSQL tests: {reason}", pytrace=False)
         pytest.skip(reason)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,18 @@ from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csr
 
 BASE_URL = "http://shop.test"
 SECRET = "test-secret-key-0123456789abcdef0123456789"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def running_in_ci() -> bool:
+    """Under CI a missing PostgreSQL or Chromium fails instead of skipping."""
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
 
 
 def make_portal_app(
@@ -123,15 +137,10 @@ class SMTPServer:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it gets."""
 
     def __init__(self) -> None:
-        import socket
-
         from aiosmtpd.controller import Controller
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            free_port = int(sock.getsockname()[1])
         self.handler = _Collector()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=free_port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=free_port())
 
     @property
     def messages(self) -> list[Any]:
@@ -162,8 +171,6 @@ def smtp_server() -> Iterator[SMTPServer]:
 def compile_catalogues() -> None:
     """``pybabel compile`` for each ``.po`` whose ``.mo`` is missing or stale,
     so that a bare ``pytest`` works on a fresh checkout."""
-    import os
-
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
 

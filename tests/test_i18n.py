@@ -93,24 +93,32 @@ def test_there_is_an_indonesian_catalogue() -> None:
     assert not (TRANSLATIONS / "en").exists(), "English is the source language; it needs no catalogue"
 
 
-def test_the_template_matches_the_source(source_messages: dict[MessageKey, Message]) -> None:
-    template = _messages(_read_catalog(POT))
-    new = set(source_messages) - set(template)
-    gone = set(template) - set(source_messages)
+def _assert_same_messages(
+    found: dict[MessageKey, Message], source: dict[MessageKey, Message], problem: str, missing_label: str
+) -> None:
+    new = set(source) - set(found)
+    gone = set(found) - set(source)
     assert not new and not gone, (
-        f"{POT.name} is out of date; run `make extract-messages`.\n"
-        f"Not in the template:\n{_describe(new)}\nNo longer in the source:\n{_describe(gone)}"
+        f"{problem}\n{missing_label}:\n{_describe(new)}\nNo longer in the source:\n{_describe(gone)}"
+    )
+
+
+def test_the_template_matches_the_source(source_messages: dict[MessageKey, Message]) -> None:
+    _assert_same_messages(
+        _messages(_read_catalog(POT)),
+        source_messages,
+        f"{POT.name} is out of date; run `make extract-messages`.",
+        "Not in the template",
     )
 
 
 @pytest.mark.parametrize("po_path", PO_FILES, ids=LOCALES)
 def test_catalogue_matches_the_source(po_path: Path, source_messages: dict[MessageKey, Message]) -> None:
-    translated = _messages(_read_catalog(po_path))
-    new = set(source_messages) - set(translated)
-    gone = set(translated) - set(source_messages)
-    assert not new and not gone, (
-        f"{po_path.relative_to(REPO)} is out of date: run `make extract-messages`, then translate.\n"
-        f"Missing from the catalogue:\n{_describe(new)}\nNo longer in the source:\n{_describe(gone)}"
+    _assert_same_messages(
+        _messages(_read_catalog(po_path)),
+        source_messages,
+        f"{po_path.relative_to(REPO)} is out of date: run `make extract-messages`, then translate.",
+        "Missing from the catalogue",
     )
 
 

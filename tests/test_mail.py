@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 from pathlib import Path
 
 import pytest
-from portal_fixtures import SMTPServer, make_portal_app, open_link
+from portal_fixtures import SMTPServer, free_port, make_portal_app, open_link
 
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.mail import MailDeliveryError, Message, SMTPMailer, mailer_from_config
 from flask_customer_portal.testing import csrf_token_from
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_login_link_by_real_smtp_end_to_end(tmp_path: Path, smtp_server: SMTPServer) -> None:
@@ -50,7 +43,7 @@ def test_smtp_down_is_logged_without_the_token_and_the_page_is_unchanged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_portal_app(
-        f"sqlite:///{tmp_path / 'd.db'}", MAIL_SERVER="127.0.0.1", MAIL_PORT=_free_port(), MAIL_TIMEOUT=2
+        f"sqlite:///{tmp_path / 'd.db'}", MAIL_SERVER="127.0.0.1", MAIL_PORT=free_port(), MAIL_TIMEOUT=2
     )
     client = app.test_client()
     page = client.get("/portal/login/biz_demo")
@@ -73,7 +66,7 @@ def test_smtp_down_is_logged_without_the_token_and_the_page_is_unchanged(
 
 
 def test_smtp_mailer_raises_delivery_error() -> None:
-    mailer = SMTPMailer(host="127.0.0.1", port=_free_port(), timeout=1)
+    mailer = SMTPMailer(host="127.0.0.1", port=free_port(), timeout=1)
     with pytest.raises(MailDeliveryError):
         mailer.send(Message(to="a@example.com", subject="s", text="t", html="<p>t</p>"))
     assert "password" not in repr(SMTPMailer(host="h", password="hunter2"))

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask
+from portal_fixtures import free_port, running_in_ci
 from werkzeug.serving import ThreadedWSGIServer, make_server
 
 from example_app import create_app
@@ -50,17 +49,6 @@ SECRET_KEY = "browser-test-secret-key-0123456789abcdef0123"
 #: axe-core impacts that fail a test ("minor" and "moderate" are reported by
 #: axe but left to review).
 FAILING_IMPACTS = ("serious", "critical")
-
-
-def _running_in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- SMTP ------------------------------------------------------------------------
@@ -104,7 +92,7 @@ class SMTPInbox:
 def smtp_inbox() -> Iterator[SMTPInbox]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1; its received messages."""
     inbox = SMTPInbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     inbox.port = controller.port
     try:
@@ -196,7 +184,7 @@ def chromium_executable() -> Path:
     """Debian's Chromium; skips the browser tests without it (fails in CI)."""
     if not CHROMIUM.exists():
         reason = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-        if _running_in_ci():
+        if running_in_ci():
             pytest.fail(f"CI must run the browser tests: {reason}", pytrace=False)
         pytest.skip(reason)
     return CHROMIUM
