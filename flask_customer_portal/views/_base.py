@@ -1,0 +1,152 @@
+"""The ``portal`` blueprint: one thin function per page.
+
+Rules every route follows: lookups are scoped to the signed-in customer (a
+foreign id is a 404), changes are POSTs with a CSRF token, a GET never
+changes state, and every response carries the portal's security headers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import ExitStack
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import force_locale
+from flask_wtf.csrf import generate_csrf
+from werkzeug.exceptions import HTTPException
+
+from ..auth import get_current_customer
+from ..extension import get_state
+from ..i18n import lazy_gettext as _l
+from ..i18n import select_locale
+from ..storage import Customer
+from ..templating import template_context
+
+__all__ = ["add_security_headers", "blueprint", "current_customer_or_401", "customer_required", "notify"]
+
+logger = logging.getLogger("flask_customer_portal")
+
+blueprint = Blueprint(
+    "portal",
+    __name__,
+    root_path=str(Path(__file__).resolve().parent.parent),
+    template_folder="templates",
+    static_folder="static",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NOTICE_KEY = "_customer_portal_notice"
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+}
+
+
+def current_customer_or_401() -> Customer:
+    """The signed-in customer, in views behind :func:`customer_required`."""
+    customer = get_current_customer()
+    if customer is None:
+        abort(401)
+    return customer
+
+
+def customer_required(view: F) -> F:
+    """Send visitors who are not signed in to the static login page."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if get_current_customer() is None:
+            state = get_state()
+            return redirect(url_for("portal.login", business_id=state.config.business_id))
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def notify(message: str) -> None:
+    """Show ``message`` once on the next portal page (the portal's own
+    session key, so the host's flashed messages are never consumed)."""
+    session[_NOTICE_KEY] = message
+
+
+#: The portal's navigation, in order; an entry shows once its page exists.
+_NAV = (
+    ("portal.dashboard", _l("Overview")),
+    ("portal.subscriptions", _l("Subscriptions")),
+    ("portal.invoices", _l("Billing history")),
+    ("portal.license_keys", _l("Licence keys")),
+    ("portal.profile", _l("Profile")),
+)
+
+
+@blueprint.before_request
+def _enter_portal() -> None:
+    if request.endpoint == "portal.static":
+        return  # the stylesheet needs no customer lookup and no locale
+    state = get_state()
+    customer = get_current_customer()
+    stack = ExitStack()
+    stack.enter_context(force_locale(select_locale(state.config, customer)))
+    g._customer_portal_locale = stack
+
+
+@blueprint.teardown_request
+def _leave_portal(exc: BaseException | None) -> None:
+    stack = g.pop("_customer_portal_locale", None)
+    if stack is not None:
+        stack.close()
+
+
+def add_security_headers(response: Response) -> Response:
+    """Registered on the app by ``init_app``; applies to the portal's
+    responses only (its blueprint, or any path under its prefix, so that
+    a 404 for an unknown portal URL is covered too)."""
+    prefix = get_state().config.url_prefix
+    if request.blueprint == "portal" or (prefix and request.path.startswith(prefix + "/")):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers[name] = value
+    return response
+
+
+@blueprint.context_processor
+def _portal_context() -> dict[str, Any]:
+    customer = get_current_customer()
+    values = template_context(get_state(), customer)
+    values["current_customer"] = customer
+    values["portal_notice"] = session.pop(_NOTICE_KEY, None)
+    values["portal_endpoints"] = current_app.view_functions
+    values["csrf_token"] = generate_csrf
+    values["portal_nav"] = [
+        (endpoint, label) for endpoint, label in _NAV if endpoint in current_app.view_functions
+    ]
+    return values
+
+
+@blueprint.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> tuple[str, int]:
+    code = error.code or 500
+    return render_template("customer_portal/error.html", code=code, error=error), code
