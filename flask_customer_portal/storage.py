@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar, runtime_checkable
@@ -25,8 +26,12 @@ __all__ = [
     "AccessStore",
     "AuditEvent",
     "BillingStore",
+    "ChargeAttempt",
+    "ChargeAttemptStatus",
+    "ChargeStore",
     "Customer",
     "CustomerStore",
+    "EmailInUse",
     "Invoice",
     "InvoiceLine",
     "InvoiceStatus",
@@ -37,9 +42,12 @@ __all__ = [
     "LinkRecord",
     "Page",
     "PaymentMethod",
+    "PaymentMethodInUse",
     "PortalSessionRecord",
     "PortalStorage",
+    "StateConflict",
     "Subscription",
+    "SubscriptionLock",
     "SubscriptionStatus",
 ]
 
@@ -88,6 +96,37 @@ class LinkPurpose(str, enum.Enum):
     SESSION_LINK = "session_link"
     LOGIN_LINK = "login_link"
     EMAIL_CHANGE = "email_change"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class StorageError(Exception):
+    """Base of the errors a store raises for a change it refuses."""
+
+
+class EmailInUse(StorageError):
+    """Another customer already has this email address."""
+
+
+class PaymentMethodInUse(StorageError):
+    """A subscription is charged to this method, so it cannot be removed."""
+
+
+class StateConflict(StorageError):
+    """The record is not in a state that allows this change (cancelling a
+    cancelled subscription, undoing a cancellation whose date has passed)."""
+
+
+class ChargeAttemptStatus(str, enum.Enum):
+    """What came of one attempt to charge an invoice."""
+
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    FAILED = "failed"
+    #: No answer from the provider: must be reconciled before the next try.
+    UNKNOWN = "unknown"
 
     def __str__(self) -> str:
         return self.value
@@ -209,6 +248,28 @@ class LicenseKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ChargeAttempt:
+    """One try at paying an invoice, kept so that a retry never charges twice.
+
+    ``idempotency_key`` is ``invoice:<invoice id>:attempt:<n>``; attempt
+    ``n + 1`` is only made once attempt ``n``'s outcome is known.
+    """
+
+    invoice_id: str
+    attempt: int
+    idempotency_key: str
+    customer_id: str
+    amount: int
+    currency: str
+    status: ChargeAttemptStatus
+    created_at: datetime
+    payment_method_id: str | None = None
+    decline_reason: str | None = None
+    provider_reference: str | None = None
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LinkRecord:
     """Server-side state of a one-time link; holds a hash, never the token."""
 
@@ -277,6 +338,16 @@ class CustomerStore(Protocol):
     def find_customer_by_email(self, email: str) -> Customer | None:
         """The customer with this email, compared case-insensitively."""
 
+    def update_profile(self, customer_id: str, *, name: str, phone: str | None) -> Customer | None:
+        """Save the customer's name and phone (E.164 or ``None``); ``None``
+        if there is no such customer."""
+
+    def change_email(self, customer_id: str, email: str, *, auth_version: int) -> Customer | None:
+        """Set a new email and bump ``auth_version`` by one, atomically, but
+        only while the customer's ``auth_version`` is still ``auth_version``
+        (so a confirmation link works once and not after a later change).
+        ``None`` if nothing matched. Raises :class:`EmailInUse`."""
+
 
 @runtime_checkable
 class BillingStore(Protocol):
@@ -295,6 +366,38 @@ class BillingStore(Protocol):
 
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
         """The customer's saved payment methods, newest first."""
+
+    def get_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
+        """One saved payment method of this customer, or ``None``."""
+
+    def add_payment_method(self, payment_method: PaymentMethod) -> PaymentMethod:
+        """Save a method the provider attached; ``created_at`` defaults to now."""
+
+    def remove_payment_method(self, customer_id: str, payment_method_id: str) -> bool:
+        """Forget a saved method. ``False`` if it is not this customer's;
+        raises :class:`PaymentMethodInUse` if a current subscription uses it."""
+
+    def set_subscription_payment_method(
+        self, customer_id: str, subscription_id: str, payment_method_id: str
+    ) -> Subscription | None:
+        """Charge future renewals of the subscription to another of the
+        customer's methods. ``None`` if either is not this customer's."""
+
+    def cancel_subscription(
+        self, customer_id: str, subscription_id: str, *, at_period_end: bool, now: datetime
+    ) -> Subscription | None:
+        """Cancel now (``cancelled``, ended now) or at the end of the current
+        period (stays ``active`` with ``cancel_at_period_end``). An ``on_hold``
+        subscription is always cancelled now. ``None`` if not this customer's;
+        raises :class:`StateConflict` if it is already cancelled or already
+        set to end."""
+
+    def undo_cancellation(
+        self, customer_id: str, subscription_id: str, *, now: datetime
+    ) -> Subscription | None:
+        """Keep a subscription that was set to end at period end, while that
+        date is still ahead. ``None`` if not this customer's; raises
+        :class:`StateConflict` if there is nothing to undo or it is too late."""
 
 
 @runtime_checkable
@@ -337,6 +440,71 @@ class AccessStore(Protocol):
         """Append to the audit log."""
 
 
+class SubscriptionLock(Protocol):
+    """A subscription held exclusively while money moves for it.
+
+    Made by :meth:`ChargeStore.lock_subscription`. Everything written
+    through it is committed together when the ``with`` block ends normally
+    and rolled back if it raises; until then no other caller can lock the
+    same subscription (``SELECT … FOR UPDATE`` or its equivalent).
+    """
+
+    @property
+    def subscription(self) -> Subscription:
+        """The subscription as it is now, re-read under the lock."""
+
+    def open_invoices(self) -> Sequence[Invoice]:
+        """The subscription's ``open`` invoices, oldest first, with lines."""
+
+    def get_invoice(self, invoice_id: str) -> Invoice | None:
+        """One of the subscription's invoices, with lines."""
+
+    def issue_invoice(self, invoice: Invoice) -> Invoice:
+        """Store a new invoice of this subscription. ``number`` may be left
+        empty: the store then gives it the next number of its series."""
+
+    def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
+        """Every charge attempt on the invoice, in order."""
+
+    def save_attempt(self, attempt: ChargeAttempt) -> None:
+        """Record an attempt, or its outcome (same invoice and number)."""
+
+    def mark_invoice_paid(
+        self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
+    ) -> Invoice:
+        """``open → paid``. Raises :class:`StateConflict` for any other state."""
+
+    def update_subscription(
+        self,
+        *,
+        status: SubscriptionStatus | None = None,
+        current_period_start: datetime | None = None,
+        current_period_end: datetime | None = None,
+        payment_method_id: str | None = None,
+        hold_reason: str | None = None,
+        clear_hold_reason: bool = False,
+        ended_at: datetime | None = None,
+    ) -> Subscription:
+        """Change the locked subscription; arguments left ``None`` keep
+        their value (``clear_hold_reason`` empties ``hold_reason``)."""
+
+
 @runtime_checkable
-class PortalStorage(CustomerStore, BillingStore, LicenseKeyStore, AccessStore, Protocol):
+class ChargeStore(Protocol):
+    """Where money moves: a lock per subscription and the attempt log."""
+
+    def lock_subscription(
+        self, customer_id: str, subscription_id: str
+    ) -> AbstractContextManager[SubscriptionLock | None]:
+        """Hold the customer's subscription for the ``with`` block; the
+        context value is ``None`` if it is not this customer's."""
+
+    def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
+        """Active subscriptions whose current period ended at or before
+        ``now``, oldest first: renewals to charge and period-end
+        cancellations to finish. ``on_hold`` ones are never due."""
+
+
+@runtime_checkable
+class PortalStorage(CustomerStore, BillingStore, LicenseKeyStore, AccessStore, ChargeStore, Protocol):
     """Everything the portal reads and writes, in one object."""

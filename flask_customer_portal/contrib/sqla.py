@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import enum
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -79,7 +80,10 @@ from sqlalchemy.types import TypeDecorator
 from ..money import Money
 from ..storage import (
     AuditEvent,
+    ChargeAttempt,
+    ChargeAttemptStatus,
     Customer,
+    EmailInUse,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -89,7 +93,9 @@ from ..storage import (
     LinkRecord,
     Page,
     PaymentMethod,
+    PaymentMethodInUse,
     PortalSessionRecord,
+    StateConflict,
     Subscription,
     SubscriptionStatus,
 )
@@ -105,6 +111,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NAMING_CONVENTION",
     "AuditEventModel",
+    "ChargeAttemptModel",
     "CustomerModel",
     "InvoiceLineModel",
     "InvoiceModel",
@@ -369,6 +376,33 @@ class InvoiceLineModel(PortalModel):
     amount: Mapped[int] = mapped_column(BigInteger)
 
 
+class ChargeAttemptModel(PortalModel):
+    """One try at paying an invoice. The idempotency key is unique, so the
+    same attempt can never be recorded (or charged) twice."""
+
+    __tablename__ = "portal_charge_attempts"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["payment_method_id", "customer_id"],
+            [PaymentMethodModel.id, PaymentMethodModel.customer_id],
+        ),
+        CheckConstraint("attempt > 0", name="attempt_positive"),
+    )
+
+    invoice_id: Mapped[str] = mapped_column(ForeignKey(InvoiceModel.id), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(_REFERENCE), unique=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey(CustomerModel.id), index=True)
+    payment_method_id: Mapped[str | None] = mapped_column(String(_ID))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[ChargeAttemptStatus] = mapped_column(StringEnum(ChargeAttemptStatus))
+    decline_reason: Mapped[str | None] = mapped_column(String(64))
+    provider_reference: Mapped[str | None] = mapped_column(String(_REFERENCE))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+
+
 class LicenseKeyModel(PortalModel):
     __tablename__ = "portal_license_keys"
     __table_args__ = (Index("ix_portal_license_keys_customer_created", "customer_id", "created_at"),)
@@ -537,6 +571,23 @@ def _license_key(row: LicenseKeyModel) -> LicenseKey:
     )
 
 
+def _charge_attempt(row: ChargeAttemptModel) -> ChargeAttempt:
+    return ChargeAttempt(
+        invoice_id=row.invoice_id,
+        attempt=row.attempt,
+        idempotency_key=row.idempotency_key,
+        customer_id=row.customer_id,
+        amount=row.amount,
+        currency=row.currency,
+        status=row.status,
+        created_at=row.created_at,
+        payment_method_id=row.payment_method_id,
+        decline_reason=row.decline_reason,
+        provider_reference=row.provider_reference,
+        resolved_at=row.resolved_at,
+    )
+
+
 def _link(row: LinkModel) -> LinkRecord:
     return LinkRecord(
         token_hash=row.token_hash,
@@ -628,6 +679,37 @@ class SQLAlchemyStorage:
         ).one_or_none()
         return None if row is None else _customer(row)
 
+    def update_profile(self, customer_id: str, *, name: str, phone: str | None) -> Customer | None:
+        with self._transaction() as session:
+            row = session.get(CustomerModel, customer_id, populate_existing=True)
+            if row is None:
+                return None
+            row.name = name
+            row.phone = phone
+            session.flush()
+            return _customer(row)
+
+    def change_email(self, customer_id: str, email: str, *, auth_version: int) -> Customer | None:
+        """One conditional ``UPDATE``: of two uses of the same confirmation
+        link, only the first matches the old ``auth_version``."""
+        try:
+            with self._transaction() as session:
+                result = session.execute(
+                    update(CustomerModel)
+                    .where(CustomerModel.id == customer_id, CustomerModel.auth_version == auth_version)
+                    .values(
+                        email=email,
+                        email_normalized=normalize_email(email),
+                        auth_version=CustomerModel.auth_version + 1,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+        except IntegrityError as exc:
+            raise EmailInUse(email) from exc
+        if _rowcount(result) != 1:
+            return None
+        return self.get_customer(customer_id)
+
     # -- BillingStore -------------------------------------------------------------
 
     def list_subscriptions(self, customer_id: str) -> Sequence[Subscription]:
@@ -714,6 +796,146 @@ class SQLAlchemyStorage:
         return None if row is None else _payment_method(row)
 
     # -- LicenseKeyStore ------------------------------------------------------------
+
+    def remove_payment_method(self, customer_id: str, payment_method_id: str) -> bool:
+        with self._transaction() as session:
+            row = session.scalars(
+                select(PaymentMethodModel)
+                .where(
+                    PaymentMethodModel.id == payment_method_id,
+                    PaymentMethodModel.customer_id == customer_id,
+                )
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                return False
+            in_use = session.scalar(
+                select(func.count())
+                .select_from(SubscriptionModel)
+                .where(
+                    SubscriptionModel.customer_id == customer_id,
+                    SubscriptionModel.payment_method_id == payment_method_id,
+                    SubscriptionModel.status != SubscriptionStatus.CANCELLED,
+                )
+            )
+            if in_use:
+                raise PaymentMethodInUse(payment_method_id)
+            # Past records keep their history: detach, then delete.
+            for model in (SubscriptionModel, InvoiceModel, ChargeAttemptModel):
+                session.execute(
+                    update(model)
+                    .where(model.customer_id == customer_id, model.payment_method_id == payment_method_id)
+                    .values(payment_method_id=None)
+                    .execution_options(synchronize_session=False)
+                )
+            session.delete(row)
+        return True
+
+    def set_subscription_payment_method(
+        self, customer_id: str, subscription_id: str, payment_method_id: str
+    ) -> Subscription | None:
+        if self.get_payment_method(customer_id, payment_method_id) is None:
+            return None
+        with self._transaction() as session:
+            result = session.execute(
+                update(SubscriptionModel)
+                .where(SubscriptionModel.id == subscription_id, SubscriptionModel.customer_id == customer_id)
+                .values(payment_method_id=payment_method_id)
+                .execution_options(synchronize_session=False)
+            )
+        if _rowcount(result) != 1:
+            return None
+        return self.get_subscription(customer_id, subscription_id)
+
+    def cancel_subscription(
+        self, customer_id: str, subscription_id: str, *, at_period_end: bool, now: datetime
+    ) -> Subscription | None:
+        now = _utc(now, "now")
+        with self._transaction() as session:
+            row = self._locked_subscription_row(session, customer_id, subscription_id)
+            if row is None:
+                return None
+            if row.status is SubscriptionStatus.CANCELLED:
+                raise StateConflict(f"subscription {subscription_id!r} is already cancelled")
+            if at_period_end and row.status is SubscriptionStatus.ACTIVE and row.current_period_end > now:
+                if row.cancel_at_period_end:
+                    raise StateConflict(f"subscription {subscription_id!r} already ends at period end")
+                row.cancel_at_period_end = True
+                row.cancelled_at = now
+            else:
+                row.status = SubscriptionStatus.CANCELLED
+                row.cancel_at_period_end = False
+                row.cancelled_at = now
+                row.ended_at = now
+            session.flush()
+        return self.get_subscription(customer_id, subscription_id)
+
+    def undo_cancellation(
+        self, customer_id: str, subscription_id: str, *, now: datetime
+    ) -> Subscription | None:
+        now = _utc(now, "now")
+        with self._transaction() as session:
+            row = self._locked_subscription_row(session, customer_id, subscription_id)
+            if row is None:
+                return None
+            if (
+                row.status is not SubscriptionStatus.ACTIVE
+                or not row.cancel_at_period_end
+                or row.current_period_end <= now
+            ):
+                raise StateConflict(f"subscription {subscription_id!r} has no cancellation to undo")
+            row.cancel_at_period_end = False
+            row.cancelled_at = None
+            session.flush()
+        return self.get_subscription(customer_id, subscription_id)
+
+    def _locked_subscription_row(
+        self, session: Session, customer_id: str, subscription_id: str
+    ) -> SubscriptionModel | None:
+        """The subscription's row, locked until the transaction ends.
+
+        PostgreSQL takes a row lock with ``SELECT … FOR UPDATE``. SQLite
+        ignores ``FOR UPDATE``, so a no-op ``UPDATE`` of the row takes the
+        database's write lock first: concurrent lockers queue up in both.
+        """
+        if self._db.engine.dialect.name == "sqlite":
+            session.execute(
+                update(SubscriptionModel)
+                .where(SubscriptionModel.id == subscription_id, SubscriptionModel.customer_id == customer_id)
+                .values(id=SubscriptionModel.id)
+                .execution_options(synchronize_session=False)
+            )
+        return session.scalars(
+            select(SubscriptionModel)
+            .where(SubscriptionModel.id == subscription_id, SubscriptionModel.customer_id == customer_id)
+            .with_for_update(of=SubscriptionModel)
+            .execution_options(**_FRESH)
+        ).one_or_none()
+
+    # -- ChargeStore ----------------------------------------------------------------
+
+    @contextmanager
+    def lock_subscription(
+        self, customer_id: str, subscription_id: str
+    ) -> Iterator[_SQLSubscriptionLock | None]:
+        with self._transaction() as session:
+            row = self._locked_subscription_row(session, customer_id, subscription_id)
+            yield None if row is None else _SQLSubscriptionLock(self, session, row)
+
+    def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
+        now = _utc(now, "now")
+        rows = self._session.scalars(
+            select(SubscriptionModel)
+            .where(
+                SubscriptionModel.status == SubscriptionStatus.ACTIVE,
+                SubscriptionModel.current_period_end <= now,
+            )
+            .options(joinedload(SubscriptionModel.payment_method))
+            .order_by(SubscriptionModel.current_period_end, SubscriptionModel.id)
+            .limit(limit)
+            .execution_options(**_FRESH)
+        ).all()
+        return tuple(_subscription(r, _optional_payment_method(r.payment_method)) for r in rows)
 
     def list_license_keys(self, customer_id: str) -> Sequence[LicenseKey]:
         rows = self._session.scalars(
@@ -924,6 +1146,11 @@ class SQLAlchemyStorage:
             return _subscription(row, method)
 
     def add_invoice(self, invoice: Invoice) -> Invoice:
+        """Insert an issued invoice with its lines (see :meth:`_insert_invoice`)."""
+        with self._transaction() as session:
+            return self._insert_invoice(session, invoice)
+
+    def _insert_invoice(self, session: Session, invoice: Invoice) -> Invoice:
         """Insert an issued invoice with its lines.
 
         Checks the arithmetic first: ``total == subtotal + tax`` and, when
@@ -975,12 +1202,11 @@ class SQLAlchemyStorage:
             )
             for position, line in enumerate(invoice.lines)
         ]
-        with self._transaction() as session:
-            session.add(row)
-            session.flush()  # the invoice row first: the lines reference it
-            session.add_all(lines)
-            session.flush()
-            return _invoice(row, method, lines)
+        session.add(row)
+        session.flush()  # the invoice row first: the lines reference it
+        session.add_all(lines)
+        session.flush()
+        return _invoice(row, method, lines)
 
     def add_license_key(self, license_key: LicenseKey) -> LicenseKey:
         """Insert a licence key; ``created_at`` defaults to now."""
@@ -1054,6 +1280,145 @@ class SQLAlchemyStorage:
                     session.execute(insert(SequenceModel).values(values))
             except IntegrityError:
                 pass  # created by a concurrent transaction; the retry will see it
+
+
+class _SQLSubscriptionLock:
+    """:class:`~flask_customer_portal.storage.SubscriptionLock` inside one
+    transaction of :meth:`SQLAlchemyStorage.lock_subscription`."""
+
+    def __init__(self, store: SQLAlchemyStorage, session: Session, row: SubscriptionModel) -> None:
+        self._store = store
+        self._session = session
+        self._row = row
+
+    @property
+    def subscription(self) -> Subscription:
+        method = None
+        if self._row.payment_method_id is not None:
+            method_row = self._session.get(PaymentMethodModel, self._row.payment_method_id)
+            method = _optional_payment_method(method_row)
+        return _subscription(self._row, method)
+
+    def _invoices(self) -> Any:
+        return (
+            select(InvoiceModel)
+            .where(
+                InvoiceModel.subscription_id == self._row.id,
+                InvoiceModel.customer_id == self._row.customer_id,
+            )
+            .options(joinedload(InvoiceModel.payment_method), selectinload(InvoiceModel.lines))
+            .execution_options(**_FRESH)
+        )
+
+    def open_invoices(self) -> Sequence[Invoice]:
+        rows = self._session.scalars(
+            self._invoices()
+            .where(InvoiceModel.status == InvoiceStatus.OPEN)
+            .order_by(InvoiceModel.issued_at, InvoiceModel.id)
+        ).all()
+        return tuple(_invoice(r, _optional_payment_method(r.payment_method), r.lines) for r in rows)
+
+    def get_invoice(self, invoice_id: str) -> Invoice | None:
+        row = self._session.scalars(self._invoices().where(InvoiceModel.id == invoice_id)).one_or_none()
+        return None if row is None else _invoice(row, _optional_payment_method(row.payment_method), row.lines)
+
+    def issue_invoice(self, invoice: Invoice) -> Invoice:
+        if invoice.customer_id != self._row.customer_id or invoice.subscription_id != self._row.id:
+            raise ValueError("an invoice issued under a subscription lock must be that subscription's")
+        if not invoice.number:
+            value = self._store._increment_sequence(self._session, "invoice_number:INV-")
+            invoice = replace(invoice, number=f"INV-{value:06d}")
+        return self._store._insert_invoice(self._session, invoice)
+
+    def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
+        rows = self._session.scalars(
+            select(ChargeAttemptModel)
+            .where(
+                ChargeAttemptModel.invoice_id == invoice_id,
+                ChargeAttemptModel.customer_id == self._row.customer_id,
+            )
+            .order_by(ChargeAttemptModel.attempt)
+            .execution_options(**_FRESH)
+        ).all()
+        return tuple(_charge_attempt(r) for r in rows)
+
+    def save_attempt(self, attempt: ChargeAttempt) -> None:
+        if attempt.customer_id != self._row.customer_id:
+            raise ValueError("a charge attempt must be the locked subscription's customer's")
+        row = self._session.get(ChargeAttemptModel, (attempt.invoice_id, attempt.attempt))
+        if row is None:
+            row = ChargeAttemptModel(
+                invoice_id=attempt.invoice_id,
+                attempt=attempt.attempt,
+                idempotency_key=attempt.idempotency_key,
+                customer_id=attempt.customer_id,
+                created_at=_utc(attempt.created_at, "ChargeAttempt.created_at"),
+            )
+            self._session.add(row)
+        elif row.idempotency_key != attempt.idempotency_key:
+            raise ValueError("an attempt's idempotency key never changes")
+        row.payment_method_id = attempt.payment_method_id
+        row.amount = attempt.amount
+        row.currency = attempt.currency
+        row.status = attempt.status
+        row.decline_reason = attempt.decline_reason
+        row.provider_reference = attempt.provider_reference
+        row.resolved_at = _utc_or_none(attempt.resolved_at, "ChargeAttempt.resolved_at")
+        self._session.flush()
+
+    def mark_invoice_paid(
+        self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
+    ) -> Invoice:
+        result = self._session.execute(
+            update(InvoiceModel)
+            .where(
+                InvoiceModel.id == invoice_id,
+                InvoiceModel.customer_id == self._row.customer_id,
+                InvoiceModel.status == InvoiceStatus.OPEN,
+            )
+            .values(
+                status=InvoiceStatus.PAID,
+                paid_at=_utc(paid_at, "paid_at"),
+                payment_reference=payment_reference,
+                payment_method_id=payment_method_id,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) != 1:
+            raise StateConflict(f"invoice {invoice_id!r} is not open")
+        invoice = self.get_invoice(invoice_id)
+        if invoice is None:  # pragma: no cover - just updated
+            raise StateConflict(f"invoice {invoice_id!r} vanished")
+        return invoice
+
+    def update_subscription(
+        self,
+        *,
+        status: SubscriptionStatus | None = None,
+        current_period_start: datetime | None = None,
+        current_period_end: datetime | None = None,
+        payment_method_id: str | None = None,
+        hold_reason: str | None = None,
+        clear_hold_reason: bool = False,
+        ended_at: datetime | None = None,
+    ) -> Subscription:
+        row = self._row
+        if status is not None:
+            row.status = status
+        if current_period_start is not None:
+            row.current_period_start = _utc(current_period_start, "current_period_start")
+        if current_period_end is not None:
+            row.current_period_end = _utc(current_period_end, "current_period_end")
+        if payment_method_id is not None:
+            row.payment_method_id = payment_method_id
+        if clear_hold_reason:
+            row.hold_reason = None
+        if hold_reason is not None:
+            row.hold_reason = hold_reason
+        if ended_at is not None:
+            row.ended_at = _utc(ended_at, "ended_at")
+        self._session.flush()
+        return self.subscription
 
 
 if TYPE_CHECKING:
