@@ -10,11 +10,23 @@ from __future__ import annotations
 from blinker import Namespace
 
 __all__ = [
+    "cancellation_undone",
+    "email_change_requested",
+    "email_changed",
+    "invoice_paid",
     "link_used",
     "login_link_requested",
+    "payment_method_changed",
+    "payment_method_removed",
+    "profile_updated",
+    "reactivation_failed",
+    "reactivation_succeeded",
     "session_created",
     "signed_in",
     "signed_out",
+    "subscription_cancelled",
+    "subscription_put_on_hold",
+    "subscription_renewed",
 ]
 
 _signals = Namespace()
@@ -39,3 +51,55 @@ signed_in = _signals.signal("signed-in")
 
 #: A customer signed out. Keyword arguments: ``customer``.
 signed_out = _signals.signal("signed-out")
+
+#: The customer saved a new name or phone number. Keyword arguments:
+#: ``customer`` (as saved), ``changed`` (a tuple of the field names that changed).
+profile_updated = _signals.signal("profile-updated")
+
+#: The customer asked to change their email; a confirmation link went to the
+#: new address. Keyword arguments: ``customer``, ``new_email``.
+email_change_requested = _signals.signal("email-change-requested")
+
+#: The customer confirmed a new email address; their older sessions and
+#: links no longer work. Keyword arguments: ``customer`` (with the new
+#: email), ``old_email``.
+email_changed = _signals.signal("email-changed")
+
+#: The customer cancelled a subscription, now or at the end of the period.
+#: Keyword arguments: ``customer``, ``subscription`` (as saved),
+#: ``at_period_end`` (bool).
+subscription_cancelled = _signals.signal("subscription-cancelled")
+
+#: The customer kept a subscription that was set to end at period end.
+#: Keyword arguments: ``customer``, ``subscription``.
+cancellation_undone = _signals.signal("cancellation-undone")
+
+#: A subscription is charged to another payment method from now on.
+#: Keyword arguments: ``customer``, ``subscription``, ``payment_method``.
+payment_method_changed = _signals.signal("payment-method-changed")
+
+#: The customer removed a saved payment method. Keyword arguments:
+#: ``customer``, ``payment_method``.
+payment_method_removed = _signals.signal("payment-method-removed")
+
+#: An invoice was paid (reactivation, renewal or retry). Keyword arguments:
+#: ``customer``, ``invoice`` (paid), ``provider_reference``.
+invoice_paid = _signals.signal("invoice-paid")
+
+#: An ``on_hold`` subscription was paid up and is ``active`` again.
+#: Keyword arguments: ``customer``, ``subscription``, ``invoice``.
+reactivation_succeeded = _signals.signal("reactivation-succeeded")
+
+#: A reactivation attempt did not pay the arrears; the subscription stays
+#: ``on_hold``. Keyword arguments: ``customer``, ``subscription``,
+#: ``invoice``, ``reason`` (a decline code or ``"failed"``, ``"unknown"``,
+#: ``"requires_action"``).
+reactivation_failed = _signals.signal("reactivation-failed")
+
+#: A renewal was paid and the subscription moved to its next period.
+#: Keyword arguments: ``customer``, ``subscription``, ``invoice``.
+subscription_renewed = _signals.signal("subscription-renewed")
+
+#: A renewal payment failed and the subscription is now ``on_hold``.
+#: Keyword arguments: ``customer``, ``subscription``, ``invoice``, ``reason``.
+subscription_put_on_hold = _signals.signal("subscription-put-on-hold")

@@ -7,7 +7,7 @@ changes state, and every response carries the portal's security headers.
 
 from __future__ import annotations
 
-from . import access, dashboard
+from . import access, dashboard, invoices, license_keys, payment_methods, profile, subscriptions
 from ._base import add_security_headers, blueprint, current_customer_or_401, customer_required, notify
 
 __all__ = [
@@ -17,5 +17,10 @@ __all__ = [
     "current_customer_or_401",
     "customer_required",
     "dashboard",
+    "invoices",
+    "license_keys",
     "notify",
+    "payment_methods",
+    "profile",
+    "subscriptions",
 ]

@@ -1,0 +1,3 @@
+"""invoices pages."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""license_keys pages."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""payment_methods pages."""
+
+from __future__ import annotations

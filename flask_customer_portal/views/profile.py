@@ -1,0 +1,3 @@
+"""profile pages."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""subscriptions pages."""
+
+from __future__ import annotations
