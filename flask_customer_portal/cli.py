@@ -56,3 +56,28 @@ def create_session_command(customer_id: str, return_url: str | None, send_email:
             current_app.logger.error("Could not email the portal link to customer %s: %s", customer_id, exc)
             raise click.ClickException("Could not send the email; the link above still works.") from None
         click.echo(f"Emailed to {customer.email}.", err=True)
+
+
+@portal_cli.command("renew-due")
+@click.option("--batch-size", default=100, show_default=True, help="Subscriptions read per query.")
+@with_appcontext
+def renew_due_command(batch_size: int) -> None:
+    """Renew every subscription whose period has ended.
+
+    Charges the saved payment method of each due ``active`` subscription
+    (once: a rerun after a crash never charges twice), finishes
+    cancellations set for the period's end, and puts subscriptions whose
+    payment fails ``on_hold`` and emails their customer. ``on_hold``
+    subscriptions are skipped: they only come back when the customer pays.
+    Run it from cron or a scheduler, e.g. every 15 minutes. Exits with
+    status 1 if any subscription could not be processed."""
+    from .charging import RenewalOutcome, renew_due
+
+    report = renew_due(get_state(), batch_size=batch_size)
+    for outcome in RenewalOutcome:
+        if outcome is not RenewalOutcome.SKIPPED:
+            click.echo(f"{outcome.value}: {report.count(outcome)}")
+    for subscription_id, error in report.errors:
+        click.echo(f"error: {subscription_id} ({error})", err=True)
+    if report.errors:
+        raise SystemExit(1)

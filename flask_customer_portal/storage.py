@@ -488,6 +488,10 @@ class SubscriptionLock(Protocol):
         """Change the locked subscription; arguments left ``None`` keep
         their value (``clear_hold_reason`` empties ``hold_reason``)."""
 
+    def record_event(self, event: AuditEvent) -> None:
+        """Append to the audit log in the same transaction as the money
+        event it describes."""
+
 
 @runtime_checkable
 class ChargeStore(Protocol):

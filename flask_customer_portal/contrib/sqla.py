@@ -588,6 +588,18 @@ def _charge_attempt(row: ChargeAttemptModel) -> ChargeAttempt:
     )
 
 
+def _audit_row(event: AuditEvent) -> AuditEventModel:
+    return AuditEventModel(
+        customer_id=event.customer_id,
+        action=event.action,
+        occurred_at=_utc(event.occurred_at, "AuditEvent.occurred_at"),
+        subject_id=event.subject_id,
+        provider_reference=event.provider_reference,
+        actor=event.actor,
+        details=dict(event.details),
+    )
+
+
 def _link(row: LinkModel) -> LinkRecord:
     return LinkRecord(
         token_hash=row.token_hash,
@@ -1047,17 +1059,8 @@ class SQLAlchemyStorage:
         return _rowcount(result)
 
     def record_event(self, event: AuditEvent) -> None:
-        row = AuditEventModel(
-            customer_id=event.customer_id,
-            action=event.action,
-            occurred_at=_utc(event.occurred_at, "AuditEvent.occurred_at"),
-            subject_id=event.subject_id,
-            provider_reference=event.provider_reference,
-            actor=event.actor,
-            details=dict(event.details),
-        )
         with self._transaction() as session:
-            session.add(row)
+            session.add(_audit_row(event))
 
     def list_events(self, customer_id: str) -> Sequence[AuditEvent]:
         """The customer's audit log, oldest first (for support and tests)."""
@@ -1419,6 +1422,12 @@ class _SQLSubscriptionLock:
             row.ended_at = _utc(ended_at, "ended_at")
         self._session.flush()
         return self.subscription
+
+    def record_event(self, event: AuditEvent) -> None:
+        if event.customer_id != self._row.customer_id:
+            raise ValueError("an event recorded under a subscription lock must be its customer's")
+        self._session.add(_audit_row(event))
+        self._session.flush()
 
 
 if TYPE_CHECKING:

@@ -1,0 +1,674 @@
+"""Where money moves: paying an invoice exactly once, reactivating an
+``on_hold`` subscription and renewing subscriptions that are due.
+
+Every charge happens while the subscription is locked
+(:meth:`~flask_customer_portal.storage.ChargeStore.lock_subscription`) and
+carries an idempotency key derived from what is paid —
+``invoice:<invoice id>:attempt:<n>`` — never from the request. Attempt
+``n + 1`` is only made once attempt ``n``'s outcome is known: an attempt
+whose outcome is unknown (the provider timed out) is reconciled with
+:meth:`~flask_customer_portal.payments.PaymentProvider.find_charge` first.
+So a double click, a browser retry, two tabs or two workers charge once,
+and a crash between the charge and the commit is harmless: the work is
+rolled back, the next try reuses the same key and the provider answers with
+the first outcome instead of charging again.
+
+The order of a reactivation is the one customers are promised: (1) a charge
+for the arrears, (2) an invoice for it — the renewal invoice that is still
+open, or a new one — (3) paid with the new method, (4) the subscription
+``active`` again with its next period counted from the day it was paid.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, has_request_context
+
+from . import signals
+from .auth import create_session_link, utcnow
+from .billing import add_interval
+from .extension import PortalState
+from .mail import MailDeliveryError, render_message
+from .payments import (
+    ChargeDeclined,
+    ChargeFailed,
+    ChargeRequiresAction,
+    ChargeResult,
+    ChargeSucceeded,
+    ChargeUnknown,
+)
+from .storage import (
+    AuditEvent,
+    ChargeAttempt,
+    ChargeAttemptStatus,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    PaymentMethod,
+    StateConflict,
+    Subscription,
+    SubscriptionLock,
+    SubscriptionStatus,
+)
+
+__all__ = [
+    "Collection",
+    "CollectionStatus",
+    "ReactivationResult",
+    "RenewalOutcome",
+    "RenewalResult",
+    "SubscriptionNotFound",
+    "idempotency_key",
+    "reactivate_subscription",
+    "renew_due",
+    "renew_subscription",
+]
+
+logger = logging.getLogger("flask_customer_portal")
+
+#: ``hold_reason`` of a subscription whose renewal had no method to charge.
+NO_PAYMENT_METHOD = "no_payment_method"
+
+
+class SubscriptionNotFound(LookupError):
+    """The subscription does not exist or is not this customer's."""
+
+
+class CollectionStatus(str, enum.Enum):
+    """What came of trying to pay one invoice."""
+
+    PAID = "paid"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    #: The provider answered with an error; no money moved.
+    FAILED = "failed"
+    #: An earlier attempt's outcome is still unknown: nothing new was tried.
+    PENDING = "pending"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    status: CollectionStatus
+    invoice: Invoice
+    attempt: ChargeAttempt | None = None
+    decline_reason: str | None = None
+    redirect_url: str | None = None
+
+    @property
+    def paid(self) -> bool:
+        return self.status is CollectionStatus.PAID
+
+
+def idempotency_key(invoice_id: str, attempt: int) -> str:
+    """The key of the ``attempt``-th charge of an invoice."""
+    return f"invoice:{invoice_id}:attempt:{attempt}"
+
+
+def _derived_invoice_id(kind: str, subscription: Subscription) -> str:
+    """The same id for the same period's invoice on every try, so that a
+    retry after a crash reuses the idempotency key instead of making a new
+    one (and charging again)."""
+    seed = f"{kind}|{subscription.id}|{subscription.current_period_end.isoformat()}"
+    return "in_" + hashlib.sha256(seed.encode()).hexdigest()[:24]
+
+
+_STATUS_OF = {
+    ChargeSucceeded: ChargeAttemptStatus.SUCCEEDED,
+    ChargeDeclined: ChargeAttemptStatus.DECLINED,
+    ChargeRequiresAction: ChargeAttemptStatus.REQUIRES_ACTION,
+    ChargeFailed: ChargeAttemptStatus.FAILED,
+    ChargeUnknown: ChargeAttemptStatus.UNKNOWN,
+}
+
+
+def _resolve(attempt: ChargeAttempt, result: ChargeResult, now: datetime) -> ChargeAttempt:
+    status = _STATUS_OF[type(result)]
+    reference = None
+    reason = None
+    if isinstance(result, ChargeSucceeded | ChargeRequiresAction):
+        reference = result.charge_id
+    elif isinstance(result, ChargeDeclined):
+        reference = result.charge_id
+        reason = str(result.reason)
+    return replace(
+        attempt,
+        status=status,
+        provider_reference=reference,
+        decline_reason=reason,
+        resolved_at=None if status is ChargeAttemptStatus.UNKNOWN else now,
+    )
+
+
+def _event(
+    attempt_or_invoice: ChargeAttempt | Invoice,
+    action: str,
+    now: datetime,
+    actor: str,
+    *,
+    subject_id: str | None = None,
+    reference: str | None = None,
+    **details: str,
+) -> AuditEvent:
+    return AuditEvent(
+        customer_id=attempt_or_invoice.customer_id,
+        action=action,
+        occurred_at=now,
+        subject_id=subject_id,
+        provider_reference=reference,
+        actor=actor,
+        details=details,
+    )
+
+
+def _collect(
+    state: PortalState,
+    lock: SubscriptionLock,
+    invoice: Invoice,
+    method: PaymentMethod,
+    now: datetime,
+    actor: str,
+) -> Collection:
+    """Pay ``invoice`` with ``method``, at most one new charge, under ``lock``."""
+    if invoice.status is not InvoiceStatus.OPEN:
+        raise StateConflict(f"invoice {invoice.id!r} is {invoice.status}, not open")
+    provider = state.payments
+    attempts = lock.attempts(invoice.id)
+    last = attempts[-1] if attempts else None
+
+    if last is not None and last.status in (ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.REQUIRES_ACTION):
+        found = provider.find_charge(last.idempotency_key)
+        if found is None:
+            # The provider never saw the charge: no money moved.
+            last = replace(last, status=ChargeAttemptStatus.FAILED, resolved_at=now)
+        else:
+            last = _resolve(last, found, now)
+        lock.save_attempt(last)
+        lock.record_event(
+            _event(
+                last,
+                "charge.reconciled",
+                now,
+                actor,
+                subject_id=invoice.id,
+                reference=last.provider_reference,
+                idempotency_key=last.idempotency_key,
+                outcome=str(last.status),
+            )
+        )
+        if last.status is ChargeAttemptStatus.SUCCEEDED:
+            return _paid(lock, invoice, last, now, actor)
+        if last.status is ChargeAttemptStatus.UNKNOWN:
+            return Collection(CollectionStatus.PENDING, invoice, last)
+        if last.status is ChargeAttemptStatus.REQUIRES_ACTION and isinstance(found, ChargeRequiresAction):
+            return Collection(
+                CollectionStatus.REQUIRES_ACTION, invoice, last, redirect_url=found.redirect_url
+            )
+
+    number = 1 if last is None else last.attempt + 1
+    attempt = ChargeAttempt(
+        invoice_id=invoice.id,
+        attempt=number,
+        idempotency_key=idempotency_key(invoice.id, number),
+        customer_id=invoice.customer_id,
+        amount=invoice.total,
+        currency=invoice.currency,
+        status=ChargeAttemptStatus.UNKNOWN,
+        created_at=now,
+        payment_method_id=method.id,
+    )
+    lock.save_attempt(attempt)
+    result = provider.charge(
+        customer_id=invoice.customer_id,
+        provider_token=method.provider_token,
+        amount=invoice.total_money,
+        idempotency_key=attempt.idempotency_key,
+        description=f"{invoice.number} {invoice.description}",
+    )
+    attempt = _resolve(attempt, result, now)
+    lock.save_attempt(attempt)
+    lock.record_event(
+        _event(
+            attempt,
+            f"charge.{attempt.status}",
+            now,
+            actor,
+            subject_id=invoice.id,
+            reference=attempt.provider_reference,
+            idempotency_key=attempt.idempotency_key,
+            amount=str(attempt.amount),
+            currency=attempt.currency,
+            payment_method_id=method.id,
+            **({"decline_reason": attempt.decline_reason} if attempt.decline_reason else {}),
+        )
+    )
+    if isinstance(result, ChargeSucceeded):
+        if result.amount.amount != invoice.total or result.amount.currency != invoice.currency:
+            logger.error(
+                "Provider charged %s for invoice %s of %s %s",
+                result.amount,
+                invoice.id,
+                invoice.total,
+                invoice.currency,
+            )
+        return _paid(lock, invoice, attempt, now, actor)
+    if isinstance(result, ChargeDeclined):
+        return Collection(CollectionStatus.DECLINED, invoice, attempt, decline_reason=str(result.reason))
+    if isinstance(result, ChargeRequiresAction):
+        return Collection(
+            CollectionStatus.REQUIRES_ACTION, invoice, attempt, redirect_url=result.redirect_url
+        )
+    if isinstance(result, ChargeFailed):
+        logger.warning("Payment provider error on invoice %s: %s", invoice.id, result.message)
+        return Collection(CollectionStatus.FAILED, invoice, attempt)
+    logger.warning(
+        "No answer from the payment provider for %s; it will be reconciled", attempt.idempotency_key
+    )
+    return Collection(CollectionStatus.PENDING, invoice, attempt)
+
+
+def _paid(
+    lock: SubscriptionLock, invoice: Invoice, attempt: ChargeAttempt, now: datetime, actor: str
+) -> Collection:
+    paid = lock.mark_invoice_paid(
+        invoice.id,
+        paid_at=now,
+        payment_reference=attempt.provider_reference or attempt.idempotency_key,
+        payment_method_id=attempt.payment_method_id,
+    )
+    lock.record_event(
+        _event(paid, "invoice.paid", now, actor, subject_id=paid.id, reference=paid.payment_reference)
+    )
+    return Collection(CollectionStatus.PAID, paid, attempt)
+
+
+# -- reactivation -------------------------------------------------------------------
+
+
+class ReactivationOutcome(str, enum.Enum):
+    REACTIVATED = "reactivated"
+    #: Nothing to do: someone (another tab, a double click) already paid.
+    ALREADY_ACTIVE = "already_active"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    FAILED = "failed"
+    PENDING = "pending"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class ReactivationResult:
+    outcome: ReactivationOutcome
+    subscription: Subscription
+    invoice: Invoice | None = None
+    decline_reason: str | None = None
+    redirect_url: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.outcome in (ReactivationOutcome.REACTIVATED, ReactivationOutcome.ALREADY_ACTIVE)
+
+
+_REACTIVATION_OF = {
+    CollectionStatus.DECLINED: ReactivationOutcome.DECLINED,
+    CollectionStatus.REQUIRES_ACTION: ReactivationOutcome.REQUIRES_ACTION,
+    CollectionStatus.FAILED: ReactivationOutcome.FAILED,
+    CollectionStatus.PENDING: ReactivationOutcome.PENDING,
+}
+
+
+def _arrears_invoice(subscription: Subscription, now: datetime) -> Invoice:
+    period = f"{subscription.product_name} — {subscription.plan_name}"
+    return Invoice(
+        id=_derived_invoice_id("arrears", subscription),
+        number="",
+        customer_id=subscription.customer_id,
+        status=InvoiceStatus.OPEN,
+        currency=subscription.price.currency,
+        subtotal=subscription.price.amount,
+        tax=0,
+        total=subscription.price.amount,
+        issued_at=now,
+        description=period,
+        subscription_id=subscription.id,
+        lines=(InvoiceLine(period, 1, subscription.price.amount, subscription.price.amount),),
+    )
+
+
+def reactivate_subscription(
+    state: PortalState,
+    customer: Customer,
+    subscription_id: str,
+    payment_method: PaymentMethod,
+    *,
+    now: datetime | None = None,
+    actor: str = "customer",
+) -> ReactivationResult:
+    """Pay an ``on_hold`` subscription's arrears with ``payment_method`` and
+    make it ``active``; see the module's description for the guarantees.
+
+    Raises :class:`SubscriptionNotFound` for another customer's
+    subscription, :class:`~flask_customer_portal.storage.StateConflict` for
+    a cancelled one, and lets a provider's exception through with nothing
+    written (the subscription stays ``on_hold``, the invoice ``open``).
+    """
+    if payment_method.customer_id != customer.id:
+        raise SubscriptionNotFound(subscription_id)
+    now = now or utcnow()
+    paid: list[Invoice] = []
+    with state.storage.lock_subscription(customer.id, subscription_id) as lock:
+        if lock is None:
+            raise SubscriptionNotFound(subscription_id)
+        subscription = lock.subscription
+        if subscription.status is SubscriptionStatus.ACTIVE:
+            return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription)
+        if subscription.status is not SubscriptionStatus.ON_HOLD:
+            raise StateConflict(f"subscription {subscription_id!r} is {subscription.status}")
+        # (1) the arrears and (2) their invoice: the open renewal invoice(s), or a new one.
+        invoices = list(lock.open_invoices())
+        if not invoices:
+            invoice = lock.issue_invoice(_arrears_invoice(subscription, now))
+            lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
+            invoices = [invoice]
+        # (3) pay them with the new method, oldest first.
+        for invoice in invoices:
+            collection = _collect(state, lock, invoice, payment_method, now, actor)
+            if not collection.paid:
+                if collection.status is CollectionStatus.DECLINED:
+                    subscription = lock.update_subscription(hold_reason=collection.decline_reason)
+                lock.record_event(
+                    _event(
+                        invoice,
+                        "subscription.reactivation_failed",
+                        now,
+                        actor,
+                        subject_id=subscription.id,
+                        reason=collection.decline_reason or str(collection.status),
+                    )
+                )
+                result = ReactivationResult(
+                    _REACTIVATION_OF[collection.status],
+                    subscription,
+                    collection.invoice,
+                    decline_reason=collection.decline_reason,
+                    redirect_url=collection.redirect_url,
+                )
+                break
+            paid.append(collection.invoice)
+        else:
+            # (4) active again, the next period counted from today.
+            subscription = lock.update_subscription(
+                status=SubscriptionStatus.ACTIVE,
+                current_period_start=now,
+                current_period_end=add_interval(now, subscription.interval, subscription.interval_count),
+                payment_method_id=payment_method.id,
+                clear_hold_reason=True,
+            )
+            lock.record_event(
+                _event(
+                    paid[-1],
+                    "subscription.reactivated",
+                    now,
+                    actor,
+                    subject_id=subscription.id,
+                    payment_method_id=payment_method.id,
+                )
+            )
+            result = ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, paid[-1])
+    # Committed: now tell the merchant's code and the customer.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for invoice in paid:
+        signals.invoice_paid.send(
+            app, customer=customer, invoice=invoice, provider_reference=invoice.payment_reference
+        )
+    if result.outcome is ReactivationOutcome.REACTIVATED:
+        signals.payment_method_changed.send(
+            app, customer=customer, subscription=result.subscription, payment_method=payment_method
+        )
+        signals.reactivation_succeeded.send(
+            app, customer=customer, subscription=result.subscription, invoice=result.invoice
+        )
+        _mail(
+            state,
+            "subscription_reactivated",
+            customer,
+            subscription=result.subscription,
+            invoice=result.invoice,
+            payment_method=payment_method,
+        )
+    else:
+        signals.reactivation_failed.send(
+            app,
+            customer=customer,
+            subscription=result.subscription,
+            invoice=result.invoice,
+            reason=result.decline_reason or str(result.outcome),
+        )
+    return result
+
+
+# -- renewals -------------------------------------------------------------------------
+
+
+class RenewalOutcome(str, enum.Enum):
+    RENEWED = "renewed"
+    ON_HOLD = "on_hold"
+    ENDED = "ended"
+    #: The charge's outcome is unknown or the provider failed: tried again next run.
+    RETRY = "retry"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalResult:
+    outcome: RenewalOutcome
+    subscription: Subscription
+    invoice: Invoice | None = None
+    reason: str | None = None
+
+
+def _renewal_invoice(subscription: Subscription, now: datetime) -> Invoice:
+    start = subscription.current_period_end
+    end = add_interval(start, subscription.interval, subscription.interval_count)
+    description = f"{subscription.product_name} — {subscription.plan_name}"
+    return Invoice(
+        id=_derived_invoice_id("renewal", subscription),
+        number="",
+        customer_id=subscription.customer_id,
+        status=InvoiceStatus.OPEN,
+        currency=subscription.price.currency,
+        subtotal=subscription.price.amount,
+        tax=0,
+        total=subscription.price.amount,
+        issued_at=now,
+        description=description,
+        subscription_id=subscription.id,
+        lines=(
+            InvoiceLine(
+                f"{description} ({start.date().isoformat()} to {end.date().isoformat()})",
+                1,
+                subscription.price.amount,
+                subscription.price.amount,
+            ),
+        ),
+    )
+
+
+def renew_subscription(
+    state: PortalState, customer_id: str, subscription_id: str, *, now: datetime | None = None
+) -> RenewalResult:
+    """Renew one subscription if it is due: finish a cancellation set for
+    the period's end, or charge the next period. A declined renewal puts the
+    subscription ``on_hold`` with its invoice ``open`` and emails the
+    customer a link to fix the payment method. ``on_hold`` and cancelled
+    subscriptions are skipped: they never renew by themselves."""
+    now = now or utcnow()
+    actor = "system"
+    with state.storage.lock_subscription(customer_id, subscription_id) as lock:
+        if lock is None:
+            raise SubscriptionNotFound(subscription_id)
+        subscription = lock.subscription
+        if subscription.status is not SubscriptionStatus.ACTIVE or subscription.current_period_end > now:
+            return RenewalResult(RenewalOutcome.SKIPPED, subscription)
+        if subscription.cancel_at_period_end:
+            subscription = lock.update_subscription(
+                status=SubscriptionStatus.CANCELLED, ended_at=subscription.current_period_end
+            )
+            lock.record_event(
+                AuditEvent(
+                    customer_id=customer_id,
+                    action="subscription.ended",
+                    occurred_at=now,
+                    subject_id=subscription.id,
+                    actor=actor,
+                )
+            )
+            result = RenewalResult(RenewalOutcome.ENDED, subscription)
+        else:
+            invoice = lock.get_invoice(_derived_invoice_id("renewal", subscription))
+            if invoice is None:
+                invoice = lock.issue_invoice(_renewal_invoice(subscription, now))
+                lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
+            method = subscription.payment_method
+            if method is None:
+                collection = Collection(CollectionStatus.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
+            else:
+                collection = _collect(state, lock, invoice, method, now, actor)
+            if collection.paid:
+                start = subscription.current_period_end
+                subscription = lock.update_subscription(
+                    current_period_start=start,
+                    current_period_end=add_interval(
+                        start, subscription.interval, subscription.interval_count
+                    ),
+                )
+                lock.record_event(
+                    _event(collection.invoice, "subscription.renewed", now, actor, subject_id=subscription.id)
+                )
+                result = RenewalResult(RenewalOutcome.RENEWED, subscription, collection.invoice)
+            elif collection.status in (CollectionStatus.DECLINED, CollectionStatus.REQUIRES_ACTION):
+                reason = collection.decline_reason or str(collection.status)
+                subscription = lock.update_subscription(status=SubscriptionStatus.ON_HOLD, hold_reason=reason)
+                lock.record_event(
+                    _event(
+                        collection.invoice,
+                        "subscription.put_on_hold",
+                        now,
+                        actor,
+                        subject_id=subscription.id,
+                        reason=reason,
+                    )
+                )
+                result = RenewalResult(RenewalOutcome.ON_HOLD, subscription, collection.invoice, reason)
+            else:
+                result = RenewalResult(
+                    RenewalOutcome.RETRY, subscription, collection.invoice, str(collection.status)
+                )
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    customer = state.storage.get_customer(customer_id)
+    if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
+        return result
+    if result.outcome is RenewalOutcome.RENEWED and result.invoice is not None:
+        signals.invoice_paid.send(
+            app,
+            customer=customer,
+            invoice=result.invoice,
+            provider_reference=result.invoice.payment_reference,
+        )
+        signals.subscription_renewed.send(
+            app, customer=customer, subscription=result.subscription, invoice=result.invoice
+        )
+    elif result.outcome is RenewalOutcome.ON_HOLD:
+        signals.subscription_put_on_hold.send(
+            app,
+            customer=customer,
+            subscription=result.subscription,
+            invoice=result.invoice,
+            reason=result.reason,
+        )
+        link = create_session_link(state, customer.id, None).link
+        _mail(
+            state,
+            "payment_failed",
+            customer,
+            subscription=result.subscription,
+            invoice=result.invoice,
+            reason=result.reason,
+            link=link,
+        )
+    return result
+
+
+@dataclass(slots=True)
+class RenewalReport:
+    """What one run of :func:`renew_due` did, by outcome."""
+
+    results: list[RenewalResult] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    """``(subscription id, error class name)`` of subscriptions that raised."""
+
+    def count(self, outcome: RenewalOutcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+
+def renew_due(state: PortalState, *, now: datetime | None = None, batch_size: int = 100) -> RenewalReport:
+    """Renew every subscription that is due, once each per run. One that
+    raises (the provider is down) is logged and left for the next run."""
+    now = now or utcnow()
+    report = RenewalReport()
+    seen: set[str] = set()
+    while True:
+        due = [
+            s for s in state.storage.subscriptions_due(now, limit=batch_size + len(seen)) if s.id not in seen
+        ]
+        if not due:
+            return report
+        for subscription in due:
+            seen.add(subscription.id)
+            try:
+                report.results.append(
+                    renew_subscription(state, subscription.customer_id, subscription.id, now=now)
+                )
+            except Exception as exc:
+                logger.exception("Renewal of subscription %s failed", subscription.id)
+                report.errors.append((subscription.id, type(exc).__name__))
+
+
+# -- mail -------------------------------------------------------------------------------
+
+
+def _mail(state: PortalState, name: str, customer: Customer, **context: Any) -> None:
+    """Send a money email; in a request, from the background worker so a
+    slow mail server never holds up the page. Failures are logged: the
+    payment already stands."""
+
+    def send() -> None:
+        message = render_message(state, name, to=customer.email, customer=customer, **context)
+        try:
+            state.mailer.send(message)
+        except MailDeliveryError as exc:
+            logger.error("Could not send the %s email to customer %s: %s", name, customer.id, exc)
+
+    _run(state, send)
+
+
+def _run(state: PortalState, func: Callable[[], None]) -> None:
+    if has_request_context():
+        state.run_in_background(current_app._get_current_object(), func)  # type: ignore[attr-defined]
+    else:
+        func()
