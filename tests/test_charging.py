@@ -662,3 +662,44 @@ def test_renew_due_command_reports_errors_and_fails(tmp_path: Path) -> None:
         subscription = _store(app).get_subscription(AVA, AVA_SUB)
         assert subscription is not None and subscription.status is SubscriptionStatus.ACTIVE
     get_state(app).shutdown()
+
+
+def test_money_emails_go_out_over_real_smtp(tmp_path: Path, smtp_server: Any) -> None:
+    payments = TestPaymentProvider()
+    app = make_portal_app(f"sqlite:///{tmp_path / 'smtp.db'}", payments=payments, **smtp_server.config())
+    end = _period_end(app, AVA, AVA_SUB)
+    with app.app_context():
+        store = _store(app)
+        state = get_state(app)
+        budi = store.get_customer(BUDI)
+        assert budi is not None
+        reactivate_subscription(state, budi, BUDI_SUB, _good_card(store))
+        store.set_subscription_payment_method(AVA, AVA_SUB, _declining_card_for_ava(store).id)
+        renew_subscription(state, AVA, AVA_SUB, now=end + timedelta(minutes=1))
+    get_state(app).shutdown()
+    by_recipient = {message["To"]: message for message in smtp_server.messages}
+    assert set(by_recipient) == {"budi@example.com", "ava@example.com"}
+    budi_mail = by_recipient["budi@example.com"]
+    assert "aktif kembali" in budi_mail["Subject"]
+    assert "Rp" in budi_mail.get_body(preferencelist=("plain",)).get_content()
+    ava_mail = by_recipient["ava@example.com"]
+    assert "on hold" in ava_mail["Subject"]
+    body = ava_mail.get_body(preferencelist=("plain",)).get_content()
+    assert "http://shop.test/portal/session/" in body
+    assert "insufficient funds" in body
+
+
+def _declining_card_for_ava(store: SQLAlchemyStorage) -> PaymentMethod:
+    return store.add_payment_method(
+        PaymentMethod(
+            id="pm_ava_declines",
+            customer_id=AVA,
+            brand="visa",
+            last4="9995",
+            exp_month=12,
+            exp_year=datetime.now(timezone.utc).year + 3,
+            provider_token=TestPaymentProvider.token_for(
+                "4000000000009995", charges_decline=DeclineReason.INSUFFICIENT_FUNDS
+            ),
+        )
+    )
