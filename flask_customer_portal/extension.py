@@ -16,6 +16,7 @@ from .config import DEFAULTS, PortalConfig, load_config
 from .errors import ConfigurationError
 from .mail import LogMailer, Mailer, mailer_from_config
 from .payments import PaymentProvider, TestPaymentProvider
+from .pdf import InvoiceRenderer, default_invoice_renderer
 from .ratelimit import LoginRateLimits
 from .storage import PortalStorage
 from .tokens import LinkSigner
@@ -39,6 +40,8 @@ class PortalState:
     mailer: Mailer
     signer: LinkSigner
     rate_limits: LoginRateLimits
+    invoice_renderer: InvoiceRenderer | None = None
+    """Makes invoice PDFs; ``None`` hides the PDF links (fpdf2 missing)."""
     _executor: ThreadPoolExecutor | None = None
     _pending: set[Future[None]] = field(default_factory=set)
     _lock: Lock = field(default_factory=Lock)
@@ -106,6 +109,10 @@ class CustomerPortal:
         required in live mode.
     :param mailer: the mail transport; defaults to SMTP from ``MAIL_*`` or,
         in test mode without ``MAIL_SERVER``, the log.
+    :param invoice_renderer: makes the invoice PDFs (an
+        :class:`~flask_customer_portal.pdf.InvoiceRenderer`); defaults to
+        :class:`~flask_customer_portal.pdf.FPDFInvoiceRenderer` when fpdf2 is
+        installed. Without one, invoices have no PDF.
     """
 
     def __init__(
@@ -115,17 +122,20 @@ class CustomerPortal:
         storage: PortalStorage | None = None,
         payments: PaymentProvider | None = None,
         mailer: Mailer | None = None,
+        invoice_renderer: InvoiceRenderer | None = None,
     ) -> None:
         self.storage = storage
         self.payments = payments
         self.mailer = mailer
+        self.invoice_renderer = invoice_renderer
         self.customer_loader_callback: Callable[[], str | None] | None = None
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, *, invoice_renderer: InvoiceRenderer | None = None) -> None:
         """Register the portal on ``app``: read and check its configuration,
-        mount the ``portal`` blueprint and the ``flask portal`` commands."""
+        mount the ``portal`` blueprint and the ``flask portal`` commands.
+        ``invoice_renderer`` overrides the constructor's for this app."""
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "A CustomerPortal is already registered on this app. Create one "
@@ -179,6 +189,17 @@ class CustomerPortal:
                 f'must be a storage URI the "limits" library supports, e.g. "memory://" or '
                 f'"redis://localhost:6379": {exc}',
             ) from exc
+        if invoice_renderer is None:
+            invoice_renderer = self.invoice_renderer or default_invoice_renderer()
+        if invoice_renderer is None:
+            logger.warning(
+                "Customer portal: invoices have no PDF, because fpdf2 is not installed "
+                "(pip install 'flask-customer-portal[pdf]') and no invoice_renderer was given"
+            )
+        elif not isinstance(invoice_renderer, InvoiceRenderer):
+            raise ConfigurationError(
+                "invoice_renderer", "must have a render(document) method that returns the PDF's bytes"
+            )
         secret_keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or []), app.config["SECRET_KEY"]]
         state = PortalState(
             portal=self,
@@ -188,6 +209,7 @@ class CustomerPortal:
             mailer=mailer,
             signer=LinkSigner(secret_keys, mode=config.mode, business_id=config.business_id),
             rate_limits=rate_limits,
+            invoice_renderer=invoice_renderer,
         )
         app.extensions[EXTENSION_KEY] = state
 

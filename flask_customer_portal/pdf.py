@@ -41,6 +41,7 @@ __all__ = [
     "FPDFInvoiceRenderer",
     "InvoiceDocument",
     "InvoiceRenderer",
+    "default_invoice_renderer",
     "default_labels",
     "safe_pdf_filename",
 ]
@@ -436,7 +437,7 @@ _CONTENT_W = _PAGE_W - 2 * _MARGIN_X
 _BOTTOM = _PAGE_H - _MARGIN_BOTTOM
 _FOOTER_Y = _PAGE_H - 15.0
 #: Description, quantity, unit price and amount column widths (mm).
-_COLUMNS = (90.0, 18.0, 33.0, 33.0)
+_COLUMNS = (88.0, 20.0, 33.0, 33.0)
 _ROW_LINE_H = 4.8
 _ROW_PAD = 1.8
 
@@ -803,3 +804,14 @@ class FPDFInvoiceRenderer:
         for face, font in shared_fonts:
             font.ttfont = face.program_for(font.subset.get_all_glyph_names())
         return bytes(pdf.output())
+
+
+def default_invoice_renderer() -> InvoiceRenderer | None:
+    """The renderer the portal uses when the app gives none: an
+    :class:`FPDFInvoiceRenderer` if fpdf2 can be imported, else ``None``
+    (the portal then offers no PDFs)."""
+    try:
+        import fpdf  # noqa: F401 - imported only to learn whether it is installed
+    except ImportError:
+        return None
+    return FPDFInvoiceRenderer()
