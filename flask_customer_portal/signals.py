@@ -46,7 +46,7 @@ link_used = _signals.signal("link-used")
 login_link_requested = _signals.signal("login-link-requested")
 
 #: A customer signed in. Keyword arguments: ``customer``, ``method``
-#: (``"session_link"``, ``"login_link"`` or ``"host_user"``).
+#: (``"session_link"``, ``"login_link"``, ``"email_change"`` or ``"host_user"``).
 signed_in = _signals.signal("signed-in")
 
 #: A customer signed out. Keyword arguments: ``customer``.
@@ -92,7 +92,7 @@ reactivation_succeeded = _signals.signal("reactivation-succeeded")
 
 #: A reactivation attempt did not pay the arrears; the subscription stays
 #: ``on_hold``. Keyword arguments: ``customer``, ``subscription``,
-#: ``invoice``, ``reason`` (a decline code or ``"failed"``, ``"unknown"``,
+#: ``invoice``, ``reason`` (a decline code or ``"failed"``, ``"pending"``,
 #: ``"requires_action"``).
 reactivation_failed = _signals.signal("reactivation-failed")
 
