@@ -388,9 +388,10 @@ class BillingStore(Protocol):
     ) -> Subscription | None:
         """Cancel now (``cancelled``, ended now) or at the end of the current
         period (stays ``active`` with ``cancel_at_period_end``). An ``on_hold``
-        subscription is always cancelled now. ``None`` if not this customer's;
-        raises :class:`StateConflict` if it is already cancelled or already
-        set to end."""
+        subscription is always cancelled now, and so is one already set to end
+        when ``at_period_end`` is false (the customer wants it to end today).
+        ``None`` if not this customer's; raises :class:`StateConflict` if it is
+        already cancelled, or already set to end and ``at_period_end`` is true."""
 
     def undo_cancellation(
         self, customer_id: str, subscription_id: str, *, now: datetime

@@ -103,6 +103,19 @@ _NAV = (
 )
 
 
+#: Pages that belong to a navigation entry without being it: the entry is
+#: marked as the current section (``aria-current="true"``) on them.
+_SECTION_OF = {
+    "portal.invoice": "portal.invoices",
+    "portal.subscription": "portal.subscriptions",
+    "portal.cancel_subscription": "portal.subscriptions",
+    "portal.undo_cancellation": "portal.subscriptions",
+    "portal.payment_method": "portal.subscriptions",
+    "portal.reactivated": "portal.subscriptions",
+    "portal.confirm_email_change": "portal.profile",
+}
+
+
 @blueprint.before_request
 def _enter_portal() -> None:
     if request.endpoint == "portal.static":
@@ -143,6 +156,7 @@ def _portal_context() -> dict[str, Any]:
     values["portal_nav"] = [
         (endpoint, label) for endpoint, label in _NAV if endpoint in current_app.view_functions
     ]
+    values["portal_nav_section"] = _SECTION_OF.get(request.endpoint or "", request.endpoint)
     return values
 
 

@@ -1,14 +1,23 @@
-"""The overview page."""
+"""The overview page: what needs the customer's attention first, then a
+card per area. A fixed handful of queries, however much history the
+customer has."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import render_template, session
 
+from ..auth import utcnow
 from ..extension import get_state
-from ..storage import SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required
+from .subscriptions import SubscriptionView, describe
+
+
+def _period_end(view: SubscriptionView) -> datetime:
+    return view.subscription.current_period_end
+
 
 # --- pages ----------------------------------------------------------------
 
@@ -18,18 +27,22 @@ from ._base import blueprint, current_customer_or_401, customer_required
 def dashboard() -> Any:
     state = get_state()
     customer = current_customer_or_401()
-    subscriptions = state.storage.list_subscriptions(customer.id)
-    needs_attention = [s for s in subscriptions if s.status is SubscriptionStatus.ON_HOLD]
-    active = [s for s in subscriptions if s.status is SubscriptionStatus.ACTIVE]
-    renewals = sorted((s for s in active if not s.cancel_at_period_end), key=lambda s: s.current_period_end)
+    now = utcnow()
+    views = [describe(s, now) for s in state.storage.list_subscriptions(customer.id)]
+    needs_attention = [v for v in views if v.on_hold]
+    ending = sorted((v for v in views if v.ends_at is not None), key=_period_end)
+    renewing = sorted((v for v in views if v.renews_at is not None), key=_period_end)
     latest_invoices = state.storage.list_invoices(customer.id, page=1, per_page=1)
     license_keys = state.storage.list_license_keys(customer.id)
     return render_template(
         "customer_portal/dashboard.html",
         customer=customer,
         needs_attention=needs_attention,
-        active_subscriptions=active,
-        next_renewal=renewals[0] if renewals else None,
+        active_count=len(renewing) + len(ending),
+        current_count=sum(1 for v in views if v.is_current),
+        has_subscriptions=bool(views),
+        next_renewal=renewing[0] if renewing else None,
+        ending=ending,
         latest_invoice=latest_invoices.items[0] if latest_invoices.items else None,
         invoice_count=latest_invoices.total,
         license_key_count=len(license_keys),

@@ -83,8 +83,7 @@ def test_dashboard_on_a_phone_in_indonesian(phone: Any, live_server: Any, axe_ch
     first_section = phone.locator("main section").first
     expect(first_section).to_have_class(re.compile(r"\battention\b"))
     expect(first_section).to_contain_text("Acme Sync")
-    if "portal.payment_method" in live_server.app.view_functions:
-        expect(first_section.get_by_role("link", name="Update payment method")).to_be_visible()
+    expect(first_section.get_by_role("link", name="Perbarui metode pembayaran")).to_be_visible()
     _assert_no_horizontal_scroll(phone)
     _screenshot(phone, "portal-phone-id.png")
     axe_check(phone)
