@@ -1,3 +1,512 @@
-"""payment_methods pages."""
+"""The payment method of a subscription: change it, and pay the arrears of
+an ``on_hold`` subscription with it (reactivation), or remove a saved one.
+
+Money moves only in :func:`flask_customer_portal.charging.reactivate_subscription`,
+under a lock and with idempotency keys; this module decides what to pay
+with and what the customer sees. Card numbers and security codes go to the
+payment provider and nowhere else: not into the page sent back, not into
+a log line, not into the database.
+"""
 
 from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, redirect, render_template, request, url_for
+
+from .. import signals
+from ..auth import utcnow
+from ..charging import ReactivationOutcome, ReactivationResult, SubscriptionNotFound, reactivate_subscription
+from ..extension import PortalState, get_state
+from ..forms import ConfirmForm
+from ..forms_payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
+from ..i18n import gettext as _
+from ..money import Money
+from ..payments import TEST_CARDS, MethodDeclined
+from ..storage import (
+    AuditEvent,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    PaymentMethod,
+    PaymentMethodInUse,
+    StateConflict,
+    Subscription,
+    SubscriptionStatus,
+)
+from ._base import blueprint, current_customer_or_401, customer_required, notify
+from .subscriptions import describe
+
+__all__ = ["payment_method", "reactivated", "remove_payment_method"]
+
+logger = logging.getLogger("flask_customer_portal")
+
+#: Ids longer than this, or with control characters, are nobody's: a 404
+#: without a trip to the store.
+_MAX_ID_LENGTH = 255
+#: Enough invoices to find every open one of a subscription on hold.
+_INVOICES_SCANNED = 50
+#: What the edit form says it does: the POST is refused if the
+#: subscription changed state since the page was shown.
+INTENT_REACTIVATE = "reactivate"
+INTENT_CHANGE = "change"
+#: The test cards shown in test mode, with what each does.
+_TEST_CARD_HINTS = tuple(
+    (number, outcome)
+    for number, outcome in (
+        ("4242424242424242", "succeeds"),
+        ("4000000000000002", "generic_decline"),
+        ("4000000000009995", "insufficient_funds"),
+    )
+    if number in TEST_CARDS
+)
+
+
+def _app() -> Any:
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+def _valid_id(value: str) -> bool:
+    return 0 < len(value) <= _MAX_ID_LENGTH and value.isprintable()
+
+
+def _subscription_or_404(state: PortalState, customer: Customer, subscription_id: str) -> Subscription:
+    if not _valid_id(subscription_id):
+        abort(404)
+    subscription = state.storage.get_subscription(customer.id, subscription_id)
+    if subscription is None:
+        abort(404)
+    return subscription
+
+
+def raw_cards_allowed(state: PortalState) -> bool:
+    """Raw card numbers are for a provider that takes them, in test mode only."""
+    return bool(state.payments.accepts_raw_cards) and state.config.mode == "test"
+
+
+def card_text(method: PaymentMethod) -> str:
+    """The method as the ``card_label`` macro shows it: "Visa •••• 4242"."""
+    return f"{method.brand.title()} •••• {method.last4}"
+
+
+def _open_invoices(state: PortalState, customer: Customer, subscription: Subscription) -> list[Invoice]:
+    page = state.storage.list_invoices(customer.id, page=1, per_page=_INVOICES_SCANNED)
+    found = [i for i in page.items if i.subscription_id == subscription.id and i.status is InvoiceStatus.OPEN]
+    return sorted(found, key=lambda i: i.issued_at)
+
+
+def _last_paid_invoice(state: PortalState, customer: Customer, subscription: Subscription) -> Invoice | None:
+    page = state.storage.list_invoices(customer.id, page=1, per_page=_INVOICES_SCANNED)
+    paid = [i for i in page.items if i.subscription_id == subscription.id and i.status is InvoiceStatus.PAID]
+    return max(paid, key=lambda i: i.paid_at or i.issued_at, default=None)
+
+
+def _amount_due(subscription: Subscription, invoices: list[Invoice]) -> Money | None:
+    """What reactivating charges: the open invoices, or one period's price if
+    there are none (charging then issues that invoice). ``None`` if the open
+    invoices are in several currencies (each is charged on its own)."""
+    if not invoices:
+        return subscription.price
+    if len({i.currency for i in invoices}) > 1:
+        return None
+    total = Money(0, invoices[0].currency)
+    for invoice in invoices:
+        total += invoice.total_money
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """What went wrong with the last try, shown at the top of the page."""
+
+    message: str
+    decline_reason: str | None = None
+    """A decline code, shown beside the method that was declined."""
+    method_id: str | None = None
+    """The saved method the decline is about."""
+
+
+# --- the page ------------------------------------------------------------------------
+
+
+def _render(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    form: PaymentMethodForm | None = None,
+    *,
+    problem: Problem | None = None,
+    status: int = 200,
+) -> Any:
+    now = utcnow()
+    view = describe(subscription, now)
+    methods = list(state.storage.list_payment_methods(customer.id))
+    raw_cards = raw_cards_allowed(state)
+    current = subscription.payment_method
+    if form is None:
+        form = PaymentMethodForm(formdata=None, methods=methods, raw_cards=raw_cards, now=now)
+        usable = current is not None and not card_expired(current.exp_month, current.exp_year, now)
+        form.payment_method.data = current.id if usable and current is not None else None
+    selected = (form.payment_method.data or "").strip()
+    if selected != NEW_CARD and selected not in {m.id for m in methods}:
+        selected = ""
+    in_use = {
+        s.payment_method.id
+        for s in state.storage.list_subscriptions(customer.id)
+        if s.payment_method is not None and s.status is not SubscriptionStatus.CANCELLED
+    }
+    open_invoices = _open_invoices(state, customer, subscription) if view.on_hold else []
+    return (
+        render_template(
+            "customer_portal/payment_method.html",
+            customer=customer,
+            subscription=subscription,
+            view=view,
+            form=form,
+            methods=methods,
+            expired={m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)},
+            in_use=in_use,
+            selected=selected,
+            raw_cards=raw_cards,
+            test_cards=_TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
+            open_invoices=open_invoices,
+            amount_due=_amount_due(subscription, open_invoices) if view.on_hold else None,
+            intent=INTENT_REACTIVATE if view.on_hold else INTENT_CHANGE,
+            problem=problem,
+            edit_open=view.on_hold or request.method == "POST",
+        ),
+        status,
+    )
+
+
+def _cannot_change() -> Problem:
+    return Problem(_("This subscription is cancelled, so its payment method cannot be changed."))
+
+
+def _unreachable() -> Problem:
+    return Problem(_("We could not reach the payment processor. Nothing was charged. Try again."))
+
+
+@blueprint.route("/subscriptions/<subscription_id>/payment-method", methods=["GET", "POST"])
+@customer_required
+def payment_method(subscription_id: str) -> Any:
+    """Show the subscription's payment method with the form to change it;
+    for an ``on_hold`` subscription, confirming pays what is due with the
+    chosen method and makes it ``active`` again."""
+    state = get_state()
+    customer = current_customer_or_401()
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    if request.method == "GET":
+        return _render(state, customer, subscription)
+
+    raw_cards = raw_cards_allowed(state)
+    if not raw_cards and ("card_number" in request.form or "cvc" in request.form):
+        # Card details must go to the provider's own card element; this
+        # server refuses to even look at them.
+        logger.warning(
+            "Customer portal refused raw card details for customer %s: the payment provider "
+            "does not take them, or the portal is in live mode",
+            customer.id,
+        )
+        abort(400)
+    now = utcnow()
+    methods = state.storage.list_payment_methods(customer.id)
+    form = PaymentMethodForm(methods=methods, raw_cards=raw_cards, now=now)
+    valid = form.validate()
+    if form.csrf_failed:
+        abort(400)
+
+    view = describe(subscription, now)
+    if not view.is_current:
+        return _render(state, customer, subscription, form, problem=_cannot_change(), status=409)
+    intent = request.form.get("intent")
+    if intent == INTENT_REACTIVATE and subscription.status is SubscriptionStatus.ACTIVE:
+        # Paid already: a double click, a second tab or the back button.
+        return redirect(url_for("portal.reactivated", subscription_id=subscription.id), code=303)
+    if intent == INTENT_CHANGE and subscription.status is SubscriptionStatus.ON_HOLD:
+        # The page said "change", not "pay": never charge without showing the amount first.
+        problem = Problem(
+            _(
+                "This subscription's last payment failed in the meantime. "
+                "Check the amount due, then confirm again."
+            )
+        )
+        return _render(state, customer, subscription, form, problem=problem, status=409)
+    if not valid:
+        return _render(state, customer, subscription, form, status=422)
+
+    choice = form.choice
+    if isinstance(choice, SavedMethod):
+        method = choice.method
+    else:
+        attached = _attach(state, customer, subscription, form, choice)
+        if not isinstance(attached, PaymentMethod):
+            return attached
+        method = attached
+        # The card is saved now: show it as a saved card if anything follows.
+        form.forget_card()
+        form.payment_method.data = method.id
+
+    if subscription.status is SubscriptionStatus.ON_HOLD:
+        return _reactivate(state, customer, subscription, form, method)
+    return _change(state, customer, subscription, method)
+
+
+def _attach(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    form: PaymentMethodForm,
+    choice: NewCard | NewToken,
+) -> PaymentMethod | Any:
+    """Hand the new card to the provider and save what it gives back; or the
+    page to answer with if it refused."""
+    try:
+        if isinstance(choice, NewCard):
+            result = state.payments.attach_card(customer.id, choice.card)
+        else:
+            result = state.payments.attach_token(customer.id, choice.token)
+    except Exception as exc:
+        # The class only: a provider's message could repeat what it was given.
+        logger.error(
+            "Payment provider raised %s while adding a card for customer %s", type(exc).__name__, customer.id
+        )
+        form.forget_card()
+        return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+    if isinstance(result, MethodDeclined):
+        reason = str(result.reason)
+        form.forget_card()
+        target = form.card_number if isinstance(choice, NewCard) else form.payment_method
+        target.errors = [_declined_text(reason)]
+        logger.info("Payment provider declined a new card for customer %s: %s", customer.id, reason)
+        return _render(
+            state,
+            customer,
+            subscription,
+            form,
+            problem=Problem(_("The card was not added."), decline_reason=reason),
+            status=422,
+        )
+    method = state.storage.add_payment_method(
+        PaymentMethod(
+            id="pm_" + secrets.token_hex(12),
+            customer_id=customer.id,
+            brand=result.brand,
+            last4=result.last4,
+            exp_month=result.exp_month,
+            exp_year=result.exp_year,
+            provider_token=result.provider_token,
+        )
+    )
+    state.storage.record_event(
+        AuditEvent(
+            customer_id=customer.id,
+            action="payment_method.added",
+            occurred_at=utcnow(),
+            subject_id=method.id,
+            details={"brand": method.brand, "last4": method.last4},
+        )
+    )
+    return method
+
+
+def _declined_text(reason: str) -> str:
+    """The decline reason in words (the same wording as the ``decline_reason`` macro)."""
+    texts = {
+        "generic_decline": _("The bank declined the payment."),
+        "insufficient_funds": _("The card has insufficient funds."),
+        "expired_card": _("The card has expired."),
+        "incorrect_cvc": _("The security code (CVC) was wrong."),
+    }
+    return texts.get(reason, texts["generic_decline"])
+
+
+def _safe_redirect_target(state: PortalState, url: str | None) -> bool:
+    """A bank's confirmation page: https, or anything http(s) from the test provider."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return False
+    return parts.scheme == "https" or (bool(state.payments.is_test) and parts.scheme == "http")
+
+
+def _reactivate(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    form: PaymentMethodForm,
+    method: PaymentMethod,
+) -> Any:
+    try:
+        result = reactivate_subscription(state, customer, subscription.id, method)
+    except SubscriptionNotFound:
+        abort(404)
+    except StateConflict:
+        fresh = _subscription_or_404(state, customer, subscription.id)
+        return _render(state, customer, fresh, form, problem=_cannot_change(), status=409)
+    except Exception:
+        # Charging wrote nothing of this try: the subscription is still on hold.
+        logger.exception(
+            "Reactivation of subscription %s for customer %s failed in the payment provider",
+            subscription.id,
+            customer.id,
+        )
+        return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+    return _reactivation_answer(state, customer, form, method, result)
+
+
+def _reactivation_answer(
+    state: PortalState,
+    customer: Customer,
+    form: PaymentMethodForm,
+    method: PaymentMethod,
+    result: ReactivationResult,
+) -> Any:
+    subscription = result.subscription
+    outcome = result.outcome
+    if result.active:
+        return redirect(url_for("portal.reactivated", subscription_id=subscription.id), code=303)
+    if outcome is ReactivationOutcome.DECLINED:
+        reason = result.decline_reason or "generic_decline"
+        problem = Problem(
+            _("The payment was declined. Your subscription is still on hold: try another card."),
+            decline_reason=reason,
+            method_id=method.id,
+        )
+        return _render(state, customer, subscription, form, problem=problem, status=422)
+    if outcome is ReactivationOutcome.PENDING:
+        problem = Problem(
+            _("We are confirming your payment with the bank. Do not pay again: check back in a few minutes.")
+        )
+        return _render(state, customer, subscription, form, problem=problem, status=202)
+    if outcome is ReactivationOutcome.REQUIRES_ACTION:
+        if _safe_redirect_target(state, result.redirect_url):
+            return redirect(str(result.redirect_url), code=303)
+        logger.error(
+            "Payment provider asked to send customer %s to a confirmation page that is not https; refused",
+            customer.id,
+        )
+    return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+
+
+def _change(state: PortalState, customer: Customer, subscription: Subscription, method: PaymentMethod) -> Any:
+    """Charge future renewals of an active subscription to ``method``."""
+    back = (
+        url_for("portal.subscription", subscription_id=subscription.id)
+        if "portal.subscription" in current_app.view_functions
+        else url_for("portal.payment_method", subscription_id=subscription.id)
+    )
+    previous = subscription.payment_method
+    if previous is not None and previous.id == method.id:
+        notify(_("Nothing changed: %(card)s already pays for this subscription.", card=card_text(method)))
+        return redirect(back, code=303)
+    updated = state.storage.set_subscription_payment_method(customer.id, subscription.id, method.id)
+    if updated is None:
+        abort(404)
+    state.storage.record_event(
+        AuditEvent(
+            customer_id=customer.id,
+            action="payment_method.changed",
+            occurred_at=utcnow(),
+            subject_id=updated.id,
+            details={
+                "payment_method_id": method.id,
+                "previous_payment_method_id": previous.id if previous is not None else "",
+            },
+        )
+    )
+    signals.payment_method_changed.send(
+        _app(), customer=customer, subscription=updated, payment_method=method
+    )
+    notify(
+        _(
+            "%(product)s is now charged to %(card)s.",
+            product=updated.product_name,
+            card=card_text(method),
+        )
+    )
+    return redirect(back, code=303)
+
+
+# --- after a reactivation -------------------------------------------------------------
+
+
+@blueprint.route("/subscriptions/<subscription_id>/reactivated")
+@customer_required
+def reactivated(subscription_id: str) -> Any:
+    """The confirmation page. Only reads: a refresh or the back button
+    never pays again."""
+    state = get_state()
+    customer = current_customer_or_401()
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    if subscription.status is not SubscriptionStatus.ACTIVE:
+        return redirect(url_for("portal.payment_method", subscription_id=subscription.id), code=303)
+    view = describe(subscription, utcnow())
+    return render_template(
+        "customer_portal/reactivated.html",
+        customer=customer,
+        subscription=subscription,
+        view=view,
+        invoice=_last_paid_invoice(state, customer, subscription),
+    )
+
+
+# --- removing a saved method ------------------------------------------------------------
+
+
+def _back_to(state: PortalState, customer: Customer, subscription_id: str | None) -> str:
+    if (
+        subscription_id
+        and _valid_id(subscription_id)
+        and state.storage.get_subscription(customer.id, subscription_id) is not None
+    ):
+        return url_for("portal.payment_method", subscription_id=subscription_id)
+    if "portal.subscriptions" in current_app.view_functions:
+        return url_for("portal.subscriptions")
+    return url_for("portal.dashboard")
+
+
+@blueprint.route("/payment-methods/<payment_method_id>/remove", methods=["POST"])
+@customer_required
+def remove_payment_method(payment_method_id: str) -> Any:
+    """Forget a saved method that no current subscription uses."""
+    state = get_state()
+    customer = current_customer_or_401()
+    if not ConfirmForm().validate():
+        abort(400)
+    if not _valid_id(payment_method_id):
+        abort(404)
+    method = state.storage.get_payment_method(customer.id, payment_method_id)
+    if method is None:
+        abort(404)
+    back = _back_to(state, customer, request.form.get("subscription_id"))
+    try:
+        removed = state.storage.remove_payment_method(customer.id, method.id)
+    except PaymentMethodInUse:
+        notify(
+            _(
+                "%(card)s is used by a subscription, so it cannot be removed. "
+                "Give the subscription another card first.",
+                card=card_text(method),
+            )
+        )
+        return redirect(back, code=303)
+    if not removed:
+        abort(404)
+    state.storage.record_event(
+        AuditEvent(
+            customer_id=customer.id,
+            action="payment_method.removed",
+            occurred_at=utcnow(),
+            subject_id=method.id,
+            details={"brand": method.brand, "last4": method.last4},
+        )
+    )
+    signals.payment_method_removed.send(_app(), customer=customer, payment_method=method)
+    notify(_("%(card)s was removed.", card=card_text(method)))
+    return redirect(back, code=303)

@@ -1,0 +1,234 @@
+"""The payment-method page in a real browser, on a phone, in Indonesian:
+a declining test card explained beside the card number, then a good card
+that reactivates the subscription and lands on the confirmation page — each
+state checked with axe-core.
+
+The live shop is shared by every browser test and several of them rely on
+Budi's subscription being on hold, so the payment is made by a customer
+of this test's own (Indonesian, like Budi, with a subscription on hold);
+Budi's own page is only looked at.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import expect
+
+from flask_customer_portal.billing import add_months
+from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.extension import get_state
+from flask_customer_portal.money import Money
+from flask_customer_portal.payments import DeclineReason, TestPaymentProvider
+from flask_customer_portal.storage import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    PaymentMethod,
+    Subscription,
+    SubscriptionStatus,
+)
+
+pytestmark = pytest.mark.browser
+
+BUDI_SUB = "sub_demo_budi_sync"
+
+
+@dataclass(frozen=True)
+class OnHold:
+    customer_id: str
+    email: str
+    subscription_id: str
+    invoice_id: str
+
+
+def _open_portal(page: Any, link: str) -> None:
+    """Open a link (GET shows one button) and press "Open my portal"."""
+    response = page.goto(link)
+    assert response is not None
+    assert response.status == 200, response.status
+    with page.expect_navigation():
+        page.get_by_role("button", name="Open my portal").click()
+    assert urlsplit(page.url).path == "/portal/", page.url
+
+
+def _assert_no_horizontal_scroll(page: Any, width: int = 360) -> None:
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"page scrolls sideways: scrollWidth {scroll_width} > {width}"
+
+
+def _stored(live_server: Any, customer_id: str, subscription_id: str) -> Subscription:
+    found = live_server.call(
+        lambda: get_state(live_server.app).storage.get_subscription(customer_id, subscription_id)
+    )
+    assert isinstance(found, Subscription)
+    return found
+
+
+def _invoice_status(live_server: Any, customer_id: str, invoice_id: str) -> InvoiceStatus:
+    found = live_server.call(lambda: get_state(live_server.app).storage.get_invoice(customer_id, invoice_id))
+    assert isinstance(found, Invoice)
+    return found.status
+
+
+@pytest.fixture
+def on_hold_customer(live_server: Any) -> OnHold:
+    """A new Indonesian customer whose renewal failed: the subscription is
+    on hold with its invoice open and a saved card that declines."""
+    suffix = secrets.token_hex(4)
+    made = OnHold(
+        customer_id=f"cus_browser_dewi_{suffix}",
+        email=f"dewi.{suffix}@example.com",
+        subscription_id=f"sub_browser_dewi_{suffix}",
+        invoice_id=f"inv_browser_dewi_{suffix}",
+    )
+
+    def create() -> None:
+        store = get_state(live_server.app).storage
+        assert isinstance(store, SQLAlchemyStorage)
+        now = datetime.now(timezone.utc)
+        store.add_customer(
+            Customer(
+                id=made.customer_id,
+                email=made.email,
+                name="Dewi Lestari",
+                phone="+6281298765432",
+                locale="id",
+                timezone="Asia/Jakarta",
+            )
+        )
+        card = store.add_payment_method(
+            PaymentMethod(
+                id=f"pm_browser_dewi_{suffix}",
+                customer_id=made.customer_id,
+                brand="visa",
+                last4="0002",
+                exp_month=8,
+                exp_year=now.year + 2,
+                provider_token=TestPaymentProvider.token_for(
+                    "4000000000000002", charges_decline=DeclineReason.GENERIC
+                ),
+            )
+        )
+        period_end = now - timedelta(days=2)
+        period_start = add_months(period_end, -1)
+        price = Money(9_900_000, "IDR")
+        store.add_subscription(
+            Subscription(
+                id=made.subscription_id,
+                customer_id=made.customer_id,
+                product_name="Acme Sync",
+                plan_name="Pro (bulanan)",
+                price=price,
+                interval="month",
+                interval_count=1,
+                status=SubscriptionStatus.ON_HOLD,
+                current_period_start=period_start,
+                current_period_end=period_end,
+                payment_method=card,
+                hold_reason=str(DeclineReason.GENERIC),
+                created_at=period_start,
+            )
+        )
+        store.add_invoice(
+            Invoice(
+                id=made.invoice_id,
+                number=store.next_invoice_number(),
+                customer_id=made.customer_id,
+                subscription_id=made.subscription_id,
+                status=InvoiceStatus.OPEN,
+                currency="IDR",
+                subtotal=price.amount,
+                tax=0,
+                total=price.amount,
+                issued_at=period_end,
+                description="Acme Sync — Pro (bulanan)",
+                lines=(InvoiceLine("Acme Sync Pro (bulanan)", 1, price.amount, price.amount),),
+            )
+        )
+
+    live_server.call(create)
+    return made
+
+
+def test_budis_payment_page_in_indonesian(phone: Any, live_server: Any, axe_check: Any) -> None:
+    before = _stored(live_server, "cus_demo_budi", BUDI_SUB)
+    _open_portal(phone, live_server.magic_link("cus_demo_budi"))
+    phone.goto(f"/portal/subscriptions/{BUDI_SUB}/payment-method")
+    expect(phone.locator("html")).to_have_attribute("lang", "id")
+    expect(phone.locator(".badge-on_hold")).to_have_text("Ditangguhkan")
+    expect(phone.locator("main")).to_contain_text("Rp166.500")
+    expect(phone.locator("#payment-method-1")).to_be_checked()
+    _assert_no_horizontal_scroll(phone)
+    axe_check(phone)
+    assert _stored(live_server, "cus_demo_budi", BUDI_SUB) == before
+
+
+def test_a_declined_card_then_a_good_one_on_a_phone(
+    phone: Any, live_server: Any, axe_check: Any, on_hold_customer: OnHold
+) -> None:
+    made = on_hold_customer
+    mails_before = len(live_server.inbox.messages)
+    _open_portal(phone, live_server.magic_link(made.customer_id))
+    # The overview sends the customer to fix the payment.
+    with phone.expect_navigation():
+        phone.locator(f'a[href="/portal/subscriptions/{made.subscription_id}/payment-method"]').first.click()
+    expect(phone.locator("html")).to_have_attribute("lang", "id")
+    expect(phone.locator("main")).to_contain_text("Rp99.000")
+    _assert_no_horizontal_scroll(phone)
+    axe_check(phone)
+
+    # The card fields show once "a new card" is chosen (CSS only, no script).
+    card_number = phone.locator("#card_number")
+    expect(card_number).to_be_hidden()
+    phone.locator('label[for="payment-method-new"]').click()
+    expect(card_number).to_be_visible()
+    year = str(datetime.now(timezone.utc).year + 2)
+
+    card_number.fill("4000 0000 0000 0002")
+    phone.locator("#exp_month").fill("12")
+    phone.locator("#exp_year").fill(year)
+    phone.locator("#cvc").fill("123")
+    with phone.expect_navigation():
+        phone.locator(".payment-form button[type=submit]").click()
+
+    # Declined: said beside the number, which is not shown back.
+    expect(phone.locator("#card_number-error")).to_have_text("Bank menolak pembayaran ini.")
+    expect(card_number).to_have_attribute("aria-invalid", "true")
+    expect(card_number).to_have_value("")
+    expect(phone.locator("#payment-method-new")).to_be_checked()
+    expect(phone.get_by_role("alert").first).to_be_visible()
+    assert _stored(live_server, made.customer_id, made.subscription_id).status is SubscriptionStatus.ON_HOLD
+    _assert_no_horizontal_scroll(phone)
+    axe_check(phone)
+
+    card_number.fill("4242 4242 4242 4242")
+    phone.locator("#exp_month").fill("12")
+    phone.locator("#exp_year").fill(year)
+    phone.locator("#cvc").fill("123")
+    with phone.expect_navigation():
+        phone.locator(".payment-form button[type=submit]").click()
+
+    assert urlsplit(phone.url).path == f"/portal/subscriptions/{made.subscription_id}/reactivated"
+    expect(phone.get_by_role("heading", level=1)).to_be_visible()
+    expect(phone.locator("main")).to_contain_text("Rp99.000")
+    expect(phone.locator("main")).to_contain_text("Visa •••• 4242")
+    _assert_no_horizontal_scroll(phone)
+    axe_check(phone)
+
+    subscription = _stored(live_server, made.customer_id, made.subscription_id)
+    assert subscription.status is SubscriptionStatus.ACTIVE
+    assert _invoice_status(live_server, made.customer_id, made.invoice_id) is InvoiceStatus.PAID
+    email = live_server.inbox.wait_for(made.email, after=mails_before)
+    assert email["Subject"] == "Langganan Acme Sync Anda aktif kembali"
+
+    # Reloading the confirmation page pays nothing again.
+    phone.reload()
+    assert urlsplit(phone.url).path == f"/portal/subscriptions/{made.subscription_id}/reactivated"
+    assert _stored(live_server, made.customer_id, made.subscription_id) == subscription
