@@ -4,6 +4,7 @@ never echoed, logged or stored, removing saved cards, and scoping."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterator
@@ -14,12 +15,13 @@ from typing import Any
 
 import pytest
 import time_machine
+from babel.support import Translations
 from flask import Flask
 from flask.testing import FlaskClient
 from portal_fixtures import make_portal_app, sign_in
 from sqlalchemy import text
 
-from flask_customer_portal import signals
+from flask_customer_portal import i18n, signals
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.money import Money
 from flask_customer_portal.payments import (
@@ -60,6 +62,20 @@ NO_FUNDS = "4000000000009995"
 MASTERCARD = "5555555555554444"
 AMEX = "378282246310005"
 NEXT_YEAR = str(datetime.now(timezone.utc).year + 1)
+
+
+@functools.cache
+def _indonesian() -> Translations:
+    return Translations.load(str(i18n.TRANSLATIONS_DIR), ["id"], domain="customer_portal")
+
+
+def said_to_budi(message: str, **values: str) -> str:
+    """``message`` as Budi reads it: in Indonesian."""
+    return _indonesian().gettext(message) % values if values else _indonesian().gettext(message)
+
+
+def said_to(customer_id: str, message: str) -> str:
+    return said_to_budi(message) if customer_id == BUDI else message
 
 
 def _url(subscription_id: str) -> str:
@@ -206,7 +222,7 @@ def test_budi_sees_why_his_subscription_is_on_hold_and_what_is_due(budi_client: 
     assert "Rp166.500" in html  # the open invoice with tax, not the bare price
     assert f'href="/portal/invoices/{BUDI_INVOICE}"' in html
     assert "Visa •••• 0002" in html
-    assert "Pay Rp166.500 and reactivate" in html
+    assert said_to_budi("Pay %(amount)s and reactivate", amount="Rp166.500") in html
     assert '<details class="payment-edit" open>' in html
     # The current card is chosen; a new card is the other choice.
     assert re.search(rf'value="{BUDI_CARD}"\s+checked', html)
@@ -508,7 +524,10 @@ def test_card_number_and_code_are_never_echoed_logged_or_stored(
     if response.status_code == 303:
         bodies.append(client.get(response.headers["Location"]).text)
     if flow == "provider-error":
-        assert "We could not reach the payment processor. Nothing was charged. Try again." in response.text
+        assert (
+            said_to(customer, "We could not reach the payment processor. Nothing was charged. Try again.")
+            in response.text
+        )
     get_state(app).wait_for_background_tasks()
 
     for body in bodies:
@@ -538,7 +557,10 @@ def test_budi_pays_with_a_new_card_after_his_saved_one_declines(
 ) -> None:
     declined = _post(budi_client, BUDI_SUB, {"payment_method": BUDI_CARD})
     assert declined.status_code == 422
-    assert "declined" in declined.text  # "The payment was declined …"
+    assert (
+        said_to_budi("The payment was declined. Your subscription is still on hold: try another card.")
+        in declined.text
+    )
     assert _field_error(declined.text, "payment-method-1") == "Bank menolak pembayaran ini."
     assert re.search(r'<div class="notice payment-problem" role="alert"', declined.text)
     assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
@@ -582,7 +604,7 @@ def test_budi_pays_with_a_new_card_after_his_saved_one_declines(
     # His old card no longer pays for anything: now it can be removed.
     page = budi_client.get(_url(BUDI_SUB))
     assert f"/portal/payment-methods/{BUDI_CARD}/remove" in page.text
-    assert "Confirm change" in page.text
+    assert said_to_budi("Confirm change") in page.text
 
 
 def test_a_double_submit_charges_once(
@@ -669,7 +691,12 @@ def test_a_form_that_said_change_never_pays(
         data={"csrf_token": csrf_token_from(page.text), "intent": "change", **_card(GOOD)},
     )
     assert response.status_code == 409
-    assert "Check the amount due, then confirm again." in response.text
+    assert (
+        said_to_budi(
+            "This subscription's last payment failed in the meantime. Check the amount due, then confirm again."
+        )
+        in response.text
+    )
     assert payments.calls == []
     assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
 
@@ -715,7 +742,7 @@ class Answers(TestPaymentProvider):
         pytest.param(
             ChargeRequiresAction("ch_1", "javascript:alert(1)"),
             502,
-            "We could not reach the payment processor.",
+            "We could not reach the payment processor. Nothing was charged. Try again.",
             id="requires-action-to-nowhere",
         ),
     ],
@@ -729,7 +756,7 @@ def test_what_the_customer_sees_when_the_charge_does_not_go_through(
     sign_in(app, client, BUDI)
     response = _post(client, BUDI_SUB, _card(GOOD))
     assert response.status_code == status
-    assert message in response.text
+    assert said_to_budi(message) in response.text
     assert 'role="alert"' in response.text
     assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
     assert _invoice(app, BUDI, BUDI_INVOICE).status is InvoiceStatus.OPEN
@@ -756,7 +783,10 @@ def test_a_provider_that_raises_leaves_budi_on_hold(
     with caplog.at_level(logging.ERROR, logger="flask_customer_portal"):
         response = _post(client, BUDI_SUB, {"payment_method": BUDI_CARD})
     assert response.status_code == 502
-    assert "We could not reach the payment processor. Nothing was charged. Try again." in response.text
+    assert (
+        said_to_budi("We could not reach the payment processor. Nothing was charged. Try again.")
+        in response.text
+    )
     assert "Reactivation of subscription sub_demo_budi_sync" in caplog.text
     subscription = _subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ON_HOLD
@@ -780,7 +810,10 @@ def test_a_provider_that_raises_while_adding_a_card(
     with caplog.at_level(logging.DEBUG):
         response = _post(client, BUDI_SUB, _card(GOOD))
     assert response.status_code == 502
-    assert "Nothing was charged" in response.text
+    assert (
+        said_to_budi("We could not reach the payment processor. Nothing was charged. Try again.")
+        in response.text
+    )
     assert "TimeoutError" in caplog.text
     assert GOOD not in caplog.text
     assert [m.id for m in _methods(app, BUDI)] == [BUDI_CARD]
@@ -902,7 +935,13 @@ def test_live_mode_never_takes_raw_card_numbers(tmp_path: Path, cleanup: list[Fl
     assert page.status_code == 200
     for name in ("card_number", "exp_month", "exp_year", "cvc"):
         assert f'name="{name}"' not in page.text
-    assert "secure card form of our payment provider" in page.text
+    assert (
+        said_to_budi(
+            "Adding a new card needs the secure card form of our payment provider, which this page does not "
+            "show yet. Choose a saved card, or contact us to add one."
+        )
+        in page.text
+    )
     assert "4242" not in page.text  # no test cards
 
     for data in (
@@ -917,7 +956,9 @@ def test_live_mode_never_takes_raw_card_numbers(tmp_path: Path, cleanup: list[Fl
 
     missing = _post(client, BUDI_SUB, {"payment_method": "new"})
     assert missing.status_code == 422
-    assert _field_error(missing.text, "payment_method") == "Enter the new card in the card form first."
+    assert _field_error(missing.text, "payment_method") == said_to_budi(
+        "Enter the new card in the card form first."
+    )
 
     paid = _post(client, BUDI_SUB, {"payment_method": "new", "payment_token": "tok_from_the_element"})
     assert paid.status_code == 303
