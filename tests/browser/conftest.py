@@ -17,6 +17,7 @@ import email
 import email.policy
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -133,17 +134,16 @@ class LiveServer:
             return func()
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory, smtp_inbox: SMTPInbox) -> Iterator[LiveServer]:
+@contextmanager
+def _serve_shop(db_path: Path, smtp_inbox: SMTPInbox) -> Iterator[LiveServer]:
     """The demo shop with the demo customers, served on 127.0.0.1 from a
-    thread, on a temporary SQLite file, sending mail to ``smtp_inbox``."""
+    thread, on the SQLite file ``db_path``, sending mail to ``smtp_inbox``."""
     late_app = _LateApp()
     server = make_server("127.0.0.1", 0, late_app, threaded=True)
     assert isinstance(server, ThreadedWSGIServer)
     # Join request threads on server_close() instead of abandoning them.
     server.daemon_threads = False
     url = f"http://127.0.0.1:{server.server_port}"
-    db_path = tmp_path_factory.mktemp("browser") / "shop.db"
     app = create_app(
         {
             "SECRET_KEY": SECRET_KEY,
@@ -174,6 +174,40 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, smtp_inbox: SMTPInbox)
         with app.app_context():
             for engine in app.extensions["sqlalchemy"].engines.values():
                 engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory, smtp_inbox: SMTPInbox) -> Iterator[LiveServer]:
+    """The demo shop, shared by the whole session: tests that change data
+    put it back, or use :func:`own_live_server`."""
+    with _serve_shop(tmp_path_factory.mktemp("browser") / "shop.db", smtp_inbox) as server:
+        yield server
+
+
+@pytest.fixture
+def own_live_server(tmp_path: Path, smtp_inbox: SMTPInbox, browser: Any) -> Iterator[LiveServer]:
+    """A demo shop of the test's own, with fresh demo data, for tests that
+    change what others rely on (Budi paying his arrears). Depends on
+    ``browser`` so that it stops after the pages that use it are closed."""
+    with _serve_shop(tmp_path / "own-shop.db", smtp_inbox) as server:
+        yield server
+
+
+@pytest.fixture
+def own_phone(browser: Any, own_live_server: LiveServer) -> Iterator[Any]:
+    """Like :func:`phone`, on :func:`own_live_server`."""
+    context = _new_context(
+        browser,
+        own_live_server,
+        viewport={"width": 360, "height": 740},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 # -- the browser -------------------------------------------------------------------

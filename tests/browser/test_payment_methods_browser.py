@@ -3,34 +3,23 @@ a declining test card explained beside the card number, then a good card
 that reactivates the subscription and lands on the confirmation page — each
 state checked with axe-core.
 
-The live shop is shared by every browser test and several of them rely on
-Budi's subscription being on hold, so the payment is made by a customer
-of this test's own (Indonesian, like Budi, with a subscription on hold);
-Budi's own page is only looked at.
+The shared live shop keeps Budi on hold for the other browser tests, so
+Budi pays on a shop of this test's own (``own_live_server``).
 """
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
 
-from flask_customer_portal.billing import add_months
-from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.extension import get_state
-from flask_customer_portal.money import Money
-from flask_customer_portal.payments import DeclineReason, TestPaymentProvider
 from flask_customer_portal.storage import (
-    Customer,
     Invoice,
-    InvoiceLine,
     InvoiceStatus,
-    PaymentMethod,
     Subscription,
     SubscriptionStatus,
 )
@@ -40,12 +29,11 @@ pytestmark = pytest.mark.browser
 BUDI_SUB = "sub_demo_budi_sync"
 
 
-@dataclass(frozen=True)
-class OnHold:
-    customer_id: str
-    email: str
-    subscription_id: str
-    invoice_id: str
+class Budi:
+    customer_id = "cus_demo_budi"
+    email = "budi@example.com"
+    subscription_id = BUDI_SUB
+    invoice_id = "inv_demo_budi_sync_03"
 
 
 def _open_portal(page: Any, link: str) -> None:
@@ -77,86 +65,6 @@ def _invoice_status(live_server: Any, customer_id: str, invoice_id: str) -> Invo
     return found.status
 
 
-@pytest.fixture
-def on_hold_customer(live_server: Any) -> OnHold:
-    """A new Indonesian customer whose renewal failed: the subscription is
-    on hold with its invoice open and a saved card that declines."""
-    suffix = secrets.token_hex(4)
-    made = OnHold(
-        customer_id=f"cus_browser_dewi_{suffix}",
-        email=f"dewi.{suffix}@example.com",
-        subscription_id=f"sub_browser_dewi_{suffix}",
-        invoice_id=f"inv_browser_dewi_{suffix}",
-    )
-
-    def create() -> None:
-        store = get_state(live_server.app).storage
-        assert isinstance(store, SQLAlchemyStorage)
-        now = datetime.now(timezone.utc)
-        store.add_customer(
-            Customer(
-                id=made.customer_id,
-                email=made.email,
-                name="Dewi Lestari",
-                phone="+6281298765432",
-                locale="id",
-                timezone="Asia/Jakarta",
-            )
-        )
-        card = store.add_payment_method(
-            PaymentMethod(
-                id=f"pm_browser_dewi_{suffix}",
-                customer_id=made.customer_id,
-                brand="visa",
-                last4="0002",
-                exp_month=8,
-                exp_year=now.year + 2,
-                provider_token=TestPaymentProvider.token_for(
-                    "4000000000000002", charges_decline=DeclineReason.GENERIC
-                ),
-            )
-        )
-        period_end = now - timedelta(days=2)
-        period_start = add_months(period_end, -1)
-        price = Money(9_900_000, "IDR")
-        store.add_subscription(
-            Subscription(
-                id=made.subscription_id,
-                customer_id=made.customer_id,
-                product_name="Acme Sync",
-                plan_name="Pro (bulanan)",
-                price=price,
-                interval="month",
-                interval_count=1,
-                status=SubscriptionStatus.ON_HOLD,
-                current_period_start=period_start,
-                current_period_end=period_end,
-                payment_method=card,
-                hold_reason=str(DeclineReason.GENERIC),
-                created_at=period_start,
-            )
-        )
-        store.add_invoice(
-            Invoice(
-                id=made.invoice_id,
-                number=store.next_invoice_number(),
-                customer_id=made.customer_id,
-                subscription_id=made.subscription_id,
-                status=InvoiceStatus.OPEN,
-                currency="IDR",
-                subtotal=price.amount,
-                tax=0,
-                total=price.amount,
-                issued_at=period_end,
-                description="Acme Sync — Pro (bulanan)",
-                lines=(InvoiceLine("Acme Sync Pro (bulanan)", 1, price.amount, price.amount),),
-            )
-        )
-
-    live_server.call(create)
-    return made
-
-
 def test_budis_payment_page_in_indonesian(phone: Any, live_server: Any, axe_check: Any) -> None:
     before = _stored(live_server, "cus_demo_budi", BUDI_SUB)
     _open_portal(phone, live_server.magic_link("cus_demo_budi"))
@@ -170,17 +78,20 @@ def test_budis_payment_page_in_indonesian(phone: Any, live_server: Any, axe_chec
     assert _stored(live_server, "cus_demo_budi", BUDI_SUB) == before
 
 
-def test_a_declined_card_then_a_good_one_on_a_phone(
-    phone: Any, live_server: Any, axe_check: Any, on_hold_customer: OnHold
+def test_budi_pays_with_a_declined_card_then_a_good_one_on_a_phone(
+    own_phone: Any, own_live_server: Any, axe_check: Any
 ) -> None:
-    made = on_hold_customer
+    """Budi, on a shop of this test's own: his payment would take the
+    on-hold state away from the other browser tests."""
+    phone, live_server = own_phone, own_live_server
+    made = Budi
     mails_before = len(live_server.inbox.messages)
     _open_portal(phone, live_server.magic_link(made.customer_id))
     # The overview sends the customer to fix the payment.
     with phone.expect_navigation():
         phone.locator(f'a[href="/portal/subscriptions/{made.subscription_id}/payment-method"]').first.click()
     expect(phone.locator("html")).to_have_attribute("lang", "id")
-    expect(phone.locator("main")).to_contain_text("Rp99.000")
+    expect(phone.locator("main")).to_contain_text("Rp166.500")
     _assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
@@ -217,7 +128,7 @@ def test_a_declined_card_then_a_good_one_on_a_phone(
 
     assert urlsplit(phone.url).path == f"/portal/subscriptions/{made.subscription_id}/reactivated"
     expect(phone.get_by_role("heading", level=1)).to_be_visible()
-    expect(phone.locator("main")).to_contain_text("Rp99.000")
+    expect(phone.locator("main")).to_contain_text("Rp166.500")
     expect(phone.locator("main")).to_contain_text("Visa •••• 4242")
     _assert_no_horizontal_scroll(phone)
     axe_check(phone)
