@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export PORT
 
-.PHONY: demo test lint typecheck pytest docs bench translations extract-messages system-deps clean
+.PHONY: demo test lint typecheck security pytest docs bench translations extract-messages system-deps clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ demo: $(VENV)/.installed translations
 	@echo
 	@echo "Demo shop:      http://127.0.0.1:$(PORT)/"
 	@echo "Static link:    http://127.0.0.1:$(PORT)/portal/login/biz_demo   (try ava@example.com; the email is printed below)"
+	@echo "Staff area:     http://127.0.0.1:$(PORT)/admin/   (staff@example.com, password acme-demo-staff)"
 	@echo "Magic link for Ava (one use, 24 h):"
 	@$(BIN)/flask --app example_app portal create-session cus_demo_ava 2>/dev/null
 	@echo
@@ -43,16 +44,21 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
+security: $(VENV)/.installed
+	$(BIN)/bandit -q -r flask_customer_portal -c pyproject.toml
+
 pytest: $(VENV)/.installed translations system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck security pytest
 
 docs: $(VENV)/.installed
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 bench: $(VENV)/.installed translations
-	$(BIN)/python -m benchmarks
+	@$(BIN)/python -c "from importlib.metadata import version as v; v('flask-security-too'), v('cryptography'), v('weasyprint'), v('gunicorn')" 2>/dev/null \
+		|| $(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) docs/_build .mypy_cache .pytest_cache .ruff_cache

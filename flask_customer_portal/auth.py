@@ -266,6 +266,9 @@ def get_current_customer() -> Customer | None:
     """The customer signed in to the portal in this request, or ``None``."""
     if "_customer_portal_customer" not in g:
         state = _state()
+        # Signed out until the lookup succeeds: an error page rendered after a
+        # failed lookup (the database went away) must not try it again.
+        g._customer_portal_customer = None
         customer = _load_from_portal_session(state) or _load_from_host_user(state)
         g._customer_portal_customer = customer
     return cast("Customer | None", g._customer_portal_customer)

@@ -62,6 +62,7 @@ from .storage import (
 __all__ = [
     "Collection",
     "CollectionStatus",
+    "ProviderError",
     "ReactivationResult",
     "RenewalOutcome",
     "RenewalResult",
@@ -80,6 +81,13 @@ NO_PAYMENT_METHOD = "no_payment_method"
 
 class SubscriptionNotFound(LookupError):
     """The subscription does not exist or is not this customer's."""
+
+
+class ProviderError(Exception):
+    """The payment provider raised instead of answering. Nothing of the try
+    was saved; the next try reuses the same idempotency key. The provider's
+    exception is the ``__cause__``; the message names only its class, since
+    a provider's message may repeat what it was sent."""
 
 
 class CollectionStatus(str, enum.Enum):
@@ -187,7 +195,10 @@ def _collect(
     last = attempts[-1] if attempts else None
 
     if last is not None and last.status in (ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.REQUIRES_ACTION):
-        found = provider.find_charge(last.idempotency_key)
+        try:
+            found = provider.find_charge(last.idempotency_key)
+        except Exception as exc:
+            raise ProviderError(type(exc).__name__) from exc
         if found is None:
             # The provider never saw the charge: no money moved.
             last = replace(last, status=ChargeAttemptStatus.FAILED, resolved_at=now)
@@ -228,13 +239,16 @@ def _collect(
         payment_method_id=method.id,
     )
     lock.save_attempt(attempt)
-    result = provider.charge(
-        customer_id=invoice.customer_id,
-        provider_token=method.provider_token,
-        amount=invoice.total_money,
-        idempotency_key=attempt.idempotency_key,
-        description=f"{invoice.number} {invoice.description}",
-    )
+    try:
+        result = provider.charge(
+            customer_id=invoice.customer_id,
+            provider_token=method.provider_token,
+            amount=invoice.total_money,
+            idempotency_key=attempt.idempotency_key,
+            description=f"{invoice.number} {invoice.description}",
+        )
+    except Exception as exc:
+        raise ProviderError(type(exc).__name__) from exc
     attempt = _resolve(attempt, result, now)
     lock.save_attempt(attempt)
     lock.record_event(
@@ -361,8 +375,10 @@ def reactivate_subscription(
 
     Raises :class:`SubscriptionNotFound` for another customer's
     subscription, :class:`~flask_customer_portal.storage.StateConflict` for
-    a cancelled one, and lets a provider's exception through with nothing
-    written (the subscription stays ``on_hold``, the invoice ``open``).
+    a cancelled one, and :class:`ProviderError` when the provider raised,
+    with nothing written (the subscription stays ``on_hold``, the invoice
+    ``open``). Anything else (the database went away after the charge) is
+    not a provider problem and is not reported as one.
     """
     if payment_method.customer_id != customer.id:
         raise SubscriptionNotFound(subscription_id)
@@ -646,7 +662,7 @@ def renew_due(state: PortalState, *, now: datetime | None = None, batch_size: in
                 )
             except Exception as exc:
                 logger.exception("Renewal of subscription %s failed", subscription.id)
-                report.errors.append((subscription.id, type(exc).__name__))
+                report.errors.append((subscription.id, type(exc.__cause__ or exc).__name__))
 
 
 # -- mail -------------------------------------------------------------------------------

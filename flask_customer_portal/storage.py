@@ -332,17 +332,24 @@ class Page(Generic[T]):
 
 @runtime_checkable
 class CustomerStore(Protocol):
+    """Customers. Every write that takes an ``event`` appends it to the audit
+    log in the same transaction as the change: both are saved, or neither."""
+
     def get_customer(self, customer_id: str) -> Customer | None:
         """The customer with this id, or ``None``."""
 
     def find_customer_by_email(self, email: str) -> Customer | None:
         """The customer with this email, compared case-insensitively."""
 
-    def update_profile(self, customer_id: str, *, name: str, phone: str | None) -> Customer | None:
+    def update_profile(
+        self, customer_id: str, *, name: str, phone: str | None, event: AuditEvent | None = None
+    ) -> Customer | None:
         """Save the customer's name and phone (E.164 or ``None``); ``None``
         if there is no such customer."""
 
-    def change_email(self, customer_id: str, email: str, *, auth_version: int) -> Customer | None:
+    def change_email(
+        self, customer_id: str, email: str, *, auth_version: int, event: AuditEvent | None = None
+    ) -> Customer | None:
         """Set a new email and bump ``auth_version`` by one, atomically, but
         only while the customer's ``auth_version`` is still ``auth_version``
         (so a confirmation link works once and not after a later change).
@@ -370,21 +377,36 @@ class BillingStore(Protocol):
     def get_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
         """One saved payment method of this customer, or ``None``."""
 
-    def add_payment_method(self, payment_method: PaymentMethod) -> PaymentMethod:
+    def add_payment_method(
+        self, payment_method: PaymentMethod, *, event: AuditEvent | None = None
+    ) -> PaymentMethod:
         """Save a method the provider attached; ``created_at`` defaults to now."""
 
-    def remove_payment_method(self, customer_id: str, payment_method_id: str) -> bool:
+    def remove_payment_method(
+        self, customer_id: str, payment_method_id: str, *, event: AuditEvent | None = None
+    ) -> bool:
         """Forget a saved method. ``False`` if it is not this customer's;
         raises :class:`PaymentMethodInUse` if a current subscription uses it."""
 
     def set_subscription_payment_method(
-        self, customer_id: str, subscription_id: str, payment_method_id: str
+        self,
+        customer_id: str,
+        subscription_id: str,
+        payment_method_id: str,
+        *,
+        event: AuditEvent | None = None,
     ) -> Subscription | None:
         """Charge future renewals of the subscription to another of the
         customer's methods. ``None`` if either is not this customer's."""
 
     def cancel_subscription(
-        self, customer_id: str, subscription_id: str, *, at_period_end: bool, now: datetime
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        at_period_end: bool,
+        now: datetime,
+        event: AuditEvent | None = None,
     ) -> Subscription | None:
         """Cancel now (``cancelled``, ended now) or at the end of the current
         period (stays ``active`` with ``cancel_at_period_end``). An ``on_hold``
@@ -394,7 +416,7 @@ class BillingStore(Protocol):
         already cancelled, or already set to end and ``at_period_end`` is true."""
 
     def undo_cancellation(
-        self, customer_id: str, subscription_id: str, *, now: datetime
+        self, customer_id: str, subscription_id: str, *, now: datetime, event: AuditEvent | None = None
     ) -> Subscription | None:
         """Keep a subscription that was set to end at period end, while that
         date is still ahead. ``None`` if not this customer's; raises

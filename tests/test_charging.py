@@ -21,6 +21,7 @@ from portal_fixtures import make_portal_app
 
 from flask_customer_portal import signals
 from flask_customer_portal.charging import (
+    ProviderError,
     ReactivationOutcome,
     RenewalOutcome,
     SubscriptionNotFound,
@@ -426,8 +427,9 @@ def test_a_provider_that_raises_leaves_nothing_half_written(tmp_path: Path) -> N
         events_before = len(store.list_events(BUDI))
         invoices_before = _invoice_ids(store, BUDI)
 
-        with pytest.raises(ConnectionError):
+        with pytest.raises(ProviderError) as raised:
             reactivate_subscription(state, budi, BUDI_SUB, card)
+        assert isinstance(raised.value.__cause__, ConnectionError)
 
         subscription = store.get_subscription(BUDI, BUDI_SUB)
         assert subscription is not None and subscription.status is SubscriptionStatus.ON_HOLD

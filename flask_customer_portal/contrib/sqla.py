@@ -600,6 +600,12 @@ def _audit_row(event: AuditEvent) -> AuditEventModel:
     )
 
 
+def _add_event(session: Session, event: AuditEvent | None) -> None:
+    """Append ``event`` to the audit log in the change's own transaction."""
+    if event is not None:
+        session.add(_audit_row(event))
+
+
 def _link(row: LinkModel) -> LinkRecord:
     return LinkRecord(
         token_hash=row.token_hash,
@@ -691,17 +697,22 @@ class SQLAlchemyStorage:
         ).one_or_none()
         return None if row is None else _customer(row)
 
-    def update_profile(self, customer_id: str, *, name: str, phone: str | None) -> Customer | None:
+    def update_profile(
+        self, customer_id: str, *, name: str, phone: str | None, event: AuditEvent | None = None
+    ) -> Customer | None:
         with self._transaction() as session:
             row = session.get(CustomerModel, customer_id, populate_existing=True)
             if row is None:
                 return None
             row.name = name
             row.phone = phone
+            _add_event(session, event)
             session.flush()
             return _customer(row)
 
-    def change_email(self, customer_id: str, email: str, *, auth_version: int) -> Customer | None:
+    def change_email(
+        self, customer_id: str, email: str, *, auth_version: int, event: AuditEvent | None = None
+    ) -> Customer | None:
         """One conditional ``UPDATE``: of two uses of the same confirmation
         link, only the first matches the old ``auth_version``."""
         try:
@@ -716,6 +727,8 @@ class SQLAlchemyStorage:
                     )
                     .execution_options(synchronize_session=False)
                 )
+                if _rowcount(result) == 1:
+                    _add_event(session, event)
         except IntegrityError as exc:
             raise EmailInUse(email) from exc
         if _rowcount(result) != 1:
@@ -809,7 +822,9 @@ class SQLAlchemyStorage:
 
     # -- LicenseKeyStore ------------------------------------------------------------
 
-    def remove_payment_method(self, customer_id: str, payment_method_id: str) -> bool:
+    def remove_payment_method(
+        self, customer_id: str, payment_method_id: str, *, event: AuditEvent | None = None
+    ) -> bool:
         with self._transaction() as session:
             row = session.scalars(
                 select(PaymentMethodModel)
@@ -841,10 +856,16 @@ class SQLAlchemyStorage:
                     .execution_options(synchronize_session=False)
                 )
             session.delete(row)
+            _add_event(session, event)
         return True
 
     def set_subscription_payment_method(
-        self, customer_id: str, subscription_id: str, payment_method_id: str
+        self,
+        customer_id: str,
+        subscription_id: str,
+        payment_method_id: str,
+        *,
+        event: AuditEvent | None = None,
     ) -> Subscription | None:
         if self.get_payment_method(customer_id, payment_method_id) is None:
             return None
@@ -855,12 +876,20 @@ class SQLAlchemyStorage:
                 .values(payment_method_id=payment_method_id)
                 .execution_options(synchronize_session=False)
             )
+            if _rowcount(result) == 1:
+                _add_event(session, event)
         if _rowcount(result) != 1:
             return None
         return self.get_subscription(customer_id, subscription_id)
 
     def cancel_subscription(
-        self, customer_id: str, subscription_id: str, *, at_period_end: bool, now: datetime
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        at_period_end: bool,
+        now: datetime,
+        event: AuditEvent | None = None,
     ) -> Subscription | None:
         now = _utc(now, "now")
         with self._transaction() as session:
@@ -879,11 +908,12 @@ class SQLAlchemyStorage:
                 row.cancel_at_period_end = False
                 row.cancelled_at = now
                 row.ended_at = now
+            _add_event(session, event)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
     def undo_cancellation(
-        self, customer_id: str, subscription_id: str, *, now: datetime
+        self, customer_id: str, subscription_id: str, *, now: datetime, event: AuditEvent | None = None
     ) -> Subscription | None:
         now = _utc(now, "now")
         with self._transaction() as session:
@@ -898,6 +928,7 @@ class SQLAlchemyStorage:
                 raise StateConflict(f"subscription {subscription_id!r} has no cancellation to undo")
             row.cancel_at_period_end = False
             row.cancelled_at = None
+            _add_event(session, event)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
@@ -1096,7 +1127,9 @@ class SQLAlchemyStorage:
             session.flush()
             return _customer(row)
 
-    def add_payment_method(self, payment_method: PaymentMethod) -> PaymentMethod:
+    def add_payment_method(
+        self, payment_method: PaymentMethod, *, event: AuditEvent | None = None
+    ) -> PaymentMethod:
         """Insert a saved payment method; ``created_at`` defaults to now."""
         row = PaymentMethodModel(
             id=payment_method.id,
@@ -1111,6 +1144,7 @@ class SQLAlchemyStorage:
         with self._transaction() as session:
             session.add(row)
             session.flush()
+            _add_event(session, event)
             return _payment_method(row)
 
     def add_subscription(self, subscription: Subscription) -> Subscription:

@@ -20,7 +20,13 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 
 from .. import signals
 from ..auth import utcnow
-from ..charging import ReactivationOutcome, ReactivationResult, SubscriptionNotFound, reactivate_subscription
+from ..charging import (
+    ProviderError,
+    ReactivationOutcome,
+    ReactivationResult,
+    SubscriptionNotFound,
+    reactivate_subscription,
+)
 from ..extension import PortalState, get_state
 from ..forms import ConfirmForm
 from ..forms_payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
@@ -291,27 +297,25 @@ def _attach(
             problem=Problem(_("The card was not added."), decline_reason=reason),
             status=422,
         )
-    method = state.storage.add_payment_method(
+    method_id = "pm_" + secrets.token_hex(12)
+    return state.storage.add_payment_method(
         PaymentMethod(
-            id="pm_" + secrets.token_hex(12),
+            id=method_id,
             customer_id=customer.id,
             brand=result.brand,
             last4=result.last4,
             exp_month=result.exp_month,
             exp_year=result.exp_year,
             provider_token=result.provider_token,
-        )
-    )
-    state.storage.record_event(
-        AuditEvent(
+        ),
+        event=AuditEvent(
             customer_id=customer.id,
             action="payment_method.added",
             occurred_at=utcnow(),
-            subject_id=method.id,
-            details={"brand": method.brand, "last4": method.last4},
-        )
+            subject_id=method_id,
+            details={"brand": result.brand, "last4": result.last4},
+        ),
     )
-    return method
 
 
 def _declined_text(reason: str) -> str:
@@ -349,7 +353,7 @@ def _reactivate(
     except StateConflict:
         fresh = _subscription_or_404(state, customer, subscription.id)
         return _render(state, customer, fresh, form, problem=_cannot_change(), status=409)
-    except Exception:
+    except ProviderError:
         # Charging wrote nothing of this try: the subscription is still on hold.
         logger.exception(
             "Reactivation of subscription %s for customer %s failed in the payment provider",
@@ -405,21 +409,23 @@ def _change(state: PortalState, customer: Customer, subscription: Subscription, 
     if previous is not None and previous.id == method.id:
         notify(_("Nothing changed: %(card)s already pays for this subscription.", card=card_text(method)))
         return redirect(back, code=303)
-    updated = state.storage.set_subscription_payment_method(customer.id, subscription.id, method.id)
-    if updated is None:
-        abort(404)
-    state.storage.record_event(
-        AuditEvent(
+    updated = state.storage.set_subscription_payment_method(
+        customer.id,
+        subscription.id,
+        method.id,
+        event=AuditEvent(
             customer_id=customer.id,
             action="payment_method.changed",
             occurred_at=utcnow(),
-            subject_id=updated.id,
+            subject_id=subscription.id,
             details={
                 "payment_method_id": method.id,
                 "previous_payment_method_id": previous.id if previous is not None else "",
             },
-        )
+        ),
     )
+    if updated is None:
+        abort(404)
     signals.payment_method_changed.send(
         _app(), customer=customer, subscription=updated, payment_method=method
     )
@@ -486,7 +492,17 @@ def remove_payment_method(payment_method_id: str) -> Any:
         abort(404)
     back = _back_to(state, customer, request.form.get("subscription_id"))
     try:
-        removed = state.storage.remove_payment_method(customer.id, method.id)
+        removed = state.storage.remove_payment_method(
+            customer.id,
+            method.id,
+            event=AuditEvent(
+                customer_id=customer.id,
+                action="payment_method.removed",
+                occurred_at=utcnow(),
+                subject_id=method.id,
+                details={"brand": method.brand, "last4": method.last4},
+            ),
+        )
     except PaymentMethodInUse:
         notify(
             _(
@@ -498,15 +514,6 @@ def remove_payment_method(payment_method_id: str) -> Any:
         return redirect(back, code=303)
     if not removed:
         abort(404)
-    state.storage.record_event(
-        AuditEvent(
-            customer_id=customer.id,
-            action="payment_method.removed",
-            occurred_at=utcnow(),
-            subject_id=method.id,
-            details={"brand": method.brand, "last4": method.last4},
-        )
-    )
     signals.payment_method_removed.send(_app(), customer=customer, payment_method=method)
     notify(_("%(card)s was removed.", card=card_text(method)))
     return redirect(back, code=303)

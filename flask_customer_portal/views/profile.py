@@ -93,17 +93,19 @@ def profile() -> Any:
 
     messages = []
     if changed:
-        saved = state.storage.update_profile(customer.id, name=cleaned.name, phone=cleaned.phone)
-        if saved is None:  # deleted by the merchant while the form was open
-            abort(404)
-        state.storage.record_event(
-            AuditEvent(
+        saved = state.storage.update_profile(
+            customer.id,
+            name=cleaned.name,
+            phone=cleaned.phone,
+            event=AuditEvent(
                 customer_id=customer.id,
                 action="profile.updated",
                 occurred_at=utcnow(),
                 details={"changed": ",".join(changed)},
-            )
+            ),
         )
+        if saved is None:  # deleted by the merchant while the form was open
+            abort(404)
         signals.profile_updated.send(current_app._get_current_object(), customer=saved, changed=changed)  # type: ignore[attr-defined]
         messages.append(_("Your profile was saved."))
     if new_email is not None:
@@ -231,7 +233,15 @@ def confirm_email_change(token: str) -> Any:
     old_email = customer.email
     try:
         updated = state.storage.change_email(
-            customer.id, new_email, auth_version=checked.payload.auth_version
+            customer.id,
+            new_email,
+            auth_version=checked.payload.auth_version,
+            event=AuditEvent(
+                customer_id=customer.id,
+                action="profile.email_changed",
+                occurred_at=utcnow(),
+                details={"old_email": old_email, "new_email": new_email},
+            ),
         )
     except EmailInUse:
         logger.info("Customer %s confirmed an email address another customer has", customer.id)
@@ -253,14 +263,6 @@ def confirm_email_change(token: str) -> Any:
     # Every session of the customer ends (the auth version moved on, and
     # they are revoked too); this browser gets a fresh one below.
     state.storage.revoke_customer_sessions(customer.id, now)
-    state.storage.record_event(
-        AuditEvent(
-            customer_id=customer.id,
-            action="profile.email_changed",
-            occurred_at=now,
-            details={"old_email": old_email, "new_email": updated.email},
-        )
-    )
     signals.email_changed.send(current_app._get_current_object(), customer=updated, old_email=old_email)  # type: ignore[attr-defined]
     _send_notice(state, updated, to=old_email, stage="changed", new_email=updated.email)
     sign_in(state, updated, method="email_change")

@@ -232,25 +232,26 @@ def cancel_subscription(subscription_id: str) -> Any:
             at_period_end=_ends_at_period_end(state, subscription, now),
         )
 
+    ends_later = _ends_at_period_end(state, subscription, now)
     try:
         cancelled = state.storage.cancel_subscription(
-            customer.id, subscription.id, at_period_end=state.config.cancel_at_period_end, now=now
+            customer.id,
+            subscription.id,
+            at_period_end=state.config.cancel_at_period_end,
+            now=now,
+            event=AuditEvent(
+                customer_id=customer.id,
+                action="subscription.cancelled",
+                occurred_at=now,
+                subject_id=subscription.id,
+                details={"at_period_end": "true" if ends_later else "false"},
+            ),
         )
     except StateConflict:
         return _conflict(state, customer, subscription.id, _cannot_cancel)
     if cancelled is None:
         abort(404)
     at_period_end = cancelled.status is not SubscriptionStatus.CANCELLED
-
-    state.storage.record_event(
-        AuditEvent(
-            customer_id=customer.id,
-            action="subscription.cancelled",
-            occurred_at=now,
-            subject_id=cancelled.id,
-            details={"at_period_end": "true" if at_period_end else "false"},
-        )
-    )
     signals.subscription_cancelled.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
         customer=customer,
@@ -289,20 +290,21 @@ def undo_cancellation(subscription_id: str) -> Any:
     _check_id(subscription_id)
     now = utcnow()
     try:
-        kept = state.storage.undo_cancellation(customer.id, subscription_id, now=now)
+        kept = state.storage.undo_cancellation(
+            customer.id,
+            subscription_id,
+            now=now,
+            event=AuditEvent(
+                customer_id=customer.id,
+                action="subscription.cancellation_undone",
+                occurred_at=now,
+                subject_id=subscription_id,
+            ),
+        )
     except StateConflict:
         return _conflict(state, customer, subscription_id, _cannot_undo)
     if kept is None:
         abort(404)
-
-    state.storage.record_event(
-        AuditEvent(
-            customer_id=customer.id,
-            action="subscription.cancellation_undone",
-            occurred_at=now,
-            subject_id=kept.id,
-        )
-    )
     signals.cancellation_undone.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
         customer=customer,
