@@ -72,7 +72,7 @@ def format_money(money: Money, locale: Locale | str) -> str:
     >>> format_money(Money(15000000, "IDR"), "id")
     'Rp150.000'
     """
-    loc = Locale.parse(locale)
+    loc = locale if isinstance(locale, Locale) else Locale.parse(locale)
     if display_digits(money.currency) == minor_unit_exponent(money.currency):
         return str(format_currency(money.decimal, money.currency, locale=loc))
     # Drop the fraction from the locale's own pattern ("¤#,##0.00" → "¤#,##0",

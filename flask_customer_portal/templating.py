@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from babel import Locale
 from flask_babel import get_locale
 
 from .formatting import format_date, format_datetime
-from .i18n import gettext, ngettext
+from .i18n import domain
 from .money import Money, format_money
 
 if TYPE_CHECKING:
@@ -26,19 +27,31 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
     times, so a theme never formats numbers or dates by hand.
     """
     tz = (customer.timezone if customer is not None else None) or state.config.default_timezone
+    # Made inside the page's (or email's) forced locale, so the catalogue and
+    # the Babel locale are looked up once per render, not once per string.
+    babel_locale = get_locale() or Locale.parse(state.config.default_locale)
+    translations = domain.get_translations()
 
     def locale() -> str:
-        return str(get_locale() or state.config.default_locale)
+        return str(babel_locale)
+
+    def gettext(string: str, **variables: Any) -> str:
+        text = str(translations.ugettext(string))
+        return text % variables if variables else text
+
+    def ngettext(singular: str, plural: str, num: int, **variables: Any) -> str:
+        variables.setdefault("num", num)
+        return str(translations.ungettext(singular, plural, num)) % variables
 
     def money(amount: Money | int, currency: str | None = None) -> str:
         value = amount if isinstance(amount, Money) else Money(amount, currency or "USD")
-        return format_money(value, locale())
+        return format_money(value, babel_locale)
 
     def date(value: datetime | None) -> str:
-        return "" if value is None else format_date(value, locale(), tz)
+        return "" if value is None else format_date(value, babel_locale, tz)
 
     def date_time(value: datetime | None) -> str:
-        return "" if value is None else format_datetime(value, locale(), tz)
+        return "" if value is None else format_datetime(value, babel_locale, tz)
 
     return {
         "_": gettext,
