@@ -2,8 +2,11 @@
 
 It uses only the portal's public API, the way a merchant's app would::
 
-    flask --app example_app demo-data   # load the demo customers
+    flask --app example_app demo-data   # load the demo customers and staff account
     flask --app example_app run         # http://127.0.0.1:5000
+
+Its staff sign in at ``/admin`` (Flask-Login, see :mod:`example_app.staff`)
+to find customers and share portal links with them.
 """
 
 from __future__ import annotations
@@ -15,13 +18,20 @@ from typing import Any
 
 from flask import Flask, render_template
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
 
 from flask_customer_portal import CustomerPortal
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 
-__all__ = ["create_app", "db", "portal"]
+__all__ = ["Model", "create_app", "db", "portal"]
 
-db = SQLAlchemy()
+
+class Model(DeclarativeBase):
+    """Base of the shop's own tables (``db.Model``). The portal's tables
+    live on their own base and metadata."""
+
+
+db = SQLAlchemy(model_class=Model)
 portal = CustomerPortal()
 
 
@@ -68,10 +78,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return render_template("home.html", static_login_url=portal.static_login_url())
 
     from .demo import demo_data_command
+    from .staff import init_staff
 
     app.cli.add_command(demo_data_command)
+    init_staff(app)
 
     with app.app_context():
+        db.create_all()
         storage().create_all()
     return app
 

@@ -300,10 +300,17 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
 @click.command("demo-data")
 @with_appcontext
 def demo_data_command() -> None:
-    """Load the demo customers (Ava, Budi, Chen). Safe to run again."""
+    """Load the demo customers (Ava, Budi, Chen) and, in test mode, the demo
+    staff account. Safe to run again."""
     from . import storage
+    from .staff import DEMO_STAFF_PASSWORD, ensure_demo_staff
 
     if load_demo_data(storage()):
         click.echo("Loaded demo data: cus_demo_ava, cus_demo_budi, cus_demo_chen.")
     else:
         click.echo("Demo data already loaded.")
+    staff = ensure_demo_staff()
+    if staff is None:
+        click.echo("Live mode: no demo staff account; add one with `flask create-staff EMAIL`.")
+    else:
+        click.echo(f"Demo staff account for /admin: {staff.email}, password {DEMO_STAFF_PASSWORD}")

@@ -262,6 +262,44 @@ class CustomerPortal:
         """The never-expiring static link, ``<base URL>/portal/login/<business id>``."""
         return get_state().config.static_login_url
 
+    def send_invite(self, customer_id: str, *, return_url: str | None = None) -> PortalSession:
+        """Make a one-time dynamic link for ``customer_id`` and email it to
+        the customer (the ``invite`` email, in their language, with the
+        merchant's name). Returns the link, as
+        :meth:`create_session` does.
+
+        Call inside an app context. Raises
+        :class:`~flask_customer_portal.CustomerNotFound` for an unknown id,
+        :class:`ValueError` for a ``return_url`` outside the allowed hosts and
+        :class:`~flask_customer_portal.mail.MailDeliveryError` when the
+        email could not be handed to the mail transport.
+        """
+        from .invites import send_invite
+
+        return send_invite(get_state(), customer_id, return_url=return_url)
+
+    def sign_out_everywhere(self, customer_id: str, *, actor: str = "merchant", **details: str) -> int:
+        """End every portal session of ``customer_id`` and make every link
+        sent to them before now stop working (a forwarded link, a lost
+        laptop, a suspected takeover). Records ``session.signed_out_everywhere``
+        in the audit log with ``actor`` and ``details``. Returns how many
+        sessions were live. Call inside an app context."""
+        from .auth import utcnow
+        from .storage import AuditEvent
+
+        now = utcnow()
+        return get_state().storage.sign_out_everywhere(
+            customer_id,
+            now,
+            event=AuditEvent(
+                customer_id=customer_id,
+                action="session.signed_out_everywhere",
+                occurred_at=now,
+                actor=actor,
+                details=dict(details),
+            ),
+        )
+
     def get_state(self, app: Flask | None = None) -> PortalState:
         return get_state(app)
 

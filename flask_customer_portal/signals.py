@@ -13,6 +13,7 @@ __all__ = [
     "cancellation_undone",
     "email_change_requested",
     "email_changed",
+    "invite_sent",
     "invoice_paid",
     "link_used",
     "login_link_requested",
@@ -103,3 +104,9 @@ subscription_renewed = _signals.signal("subscription-renewed")
 #: A renewal payment failed and the subscription is now ``on_hold``.
 #: Keyword arguments: ``customer``, ``subscription``, ``invoice``, ``reason``.
 subscription_put_on_hold = _signals.signal("subscription-put-on-hold")
+
+#: The merchant emailed a customer a fresh dynamic link with
+#: :meth:`CustomerPortal.send_invite`; sent after ``session_created``, once
+#: the mail transport took the message. Keyword arguments: ``customer``,
+#: ``session`` (:class:`~flask_customer_portal.PortalSession`).
+invite_sent = _signals.signal("invite-sent")

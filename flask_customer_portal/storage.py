@@ -459,6 +459,11 @@ class AccessStore(Protocol):
     def revoke_customer_sessions(self, customer_id: str, now: datetime) -> int:
         """End all of a customer's sessions; returns how many were live."""
 
+    def sign_out_everywhere(self, customer_id: str, now: datetime, *, event: AuditEvent | None = None) -> int:
+        """End every session of the customer **and** every link made for
+        them before now (their ``auth_version`` moves on), in one
+        transaction. Returns how many sessions were live."""
+
     def record_event(self, event: AuditEvent) -> None:
         """Append to the audit log."""
 

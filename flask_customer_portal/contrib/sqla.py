@@ -1089,6 +1089,27 @@ class SQLAlchemyStorage:
             )
         return _rowcount(result)
 
+    def sign_out_everywhere(self, customer_id: str, now: datetime, *, event: AuditEvent | None = None) -> int:
+        now = _utc(now, "now")
+        with self._transaction() as session:
+            session.execute(
+                update(CustomerModel)
+                .where(CustomerModel.id == customer_id)
+                .values(auth_version=CustomerModel.auth_version + 1)
+                .execution_options(synchronize_session=False)
+            )
+            result = session.execute(
+                update(PortalSessionModel)
+                .where(
+                    PortalSessionModel.customer_id == customer_id,
+                    PortalSessionModel.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            _add_event(session, event)
+        return _rowcount(result)
+
     def record_event(self, event: AuditEvent) -> None:
         with self._transaction() as session:
             session.add(_audit_row(event))
