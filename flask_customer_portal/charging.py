@@ -343,21 +343,30 @@ _REACTIVATION_OF = {
 }
 
 
-def _arrears_invoice(subscription: Subscription, now: datetime) -> Invoice:
-    period = f"{subscription.product_name} — {subscription.plan_name}"
+def _period_invoice(kind: str, subscription: Subscription, now: datetime, start: datetime) -> Invoice:
+    """An open invoice for one period of ``subscription`` from ``start``, at
+    its price, with the id derived from ``kind`` and the subscription's
+    current period (so a retry finds the same invoice)."""
+    end = add_interval(start, subscription.interval, subscription.interval_count)
+    description = f"{subscription.product_name} — {subscription.plan_name}"
+    price = subscription.price.amount
     return Invoice(
-        id=_derived_invoice_id("arrears", subscription),
+        id=_derived_invoice_id(kind, subscription),
         number="",
         customer_id=subscription.customer_id,
         status=InvoiceStatus.OPEN,
         currency=subscription.price.currency,
-        subtotal=subscription.price.amount,
+        subtotal=price,
         tax=0,
-        total=subscription.price.amount,
+        total=price,
         issued_at=now,
-        description=period,
+        description=description,
         subscription_id=subscription.id,
-        lines=(InvoiceLine(period, 1, subscription.price.amount, subscription.price.amount),),
+        lines=(
+            InvoiceLine(
+                f"{description} ({start.date().isoformat()} to {end.date().isoformat()})", 1, price, price
+            ),
+        ),
     )
 
 
@@ -395,7 +404,7 @@ def reactivate_subscription(
         # (1) the arrears and (2) their invoice: the open renewal invoice(s), or a new one.
         invoices = list(lock.open_invoices())
         if not invoices:
-            invoice = lock.issue_invoice(_arrears_invoice(subscription, now))
+            invoice = lock.issue_invoice(_period_invoice("arrears", subscription, now, start=now))
             lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
             invoices = [invoice]
         # (3) pay them with the new method, oldest first.
@@ -498,33 +507,6 @@ class RenewalResult:
     reason: str | None = None
 
 
-def _renewal_invoice(subscription: Subscription, now: datetime) -> Invoice:
-    start = subscription.current_period_end
-    end = add_interval(start, subscription.interval, subscription.interval_count)
-    description = f"{subscription.product_name} — {subscription.plan_name}"
-    return Invoice(
-        id=_derived_invoice_id("renewal", subscription),
-        number="",
-        customer_id=subscription.customer_id,
-        status=InvoiceStatus.OPEN,
-        currency=subscription.price.currency,
-        subtotal=subscription.price.amount,
-        tax=0,
-        total=subscription.price.amount,
-        issued_at=now,
-        description=description,
-        subscription_id=subscription.id,
-        lines=(
-            InvoiceLine(
-                f"{description} ({start.date().isoformat()} to {end.date().isoformat()})",
-                1,
-                subscription.price.amount,
-                subscription.price.amount,
-            ),
-        ),
-    )
-
-
 def renew_subscription(
     state: PortalState, customer_id: str, subscription_id: str, *, now: datetime | None = None
 ) -> RenewalResult:
@@ -558,7 +540,9 @@ def renew_subscription(
         else:
             invoice = lock.get_invoice(_derived_invoice_id("renewal", subscription))
             if invoice is None:
-                invoice = lock.issue_invoice(_renewal_invoice(subscription, now))
+                invoice = lock.issue_invoice(
+                    _period_invoice("renewal", subscription, now, start=subscription.current_period_end)
+                )
                 lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
             method = subscription.payment_method
             if method is None:

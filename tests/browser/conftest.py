@@ -196,18 +196,8 @@ def own_live_server(tmp_path: Path, smtp_inbox: SMTPInbox, browser: Any) -> Iter
 @pytest.fixture
 def own_phone(browser: Any, own_live_server: LiveServer) -> Iterator[Any]:
     """Like :func:`phone`, on :func:`own_live_server`."""
-    context = _new_context(
-        browser,
-        own_live_server,
-        viewport={"width": 360, "height": 740},
-        device_scale_factor=2,
-        is_mobile=True,
-        has_touch=True,
-    )
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+    with _phone_page(browser, own_live_server) as page:
+        yield page
 
 
 # -- the browser -------------------------------------------------------------------
@@ -247,12 +237,11 @@ def _new_context(browser: Any, live_server: LiveServer, **options: Any) -> Any:
     return context
 
 
-@pytest.fixture
-def phone(browser: Any, live_server: LiveServer) -> Iterator[Any]:
-    """A page in a fresh phone-sized context (360 by 740 CSS pixels, touch, device scale 2)."""
+@contextmanager
+def _phone_page(browser: Any, server: LiveServer) -> Iterator[Any]:
     context = _new_context(
         browser,
-        live_server,
+        server,
         viewport={"width": 360, "height": 740},
         device_scale_factor=2,
         is_mobile=True,
@@ -262,6 +251,13 @@ def phone(browser: Any, live_server: LiveServer) -> Iterator[Any]:
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture
+def phone(browser: Any, live_server: LiveServer) -> Iterator[Any]:
+    """A page in a fresh phone-sized context (360 by 740 CSS pixels, touch, device scale 2)."""
+    with _phone_page(browser, live_server) as page:
+        yield page
 
 
 @pytest.fixture

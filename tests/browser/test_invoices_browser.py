@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from browser_helpers import open_portal
 from playwright.sync_api import expect
 
 from flask_customer_portal.extension import get_state
@@ -17,16 +18,6 @@ from flask_customer_portal.extension import get_state
 pytestmark = pytest.mark.browser
 
 PHONE_WIDTH = 360
-
-
-def _open_portal(page: Any, link: str) -> None:
-    """Open a magic link (GET shows one button) and press it."""
-    response = page.goto(link)
-    assert response is not None
-    assert response.status == 200, response.status
-    with page.expect_navigation():
-        page.locator("main button[type=submit]").click()
-    assert urlsplit(page.url).path == "/portal/", page.url
 
 
 def _assert_fits_the_phone(page: Any) -> None:
@@ -58,7 +49,7 @@ def ten_invoices_a_page(live_server: Any) -> Iterator[None]:
 def test_billing_history_on_a_phone(
     phone: Any, live_server: Any, axe_check: Any, ten_invoices_a_page: None
 ) -> None:
-    _open_portal(phone, live_server.magic_link("cus_demo_ava"))
+    open_portal(phone, live_server.magic_link("cus_demo_ava"))
     with phone.expect_navigation():
         phone.get_by_role("navigation", name="Portal").get_by_role("link", name="Billing history").click()
 
@@ -97,7 +88,7 @@ def test_billing_history_on_a_phone(
 
 
 def test_billing_history_on_a_phone_in_indonesian(phone: Any, live_server: Any, axe_check: Any) -> None:
-    _open_portal(phone, live_server.magic_link("cus_demo_budi"))
+    open_portal(phone, live_server.magic_link("cus_demo_budi"))
     with phone.expect_navigation():
         phone.get_by_role("link", name="Riwayat Penagihan").click()
 

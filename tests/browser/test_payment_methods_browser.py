@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from browser_helpers import assert_no_horizontal_scroll, open_portal
 from playwright.sync_api import expect
 
 from flask_customer_portal.extension import get_state
@@ -36,21 +37,6 @@ class Budi:
     invoice_id = "inv_demo_budi_sync_03"
 
 
-def _open_portal(page: Any, link: str) -> None:
-    """Open a link (GET shows one button) and press "Open my portal"."""
-    response = page.goto(link)
-    assert response is not None
-    assert response.status == 200, response.status
-    with page.expect_navigation():
-        page.get_by_role("button", name="Open my portal").click()
-    assert urlsplit(page.url).path == "/portal/", page.url
-
-
-def _assert_no_horizontal_scroll(page: Any, width: int = 360) -> None:
-    scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll_width <= width, f"page scrolls sideways: scrollWidth {scroll_width} > {width}"
-
-
 def _stored(live_server: Any, customer_id: str, subscription_id: str) -> Subscription:
     found = live_server.call(
         lambda: get_state(live_server.app).storage.get_subscription(customer_id, subscription_id)
@@ -67,13 +53,13 @@ def _invoice_status(live_server: Any, customer_id: str, invoice_id: str) -> Invo
 
 def test_budis_payment_page_in_indonesian(phone: Any, live_server: Any, axe_check: Any) -> None:
     before = _stored(live_server, "cus_demo_budi", BUDI_SUB)
-    _open_portal(phone, live_server.magic_link("cus_demo_budi"))
+    open_portal(phone, live_server.magic_link("cus_demo_budi"))
     phone.goto(f"/portal/subscriptions/{BUDI_SUB}/payment-method")
     expect(phone.locator("html")).to_have_attribute("lang", "id")
     expect(phone.locator(".badge-on_hold")).to_have_text("Ditangguhkan")
     expect(phone.locator("main")).to_contain_text("Rp166.500")
     expect(phone.locator("#payment-method-1")).to_be_checked()
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
     assert _stored(live_server, "cus_demo_budi", BUDI_SUB) == before
 
@@ -86,13 +72,13 @@ def test_budi_pays_with_a_declined_card_then_a_good_one_on_a_phone(
     phone, live_server = own_phone, own_live_server
     made = Budi
     mails_before = len(live_server.inbox.messages)
-    _open_portal(phone, live_server.magic_link(made.customer_id))
+    open_portal(phone, live_server.magic_link(made.customer_id))
     # The overview sends the customer to fix the payment.
     with phone.expect_navigation():
         phone.locator(f'a[href="/portal/subscriptions/{made.subscription_id}/payment-method"]').first.click()
     expect(phone.locator("html")).to_have_attribute("lang", "id")
     expect(phone.locator("main")).to_contain_text("Rp166.500")
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
     # The card fields show once "a new card" is chosen (CSS only, no script).
@@ -116,7 +102,7 @@ def test_budi_pays_with_a_declined_card_then_a_good_one_on_a_phone(
     expect(phone.locator("#payment-method-new")).to_be_checked()
     expect(phone.get_by_role("alert").first).to_be_visible()
     assert _stored(live_server, made.customer_id, made.subscription_id).status is SubscriptionStatus.ON_HOLD
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
     card_number.fill("4242 4242 4242 4242")
@@ -130,7 +116,7 @@ def test_budi_pays_with_a_declined_card_then_a_good_one_on_a_phone(
     expect(phone.get_by_role("heading", level=1)).to_be_visible()
     expect(phone.locator("main")).to_contain_text("Rp166.500")
     expect(phone.locator("main")).to_contain_text("Visa •••• 4242")
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
     subscription = _stored(live_server, made.customer_id, made.subscription_id)

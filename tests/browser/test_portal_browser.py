@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from browser_helpers import assert_no_horizontal_scroll, open_portal
 from playwright.sync_api import expect
 
 from flask_customer_portal.auth import issue_link
@@ -31,49 +32,23 @@ def _screenshot(page: Any, name: str) -> None:
         page.screenshot(path=str(Path(directory) / name), full_page=True)
 
 
-def _open_portal(page: Any, link: str) -> None:
-    """Open a link (GET shows one button) and press "Open my portal"."""
-    response = page.goto(link)
-    assert response is not None
-    assert response.status == 200, response.status
-    button = page.get_by_role("button", name="Open my portal")
-    expect(button).to_be_visible()
-    with page.expect_navigation():
-        button.click()
-    assert urlsplit(page.url).path == "/portal/", page.url
-
-
-def _assert_no_horizontal_scroll(page: Any, width: int = 360) -> None:
-    scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    if scroll_width > width:
-        wide = page.evaluate(
-            """(width) => [...document.querySelectorAll('body *')]
-                .filter(el => el.getBoundingClientRect().right > width + 0.5)
-                .slice(0, 5)
-                .map(el => el.tagName.toLowerCase() + (el.className ? '.' + el.className : '')
-                     + ' right=' + Math.round(el.getBoundingClientRect().right))""",
-            width,
-        )
-        pytest.fail(f"page scrolls sideways: scrollWidth {scroll_width} > {width}; widest: {wide}")
-
-
 # -- 1. the dashboard on a phone -------------------------------------------------
 
 
 def test_dashboard_on_a_phone(phone: Any, live_server: Any, axe_check: Any) -> None:
-    _open_portal(phone, live_server.magic_link("cus_demo_ava"))
+    open_portal(phone, live_server.magic_link("cus_demo_ava"))
 
     expect(phone.locator("html")).to_have_attribute("lang", "en")
     expect(phone.locator("main h1")).to_contain_text("Ava")
     expect(phone.locator(".test-mode-banner")).to_be_visible()
     expect(phone.locator(".test-mode-banner")).to_contain_text("Test mode")
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     _screenshot(phone, "portal-phone.png")
     axe_check(phone)
 
 
 def test_dashboard_on_a_phone_in_indonesian(phone: Any, live_server: Any, axe_check: Any) -> None:
-    _open_portal(phone, live_server.magic_link("cus_demo_budi"))
+    open_portal(phone, live_server.magic_link("cus_demo_budi"))
 
     expect(phone.locator("html")).to_have_attribute("lang", "id")
     expect(phone.locator("main h1")).to_contain_text("Budi")
@@ -84,7 +59,7 @@ def test_dashboard_on_a_phone_in_indonesian(phone: Any, live_server: Any, axe_ch
     expect(first_section).to_have_class(re.compile(r"\battention\b"))
     expect(first_section).to_contain_text("Acme Sync")
     expect(first_section.get_by_role("link", name="Perbarui metode pembayaran")).to_be_visible()
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     _screenshot(phone, "portal-phone-id.png")
     axe_check(phone)
 
@@ -115,7 +90,7 @@ def test_email_login_flow(desktop: Any, live_server: Any, axe_check: Any) -> Non
     html = message.get_body(preferencelist=("html",)).get_content()
     assert link in html.replace("&amp;", "&")
 
-    _open_portal(page, link)
+    open_portal(page, link)
     expect(page.locator("main h1")).to_contain_text("Ava")
 
     with page.expect_navigation():
@@ -168,7 +143,7 @@ def test_unusable_link_explains_and_offers_a_new_one(
     form = phone.locator(f"main form[action='{LOGIN_PATH}']")
     expect(form.get_by_label("Email address")).to_be_visible()
     expect(form.get_by_role("button", name="Email me a sign-in link")).to_be_visible()
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
 
@@ -177,7 +152,7 @@ def test_unusable_link_explains_and_offers_a_new_one(
 
 def test_skip_link_is_first_and_moves_focus_to_main(desktop: Any, live_server: Any) -> None:
     page = desktop
-    _open_portal(page, live_server.magic_link("cus_demo_ava"))
+    open_portal(page, live_server.magic_link("cus_demo_ava"))
 
     page.keyboard.press("Tab")
     focused = page.evaluate(

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from browser_helpers import assert_no_horizontal_scroll, open_portal
 from playwright.sync_api import expect
 
 from flask_customer_portal.extension import get_state
@@ -23,21 +24,6 @@ from flask_customer_portal.storage import Customer
 pytestmark = pytest.mark.browser
 
 AVA_SYNC_KEY = "ACME-SYNC-7K3Q-M9VX-2HPD-4RTA"
-
-
-def _open_portal(page: Any, link: str) -> None:
-    """Open a link (GET shows one button) and press "Open my portal"."""
-    response = page.goto(link)
-    assert response is not None
-    assert response.status == 200, response.status
-    with page.expect_navigation():
-        page.get_by_role("button", name="Open my portal").click()
-    assert urlsplit(page.url).path == "/portal/", page.url
-
-
-def _assert_no_horizontal_scroll(page: Any, width: int = 360) -> None:
-    scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll_width <= width, f"page scrolls sideways: scrollWidth {scroll_width} > {width}"
 
 
 def _customer(live_server: Any, customer_id: str) -> Customer:
@@ -67,7 +53,7 @@ def ava_profile_restored(live_server: Any) -> Iterator[Customer]:
 
 def test_reveal_and_copy_a_licence_key_on_a_phone(phone: Any, live_server: Any, axe_check: Any) -> None:
     phone.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
-    _open_portal(phone, live_server.magic_link("cus_demo_ava"))
+    open_portal(phone, live_server.magic_link("cus_demo_ava"))
     with phone.expect_navigation():
         phone.get_by_role("navigation", name="Portal").get_by_role("link", name="Licence keys").click()
     expect(phone.get_by_role("heading", level=1)).to_have_text("Licence keys")
@@ -80,7 +66,7 @@ def test_reveal_and_copy_a_licence_key_on_a_phone(phone: Any, live_server: Any, 
     expect(sync).to_contain_text("Never expires")
     full_key = sync.get_by_label("Licence key for Acme Sync")
     expect(full_key).to_be_hidden()
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
     sync.locator("summary").click()
@@ -94,7 +80,7 @@ def test_reveal_and_copy_a_licence_key_on_a_phone(phone: Any, live_server: Any, 
     status = phone.locator("#license-copy-status")
     expect(status).to_have_text("Copied Acme Sync key to the clipboard.")
     assert phone.evaluate("navigator.clipboard.readText()") == AVA_SYNC_KEY
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
 
@@ -108,7 +94,7 @@ def test_licence_keys_work_without_javascript(browser: Any, live_server: Any) ->
     context.set_default_timeout(5_000)
     try:
         page = context.new_page()
-        _open_portal(page, live_server.magic_link("cus_demo_ava"))
+        open_portal(page, live_server.magic_link("cus_demo_ava"))
         page.goto("/portal/license-keys")
         sync = page.locator("li.license-key").filter(has=page.get_by_role("heading", name="Acme Sync"))
         # No script: no Copy button that would do nothing …
@@ -133,11 +119,11 @@ def test_licence_keys_work_without_javascript(browser: Any, live_server: Any) ->
 def test_invalid_phone_is_explained_next_to_the_field(
     phone: Any, live_server: Any, axe_check: Any, ava_profile_restored: Customer
 ) -> None:
-    _open_portal(phone, live_server.magic_link("cus_demo_ava"))
+    open_portal(phone, live_server.magic_link("cus_demo_ava"))
     phone.goto("/portal/profile")
     expect(phone.get_by_role("heading", level=1)).to_have_text("Profile")
     expect(phone.get_by_label("Phone number")).to_have_value("+1 415-555-0123")
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
     phone.get_by_label("Name").fill("Ava T.")
@@ -156,7 +142,7 @@ def test_invalid_phone_is_explained_next_to_the_field(
     )
     expect(phone.get_by_role("alert")).to_contain_text("Nothing was saved.")
     assert _customer(live_server, "cus_demo_ava") == ava_profile_restored
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
     # Corrected, it is saved (and put back by the fixture afterwards).
@@ -171,17 +157,17 @@ def test_invalid_phone_is_explained_next_to_the_field(
 
 
 def test_budi_profile_in_indonesian(phone: Any, live_server: Any, axe_check: Any) -> None:
-    _open_portal(phone, live_server.magic_link("cus_demo_budi"))
+    open_portal(phone, live_server.magic_link("cus_demo_budi"))
     phone.goto("/portal/profile")
     expect(phone.locator("html")).to_have_attribute("lang", "id")
     expect(phone.get_by_role("heading", level=1)).to_have_text("Profil")
     expect(phone.locator("#name")).to_have_value("Budi Santoso")
     expect(phone.locator("#phone")).to_have_value("+62 812-3456-7890")
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
     phone.goto("/portal/license-keys")
     expect(phone.locator("li.license-key")).to_have_count(1)
     expect(phone.locator(".license-key-masked")).to_have_text("ACME-••••-6GTL")
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from browser_helpers import assert_no_horizontal_scroll, open_portal
 from playwright.sync_api import expect
 
 from flask_customer_portal.auth import utcnow
@@ -24,30 +25,6 @@ pytestmark = pytest.mark.browser
 
 AVA_SUB = "sub_demo_ava_sync"
 BUDI_SUB = "sub_demo_budi_sync"
-
-
-def _open_portal(page: Any, link: str) -> None:
-    """Open a link (GET shows one button) and press "Open my portal"."""
-    response = page.goto(link)
-    assert response is not None
-    assert response.status == 200, response.status
-    with page.expect_navigation():
-        page.get_by_role("button", name="Open my portal").click()
-    assert urlsplit(page.url).path == "/portal/", page.url
-
-
-def _assert_no_horizontal_scroll(page: Any, width: int = 360) -> None:
-    scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    if scroll_width > width:
-        wide = page.evaluate(
-            """(width) => [...document.querySelectorAll('body *')]
-                .filter(el => el.getBoundingClientRect().right > width + 0.5)
-                .slice(0, 5)
-                .map(el => el.tagName.toLowerCase() + (el.className ? '.' + el.className : '')
-                     + ' right=' + Math.round(el.getBoundingClientRect().right))""",
-            width,
-        )
-        pytest.fail(f"page scrolls sideways: scrollWidth {scroll_width} > {width}; widest: {wide}")
 
 
 def _stored(live_server: Any, customer_id: str, subscription_id: str) -> Subscription:
@@ -79,7 +56,7 @@ def ava_subscription_restored(live_server: Any) -> Iterator[Subscription]:
 
 
 def test_ava_reads_her_subscriptions_on_a_phone(phone: Any, live_server: Any, axe_check: Any) -> None:
-    _open_portal(phone, live_server.magic_link("cus_demo_ava"))
+    open_portal(phone, live_server.magic_link("cus_demo_ava"))
     with phone.expect_navigation():
         phone.get_by_role("navigation", name="Portal").get_by_role("link", name="Subscriptions").click()
     expect(phone.get_by_role("heading", level=1)).to_have_text("Subscriptions")
@@ -92,7 +69,7 @@ def test_ava_reads_her_subscriptions_on_a_phone(phone: Any, live_server: Any, ax
     past = phone.get_by_role("region", name="Past subscriptions")
     expect(past).to_contain_text("Acme Desktop")
     expect(past).to_contain_text("Ended on")
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
     with phone.expect_navigation():
@@ -101,14 +78,14 @@ def test_ava_reads_her_subscriptions_on_a_phone(phone: Any, live_server: Any, ax
     expect(phone.get_by_role("heading", level=1)).to_have_text("Acme Sync")
     expect(phone.get_by_role("region", name="Details")).to_contain_text("Pro (monthly)")
     expect(phone.get_by_role("button", name="Cancel subscription")).to_be_visible()
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
 
 def test_the_cancel_confirmation_is_accessible_and_going_back_changes_nothing(
     phone: Any, live_server: Any, axe_check: Any, ava_subscription_restored: Subscription
 ) -> None:
-    _open_portal(phone, live_server.magic_link("cus_demo_ava"))
+    open_portal(phone, live_server.magic_link("cus_demo_ava"))
     phone.goto(f"/portal/subscriptions/{AVA_SUB}")
     with phone.expect_navigation():
         phone.get_by_role("button", name="Cancel subscription").click()
@@ -116,7 +93,7 @@ def test_the_cancel_confirmation_is_accessible_and_going_back_changes_nothing(
     expect(phone.get_by_role("heading", level=1)).to_have_text("Cancel Acme Sync?")
     expect(phone.locator("main")).to_contain_text("You keep access until then")
     expect(phone.get_by_role("button", name="Yes, cancel")).to_be_visible()
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
     assert _stored(live_server, "cus_demo_ava", AVA_SUB) == ava_subscription_restored
 
@@ -133,7 +110,7 @@ def test_cancel_then_keep_the_subscription(
     page = desktop
     inbox = live_server.inbox
     already_received = len(inbox.messages)
-    _open_portal(page, live_server.magic_link("cus_demo_ava"))
+    open_portal(page, live_server.magic_link("cus_demo_ava"))
     page.goto(f"/portal/subscriptions/{AVA_SUB}")
     with page.expect_navigation():
         page.get_by_role("button", name="Cancel subscription").click()
@@ -166,13 +143,13 @@ def test_cancel_then_keep_the_subscription(
 
 def test_budis_subscription_in_indonesian(phone: Any, live_server: Any, axe_check: Any) -> None:
     before = _stored(live_server, "cus_demo_budi", BUDI_SUB)
-    _open_portal(phone, live_server.magic_link("cus_demo_budi"))
+    open_portal(phone, live_server.magic_link("cus_demo_budi"))
 
     phone.goto("/portal/subscriptions")
     expect(phone.locator("html")).to_have_attribute("lang", "id")
     expect(phone.get_by_role("heading", level=1)).to_have_text("Langganan")
     expect(phone.locator("main")).to_contain_text("Ditangguhkan")
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
     with phone.expect_navigation():
@@ -181,6 +158,6 @@ def test_budis_subscription_in_indonesian(phone: Any, live_server: Any, axe_chec
     expect(phone.get_by_role("heading", level=1)).to_have_text("Acme Sync")
     expect(phone.locator(".panel.attention")).to_contain_text("Bank menolak pembayaran ini.")
     expect(phone.get_by_role("link", name="Perbarui metode pembayaran")).to_be_visible()
-    _assert_no_horizontal_scroll(phone)
+    assert_no_horizontal_scroll(phone)
     axe_check(phone)
     assert _stored(live_server, "cus_demo_budi", BUDI_SUB) == before
