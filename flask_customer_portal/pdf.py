@@ -19,6 +19,7 @@ import io
 import re
 import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -333,10 +334,15 @@ class _FontFace:
     fpdf2 parses a font file each time a document adds it and subsets the
     whole font when the document is saved; for DejaVu Sans that is most of
     the time spent on an invoice. Each document instead gets a copy of the
-    parsed metrics with its own glyph usage, and, when it is saved, a fresh
-    font program to subset: the trimmed common one when it covers the glyphs
-    the document used, the full one otherwise.
+    parsed metrics with its own glyph usage, and, when it is saved, the font
+    already subset to the glyphs it used. A subset is made once per glyph
+    set (from the trimmed common program when that covers the glyphs, from
+    the full font otherwise) and kept in a small LRU cache: invoices keep
+    using the same few glyphs.
     """
+
+    #: Glyph sets whose subset is kept, per face (a subset is 10-30 kB).
+    subset_cache_size: ClassVar[int] = 64
 
     def __init__(self, style: str, filename: str) -> None:
         self.style = style
@@ -346,6 +352,7 @@ class _FontFace:
         self._template: TTFFont | None = None
         self._data = b""
         self._common: tuple[bytes, frozenset[str]] | None = None
+        self._subsets: OrderedDict[frozenset[str], tuple[bytes, tuple[str, ...]]] = OrderedDict()
 
     def template(self) -> TTFFont:
         with self._lock:
@@ -378,10 +385,49 @@ class _FontFace:
         return font
 
     def program_for(self, glyph_names: Iterable[str]) -> Any:
-        """A fresh ``fontTools`` font for fpdf2 to subset to ``glyph_names``."""
+        """A fresh font for fpdf2 to subset to ``glyph_names`` and embed.
+
+        Subsetting is done once per glyph set: fpdf2 gets the finished subset
+        (see :func:`_subset_program`), which its own subsetting leaves as it is.
+        """
+        key = frozenset(glyph_names)
+        with self._lock:
+            cached = self._subsets.get(key)
+            if cached is not None:
+                self._subsets.move_to_end(key)
+        if cached is None:
+            # Made outside the lock: two threads may both make a subset for the
+            # same new glyph set, and get the same bytes.
+            cached = self._make_subset(key)
+            with self._lock:
+                self._subsets[key] = cached
+                self._subsets.move_to_end(key)
+                while len(self._subsets) > self.subset_cache_size:
+                    self._subsets.popitem(last=False)
+        data, glyph_order = cached
+        return _subset_program(data, glyph_order)
+
+    def _make_subset(self, glyph_names: frozenset[str]) -> tuple[bytes, tuple[str, ...]]:
+        """The font program fpdf2 would embed for ``glyph_names`` and its glyph order.
+
+        Subset with the options fpdf2's ``OutputProducer._add_fonts`` uses, so
+        the embedded bytes are the ones fpdf2 itself would write.
+        """
+        from fontTools import subset
+
         self.template()
         common, common_glyphs = self._common_program()
-        return _open_font(common if common_glyphs.issuperset(glyph_names) else self._data)
+        font = _open_font(common if common_glyphs.issuperset(glyph_names) else self._data)
+        options = subset.Options(notdef_outline=True, recommended_glyphs=True)
+        options.drop_tables += list(_FPDF_DROPPED_TABLES)
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(glyphs=sorted(glyph_names))
+        subsetter.subset(font)
+        glyph_order = tuple(font.getGlyphOrder())
+        buffer = io.BytesIO()
+        font.save(buffer)
+        font.close()
+        return buffer.getvalue(), glyph_order
 
     def _common_program(self) -> tuple[bytes, frozenset[str]]:
         with self._lock:
@@ -413,6 +459,43 @@ def _open_font(data: bytes) -> Any:
     from fontTools import ttLib
 
     return ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False, recalcBBoxes=False, lazy=True)
+
+
+def _subset_program(data: bytes, glyph_order: tuple[str, ...]) -> Any:
+    """A :class:`fontTools.ttLib.TTFont` that stands for the finished subset
+    ``data`` (see :func:`_subset_program_type`)."""
+    return _subset_program_type()(data, glyph_order)
+
+
+@functools.cache
+def _subset_program_type() -> type[Any]:
+    """The class of :func:`_subset_program`, made on first use so that this
+    module imports without fontTools."""
+    from fontTools import ttLib
+
+    class SubsetProgram(ttLib.TTFont):  # type: ignore[misc]
+        """A font program already subset, as fpdf2's output step uses it.
+
+        fpdf2 subsets a document's font with ``fontTools``, asks the subset
+        for the id of each glyph it used, and saves it into the PDF. This
+        font holds no tables, only the glyph order of the finished subset:
+        the subsetter finds nothing to trim, glyph ids come from that order,
+        and saving writes the finished program's bytes.
+        """
+
+        def __init__(self, data: bytes, glyph_order: tuple[str, ...]) -> None:
+            super().__init__()
+            self._program = data
+            self._ids = {name: index for index, name in enumerate(glyph_order)}
+            self.setGlyphOrder(list(glyph_order))
+
+        def getGlyphID(self, glyphName: str) -> int:  # noqa: N802, N803 - fontTools' names
+            return self._ids[glyphName]
+
+        def save(self, file: Any, reorderTables: bool | None = True) -> None:  # noqa: N803
+            file.write(self._program)
+
+    return SubsetProgram
 
 
 _FACES = {style: _FontFace(style, filename) for style, filename in _FONT_FILES.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -18,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
+from flask_customer_portal import pdf as pdf_module
 from flask_customer_portal.formatting import (
     format_date,
     format_datetime,
@@ -368,6 +370,81 @@ def test_renderer_is_safe_to_share_between_threads() -> None:
         thread.join()
 
     assert all(results[(worker, index)] == expected[index] for worker in range(4) for index in range(3))
+
+
+def test_font_subsets_are_made_once_per_glyph_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[tuple[str, frozenset[str]]] = []
+    original = pdf_module._FontFace._make_subset
+
+    def counting(face: pdf_module._FontFace, glyph_names: frozenset[str]) -> tuple[bytes, tuple[str, ...]]:
+        made.append((face.style, glyph_names))
+        return original(face, glyph_names)
+
+    monkeypatch.setattr(pdf_module._FontFace, "_make_subset", counting)
+    for face in pdf_module._FACES.values():
+        monkeypatch.setattr(face, "_subsets", OrderedDict())
+    document = make_document(make_invoice(lines=(InvoiceLine("Quarterly audit — Ωmega", 1, 1, 1),)))
+
+    first = render(document)
+    assert sorted(style for style, _ in made) == ["", "B"]
+    assert render(document) == first
+    assert len(made) == 2  # the second render reused both subsets
+
+    render(make_document(make_invoice(lines=(InvoiceLine("Quarterly audit — Ψ", 1, 1, 1),))))
+    assert len(made) == 3  # only the regular face draws the new glyph
+
+
+def test_font_subset_cache_is_bounded_and_evictions_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for face in pdf_module._FACES.values():
+        monkeypatch.setattr(face, "_subsets", OrderedDict())
+    monkeypatch.setattr(pdf_module._FontFace, "subset_cache_size", 2)
+    documents = [
+        make_document(make_invoice(lines=(InvoiceLine(f"Seat {letter}", 1, 1, 1),)))
+        for letter in ("Ж", "Щ", "Ю", "Ф")
+    ]
+
+    first_pass = [render(document) for document in documents]
+    second_pass = [render(document) for document in reversed(documents)][::-1]
+
+    assert all(len(face._subsets) <= 2 for face in pdf_module._FACES.values())
+    assert second_pass == first_pass
+    assert first_pass == [PublicFontsRenderer().render(document) for document in documents]
+    assert all(f"Seat {letter}" in all_text(pdf) for letter, pdf in zip("ЖЩЮФ", first_pass, strict=True))
+
+
+def test_threads_sharing_a_small_subset_cache_get_each_documents_own_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for face in pdf_module._FACES.values():
+        monkeypatch.setattr(face, "_subsets", OrderedDict())
+    monkeypatch.setattr(pdf_module._FontFace, "subset_cache_size", 1)
+    documents = [
+        make_document(make_invoice(lines=(InvoiceLine(description, 1, 1, 1),)), locale=locale, labels=labels)
+        for description, locale, labels in (
+            ("Langganan Pro — Maret 2026", "id", INDONESIAN_LABELS),
+            ("Подписка Pro — март 2026", "en", default_labels()),
+            ("Συνδρομή Pro — Μάρτιος 2026", "en", default_labels()),
+        )
+    ]
+    expected = [PublicFontsRenderer().render(document) for document in documents]
+    renderer = FPDFInvoiceRenderer()
+    results: dict[tuple[int, int], bytes] = {}
+
+    def work(worker: int) -> None:
+        for round_ in range(3):
+            for step in range(len(documents)):
+                index = (step + worker + round_) % len(documents)
+                results[(worker, index)] = renderer.render(documents[index])
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(results) == 4 * len(documents)
+    assert all(results[key] == expected[key[1]] for key in results)
+    assert "Langganan Pro — Maret 2026" in all_text(results[(0, 0)])
 
 
 # -- InvoiceDocument -------------------------------------------------------------
