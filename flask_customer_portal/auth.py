@@ -232,19 +232,20 @@ def _load_from_portal_session(state: PortalState) -> Customer | None:
     session_id = session.get(SESSION_KEY)
     if not isinstance(session_id, str):
         return None
-    record = state.storage.get_portal_session(_hash_session_id(session_id))
+    # One query for both: this runs on every signed-in request.
+    found = state.storage.get_session_with_customer(_hash_session_id(session_id))
+    if found is None:
+        session.pop(SESSION_KEY, None)
+        return None
+    record, customer = found
     now = utcnow()
     config = state.config
     if (
-        record is None
-        or record.revoked_at is not None
+        record.revoked_at is not None
         or now - record.last_seen_at > timedelta(seconds=config.session_idle_timeout)
         or now - record.created_at > timedelta(seconds=config.session_max_age)
+        or customer.auth_version != record.auth_version
     ):
-        session.pop(SESSION_KEY, None)
-        return None
-    customer = state.storage.get_customer(record.customer_id)
-    if customer is None or customer.auth_version != record.auth_version:
         session.pop(SESSION_KEY, None)
         return None
     if now - record.last_seen_at >= _TOUCH_INTERVAL:

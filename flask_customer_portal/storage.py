@@ -428,6 +428,10 @@ class LicenseKeyStore(Protocol):
     def list_license_keys(self, customer_id: str) -> Sequence[LicenseKey]:
         """Every licence key of the customer's purchases, newest first."""
 
+    def count_license_keys(self, customer_id: str) -> int:
+        """How many licence keys the customer has (what
+        :meth:`list_license_keys` would return), without loading them."""
+
 
 @runtime_checkable
 class AccessStore(Protocol):
@@ -449,6 +453,11 @@ class AccessStore(Protocol):
 
     def get_portal_session(self, session_id: str) -> PortalSessionRecord | None:
         """A session by id, revoked or not."""
+
+    def get_session_with_customer(self, session_id: str) -> tuple[PortalSessionRecord, Customer] | None:
+        """A session by id, revoked or not, together with the customer it
+        belongs to, in one round trip (it runs on every signed-in request).
+        ``None`` if there is no such session or its customer is gone."""
 
     def touch_portal_session(self, session_id: str, now: datetime) -> None:
         """Record activity (for the idle timeout)."""

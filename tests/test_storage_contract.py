@@ -745,6 +745,66 @@ def test_other_reads_take_a_fixed_number_of_queries(
     assert queries.count == 2, queries.statements  # invoice + card, then lines
 
 
+def test_listed_records_keep_their_types(store: SQLAlchemyStorage) -> None:
+    # Lists build their records from plain rows: the enums, booleans, aware
+    # datetimes and missing payment methods must come out as from the get_* reads.
+    store.add_customer(customer("cus_a"))
+    visa = store.add_payment_method(card("pm_visa"))
+    store.add_subscription(
+        subscription(
+            "sub_1", status=SubscriptionStatus.ON_HOLD, cancel_at_period_end=True, payment_method=visa
+        )
+    )
+    store.add_subscription(subscription("sub_2", created_at=T0 - timedelta(days=1)))
+    store.add_invoice(invoice("inv_1", status=InvoiceStatus.OPEN, issued_at=T0.astimezone(JAKARTA)))
+
+    subs = store.list_subscriptions("cus_a")
+    assert subs == (store.get_subscription("cus_a", "sub_1"), store.get_subscription("cus_a", "sub_2"))
+    assert subs[0].status is SubscriptionStatus.ON_HOLD
+    assert subs[0].cancel_at_period_end is True
+    assert subs[0].payment_method == visa
+    assert subs[1].cancel_at_period_end is False
+    assert subs[1].payment_method is None
+    assert_utc(subs[0].current_period_start, subs[0].current_period_end, subs[0].created_at)
+
+    (listed,) = store.list_invoices("cus_a", page=1, per_page=10).items
+    assert listed == store.get_invoice("cus_a", "inv_1")
+    assert listed.status is InvoiceStatus.OPEN
+    assert listed.payment_method is None
+    assert listed.paid_at is None
+    assert_utc(listed.issued_at)
+
+
+def test_lists_show_changes_made_since_the_last_read(store: SQLAlchemyStorage) -> None:
+    store.add_customer(customer("cus_a"))
+    store.add_subscription(subscription("sub_1"))
+    assert store.list_subscriptions("cus_a")[0].status is SubscriptionStatus.ACTIVE
+    store.cancel_subscription("cus_a", "sub_1", at_period_end=False, now=T0 + timedelta(days=1))
+    (cancelled,) = store.list_subscriptions("cus_a")
+    assert cancelled.status is SubscriptionStatus.CANCELLED
+    assert cancelled.ended_at == T0 + timedelta(days=1)
+
+
+def test_license_keys_are_counted_per_customer(two_customers: SQLAlchemyStorage) -> None:
+    store = two_customers
+    for n, status in enumerate(LicenseKeyStatus):
+        store.add_license_key(license_key(f"lk_{n}", status=status, created_at=T0 + timedelta(hours=n)))
+    assert store.count_license_keys("cus_a") == len(store.list_license_keys("cus_a")) == 5
+    assert store.count_license_keys("cus_b") == 1
+    assert store.count_license_keys("cus_nobody") == 0
+
+
+def test_counting_license_keys_takes_one_query(
+    store: SQLAlchemyStorage, count_queries: Callable[..., QueryCounter]
+) -> None:
+    store.add_customer(customer("cus_a"))
+    for n in range(30):
+        store.add_license_key(license_key(f"lk_{n}"))
+    with count_queries() as queries:
+        assert store.count_license_keys("cus_a") == 30
+    assert queries.count == 1, queries.statements
+
+
 # -- one-time links ------------------------------------------------------------------------
 
 
@@ -841,6 +901,45 @@ def test_portal_session_lifecycle(store: SQLAlchemyStorage) -> None:
     assert ps_2.revoked_at == everywhere
     assert ps_3 is not None
     assert ps_3.revoked_at is None  # another customer's session lives on
+
+
+def test_session_with_its_customer_in_one_query(
+    store: SQLAlchemyStorage, count_queries: Callable[..., QueryCounter]
+) -> None:
+    store.add_customer(customer("cus_a", phone="+6281234567890", locale="id", timezone="Asia/Jakarta"))
+    store.add_customer(customer("cus_b"))
+    store.create_portal_session(portal_session("ps_a"))
+    store.create_portal_session(portal_session("ps_b", "cus_b"))
+
+    with count_queries() as queries:
+        found = store.get_session_with_customer("ps_a")
+    assert queries.count == 1, queries.statements
+    assert found == (store.get_portal_session("ps_a"), store.get_customer("cus_a"))
+    assert found is not None
+    record, owner = found
+    assert_utc(record.created_at, record.last_seen_at, owner.created_at)
+    assert owner.timezone == "Asia/Jakarta"
+
+    other = store.get_session_with_customer("ps_b")
+    assert other is not None
+    assert other[1].id == "cus_b"
+    assert store.get_session_with_customer("ps_unknown") is None
+
+
+def test_session_with_customer_is_read_fresh(store: SQLAlchemyStorage) -> None:
+    # The caller decides about revoked sessions and old auth versions, so
+    # both must be what the database holds now.
+    store.add_customer(customer("cus_a"))
+    store.create_portal_session(portal_session("ps_1"))
+    assert store.get_session_with_customer("ps_1") is not None
+
+    everywhere = T0 + timedelta(minutes=5)
+    store.sign_out_everywhere("cus_a", everywhere)
+    found = store.get_session_with_customer("ps_1")
+    assert found is not None
+    record, owner = found
+    assert record.revoked_at == everywhere
+    assert owner.auth_version == record.auth_version + 1
 
 
 # -- audit log -----------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import enum
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -57,6 +57,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    bindparam,
     case,
     func,
     insert,
@@ -104,7 +106,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from flask_sqlalchemy import SQLAlchemy
-    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine import Dialect, Row
+    from sqlalchemy.sql import ColumnElement, FromClause
 
     from ..storage import PortalStorage
 
@@ -646,6 +649,134 @@ def _audit_event(row: AuditEventModel) -> AuditEvent:
 _FRESH: dict[str, Any] = {"populate_existing": True}
 
 
+# -- hot reads: columns straight into records -------------------------------------
+#
+# The reads behind every signed-in request and the most visited pages select
+# plain table columns (Core, no ORM entities): each row goes straight into a
+# frozen record, with no ORM object to build and no identity map to refresh,
+# so what they return is always as fresh as the statement. The customer,
+# session and payment method columns follow their records' field order, so a
+# slice of a row is the record's arguments.
+#
+# These statements are built once, with bound parameters: building a
+# statement of some twenty columns costs more than running it from
+# SQLAlchemy's compiled cache.
+
+_customers = CustomerModel.__table__
+_payment_methods = PaymentMethodModel.__table__
+_subscriptions = SubscriptionModel.__table__
+_license_keys = LicenseKeyModel.__table__
+_portal_sessions = PortalSessionModel.__table__
+
+
+def _columns(table: FromClause, names: Sequence[str]) -> tuple[ColumnElement[Any], ...]:
+    return tuple(table.c[name] for name in names)
+
+
+_CUSTOMER_COLUMNS = _columns(_customers, [f.name for f in fields(Customer)])
+_SESSION_COLUMNS = _columns(_portal_sessions, [f.name for f in fields(PortalSessionRecord)])
+_PAYMENT_METHOD_COLUMNS = _columns(_payment_methods, [f.name for f in fields(PaymentMethod)])
+_SUBSCRIPTION_COLUMNS = _columns(
+    _subscriptions,
+    [
+        "id",
+        "customer_id",
+        "product_name",
+        "plan_name",
+        "price_amount",
+        "price_currency",
+        "interval",
+        "interval_count",
+        "status",
+        "current_period_start",
+        "current_period_end",
+        "cancel_at_period_end",
+        "cancelled_at",
+        "ended_at",
+        "hold_reason",
+        "created_at",
+    ],
+)
+
+
+def _payment_method_join(owner: FromClause) -> ColumnElement[bool]:
+    """The payment method of an ``owner`` row (a subscription), by
+    ``(id, customer_id)`` like the foreign key."""
+    return and_(
+        _payment_methods.c.id == owner.c.payment_method_id,
+        _payment_methods.c.customer_id == owner.c.customer_id,
+    )
+
+
+def _payment_method_at(row: Row[Any], start: int) -> PaymentMethod | None:
+    """The payment method in ``row`` from column ``start`` on (``None`` when
+    the outer join found none)."""
+    values = row[start : start + len(_PAYMENT_METHOD_COLUMNS)]
+    return None if values[0] is None else PaymentMethod(*values)
+
+
+def _subscription_from_row(row: Row[Any]) -> Subscription:
+    (
+        subscription_id,
+        customer_id,
+        product_name,
+        plan_name,
+        price_amount,
+        price_currency,
+        interval,
+        interval_count,
+        status,
+        current_period_start,
+        current_period_end,
+        cancel_at_period_end,
+        cancelled_at,
+        ended_at,
+        hold_reason,
+        created_at,
+    ) = row[: len(_SUBSCRIPTION_COLUMNS)]
+    return Subscription(
+        id=subscription_id,
+        customer_id=customer_id,
+        product_name=product_name,
+        plan_name=plan_name,
+        price=Money(price_amount, price_currency),
+        interval=interval,
+        interval_count=interval_count,
+        status=status,
+        current_period_start=current_period_start,
+        current_period_end=current_period_end,
+        cancel_at_period_end=cancel_at_period_end,
+        cancelled_at=cancelled_at,
+        ended_at=ended_at,
+        payment_method=_payment_method_at(row, len(_SUBSCRIPTION_COLUMNS)),
+        hold_reason=hold_reason,
+        created_at=created_at,
+    )
+
+
+_SESSION_WITH_CUSTOMER = (
+    select(*_SESSION_COLUMNS, *_CUSTOMER_COLUMNS)
+    .select_from(_portal_sessions.join(_customers, _customers.c.id == _portal_sessions.c.customer_id))
+    .where(_portal_sessions.c.id == bindparam("session_id"))
+)
+_LIST_SUBSCRIPTIONS = (
+    select(*_SUBSCRIPTION_COLUMNS, *_PAYMENT_METHOD_COLUMNS)
+    .select_from(_subscriptions.outerjoin(_payment_methods, _payment_method_join(_subscriptions)))
+    .where(_subscriptions.c.customer_id == bindparam("customer_id"))
+    .order_by(
+        # Current ones first, then past ones.
+        case((_subscriptions.c.status == SubscriptionStatus.CANCELLED, 1), else_=0),
+        _subscriptions.c.created_at.desc(),
+        _subscriptions.c.id.desc(),
+    )
+)
+_COUNT_LICENSE_KEYS = (
+    select(func.count())
+    .select_from(_license_keys)
+    .where(_license_keys.c.customer_id == bindparam("customer_id"))
+)
+
+
 class SQLAlchemyStorage:
     """:class:`~flask_customer_portal.storage.PortalStorage` on Flask-SQLAlchemy.
 
@@ -738,15 +869,9 @@ class SQLAlchemyStorage:
     # -- BillingStore -------------------------------------------------------------
 
     def list_subscriptions(self, customer_id: str) -> Sequence[Subscription]:
-        past_last = case((SubscriptionModel.status == SubscriptionStatus.CANCELLED, 1), else_=0)
-        rows = self._session.scalars(
-            select(SubscriptionModel)
-            .where(SubscriptionModel.customer_id == customer_id)
-            .options(joinedload(SubscriptionModel.payment_method))
-            .order_by(past_last, SubscriptionModel.created_at.desc(), SubscriptionModel.id.desc())
-            .execution_options(**_FRESH)
-        ).all()
-        return tuple(_subscription(r, _optional_payment_method(r.payment_method)) for r in rows)
+        """One query: the subscriptions with their payment methods joined."""
+        rows = self._session.execute(_LIST_SUBSCRIPTIONS, {"customer_id": customer_id}).all()
+        return tuple(_subscription_from_row(r) for r in rows)
 
     def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
         row = self._session.scalars(
@@ -989,6 +1114,9 @@ class SQLAlchemyStorage:
         ).all()
         return tuple(_license_key(r) for r in rows)
 
+    def count_license_keys(self, customer_id: str) -> int:
+        return self._session.scalar(_COUNT_LICENSE_KEYS, {"customer_id": customer_id}) or 0
+
     # -- AccessStore ------------------------------------------------------------------
 
     def create_link(self, record: LinkRecord) -> None:
@@ -1045,6 +1173,14 @@ class SQLAlchemyStorage:
     def get_portal_session(self, session_id: str) -> PortalSessionRecord | None:
         row = self._session.get(PortalSessionModel, session_id, populate_existing=True)
         return None if row is None else _portal_session(row)
+
+    def get_session_with_customer(self, session_id: str) -> tuple[PortalSessionRecord, Customer] | None:
+        """One query: the session joined to its customer."""
+        row = self._session.execute(_SESSION_WITH_CUSTOMER, {"session_id": session_id}).one_or_none()
+        if row is None:
+            return None
+        columns = len(_SESSION_COLUMNS)
+        return PortalSessionRecord(*row[:columns]), Customer(*row[columns:])
 
     def touch_portal_session(self, session_id: str, now: datetime) -> None:
         """Move ``last_seen_at`` forward; revoked sessions stay as they ended."""

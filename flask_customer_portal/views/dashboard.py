@@ -33,7 +33,6 @@ def dashboard() -> Any:
     ending = sorted((v for v in views if v.ends_at is not None), key=_period_end)
     renewing = sorted((v for v in views if v.renews_at is not None), key=_period_end)
     latest_invoices = state.storage.list_invoices(customer.id, page=1, per_page=1)
-    license_keys = state.storage.list_license_keys(customer.id)
     return render_template(
         "customer_portal/dashboard.html",
         customer=customer,
@@ -45,6 +44,6 @@ def dashboard() -> Any:
         ending=ending,
         latest_invoice=latest_invoices.items[0] if latest_invoices.items else None,
         invoice_count=latest_invoices.total,
-        license_key_count=len(license_keys),
+        license_key_count=state.storage.count_license_keys(customer.id),
         return_url=session.get("_customer_portal_return_url"),
     )
