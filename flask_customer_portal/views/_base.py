@@ -37,7 +37,14 @@ from ..i18n import select_locale
 from ..storage import Customer
 from ..templating import template_context
 
-__all__ = ["add_security_headers", "blueprint", "current_customer_or_401", "customer_required", "notify"]
+__all__ = [
+    "add_security_headers",
+    "blueprint",
+    "current_customer_or_401",
+    "customer_required",
+    "notify",
+    "plausible_id",
+]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -72,6 +79,17 @@ def current_customer_or_401() -> Customer:
     if customer is None:
         abort(401)
     return customer
+
+
+#: Ids longer than this (the SQLAlchemy store's id columns), or with control
+#: characters, are nobody's: they get a 404 without a trip to the store
+#: (some databases refuse NUL bytes outright).
+MAX_ID_LENGTH = 128
+
+
+def plausible_id(value: str) -> bool:
+    """Whether ``value`` from a URL or form could be a record's id at all."""
+    return 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
 
 
 def customer_required(view: F) -> F:

@@ -13,7 +13,7 @@ from ..extension import PortalState, get_state
 from ..i18n import gettext as _
 from ..pdf import InvoiceDocument, default_labels, safe_pdf_filename
 from ..storage import Customer, Invoice, InvoiceStatus, SubscriptionStatus
-from ._base import blueprint, current_customer_or_401, customer_required
+from ._base import blueprint, current_customer_or_401, customer_required, plausible_id
 
 # --- helpers --------------------------------------------------------------
 
@@ -21,9 +21,6 @@ from ._base import blueprint, current_customer_or_401, customer_required
 #: any real billing history and keeps the row offset a small integer.
 _PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 
-#: Longer than any id the stores keep (their id columns hold 128 characters):
-#: such a request is answered without asking the store.
-_MAX_ID_LENGTH = 128
 
 #: Page links shown on either side of the current page (plus first and last).
 _PAGE_WINDOW = 2
@@ -64,7 +61,7 @@ def _page_links(page: int, pages: int, window: int = _PAGE_WINDOW) -> list[int |
 
 def _own_invoice(state: PortalState, customer: Customer, invoice_id: str) -> Invoice:
     """The customer's invoice with its lines; 404 for anything else."""
-    if len(invoice_id) > _MAX_ID_LENGTH or not invoice_id.isprintable():
+    if not plausible_id(invoice_id):
         abort(404)
     invoice = state.storage.get_invoice(customer.id, invoice_id)
     if invoice is None:

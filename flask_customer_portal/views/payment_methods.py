@@ -44,16 +44,13 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
-from ._base import blueprint, current_customer_or_401, customer_required, notify
+from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from .subscriptions import describe
 
 __all__ = ["payment_method", "reactivated", "remove_payment_method"]
 
 logger = logging.getLogger("flask_customer_portal")
 
-#: Ids longer than this, or with control characters, are nobody's: a 404
-#: without a trip to the store.
-_MAX_ID_LENGTH = 255
 #: Enough invoices to find every open one of a subscription on hold.
 _INVOICES_SCANNED = 50
 #: What the edit form says it does: the POST is refused if the
@@ -76,12 +73,8 @@ def _app() -> Any:
     return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
-def _valid_id(value: str) -> bool:
-    return 0 < len(value) <= _MAX_ID_LENGTH and value.isprintable()
-
-
 def _subscription_or_404(state: PortalState, customer: Customer, subscription_id: str) -> Subscription:
-    if not _valid_id(subscription_id):
+    if not plausible_id(subscription_id):
         abort(404)
     subscription = state.storage.get_subscription(customer.id, subscription_id)
     if subscription is None:
@@ -468,7 +461,7 @@ def reactivated(subscription_id: str) -> Any:
 def _back_to(state: PortalState, customer: Customer, subscription_id: str | None) -> str:
     if (
         subscription_id
-        and _valid_id(subscription_id)
+        and plausible_id(subscription_id)
         and state.storage.get_subscription(customer.id, subscription_id) is not None
     ):
         return url_for("portal.payment_method", subscription_id=subscription_id)
@@ -485,7 +478,7 @@ def remove_payment_method(payment_method_id: str) -> Any:
     customer = current_customer_or_401()
     if not ConfirmForm().validate():
         abort(400)
-    if not _valid_id(payment_method_id):
+    if not plausible_id(payment_method_id):
         abort(404)
     method = state.storage.get_payment_method(customer.id, payment_method_id)
     if method is None:

@@ -28,15 +28,11 @@ from ..forms import ConfirmForm
 from ..i18n import gettext as _
 from ..mail import MailDeliveryError, render_message
 from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
-from ._base import blueprint, current_customer_or_401, customer_required, notify
+from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 
 __all__ = ["SubscriptionView", "describe"]
 
 logger = logging.getLogger("flask_customer_portal")
-
-#: Ids longer than this, or with control characters, are nobody's: they get
-#: a 404 without a trip to the store (some databases refuse NUL bytes).
-_MAX_ID_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +107,7 @@ def _ends_at_period_end(state: PortalState, subscription: Subscription, now: dat
 
 
 def _check_id(subscription_id: str) -> None:
-    if len(subscription_id) > _MAX_ID_LENGTH or not subscription_id.isprintable():
+    if not plausible_id(subscription_id):
         abort(404)
 
 
