@@ -8,6 +8,7 @@ from .extension import CustomerPortal
 from .mail import LogMailer, Mailer, Message, SMTPMailer
 from .money import Money, format_money
 from .payments import PaymentProvider, TestPaymentProvider
+from .rules import CustomerRules
 from .storage import (
     Customer,
     Invoice,
@@ -27,6 +28,7 @@ __all__ = [
     "Customer",
     "CustomerNotFound",
     "CustomerPortal",
+    "CustomerRules",
     "Invoice",
     "InvoiceLine",
     "InvoiceStatus",

@@ -18,6 +18,7 @@ from .mail import LogMailer, Mailer, mailer_from_config
 from .payments import PaymentProvider, TestPaymentProvider
 from .pdf import InvoiceRenderer, default_invoice_renderer
 from .ratelimit import LoginRateLimits
+from .rules import RulesLoader
 from .storage import PortalStorage
 from .tokens import LinkSigner
 
@@ -129,6 +130,7 @@ class CustomerPortal:
         self.mailer = mailer
         self.invoice_renderer = invoice_renderer
         self.customer_loader_callback: Callable[[], str | None] | None = None
+        self.rules_loader_callback: RulesLoader | None = None
         if app is not None:
             self.init_app(app)
 
@@ -246,6 +248,20 @@ class CustomerPortal:
                 return current_user.customer_id if current_user.is_authenticated else None
         """
         self.customer_loader_callback = callback
+        return callback
+
+    def rules_loader(self, callback: RulesLoader) -> RulesLoader:
+        """Register the function that decides, per request, what a customer
+        may do: which plans they may switch to, whether cancel, pause and
+        plan change are offered, or billing-only access. It takes the
+        customer and the subscription in question (or ``None``) and returns
+        a :class:`~flask_customer_portal.rules.CustomerRules`::
+
+            @portal.rules_loader
+            def rules(customer, subscription):
+                return CustomerRules(billing_only=customer.id in managed_accounts)
+        """
+        self.rules_loader_callback = callback
         return callback
 
     def create_session(self, customer_id: str, *, return_url: str | None = None) -> PortalSession:
