@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks import _machine, invoice_list, invoice_pdf, pages, server, signin
+from benchmarks import _machine, exports, invoice_list, invoice_pdf, pages, server, signin
 
 FULL: dict[str, Callable[[], object]] = {
     "pages": pages.run,
@@ -21,6 +21,7 @@ FULL: dict[str, Callable[[], object]] = {
     "invoice_list": invoice_list.run,
     "invoice_pdf": invoice_pdf.run,
     "server": server.run,
+    "exports": exports.run,
 }
 
 QUICK: dict[str, Callable[[], object]] = {
@@ -29,6 +30,7 @@ QUICK: dict[str, Callable[[], object]] = {
     "invoice_list": lambda: invoice_list.run(rounds=10, warmup=2),
     "invoice_pdf": lambda: invoice_pdf.run(rounds=3, warmup=1),
     "server": lambda: server.run(phases=1, seconds=1.0),
+    "exports": lambda: exports.run(invoices=200, rounds=3, warmup=1),
 }
 
 

@@ -21,7 +21,10 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
 from flask_customer_portal import CustomerPortal
+from flask_customer_portal.contrib.composite import CompositeStorage
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+
+from .backends import portal_backend
 
 __all__ = ["Model", "create_app", "db", "portal"]
 
@@ -62,7 +65,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         CUSTOMER_PORTAL_PHONE_DEFAULT_REGION="ID",
         MAIL_DEFAULT_SENDER="Acme Software <billing@acme.example>",
     )
-    for key in ("MAIL_SERVER", "MAIL_PORT", "MAIL_USERNAME", "MAIL_PASSWORD"):
+    for key in (
+        "MAIL_SERVER",
+        "MAIL_PORT",
+        "MAIL_USERNAME",
+        "MAIL_PASSWORD",
+        "PORTAL_BACKEND",
+        "DODO_PAYMENTS_API_KEY",
+        "DODO_PAYMENTS_ENVIRONMENT",
+        "DODO_PAYMENTS_BASE_URL",
+        "DODO_PAYMENTS_WEBHOOK_KEY",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_PUBLISHABLE_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_API_BASE",
+    ):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     if config:
@@ -71,7 +88,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or _instance_secret(instance_path)
 
     db.init_app(app)
-    portal.init_app(app)
+    portal.init_app(app, **portal_backend(app, db))
 
     @app.get("/")
     def home() -> str:
@@ -92,6 +109,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 def storage() -> SQLAlchemyStorage:
     """The portal's store in the current app (the shop's billing tables)."""
     store = portal.get_state().storage
+    if isinstance(store, CompositeStorage):
+        store = store.local  # billing at a payment company: customers stay here
     if not isinstance(store, SQLAlchemyStorage):
         raise TypeError("the demo shop keeps its billing records in the SQLAlchemy store")
     return store

@@ -25,6 +25,7 @@ from flask_customer_portal import (
 from flask_customer_portal.billing import add_months
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.payments import DeclineReason
+from flask_customer_portal.storage import BillingDetails, LicenseKeyInstance, Plan, TaxIdScheme
 
 __all__ = ["DEMO_CUSTOMER_IDS", "demo_data_command", "load_demo_data"]
 
@@ -42,6 +43,39 @@ class _Plan:
 _SYNC_PRO = _Plan("Acme Sync", "Pro (monthly)", Money(1900, "USD"))
 _DESKTOP_YEARLY = _Plan("Acme Desktop", "Standard (yearly)", Money(9900, "USD"), "year")
 _SYNC_PRO_IDR = _Plan("Acme Sync", "Pro (bulanan)", Money(15_000_000, "IDR"))
+
+
+_SYNC = "Acme Sync"
+
+#: The Acme Sync catalogue: what its subscriptions can change to.
+DEMO_PLANS = (
+    Plan("plan_sync_basic_monthly", _SYNC, "Basic (monthly)", Money(900, "USD"), "month", position=10),
+    Plan("plan_sync_pro_monthly", _SYNC, "Pro (monthly)", Money(1900, "USD"), "month", position=20),
+    Plan("plan_sync_business_monthly", _SYNC, "Business (monthly)", Money(4900, "USD"), "month", position=30),
+    Plan("plan_sync_pro_yearly", _SYNC, "Pro (yearly)", Money(19000, "USD"), "year", position=40),
+    Plan(
+        "plan_sync_team_monthly",
+        _SYNC,
+        "Team (monthly)",
+        Money(1500, "USD"),
+        "month",
+        per_seat=True,
+        min_quantity=2,
+        max_quantity=50,
+        position=50,
+    ),
+    Plan(
+        "plan_sync_basic_idr_monthly", _SYNC, "Basic (bulanan)", Money(7_500_000, "IDR"), "month", position=10
+    ),
+    Plan("plan_sync_pro_idr_monthly", _SYNC, "Pro (bulanan)", Money(15_000_000, "IDR"), "month", position=20),
+    Plan("plan_sync_pro_idr_yearly", _SYNC, "Pro (tahunan)", Money(150_000_000, "IDR"), "year", position=40),
+)
+
+
+def _add_plans(store: SQLAlchemyStorage) -> None:
+    for plan in DEMO_PLANS:
+        if store.get_plan(plan.id) is None:
+            store.add_plan(plan)
 
 
 def _midnight(moment: datetime) -> datetime:
@@ -148,6 +182,7 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
         created_at=add_months(now, -15),
     )
     store.add_payment_method(ava_visa)
+    _add_plans(store)
 
     desktop_start = add_months(now, -15)
     store.add_subscription(
@@ -196,6 +231,7 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
             current_period_end=add_months(sync_anchor, periods),
             payment_method=ava_visa,
             created_at=sync_anchor,
+            plan_id="plan_sync_pro_monthly",
         )
     )
     for n in range(periods):
@@ -218,7 +254,7 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
             key="ACME-SYNC-7K3Q-M9VX-2HPD-4RTA",
             product_name="Acme Sync",
             status=LicenseKeyStatus.ACTIVE,
-            activations=2,
+            activations=0,  # counted by the devices added below
             activation_limit=5,
             created_at=sync_anchor,
         )
@@ -230,12 +266,30 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
             key="ACME-DESK-Q8WN-5ZLC-E6JB-1MYF",
             product_name="Acme Desktop",
             status=LicenseKeyStatus.EXPIRED,
-            activations=1,
+            activations=0,  # counted by the device added below
             activation_limit=1,
             expires_at=add_months(desktop_start, 12),
             created_at=desktop_start,
         )
     )
+    # The devices Ava activated her keys on: two in use, an old laptop she
+    # retired (so 2 of 5 for Sync), and the PC that ran Desktop (1 of 1).
+    for instance_id, key_id, name, activated, retired in (
+        ("lki_demo_ava_macbook", "lk_demo_ava_sync", "Ava's MacBook Pro", add_months(now, -6), None),
+        ("lki_demo_ava_iphone", "lk_demo_ava_sync", "Ava's iPhone", add_months(now, -2), None),
+        ("lki_demo_ava_oldlaptop", "lk_demo_ava_sync", "Old ThinkPad", sync_anchor, add_months(now, -6)),
+        ("lki_demo_ava_pc", "lk_demo_ava_desktop", "Studio PC", desktop_start, None),
+    ):
+        store.add_license_key_instance(
+            LicenseKeyInstance(
+                id=instance_id,
+                license_key_id=key_id,
+                customer_id=ava.id,
+                name=name,
+                created_at=activated,
+                deactivated_at=retired,
+            )
+        )
 
     # Budi: IDR prices; his saved card started declining, the latest renewal
     # failed, the subscription is on hold with that invoice still open.
@@ -267,9 +321,28 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
             payment_method=budi_card,
             hold_reason=str(DeclineReason.GENERIC),
             created_at=budi_anchor,
+            plan_id="plan_sync_pro_idr_monthly",
         )
     )
     for n in range(3):
+        if n == 1:
+            # Budi saved his billing details after his first invoice: the
+            # later ones carry them, the first can be given them.
+            store.save_billing_details(
+                budi.id,
+                BillingDetails(
+                    name="Budi Santoso",
+                    line1="Jl. Jenderal Sudirman No. 52-53",
+                    line2="Senayan, Kebayoran Baru",
+                    city="Jakarta Selatan",
+                    region="DKI Jakarta",
+                    postal_code="12190",
+                    country="ID",
+                    tax_id="013000666091000",
+                    tax_id_scheme=TaxIdScheme.ID_NPWP,
+                    updated_at=add_months(budi_anchor, 1) - timedelta(days=2),
+                ),
+            )
         _invoice(
             store,
             invoice_id=f"inv_demo_budi_sync_{n + 1:02d}",
@@ -289,8 +362,17 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
             key="ACME-SYNC-B4DI-8XQE-3NWS-6GTL",
             product_name="Acme Sync",
             status=LicenseKeyStatus.ACTIVE,
-            activations=1,
+            activations=0,  # counted by the device added below
             activation_limit=3,
+            created_at=budi_anchor,
+        )
+    )
+    store.add_license_key_instance(
+        LicenseKeyInstance(
+            id="lki_demo_budi_laptop",
+            license_key_id="lk_demo_budi_sync",
+            customer_id=budi.id,
+            name="Laptop kantor",
             created_at=budi_anchor,
         )
     )

@@ -20,6 +20,7 @@ from werkzeug.local import LocalProxy
 
 from . import signals
 from .errors import CustomerNotFound
+from .ratelimit import client_ip
 from .storage import AuditEvent, Customer, LinkPurpose, LinkRecord, PortalSessionRecord
 from .tokens import LinkProblem, LinkTokenError, TokenPayload, hash_token_id
 
@@ -56,6 +57,10 @@ class PortalSession:
     expires_at: datetime
     """When the link stops working (aware UTC)."""
     customer_id: str
+    flow: str | None = None
+    """The task the link lands on (see :ref:`deep-links`), or ``None``."""
+    subscription_id: str | None = None
+    """The subscription that task is about, or ``None``."""
 
 
 def _state() -> PortalState:
@@ -98,9 +103,18 @@ def issue_link(
     max_age: int,
     return_url: str | None = None,
     new_email: str | None = None,
+    flow: str | None = None,
+    subscription_id: str | None = None,
 ) -> tuple[str, datetime]:
     """Make a one-time token for ``customer`` and remember it server-side."""
-    token, token_id = state.signer.make(purpose, customer, return_url=return_url, new_email=new_email)
+    token, token_id = state.signer.make(
+        purpose,
+        customer,
+        return_url=return_url,
+        new_email=new_email,
+        flow=flow,
+        subscription_id=subscription_id,
+    )
     now = utcnow()
     expires_at = now + timedelta(seconds=max_age)
     state.storage.create_link(
@@ -115,23 +129,55 @@ def issue_link(
     return token, expires_at
 
 
-def create_session_link(state: PortalState, customer_id: str, return_url: str | None) -> PortalSession:
+def create_session_link(
+    state: PortalState,
+    customer_id: str,
+    return_url: str | None,
+    *,
+    flow: str | None = None,
+    subscription_id: str | None = None,
+) -> PortalSession:
+    """Check everything first (customer, return URL, deep-link flow), then
+    make the link: a refused call leaves nothing behind."""
+    from .deep_links import check_flow
+
     customer = state.storage.get_customer(customer_id)
     if customer is None:
         raise CustomerNotFound(customer_id)
     return_url = validate_return_url(state, return_url)
+    checked_flow, subscription = check_flow(state, customer, flow, subscription_id)
+    flow_name = checked_flow.value if checked_flow is not None else None
+    flow_subscription_id = subscription.id if subscription is not None else None
     token, expires_at = issue_link(
         state,
         LinkPurpose.SESSION_LINK,
         customer,
         max_age=state.config.session_link_max_age,
         return_url=return_url,
+        flow=flow_name,
+        subscription_id=flow_subscription_id,
     )
     link = f"{state.config.portal_url}/session/{token}"
-    portal_session = PortalSession(link=link, expires_at=expires_at, customer_id=customer.id)
+    portal_session = PortalSession(
+        link=link,
+        expires_at=expires_at,
+        customer_id=customer.id,
+        flow=flow_name,
+        subscription_id=flow_subscription_id,
+    )
+    details: dict[str, str] = {}
+    if flow_name:
+        details["flow"] = flow_name
+    if flow_subscription_id:
+        details["subscription_id"] = flow_subscription_id
     state.storage.record_event(
         AuditEvent(
-            customer_id=customer.id, action="session_link.created", occurred_at=utcnow(), actor="merchant"
+            customer_id=customer.id,
+            action="session_link.created",
+            occurred_at=utcnow(),
+            subject_id=flow_subscription_id,
+            actor="merchant",
+            details=details,
         )
     )
     signals.session_created.send(current_app._get_current_object(), customer=customer, session=portal_session)  # type: ignore[attr-defined]
@@ -200,6 +246,8 @@ def sign_in(state: PortalState, customer: Customer, *, method: str) -> None:
             created_at=now,
             last_seen_at=now,
             user_agent=user_agent,
+            public_id=secrets.token_urlsafe(16),
+            location=_locate(state),
         )
     )
     session[SESSION_KEY] = session_id
@@ -228,6 +276,78 @@ def sign_out(state: PortalState) -> Customer | None:
     return customer
 
 
+#: Longest location string kept from the merchant's session locator.
+_MAX_LOCATION_LENGTH = 200
+
+
+def _locate(state: PortalState) -> str | None:
+    """The merchant's locator's answer for this request's client, or
+    ``None``. Without a locator the IP address is not looked at at all, and
+    with one only its answer is kept, never the address."""
+    locator = state.portal.session_locator_callback
+    if locator is None:
+        return None
+    try:
+        place = locator(client_ip(request, state.config.trusted_proxies))
+    except Exception as exc:
+        # Only the error's type is logged: its message may hold the address.
+        # The sign-in goes on without a location.
+        logger.error("Customer portal session locator failed (%s); no location kept", type(exc).__name__)
+        return None
+    if not isinstance(place, str):
+        return None
+    place = " ".join(place.split())[:_MAX_LOCATION_LENGTH]
+    return place or None
+
+
+def session_limits(state: PortalState) -> tuple[timedelta, timedelta]:
+    """``(idle timeout, maximum age)`` of portal sessions."""
+    config = state.config
+    return timedelta(seconds=config.session_idle_timeout), timedelta(seconds=config.session_max_age)
+
+
+def session_is_live(
+    state: PortalState, record: PortalSessionRecord, customer: Customer, now: datetime
+) -> bool:
+    """Whether the session still signs its customer in: not revoked, active
+    within the idle timeout, younger than the maximum age, and made before
+    nothing bumped the customer's ``auth_version`` (email change, sign out
+    everywhere). :meth:`AccessStore.list_customer_sessions` applies the same
+    rules in the store."""
+    idle_timeout, max_age = session_limits(state)
+    return (
+        record.revoked_at is None
+        and now - record.last_seen_at <= idle_timeout
+        and now - record.created_at <= max_age
+        and customer.auth_version == record.auth_version
+    )
+
+
+def current_session_record_id() -> str | None:
+    """The id of this browser's portal session record, if it has one
+    (a customer signed in through the host app has none)."""
+    session_id = session.get(SESSION_KEY)
+    return _hash_session_id(session_id) if isinstance(session_id, str) else None
+
+
+def sign_out_everywhere(state: PortalState, customer: Customer) -> int:
+    """The customer's own "sign out everywhere": end every portal session
+    of theirs, this browser's included, and make every link sent to them
+    before now stop working. Returns how many sessions were live."""
+    now = utcnow()
+    ended = state.storage.sign_out_everywhere(
+        customer.id,
+        now,
+        event=AuditEvent(customer_id=customer.id, action="session.signed_out_everywhere", occurred_at=now),
+    )
+    session.pop(SESSION_KEY, None)
+    g._customer_portal_customer = None
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signals.signed_out_everywhere.send(app, customer=customer, sessions=ended)
+    signals.signed_out.send(app, customer=customer)
+    return ended
+
+
 def _load_from_portal_session(state: PortalState) -> Customer | None:
     session_id = session.get(SESSION_KEY)
     if not isinstance(session_id, str):
@@ -239,13 +359,7 @@ def _load_from_portal_session(state: PortalState) -> Customer | None:
         return None
     record, customer = found
     now = utcnow()
-    config = state.config
-    if (
-        record.revoked_at is not None
-        or now - record.last_seen_at > timedelta(seconds=config.session_idle_timeout)
-        or now - record.created_at > timedelta(seconds=config.session_max_age)
-        or customer.auth_version != record.auth_version
-    ):
+    if not session_is_live(state, record, customer, now):
         session.pop(SESSION_KEY, None)
         return None
     if now - record.last_seen_at >= _TOUCH_INTERVAL:

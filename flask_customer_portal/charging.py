@@ -27,7 +27,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
 
 from flask import current_app, has_request_context
 
@@ -36,6 +37,7 @@ from .auth import create_session_link, utcnow
 from .billing import add_interval
 from .extension import PortalState
 from .mail import MailDeliveryError, render_message
+from .pausing import resume_due
 from .payments import (
     ChargeDeclined,
     ChargeFailed,
@@ -44,6 +46,8 @@ from .payments import (
     ChargeSucceeded,
     ChargeUnknown,
 )
+from .proration import apply_credit, apply_scheduled_change
+from .retention import discount_amount
 from .storage import (
     AuditEvent,
     ChargeAttempt,
@@ -66,6 +70,7 @@ __all__ = [
     "ReactivationResult",
     "RenewalOutcome",
     "RenewalResult",
+    "SubscriptionBiller",
     "SubscriptionNotFound",
     "idempotency_key",
     "reactivate_subscription",
@@ -306,6 +311,17 @@ def _paid(
     return Collection(CollectionStatus.PAID, paid, attempt)
 
 
+def _paid_from_credit(lock: SubscriptionLock, invoice: Invoice, now: datetime, actor: str) -> Collection:
+    """Settle an invoice that the customer's credit paid in full: no charge."""
+    paid = lock.mark_invoice_paid(
+        invoice.id, paid_at=now, payment_reference=f"credit:{invoice.id}", payment_method_id=None
+    )
+    lock.record_event(
+        _event(paid, "invoice.paid", now, actor, subject_id=paid.id, reference=paid.payment_reference)
+    )
+    return Collection(CollectionStatus.PAID, paid)
+
+
 # -- reactivation -------------------------------------------------------------------
 
 
@@ -370,6 +386,24 @@ def _period_invoice(kind: str, subscription: Subscription, now: datetime, start:
     )
 
 
+def _with_retention_discount(invoice: Invoice, subscription: Subscription) -> Invoice:
+    """``invoice`` with the subscription's retention discount as a negative
+    line, while it has renewals to go (see
+    :class:`~flask_customer_portal.retention.DiscountOffer`)."""
+    if subscription.discount_renewals <= 0 or subscription.discount_percent <= 0:
+        return invoice
+    off = discount_amount(invoice.subtotal, subscription.discount_percent)
+    if off <= 0:
+        return invoice
+    line = InvoiceLine(f"Discount ({subscription.discount_percent}% off)", 1, -off, -off)
+    return replace(
+        invoice,
+        subtotal=invoice.subtotal - off,
+        total=invoice.total - off,
+        lines=(*invoice.lines, line),
+    )
+
+
 def reactivate_subscription(
     state: PortalState,
     customer: Customer,
@@ -392,6 +426,10 @@ def reactivate_subscription(
     if payment_method.customer_id != customer.id:
         raise SubscriptionNotFound(subscription_id)
     now = now or utcnow()
+    if isinstance(state.payments, SubscriptionBiller) and state.payments.bills_subscriptions:
+        return _reactivate_at_provider(
+            state, state.payments, customer, subscription_id, payment_method, now, actor
+        )
     paid: list[Invoice] = []
     with state.storage.lock_subscription(customer.id, subscription_id) as lock:
         if lock is None:
@@ -484,6 +522,111 @@ def reactivate_subscription(
     return result
 
 
+@runtime_checkable
+class SubscriptionBiller(Protocol):
+    """A payment provider that bills subscriptions itself (Dodo Payments).
+
+    The portal does not charge such a provider's subscriptions: to
+    reactivate one it hands the customer's chosen method to
+    :meth:`pay_arrears`, and the provider charges what is owed and makes
+    the subscription ``active`` again on its side.
+    """
+
+    bills_subscriptions: bool
+
+    def pay_arrears(self, *, subscription_id: str, provider_token: str) -> ChargeResult:
+        """Give the subscription this saved method so the provider charges
+        the arrears with it; the outcome of that charge, as far as known."""
+
+
+def _reactivate_at_provider(
+    state: PortalState,
+    provider: SubscriptionBiller,
+    customer: Customer,
+    subscription_id: str,
+    payment_method: PaymentMethod,
+    now: datetime,
+    actor: str,
+) -> ReactivationResult:
+    """:func:`reactivate_subscription` for a :class:`SubscriptionBiller`.
+
+    The outcome is what the subscription says afterwards, read back from
+    the provider: ``active`` is :attr:`~ReactivationOutcome.REACTIVATED`
+    (whatever the charge's answer); otherwise a decline, a confirmation page
+    (``requires_action``), a refusal (``failed``) or, when the charge is
+    still processing or went unanswered, ``pending`` — the provider's
+    webhook reports how it ends. There is no lock and no charge attempt of
+    the portal's own: the provider keeps those. The provider emails the
+    customer about the payment itself, so the portal sends no email here.
+    """
+    subscription = state.storage.get_subscription(customer.id, subscription_id)
+    if subscription is None:
+        raise SubscriptionNotFound(subscription_id)
+    if subscription.status is SubscriptionStatus.ACTIVE:
+        return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription)
+    if subscription.status is not SubscriptionStatus.ON_HOLD:
+        raise StateConflict(f"subscription {subscription_id!r} is {subscription.status}")
+    try:
+        answer = provider.pay_arrears(
+            subscription_id=subscription.id, provider_token=payment_method.provider_token
+        )
+    except Exception as exc:
+        raise ProviderError(type(exc).__name__) from exc
+    subscription = state.storage.get_subscription(customer.id, subscription_id) or subscription
+    invoice = None
+    if isinstance(answer, ChargeSucceeded | ChargeDeclined) and answer.charge_id:
+        invoice = state.storage.get_invoice(customer.id, answer.charge_id)
+    if subscription.status is SubscriptionStatus.ACTIVE:
+        result = ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, invoice)
+    elif isinstance(answer, ChargeDeclined):
+        reason = str(answer.reason)
+        result = ReactivationResult(
+            ReactivationOutcome.DECLINED, subscription, invoice, decline_reason=reason
+        )
+    elif isinstance(answer, ChargeRequiresAction):
+        result = ReactivationResult(
+            ReactivationOutcome.REQUIRES_ACTION, subscription, redirect_url=answer.redirect_url
+        )
+    elif isinstance(answer, ChargeFailed):
+        result = ReactivationResult(ReactivationOutcome.FAILED, subscription)
+    else:
+        result = ReactivationResult(ReactivationOutcome.PENDING, subscription, invoice)
+    reference = answer.charge_id if isinstance(answer, ChargeSucceeded | ChargeDeclined) else None
+    action = (
+        "subscription.reactivated"
+        if result.outcome is ReactivationOutcome.REACTIVATED
+        else "subscription.reactivation_failed"
+    )
+    state.storage.record_event(
+        AuditEvent(
+            customer_id=customer.id,
+            action=action,
+            occurred_at=now,
+            subject_id=subscription.id,
+            provider_reference=reference,
+            actor=actor,
+            details={"payment_method_id": payment_method.id, "outcome": str(result.outcome)},
+        )
+    )
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if result.outcome is ReactivationOutcome.REACTIVATED:
+        signals.payment_method_changed.send(
+            app, customer=customer, subscription=subscription, payment_method=payment_method
+        )
+        signals.reactivation_succeeded.send(
+            app, customer=customer, subscription=subscription, invoice=invoice
+        )
+    else:
+        signals.reactivation_failed.send(
+            app,
+            customer=customer,
+            subscription=subscription,
+            invoice=invoice,
+            reason=result.decline_reason or str(result.outcome),
+        )
+    return result
+
+
 # -- renewals -------------------------------------------------------------------------
 
 
@@ -494,6 +637,8 @@ class RenewalOutcome(str, enum.Enum):
     #: The charge's outcome is unknown or the provider failed: tried again next run.
     RETRY = "retry"
     SKIPPED = "skipped"
+    #: A paused subscription became ``active`` again at its ``resumes_at``.
+    RESUMED = "resumed"
 
     def __str__(self) -> str:
         return self.value
@@ -517,6 +662,7 @@ def renew_subscription(
     subscriptions are skipped: they never renew by themselves."""
     now = now or utcnow()
     actor = "system"
+    plan_change: tuple[Subscription, Subscription] | None = None
     with state.storage.lock_subscription(customer_id, subscription_id) as lock:
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
@@ -540,12 +686,28 @@ def renew_subscription(
         else:
             invoice = lock.get_invoice(_derived_invoice_id("renewal", subscription))
             if invoice is None:
-                invoice = lock.issue_invoice(
-                    _period_invoice("renewal", subscription, now, start=subscription.current_period_end)
+                # A plan change set for the period's end takes over first.
+                if apply_scheduled_change(state.storage, lock, now, actor) is not None:
+                    plan_change = (subscription, lock.subscription)
+                    subscription = lock.subscription
+                draft, credit_left = apply_credit(
+                    _with_retention_discount(
+                        _period_invoice("renewal", subscription, now, start=subscription.current_period_end),
+                        subscription,
+                    ),
+                    subscription.credit,
+                    "Account credit",
                 )
+                invoice = lock.issue_invoice(draft)
+                if subscription.discount_renewals > 0:
+                    subscription = lock.use_retention_discount()
+                if credit_left != subscription.credit:
+                    subscription = lock.set_credit(credit_left)
                 lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
             method = subscription.payment_method
-            if method is None:
+            if invoice.total == 0:
+                collection = _paid_from_credit(lock, invoice, now, actor)
+            elif method is None:
                 collection = Collection(CollectionStatus.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
             else:
                 collection = _collect(state, lock, invoice, method, now, actor)
@@ -583,6 +745,21 @@ def renew_subscription(
     customer = state.storage.get_customer(customer_id)
     if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
         return result
+    if plan_change is not None:
+        previous, changed = plan_change
+        signals.plan_changed.send(
+            app, customer=customer, subscription=changed, previous=previous, invoice=None, when="period_end"
+        )
+        _mail(
+            state,
+            "plan_changed",
+            customer,
+            subscription=changed,
+            previous=previous,
+            invoice=None,
+            scheduled=True,
+            link=f"{state.config.portal_url}/subscriptions/{quote(changed.id, safe='')}",
+        )
     if result.outcome is RenewalOutcome.RENEWED and result.invoice is not None:
         signals.invoice_paid.send(
             app,
@@ -628,9 +805,15 @@ class RenewalReport:
 
 def renew_due(state: PortalState, *, now: datetime | None = None, batch_size: int = 100) -> RenewalReport:
     """Renew every subscription that is due, once each per run. One that
-    raises (the provider is down) is logged and left for the next run."""
+    raises (the provider is down) is logged and left for the next run.
+    Paused subscriptions whose ``resumes_at`` has come are resumed first
+    (see :mod:`flask_customer_portal.pausing`), so one that is due again
+    renews in the same run."""
     now = now or utcnow()
     report = RenewalReport()
+    resumed = resume_due(state, now, batch_size=batch_size)
+    report.results.extend(RenewalResult(RenewalOutcome.RESUMED, s) for s in resumed.resumed)
+    report.errors.extend(resumed.errors)
     seen: set[str] = set()
     while True:
         due = [

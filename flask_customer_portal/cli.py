@@ -6,7 +6,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .auth import create_session_link
+from .auth import create_session_link, validate_return_url
+from .deep_links import Flow
 from .errors import CustomerNotFound
 from .extension import get_state
 from .mail import MailDeliveryError, render_message
@@ -23,19 +24,45 @@ def portal_cli() -> None:
 @click.argument("customer_id")
 @click.option("--return-url", default=None, help='Where the portal\'s "Back to shop" link goes.')
 @click.option("--email", "send_email", is_flag=True, help="Also email the link to the customer.")
+@click.option(
+    "--flow",
+    type=click.Choice([f.value for f in Flow]),
+    default=None,
+    help="Make a deep link that lands on this task.",
+)
+@click.option(
+    "--subscription",
+    "subscription_id",
+    default=None,
+    metavar="SUBSCRIPTION_ID",
+    help="The subscription the --flow is about (payment_method_update, cancel, plan_change).",
+)
 @with_appcontext
-def create_session_command(customer_id: str, return_url: str | None, send_email: bool) -> None:
+def create_session_command(
+    customer_id: str,
+    return_url: str | None,
+    send_email: bool,
+    flow: str | None,
+    subscription_id: str | None,
+) -> None:
     """Print a one-time portal link for CUSTOMER_ID.
 
     The link expires after CUSTOMER_PORTAL_SESSION_LINK_MAX_AGE seconds
-    (24 hours by default) and works once."""
+    (24 hours by default) and works once. With --flow it lands on one task
+    and sends the customer back to --return-url when it is done."""
     state = get_state()
     try:
-        portal_session = create_session_link(state, customer_id, return_url)
+        return_url = validate_return_url(state, return_url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--return-url") from None
+    try:
+        portal_session = create_session_link(
+            state, customer_id, return_url, flow=flow, subscription_id=subscription_id
+        )
     except CustomerNotFound:
         raise click.ClickException(f"No customer with id {customer_id!r}.") from None
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--return-url") from None
+        raise click.BadParameter(str(exc), param_hint="--flow/--subscription") from None
     click.echo(portal_session.link)
     click.echo(f"Expires at {portal_session.expires_at.isoformat()} (one use).", err=True)
     if send_email:

@@ -3,6 +3,7 @@ checks that run once when the portal is registered on an app."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,11 +38,18 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI": "memory://",
     "CUSTOMER_PORTAL_TRUSTED_PROXIES": 0,
     "CUSTOMER_PORTAL_LANGUAGES": ("en", "id"),
+    "CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES": (),
     "CUSTOMER_PORTAL_DEFAULT_LOCALE": "en",
     "CUSTOMER_PORTAL_DEFAULT_TIMEZONE": "UTC",
     "CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END": True,
     "CUSTOMER_PORTAL_INVOICES_PER_PAGE": 25,
+    "CUSTOMER_PORTAL_ACTIVITY_PER_PAGE": 25,
     "CUSTOMER_PORTAL_PHONE_DEFAULT_REGION": None,
+    "CUSTOMER_PORTAL_CANCELLATION_REASONS": None,
+    "CUSTOMER_PORTAL_ALLOW_PAUSE": False,
+    "CUSTOMER_PORTAL_MAX_PAUSE_MONTHS": 3,
+    "CUSTOMER_PORTAL_PLAN_CHANGE_UPGRADES": "now",
+    "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES": "period_end",
 }
 
 _WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "development", "test"})
@@ -76,6 +84,19 @@ class PortalConfig:
     cancel_at_period_end: bool
     invoices_per_page: int
     phone_default_region: str | None
+    translation_directories: tuple[str, ...] = ()
+    """The merchant's own ``customer_portal`` catalogues (more languages,
+    other wording); searched after the portal's, so theirs win."""
+    cancellation_reasons: tuple[tuple[str, Any], ...] | None = None
+    """The merchant's ``(code, label)`` reasons; ``None``: the portal's own."""
+    allow_pause: bool = False
+    max_pause_months: int = 3
+    activity_per_page: int = 25
+    """Events per page of the customer's activity history."""
+    plan_change_upgrades: str = "now"
+    """``"now"`` (prorated charge) or ``"period_end"``."""
+    plan_change_downgrades: str = "period_end"
+    """``"now"`` (prorated credit) or ``"period_end"``."""
 
     @property
     def is_live(self) -> bool:
@@ -106,6 +127,40 @@ def _rate_limit(config: Mapping[str, Any], key: str) -> str:
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(key, f'must be a rate such as "5 per hour", got {value!r}') from exc
     return str(value)
+
+
+_REASON_CODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _cancellation_reasons(config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...] | None:
+    """``None`` (the portal's reasons) or the merchant's ``(code, label)``
+    pairs, from a mapping or a list of pairs; labels are strings or
+    ``lazy_gettext`` strings."""
+    from flask_babel import LazyString
+
+    key = "CUSTOMER_PORTAL_CANCELLATION_REASONS"
+    value = config[key]
+    if value is None:
+        return None
+    example = 'e.g. [("too_expensive", "It costs too much"), ("other", "Something else")]'
+    pairs = list(value.items()) if isinstance(value, Mapping) else value
+    if isinstance(pairs, str | bytes) or not pairs:
+        raise ConfigurationError(key, f"must be a non-empty list of (code, label) pairs, {example}")
+    reasons: list[tuple[str, Any]] = []
+    for pair in pairs:
+        if isinstance(pair, str | bytes) or len(pair) != 2:
+            raise ConfigurationError(key, f"must be a list of (code, label) pairs, {example}")
+        code, label = pair
+        if not isinstance(code, str) or not _REASON_CODE_RE.match(code):
+            raise ConfigurationError(
+                key, f"reason codes are 1-64 lower-case letters, digits, _ and -, got {code!r}"
+            )
+        if not isinstance(label, str | LazyString) or (isinstance(label, str) and not label.strip()):
+            raise ConfigurationError(key, f"the label of {code!r} must be a non-empty string")
+        if any(code == known for known, _label in reasons):
+            raise ConfigurationError(key, f"reason code {code!r} appears twice")
+        reasons.append((code, label))
+    return tuple(reasons)
 
 
 def load_config(config: Mapping[str, Any]) -> PortalConfig:
@@ -224,9 +279,42 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         rate_limit_storage_uri=str(config["CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI"]),
         trusted_proxies=trusted,
         languages=languages,
+        translation_directories=_translation_directories(config),
         default_locale=default_locale,
         default_timezone=default_tz,
         cancel_at_period_end=bool(config["CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END"]),
         invoices_per_page=_positive_int(config, "CUSTOMER_PORTAL_INVOICES_PER_PAGE"),
+        activity_per_page=_positive_int(config, "CUSTOMER_PORTAL_ACTIVITY_PER_PAGE"),
         phone_default_region=region,
+        cancellation_reasons=_cancellation_reasons(config),
+        allow_pause=bool(config["CUSTOMER_PORTAL_ALLOW_PAUSE"]),
+        max_pause_months=_max_pause_months(config),
+        plan_change_upgrades=_plan_change_timing(config, "CUSTOMER_PORTAL_PLAN_CHANGE_UPGRADES"),
+        plan_change_downgrades=_plan_change_timing(config, "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES"),
     )
+
+
+def _plan_change_timing(config: Mapping[str, Any], key: str) -> str:
+    value = config[key]
+    if value not in ("now", "period_end"):
+        raise ConfigurationError(key, f'must be "now" or "period_end", got {value!r}')
+    return str(value)
+
+
+def _translation_directories(config: Mapping[str, Any]) -> tuple[str, ...]:
+    value = config["CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES"]
+    if isinstance(value, (str, bytes)) or not all(isinstance(d, (str, os.PathLike)) for d in value):
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES",
+            'must be a list of directories such as ["translations"] (relative to the app\'s root_path)',
+        )
+    return tuple(os.fspath(d) for d in value)
+
+
+def _max_pause_months(config: Mapping[str, Any]) -> int:
+    value = config["CUSTOMER_PORTAL_MAX_PAUSE_MONTHS"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 24:
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_MAX_PAUSE_MONTHS", f"must be a number of months from 1 to 24, got {value!r}"
+        )
+    return value

@@ -18,6 +18,7 @@ from .mail import LogMailer, Mailer, mailer_from_config
 from .payments import PaymentProvider, TestPaymentProvider
 from .pdf import InvoiceRenderer, default_invoice_renderer
 from .ratelimit import LoginRateLimits
+from .retention import RetentionOfferFunction
 from .rules import RulesLoader
 from .storage import PortalStorage
 from .tokens import LinkSigner
@@ -131,13 +132,24 @@ class CustomerPortal:
         self.invoice_renderer = invoice_renderer
         self.customer_loader_callback: Callable[[], str | None] | None = None
         self.rules_loader_callback: RulesLoader | None = None
+        self.retention_offer_callback: RetentionOfferFunction | None = None
+        self.session_locator_callback: Callable[[str], str | None] | None = None
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask, *, invoice_renderer: InvoiceRenderer | None = None) -> None:
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        invoice_renderer: InvoiceRenderer | None = None,
+        storage: PortalStorage | None = None,
+        payments: PaymentProvider | None = None,
+    ) -> None:
         """Register the portal on ``app``: read and check its configuration,
         mount the ``portal`` blueprint and the ``flask portal`` commands.
-        ``invoice_renderer`` overrides the constructor's for this app."""
+        ``invoice_renderer``, ``storage`` and ``payments`` override the
+        constructor's for this app (an app factory that picks its billing
+        back end from its configuration)."""
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "A CustomerPortal is already registered on this app. Create one "
@@ -147,8 +159,8 @@ class CustomerPortal:
             app.config.setdefault(key, value)
         config = load_config(app.config)
 
-        storage = self.storage or self._default_storage(app)
-        payments = self.payments
+        storage = storage or self.storage or self._default_storage(app)
+        payments = payments or self.payments
         if payments is None:
             if config.is_live:
                 raise ConfigurationError(
@@ -264,35 +276,101 @@ class CustomerPortal:
         self.rules_loader_callback = callback
         return callback
 
-    def create_session(self, customer_id: str, *, return_url: str | None = None) -> PortalSession:
+    def retention_offer(self, callback: RetentionOfferFunction) -> RetentionOfferFunction:
+        """Register the function that may offer something instead of a
+        cancellation. It is called with the customer, the subscription and
+        the :class:`~flask_customer_portal.retention.CancellationReason`
+        they gave, and returns a
+        :class:`~flask_customer_portal.retention.PauseOffer`,
+        :class:`~flask_customer_portal.retention.PlanOffer`,
+        :class:`~flask_customer_portal.retention.DiscountOffer` or ``None``::
+
+            @portal.retention_offer
+            def offer(customer, subscription, reason):
+                if reason.code == "too_expensive":
+                    return DiscountOffer(percent=30, renewals=3)
+                return None
+
+        See :ref:`retention-offers`.
+        """
+        self.retention_offer_callback = callback
+        return callback
+
+    def session_locator(self, callback: Callable[[str], str | None]) -> Callable[[str], str | None]:
+        """Register a function that turns the client's IP address into an
+        approximate place ("Jakarta, Indonesia") or ``None``, shown next to
+        each session on the customer's sessions page::
+
+            @portal.session_locator
+            def locate(ip):
+                city = geoip_reader.city(ip)  # e.g. a local GeoLite2 database
+                return f"{city.city.name}, {city.country.name}"
+
+        It runs once per sign-in, in the request. Only its answer is stored,
+        never the address; without a locator the portal does not keep or
+        look at the address at all. An exception is logged (without the
+        address) and the session simply has no location.
+        """
+        self.session_locator_callback = callback
+        return callback
+
+    def create_session(
+        self,
+        customer_id: str,
+        *,
+        return_url: str | None = None,
+        flow: str | None = None,
+        subscription_id: str | None = None,
+    ) -> PortalSession:
         """Make a one-time dynamic link that signs ``customer_id`` in.
+
+        With ``flow`` (``"payment_method_update"``, ``"cancel"``,
+        ``"plan_change"`` or ``"invoices"``) the link is a deep link: it
+        lands on that task (for ``subscription_id``, which the first three
+        need) and, once the task is done, sends the customer back to
+        ``return_url``. See :ref:`deep-links`.
 
         Call inside an app context (a request, a CLI command or
         ``with app.app_context()``). Raises
         :class:`~flask_customer_portal.CustomerNotFound` for an unknown id and
-        :class:`ValueError` for a ``return_url`` outside the allowed hosts.
+        :class:`ValueError` for a ``return_url`` outside the allowed hosts, an
+        unknown flow, or a subscription that is missing, not the customer's
+        or not one the flow can apply to.
         """
-        return create_session_link(get_state(), customer_id, return_url)
+        return create_session_link(
+            get_state(), customer_id, return_url, flow=flow, subscription_id=subscription_id
+        )
 
     def static_login_url(self) -> str:
         """The never-expiring static link, ``<base URL>/portal/login/<business id>``."""
         return get_state().config.static_login_url
 
-    def send_invite(self, customer_id: str, *, return_url: str | None = None) -> PortalSession:
+    def send_invite(
+        self,
+        customer_id: str,
+        *,
+        return_url: str | None = None,
+        flow: str | None = None,
+        subscription_id: str | None = None,
+    ) -> PortalSession:
         """Make a one-time dynamic link for ``customer_id`` and email it to
         the customer (the ``invite`` email, in their language, with the
         merchant's name). Returns the link, as
-        :meth:`create_session` does.
+        :meth:`create_session` does; ``flow`` and ``subscription_id`` make
+        it a deep link in the same way.
 
         Call inside an app context. Raises
         :class:`~flask_customer_portal.CustomerNotFound` for an unknown id,
-        :class:`ValueError` for a ``return_url`` outside the allowed hosts and
+        :class:`ValueError` for a ``return_url`` outside the allowed hosts or
+        a flow :meth:`create_session` refuses, and
         :class:`~flask_customer_portal.mail.MailDeliveryError` when the
         email could not be handed to the mail transport.
         """
         from .invites import send_invite
 
-        return send_invite(get_state(), customer_id, return_url=return_url)
+        return send_invite(
+            get_state(), customer_id, return_url=return_url, flow=flow, subscription_id=subscription_id
+        )
 
     def sign_out_everywhere(self, customer_id: str, *, actor: str = "merchant", **details: str) -> int:
         """End every portal session of ``customer_id`` and make every link

@@ -20,6 +20,7 @@ from babel.dates import format_datetime as _babel_format_datetime
 from .storage import PaymentMethod
 
 __all__ = [
+    "format_card",
     "format_date",
     "format_datetime",
     "format_payment_method",
@@ -96,6 +97,12 @@ def format_datetime(dt: datetime, locale: Locale | str, tz: str | None, *, forma
 
 def format_payment_method(method: PaymentMethod) -> str:
     """``Visa •••• 4242``: the brand and last four digits, never more."""
-    brand = method.brand.strip()
+    return format_card(method.brand, method.last4)
+
+
+def format_card(brand: str, last4: str) -> str:
+    """``Visa •••• 4242`` from a card brand as the provider names it and
+    the card's last four digits."""
+    brand = brand.strip()
     name = _CARD_BRANDS.get(brand.lower()) or brand.replace("_", " ").title() or "Card"
-    return f"{name} \u2022\u2022\u2022\u2022 {method.last4}"
+    return f"{name} \u2022\u2022\u2022\u2022 {last4}"

@@ -2,28 +2,72 @@
 
 The portal's catalogues live in the package under its own gettext domain, so
 they never mix with the host app's ``messages`` catalogues. Locale selection
-for portal pages: the customer's saved language, then the browser's
-``Accept-Language``, then ``CUSTOMER_PORTAL_DEFAULT_LOCALE``.
+for portal pages: the customer's saved language, then the language picked
+in this browser (before signing in), then the browser's ``Accept-Language``,
+then ``CUSTOMER_PORTAL_DEFAULT_LOCALE``.
+
+A merchant adds a language (or rewords one) with catalogues of their own in
+``CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES``, searched after the portal's.
 """
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import has_request_context, request
+from babel import Locale, UnknownLocaleError
+from flask import current_app, has_app_context, has_request_context, request, session
 from flask_babel import Domain
 
 if TYPE_CHECKING:
     from .config import PortalConfig
     from .storage import Customer
 
-__all__ = ["TRANSLATIONS_DIR", "domain", "gettext", "lazy_gettext", "ngettext", "select_locale"]
+__all__ = [
+    "LANGUAGE_SESSION_KEY",
+    "TRANSLATIONS_DIR",
+    "domain",
+    "gettext",
+    "language_name",
+    "lazy_gettext",
+    "ngettext",
+    "select_locale",
+    "text_direction",
+]
 
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 
+#: The language a visitor picked in this browser, for pages before sign-in
+#: (the portal's own key in the Flask session).
+LANGUAGE_SESSION_KEY = "_customer_portal_language"
+
+
+class _PortalDomain(Domain):  # type: ignore[misc]  # flask_babel is untyped
+    """The ``customer_portal`` domain: the package's catalogues, then the
+    current app's ``CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES``, with one
+    cache per set of directories (two apps in one process never mix)."""
+
+    def __init__(self) -> None:
+        super().__init__(translation_directories=[str(TRANSLATIONS_DIR)], domain="customer_portal")
+        self._caches: dict[tuple[str, ...], dict[Any, Any]] = {}
+
+    @property
+    def translation_directories(self) -> list[str]:
+        directories = [str(TRANSLATIONS_DIR)]
+        if has_app_context():
+            state = current_app.extensions.get("customer_portal")
+            extra: tuple[str, ...] = getattr(getattr(state, "config", None), "translation_directories", ())
+            directories.extend(os.path.join(current_app.root_path, d) for d in extra)
+        return directories
+
+    def get_translations_cache(self, ctx: Any) -> dict[Any, Any]:
+        return self._caches.setdefault(tuple(self.translation_directories), {})
+
+
 #: The portal's gettext domain; its catalogues are ``translations/<lang>/LC_MESSAGES/customer_portal.mo``.
-domain = Domain(translation_directories=[str(TRANSLATIONS_DIR)], domain="customer_portal")
+domain = _PortalDomain()
 
 
 def gettext(string: str, **variables: Any) -> str:
@@ -45,7 +89,31 @@ def select_locale(config: PortalConfig, customer: Customer | None) -> str:
         if language in config.languages:
             return language
     if has_request_context():
+        picked = session.get(LANGUAGE_SESSION_KEY)
+        if isinstance(picked, str) and picked in config.languages:
+            return picked
         best = request.accept_languages.best_match(config.languages)
         if best:
             return best
     return config.default_locale
+
+
+def text_direction(locale: str | Locale) -> str:
+    """``"rtl"`` for a language written right to left, else ``"ltr"``
+    (for ``<html dir>``), from the locale's CLDR data."""
+    try:
+        parsed = locale if isinstance(locale, Locale) else Locale.parse(locale)
+    except (UnknownLocaleError, ValueError):
+        return "ltr"
+    return "rtl" if parsed.character_order == "right-to-left" else "ltr"
+
+
+@lru_cache(maxsize=64)
+def language_name(code: str) -> str:
+    """The language's name in that language ("English", "Indonesia",
+    "العربية"), as a language picker shows it."""
+    try:
+        name = Locale.parse(code).display_name or code
+    except (UnknownLocaleError, ValueError):
+        return code
+    return name[:1].upper() + name[1:]

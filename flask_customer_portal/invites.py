@@ -29,12 +29,20 @@ __all__ = ["send_invite"]
 logger = logging.getLogger("flask_customer_portal")
 
 
-def send_invite(state: PortalState, customer_id: str, *, return_url: str | None = None) -> PortalSession:
+def send_invite(
+    state: PortalState,
+    customer_id: str,
+    *,
+    return_url: str | None = None,
+    flow: str | None = None,
+    subscription_id: str | None = None,
+) -> PortalSession:
     """Make a dynamic link for ``customer_id`` and email it to them, in the
     customer's saved language or else ``CUSTOMER_PORTAL_DEFAULT_LOCALE``.
 
     Raises :class:`~flask_customer_portal.CustomerNotFound` for an unknown id
     and :class:`ValueError` for a ``return_url`` outside the allowed hosts
+    or a deep-link ``flow`` that cannot be made
     (both before anything is made or sent), and
     :class:`~flask_customer_portal.mail.MailDeliveryError` when the mail
     transport refuses the message. The link made before a failed delivery
@@ -43,7 +51,9 @@ def send_invite(state: PortalState, customer_id: str, *, return_url: str | None 
     customer = state.storage.get_customer(customer_id)
     if customer is None:
         raise CustomerNotFound(customer_id)
-    portal_session = create_session_link(state, customer.id, return_url)
+    portal_session = create_session_link(
+        state, customer.id, return_url, flow=flow, subscription_id=subscription_id
+    )
     message = render_message(
         state,
         "invite",

@@ -33,6 +33,7 @@ from babel.numbers import format_decimal
 from .formatting import format_date, format_payment_method, resolve_timezone
 from .money import Money, format_money
 from .storage import Customer, Invoice, InvoiceStatus
+from .tax_ids import bill_to_lines
 
 if TYPE_CHECKING:
     from fpdf import FPDF
@@ -231,6 +232,15 @@ class _Content:
     page_label: str
 
 
+def _bill_to(document: InvoiceDocument) -> tuple[str, ...]:
+    """Who the invoice is made out to: its billing details (name, address,
+    country, tax ID) when it has them, then the customer's email."""
+    details = document.invoice.billing_details
+    if details is None:
+        return (document.customer.name, document.customer.email)
+    return (*bill_to_lines(details, document.locale), document.customer.email)
+
+
 def _content(document: InvoiceDocument) -> _Content:
     invoice, labels, locale = document.invoice, document.labels, Locale.parse(document.locale)
 
@@ -280,9 +290,7 @@ def _content(document: InvoiceDocument) -> _Content:
         merchant_name=_clean(document.merchant_name),
         merchant_address=_clean(document.merchant_address, multiline=True),
         bill_to_label=_clean(labels["bill_to"]),
-        bill_to=tuple(
-            text for text in (_clean(document.customer.name), _clean(document.customer.email)) if text
-        ),
+        bill_to=tuple(text for text in (_clean(line) for line in _bill_to(document)) if text),
         facts=tuple((_clean(label), _clean(value)) for label, value in facts),
         header=_Row(
             _clean(labels["description"]),

@@ -10,24 +10,36 @@ from __future__ import annotations
 from blinker import Namespace
 
 __all__ = [
+    "billing_details_updated",
     "cancellation_undone",
     "email_change_requested",
     "email_changed",
     "invite_sent",
+    "invoice_billing_details_added",
     "invoice_paid",
+    "language_changed",
+    "license_key_instance_deactivated",
     "link_used",
     "login_link_requested",
     "payment_method_changed",
     "payment_method_removed",
+    "plan_change_schedule_cancelled",
+    "plan_change_scheduled",
+    "plan_changed",
     "profile_updated",
     "reactivation_failed",
     "reactivation_succeeded",
+    "retention_offer_accepted",
     "session_created",
+    "session_revoked",
     "signed_in",
     "signed_out",
+    "signed_out_everywhere",
     "subscription_cancelled",
+    "subscription_paused",
     "subscription_put_on_hold",
     "subscription_renewed",
+    "subscription_resumed",
 ]
 
 _signals = Namespace()
@@ -53,9 +65,25 @@ signed_in = _signals.signal("signed-in")
 #: A customer signed out. Keyword arguments: ``customer``.
 signed_out = _signals.signal("signed-out")
 
+#: The customer signed out everywhere from the portal's sessions page: every
+#: portal session of theirs ended and every link sent before stopped
+#: working (``signed_out`` follows, for this browser). Keyword arguments:
+#: ``customer``, ``sessions`` (how many sessions were live).
+signed_out_everywhere = _signals.signal("signed-out-everywhere")
+
+#: The customer signed one of their other sessions out from the sessions
+#: page. Keyword arguments: ``customer``, ``session``
+#: (:class:`~flask_customer_portal.storage.PortalSessionRecord`, revoked).
+session_revoked = _signals.signal("session-revoked")
+
 #: The customer saved a new name or phone number. Keyword arguments:
 #: ``customer`` (as saved), ``changed`` (a tuple of the field names that changed).
 profile_updated = _signals.signal("profile-updated")
+
+#: A signed-in customer chose the portal's language (saved on the customer,
+#: also used for their emails). Keyword arguments: ``customer`` (as saved),
+#: ``locale`` (the new language code), ``previous`` (the old one or ``None``).
+language_changed = _signals.signal("language-changed")
 
 #: The customer asked to change their email; a confirmation link went to the
 #: new address. Keyword arguments: ``customer``, ``new_email``.
@@ -66,14 +94,42 @@ email_change_requested = _signals.signal("email-change-requested")
 #: email), ``old_email``.
 email_changed = _signals.signal("email-changed")
 
+#: The customer saved their billing details (name, address, tax ID);
+#: invoices issued from now on carry them. Keyword arguments: ``customer``,
+#: ``billing_details`` (:class:`~flask_customer_portal.storage.BillingDetails`,
+#: as saved), ``changed`` (a tuple of the field names that changed).
+billing_details_updated = _signals.signal("billing-details-updated")
+
+#: The customer added their billing details to an invoice issued without
+#: any. Keyword arguments: ``customer``, ``invoice`` (with its details).
+invoice_billing_details_added = _signals.signal("invoice-billing-details-added")
+
 #: The customer cancelled a subscription, now or at the end of the period.
 #: Keyword arguments: ``customer``, ``subscription`` (as saved),
-#: ``at_period_end`` (bool).
+#: ``at_period_end`` (bool), ``reason`` (the reason's code, or ``None`` when
+#: none was given) and ``reason_text`` (the customer's comment, or ``None``).
 subscription_cancelled = _signals.signal("subscription-cancelled")
 
 #: The customer kept a subscription that was set to end at period end.
 #: Keyword arguments: ``customer``, ``subscription``.
 cancellation_undone = _signals.signal("cancellation-undone")
+
+#: A subscription was paused. Keyword arguments: ``customer``,
+#: ``subscription`` (as saved, ``paused``), ``resumes_at`` (aware UTC).
+subscription_paused = _signals.signal("subscription-paused")
+
+#: A paused subscription is ``active`` again. Keyword arguments:
+#: ``customer``, ``subscription`` (as saved, its period moved on),
+#: ``automatic`` (``True`` when ``flask portal renew-due`` resumed it at its
+#: ``resumes_at``, ``False`` when the customer did).
+subscription_resumed = _signals.signal("subscription-resumed")
+
+#: The customer took a retention offer instead of cancelling. Keyword
+#: arguments: ``customer``, ``subscription`` (as saved), ``offer`` (the
+#: :class:`~flask_customer_portal.retention.PauseOffer` or
+#: :class:`~flask_customer_portal.retention.DiscountOffer` applied) and
+#: ``reason`` (:class:`~flask_customer_portal.retention.CancellationReason`).
+retention_offer_accepted = _signals.signal("retention-offer-accepted")
 
 #: A subscription is charged to another payment method from now on.
 #: Keyword arguments: ``customer``, ``subscription``, ``payment_method``.
@@ -110,3 +166,26 @@ subscription_put_on_hold = _signals.signal("subscription-put-on-hold")
 #: the mail transport took the message. Keyword arguments: ``customer``,
 #: ``session`` (:class:`~flask_customer_portal.PortalSession`).
 invite_sent = _signals.signal("invite-sent")
+
+#: The customer deactivated one activation (device) of a licence key; the
+#: key's activation count went down by one. Keyword arguments: ``customer``,
+#: ``license_key`` (as saved), ``instance``
+#: (:class:`~flask_customer_portal.storage.LicenseKeyInstance`, deactivated).
+license_key_instance_deactivated = _signals.signal("license-key-instance-deactivated")
+
+#: A subscription moved to another plan (or quantity): now, by the
+#: customer, or at the end of its period, by ``flask portal renew-due``.
+#: Keyword arguments: ``customer``, ``subscription`` (as saved),
+#: ``previous`` (the subscription before the change), ``invoice`` (the
+#: paid proration invoice, or ``None`` when nothing was due) and ``when``
+#: (``"now"`` or ``"period_end"``).
+plan_changed = _signals.signal("plan-changed")
+
+#: The customer chose a plan that takes over when the current period ends.
+#: Keyword arguments: ``customer``, ``subscription`` (with
+#: ``scheduled_plan_id`` and ``scheduled_quantity``), ``plan``.
+plan_change_scheduled = _signals.signal("plan-change-scheduled")
+
+#: The customer withdrew a plan change set for the period's end.
+#: Keyword arguments: ``customer``, ``subscription``.
+plan_change_schedule_cancelled = _signals.signal("plan-change-schedule-cancelled")

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from .money import Money
@@ -25,6 +25,8 @@ from .money import Money
 __all__ = [
     "AccessStore",
     "AuditEvent",
+    "BillingDetails",
+    "BillingDetailsStore",
     "BillingStore",
     "ChargeAttempt",
     "ChargeAttemptStatus",
@@ -36,6 +38,7 @@ __all__ = [
     "InvoiceLine",
     "InvoiceStatus",
     "LicenseKey",
+    "LicenseKeyInstance",
     "LicenseKeyStatus",
     "LicenseKeyStore",
     "LinkPurpose",
@@ -43,12 +46,15 @@ __all__ = [
     "Page",
     "PaymentMethod",
     "PaymentMethodInUse",
+    "Plan",
+    "PlanStore",
     "PortalSessionRecord",
     "PortalStorage",
     "StateConflict",
     "Subscription",
     "SubscriptionLock",
     "SubscriptionStatus",
+    "TaxIdScheme",
 ]
 
 T = TypeVar("T")
@@ -63,6 +69,10 @@ class SubscriptionStatus(str, enum.Enum):
     #: method pays the arrears and makes it ``active`` again.
     ON_HOLD = "on_hold"
     CANCELLED = "cancelled"
+    #: The customer paused it: not renewed or charged until ``resumes_at``
+    #: (or until they resume it), then ``active`` with its period moved on
+    #: by the paused time.
+    PAUSED = "paused"
 
     def __str__(self) -> str:
         return self.value
@@ -184,11 +194,105 @@ class Subscription:
     """Why the last renewal failed: a decline code such as
     ``insufficient_funds`` (shown translated) or a sentence for the customer."""
     created_at: datetime | None = None
+    plan_id: str | None = None
+    """The :class:`Plan` of the catalogue the subscription is on; ``None``
+    for one sold outside the catalogue (it cannot change plan)."""
+    quantity: int = 1
+    """Seats of a per-seat plan (1 otherwise). ``price`` is already the
+    price of the whole quantity: what each period costs."""
+    scheduled_plan_id: str | None = None
+    """A plan change that takes effect when the current period ends."""
+    scheduled_quantity: int | None = None
+    credit: int = 0
+    """Minor units of ``price.currency`` owed to the customer (unused time of
+    a downgrade); taken off the next renewal invoices until used up."""
+    paused_at: datetime | None = None
+    """When a ``paused`` subscription was paused."""
+    resumes_at: datetime | None = None
+    """When a ``paused`` subscription becomes ``active`` again by itself."""
+    discount_percent: int = 0
+    """A retention discount: percent taken off each of the next
+    ``discount_renewals`` renewal invoices."""
+    discount_renewals: int = 0
+    """How many more renewal invoices get ``discount_percent`` off."""
 
     @property
     def is_current(self) -> bool:
         """Still running (active or on hold), as opposed to past."""
         return self.status is not SubscriptionStatus.CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One way the merchant sells a product: a price per interval.
+
+    A subscription may move between the active plans of its product in its
+    own currency (see :doc:`/plans`). For a per-seat plan ``price`` is the
+    price of one seat and the customer picks a quantity between
+    ``min_quantity`` and ``max_quantity``.
+    """
+
+    id: str
+    product_name: str
+    name: str
+    price: Money
+    interval: str
+    """``day``, ``week``, ``month`` or ``year``."""
+    interval_count: int = 1
+    per_seat: bool = False
+    min_quantity: int = 1
+    max_quantity: int = 1
+    active: bool = True
+    """Inactive plans keep their subscribers but are offered to nobody."""
+    position: int = 0
+    """Order in the list of plans, lowest first."""
+
+    def amount_for(self, quantity: int) -> Money:
+        """What one period costs for ``quantity`` seats (1 unless per seat)."""
+        return Money(self.price.amount * (quantity if self.per_seat else 1), self.price.currency)
+
+
+class TaxIdScheme(str, enum.Enum):
+    """Which kind of number a customer's tax ID is (see
+    :mod:`flask_customer_portal.tax_ids`)."""
+
+    #: A VAT number of an EU member state, with its country prefix (``DE…``, ``EL…``).
+    EU_VAT = "eu_vat"
+    #: Indonesia's Nomor Pokok Wajib Pajak: 15 digits, or 16 since 2024.
+    ID_NPWP = "id_npwp"
+    #: A VAT registration number of the United Kingdom (``GB…``).
+    GB_VAT = "gb_vat"
+    #: Australian Business Number (11 digits).
+    AU_ABN = "au_abn"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class BillingDetails:
+    """Who an invoice is made out to: the name and address a business
+    files, and its tax ID.
+
+    Stored per customer; an invoice keeps a copy of the details as they
+    were when it was issued (:attr:`Invoice.billing_details`).
+    """
+
+    name: str
+    """Legal or company name."""
+    line1: str
+    country: str
+    """ISO 3166-1 alpha-2, upper case (``"ID"``, ``"DE"``)."""
+    line2: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+    region: str | None = None
+    """State, province or county, where addresses name one."""
+    tax_id: str | None = None
+    """Compact form, as :func:`flask_customer_portal.tax_ids.validate_tax_id` returns it."""
+    tax_id_scheme: TaxIdScheme | None = None
+    """Set exactly when ``tax_id`` is."""
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +323,10 @@ class Invoice:
     payment_method: PaymentMethod | None = None
     lines: tuple[InvoiceLine, ...] = ()
     """Filled by :meth:`BillingStore.get_invoice`; empty in lists."""
+    billing_details: BillingDetails | None = None
+    """The customer's billing details as they were when the invoice was
+    issued (or when the customer added them to it); ``None`` if it has none.
+    Never changed once set."""
 
     @property
     def total_money(self) -> Money:
@@ -245,6 +353,27 @@ class LicenseKey:
     """``None`` means unlimited."""
     expires_at: datetime | None = None
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseKeyInstance:
+    """One activation of a licence key: a device or installation using it.
+
+    Deactivating one frees its seat (the key's ``activations`` goes down by
+    one); the record stays, with ``deactivated_at`` set, as history.
+    """
+
+    id: str
+    license_key_id: str
+    customer_id: str
+    name: str
+    """What the customer recognises it by, e.g. the device name."""
+    created_at: datetime
+    deactivated_at: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.deactivated_at is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +421,12 @@ class PortalSessionRecord:
     last_seen_at: datetime
     revoked_at: datetime | None = None
     user_agent: str | None = None
+    public_id: str | None = None
+    """A random id that names the session in the customer's session list
+    (the record's ``id`` is a hash of the cookie's secret and never shown)."""
+    location: str | None = None
+    """The merchant's session locator's answer at sign-in ("Jakarta,
+    Indonesia"); never the IP address, which is not stored at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +482,12 @@ class CustomerStore(Protocol):
         """Save the customer's name and phone (E.164 or ``None``); ``None``
         if there is no such customer."""
 
+    def set_locale(
+        self, customer_id: str, locale: str | None, *, event: AuditEvent | None = None
+    ) -> Customer | None:
+        """Save the customer's language (a code such as ``"id"``; ``None``
+        follows the browser again); ``None`` if there is no such customer."""
+
     def change_email(
         self, customer_id: str, email: str, *, auth_version: int, event: AuditEvent | None = None
     ) -> Customer | None:
@@ -367,6 +508,15 @@ class BillingStore(Protocol):
 
     def list_invoices(self, customer_id: str, *, page: int, per_page: int) -> Page[Invoice]:
         """One page of the customer's invoices, newest first, without lines."""
+
+    def list_invoices_after(
+        self, customer_id: str, after: Invoice | None, *, limit: int, with_lines: bool = False
+    ) -> Sequence[Invoice]:
+        """Up to ``limit`` of the customer's invoices that come after
+        ``after`` in billing-history order (newest first, then by id;
+        ``None`` starts at the newest), with their lines if ``with_lines``.
+        For reading a whole history in batches (exports): every batch costs
+        the same, however far into the history it is."""
 
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
         """One invoice of this customer with its lines, or ``None``."""
@@ -422,6 +572,47 @@ class BillingStore(Protocol):
         date is still ahead. ``None`` if not this customer's; raises
         :class:`StateConflict` if there is nothing to undo or it is too late."""
 
+    def pause_subscription(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        now: datetime,
+        resumes_at: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        """``active → paused`` until ``resumes_at`` (``paused_at`` is
+        ``now``). ``None`` if not this customer's; raises
+        :class:`StateConflict` unless it is ``active``, not set to end, with
+        its period still ahead of ``now`` and ``resumes_at`` after ``now``."""
+
+    def unpause_subscription(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        resumed_at: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        """``paused → active`` as of ``resumed_at``: the current period's
+        start and end both move on by ``resumed_at - paused_at`` (the
+        paid-for time left at the pause is kept whole). ``None`` if not this
+        customer's; raises :class:`StateConflict` if it is not ``paused`` or
+        ``resumed_at`` is before ``paused_at``."""
+
+    def set_retention_discount(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        percent: int,
+        renewals: int,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        """Take ``percent`` off the next ``renewals`` renewal invoices
+        (replacing any discount not used up). ``None`` if not this
+        customer's; raises :class:`StateConflict` if it is cancelled."""
+
 
 @runtime_checkable
 class LicenseKeyStore(Protocol):
@@ -431,6 +622,31 @@ class LicenseKeyStore(Protocol):
     def count_license_keys(self, customer_id: str) -> int:
         """How many licence keys the customer has (what
         :meth:`list_license_keys` would return), without loading them."""
+
+    def get_license_key(self, customer_id: str, license_key_id: str) -> LicenseKey | None:
+        """One licence key of this customer, or ``None``."""
+
+    def list_license_key_instances(
+        self, customer_id: str, license_key_id: str
+    ) -> Sequence[LicenseKeyInstance]:
+        """The activations of one of the customer's keys: active ones first,
+        then deactivated ones, newest first within each. Empty for a key
+        that is not this customer's."""
+
+    def deactivate_license_key_instance(
+        self,
+        customer_id: str,
+        license_key_id: str,
+        instance_id: str,
+        *,
+        now: datetime,
+        event: AuditEvent | None = None,
+    ) -> LicenseKeyInstance | None:
+        """Deactivate one activation and take one off the key's
+        ``activations`` (never below zero), atomically: of two concurrent
+        calls for the same activation exactly one changes anything.
+        ``None`` if the key or the activation is not this customer's; raises
+        :class:`StateConflict` if it is already deactivated."""
 
 
 @runtime_checkable
@@ -475,6 +691,25 @@ class AccessStore(Protocol):
 
     def record_event(self, event: AuditEvent) -> None:
         """Append to the audit log."""
+
+    def list_customer_sessions(
+        self, customer_id: str, now: datetime, *, idle_timeout: timedelta, max_age: timedelta
+    ) -> Sequence[PortalSessionRecord]:
+        """The customer's live sessions, most recently active first: not
+        revoked, made under the customer's current ``auth_version``, active
+        within ``idle_timeout`` and started within ``max_age`` of ``now``
+        (the rules that decide whether a session still signs anybody in)."""
+
+    def revoke_customer_session(
+        self, customer_id: str, public_id: str, now: datetime, *, event: AuditEvent | None = None
+    ) -> PortalSessionRecord | None:
+        """End the customer's session with this ``public_id`` (and append
+        ``event``) in one transaction. ``None``, with nothing written, if
+        no unrevoked session of this customer has that public id."""
+
+    def list_customer_events(self, customer_id: str, *, page: int, per_page: int) -> Page[AuditEvent]:
+        """One page of the customer's audit log, newest first, in a fixed
+        number of queries whatever its length."""
 
 
 class SubscriptionLock(Protocol):
@@ -529,6 +764,34 @@ class SubscriptionLock(Protocol):
         """Append to the audit log in the same transaction as the money
         event it describes."""
 
+    def void_invoice(self, invoice_id: str) -> Invoice:
+        """``open → void`` (an invoice that will never be paid, such as the
+        one of a plan change whose charge was declined). Raises
+        :class:`StateConflict` for any other state."""
+
+    def change_plan(
+        self,
+        plan: Plan,
+        quantity: int,
+        *,
+        credit: int,
+        current_period_start: datetime | None = None,
+        current_period_end: datetime | None = None,
+    ) -> Subscription:
+        """Move the locked subscription to ``quantity`` of ``plan``: its plan,
+        name, price (of the whole quantity) and interval, its ``credit``, and
+        the period if given. Clears any scheduled change."""
+
+    def set_credit(self, credit: int) -> Subscription:
+        """Set the locked subscription's ``credit`` (0 or more)."""
+
+    def clear_scheduled_change(self) -> Subscription:
+        """Forget the locked subscription's scheduled plan change."""
+
+    def use_retention_discount(self) -> Subscription:
+        """One renewal invoice took the retention discount: one fewer
+        ``discount_renewals`` (the percent is cleared with the last one)."""
+
 
 @runtime_checkable
 class ChargeStore(Protocol):
@@ -545,7 +808,71 @@ class ChargeStore(Protocol):
         ``now``, oldest first: renewals to charge and period-end
         cancellations to finish. ``on_hold`` ones are never due."""
 
+    def subscriptions_to_resume(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
+        """``paused`` subscriptions whose ``resumes_at`` is at or before
+        ``now``, earliest first."""
+
 
 @runtime_checkable
-class PortalStorage(CustomerStore, BillingStore, LicenseKeyStore, AccessStore, ChargeStore, Protocol):
+class PlanStore(Protocol):
+    """The merchant's plan catalogue and plan changes set for period end."""
+
+    def list_plans(self, product_name: str) -> Sequence[Plan]:
+        """The active plans of a product, by ``position`` then id."""
+
+    def get_plan(self, plan_id: str) -> Plan | None:
+        """A plan by id, active or not, or ``None``."""
+
+    def schedule_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str | None,
+        quantity: int | None,
+        now: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        """Set (or, with ``plan_id=None``, clear) the plan the subscription
+        moves to when its current period ends. ``None`` if not this
+        customer's; raises :class:`StateConflict` unless it is ``active``,
+        not set to end, with its period still ahead (and, to clear, a
+        change scheduled)."""
+
+
+@runtime_checkable
+class BillingDetailsStore(Protocol):
+    """The name, address and tax ID invoices are made out to."""
+
+    def get_billing_details(self, customer_id: str) -> BillingDetails | None:
+        """The customer's current billing details, or ``None`` if they saved none."""
+
+    def save_billing_details(
+        self, customer_id: str, details: BillingDetails, *, event: AuditEvent | None = None
+    ) -> BillingDetails | None:
+        """Replace the customer's billing details (``updated_at`` defaults to
+        now). Invoices issued from then on carry a copy; invoices already
+        issued keep theirs. ``None`` if there is no such customer."""
+
+    def add_invoice_billing_details(
+        self, customer_id: str, invoice_id: str, details: BillingDetails, *, event: AuditEvent | None = None
+    ) -> Invoice | None:
+        """Give an issued invoice that has no billing details a copy of
+        ``details``, atomically: of two concurrent calls only one succeeds.
+        ``None`` if the invoice is not this customer's; raises
+        :class:`StateConflict` if it already has billing details (they are
+        never replaced)."""
+
+
+@runtime_checkable
+class PortalStorage(
+    CustomerStore,
+    BillingStore,
+    LicenseKeyStore,
+    AccessStore,
+    ChargeStore,
+    PlanStore,
+    BillingDetailsStore,
+    Protocol,
+):
     """Everything the portal reads and writes, in one object."""

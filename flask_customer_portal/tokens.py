@@ -56,6 +56,10 @@ class TokenPayload:
     auth_version: int
     return_url: str | None = None
     new_email: str | None = None
+    flow: str | None = None
+    """The deep-link flow the link lands on (``None``: the overview)."""
+    subscription_id: str | None = None
+    """The subscription the flow is about."""
 
 
 def hash_token_id(token_id: str) -> str:
@@ -96,6 +100,8 @@ class LinkSigner:
         *,
         return_url: str | None = None,
         new_email: str | None = None,
+        flow: str | None = None,
+        subscription_id: str | None = None,
     ) -> tuple[str, str]:
         """A fresh ``(token, token_id)`` for ``customer``."""
         token_id = secrets.token_urlsafe(18)
@@ -111,6 +117,10 @@ class LinkSigner:
             data["r"] = return_url
         if new_email:
             data["n"] = new_email
+        if flow:
+            data["f"] = flow
+        if subscription_id:
+            data["s"] = subscription_id
         token = self._serializers[purpose].dumps(data)
         return str(token), token_id
 
@@ -150,6 +160,8 @@ class LinkSigner:
                 auth_version=int(data["v"]),
                 return_url=str(data["r"]) if data.get("r") else None,
                 new_email=str(data["n"]) if data.get("n") else None,
+                flow=str(data["f"]) if data.get("f") else None,
+                subscription_id=str(data["s"]) if data.get("s") else None,
             )
         except (KeyError, TypeError, ValueError):
             raise LinkTokenError(LinkProblem.INVALID) from None

@@ -11,19 +11,18 @@ them out.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pg  # tests/pg.py (tests/ is on pythonpath)
 import pytest
+from db_support import make_sqla_app, portal_tables
 from flask import Flask, current_app
-from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 
-pytest_plugins = ["portal_fixtures"]
+pytest_plugins = ["portal_fixtures", "stripe_support"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -84,49 +83,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url: str = request.getfixturevalue("postgres_url")
         return url
     raise ValueError(f"unknown database {request.param!r}")
-
-
-def make_sqla_app(url: str) -> Flask:
-    """A bare Flask app with Flask-SQLAlchemy on ``url`` (no portal)."""
-    app = Flask("customer_portal_store_tests")
-    app.config.update(TESTING=True, SQLALCHEMY_DATABASE_URI=url)
-    SQLAlchemy(app)
-    return app
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    # Per connection: enforce foreign keys, as PostgreSQL always does (SQLite
-    # ignores them unless asked), and skip fsync, as a test database can.
-    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA synchronous = OFF")
-        cursor.close()
-
-    event.listen(engine, "connect", on_connect)
-
-
-@contextmanager
-def portal_tables(app: Flask) -> Iterator[Flask]:
-    """Inside ``app``'s context with fresh ``portal_*`` tables; cleans up after.
-
-    Drops and creates the tables first too, so a run that crashed earlier
-    against a shared PostgreSQL database cannot leak rows into this one.
-    """
-    with app.app_context():
-        db: SQLAlchemy = app.extensions["sqlalchemy"]
-        if db.engine.dialect.name == "sqlite":
-            _configure_sqlite(db.engine)
-        storage = SQLAlchemyStorage(db)
-        storage.drop_all()
-        storage.create_all()
-        try:
-            yield app
-        finally:
-            db.session.remove()
-            storage.drop_all()
-            for engine in db.engines.values():
-                engine.dispose()
 
 
 @pytest.fixture

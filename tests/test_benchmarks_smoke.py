@@ -136,5 +136,16 @@ def test_main_knows_every_benchmark() -> None:
             "invoice_list",
             "invoice_pdf",
             "server",
+            "exports",
         }
     )
+
+
+def test_exports() -> None:
+    from benchmarks import exports
+
+    result = exports.run(invoices=120, rounds=1, warmup=0)
+    # Two batches of 100 and the session lookups: not one query per invoice.
+    assert result.statements < 10
+    assert result.ratio > 0
+    assert result.rows_ratio > 0

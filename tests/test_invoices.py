@@ -515,7 +515,7 @@ def test_budi_sees_his_billing_history_in_indonesian_and_rupiah(app: Flask) -> N
     page = client.get("/portal/invoices", headers={"Accept-Language": "en-US,en;q=0.9"})
 
     html = page.text
-    assert '<html lang="id">' in html
+    assert '<html lang="id" dir="ltr">' in html
     assert "<h1>Riwayat Penagihan</h1>" in html
     assert "Total 3 faktur" in html
     for text in ("Tanggal terbit", "Nomor faktur", "Deskripsi", "Jumlah", "Lunas", "Belum dibayar"):

@@ -90,7 +90,7 @@ def test_budi_sees_his_one_key_in_indonesian(app: Flask, client: FlaskClient) ->
     page = client.get("/portal/license-keys")
     assert page.status_code == 200
     html = page.text
-    assert '<html lang="id">' in html
+    assert '<html lang="id" dir="ltr">' in html
     assert "<title>Kunci Lisensi" in html
     cards = _cards(html)
     assert len(cards) == 1

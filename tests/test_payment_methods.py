@@ -215,7 +215,7 @@ def test_budi_sees_why_his_subscription_is_on_hold_and_what_is_due(budi_client: 
     page = budi_client.get(_url(BUDI_SUB))
     assert page.status_code == 200
     html = page.text
-    assert '<html lang="id">' in html
+    assert '<html lang="id" dir="ltr">' in html
     assert "Acme Sync" in html and "Pro (bulanan)" in html
     assert "badge-on_hold" in html
     assert "Bank menolak pembayaran ini." in html  # hold_reason, in Indonesian

@@ -162,7 +162,7 @@ def test_indonesian_numbers_in_every_usual_spelling(app: Flask, client: FlaskCli
 def test_budi_saves_his_unchanged_profile(app: Flask, client: FlaskClient) -> None:
     sign_in(app, client, BUDI)
     page = client.get("/portal/profile").text
-    assert '<html lang="id">' in page
+    assert '<html lang="id" dir="ltr">' in page
     assert _field_value(page, "phone") == "+62 812-3456-7890"
     before = _customer(app, BUDI)
     with _recorded(signals.profile_updated, app) as updates:

@@ -228,11 +228,14 @@ def test_tables_live_on_the_packages_own_metadata(store_app: Flask) -> None:
         "portal_invoices",
         "portal_invoice_lines",
         "portal_license_keys",
+        "portal_license_key_instances",
         "portal_charge_attempts",
         "portal_links",
         "portal_sessions",
         "portal_audit_events",
         "portal_sequences",
+        "portal_billing_details",
+        "portal_plans",
     }
 
 

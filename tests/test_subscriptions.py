@@ -140,7 +140,7 @@ def test_budi_sees_his_subscription_on_hold_with_the_reason_and_the_way_to_pay(
 ) -> None:
     page = budi_client.get("/portal/subscriptions")
     assert page.status_code == 200
-    assert '<html lang="id">' in page.text
+    assert '<html lang="id" dir="ltr">' in page.text
     current = _section(page.text, "current-title")
     assert "Langganan saat ini" in current
     assert "Ditangguhkan" in current  # on hold
@@ -212,7 +212,7 @@ def test_subscription_page_shows_the_details_and_a_cancel_button(app: Flask, ava
     assert "$19.00 / month" in page.text
     assert f"{_en_date(sync.current_period_start)} to {_en_date(sync.current_period_end)}" in page.text
     assert "Visa •••• 4242" in page.text
-    assert f'action="/portal/subscriptions/{AVA_SUB}/cancel"' in page.text
+    assert f'action="/portal/subscriptions/{AVA_SUB}/cancel/reason"' in page.text
     assert "Cancel subscription" in page.text
     assert "/resume" not in page.text
 
@@ -227,7 +227,7 @@ def test_on_hold_subscription_page_says_why_and_links_to_the_payment_method(
     assert "Bank menolak pembayaran ini." in hold
     assert f'href="/portal/subscriptions/{BUDI_SUB}/payment-method"' in hold
     # On hold, it can still be cancelled.
-    assert f'action="/portal/subscriptions/{BUDI_SUB}/cancel"' in page.text
+    assert f'action="/portal/subscriptions/{BUDI_SUB}/cancel/reason"' in page.text
 
 
 def test_past_subscription_page_has_no_actions(app: Flask, ava_client: FlaskClient) -> None:
@@ -300,7 +300,7 @@ def test_cancel_at_period_end(app: Flask, ava_client: FlaskClient, mailer: Memor
     assert "badge-active" in page.text
     assert f'action="/portal/subscriptions/{AVA_SUB}/resume"' in page.text
     assert "Keep subscription" in page.text
-    assert f'action="/portal/subscriptions/{AVA_SUB}/cancel"' not in page.text
+    assert f'action="/portal/subscriptions/{AVA_SUB}/cancel/reason"' not in page.text
     # The notice shows once.
     assert "You keep access until then." not in ava_client.get(f"/portal/subscriptions/{AVA_SUB}").text
 
@@ -531,7 +531,7 @@ def test_keep_a_subscription_before_its_end(
     assert f"Your Acme Sync subscription will continue. It renews on {renews}." in page.text
     assert f"Renews on {renews}" in page.text
     assert "/resume" not in page.text
-    assert f'action="/portal/subscriptions/{AVA_SUB}/cancel"' in page.text
+    assert f'action="/portal/subscriptions/{AVA_SUB}/cancel/reason"' in page.text
 
     [extra] = sent
     assert extra["customer"].id == "cus_demo_ava"

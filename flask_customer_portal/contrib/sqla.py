@@ -40,7 +40,7 @@ from __future__ import annotations
 import enum
 from contextlib import contextmanager
 from dataclasses import fields, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import (
@@ -62,6 +62,7 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -82,6 +83,7 @@ from sqlalchemy.types import TypeDecorator
 from ..money import Money
 from ..storage import (
     AuditEvent,
+    BillingDetails,
     ChargeAttempt,
     ChargeAttemptStatus,
     Customer,
@@ -90,16 +92,19 @@ from ..storage import (
     InvoiceLine,
     InvoiceStatus,
     LicenseKey,
+    LicenseKeyInstance,
     LicenseKeyStatus,
     LinkPurpose,
     LinkRecord,
     Page,
     PaymentMethod,
     PaymentMethodInUse,
+    Plan,
     PortalSessionRecord,
     StateConflict,
     Subscription,
     SubscriptionStatus,
+    TaxIdScheme,
 )
 
 if TYPE_CHECKING:
@@ -114,13 +119,16 @@ if TYPE_CHECKING:
 __all__ = [
     "NAMING_CONVENTION",
     "AuditEventModel",
+    "BillingDetailsModel",
     "ChargeAttemptModel",
     "CustomerModel",
     "InvoiceLineModel",
     "InvoiceModel",
+    "LicenseKeyInstanceModel",
     "LicenseKeyModel",
     "LinkModel",
     "PaymentMethodModel",
+    "PlanModel",
     "PortalModel",
     "PortalSessionModel",
     "SQLAlchemyStorage",
@@ -317,6 +325,19 @@ class SubscriptionModel(PortalModel):
     payment_method_id: Mapped[str | None] = mapped_column(String(_ID), index=True)
     hold_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TZDateTime())
+    # Plan changes (see flask_customer_portal.plans). No foreign key to
+    # portal_plans: a catalogue may live outside this database.
+    plan_id: Mapped[str | None] = mapped_column(String(_ID))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    scheduled_plan_id: Mapped[str | None] = mapped_column(String(_ID))
+    scheduled_quantity: Mapped[int | None] = mapped_column(Integer)
+    credit: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Minor units of ``price_currency`` owed to the customer."""
+    # Pauses and retention discounts (see flask_customer_portal.retention).
+    paused_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    resumes_at: Mapped[datetime | None] = mapped_column(TZDateTime(), index=True)
+    discount_percent: Mapped[int] = mapped_column(Integer, default=0)
+    discount_renewals: Mapped[int] = mapped_column(Integer, default=0)
 
     # lazy="raise": loading strategy is always chosen explicitly by the
     # query, so an N+1 becomes an error in tests instead of a slow page.
@@ -351,6 +372,9 @@ class InvoiceModel(PortalModel):
     paid_at: Mapped[datetime | None] = mapped_column(TZDateTime())
     payment_reference: Mapped[str | None] = mapped_column(String(_REFERENCE))
     payment_method_id: Mapped[str | None] = mapped_column(String(_ID), index=True)
+    billing_details: Mapped[dict[str, str | None] | None] = mapped_column(JSON(none_as_null=True))
+    """Copy of the customer's billing details when issued (see
+    :func:`_billing_details_json`); written once, ``NULL`` until then."""
 
     payment_method: Mapped[PaymentMethodModel | None] = relationship(viewonly=True, lazy="raise")
     lines: Mapped[list[InvoiceLineModel]] = relationship(
@@ -377,6 +401,24 @@ class InvoiceLineModel(PortalModel):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_amount: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class BillingDetailsModel(PortalModel):
+    """A customer's current billing details (one row per customer, or none)."""
+
+    __tablename__ = "portal_billing_details"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey(CustomerModel.id), primary_key=True)
+    name: Mapped[str] = mapped_column(String(_NAME))
+    line1: Mapped[str] = mapped_column(String(_NAME))
+    line2: Mapped[str | None] = mapped_column(String(_NAME))
+    city: Mapped[str | None] = mapped_column(String(_NAME))
+    postal_code: Mapped[str | None] = mapped_column(String(32))
+    region: Mapped[str | None] = mapped_column(String(_NAME))
+    country: Mapped[str] = mapped_column(String(2))
+    tax_id: Mapped[str | None] = mapped_column(String(64))
+    tax_id_scheme: Mapped[TaxIdScheme | None] = mapped_column(StringEnum(TaxIdScheme))
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime())
 
 
 class ChargeAttemptModel(PortalModel):
@@ -408,7 +450,11 @@ class ChargeAttemptModel(PortalModel):
 
 class LicenseKeyModel(PortalModel):
     __tablename__ = "portal_license_keys"
-    __table_args__ = (Index("ix_portal_license_keys_customer_created", "customer_id", "created_at"),)
+    __table_args__ = (
+        # Target of the (license_key_id, customer_id) foreign key of activations.
+        UniqueConstraint("id", "customer_id"),
+        Index("ix_portal_license_keys_customer_created", "customer_id", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey(CustomerModel.id))
@@ -419,6 +465,28 @@ class LicenseKeyModel(PortalModel):
     activation_limit: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[datetime | None] = mapped_column(TZDateTime())
     created_at: Mapped[datetime] = mapped_column(TZDateTime())
+
+
+class LicenseKeyInstanceModel(PortalModel):
+    """One activation (device, installation) of a licence key. Referenced by
+    ``(license_key_id, customer_id)``: an activation of another customer's
+    key is refused by the database itself."""
+
+    __tablename__ = "portal_license_key_instances"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["license_key_id", "customer_id"],
+            [LicenseKeyModel.id, LicenseKeyModel.customer_id],
+        ),
+        Index("ix_portal_license_key_instances_key_created", "license_key_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    license_key_id: Mapped[str] = mapped_column(String(_ID))
+    customer_id: Mapped[str] = mapped_column(ForeignKey(CustomerModel.id))
+    name: Mapped[str] = mapped_column(String(_NAME))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime())
+    deactivated_at: Mapped[datetime | None] = mapped_column(TZDateTime())
 
 
 class LinkModel(PortalModel):
@@ -444,6 +512,8 @@ class PortalSessionModel(PortalModel):
     last_seen_at: Mapped[datetime] = mapped_column(TZDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(TZDateTime())
     user_agent: Mapped[str | None] = mapped_column(Text)
+    public_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    location: Mapped[str | None] = mapped_column(String(_NAME))
 
 
 class AuditEventModel(PortalModel):
@@ -472,6 +542,46 @@ class SequenceModel(PortalModel):
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     last_value: Mapped[int] = mapped_column(BigInteger)
+
+
+class PlanModel(PortalModel):
+    """The plan catalogue: what a subscription may change to."""
+
+    __tablename__ = "portal_plans"
+    __table_args__ = (
+        Index("ix_portal_plans_product_position", "product_name", "position"),
+        CheckConstraint("interval_count > 0", name="interval_count_positive"),
+        CheckConstraint("min_quantity > 0 AND max_quantity >= min_quantity", name="quantity_bounds"),
+    )
+
+    id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    product_name: Mapped[str] = mapped_column(String(_NAME))
+    name: Mapped[str] = mapped_column(String(_NAME))
+    price_amount: Mapped[int] = mapped_column(BigInteger)
+    price_currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[str] = mapped_column(String(16))
+    interval_count: Mapped[int] = mapped_column(Integer)
+    per_seat: Mapped[bool] = mapped_column(Boolean, default=False)
+    min_quantity: Mapped[int] = mapped_column(Integer, default=1)
+    max_quantity: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def _plan(row: PlanModel) -> Plan:
+    return Plan(
+        id=row.id,
+        product_name=row.product_name,
+        name=row.name,
+        price=Money(row.price_amount, row.price_currency),
+        interval=row.interval,
+        interval_count=row.interval_count,
+        per_seat=row.per_seat,
+        min_quantity=row.min_quantity,
+        max_quantity=row.max_quantity,
+        active=row.active,
+        position=row.position,
+    )
 
 
 # -- rows to records ---------------------------------------------------------
@@ -525,6 +635,15 @@ def _subscription(row: SubscriptionModel, payment_method: PaymentMethod | None) 
         payment_method=payment_method,
         hold_reason=row.hold_reason,
         created_at=row.created_at,
+        plan_id=row.plan_id,
+        quantity=row.quantity,
+        scheduled_plan_id=row.scheduled_plan_id,
+        scheduled_quantity=row.scheduled_quantity,
+        credit=row.credit,
+        paused_at=row.paused_at,
+        resumes_at=row.resumes_at,
+        discount_percent=row.discount_percent,
+        discount_renewals=row.discount_renewals,
     )
 
 
@@ -557,7 +676,69 @@ def _invoice(
             )
             for line in lines
         ),
+        billing_details=_billing_details_from_json(row.billing_details),
     )
+
+
+def _billing_details(row: BillingDetailsModel) -> BillingDetails:
+    return BillingDetails(
+        name=row.name,
+        line1=row.line1,
+        country=row.country,
+        line2=row.line2,
+        city=row.city,
+        postal_code=row.postal_code,
+        region=row.region,
+        tax_id=row.tax_id,
+        tax_id_scheme=row.tax_id_scheme,
+        updated_at=row.updated_at,
+    )
+
+
+def _billing_details_json(details: BillingDetails) -> dict[str, str | None]:
+    """``details`` as the JSON object an invoice keeps: strings (ISO 8601
+    UTC for ``updated_at``) or ``null``."""
+    updated_at = _utc_or_none(details.updated_at, "BillingDetails.updated_at")
+    return {
+        "name": details.name,
+        "line1": details.line1,
+        "line2": details.line2,
+        "city": details.city,
+        "postal_code": details.postal_code,
+        "region": details.region,
+        "country": details.country,
+        "tax_id": details.tax_id,
+        "tax_id_scheme": None if details.tax_id_scheme is None else TaxIdScheme(details.tax_id_scheme).value,
+        "updated_at": None if updated_at is None else updated_at.isoformat(),
+    }
+
+
+def _billing_details_from_json(data: dict[str, str | None] | None) -> BillingDetails | None:
+    if data is None:
+        return None
+    scheme, updated_at = data.get("tax_id_scheme"), data.get("updated_at")
+    return BillingDetails(
+        name=data["name"] or "",
+        line1=data["line1"] or "",
+        country=data["country"] or "",
+        line2=data.get("line2"),
+        city=data.get("city"),
+        postal_code=data.get("postal_code"),
+        region=data.get("region"),
+        tax_id=data.get("tax_id"),
+        tax_id_scheme=None if scheme is None else TaxIdScheme(scheme),
+        updated_at=None if updated_at is None else datetime.fromisoformat(updated_at),
+    )
+
+
+def _check_billing_details(details: BillingDetails) -> None:
+    """Refuse details no form would produce: the store keeps what it is given."""
+    if not details.name.strip() or not details.line1.strip():
+        raise ValueError("billing details need a name and a first address line")
+    if len(details.country) != 2 or not details.country.isascii() or not details.country.isupper():
+        raise ValueError(f"country must be an upper-case ISO 3166-1 alpha-2 code, got {details.country!r}")
+    if (details.tax_id is None) != (details.tax_id_scheme is None):
+        raise ValueError("a tax ID and its scheme are set together or not at all")
 
 
 def _license_key(row: LicenseKeyModel) -> LicenseKey:
@@ -571,6 +752,17 @@ def _license_key(row: LicenseKeyModel) -> LicenseKey:
         activation_limit=row.activation_limit,
         expires_at=row.expires_at,
         created_at=row.created_at,
+    )
+
+
+def _license_key_instance(row: LicenseKeyInstanceModel) -> LicenseKeyInstance:
+    return LicenseKeyInstance(
+        id=row.id,
+        license_key_id=row.license_key_id,
+        customer_id=row.customer_id,
+        name=row.name,
+        created_at=row.created_at,
+        deactivated_at=row.deactivated_at,
     )
 
 
@@ -629,6 +821,8 @@ def _portal_session(row: PortalSessionModel) -> PortalSessionRecord:
         last_seen_at=row.last_seen_at,
         revoked_at=row.revoked_at,
         user_agent=row.user_agent,
+        public_id=row.public_id,
+        location=row.location,
     )
 
 
@@ -695,6 +889,15 @@ _SUBSCRIPTION_COLUMNS = _columns(
         "ended_at",
         "hold_reason",
         "created_at",
+        "plan_id",
+        "quantity",
+        "scheduled_plan_id",
+        "scheduled_quantity",
+        "credit",
+        "paused_at",
+        "resumes_at",
+        "discount_percent",
+        "discount_renewals",
     ],
 )
 
@@ -733,6 +936,15 @@ def _subscription_from_row(row: Row[Any]) -> Subscription:
         ended_at,
         hold_reason,
         created_at,
+        plan_id,
+        quantity,
+        scheduled_plan_id,
+        scheduled_quantity,
+        credit,
+        paused_at,
+        resumes_at,
+        discount_percent,
+        discount_renewals,
     ) = row[: len(_SUBSCRIPTION_COLUMNS)]
     return Subscription(
         id=subscription_id,
@@ -751,6 +963,15 @@ def _subscription_from_row(row: Row[Any]) -> Subscription:
         payment_method=_payment_method_at(row, len(_SUBSCRIPTION_COLUMNS)),
         hold_reason=hold_reason,
         created_at=created_at,
+        plan_id=plan_id,
+        quantity=quantity,
+        scheduled_plan_id=scheduled_plan_id,
+        scheduled_quantity=scheduled_quantity,
+        credit=credit,
+        paused_at=paused_at,
+        resumes_at=resumes_at,
+        discount_percent=discount_percent,
+        discount_renewals=discount_renewals,
     )
 
 
@@ -758,6 +979,22 @@ _SESSION_WITH_CUSTOMER = (
     select(*_SESSION_COLUMNS, *_CUSTOMER_COLUMNS)
     .select_from(_portal_sessions.join(_customers, _customers.c.id == _portal_sessions.c.customer_id))
     .where(_portal_sessions.c.id == bindparam("session_id"))
+)
+#: A session signs its customer in while it is unrevoked, of the customer's
+#: current auth version, and within both time limits (see ``auth.py``).
+_LIST_CUSTOMER_SESSIONS = (
+    select(*_SESSION_COLUMNS)
+    .select_from(_portal_sessions.join(_customers, _customers.c.id == _portal_sessions.c.customer_id))
+    .where(
+        _portal_sessions.c.customer_id == bindparam("customer_id"),
+        _portal_sessions.c.revoked_at.is_(None),
+        _portal_sessions.c.auth_version == _customers.c.auth_version,
+        _portal_sessions.c.last_seen_at >= bindparam("seen_since", type_=TZDateTime()),
+        _portal_sessions.c.created_at >= bindparam("created_since", type_=TZDateTime()),
+    )
+    .order_by(
+        _portal_sessions.c.last_seen_at.desc(), _portal_sessions.c.created_at.desc(), _portal_sessions.c.id
+    )
 )
 _LIST_SUBSCRIPTIONS = (
     select(*_SUBSCRIPTION_COLUMNS, *_PAYMENT_METHOD_COLUMNS)
@@ -841,6 +1078,18 @@ class SQLAlchemyStorage:
             session.flush()
             return _customer(row)
 
+    def set_locale(
+        self, customer_id: str, locale: str | None, *, event: AuditEvent | None = None
+    ) -> Customer | None:
+        with self._transaction() as session:
+            row = session.get(CustomerModel, customer_id, populate_existing=True)
+            if row is None:
+                return None
+            row.locale = locale
+            _add_event(session, event)
+            session.flush()
+            return _customer(row)
+
     def change_email(
         self, customer_id: str, email: str, *, auth_version: int, event: AuditEvent | None = None
     ) -> Customer | None:
@@ -911,6 +1160,37 @@ class SQLAlchemyStorage:
             page=page,
             per_page=per_page,
             total=total or 0,
+        )
+
+    def list_invoices_after(
+        self, customer_id: str, after: Invoice | None, *, limit: int, with_lines: bool = False
+    ) -> Sequence[Invoice]:
+        """A keyset page: one query (two with lines) on the billing-history
+        index, as fast for the thousandth batch as for the first."""
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, got {limit}")
+        query = (
+            select(InvoiceModel)
+            .where(InvoiceModel.customer_id == customer_id)
+            .options(joinedload(InvoiceModel.payment_method))
+            .order_by(InvoiceModel.issued_at.desc(), InvoiceModel.id.desc())
+            .limit(limit)
+            .execution_options(**_FRESH)
+        )
+        if after is not None:
+            issued_at = _utc(after.issued_at, "after.issued_at")
+            query = query.where(
+                or_(
+                    InvoiceModel.issued_at < issued_at,
+                    and_(InvoiceModel.issued_at == issued_at, InvoiceModel.id < after.id),
+                )
+            )
+        if with_lines:
+            query = query.options(selectinload(InvoiceModel.lines))
+        rows = self._session.scalars(query).all()
+        return tuple(
+            _invoice(r, _optional_payment_method(r.payment_method), r.lines if with_lines else ())
+            for r in rows
         )
 
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
@@ -1057,6 +1337,85 @@ class SQLAlchemyStorage:
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
+    def pause_subscription(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        now: datetime,
+        resumes_at: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        now = _utc(now, "now")
+        resumes_at = _utc(resumes_at, "resumes_at")
+        with self._transaction() as session:
+            row = self._locked_subscription_row(session, customer_id, subscription_id)
+            if row is None:
+                return None
+            if (
+                row.status is not SubscriptionStatus.ACTIVE
+                or row.cancel_at_period_end
+                or row.current_period_end <= now
+                or resumes_at <= now
+            ):
+                raise StateConflict(f"subscription {subscription_id!r} cannot be paused now")
+            row.status = SubscriptionStatus.PAUSED
+            row.paused_at = now
+            row.resumes_at = resumes_at
+            _add_event(session, event)
+            session.flush()
+        return self.get_subscription(customer_id, subscription_id)
+
+    def unpause_subscription(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        resumed_at: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        resumed_at = _utc(resumed_at, "resumed_at")
+        with self._transaction() as session:
+            row = self._locked_subscription_row(session, customer_id, subscription_id)
+            if row is None:
+                return None
+            if row.status is not SubscriptionStatus.PAUSED or row.paused_at is None:
+                raise StateConflict(f"subscription {subscription_id!r} is not paused")
+            if resumed_at < row.paused_at:
+                raise StateConflict(f"subscription {subscription_id!r} cannot resume before it paused")
+            paused_for = resumed_at - row.paused_at
+            row.status = SubscriptionStatus.ACTIVE
+            row.current_period_start = row.current_period_start + paused_for
+            row.current_period_end = row.current_period_end + paused_for
+            row.paused_at = None
+            row.resumes_at = None
+            _add_event(session, event)
+            session.flush()
+        return self.get_subscription(customer_id, subscription_id)
+
+    def set_retention_discount(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        percent: int,
+        renewals: int,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        if not 0 < percent < 100 or renewals < 1:
+            raise ValueError(f"a discount is 1-99 percent for 1 or more renewals, got {percent}, {renewals}")
+        with self._transaction() as session:
+            row = self._locked_subscription_row(session, customer_id, subscription_id)
+            if row is None:
+                return None
+            if row.status is SubscriptionStatus.CANCELLED:
+                raise StateConflict(f"subscription {subscription_id!r} is cancelled")
+            row.discount_percent = percent
+            row.discount_renewals = renewals
+            _add_event(session, event)
+            session.flush()
+        return self.get_subscription(customer_id, subscription_id)
+
     def _locked_subscription_row(
         self, session: Session, customer_id: str, subscription_id: str
     ) -> SubscriptionModel | None:
@@ -1105,6 +1464,21 @@ class SQLAlchemyStorage:
         ).all()
         return tuple(_subscription(r, _optional_payment_method(r.payment_method)) for r in rows)
 
+    def subscriptions_to_resume(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
+        now = _utc(now, "now")
+        rows = self._session.scalars(
+            select(SubscriptionModel)
+            .where(
+                SubscriptionModel.status == SubscriptionStatus.PAUSED,
+                SubscriptionModel.resumes_at <= now,
+            )
+            .options(joinedload(SubscriptionModel.payment_method))
+            .order_by(SubscriptionModel.resumes_at, SubscriptionModel.id)
+            .limit(limit)
+            .execution_options(**_FRESH)
+        ).all()
+        return tuple(_subscription(r, _optional_payment_method(r.payment_method)) for r in rows)
+
     def list_license_keys(self, customer_id: str) -> Sequence[LicenseKey]:
         rows = self._session.scalars(
             select(LicenseKeyModel)
@@ -1116,6 +1490,128 @@ class SQLAlchemyStorage:
 
     def count_license_keys(self, customer_id: str) -> int:
         return self._session.scalar(_COUNT_LICENSE_KEYS, {"customer_id": customer_id}) or 0
+
+    def get_license_key(self, customer_id: str, license_key_id: str) -> LicenseKey | None:
+        row = self._session.scalars(
+            select(LicenseKeyModel)
+            .where(LicenseKeyModel.id == license_key_id, LicenseKeyModel.customer_id == customer_id)
+            .execution_options(**_FRESH)
+        ).one_or_none()
+        return None if row is None else _license_key(row)
+
+    def list_license_key_instances(
+        self, customer_id: str, license_key_id: str
+    ) -> Sequence[LicenseKeyInstance]:
+        rows = self._session.scalars(
+            select(LicenseKeyInstanceModel)
+            .where(
+                LicenseKeyInstanceModel.license_key_id == license_key_id,
+                LicenseKeyInstanceModel.customer_id == customer_id,
+            )
+            .order_by(
+                # Active ones first, then deactivated ones.
+                case((LicenseKeyInstanceModel.deactivated_at.is_(None), 0), else_=1),
+                LicenseKeyInstanceModel.created_at.desc(),
+                LicenseKeyInstanceModel.id.desc(),
+            )
+            .execution_options(**_FRESH)
+        ).all()
+        return tuple(_license_key_instance(r) for r in rows)
+
+    def deactivate_license_key_instance(
+        self,
+        customer_id: str,
+        license_key_id: str,
+        instance_id: str,
+        *,
+        now: datetime,
+        event: AuditEvent | None = None,
+    ) -> LicenseKeyInstance | None:
+        """Two relative ``UPDATE`` statements in one transaction. The first
+        only matches a still-active activation, and it holds the row (and on
+        SQLite the database) until commit, so a concurrent call waits, then
+        matches nothing and decrements nothing."""
+        now = _utc(now, "now")
+        instance = LicenseKeyInstanceModel
+        key = LicenseKeyModel
+        with self._transaction() as session:
+            deactivated = session.execute(
+                update(instance)
+                .where(
+                    instance.id == instance_id,
+                    instance.license_key_id == license_key_id,
+                    instance.customer_id == customer_id,
+                    instance.deactivated_at.is_(None),
+                )
+                .values(deactivated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(deactivated) == 1:
+                session.execute(
+                    update(key)
+                    .where(key.id == license_key_id, key.customer_id == customer_id)
+                    .values(activations=case((key.activations > 0, key.activations - 1), else_=0))
+                    .execution_options(synchronize_session=False)
+                )
+                _add_event(session, event)
+        row = self._session.scalars(
+            select(instance)
+            .where(
+                instance.id == instance_id,
+                instance.license_key_id == license_key_id,
+                instance.customer_id == customer_id,
+            )
+            .execution_options(**_FRESH)
+        ).one_or_none()
+        if row is None:
+            return None
+        if _rowcount(deactivated) != 1:
+            raise StateConflict(f"licence key activation {instance_id!r} is already deactivated")
+        return _license_key_instance(row)
+
+    # -- PlanStore -------------------------------------------------------------------
+
+    def list_plans(self, product_name: str) -> Sequence[Plan]:
+        rows = self._session.scalars(
+            select(PlanModel)
+            .where(PlanModel.product_name == product_name, PlanModel.active.is_(True))
+            .order_by(PlanModel.position, PlanModel.id)
+            .execution_options(**_FRESH)
+        ).all()
+        return tuple(_plan(r) for r in rows)
+
+    def get_plan(self, plan_id: str) -> Plan | None:
+        row = self._session.get(PlanModel, plan_id, populate_existing=True)
+        return None if row is None else _plan(row)
+
+    def schedule_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str | None,
+        quantity: int | None,
+        now: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        now = _utc(now, "now")
+        with self._transaction() as session:
+            row = self._locked_subscription_row(session, customer_id, subscription_id)
+            if row is None:
+                return None
+            if (
+                row.status is not SubscriptionStatus.ACTIVE
+                or row.cancel_at_period_end
+                or row.current_period_end <= now
+            ):
+                raise StateConflict(f"subscription {subscription_id!r} cannot change plan now")
+            if plan_id is None and row.scheduled_plan_id is None:
+                raise StateConflict(f"subscription {subscription_id!r} has no scheduled plan change")
+            row.scheduled_plan_id = plan_id
+            row.scheduled_quantity = None if plan_id is None else quantity
+            _add_event(session, event)
+            session.flush()
+        return self.get_subscription(customer_id, subscription_id)
 
     # -- AccessStore ------------------------------------------------------------------
 
@@ -1166,6 +1662,8 @@ class SQLAlchemyStorage:
             last_seen_at=_utc(record.last_seen_at, "PortalSessionRecord.last_seen_at"),
             revoked_at=_utc_or_none(record.revoked_at, "PortalSessionRecord.revoked_at"),
             user_agent=record.user_agent,
+            public_id=record.public_id,
+            location=record.location,
         )
         with self._transaction() as session:
             session.add(row)
@@ -1260,6 +1758,123 @@ class SQLAlchemyStorage:
         ).all()
         return tuple(_audit_event(r) for r in rows)
 
+    def list_customer_sessions(
+        self, customer_id: str, now: datetime, *, idle_timeout: timedelta, max_age: timedelta
+    ) -> Sequence[PortalSessionRecord]:
+        """One query; the customer join checks ``auth_version``."""
+        now = _utc(now, "now")
+        rows = self._session.execute(
+            _LIST_CUSTOMER_SESSIONS,
+            {"customer_id": customer_id, "seen_since": now - idle_timeout, "created_since": now - max_age},
+        ).all()
+        return tuple(PortalSessionRecord(*row) for row in rows)
+
+    def revoke_customer_session(
+        self, customer_id: str, public_id: str, now: datetime, *, event: AuditEvent | None = None
+    ) -> PortalSessionRecord | None:
+        now = _utc(now, "now")
+        with self._transaction() as session:
+            result = session.execute(
+                update(PortalSessionModel)
+                .where(
+                    PortalSessionModel.customer_id == customer_id,
+                    PortalSessionModel.public_id == public_id,
+                    PortalSessionModel.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(result) != 1:
+                return None
+            row = session.execute(
+                select(*_SESSION_COLUMNS).where(
+                    _portal_sessions.c.customer_id == customer_id, _portal_sessions.c.public_id == public_id
+                )
+            ).one()
+            _add_event(session, event)
+        return PortalSessionRecord(*row)
+
+    def list_customer_events(self, customer_id: str, *, page: int, per_page: int) -> Page[AuditEvent]:
+        """One page of the audit log in two queries (count + page)."""
+        if page < 1:
+            raise ValueError(f"page must be 1 or more, got {page}")
+        if per_page < 1:
+            raise ValueError(f"per_page must be 1 or more, got {per_page}")
+        session = self._session
+        total = session.scalar(
+            select(func.count())
+            .select_from(AuditEventModel)
+            .where(AuditEventModel.customer_id == customer_id)
+        )
+        rows = session.scalars(
+            select(AuditEventModel)
+            .where(AuditEventModel.customer_id == customer_id)
+            .order_by(AuditEventModel.occurred_at.desc(), AuditEventModel.id.desc())
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+            .execution_options(**_FRESH)
+        ).all()
+        return Page(
+            items=tuple(_audit_event(r) for r in rows), page=page, per_page=per_page, total=total or 0
+        )
+
+    # -- BillingDetailsStore ------------------------------------------------------------
+
+    def get_billing_details(self, customer_id: str) -> BillingDetails | None:
+        row = self._session.get(BillingDetailsModel, customer_id, populate_existing=True)
+        return None if row is None else _billing_details(row)
+
+    def save_billing_details(
+        self, customer_id: str, details: BillingDetails, *, event: AuditEvent | None = None
+    ) -> BillingDetails | None:
+        _check_billing_details(details)
+        updated_at = _utc(details.updated_at or _now(), "BillingDetails.updated_at")
+        with self._transaction() as session:
+            if session.get(CustomerModel, customer_id) is None:
+                return None
+            row = session.get(BillingDetailsModel, customer_id, populate_existing=True, with_for_update=True)
+            if row is None:
+                row = BillingDetailsModel(customer_id=customer_id)
+                session.add(row)
+            row.name = details.name
+            row.line1 = details.line1
+            row.line2 = details.line2
+            row.city = details.city
+            row.postal_code = details.postal_code
+            row.region = details.region
+            row.country = details.country
+            row.tax_id = details.tax_id
+            row.tax_id_scheme = details.tax_id_scheme
+            row.updated_at = updated_at
+            session.flush()
+            _add_event(session, event)
+            return _billing_details(row)
+
+    def add_invoice_billing_details(
+        self, customer_id: str, invoice_id: str, details: BillingDetails, *, event: AuditEvent | None = None
+    ) -> Invoice | None:
+        """One conditional ``UPDATE … WHERE billing_details IS NULL``: the
+        database lets exactly one caller fill them in."""
+        _check_billing_details(details)
+        with self._transaction() as session:
+            result = session.execute(
+                update(InvoiceModel)
+                .where(
+                    InvoiceModel.id == invoice_id,
+                    InvoiceModel.customer_id == customer_id,
+                    InvoiceModel.billing_details.is_(None),
+                )
+                .values(billing_details=_billing_details_json(details))
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(result) == 1:
+                _add_event(session, event)
+        if _rowcount(result) != 1:
+            if self.get_invoice(customer_id, invoice_id) is None:
+                return None
+            raise StateConflict(f"invoice {invoice_id!r} already has billing details")
+        return self.get_invoice(customer_id, invoice_id)
+
     # -- writes for merchants, demo data and tests --------------------------------------
 
     def add_customer(self, customer: Customer) -> Customer:
@@ -1333,11 +1948,44 @@ class SQLAlchemyStorage:
             payment_method_id=None if method is None else method.id,
             hold_reason=subscription.hold_reason,
             created_at=_utc(subscription.created_at or _now(), "Subscription.created_at"),
+            plan_id=subscription.plan_id,
+            quantity=subscription.quantity,
+            scheduled_plan_id=subscription.scheduled_plan_id,
+            scheduled_quantity=subscription.scheduled_quantity,
+            credit=subscription.credit,
+            paused_at=_utc_or_none(subscription.paused_at, "Subscription.paused_at"),
+            resumes_at=_utc_or_none(subscription.resumes_at, "Subscription.resumes_at"),
+            discount_percent=subscription.discount_percent,
+            discount_renewals=subscription.discount_renewals,
         )
         with self._transaction() as session:
             session.add(row)
             session.flush()
             return _subscription(row, method)
+
+    def add_plan(self, plan: Plan) -> Plan:
+        """Insert a plan into the catalogue."""
+        Money(plan.price.amount, plan.price.currency)
+        if plan.min_quantity < 1 or plan.max_quantity < plan.min_quantity:
+            raise ValueError(f"plan {plan.id!r}: quantities must satisfy 1 <= min <= max")
+        row = PlanModel(
+            id=plan.id,
+            product_name=plan.product_name,
+            name=plan.name,
+            price_amount=plan.price.amount,
+            price_currency=plan.price.currency,
+            interval=plan.interval,
+            interval_count=plan.interval_count,
+            per_seat=plan.per_seat,
+            min_quantity=plan.min_quantity,
+            max_quantity=plan.max_quantity,
+            active=plan.active,
+            position=plan.position,
+        )
+        with self._transaction() as session:
+            session.add(row)
+            session.flush()
+            return _plan(row)
 
     def add_invoice(self, invoice: Invoice) -> Invoice:
         """Insert an issued invoice with its lines (see :meth:`_insert_invoice`)."""
@@ -1351,6 +1999,9 @@ class SQLAlchemyStorage:
         there are lines, ``subtotal`` is the sum of their amounts. The
         payment method and subscription, if any, must be the customer's own.
         Issued invoices are never updated; corrections are new documents.
+
+        An invoice given without ``billing_details`` gets a copy of the
+        customer's current ones (if they saved any), in the same transaction.
         """
         Money(invoice.total, invoice.currency)  # validates the currency code
         if invoice.total != invoice.subtotal + invoice.tax:
@@ -1369,6 +2020,12 @@ class SQLAlchemyStorage:
                 f"payment method {method.id!r} belongs to customer {method.customer_id!r}, "
                 f"not to {invoice.customer_id!r}"
             )
+        details = invoice.billing_details
+        if details is None:
+            current = session.get(BillingDetailsModel, invoice.customer_id, populate_existing=True)
+            details = None if current is None else _billing_details(current)
+        else:
+            _check_billing_details(details)
         row = InvoiceModel(
             id=invoice.id,
             number=invoice.number,
@@ -1384,6 +2041,7 @@ class SQLAlchemyStorage:
             paid_at=_utc_or_none(invoice.paid_at, "Invoice.paid_at"),
             payment_reference=invoice.payment_reference,
             payment_method_id=None if method is None else method.id,
+            billing_details=None if details is None else _billing_details_json(details),
         )
         lines = [
             InvoiceLineModel(
@@ -1419,6 +2077,44 @@ class SQLAlchemyStorage:
             session.add(row)
             session.flush()
             return _license_key(row)
+
+    def add_license_key_instance(
+        self, instance: LicenseKeyInstance, *, event: AuditEvent | None = None
+    ) -> LicenseKeyInstance:
+        """Record an activation of a key (the merchant's licence server
+        calls this when a device activates it). An active one adds one to
+        the key's ``activations`` in the same transaction. The activation
+        limit is the licence server's rule and is not checked here.
+
+        Raises :class:`ValueError` if the key is not the customer's.
+        """
+        row = LicenseKeyInstanceModel(
+            id=instance.id,
+            license_key_id=instance.license_key_id,
+            customer_id=instance.customer_id,
+            name=instance.name,
+            created_at=_utc(instance.created_at, "LicenseKeyInstance.created_at"),
+            deactivated_at=_utc_or_none(instance.deactivated_at, "LicenseKeyInstance.deactivated_at"),
+        )
+        with self._transaction() as session:
+            counted = session.execute(
+                update(LicenseKeyModel)
+                .where(
+                    LicenseKeyModel.id == instance.license_key_id,
+                    LicenseKeyModel.customer_id == instance.customer_id,
+                )
+                .values(activations=LicenseKeyModel.activations + (1 if instance.is_active else 0))
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(counted) != 1:
+                raise ValueError(
+                    f"licence key {instance.license_key_id!r} is not a key of "
+                    f"customer {instance.customer_id!r}"
+                )
+            session.add(row)
+            session.flush()
+            _add_event(session, event)
+            return _license_key_instance(row)
 
     def next_invoice_number(self, prefix: str = "INV-") -> str:
         """The next invoice number of the ``prefix`` series: ``INV-000001``, …
@@ -1614,11 +2310,80 @@ class _SQLSubscriptionLock:
         self._session.flush()
         return self.subscription
 
+    def void_invoice(self, invoice_id: str) -> Invoice:
+        result = self._session.execute(
+            update(InvoiceModel)
+            .where(
+                InvoiceModel.id == invoice_id,
+                InvoiceModel.customer_id == self._row.customer_id,
+                InvoiceModel.status == InvoiceStatus.OPEN,
+            )
+            .values(status=InvoiceStatus.VOID)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) != 1:
+            raise StateConflict(f"invoice {invoice_id!r} is not open")
+        invoice = self.get_invoice(invoice_id)
+        if invoice is None:  # pragma: no cover - just updated
+            raise StateConflict(f"invoice {invoice_id!r} vanished")
+        return invoice
+
+    def change_plan(
+        self,
+        plan: Plan,
+        quantity: int,
+        *,
+        credit: int,
+        current_period_start: datetime | None = None,
+        current_period_end: datetime | None = None,
+    ) -> Subscription:
+        if credit < 0:
+            raise ValueError("credit cannot be negative")
+        row = self._row
+        amount = plan.amount_for(quantity)
+        row.plan_id = plan.id
+        row.plan_name = plan.name
+        row.price_amount = amount.amount
+        row.price_currency = amount.currency
+        row.interval = plan.interval
+        row.interval_count = plan.interval_count
+        row.quantity = quantity
+        row.credit = credit
+        row.scheduled_plan_id = None
+        row.scheduled_quantity = None
+        if current_period_start is not None:
+            row.current_period_start = _utc(current_period_start, "current_period_start")
+        if current_period_end is not None:
+            row.current_period_end = _utc(current_period_end, "current_period_end")
+        self._session.flush()
+        return self.subscription
+
+    def set_credit(self, credit: int) -> Subscription:
+        if credit < 0:
+            raise ValueError("credit cannot be negative")
+        self._row.credit = credit
+        self._session.flush()
+        return self.subscription
+
+    def clear_scheduled_change(self) -> Subscription:
+        self._row.scheduled_plan_id = None
+        self._row.scheduled_quantity = None
+        self._session.flush()
+        return self.subscription
+
     def record_event(self, event: AuditEvent) -> None:
         if event.customer_id != self._row.customer_id:
             raise ValueError("an event recorded under a subscription lock must be its customer's")
         self._session.add(_audit_row(event))
         self._session.flush()
+
+    def use_retention_discount(self) -> Subscription:
+        row = self._row
+        row.discount_renewals = max(0, row.discount_renewals - 1)
+        if row.discount_renewals == 0:
+            row.discount_percent = 0
+        self._session.flush()
+        return self.subscription
 
 
 if TYPE_CHECKING:

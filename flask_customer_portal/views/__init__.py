@@ -7,7 +7,22 @@ changes state, and every response carries the portal's security headers.
 
 from __future__ import annotations
 
-from . import access, dashboard, invoices, license_keys, payment_methods, profile, subscriptions
+from . import (  # noqa: F401  # importing a module registers its routes
+    access,
+    billing_details,
+    cancel_flow,
+    dashboard,
+    exports,
+    invoices,
+    languages,
+    license_activations,
+    license_keys,
+    payment_methods,
+    plans,
+    profile,
+    sessions,
+    subscriptions,
+)
 from ._base import add_security_headers, blueprint, current_customer_or_401, customer_required, notify
 
 __all__ = [
@@ -22,5 +37,6 @@ __all__ = [
     "notify",
     "payment_methods",
     "profile",
+    "sessions",
     "subscriptions",
 ]

@@ -125,12 +125,22 @@ _NAV = (
 #: marked as the current section (``aria-current="true"``) on them.
 _SECTION_OF = {
     "portal.invoice": "portal.invoices",
+    "portal.license_key": "portal.license_keys",
     "portal.subscription": "portal.subscriptions",
     "portal.cancel_subscription": "portal.subscriptions",
     "portal.undo_cancellation": "portal.subscriptions",
+    "portal.cancel_flow": "portal.subscriptions",
+    "portal.accept_retention_offer": "portal.subscriptions",
+    "portal.pause_subscription": "portal.subscriptions",
+    "portal.unpause_subscription": "portal.subscriptions",
     "portal.payment_method": "portal.subscriptions",
     "portal.reactivated": "portal.subscriptions",
+    "portal.change_plan": "portal.subscriptions",
     "portal.confirm_email_change": "portal.profile",
+    "portal.sessions": "portal.profile",
+    "portal.activity": "portal.profile",
+    "portal.billing_details": "portal.profile",
+    "portal.invoice_billing_details": "portal.invoices",
 }
 
 
@@ -156,11 +166,33 @@ def add_security_headers(response: Response) -> Response:
     """Registered on the app by ``init_app``; applies to the portal's
     responses only (its blueprint, or any path under its prefix, so that
     a 404 for an unknown portal URL is covered too)."""
-    prefix = get_state().config.url_prefix
+    state = get_state()
+    prefix = state.config.url_prefix
     if request.blueprint == "portal" or (prefix and request.path.startswith(prefix + "/")):
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
+        extra = getattr(state.payments, "content_security_policy", None)
+        if extra:
+            response.headers["Content-Security-Policy"] = extend_policy(
+                SECURITY_HEADERS["Content-Security-Policy"], extra
+            )
     return response
+
+
+def extend_policy(policy: str, extra: dict[str, tuple[str, ...]]) -> str:
+    """``policy`` with the sources a payment provider needs (its
+    ``content_security_policy``, e.g. ``{"script-src": ("https://js.stripe.com",)}``)
+    added to their directives; a directive the policy lacks starts from
+    ``'self'``. Only a provider that names sources gets them."""
+    directives = [part.strip().split() for part in policy.split(";") if part.strip()]
+    by_name = {parts[0]: parts for parts in directives}
+    for name, sources in extra.items():
+        parts = by_name.get(name)
+        if parts is None:
+            parts = by_name[name] = [name, "'self'"]
+            directives.append(parts)
+        parts.extend(source for source in sources if source not in parts)
+    return "; ".join(" ".join(parts) for parts in directives)
 
 
 @blueprint.context_processor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import abort, current_app, make_response, redirect, render_template, request, session, url_for
+from flask import abort, current_app, make_response, redirect, render_template, request, url_for
 
 from .. import signals
 from ..auth import check_link, get_current_customer, issue_link, sign_in, sign_out, use_link, utcnow
@@ -17,6 +17,7 @@ from ..ratelimit import client_ip
 from ..storage import AuditEvent, LinkPurpose
 from ..tokens import LinkProblem, LinkTokenError
 from ._base import blueprint
+from ._flows import forget_flow, start_flow
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -118,11 +119,10 @@ def _open_link(purpose: LinkPurpose, token: str, method: str) -> Any:
     except LinkTokenError as error:
         return _link_problem(error.problem)
     sign_in(state, checked.customer, method=method)
-    if checked.payload.return_url:
-        session["_customer_portal_return_url"] = checked.payload.return_url
-    # Redirect to a URL without the token: it must not stay in the history
-    # or leak through the address bar.
-    return redirect(url_for("portal.dashboard"), code=303)
+    # A deep link's flow comes from the signed payload only (never from the
+    # request), so it cannot be changed. Redirect to a URL without the
+    # token: it must not stay in the history or leak through the address bar.
+    return redirect(start_flow(checked.payload), code=303)
 
 
 @blueprint.route("/session/<token>", methods=["GET", "POST"])
@@ -145,6 +145,6 @@ def logout() -> Any:
     if not form.validate():
         abort(400)
     sign_out(state)
-    session.pop("_customer_portal_return_url", None)
+    forget_flow()
     response = make_response(render_template("customer_portal/signed_out.html"))
     return response

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from babel.numbers import format_decimal
-from flask import Response, abort, current_app, render_template, request
+from flask import Response, abort, current_app, redirect, render_template, request
 from flask_babel import get_locale
 
 from ..extension import PortalState, get_state
@@ -97,7 +98,7 @@ def invoices() -> Any:
         customer=customer,
         invoices=page,
         page_links=_page_links(page.page, page.pages),
-        pdf_available=state.invoice_renderer is not None,
+        pdf_available=_pdf_available(state),
     )
 
 
@@ -124,9 +125,20 @@ def invoice(invoice_id: str) -> Any:
         customer=customer,
         invoice=found,
         fix_payment_for=fix_payment_for,
-        pdf_available=state.invoice_renderer is not None,
+        pdf_available=_pdf_available(state),
         format_quantity=lambda number: str(format_decimal(number, locale=locale)),
     )
+
+
+def _provider_pdf(state: PortalState) -> Any:
+    """The store's ``invoice_pdf_url(customer_id, invoice_id) -> str | None``
+    if it has one: a billing back end that issues its own invoice PDFs
+    (Stripe's ``invoice_pdf``). The portal's PDF link then goes there."""
+    return getattr(state.storage, "invoice_pdf_url", None)
+
+
+def _pdf_available(state: PortalState) -> bool:
+    return state.invoice_renderer is not None or _provider_pdf(state) is not None
 
 
 @blueprint.route("/invoices/<invoice_id>/pdf")
@@ -134,6 +146,14 @@ def invoice(invoice_id: str) -> Any:
 def invoice_pdf(invoice_id: str) -> Response:
     state = get_state()
     customer = current_customer_or_401()
+    provider_pdf = _provider_pdf(state)
+    if provider_pdf is not None:
+        found = _own_invoice(state, customer, invoice_id)
+        url = provider_pdf(customer.id, found.id)
+        if url and urlsplit(url).scheme == "https":
+            return redirect(url, code=303)  # type: ignore[return-value]
+        if url:
+            current_app.logger.error("Refused a PDF link of invoice %s that is not https", found.id)
     renderer = state.invoice_renderer
     if renderer is None:
         abort(404)

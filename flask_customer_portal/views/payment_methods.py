@@ -45,6 +45,7 @@ from ..storage import (
     SubscriptionStatus,
 )
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
+from ._flows import finish_flow
 from .subscriptions import describe
 
 __all__ = ["payment_method", "reactivated", "remove_payment_method"]
@@ -172,6 +173,9 @@ def _render(
             selected=selected,
             raw_cards=raw_cards,
             test_cards=_TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
+            # A provider's own card form (e.g. Stripe Elements), included for a new card.
+            card_element=getattr(state.payments, "card_element_template", None),
+            payment_provider=state.payments,
             open_invoices=open_invoices,
             amount_due=_amount_due(subscription, open_invoices) if view.on_hold else None,
             intent=INTENT_REACTIVATE if view.on_hold else INTENT_CHANGE,
@@ -367,7 +371,8 @@ def _reactivation_answer(
     subscription = result.subscription
     outcome = result.outcome
     if result.active:
-        return redirect(url_for("portal.reactivated", subscription_id=subscription.id), code=303)
+        done = finish_flow("payment_method_update", subscription.id)
+        return done or redirect(url_for("portal.reactivated", subscription_id=subscription.id), code=303)
     if outcome is ReactivationOutcome.DECLINED:
         reason = result.decline_reason or "generic_decline"
         problem = Problem(
@@ -401,7 +406,7 @@ def _change(state: PortalState, customer: Customer, subscription: Subscription, 
     previous = subscription.payment_method
     if previous is not None and previous.id == method.id:
         notify(_("Nothing changed: %(card)s already pays for this subscription.", card=card_text(method)))
-        return redirect(back, code=303)
+        return finish_flow("payment_method_update", subscription.id) or redirect(back, code=303)
     updated = state.storage.set_subscription_payment_method(
         customer.id,
         subscription.id,
@@ -429,7 +434,7 @@ def _change(state: PortalState, customer: Customer, subscription: Subscription, 
             card=card_text(method),
         )
     )
-    return redirect(back, code=303)
+    return finish_flow("payment_method_update", updated.id) or redirect(back, code=303)
 
 
 # --- after a reactivation -------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Subscriptions: the list, one subscription, cancelling one and keeping
 one that was set to end.
 
-Cancelling takes two POSTs: the first (from the subscription's page) shows
-what will happen, the second (``confirm=yes``) does it. Whether a
+Cancelling starts with the reason step of :mod:`.cancel_flow`, whose
+confirmation page posts here with ``confirm=yes`` and the reason. A POST
+without ``confirm=yes`` (older integrations post here directly) shows what
+will happen; the reason is optional on both. Whether a
 cancellation ends the subscription now or at the end of the paid period is
 the merchant's choice (``CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END``); an
 ``on_hold`` subscription always ends now.
@@ -25,10 +27,15 @@ from ..auth import utcnow
 from ..extension import PortalState, get_state
 from ..formatting import format_date
 from ..forms import ConfirmForm
+from ..forms_cancel_flow import CancellationReasonForm
 from ..i18n import gettext as _
 from ..mail import MailDeliveryError, render_message
+from ..pausing import pause_choices
+from ..retention import cancellation_reasons
+from ..rules import rules_for
 from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
+from ._flows import finish_flow
 
 __all__ = ["SubscriptionView", "describe"]
 
@@ -56,10 +63,16 @@ class SubscriptionView:
     """When a past subscription ended."""
     unpaid_since: datetime | None = None
     """For an ``on_hold`` subscription: when the renewal that failed was due."""
+    resumes_at: datetime | None = None
+    """For a ``paused`` subscription: when it becomes active again."""
 
     @property
     def is_current(self) -> bool:
         return self.ended_at is None
+
+    @property
+    def paused(self) -> bool:
+        return self.status is SubscriptionStatus.PAUSED
 
     @property
     def can_cancel(self) -> bool:
@@ -83,6 +96,8 @@ def describe(subscription: Subscription, now: datetime) -> SubscriptionView:
         return SubscriptionView(
             subscription, SubscriptionStatus.ON_HOLD, unpaid_since=subscription.current_period_end
         )
+    if subscription.status is SubscriptionStatus.PAUSED:
+        return SubscriptionView(subscription, SubscriptionStatus.PAUSED, resumes_at=subscription.resumes_at)
     if subscription.cancel_at_period_end:
         if subscription.current_period_end > now:
             return SubscriptionView(
@@ -124,9 +139,19 @@ def _date(state: PortalState, customer: Customer, moment: datetime) -> str:
     return format_date(moment, locale, customer.timezone or state.config.default_timezone)
 
 
-def _detail_page(view: SubscriptionView, *, problem: str | None = None, status: int = 200) -> Any:
+def _detail_page(
+    view: SubscriptionView, *, problem: str | None = None, status: int = 200, pause_error: str | None = None
+) -> Any:
+    state = get_state()
+    rules = rules_for(current_customer_or_401(), view.subscription)
     page = render_template(
-        "customer_portal/subscription.html", view=view, subscription=view.subscription, problem=problem
+        "customer_portal/subscription.html",
+        view=view,
+        subscription=view.subscription,
+        problem=problem,
+        rules=rules,
+        pause_months=pause_choices(state.config, view.subscription, utcnow(), may_pause=rules.may_pause),
+        pause_error=pause_error,
     )
     return page, status
 
@@ -213,22 +238,37 @@ def cancel_subscription(subscription_id: str) -> Any:
     (signal, audit log)."""
     state = get_state()
     customer = current_customer_or_401()
-    if not ConfirmForm().validate():
+    form = CancellationReasonForm(reasons=cancellation_reasons(state.config), require_reason=False)
+    form_valid = form.validate()
+    if form.csrf_failed:
         abort(400)
     subscription = _subscription_or_404(state, customer, subscription_id)
+    if not rules_for(customer, subscription).may_cancel:
+        abort(403)
     now = utcnow()
     view = describe(subscription, now)
     if not view.can_cancel:
         return _detail_page(view, problem=_cannot_cancel(state, customer, view), status=409)
+    if not form_valid:
+        page = render_template("customer_portal/cancel_reason.html", subscription=subscription, form=form)
+        return page, 422
+    reason = form.cancellation_reason()
     if request.form.get("confirm") != "yes":
         return render_template(
             "customer_portal/cancel_subscription.html",
             view=view,
             subscription=subscription,
             at_period_end=_ends_at_period_end(state, subscription, now),
+            reason=reason,
+            offer=None,
         )
 
     ends_later = _ends_at_period_end(state, subscription, now)
+    details = {"at_period_end": "true" if ends_later else "false"}
+    if reason is not None:
+        details["reason"] = reason.code
+        if reason.text:
+            details["reason_text"] = reason.text
     try:
         cancelled = state.storage.cancel_subscription(
             customer.id,
@@ -240,7 +280,7 @@ def cancel_subscription(subscription_id: str) -> Any:
                 action="subscription.cancelled",
                 occurred_at=now,
                 subject_id=subscription.id,
-                details={"at_period_end": "true" if ends_later else "false"},
+                details=details,
             ),
         )
     except StateConflict:
@@ -253,6 +293,8 @@ def cancel_subscription(subscription_id: str) -> Any:
         customer=customer,
         subscription=cancelled,
         at_period_end=at_period_end,
+        reason=None if reason is None else reason.code,
+        reason_text=None if reason is None else reason.text,
     )
     _send_email(
         state,
@@ -272,7 +314,8 @@ def cancel_subscription(subscription_id: str) -> Any:
         )
     else:
         notify(_("Your %(product)s subscription is cancelled.", product=cancelled.product_name))
-    return redirect(url_for("portal.subscription", subscription_id=cancelled.id), code=303)
+    done = finish_flow("cancel", cancelled.id)
+    return done or redirect(url_for("portal.subscription", subscription_id=cancelled.id), code=303)
 
 
 @blueprint.route("/subscriptions/<subscription_id>/resume", methods=["POST"])

@@ -135,9 +135,10 @@ class LiveServer:
 
 
 @contextmanager
-def _serve_shop(db_path: Path, smtp_inbox: SMTPInbox) -> Iterator[LiveServer]:
+def _serve_shop(db_path: Path, smtp_inbox: SMTPInbox, **config: Any) -> Iterator[LiveServer]:
     """The demo shop with the demo customers, served on 127.0.0.1 from a
-    thread, on the SQLite file ``db_path``, sending mail to ``smtp_inbox``."""
+    thread, on the SQLite file ``db_path``, sending mail to ``smtp_inbox``;
+    ``config`` adds to or overrides the app's configuration."""
     late_app = _LateApp()
     server = make_server("127.0.0.1", 0, late_app, threaded=True)
     assert isinstance(server, ThreadedWSGIServer)
@@ -152,6 +153,7 @@ def _serve_shop(db_path: Path, smtp_inbox: SMTPInbox) -> Iterator[LiveServer]:
             "MAIL_SERVER": "127.0.0.1",
             "MAIL_PORT": smtp_inbox.port,
             "MAIL_TIMEOUT": 5.0,
+            **config,
         }
     )
     state = get_state(app)
@@ -198,6 +200,23 @@ def own_phone(browser: Any, own_live_server: LiveServer) -> Iterator[Any]:
     """Like :func:`phone`, on :func:`own_live_server`."""
     with _phone_page(browser, own_live_server) as page:
         yield page
+
+
+@pytest.fixture
+def configured_phone(browser: Any, tmp_path: Path, smtp_inbox: SMTPInbox) -> Callable[..., Any]:
+    """``with configured_phone(**config) as (page, server)``: a phone page on
+    a demo shop of the test's own with extra configuration (more languages,
+    other limits)."""
+
+    @contextmanager
+    def serve(**config: Any) -> Iterator[tuple[Any, LiveServer]]:
+        with (
+            _serve_shop(tmp_path / "configured-shop.db", smtp_inbox, **config) as server,
+            _phone_page(browser, server) as page,
+        ):
+            yield page, server
+
+    return serve
 
 
 # -- the browser -------------------------------------------------------------------

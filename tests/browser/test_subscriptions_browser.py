@@ -1,6 +1,7 @@
 """Subscriptions in a real browser: the list and a subscription on a phone,
-the cancel confirmation, a full cancel-and-keep round trip, and Budi's
-subscription in Indonesian, each checked with axe-core.
+the cancel confirmation (after the reason step), a full cancel-and-keep
+round trip, and Budi's subscription in Indonesian, each checked with
+axe-core.
 
 The live shop is shared by every browser test, so Ava's subscription is
 always left as it was found: active and renewing.
@@ -89,6 +90,10 @@ def test_the_cancel_confirmation_is_accessible_and_going_back_changes_nothing(
     phone.goto(f"/portal/subscriptions/{AVA_SUB}")
     with phone.expect_navigation():
         phone.get_by_role("button", name="Cancel subscription").click()
+    expect(phone.get_by_role("heading", level=1)).to_have_text("Before you cancel Acme Sync")
+    phone.get_by_label("It costs too much").check()
+    with phone.expect_navigation():
+        phone.get_by_role("button", name="Continue").click()
 
     expect(phone.get_by_role("heading", level=1)).to_have_text("Cancel Acme Sync?")
     expect(phone.locator("main")).to_contain_text("You keep access until then")
@@ -114,6 +119,9 @@ def test_cancel_then_keep_the_subscription(
     page.goto(f"/portal/subscriptions/{AVA_SUB}")
     with page.expect_navigation():
         page.get_by_role("button", name="Cancel subscription").click()
+    page.get_by_label("Something else").check()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Continue").click()
     with page.expect_navigation():
         page.get_by_role("button", name="Yes, cancel").click()
 

@@ -1,0 +1,214 @@
+"""Pausing a subscription and resuming it.
+
+A paused subscription is not renewed or charged. It becomes ``active``
+again at its ``resumes_at`` (``flask portal renew-due`` resumes it, however
+late that job runs) or earlier when the customer resumes it. Either way
+the current period's start and end move on by the time it was paused,
+counted from ``paused_at`` to the moment it resumed (``resumes_at`` for an
+automatic resume, the click for a manual one, never later than
+``resumes_at``): the paid-for time that was
+left when it was paused is kept whole, and the next renewal is that much
+later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from flask import current_app, has_request_context
+
+from . import signals
+from .billing import add_interval
+from .config import PortalConfig
+from .extension import PortalState
+from .mail import MailDeliveryError, render_message
+from .storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
+
+__all__ = [
+    "ResumeReport",
+    "SubscriptionNotFound",
+    "can_pause",
+    "pause_choices",
+    "pause_subscription",
+    "resume_due",
+    "resume_subscription",
+]
+
+logger = logging.getLogger("flask_customer_portal")
+
+
+class SubscriptionNotFound(LookupError):
+    """The subscription does not exist or is not this customer's."""
+
+
+def can_pause(subscription: Subscription, now: datetime) -> bool:
+    """Whether the subscription is in a state that can be paused: ``active``,
+    not set to end, with its paid period still ahead."""
+    return (
+        subscription.status is SubscriptionStatus.ACTIVE
+        and not subscription.cancel_at_period_end
+        and subscription.current_period_end > now
+    )
+
+
+def pause_choices(
+    config: PortalConfig, subscription: Subscription, now: datetime, *, may_pause: bool
+) -> tuple[int, ...]:
+    """The numbers of months the customer may pause ``subscription`` for
+    now; empty when pausing is off, forbidden by their rules or not
+    possible in its state."""
+    if not (config.allow_pause and may_pause and can_pause(subscription, now)):
+        return ()
+    return tuple(range(1, config.max_pause_months + 1))
+
+
+def pause_subscription(
+    state: PortalState,
+    customer: Customer,
+    subscription_id: str,
+    *,
+    months: int,
+    now: datetime,
+    details: dict[str, str] | None = None,
+) -> Subscription:
+    """Pause for ``months`` calendar months from ``now``; tell the merchant
+    (audit log, ``subscription_paused``) and the customer (email).
+
+    Raises :class:`SubscriptionNotFound` and
+    :class:`~flask_customer_portal.storage.StateConflict`. The caller checks
+    that pausing is allowed and ``months`` within the merchant's maximum.
+    """
+    resumes_at = add_interval(now, "month", months)
+    paused = state.storage.pause_subscription(
+        customer.id,
+        subscription_id,
+        now=now,
+        resumes_at=resumes_at,
+        event=AuditEvent(
+            customer_id=customer.id,
+            action="subscription.paused",
+            occurred_at=now,
+            subject_id=subscription_id,
+            details={"months": str(months), "resumes_at": resumes_at.isoformat(), **(details or {})},
+        ),
+    )
+    if paused is None:
+        raise SubscriptionNotFound(subscription_id)
+    signals.subscription_paused.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        customer=customer,
+        subscription=paused,
+        resumes_at=resumes_at,
+    )
+    _mail(state, "subscription_paused", customer, paused)
+    return paused
+
+
+def resume_subscription(
+    state: PortalState,
+    customer: Customer,
+    subscription_id: str,
+    *,
+    resumed_at: datetime,
+    automatic: bool,
+) -> Subscription:
+    """Make a paused subscription ``active`` as of ``resumed_at`` (its
+    period moved on by the paused time); tell the merchant and the customer.
+
+    Raises :class:`SubscriptionNotFound` and
+    :class:`~flask_customer_portal.storage.StateConflict` (not paused).
+    """
+    resumed = state.storage.unpause_subscription(
+        customer.id,
+        subscription_id,
+        resumed_at=resumed_at,
+        event=AuditEvent(
+            customer_id=customer.id,
+            action="subscription.resumed",
+            occurred_at=resumed_at,
+            subject_id=subscription_id,
+            actor="system" if automatic else "customer",
+            details={"automatic": "true" if automatic else "false"},
+        ),
+    )
+    if resumed is None:
+        raise SubscriptionNotFound(subscription_id)
+    signals.subscription_resumed.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        customer=customer,
+        subscription=resumed,
+        automatic=automatic,
+    )
+    _mail(state, "subscription_resumed", customer, resumed, automatic=automatic)
+    return resumed
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeReport:
+    resumed: tuple[Subscription, ...]
+    errors: tuple[tuple[str, str], ...]
+    """``(subscription id, error class name)`` of those that raised."""
+
+
+def resume_due(state: PortalState, now: datetime, *, batch_size: int = 100) -> ResumeReport:
+    """Resume every paused subscription whose ``resumes_at`` has come, as of
+    its ``resumes_at``. One that the customer resumed in the meantime is
+    skipped; one that raises is logged and left for the next run."""
+    resumed: list[Subscription] = []
+    errors: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    while True:
+        due = [
+            s
+            for s in state.storage.subscriptions_to_resume(now, limit=batch_size + len(seen))
+            if s.id not in seen
+        ]
+        if not due:
+            return ResumeReport(tuple(resumed), tuple(errors))
+        for subscription in due:
+            seen.add(subscription.id)
+            customer = state.storage.get_customer(subscription.customer_id)
+            if customer is None or subscription.resumes_at is None:  # pragma: no cover - foreign key, query
+                continue
+            try:
+                resumed.append(
+                    resume_subscription(
+                        state, customer, subscription.id, resumed_at=subscription.resumes_at, automatic=True
+                    )
+                )
+            except StateConflict:
+                continue  # resumed (or cancelled) since it was listed
+            except Exception as exc:
+                logger.exception("Resuming subscription %s failed", subscription.id)
+                errors.append((subscription.id, type(exc).__name__))
+
+
+def _mail(
+    state: PortalState, name: str, customer: Customer, subscription: Subscription, **context: Any
+) -> None:
+    """Render in the customer's language and send; from the worker thread
+    inside a request. A failure is logged: the change already stands."""
+    link = f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}"
+    message = render_message(
+        state, name, to=customer.email, customer=customer, subscription=subscription, link=link, **context
+    )
+
+    def send() -> None:
+        try:
+            state.mailer.send(message)
+        except MailDeliveryError as exc:
+            logger.error("Could not send the %s email to customer %s: %s", name, customer.id, exc)
+
+    _run(state, send)
+
+
+def _run(state: PortalState, func: Callable[[], None]) -> None:
+    if has_request_context():
+        state.run_in_background(current_app._get_current_object(), func)  # type: ignore[attr-defined]
+    else:
+        func()

@@ -1,0 +1,313 @@
+"""Plan changes: which plans a subscription may move to, and moving it now
+with the proration charged exactly once.
+
+The charge takes the same path as a reactivation
+(:mod:`flask_customer_portal.charging`): the subscription is locked, the
+proration invoice's id is derived from the subscription and the change's
+own id (made once, when the customer saw the preview), and it is paid with
+the idempotency key ``invoice:<id>:attempt:<n>``. A double submit of the
+same confirmation finds its invoice paid and changes nothing more; a retry
+after a crash reuses the key and the provider answers with the first
+outcome. The plan is switched in the same transaction as the payment is
+recorded: both are saved, or neither.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+from flask import current_app
+
+from . import signals
+from .auth import utcnow
+from .charging import (
+    NO_PAYMENT_METHOD,
+    Collection,
+    CollectionStatus,
+    SubscriptionNotFound,
+    _collect,
+    _event,
+    _mail,
+)
+from .extension import PortalState
+from .proration import Proration, is_upgrade, prorate
+from .rules import CustomerRules
+from .storage import (
+    AuditEvent,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Plan,
+    StateConflict,
+    Subscription,
+    SubscriptionStatus,
+)
+
+__all__ = [
+    "PlanChangeOutcome",
+    "PlanChangeResult",
+    "change_id_is_valid",
+    "change_plan_now",
+    "offered_plans",
+    "plan_change_blocked",
+    "proration_invoice_id",
+    "provider_bills_subscriptions",
+    "timing_for",
+]
+
+#: Ids of proration invoices start with this, so that an unconfirmed one
+#: (the provider did not answer) blocks another change until it is settled.
+INVOICE_PREFIX = "in_pc_"
+
+_CHANGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+NOW = "now"
+PERIOD_END = "period_end"
+
+
+def change_id_is_valid(value: str) -> bool:
+    return bool(_CHANGE_ID_RE.match(value))
+
+
+def offered_plans(state: PortalState, subscription: Subscription, rules: CustomerRules) -> Sequence[Plan]:
+    """The plans this customer may pick for ``subscription``: the product's
+    active plans in its currency that the rules allow (the current plan
+    included, so a seat plan can change its quantity)."""
+    if subscription.plan_id is None or not rules.may_change_plan:
+        return ()
+    return tuple(
+        p
+        for p in state.storage.list_plans(subscription.product_name)
+        if p.price.currency == subscription.price.currency and rules.allows_plan(p.id)
+    )
+
+
+def plan_change_blocked(subscription: Subscription, now: datetime) -> str | None:
+    """Why the subscription cannot change plan now (a code), or ``None``."""
+    if subscription.status is not SubscriptionStatus.ACTIVE:
+        return str(subscription.status)  # on_hold, cancelled, paused
+    if subscription.cancel_at_period_end:
+        return "ending"
+    if subscription.current_period_end <= now:
+        return "renewing"
+    if subscription.plan_id is None:
+        return "no_plan"
+    return None
+
+
+def provider_bills_subscriptions(state: PortalState) -> bool:
+    """Whether the payment provider bills subscriptions itself (it then
+    owns their plans: the portal changes none, see :doc:`/plans`)."""
+    return bool(getattr(state.payments, "bills_subscriptions", False))
+
+
+def timing_for(state: PortalState, subscription: Subscription, plan: Plan, quantity: int) -> str:
+    """``"now"`` or ``"period_end"``: when the merchant lets this change happen."""
+    if is_upgrade(subscription, plan, quantity):
+        return state.config.plan_change_upgrades
+    return state.config.plan_change_downgrades
+
+
+def proration_invoice_id(subscription: Subscription, change_id: str) -> str:
+    """The id of the proration invoice of one confirmed change."""
+    seed = f"plan_change|{subscription.id}|{change_id}"
+    return INVOICE_PREFIX + hashlib.sha256(seed.encode()).hexdigest()[:24]
+
+
+def proration_lines(
+    subscription: Subscription, plan: Plan, quantity: int, p: Proration
+) -> tuple[InvoiceLine, ...]:
+    """The invoice lines of a plan change (they add up to ``p.due_now``)."""
+    old = f"{subscription.product_name} — {subscription.plan_name}"
+    new = f"{plan.product_name} — {plan.name}"
+    if plan.per_seat:
+        new += f" ({quantity} seats)"
+    until = p.period_end.date().isoformat()
+    lines = [InvoiceLine(f"Unused time on {old} (to {until})", 1, -p.unused, -p.unused)]
+    if p.resets_period:
+        since = p.period_start.date().isoformat()
+        lines.append(InvoiceLine(f"{new} ({since} to {until})", 1, p.new_charge, p.new_charge))
+    else:
+        lines.append(InvoiceLine(f"Remaining time on {new} (to {until})", 1, p.new_charge, p.new_charge))
+    if p.credit_used:
+        lines.append(InvoiceLine("Account credit", 1, -p.credit_used, -p.credit_used))
+    return tuple(line for line in lines if line.amount != 0)
+
+
+class PlanChangeOutcome(str, enum.Enum):
+    CHANGED = "changed"
+    #: This very change (same confirmation) was already made.
+    ALREADY_DONE = "already_done"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    FAILED = "failed"
+    #: The provider did not answer: the payment is checked on the next try.
+    PENDING = "pending"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChangeResult:
+    outcome: PlanChangeOutcome
+    subscription: Subscription
+    previous: Subscription
+    invoice: Invoice | None = None
+    decline_reason: str | None = None
+
+
+_OUTCOME_OF = {
+    CollectionStatus.DECLINED: PlanChangeOutcome.DECLINED,
+    CollectionStatus.REQUIRES_ACTION: PlanChangeOutcome.REQUIRES_ACTION,
+    CollectionStatus.FAILED: PlanChangeOutcome.FAILED,
+    CollectionStatus.PENDING: PlanChangeOutcome.PENDING,
+}
+
+
+def change_plan_now(
+    state: PortalState,
+    customer: Customer,
+    subscription_id: str,
+    plan: Plan,
+    quantity: int,
+    *,
+    change_id: str,
+    priced_at: datetime | None = None,
+    now: datetime | None = None,
+    actor: str = "customer",
+) -> PlanChangeResult:
+    """Move the subscription to ``quantity`` of ``plan`` now, charging the
+    proration (if anything is due) to its payment method first.
+
+    The proration is worked out at ``priced_at`` (the second the customer
+    was shown it, at most a few minutes ago; default ``now``).
+
+    Raises :class:`~flask_customer_portal.charging.SubscriptionNotFound`,
+    :class:`~flask_customer_portal.storage.StateConflict` when the
+    subscription cannot change plan (on hold, cancelled, set to end, or a
+    previous change's payment is unconfirmed), and
+    :class:`~flask_customer_portal.charging.ProviderError` with nothing
+    written when the provider raised.
+    """
+    if not change_id_is_valid(change_id):
+        raise ValueError("not a plan change id")
+    now = now or utcnow()
+    with state.storage.lock_subscription(customer.id, subscription_id) as lock:
+        if lock is None:
+            raise SubscriptionNotFound(subscription_id)
+        previous = subscription = lock.subscription
+        invoice_id = proration_invoice_id(subscription, change_id)
+        invoice = lock.get_invoice(invoice_id)
+        if invoice is not None and invoice.status is not InvoiceStatus.OPEN:
+            # A double submit: the first one settled this change already.
+            return PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, previous, invoice)
+        blocked = plan_change_blocked(subscription, now)
+        if blocked is None and provider_bills_subscriptions(state):
+            blocked = "no_plan"
+        if blocked is not None:
+            raise StateConflict(blocked)
+        if invoice is None and (subscription.plan_id, subscription.quantity) == (plan.id, quantity):
+            return PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, previous)
+        if any(i.id.startswith(INVOICE_PREFIX) and i.id != invoice_id for i in lock.open_invoices()):
+            raise StateConflict("pending_change")
+        proration = prorate(subscription, plan, quantity, min(priced_at or now, now))
+        if invoice is None and proration.due_now > 0:
+            invoice = lock.issue_invoice(
+                Invoice(
+                    id=invoice_id,
+                    number="",
+                    customer_id=customer.id,
+                    status=InvoiceStatus.OPEN,
+                    currency=proration.currency,
+                    subtotal=proration.due_now,
+                    tax=0,
+                    total=proration.due_now,
+                    issued_at=now,
+                    description=f"{plan.product_name} — {plan.name} (plan change)",
+                    subscription_id=subscription.id,
+                    lines=proration_lines(subscription, plan, quantity, proration),
+                )
+            )
+            lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
+        collection: Collection | None = None
+        if invoice is not None:
+            method = subscription.payment_method
+            if method is None:
+                collection = Collection(CollectionStatus.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
+            else:
+                collection = _collect(state, lock, invoice, method, now, actor)
+            if not collection.paid:
+                if collection.status in (CollectionStatus.DECLINED, CollectionStatus.FAILED):
+                    lock.void_invoice(invoice.id)
+                reason = collection.decline_reason or str(collection.status)
+                lock.record_event(
+                    _event(
+                        invoice,
+                        "subscription.plan_change_failed",
+                        now,
+                        actor,
+                        subject_id=subscription.id,
+                        to_plan_id=plan.id,
+                        reason=reason,
+                    )
+                )
+                return PlanChangeResult(
+                    _OUTCOME_OF[collection.status],
+                    subscription,
+                    previous,
+                    collection.invoice,
+                    decline_reason=collection.decline_reason,
+                )
+            invoice = collection.invoice
+        subscription = lock.change_plan(
+            plan,
+            quantity,
+            credit=proration.credit_after,
+            current_period_start=proration.period_start,
+            current_period_end=proration.period_end,
+        )
+        lock.record_event(
+            AuditEvent(
+                customer_id=customer.id,
+                action="subscription.plan_changed",
+                occurred_at=now,
+                subject_id=subscription.id,
+                actor=actor,
+                details={
+                    "from_plan_id": previous.plan_id or "",
+                    "to_plan_id": plan.id,
+                    "quantity": str(quantity),
+                    "when": NOW,
+                    "amount_due": str(proration.due_now),
+                    "credit_after": str(proration.credit_after),
+                    "currency": proration.currency,
+                },
+            )
+        )
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if invoice is not None:
+        signals.invoice_paid.send(
+            app, customer=customer, invoice=invoice, provider_reference=invoice.payment_reference
+        )
+    signals.plan_changed.send(
+        app, customer=customer, subscription=subscription, previous=previous, invoice=invoice, when=NOW
+    )
+    _mail(
+        state,
+        "plan_changed",
+        customer,
+        subscription=subscription,
+        previous=previous,
+        invoice=invoice,
+        scheduled=False,
+        link=f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}",
+    )
+    return PlanChangeResult(PlanChangeOutcome.CHANGED, subscription, previous, invoice)

@@ -1,0 +1,310 @@
+"""Cancelling with a reason, retention offers, pausing and resuming.
+
+The flow: the subscription's page → ``cancel_flow`` (GET: why are you
+cancelling?; POST: the reason is checked, the merchant's retention offer
+function is asked, and the confirmation page shows its offer, if any) →
+either ``accept_retention_offer`` (POST) or the final confirmation, the
+``cancel_subscription`` POST of :mod:`.subscriptions`, carrying the reason.
+
+Pausing (``pause_subscription``) and resuming early
+(``unpause_subscription``) are single POSTs from the subscription's page.
+Per-customer rules are enforced on every POST, not only by hiding buttons:
+``may_cancel`` for the flow and the offers, ``may_pause`` (and
+``CUSTOMER_PORTAL_ALLOW_PAUSE``) for pausing. Resuming is always allowed,
+so that no rule can leave a customer stuck in a pause.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, current_app, redirect, render_template, url_for
+
+from .. import signals
+from ..auth import utcnow
+from ..billing import add_months
+from ..extension import PortalState, get_state
+from ..forms import ConfirmForm
+from ..forms_cancel_flow import CancellationReasonForm, PauseForm
+from ..i18n import gettext as _
+from ..money import Money
+from ..pausing import SubscriptionNotFound, can_pause, pause_subscription, resume_subscription
+from ..retention import (
+    CancellationReason,
+    DiscountOffer,
+    PauseOffer,
+    PlanOffer,
+    RetentionOffer,
+    cancellation_reasons,
+    discount_amount,
+    retention_offer_for,
+)
+from ..rules import CustomerRules, rules_for
+from ..storage import AuditEvent, Customer, StateConflict, Subscription
+from ._base import blueprint, current_customer_or_401, customer_required, notify
+from ._flows import finish_flow
+from .subscriptions import (
+    _cannot_cancel,
+    _date,
+    _detail_page,
+    _ends_at_period_end,
+    _subscription_or_404,
+    describe,
+)
+
+__all__ = ["reason_form", "render_confirmation"]
+
+
+def reason_form(state: PortalState, *, require_reason: bool) -> CancellationReasonForm:
+    """The reason form of this request, with the configured reasons."""
+    return CancellationReasonForm(reasons=cancellation_reasons(state.config), require_reason=require_reason)
+
+
+def _offer(
+    state: PortalState, customer: Customer, subscription: Subscription, reason: CancellationReason
+) -> RetentionOffer | None:
+    rules = rules_for(customer, subscription)
+    may_pause = state.config.allow_pause and rules.may_pause and can_pause(subscription, utcnow())
+
+    def may_change_plan(plan_id: str) -> bool:
+        return "portal.change_plan" in current_app.view_functions and rules.allows_plan(plan_id)
+
+    return retention_offer_for(
+        state, customer, subscription, reason, may_pause=may_pause, may_change_plan=may_change_plan
+    )
+
+
+def render_confirmation(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    reason: CancellationReason | None,
+    *,
+    offer: RetentionOffer | None = None,
+) -> str:
+    """The last step: what cancelling will do, the merchant's offer (if
+    any), and the button that cancels, carrying the reason."""
+    now = utcnow()
+    extra: dict[str, Any] = {}
+    if isinstance(offer, PauseOffer):
+        extra = {"offer_kind": "pause", "offer_resumes_at": add_months(now, offer.months)}
+    elif isinstance(offer, DiscountOffer):
+        price = subscription.price
+        off = discount_amount(price.amount, offer.percent)
+        extra = {"offer_kind": "discount", "offer_price": Money(price.amount - off, price.currency)}
+    elif isinstance(offer, PlanOffer):
+        extra = {"offer_kind": "plan"}
+    return render_template(
+        "customer_portal/cancel_subscription.html",
+        view=describe(subscription, now),
+        subscription=subscription,
+        at_period_end=_ends_at_period_end(state, subscription, now),
+        reason=reason,
+        offer=offer,
+        **extra,
+    )
+
+
+def _cancellable(state: PortalState, customer: Customer, subscription_id: str) -> tuple[Subscription, Any]:
+    """The subscription, and the response to send instead of going on
+    (a 403 when the rules forbid cancelling, a 409 when it cannot be)."""
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    if not rules_for(customer, subscription).may_cancel:
+        abort(403)
+    view = describe(subscription, utcnow())
+    if not view.can_cancel:
+        return subscription, _detail_page(view, problem=_cannot_cancel(state, customer, view), status=409)
+    return subscription, None
+
+
+@blueprint.route("/subscriptions/<subscription_id>/cancel/reason", methods=["GET", "POST"])
+@customer_required
+def cancel_flow(subscription_id: str) -> Any:
+    """Ask why; then the confirmation, with the merchant's offer if any."""
+    state = get_state()
+    customer = current_customer_or_401()
+    subscription, refused = _cancellable(state, customer, subscription_id)
+    if refused is not None:
+        return refused
+    form = reason_form(state, require_reason=True)
+    if form.is_submitted():
+        if form.validate():
+            reason = form.cancellation_reason()
+            if reason is None:  # pragma: no cover - required by the form
+                abort(400)
+            offer = _offer(state, customer, subscription, reason)
+            return render_confirmation(state, customer, subscription, reason, offer=offer)
+        if form.csrf_failed:
+            abort(400)
+        return render_reason_page(subscription, form), 422
+    return render_reason_page(subscription, form)
+
+
+def render_reason_page(subscription: Subscription, form: CancellationReasonForm) -> str:
+    return render_template("customer_portal/cancel_reason.html", subscription=subscription, form=form)
+
+
+@blueprint.route("/subscriptions/<subscription_id>/cancel/offer", methods=["POST"])
+@customer_required
+def accept_retention_offer(subscription_id: str) -> Any:
+    """Take the offer instead of cancelling. The form names only the
+    reason: the offer is asked for again and applied as it is now."""
+    state = get_state()
+    customer = current_customer_or_401()
+    form = reason_form(state, require_reason=True)
+    form_valid = form.validate()
+    if form.csrf_failed:
+        abort(400)
+    subscription, refused = _cancellable(state, customer, subscription_id)
+    if refused is not None:
+        return refused
+    if not form_valid:
+        return render_reason_page(subscription, form), 422
+    reason = form.cancellation_reason()
+    if reason is None:  # pragma: no cover - required by the form
+        abort(400)
+    offer = _offer(state, customer, subscription, reason)
+    now = utcnow()
+    reason_details = {"reason": reason.code}
+    try:
+        if isinstance(offer, PauseOffer):
+            applied = pause_subscription(
+                state,
+                customer,
+                subscription.id,
+                months=offer.months,
+                now=now,
+                details={"retention_offer": "pause", **reason_details},
+            )
+            message = _(
+                "Your %(product)s subscription is paused. It starts again on %(date)s.",
+                product=applied.product_name,
+                date=_date(state, customer, applied.resumes_at or now),
+            )
+        elif isinstance(offer, DiscountOffer):
+            discounted = state.storage.set_retention_discount(
+                customer.id,
+                subscription.id,
+                percent=offer.percent,
+                renewals=offer.renewals,
+                event=AuditEvent(
+                    customer_id=customer.id,
+                    action="retention_offer.accepted",
+                    occurred_at=now,
+                    subject_id=subscription.id,
+                    details={
+                        "offer": "discount",
+                        "percent": str(offer.percent),
+                        "renewals": str(offer.renewals),
+                        **reason_details,
+                    },
+                ),
+            )
+            if discounted is None:
+                abort(404)
+            applied = discounted
+            message = _(
+                "Thank you for staying. Your next renewals are %(percent)d%% off.",
+                percent=offer.percent,
+            )
+        else:
+            view = describe(subscription, now)
+            return _detail_page(
+                view, problem=_("This offer is no longer available. Nothing was changed."), status=409
+            )
+    except (StateConflict, SubscriptionNotFound):
+        view = describe(_subscription_or_404(state, customer, subscription_id), utcnow())
+        return _detail_page(
+            view, problem=_("This offer is no longer available. Nothing was changed."), status=409
+        )
+    signals.retention_offer_accepted.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        customer=customer,
+        subscription=applied,
+        offer=offer,
+        reason=reason,
+    )
+    notify(message)
+    # A deep link for cancelling is done: the customer decided (to stay).
+    done = finish_flow("cancel", applied.id)
+    return done or redirect(url_for("portal.subscription", subscription_id=applied.id), code=303)
+
+
+def _may_pause(state: PortalState, rules: CustomerRules) -> bool:
+    return state.config.allow_pause and rules.may_pause
+
+
+@blueprint.route("/subscriptions/<subscription_id>/pause", methods=["POST"], endpoint="pause_subscription")
+@customer_required
+def pause_subscription_view(subscription_id: str) -> Any:
+    """Pause for the months chosen (1 to ``CUSTOMER_PORTAL_MAX_PAUSE_MONTHS``)."""
+    state = get_state()
+    customer = current_customer_or_401()
+    form = PauseForm(max_months=state.config.max_pause_months)
+    form_valid = form.validate()
+    if form.csrf_failed:
+        abort(400)
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    if not _may_pause(state, rules_for(customer, subscription)):
+        abort(403)
+    now = utcnow()
+    if not can_pause(subscription, now):
+        return _detail_page(
+            describe(subscription, now),
+            problem=_("This subscription cannot be paused right now."),
+            status=409,
+        )
+    if not form_valid:
+        return _detail_page(describe(subscription, now), pause_error=form.months.errors[0], status=422)
+    try:
+        paused = pause_subscription(state, customer, subscription.id, months=form.months_value, now=now)
+    except StateConflict:
+        return _detail_page(
+            describe(_subscription_or_404(state, customer, subscription_id), utcnow()),
+            problem=_("This subscription cannot be paused right now."),
+            status=409,
+        )
+    except SubscriptionNotFound:
+        abort(404)
+    notify(
+        _(
+            "Your %(product)s subscription is paused. It starts again on %(date)s.",
+            product=paused.product_name,
+            date=_date(state, customer, paused.resumes_at or now),
+        )
+    )
+    return redirect(url_for("portal.subscription", subscription_id=paused.id), code=303)
+
+
+@blueprint.route("/subscriptions/<subscription_id>/unpause", methods=["POST"])
+@customer_required
+def unpause_subscription(subscription_id: str) -> Any:
+    """End a pause now: active again, the period moved on by the paused time."""
+    state = get_state()
+    customer = current_customer_or_401()
+    if not ConfirmForm().validate():
+        abort(400)
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    now = utcnow()
+    # A pause never lasts past resumes_at, even if renew-due has not run yet.
+    resumed_at = min(now, subscription.resumes_at) if subscription.resumes_at else now
+    try:
+        resumed = resume_subscription(
+            state, customer, subscription.id, resumed_at=resumed_at, automatic=False
+        )
+    except StateConflict:
+        return _detail_page(
+            describe(_subscription_or_404(state, customer, subscription_id), utcnow()),
+            problem=_("This subscription is not paused, so there is nothing to resume."),
+            status=409,
+        )
+    except SubscriptionNotFound:
+        abort(404)
+    notify(
+        _(
+            "Your %(product)s subscription is active again. It renews on %(date)s.",
+            product=resumed.product_name,
+            date=_date(state, customer, resumed.current_period_end),
+        )
+    )
+    return redirect(url_for("portal.subscription", subscription_id=resumed.id), code=303)

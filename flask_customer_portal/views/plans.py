@@ -1,0 +1,481 @@
+"""Changing plan: choose → preview → confirm, and withdrawing a change set
+for the period's end.
+
+The preview carries a signed quote (the plan, quantity and the second it
+was priced at): the confirmation charges exactly what the preview showed,
+for :data:`QUOTE_MAX_AGE` seconds, and the quote's random id makes the
+proration invoice's id, so a double submit or a retry charges once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import abort, current_app, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from .. import signals
+from ..auth import get_current_customer, utcnow
+from ..charging import ProviderError, SubscriptionNotFound
+from ..extension import PortalState, get_state
+from ..formatting import format_date
+from ..forms import ConfirmForm
+from ..i18n import gettext as _
+from ..money import Money, format_money
+from ..plans import (
+    PERIOD_END,
+    PlanChangeOutcome,
+    change_plan_now,
+    offered_plans,
+    plan_change_blocked,
+    proration_invoice_id,
+    provider_bills_subscriptions,
+    timing_for,
+)
+from ..proration import prorate
+from ..rules import rules_for
+from ..storage import AuditEvent, Customer, InvoiceStatus, Plan, StateConflict, Subscription
+from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
+from ._flows import finish_flow
+
+__all__ = ["QUOTE_MAX_AGE"]
+
+logger = logging.getLogger("flask_customer_portal")
+
+#: How long a preview's figures hold, in seconds.
+QUOTE_MAX_AGE = 30 * 60
+
+_QUOTE_SALT = "customer-portal-plan-quote"
+
+#: A number of seats as typed: ASCII digits only (``"²"`` is a digit to
+#: ``str.isdigit`` but not to ``int``).
+_SEATS_RE = re.compile(r"[0-9]{1,9}")
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key or "", salt=_QUOTE_SALT)
+
+
+def _make_quote(subscription: Subscription, plan: Plan, quantity: int, priced_at: datetime) -> str:
+    return _serializer().dumps(
+        {
+            "s": subscription.id,
+            "p": plan.id,
+            "q": quantity,
+            "t": int(priced_at.timestamp()),
+            "n": secrets.token_urlsafe(18),
+        }
+    )
+
+
+def _read_quote(
+    state: PortalState,
+    customer: Customer,
+    token: str,
+    subscription: Subscription,
+    plan: Plan,
+    quantity: int,
+) -> tuple[datetime, str] | None:
+    """``(priced at, change id)`` of a valid quote for this very change:
+    fresh, or older but with its payment still being checked (pressing
+    confirm again must settle it, however late)."""
+    try:
+        data, signed_at = _serializer().loads(token, return_timestamp=True)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or (data.get("s"), data.get("p"), data.get("q")) != (
+        subscription.id,
+        plan.id,
+        quantity,
+    ):
+        return None
+    change_id = str(data["n"])
+    if (utcnow() - signed_at).total_seconds() > QUOTE_MAX_AGE:
+        pending = state.storage.get_invoice(customer.id, proration_invoice_id(subscription, change_id))
+        if pending is None or pending.status is not InvoiceStatus.OPEN:
+            return None
+    return datetime.fromtimestamp(int(data["t"]), tz=timezone.utc), change_id
+
+
+def _date(state: PortalState, customer: Customer, moment: datetime) -> str:
+    locale = str(get_locale() or state.config.default_locale)
+    return format_date(moment, locale, customer.timezone or state.config.default_timezone)
+
+
+def _subscription_or_404(state: PortalState, customer: Customer, subscription_id: str) -> Subscription:
+    if not plausible_id(subscription_id):
+        abort(404)
+    subscription = state.storage.get_subscription(customer.id, subscription_id)
+    if subscription is None:
+        abort(404)
+    return subscription
+
+
+def _blocked_message(code: str) -> str:
+    messages = {
+        "on_hold": _("This subscription is on hold. Pay the failed renewal first, then you can change plan."),
+        "cancelled": _("This subscription has ended, so its plan cannot be changed."),
+        "ending": _("This subscription is set to end. Keep it first, then you can change plan."),
+        "paused": _("This subscription is paused. Resume it first, then you can change plan."),
+        "renewing": _("This subscription is renewing right now. Try again in a few minutes."),
+        "pending_change": _(
+            "The payment for your last plan change is still being confirmed. Try again in a few minutes."
+        ),
+    }
+    return messages.get(code, _("The plan of this subscription cannot be changed here."))
+
+
+def _page(status: int = 200, **context: Any) -> Any:
+    return render_template("customer_portal/change_plan.html", **context), status
+
+
+def _choose_page(
+    subscription: Subscription,
+    plans: tuple[Plan, ...],
+    *,
+    selected: str | None,
+    quantity: str,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Any:
+    return _page(
+        status,
+        step="choose",
+        subscription=subscription,
+        plans=plans,
+        selected=selected,
+        quantity=quantity,
+        errors=errors or {},
+    )
+
+
+@blueprint.route("/subscriptions/<subscription_id>/plan", methods=["GET", "POST"])
+@customer_required
+def change_plan(subscription_id: str) -> Any:
+    """GET: the plans to choose from. POST: the preview (``step=preview``)
+    or the change itself (``step=confirm``, with the preview's quote)."""
+    state = get_state()
+    customer = current_customer_or_401()
+    if request.method == "POST" and not ConfirmForm().validate():
+        abort(400)
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    rules = rules_for(customer, subscription)
+    if not rules.may_change_plan:
+        abort(403)
+    now = utcnow()
+    blocked = plan_change_blocked(subscription, now)
+    if blocked is None and provider_bills_subscriptions(state):
+        blocked = "no_plan"
+    if blocked is not None:
+        return _page(409, step="blocked", subscription=subscription, problem=_blocked_message(blocked))
+    plans = tuple(offered_plans(state, subscription, rules))
+
+    if request.method == "GET":
+        wanted = request.args.get("plan", "")
+        selected = wanted if any(p.id == wanted for p in plans) else None
+        return _choose_page(subscription, plans, selected=selected, quantity=str(subscription.quantity))
+
+    plan_id = request.form.get("plan", "")
+    raw_quantity = request.form.get("quantity", "").strip()
+    plan = next((p for p in plans if p.id == plan_id), None)
+    if plan is None:
+        known = plausible_id(plan_id) and state.storage.get_plan(plan_id)
+        if known and known.product_name == subscription.product_name and not rules.allows_plan(plan_id):
+            abort(403)
+        return _choose_page(
+            subscription,
+            plans,
+            selected=None,
+            quantity=raw_quantity,
+            errors={"plan": _("Choose one of the plans listed.")},
+            status=422,
+        )
+    quantity = 1
+    if plan.per_seat:
+        if (
+            not _SEATS_RE.fullmatch(raw_quantity)
+            or not plan.min_quantity <= int(raw_quantity) <= plan.max_quantity
+        ):
+            return _choose_page(
+                subscription,
+                plans,
+                selected=plan.id,
+                quantity=raw_quantity,
+                errors={
+                    "quantity": _(
+                        "Enter a number of seats from %(min)d to %(max)d.",
+                        min=plan.min_quantity,
+                        max=plan.max_quantity,
+                    )
+                },
+                status=422,
+            )
+        quantity = int(raw_quantity)
+    if (plan.id, quantity) == (subscription.plan_id, subscription.quantity):
+        if request.form.get("step") == "confirm":
+            # The same confirmation again (a double click, another tab): done already.
+            notify(_("You are now on %(plan)s.", plan=subscription.plan_name))
+            return redirect(url_for("portal.subscription", subscription_id=subscription.id), code=303)
+        return _choose_page(
+            subscription,
+            plans,
+            selected=plan.id,
+            quantity=str(quantity),
+            errors={"plan": _("This is your current plan. Choose another plan or number of seats.")},
+            status=422,
+        )
+
+    when = timing_for(state, subscription, plan, quantity)
+    if request.form.get("step") != "confirm":
+        return _preview(subscription, plan, quantity, when, now)
+    if when == PERIOD_END:
+        return _schedule(state, customer, subscription, plan, quantity, now)
+    quote_ = _read_quote(state, customer, request.form.get("quote", ""), subscription, plan, quantity)
+    if quote_ is None:
+        return _preview(
+            subscription,
+            plan,
+            quantity,
+            when,
+            now,
+            problem=_("The prices were worked out again. Check them and confirm."),
+            status=409,
+        )
+    priced_at, change_id = quote_
+    return _change_now(state, customer, subscription, plan, quantity, priced_at, change_id)
+
+
+def _preview(
+    subscription: Subscription,
+    plan: Plan,
+    quantity: int,
+    when: str,
+    now: datetime,
+    *,
+    problem: str | None = None,
+    status: int = 200,
+    priced_at: datetime | None = None,
+    quote_token: str | None = None,
+) -> Any:
+    priced_at = priced_at or now.replace(microsecond=0)
+    return _page(
+        status,
+        step="preview",
+        subscription=subscription,
+        plan=plan,
+        quantity=quantity,
+        when=when,
+        new_terms=replace(
+            subscription,
+            price=plan.amount_for(quantity),
+            interval=plan.interval,
+            interval_count=plan.interval_count,
+        ),
+        proration=prorate(subscription, plan, quantity, priced_at),
+        quote=quote_token or _make_quote(subscription, plan, quantity, priced_at),
+        problem=problem,
+    )
+
+
+def _schedule(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    plan: Plan,
+    quantity: int,
+    now: datetime,
+) -> Any:
+    try:
+        scheduled = state.storage.schedule_plan_change(
+            customer.id,
+            subscription.id,
+            plan_id=plan.id,
+            quantity=quantity,
+            now=now,
+            event=AuditEvent(
+                customer_id=customer.id,
+                action="subscription.plan_change_scheduled",
+                occurred_at=now,
+                subject_id=subscription.id,
+                details={
+                    "from_plan_id": subscription.plan_id or "",
+                    "to_plan_id": plan.id,
+                    "quantity": str(quantity),
+                },
+            ),
+        )
+    except StateConflict:
+        return _page(409, step="blocked", subscription=subscription, problem=_blocked_message(""))
+    if scheduled is None:
+        abort(404)
+    signals.plan_change_scheduled.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        customer=customer,
+        subscription=scheduled,
+        plan=plan,
+    )
+    notify(
+        _(
+            "Your plan changes to %(plan)s on %(date)s. Until then nothing changes.",
+            plan=plan.name,
+            date=_date(state, customer, scheduled.current_period_end),
+        )
+    )
+    done = finish_flow("plan_change", subscription.id)
+    return done or redirect(url_for("portal.subscription", subscription_id=subscription.id), code=303)
+
+
+def _change_now(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    plan: Plan,
+    quantity: int,
+    priced_at: datetime,
+    change_id: str,
+) -> Any:
+    def again(problem: str, status: int) -> Any:
+        """The same preview, same quote: pressing confirm again retries the
+        same change (and the same charge)."""
+        return _preview(
+            subscription,
+            plan,
+            quantity,
+            "now",
+            priced_at,
+            priced_at=priced_at,
+            quote_token=request.form.get("quote"),
+            problem=problem,
+            status=status,
+        )
+
+    try:
+        result = change_plan_now(
+            state, customer, subscription.id, plan, quantity, change_id=change_id, priced_at=priced_at
+        )
+    except SubscriptionNotFound:
+        abort(404)
+    except StateConflict as exc:
+        return _page(409, step="blocked", subscription=subscription, problem=_blocked_message(str(exc)))
+    except ProviderError:
+        logger.warning("Payment provider error during a plan change of %s", subscription.id)
+        return again(_("We could not reach the payment provider. Nothing was charged. Try again."), 503)
+    outcome = result.outcome
+    if outcome in (PlanChangeOutcome.CHANGED, PlanChangeOutcome.ALREADY_DONE):
+        changed = result.subscription
+        if result.invoice is not None:
+            notify(
+                _(
+                    "You are now on %(plan)s. We charged %(amount)s; the invoice is in your billing history.",
+                    plan=changed.plan_name,
+                    amount=_money(state, result.invoice.total_money),
+                )
+            )
+        else:
+            notify(_("You are now on %(plan)s.", plan=changed.plan_name))
+        done = finish_flow("plan_change", changed.id)
+        return done or redirect(url_for("portal.subscription", subscription_id=changed.id), code=303)
+    if outcome is PlanChangeOutcome.PENDING or outcome is PlanChangeOutcome.REQUIRES_ACTION:
+        return again(
+            _(
+                "We have not had an answer about the payment yet. Your plan has not changed. "
+                "Press the button again in a minute to check; you will not be charged twice."
+            ),
+            202,
+        )
+    # Declined or failed: nothing changed; a new try starts with a new preview.
+    return _preview(
+        subscription,
+        plan,
+        quantity,
+        "now",
+        utcnow(),
+        problem=_declined(result.decline_reason),
+        status=402,
+    )
+
+
+def _money(state: PortalState, value: Money) -> str:
+    return format_money(value, str(get_locale() or state.config.default_locale))
+
+
+def _declined(reason: str | None) -> str:
+    reasons = {
+        "insufficient_funds": _("The card has insufficient funds."),
+        "expired_card": _("The card has expired."),
+        "incorrect_cvc": _("The security code (CVC) was wrong."),
+        "no_payment_method": _("There was no payment method to charge."),
+    }
+    detail = reasons.get(reason or "", _("The bank declined the payment."))
+    return _("The payment did not go through, so your plan has not changed. %(reason)s", reason=detail)
+
+
+@blueprint.route("/subscriptions/<subscription_id>/plan/cancel-scheduled", methods=["POST"])
+@customer_required
+def cancel_scheduled_change(subscription_id: str) -> Any:
+    """Withdraw a plan change set for the period's end."""
+    state = get_state()
+    customer = current_customer_or_401()
+    if not ConfirmForm().validate():
+        abort(400)
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    if not rules_for(customer, subscription).may_change_plan:
+        abort(403)
+    now = utcnow()
+    try:
+        kept = state.storage.schedule_plan_change(
+            customer.id,
+            subscription.id,
+            plan_id=None,
+            quantity=None,
+            now=now,
+            event=AuditEvent(
+                customer_id=customer.id,
+                action="subscription.plan_change_schedule_cancelled",
+                occurred_at=now,
+                subject_id=subscription.id,
+                details={"plan_id": subscription.scheduled_plan_id or ""},
+            ),
+        )
+    except StateConflict:
+        notify(_("There is no plan change to cancel."))
+        return redirect(url_for("portal.subscription", subscription_id=subscription.id), code=303)
+    if kept is None:
+        abort(404)
+    signals.plan_change_schedule_cancelled.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        customer=customer,
+        subscription=kept,
+    )
+    notify(_("The plan change is cancelled. You stay on %(plan)s.", plan=kept.plan_name))
+    return redirect(url_for("portal.subscription", subscription_id=kept.id), code=303)
+
+
+@blueprint.context_processor
+def _plan_helpers() -> dict[str, Any]:
+    """For the subscription page: whether to offer a plan change, and the
+    name of a plan scheduled for the period's end."""
+
+    def plan_change_allowed(subscription: Subscription) -> bool:
+        customer = get_current_customer()
+        return (
+            customer is not None
+            and "portal.change_plan" in current_app.view_functions
+            and rules_for(customer, subscription).may_change_plan
+            and plan_change_blocked(subscription, utcnow()) is None
+            and not provider_bills_subscriptions(get_state())
+        )
+
+    def scheduled_plan_name(subscription: Subscription) -> str:
+        if subscription.scheduled_plan_id is None:
+            return ""
+        plan = get_state().storage.get_plan(subscription.scheduled_plan_id)
+        return plan.name if plan is not None else subscription.scheduled_plan_id
+
+    return {"plan_change_allowed": plan_change_allowed, "scheduled_plan_name": scheduled_plan_name}
