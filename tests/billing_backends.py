@@ -1,0 +1,263 @@
+"""Billing back ends for the shared contract suite (``tests/test_billing_contract.py``).
+
+Each back end is a factory: a generator function that takes the pytest
+request, makes the same scenario through the back end's own API and yields a
+:class:`SeededBilling` (the portal's storage over that back end plus the ids
+it made), cleaning up after the ``yield``. The scenario:
+
+* customer "Ava" with an ``active`` monthly subscription charged to a saved
+  Visa ending 4242 (her only saved card), at least two ``paid`` invoices of
+  that subscription, and a second subscription that is ``on_hold`` with one
+  ``open`` invoice;
+* customer "Budi" with a card and an ``active`` subscription of his own
+  (for the scoping tests).
+
+To run the suite against a new adapter, write one factory and add it to
+:data:`BACKENDS` under a short name; every test in the suite then runs
+against it. A feature the back end (or the server the tests run it
+against) cannot show goes into ``lacks`` with the reason: the tests that
+need it are skipped with that reason, visibly, and the reason should name
+the test that covers it another way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from flask_customer_portal.contrib.composite import CompositeStorage, MappingCustomerIds
+from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.money import Money
+from flask_customer_portal.storage import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    PaymentMethod,
+    PortalStorage,
+    Subscription,
+    SubscriptionStatus,
+)
+
+UTC = timezone.utc
+
+#: A feature a contract test may need that some back ends cannot show.
+SUBSCRIPTION_PAYMENT_METHOD = "set_subscription_payment_method"
+
+
+@dataclass
+class SeededBilling:
+    """The portal's storage over one back end, with the scenario's ids."""
+
+    storage: PortalStorage
+    customer_id: str
+    other_customer_id: str
+    card_id: str
+    other_card_id: str
+    active_subscription_id: str
+    on_hold_subscription_id: str
+    other_subscription_id: str
+    paid_invoice_ids: list[str]
+    open_invoice_id: str
+    now: datetime
+    """"Now" for the back end: inside the active subscription's period."""
+    lacks: dict[str, str] = field(default_factory=dict)
+    """Features this back end cannot show here, with the reason."""
+
+    def require(self, feature: str) -> None:
+        if feature in self.lacks:
+            pytest.skip(self.lacks[feature])
+
+
+BackendFactory = Callable[[pytest.FixtureRequest], Iterator[SeededBilling]]
+
+
+# -- the local store ------------------------------------------------------------------
+
+
+def seed_local(store: SQLAlchemyStorage, now: datetime) -> SeededBilling:
+    start = now - timedelta(days=5)
+
+    def card(pm_id: str, customer_id: str) -> PaymentMethod:
+        return store.add_payment_method(
+            PaymentMethod(pm_id, customer_id, "visa", "4242", 12, 2030, f"tok_{pm_id}", created_at=start)
+        )
+
+    def subscription(
+        sub_id: str, customer_id: str, method: PaymentMethod | None, **kw: object
+    ) -> Subscription:
+        return store.add_subscription(
+            Subscription(
+                id=sub_id,
+                customer_id=customer_id,
+                product_name="Pro",
+                plan_name="Monthly",
+                price=Money(1999, "USD"),
+                interval="month",
+                interval_count=1,
+                status=kw.pop("status", SubscriptionStatus.ACTIVE),  # type: ignore[arg-type]
+                current_period_start=start,
+                current_period_end=start + timedelta(days=30),
+                payment_method=method,
+                created_at=kw.pop("created_at", start),  # type: ignore[arg-type]
+            )
+        )
+
+    def invoice(inv_id: str, sub_id: str, status: InvoiceStatus, issued: datetime) -> None:
+        store.add_invoice(
+            Invoice(
+                id=inv_id,
+                number=f"INV-{inv_id}",
+                customer_id="cus_ava",
+                status=status,
+                currency="USD",
+                subtotal=1999,
+                tax=0,
+                total=1999,
+                issued_at=issued,
+                description="Pro — Monthly",
+                subscription_id=sub_id,
+                paid_at=issued if status is InvoiceStatus.PAID else None,
+                lines=(InvoiceLine("Pro — Monthly", 1, 1999, 1999),),
+            )
+        )
+
+    store.add_customer(Customer("cus_ava", "ava@example.com", "Ava", created_at=start))
+    store.add_customer(Customer("cus_budi", "budi@example.com", "Budi", created_at=start))
+    visa = card("pm_ava_visa", "cus_ava")
+    subscription("sub_ava_active", "cus_ava", visa)
+    subscription(
+        "sub_ava_on_hold",
+        "cus_ava",
+        None,
+        status=SubscriptionStatus.ON_HOLD,
+        created_at=start - timedelta(days=1),
+    )
+    invoice("in_ava_1", "sub_ava_active", InvoiceStatus.PAID, start - timedelta(days=30))
+    invoice("in_ava_2", "sub_ava_active", InvoiceStatus.PAID, start)
+    invoice("in_ava_open", "sub_ava_on_hold", InvoiceStatus.OPEN, start + timedelta(hours=1))
+    budi_card = card("pm_budi_visa", "cus_budi")
+    subscription("sub_budi", "cus_budi", budi_card)
+    return SeededBilling(
+        storage=store,
+        customer_id="cus_ava",
+        other_customer_id="cus_budi",
+        card_id="pm_ava_visa",
+        other_card_id="pm_budi_visa",
+        active_subscription_id="sub_ava_active",
+        on_hold_subscription_id="sub_ava_on_hold",
+        other_subscription_id="sub_budi",
+        paid_invoice_ids=["in_ava_1", "in_ava_2"],
+        open_invoice_id="in_ava_open",
+        now=now,
+    )
+
+
+LOCAL_NOW = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
+
+
+def local_sqlite(request: pytest.FixtureRequest) -> Iterator[SeededBilling]:
+    yield seed_local(request.getfixturevalue("sqlite_store"), LOCAL_NOW)
+
+
+def local_postgresql(request: pytest.FixtureRequest) -> Iterator[SeededBilling]:
+    from db_support import make_sqla_app, portal_tables
+
+    url: str = request.getfixturevalue("postgres_url")
+    with portal_tables(make_sqla_app(url)) as app:
+        yield seed_local(SQLAlchemyStorage(app.extensions["sqlalchemy"]), LOCAL_NOW)
+
+
+# -- Stripe (localstripe) ---------------------------------------------------------------
+
+
+def stripe_localstripe(request: pytest.FixtureRequest) -> Iterator[SeededBilling]:
+    """Stripe through :class:`CompositeStorage`: portal customers in a local
+    SQLite store, billing at localstripe, ids mapped by a dict."""
+    from stripe_support import seed_stripe
+
+    from flask_customer_portal.contrib.stripe import StripeBillingStore
+
+    client = request.getfixturevalue("localstripe")
+    local: SQLAlchemyStorage = request.getfixturevalue("sqlite_store")
+    made = seed_stripe(client)
+    now = datetime.now(UTC)
+    local.add_customer(Customer("ava", "ava@example.com", "Ava"))
+    local.add_customer(Customer("budi", "budi@example.com", "Budi"))
+    storage = CompositeStorage(
+        local,
+        billing=StripeBillingStore(client),
+        customer_ids=MappingCustomerIds.from_dict({"ava": made.customer_id, "budi": made.other_customer_id}),
+    )
+    yield SeededBilling(
+        storage=storage,
+        customer_id="ava",
+        other_customer_id="budi",
+        card_id=made.card_id,
+        other_card_id=made.other_card_id,
+        active_subscription_id=made.active_subscription_id,
+        on_hold_subscription_id=made.on_hold_subscription_id,
+        other_subscription_id=made.other_subscription_id,
+        paid_invoice_ids=made.paid_invoice_ids,
+        open_invoice_id=made.open_invoice_id,
+        now=now,
+        lacks={
+            SUBSCRIPTION_PAYMENT_METHOD: (
+                "localstripe has no default_payment_method on subscriptions; "
+                "tests/test_stripe.py covers it against recorded Stripe responses"
+            )
+        },
+    )
+
+
+# -- Dodo Payments (the fake Dodo server) ----------------------------------------------
+
+
+def dodo_fake(request: pytest.FixtureRequest) -> Iterator[SeededBilling]:
+    """Dodo Payments through :class:`~flask_customer_portal.contrib.dodo.DodoCompositeStorage`:
+    portal customers in a local SQLite store, billing at the fake Dodo server
+    (``tests/fake_dodo.py``) reached through the real ``dodopayments`` SDK."""
+    from fake_dodo import seed_contract, shared_fake_dodo
+
+    from flask_customer_portal.contrib.dodo import DodoBilling, DodoCompositeStorage
+
+    fake = shared_fake_dodo()
+    made = seed_contract(fake)
+    local: SQLAlchemyStorage = request.getfixturevalue("sqlite_store")
+    local.add_customer(Customer("ava", "ava@example.com", "Ava"))
+    local.add_customer(Customer("budi", "budi@example.com", "Budi"))
+    storage = DodoCompositeStorage(
+        local,
+        billing=DodoBilling(fake.client()),
+        customer_ids=MappingCustomerIds.from_dict({"ava": made.customer_id, "budi": made.other_customer_id}),
+    )
+    yield SeededBilling(
+        storage=storage,
+        customer_id="ava",
+        other_customer_id="budi",
+        card_id=made.card_id,
+        other_card_id=made.other_card_id,
+        active_subscription_id=made.active_subscription_id,
+        on_hold_subscription_id=made.on_hold_subscription_id,
+        other_subscription_id=made.other_subscription_id,
+        paid_invoice_ids=made.paid_invoice_ids,
+        open_invoice_id=made.open_invoice_id,
+        now=fake.now,
+    )
+
+
+#: Every back end the contract suite runs against, by name. ``marks`` per
+#: name (e.g. PostgreSQL's) are in :data:`BACKEND_MARKS`.
+BACKENDS: dict[str, BackendFactory] = {
+    "local-sqlite": local_sqlite,
+    "local-postgresql": local_postgresql,
+    "stripe-localstripe": stripe_localstripe,
+    "dodo-fake": dodo_fake,
+}
+
+BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {
+    "local-postgresql": [pytest.mark.postgres],
+}
