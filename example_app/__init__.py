@@ -18,11 +18,12 @@ from typing import Any
 
 from flask import Flask, render_template
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import inspect
 from sqlalchemy.orm import DeclarativeBase
 
 from flask_customer_portal import CustomerPortal
 from flask_customer_portal.contrib.composite import CompositeStorage
-from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.contrib.sqla import PortalModel, SQLAlchemyStorage
 
 from .backends import portal_backend
 
@@ -101,9 +102,41 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_staff(app)
 
     with app.app_context():
+        _set_aside_outdated_demo_database(app, instance_path / "shop.db")
         db.create_all()
         storage().create_all()
     return app
+
+
+def _set_aside_outdated_demo_database(app: Flask, demo_database: Path) -> None:
+    """The demo's own SQLite file, made by an older version of the portal,
+    lacks tables or columns that ``create_all`` does not add. Move it aside
+    (``shop.db.old``) so the demo starts on a fresh one. Only ever the demo's
+    default file: a configured database is never touched."""
+    engine = db.engine
+    if engine.url.database != str(demo_database) or not demo_database.exists():
+        return
+    inspector = inspect(engine)
+    outdated: list[str] = []
+    for table in [*db.metadata.sorted_tables, *PortalModel.metadata.sorted_tables]:
+        if not inspector.has_table(table.name):
+            continue  # create_all adds missing tables
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        outdated.extend(
+            f"{table.name}.{column.name}" for column in table.columns if column.name not in present
+        )
+    if not outdated:
+        return
+    engine.dispose()
+    backup = demo_database.with_name(demo_database.name + ".old")
+    demo_database.replace(backup)
+    app.logger.warning(
+        "The demo database %s was made by an older version (missing %s); it was moved to %s "
+        "and a new one is made. Run `flask --app example_app demo-data` to load the demo data.",
+        demo_database,
+        ", ".join(outdated[:5]),
+        backup,
+    )
 
 
 def storage() -> SQLAlchemyStorage:

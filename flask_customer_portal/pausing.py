@@ -27,7 +27,7 @@ from .billing import add_interval
 from .config import PortalConfig
 from .extension import PortalState
 from .mail import MailDeliveryError, render_message
-from .storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
+from .storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus, store_supports
 
 __all__ = [
     "ResumeReport",
@@ -57,12 +57,20 @@ def can_pause(subscription: Subscription, now: datetime) -> bool:
 
 
 def pause_choices(
-    config: PortalConfig, subscription: Subscription, now: datetime, *, may_pause: bool
+    config: PortalConfig,
+    subscription: Subscription,
+    now: datetime,
+    *,
+    may_pause: bool,
+    storage: object | None = None,
 ) -> tuple[int, ...]:
     """The numbers of months the customer may pause ``subscription`` for
-    now; empty when pausing is off, forbidden by their rules or not
-    possible in its state."""
+    now; empty when pausing is off, forbidden by their rules, not possible
+    in its state, or not something ``storage`` can do (a billing adapter
+    without pauses)."""
     if not (config.allow_pause and may_pause and can_pause(subscription, now)):
+        return ()
+    if storage is not None and not store_supports(storage, "pause_subscription"):
         return ()
     return tuple(range(1, config.max_pause_months + 1))
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .i18n import lazy_gettext as _l
-from .storage import Customer, Subscription, SubscriptionStatus
+from .storage import Customer, Subscription, SubscriptionStatus, store_supports
 
 if TYPE_CHECKING:
     from .config import PortalConfig
@@ -197,9 +197,11 @@ def retention_offer_for(
         pausable = subscription.status is SubscriptionStatus.ACTIVE and not subscription.cancel_at_period_end
         if not (may_pause and pausable and offer.months <= state.config.max_pause_months):
             return None
+        if not store_supports(state.storage, "pause_subscription"):
+            return None
     elif isinstance(offer, PlanOffer):
         if not may_change_plan(offer.plan_id):
             return None
-    elif subscription.discount_renewals > 0:
+    elif subscription.discount_renewals > 0 or not store_supports(state.storage, "set_retention_discount"):
         return None
     return offer

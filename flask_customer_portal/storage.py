@@ -55,6 +55,7 @@ __all__ = [
     "SubscriptionLock",
     "SubscriptionStatus",
     "TaxIdScheme",
+    "store_supports",
 ]
 
 T = TypeVar("T")
@@ -463,6 +464,16 @@ class Page(Generic[T]):
     @property
     def has_next(self) -> bool:
         return self.page < self.pages
+
+
+def store_supports(storage: object, name: str) -> bool:
+    """Whether ``storage`` can do what its protocol member ``name`` does for
+    the subscriptions it serves. Stores that hold everything themselves
+    support every member; a composite store over a payment company's API
+    (:class:`~flask_customer_portal.contrib.composite.CompositeStorage`)
+    says per member with a ``supports(name)`` method."""
+    supports = getattr(storage, "supports", None)
+    return bool(supports(name)) if callable(supports) else callable(getattr(storage, name, None))
 
 
 @runtime_checkable

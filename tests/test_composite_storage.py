@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -402,3 +403,33 @@ def test_replace_keeps_records_that_need_no_mapping(seeded: SQLAlchemyStorage) -
     composite = CompositeStorage(seeded, billing=BillingOnly(seeded))
     (subscription,) = composite.list_subscriptions("prov_a")
     assert dataclasses.asdict(subscription) == dataclasses.asdict(seeded.list_subscriptions("prov_a")[0])
+
+
+def test_actions_the_adapter_lacks_are_not_offered(seeded: SQLAlchemyStorage) -> None:
+    from flask_customer_portal.config import PortalConfig
+    from flask_customer_portal.contrib.composite import BILLING_CORE
+    from flask_customer_portal.pausing import pause_choices
+    from flask_customer_portal.storage import store_supports
+
+    # The adapter holds the subscriptions but has no pauses and no discounts:
+    # the local store has both methods, but not the adapter's subscriptions.
+    adapter = BillingOnly(seeded, charge=False)
+    adapter._members = set(BILLING_CORE)
+    composite = CompositeStorage(seeded, billing=adapter)
+    assert not hasattr(composite.billing, "pause_subscription")
+    assert callable(seeded.pause_subscription)
+    assert not store_supports(composite, "pause_subscription")
+    assert not store_supports(composite, "set_retention_discount")
+    assert store_supports(composite, "cancel_subscription")
+    # Members that are the local store's own (sessions, customers) are supported.
+    assert store_supports(composite, "list_customer_sessions")
+    assert store_supports(composite, "get_customer")
+    # A store that holds everything itself supports what it implements.
+    assert store_supports(seeded, "pause_subscription")
+    assert not store_supports(seeded, "no_such_method")
+
+    subscription = seeded.get_subscription("prov_a", "sub_prov_a")
+    assert subscription is not None
+    config = cast(PortalConfig, SimpleNamespace(allow_pause=True, max_pause_months=3))
+    assert pause_choices(config, subscription, T0, may_pause=True, storage=seeded) == (1, 2, 3)
+    assert pause_choices(config, subscription, T0, may_pause=True, storage=composite) == ()

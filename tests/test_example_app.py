@@ -126,3 +126,29 @@ def test_host_template_overrides_the_portal_brand(shop: Flask) -> None:
     home = client.get("/")
     assert home.status_code == 200
     assert "/portal/login/biz_demo" in home.text
+
+
+def test_a_demo_database_from_an_older_version_is_set_aside(tmp_path: Path) -> None:
+    import sqlite3
+
+    from example_app import _set_aside_outdated_demo_database
+
+    demo_database = tmp_path / "shop.db"
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{demo_database}"})
+    with app.app_context():
+        _set_aside_outdated_demo_database(app, demo_database)
+        assert demo_database.exists()  # up to date: left alone
+        app.extensions["sqlalchemy"].engine.dispose()
+    with sqlite3.connect(demo_database) as connection:
+        connection.execute("ALTER TABLE portal_sessions DROP COLUMN location")
+    with app.app_context():
+        _set_aside_outdated_demo_database(app, demo_database)
+    assert not demo_database.exists()
+    assert (tmp_path / "shop.db.old").exists()
+    # Another file than the demo's own is never touched.
+    other = tmp_path / "other.db"
+    (tmp_path / "shop.db.old").rename(other)
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{other}"})
+    with app.app_context():
+        _set_aside_outdated_demo_database(app, demo_database)
+    assert other.exists()

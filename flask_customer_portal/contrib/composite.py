@@ -254,6 +254,17 @@ class CompositeStorage:
             return self.local
         return self.billing
 
+    def supports(self, name: str) -> bool:
+        """Whether the protocol member ``name`` can act on the billing
+        adapter's subscriptions: it is served by the store that holds them
+        (a pause or a retention discount the adapter lacks would otherwise
+        reach the local store, which does not know the subscription).
+        The portal offers no action whose member is unsupported. Members
+        that are always the local store's (customers, sessions) are supported."""
+        if name in local_only_members():
+            return callable(getattr(self.local, name, None))
+        return self.backend_of(name) is self.backend_of("get_subscription")
+
     def __getattr__(self, name: str) -> Any:
         # Only reached for names this class does not define: licence keys,
         # access, and protocol members added after it was written. Those the

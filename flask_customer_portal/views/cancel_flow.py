@@ -40,7 +40,7 @@ from ..retention import (
     retention_offer_for,
 )
 from ..rules import CustomerRules, rules_for
-from ..storage import AuditEvent, Customer, StateConflict, Subscription
+from ..storage import AuditEvent, Customer, StateConflict, Subscription, store_supports
 from ._base import blueprint, current_customer_or_401, customer_required, notify
 from ._flows import finish_flow
 from .subscriptions import (
@@ -64,7 +64,7 @@ def _offer(
     state: PortalState, customer: Customer, subscription: Subscription, reason: CancellationReason
 ) -> RetentionOffer | None:
     rules = rules_for(customer, subscription)
-    may_pause = state.config.allow_pause and rules.may_pause and can_pause(subscription, utcnow())
+    may_pause = _may_pause(state, rules) and can_pause(subscription, utcnow())
 
     def may_change_plan(plan_id: str) -> bool:
         return "portal.change_plan" in current_app.view_functions and rules.allows_plan(plan_id)
@@ -231,7 +231,9 @@ def accept_retention_offer(subscription_id: str) -> Any:
 
 
 def _may_pause(state: PortalState, rules: CustomerRules) -> bool:
-    return state.config.allow_pause and rules.may_pause
+    return (
+        state.config.allow_pause and rules.may_pause and store_supports(state.storage, "pause_subscription")
+    )
 
 
 @blueprint.route("/subscriptions/<subscription_id>/pause", methods=["POST"], endpoint="pause_subscription")

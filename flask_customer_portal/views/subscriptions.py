@@ -150,7 +150,9 @@ def _detail_page(
         subscription=view.subscription,
         problem=problem,
         rules=rules,
-        pause_months=pause_choices(state.config, view.subscription, utcnow(), may_pause=rules.may_pause),
+        pause_months=pause_choices(
+            state.config, view.subscription, utcnow(), may_pause=rules.may_pause, storage=state.storage
+        ),
         pause_error=pause_error,
     )
     return page, status
