@@ -1014,6 +1014,74 @@ _COUNT_LICENSE_KEYS = (
 )
 
 
+_invoices = InvoiceModel.__table__
+_INVOICE_LIST_COLUMNS = _columns(
+    _invoices,
+    [
+        "id",
+        "number",
+        "customer_id",
+        "status",
+        "currency",
+        "subtotal",
+        "tax",
+        "total",
+        "issued_at",
+        "description",
+        "subscription_id",
+        "paid_at",
+        "payment_reference",
+    ],
+)
+_COUNT_INVOICES = (
+    select(func.count()).select_from(_invoices).where(_invoices.c.customer_id == bindparam("customer_id"))
+)
+_LIST_INVOICES = (
+    select(*_INVOICE_LIST_COLUMNS, *_PAYMENT_METHOD_COLUMNS)
+    .select_from(_invoices.outerjoin(_payment_methods, _payment_method_join(_invoices)))
+    .where(_invoices.c.customer_id == bindparam("customer_id"))
+    .order_by(_invoices.c.issued_at.desc(), _invoices.c.id.desc())
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+
+
+def _invoice_from_row(row: Row[Any]) -> Invoice:
+    """An invoice of a list (no lines, no billing details) from a row of
+    :data:`_LIST_INVOICES`."""
+    (
+        invoice_id,
+        number,
+        customer_id,
+        status,
+        currency,
+        subtotal,
+        tax,
+        total,
+        issued_at,
+        description,
+        subscription_id,
+        paid_at,
+        payment_reference,
+    ) = row[: len(_INVOICE_LIST_COLUMNS)]
+    return Invoice(
+        id=invoice_id,
+        number=number,
+        customer_id=customer_id,
+        status=status,
+        currency=currency,
+        subtotal=subtotal,
+        tax=tax,
+        total=total,
+        issued_at=issued_at,
+        description=description,
+        subscription_id=subscription_id,
+        paid_at=paid_at,
+        payment_reference=payment_reference,
+        payment_method=_payment_method_at(row, len(_INVOICE_LIST_COLUMNS)),
+    )
+
+
 class SQLAlchemyStorage:
     """:class:`~flask_customer_portal.storage.PortalStorage` on Flask-SQLAlchemy.
 
@@ -1137,26 +1205,21 @@ class SQLAlchemyStorage:
         return _subscription(row, _optional_payment_method(row.payment_method))
 
     def list_invoices(self, customer_id: str, *, page: int, per_page: int) -> Page[Invoice]:
-        """One page of invoices in two queries (count + page), whatever the size."""
+        """One page of invoices in two queries (count + page), whatever the
+        size; the page's columns only, without ORM objects (lists show
+        neither lines nor billing details)."""
         if page < 1:
             raise ValueError(f"page must be 1 or more, got {page}")
         if per_page < 1:
             raise ValueError(f"per_page must be 1 or more, got {per_page}")
         session = self._session
-        total = session.scalar(
-            select(func.count()).select_from(InvoiceModel).where(InvoiceModel.customer_id == customer_id)
-        )
-        rows = session.scalars(
-            select(InvoiceModel)
-            .where(InvoiceModel.customer_id == customer_id)
-            .options(joinedload(InvoiceModel.payment_method))
-            .order_by(InvoiceModel.issued_at.desc(), InvoiceModel.id.desc())
-            .limit(per_page)
-            .offset((page - 1) * per_page)
-            .execution_options(**_FRESH)
+        total = session.scalar(_COUNT_INVOICES, {"customer_id": customer_id})
+        rows = session.execute(
+            _LIST_INVOICES,
+            {"customer_id": customer_id, "limit": per_page, "offset": (page - 1) * per_page},
         ).all()
         return Page(
-            items=tuple(_invoice(r, _optional_payment_method(r.payment_method)) for r in rows),
+            items=tuple(_invoice_from_row(row) for row in rows),
             page=page,
             per_page=per_page,
             total=total or 0,
