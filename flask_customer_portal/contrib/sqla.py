@@ -1513,30 +1513,26 @@ class SQLAlchemyStorage:
             yield None if row is None else _SQLSubscriptionLock(self, session, row)
 
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
-        now = _utc(now, "now")
-        rows = self._session.scalars(
-            select(SubscriptionModel)
-            .where(
-                SubscriptionModel.status == SubscriptionStatus.ACTIVE,
-                SubscriptionModel.current_period_end <= now,
-            )
-            .options(joinedload(SubscriptionModel.payment_method))
-            .order_by(SubscriptionModel.current_period_end, SubscriptionModel.id)
-            .limit(limit)
-            .execution_options(**_FRESH)
-        ).all()
-        return tuple(_subscription(r, _optional_payment_method(r.payment_method)) for r in rows)
+        return self._subscriptions_reaching(
+            SubscriptionStatus.ACTIVE, SubscriptionModel.current_period_end, now, limit
+        )
 
     def subscriptions_to_resume(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
+        return self._subscriptions_reaching(
+            SubscriptionStatus.PAUSED, SubscriptionModel.resumes_at, now, limit
+        )
+
+    def _subscriptions_reaching(
+        self, status: SubscriptionStatus, moment: Any, now: datetime, limit: int
+    ) -> Sequence[Subscription]:
+        """Subscriptions in ``status`` whose ``moment`` column is at or
+        before ``now``, earliest first (the scheduled jobs' work lists)."""
         now = _utc(now, "now")
         rows = self._session.scalars(
             select(SubscriptionModel)
-            .where(
-                SubscriptionModel.status == SubscriptionStatus.PAUSED,
-                SubscriptionModel.resumes_at <= now,
-            )
+            .where(SubscriptionModel.status == status, moment <= now)
             .options(joinedload(SubscriptionModel.payment_method))
-            .order_by(SubscriptionModel.resumes_at, SubscriptionModel.id)
+            .order_by(moment, SubscriptionModel.id)
             .limit(limit)
             .execution_options(**_FRESH)
         ).all()
