@@ -963,3 +963,35 @@ def test_dodo_requests_per_page_do_not_grow_with_the_records(
         fake.add_license_key("cus_dodo_ava")
     assert requests_for_page() == few
     assert few <= 12
+
+
+def test_a_new_card_in_the_portal_is_entered_on_dodos_page(
+    dodo_app: Flask, scenario: Scenario, fake: FakeDodo
+) -> None:
+    client = _signed_in(dodo_app, "cus_demo_budi")
+    url = f"/portal/subscriptions/{scenario.budi_sub}/payment-method"
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "secure page" in page.text and 'name="card_number"' not in page.text
+    answer = client.post(
+        url, data={"csrf_token": csrf_token_from(page.text), "payment_method": "new", "intent": "reactivate"}
+    )
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == f"https://test.checkout.dodopayments.com/pm/{scenario.budi_sub}"
+    sent = fake.calls("POST", f"/subscriptions/{scenario.budi_sub}/update-payment-method")[-1][3]
+    assert sent == {"type": "new", "return_url": BASE_URL + url}
+    # Without a valid CSRF token nothing reaches Dodo; another customer's subscription is a 404.
+    before = len(fake.calls("POST", r"/subscriptions/.*/update-payment-method"))
+    assert client.post(url, data={"payment_method": "new"}).status_code == 400
+    other = client.post(
+        f"/portal/subscriptions/{scenario.ava_sub}/payment-method",
+        data={"csrf_token": csrf_token_from(page.text), "payment_method": "new"},
+    )
+    assert other.status_code == 404
+    assert len(fake.calls("POST", r"/subscriptions/.*/update-payment-method")) == before
+    # Dodo failing is a clear page, not a 500.
+    fake.fail("POST", f"/subscriptions/{scenario.budi_sub}/update-payment-method", 500)
+    failed = client.post(
+        url, data={"csrf_token": csrf_token_from(page.text), "payment_method": "new", "intent": "reactivate"}
+    )
+    assert failed.status_code == 502 and "Traceback" not in failed.text

@@ -736,6 +736,11 @@ class DodoBilling:
         this customer's; raises :class:`DodoRefused` if Dodo sends no link."""
         if self.get_subscription(customer_id, subscription_id) is None:
             return None
+        return self.new_method_link(subscription_id, return_url=return_url)
+
+    def new_method_link(self, subscription_id: str, *, return_url: str) -> str:
+        """:meth:`payment_method_link` for a subscription whose owner was
+        checked already (the portal's views look it up first)."""
         answer = self._update_payment_method(subscription_id, {"type": "new", "return_url": return_url})
         if not answer.payment_link:
             raise DodoRefused("a new payment method (no payment link)", 502)
@@ -1039,6 +1044,14 @@ class DodoPaymentProvider:
 
     def __repr__(self) -> str:
         return f"DodoPaymentProvider({self.billing!r})"
+
+    def new_method_page(self, *, subscription_id: str, return_url: str) -> str:
+        """Where the customer enters a new payment method for the
+        subscription: Dodo's payment page, which comes back to
+        ``return_url``. For an ``on_hold`` subscription Dodo then charges
+        what is owed with it. The portal's payment-method page sends
+        "a new card" here (see :doc:`/providers`)."""
+        return self.billing.new_method_link(subscription_id, return_url=return_url)
 
     def attach_card(self, customer_id: str, card: CardDetails) -> AttachResult:
         logger.error("Dodo Payments takes card details on its own payment page only; refused")

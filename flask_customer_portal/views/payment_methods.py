@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -175,6 +176,7 @@ def _render(
             test_cards=_TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
             # A provider's own card form (e.g. Stripe Elements), included for a new card.
             card_element=getattr(state.payments, "card_element_template", None),
+            new_method_page=_new_method_page(state) is not None,
             payment_provider=state.payments,
             open_invoices=open_invoices,
             amount_due=_amount_due(subscription, open_invoices) if view.on_hold else None,
@@ -239,6 +241,9 @@ def payment_method(subscription_id: str) -> Any:
             )
         )
         return _render(state, customer, subscription, form, problem=problem, status=409)
+    new_method_page = _new_method_page(state)
+    if new_method_page is not None and request.form.get("payment_method") == NEW_CARD:
+        return _to_new_method_page(state, customer, subscription, form, new_method_page)
     if not valid:
         return _render(state, customer, subscription, form, status=422)
 
@@ -257,6 +262,41 @@ def payment_method(subscription_id: str) -> Any:
     if subscription.status is SubscriptionStatus.ON_HOLD:
         return _reactivate(state, customer, subscription, form, method)
     return _change(state, customer, subscription, method)
+
+
+def _new_method_page(state: PortalState) -> Callable[..., str] | None:
+    """The provider's own page for entering a new payment method, if it has
+    one instead of a card element (Dodo Payments): its
+    ``new_method_page(subscription_id=, return_url=)`` gives the address."""
+    if raw_cards_allowed(state) or getattr(state.payments, "card_element_template", None):
+        return None
+    page = getattr(state.payments, "new_method_page", None)
+    return page if callable(page) else None
+
+
+def _to_new_method_page(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    form: PaymentMethodForm,
+    new_method_page: Callable[..., str],
+) -> Any:
+    """Send the customer to the provider's page for a new method; it comes
+    back to this subscription's payment-method page."""
+    return_url = state.config.base_url + url_for("portal.payment_method", subscription_id=subscription.id)
+    try:
+        link = new_method_page(subscription_id=subscription.id, return_url=return_url)
+    except Exception as exc:
+        logger.error(
+            "Payment provider raised %s while making a new-method page for customer %s",
+            type(exc).__name__,
+            customer.id,
+        )
+        return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+    if urlsplit(link).scheme != "https":
+        logger.error("Payment provider gave a new-method page that is not https; refused")
+        return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+    return redirect(link, code=303)
 
 
 def _attach(
