@@ -518,8 +518,7 @@ class BillingStore(Protocol):
         """One subscription of this customer, or ``None``."""
 
     def list_invoices(self, customer_id: str, *, page: int, per_page: int) -> Page[Invoice]:
-        """One page of the customer's invoices, newest first, without lines
-        (``billing_details`` may be left out too: lists do not show it)."""
+        """One page of the customer's invoices, newest first, without lines."""
 
     def list_invoices_after(
         self, customer_id: str, after: Invoice | None, *, limit: int, with_lines: bool = False

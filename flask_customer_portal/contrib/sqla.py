@@ -1031,6 +1031,7 @@ _INVOICE_LIST_COLUMNS = _columns(
         "subscription_id",
         "paid_at",
         "payment_reference",
+        "billing_details",
     ],
 )
 _COUNT_INVOICES = (
@@ -1047,7 +1048,7 @@ _LIST_INVOICES = (
 
 
 def _invoice_from_row(row: Row[Any]) -> Invoice:
-    """An invoice of a list (no lines, no billing details) from a row of
+    """An invoice of a list (without lines) from a row of
     :data:`_LIST_INVOICES`."""
     (
         invoice_id,
@@ -1063,6 +1064,7 @@ def _invoice_from_row(row: Row[Any]) -> Invoice:
         subscription_id,
         paid_at,
         payment_reference,
+        billing_details,
     ) = row[: len(_INVOICE_LIST_COLUMNS)]
     return Invoice(
         id=invoice_id,
@@ -1079,6 +1081,7 @@ def _invoice_from_row(row: Row[Any]) -> Invoice:
         paid_at=paid_at,
         payment_reference=payment_reference,
         payment_method=_payment_method_at(row, len(_INVOICE_LIST_COLUMNS)),
+        billing_details=_billing_details_from_json(billing_details),
     )
 
 
@@ -1206,8 +1209,7 @@ class SQLAlchemyStorage:
 
     def list_invoices(self, customer_id: str, *, page: int, per_page: int) -> Page[Invoice]:
         """One page of invoices in two queries (count + page), whatever the
-        size; the page's columns only, without ORM objects (lists show
-        neither lines nor billing details)."""
+        size; columns only, without ORM objects, and without lines."""
         if page < 1:
             raise ValueError(f"page must be 1 or more, got {page}")
         if per_page < 1:
