@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from babel import Locale
 from babel.numbers import format_currency, get_currency_precision
+from iso4217 import Currency
 
 __all__ = ["Money", "display_digits", "format_money", "minor_unit_exponent"]
 
@@ -22,20 +24,38 @@ _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 _NO_DISPLAY_DECIMALS = frozenset({"IDR", "HUF", "TWD", "UGX", "ISK", "CLP"})
 
 
+#: Minor digits of a code ISO 4217 does not list, or lists without any
+#: (funds, precious metals): the standard's usual two.
+_DEFAULT_EXPONENT = 2
+
+
+@lru_cache(maxsize=512)
 def minor_unit_exponent(currency: str) -> int:
-    """Number of minor digits of ``currency`` as stored (ISO 4217 / CLDR).
+    """Number of minor digits of ``currency`` as stored: its ISO 4217 minor
+    unit, as the payment providers count it.
 
-    ``USD`` → 2 (cents), ``JPY`` → 0, ``IDR`` → 2 (sen, as Stripe and ISO
-    count it, though nobody displays them).
+    ``USD`` → 2 (cents), ``JPY`` → 0, ``KWD`` → 3, ``IDR`` → 2 (sen, as
+    Stripe and ISO count it, though nobody displays them). It comes from the
+    ISO 4217 table (the ``iso4217`` package), never from CLDR, whose digits
+    are how many people write and change with Babel releases (Babel 2.19 says
+    0 for IDR and HUF): an amount stored in minor units must keep its
+    meaning whatever Babel is installed.
     """
-    return int(get_currency_precision(currency))
+    try:
+        exponent = Currency(currency).exponent
+    except ValueError:
+        return _DEFAULT_EXPONENT
+    return _DEFAULT_EXPONENT if exponent is None else int(exponent)
 
 
+@lru_cache(maxsize=512)
 def display_digits(currency: str) -> int:
-    """Number of fraction digits shown to a customer for ``currency``."""
+    """Number of fraction digits shown to a customer for ``currency``: none
+    for the currencies in which prices are whole amounts (IDR, HUF, …),
+    otherwise what CLDR uses, never more than the stored minor digits."""
     if currency in _NO_DISPLAY_DECIMALS:
         return 0
-    return minor_unit_exponent(currency)
+    return min(minor_unit_exponent(currency), int(get_currency_precision(currency)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +93,15 @@ def format_money(money: Money, locale: Locale | str) -> str:
     'Rp150.000'
     """
     loc = locale if isinstance(locale, Locale) else Locale.parse(locale)
-    if display_digits(money.currency) == minor_unit_exponent(money.currency):
+    digits = display_digits(money.currency)
+    if digits == get_currency_precision(money.currency):
         return str(format_currency(money.decimal, money.currency, locale=loc))
-    # Drop the fraction from the locale's own pattern ("¤#,##0.00" → "¤#,##0",
-    # "#,##0.00 ¤" → "#,##0 ¤") so the symbol keeps its local position.
+    # Give the locale's own pattern that many fraction digits ("¤#,##0.00"
+    # → "¤#,##0", "#,##0.00 ¤" → "#,##0 ¤") so the symbol keeps its local
+    # position.
     pattern = loc.currency_formats["standard"].pattern.split(";")[0]
-    whole = re.sub(r"\.[0#]+", "", pattern)
+    fraction = "." + "0" * digits if digits else ""
+    shown = re.sub(r"\.[0#]+", fraction, pattern)
     return str(
-        format_currency(money.decimal, money.currency, locale=loc, format=whole, currency_digits=False)
+        format_currency(money.decimal, money.currency, locale=loc, format=shown, currency_digits=False)
     )

@@ -69,6 +69,58 @@ def test_idr_has_no_decimals_in_any_locale() -> None:
     assert format_money(amount, "de") == "150.000\xa0IDR"
 
 
+@pytest.mark.parametrize(
+    ("currency", "exponent"),
+    [
+        ("USD", 2),
+        ("IDR", 2),
+        ("HUF", 2),
+        ("TWD", 2),
+        ("COP", 2),
+        ("JPY", 0),
+        ("KRW", 0),
+        ("KWD", 3),
+        ("IQD", 3),
+        ("CLF", 4),
+        ("XDR", 2),
+        ("QQQ", 2),
+    ],
+)
+def test_stored_minor_digits_are_iso_4217(currency: str, exponent: int) -> None:
+    assert minor_unit_exponent(currency) == exponent
+
+
+@pytest.mark.parametrize("cldr_idr_digits", [2, 0], ids=["babel-2.18", "babel-2.19"])
+def test_amounts_keep_their_meaning_whatever_cldr_says(
+    monkeypatch: pytest.MonkeyPatch, cldr_idr_digits: int
+) -> None:
+    """CLDR's digits are display practice and change between Babel releases
+    (IDR and HUF went from 2 to 0): neither what a stored amount means nor
+    how it is shown may change with them."""
+    import babel.numbers
+
+    from flask_customer_portal import money
+
+    real = babel.numbers.get_currency_precision
+
+    def precision(currency: str) -> int:
+        return cldr_idr_digits if currency in ("IDR", "HUF") else int(real(currency))
+
+    monkeypatch.setattr(money, "get_currency_precision", precision)
+    monkeypatch.setattr(babel.numbers, "get_currency_precision", precision)
+    for cached in (money.minor_unit_exponent, money.display_digits):
+        cached.cache_clear()
+    try:
+        assert Money(15000000, "IDR").decimal == Decimal("150000")
+        assert format_money(Money(15000000, "IDR"), "id") == "Rp150.000"
+        assert format_money(Money(15000050, "IDR"), "id") == "Rp150.000"
+        assert format_money(Money(1999, "USD"), "en") == "$19.99"
+        assert display_digits("IDR") == 0
+    finally:
+        for cached in (money.minor_unit_exponent, money.display_digits):
+            cached.cache_clear()
+
+
 def test_format_money_accepts_a_locale_object() -> None:
     assert format_money(Money(15_000_000, "IDR"), Locale.parse("id_ID")) == "Rp150.000"
     assert format_money(Money(1999, "USD"), Locale("en", "US")) == "$19.99"
