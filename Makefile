@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export PORT
 
-.PHONY: demo test lint typecheck security pytest docs bench translations extract-messages system-deps clean
+.PHONY: demo test lint typecheck security audit pytest docs bench translations extract-messages system-deps clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ typecheck: $(VENV)/.installed
 security: $(VENV)/.installed
 	$(BIN)/bandit -q -r flask_customer_portal -c pyproject.toml
 
+# Known vulnerabilities in the installed packages (needs PyPI's JSON API);
+# pip-audit lives in its own virtualenv so that it does not audit itself.
+audit: $(VENV)/.installed
+	@test -x .venv-audit/bin/pip-audit || ($(PYTHON) -m venv .venv-audit && .venv-audit/bin/pip install --quiet 'pip-audit>=2.7')
+	$(BIN)/pip freeze --exclude-editable > .venv-audit/requirements.txt
+	.venv-audit/bin/python scripts/audit.py .venv-audit/requirements.txt
+
 pytest: $(VENV)/.installed translations system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -61,4 +68,4 @@ bench: $(VENV)/.installed translations
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) docs/_build .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-audit docs/_build .mypy_cache .pytest_cache .ruff_cache
