@@ -19,6 +19,7 @@ import io
 import re
 import threading
 import unicodedata
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -193,10 +194,14 @@ _SPACES = re.compile(r"[ \t]+")
 def _clean(text: str, *, multiline: bool = False) -> str:
     """``text`` as it may appear on an invoice: NFC, no control characters,
     whitespace tidied, line breaks kept only where ``multiline``."""
-    text = _LINE_BREAKS.sub("\n" if multiline else " ", unicodedata.normalize("NFC", text))
-    text = "".join(
-        ch for ch in text if ch == "\n" or ch == "\t" or unicodedata.category(ch) not in _DROPPED_CATEGORIES
-    )
+    # Printable text has no line breaks and nothing in _DROPPED_CATEGORIES.
+    if not (text.isprintable() and unicodedata.is_normalized("NFC", text)):
+        text = _LINE_BREAKS.sub("\n" if multiline else " ", unicodedata.normalize("NFC", text))
+        text = "".join(
+            ch
+            for ch in text
+            if ch == "\n" or ch == "\t" or unicodedata.category(ch) not in _DROPPED_CATEGORIES
+        )
     lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 
@@ -244,6 +249,7 @@ def _bill_to(document: InvoiceDocument) -> tuple[str, ...]:
 def _content(document: InvoiceDocument) -> _Content:
     invoice, labels, locale = document.invoice, document.labels, Locale.parse(document.locale)
 
+    @functools.cache  # amounts repeat: a line's price and amount, the subtotal and total
     def money(amount: int) -> str:
         return format_money(Money(amount, invoice.currency), locale)
 
@@ -343,10 +349,11 @@ class _FontFace:
     whole font when the document is saved; for DejaVu Sans that is most of
     the time spent on an invoice. Each document instead gets a copy of the
     parsed metrics with its own glyph usage, and, when it is saved, the font
-    already subset to the glyphs it used. A subset is made once per glyph
-    set (from the trimmed common program when that covers the glyphs, from
-    the full font otherwise) and kept in a small LRU cache: invoices keep
-    using the same few glyphs.
+    already subset to the glyphs it used and compressed (see
+    :func:`_invoice_output_type`). A subset is made once per glyph set (from
+    the trimmed common program when that covers the glyphs, from the full
+    font otherwise) and kept in a small LRU cache: invoices keep using the
+    same few glyphs.
     """
 
     #: Glyph sets whose subset is kept, per face (a subset is 10-30 kB).
@@ -360,7 +367,7 @@ class _FontFace:
         self._template: TTFFont | None = None
         self._data = b""
         self._common: tuple[bytes, frozenset[str]] | None = None
-        self._subsets: OrderedDict[frozenset[str], tuple[bytes, tuple[str, ...]]] = OrderedDict()
+        self._subsets: OrderedDict[frozenset[str], _Program] = OrderedDict()
 
     def template(self) -> TTFFont:
         with self._lock:
@@ -369,7 +376,9 @@ class _FontFace:
                 from fpdf.fonts import TTFFont
 
                 self._data = self.path.read_bytes()
-                self._template = TTFFont(FPDF(), self.path, self.fontkey, self.style)
+                template = TTFFont(FPDF(), self.path, self.fontkey, self.style)
+                template.cw = _Widths(template.cw, template.desc.missing_width)
+                self._template = template
             return self._template
 
     def codepoints(self) -> frozenset[int]:
@@ -381,9 +390,9 @@ class _FontFace:
 
         template = self.template()
         font = copy.copy(template)
-        # Everything a document changes while it is written gets its own copy.
+        # Everything a document changes while it is written gets its own copy;
+        # the widths are only read (see _Widths).
         font.i = len(pdf.fonts) + 1
-        font.cw = copy.copy(template.cw)
         font.desc = copy.copy(template.desc)
         font.missing_glyphs = []
         font.biggest_size_pt = 0
@@ -392,11 +401,11 @@ class _FontFace:
         pdf.fonts[self.fontkey] = font
         return font
 
-    def program_for(self, glyph_names: Iterable[str]) -> Any:
-        """A fresh font for fpdf2 to subset to ``glyph_names`` and embed.
+    def program_for(self, glyph_names: Iterable[str]) -> _Program:
+        """The font program to embed for a document that uses ``glyph_names``.
 
-        Subsetting is done once per glyph set: fpdf2 gets the finished subset
-        (see :func:`_subset_program`), which its own subsetting leaves as it is.
+        Made once per glyph set and kept in a small LRU cache keyed by the
+        set: a document always gets the subset of exactly its own glyphs.
         """
         key = frozenset(glyph_names)
         with self._lock:
@@ -412,11 +421,10 @@ class _FontFace:
                 self._subsets.move_to_end(key)
                 while len(self._subsets) > self.subset_cache_size:
                     self._subsets.popitem(last=False)
-        data, glyph_order = cached
-        return _subset_program(data, glyph_order)
+        return cached
 
-    def _make_subset(self, glyph_names: frozenset[str]) -> tuple[bytes, tuple[str, ...]]:
-        """The font program fpdf2 would embed for ``glyph_names`` and its glyph order.
+    def _make_subset(self, glyph_names: frozenset[str]) -> _Program:
+        """The font program fpdf2 would embed for ``glyph_names``.
 
         Subset with the options fpdf2's ``OutputProducer._add_fonts`` uses, so
         the embedded bytes are the ones fpdf2 itself would write.
@@ -431,11 +439,12 @@ class _FontFace:
         subsetter = subset.Subsetter(options)
         subsetter.populate(glyphs=sorted(glyph_names))
         subsetter.subset(font)
-        glyph_order = tuple(font.getGlyphOrder())
+        glyph_ids = MappingProxyType({name: index for index, name in enumerate(font.getGlyphOrder())})
         buffer = io.BytesIO()
         font.save(buffer)
         font.close()
-        return buffer.getvalue(), glyph_order
+        program = buffer.getvalue()
+        return _Program(glyph_ids=glyph_ids, length=len(program), compressed=_flate(program))
 
     def _common_program(self) -> tuple[bytes, frozenset[str]]:
         with self._lock:
@@ -456,6 +465,22 @@ class _FontFace:
             return self._common
 
 
+class _Widths(dict[int, float]):
+    """A face's character widths, shared by every document using the face.
+
+    fpdf2 keeps them in a ``defaultdict``, which stores the default width
+    for each character looked up that the face lacks; this gives the same
+    width without storing anything, so documents never write to it.
+    """
+
+    def __init__(self, widths: Mapping[int, float], default: float) -> None:
+        super().__init__(widths)
+        self.default = default
+
+    def __missing__(self, key: int) -> float:
+        return self.default
+
+
 def _open_font(data: bytes) -> Any:
     """``data`` as a ``fontTools`` font to subset.
 
@@ -469,41 +494,101 @@ def _open_font(data: bytes) -> Any:
     return ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False, recalcBBoxes=False, lazy=True)
 
 
-def _subset_program(data: bytes, glyph_order: tuple[str, ...]) -> Any:
-    """A :class:`fontTools.ttLib.TTFont` that stands for the finished subset
-    ``data`` (see :func:`_subset_program_type`)."""
-    return _subset_program_type()(data, glyph_order)
+@dataclass(frozen=True, slots=True)
+class _Program:
+    """One face subset to one glyph set, ready to embed."""
+
+    glyph_ids: Mapping[str, int]
+    """The glyph id of each glyph name in the subset."""
+    length: int
+    """Size of the font program (the stream's ``/Length1``)."""
+    compressed: bytes
+    """The font program, Flate-compressed as fpdf2 compresses streams."""
 
 
-@functools.cache
-def _subset_program_type() -> type[Any]:
-    """The class of :func:`_subset_program`, made on first use so that this
-    module imports without fontTools."""
-    from fontTools import ttLib
+def _flate(data: bytes) -> bytes:
+    """``data`` compressed as fpdf2 compresses a stream."""
+    from fpdf.syntax import PDFContentStream
 
-    class SubsetProgram(ttLib.TTFont):  # type: ignore[misc]
-        """A font program already subset, as fpdf2's output step uses it.
+    return zlib.compress(data, level=PDFContentStream._COMPRESSION_LEVEL)
 
-        fpdf2 subsets a document's font with ``fontTools``, asks the subset
-        for the id of each glyph it used, and saves it into the PDF. This
-        font holds no tables, only the glyph order of the finished subset:
-        the subsetter finds nothing to trim, glyph ids come from that order,
-        and saving writes the finished program's bytes.
-        """
 
-        def __init__(self, data: bytes, glyph_order: tuple[str, ...]) -> None:
-            super().__init__()
-            self._program = data
-            self._ids = {name: index for index, name in enumerate(glyph_order)}
-            self.setGlyphOrder(list(glyph_order))
+#: Bytes in a ``CIDToGIDMap``: two for each of the 65,536 codes ``Identity-H`` allows.
+_CID_TO_GID_MAP_SIZE = 2 * 0x10000
 
-        def getGlyphID(self, glyphName: str) -> int:  # noqa: N802, N803 - fontTools' names
-            return self._ids[glyphName]
 
-        def save(self, file: Any, reorderTables: bool | None = True) -> None:  # noqa: N803
-            file.write(self._program)
+class _CidToGidMaps:
+    """Compressed ``CIDToGIDMap`` streams, in a small LRU cache keyed by the
+    mapping they encode.
 
-    return SubsetProgram
+    The map is 128 kB, almost all zeros: only the codes a document uses
+    (numbered from 1 in the order its text first uses each glyph) are set.
+    The key is the map up to its last used code, which determines the
+    whole map, so two documents share a stream only when their maps are
+    equal byte for byte.
+    """
+
+    size: ClassVar[int] = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def compressed(self, used: bytes) -> bytes:
+        with self._lock:
+            cached = self._streams.get(used)
+            if cached is not None:
+                self._streams.move_to_end(used)
+                return cached
+        stream = _flate(used + bytes(_CID_TO_GID_MAP_SIZE - len(used)))
+        with self._lock:
+            self._streams[used] = stream
+            while len(self._streams) > self.size:
+                self._streams.popitem(last=False)
+        return stream
+
+
+_CID_TO_GID_MAPS = _CidToGidMaps()
+
+
+def _cid_to_gid_map(code_to_glyph: Mapping[int, int]) -> bytes:
+    """The ``CIDToGIDMap`` up to its highest used code (the rest is zeros):
+    two big-endian bytes per code, the glyph id it draws."""
+    used = bytearray(2 * (max(code_to_glyph, default=-1) + 1))
+    for code, glyph_id in code_to_glyph.items():
+        used[2 * code : 2 * code + 2] = glyph_id.to_bytes(2, "big")
+    return bytes(used)
+
+
+def _to_unicode_cmap(code_to_text: Iterable[tuple[int, str]]) -> bytes:
+    """The ``ToUnicode`` CMap saying which text each two-byte code stands for
+    (so the PDF can be searched and copied from), written as fpdf2 writes it."""
+    from fpdf.output import _build_cmap_blocks
+
+    entries = [
+        f"<{code:04X}> <{text.encode('utf-16-be', 'surrogatepass').hex().upper()}>\n"
+        for code, text in code_to_text
+    ]
+    return (
+        "/CIDInit /ProcSet findresource begin\n"
+        "12 dict begin\n"
+        "begincmap\n"
+        "/CIDSystemInfo\n"
+        "<</Registry (Adobe)\n"
+        "/Ordering (UCS)\n"
+        "/Supplement 0\n"
+        ">> def\n"
+        "/CMapName /Adobe-Identity-UCS def\n"
+        "/CMapType 2 def\n"
+        "1 begincodespacerange\n"
+        "<0000> <FFFF>\n"
+        "endcodespacerange\n"
+        f"{_build_cmap_blocks(entries, 'bfchar')}"
+        "endcmap\n"
+        "CMapName currentdict /CMap defineresource pop\n"
+        "end\n"
+        "end"
+    ).encode("latin-1")
 
 
 _FACES = {style: _FontFace(style, filename) for style, filename in _FONT_FILES.items()}
@@ -518,6 +603,112 @@ def _renderable(text: str) -> str:
     """``text`` with characters the fonts lack shown as U+FFFD, not dropped."""
     supported = _supported_codepoints()
     return "".join(ch if ch == "\n" or ord(ch) in supported else "\ufffd" for ch in text)
+
+
+_FACES_BY_KEY = {face.fontkey: face for face in _FACES.values()}
+
+
+#: fpdf2 releases whose output step the test suite compares, byte for byte,
+#: with the renderer's own font writing. Others get fpdf2's public path.
+_OUTPUT_STEP_PROVEN_ON = ("2.8.",)
+
+
+@functools.cache
+def _invoice_output_type() -> type[Any] | None:
+    """fpdf2's ``OutputProducer`` embedding the shared faces from cached
+    programs (see :class:`_FontFace`), or ``None`` if this fpdf2 release is
+    not one it was proven on, or lacks what it needs: documents then add
+    their fonts with ``add_font`` (slower, the same document)."""
+    from fpdf import FPDF_VERSION
+
+    if not str(FPDF_VERSION).startswith(_OUTPUT_STEP_PROVEN_ON):
+        return None
+    try:
+        from fpdf.fonts import TTFFont
+        from fpdf.output import CIDSystemInfo, OutputProducer, PDFFont, _tt_font_widths
+        from fpdf.syntax import Name, PDFArray, PDFContentStream
+    except ImportError:  # pragma: no cover - depends on the fpdf2 release
+        return None
+    if not all(callable(getattr(OutputProducer, name, None)) for name in ("_add_fonts", "_add_pdf_obj")):
+        return None  # pragma: no cover - depends on the fpdf2 release
+
+    class CompressedStream(PDFContentStream):
+        """A stream whose Flate-compressed contents are already at hand
+        (``length1``: the size of a font program before compression)."""
+
+        def __init__(self, compressed: bytes, length1: int | None = None) -> None:
+            super().__init__(b"")
+            self._contents = compressed
+            self.filter = Name("FlateDecode")
+            self.length = len(compressed)
+            self.length1 = length1
+
+    class InvoiceOutput(OutputProducer):
+        """Writes a document whose fonts are all shared faces.
+
+        Each face goes in as fpdf2 embeds a TrueType font (a ``Type0`` font
+        over a ``CIDFontType2`` with its widths, ``ToUnicode`` CMap,
+        ``CIDToGIDMap`` and the font program, in the same objects and order),
+        with the compressed font program and ``CIDToGIDMap`` taken from
+        caches keyed by exactly what they encode.
+        """
+
+        def _add_fonts(self, *resources: Any) -> dict[int, Any]:
+            objects: dict[int, Any] = {}
+            for font in sorted(self.fpdf.fonts.values(), key=lambda font: font.i):
+                face = _FACES_BY_KEY.get(getattr(font, "fontkey", ""))
+                if face is None or not isinstance(font, TTFFont) or font.ttfont is not None:
+                    raise TypeError(f"{font!r} is not a face attached by the invoice renderer")
+                objects[font.i] = self._add_face(font, face)
+            return objects
+
+        def _add_face(self, font: TTFFont, face: _FontFace) -> Any:
+            used = [(glyph, code) for glyph, code in font.subset.items() if glyph is not None]
+            program = face.program_for(glyph.glyph_name for glyph, _ in used)
+            name = f"MPDFAA+{font.name}"
+
+            composite = PDFFont(subtype="Type0", base_font=name, encoding="Identity-H")
+            self._add_pdf_obj(composite, "fonts")
+            descendant = PDFFont(
+                subtype="CIDFontType2", base_font=name, d_w=font.desc.missing_width, w=_tt_font_widths(font)
+            )
+            self._add_pdf_obj(descendant, "fonts")
+            composite.descendant_fonts = PDFArray([descendant])
+
+            to_unicode = PDFContentStream(
+                _to_unicode_cmap(
+                    (code, "".join(map(chr, glyph.unicode)))
+                    for glyph, code in used
+                    if isinstance(glyph.unicode, tuple) and glyph.unicode
+                )
+            )
+            self._add_pdf_obj(to_unicode, "fonts")
+            composite.to_unicode = to_unicode
+
+            system_info = CIDSystemInfo()
+            self._add_pdf_obj(system_info, "fonts")
+            descendant.c_i_d_system_info = system_info
+
+            descriptor = font.desc
+            descriptor.font_name = Name(name)
+            self._add_pdf_obj(descriptor, "fonts")
+            descendant.font_descriptor = descriptor
+
+            code_to_glyph = {code: program.glyph_ids[glyph.glyph_name] for glyph, code in used}
+            cid_to_gid = CompressedStream(_CID_TO_GID_MAPS.compressed(_cid_to_gid_map(code_to_glyph)))
+            self._add_pdf_obj(cid_to_gid, "fonts")
+            descendant.c_i_d_to_g_i_d_map = cid_to_gid
+
+            font_file = CompressedStream(program.compressed, length1=program.length)
+            self._add_pdf_obj(font_file, "fonts")
+            descriptor.font_file2 = font_file  # type: ignore[attr-defined]
+
+            # fpdf2 caches glyph look-ups per class; they are done with.
+            font.subset.pick.cache_clear()
+            font.subset.get_glyph.cache_clear()
+            return composite
+
+    return InvoiceOutput
 
 
 # -- drawing ------------------------------------------------------------------
@@ -562,6 +753,8 @@ class _Layout:
         self.pages = 0
         self.page = 0
         self._font_key: tuple[bool, float] = (False, 0.0)
+        self._size_pt = 0.0
+        self._applied: tuple[bool, float, tuple[int, int, int]] | None = None
         self._face_widths = {bold: _character_widths(pdf, face) for bold, face in ((False, ""), (True, "B"))}
         self._widths = self._face_widths[False]
         self._splits: dict[tuple[bool, float, float, str], list[str]] = {}
@@ -744,16 +937,19 @@ class _Layout:
 
     def _font(self, size: float, *, bold: bool = False, color: tuple[int, int, int] = _INK) -> None:
         self._font_key = (bold, size)
-        self.pdf.set_font(_FONT_FAMILY, "B" if bold else "", size)
+        self._size_pt = size
         self._widths = self._face_widths[bold]
-        if not self.dry_run:
+        if not self.dry_run and (bold, size, color) != self._applied:
+            # fpdf2 keeps font and colour across pages: only changes need telling.
+            self._applied = (bold, size, color)
+            self.pdf.set_font(_FONT_FAMILY, "B" if bold else "", size)
             self.pdf.set_text_color(*color)
 
     def _measure(self, text: str) -> float:
         """Width of ``text`` in the current font, as ``FPDF.get_string_width``
         computes it for unshaped text, without its per-call overhead."""
         widths = self._widths
-        return sum(widths[ord(ch)] for ch in text) * self.pdf.font_size_pt * 0.001 / self.pdf.k
+        return sum(widths[ord(ch)] for ch in text) * self._size_pt * 0.001 / self.pdf.k
 
     def _split(self, width: float, text: str) -> list[str]:
         """``text`` broken into lines that fit ``width``: at spaces, or inside
@@ -878,10 +1074,10 @@ class FPDFInvoiceRenderer:
         # Also seeds the file identifier: the same invoice gives the same bytes.
         pdf.set_creation_date(document.invoice.issued_at)
 
-        shared_fonts: list[tuple[_FontFace, TTFFont]] = []
+        output_type = _invoice_output_type() if self._share_parsed_fonts else None
         for face in _FACES.values():
-            if self._share_parsed_fonts:
-                shared_fonts.append((face, face.attach(pdf)))
+            if output_type is not None:
+                face.attach(pdf)
             else:
                 from fpdf.fonts import TTFFont
 
@@ -890,11 +1086,10 @@ class FPDFInvoiceRenderer:
                 if isinstance(added, TTFFont):
                     added.ttfont.recalcBBoxes = False  # as _open_font does
 
-        _Layout(pdf, content).draw()  # before the fonts: it decides which glyphs are used
-
-        for face, font in shared_fonts:
-            font.ttfont = face.program_for(font.subset.get_all_glyph_names())
-        return bytes(pdf.output())
+        _Layout(pdf, content).draw()
+        if output_type is None:
+            return bytes(pdf.output())
+        return bytes(pdf.output(output_producer_class=output_type))
 
 
 def default_invoice_renderer() -> InvoiceRenderer | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
@@ -376,7 +377,7 @@ def test_font_subsets_are_made_once_per_glyph_set(monkeypatch: pytest.MonkeyPatc
     made: list[tuple[str, frozenset[str]]] = []
     original = pdf_module._FontFace._make_subset
 
-    def counting(face: pdf_module._FontFace, glyph_names: frozenset[str]) -> tuple[bytes, tuple[str, ...]]:
+    def counting(face: pdf_module._FontFace, glyph_names: frozenset[str]) -> pdf_module._Program:
         made.append((face.style, glyph_names))
         return original(face, glyph_names)
 
@@ -445,6 +446,107 @@ def test_threads_sharing_a_small_subset_cache_get_each_documents_own_bytes(
     assert len(results) == 4 * len(documents)
     assert all(results[key] == expected[key[1]] for key in results)
     assert "Langganan Pro — Maret 2026" in all_text(results[(0, 0)])
+
+
+def test_shared_fonts_are_written_by_the_renderers_own_output_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    output_type = pdf_module._invoice_output_type()
+    assert output_type is not None  # else the comparisons with PublicFontsRenderer compare fpdf2 with itself
+    written: list[str] = []
+    original = output_type._add_face
+
+    def counting(self: object, font: object, face: pdf_module._FontFace) -> object:
+        written.append(face.style)
+        return original(self, font, face)
+
+    monkeypatch.setattr(output_type, "_add_face", counting)
+    render(make_document())
+    assert written == ["", "B"]
+
+
+def test_an_fpdf2_release_not_proven_gets_fpdf2s_own_font_writing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fpdf
+
+    expected = render(make_document())
+    pdf_module._invoice_output_type.cache_clear()
+    monkeypatch.setattr(fpdf, "FPDF_VERSION", "2.9.0")
+    try:
+        assert pdf_module._invoice_output_type() is None
+        assert all_text(render(make_document())) == all_text(expected)
+    finally:
+        pdf_module._invoice_output_type.cache_clear()
+
+
+def test_the_same_glyphs_first_used_in_another_order_get_their_own_glyph_map(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pdf_module, "_CID_TO_GID_MAPS", pdf_module._CidToGidMaps())
+    # The same glyphs, so the same subset; but the codes are numbered in the
+    # order the text first uses each glyph, so the glyph maps differ.
+    documents = [
+        make_document(make_invoice(lines=(InvoiceLine(description, 1, 1, 1),)))
+        for description in ("Ψ Ж Щ", "Щ Ж Ψ")
+    ]
+
+    pdfs = [render(document) for document in documents]
+
+    assert pdfs == [PublicFontsRenderer().render(document) for document in documents]
+    assert "Ψ Ж Щ" in all_text(pdfs[0])
+    assert "Щ Ж Ψ" in all_text(pdfs[1])
+    # One map of the bold face (its text is the same in both), two of the regular one.
+    assert len(pdf_module._CID_TO_GID_MAPS._streams) == 3
+
+
+def test_glyph_map_cache_is_bounded_and_hits_give_what_misses_give(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pdf_module, "_CID_TO_GID_MAPS", pdf_module._CidToGidMaps())
+    monkeypatch.setattr(pdf_module._CidToGidMaps, "size", 2)
+    documents = [
+        make_document(make_invoice(lines=(InvoiceLine(f"Seat {letter}", 1, 1, 1),)))
+        for letter in ("A", "Ж", "Ω", "Ю")
+    ]
+
+    first_pass = [render(document) for document in documents]
+    assert len(pdf_module._CID_TO_GID_MAPS._streams) == 2
+    hits = [render(document) for document in documents[-1:]]
+    second_pass = [render(document) for document in documents]
+
+    assert hits == first_pass[-1:]
+    assert second_pass == first_pass
+    assert first_pass == [PublicFontsRenderer().render(document) for document in documents]
+    assert all(f"Seat {letter}" in all_text(pdf) for letter, pdf in zip("AЖΩЮ", first_pass, strict=True))
+
+
+def test_shared_character_widths_are_never_written() -> None:
+    template = pdf_module._FACES[""].template()
+    before = dict(template.cw)
+
+    assert template.cw[0x10FFFF] == template.desc.missing_width
+    render(make_document(make_invoice(lines=(InvoiceLine("Support 王 plan", 1, 1, 1),))))
+    assert dict(template.cw) == before
+
+
+def _clean_every_character(text: str, *, multiline: bool = False) -> str:
+    """:func:`pdf._clean` without its shortcut for text that needs no cleaning."""
+    text = pdf_module._LINE_BREAKS.sub("\n" if multiline else " ", unicodedata.normalize("NFC", text))
+    text = "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in pdf_module._DROPPED_CATEGORIES
+    )
+    lines = (pdf_module._SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+@given(
+    st.text(
+        st.one_of(
+            st.characters(),
+            st.sampled_from("e\u0301\u212b \t\n\r\u2028\u00a0\u202e\u200b\x00\ue000\ufffd"),
+        )
+    ),
+    st.booleans(),
+)
+@example("e\u0301cole \u212bngstr\u00f6m", False)  # printable, but not NFC
+@example("Line one\u2028line\ttwo\x00", True)
+def test_clean_gives_what_cleaning_every_character_gives(text: str, multiline: bool) -> None:
+    assert pdf_module._clean(text, multiline=multiline) == _clean_every_character(text, multiline=multiline)
 
 
 # -- InvoiceDocument -------------------------------------------------------------
