@@ -25,8 +25,8 @@ from .tax_ids import (
     country_codes,
     format_tax_id,
     scheme_for_country,
-    validate_tax_id,
 )
+from .tax_ids import validate_tax_id as check_tax_id
 
 __all__ = ["BillingDetailsForm", "scheme_label"]
 
@@ -169,6 +169,11 @@ class BillingDetailsForm(PortalForm):
         if field.data not in self._country_codes:
             raise ValidationError(_("Choose a country from the list."))
 
+    def validate_tax_id(self, field: Field) -> None:
+        # Length and characters first, with the other fields' messages;
+        # the number itself is checked against its scheme in validate().
+        _clean_text(field.data, max_length=TAX_ID_MAX_LENGTH, required_message=None)
+
     def validate_tax_id_scheme(self, field: Field) -> None:
         if field.data and field.data not in {scheme.value for scheme in TaxIdScheme}:
             raise ValidationError(_("Choose a kind of tax ID from the list."))
@@ -187,7 +192,7 @@ class BillingDetailsForm(PortalForm):
                 self.tax_id_scheme.errors = [_("Choose which kind of tax ID this is.")]
                 return False
             try:
-                tax_id = validate_tax_id(scheme, raw_tax_id, country=country)
+                tax_id = check_tax_id(scheme, raw_tax_id, country=country)
             except InvalidTaxId as exc:
                 self.tax_id.errors = [_tax_id_message(exc)]
                 return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,10 @@ from .i18n import ngettext
 from .retention import REASON_TEXT_MAX_LENGTH, CancellationReason, clean_reason_text
 
 __all__ = ["CancellationReasonForm", "PauseForm"]
+
+#: A number of months as typed: ASCII digits, few enough for ``int()``
+#: (which refuses more than 4,300 digits).
+_MONTHS = re.compile(r"[0-9]{1,9}")
 
 
 class CancellationReasonForm(PortalForm):
@@ -80,7 +85,7 @@ class PauseForm(PortalForm):
 
     def validate_months(self, field: Field) -> None:
         value = (field.data or "").strip()
-        if value.isascii() and value.isdigit() and 1 <= int(value) <= self.max_months:
+        if _MONTHS.fullmatch(value) and 1 <= int(value) <= self.max_months:
             self.months_value = int(value)
             return
         raise ValidationError(

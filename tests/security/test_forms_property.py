@@ -8,6 +8,8 @@ is held to more: a 4xx leaves every row of every portal table as it was
 and sends no mail. Each property runs on one app per test and compares
 before and after every example, so examples may build on each other (a
 card added by one is there for the next) without weakening the check.
+The later forms are in :mod:`test_forms_property_more`, which also fails
+when a POST endpoint has no property test.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ _NASTY = st.sampled_from(
         "\x00",
         "ava@example.com\x00@evil.example",
         "x" * 10_000,
+        "9" * 5000,  # more digits than int() takes
         "<script>alert(1)</script>",
         '"><img src=x onerror=alert(1)>',
         "\u202e\u2066",
@@ -305,14 +308,29 @@ def _signed_in(app: Flask, customer_id: str) -> FlaskClient:
             ["payment_method", "card_number", "exp_month", "exp_year", "cvc"],
             id="payment-method",
         ),
+        pytest.param(
+            "/portal/profile/billing",
+            ["name", "line1", "line2", "city", "region", "postal_code", "country", "tax_id_scheme", "tax_id"],
+            id="billing-details",
+        ),
+        pytest.param(
+            f"/portal/subscriptions/{AVA_SUB}/cancel/reason", ["reason", "reason_text"], id="reason"
+        ),
+        pytest.param(f"/portal/subscriptions/{AVA_SUB}/cancel/offer", ["reason", "reason_text"], id="offer"),
+        pytest.param(
+            f"/portal/subscriptions/{AVA_SUB}/plan", ["step", "plan", "quantity", "quote"], id="plan"
+        ),
+        pytest.param("/portal/language", ["language", "next"], id="language"),
+        # Pausing is off in this shop: test_forms_property_more sends these to a shop that pauses.
     ],
 )
 def test_invalid_utf8_in_every_field(shop: Flask, ava: FlaskClient, path: str, fields: list[str]) -> None:
     token = csrf_token_from(ava.get("/portal/").text)
-    before = records(shop, AVA)
+    before = db_dump(shop)
     for bad in ("%FF%FE", "%C0%AF", "%ED%A0%80", "%00%FF"):
         body = "&".join([f"csrf_token={token}", *(f"{name}={bad}" for name in fields)])
         response = ava.post(path, data=body, content_type="application/x-www-form-urlencoded")
         status = _assert_answer(response, record=False)
         assert status >= 400 or path.endswith("/cancel"), (path, bad, status)
-        assert records(shop, AVA) == before
+        get_state(shop).wait_for_background_tasks()
+        assert db_dump(shop) == before
