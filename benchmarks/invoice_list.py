@@ -1,7 +1,8 @@
 """Benchmark 3: the invoice list for customers with 10, 1,000 and 10,000
 invoices (goal: flat). Measures the page (``GET /portal/invoices``, first
-and last page) and, under it, the storage call and its two queries (the
-count and the page of rows), all interleaved, plus the statements per page.
+and last page) and, under it, the storage call and the two parts of its
+query run apart (the count and the page of rows), all interleaved, plus the
+statements per page.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ __all__ = [
     "LicenseKeyStore",
     "LinkPurpose",
     "LinkRecord",
+    "LinkUse",
     "Page",
     "PaymentMethod",
     "PaymentMethodInUse",
@@ -412,6 +413,15 @@ class LinkRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkUse:
+    """The link a sign-in uses up, for
+    :meth:`AccessStore.start_portal_session`."""
+
+    token_hash: str
+    purpose: LinkPurpose
+
+
+@dataclass(frozen=True, slots=True)
 class PortalSessionRecord:
     """Server-side half of a signed-in customer's session."""
 
@@ -678,6 +688,24 @@ class AccessStore(Protocol):
     def create_portal_session(self, record: PortalSessionRecord) -> None:
         """Remember a new signed-in session."""
 
+    def start_portal_session(
+        self,
+        record: PortalSessionRecord,
+        *,
+        link: LinkUse | None = None,
+        replaces: str | None = None,
+        event: AuditEvent | None = None,
+    ) -> bool:
+        """Sign in, in one transaction: use up ``link`` (exactly as
+        :meth:`consume_link` would, at ``record.created_at`` and for
+        ``record.customer_id``), end the session ``replaces`` (the
+        browser's previous one, as :meth:`revoke_portal_session` would),
+        remember ``record`` and append ``event``. ``False``, with nothing
+        written, if the link could not be used; ``True`` otherwise.
+
+        Optional: the portal makes the same calls one by one on a store
+        without it."""
+
     def get_portal_session(self, session_id: str) -> PortalSessionRecord | None:
         """A session by id, revoked or not."""
 
@@ -702,6 +730,22 @@ class AccessStore(Protocol):
 
     def record_event(self, event: AuditEvent) -> None:
         """Append to the audit log."""
+
+    def claim_webhook_event(self, provider: str, event_id: str, received_at: datetime) -> bool:
+        """Claim a payment company's webhook event (``provider`` such as
+        ``"stripe"``, its own event id) for handling, atomically: ``True``
+        only for the first caller; every later or concurrent caller — in any
+        process, before or after a restart — gets ``False`` until the claim
+        is released. Decided by the database (a unique key), never by a
+        read before the write.
+
+        Optional, with :meth:`release_webhook_event`: the webhook views
+        remember handled ids per process on a store without them."""
+
+    def release_webhook_event(self, provider: str, event_id: str) -> None:
+        """Forget the claim on an event whose handling failed, so that the
+        provider's next delivery of it is handled. Nothing happens if it
+        was not claimed."""
 
     def list_customer_sessions(
         self, customer_id: str, now: datetime, *, idle_timeout: timedelta, max_age: timedelta

@@ -271,7 +271,7 @@ def test_the_list_costs_the_same_queries_for_ten_or_ten_thousand_invoices(
     assert few_count == first_count == middle_count == last_count
     # Only the rows of the page shown come out of the database: the one
     # query that reads invoice rows is limited to a page.
-    [page_query] = [q for q in statements if "FROM portal_invoices" in q and "count(" not in q.lower()]
+    [page_query] = [q for q in statements if "portal_invoices.number" in q]
     assert "LIMIT" in page_query.upper() and "OFFSET" in page_query.upper()
     assert _numbers(first) == [f"CUS_MANY-{n:05d}" for n in range(10_000, 9_975, -1)]
     assert _numbers(last) == [f"CUS_MANY-{n:05d}" for n in range(25, 0, -1)]

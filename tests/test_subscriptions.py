@@ -753,7 +753,7 @@ def test_overview_and_list_take_a_fixed_number_of_queries(
         sign_in(app, clients[customer_id], customer_id)
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engine
-    for path, most in (("/portal/", 6), ("/portal/subscriptions", 3)):
+    for path, most in (("/portal/", 4), ("/portal/subscriptions", 3)):
         counts = {}
         for customer_id, client in clients.items():
             with count_queries(engine) as queries:

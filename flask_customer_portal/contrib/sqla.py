@@ -57,9 +57,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Update,
     and_,
     bindparam,
     case,
+    delete,
     func,
     insert,
     or_,
@@ -76,7 +78,6 @@ from sqlalchemy.orm import (
     joinedload,
     mapped_column,
     relationship,
-    selectinload,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -96,6 +97,7 @@ from ..storage import (
     LicenseKeyStatus,
     LinkPurpose,
     LinkRecord,
+    LinkUse,
     Page,
     PaymentMethod,
     PaymentMethodInUse,
@@ -108,11 +110,11 @@ from ..storage import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from flask_sqlalchemy import SQLAlchemy
     from sqlalchemy.engine import Dialect, Row
-    from sqlalchemy.sql import ColumnElement, FromClause
+    from sqlalchemy.sql import ColumnElement, Executable, FromClause
 
     from ..storage import PortalStorage
 
@@ -136,6 +138,7 @@ __all__ = [
     "StringEnum",
     "SubscriptionModel",
     "TZDateTime",
+    "WebhookEventModel",
     "metadata",
     "normalize_email",
 ]
@@ -535,6 +538,19 @@ class AuditEventModel(PortalModel):
     details: Mapped[dict[str, str]] = mapped_column(JSON)
 
 
+class WebhookEventModel(PortalModel):
+    """Webhook events being or having been handled, one row per provider
+    and event id: the primary key is what makes a claim succeed once. No
+    payload is kept. Old rows are pruned with
+    :meth:`SQLAlchemyStorage.prune_webhook_events`."""
+
+    __tablename__ = "portal_webhook_events"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(_REFERENCE), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(TZDateTime(), index=True)
+
+
 class SequenceModel(PortalModel):
     """Named counters (invoice numbers). A value handed out is never reused."""
 
@@ -644,39 +660,6 @@ def _subscription(row: SubscriptionModel, payment_method: PaymentMethod | None) 
         resumes_at=row.resumes_at,
         discount_percent=row.discount_percent,
         discount_renewals=row.discount_renewals,
-    )
-
-
-def _invoice(
-    row: InvoiceModel,
-    payment_method: PaymentMethod | None,
-    lines: Sequence[InvoiceLineModel] = (),
-) -> Invoice:
-    return Invoice(
-        id=row.id,
-        number=row.number,
-        customer_id=row.customer_id,
-        status=row.status,
-        currency=row.currency,
-        subtotal=row.subtotal,
-        tax=row.tax,
-        total=row.total,
-        issued_at=row.issued_at,
-        description=row.description,
-        subscription_id=row.subscription_id,
-        paid_at=row.paid_at,
-        payment_reference=row.payment_reference,
-        payment_method=payment_method,
-        lines=tuple(
-            InvoiceLine(
-                description=line.description,
-                quantity=line.quantity,
-                unit_amount=line.unit_amount,
-                amount=line.amount,
-            )
-            for line in lines
-        ),
-        billing_details=_billing_details_from_json(row.billing_details),
     )
 
 
@@ -792,6 +775,47 @@ def _audit_row(event: AuditEvent) -> AuditEventModel:
         provider_reference=event.provider_reference,
         actor=event.actor,
         details=dict(event.details),
+    )
+
+
+def _use_link(token_hash: str, purpose: LinkPurpose, customer_id: str, now: datetime) -> Update:
+    """The conditional ``UPDATE`` that uses a link up: it matches the row
+    only while the link is unused, unexpired, of this purpose and customer."""
+    return (
+        update(LinkModel)
+        .where(
+            LinkModel.token_hash == token_hash,
+            LinkModel.purpose == purpose,
+            LinkModel.customer_id == customer_id,
+            LinkModel.used_at.is_(None),
+            LinkModel.expires_at > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _revoke_session(session_id: str, now: datetime) -> Update:
+    """End one session; a revoked one keeps its first ``revoked_at``."""
+    return (
+        update(PortalSessionModel)
+        .where(PortalSessionModel.id == session_id, PortalSessionModel.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _portal_session_row(record: PortalSessionRecord) -> PortalSessionModel:
+    return PortalSessionModel(
+        id=record.id,
+        customer_id=record.customer_id,
+        auth_version=record.auth_version,
+        created_at=_utc(record.created_at, "PortalSessionRecord.created_at"),
+        last_seen_at=_utc(record.last_seen_at, "PortalSessionRecord.last_seen_at"),
+        revoked_at=_utc_or_none(record.revoked_at, "PortalSessionRecord.revoked_at"),
+        user_agent=record.user_agent,
+        public_id=record.public_id,
+        location=record.location,
     )
 
 
@@ -911,7 +935,7 @@ def _payment_method_join(owner: FromClause) -> ColumnElement[bool]:
     )
 
 
-def _payment_method_at(row: Row[Any], start: int) -> PaymentMethod | None:
+def _payment_method_at(row: Sequence[Any], start: int) -> PaymentMethod | None:
     """The payment method in ``row`` from column ``start`` on (``None`` when
     the outer join found none)."""
     values = row[start : start + len(_PAYMENT_METHOD_COLUMNS)]
@@ -1015,41 +1039,71 @@ _COUNT_LICENSE_KEYS = (
 
 
 _invoices = InvoiceModel.__table__
-_INVOICE_LIST_COLUMNS = _columns(
-    _invoices,
-    [
-        "id",
-        "number",
-        "customer_id",
-        "status",
-        "currency",
-        "subtotal",
-        "tax",
-        "total",
-        "issued_at",
-        "description",
-        "subscription_id",
-        "paid_at",
-        "payment_reference",
-        "billing_details",
-    ],
+_invoice_lines = InvoiceLineModel.__table__
+_INVOICE_NAMES = (
+    "id",
+    "number",
+    "customer_id",
+    "status",
+    "currency",
+    "subtotal",
+    "tax",
+    "total",
+    "issued_at",
+    "description",
+    "subscription_id",
+    "paid_at",
+    "payment_reference",
+    "billing_details",
 )
+_INVOICE_LINE_NAMES = tuple(f.name for f in fields(InvoiceLine))
+_PAYMENT_METHOD_NAMES = tuple(f.name for f in fields(PaymentMethod))
+_INVOICE_COLUMNS = _columns(_invoices, _INVOICE_NAMES)
+_INVOICE_LINE_COLUMNS = _columns(_invoice_lines, _INVOICE_LINE_NAMES)
 _COUNT_INVOICES = (
     select(func.count()).select_from(_invoices).where(_invoices.c.customer_id == bindparam("customer_id"))
 )
+#: Every read of invoices: their columns with the card joined (see
+#: :func:`_invoice_from_row`), then, where lines are wanted, one
+#: :data:`_INVOICE_LINES` for all the invoices found (see :func:`_read_invoices`).
+_SELECT_INVOICES = select(*_INVOICE_COLUMNS, *_PAYMENT_METHOD_COLUMNS).select_from(
+    _invoices.outerjoin(_payment_methods, _payment_method_join(_invoices))
+)
+#: A page of a customer's invoices, each row ending with the count of all
+#: of them (a scalar subquery the database runs once): the page and the
+#: total in one round trip.
 _LIST_INVOICES = (
-    select(*_INVOICE_LIST_COLUMNS, *_PAYMENT_METHOD_COLUMNS)
-    .select_from(_invoices.outerjoin(_payment_methods, _payment_method_join(_invoices)))
+    _SELECT_INVOICES.add_columns(_COUNT_INVOICES.scalar_subquery())
     .where(_invoices.c.customer_id == bindparam("customer_id"))
     .order_by(_invoices.c.issued_at.desc(), _invoices.c.id.desc())
     .limit(bindparam("limit"))
     .offset(bindparam("offset"))
 )
+_GET_INVOICE = _SELECT_INVOICES.where(
+    _invoices.c.id == bindparam("invoice_id"), _invoices.c.customer_id == bindparam("customer_id")
+)
+_SUBSCRIPTION_INVOICES = _SELECT_INVOICES.where(
+    _invoices.c.subscription_id == bindparam("subscription_id"),
+    _invoices.c.customer_id == bindparam("customer_id"),
+)
+_OPEN_SUBSCRIPTION_INVOICES = _SUBSCRIPTION_INVOICES.where(_invoices.c.status == InvoiceStatus.OPEN).order_by(
+    _invoices.c.issued_at, _invoices.c.id
+)
+_GET_SUBSCRIPTION_INVOICE = _SUBSCRIPTION_INVOICES.where(_invoices.c.id == bindparam("invoice_id"))
+_INVOICE_LINES = (
+    select(_invoice_lines.c.invoice_id, *_INVOICE_LINE_COLUMNS)
+    .where(_invoice_lines.c.invoice_id.in_(bindparam("invoice_ids", expanding=True)))
+    .order_by(_invoice_lines.c.invoice_id, _invoice_lines.c.position)
+)
 
 
-def _invoice_from_row(row: Row[Any]) -> Invoice:
-    """An invoice of a list (without lines) from a row of
-    :data:`_LIST_INVOICES`."""
+def _invoice_from_row(row: Sequence[Any], lines: Iterable[Sequence[Any]] = ()) -> Invoice:
+    """The invoice of ``row``: the values of :data:`_INVOICE_COLUMNS`, then
+    those of :data:`_PAYMENT_METHOD_COLUMNS` (a row of
+    :data:`_SELECT_INVOICES`, all ``None`` without a card; columns after
+    them are left alone), with ``lines`` made of the values of
+    :data:`_INVOICE_LINE_COLUMNS`. The one place where stored invoices
+    become records."""
     (
         invoice_id,
         number,
@@ -1065,7 +1119,7 @@ def _invoice_from_row(row: Row[Any]) -> Invoice:
         paid_at,
         payment_reference,
         billing_details,
-    ) = row[: len(_INVOICE_LIST_COLUMNS)]
+    ) = row[: len(_INVOICE_COLUMNS)]
     return Invoice(
         id=invoice_id,
         number=number,
@@ -1080,9 +1134,30 @@ def _invoice_from_row(row: Row[Any]) -> Invoice:
         subscription_id=subscription_id,
         paid_at=paid_at,
         payment_reference=payment_reference,
-        payment_method=_payment_method_at(row, len(_INVOICE_LIST_COLUMNS)),
+        payment_method=_payment_method_at(row, len(_INVOICE_COLUMNS)),
+        lines=tuple(InvoiceLine(*line) for line in lines),
         billing_details=_billing_details_from_json(billing_details),
     )
+
+
+def _read_invoices(
+    session: Session, statement: Executable, params: dict[str, Any] | None = None, *, with_lines: bool = True
+) -> tuple[Invoice, ...]:
+    """The invoices a select of :data:`_SELECT_INVOICES` finds, in its order,
+    with their lines read in one more query (none when it finds nothing)."""
+    rows = session.execute(statement, params).all()
+    lines: dict[str, list[Sequence[Any]]] = {}
+    if with_lines and rows:
+        for invoice_id, *line in session.execute(_INVOICE_LINES, {"invoice_ids": [row[0] for row in rows]}):
+            lines.setdefault(invoice_id, []).append(line)
+    return tuple(_invoice_from_row(row, lines.get(row[0], ())) for row in rows)
+
+
+def _values(source: object | None, names: Sequence[str]) -> tuple[Any, ...]:
+    """The attributes ``names`` of ``source`` (a model or a record named like
+    the columns) as a row would hold them; all ``None`` for no ``source``,
+    like an outer join that found nothing."""
+    return tuple(None if source is None else getattr(source, name) for name in names)
 
 
 class SQLAlchemyStorage:
@@ -1208,18 +1283,24 @@ class SQLAlchemyStorage:
         return _subscription(row, _optional_payment_method(row.payment_method))
 
     def list_invoices(self, customer_id: str, *, page: int, per_page: int) -> Page[Invoice]:
-        """One page of invoices in two queries (count + page), whatever the
-        size; columns only, without ORM objects, and without lines."""
+        """One page of invoices and their total in one query, whatever the
+        size (a second one, the count alone, only for an empty page past the
+        first); columns only, without ORM objects, and without lines."""
         if page < 1:
             raise ValueError(f"page must be 1 or more, got {page}")
         if per_page < 1:
             raise ValueError(f"per_page must be 1 or more, got {per_page}")
         session = self._session
-        total = session.scalar(_COUNT_INVOICES, {"customer_id": customer_id})
         rows = session.execute(
             _LIST_INVOICES,
             {"customer_id": customer_id, "limit": per_page, "offset": (page - 1) * per_page},
         ).all()
+        if rows:
+            total = rows[0][-1]
+        elif page == 1:
+            total = 0  # no first page: no invoices at all
+        else:
+            total = session.scalar(_COUNT_INVOICES, {"customer_id": customer_id})
         return Page(
             items=tuple(_invoice_from_row(row) for row in rows),
             page=page,
@@ -1235,39 +1316,26 @@ class SQLAlchemyStorage:
         if limit < 1:
             raise ValueError(f"limit must be 1 or more, got {limit}")
         query = (
-            select(InvoiceModel)
-            .where(InvoiceModel.customer_id == customer_id)
-            .options(joinedload(InvoiceModel.payment_method))
-            .order_by(InvoiceModel.issued_at.desc(), InvoiceModel.id.desc())
+            _SELECT_INVOICES.where(_invoices.c.customer_id == customer_id)
+            .order_by(_invoices.c.issued_at.desc(), _invoices.c.id.desc())
             .limit(limit)
-            .execution_options(**_FRESH)
         )
         if after is not None:
             issued_at = _utc(after.issued_at, "after.issued_at")
             query = query.where(
                 or_(
-                    InvoiceModel.issued_at < issued_at,
-                    and_(InvoiceModel.issued_at == issued_at, InvoiceModel.id < after.id),
+                    _invoices.c.issued_at < issued_at,
+                    and_(_invoices.c.issued_at == issued_at, _invoices.c.id < after.id),
                 )
             )
-        if with_lines:
-            query = query.options(selectinload(InvoiceModel.lines))
-        rows = self._session.scalars(query).all()
-        return tuple(
-            _invoice(r, _optional_payment_method(r.payment_method), r.lines if with_lines else ())
-            for r in rows
-        )
+        return _read_invoices(self._session, query, with_lines=with_lines)
 
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
-        row = self._session.scalars(
-            select(InvoiceModel)
-            .where(InvoiceModel.id == invoice_id, InvoiceModel.customer_id == customer_id)
-            .options(joinedload(InvoiceModel.payment_method), selectinload(InvoiceModel.lines))
-            .execution_options(**_FRESH)
-        ).one_or_none()
-        if row is None:
-            return None
-        return _invoice(row, _optional_payment_method(row.payment_method), row.lines)
+        """Two queries: the invoice with its card, then its lines."""
+        found = _read_invoices(
+            self._session, _GET_INVOICE, {"invoice_id": invoice_id, "customer_id": customer_id}
+        )
+        return found[0] if found else None
 
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
         rows = self._session.scalars(
@@ -1696,18 +1764,7 @@ class SQLAlchemyStorage:
         """
         now = _utc(now, "now")
         with self._transaction() as session:
-            result = session.execute(
-                update(LinkModel)
-                .where(
-                    LinkModel.token_hash == token_hash,
-                    LinkModel.purpose == purpose,
-                    LinkModel.customer_id == customer_id,
-                    LinkModel.used_at.is_(None),
-                    LinkModel.expires_at > now,
-                )
-                .values(used_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            result = session.execute(_use_link(token_hash, purpose, customer_id, now))
         return _rowcount(result) == 1
 
     def get_link(self, token_hash: str) -> LinkRecord | None:
@@ -1715,19 +1772,34 @@ class SQLAlchemyStorage:
         return None if row is None else _link(row)
 
     def create_portal_session(self, record: PortalSessionRecord) -> None:
-        row = PortalSessionModel(
-            id=record.id,
-            customer_id=record.customer_id,
-            auth_version=record.auth_version,
-            created_at=_utc(record.created_at, "PortalSessionRecord.created_at"),
-            last_seen_at=_utc(record.last_seen_at, "PortalSessionRecord.last_seen_at"),
-            revoked_at=_utc_or_none(record.revoked_at, "PortalSessionRecord.revoked_at"),
-            user_agent=record.user_agent,
-            public_id=record.public_id,
-            location=record.location,
-        )
         with self._transaction() as session:
+            session.add(_portal_session_row(record))
+
+    def start_portal_session(
+        self,
+        record: PortalSessionRecord,
+        *,
+        link: LinkUse | None = None,
+        replaces: str | None = None,
+        event: AuditEvent | None = None,
+    ) -> bool:
+        """One transaction, one commit: the link's conditional ``UPDATE``
+        first (the database decides who wins, as in :meth:`consume_link`),
+        and nothing else is written when it matches no row."""
+        row = _portal_session_row(record)
+        with self._transaction() as session:
+            if link is not None:
+                used = session.execute(
+                    _use_link(link.token_hash, link.purpose, record.customer_id, row.created_at)
+                )
+                if _rowcount(used) != 1:
+                    session.rollback()
+                    return False
+            if replaces is not None:
+                session.execute(_revoke_session(replaces, row.created_at))
             session.add(row)
+            _add_event(session, event)
+        return True
 
     def get_portal_session(self, session_id: str) -> PortalSessionRecord | None:
         row = self._session.get(PortalSessionModel, session_id, populate_existing=True)
@@ -1760,15 +1832,7 @@ class SQLAlchemyStorage:
         """End the session; revoking it again keeps the first ``revoked_at``."""
         now = _utc(now, "now")
         with self._transaction() as session:
-            session.execute(
-                update(PortalSessionModel)
-                .where(
-                    PortalSessionModel.id == session_id,
-                    PortalSessionModel.revoked_at.is_(None),
-                )
-                .values(revoked_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            session.execute(_revoke_session(session_id, now))
 
     def revoke_customer_sessions(self, customer_id: str, now: datetime) -> int:
         now = _utc(now, "now")
@@ -1808,6 +1872,61 @@ class SQLAlchemyStorage:
     def record_event(self, event: AuditEvent) -> None:
         with self._transaction() as session:
             session.add(_audit_row(event))
+
+    def claim_webhook_event(self, provider: str, event_id: str, received_at: datetime) -> bool:
+        """One ``INSERT … ON CONFLICT DO NOTHING`` on the primary key
+        ``(provider, event_id)``: of concurrent claims the database lets one
+        insert the row. On PostgreSQL the others wait for that transaction
+        and find the row; on SQLite writers take turns."""
+        if not 1 <= len(provider) <= 32 or not 1 <= len(event_id) <= _REFERENCE:
+            raise ValueError(f"provider must be 1 to 32 characters and event_id 1 to {_REFERENCE}")
+        values = {
+            "provider": provider,
+            "event_id": event_id,
+            "received_at": _utc(received_at, "received_at"),
+        }
+        dialect = self._db.engine.dialect.name
+        with self._transaction() as session:
+            if dialect == "postgresql":
+                # psycopg reports no row count for this INSERT: the returned row says.
+                on_postgresql = (
+                    postgresql.insert(WebhookEventModel)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .returning(WebhookEventModel.event_id)
+                )
+                return session.execute(on_postgresql).first() is not None
+            if dialect == "sqlite":
+                on_sqlite = sqlite.insert(WebhookEventModel).values(values).on_conflict_do_nothing()
+                return _rowcount(session.execute(on_sqlite)) == 1
+            try:
+                with session.begin_nested():
+                    session.execute(insert(WebhookEventModel).values(values))
+            except IntegrityError:
+                return False
+            return True
+
+    def release_webhook_event(self, provider: str, event_id: str) -> None:
+        with self._transaction() as session:
+            session.execute(
+                delete(WebhookEventModel)
+                .where(WebhookEventModel.provider == provider, WebhookEventModel.event_id == event_id)
+                .execution_options(synchronize_session=False)
+            )
+
+    def prune_webhook_events(self, received_before: datetime) -> int:
+        """Forget the webhook events received before ``received_before``;
+        returns how many. A provider's delivery of an event forgotten
+        here would be handled again, so keep them well past the time the
+        provider retries for (Stripe: up to three days)."""
+        received_before = _utc(received_before, "received_before")
+        with self._transaction() as session:
+            result = session.execute(
+                delete(WebhookEventModel)
+                .where(WebhookEventModel.received_at < received_before)
+                .execution_options(synchronize_session=False)
+            )
+        return _rowcount(result)
 
     def list_events(self, customer_id: str) -> Sequence[AuditEvent]:
         """The customer's audit log, oldest first (for support and tests)."""
@@ -2119,7 +2238,10 @@ class SQLAlchemyStorage:
         session.flush()  # the invoice row first: the lines reference it
         session.add_all(lines)
         session.flush()
-        return _invoice(row, method, lines)
+        return _invoice_from_row(
+            (*_values(row, _INVOICE_NAMES), *_values(method, _PAYMENT_METHOD_NAMES)),
+            [_values(line, _INVOICE_LINE_NAMES) for line in lines],
+        )
 
     def add_license_key(self, license_key: LicenseKey) -> LicenseKey:
         """Insert a licence key; ``created_at`` defaults to now."""
@@ -2250,28 +2372,20 @@ class _SQLSubscriptionLock:
             method = _optional_payment_method(method_row)
         return _subscription(self._row, method)
 
-    def _invoices(self) -> Any:
-        return (
-            select(InvoiceModel)
-            .where(
-                InvoiceModel.subscription_id == self._row.id,
-                InvoiceModel.customer_id == self._row.customer_id,
-            )
-            .options(joinedload(InvoiceModel.payment_method), selectinload(InvoiceModel.lines))
-            .execution_options(**_FRESH)
+    def _invoices(self, statement: Executable, **params: str) -> tuple[Invoice, ...]:
+        """The subscription's invoices a select of :data:`_SUBSCRIPTION_INVOICES` finds."""
+        return _read_invoices(
+            self._session,
+            statement,
+            {"subscription_id": self._row.id, "customer_id": self._row.customer_id, **params},
         )
 
     def open_invoices(self) -> Sequence[Invoice]:
-        rows = self._session.scalars(
-            self._invoices()
-            .where(InvoiceModel.status == InvoiceStatus.OPEN)
-            .order_by(InvoiceModel.issued_at, InvoiceModel.id)
-        ).all()
-        return tuple(_invoice(r, _optional_payment_method(r.payment_method), r.lines) for r in rows)
+        return self._invoices(_OPEN_SUBSCRIPTION_INVOICES)
 
     def get_invoice(self, invoice_id: str) -> Invoice | None:
-        row = self._session.scalars(self._invoices().where(InvoiceModel.id == invoice_id)).one_or_none()
-        return None if row is None else _invoice(row, _optional_payment_method(row.payment_method), row.lines)
+        found = self._invoices(_GET_SUBSCRIPTION_INVOICE, invoice_id=invoice_id)
+        return found[0] if found else None
 
     def issue_invoice(self, invoice: Invoice) -> Invoice:
         if invoice.customer_id != self._row.customer_id or invoice.subscription_id != self._row.id:
