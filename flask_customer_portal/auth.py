@@ -21,7 +21,15 @@ from werkzeug.local import LocalProxy
 from . import signals
 from .errors import CustomerNotFound
 from .ratelimit import client_ip
-from .storage import AuditEvent, Customer, LinkPurpose, LinkRecord, PortalSessionRecord
+from .storage import (
+    AuditEvent,
+    Customer,
+    LinkPurpose,
+    LinkRecord,
+    LinkUse,
+    PortalSessionRecord,
+    store_supports,
+)
 from .tokens import LinkProblem, LinkTokenError, TokenPayload, hash_token_id
 
 if TYPE_CHECKING:
@@ -229,35 +237,68 @@ def use_link(state: PortalState, purpose: LinkPurpose, token: str) -> CheckedLin
     return checked
 
 
-def sign_in(state: PortalState, customer: Customer, *, method: str) -> None:
-    """Start a fresh portal session for ``customer`` in this browser."""
+def sign_in(
+    state: PortalState,
+    customer: Customer,
+    *,
+    method: str,
+    link: CheckedLink | None = None,
+    purpose: LinkPurpose | None = None,
+) -> None:
+    """Start a fresh portal session for ``customer`` in this browser.
+
+    With ``link`` (checked by :func:`check_link` for ``purpose``), the
+    sign-in uses it up: of two concurrent sign-ins with the same link, at
+    most one succeeds, and the other raises ``LinkTokenError``. On a store
+    with ``start_portal_session`` the link, the new session, the end of this
+    browser's previous one and the audit event are one transaction."""
+    if (link is None) != (purpose is None):
+        raise TypeError("sign_in() takes link and purpose together")
+    storage = state.storage
     previous = session.get(SESSION_KEY)
+    replaces = _hash_session_id(previous) if isinstance(previous, str) else None
     now = utcnow()
-    if isinstance(previous, str):
-        # A new sign-in always gets a new session id; the old one dies.
-        state.storage.revoke_portal_session(_hash_session_id(previous), now)
     session_id = secrets.token_urlsafe(32)
-    user_agent = request.headers.get("User-Agent", "")[:255] or None
-    state.storage.create_portal_session(
-        PortalSessionRecord(
-            id=_hash_session_id(session_id),
-            customer_id=customer.id,
-            auth_version=customer.auth_version,
-            created_at=now,
-            last_seen_at=now,
-            user_agent=user_agent,
-            public_id=secrets.token_urlsafe(16),
-            location=_locate(state),
-        )
+    record = PortalSessionRecord(
+        id=_hash_session_id(session_id),
+        customer_id=customer.id,
+        auth_version=customer.auth_version,
+        created_at=now,
+        last_seen_at=now,
+        user_agent=request.headers.get("User-Agent", "")[:255] or None,
+        public_id=secrets.token_urlsafe(16),
+        location=_locate(state),
     )
+    event = AuditEvent(
+        customer_id=customer.id, action="session.signed_in", occurred_at=now, details={"method": method}
+    )
+    if store_supports(storage, "start_portal_session"):
+        used = storage.start_portal_session(
+            record,
+            link=None if link is None or purpose is None else LinkUse(link.token_hash, purpose),
+            replaces=replaces,
+            event=event,
+        )
+        if not used:
+            raise LinkTokenError(LinkProblem.USED)
+    else:
+        if (
+            link is not None
+            and purpose is not None
+            and not storage.consume_link(link.token_hash, purpose, customer.id, now)
+        ):
+            raise LinkTokenError(LinkProblem.USED)
+        if replaces is not None:
+            # A new sign-in always gets a new session id; the old one dies.
+            storage.revoke_portal_session(replaces, now)
+        storage.create_portal_session(record)
+        storage.record_event(event)
     session[SESSION_KEY] = session_id
     g._customer_portal_customer = customer
-    state.storage.record_event(
-        AuditEvent(
-            customer_id=customer.id, action="session.signed_in", occurred_at=now, details={"method": method}
-        )
-    )
-    signals.signed_in.send(current_app._get_current_object(), customer=customer, method=method)  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if link is not None:
+        signals.link_used.send(app, customer=customer, purpose=purpose)
+    signals.signed_in.send(app, customer=customer, method=method)
 
 
 def sign_out(state: PortalState) -> Customer | None:

@@ -8,7 +8,7 @@ from typing import Any
 from flask import abort, current_app, make_response, redirect, render_template, request, url_for
 
 from .. import signals
-from ..auth import check_link, get_current_customer, issue_link, sign_in, sign_out, use_link, utcnow
+from ..auth import check_link, get_current_customer, issue_link, sign_in, sign_out, utcnow
 from ..extension import PortalState, get_state
 from ..forms import ConfirmForm, LoginForm
 from ..i18n import select_locale
@@ -115,10 +115,12 @@ def _open_link(purpose: LinkPurpose, token: str, method: str) -> Any:
             return render_template(
                 "customer_portal/open_link.html", form=form, customer=checked.customer
             ), 400
-        checked = use_link(state, purpose, token)
+        checked = check_link(state, purpose, token)
+        # Uses the link up, starts the session and records the sign-in
+        # together (one transaction where the store can).
+        sign_in(state, checked.customer, method=method, link=checked, purpose=purpose)
     except LinkTokenError as error:
         return _link_problem(error.problem)
-    sign_in(state, checked.customer, method=method)
     # A deep link's flow comes from the signed payload only (never from the
     # request), so it cannot be changed. Redirect to a URL without the
     # token: it must not stay in the history or leak through the address bar.

@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_babel import force_locale
 from portal_fixtures import SMTPServer, free_port, sign_in
-from security_support import AVA, BUDI, NEW_EMAIL, db_dump, records
+from security_support import AVA, BUDI, NEW_EMAIL, db_dump, issue, records
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -620,3 +620,51 @@ def test_a_database_error_after_the_charge_never_says_nothing_was_charged(make_a
     assert _pay(client).status_code == 303
     assert len(provider.charges) == 1
     outage.remove()
+
+
+def _sign_in_writes(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
+    """What a sign-in writes: links, sessions and the audit log."""
+    dump = db_dump(app)
+    return {name: dump[name] for name in ("portal_links", "portal_sessions", "portal_audit_events")}
+
+
+def _press_link(client: FlaskClient, link_path: str) -> Any:
+    page = client.get(link_path)
+    assert page.status_code == 200
+    return client.post(link_path, data={"csrf_token": csrf_token_from(page.text)})
+
+
+@pytest.mark.parametrize("lasting", [True, False], ids=["lost", "one-failure"])
+def test_database_lost_at_any_step_of_a_link_sign_in(make_app: AppFactory, lasting: bool) -> None:
+    """Lose the database at every step of pressing "Open my portal": either
+    the link is used, the session made and the sign-in recorded, or none of
+    the three (the link still works); never a used link without a session."""
+    app, outage = _outage_app(make_app, TestPaymentProvider())
+    client = app.test_client()
+    path = f"/portal/session/{issue(app, LinkPurpose.SESSION_LINK, BUDI)}"
+    page = client.get(path)
+    outage.arm(10**6)
+    assert client.post(path, data={"csrf_token": csrf_token_from(page.text)}).status_code == 303
+    steps = outage.steps
+    assert steps >= 3
+    outage.remove()
+
+    for fail_at in range(1, steps + 1):
+        app, outage = _outage_app(make_app, TestPaymentProvider())
+        client = app.test_client()
+        path = f"/portal/session/{issue(app, LinkPurpose.SESSION_LINK, BUDI)}"
+        before = _sign_in_writes(app)
+        page = client.get(path)
+        outage.arm(fail_at, lasting=lasting)
+        response = client.post(path, data={"csrf_token": csrf_token_from(page.text)})
+        outage.arm(None)
+        after = _sign_in_writes(app)
+        if response.status_code == 303:  # the failure came after the commit
+            assert len(after["portal_sessions"]) == len(before["portal_sessions"]) + 1, fail_at
+        else:
+            _assert_error_page(response)
+            assert after == before, fail_at  # nothing written: the link is unused
+            assert client.get("/portal/").status_code == 302  # not signed in
+            assert _press_link(client, path).status_code == 303, fail_at  # the link still works
+        assert client.get("/portal/").status_code == 200, fail_at
+        outage.remove()
