@@ -108,3 +108,28 @@ def renew_due_command(batch_size: int) -> None:
         click.echo(f"error: {subscription_id} ({error})", err=True)
     if report.errors:
         raise SystemExit(1)
+
+
+@portal_cli.command("prune-webhook-events")
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Forget events received more than this many days ago.",
+)
+@with_appcontext
+def prune_webhook_events_command(older_than_days: int) -> None:
+    """Forget old webhook events the store remembers to ignore repeats.
+
+    Keep them well past the time the payment company retries an event
+    (Stripe: up to three days): a delivery of a forgotten event would be
+    handled again. Run it from cron, e.g. daily."""
+    from datetime import datetime, timedelta, timezone
+
+    storage = get_state().storage
+    prune = getattr(storage, "prune_webhook_events", None)
+    if not callable(prune):
+        raise click.ClickException("this storage does not keep webhook events")
+    pruned = prune(datetime.now(timezone.utc) - timedelta(days=older_than_days))
+    click.echo(f"pruned: {pruned}")

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -858,6 +859,116 @@ def test_payment_webhook_sends_invoice_paid(dodo_app: Flask, fake: FakeDodo, sce
     assert answer.status_code == 204
     assert [p["invoice"].id for p in paid] == [scenario.ava_paid[0]]
     assert paid[0]["customer"].id == "cus_demo_ava"
+
+
+def _on_hold_event(fake: FakeDodo, scenario: Scenario) -> bytes:
+    fake.subscriptions[scenario.ava_sub]["status"] = "on_hold"
+    return _event(fake, "subscription.on_hold", scenario.ava_sub)
+
+
+def test_a_repeated_webhook_is_ignored_by_another_worker_and_after_a_restart(
+    dodo_app: Flask, fake: FakeDodo, scenario: Scenario
+) -> None:
+    # A second view has nothing in memory: another worker, or the same one
+    # after a restart. The store's claim is what both see.
+    dodo_app.add_url_rule(
+        "/webhooks/dodo-2", "dodo_webhook_2", view_func=dodo_webhook_view(WEBHOOK_SECRET), methods=["POST"]
+    )
+    body = _on_hold_event(fake, scenario)
+    held: list[Any] = []
+    with signals.subscription_put_on_hold.connected_to(lambda sender, **kw: held.append(kw), dodo_app):
+        answers = [
+            dodo_app.test_client().post(url, data=body, headers=_sign(body, msg_id="msg_twice")).status_code
+            for url in ("/webhooks/dodo", "/webhooks/dodo-2", "/webhooks/dodo")
+        ]
+    assert answers == [204, 204, 204]
+    assert len(held) == 1
+    with dodo_app.app_context():
+        assert _audit_actions(dodo_app, "cus_demo_ava").count("dodo.subscription.on_hold") == 1
+
+
+def test_concurrent_deliveries_of_one_webhook_are_handled_once(
+    dodo_app: Flask, fake: FakeDodo, scenario: Scenario
+) -> None:
+    body = _on_hold_event(fake, scenario)
+    count = 6
+    barrier = threading.Barrier(count)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        client = dodo_app.test_client()
+        barrier.wait(timeout=30)
+        status = client.post("/webhooks/dodo", data=body, headers=_sign(body, msg_id="msg_race")).status_code
+        with lock:
+            statuses.append(status)
+
+    held: list[Any] = []
+    with signals.subscription_put_on_hold.connected_to(lambda sender, **kw: held.append(kw), dodo_app):
+        threads = [threading.Thread(target=deliver) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert statuses == [204] * count
+    assert len(held) == 1
+    with dodo_app.app_context():
+        assert _audit_actions(dodo_app, "cus_demo_ava").count("dodo.subscription.on_hold") == 1
+
+
+def test_a_webhook_whose_handling_failed_is_handled_when_dodo_delivers_it_again(
+    dodo_app: Flask, fake: FakeDodo, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = get_state(dodo_app).storage.local  # type: ignore[attr-defined]
+    record_event = local.record_event
+    failures = [OSError("the database went away")]
+
+    def record_or_fail(event: Any) -> None:
+        if failures:
+            raise failures.pop()
+        record_event(event)
+
+    monkeypatch.setattr(local, "record_event", record_or_fail)
+    body = _on_hold_event(fake, scenario)
+    headers = _sign(body, msg_id="msg_retry")
+    client = dodo_app.test_client()
+    held: list[Any] = []
+    with signals.subscription_put_on_hold.connected_to(lambda sender, **kw: held.append(kw), dodo_app):
+        with pytest.raises(OSError, match="went away"):
+            client.post("/webhooks/dodo", data=body, headers=headers)
+        assert held == []
+        retried = client.post("/webhooks/dodo", data=body, headers=headers)
+        again = client.post("/webhooks/dodo", data=body, headers=headers)
+    assert (retried.status_code, again.status_code) == (204, 204)
+    assert len(held) == 1
+    with dodo_app.app_context():
+        assert _audit_actions(dodo_app, "cus_demo_ava").count("dodo.subscription.on_hold") == 1
+
+
+def test_a_webhook_whose_merchant_hook_failed_reaches_it_again(
+    dodo_app: Flask, fake: FakeDodo, scenario: Scenario
+) -> None:
+    seen: list[str] = []
+
+    def on_event(event: Any) -> None:
+        seen.append(event.id)
+        if len(seen) == 1:
+            raise RuntimeError("the merchant's hook failed")
+
+    dodo_app.add_url_rule(
+        "/webhooks/dodo-hook",
+        "dodo_webhook_hook",
+        view_func=dodo_webhook_view(WEBHOOK_SECRET, on_event=on_event),
+        methods=["POST"],
+    )
+    body = _on_hold_event(fake, scenario)
+    headers = _sign(body, msg_id="msg_hook")
+    client = dodo_app.test_client()
+    with pytest.raises(RuntimeError):
+        client.post("/webhooks/dodo-hook", data=body, headers=headers)
+    assert client.post("/webhooks/dodo-hook", data=body, headers=headers).status_code == 204
+    assert client.post("/webhooks/dodo-hook", data=body, headers=headers).status_code == 204
+    assert seen == ["msg_hook", "msg_hook"]
 
 
 # -- the example shop -------------------------------------------------------------------------

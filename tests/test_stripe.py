@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -486,6 +487,145 @@ def test_a_subscription_webhook_reaches_the_merchants_hook(
     response = app.test_client().post("/hook", data=payload, headers={"Stripe-Signature": _signed(payload)})
     assert response.status_code == 204
     assert seen == ["customer.subscription.deleted"]
+
+
+# -- webhooks: each event handled once ----------------------------------------------------------
+
+
+@pytest.fixture
+def webhook_app(tmp_path: Path) -> Iterator[Flask]:
+    """A portal over Stripe for webhooks only: the webhook never calls Stripe."""
+    app = make_stripe_portal_app(
+        f"sqlite:///{tmp_path / 'portal.db'}", stripe_client("http://127.0.0.1:9"), {"ava": "cus_ava"}
+    )
+    yield app
+    get_state(app).shutdown()
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+
+
+def _paid_event(event_id: str) -> tuple[str, dict[str, str]]:
+    payload = json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": "invoice.paid",
+            "created": int(time.time()),
+            "data": {"object": {"id": "in_123", "object": "invoice", "customer": "cus_ava"}},
+        }
+    )
+    return payload, {"Stripe-Signature": _signed(payload)}
+
+
+def _logged(app: Flask) -> list[str]:
+    with app.app_context():
+        events = get_state(app).storage.local.list_events("ava")  # type: ignore[attr-defined]
+    return [str(e.provider_reference) for e in events]
+
+
+def test_a_redelivered_event_is_logged_and_passed_on_once(webhook_app: Flask) -> None:
+    from flask_customer_portal.contrib.stripe import stripe_webhook_blueprint
+
+    seen: list[str] = []
+    # Another blueprint, with nothing in memory: another worker, or a restart.
+    webhook_app.register_blueprint(
+        stripe_webhook_blueprint(
+            WEBHOOK_SECRET,
+            url="/stripe/webhook-2",
+            name="second_worker",
+            customer_ids=MappingCustomerIds.from_dict({"ava": "cus_ava"}),
+            on_event=lambda event: seen.append(event.id),
+        )
+    )
+    payload, headers = _paid_event("evt_twice")
+    client = webhook_app.test_client()
+    answers = [
+        client.post(url, data=payload, headers=headers).status_code
+        for url in ("/stripe/webhook", "/stripe/webhook-2", "/stripe/webhook")
+    ]
+    assert answers == [204, 204, 204]
+    assert _logged(webhook_app) == ["evt_twice"]
+    assert seen == []
+    other, other_headers = _paid_event("evt_other")
+    assert client.post("/stripe/webhook-2", data=other, headers=other_headers).status_code == 204
+    assert seen == ["evt_other"]
+    assert _logged(webhook_app) == ["evt_twice", "evt_other"]
+
+
+def test_concurrent_deliveries_of_one_event_are_logged_once(webhook_app: Flask) -> None:
+    payload, headers = _paid_event("evt_race")
+    count = 6
+    barrier = threading.Barrier(count)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        client = webhook_app.test_client()
+        barrier.wait(timeout=30)
+        status = client.post("/stripe/webhook", data=payload, headers=headers).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=deliver) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [204] * count
+    assert _logged(webhook_app) == ["evt_race"]
+
+
+def test_an_event_whose_handling_failed_is_handled_when_stripe_retries(
+    webhook_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = get_state(webhook_app).storage.local  # type: ignore[attr-defined]
+    record_event = local.record_event
+    failures = [OSError("the database went away")]
+
+    def record_or_fail(event: Any) -> None:
+        if failures:
+            raise failures.pop()
+        record_event(event)
+
+    monkeypatch.setattr(local, "record_event", record_or_fail)
+    payload, headers = _paid_event("evt_retry")
+    client = webhook_app.test_client()
+    with pytest.raises(OSError, match="went away"):
+        client.post("/stripe/webhook", data=payload, headers=headers)
+    assert _logged(webhook_app) == []
+    assert client.post("/stripe/webhook", data=payload, headers=headers).status_code == 204
+    assert client.post("/stripe/webhook", data=payload, headers=headers).status_code == 204
+    assert _logged(webhook_app) == ["evt_retry"]
+
+
+def test_without_the_portal_repeats_are_remembered_by_the_process() -> None:
+    from flask_customer_portal.contrib.stripe import stripe_webhook_blueprint
+
+    seen: list[str] = []
+
+    def on_event(event: Any) -> None:
+        seen.append(event.id)
+        if len(seen) == 1:
+            raise RuntimeError("the merchant's hook failed")
+
+    app = Flask("hook_only")
+    app.config["TESTING"] = True
+    app.register_blueprint(stripe_webhook_blueprint(WEBHOOK_SECRET, on_event=on_event, url="/hook"))
+    payload = json.dumps(
+        {
+            "id": "evt_sub",
+            "object": "event",
+            "type": "customer.subscription.deleted",
+            "created": int(time.time()),
+            "data": {"object": {"id": "sub_1"}},
+        }
+    )
+    headers = {"Stripe-Signature": _signed(payload)}
+    client = app.test_client()
+    with pytest.raises(RuntimeError):
+        client.post("/hook", data=payload, headers=headers)
+    assert [client.post("/hook", data=payload, headers=headers).status_code for _ in range(2)] == [204, 204]
+    assert seen == ["evt_sub", "evt_sub"]
 
 
 # -- scripted Stripe responses ------------------------------------------------------------------

@@ -73,6 +73,7 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
+from ._webhooks import WebhookEvents
 from .composite import CompositeStorage
 
 __all__ = [
@@ -1220,10 +1221,6 @@ def verify_dodo_webhook(secret: str, body: bytes, headers: Mapping[str, str] | A
     )
 
 
-#: How many webhook ids a process remembers to ignore repeats.
-_SEEN_WEBHOOKS = 2048
-
-
 def dodo_webhook_view(
     secret: str, *, on_event: Callable[[DodoWebhookEvent], None] | None = None
 ) -> Callable[[], Any]:
@@ -1235,20 +1232,26 @@ def dodo_webhook_view(
             methods=["POST"],
         )
 
-    It verifies the signature (400 and nothing else if it fails), ignores an
-    event id it has seen (Dodo retries until it gets a 2xx), writes the
-    event to the portal's audit log for the customer, sends the portal's
-    signals where one fits — ``payment.succeeded`` → ``invoice_paid``,
+    It verifies the signature (400 and nothing else if it fails), answers
+    an event id that was handled already 204 and does nothing else (Dodo
+    retries until it gets a 2xx, and may deliver an event twice; with a
+    store that has
+    :meth:`~flask_customer_portal.storage.AccessStore.claim_webhook_event`
+    every worker and restart agrees, otherwise each process remembers the
+    ids it handled), writes the event to the portal's audit log for the
+    customer, sends the portal's signals where one fits — ``payment.succeeded`` → ``invoice_paid``,
     ``subscription.renewed`` → ``subscription_renewed``,
     ``subscription.on_hold`` → ``subscription_put_on_hold`` — with the
     records read fresh from Dodo, then calls ``on_event``. The portal's
     pages read Dodo directly, so they are current without the webhook; the
     webhook is how the merchant's code and the audit log learn of changes
     made outside the portal (renewals, Dodo's own retries, the dashboard).
+    If handling raises, the answer is an error and Dodo's next delivery of
+    the event is handled.
     """
     if not secret:
         raise ValueError("the Dodo Payments webhook secret is required")
-    seen: dict[str, None] = {}
+    events = WebhookEvents("dodo")
 
     def view() -> Any:
         from flask import current_app, request
@@ -1260,22 +1263,19 @@ def dodo_webhook_view(
         except InvalidDodoWebhook as exc:
             logger.warning("Refused a Dodo Payments webhook: %s", exc)
             return "invalid webhook", 400
-        if event.id in seen:
-            return "", 204
-        state = get_state()
-        storage = state.storage
-        portal_id = event.customer_id
-        if portal_id is not None and isinstance(storage, CompositeStorage):
-            portal_id = storage.customer_ids.to_portal(portal_id)
-        customer = storage.get_customer(portal_id) if portal_id is not None else None
-        if customer is not None:
-            storage.record_event(event.audit_event(customer.id))
-            _send_signals(current_app._get_current_object(), storage, customer, event)  # type: ignore[attr-defined]
-        if on_event is not None:
-            on_event(event)
-        seen[event.id] = None
-        while len(seen) > _SEEN_WEBHOOKS:
-            seen.pop(next(iter(seen)))
+        storage = get_state().storage
+        with events.handling(storage, event.id) as first:
+            if not first:
+                return "", 204
+            portal_id = event.customer_id
+            if portal_id is not None and isinstance(storage, CompositeStorage):
+                portal_id = storage.customer_ids.to_portal(portal_id)
+            customer = storage.get_customer(portal_id) if portal_id is not None else None
+            if customer is not None:
+                storage.record_event(event.audit_event(customer.id))
+                _send_signals(current_app._get_current_object(), storage, customer, event)  # type: ignore[attr-defined]
+            if on_event is not None:
+                on_event(event)
         return "", 204
 
     view.__name__ = "dodo_webhook"

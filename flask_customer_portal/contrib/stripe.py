@@ -81,6 +81,7 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
+from ._webhooks import WebhookEvents
 from .composite import CustomerIdMap, SameCustomerIds
 
 __all__ = [
@@ -946,13 +947,22 @@ def stripe_webhook_blueprint(
     Stripe on every page, so there is no copy to bring up to date), then
     ``on_event(event)`` is called — e.g. to clear a cache of the merchant's.
     Other events are acknowledged and ignored.
+
+    Stripe retries an event until it gets a 2xx and may deliver it more
+    than once: an event whose ``evt_…`` id was handled already is answered
+    204 and does nothing else. With a store that has
+    :meth:`~flask_customer_portal.storage.AccessStore.claim_webhook_event`
+    every worker and restart agrees on that; otherwise each process
+    remembers the ids it handled. If handling raises, the answer is an
+    error and Stripe's next delivery of the event is handled.
     """
     ids = customer_ids or SameCustomerIds()
     blueprint = Blueprint(name, __name__)
+    events = WebhookEvents("stripe")
 
     @blueprint.post(url)
     def stripe_webhook() -> tuple[str, int]:
-        from ..extension import get_state
+        from ..extension import EXTENSION_KEY, get_state
 
         payload = request.get_data()
         signature = request.headers.get("Stripe-Signature", "")
@@ -963,22 +973,28 @@ def stripe_webhook_blueprint(
             abort(400)
         if not str(event.type).startswith(WEBHOOK_EVENTS):
             return "", 204
-        data = _dict(event.data.object)
-        stripe_customer = _id(data.get("customer"))
-        customer_id = ids.to_portal(stripe_customer) if stripe_customer else None
-        if customer_id is not None and get_state().storage.get_customer(customer_id) is not None:
-            get_state().storage.record_event(
-                AuditEvent(
-                    customer_id=customer_id,
-                    action=f"stripe.{event.type}",
-                    occurred_at=_time(event.created) or datetime.now(timezone.utc),
-                    subject_id=_id(data.get("id")),
-                    provider_reference=str(event.id),
-                    actor="system",
+        # An app may mount the blueprint without the portal (events without
+        # a portal customer need none): repeats are then remembered here.
+        storage = get_state().storage if EXTENSION_KEY in current_app.extensions else None
+        with events.handling(storage, str(event.id)) as first:
+            if not first:
+                return "", 204
+            data = _dict(event.data.object)
+            stripe_customer = _id(data.get("customer"))
+            customer_id = ids.to_portal(stripe_customer) if stripe_customer else None
+            if customer_id is not None and get_state().storage.get_customer(customer_id) is not None:
+                get_state().storage.record_event(
+                    AuditEvent(
+                        customer_id=customer_id,
+                        action=f"stripe.{event.type}",
+                        occurred_at=_time(event.created) or datetime.now(timezone.utc),
+                        subject_id=_id(data.get("id")),
+                        provider_reference=str(event.id),
+                        actor="system",
+                    )
                 )
-            )
-        if on_event is not None:
-            on_event(event)
+            if on_event is not None:
+                on_event(event)
         return "", 204
 
     return blueprint
