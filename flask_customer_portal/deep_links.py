@@ -67,7 +67,7 @@ def check_flow(
     for an unknown flow, a missing, unknown or foreign subscription, a
     subscription the flow cannot apply to (cancelling an ended one), a
     flow the customer's rules forbid, or a plan change in an app without
-    the plan-change page.
+    the plan-change page or whose back end cannot change plans.
     """
     if flow is None or flow == "":
         if subscription_id:
@@ -85,6 +85,11 @@ def check_flow(
         raise ValueError(f"the {parsed.value!r} flow needs a subscription_id")
     if parsed is Flow.PLAN_CHANGE and PLAN_CHANGE_ENDPOINT not in current_app.view_functions:
         raise ValueError("the 'plan_change' flow needs the portal's plan-change page, which this app lacks")
+    if parsed is Flow.PLAN_CHANGE:
+        from .plans import plan_changes_supported
+
+        if not plan_changes_supported(state):
+            raise ValueError("the 'plan_change' flow needs a back end that can change plans (see plans)")
     subscription = None
     if 0 < len(subscription_id) <= 128 and subscription_id.isprintable():
         subscription = state.storage.get_subscription(customer.id, subscription_id)

@@ -48,15 +48,18 @@ from .storage import (
     StateConflict,
     Subscription,
     SubscriptionStatus,
+    store_supports,
 )
 
 __all__ = [
+    "PLAN_CHANGE_MEMBERS",
     "PlanChangeOutcome",
     "PlanChangeResult",
     "change_id_is_valid",
     "change_plan_now",
     "offered_plans",
     "plan_change_blocked",
+    "plan_changes_supported",
     "proration_invoice_id",
     "provider_bills_subscriptions",
     "timing_for",
@@ -70,6 +73,18 @@ _CHANGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 NOW = "now"
 PERIOD_END = "period_end"
+
+#: The storage members a plan change needs of the store that holds the
+#: subscription: the plan catalogue, changes set for the period's end, and
+#: the money path (the subscription lock the proration is charged and the
+#: plan switched under, and the renewals that apply a scheduled change).
+PLAN_CHANGE_MEMBERS = (
+    "list_plans",
+    "get_plan",
+    "schedule_plan_change",
+    "lock_subscription",
+    "subscriptions_due",
+)
 
 
 def change_id_is_valid(value: str) -> bool:
@@ -103,9 +118,23 @@ def plan_change_blocked(subscription: Subscription, now: datetime) -> str | None
 
 
 def provider_bills_subscriptions(state: PortalState) -> bool:
-    """Whether the payment provider bills subscriptions itself (it then
-    owns their plans: the portal changes none, see :doc:`/plans`)."""
+    """Whether the payment provider bills subscriptions itself (its
+    ``bills_subscriptions``, as Dodo Payments'): it renews them and makes
+    no charges for the portal, so it also owns their plans."""
     return bool(getattr(state.payments, "bills_subscriptions", False))
+
+
+def plan_changes_supported(state: PortalState) -> bool:
+    """Whether the portal can change the plans of the subscriptions it
+    serves: the store that holds them has every member of
+    :data:`PLAN_CHANGE_MEMBERS` (asked with
+    :func:`~flask_customer_portal.storage.store_supports`, as for pausing),
+    and the payment provider charges for the portal rather than billing
+    subscriptions itself. The plan page is offered only when this is true;
+    the customer's rules apply on top (see :doc:`/plans`)."""
+    return not provider_bills_subscriptions(state) and all(
+        store_supports(state.storage, name) for name in PLAN_CHANGE_MEMBERS
+    )
 
 
 def timing_for(state: PortalState, subscription: Subscription, plan: Plan, quantity: int) -> str:
@@ -192,13 +221,16 @@ def change_plan_now(
 
     Raises :class:`~flask_customer_portal.charging.SubscriptionNotFound`,
     :class:`~flask_customer_portal.storage.StateConflict` when the
-    subscription cannot change plan (on hold, cancelled, set to end, or a
-    previous change's payment is unconfirmed), and
+    subscription cannot change plan (on hold, cancelled, set to end, a
+    previous change's payment is unconfirmed, or the back end cannot change
+    plans: see :func:`plan_changes_supported`), and
     :class:`~flask_customer_portal.charging.ProviderError` with nothing
     written when the provider raised.
     """
     if not change_id_is_valid(change_id):
         raise ValueError("not a plan change id")
+    if not plan_changes_supported(state):
+        raise StateConflict("unsupported")
     now = now or utcnow()
     with state.storage.lock_subscription(customer.id, subscription_id) as lock:
         if lock is None:
@@ -210,8 +242,6 @@ def change_plan_now(
             # A double submit: the first one settled this change already.
             return PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, previous, invoice)
         blocked = plan_change_blocked(subscription, now)
-        if blocked is None and provider_bills_subscriptions(state):
-            blocked = "no_plan"
         if blocked is not None:
             raise StateConflict(blocked)
         if invoice is None and (subscription.plan_id, subscription.quantity) == (plan.id, quantity):

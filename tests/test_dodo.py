@@ -660,6 +660,30 @@ def test_portal_cancel_and_undo_reach_dodo(dodo_app: Flask, scenario: Scenario, 
     assert "subscription.cancelled" in actions and "subscription.cancellation_undone" in actions
 
 
+def test_plan_changes_are_not_offered_over_dodo(dodo_app: Flask, scenario: Scenario, fake: FakeDodo) -> None:
+    """Dodo bills its subscriptions itself and ``DodoBilling`` has no plan
+    catalogue or subscription lock: no **Change plan** link, and the plan
+    page is refused (403), as a pause the back end cannot make is."""
+    from flask_customer_portal.plans import plan_changes_supported
+    from flask_customer_portal.storage import store_supports
+
+    with dodo_app.app_context():
+        state = get_state(dodo_app)
+        assert not store_supports(state.storage, "list_plans")
+        assert not store_supports(state.storage, "lock_subscription")
+        assert not plan_changes_supported(state)
+    client = _signed_in(dodo_app, "cus_demo_ava")
+    path = f"/portal/subscriptions/{scenario.ava_sub}"
+    page = client.get(path)
+    assert page.status_code == 200
+    assert f"{path}/plan" not in page.text
+    before = dict(fake.subscriptions[scenario.ava_sub])
+    assert client.get(f"{path}/plan").status_code == 403
+    form = {"csrf_token": csrf_token_from(page.text), "step": "preview", "plan": "pdt_other"}
+    assert client.post(f"{path}/plan", data=form).status_code == 403
+    assert fake.subscriptions[scenario.ava_sub] == before
+
+
 def _audit_actions(app: Flask, customer_id: str) -> list[str]:
     from sqlalchemy import text
 

@@ -698,8 +698,12 @@ def test_no_plan_change_when_the_provider_bills_subscriptions(tmp_path: Path) ->
     app = _app_with(tmp_path, provider)
     client = app.test_client()
     sign_in(app, client)
-    assert PLAN_URL not in client.get(f"/portal/subscriptions/{AVA_SUB}").text
-    assert client.get(PLAN_URL).status_code == 409
+    page = client.get(f"/portal/subscriptions/{AVA_SUB}")
+    assert PLAN_URL not in page.text
+    # Refused as an action the back end cannot do (403), not as a state (409).
+    assert client.get(PLAN_URL).status_code == 403
+    form = {"csrf_token": csrf_token_from(page.text), "step": "preview", "plan": BUSINESS}
+    assert client.post(PLAN_URL, data=form).status_code == 403
     with app.test_request_context():
         state = get_state(app)
         customer = state.storage.get_customer(AVA)

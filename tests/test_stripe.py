@@ -373,6 +373,28 @@ def test_cancel_and_undo_through_the_portal(stripe_app: Flask, scenario: StripeS
     assert stripe_api.v1.subscriptions.retrieve(scenario.other_subscription_id).cancel_at_period_end is False
 
 
+def test_plan_changes_are_not_offered_over_stripe(stripe_app: Flask, scenario: StripeScenario) -> None:
+    """The adapter runs the money path but has no plan catalogue: no
+    **Change plan** link, and the plan page is refused as a pause the
+    back end cannot make is (403)."""
+    from flask_customer_portal.plans import plan_changes_supported
+    from flask_customer_portal.storage import store_supports
+
+    with stripe_app.app_context():
+        state = get_state(stripe_app)
+        assert store_supports(state.storage, "lock_subscription")
+        assert not store_supports(state.storage, "list_plans")
+        assert not plan_changes_supported(state)
+    client = _sign_in(stripe_app)
+    path = f"/portal/subscriptions/{scenario.active_subscription_id}"
+    page = client.get(path)
+    assert page.status_code == 200
+    assert f"{path}/plan" not in page.text
+    assert client.get(f"{path}/plan").status_code == 403
+    form = {"csrf_token": csrf_token_from(page.text), "step": "preview", "plan": scenario.plan_id}
+    assert client.post(f"{path}/plan", data=form).status_code == 403
+
+
 def stripe_client_for(app: Flask) -> stripe.StripeClient:
     storage = get_state(app).storage
     assert isinstance(storage, CompositeStorage)

@@ -29,6 +29,7 @@ from ..forms_cancel_flow import CancellationReasonForm, PauseForm
 from ..i18n import gettext as _
 from ..money import Money
 from ..pausing import SubscriptionNotFound, can_pause, pause_subscription, resume_subscription
+from ..plans import plan_changes_supported
 from ..retention import (
     CancellationReason,
     DiscountOffer,
@@ -67,7 +68,11 @@ def _offer(
     may_pause = _may_pause(state, rules) and can_pause(subscription, utcnow())
 
     def may_change_plan(plan_id: str) -> bool:
-        return "portal.change_plan" in current_app.view_functions and rules.allows_plan(plan_id)
+        return (
+            "portal.change_plan" in current_app.view_functions
+            and plan_changes_supported(state)
+            and rules.allows_plan(plan_id)
+        )
 
     return retention_offer_for(
         state, customer, subscription, reason, may_pause=may_pause, may_change_plan=may_change_plan

@@ -34,8 +34,8 @@ from ..plans import (
     change_plan_now,
     offered_plans,
     plan_change_blocked,
+    plan_changes_supported,
     proration_invoice_id,
-    provider_bills_subscriptions,
     timing_for,
 )
 from ..proration import prorate
@@ -166,12 +166,10 @@ def change_plan(subscription_id: str) -> Any:
         abort(400)
     subscription = _subscription_or_404(state, customer, subscription_id)
     rules = rules_for(customer, subscription)
-    if not rules.may_change_plan:
+    if not rules.may_change_plan or not plan_changes_supported(state):
         abort(403)
     now = utcnow()
     blocked = plan_change_blocked(subscription, now)
-    if blocked is None and provider_bills_subscriptions(state):
-        blocked = "no_plan"
     if blocked is not None:
         return _page(409, step="blocked", subscription=subscription, problem=_blocked_message(blocked))
     plans = tuple(offered_plans(state, subscription, rules))
@@ -425,7 +423,7 @@ def cancel_scheduled_change(subscription_id: str) -> Any:
     if not ConfirmForm().validate():
         abort(400)
     subscription = _subscription_or_404(state, customer, subscription_id)
-    if not rules_for(customer, subscription).may_change_plan:
+    if not rules_for(customer, subscription).may_change_plan or not plan_changes_supported(state):
         abort(403)
     now = utcnow()
     try:
@@ -459,17 +457,18 @@ def cancel_scheduled_change(subscription_id: str) -> Any:
 
 @blueprint.context_processor
 def _plan_helpers() -> dict[str, Any]:
-    """For the subscription page: whether to offer a plan change, and the
-    name of a plan scheduled for the period's end."""
+    """For the subscription page: whether to offer a plan change (the back
+    end can change plans, the rules allow it and the subscription's state
+    does), and the name of a plan scheduled for the period's end."""
 
     def plan_change_allowed(subscription: Subscription) -> bool:
         customer = get_current_customer()
         return (
             customer is not None
             and "portal.change_plan" in current_app.view_functions
+            and plan_changes_supported(get_state())
             and rules_for(customer, subscription).may_change_plan
             and plan_change_blocked(subscription, utcnow()) is None
-            and not provider_bills_subscriptions(get_state())
         )
 
     def scheduled_plan_name(subscription: Subscription) -> str:
