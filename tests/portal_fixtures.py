@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,8 +42,12 @@ def make_portal_app(
     mailer: Any = None,
     payments: Any = None,
     demo_data: bool = True,
+    wrap_storage: Callable[[SQLAlchemyStorage], Any] | None = None,
     **config: Any,
 ) -> Flask:
+    """The demo shop on ``db_url``. ``wrap_storage`` builds the portal's
+    storage around the SQLAlchemy store (a composite, a store lacking some
+    members); the tables and the demo data go into the SQLAlchemy store."""
     app = Flask("portal_test_app")
     app.config.update(
         TESTING=True,
@@ -57,10 +61,16 @@ def make_portal_app(
     app.config.update(config)
     db = SQLAlchemy()
     db.init_app(app)
-    CustomerPortal(app, mailer=mailer, payments=payments)
+    if wrap_storage is None:  # the store the extension makes for the app's Flask-SQLAlchemy
+        CustomerPortal(app, mailer=mailer, payments=payments)
+        with app.app_context():
+            made = get_state(app).storage
+        assert isinstance(made, SQLAlchemyStorage)
+        store = made
+    else:
+        store = SQLAlchemyStorage(db)
+        CustomerPortal(app, mailer=mailer, payments=payments, storage=wrap_storage(store))
     with app.app_context():
-        store = get_state(app).storage
-        assert isinstance(store, SQLAlchemyStorage)
         store.create_all()
         if demo_data:
             load_demo_data(store)

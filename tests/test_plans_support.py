@@ -11,11 +11,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_sqlalchemy import SQLAlchemy
-from portal_fixtures import BASE_URL, SECRET, sign_in
+from portal_fixtures import make_portal_app, sign_in
 
-from example_app.demo import load_demo_data
-from flask_customer_portal import CustomerPortal
 from flask_customer_portal.contrib.composite import BILLING_CORE, CompositeStorage, protocol_members
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.extension import get_state
@@ -57,24 +54,16 @@ class Adapter:
 def _app(tmp_path: Path, payments: TestPaymentProvider, members: frozenset[str] | None) -> Flask:
     """The demo shop over the local store, or (with ``members``) over a
     :class:`CompositeStorage` whose billing adapter has only those."""
-    app = Flask("plans_support_app")
-    app.config.update(
-        TESTING=True,
-        SECRET_KEY=SECRET,
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'portal.db'}",
-        CUSTOMER_PORTAL_BUSINESS_ID="biz_demo",
-        CUSTOMER_PORTAL_BASE_URL=BASE_URL,
-        CUSTOMER_PORTAL_MERCHANT_NAME="Acme Software",
+
+    def composite(local: SQLAlchemyStorage) -> Any:
+        return CompositeStorage(local, billing=Adapter(local, members or frozenset()))
+
+    return make_portal_app(
+        f"sqlite:///{tmp_path / 'portal.db'}",
+        mailer=MemoryMailer(),
+        payments=payments,
+        wrap_storage=None if members is None else composite,
     )
-    db = SQLAlchemy()
-    db.init_app(app)
-    local = SQLAlchemyStorage(db)
-    storage: Any = local if members is None else CompositeStorage(local, billing=Adapter(local, members))
-    CustomerPortal(app, storage=storage, payments=payments, mailer=MemoryMailer())
-    with app.app_context():
-        local.create_all()
-        load_demo_data(local)
-    return app
 
 
 @pytest.fixture

@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
-from portal_fixtures import BASE_URL, SECRET, path_of
+from portal_fixtures import make_portal_app, path_of
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from test_storage_contract import T0, customer, in_threads, link, portal_session
 
-from flask_customer_portal import CustomerPortal, signals
+from flask_customer_portal import signals
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.storage import AuditEvent, LinkPurpose, LinkUse, PortalSessionRecord
@@ -162,20 +161,13 @@ class _WithoutStartPortalSession:
 
 
 def _portal_app(tmp_path: Path, *, old_store: bool) -> Flask:
-    app = Flask("signin_test_app")
-    app.config.update(
-        TESTING=True,
-        SECRET_KEY=SECRET,
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'portal.db'}",
-        CUSTOMER_PORTAL_BUSINESS_ID="biz_demo",
-        CUSTOMER_PORTAL_BASE_URL=BASE_URL,
+    app = make_portal_app(
+        f"sqlite:///{tmp_path / 'portal.db'}",
+        demo_data=False,
+        wrap_storage=_WithoutStartPortalSession if old_store else None,
     )
-    db = SQLAlchemy(app)
-    inner = SQLAlchemyStorage(db)
-    CustomerPortal(app, storage=_WithoutStartPortalSession(inner) if old_store else inner)
     with app.app_context():
-        inner.create_all()
-        inner.add_customer(customer("cus_a"))
+        get_state(app).storage.add_customer(customer("cus_a"))  # type: ignore[attr-defined]
     return app
 
 
