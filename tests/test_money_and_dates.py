@@ -108,7 +108,7 @@ def test_amounts_keep_their_meaning_whatever_cldr_says(
 
     monkeypatch.setattr(money, "get_currency_precision", precision)
     monkeypatch.setattr(babel.numbers, "get_currency_precision", precision)
-    for cached in (money.minor_unit_exponent, money.display_digits):
+    for cached in (money.minor_unit_exponent, money.display_digits, money._formatted):
         cached.cache_clear()
     try:
         assert Money(15000000, "IDR").decimal == Decimal("150000")
@@ -117,7 +117,7 @@ def test_amounts_keep_their_meaning_whatever_cldr_says(
         assert format_money(Money(1999, "USD"), "en") == "$19.99"
         assert display_digits("IDR") == 0
     finally:
-        for cached in (money.minor_unit_exponent, money.display_digits):
+        for cached in (money.minor_unit_exponent, money.display_digits, money._formatted):
             cached.cache_clear()
 
 
