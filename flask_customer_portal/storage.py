@@ -56,6 +56,7 @@ __all__ = [
     "SubscriptionLock",
     "SubscriptionStatus",
     "TaxIdScheme",
+    "WebhookClaim",
     "store_supports",
 ]
 
@@ -108,6 +109,23 @@ class LinkPurpose(str, enum.Enum):
     SESSION_LINK = "session_link"
     LOGIN_LINK = "login_link"
     EMAIL_CHANGE = "email_change"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class WebhookClaim(str, enum.Enum):
+    """What :meth:`AccessStore.claim_webhook_event` found for one delivery
+    of a payment company's webhook event."""
+
+    #: This delivery handles the event: nobody had it, or the delivery that
+    #: had it stopped without finishing and its lease ran out.
+    CLAIMED = "claimed"
+    #: The event was handled before: answer 2xx and do nothing.
+    HANDLED = "handled"
+    #: Another delivery is handling the event right now: answer an error,
+    #: so that the provider delivers it again later.
+    IN_PROGRESS = "in_progress"
 
     def __str__(self) -> str:
         return self.value
@@ -731,21 +749,38 @@ class AccessStore(Protocol):
     def record_event(self, event: AuditEvent) -> None:
         """Append to the audit log."""
 
-    def claim_webhook_event(self, provider: str, event_id: str, received_at: datetime) -> bool:
+    def claim_webhook_event(
+        self, provider: str, event_id: str, now: datetime, *, lease: timedelta
+    ) -> WebhookClaim:
         """Claim a payment company's webhook event (``provider`` such as
-        ``"stripe"``, its own event id) for handling, atomically: ``True``
-        only for the first caller; every later or concurrent caller — in any
-        process, before or after a restart — gets ``False`` until the claim
-        is released. Decided by the database (a unique key), never by a
-        read before the write.
+        ``"stripe"``, its own event id) for handling, atomically, in any
+        process, before or after a restart:
 
-        Optional, with :meth:`release_webhook_event`: the webhook views
-        remember handled ids per process on a store without them."""
+        * :attr:`~WebhookClaim.CLAIMED` for the first caller, and for a
+          caller that finds a claim made more than ``lease`` before ``now``
+          and never finished (the delivery that made it died); that claim
+          is taken over and counts from ``now``. Of concurrent callers
+          exactly one gets it;
+        * :attr:`~WebhookClaim.HANDLED` once the event was finished
+          (:meth:`finish_webhook_event`);
+        * :attr:`~WebhookClaim.IN_PROGRESS` while another caller's claim
+          is unfinished and younger than ``lease``.
+
+        Decided by the database (a unique key, a conditional update), never
+        by a read before the write.
+
+        Optional, with :meth:`finish_webhook_event` and
+        :meth:`release_webhook_event`: the webhook views keep the ids they
+        handle per process on a store without all three."""
+
+    def finish_webhook_event(self, provider: str, event_id: str, now: datetime) -> None:
+        """Record that the claimed event was handled (at ``now``): every
+        later claim of it is :attr:`~WebhookClaim.HANDLED`."""
 
     def release_webhook_event(self, provider: str, event_id: str) -> None:
-        """Forget the claim on an event whose handling failed, so that the
-        provider's next delivery of it is handled. Nothing happens if it
-        was not claimed."""
+        """Forget the unfinished claim on an event whose handling failed,
+        so that the provider's next delivery of it is handled. Nothing
+        happens if it was not claimed, or was finished already."""
 
     def list_customer_sessions(
         self, customer_id: str, now: datetime, *, idle_timeout: timedelta, max_age: timedelta

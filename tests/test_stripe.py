@@ -23,6 +23,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -593,8 +594,123 @@ def test_concurrent_deliveries_of_one_event_are_logged_once(webhook_app: Flask) 
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert statuses == [204] * count
+    # One delivery handled it; each other one found it handled (204) or
+    # still being handled (409, Stripe delivers it again later).
+    assert len(statuses) == count
+    assert 204 in statuses and set(statuses) <= {204, 409}
     assert _logged(webhook_app) == ["evt_race"]
+    assert client_post(webhook_app, "/stripe/webhook", payload, headers) == 204
+
+
+def client_post(app: Flask, url: str, payload: str, headers: dict[str, str]) -> int:
+    return app.test_client().post(url, data=payload, headers=headers).status_code
+
+
+def _second_worker(app: Flask, on_event: Any, url: str = "/stripe/webhook-2") -> None:
+    """Another webhook blueprint on ``app``, with nothing in memory (another
+    worker) and its own ``on_event``."""
+    from flask_customer_portal.contrib.stripe import stripe_webhook_blueprint
+
+    app.register_blueprint(
+        stripe_webhook_blueprint(
+            WEBHOOK_SECRET,
+            url=url,
+            name="worker_" + url.rsplit("/", 1)[-1].replace("-", "_"),
+            customer_ids=MappingCustomerIds.from_dict({"ava": "cus_ava"}),
+            on_event=on_event,
+        )
+    )
+
+
+def test_a_repeat_while_the_event_is_being_handled_is_answered_409(webhook_app: Flask) -> None:
+    started, release = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def slow_on_event(event: Any) -> None:
+        seen.append(event.id)
+        started.set()
+        assert release.wait(timeout=30)
+
+    _second_worker(webhook_app, slow_on_event)
+    payload, headers = _paid_event("evt_slow")
+    first: list[int] = []
+    worker = threading.Thread(
+        target=lambda: first.append(client_post(webhook_app, "/stripe/webhook-2", payload, headers))
+    )
+    worker.start()
+    try:
+        assert started.wait(timeout=30)
+        repeat = webhook_app.test_client().post("/stripe/webhook", data=payload, headers=headers)
+        assert repeat.status_code == 409
+        assert repeat.get_data(as_text=True) == "event being handled, deliver it again later"
+        assert client_post(webhook_app, "/stripe/webhook-2", payload, headers) == 409
+    finally:
+        release.set()
+        worker.join(timeout=30)
+    assert first == [204]
+    assert seen == ["evt_slow"]
+    assert _logged(webhook_app) == ["evt_slow"]
+    # Once the first delivery finished, a repeat is answered 204.
+    assert client_post(webhook_app, "/stripe/webhook", payload, headers) == 204
+    assert client_post(webhook_app, "/stripe/webhook-2", payload, headers) == 204
+    assert seen == ["evt_slow"]
+    assert _logged(webhook_app) == ["evt_slow"]
+
+
+def _claim_left_by_a_dead_worker(app: Flask, event_id: str, age: timedelta) -> None:
+    from sqlalchemy import insert
+
+    from flask_customer_portal.contrib.sqla import WebhookEventModel
+
+    with app.app_context():
+        session = app.extensions["sqlalchemy"].session
+        session.execute(
+            insert(WebhookEventModel).values(
+                provider="stripe", event_id=event_id, received_at=datetime.now(timezone.utc) - age
+            )
+        )
+        session.commit()
+
+
+def test_a_claim_left_by_a_dead_worker_is_taken_over_after_the_lease(webhook_app: Flask) -> None:
+    seen: list[str] = []
+    _second_worker(webhook_app, lambda event: seen.append(event.id))
+    # Within the lease the claim may still be a live worker's: 409.
+    _claim_left_by_a_dead_worker(webhook_app, "evt_young", timedelta(minutes=1))
+    young, young_headers = _paid_event("evt_young")
+    assert client_post(webhook_app, "/stripe/webhook-2", young, young_headers) == 409
+    assert seen == [] and _logged(webhook_app) == []
+    # Past the lease (5 minutes) its worker died: the next delivery handles it.
+    _claim_left_by_a_dead_worker(webhook_app, "evt_dead", timedelta(minutes=5, seconds=1))
+    payload, headers = _paid_event("evt_dead")
+    assert client_post(webhook_app, "/stripe/webhook-2", payload, headers) == 204
+    assert seen == ["evt_dead"]
+    assert _logged(webhook_app) == ["evt_dead"]
+    assert client_post(webhook_app, "/stripe/webhook-2", payload, headers) == 204
+    assert client_post(webhook_app, "/stripe/webhook", payload, headers) == 204
+    assert seen == ["evt_dead"]
+    assert _logged(webhook_app) == ["evt_dead"]
+
+
+def test_the_lease_is_an_argument_of_the_blueprint(webhook_app: Flask) -> None:
+    from flask_customer_portal.contrib.stripe import stripe_webhook_blueprint
+
+    webhook_app.register_blueprint(
+        stripe_webhook_blueprint(
+            WEBHOOK_SECRET,
+            url="/stripe/webhook-short",
+            name="short_lease",
+            customer_ids=MappingCustomerIds.from_dict({"ava": "cus_ava"}),
+            lease=timedelta(seconds=30),
+        )
+    )
+    _claim_left_by_a_dead_worker(webhook_app, "evt_short", timedelta(minutes=1))
+    payload, headers = _paid_event("evt_short")
+    assert client_post(webhook_app, "/stripe/webhook", payload, headers) == 409
+    assert client_post(webhook_app, "/stripe/webhook-short", payload, headers) == 204
+    assert _logged(webhook_app) == ["evt_short"]
+    with pytest.raises(ValueError, match="lease"):
+        stripe_webhook_blueprint(WEBHOOK_SECRET, lease=timedelta(0))
 
 
 def test_an_event_whose_handling_failed_is_handled_when_stripe_retries(
@@ -633,6 +749,18 @@ def test_without_the_portal_repeats_are_remembered_by_the_process() -> None:
     app = Flask("hook_only")
     app.config["TESTING"] = True
     app.register_blueprint(stripe_webhook_blueprint(WEBHOOK_SECRET, on_event=on_event, url="/hook"))
+    repeats: list[int] = []
+
+    def on_event_answering_a_repeat(event: Any) -> None:
+        # A repeat reaching this process while it handles the event.
+        repeats.append(app.test_client().post("/hook-2", data=payload, headers=headers).status_code)
+        on_event(event)
+
+    app.register_blueprint(
+        stripe_webhook_blueprint(
+            WEBHOOK_SECRET, on_event=on_event_answering_a_repeat, url="/hook-2", name="hook_2"
+        )
+    )
     payload = json.dumps(
         {
             "id": "evt_sub",
@@ -648,6 +776,12 @@ def test_without_the_portal_repeats_are_remembered_by_the_process() -> None:
         client.post("/hook", data=payload, headers=headers)
     assert [client.post("/hook", data=payload, headers=headers).status_code for _ in range(2)] == [204, 204]
     assert seen == ["evt_sub", "evt_sub"]
+    # Another blueprint remembers for itself: handling, handled.
+    assert client.post("/hook-2", data=payload, headers=headers).status_code == 204
+    assert repeats == [409]
+    assert seen == ["evt_sub", "evt_sub", "evt_sub"]
+    assert client.post("/hook-2", data=payload, headers=headers).status_code == 204
+    assert seen == ["evt_sub", "evt_sub", "evt_sub"]
 
 
 # -- scripted Stripe responses ------------------------------------------------------------------

@@ -2,12 +2,18 @@
 
 A payment company delivers an event at least once: it retries until it gets
 a 2xx, and may deliver the same event twice. The webhook views put their
-work inside :meth:`WebhookEvents.handling`, which says whether this delivery
-is the one to handle:
+work inside :meth:`WebhookEvents.handling`, which says what this delivery is
+to do (a :class:`~flask_customer_portal.storage.WebhookClaim`): handle the
+event, answer 2xx for an event handled before, or answer an error for an
+event another delivery is handling right now (the provider delivers it
+again later, when the outcome is known):
 
-* on a store with :meth:`~flask_customer_portal.storage.AccessStore.claim_webhook_event`
+* on a store with :meth:`~flask_customer_portal.storage.AccessStore.claim_webhook_event`,
+  :meth:`~flask_customer_portal.storage.AccessStore.finish_webhook_event` and
+  :meth:`~flask_customer_portal.storage.AccessStore.release_webhook_event`
   the database decides (one claim per provider and event id, shared by every
-  worker and kept across restarts);
+  worker and kept across restarts). A claim whose handler died without
+  finishing it is taken over by the first delivery after its lease;
 * otherwise the view remembers, per process, the ids it handled and those it
   is handling.
 
@@ -22,76 +28,109 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import cast
 
-from ..storage import AccessStore, store_supports
+from ..storage import AccessStore, WebhookClaim, store_supports
 
-__all__ = ["WebhookEvents"]
+__all__ = ["LEASE", "WebhookEvents"]
 
 logger = logging.getLogger("flask_customer_portal")
 
 #: How many handled event ids a process remembers on a store without claims.
 REMEMBERED = 2048
 
+#: How long a claim is left to its delivery before a later delivery may take
+#: it over: far longer than handling one event takes.
+LEASE = timedelta(minutes=5)
+
+#: The store members the views need to claim events in the store.
+CLAIM_MEMBERS = ("claim_webhook_event", "finish_webhook_event", "release_webhook_event")
+
 
 class WebhookEvents:
     """The events of one webhook endpoint of ``provider`` (``"stripe"``,
-    ``"dodo"``): claimed in the store, or remembered in this process."""
+    ``"dodo"``): claimed in the store for ``lease``, or remembered in this
+    process."""
 
-    def __init__(self, provider: str, *, remembered: int = REMEMBERED) -> None:
+    def __init__(self, provider: str, *, lease: timedelta = LEASE, remembered: int = REMEMBERED) -> None:
+        if lease <= timedelta(0):
+            raise ValueError(f"the webhook lease must be positive, got {lease}")
         self.provider = provider
+        self.lease = lease
         self._remembered = remembered
         self._lock = threading.Lock()
         self._handled: dict[str, None] = {}
         self._handling: set[str] = set()
 
     @contextmanager
-    def handling(self, storage: object | None, event_id: str) -> Iterator[bool]:
-        """``True`` if this delivery of ``event_id`` is to be handled in the
-        ``with`` block; ``False`` for a repeat (answer it 2xx and do nothing).
-        If the block raises, the event is left unhandled for the next
-        delivery."""
-        if storage is not None and store_supports(storage, "claim_webhook_event"):
-            with self._claimed(cast(AccessStore, storage), event_id) as first:
-                yield first
+    def handling(self, storage: object | None, event_id: str) -> Iterator[WebhookClaim]:
+        """What this delivery of ``event_id`` is to do: handle it in the
+        ``with`` block (:attr:`~WebhookClaim.CLAIMED`), answer 2xx and do
+        nothing (:attr:`~WebhookClaim.HANDLED`), or answer an error and do
+        nothing (:attr:`~WebhookClaim.IN_PROGRESS`). A claimed event is
+        finished when the block ends normally; if the block raises, it is
+        left unhandled for the next delivery."""
+        if storage is not None and all(store_supports(storage, name) for name in CLAIM_MEMBERS):
+            with self._claimed(cast(AccessStore, storage), event_id) as claim:
+                yield claim
         else:
-            with self._in_process(event_id) as first:
-                yield first
+            with self._in_process(event_id) as claim:
+                yield claim
 
     @contextmanager
-    def _claimed(self, storage: AccessStore, event_id: str) -> Iterator[bool]:
-        if not storage.claim_webhook_event(self.provider, event_id, datetime.now(timezone.utc)):
-            yield False
+    def _claimed(self, storage: AccessStore, event_id: str) -> Iterator[WebhookClaim]:
+        claim = storage.claim_webhook_event(
+            self.provider, event_id, datetime.now(timezone.utc), lease=self.lease
+        )
+        if claim is not WebhookClaim.CLAIMED:
+            yield claim
             return
         try:
-            yield True
+            yield claim
         except BaseException:
             try:
                 storage.release_webhook_event(self.provider, event_id)
             except Exception as exc:
                 logger.error(
                     "Could not release the claim on %s webhook event %s (%s): "
-                    "delete its row for a later delivery to be handled",
+                    "a delivery after the %s lease will handle it",
                     self.provider,
                     event_id,
                     type(exc).__name__,
+                    self.lease,
                 )
             raise
+        try:
+            storage.finish_webhook_event(self.provider, event_id, datetime.now(timezone.utc))
+        except Exception as exc:
+            # The work is done and its answer stays a success; the claim
+            # expires after the lease and a later delivery handles the
+            # event again: twice rather than never.
+            logger.error(
+                "Handled %s webhook event %s but could not record it as handled (%s): "
+                "a delivery after the %s lease will handle it again",
+                self.provider,
+                event_id,
+                type(exc).__name__,
+                self.lease,
+            )
 
     @contextmanager
-    def _in_process(self, event_id: str) -> Iterator[bool]:
+    def _in_process(self, event_id: str) -> Iterator[WebhookClaim]:
         with self._lock:
-            if event_id in self._handled or event_id in self._handling:
-                first = False
+            if event_id in self._handled:
+                claim = WebhookClaim.HANDLED
+            elif event_id in self._handling:
+                claim = WebhookClaim.IN_PROGRESS
             else:
                 self._handling.add(event_id)
-                first = True
-        if not first:
-            yield False
+                claim = WebhookClaim.CLAIMED
+        if claim is not WebhookClaim.CLAIMED:
+            yield claim
             return
         try:
-            yield True
+            yield claim
         except BaseException:
             with self._lock:
                 self._handling.discard(event_id)

@@ -32,7 +32,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TypeVar
 
 from dodopayments import (
@@ -72,8 +72,9 @@ from ..storage import (
     StateConflict,
     Subscription,
     SubscriptionStatus,
+    WebhookClaim,
 )
-from ._webhooks import WebhookEvents
+from ._webhooks import LEASE, WebhookEvents
 from .composite import CompositeStorage
 
 __all__ = [
@@ -1222,7 +1223,10 @@ def verify_dodo_webhook(secret: str, body: bytes, headers: Mapping[str, str] | A
 
 
 def dodo_webhook_view(
-    secret: str, *, on_event: Callable[[DodoWebhookEvent], None] | None = None
+    secret: str,
+    *,
+    on_event: Callable[[DodoWebhookEvent], None] | None = None,
+    lease: timedelta = LEASE,
 ) -> Callable[[], Any]:
     """A Flask view for Dodo's webhooks; mount it on the app (POST only)::
 
@@ -1232,26 +1236,31 @@ def dodo_webhook_view(
             methods=["POST"],
         )
 
-    It verifies the signature (400 and nothing else if it fails), answers
-    an event id that was handled already 204 and does nothing else (Dodo
-    retries until it gets a 2xx, and may deliver an event twice; with a
-    store that has
-    :meth:`~flask_customer_portal.storage.AccessStore.claim_webhook_event`
-    every worker and restart agrees, otherwise each process remembers the
-    ids it handled), writes the event to the portal's audit log for the
-    customer, sends the portal's signals where one fits — ``payment.succeeded`` → ``invoice_paid``,
-    ``subscription.renewed`` → ``subscription_renewed``,
+    It verifies the signature (400 and nothing else if it fails), writes
+    the event to the portal's audit log for the customer, sends the
+    portal's signals where one fits — ``payment.succeeded`` →
+    ``invoice_paid``, ``subscription.renewed`` → ``subscription_renewed``,
     ``subscription.on_hold`` → ``subscription_put_on_hold`` — with the
     records read fresh from Dodo, then calls ``on_event``. The portal's
     pages read Dodo directly, so they are current without the webhook; the
     webhook is how the merchant's code and the audit log learn of changes
     made outside the portal (renewals, Dodo's own retries, the dashboard).
-    If handling raises, the answer is an error and Dodo's next delivery of
-    the event is handled.
+
+    Dodo retries until it gets a 2xx, and may deliver an event twice: an
+    event id that was handled already is answered 204 and does nothing
+    else; one that another delivery is handling right now is answered 409,
+    so that Dodo delivers it again later. With a store that has
+    :meth:`~flask_customer_portal.storage.AccessStore.claim_webhook_event`
+    every worker and restart agrees, and a claim left unfinished for
+    ``lease`` (5 minutes unless given; its worker died) is taken over by
+    the next delivery;
+    otherwise each process remembers the ids it handled. If handling
+    raises, the answer is an error and Dodo's next delivery of the event
+    is handled.
     """
     if not secret:
         raise ValueError("the Dodo Payments webhook secret is required")
-    events = WebhookEvents("dodo")
+    events = WebhookEvents("dodo", lease=lease)
 
     def view() -> Any:
         from flask import current_app, request
@@ -1264,9 +1273,11 @@ def dodo_webhook_view(
             logger.warning("Refused a Dodo Payments webhook: %s", exc)
             return "invalid webhook", 400
         storage = get_state().storage
-        with events.handling(storage, event.id) as first:
-            if not first:
+        with events.handling(storage, event.id) as claim:
+            if claim is WebhookClaim.HANDLED:
                 return "", 204
+            if claim is WebhookClaim.IN_PROGRESS:
+                return "event being handled, deliver it again later", 409
             portal_id = event.customer_id
             if portal_id is not None and isinstance(storage, CompositeStorage):
                 portal_id = storage.customer_ids.to_portal(portal_id)

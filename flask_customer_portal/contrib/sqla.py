@@ -107,6 +107,7 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
     TaxIdScheme,
+    WebhookClaim,
 )
 
 if TYPE_CHECKING:
@@ -540,15 +541,18 @@ class AuditEventModel(PortalModel):
 
 class WebhookEventModel(PortalModel):
     """Webhook events being or having been handled, one row per provider
-    and event id: the primary key is what makes a claim succeed once. No
-    payload is kept. Old rows are pruned with
-    :meth:`SQLAlchemyStorage.prune_webhook_events`."""
+    and event id: the primary key is what makes a claim succeed once.
+    ``received_at`` is when the current claim was made (a claim taken over
+    after its lease counts from then), ``handled_at`` when handling
+    finished (``NULL`` while it runs). No payload is kept. Old rows are
+    pruned with :meth:`SQLAlchemyStorage.prune_webhook_events`."""
 
     __tablename__ = "portal_webhook_events"
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(_REFERENCE), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(TZDateTime(), index=True)
+    handled_at: Mapped[datetime | None] = mapped_column(TZDateTime())
 
 
 class SequenceModel(PortalModel):
@@ -1873,44 +1877,94 @@ class SQLAlchemyStorage:
         with self._transaction() as session:
             session.add(_audit_row(event))
 
-    def claim_webhook_event(self, provider: str, event_id: str, received_at: datetime) -> bool:
+    def claim_webhook_event(
+        self, provider: str, event_id: str, now: datetime, *, lease: timedelta
+    ) -> WebhookClaim:
         """One ``INSERT … ON CONFLICT DO NOTHING`` on the primary key
-        ``(provider, event_id)``: of concurrent claims the database lets one
-        insert the row. On PostgreSQL the others wait for that transaction
-        and find the row; on SQLite writers take turns."""
+        ``(provider, event_id)``; if the row was there, one conditional
+        ``UPDATE`` takes an unfinished claim older than ``lease`` over
+        (``handled_at IS NULL AND received_at <= now - lease``, setting
+        ``received_at = now``); if neither wrote, the row says whether the
+        event was handled. Of concurrent callers the database lets one
+        insert the row or update it: on PostgreSQL the others wait for
+        that transaction and then find the row, or its new
+        ``received_at``, which no longer matches; on SQLite writers take
+        turns."""
         if not 1 <= len(provider) <= 32 or not 1 <= len(event_id) <= _REFERENCE:
             raise ValueError(f"provider must be 1 to 32 characters and event_id 1 to {_REFERENCE}")
-        values = {
-            "provider": provider,
-            "event_id": event_id,
-            "received_at": _utc(received_at, "received_at"),
-        }
-        dialect = self._db.engine.dialect.name
+        now = _utc(now, "now")
+        if lease <= timedelta(0):
+            raise ValueError(f"lease must be positive, got {lease}")
+        key = (WebhookEventModel.provider == provider, WebhookEventModel.event_id == event_id)
         with self._transaction() as session:
-            if dialect == "postgresql":
-                # psycopg reports no row count for this INSERT: the returned row says.
-                on_postgresql = (
-                    postgresql.insert(WebhookEventModel)
-                    .values(values)
-                    .on_conflict_do_nothing()
-                    .returning(WebhookEventModel.event_id)
+            # A row released by another caller between two statements is
+            # claimed on the next round.
+            for _round in range(3):
+                if self._insert_webhook_event(session, provider, event_id, now):
+                    return WebhookClaim.CLAIMED
+                taken_over = session.execute(
+                    update(WebhookEventModel)
+                    .where(
+                        *key,
+                        WebhookEventModel.handled_at.is_(None),
+                        WebhookEventModel.received_at <= now - lease,
+                    )
+                    .values(received_at=now)
+                    .execution_options(synchronize_session=False)
                 )
-                return session.execute(on_postgresql).first() is not None
-            if dialect == "sqlite":
-                on_sqlite = sqlite.insert(WebhookEventModel).values(values).on_conflict_do_nothing()
-                return _rowcount(session.execute(on_sqlite)) == 1
-            try:
-                with session.begin_nested():
-                    session.execute(insert(WebhookEventModel).values(values))
-            except IntegrityError:
-                return False
-            return True
+                if _rowcount(taken_over) == 1:
+                    return WebhookClaim.CLAIMED
+                found = session.execute(select(WebhookEventModel.handled_at).where(*key)).first()
+                if found is not None:
+                    return WebhookClaim.IN_PROGRESS if found.handled_at is None else WebhookClaim.HANDLED
+        return WebhookClaim.IN_PROGRESS  # pragma: no cover - released three times in a row
+
+    def _insert_webhook_event(self, session: Session, provider: str, event_id: str, now: datetime) -> bool:
+        """Whether the row of a new claim was inserted (``False``: it exists)."""
+        values = {"provider": provider, "event_id": event_id, "received_at": now, "handled_at": None}
+        dialect = self._db.engine.dialect.name
+        if dialect == "postgresql":
+            # psycopg reports no row count for this INSERT: the returned row says.
+            on_postgresql = (
+                postgresql.insert(WebhookEventModel)
+                .values(values)
+                .on_conflict_do_nothing()
+                .returning(WebhookEventModel.event_id)
+            )
+            return session.execute(on_postgresql).first() is not None
+        if dialect == "sqlite":
+            on_sqlite = sqlite.insert(WebhookEventModel).values(values).on_conflict_do_nothing()
+            return _rowcount(session.execute(on_sqlite)) == 1
+        try:
+            with session.begin_nested():
+                session.execute(insert(WebhookEventModel).values(values))
+        except IntegrityError:
+            return False
+        return True
+
+    def finish_webhook_event(self, provider: str, event_id: str, now: datetime) -> None:
+        now = _utc(now, "now")
+        with self._transaction() as session:
+            session.execute(
+                update(WebhookEventModel)
+                .where(
+                    WebhookEventModel.provider == provider,
+                    WebhookEventModel.event_id == event_id,
+                    WebhookEventModel.handled_at.is_(None),
+                )
+                .values(handled_at=now)
+                .execution_options(synchronize_session=False)
+            )
 
     def release_webhook_event(self, provider: str, event_id: str) -> None:
         with self._transaction() as session:
             session.execute(
                 delete(WebhookEventModel)
-                .where(WebhookEventModel.provider == provider, WebhookEventModel.event_id == event_id)
+                .where(
+                    WebhookEventModel.provider == provider,
+                    WebhookEventModel.event_id == event_id,
+                    WebhookEventModel.handled_at.is_(None),
+                )
                 .execution_options(synchronize_session=False)
             )
 

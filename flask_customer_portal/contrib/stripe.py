@@ -46,7 +46,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,8 +80,9 @@ from ..storage import (
     StateConflict,
     Subscription,
     SubscriptionStatus,
+    WebhookClaim,
 )
-from ._webhooks import WebhookEvents
+from ._webhooks import LEASE, WebhookEvents
 from .composite import CustomerIdMap, SameCustomerIds
 
 __all__ = [
@@ -936,6 +937,7 @@ def stripe_webhook_blueprint(
     customer_ids: CustomerIdMap | None = None,
     on_event: Callable[[stripe.Event], None] | None = None,
     name: str = "customer_portal_stripe",
+    lease: timedelta = LEASE,
 ) -> Blueprint:
     """A blueprint with one route, ``POST <url>``, for Stripe's webhooks.
 
@@ -950,15 +952,20 @@ def stripe_webhook_blueprint(
 
     Stripe retries an event until it gets a 2xx and may deliver it more
     than once: an event whose ``evt_…`` id was handled already is answered
-    204 and does nothing else. With a store that has
+    204 and does nothing else; one that another delivery is handling right
+    now is answered 409, so that Stripe delivers it again later. With a
+    store that has
     :meth:`~flask_customer_portal.storage.AccessStore.claim_webhook_event`
-    every worker and restart agrees on that; otherwise each process
-    remembers the ids it handled. If handling raises, the answer is an
-    error and Stripe's next delivery of the event is handled.
+    every worker and restart agrees on that, and a claim left unfinished
+    for ``lease`` (5 minutes unless given; its worker died) is taken over
+    by the next delivery;
+    otherwise each process remembers the ids it handled. If handling
+    raises, the answer is an error and Stripe's next delivery of the event
+    is handled.
     """
     ids = customer_ids or SameCustomerIds()
     blueprint = Blueprint(name, __name__)
-    events = WebhookEvents("stripe")
+    events = WebhookEvents("stripe", lease=lease)
 
     @blueprint.post(url)
     def stripe_webhook() -> tuple[str, int]:
@@ -976,9 +983,11 @@ def stripe_webhook_blueprint(
         # An app may mount the blueprint without the portal (events without
         # a portal customer need none): repeats are then remembered here.
         storage = get_state().storage if EXTENSION_KEY in current_app.extensions else None
-        with events.handling(storage, str(event.id)) as first:
-            if not first:
+        with events.handling(storage, str(event.id)) as claim:
+            if claim is WebhookClaim.HANDLED:
                 return "", 204
+            if claim is WebhookClaim.IN_PROGRESS:
+                return "event being handled, deliver it again later", 409
             data = _dict(event.data.object)
             stripe_customer = _id(data.get("customer"))
             customer_id = ids.to_portal(stripe_customer) if stripe_customer else None
