@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from portal_fixtures import BASE_URL, SECRET
 from sqlalchemy import func, insert, select, update
+from test_storage_contract import in_threads
 
 from flask_customer_portal.contrib._webhooks import LEASE, WebhookEvents
 from flask_customer_portal.contrib.composite import CompositeStorage, local_only_members
@@ -24,43 +25,11 @@ from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, WebhookEventMo
 from flask_customer_portal.storage import AccessStore, WebhookClaim, store_supports
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from flask import Flask
 
 UTC = timezone.utc
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 CLAIMED, HANDLED, IN_PROGRESS = WebhookClaim.CLAIMED, WebhookClaim.HANDLED, WebhookClaim.IN_PROGRESS
-
-
-def in_threads(app: Flask, count: int, work: Callable[[], Any]) -> list[Any]:
-    """``work`` in ``count`` threads released together, each with its own
-    app context (its own session and connection)."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        try:
-            with app.app_context():
-                barrier.wait(timeout=30)
-                result = work()
-            with lock:
-                results.append(result)
-        except BaseException as exc:  # re-raised in the test's thread
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    if errors:
-        raise errors[0]
-    assert len(results) == count
-    return results
 
 
 def rows(store: SQLAlchemyStorage) -> int:
