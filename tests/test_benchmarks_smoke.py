@@ -124,6 +124,28 @@ def test_server_on_sqlite() -> None:
     assert result.hello_rps > 0
     assert result.dashboard_rps > 0
     assert result.bare_rps > 0
+    assert result.paired_share > 0
+    assert result.paired_share_of_bare > 0
+
+
+def test_server_pairs_each_block_of_phases() -> None:
+    def phase(path: str, requests: int) -> server.Phase:
+        return server.Phase(path=path, requests=requests, errors=0, seconds=1.0, latencies_ms=(1.0,))
+
+    hello, portal, bare = server.HELLO_PATH, server.DASHBOARD_PATH, server.BARE_PATH
+    phases = (
+        phase(hello, 1000),
+        phase(portal, 100),
+        phase(bare, 125),  # a quiet block: 80 %
+        phase(portal, 40),
+        phase(bare, 80),
+        phase(hello, 500),  # a loaded block: 50 %
+        phase(bare, 100),
+        phase(hello, 900),
+        phase(portal, 90),  # 90 %
+    )
+    assert server.paired_ratio(phases, 3, portal, bare) == pytest.approx(0.8)
+    assert server.paired_ratio(phases, 3, portal, hello) == pytest.approx(0.1)
 
 
 def test_main_knows_every_benchmark() -> None:
