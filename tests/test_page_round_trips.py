@@ -186,3 +186,31 @@ def test_the_invoice_list_reads_its_page_and_total_in_one_statement(demo_app: Fl
     assert len(seen.statements) == 2, seen.statements  # and the session with its customer
     assert (seen.begins, seen.commits, seen.rollbacks, seen.checkouts) == (1, 0, 1, 1)
     assert "15 invoices in total" in page
+
+
+def test_a_late_page_skips_index_entries_not_invoices(sqlite_app: Flask) -> None:
+    """The invoice page's ``OFFSET`` walks the billing-history index alone
+    (a covering index), and only the page's own invoices are read, by
+    primary key, and joined to their cards: a late page of a long history
+    costs about what the first does."""
+    from flask_customer_portal.contrib.sqla import _LIST_INVOICES
+
+    engine = sqlite_app.extensions["sqlalchemy"].engine
+    compiled = _LIST_INVOICES.compile(dialect=engine.dialect)
+    values = {"customer_id": "cus_a", "limit": 25, "offset": 9975}
+    assert compiled.positiontup is not None
+    with engine.connect() as connection:
+        plan = [
+            row[3]
+            for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", tuple(values[name] for name in compiled.positiontup)
+            )
+        ]
+    assert "SEARCH portal_invoices USING INDEX sqlite_autoindex_portal_invoices_1 (id=?)" in plan, plan
+    assert (
+        plan.count(
+            "SEARCH portal_invoices USING COVERING INDEX ix_portal_invoices_customer_issued (customer_id=?)"
+        )
+        == 2
+    ), plan  # the page's ids and the count
+    assert not any(step.startswith("SCAN") for step in plan), plan

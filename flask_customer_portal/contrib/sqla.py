@@ -1076,12 +1076,22 @@ _SELECT_INVOICES = select(*_INVOICE_COLUMNS, *_PAYMENT_METHOD_COLUMNS).select_fr
 #: A page of a customer's invoices, each row ending with the count of all
 #: of them (a scalar subquery the database runs once): the page and the
 #: total in one round trip.
-_LIST_INVOICES = (
-    _SELECT_INVOICES.add_columns(_COUNT_INVOICES.scalar_subquery())
+#: One page of a customer's invoice ids, newest first: read from the
+#: billing-history index alone, so the rows an ``OFFSET`` skips are index
+#: entries, not invoices joined to their cards.
+_INVOICE_PAGE_IDS = (
+    select(_invoices.c.id)
     .where(_invoices.c.customer_id == bindparam("customer_id"))
     .order_by(_invoices.c.issued_at.desc(), _invoices.c.id.desc())
     .limit(bindparam("limit"))
     .offset(bindparam("offset"))
+)
+_LIST_INVOICES = (
+    _SELECT_INVOICES.add_columns(_COUNT_INVOICES.scalar_subquery())
+    # The page's ids are the customer's (the subquery is scoped to them):
+    # each row is then found by its primary key.
+    .where(_invoices.c.id.in_(_INVOICE_PAGE_IDS))
+    .order_by(_invoices.c.issued_at.desc(), _invoices.c.id.desc())
 )
 _GET_INVOICE = _SELECT_INVOICES.where(
     _invoices.c.id == bindparam("invoice_id"), _invoices.c.customer_id == bindparam("customer_id")
