@@ -1906,11 +1906,12 @@ class SQLAlchemyStorage:
         if lease <= timedelta(0):
             raise ValueError(f"lease must be positive, got {lease}")
         key = (WebhookEventModel.provider == provider, WebhookEventModel.event_id == event_id)
+        new_claim = {"provider": provider, "event_id": event_id, "received_at": now, "handled_at": None}
         with self._transaction() as session:
             # A row released by another caller between two statements is
             # claimed on the next round.
             for _round in range(3):
-                if self._insert_webhook_event(session, provider, event_id, now):
+                if self._insert_if_absent(session, WebhookEventModel, new_claim):
                     return WebhookClaim.CLAIMED
                 taken_over = session.execute(
                     update(WebhookEventModel)
@@ -1929,25 +1930,26 @@ class SQLAlchemyStorage:
                     return WebhookClaim.IN_PROGRESS if found.handled_at is None else WebhookClaim.HANDLED
         return WebhookClaim.IN_PROGRESS  # pragma: no cover - released three times in a row
 
-    def _insert_webhook_event(self, session: Session, provider: str, event_id: str, now: datetime) -> bool:
-        """Whether the row of a new claim was inserted (``False``: it exists)."""
-        values = {"provider": provider, "event_id": event_id, "received_at": now, "handled_at": None}
+    def _insert_if_absent(self, session: Session, model: type[PortalModel], values: dict[str, Any]) -> bool:
+        """Insert the row ``values`` unless a row with its key exists (a
+        concurrent transaction's included, which the database waits for);
+        whether it was inserted."""
         dialect = self._db.engine.dialect.name
         if dialect == "postgresql":
             # psycopg reports no row count for this INSERT: the returned row says.
             on_postgresql = (
-                postgresql.insert(WebhookEventModel)
+                postgresql.insert(model)
                 .values(values)
                 .on_conflict_do_nothing()
-                .returning(WebhookEventModel.event_id)
+                .returning(*model.__mapper__.primary_key)
             )
             return session.execute(on_postgresql).first() is not None
         if dialect == "sqlite":
-            on_sqlite = sqlite.insert(WebhookEventModel).values(values).on_conflict_do_nothing()
+            on_sqlite = sqlite.insert(model).values(values).on_conflict_do_nothing()
             return _rowcount(session.execute(on_sqlite)) == 1
         try:
             with session.begin_nested():
-                session.execute(insert(WebhookEventModel).values(values))
+                session.execute(insert(model).values(values))
         except IntegrityError:
             return False
         return True
@@ -2404,19 +2406,9 @@ class SQLAlchemyStorage:
         return value
 
     def _create_sequence(self, session: Session, name: str) -> None:
-        """Create the counter at 0 unless a concurrent caller just did."""
-        values = {"name": name, "last_value": 0}
-        dialect = self._db.engine.dialect.name
-        if dialect == "postgresql":
-            session.execute(postgresql.insert(SequenceModel).values(values).on_conflict_do_nothing())
-        elif dialect == "sqlite":
-            session.execute(sqlite.insert(SequenceModel).values(values).on_conflict_do_nothing())
-        else:
-            try:
-                with session.begin_nested():
-                    session.execute(insert(SequenceModel).values(values))
-            except IntegrityError:
-                pass  # created by a concurrent transaction; the retry will see it
+        """Create the counter at 0 unless a concurrent caller just did (the
+        caller's retry then sees theirs)."""
+        self._insert_if_absent(session, SequenceModel, {"name": name, "last_value": 0})
 
 
 class _SQLSubscriptionLock:
