@@ -21,12 +21,12 @@ import threading
 import unicodedata
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal
@@ -367,7 +367,7 @@ class _FontFace:
         self._template: TTFFont | None = None
         self._data = b""
         self._common: tuple[bytes, frozenset[str]] | None = None
-        self._subsets: OrderedDict[frozenset[str], _Program] = OrderedDict()
+        self._subsets: _LRU[frozenset[str], _Program] = _LRU(self.subset_cache_size)
 
     def template(self) -> TTFFont:
         with self._lock:
@@ -407,21 +407,7 @@ class _FontFace:
         Made once per glyph set and kept in a small LRU cache keyed by the
         set: a document always gets the subset of exactly its own glyphs.
         """
-        key = frozenset(glyph_names)
-        with self._lock:
-            cached = self._subsets.get(key)
-            if cached is not None:
-                self._subsets.move_to_end(key)
-        if cached is None:
-            # Made outside the lock: two threads may both make a subset for the
-            # same new glyph set, and get the same bytes.
-            cached = self._make_subset(key)
-            with self._lock:
-                self._subsets[key] = cached
-                self._subsets.move_to_end(key)
-                while len(self._subsets) > self.subset_cache_size:
-                    self._subsets.popitem(last=False)
-        return cached
+        return self._subsets.get(frozenset(glyph_names), self._make_subset)
 
     def _make_subset(self, glyph_names: frozenset[str]) -> _Program:
         """The font program fpdf2 would embed for ``glyph_names``.
@@ -517,38 +503,50 @@ def _flate(data: bytes) -> bytes:
 _CID_TO_GID_MAP_SIZE = 2 * 0x10000
 
 
-class _CidToGidMaps:
-    """Compressed ``CIDToGIDMap`` streams, in a small LRU cache keyed by the
-    mapping they encode.
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
-    The map is 128 kB, almost all zeros: only the codes a document uses
-    (numbered from 1 in the order its text first uses each glyph) are set.
-    The key is the map up to its last used code, which determines the
-    whole map, so two documents share a stream only when their maps are
-    equal byte for byte.
-    """
 
-    size: ClassVar[int] = 256
+class _LRU(Generic[K, V]):
+    """A small least-recently-used cache shared by threads. A value not
+    cached is made outside the lock: two threads may both make the value of
+    a new key, and get equal values."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
+        self.size = size
         self._lock = threading.Lock()
-        self._streams: OrderedDict[bytes, bytes] = OrderedDict()
+        self._items: OrderedDict[K, V] = OrderedDict()
 
-    def compressed(self, used: bytes) -> bytes:
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K, make: Callable[[K], V]) -> V:
+        """The value of ``key``, made with ``make(key)`` if not cached."""
         with self._lock:
-            cached = self._streams.get(used)
-            if cached is not None:
-                self._streams.move_to_end(used)
-                return cached
-        stream = _flate(used + bytes(_CID_TO_GID_MAP_SIZE - len(used)))
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make(key)
         with self._lock:
-            self._streams[used] = stream
-            while len(self._streams) > self.size:
-                self._streams.popitem(last=False)
-        return stream
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
 
 
-_CID_TO_GID_MAPS = _CidToGidMaps()
+#: Compressed ``CIDToGIDMap`` streams keyed by the mapping they encode.
+#: The map is 128 kB, almost all zeros: only the codes a document uses
+#: (numbered from 1 in the order its text first uses each glyph) are set.
+#: The key is the map up to its last used code, which determines the whole
+#: map, so two documents share a stream only when their maps are equal
+#: byte for byte.
+_CID_TO_GID_MAPS: _LRU[bytes, bytes] = _LRU(256)
+
+
+def _compress_cid_to_gid_map(used: bytes) -> bytes:
+    """The whole map of which ``used`` is the start, compressed."""
+    return _flate(used + bytes(_CID_TO_GID_MAP_SIZE - len(used)))
 
 
 def _cid_to_gid_map(code_to_glyph: Mapping[int, int]) -> bytes:
@@ -695,7 +693,9 @@ def _invoice_output_type() -> type[Any] | None:
             descendant.font_descriptor = descriptor
 
             code_to_glyph = {code: program.glyph_ids[glyph.glyph_name] for glyph, code in used}
-            cid_to_gid = CompressedStream(_CID_TO_GID_MAPS.compressed(_cid_to_gid_map(code_to_glyph)))
+            cid_to_gid = CompressedStream(
+                _CID_TO_GID_MAPS.get(_cid_to_gid_map(code_to_glyph), _compress_cid_to_gid_map)
+            )
             self._add_pdf_obj(cid_to_gid, "fonts")
             descendant.c_i_d_to_g_i_d_map = cid_to_gid
 

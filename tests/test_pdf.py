@@ -11,7 +11,6 @@ import io
 import re
 import threading
 import unicodedata
-from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -383,7 +382,7 @@ def test_font_subsets_are_made_once_per_glyph_set(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(pdf_module._FontFace, "_make_subset", counting)
     for face in pdf_module._FACES.values():
-        monkeypatch.setattr(face, "_subsets", OrderedDict())
+        monkeypatch.setattr(face, "_subsets", pdf_module._LRU(pdf_module._FontFace.subset_cache_size))
     document = make_document(make_invoice(lines=(InvoiceLine("Quarterly audit — Ωmega", 1, 1, 1),)))
 
     first = render(document)
@@ -397,8 +396,7 @@ def test_font_subsets_are_made_once_per_glyph_set(monkeypatch: pytest.MonkeyPatc
 
 def test_font_subset_cache_is_bounded_and_evictions_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     for face in pdf_module._FACES.values():
-        monkeypatch.setattr(face, "_subsets", OrderedDict())
-    monkeypatch.setattr(pdf_module._FontFace, "subset_cache_size", 2)
+        monkeypatch.setattr(face, "_subsets", pdf_module._LRU(2))
     documents = [
         make_document(make_invoice(lines=(InvoiceLine(f"Seat {letter}", 1, 1, 1),)))
         for letter in ("Ж", "Щ", "Ю", "Ф")
@@ -417,8 +415,7 @@ def test_threads_sharing_a_small_subset_cache_get_each_documents_own_bytes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for face in pdf_module._FACES.values():
-        monkeypatch.setattr(face, "_subsets", OrderedDict())
-    monkeypatch.setattr(pdf_module._FontFace, "subset_cache_size", 1)
+        monkeypatch.setattr(face, "_subsets", pdf_module._LRU(1))
     documents = [
         make_document(make_invoice(lines=(InvoiceLine(description, 1, 1, 1),)), locale=locale, labels=labels)
         for description, locale, labels in (
@@ -479,7 +476,7 @@ def test_an_fpdf2_release_not_proven_gets_fpdf2s_own_font_writing(monkeypatch: p
 def test_the_same_glyphs_first_used_in_another_order_get_their_own_glyph_map(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pdf_module, "_CID_TO_GID_MAPS", pdf_module._CidToGidMaps())
+    monkeypatch.setattr(pdf_module, "_CID_TO_GID_MAPS", pdf_module._LRU(256))
     # The same glyphs, so the same subset; but the codes are numbered in the
     # order the text first uses each glyph, so the glyph maps differ.
     documents = [
@@ -493,19 +490,18 @@ def test_the_same_glyphs_first_used_in_another_order_get_their_own_glyph_map(
     assert "Ψ Ж Щ" in all_text(pdfs[0])
     assert "Щ Ж Ψ" in all_text(pdfs[1])
     # One map of the bold face (its text is the same in both), two of the regular one.
-    assert len(pdf_module._CID_TO_GID_MAPS._streams) == 3
+    assert len(pdf_module._CID_TO_GID_MAPS) == 3
 
 
 def test_glyph_map_cache_is_bounded_and_hits_give_what_misses_give(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pdf_module, "_CID_TO_GID_MAPS", pdf_module._CidToGidMaps())
-    monkeypatch.setattr(pdf_module._CidToGidMaps, "size", 2)
+    monkeypatch.setattr(pdf_module, "_CID_TO_GID_MAPS", pdf_module._LRU(2))
     documents = [
         make_document(make_invoice(lines=(InvoiceLine(f"Seat {letter}", 1, 1, 1),)))
         for letter in ("A", "Ж", "Ω", "Ю")
     ]
 
     first_pass = [render(document) for document in documents]
-    assert len(pdf_module._CID_TO_GID_MAPS._streams) == 2
+    assert len(pdf_module._CID_TO_GID_MAPS) == 2
     hits = [render(document) for document in documents[-1:]]
     second_pass = [render(document) for document in documents]
 
