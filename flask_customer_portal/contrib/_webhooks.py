@@ -71,38 +71,64 @@ class WebhookEvents:
         nothing (:attr:`~WebhookClaim.IN_PROGRESS`). A claimed event is
         finished when the block ends normally; if the block raises, it is
         left unhandled for the next delivery."""
-        if storage is not None and all(store_supports(storage, name) for name in CLAIM_MEMBERS):
-            with self._claimed(cast(AccessStore, storage), event_id) as claim:
-                yield claim
-        else:
-            with self._in_process(event_id) as claim:
-                yield claim
-
-    @contextmanager
-    def _claimed(self, storage: AccessStore, event_id: str) -> Iterator[WebhookClaim]:
-        claim = storage.claim_webhook_event(
-            self.provider, event_id, datetime.now(timezone.utc), lease=self.lease
+        store = (
+            cast(AccessStore, storage)
+            if storage is not None and all(store_supports(storage, name) for name in CLAIM_MEMBERS)
+            else None
         )
+        claim = self._claim(store, event_id)
         if claim is not WebhookClaim.CLAIMED:
             yield claim
             return
         try:
             yield claim
         except BaseException:
-            try:
-                storage.release_webhook_event(self.provider, event_id)
-            except Exception as exc:
-                logger.error(
-                    "Could not release the claim on %s webhook event %s (%s): "
-                    "a delivery after the %s lease will handle it",
-                    self.provider,
-                    event_id,
-                    type(exc).__name__,
-                    self.lease,
-                )
+            self._release(store, event_id)
             raise
+        self._finish(store, event_id)
+
+    def _claim(self, store: AccessStore | None, event_id: str) -> WebhookClaim:
+        if store is not None:
+            return store.claim_webhook_event(
+                self.provider, event_id, datetime.now(timezone.utc), lease=self.lease
+            )
+        with self._lock:
+            if event_id in self._handled:
+                return WebhookClaim.HANDLED
+            if event_id in self._handling:
+                return WebhookClaim.IN_PROGRESS
+            self._handling.add(event_id)
+            return WebhookClaim.CLAIMED
+
+    def _release(self, store: AccessStore | None, event_id: str) -> None:
+        """Leave the event unhandled, for the provider's next delivery."""
+        if store is None:
+            with self._lock:
+                self._handling.discard(event_id)
+            return
         try:
-            storage.finish_webhook_event(self.provider, event_id, datetime.now(timezone.utc))
+            store.release_webhook_event(self.provider, event_id)
+        except Exception as exc:
+            logger.error(
+                "Could not release the claim on %s webhook event %s (%s): "
+                "a delivery after the %s lease will handle it",
+                self.provider,
+                event_id,
+                type(exc).__name__,
+                self.lease,
+            )
+
+    def _finish(self, store: AccessStore | None, event_id: str) -> None:
+        """Record the event as handled."""
+        if store is None:
+            with self._lock:
+                self._handling.discard(event_id)
+                self._handled[event_id] = None
+                while len(self._handled) > self._remembered:
+                    self._handled.pop(next(iter(self._handled)))
+            return
+        try:
+            store.finish_webhook_event(self.provider, event_id, datetime.now(timezone.utc))
         except Exception as exc:
             # The work is done and its answer stays a success; the claim
             # expires after the lease and a later delivery handles the
@@ -115,28 +141,3 @@ class WebhookEvents:
                 type(exc).__name__,
                 self.lease,
             )
-
-    @contextmanager
-    def _in_process(self, event_id: str) -> Iterator[WebhookClaim]:
-        with self._lock:
-            if event_id in self._handled:
-                claim = WebhookClaim.HANDLED
-            elif event_id in self._handling:
-                claim = WebhookClaim.IN_PROGRESS
-            else:
-                self._handling.add(event_id)
-                claim = WebhookClaim.CLAIMED
-        if claim is not WebhookClaim.CLAIMED:
-            yield claim
-            return
-        try:
-            yield claim
-        except BaseException:
-            with self._lock:
-                self._handling.discard(event_id)
-            raise
-        with self._lock:
-            self._handling.discard(event_id)
-            self._handled[event_id] = None
-            while len(self._handled) > self._remembered:
-                self._handled.pop(next(iter(self._handled)))
