@@ -33,7 +33,7 @@ from typing import cast
 
 from ..storage import AccessStore, WebhookClaim, store_supports
 
-__all__ = ["LEASE", "WebhookEvents"]
+__all__ = ["LEASE", "WebhookEvents", "repeat_answer"]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -46,6 +46,18 @@ LEASE = timedelta(minutes=5)
 
 #: The store members the views need to claim events in the store.
 CLAIM_MEMBERS = ("claim_webhook_event", "finish_webhook_event", "release_webhook_event")
+
+
+def repeat_answer(claim: WebhookClaim) -> tuple[str, int] | None:
+    """The webhook view's answer to a delivery that must not handle the
+    event, or ``None`` for the one that handles it: 204 for an event
+    handled before, 409 for one another delivery is handling right now (the
+    provider delivers it again later)."""
+    if claim is WebhookClaim.HANDLED:
+        return "", 204
+    if claim is WebhookClaim.IN_PROGRESS:
+        return "event being handled, deliver it again later", 409
+    return None
 
 
 class WebhookEvents:

@@ -72,9 +72,8 @@ from ..storage import (
     StateConflict,
     Subscription,
     SubscriptionStatus,
-    WebhookClaim,
 )
-from ._webhooks import LEASE, WebhookEvents
+from ._webhooks import LEASE, WebhookEvents, repeat_answer
 from .composite import CompositeStorage
 
 __all__ = [
@@ -1274,10 +1273,9 @@ def dodo_webhook_view(
             return "invalid webhook", 400
         storage = get_state().storage
         with events.handling(storage, event.id) as claim:
-            if claim is WebhookClaim.HANDLED:
-                return "", 204
-            if claim is WebhookClaim.IN_PROGRESS:
-                return "event being handled, deliver it again later", 409
+            answer = repeat_answer(claim)
+            if answer is not None:
+                return answer
             portal_id = event.customer_id
             if portal_id is not None and isinstance(storage, CompositeStorage):
                 portal_id = storage.customer_ids.to_portal(portal_id)

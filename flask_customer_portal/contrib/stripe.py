@@ -80,9 +80,8 @@ from ..storage import (
     StateConflict,
     Subscription,
     SubscriptionStatus,
-    WebhookClaim,
 )
-from ._webhooks import LEASE, WebhookEvents
+from ._webhooks import LEASE, WebhookEvents, repeat_answer
 from .composite import CustomerIdMap, SameCustomerIds
 
 __all__ = [
@@ -984,10 +983,9 @@ def stripe_webhook_blueprint(
         # a portal customer need none): repeats are then remembered here.
         storage = get_state().storage if EXTENSION_KEY in current_app.extensions else None
         with events.handling(storage, str(event.id)) as claim:
-            if claim is WebhookClaim.HANDLED:
-                return "", 204
-            if claim is WebhookClaim.IN_PROGRESS:
-                return "event being handled, deliver it again later", 409
+            answer = repeat_answer(claim)
+            if answer is not None:
+                return answer
             data = _dict(event.data.object)
             stripe_customer = _id(data.get("customer"))
             customer_id = ids.to_portal(stripe_customer) if stripe_customer else None
