@@ -254,6 +254,7 @@ def sign_in(
     browser's previous one and the audit event are one transaction."""
     if (link is None) != (purpose is None):
         raise TypeError("sign_in() takes link and purpose together")
+    use = LinkUse(link.token_hash, purpose) if link is not None and purpose is not None else None
     storage = state.storage
     previous = session.get(SESSION_KEY)
     replaces = _hash_session_id(previous) if isinstance(previous, str) else None
@@ -275,18 +276,14 @@ def sign_in(
     if store_supports(storage, "start_portal_session"):
         used = storage.start_portal_session(
             record,
-            link=None if link is None or purpose is None else LinkUse(link.token_hash, purpose),
+            link=use,
             replaces=replaces,
             event=event,
         )
         if not used:
             raise LinkTokenError(LinkProblem.USED)
     else:
-        if (
-            link is not None
-            and purpose is not None
-            and not storage.consume_link(link.token_hash, purpose, customer.id, now)
-        ):
+        if use is not None and not storage.consume_link(use.token_hash, use.purpose, customer.id, now):
             raise LinkTokenError(LinkProblem.USED)
         if replaces is not None:
             # A new sign-in always gets a new session id; the old one dies.
@@ -296,8 +293,8 @@ def sign_in(
     session[SESSION_KEY] = session_id
     g._customer_portal_customer = customer
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if link is not None:
-        signals.link_used.send(app, customer=customer, purpose=purpose)
+    if use is not None:
+        signals.link_used.send(app, customer=customer, purpose=use.purpose)
     signals.signed_in.send(app, customer=customer, method=method)
 
 
