@@ -17,6 +17,7 @@ from .errors import ConfigurationError
 from .mail import LogMailer, Mailer, mailer_from_config
 from .payments import PaymentProvider, TestPaymentProvider
 from .pdf import InvoiceRenderer, default_invoice_renderer
+from .production import check_provider_mode
 from .ratelimit import LoginRateLimits
 from .retention import RetentionOfferFunction
 from .rules import RulesLoader
@@ -168,12 +169,8 @@ class CustomerPortal:
                     "live mode needs a real payment provider: CustomerPortal(app, payments=...)",
                 )
             payments = TestPaymentProvider()
-        if config.is_live and payments.is_test:
-            raise ConfigurationError(
-                "CUSTOMER_PORTAL_MODE",
-                "live mode cannot use the test payment provider; pass a real provider as "
-                'CustomerPortal(payments=...) or set CUSTOMER_PORTAL_MODE = "test"',
-            )
+        # Test credentials in live mode, or live ones (real money) in test mode.
+        check_provider_mode(config, payments)
         try:
             mailer = self.mailer or mailer_from_config(app.config)
         except ValueError as exc:
