@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from threading import Lock
@@ -318,6 +318,8 @@ class CustomerPortal:
         return_url: str | None = None,
         flow: str | None = None,
         subscription_id: str | None = None,
+        actor: str = "merchant",
+        details: Mapping[str, str] | None = None,
     ) -> PortalSession:
         """Make a one-time dynamic link that signs ``customer_id`` in.
 
@@ -333,9 +335,20 @@ class CustomerPortal:
         :class:`ValueError` for a ``return_url`` outside the allowed hosts, an
         unknown flow, or a subscription that is missing, not the customer's
         or not one the flow can apply to.
+
+        ``actor`` and ``details`` say who made the link in its
+        ``session_link.created`` audit event, e.g.
+        ``details={"staff_id": str(current_user.id)}`` from a staff panel
+        (customers never see them).
         """
         return create_session_link(
-            get_state(), customer_id, return_url, flow=flow, subscription_id=subscription_id
+            get_state(),
+            customer_id,
+            return_url,
+            flow=flow,
+            subscription_id=subscription_id,
+            actor=actor,
+            details=details,
         )
 
     def static_login_url(self) -> str:
@@ -349,6 +362,8 @@ class CustomerPortal:
         return_url: str | None = None,
         flow: str | None = None,
         subscription_id: str | None = None,
+        actor: str = "merchant",
+        details: Mapping[str, str] | None = None,
     ) -> PortalSession:
         """Make a one-time dynamic link for ``customer_id`` and email it to
         the customer (the ``invite`` email, in their language, with the
@@ -361,12 +376,19 @@ class CustomerPortal:
         :class:`ValueError` for a ``return_url`` outside the allowed hosts or
         a flow :meth:`create_session` refuses, and
         :class:`~flask_customer_portal.mail.MailDeliveryError` when the
-        email could not be handed to the mail transport.
+        email could not be handed to the mail transport. ``actor`` and
+        ``details`` go into its audit events, as for :meth:`create_session`.
         """
         from .invites import send_invite
 
         return send_invite(
-            get_state(), customer_id, return_url=return_url, flow=flow, subscription_id=subscription_id
+            get_state(),
+            customer_id,
+            return_url=return_url,
+            flow=flow,
+            subscription_id=subscription_id,
+            actor=actor,
+            details=details,
         )
 
     def sign_out_everywhere(self, customer_id: str, *, actor: str = "merchant", **details: str) -> int:

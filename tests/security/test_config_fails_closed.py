@@ -23,7 +23,6 @@ from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, metadata
 from flask_customer_portal.contrib.stripe import StripePaymentProvider
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.mail import LogMailer
-from flask_customer_portal.production import schema_problems
 from flask_customer_portal.storage import LinkPurpose
 from flask_customer_portal.testing import TestPaymentProvider
 
@@ -412,6 +411,8 @@ def test_item9_portal_check_fails_an_outdated_schema(tmp_path: Path, cleanup: li
 
 
 def test_item9_schema_problems_on_each_database(store_app: Flask) -> None:
+    from flask_customer_portal.production import schema_problems
+
     engine = store_app.extensions["sqlalchemy"].engine
     assert schema_problems(engine, metadata) == []
     expected = ["table portal_webhook_events is missing"]
