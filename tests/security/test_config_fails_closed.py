@@ -99,7 +99,7 @@ def test_item8_weak_secret_key_fallback_is_refused_in_live_mode(
     assert (weak.decode() if isinstance(weak, bytes) else weak) not in str(error)  # the value is never quoted
 
 
-def test_item8_strong_fallbacks_start_a_live_portal_and_still_verify_old_links(
+def test_strong_fallbacks_start_a_live_portal_and_still_verify_old_links(
     tmp_path: Path, cleanup: list[Flask]
 ) -> None:
     ava = Customer(id="cus_1", email="ava@example.com", name="Ava")
@@ -125,7 +125,7 @@ def test_item8_a_single_string_or_an_empty_entry_is_refused_in_every_mode(tmp_pa
             assert error.key == "SECRET_KEY_FALLBACKS"
 
 
-def test_item8_test_mode_keeps_accepting_weak_fallbacks(tmp_path: Path, cleanup: list[Flask]) -> None:
+def test_test_mode_keeps_accepting_weak_fallbacks(tmp_path: Path, cleanup: list[Flask]) -> None:
     app = _app(tmp_path, SECRET_KEY="dev", SECRET_KEY_FALLBACKS=["dev-old"])
     CustomerPortal(app)
     cleanup.append(app)
@@ -264,7 +264,7 @@ def test_item9_a_provider_that_does_not_say_its_mode_is_refused(tmp_path: Path) 
         ({"MAIL_SUPPRESS_SEND": True}, "MAIL_SERVER"),
     ],
 )
-def test_item9_live_mode_refuses_what_test_mode_allows(
+def test_live_mode_refuses_what_test_mode_allows(
     tmp_path: Path, cleanup: list[Flask], override: dict[str, Any], key: str
 ) -> None:
     assert _refused(_app(tmp_path, **{**LIVE, **override}), payments=LiveProvider()).key == key
@@ -273,7 +273,7 @@ def test_item9_live_mode_refuses_what_test_mode_allows(
     cleanup.append(allowed)
 
 
-def test_item9_live_mode_refuses_a_log_mailer_passed_in(tmp_path: Path) -> None:
+def test_live_mode_refuses_a_log_mailer_passed_in(tmp_path: Path) -> None:
     error = _refused(_app(tmp_path, **LIVE), payments=LiveProvider(), mailer=LogMailer())
     assert error.key == "MAIL_SERVER"
 

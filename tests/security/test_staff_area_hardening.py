@@ -128,7 +128,7 @@ def test_item13_many_wrong_passwords_then_the_right_one_is_refused(shop: Flask) 
         assert _sign_in(_from(shop, "198.51.100.9")).status_code == 303
 
 
-def test_item13_a_successful_sign_in_clears_the_account_failures(shop: Flask) -> None:
+def test_a_successful_staff_sign_in_clears_the_account_failures(shop: Flask) -> None:
     client = _from(shop, "203.0.113.7")
     for _ in range(4):
         assert _sign_in(client, password="typo-typo").status_code == 401
