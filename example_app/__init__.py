@@ -96,7 +96,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return render_template("home.html", static_login_url=portal.static_login_url())
 
     from .demo import demo_data_command
-    from .staff import init_staff
+    from .staff import init_staff, refuse_published_password
 
     app.cli.add_command(demo_data_command)
     init_staff(app)
@@ -105,6 +105,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         _set_aside_outdated_demo_database(app, instance_path / "shop.db")
         db.create_all()
         storage().create_all()
+        refuse_published_password()
     return app
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from babel import Locale
 from flask import (
     Blueprint,
+    Flask,
     Response,
     abort,
     current_app,
@@ -30,9 +31,15 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
-from flask_login import current_user, login_user, logout_user  # type: ignore[import-untyped]
+from flask_login import (  # type: ignore[import-untyped]
+    current_user,
+    login_user,
+    logout_user,
+    user_loaded_from_cookie,
+)
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import func, or_, select
 from werkzeug.exceptions import HTTPException
@@ -46,9 +53,11 @@ from flask_customer_portal.config import PortalConfig
 from flask_customer_portal.contrib.sqla import AuditEventModel, CustomerModel, PortalSessionModel
 from flask_customer_portal.forms import PortalForm
 from flask_customer_portal.mail import MailDeliveryError
+from flask_customer_portal.ratelimit import client_ip
 
 from . import db, portal
-from .staff import Staff, authenticate
+from .staff import Staff, authenticate, end_staff_sessions
+from .staff_limits import staff_limits
 
 __all__ = ["CUSTOMERS_PER_PAGE", "STAFF_HEADERS", "blueprint"]
 
@@ -125,15 +134,47 @@ def _safe_next(target: str | None) -> str:
     return request.script_root + target
 
 
+#: When the staff member signed in (seconds since the epoch), in the signed session.
+SIGNED_IN_AT = "_staff_signed_in_at"
+
+
+def _session_expired() -> bool:
+    """A staff sign-in lasts ``STAFF_SESSION_MAX_AGE`` (12 hours), however
+    busy: the time is kept in the signed session, so a cookie cannot
+    stretch it."""
+    signed_in_at = session.get(SIGNED_IN_AT)
+    if not isinstance(signed_in_at, (int, float)):
+        return True
+    max_age: timedelta = current_app.config["STAFF_SESSION_MAX_AGE"]
+    return utcnow().timestamp() - signed_in_at > max_age.total_seconds()
+
+
+def _sign_out() -> None:
+    logout_user()
+    session.pop(SIGNED_IN_AT, None)
+
+
 @blueprint.before_request
 def _staff_only() -> BaseResponse | None:
     """Every staff page but the sign-in form needs a signed-in staff
     member; a portal customer's session signs nobody in here."""
     if request.endpoint == "admin.login":
         return None
+    if current_user.is_authenticated and _session_expired():
+        _sign_out()
+        flash("Your staff session has ended. Sign in again.")
     if not current_user.is_authenticated:
         return redirect(url_for("admin.login", next=_requested_path()))
     return None
+
+
+def _signed_in_from_cookie(app: Flask, user: Staff) -> None:
+    """A remember-me cookie (``REMEMBER_COOKIE_DURATION``, 12 hours) starts
+    a new staff session of the same length."""
+    session[SIGNED_IN_AT] = utcnow().timestamp()
+
+
+user_loaded_from_cookie.connect(_signed_in_from_cookie)
 
 
 @blueprint.after_app_request
@@ -177,20 +218,41 @@ def login() -> Any:
         return render_template("admin/login.html", form=form)
     if not form.validate():
         return render_template("admin/login.html", form=form), 400 if form.csrf_failed else 422
-    staff = authenticate(form.email.data or "", form.password.data or "")
+    email = form.email.data or ""
+    client = client_ip(request, portal.get_state().config.trusted_proxies)
+    limits = staff_limits()
+    # Refused before the password is checked: after too many failures even
+    # the right password waits, so guessing gets nowhere.
+    retry_after = limits.retry_after(email=email, client=client)
+    if retry_after is not None:
+        minutes = max(1, math.ceil(retry_after / 60))
+        page = render_template("admin/login.html", form=form, throttled_minutes=minutes)
+        return page, 429, {"Retry-After": str(retry_after)}
+    staff = authenticate(email, form.password.data or "")
     if staff is None or not login_user(staff):
+        limits.failed(email=email, client=client)
         # One message whether the address is unknown or the password wrong.
         return render_template("admin/login.html", form=form, failed=True), 401
+    limits.succeeded(email=email)
+    session[SIGNED_IN_AT] = utcnow().timestamp()
     return redirect(_safe_next(form.next.data), code=303)
 
 
 @blueprint.route("/logout", methods=["POST"])
 def logout() -> Any:
+    """Sign out on the server: every cookie of this staff member made before
+    (a copy included, and a remember-me cookie) stops working."""
     if not ActionForm().validate():
         abort(400)
-    logout_user()
+    end_staff_sessions(_staff())
+    _sign_out()
     flash("You are signed out of the staff area.")
     return redirect(url_for("admin.login"), code=303)
+
+
+def _made_by(staff: Staff) -> dict[str, str]:
+    """The audit details that name the staff member behind an action."""
+    return {"staff_id": str(staff.id), "staff": staff.email}
 
 
 # -- customers ---------------------------------------------------------------------
@@ -359,8 +421,9 @@ def create_link(customer_id: str) -> tuple[str, int]:
     if not ActionForm().validate():
         abort(400)
     customer = _customer_or_404(customer_id)
-    invite = portal.create_session(customer.id)
-    current_app.logger.info("Staff %s made a portal link for customer %s", _staff().id, customer.id)
+    staff = _staff()
+    invite = portal.create_session(customer.id, details=_made_by(staff))
+    current_app.logger.info("Staff %s made a portal link for customer %s", staff.id, customer.id)
     return _render_customer(customer, invite=invite)
 
 
@@ -370,11 +433,12 @@ def email_invite(customer_id: str) -> Any:
     if not ActionForm().validate():
         abort(400)
     customer = _customer_or_404(customer_id)
+    staff = _staff()
     try:
-        sent = portal.send_invite(customer.id)
+        sent = portal.send_invite(customer.id, details=_made_by(staff))
     except MailDeliveryError:
         return _render_customer(customer, mail_failed=True, status=502)
-    current_app.logger.info("Staff %s emailed a portal invite to customer %s", _staff().id, customer.id)
+    current_app.logger.info("Staff %s emailed a portal invite to customer %s", staff.id, customer.id)
     flash(f"Emailed a new portal link to {customer.email}. It works once, until {_when(sent.expires_at)}.")
     return redirect(url_for("admin.customer", customer_id=customer.id), code=303)
 
@@ -387,7 +451,7 @@ def sign_out_everywhere(customer_id: str) -> Any:
         abort(400)
     customer = _customer_or_404(customer_id)
     # Sessions end, and so does every link sent before now (a forwarded one).
-    ended = portal.sign_out_everywhere(customer.id, staff=_staff().email)
+    ended = portal.sign_out_everywhere(customer.id, **_made_by(_staff()))
     if ended == 0:
         flash(f"{customer.name} had no open portal session.")
     elif ended == 1:

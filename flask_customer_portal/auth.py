@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, cast
@@ -144,9 +145,13 @@ def create_session_link(
     *,
     flow: str | None = None,
     subscription_id: str | None = None,
+    actor: str = "merchant",
+    details: Mapping[str, str] | None = None,
 ) -> PortalSession:
     """Check everything first (customer, return URL, deep-link flow), then
-    make the link: a refused call leaves nothing behind."""
+    make the link: a refused call leaves nothing behind. ``actor`` and
+    ``details`` (who made it, e.g. a staff member's id) go into the
+    ``session_link.created`` audit event."""
     from .deep_links import check_flow
 
     customer = state.storage.get_customer(customer_id)
@@ -173,19 +178,19 @@ def create_session_link(
         flow=flow_name,
         subscription_id=flow_subscription_id,
     )
-    details: dict[str, str] = {}
+    event_details: dict[str, str] = dict(details or {})
     if flow_name:
-        details["flow"] = flow_name
+        event_details["flow"] = flow_name
     if flow_subscription_id:
-        details["subscription_id"] = flow_subscription_id
+        event_details["subscription_id"] = flow_subscription_id
     state.storage.record_event(
         AuditEvent(
             customer_id=customer.id,
             action="session_link.created",
             occurred_at=utcnow(),
             subject_id=flow_subscription_id,
-            actor="merchant",
-            details=details,
+            actor=actor,
+            details=event_details,
         )
     )
     signals.session_created.send(current_app._get_current_object(), customer=customer, session=portal_session)  # type: ignore[attr-defined]

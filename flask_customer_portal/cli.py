@@ -133,3 +133,27 @@ def prune_webhook_events_command(older_than_days: int) -> None:
         raise click.ClickException("this storage does not keep webhook events")
     pruned = prune(datetime.now(timezone.utc) - timedelta(days=older_than_days))
     click.echo(f"pruned: {pruned}")
+
+
+@portal_cli.command("check")
+@with_appcontext
+def check_command() -> None:
+    """Print the production checklist and exit with status 1 if any item fails.
+
+    One line per item, OK, WARN (advisory) or FAIL, judged by live mode's
+    rules whatever CUSTOMER_PORTAL_MODE says: the mode, SECRET_KEY and every
+    key in SECRET_KEY_FALLBACKS, an https base URL, a real mail transport,
+    rate limits shared by every worker, secure cookies, the portal's tables
+    in the database, and live payment credentials. Secrets are judged, never
+    printed. Run it on the production configuration before going live and
+    after each deploy."""
+    from .production import CheckStatus, production_checklist
+
+    results = production_checklist(current_app, get_state())
+    for result in results:
+        click.echo(str(result))
+    failed = sum(result.status is CheckStatus.FAIL for result in results)
+    warned = sum(result.status is CheckStatus.WARN for result in results)
+    click.echo(f"{failed} failed, {warned} to look at, {len(results) - failed - warned} OK.")
+    if failed:
+        raise SystemExit(1)

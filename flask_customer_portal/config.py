@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS": "5 per hour",
     "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_CLIENT": "30 per hour",
     "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI": "memory://",
+    "CUSTOMER_PORTAL_SINGLE_PROCESS": False,
     "CUSTOMER_PORTAL_TRUSTED_PROXIES": 0,
     "CUSTOMER_PORTAL_LANGUAGES": ("en", "id"),
     "CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES": (),
@@ -97,6 +98,9 @@ class PortalConfig:
     """``"now"`` (prorated charge) or ``"period_end"``."""
     plan_change_downgrades: str = "period_end"
     """``"now"`` (prorated credit) or ``"period_end"``."""
+    single_process: bool = False
+    """The merchant runs the app as one process, so ``memory://`` rate
+    limits are shared by every request (``flask portal check``)."""
 
     @property
     def is_live(self) -> bool:
@@ -180,11 +184,12 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
             "the portal signs its links with the app's SECRET_KEY; set it to a long random "
             "value, e.g. the output of `python -c 'import secrets; print(secrets.token_hex(32))'`",
         )
-    if live and (len(str(secret)) < _MIN_LIVE_SECRET_LENGTH or str(secret).lower() in _WEAK_SECRETS):
+    if live and secret_key_weakness(secret) is not None:
         raise ConfigurationError(
             "SECRET_KEY",
             f"live mode needs a random secret of at least {_MIN_LIVE_SECRET_LENGTH} characters",
         )
+    _check_secret_key_fallbacks(config.get("SECRET_KEY_FALLBACKS"), live=live)
 
     business_id = config["CUSTOMER_PORTAL_BUSINESS_ID"]
     if not isinstance(business_id, str) or not _BUSINESS_ID_RE.match(business_id):
@@ -291,7 +296,59 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         max_pause_months=_max_pause_months(config),
         plan_change_upgrades=_plan_change_timing(config, "CUSTOMER_PORTAL_PLAN_CHANGE_UPGRADES"),
         plan_change_downgrades=_plan_change_timing(config, "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES"),
+        single_process=_flag(config, "CUSTOMER_PORTAL_SINGLE_PROCESS"),
     )
+
+
+def secret_key_weakness(secret: object) -> str | None:
+    """Why ``secret`` is too weak to sign a live portal's links and cookies,
+    or ``None``: the rule ``SECRET_KEY`` and every key in
+    ``SECRET_KEY_FALLBACKS`` must meet in live mode. Never quotes the key."""
+    if isinstance(secret, bytes):
+        length, text = len(secret), secret.decode("utf-8", "replace")
+    elif isinstance(secret, str):
+        length, text = len(secret), secret
+    else:
+        return "it is not a string"
+    if length < _MIN_LIVE_SECRET_LENGTH:
+        return f"it is shorter than {_MIN_LIVE_SECRET_LENGTH} characters"
+    if text.strip().lower() in _WEAK_SECRETS:
+        return "it is a well-known placeholder"
+    return None
+
+
+def _check_secret_key_fallbacks(fallbacks: object, *, live: bool) -> None:
+    """Every old key still accepted is as strong as ``SECRET_KEY`` must be:
+    a cookie or link signed with a weak fallback opens the portal as well as
+    one signed with the current key. Errors name the entry by its index."""
+    key = "SECRET_KEY_FALLBACKS"
+    if fallbacks is None:
+        return
+    if isinstance(fallbacks, (str, bytes)) or not isinstance(fallbacks, (list, tuple)):
+        raise ConfigurationError(
+            key,
+            'must be a list of older secret keys, e.g. ["<the previous SECRET_KEY>"] '
+            "(a single string would be read as one key per character)",
+        )
+    for index, fallback in enumerate(fallbacks):
+        if not isinstance(fallback, (str, bytes)) or not fallback:
+            raise ConfigurationError(key, f"entry {index} (counting from 0) must be a non-empty string")
+        weakness = secret_key_weakness(fallback) if live else None
+        if weakness is not None:
+            raise ConfigurationError(
+                key,
+                f"entry {index} (counting from 0) is too weak for live mode ({weakness}); every key "
+                f"that is still accepted needs the strength of SECRET_KEY: a random secret of at least "
+                f"{_MIN_LIVE_SECRET_LENGTH} characters. Remove it, or replace it if it ever signed "
+                "live links",
+            )
+
+
+def _flag(config: Mapping[str, Any], key: str) -> bool:
+    value = config[key]
+    if not isinstance(value, bool):
+        raise ConfigurationError(key, f"must be True or False, got {value!r}")
+    return value
 
 
 def _plan_change_timing(config: Mapping[str, Any], key: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from threading import Lock
@@ -17,6 +17,7 @@ from .errors import ConfigurationError
 from .mail import LogMailer, Mailer, mailer_from_config
 from .payments import PaymentProvider, TestPaymentProvider
 from .pdf import InvoiceRenderer, default_invoice_renderer
+from .production import check_provider_mode
 from .ratelimit import LoginRateLimits
 from .retention import RetentionOfferFunction
 from .rules import RulesLoader
@@ -168,12 +169,8 @@ class CustomerPortal:
                     "live mode needs a real payment provider: CustomerPortal(app, payments=...)",
                 )
             payments = TestPaymentProvider()
-        if config.is_live and payments.is_test:
-            raise ConfigurationError(
-                "CUSTOMER_PORTAL_MODE",
-                "live mode cannot use the test payment provider; pass a real provider as "
-                'CustomerPortal(payments=...) or set CUSTOMER_PORTAL_MODE = "test"',
-            )
+        # Test credentials in live mode, or live ones (real money) in test mode.
+        check_provider_mode(config, payments)
         try:
             mailer = self.mailer or mailer_from_config(app.config)
         except ValueError as exc:
@@ -321,6 +318,8 @@ class CustomerPortal:
         return_url: str | None = None,
         flow: str | None = None,
         subscription_id: str | None = None,
+        actor: str = "merchant",
+        details: Mapping[str, str] | None = None,
     ) -> PortalSession:
         """Make a one-time dynamic link that signs ``customer_id`` in.
 
@@ -336,9 +335,20 @@ class CustomerPortal:
         :class:`ValueError` for a ``return_url`` outside the allowed hosts, an
         unknown flow, or a subscription that is missing, not the customer's
         or not one the flow can apply to.
+
+        ``actor`` and ``details`` say who made the link in its
+        ``session_link.created`` audit event, e.g.
+        ``details={"staff_id": str(current_user.id)}`` from a staff panel
+        (customers never see them).
         """
         return create_session_link(
-            get_state(), customer_id, return_url, flow=flow, subscription_id=subscription_id
+            get_state(),
+            customer_id,
+            return_url,
+            flow=flow,
+            subscription_id=subscription_id,
+            actor=actor,
+            details=details,
         )
 
     def static_login_url(self) -> str:
@@ -352,6 +362,8 @@ class CustomerPortal:
         return_url: str | None = None,
         flow: str | None = None,
         subscription_id: str | None = None,
+        actor: str = "merchant",
+        details: Mapping[str, str] | None = None,
     ) -> PortalSession:
         """Make a one-time dynamic link for ``customer_id`` and email it to
         the customer (the ``invite`` email, in their language, with the
@@ -364,12 +376,19 @@ class CustomerPortal:
         :class:`ValueError` for a ``return_url`` outside the allowed hosts or
         a flow :meth:`create_session` refuses, and
         :class:`~flask_customer_portal.mail.MailDeliveryError` when the
-        email could not be handed to the mail transport.
+        email could not be handed to the mail transport. ``actor`` and
+        ``details`` go into its audit events, as for :meth:`create_session`.
         """
         from .invites import send_invite
 
         return send_invite(
-            get_state(), customer_id, return_url=return_url, flow=flow, subscription_id=subscription_id
+            get_state(),
+            customer_id,
+            return_url=return_url,
+            flow=flow,
+            subscription_id=subscription_id,
+            actor=actor,
+            details=details,
         )
 
     def sign_out_everywhere(self, customer_id: str, *, actor: str = "merchant", **details: str) -> int:

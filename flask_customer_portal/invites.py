@@ -11,6 +11,7 @@ whether the mail server took the message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from flask import current_app
@@ -36,6 +37,8 @@ def send_invite(
     return_url: str | None = None,
     flow: str | None = None,
     subscription_id: str | None = None,
+    actor: str = "merchant",
+    details: Mapping[str, str] | None = None,
 ) -> PortalSession:
     """Make a dynamic link for ``customer_id`` and email it to them, in the
     customer's saved language or else ``CUSTOMER_PORTAL_DEFAULT_LOCALE``.
@@ -46,13 +49,20 @@ def send_invite(
     (both before anything is made or sent), and
     :class:`~flask_customer_portal.mail.MailDeliveryError` when the mail
     transport refuses the message. The link made before a failed delivery
-    was never shown to anyone; it expires unused.
+    was never shown to anyone; it expires unused. ``actor`` and ``details``
+    go into both audit events (``session_link.created``, ``invite.sent``).
     """
     customer = state.storage.get_customer(customer_id)
     if customer is None:
         raise CustomerNotFound(customer_id)
     portal_session = create_session_link(
-        state, customer.id, return_url, flow=flow, subscription_id=subscription_id
+        state,
+        customer.id,
+        return_url,
+        flow=flow,
+        subscription_id=subscription_id,
+        actor=actor,
+        details=details,
     )
     message = render_message(
         state,
@@ -72,7 +82,13 @@ def send_invite(
         logger.error("Could not email a portal invite to customer %s: %s", customer.id, exc)
         raise MailDeliveryError(f"could not email the portal invite to customer {customer.id!r}") from exc
     state.storage.record_event(
-        AuditEvent(customer_id=customer.id, action="invite.sent", occurred_at=utcnow(), actor="merchant")
+        AuditEvent(
+            customer_id=customer.id,
+            action="invite.sent",
+            occurred_at=utcnow(),
+            actor=actor,
+            details=dict(details or {}),
+        )
     )
     signals.invite_sent.send(current_app._get_current_object(), customer=customer, session=portal_session)  # type: ignore[attr-defined]
     return portal_session

@@ -133,7 +133,12 @@ ChargeResult = ChargeSucceeded | ChargeDeclined | ChargeRequiresAction | ChargeF
 class PaymentProvider(Protocol):
     """What the portal needs from a payment company."""
 
-    #: ``True`` for providers that move no real money; refused in live mode.
+    #: ``True`` when the provider uses its company's test environment (test
+    #: keys, a sandbox: no real money moves), ``False`` for live credentials.
+    #: ``init_app`` refuses a provider whose credentials do not match
+    #: ``CUSTOMER_PORTAL_MODE``. A provider may also name the setting that
+    #: decided it in a ``mode_setting`` string (``"STRIPE_SECRET_KEY"``), which
+    #: the :class:`~flask_customer_portal.ConfigurationError` then names.
     is_test: bool
     #: ``True`` if :meth:`attach_card` may be used (raw card form). Real
     #: providers take tokens from their own client-side elements instead.

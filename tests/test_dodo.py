@@ -181,7 +181,8 @@ def test_implements_the_portal_protocols(billing: DodoBilling) -> None:
     provider = DodoPaymentProvider(billing)
     assert isinstance(provider, SubscriptionBiller)
     assert provider.accepts_raw_cards is False
-    assert provider.is_test is False
+    assert provider.is_test is True  # the fake server stands for Dodo's test environment
+    assert provider.mode_setting == "DODO_PAYMENTS_ENVIRONMENT"
 
 
 def test_subscriptions_are_read_with_money_periods_and_methods(

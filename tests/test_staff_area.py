@@ -105,6 +105,11 @@ def _events(app: Flask, customer_id: str) -> list[AuditEvent]:
         return list(storage().list_events(customer_id))
 
 
+def _demo_staff_id(app: Flask) -> str:
+    with app.app_context():
+        return str(db.session.scalars(select(Staff.id).where(Staff.email == DEMO_STAFF_EMAIL)).one())
+
+
 def _customer_names(html: str) -> list[str]:
     return re.findall(r'<th scope="row" data-label="Name"><a href="/admin/customers/[^"]+">([^<]+)</a>', html)
 
@@ -481,7 +486,7 @@ def test_sign_out_everywhere_signs_the_customer_out(shop: Flask, staff: FlaskCli
 
     (event,) = [e for e in _events(shop, "cus_demo_ava") if e.action == "session.signed_out_everywhere"]
     assert event.actor == "merchant"
-    assert event.details == {"staff": DEMO_STAFF_EMAIL}
+    assert event.details == {"staff": DEMO_STAFF_EMAIL, "staff_id": _demo_staff_id(shop)}
 
     # A link sent before (forwarded, say) no longer works; a new one does.
     stranger = shop.test_client()

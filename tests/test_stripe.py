@@ -118,7 +118,9 @@ def test_the_provider_takes_no_card_details() -> None:
     assert provider.is_test is True
     with pytest.raises(TypeError, match="Stripe Elements"):
         provider.attach_card("cus_1", CardDetails("4242424242424242", 12, 2030, "123"))
-    live = StripePaymentProvider(stripe_client("http://127.0.0.1:9"), publishable_key="pk_live_x")
+    live = StripePaymentProvider(
+        stripe_client("http://127.0.0.1:9", api_key="sk_live_x"), publishable_key="pk_live_x"
+    )
     assert live.is_test is False
     assert live.content_security_policy == {
         "script-src": ("https://js.stripe.com",),

@@ -98,6 +98,17 @@ ENVIRONMENTS: Mapping[str, str] = {
     "test_mode": "https://test.dodopayments.com",
 }
 
+
+def _environment_of(client: DodoPayments) -> str:
+    """The environment whose API host the client talks to; ``"test_mode"``
+    for any other host."""
+    host = str(client.base_url).rstrip("/")
+    for name, url in ENVIRONMENTS.items():
+        if host == url:
+            return name
+    return "test_mode"
+
+
 #: Largest page Dodo serves.
 _PAGE_SIZE = 100
 #: A customer's history is read page by page up to this many pages.
@@ -262,8 +273,16 @@ class DodoBilling:
     :class:`DodoRefused`, a :class:`~flask_customer_portal.storage.StateConflict`.
     """
 
-    def __init__(self, client: DodoPayments) -> None:
+    def __init__(self, client: DodoPayments, *, environment: str | None = None) -> None:
+        if environment is not None and environment not in ENVIRONMENTS:
+            raise ValueError(f"environment must be one of {sorted(ENVIRONMENTS)}, not {environment!r}")
         self.client = client
+        #: ``"test_mode"`` or ``"live_mode"``: the Dodo environment whose records
+        #: and money this store works with. Given, or else read from the
+        #: client's API host; any other host (a proxy, a test server) counts as
+        #: ``"test_mode"`` unless ``environment="live_mode"`` says otherwise, so
+        #: a live portal never runs over an environment it cannot vouch for.
+        self.environment = environment or _environment_of(client)
 
     @classmethod
     def from_api_key(
@@ -276,15 +295,19 @@ class DodoBilling:
         max_retries: int = 2,
     ) -> DodoBilling:
         """A store with its own SDK client. ``environment`` is ``test_mode``
-        or ``live_mode``; ``base_url`` overrides it (a proxy, a test server)."""
+        or ``live_mode``; ``base_url`` overrides its API host (a proxy, a test
+        server) while ``environment`` still says which one it stands for."""
         if not api_key:
             raise ValueError("a Dodo Payments API key is required")
         if base_url is None:
             if environment not in ENVIRONMENTS:
                 raise ValueError(f"environment must be one of {sorted(ENVIRONMENTS)}, not {environment!r}")
             base_url = ENVIRONMENTS[environment]
+        if environment not in ENVIRONMENTS:
+            raise ValueError(f"environment must be one of {sorted(ENVIRONMENTS)}, not {environment!r}")
         return cls(
-            DodoPayments(bearer_token=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+            DodoPayments(bearer_token=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries),
+            environment=environment,
         )
 
     def __repr__(self) -> str:
@@ -1035,13 +1058,17 @@ class DodoPaymentProvider:
     Dodo charges what is owed and reactivates the subscription.
     """
 
-    is_test = False
     accepts_raw_cards = False
     #: The portal hands reactivations to :meth:`pay_arrears`.
     bills_subscriptions = True
+    #: The setting :func:`~flask_customer_portal.production.check_provider_mode` names.
+    mode_setting = "DODO_PAYMENTS_ENVIRONMENT"
 
     def __init__(self, billing: DodoBilling) -> None:
         self.billing = billing
+        #: Dodo's test environment moves no real money; ``init_app`` refuses
+        #: it in live mode, and the live environment in test mode.
+        self.is_test = billing.environment == "test_mode"
 
     def __repr__(self) -> str:
         return f"DodoPaymentProvider({self.billing!r})"

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 import stripe
 from flask import Blueprint, abort, current_app, request
 
+from ..errors import ConfigurationError
 from ..money import Money
 from ..payments import (
     AttachResult,
@@ -174,6 +175,48 @@ def _origin(url: str) -> str:
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ValueError(f"not an http(s) URL: {url!r}")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _stripe_key_is_test(key: str, kinds: tuple[str, ...]) -> bool | None:
+    """``True`` for a test key of one of ``kinds`` (``"sk"``, ``"rk"``,
+    ``"pk"``), ``False`` for a live one, ``None`` for anything else."""
+    for kind in kinds:
+        if key.startswith(f"{kind}_test_"):
+            return True
+        if key.startswith(f"{kind}_live_"):
+            return False
+    return None
+
+
+def _client_api_key(client: stripe.StripeClient) -> str | None:
+    """The secret (or restricted) key the client was made with, if the SDK
+    shows it."""
+    key = getattr(getattr(client, "_requestor", None), "api_key", None)
+    return key if isinstance(key, str) and key else None
+
+
+def _stripe_keys_are_test(secret_key: str | None, publishable_key: str) -> bool:
+    """Whether the keys are Stripe test keys; refuses keys of no known mode
+    and a live key next to a test one (errors never quote a key)."""
+    publishable = _stripe_key_is_test(publishable_key, ("pk",))
+    if publishable is None:
+        raise ConfigurationError(
+            "STRIPE_PUBLISHABLE_KEY", "must be a Stripe publishable key (pk_test_… or pk_live_…)"
+        )
+    if secret_key is None:
+        return publishable
+    secret = _stripe_key_is_test(secret_key, ("sk", "rk"))
+    if secret is None:
+        raise ConfigurationError(
+            "STRIPE_SECRET_KEY", "must be a Stripe secret or restricted key (sk_… or rk_…, test or live)"
+        )
+    if secret != publishable:
+        raise ConfigurationError(
+            "STRIPE_SECRET_KEY",
+            f"is a {'test' if secret else 'live'} key but STRIPE_PUBLISHABLE_KEY is a "
+            f"{'test' if publishable else 'live'} key: both must come from the same Stripe mode",
+        )
+    return secret
 
 
 def _id(value: Any) -> str | None:
@@ -756,7 +799,11 @@ class StripePaymentProvider:
     the only kind of charge the portal makes — with the portal's
     idempotency key.
 
-    :param publishable_key: Stripe's publishable key for Elements.
+    :param publishable_key: Stripe's publishable key for Elements. It and the
+        client's secret (or restricted) key must both be test keys or both
+        live keys, else :class:`~flask_customer_portal.ConfigurationError`
+        (naming ``STRIPE_SECRET_KEY`` or ``STRIPE_PUBLISHABLE_KEY``); their
+        mode must match ``CUSTOMER_PORTAL_MODE`` (checked by ``init_app``).
     :param customer_ids: portal → Stripe customer ids (as given to the
         composite store).
     """
@@ -776,8 +823,12 @@ class StripePaymentProvider:
         self.client = client
         self.publishable_key = publishable_key
         self.customer_ids: CustomerIdMap = customer_ids or SameCustomerIds()
-        #: Test mode moves no real money: Stripe's test keys start ``pk_test_``.
-        self.is_test = publishable_key.startswith("pk_test_")
+        #: Test mode moves no real money: Stripe's test keys start ``sk_test_``,
+        #: ``rk_test_`` and ``pk_test_``, its live keys ``…_live_``. Both keys
+        #: must be of one mode; ``init_app`` then checks it against the portal's.
+        self.is_test = _stripe_keys_are_test(_client_api_key(client), publishable_key)
+        #: The setting :func:`~flask_customer_portal.production.check_provider_mode` names.
+        self.mode_setting = "STRIPE_SECRET_KEY" if _client_api_key(client) else "STRIPE_PUBLISHABLE_KEY"
         #: Where the page loads Stripe.js from (localstripe serves its own).
         self.js_url = js_url
         origin = _origin(js_url)

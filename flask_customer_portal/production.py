@@ -1,0 +1,294 @@
+"""What production needs: a payment provider whose credentials match the
+portal's mode (checked at start-up), and the checklist that
+``flask portal check`` prints.
+
+Nothing here prints or logs a secret: keys are judged, never quoted.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+from .config import PortalConfig, secret_key_weakness
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import Engine
+
+    from .extension import PortalState
+
+__all__ = ["CheckResult", "CheckStatus", "check_provider_mode", "production_checklist", "schema_problems"]
+
+
+def check_provider_mode(config: PortalConfig, payments: object) -> None:
+    """Refuse a payment provider whose credentials do not match the portal's
+    mode: test credentials in live mode, and live credentials (real money)
+    in test mode, where the portal shows test banners and test cards.
+
+    The provider says which it has with its ``is_test`` attribute (part of
+    :class:`~flask_customer_portal.payments.PaymentProvider`). A provider may
+    also name the setting that decided it in ``mode_setting`` (e.g.
+    ``"STRIPE_SECRET_KEY"``); the :class:`ConfigurationError` then names that
+    setting, else ``CUSTOMER_PORTAL_MODE``.
+    """
+    is_test = getattr(payments, "is_test", None)
+    if not isinstance(is_test, bool):
+        raise ConfigurationError(
+            "payments",
+            "the payment provider must say which credentials it has: is_test = True for the "
+            "payment company's test environment (no real money), False for live credentials",
+        )
+    setting = getattr(payments, "mode_setting", None)
+    if not isinstance(setting, str) or not setting:
+        setting = None
+    if config.is_live and is_test:
+        if setting is not None:
+            raise ConfigurationError(
+                setting,
+                'is a test credential, but CUSTOMER_PORTAL_MODE is "live": use the live one, '
+                'or set CUSTOMER_PORTAL_MODE = "test"',
+            )
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_MODE",
+            "live mode cannot use a test payment provider (payments.is_test is true); pass a real "
+            'provider as CustomerPortal(payments=...) or set CUSTOMER_PORTAL_MODE = "test"',
+        )
+    if not config.is_live and not is_test:
+        if setting is not None:
+            raise ConfigurationError(
+                setting,
+                'is a live credential (real money), but CUSTOMER_PORTAL_MODE is "test": use the '
+                'test one, or set CUSTOMER_PORTAL_MODE = "live"',
+            )
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_MODE",
+            "test mode cannot use a payment provider with live credentials (payments.is_test is "
+            'false): give it test credentials, or set CUSTOMER_PORTAL_MODE = "live"',
+        )
+
+
+# -- flask portal check --------------------------------------------------------------------
+
+
+class CheckStatus(str, enum.Enum):
+    OK = "OK"
+    WARN = "WARN"
+    """Advisory: worth a look, not a failure."""
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One line of the production checklist."""
+
+    status: CheckStatus
+    item: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.status.value:<4}  {self.item}: {self.detail}"
+
+
+_OK, _WARN, _FAIL = CheckStatus.OK, CheckStatus.WARN, CheckStatus.FAIL
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def production_checklist(app: Flask, state: PortalState) -> list[CheckResult]:
+    """Every item production needs, judged against live mode's rules
+    whatever the configured mode. Call inside an app context (the database
+    schema is read)."""
+    return [
+        _mode(state.config),
+        *_secrets(app.config),
+        _base_url(state.config),
+        _mail(state.mailer),
+        _rate_limit_storage(state.config),
+        *_cookies(app),
+        _schema(app, state),
+        _provider(state),
+    ]
+
+
+def _mode(config: PortalConfig) -> CheckResult:
+    if config.is_live:
+        return CheckResult(_OK, "CUSTOMER_PORTAL_MODE", "live")
+    return CheckResult(
+        _FAIL, "CUSTOMER_PORTAL_MODE", '"test": no real money moves and every page says so; set "live"'
+    )
+
+
+def _secrets(config: Any) -> Iterator[CheckResult]:
+    weakness = secret_key_weakness(config.get("SECRET_KEY"))
+    if weakness is None:
+        yield CheckResult(_OK, "SECRET_KEY", "strong (random-looking, at least 32 characters)")
+    else:
+        yield CheckResult(_FAIL, "SECRET_KEY", f"too weak for live mode: {weakness}")
+    fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
+    if isinstance(fallbacks, (str, bytes)):
+        yield CheckResult(_FAIL, "SECRET_KEY_FALLBACKS", "must be a list of keys, not one string")
+        return
+    if not fallbacks:
+        yield CheckResult(_OK, "SECRET_KEY_FALLBACKS", "none")
+    for index, fallback in enumerate(fallbacks):
+        item = f"SECRET_KEY_FALLBACKS[{index}]"
+        weakness = secret_key_weakness(fallback)
+        if weakness is None:
+            yield CheckResult(_OK, item, "strong; remove it once the longest link lifetime has passed")
+        else:
+            yield CheckResult(_FAIL, item, f"too weak for live mode: {weakness}")
+
+
+def _base_url(config: PortalConfig) -> CheckResult:
+    if config.base_url.startswith("https://"):
+        return CheckResult(_OK, "CUSTOMER_PORTAL_BASE_URL", config.base_url)
+    detail = f"{config.base_url} is not https://: links and cookies travel in clear"
+    return CheckResult(_FAIL, "CUSTOMER_PORTAL_BASE_URL", detail)
+
+
+def _mail(mailer: object) -> CheckResult:
+    from .mail import LogMailer, SMTPMailer
+    from .testing import MemoryMailer
+
+    item = "mail transport"
+    if isinstance(mailer, LogMailer):
+        detail = "the log: emails, sign-in links included, are written to the log; set MAIL_SERVER"
+        return CheckResult(_FAIL, item, detail)
+    if isinstance(mailer, MemoryMailer):
+        return CheckResult(_FAIL, item, "MemoryMailer keeps emails in memory (tests); nobody receives them")
+    if isinstance(mailer, SMTPMailer):
+        where = f"SMTP {mailer.host}:{mailer.port}"
+        if mailer.use_ssl:
+            return CheckResult(_OK, item, f"{where} over TLS")
+        if mailer.use_tls:
+            return CheckResult(_OK, item, f"{where} with STARTTLS")
+        if mailer.host.lower() in _LOCAL_HOSTS:
+            return CheckResult(_OK, item, f"{where}, a relay on this machine")
+        return CheckResult(
+            _WARN, item, f"{where} without TLS: sign-in links cross the network in clear (MAIL_USE_TLS)"
+        )
+    return CheckResult(_OK, item, f"{type(mailer).__name__} (your own transport)")
+
+
+def _rate_limit_storage(config: PortalConfig) -> CheckResult:
+    item = "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI"
+    scheme = config.rate_limit_storage_uri.partition("://")[0].lower()  # never the host or password
+    if scheme != "memory":
+        return CheckResult(_OK, item, f"{scheme}://, shared by every process")
+    if config.single_process:
+        detail = "memory://, and CUSTOMER_PORTAL_SINGLE_PROCESS says the app runs as one process"
+        return CheckResult(_OK, item, detail)
+    return CheckResult(
+        _FAIL,
+        item,
+        "memory:// counts per process: with several workers every limit is multiplied by their number; "
+        "use a shared store (redis://…), or set CUSTOMER_PORTAL_SINGLE_PROCESS = True if the app runs as "
+        "one process",
+    )
+
+
+def _cookie(config: Any, prefix: str, item: str, *, samesite: bool) -> CheckResult:
+    missing = []
+    if not config.get(f"{prefix}_SECURE"):
+        missing.append(f"{prefix}_SECURE = True")
+    if not config.get(f"{prefix}_HTTPONLY", True):
+        missing.append(f"{prefix}_HTTPONLY = True")
+    same_site = config.get(f"{prefix}_SAMESITE")
+    if samesite and str(same_site).capitalize() not in ("Lax", "Strict"):
+        missing.append(f'{prefix}_SAMESITE = "Lax"')
+    if missing:
+        return CheckResult(_FAIL, item, "needs " + ", ".join(missing))
+    flags = "Secure, HttpOnly" + (f", SameSite={str(same_site).capitalize()}" if samesite else "")
+    return CheckResult(_OK, item, flags)
+
+
+def _cookies(app: Flask) -> Iterator[CheckResult]:
+    yield _cookie(app.config, "SESSION_COOKIE", "session cookie", samesite=True)
+    if getattr(app, "login_manager", None) is not None:  # Flask-Login: its remember-me cookie
+        yield _cookie(app.config, "REMEMBER_COOKIE", "remember-me cookie (Flask-Login)", samesite=False)
+
+
+def schema_problems(engine: Engine, metadata: MetaData) -> list[str]:
+    """What the database lacks of ``metadata``: tables, columns, unique
+    constraints (compared by their columns) and indexes (by name). Extra
+    tables and columns are the host's business and not reported."""
+    from sqlalchemy import UniqueConstraint, inspect
+
+    inspector = inspect(engine)
+    problems: list[str] = []
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name, schema=table.schema):
+            problems.append(f"table {table.name} is missing")
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name, schema=table.schema)}
+        missing = [column.name for column in table.columns if column.name not in present]
+        if missing:
+            problems.append(f"{table.name} lacks the columns {', '.join(missing)}")
+        indexes = inspector.get_indexes(table.name, schema=table.schema)
+        unique_sets = {
+            frozenset(name for name in found["column_names"] if name)
+            for found in inspector.get_unique_constraints(table.name, schema=table.schema)
+        } | {
+            frozenset(name for name in found["column_names"] if name) for found in indexes if found["unique"]
+        }
+        for constraint in table.constraints:
+            if isinstance(constraint, UniqueConstraint):
+                columns = frozenset(column.name for column in constraint.columns)
+                if columns not in unique_sets:
+                    names = ", ".join(sorted(columns))
+                    problems.append(f"{table.name} lacks the unique constraint on {names}")
+        index_names = {found["name"] for found in indexes}
+        problems.extend(
+            f"{table.name} lacks the index {index.name}"
+            for index in table.indexes
+            if index.name not in index_names
+        )
+    return problems
+
+
+def _sql_store(state: PortalState) -> object | None:
+    from .contrib.sqla import SQLAlchemyStorage
+
+    store: object = state.storage
+    local = getattr(store, "local", None)  # CompositeStorage: customers and sessions stay local
+    if not isinstance(store, SQLAlchemyStorage) and isinstance(local, SQLAlchemyStorage):
+        store = local
+    return store if isinstance(store, SQLAlchemyStorage) else None
+
+
+def _schema(app: Flask, state: PortalState) -> CheckResult:
+    item = "database schema"
+    if _sql_store(state) is None:
+        return CheckResult(
+            _WARN, item, f"not checked: {type(state.storage).__name__} is not the SQLAlchemy store"
+        )
+    from .contrib.sqla import metadata
+
+    try:
+        problems = schema_problems(app.extensions["sqlalchemy"].engine, metadata)
+    except Exception as exc:  # any driver error: say so, without the URL or the query
+        return CheckResult(_FAIL, item, f"could not be read ({type(exc).__name__})")
+    if len(problems) == len(metadata.tables) and all(p.startswith("table ") for p in problems):
+        return CheckResult(
+            _FAIL, item, f"none of the {len(problems)} portal tables exist (create_all or migrate)"
+        )
+    if problems:
+        shown = "; ".join(problems[:5]) + ("; …" if len(problems) > 5 else "")
+        return CheckResult(_FAIL, item, f"not current: {shown} (create or migrate the portal's tables)")
+    return CheckResult(_OK, item, f"all {len(metadata.tables)} portal tables are current")
+
+
+def _provider(state: PortalState) -> CheckResult:
+    item = "payment provider"
+    payments = state.payments
+    name = type(payments).__name__
+    setting = getattr(payments, "mode_setting", None)
+    source = f" ({setting})" if isinstance(setting, str) and setting else ""
+    if payments.is_test is False:
+        return CheckResult(_OK, item, f"{name}: live credentials{source}")
+    return CheckResult(_FAIL, item, f"{name}: test credentials{source}, no real money moves")
