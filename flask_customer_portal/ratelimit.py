@@ -1,4 +1,5 @@
-"""Rate limits on login and email-change emails, per address and per client.
+"""Rate limits: login and email-change mail per address and per client, and
+per-customer limits on adding cards and on exports.
 
 Built on the ``limits`` library that powers Flask-Limiter, used directly so
 that the portal's limits apply only to its own forms, never add default
@@ -10,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
+from datetime import datetime, timezone
 
 from flask import Request
-from limits import RateLimitItem, parse, storage, strategies
+from limits import RateLimitItem, parse, strategies
+from limits.storage import Storage, storage_from_string
 
-__all__ = ["LoginRateLimits", "client_ip", "client_key"]
+__all__ = ["CustomerLimits", "LoginRateLimits", "client_ip", "client_key", "retry_after"]
 
 
 def client_ip(request: Request, trusted_proxies: int) -> str:
@@ -27,6 +30,11 @@ def client_ip(request: Request, trusted_proxies: int) -> str:
         if len(forwarded) >= trusted_proxies:
             return forwarded[-trusted_proxies][:64]
     return (request.remote_addr or "unknown")[:64]
+
+
+def retry_after(retry_at: datetime, now: datetime) -> dict[str, str]:
+    """The ``Retry-After`` header of a 429 answer: whole seconds, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil((retry_at - now).total_seconds())))}
 
 
 def client_key(client: str) -> str:
@@ -67,8 +75,12 @@ class LoginRateLimits:
         #: Keeps counters of different businesses apart in a shared store
         #: (one Redis for several apps).
         self._namespace = namespace
-        self._storage = storage.storage_from_string(storage_uri)
-        self._limiter = strategies.MovingWindowRateLimiter(self._storage)
+        #: The app's counter store, shared with :class:`CustomerLimits`.
+        made = storage_from_string(storage_uri)
+        if not isinstance(made, Storage):
+            raise ValueError("the portal counts synchronously; use a storage URI without async+")
+        self.storage: Storage = made
+        self._limiter = strategies.MovingWindowRateLimiter(self.storage)
         self._per_address: RateLimitItem = parse(per_address)
         self._per_client: RateLimitItem = parse(per_client)
         self._per_address_and_client = share_of_address(self._per_address)
@@ -99,4 +111,44 @@ class LoginRateLimits:
         return limiter.hit(self._per_address, self._namespace, "login-address", address)
 
     def reset(self) -> None:
-        self._storage.reset()
+        self.storage.reset()
+
+
+class CustomerLimits:
+    """Per-customer limits on what costs the merchant: adding a card (a
+    verification call to the payment provider each time, the tool of card
+    testers) and exports (a ZIP renders every invoice's PDF).
+
+    Counted in the same store as :class:`LoginRateLimits`, keyed by the
+    customer's id, in a moving window. Each ``hit_*`` method counts one
+    attempt and answers ``None`` if it is allowed, or when the next one will
+    be (an aware UTC time) if it is refused; a refused attempt is not
+    counted.
+    """
+
+    #: The exports, each counted on its own.
+    EXPORTS = frozenset({"zip", "csv", "ics"})
+
+    def __init__(self, *, card_attach: str, export: str, storage: Storage, namespace: str) -> None:
+        self._namespace = namespace
+        self._limiter = strategies.MovingWindowRateLimiter(storage)
+        self._card_attach: RateLimitItem = parse(card_attach)
+        self._export: RateLimitItem = parse(export)
+
+    def _hit(self, item: RateLimitItem, *identifiers: str) -> datetime | None:
+        if self._limiter.hit(item, self._namespace, *identifiers):
+            return None
+        reset = self._limiter.get_window_stats(item, self._namespace, *identifiers).reset_time
+        return datetime.fromtimestamp(math.ceil(reset), tz=timezone.utc)
+
+    def hit_card_attach(self, customer_id: str) -> datetime | None:
+        """Count one new card handed to the provider
+        (``CUSTOMER_PORTAL_CARD_ATTACH_LIMIT``)."""
+        return self._hit(self._card_attach, "card-attach", customer_id)
+
+    def hit_export(self, customer_id: str, export: str) -> datetime | None:
+        """Count one download of ``export`` (``"zip"``, ``"csv"`` or
+        ``"ics"``; ``CUSTOMER_PORTAL_EXPORT_RATE_LIMIT`` each)."""
+        if export not in self.EXPORTS:
+            raise ValueError(f"unknown export {export!r}")
+        return self._hit(self._export, "export", export, customer_id)

@@ -1,23 +1,41 @@
-"""Abuse limits: login emails that one client cannot use up for an address."""
+"""Abuse limits: login emails that one client cannot use up for an address,
+card attaches per customer (card testing), and bounded, rate-limited
+exports."""
 
 from __future__ import annotations
 
+import io
 import re
 import threading
+import zipfile
 from collections.abc import Callable
+from datetime import datetime, timezone
 from html import unescape
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from portal_fixtures import sign_in
-from security_support import AVA, CHEN
+from security_support import AVA, BUDI, CHEN
 
 from flask_customer_portal import ratelimit
+from flask_customer_portal.errors import ConfigurationError
 from flask_customer_portal.extension import get_state
-from flask_customer_portal.testing import MemoryMailer, csrf_token_from
+from flask_customer_portal.storage import Page, PaymentMethod
+from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
 AppFactory = Callable[..., Flask]
+
+AVA_SUB = "sub_demo_ava_sync"
+PAYMENT_URL = f"/portal/subscriptions/{AVA_SUB}/payment-method"
+NEXT_YEAR = str(datetime.now(timezone.utc).year + 1)
+
+TOO_MANY_CARDS = (
+    "You have tried to add too many cards recently, so we cannot take another one now. "
+    "Pay with a saved card, or add the card after"
+)
+CARD_CAP = "You already have 10 saved cards, the most an account can keep. Remove a card you no longer use, then add the new one."
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -52,6 +70,43 @@ def _field_value(html: str, name: str) -> str:
     assert match, f"no {name} field"
     value = re.search(r'\bvalue="([^"]*)"', match.group(0))
     return unescape(value.group(1)) if value else ""
+
+
+def _card_number(n: int) -> str:
+    """The ``n``-th Luhn-valid Visa-like number (a card tester's list)."""
+    body = f"4111{n:011d}"
+    total = 0
+    for i, digit in enumerate(reversed(body)):
+        d = int(digit)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return body + str((10 - total % 10) % 10)
+
+
+def _post_card(client: FlaskClient, number: str, url: str = PAYMENT_URL) -> Any:
+    page = client.get(url)
+    assert page.status_code == 200, page.status_code
+    intent = re.search(r'name="intent" value="(\w+)"', page.text)
+    return client.post(
+        url,
+        data={
+            "csrf_token": csrf_token_from(page.text),
+            "intent": intent.group(1) if intent else "",
+            "payment_method": "new",
+            "card_number": number,
+            "exp_month": "12",
+            "exp_year": NEXT_YEAR,
+            "cvc": "123",
+        },
+    )
+
+
+def _methods(app: Flask, customer_id: str = AVA) -> list[PaymentMethod]:
+    with app.app_context():
+        return list(get_state(app).storage.list_payment_methods(customer_id))
 
 
 def _signed_in(app: Flask, customer_id: str = AVA) -> FlaskClient:
@@ -180,3 +235,260 @@ def test_item5_an_email_change_cannot_use_up_an_address_either(make_app: AppFact
     assert _mails_to(mailer, "ava@example.com") == 3
     _ask_for_link(shop, _from(shop, "198.51.100.20"), "ava@example.com")
     assert _mails_to(mailer, "ava@example.com") == 4
+
+
+# --- item 6: card testing -------------------------------------------------------------------
+
+
+def test_item6_sixth_new_card_in_an_hour_gets_429_without_a_provider_call(make_app: AppFactory) -> None:
+    payments = TestPaymentProvider()
+    shop = make_app(payments=payments)
+    ava = _signed_in(shop)
+    for n in range(5):
+        assert _post_card(ava, _card_number(n)).status_code == 303
+    assert payments.calls.count("attach_card") == 5
+
+    for n in range(5, 60):  # the rest of the tester's list
+        response = _post_card(ava, _card_number(n))
+        assert response.status_code == 429
+    assert payments.calls.count("attach_card") == 5
+    assert len(_methods(shop)) == 1 + 5
+    assert TOO_MANY_CARDS in response.text
+    assert 'class="portal-nav"' in response.text  # the portal's own layout
+    assert int(response.headers["Retry-After"]) > 3000
+    assert _card_number(59) not in response.text
+    # A saved card still works.
+    page = ava.get(PAYMENT_URL)
+    saved = ava.post(
+        PAYMENT_URL,
+        data={
+            "csrf_token": csrf_token_from(page.text),
+            "intent": "change",
+            "payment_method": "pm_demo_ava_visa",
+        },
+    )
+    assert saved.status_code == 303
+
+
+def test_item6_eleventh_saved_card_gets_422_by_the_field(make_app: AppFactory) -> None:
+    payments = TestPaymentProvider()
+    shop = make_app(payments=payments)
+    with shop.app_context():
+        store = get_state(shop).storage
+        for n in range(9):
+            store.add_payment_method(
+                PaymentMethod(
+                    id=f"pm_extra_{n}",
+                    customer_id=AVA,
+                    brand="visa",
+                    last4=f"{n:04d}",
+                    exp_month=12,
+                    exp_year=int(NEXT_YEAR) + 1,
+                    provider_token=TestPaymentProvider.token_for("4242424242424242"),
+                )
+            )
+    assert len(_methods(shop)) == 10
+    ava = _signed_in(shop)
+    response = _post_card(ava, "4242424242424242")
+    assert response.status_code == 422
+    assert payments.calls == []
+    assert len(_methods(shop)) == 10
+    message = re.search(r'<p class="field-message" id="payment_method-error">([^<]*)</p>', response.text)
+    assert message is not None
+    assert message.group(1).replace("&#39;", "'") == CARD_CAP
+    assert "4242424242424242" not in response.text
+
+    page = ava.get(PAYMENT_URL)  # remove one, then the new card goes in
+    removed = ava.post(
+        "/portal/payment-methods/pm_extra_0/remove",
+        data={"csrf_token": csrf_token_from(page.text), "subscription_id": AVA_SUB},
+    )
+    assert removed.status_code == 303
+    assert _post_card(ava, "4242424242424242").status_code == 303
+    assert payments.calls == ["attach_card"]
+
+
+def test_item6_card_counters_are_per_customer_and_per_app(make_app: AppFactory) -> None:
+    shops = [make_app(CUSTOMER_PORTAL_CARD_ATTACH_LIMIT="1 per hour") for _ in range(2)]
+    for shop in shops:
+        ava = _signed_in(shop)
+        assert _post_card(ava, _card_number(1)).status_code == 303
+        assert _post_card(ava, _card_number(2)).status_code == 429
+    budi = _signed_in(shops[0], BUDI)
+    response = _post_card(
+        budi, _card_number(3), url="/portal/subscriptions/sub_demo_budi_sync/payment-method"
+    )
+    assert response.status_code != 429
+
+
+class _OwnPageProvider(TestPaymentProvider):
+    """A provider that takes new cards on its own page (as Dodo does)."""
+
+    accepts_raw_cards = False
+
+    def new_method_page(self, *, subscription_id: str, return_url: str) -> str:
+        self.calls.append("new_method_page")
+        return f"https://pay.example/method/{subscription_id}"
+
+
+def test_item6_the_providers_own_card_page_is_limited_too(make_app: AppFactory) -> None:
+    payments = _OwnPageProvider()
+    shop = make_app(payments=payments, CUSTOMER_PORTAL_CARD_ATTACH_LIMIT="2 per hour")
+    ava = _signed_in(shop)
+
+    def choose_new() -> Any:
+        page = ava.get(PAYMENT_URL)
+        return ava.post(
+            PAYMENT_URL,
+            data={"csrf_token": csrf_token_from(page.text), "intent": "change", "payment_method": "new"},
+        )
+
+    assert choose_new().status_code == 303
+    assert choose_new().status_code == 303
+    refused = choose_new()
+    assert refused.status_code == 429
+    assert TOO_MANY_CARDS in refused.text
+    assert payments.calls == ["new_method_page", "new_method_page"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("CUSTOMER_PORTAL_CARD_ATTACH_LIMIT", 5),
+        ("CUSTOMER_PORTAL_CARD_ATTACH_LIMIT", "lots"),
+        ("CUSTOMER_PORTAL_MAX_SAVED_CARDS", 0),
+        ("CUSTOMER_PORTAL_MAX_SAVED_CARDS", "10"),
+        ("CUSTOMER_PORTAL_EXPORT_RATE_LIMIT", "often"),
+        ("CUSTOMER_PORTAL_EXPORT_MAX_INVOICES", -1),
+        ("CUSTOMER_PORTAL_EXPORT_MAX_INVOICES", True),
+    ],
+)
+def test_item6_item7_bad_limits_stop_the_app(make_app: AppFactory, key: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        make_app(**{key: value})
+    assert caught.value.key == key
+
+
+# --- item 7: exports ---------------------------------------------------------------------------
+
+
+class _CountingRenderer:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def render(self, document: Any) -> bytes:
+        self.calls += 1
+        return f"%PDF-1.4 {document.invoice.number}".encode()
+
+
+def _invoice_count(app: Flask, customer_id: str = AVA) -> int:
+    with app.app_context():
+        return get_state(app).storage.list_invoices(customer_id, page=1, per_page=1).total
+
+
+def test_item7_zip_over_the_cap_is_refused_with_a_clear_page(make_app: AppFactory) -> None:
+    shop = make_app(CUSTOMER_PORTAL_EXPORT_MAX_INVOICES=3, CUSTOMER_PORTAL_SUPPORT_EMAIL="help@shop.test")
+    renderer = _CountingRenderer()
+    get_state(shop).invoice_renderer = renderer
+    ava = _signed_in(shop)
+    count = _invoice_count(shop)
+    assert count > 3
+
+    response = ava.get("/portal/invoices/export.zip")
+    assert response.status_code == 422
+    assert response.mimetype == "text/html"
+    assert renderer.calls == 0
+    text = response.text
+    assert f"You have {count} invoices, more than one ZIP download can hold (3), so no ZIP was made." in text
+    assert 'href="/portal/invoices/export.csv"' in text
+    assert "help@shop.test" in text
+    assert 'class="portal-nav"' in text
+    # The billing history says so instead of offering the ZIP.
+    history = ava.get("/portal/invoices").text
+    assert 'href="/portal/invoices/export.zip"' not in history
+    assert "more invoices than one ZIP can hold (3)" in history
+    assert 'href="/portal/invoices/export.csv"' in history
+
+
+def test_item7_zip_at_the_cap_holds_every_invoice(make_app: AppFactory) -> None:
+    probe = make_app()
+    count = _invoice_count(probe)
+    shop = make_app(CUSTOMER_PORTAL_EXPORT_MAX_INVOICES=count)
+    get_state(shop).invoice_renderer = _CountingRenderer()
+    archive = zipfile.ZipFile(io.BytesIO(_signed_in(shop).get("/portal/invoices/export.zip").data))
+    assert len(archive.namelist()) == count
+    assert "README.txt" not in archive.namelist()
+
+
+def test_item7_invoices_beyond_the_cap_while_zipping_are_named_in_a_readme(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Invoices that arrive between the count and the archive (or a store
+    whose count is short) never make a silently incomplete archive."""
+    shop = make_app(CUSTOMER_PORTAL_EXPORT_MAX_INVOICES=3)
+    renderer = _CountingRenderer()
+    get_state(shop).invoice_renderer = renderer
+    ava = _signed_in(shop)
+    store = get_state(shop).storage
+    monkeypatch.setattr(
+        store, "list_invoices", lambda customer_id, *, page, per_page: Page((), page, per_page, 3)
+    )
+    archive = zipfile.ZipFile(io.BytesIO(ava.get("/portal/invoices/export.zip").data))
+    assert archive.testzip() is None
+    names = archive.namelist()
+    assert len(names) == 4 and names[-1] == "README.txt"
+    assert renderer.calls == 3
+    assert archive.read("README.txt").decode().startswith("This archive holds only your newest 3 invoices")
+
+
+def test_item7_exports_are_rate_limited_per_customer(make_app: AppFactory) -> None:
+    shop = make_app(CUSTOMER_PORTAL_EXPORT_RATE_LIMIT="2 per hour")
+    get_state(shop).invoice_renderer = _CountingRenderer()
+    ava = _signed_in(shop)
+    for _ in range(2):
+        assert ava.get("/portal/invoices/export.zip").status_code == 200
+    refused = ava.get("/portal/invoices/export.zip")
+    assert refused.status_code == 429
+    assert refused.mimetype == "text/html"
+    assert "You have downloaded this file too many times recently." in refused.text
+    assert 'href="/portal/invoices"' in refused.text
+    assert int(refused.headers["Retry-After"]) > 3000
+    assert refused.headers["Cache-Control"] == "no-store"
+    # Each file has its own allowance; so has each customer.
+    for _ in range(2):
+        assert ava.get("/portal/invoices/export.csv").status_code == 200
+        assert ava.get("/portal/subscriptions/renewals.ics").status_code == 200
+    assert ava.get("/portal/invoices/export.csv").status_code == 429
+    ics = ava.get("/portal/subscriptions/renewals.ics")
+    assert ics.status_code == 429
+    assert 'href="/portal/subscriptions"' in ics.text
+    assert _signed_in(shop, CHEN).get("/portal/invoices/export.zip").status_code == 200
+
+
+def test_item7_export_counters_are_per_app(make_app: AppFactory) -> None:
+    shops = [make_app(CUSTOMER_PORTAL_EXPORT_RATE_LIMIT="1 per hour") for _ in range(2)]
+    for shop in shops:
+        ava = _signed_in(shop)
+        assert ava.get("/portal/invoices/export.csv").status_code == 200
+        assert ava.get("/portal/invoices/export.csv").status_code == 429
+
+
+def test_item7_zip_is_still_streamed(make_app: AppFactory) -> None:
+    """The first bytes leave after one PDF, not after all of them: a
+    generator that holds one file at a time."""
+    shop = make_app()
+    renderer = _CountingRenderer()
+    get_state(shop).invoice_renderer = renderer
+    ava = _signed_in(shop)
+    count = _invoice_count(shop)
+    response = ava.get("/portal/invoices/export.zip", buffered=False)
+    assert response.status_code == 200
+    assert response.is_streamed
+    chunks = iter(response.response)
+    first = next(chunks)
+    assert first.startswith(b"PK")
+    assert renderer.calls == 1
+    body = first + b"".join(chunks)
+    response.close()
+    assert renderer.calls == count
+    assert len(zipfile.ZipFile(io.BytesIO(body)).namelist()) == count
