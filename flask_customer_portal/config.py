@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS": None,
     "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS": "5 per hour",
     "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_CLIENT": "30 per hour",
+    "CUSTOMER_PORTAL_CARD_ATTACH_LIMIT": "5 per hour",
+    "CUSTOMER_PORTAL_MAX_SAVED_CARDS": 10,
+    "CUSTOMER_PORTAL_EXPORT_RATE_LIMIT": "10 per hour",
+    "CUSTOMER_PORTAL_EXPORT_MAX_INVOICES": 500,
     "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI": "memory://",
     "CUSTOMER_PORTAL_SINGLE_PROCESS": False,
     "CUSTOMER_PORTAL_TRUSTED_PROXIES": 0,
@@ -77,6 +81,14 @@ class PortalConfig:
     return_url_allowed_hosts: frozenset[str]
     login_rate_limit_per_address: str
     login_rate_limit_per_client: str
+    card_attach_limit: str
+    """New cards one customer may hand to the provider, e.g. ``"5 per hour"``."""
+    max_saved_cards: int
+    """Saved cards one customer may keep; adding one more is refused."""
+    export_rate_limit: str
+    """Downloads of each export one customer may make, e.g. ``"10 per hour"``."""
+    export_max_invoices: int
+    """The most invoices one ZIP of invoice PDFs holds; above it, no ZIP."""
     rate_limit_storage_uri: str
     trusted_proxies: int
     languages: tuple[str, ...]
@@ -281,6 +293,10 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         return_url_allowed_hosts=allowed_hosts,
         login_rate_limit_per_address=_rate_limit(config, "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS"),
         login_rate_limit_per_client=_rate_limit(config, "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_CLIENT"),
+        card_attach_limit=_rate_limit(config, "CUSTOMER_PORTAL_CARD_ATTACH_LIMIT"),
+        max_saved_cards=_positive_int(config, "CUSTOMER_PORTAL_MAX_SAVED_CARDS"),
+        export_rate_limit=_rate_limit(config, "CUSTOMER_PORTAL_EXPORT_RATE_LIMIT"),
+        export_max_invoices=_positive_int(config, "CUSTOMER_PORTAL_EXPORT_MAX_INVOICES"),
         rate_limit_storage_uri=str(config["CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI"]),
         trusted_proxies=trusted,
         languages=languages,

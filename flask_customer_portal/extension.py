@@ -18,7 +18,7 @@ from .mail import LogMailer, Mailer, mailer_from_config
 from .payments import PaymentProvider, TestPaymentProvider
 from .pdf import InvoiceRenderer, default_invoice_renderer
 from .production import check_provider_mode
-from .ratelimit import LoginRateLimits
+from .ratelimit import CustomerLimits, LoginRateLimits
 from .retention import RetentionOfferFunction
 from .rules import RulesLoader
 from .storage import PortalStorage
@@ -43,6 +43,8 @@ class PortalState:
     mailer: Mailer
     signer: LinkSigner
     rate_limits: LoginRateLimits
+    customer_limits: CustomerLimits
+    """Per-customer limits on adding cards and on exports (same store)."""
     invoice_renderer: InvoiceRenderer | None = None
     """Makes invoice PDFs; ``None`` hides the PDF links (fpdf2 missing)."""
     _executor: ThreadPoolExecutor | None = None
@@ -187,12 +189,13 @@ class CustomerPortal:
         if app.config.get("SESSION_COOKIE_SAMESITE") is None:
             app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
 
+        namespace = f"customer-portal:{config.mode}:{config.business_id}"
         try:
             rate_limits = LoginRateLimits(
                 per_address=config.login_rate_limit_per_address,
                 per_client=config.login_rate_limit_per_client,
                 storage_uri=config.rate_limit_storage_uri,
-                namespace=f"customer-portal:{config.mode}:{config.business_id}",
+                namespace=namespace,
             )
         except Exception as exc:  # limits raises several types for bad URIs
             raise ConfigurationError(
@@ -200,6 +203,12 @@ class CustomerPortal:
                 f'must be a storage URI the "limits" library supports, e.g. "memory://" or '
                 f'"redis://localhost:6379": {exc}',
             ) from exc
+        customer_limits = CustomerLimits(
+            card_attach=config.card_attach_limit,
+            export=config.export_rate_limit,
+            storage=rate_limits.storage,
+            namespace=namespace,
+        )
         if invoice_renderer is None:
             invoice_renderer = self.invoice_renderer or default_invoice_renderer()
         if invoice_renderer is None:
@@ -220,6 +229,7 @@ class CustomerPortal:
             mailer=mailer,
             signer=LinkSigner(secret_keys, mode=config.mode, business_id=config.business_id),
             rate_limits=rate_limits,
+            customer_limits=customer_limits,
             invoice_renderer=invoice_renderer,
         )
         app.extensions[EXTENSION_KEY] = state

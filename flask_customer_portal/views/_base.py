@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -26,12 +27,13 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import force_locale
+from flask_babel import force_locale, get_locale
 from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import HTTPException
 
 from ..auth import get_current_customer
-from ..extension import get_state
+from ..extension import PortalState, get_state
+from ..formatting import format_datetime
 from ..i18n import lazy_gettext as _l
 from ..i18n import select_locale
 from ..storage import Customer
@@ -44,6 +46,7 @@ __all__ = [
     "customer_required",
     "notify",
     "plausible_id",
+    "when",
 ]
 
 logger = logging.getLogger("flask_customer_portal")
@@ -103,6 +106,12 @@ def customer_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
+
+
+def when(state: PortalState, customer: Customer, moment: datetime) -> str:
+    """``moment`` as the customer reads a time: their language and time zone."""
+    locale = str(get_locale() or state.config.default_locale)
+    return format_datetime(moment, locale, customer.timezone or state.config.default_timezone, format="short")
 
 
 def notify(message: str) -> None:

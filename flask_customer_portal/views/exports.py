@@ -6,6 +6,11 @@ sent as attachments with the portal's ``Cache-Control: no-store``. The
 invoice files are streamed: the history is read in keyset batches
 (:func:`~flask_customer_portal.exports.invoice_batches`), so a customer
 with thousands of invoices costs the same memory as one with ten.
+
+Each download counts against ``CUSTOMER_PORTAL_EXPORT_RATE_LIMIT`` (per
+customer and per file, 429 over it), and the ZIP, which renders every
+invoice's PDF, is not made for more than ``CUSTOMER_PORTAL_EXPORT_MAX_INVOICES``
+invoices (422, pointing to the CSV and the single PDFs).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, Response, abort, current_app
+from flask import Flask, Response, abort, current_app, render_template, url_for
 from flask_babel import get_locale
 
 from ..auth import utcnow
@@ -33,10 +38,12 @@ from ..exports import (
 from ..extension import PortalState, get_state
 from ..formatting import to_timezone
 from ..i18n import gettext as _
+from ..i18n import ngettext
 from ..money import format_money
 from ..pdf import InvoiceDocument, default_labels, safe_pdf_filename
+from ..ratelimit import retry_after
 from ..storage import Customer, Invoice, InvoiceStatus
-from ._base import blueprint, current_customer_or_401, customer_required
+from ._base import blueprint, current_customer_or_401, customer_required, when
 from .subscriptions import describe
 
 logger = logging.getLogger("flask_customer_portal")
@@ -75,6 +82,30 @@ def _attachment(body: Any, *, mimetype: str, filename: str) -> Response:
     return response
 
 
+def _back(endpoint: str) -> str:
+    """Where an export was offered, or the overview if that page is off."""
+    return url_for(endpoint if endpoint in current_app.view_functions else "portal.dashboard")
+
+
+def _over_rate(state: PortalState, customer: Customer, export: str) -> Any | None:
+    """The 429 page if the customer downloaded ``export`` too often lately;
+    ``None`` (and the download counted) otherwise."""
+    retry_at = state.customer_limits.hit_export(customer.id, export)
+    if retry_at is None:
+        return None
+    logger.warning(
+        "Customer portal refused a %s export for customer %s: over the export limit", export, customer.id
+    )
+    page = render_template(
+        "customer_portal/export_refused.html",
+        customer=customer,
+        reason="rate",
+        retry_at=when(state, customer, retry_at),
+        back=_back("portal.subscriptions" if export == "ics" else "portal.invoices"),
+    )
+    return page, 429, retry_after(retry_at, utcnow())
+
+
 def _status_labels() -> dict[InvoiceStatus, str]:
     # The words of the status badges on the billing history page.
     return {
@@ -87,17 +118,46 @@ def _status_labels() -> dict[InvoiceStatus, str]:
 
 @blueprint.route("/invoices/export.zip")
 @customer_required
-def export_invoices_zip() -> Response:
-    """Every invoice as a PDF, one file per invoice, in a ZIP."""
+def export_invoices_zip() -> Any:
+    """Every invoice as a PDF, one file per invoice, in a ZIP; refused
+    (422) above ``CUSTOMER_PORTAL_EXPORT_MAX_INVOICES`` invoices."""
     state = get_state()
     customer = current_customer_or_401()
     renderer = state.invoice_renderer
     if renderer is None:
         abort(404)
+    refused = _over_rate(state, customer, "zip")
+    if refused is not None:
+        return refused
+    limit = state.config.export_max_invoices
+    count = state.storage.list_invoices(customer.id, page=1, per_page=1).total
+    if count > limit:
+        logger.info("Customer portal made no invoice ZIP for customer %s: %d invoices", customer.id, count)
+        page = render_template(
+            "customer_portal/export_refused.html",
+            customer=customer,
+            reason="too_many_invoices",
+            count=count,
+            limit=limit,
+            back=_back("portal.invoices"),
+        )
+        return page, 422
     locale = _locale(state)
     tz = _timezone(state, customer)
     labels = {key: _(text) for key, text in default_labels().items()}
     around = _app_context()
+    made_at = to_timezone(utcnow(), tz)
+    # Only for invoices that arrive while the archive is being made (or a
+    # store whose count was short): the archive then says what it lacks.
+    readme = ngettext(
+        "This archive holds only your newest invoice, the most one download can hold. "
+        "Older invoices are not in it: open them from your billing history, or download the "
+        "billing history as a spreadsheet (CSV).",
+        "This archive holds only your newest %(num)d invoices, the most one download can hold. "
+        "Older invoices are not in it: open them from your billing history, or download the "
+        "billing history as a spreadsheet (CSV).",
+        limit,
+    )
 
     def files() -> Iterator[tuple[str, datetime, bytes]]:
         taken: set[str] = set()
@@ -105,9 +165,14 @@ def export_invoices_zip() -> Response:
             state.storage, customer.id, batch_size=EXPORT_BATCH_SIZE, with_lines=True, around=around
         )
         invoice: Invoice | None = None
+        made = 0
         try:
             for batch in batches:
                 for invoice in batch:
+                    if made == limit:
+                        yield unique_name("README.txt", taken), made_at, (readme + "\r\n").encode("utf-8")
+                        return
+                    made += 1
                     document = InvoiceDocument(
                         invoice=invoice,
                         customer=customer,
@@ -138,10 +203,13 @@ def export_invoices_zip() -> Response:
 
 @blueprint.route("/invoices/export.csv")
 @customer_required
-def export_invoices_csv() -> Response:
+def export_invoices_csv() -> Any:
     """The billing history as a spreadsheet: one row per invoice."""
     state = get_state()
     customer = current_customer_or_401()
+    refused = _over_rate(state, customer, "csv")
+    if refused is not None:
+        return refused
     tz = _timezone(state, customer)
     statuses = _status_labels()
     around = _app_context()
@@ -209,11 +277,14 @@ def _renewal_events(state: PortalState, customer: Customer) -> Sequence[Calendar
 
 @blueprint.route("/subscriptions/renewals.ics")
 @customer_required
-def export_renewals_ics() -> Response:
+def export_renewals_ics() -> Any:
     """The next renewal date of every subscription that renews, as all-day
     events (an ``on_hold`` subscription or one set to end never renews)."""
     state = get_state()
     customer = current_customer_or_401()
+    refused = _over_rate(state, customer, "ics")
+    if refused is not None:
+        return refused
     calendar = render_calendar(
         _renewal_events(state, customer),
         product_id="-//flask-customer-portal//Renewals//EN",

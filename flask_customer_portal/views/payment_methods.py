@@ -32,8 +32,10 @@ from ..extension import PortalState, get_state
 from ..forms import ConfirmForm
 from ..forms_payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
 from ..i18n import gettext as _
+from ..i18n import ngettext
 from ..money import Money
 from ..payments import TEST_CARDS, MethodDeclined
+from ..ratelimit import retry_after
 from ..storage import (
     AuditEvent,
     Customer,
@@ -45,7 +47,7 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
-from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
+from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id, when
 from ._flows import finish_flow
 from .subscriptions import describe
 
@@ -243,6 +245,9 @@ def payment_method(subscription_id: str) -> Any:
         return _render(state, customer, subscription, form, problem=problem, status=409)
     new_method_page = _new_method_page(state)
     if new_method_page is not None and request.form.get("payment_method") == NEW_CARD:
+        refused = _refuse_new_card(state, customer, subscription, form, len(methods))
+        if refused is not None:
+            return refused
         return _to_new_method_page(state, customer, subscription, form, new_method_page)
     if not valid:
         return _render(state, customer, subscription, form, status=422)
@@ -251,6 +256,9 @@ def payment_method(subscription_id: str) -> Any:
     if isinstance(choice, SavedMethod):
         method = choice.method
     else:
+        refused = _refuse_new_card(state, customer, subscription, form, len(methods))
+        if refused is not None:
+            return refused
         attached = _attach(state, customer, subscription, form, choice)
         if not isinstance(attached, PaymentMethod):
             return attached
@@ -297,6 +305,54 @@ def _to_new_method_page(
         logger.error("Payment provider gave a new-method page that is not https; refused")
         return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
     return redirect(link, code=303)
+
+
+def _refuse_new_card(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    form: PaymentMethodForm,
+    saved: int,
+) -> Any | None:
+    """The page refusing a new card, or ``None`` if the customer may add one
+    now (which counts against their hourly allowance). Runs before anything
+    reaches the provider: card testers try many numbers, and each attempt
+    is a verification call the merchant pays for."""
+    if saved >= state.config.max_saved_cards:
+        form.forget_card()
+        form.payment_method.errors = [
+            ngettext(
+                "You already have %(num)d saved card, the most an account can keep. "
+                "Remove it if you no longer use it, then add the new one.",
+                "You already have %(num)d saved cards, the most an account can keep. "
+                "Remove a card you no longer use, then add the new one.",
+                saved,
+            )
+        ]
+        return _render(
+            state,
+            customer,
+            subscription,
+            form,
+            problem=Problem(_("The card was not added.")),
+            status=422,
+        )
+    retry_at = state.customer_limits.hit_card_attach(customer.id)
+    if retry_at is not None:
+        form.forget_card()
+        logger.warning(
+            "Customer portal refused a new card for customer %s: over the card attach limit", customer.id
+        )
+        problem = Problem(
+            _(
+                "You have tried to add too many cards recently, so we cannot take another one now. "
+                "Pay with a saved card, or add the card after %(time)s.",
+                time=when(state, customer, retry_at),
+            )
+        )
+        body, status = _render(state, customer, subscription, form, problem=problem, status=429)
+        return body, status, retry_after(retry_at, utcnow())
+    return None
 
 
 def _attach(

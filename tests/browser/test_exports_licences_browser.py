@@ -105,3 +105,23 @@ def test_ava_deactivates_a_device_on_a_phone(own_phone: Any, own_live_server: An
     page.reload()
     expect(page.get_by_role("status")).to_contain_text("already deactivated. Nothing changed.")
     expect(page.get_by_text("1 of 5")).to_be_visible()
+
+
+def test_an_export_over_its_limit_shows_why(configured_phone: Any, axe_check: Any) -> None:
+    """A refused download opens a page that says why (a link with a
+    ``download`` attribute would only show a failed download)."""
+    with configured_phone(CUSTOMER_PORTAL_EXPORT_RATE_LIMIT="1 per hour") as (phone, server):
+        open_portal(phone, server.magic_link("cus_demo_ava"))
+        phone.goto("/portal/invoices")
+        link = phone.get_by_role("link", name="Billing history as a spreadsheet (CSV)")
+        _download(phone, link)
+        assert phone.url.endswith("/portal/invoices")
+        with phone.expect_navigation():
+            link.click()
+        expect(phone.get_by_role("heading", level=1)).to_have_text("Too many downloads")
+        expect(phone.get_by_text("You have downloaded this file too many times recently.")).to_be_visible()
+        assert_no_horizontal_scroll(phone)
+        axe_check(phone)
+        with phone.expect_navigation():
+            phone.get_by_role("link", name="Back").click()
+        assert phone.url.endswith("/portal/invoices")

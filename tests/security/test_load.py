@@ -62,7 +62,9 @@ WORKERS = 2
 THREADS = 4
 TRAFFIC_SECONDS = 8.0
 ON_HOLD_CUSTOMERS = 6
-SUBMITS_PER_SUBSCRIPTION = 6
+#: Each submit hands a new card to the provider first: as many as one
+#: customer may in an hour (CUSTOMER_PORTAL_CARD_ATTACH_LIMIT).
+SUBMITS_PER_SUBSCRIPTION = 5
 MAGIC_LINKS = 24
 GOOD_CARD = "4242424242424242"
 
