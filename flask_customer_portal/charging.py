@@ -693,10 +693,15 @@ def _arrears_under_lock(
     attempt = arrears.settled(attempt, answer, now)
     lock.save_attempt(attempt)
     lock.record_event(arrears.attempt_event(attempt, f"charge.{attempt.status}", now, actor))
-    subscription = storage.get_subscription(customer.id, subscription_id) or subscription
     invoice = None
-    if isinstance(answer, ChargeSucceeded | ChargeDeclined) and answer.charge_id:
-        invoice = storage.get_invoice(customer.id, answer.charge_id)
+    try:
+        subscription = storage.get_subscription(customer.id, subscription_id) or subscription
+        if isinstance(answer, ChargeSucceeded | ChargeDeclined) and answer.charge_id:
+            invoice = storage.get_invoice(customer.id, answer.charge_id)
+    except Exception:
+        # The attempt and its outcome are kept all the same: the subscription
+        # as it was read before is on hold, so the answer is not "reactivated".
+        logger.exception("Subscription %s could not be read back from the provider", subscription.id)
     if subscription.status is SubscriptionStatus.ACTIVE:
         return ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, invoice)
     if isinstance(answer, ChargeDeclined):

@@ -63,6 +63,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _parse_time(value: str) -> datetime:
+    """An ISO 8601 time as Dodo and the SDK write it (``Z`` or an offset)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def _checked(model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
     """``body`` after the SDK's model accepted it (raises if not)."""
     model.model_validate(body)
@@ -646,13 +651,13 @@ class FakeDodo:
         return _checked(CustomerPortalSession, {"link": link})
 
     def _list_payments(self, *, query: dict[str, str], body: Any) -> Any:
-        since = datetime.fromisoformat(query["created_at_gte"]) if "created_at_gte" in query else None
+        since = _parse_time(query["created_at_gte"]) if "created_at_gte" in query else None
         found = [
             p
             for p in sorted(self.payments.values(), key=lambda p: p["created_at"], reverse=True)
             if ("customer_id" not in query or p["customer"]["customer_id"] == query["customer_id"])
             and ("subscription_id" not in query or p["subscription_id"] == query["subscription_id"])
-            and (since is None or datetime.fromisoformat(p["created_at"]) >= since)
+            and (since is None or _parse_time(p["created_at"]) >= since)
         ]
         return _checked_page(PaymentListResponse, self._page(found, query))
 

@@ -233,6 +233,42 @@ def test_item3_a_retry_after_a_lost_answer_is_not_charged_again(
         _close([app])
 
 
+class _DodoGoesAwayAfterTheCall(DodoPaymentProvider):
+    """Dodo takes the call, then cannot be read for a moment."""
+
+    def __init__(self, billing: DodoBilling, fake: FakeDodo) -> None:
+        super().__init__(billing)
+        self.fake = fake
+
+    def pay_arrears(self, **kwargs: Any) -> Any:
+        answer = super().pay_arrears(**kwargs)
+        self.fake.fail("GET", r"/subscriptions", 503)
+        return answer
+
+
+def test_item3_a_charge_whose_subscription_cannot_be_read_back_is_kept_and_not_repeated(
+    tmp_path: Any, fake: FakeDodo
+) -> None:
+    subscription, card = _seed(fake)
+    app = _portal(
+        f"sqlite:///{tmp_path / 'portal.db'}",
+        fake,
+        demo_data=True,
+        provider=_DodoGoesAwayAfterTheCall(DodoBilling(fake.client()), fake),
+    )
+    try:
+        # Dodo charged and made the subscription active, but the portal
+        # could not see it: "being confirmed", with the attempt kept.
+        assert _reactivate(app, subscription, card).outcome is ReactivationOutcome.PENDING
+        assert fake.subscriptions[subscription]["status"] == "active"
+        assert _reactivate(app, subscription, card).outcome is ReactivationOutcome.ALREADY_ACTIVE
+        assert len(fake.calls("POST", UPDATE_PAYMENT_METHOD)) == 1
+        assert len(_arrears_payments(fake, subscription)) == 1
+        assert [row[2] for row in _attempts(app)] == ["succeeded"]
+    finally:
+        _close([app])
+
+
 def test_item3_an_unanswered_call_that_charged_nothing_is_tried_again_once(
     workers: list[Flask], fake: FakeDodo
 ) -> None:
@@ -306,7 +342,8 @@ def test_item3_a_composite_store_holds_its_money_lock_across_workers(db_url: str
     apps = [make_portal_app(db_url, demo_data=n == 0) for n in range(2)]
     backends = [_PerProcessLock(), _PerProcessLock()]
     composites = [
-        CompositeStorage(get_state(app).storage, billing=backend) for app, backend in zip(apps, backends)
+        CompositeStorage(get_state(app).storage, billing=backend)
+        for app, backend in zip(apps, backends, strict=True)
     ]
     assert all(isinstance(get_state(app).storage, SQLAlchemyStorage) for app in apps)
     second_done = threading.Event()
