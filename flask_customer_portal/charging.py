@@ -27,12 +27,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import quote
 
 from flask import current_app, has_request_context
 
-from . import signals
+from . import arrears, signals
+from .arrears import SubscriptionBiller
 from .auth import create_session_link, utcnow
 from .billing import add_interval
 from .extension import PortalState
@@ -49,6 +50,7 @@ from .payments import (
 from .proration import apply_credit, apply_scheduled_change
 from .retention import discount_amount
 from .storage import (
+    ArrearsAttempt,
     AuditEvent,
     ChargeAttempt,
     ChargeAttemptStatus,
@@ -57,6 +59,7 @@ from .storage import (
     InvoiceLine,
     InvoiceStatus,
     PaymentMethod,
+    ProviderSubscriptionLock,
     StateConflict,
     Subscription,
     SubscriptionLock,
@@ -522,23 +525,6 @@ def reactivate_subscription(
     return result
 
 
-@runtime_checkable
-class SubscriptionBiller(Protocol):
-    """A payment provider that bills subscriptions itself (Dodo Payments).
-
-    The portal does not charge such a provider's subscriptions: to
-    reactivate one it hands the customer's chosen method to
-    :meth:`pay_arrears`, and the provider charges what is owed and makes
-    the subscription ``active`` again on its side.
-    """
-
-    bills_subscriptions: bool
-
-    def pay_arrears(self, *, subscription_id: str, provider_token: str) -> ChargeResult:
-        """Give the subscription this saved method so the provider charges
-        the arrears with it; the outcome of that charge, as far as known."""
-
-
 def _reactivate_at_provider(
     state: PortalState,
     provider: SubscriptionBiller,
@@ -548,67 +534,65 @@ def _reactivate_at_provider(
     now: datetime,
     actor: str,
 ) -> ReactivationResult:
-    """:func:`reactivate_subscription` for a :class:`SubscriptionBiller`.
+    """:func:`reactivate_subscription` for a :class:`SubscriptionBiller`,
+    with the local path's discipline: one submit at a time, at most one
+    charge per attempt, keys from what is paid (see
+    :mod:`flask_customer_portal.arrears`).
+
+    All of it runs under the store's
+    :meth:`~flask_customer_portal.storage.ProviderLockStore.lock_provider_subscription`,
+    which holds across processes. Under it the subscription is read again
+    from the provider: ``active`` is :attr:`~ReactivationOutcome.ALREADY_ACTIVE`.
+    An earlier attempt whose outcome is open is settled with
+    :meth:`SubscriptionBiller.find_arrears_charge` first; while the provider
+    still shows it open (or paid, the subscription not ``active`` yet) the
+    answer is ``pending`` or the bank's confirmation page again, and the
+    provider is not asked to charge. So is it while the subscription's
+    newest charge of the last day is processing or paid, whoever made it.
+    Only otherwise is a new attempt recorded and
+    :meth:`SubscriptionBiller.pay_arrears` called with its key.
 
     The outcome is what the subscription says afterwards, read back from
     the provider: ``active`` is :attr:`~ReactivationOutcome.REACTIVATED`
     (whatever the charge's answer); otherwise a decline, a confirmation page
     (``requires_action``), a refusal (``failed``) or, when the charge is
     still processing or went unanswered, ``pending`` — the provider's
-    webhook reports how it ends. There is no lock and no charge attempt of
-    the portal's own: the provider keeps those. The provider emails the
-    customer about the payment itself, so the portal sends no email here.
+    webhook reports how it ends. The provider emails the customer about the
+    payment itself, so the portal sends no email here.
     """
-    subscription = state.storage.get_subscription(customer.id, subscription_id)
-    if subscription is None:
-        raise SubscriptionNotFound(subscription_id)
-    if subscription.status is SubscriptionStatus.ACTIVE:
-        return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription)
-    if subscription.status is not SubscriptionStatus.ON_HOLD:
-        raise StateConflict(f"subscription {subscription_id!r} is {subscription.status}")
-    try:
-        answer = provider.pay_arrears(
-            subscription_id=subscription.id, provider_token=payment_method.provider_token
+    locker = getattr(state.storage, "lock_provider_subscription", None)
+    if not callable(locker):
+        logger.error(
+            "The portal's store has no lock_provider_subscription: reactivation of subscription %s "
+            "at a provider that bills subscriptions itself was refused",
+            subscription_id,
         )
-    except Exception as exc:
-        raise ProviderError(type(exc).__name__) from exc
-    subscription = state.storage.get_subscription(customer.id, subscription_id) or subscription
-    invoice = None
-    if isinstance(answer, ChargeSucceeded | ChargeDeclined) and answer.charge_id:
-        invoice = state.storage.get_invoice(customer.id, answer.charge_id)
-    if subscription.status is SubscriptionStatus.ACTIVE:
-        result = ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, invoice)
-    elif isinstance(answer, ChargeDeclined):
-        reason = str(answer.reason)
-        result = ReactivationResult(
-            ReactivationOutcome.DECLINED, subscription, invoice, decline_reason=reason
+        raise StateConflict(f"subscription {subscription_id!r} cannot be locked by this store")
+    lock: ProviderSubscriptionLock
+    with locker(customer.id, subscription_id) as lock:
+        result = _arrears_under_lock(
+            state, provider, lock, customer, subscription_id, payment_method, now, actor
         )
-    elif isinstance(answer, ChargeRequiresAction):
-        result = ReactivationResult(
-            ReactivationOutcome.REQUIRES_ACTION, subscription, redirect_url=answer.redirect_url
+        if result.outcome is ReactivationOutcome.ALREADY_ACTIVE:
+            return result
+        lock.record_event(
+            AuditEvent(
+                customer_id=customer.id,
+                action=(
+                    "subscription.reactivated"
+                    if result.outcome is ReactivationOutcome.REACTIVATED
+                    else "subscription.reactivation_failed"
+                ),
+                occurred_at=now,
+                subject_id=result.subscription.id,
+                provider_reference=result.invoice.id if result.invoice is not None else None,
+                actor=actor,
+                details={"payment_method_id": payment_method.id, "outcome": str(result.outcome)},
+            )
         )
-    elif isinstance(answer, ChargeFailed):
-        result = ReactivationResult(ReactivationOutcome.FAILED, subscription)
-    else:
-        result = ReactivationResult(ReactivationOutcome.PENDING, subscription, invoice)
-    reference = answer.charge_id if isinstance(answer, ChargeSucceeded | ChargeDeclined) else None
-    action = (
-        "subscription.reactivated"
-        if result.outcome is ReactivationOutcome.REACTIVATED
-        else "subscription.reactivation_failed"
-    )
-    state.storage.record_event(
-        AuditEvent(
-            customer_id=customer.id,
-            action=action,
-            occurred_at=now,
-            subject_id=subscription.id,
-            provider_reference=reference,
-            actor=actor,
-            details={"payment_method_id": payment_method.id, "outcome": str(result.outcome)},
-        )
-    )
+    # Committed: now tell the merchant's code.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    subscription, invoice = result.subscription, result.invoice
     if result.outcome is ReactivationOutcome.REACTIVATED:
         signals.payment_method_changed.send(
             app, customer=customer, subscription=subscription, payment_method=payment_method
@@ -625,6 +609,111 @@ def _reactivate_at_provider(
             reason=result.decline_reason or str(result.outcome),
         )
     return result
+
+
+def _arrears_under_lock(
+    state: PortalState,
+    provider: SubscriptionBiller,
+    lock: ProviderSubscriptionLock,
+    customer: Customer,
+    subscription_id: str,
+    payment_method: PaymentMethod,
+    now: datetime,
+    actor: str,
+) -> ReactivationResult:
+    storage = state.storage
+    subscription = storage.get_subscription(customer.id, subscription_id)
+    if subscription is None:
+        raise SubscriptionNotFound(subscription_id)
+    attempts = lock.attempts()
+    last = attempts[-1] if attempts else None
+    found: ChargeResult | None = None
+    if last is not None and last.status in arrears.OPEN:
+        try:
+            found = provider.find_arrears_charge(
+                subscription_id=subscription.id, reference=last.provider_reference, since=last.created_at
+            )
+        except Exception as exc:
+            raise ProviderError(type(exc).__name__) from exc
+        last = arrears.settled(last, found, now)
+        lock.save_attempt(last)
+        lock.record_event(arrears.attempt_event(last, "charge.reconciled", now, actor))
+    if subscription.status is SubscriptionStatus.ACTIVE:
+        return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription)
+    if subscription.status is not SubscriptionStatus.ON_HOLD:
+        raise StateConflict(f"subscription {subscription_id!r} is {subscription.status}")
+    if last is not None:
+        if last.status is ChargeAttemptStatus.UNKNOWN:
+            return ReactivationResult(ReactivationOutcome.PENDING, subscription)
+        if last.status is ChargeAttemptStatus.REQUIRES_ACTION and isinstance(found, ChargeRequiresAction):
+            return ReactivationResult(
+                ReactivationOutcome.REQUIRES_ACTION, subscription, redirect_url=found.redirect_url
+            )
+        if last.status is ChargeAttemptStatus.SUCCEEDED and last.idempotency_key == arrears.arrears_key(
+            subscription, last.attempt
+        ):
+            # These arrears are paid; the provider has not made the subscription active yet.
+            return ReactivationResult(ReactivationOutcome.PENDING, subscription)
+    # A charge in flight, or just paid, that no open attempt accounts for (a
+    # try rolled back after its call, the provider's own page or retry) is
+    # waited for, never doubled.
+    try:
+        latest = provider.find_arrears_charge(
+            subscription_id=subscription.id, reference=None, since=now - arrears.IN_FLIGHT
+        )
+    except Exception as exc:
+        raise ProviderError(type(exc).__name__) from exc
+    if isinstance(latest, ChargeUnknown | ChargeSucceeded):
+        logger.warning(
+            "Subscription %s has a charge at the provider that is %s; not charged again",
+            subscription.id,
+            "processing" if isinstance(latest, ChargeUnknown) else "paid",
+        )
+        return ReactivationResult(ReactivationOutcome.PENDING, subscription)
+
+    number = 1 if last is None else last.attempt + 1
+    attempt = ArrearsAttempt(
+        customer_id=customer.id,
+        subscription_id=subscription.id,
+        attempt=number,
+        idempotency_key=arrears.arrears_key(subscription, number),
+        status=ChargeAttemptStatus.UNKNOWN,
+        created_at=now,
+        payment_method_id=payment_method.id,
+    )
+    lock.save_attempt(attempt)
+    try:
+        answer = provider.pay_arrears(
+            subscription_id=subscription.id,
+            provider_token=payment_method.provider_token,
+            idempotency_key=attempt.idempotency_key,
+        )
+    except Exception as exc:
+        raise ProviderError(type(exc).__name__) from exc
+    attempt = arrears.settled(attempt, answer, now)
+    lock.save_attempt(attempt)
+    lock.record_event(arrears.attempt_event(attempt, f"charge.{attempt.status}", now, actor))
+    invoice = None
+    try:
+        subscription = storage.get_subscription(customer.id, subscription_id) or subscription
+        if isinstance(answer, ChargeSucceeded | ChargeDeclined) and answer.charge_id:
+            invoice = storage.get_invoice(customer.id, answer.charge_id)
+    except Exception:
+        # The attempt and its outcome are kept all the same: the subscription
+        # as it was read before is on hold, so the answer is not "reactivated".
+        logger.exception("Subscription %s could not be read back from the provider", subscription.id)
+    if subscription.status is SubscriptionStatus.ACTIVE:
+        return ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, invoice)
+    if isinstance(answer, ChargeDeclined):
+        reason = str(answer.reason)
+        return ReactivationResult(ReactivationOutcome.DECLINED, subscription, invoice, decline_reason=reason)
+    if isinstance(answer, ChargeRequiresAction):
+        return ReactivationResult(
+            ReactivationOutcome.REQUIRES_ACTION, subscription, redirect_url=answer.redirect_url
+        )
+    if isinstance(answer, ChargeFailed):
+        return ReactivationResult(ReactivationOutcome.FAILED, subscription)
+    return ReactivationResult(ReactivationOutcome.PENDING, subscription, invoice)
 
 
 # -- renewals -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from .money import Money
 
 __all__ = [
     "AccessStore",
+    "ArrearsAttempt",
     "AuditEvent",
     "BillingDetails",
     "BillingDetailsStore",
@@ -51,6 +52,8 @@ __all__ = [
     "PlanStore",
     "PortalSessionRecord",
     "PortalStorage",
+    "ProviderLockStore",
+    "ProviderSubscriptionLock",
     "StateConflict",
     "Subscription",
     "SubscriptionLock",
@@ -410,6 +413,33 @@ class ChargeAttempt:
     customer_id: str
     amount: int
     currency: str
+    status: ChargeAttemptStatus
+    created_at: datetime
+    payment_method_id: str | None = None
+    decline_reason: str | None = None
+    provider_reference: str | None = None
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArrearsAttempt:
+    """One try at having a provider that bills its subscriptions itself
+    (Dodo Payments) charge an ``on_hold`` subscription's arrears, recorded
+    under :meth:`ProviderLockStore.lock_provider_subscription` before the
+    provider is asked, so that no other submit asks again while its outcome
+    is open (``unknown`` or ``requires_action``).
+
+    ``idempotency_key`` is derived from what is paid — the subscription, the
+    period end its arrears are for and the attempt number
+    (``arrears:<subscription id>:<period end>:attempt:<n>``) — never from
+    the request. ``customer_id`` is the portal's customer id,
+    ``subscription_id`` and ``payment_method_id`` the provider's ids.
+    """
+
+    customer_id: str
+    subscription_id: str
+    attempt: int
+    idempotency_key: str
     status: ChargeAttemptStatus
     created_at: datetime
     payment_method_id: str | None = None
@@ -903,6 +933,46 @@ class ChargeStore(Protocol):
         ``now``, earliest first."""
 
 
+class ProviderSubscriptionLock(Protocol):
+    """A subscription that lives at a payment company, held in the
+    merchant's database while money moves for it.
+
+    Made by :meth:`ProviderLockStore.lock_provider_subscription`.
+    Everything written through it is committed together when the ``with``
+    block ends normally and rolled back if it raises; until then no other
+    caller — another thread, another worker, another server on the same
+    database — can lock the same customer's subscription.
+    """
+
+    def attempts(self) -> Sequence[ArrearsAttempt]:
+        """Every attempt at the subscription's arrears, oldest first."""
+
+    def save_attempt(self, attempt: ArrearsAttempt) -> None:
+        """Record an attempt, or its outcome (same subscription and number;
+        its idempotency key never changes)."""
+
+    def record_event(self, event: AuditEvent) -> None:
+        """Append to the audit log in the same transaction."""
+
+
+@runtime_checkable
+class ProviderLockStore(Protocol):
+    """A lock, in the merchant's database, for subscriptions that live at a
+    payment company, whose API has no lock of its own. It holds across
+    processes: the reactivation of a subscription the provider bills itself
+    (:class:`~flask_customer_portal.charging.SubscriptionBiller`) runs
+    under it, and so does a composite store's money path
+    (:meth:`~flask_customer_portal.contrib.composite.CompositeStorage.lock_subscription`)."""
+
+    def lock_provider_subscription(
+        self, customer_id: str, subscription_id: str
+    ) -> AbstractContextManager[ProviderSubscriptionLock]:
+        """Hold the portal customer's subscription ``subscription_id`` (the
+        provider's id) for the ``with`` block; a second caller waits until
+        the block ends. The caller has checked that the subscription is the
+        customer's: the lock itself knows nothing of it."""
+
+
 @runtime_checkable
 class PlanStore(Protocol):
     """The merchant's plan catalogue and plan changes set for period end."""
@@ -963,6 +1033,7 @@ class PortalStorage(
     ChargeStore,
     PlanStore,
     BillingDetailsStore,
+    ProviderLockStore,
     Protocol,
 ):
     """Everything the portal reads and writes, in one object."""

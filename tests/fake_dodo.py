@@ -11,7 +11,11 @@ Lists are page-numbered from 0 (``page_number``, ``page_size``) and end with
 an empty page, as Dodo's do. What Dodo does on its own is simulated:
 ``update_payment_method`` on an ``on_hold`` subscription charges the
 arrears with the outcome set in :attr:`FakeDodo.arrears_outcome` and, when
-that succeeds, makes the subscription ``active`` with a new period.
+that succeeds, makes the subscription ``active`` with a new period;
+:meth:`FakeDodo.settle` finishes a payment left ``processing``.
+
+A ``POST`` with an ``Idempotency-Key`` header is answered once: the same key
+again gets the first answer, and nothing is done a second time.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _parse_time(value: str) -> datetime:
+    """An ISO 8601 time as Dodo and the SDK write it (``Z`` or an offset)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def _checked(model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
     """``body`` after the SDK's model accepted it (raises if not)."""
     model.model_validate(body)
@@ -101,6 +110,10 @@ class FakeDodo:
     failures: list[Failure] = field(default_factory=list)
     #: ``(method, path, query, body)`` of every request, in order.
     requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
+    #: ``(path, key)`` of every ``POST`` that carried an ``Idempotency-Key``.
+    idempotency_keys: list[tuple[str, str]] = field(default_factory=list)
+    #: The first answer ``(status, body)`` to each ``(path, idempotency key)``.
+    _answered: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
     _clients: dict[tuple[float, str], DodoPayments] = field(default_factory=dict)
     _release: threading.Event = field(default_factory=threading.Event)
@@ -156,6 +169,8 @@ class FakeDodo:
                 records.clear()
             self.failures.clear()
             self.requests.clear()
+            self.idempotency_keys.clear()
+            self._answered.clear()
             self.arrears_outcome = "succeeded"
             self.arrears_error_code = "INSUFFICIENT_FUNDS"
         return self
@@ -173,6 +188,26 @@ class FakeDodo:
                 _strict_response_validation=True,
             )
         return self._clients[key]
+
+    def settle(self, payment_id: str, status: str = "succeeded") -> None:
+        """Finish a payment left ``processing``, as Dodo would: a
+        succeeded arrears payment makes its subscription ``active`` with a
+        new period."""
+        with self._lock:
+            payment = self.payments[payment_id]
+            payment["status"] = status
+            if status == "succeeded":
+                payment["invoice_id"] = "inv_" + payment_id[4:]
+            else:
+                payment["error_code"] = self.arrears_error_code
+            self.payments[payment_id] = _checked(Payment, payment)
+            sub = self.subscriptions.get(payment.get("subscription_id") or "")
+            if status == "succeeded" and sub is not None and sub["status"] in ("on_hold", "past_due"):
+                sub["status"] = "active"
+                sub["previous_billing_date"] = iso(self.now)
+                step = _INTERVALS.get(sub["payment_frequency_interval"], timedelta(days=365))
+                sub["next_billing_date"] = iso(self.now + step)
+                self._subscription_checked(sub)
 
     def fail(self, method: str, path: str, status: int | str, *, times: int = 1) -> None:
         """Make the next ``times`` requests matching ``method`` and the
@@ -384,8 +419,11 @@ class FakeDodo:
         raw = handler.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
         method = handler.command
+        key = handler.headers.get("Idempotency-Key") if method == "POST" else None
         with self._lock:
             self.requests.append((method, parts.path, query, body))
+            if key is not None:
+                self.idempotency_keys.append((parts.path, key))
             failure = self._failure(method, parts.path)
         try:
             if failure is not None:
@@ -396,8 +434,15 @@ class FakeDodo:
             if handler.headers.get("Authorization") != f"Bearer {API_KEY}":
                 raise _Reply(401, {"code": "UNAUTHORIZED", "message": "invalid API key"})
             with self._lock:
-                reply = self._route(method, parts.path, query, body)
-            raise _Reply(200, reply)
+                if key is not None and (parts.path, key) in self._answered:
+                    raise _Reply(*self._answered[(parts.path, key)])
+                try:
+                    reply = _Reply(200, self._route(method, parts.path, query, body))
+                except _Reply as refused:
+                    reply = refused
+                if key is not None and reply.status < 500:
+                    self._answered[(parts.path, key)] = (reply.status, reply.body)
+            raise reply
         except _Reply as answer:
             payload: bytes
             if answer.content_type == "application/json":
@@ -606,10 +651,13 @@ class FakeDodo:
         return _checked(CustomerPortalSession, {"link": link})
 
     def _list_payments(self, *, query: dict[str, str], body: Any) -> Any:
+        since = _parse_time(query["created_at_gte"]) if "created_at_gte" in query else None
         found = [
             p
             for p in sorted(self.payments.values(), key=lambda p: p["created_at"], reverse=True)
-            if "customer_id" not in query or p["customer"]["customer_id"] == query["customer_id"]
+            if ("customer_id" not in query or p["customer"]["customer_id"] == query["customer_id"])
+            and ("subscription_id" not in query or p["subscription_id"] == query["subscription_id"])
+            and (since is None or _parse_time(p["created_at"]) >= since)
         ]
         return _checked_page(PaymentListResponse, self._page(found, query))
 

@@ -22,6 +22,11 @@ What goes where:
   invoices, payment methods, cancellation) always comes from ``billing``,
   and so does :class:`~flask_customer_portal.storage.ChargeStore` (the
   subscription lock, renewals) when ``billing`` implements it;
+* the lock that holds across processes
+  (:class:`~flask_customer_portal.storage.ProviderLockStore`) is always
+  ``local``'s: a payment company's API has none, the merchant's database
+  does. :meth:`CompositeStorage.lock_subscription` takes it around the
+  billing back end's own lock;
 * any other member of :class:`~flask_customer_portal.storage.PortalStorage`
   — licence keys, and whatever the protocol gains later — comes from
   ``billing`` if the adapter has a method of that name, else from ``local``.
@@ -60,7 +65,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
@@ -76,6 +81,8 @@ from ..storage import (
     Page,
     PaymentMethod,
     PortalStorage,
+    ProviderLockStore,
+    ProviderSubscriptionLock,
     Subscription,
     SubscriptionLock,
 )
@@ -107,8 +114,8 @@ def protocol_members(*protocols: type) -> frozenset[str]:
 
 def local_only_members() -> frozenset[str]:
     """Members that always come from the local store: customers, links,
-    sessions and the audit log."""
-    return protocol_members(CustomerStore, AccessStore)
+    sessions, the audit log and the lock that holds across processes."""
+    return protocol_members(CustomerStore, AccessStore, ProviderLockStore)
 
 
 #: What every billing adapter must have: the billing pages' reads and
@@ -451,7 +458,14 @@ class CompositeStorage:
         :class:`~flask_customer_portal.storage.ChargeStore`), seen with
         portal customer ids, its audit events appended to the local log
         when the block ends normally. Without one, the subscription cannot
-        be locked here: the context value is ``None`` (not found)."""
+        be locked here: the context value is ``None`` (not found).
+
+        A payment company's lock (Stripe's) is held inside one process
+        only, so the local store's
+        :meth:`lock_provider_subscription` is taken first when it has one:
+        two workers or servers paying for the same subscription then take
+        turns, as on the local store, and the block's audit events are
+        written in that lock's transaction."""
         return self._lock(customer_id, subscription_id)
 
     @contextmanager
@@ -461,10 +475,22 @@ class CompositeStorage:
             yield None
             return
         events: list[AuditEvent] = []
-        with cast(ChargeStore, self.billing).lock_subscription(provider_id, subscription_id) as lock:
-            yield None if lock is None else _MappedLock(self, lock, events)
-        for event in events:
-            self.local.record_event(event)
+        held: AbstractContextManager[ProviderSubscriptionLock | None] = nullcontext()
+        locker = getattr(self.local, "lock_provider_subscription", None)
+        if callable(locker):  # a local store made before the protocol had it has none
+            held = locker(customer_id, subscription_id)
+        with held as across_processes:
+            with cast(ChargeStore, self.billing).lock_subscription(provider_id, subscription_id) as lock:
+                yield None if lock is None else _MappedLock(self, lock, events)
+            for event in events:
+                (across_processes or self.local).record_event(event)
+
+    def lock_provider_subscription(
+        self, customer_id: str, subscription_id: str
+    ) -> AbstractContextManager[ProviderSubscriptionLock]:
+        """The local store's lock, in the merchant's database (portal
+        customer id, the provider's subscription id)."""
+        return self.local.lock_provider_subscription(customer_id, subscription_id)
 
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         """The billing back end's due subscriptions (for portal customers

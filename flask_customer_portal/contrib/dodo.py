@@ -113,6 +113,11 @@ def _environment_of(client: DodoPayments) -> str:
 _PAGE_SIZE = 100
 #: A customer's history is read page by page up to this many pages.
 _MAX_PAGES = 50
+#: The header that carries the portal's idempotency key of a money request.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: How far Dodo's clock may be behind the portal's when a payment made by a
+#: call is looked for by the time of the call.
+_CLOCK_ALLOWANCE = timedelta(minutes=5)
 
 
 class DodoUnavailable(PortalError, ServiceUnavailable):
@@ -1104,7 +1109,12 @@ class DodoPaymentProvider:
         return None
 
     def pay_arrears(
-        self, *, subscription_id: str, provider_token: str, return_url: str | None = None
+        self,
+        *,
+        subscription_id: str,
+        provider_token: str,
+        idempotency_key: str | None = None,
+        return_url: str | None = None,
     ) -> ChargeResult:
         """Set the saved method ``provider_token`` on the subscription;
         Dodo charges the arrears with it. The answer says what came of that
@@ -1112,11 +1122,22 @@ class DodoPaymentProvider:
         :class:`ChargeRequiresAction` (Dodo's payment page, e.g. 3-D Secure),
         :class:`ChargeUnknown` (still processing, or no answer: Dodo's
         webhook will tell) or :class:`ChargeFailed` (refused, nothing charged).
-        The caller must still check the subscription's status."""
+        The caller must still check the subscription's status.
+
+        ``idempotency_key`` is sent as the ``Idempotency-Key`` header. The
+        request is made once, without the SDK's automatic retries: a retry
+        of a request whose answer was lost could charge a second time, so
+        no answer is :class:`ChargeUnknown`, for the caller to reconcile
+        with :meth:`find_arrears_charge`."""
         client = self.billing.client
+        if client.max_retries:
+            client = client.with_options(max_retries=0)
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
         try:
             answer = client.subscriptions.update_payment_method(
-                subscription_id, payment_method={"type": "existing", "payment_method_id": provider_token}
+                subscription_id,
+                payment_method={"type": "existing", "payment_method_id": provider_token},
+                extra_headers=headers,
             )
         except APIStatusError as exc:
             if exc.status_code >= 500 or exc.status_code in (408, 429):
@@ -1138,14 +1159,34 @@ class DodoPaymentProvider:
         payment = self._payment(answer.payment_id)
         if payment is None:
             return ChargeUnknown(answer.payment_id)
-        status = payment.status
-        if status == "succeeded":
-            return ChargeSucceeded(payment.payment_id, Money(payment.total_amount, payment.currency))
-        if status in ("failed", "cancelled"):
-            return ChargeDeclined(decline_reason(payment.error_code), payment.payment_id)
-        if status == "requires_customer_action" and payment.payment_link:
-            return ChargeRequiresAction(payment.payment_id, str(payment.payment_link))
-        return ChargeUnknown(payment.payment_id)
+        return _outcome(payment)
+
+    def find_arrears_charge(
+        self, *, subscription_id: str, reference: str | None = None, since: datetime | None = None
+    ) -> ChargeResult | None:
+        """What came of an earlier :meth:`pay_arrears` whose outcome was
+        open: the payment ``reference`` if given (``None`` unless it is one
+        of this subscription's), else the newest payment of the subscription
+        made at or after ``since`` (with five minutes' allowance for the
+        clocks), as :meth:`pay_arrears` would answer. ``None`` if Dodo has
+        no such payment: then the earlier call charged nothing."""
+        billing = self.billing
+        if reference is None:
+            options: dict[str, Any] = {"subscription_id": subscription_id, "page_size": _PAGE_SIZE}
+            if since is not None:
+                options["created_at_gte"] = since - _CLOCK_ALLOWANCE
+            found = billing._call("payments.list", lambda: billing.client.payments.list(**options))
+            mine = [p for p in found.items or () if p.subscription_id == subscription_id]
+            if not mine:
+                return None
+            reference = max(mine, key=lambda p: p.created_at).payment_id
+        # A payment that could not be read raises (DodoUnavailable): only
+        # Dodo's "not found" means that nothing was charged.
+        wanted = reference
+        payment = billing._or_none("payments.retrieve", lambda: billing.client.payments.retrieve(wanted))
+        if payment is None or payment.subscription_id != subscription_id:
+            return None
+        return _outcome(payment)
 
     def _payment(self, payment_id: str) -> Any | None:
         try:
@@ -1153,6 +1194,18 @@ class DodoPaymentProvider:
         except APIError as exc:
             logger.warning("Could not read Dodo payment %s: %s", payment_id, type(exc).__name__)
             return None
+
+
+def _outcome(payment: Any) -> ChargeResult:
+    """A Dodo payment as the portal's charge result."""
+    status = payment.status
+    if status == "succeeded":
+        return ChargeSucceeded(payment.payment_id, Money(payment.total_amount, payment.currency))
+    if status in ("failed", "cancelled"):
+        return ChargeDeclined(decline_reason(payment.error_code), payment.payment_id)
+    if status == "requires_customer_action" and payment.payment_link:
+        return ChargeRequiresAction(payment.payment_id, str(payment.payment_link))
+    return ChargeUnknown(payment.payment_id)
 
 
 # -- webhooks -------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ from sqlalchemy.types import TypeDecorator
 
 from ..money import Money
 from ..storage import (
+    ArrearsAttempt,
     AuditEvent,
     BillingDetails,
     ChargeAttempt,
@@ -121,6 +122,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NAMING_CONVENTION",
+    "ArrearsAttemptModel",
     "AuditEventModel",
     "BillingDetailsModel",
     "ChargeAttemptModel",
@@ -134,6 +136,7 @@ __all__ = [
     "PlanModel",
     "PortalModel",
     "PortalSessionModel",
+    "ProviderLockModel",
     "SQLAlchemyStorage",
     "SequenceModel",
     "StringEnum",
@@ -553,6 +556,47 @@ class WebhookEventModel(PortalModel):
     event_id: Mapped[str] = mapped_column(String(_REFERENCE), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(TZDateTime(), index=True)
     handled_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+
+
+class ProviderLockModel(PortalModel):
+    """One row per subscription that lives at a payment company (Stripe,
+    Dodo Payments), made on first use and locked while money moves for it
+    (:meth:`SQLAlchemyStorage.lock_provider_subscription`): the company's
+    API has no lock, the database's holds across processes. No foreign key:
+    the row only names what is locked."""
+
+    __tablename__ = "portal_provider_locks"
+
+    customer_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime())
+
+
+class ArrearsAttemptModel(PortalModel):
+    """One try at having a provider that bills its subscriptions itself
+    charge an ``on_hold`` subscription's arrears (see
+    :class:`~flask_customer_portal.storage.ArrearsAttempt`). The idempotency
+    key is unique, so the same attempt can never be recorded twice."""
+
+    __tablename__ = "portal_arrears_attempts"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["customer_id", "subscription_id"],
+            [ProviderLockModel.customer_id, ProviderLockModel.subscription_id],
+        ),
+        CheckConstraint("attempt > 0", name="attempt_positive"),
+    )
+
+    customer_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(_REFERENCE), unique=True)
+    payment_method_id: Mapped[str | None] = mapped_column(String(_ID))
+    status: Mapped[ChargeAttemptStatus] = mapped_column(StringEnum(ChargeAttemptStatus))
+    decline_reason: Mapped[str | None] = mapped_column(String(64))
+    provider_reference: Mapped[str | None] = mapped_column(String(_REFERENCE))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(TZDateTime())
 
 
 class SequenceModel(PortalModel):
@@ -1596,6 +1640,38 @@ class SQLAlchemyStorage:
             row = self._locked_subscription_row(session, customer_id, subscription_id)
             yield None if row is None else _SQLSubscriptionLock(self, session, row)
 
+    # -- ProviderLockStore --------------------------------------------------------
+
+    @contextmanager
+    def lock_provider_subscription(
+        self, customer_id: str, subscription_id: str
+    ) -> Iterator[_SQLProviderLock]:
+        """The lock row (``portal_provider_locks``) is made on first use (a
+        concurrent maker's insert is waited for), then locked as
+        :meth:`lock_subscription` locks a subscription's row: ``SELECT …
+        FOR UPDATE`` on PostgreSQL; on SQLite, which ignores ``FOR
+        UPDATE``, a no-op ``UPDATE`` takes the database's write lock. The
+        transaction, and the lock, last the ``with`` block."""
+        key = (
+            ProviderLockModel.customer_id == customer_id,
+            ProviderLockModel.subscription_id == subscription_id,
+        )
+        with self._transaction() as session:
+            self._insert_if_absent(
+                session,
+                ProviderLockModel,
+                {"customer_id": customer_id, "subscription_id": subscription_id, "created_at": _now()},
+            )
+            if self._db.engine.dialect.name == "sqlite":
+                session.execute(
+                    update(ProviderLockModel)
+                    .where(*key)
+                    .values(customer_id=ProviderLockModel.customer_id)
+                    .execution_options(synchronize_session=False)
+                )
+            session.execute(select(ProviderLockModel.customer_id).where(*key).with_for_update()).one()
+            yield _SQLProviderLock(session, customer_id, subscription_id)
+
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         return self._subscriptions_reaching(
             SubscriptionStatus.ACTIVE, SubscriptionModel.current_period_end, now, limit
@@ -2615,6 +2691,59 @@ class _SQLSubscriptionLock:
             row.discount_percent = 0
         self._session.flush()
         return self.subscription
+
+
+class _SQLProviderLock:
+    """:class:`~flask_customer_portal.storage.ProviderSubscriptionLock`
+    inside one transaction of :meth:`SQLAlchemyStorage.lock_provider_subscription`."""
+
+    def __init__(self, session: Session, customer_id: str, subscription_id: str) -> None:
+        self._session = session
+        self._customer_id = customer_id
+        self._subscription_id = subscription_id
+
+    def attempts(self) -> Sequence[ArrearsAttempt]:
+        rows = self._session.scalars(
+            select(ArrearsAttemptModel)
+            .where(
+                ArrearsAttemptModel.customer_id == self._customer_id,
+                ArrearsAttemptModel.subscription_id == self._subscription_id,
+            )
+            .order_by(ArrearsAttemptModel.attempt)
+            .execution_options(**_FRESH)
+        ).all()
+        return tuple(
+            ArrearsAttempt(**{f.name: getattr(row, f.name) for f in fields(ArrearsAttempt)}) for row in rows
+        )
+
+    def save_attempt(self, attempt: ArrearsAttempt) -> None:
+        if (attempt.customer_id, attempt.subscription_id) != (self._customer_id, self._subscription_id):
+            raise ValueError("an arrears attempt must be the locked subscription's")
+        key = (attempt.customer_id, attempt.subscription_id, attempt.attempt)
+        row = self._session.get(ArrearsAttemptModel, key)
+        if row is None:
+            row = ArrearsAttemptModel(
+                customer_id=attempt.customer_id,
+                subscription_id=attempt.subscription_id,
+                attempt=attempt.attempt,
+                idempotency_key=attempt.idempotency_key,
+                created_at=_utc(attempt.created_at, "ArrearsAttempt.created_at"),
+            )
+            self._session.add(row)
+        elif row.idempotency_key != attempt.idempotency_key:
+            raise ValueError("an attempt's idempotency key never changes")
+        row.payment_method_id = attempt.payment_method_id
+        row.status = attempt.status
+        row.decline_reason = attempt.decline_reason
+        row.provider_reference = attempt.provider_reference
+        row.resolved_at = _utc_or_none(attempt.resolved_at, "ArrearsAttempt.resolved_at")
+        self._session.flush()
+
+    def record_event(self, event: AuditEvent) -> None:
+        if event.customer_id != self._customer_id:
+            raise ValueError("an event recorded under a subscription lock must be its customer's")
+        self._session.add(_audit_row(event))
+        self._session.flush()
 
 
 if TYPE_CHECKING:

@@ -30,9 +30,12 @@ The money path
     ``Invoice.pay(invoice, payment_method=…)`` with the portal's
     idempotency key ``invoice:<in_…>:attempt:<n>`` — Stripe answers a
     repeated key with the first outcome and never pays an invoice twice.
-    The lock itself is held inside one process only (Stripe has no locks):
-    two servers paying the same invoice at once send the same key for the
-    same attempt, and Stripe's idempotency makes that one payment. The
+    The store's own lock is held inside one process only (Stripe has no
+    locks); inside a :class:`~flask_customer_portal.contrib.composite.CompositeStorage`
+    over the SQLAlchemy store the composite first takes the database's lock
+    on the subscription, which holds across workers and servers. Were two
+    ever to pay the same invoice at once, both would send the same key for
+    the same attempt, and Stripe's idempotency makes that one payment. The
     attempt log lives in the invoice's metadata (``portal_attempt_<n>``),
     audit events in the local store. Stripe renews subscriptions itself:
     :meth:`StripeBillingStore.subscriptions_due` is always empty, and a
