@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_MAX_PAUSE_MONTHS": 3,
     "CUSTOMER_PORTAL_PLAN_CHANGE_UPGRADES": "now",
     "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES": "period_end",
+    "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS": True,
 }
 
 _WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "development", "test"})
@@ -97,6 +98,9 @@ class PortalConfig:
     """``"now"`` (prorated charge) or ``"period_end"``."""
     plan_change_downgrades: str = "period_end"
     """``"now"`` (prorated credit) or ``"period_end"``."""
+    redact_access_logs: bool = True
+    """Whether ``init_app`` puts the link-token filter on the server loggers
+    (Werkzeug, gunicorn's access log) and ``app.logger``."""
 
     @property
     def is_live(self) -> bool:
@@ -291,7 +295,17 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         max_pause_months=_max_pause_months(config),
         plan_change_upgrades=_plan_change_timing(config, "CUSTOMER_PORTAL_PLAN_CHANGE_UPGRADES"),
         plan_change_downgrades=_plan_change_timing(config, "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES"),
+        redact_access_logs=_strict_bool(config, "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS"),
     )
+
+
+def _strict_bool(config: Mapping[str, Any], key: str) -> bool:
+    """``True`` or ``False`` only: a string such as ``"false"`` from an
+    environment variable would otherwise count as true."""
+    value = config[key]
+    if not isinstance(value, bool):
+        raise ConfigurationError(key, f"must be True or False, got {value!r}")
+    return value
 
 
 def _plan_change_timing(config: Mapping[str, Any], key: str) -> str:
