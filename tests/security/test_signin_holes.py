@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -353,3 +354,72 @@ def _wait_for(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
         except OSError:
             time.sleep(0.1)
     pytest.fail(f"gunicorn did not answer within 20 s:\n{log.read_text()[-3000:]}")
+
+
+def _nginx_recipe() -> str:
+    """The ``map`` and ``log_format`` of docs/security.rst, as printed."""
+    doc = (REPO / "docs" / "security.rst").read_text(encoding="utf-8")
+    block = doc[doc.index(".. code-block:: nginx") :].split("\n\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if line and not line.startswith("   "):
+            break
+        lines.append(line[3:])
+    recipe = "\n".join(lines)
+    return recipe[: recipe.index("server {")]
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_item11_the_documented_nginx_log_format_holds_no_token(tmp_path: Path) -> None:
+    port = free_port()
+    access_log = tmp_path / "access.log"
+    config = tmp_path / "nginx.conf"
+    config.write_text(
+        f"""daemon off;
+pid {tmp_path / "nginx.pid"};
+error_log {tmp_path / "error.log"};
+events {{}}
+http {{
+{_nginx_recipe()}
+    server {{
+        listen 127.0.0.1:{port};
+        access_log {access_log} redacted;
+        location / {{ return 200 "ok"; }}
+    }}
+}}
+"""
+    )
+    tokens = ["eyJjIjoiY3VzIn0.aXZ7.c2lnbmF0dXJl", "abc.def.ghi", "tok.en.z"]
+    paths = [
+        f"/portal/session/{tokens[0]}",
+        f"/portal/login/biz_demo/{tokens[1]}?utm=mail",
+        f"/portal/profile/email/{tokens[2]}",
+        "/portal/login/biz_demo",
+        "/portal/sessions",
+    ]
+    server = subprocess.Popen(
+        ["nginx", "-c", str(config), "-p", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _get(port, "/")
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail(f"nginx did not start: {(tmp_path / 'error.log').read_text()}")
+                time.sleep(0.05)
+        for path in paths:
+            assert _get(port, path)[0] == 200
+    finally:
+        server.send_signal(signal.SIGQUIT)  # graceful: the log is flushed
+        server.wait(timeout=10)
+    log = access_log.read_text()
+    assert not any(token in log for token in tokens), log
+    assert '"GET /portal/session/[redacted] HTTP/1.1"' in log
+    assert '"GET /portal/login/biz_demo/[redacted]?utm=mail HTTP/1.1"' in log
+    assert '"GET /portal/profile/email/[redacted] HTTP/1.1"' in log
+    assert '"GET /portal/login/biz_demo HTTP/1.1"' in log and '"GET /portal/sessions HTTP/1.1"' in log
