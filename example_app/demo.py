@@ -327,7 +327,7 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
     for n in range(3):
         if n == 1:
             # Budi saved his billing details after his first invoice: the
-            # later ones carry them, the first can be given them.
+            # later ones carry them; the first, paid, stays as it was issued.
             store.save_billing_details(
                 budi.id,
                 BillingDetails(

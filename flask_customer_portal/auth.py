@@ -21,6 +21,7 @@ from werkzeug.local import LocalProxy
 
 from . import signals
 from .errors import CustomerNotFound
+from .i18n import LANGUAGE_SESSION_KEY
 from .ratelimit import client_ip
 from .storage import (
     AuditEvent,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SESSION_KEY",
+    "SESSION_KEY_PREFIX",
     "PortalSession",
     "current_customer",
     "get_current_customer",
@@ -45,9 +47,17 @@ __all__ = [
 
 logger = logging.getLogger("flask_customer_portal")
 
-#: The portal's only key in the Flask session: the id of its server-side
-#: session record. Nothing else of the host's session is touched.
+#: The portal's key in the Flask session for the id of its server-side
+#: session record. Every key the portal keeps in the Flask session starts
+#: with :data:`SESSION_KEY_PREFIX`; the host's own keys are never touched.
 SESSION_KEY = "_customer_portal_sid"
+
+#: The prefix of every key the portal keeps in the Flask session.
+SESSION_KEY_PREFIX = "_customer_portal_"
+
+#: Portal keys a sign-in keeps: the language picked in this browser before
+#: signing in (a display preference of the browser, not of an account).
+_KEYS_KEPT_AT_SIGN_IN = frozenset({LANGUAGE_SESSION_KEY})
 
 #: Activity is written back at most this often (idle timeout bookkeeping).
 _TOUCH_INTERVAL = timedelta(seconds=60)
@@ -295,12 +305,31 @@ def sign_in(
             storage.revoke_portal_session(replaces, now)
         storage.create_portal_session(record)
         storage.record_event(event)
+    _start_clean_session()
     session[SESSION_KEY] = session_id
     g._customer_portal_customer = customer
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if use is not None:
         signals.link_used.send(app, customer=customer, purpose=use.purpose)
     signals.signed_in.send(app, customer=customer, method=method)
+
+
+def _start_clean_session() -> None:
+    """Forget what this browser kept for its previous portal customer and
+    rotate the CSRF token, as every sign-in must.
+
+    Every portal key of the Flask session goes (deep-link flow, return URL,
+    a queued notice — whatever the last customer left), except the language
+    picked in this browser. The CSRF token (Flask-WTF's, shared with the
+    host's forms) is replaced: a token seen before the sign-in, by a page or
+    a script, is worthless after it. The host's other keys (a Flask-Login
+    user, a cart) stay as they are."""
+    for key in [key for key in session if key.startswith(SESSION_KEY_PREFIX)]:
+        if key not in _KEYS_KEPT_AT_SIGN_IN:
+            session.pop(key, None)
+    csrf_key = current_app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token"
+    session.pop(csrf_key, None)
+    g.pop(csrf_key, None)  # Flask-WTF caches the signed token per request
 
 
 def sign_out(state: PortalState) -> Customer | None:
@@ -430,6 +459,14 @@ def get_current_customer() -> Customer | None:
         customer = _load_from_portal_session(state) or _load_from_host_user(state)
         g._customer_portal_customer = customer
     return cast("Customer | None", g._customer_portal_customer)
+
+
+def other_signed_in_customer(customer: Customer) -> Customer | None:
+    """The customer signed in in this browser, if that is someone other than
+    ``customer`` (the one a link opens); ``None`` otherwise. A link must not
+    quietly replace another customer's session: the page says so and asks."""
+    current = get_current_customer()
+    return current if current is not None and current.id != customer.id else None
 
 
 #: The signed-in portal customer (a :class:`~flask_customer_portal.Customer`)

@@ -1,11 +1,34 @@
-"""Billing rules: billing periods (and, as they grow, the rules that move money)."""
+"""Billing rules: billing periods, which invoices may still change (and,
+as they grow, the rules that move money)."""
 
 from __future__ import annotations
 
 import calendar
 from datetime import datetime, timedelta
 
-__all__ = ["add_interval", "add_months"]
+from .storage import Invoice, InvoiceStatus
+
+__all__ = [
+    "BILLING_DETAILS_STATUSES",
+    "add_interval",
+    "add_months",
+    "invoice_takes_billing_details",
+]
+
+#: The only invoices that can still be given billing details: issued but
+#: not finalised. A paid invoice is a final document (the customer may have
+#: downloaded it, booked it, claimed its VAT); a void or refunded one is
+#: closed. They keep the billing details they were issued with, or none.
+#: The store applies this in the same conditional update that adds the
+#: details, so it holds against every race.
+BILLING_DETAILS_STATUSES = frozenset({InvoiceStatus.OPEN})
+
+
+def invoice_takes_billing_details(invoice: Invoice) -> bool:
+    """Whether the customer's current billing details can be added to
+    ``invoice``: it has none, and it is still open. Never for a paid, void
+    or refunded invoice, whatever the details say."""
+    return invoice.billing_details is None and invoice.status in BILLING_DETAILS_STATUSES
 
 
 def add_months(moment: datetime, months: int) -> datetime:

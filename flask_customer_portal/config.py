@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_MAX_PAUSE_MONTHS": 3,
     "CUSTOMER_PORTAL_PLAN_CHANGE_UPGRADES": "now",
     "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES": "period_end",
+    "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS": True,
 }
 
 _WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "development", "test"})
@@ -113,6 +114,9 @@ class PortalConfig:
     single_process: bool = False
     """The merchant runs the app as one process, so ``memory://`` rate
     limits are shared by every request (``flask portal check``)."""
+    redact_access_logs: bool = True
+    """Whether ``init_app`` puts the link-token filter on the server loggers
+    (Werkzeug, gunicorn's access log) and ``app.logger``."""
 
     @property
     def is_live(self) -> bool:
@@ -313,6 +317,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         plan_change_upgrades=_plan_change_timing(config, "CUSTOMER_PORTAL_PLAN_CHANGE_UPGRADES"),
         plan_change_downgrades=_plan_change_timing(config, "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES"),
         single_process=_flag(config, "CUSTOMER_PORTAL_SINGLE_PROCESS"),
+        redact_access_logs=_flag(config, "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS"),
     )
 
 
@@ -361,6 +366,8 @@ def _check_secret_key_fallbacks(fallbacks: object, *, live: bool) -> None:
 
 
 def _flag(config: Mapping[str, Any], key: str) -> bool:
+    """``True`` or ``False`` only: a string such as ``"false"`` from an
+    environment variable would otherwise count as true."""
     value = config[key]
     if not isinstance(value, bool):
         raise ConfigurationError(key, f"must be True or False, got {value!r}")

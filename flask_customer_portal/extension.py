@@ -14,6 +14,7 @@ from flask_babel import Babel
 from .auth import PortalSession, create_session_link
 from .config import DEFAULTS, PortalConfig, load_config
 from .errors import ConfigurationError
+from .log_redaction import install_log_redaction
 from .mail import LogMailer, Mailer, mailer_from_config
 from .payments import PaymentProvider, TestPaymentProvider
 from .pdf import InvoiceRenderer, default_invoice_renderer
@@ -242,6 +243,10 @@ class CustomerPortal:
 
         app.register_blueprint(blueprint, url_prefix=config.url_prefix or None)
         app.after_request(add_security_headers)
+        # Link tokens are in URL paths: keep them out of the portal's log and,
+        # unless CUSTOMER_PORTAL_REDACT_ACCESS_LOGS is False, out of the
+        # server loggers that log its requests (a process-wide filter).
+        install_log_redaction(app, config.url_prefix, access_logs=config.redact_access_logs)
         app.cli.add_command(portal_cli)
 
     @staticmethod

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
-from wtforms import EmailField, Field, Form
+from wtforms import BooleanField, EmailField, Field, Form
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from .i18n import lazy_gettext as _l
 
-__all__ = ["ConfirmForm", "LoginForm", "PortalForm", "normalize_email"]
+__all__ = ["ConfirmForm", "LoginForm", "OpenLinkForm", "PortalForm", "normalize_email"]
 
 
 def normalize_email(value: str) -> str:
@@ -62,3 +62,11 @@ class LoginForm(PortalForm):
 
 class ConfirmForm(PortalForm):
     """A form with only a CSRF token: one button that confirms an action."""
+
+
+class OpenLinkForm(PortalForm):
+    """The button of a link's page. ``switch_account`` is the customer's
+    explicit "yes": sent only by the button shown when another customer is
+    signed in in this browser, it lets the link replace that session."""
+
+    switch_account = BooleanField()

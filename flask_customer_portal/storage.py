@@ -1017,11 +1017,15 @@ class BillingDetailsStore(Protocol):
     def add_invoice_billing_details(
         self, customer_id: str, invoice_id: str, details: BillingDetails, *, event: AuditEvent | None = None
     ) -> Invoice | None:
-        """Give an issued invoice that has no billing details a copy of
+        """Give an open invoice that has no billing details a copy of
         ``details``, atomically: of two concurrent calls only one succeeds.
         ``None`` if the invoice is not this customer's; raises
         :class:`StateConflict` if it already has billing details (they are
-        never replaced)."""
+        never replaced) or is no longer open (a paid, void or refunded
+        invoice keeps what it was issued with; see
+        :func:`~flask_customer_portal.billing.invoice_takes_billing_details`).
+        Decide and write in one step, so an invoice paid meanwhile is
+        refused."""
 
 
 @runtime_checkable

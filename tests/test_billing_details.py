@@ -25,7 +25,7 @@ from test_storage_contract import in_threads
 
 from flask_customer_portal import signals
 from flask_customer_portal.charging import RenewalOutcome, renew_due
-from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.contrib.sqla import InvoiceModel, SQLAlchemyStorage
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.pdf import FPDFInvoiceRenderer, InvoiceDocument, default_labels
 from flask_customer_portal.storage import (
@@ -96,6 +96,27 @@ def _invoice(app: Flask, customer_id: str, invoice_id: str) -> Invoice:
         invoice = _store(app).get_invoice(customer_id, invoice_id)
     assert invoice is not None
     return invoice
+
+
+def _open_invoice_issued_without_details(app: Flask, customer_id: str, invoice_id: str) -> str:
+    """An open invoice issued before the customer saved billing details (the
+    store copies saved details onto every new invoice, so the copy is taken
+    off again, as if the details had been saved after it)."""
+    with app.app_context():
+        store = _store(app)
+        store.add_invoice(
+            replace(
+                _bare_invoice(invoice_id, customer_id, InvoiceStatus.OPEN), number=store.next_invoice_number()
+            )
+        )
+        with app.extensions["sqlalchemy"].engine.begin() as connection:
+            connection.execute(
+                InvoiceModel.__table__.update()
+                .where(InvoiceModel.id == invoice_id)
+                .values(billing_details=None)
+            )
+    assert _invoice(app, customer_id, invoice_id).billing_details is None
+    return invoice_id
 
 
 def _events(app: Flask, customer_id: str) -> list[AuditEvent]:
@@ -297,12 +318,14 @@ def _customer(store: SQLAlchemyStorage, customer_id: str) -> None:
     store.add_customer(Customer(id=customer_id, email=f"{customer_id}@example.com", name=customer_id))
 
 
-def _bare_invoice(invoice_id: str, customer_id: str, **kw: Any) -> Invoice:
+def _bare_invoice(
+    invoice_id: str, customer_id: str, status: InvoiceStatus = InvoiceStatus.PAID, **kw: Any
+) -> Invoice:
     return Invoice(
         id=invoice_id,
         number=f"INV-{invoice_id}",
         customer_id=customer_id,
-        status=InvoiceStatus.PAID,
+        status=status,
         currency="EUR",
         subtotal=1000,
         tax=190,
@@ -383,7 +406,7 @@ def test_an_invoice_keeps_the_details_it_was_issued_with(store: SQLAlchemyStorag
 def test_details_are_added_to_an_invoice_once(store: SQLAlchemyStorage) -> None:
     _customer(store, "cus_a")
     _customer(store, "cus_b")
-    store.add_invoice(_bare_invoice("inv_1", "cus_a"))
+    store.add_invoice(_bare_invoice("inv_1", "cus_a", InvoiceStatus.OPEN))
     event = AuditEvent(customer_id="cus_a", action="invoice.billing_details_added", occurred_at=T0)
 
     assert store.add_invoice_billing_details("cus_b", "inv_1", GMBH, event=event) is None
@@ -402,7 +425,7 @@ def test_details_are_added_to_an_invoice_once(store: SQLAlchemyStorage) -> None:
 
 def test_concurrent_additions_only_one_wins(store_app: Flask, store: SQLAlchemyStorage) -> None:
     _customer(store, "cus_a")
-    store.add_invoice(_bare_invoice("inv_1", "cus_a"))
+    store.add_invoice(_bare_invoice("inv_1", "cus_a", InvoiceStatus.OPEN))
     candidates = [replace(GMBH, name=f"Company {n}") for n in range(6)]
     names = iter(candidates)
     lock = threading.Lock()
@@ -605,31 +628,32 @@ def test_signed_out_visitors_are_sent_to_sign_in(client: FlaskClient) -> None:
 
 def test_adding_current_details_to_an_invoice_issued_without(app: Flask) -> None:
     client = _signed_in(app, BUDI)
-    invoice_page = client.get(f"/portal/invoices/{BUDI_FIRST}")
-    link = f"/portal/invoices/{BUDI_FIRST}/billing-details"
+    unpaid = _open_invoice_issued_without_details(app, BUDI, "inv_budi_unpaid")
+    invoice_page = client.get(f"/portal/invoices/{unpaid}")
+    link = f"/portal/invoices/{unpaid}/billing-details"
     assert f'href="{link}"' in invoice_page.text
 
     page = client.get(link)
     assert page.status_code == 200
     assert "NPWP 01.300.066.6-091.000" in page.text
-    assert _invoice(app, BUDI, BUDI_FIRST).billing_details is None  # a GET changes nothing
+    assert _invoice(app, BUDI, unpaid).billing_details is None  # a GET changes nothing
 
     with _recording(signals.invoice_billing_details_added, app) as received:
         response = client.post(link, data={"csrf_token": csrf_token_from(page.text)})
     assert response.status_code == 303
-    assert response.location.endswith(f"/portal/invoices/{BUDI_FIRST}")
-    invoice = _invoice(app, BUDI, BUDI_FIRST)
+    assert response.location.endswith(f"/portal/invoices/{unpaid}")
+    invoice = _invoice(app, BUDI, unpaid)
     assert invoice.billing_details is not None
     assert invoice.billing_details.tax_id == "013000666091000"
     [signal] = received
     assert signal["invoice"] == invoice and signal["customer"].id == BUDI
     [event] = [e for e in _events(app, BUDI) if e.action == "invoice.billing_details_added"]
-    assert event.subject_id == BUDI_FIRST
+    assert event.subject_id == unpaid
 
-    shown = _text(client.get(f"/portal/invoices/{BUDI_FIRST}").text)
+    shown = _text(client.get(f"/portal/invoices/{unpaid}").text)
     assert "Jakarta Selatan, DKI Jakarta 12190" in shown
     assert "NPWP 01.300.066.6-091.000" in shown
-    assert f'href="{link}"' not in client.get(f"/portal/invoices/{BUDI_FIRST}").text
+    assert f'href="{link}"' not in client.get(f"/portal/invoices/{unpaid}").text
 
     # Issued details are never edited: the page says so, a second POST is refused.
     again = client.get(link)
@@ -638,7 +662,7 @@ def test_adding_current_details_to_an_invoice_issued_without(app: Flask) -> None
     assert "tidak dapat diubah" in again.text and f'action="{link}"' not in again.text
     refused = client.post(link, data={"csrf_token": csrf_token_from(again.text)})
     assert refused.status_code == 409
-    assert _invoice(app, BUDI, BUDI_FIRST) == invoice
+    assert _invoice(app, BUDI, unpaid) == invoice
 
 
 def test_an_invoice_keeps_its_details_when_the_customer_changes_theirs(app: Flask) -> None:
@@ -667,16 +691,17 @@ def test_an_invoice_keeps_its_details_when_the_customer_changes_theirs(app: Flas
 
 def test_without_saved_details_the_invoice_page_asks_for_them_first(app: Flask) -> None:
     client = _signed_in(app, AVA)
-    link = f"/portal/invoices/{AVA_INVOICE}/billing-details"
+    unpaid = _open_invoice_issued_without_details(app, AVA, "inv_ava_unpaid")
+    link = f"/portal/invoices/{unpaid}/billing-details"
     page = client.get(link)
     assert page.status_code == 200
-    assert f'href="/portal/profile/billing?invoice={AVA_INVOICE}"' in page.text
+    assert f'href="/portal/profile/billing?invoice={unpaid}"' in page.text
     refused = client.post(link, data={"csrf_token": csrf_token_from(page.text)})
     assert refused.status_code == 409
-    assert _invoice(app, AVA, AVA_INVOICE).billing_details is None
+    assert _invoice(app, AVA, unpaid).billing_details is None
 
     # Saving from there comes back to the invoice.
-    response = _post_details(client, ACME_GMBH, url=f"/portal/profile/billing?invoice={AVA_INVOICE}")
+    response = _post_details(client, ACME_GMBH, url=f"/portal/profile/billing?invoice={unpaid}")
     assert response.status_code == 303
     assert response.location.endswith(link)
     assert "Acme Analytics GmbH" in client.get(link).text

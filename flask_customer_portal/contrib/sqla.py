@@ -81,6 +81,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from ..billing import BILLING_DETAILS_STATUSES
 from ..money import Money
 from ..storage import (
     ArrearsAttempt,
@@ -2175,8 +2176,9 @@ class SQLAlchemyStorage:
     def add_invoice_billing_details(
         self, customer_id: str, invoice_id: str, details: BillingDetails, *, event: AuditEvent | None = None
     ) -> Invoice | None:
-        """One conditional ``UPDATE … WHERE billing_details IS NULL``: the
-        database lets exactly one caller fill them in."""
+        """One conditional ``UPDATE … WHERE billing_details IS NULL AND
+        status IN (open)``: the database lets exactly one caller fill them
+        in, and never on an invoice that was paid (or voided) meanwhile."""
         _check_billing_details(details)
         with self._transaction() as session:
             result = session.execute(
@@ -2185,6 +2187,7 @@ class SQLAlchemyStorage:
                     InvoiceModel.id == invoice_id,
                     InvoiceModel.customer_id == customer_id,
                     InvoiceModel.billing_details.is_(None),
+                    InvoiceModel.status.in_(sorted(BILLING_DETAILS_STATUSES)),
                 )
                 .values(billing_details=_billing_details_json(details))
                 .execution_options(synchronize_session=False)
@@ -2192,9 +2195,12 @@ class SQLAlchemyStorage:
             if _rowcount(result) == 1:
                 _add_event(session, event)
         if _rowcount(result) != 1:
-            if self.get_invoice(customer_id, invoice_id) is None:
+            found = self.get_invoice(customer_id, invoice_id)
+            if found is None:
                 return None
-            raise StateConflict(f"invoice {invoice_id!r} already has billing details")
+            if found.billing_details is not None:
+                raise StateConflict(f"invoice {invoice_id!r} already has billing details")
+            raise StateConflict(f"invoice {invoice_id!r} is {found.status}: its billing details are final")
         return self.get_invoice(customer_id, invoice_id)
 
     # -- writes for merchants, demo data and tests --------------------------------------

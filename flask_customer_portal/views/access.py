@@ -8,13 +8,21 @@ from typing import Any
 from flask import abort, current_app, make_response, redirect, render_template, request, url_for
 
 from .. import signals
-from ..auth import check_link, get_current_customer, issue_link, sign_in, sign_out, utcnow
+from ..auth import (
+    check_link,
+    get_current_customer,
+    issue_link,
+    other_signed_in_customer,
+    sign_in,
+    sign_out,
+    utcnow,
+)
 from ..extension import PortalState, get_state
-from ..forms import ConfirmForm, LoginForm
+from ..forms import ConfirmForm, LoginForm, OpenLinkForm
 from ..i18n import select_locale
 from ..mail import MailDeliveryError, render_message
 from ..ratelimit import client_ip
-from ..storage import AuditEvent, LinkPurpose
+from ..storage import AuditEvent, Customer, LinkPurpose
 from ..tokens import LinkProblem, LinkTokenError
 from ._base import blueprint
 from ._flows import forget_flow, start_flow
@@ -101,21 +109,37 @@ def _link_problem(problem: LinkProblem) -> tuple[str, int]:
     )
 
 
+def _render_open_link(form: OpenLinkForm, customer: Customer, status: int = 200) -> tuple[str, int]:
+    """The page with the button: it names the account the link opens and,
+    when another customer is signed in here, says so."""
+    page = render_template(
+        "customer_portal/open_link.html",
+        form=form,
+        customer=customer,
+        signed_in_as=other_signed_in_customer(customer),
+    )
+    return page, status
+
+
 def _open_link(purpose: LinkPurpose, token: str, method: str) -> Any:
     """GET shows one button and uses nothing up (mail scanners prefetch
-    links); the POST from that button uses the link and signs in."""
+    links); the POST from that button uses the link and signs in.
+
+    When another customer is signed in in this browser, the link replaces
+    that session only if the POST says so (``switch_account``, sent by the
+    button of the warning): a link someone else sent cannot quietly move a
+    signed-in customer into their account."""
     state = get_state()
-    form = ConfirmForm()
+    form = OpenLinkForm()
     try:
-        if request.method == "GET":
-            checked = check_link(state, purpose, token)
-            return render_template("customer_portal/open_link.html", form=form, customer=checked.customer)
-        if not form.validate():
-            checked = check_link(state, purpose, token)
-            return render_template(
-                "customer_portal/open_link.html", form=form, customer=checked.customer
-            ), 400
         checked = check_link(state, purpose, token)
+        if request.method == "GET":
+            return _render_open_link(form, checked.customer)
+        if not form.validate():
+            return _render_open_link(form, checked.customer, 400)
+        if other_signed_in_customer(checked.customer) is not None and not form.switch_account.data:
+            # Nothing is used up: the page now shows the warning and asks.
+            return _render_open_link(form, checked.customer, 409)
         # Uses the link up, starts the session and records the sign-in
         # together (one transaction where the store can).
         sign_in(state, checked.customer, method=method, link=checked, purpose=purpose)

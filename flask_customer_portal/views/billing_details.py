@@ -1,9 +1,11 @@
 """Billing details: the name, address and tax ID invoices are made out to.
 
 Saved details go on every invoice issued afterwards (the store copies them
-into the invoice when it is issued). An invoice issued without any can be
-given the current details once, before it is downloaded; after that its
-details are part of the issued document and never change.
+into the invoice when it is issued). An open invoice issued without any can
+be given the current details once; after that its details are part of the
+issued document and never change. A paid, void or refunded invoice is final
+and keeps what it was issued with, details or none
+(:func:`~flask_customer_portal.billing.invoice_takes_billing_details`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from flask_babel import get_locale
 
 from .. import signals
 from ..auth import utcnow
+from ..billing import invoice_takes_billing_details
 from ..extension import PortalState, get_state
 from ..forms import ConfirmForm
 from ..forms_billing_details import BillingDetailsForm, scheme_label
@@ -41,7 +44,10 @@ def _billing_details_context() -> dict[str, Any]:
     def billing_address_lines(details: BillingDetails) -> tuple[str, ...]:
         return bill_to_lines(details, _locale(get_state()))
 
-    return {"billing_address_lines": billing_address_lines}
+    return {
+        "billing_address_lines": billing_address_lines,
+        "invoice_takes_billing_details": invoice_takes_billing_details,
+    }
 
 
 def _return_invoice_id() -> str | None:
@@ -143,8 +149,10 @@ def invoice_billing_details(invoice_id: str) -> Any:
         return _render_invoice_page(state, invoice, current, form)
     if not form.validate():
         return _render_invoice_page(state, invoice, current, form), 400
-    if invoice.billing_details is not None or current is None:
-        # Already filled in (in another tab, say), or nothing to add.
+    if not invoice_takes_billing_details(invoice) or current is None:
+        # Already filled in (in another tab, say), final (paid, void or
+        # refunded: it keeps what it was issued with), or nothing to add.
+        # The page says which.
         return _render_invoice_page(state, invoice, current, form), 409
     try:
         updated = state.storage.add_invoice_billing_details(

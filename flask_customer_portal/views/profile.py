@@ -9,9 +9,17 @@ from typing import Any
 from flask import abort, current_app, redirect, render_template, request, url_for
 
 from .. import signals
-from ..auth import check_link, get_current_customer, issue_link, sign_in, use_link, utcnow
+from ..auth import (
+    check_link,
+    get_current_customer,
+    issue_link,
+    other_signed_in_customer,
+    sign_in,
+    use_link,
+    utcnow,
+)
 from ..extension import PortalState, get_state
-from ..forms import ConfirmForm, normalize_email
+from ..forms import OpenLinkForm, normalize_email
 from ..forms_profile import ProfileForm, example_phone_number, format_phone
 from ..i18n import gettext as _
 from ..mail import MailDeliveryError, render_message
@@ -205,8 +213,17 @@ def _link_problem(problem: LinkProblem) -> tuple[str, int]:
     )
 
 
-def _render_confirm(form: ConfirmForm, new_email: str) -> str:
-    return render_template("customer_portal/confirm_email_change.html", form=form, new_email=new_email)
+def _render_confirm(
+    form: OpenLinkForm, customer: Customer, new_email: str, status: int = 200
+) -> tuple[str, int]:
+    page = render_template(
+        "customer_portal/confirm_email_change.html",
+        form=form,
+        new_email=new_email,
+        customer=customer,
+        signed_in_as=other_signed_in_customer(customer),
+    )
+    return page, status
 
 
 @blueprint.route("/profile/email/<token>", methods=["GET", "POST"])
@@ -215,16 +232,20 @@ def confirm_email_change(token: str) -> Any:
     nothing up (mail scanners prefetch links); the POST from that button
     uses the link and changes the address."""
     state = get_state()
-    form = ConfirmForm()
+    form = OpenLinkForm()
     try:
         checked = check_link(state, LinkPurpose.EMAIL_CHANGE, token)
         new_email = checked.payload.new_email
         if not new_email:
             raise LinkTokenError(LinkProblem.INVALID)
         if request.method == "GET":
-            return _render_confirm(form, new_email)
+            return _render_confirm(form, checked.customer, new_email)
         if not form.validate():
-            return _render_confirm(form, new_email), 400
+            return _render_confirm(form, checked.customer, new_email, 400)
+        if other_signed_in_customer(checked.customer) is not None and not form.switch_account.data:
+            # The change would sign this browser in to the link's account:
+            # only with the customer's explicit "yes" (see _open_link).
+            return _render_confirm(form, checked.customer, new_email, 409)
         checked = use_link(state, LinkPurpose.EMAIL_CHANGE, token)
     except LinkTokenError as error:
         return _link_problem(error.problem)

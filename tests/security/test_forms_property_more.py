@@ -45,7 +45,7 @@ from test_forms_property import ANY_TEXT, PROPERTY, _assert_answer, forms
 from werkzeug.datastructures import MultiDict
 
 from flask_customer_portal.auth import session_limits
-from flask_customer_portal.billing import add_months
+from flask_customer_portal.billing import add_months, invoice_takes_billing_details
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.retention import (
     CancellationReason,
@@ -57,6 +57,8 @@ from flask_customer_portal.retention import (
 from flask_customer_portal.storage import (
     BillingDetails,
     Customer,
+    Invoice,
+    InvoiceStatus,
     LinkPurpose,
     Subscription,
     SubscriptionStatus,
@@ -412,11 +414,17 @@ def test_billing_details(shop: Flask, ava: FlaskClient, data: MultiDict[str, str
     assert db_dump(shop) == before_again
 
 
+#: An open invoice of Ava's issued without billing details (the demo's are paid).
+_UNPAID_INVOICE = "inv_ava_unpaid"
+
+
 @pytest.mark.parametrize("has_details", [True, False], ids=["saved-details", "no-details"])
 @PROPERTY
 @given(
     data=form_data({}),
-    invoice_id=st.sampled_from(["inv_demo_ava_sync_01", "inv_demo_ava_sync_02", "inv_demo_ava_desktop"]),
+    invoice_id=st.sampled_from(
+        ["inv_demo_ava_sync_01", "inv_demo_ava_sync_02", "inv_demo_ava_desktop", _UNPAID_INVOICE]
+    ),
 )
 def test_invoice_billing_details(
     shop: Flask,
@@ -427,6 +435,22 @@ def test_invoice_billing_details(
     invoice_id: str,
 ) -> None:
     def save_details() -> tuple[list[FlaskClient], dict[str, str]]:
+        with shop.app_context():  # open, and issued before any details were saved
+            store = get_state(shop).storage
+            store.add_invoice(
+                Invoice(
+                    id=_UNPAID_INVOICE,
+                    number=store.next_invoice_number(),
+                    customer_id=AVA,
+                    status=InvoiceStatus.OPEN,
+                    currency="USD",
+                    subtotal=900,
+                    tax=0,
+                    total=900,
+                    issued_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                    description="Acme Sync",
+                )
+            )
         if has_details:
             token = _token(ava, "/portal/profile/billing")
             details = {"name": "Ava", "line1": "1 Main St", "city": "Springfield", "country": "US"}
@@ -451,9 +475,10 @@ def test_invoice_billing_details(
     status = _assert_answer(response)
     if status != 303:
         assert_refused(response, before, shop)
-        assert intact(data, {}) is False or current is None or invoice.billing_details is not None
+        assert intact(data, {}) is False or current is None or not invoice_takes_billing_details(invoice)
         return
-    assert current is not None and invoice.billing_details is None
+    # Only an open invoice without details takes them (a paid one is final).
+    assert current is not None and invoice_takes_billing_details(invoice)
     with shop.app_context():
         updated = get_state(shop).storage.get_invoice(AVA, invoice_id)
     assert updated is not None and updated.billing_details is not None
