@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite drives for real: Debian's
-# Chromium (Playwright cannot download browsers here) and the PostgreSQL
-# server. Does nothing when they are present; needs root (or sudo) for apt.
+# Chromium (Playwright cannot download browsers here), the PostgreSQL
+# server and nginx (the access-log recipe in docs/security.rst). Does
+# nothing when they are present; needs root (or sudo) for apt.
 set -euo pipefail
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -eq 0 ]; then
