@@ -369,9 +369,7 @@ def _nginx_recipe() -> str:
     return recipe[: recipe.index("server {")]
 
 
-@pytest.mark.skipif(
-    shutil.which("nginx") is None and not running_in_ci(), reason="nginx is not installed"
-)
+@pytest.mark.skipif(shutil.which("nginx") is None and not running_in_ci(), reason="nginx is not installed")
 def test_item11_the_documented_nginx_log_format_holds_no_token(tmp_path: Path) -> None:
     port = free_port()
     access_log = tmp_path / "access.log"
