@@ -26,15 +26,8 @@ from flask import current_app
 
 from . import signals
 from .auth import utcnow
-from .charging import (
-    NO_PAYMENT_METHOD,
-    Collection,
-    CollectionStatus,
-    SubscriptionNotFound,
-    _collect,
-    _event,
-    _mail,
-)
+from .charging import NO_PAYMENT_METHOD, SubscriptionNotFound
+from .collection import Collection, CollectionStatus, _collect, _event, _mail
 from .extension import PortalState
 from .proration import Proration, is_upgrade, prorate
 from .rules import CustomerRules
