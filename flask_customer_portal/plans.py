@@ -6,9 +6,10 @@ The charge takes the same path as a reactivation
 proration invoice's id is derived from the subscription and the change's
 own id (made once, when the customer saw the preview), and it is paid with
 the idempotency key ``invoice:<id>:attempt:<n>``. A double submit of the
-same confirmation finds its invoice paid and changes nothing more; a retry
-after a crash reuses the key and the provider answers with the first
-outcome. The plan is switched in the same transaction as the payment is
+same confirmation finds its invoice settled and answers with what came of
+it — done if it was paid, declined if it was declined — and charges nothing
+more; a retry after a crash reuses the key and the provider answers with
+the first outcome. The plan is switched in the same transaction as the payment is
 recorded: both are saved, or neither.
 """
 
@@ -33,6 +34,7 @@ from .proration import Proration, is_upgrade, prorate
 from .rules import CustomerRules
 from .storage import (
     AuditEvent,
+    ChargeAttemptStatus,
     Customer,
     Invoice,
     InvoiceLine,
@@ -40,6 +42,7 @@ from .storage import (
     Plan,
     StateConflict,
     Subscription,
+    SubscriptionLock,
     SubscriptionStatus,
     store_supports,
 )
@@ -194,6 +197,38 @@ _OUTCOME_OF = {
 }
 
 
+def _settled_before(
+    lock: SubscriptionLock, invoice: Invoice, subscription: Subscription, plan: Plan, quantity: int
+) -> PlanChangeResult:
+    """The answer to a confirmation whose proration invoice was settled by
+    an earlier submit of it: done only if it was paid and the subscription
+    is on the plan it asked for; declined (with the recorded reason) or
+    failed if the invoice was voided. A paid change that was changed again
+    since, or a refunded one, is a conflict: it is not to be made twice."""
+    if invoice.status is InvoiceStatus.PAID and (subscription.plan_id, subscription.quantity) == (
+        plan.id,
+        quantity,
+    ):
+        return PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, subscription, invoice)
+    if invoice.status is not InvoiceStatus.VOID:
+        raise StateConflict("superseded")
+    attempts = lock.attempts(invoice.id)
+    last = attempts[-1] if attempts else None
+    if last is not None and last.status is ChargeAttemptStatus.DECLINED:
+        return PlanChangeResult(
+            PlanChangeOutcome.DECLINED,
+            subscription,
+            subscription,
+            invoice,
+            decline_reason=last.decline_reason,
+        )
+    if last is None and subscription.payment_method is None:
+        return PlanChangeResult(
+            PlanChangeOutcome.DECLINED, subscription, subscription, invoice, decline_reason=NO_PAYMENT_METHOD
+        )
+    return PlanChangeResult(PlanChangeOutcome.FAILED, subscription, subscription, invoice)
+
+
 def change_plan_now(
     state: PortalState,
     customer: Customer,
@@ -232,8 +267,9 @@ def change_plan_now(
         invoice_id = proration_invoice_id(subscription, change_id)
         invoice = lock.get_invoice(invoice_id)
         if invoice is not None and invoice.status is not InvoiceStatus.OPEN:
-            # A double submit: the first one settled this change already.
-            return PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, previous, invoice)
+            # The same confirmation again (a double click, the back button):
+            # answer with what came of the first one, never with more.
+            return _settled_before(lock, invoice, subscription, plan, quantity)
         blocked = plan_change_blocked(subscription, now)
         if blocked is not None:
             raise StateConflict(blocked)

@@ -127,6 +127,7 @@ def _blocked_message(code: str) -> str:
         "pending_change": _(
             "The payment for your last plan change is still being confirmed. Try again in a few minutes."
         ),
+        "superseded": _("This plan change was made before, and the plan has changed since. Nothing was charged."),
     }
     return messages.get(code, _("The plan of this subscription cannot be changed here."))
 
@@ -387,20 +388,29 @@ def _change_now(
             ),
             202,
         )
-    # Declined or failed: nothing changed; a new try starts with a new preview.
+    # Declined or failed (now, or by an earlier submit of this confirmation):
+    # nothing changed; a new try starts with a new preview.
+    failed = outcome is PlanChangeOutcome.FAILED
     return _preview(
         subscription,
         plan,
         quantity,
         "now",
         utcnow(),
-        problem=_declined(result.decline_reason),
+        problem=_not_paid() if failed else _declined(result.decline_reason),
         status=402,
     )
 
 
 def _money(state: PortalState, value: Money) -> str:
     return format_money(value, str(get_locale() or state.config.default_locale))
+
+
+def _not_paid() -> str:
+    return _(
+        "The payment did not go through, so your plan has not changed. "
+        "Nothing was charged: check the amount and confirm again."
+    )
 
 
 def _declined(reason: str | None) -> str:
