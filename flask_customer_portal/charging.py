@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -43,9 +44,11 @@ from .collection import (
     _event,
     _mail,
     _paid_from_credit,
+    announce_mismatch,
     idempotency_key,
 )
 from .extension import PortalState
+from .money import Money
 from .pausing import resume_due
 from .payments import (
     ChargeDeclined,
@@ -53,6 +56,13 @@ from .payments import (
     ChargeRequiresAction,
     ChargeResult,
     ChargeSucceeded,
+)
+from .plan_settlement import (
+    SettlementReport,
+    announce,
+    is_plan_change_invoice,
+    settle_all_plan_changes,
+    settle_locked,
 )
 from .proration import apply_credit, apply_scheduled_change
 from .retention import discount_amount
@@ -65,10 +75,12 @@ from .storage import (
     PaymentMethod,
     StateConflict,
     Subscription,
+    SubscriptionLock,
     SubscriptionStatus,
 )
 
 __all__ = [
+    "AmountDue",
     "Collection",
     "CollectionStatus",
     "ProviderError",
@@ -77,6 +89,7 @@ __all__ = [
     "RenewalResult",
     "SubscriptionBiller",
     "SubscriptionNotFound",
+    "amount_due",
     "idempotency_key",
     "reactivate_subscription",
     "renew_due",
@@ -112,6 +125,12 @@ class ReactivationOutcome(str, enum.Enum):
     REQUIRES_ACTION = "requires_action"
     FAILED = "failed"
     PENDING = "pending"
+    #: The provider took another amount than the invoice's: it stays open
+    #: and flagged, the subscription ``on_hold``, and nothing more is charged.
+    AMOUNT_MISMATCH = "amount_mismatch"
+    #: What is due is not the amount the customer was shown (``expected``):
+    #: nothing was charged.
+    AMOUNT_CHANGED = "amount_changed"
 
     def __str__(self) -> str:
         return self.value
@@ -135,6 +154,7 @@ _REACTIVATION_OF = {
     CollectionStatus.REQUIRES_ACTION: ReactivationOutcome.REQUIRES_ACTION,
     CollectionStatus.FAILED: ReactivationOutcome.FAILED,
     CollectionStatus.PENDING: ReactivationOutcome.PENDING,
+    CollectionStatus.AMOUNT_MISMATCH: ReactivationOutcome.AMOUNT_MISMATCH,
 }
 
 
@@ -183,6 +203,55 @@ def _with_retention_discount(invoice: Invoice, subscription: Subscription) -> In
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AmountDue:
+    """What paying an ``on_hold`` subscription's arrears charges: its open
+    invoices, oldest first, or — when it has none — the arrears invoice a
+    reactivation issues, with the retention discount and account credit
+    taken off as on every renewal invoice. Made by :func:`amount_due`, the
+    one place that works it out for the payment page and for the charge."""
+
+    invoices: tuple[Invoice, ...]
+    new_invoice: Invoice | None = None
+    """The invoice that would be issued (``number`` still empty)."""
+    credit_left: int = 0
+    """The subscription's account credit once ``new_invoice`` is issued."""
+
+    @property
+    def payable(self) -> tuple[Invoice, ...]:
+        """Every invoice the charge pays, in order."""
+        return self.invoices or ((self.new_invoice,) if self.new_invoice is not None else ())
+
+    @property
+    def total(self) -> Money | None:
+        """The sum of :attr:`payable`; ``None`` if they are in several
+        currencies (each is charged on its own)."""
+        payable = self.payable
+        if not payable or len({i.currency for i in payable}) > 1:
+            return None
+        total = Money(0, payable[0].currency)
+        for invoice in payable:
+            total += invoice.total_money
+        return total
+
+
+def amount_due(subscription: Subscription, open_invoices: Sequence[Invoice], now: datetime) -> AmountDue:
+    """What a reactivation of ``subscription`` at ``now`` charges, given
+    every one of its open invoices (a lock's
+    :meth:`~flask_customer_portal.storage.SubscriptionLock.open_invoices`).
+    Plan-change invoices are not arrears: they are settled on their own
+    (:mod:`flask_customer_portal.plan_settlement`)."""
+    invoices = tuple(i for i in open_invoices if not is_plan_change_invoice(i))
+    if invoices:
+        return AmountDue(invoices, credit_left=subscription.credit)
+    draft, credit_left = apply_credit(
+        _with_retention_discount(_period_invoice("arrears", subscription, now, start=now), subscription),
+        subscription.credit,
+        "Account credit",
+    )
+    return AmountDue((), draft, credit_left)
+
+
 def reactivate_subscription(
     state: PortalState,
     customer: Customer,
@@ -191,9 +260,14 @@ def reactivate_subscription(
     *,
     now: datetime | None = None,
     actor: str = "customer",
+    expected: Money | None = None,
 ) -> ReactivationResult:
     """Pay an ``on_hold`` subscription's arrears with ``payment_method`` and
     make it ``active``; see the module's description for the guarantees.
+    What is charged is :func:`amount_due`; with ``expected`` (the amount the
+    customer was shown) nothing is charged unless it is exactly that
+    (:attr:`ReactivationOutcome.AMOUNT_CHANGED`). Unconfirmed plan-change
+    payments of the subscription are settled first.
 
     Raises :class:`SubscriptionNotFound` for another customer's
     subscription, :class:`~flask_customer_portal.storage.StateConflict` for
@@ -209,67 +283,17 @@ def reactivate_subscription(
         return _reactivate_at_provider(
             state, state.payments, customer, subscription_id, payment_method, now, actor
         )
-    paid: list[Invoice] = []
     with state.storage.lock_subscription(customer.id, subscription_id) as lock:
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
-        subscription = lock.subscription
-        if subscription.status is SubscriptionStatus.ACTIVE:
-            return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription)
-        if subscription.status is not SubscriptionStatus.ON_HOLD:
-            raise StateConflict(f"subscription {subscription_id!r} is {subscription.status}")
-        # (1) the arrears and (2) their invoice: the open renewal invoice(s), or a new one.
-        invoices = list(lock.open_invoices())
-        if not invoices:
-            invoice = lock.issue_invoice(_period_invoice("arrears", subscription, now, start=now))
-            lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
-            invoices = [invoice]
-        # (3) pay them with the new method, oldest first.
-        for invoice in invoices:
-            collection = _collect(state, lock, invoice, payment_method, now, actor)
-            if not collection.paid:
-                if collection.status is CollectionStatus.DECLINED:
-                    subscription = lock.update_subscription(hold_reason=collection.decline_reason)
-                lock.record_event(
-                    _event(
-                        invoice,
-                        "subscription.reactivation_failed",
-                        now,
-                        actor,
-                        subject_id=subscription.id,
-                        reason=collection.decline_reason or str(collection.status),
-                    )
-                )
-                result = ReactivationResult(
-                    _REACTIVATION_OF[collection.status],
-                    subscription,
-                    collection.invoice,
-                    decline_reason=collection.decline_reason,
-                    redirect_url=collection.redirect_url,
-                )
-                break
-            paid.append(collection.invoice)
-        else:
-            # (4) active again, the next period counted from today.
-            subscription = lock.update_subscription(
-                status=SubscriptionStatus.ACTIVE,
-                current_period_start=now,
-                current_period_end=add_interval(now, subscription.interval, subscription.interval_count),
-                payment_method_id=payment_method.id,
-                clear_hold_reason=True,
-            )
-            lock.record_event(
-                _event(
-                    paid[-1],
-                    "subscription.reactivated",
-                    now,
-                    actor,
-                    subject_id=subscription.id,
-                    payment_method_id=payment_method.id,
-                )
-            )
-            result = ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, paid[-1])
+        settled = settle_locked(state, lock, now, actor)
+        result, paid, collection = _reactivate_locked(state, lock, payment_method, now, actor, expected)
     # Committed: now tell the merchant's code and the customer.
+    announce(state, customer, settled)
+    if result.outcome in (ReactivationOutcome.ALREADY_ACTIVE, ReactivationOutcome.AMOUNT_CHANGED):
+        return result  # nothing was tried
+    if collection is not None:
+        announce_mismatch(customer, collection)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for invoice in paid:
         signals.invoice_paid.send(
@@ -299,6 +323,86 @@ def reactivate_subscription(
             reason=result.decline_reason or str(result.outcome),
         )
     return result
+
+
+def _reactivate_locked(
+    state: PortalState,
+    lock: SubscriptionLock,
+    payment_method: PaymentMethod,
+    now: datetime,
+    actor: str,
+    expected: Money | None,
+) -> tuple[ReactivationResult, list[Invoice], Collection | None]:
+    """The reactivation under the lock: the result, the invoices paid, and
+    the collection that did not pay (for its mismatch, if any)."""
+    subscription = lock.subscription
+    if subscription.status is SubscriptionStatus.ACTIVE:
+        return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription), [], None
+    if subscription.status is not SubscriptionStatus.ON_HOLD:
+        raise StateConflict(f"subscription {subscription.id!r} is {subscription.status}")
+    # (1) the arrears and (2) their invoice: the open renewal invoice(s), or a new one.
+    due = amount_due(subscription, lock.open_invoices(), now)
+    if expected is not None and due.total != expected:
+        return ReactivationResult(ReactivationOutcome.AMOUNT_CHANGED, subscription), [], None
+    invoices = list(due.invoices)
+    if due.new_invoice is not None:
+        invoice = lock.issue_invoice(due.new_invoice)
+        # The arrears invoice pays a period as a renewal does: it takes the
+        # retention discount and the credit it shows.
+        if subscription.discount_renewals > 0:
+            subscription = lock.use_retention_discount()
+        if due.credit_left != subscription.credit:
+            subscription = lock.set_credit(due.credit_left)
+        lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
+        invoices = [invoice]
+    # (3) pay them with the new method, oldest first.
+    paid: list[Invoice] = []
+    for invoice in invoices:
+        if invoice.total == 0:
+            collection = _paid_from_credit(lock, invoice, now, actor)
+        else:
+            collection = _collect(state, lock, invoice, payment_method, now, actor)
+        if not collection.paid:
+            if collection.status is CollectionStatus.DECLINED:
+                subscription = lock.update_subscription(hold_reason=collection.decline_reason)
+            lock.record_event(
+                _event(
+                    invoice,
+                    "subscription.reactivation_failed",
+                    now,
+                    actor,
+                    subject_id=subscription.id,
+                    reason=collection.decline_reason or str(collection.status),
+                )
+            )
+            result = ReactivationResult(
+                _REACTIVATION_OF[collection.status],
+                subscription,
+                collection.invoice,
+                decline_reason=collection.decline_reason,
+                redirect_url=collection.redirect_url,
+            )
+            return result, paid, collection
+        paid.append(collection.invoice)
+    # (4) active again, the next period counted from today.
+    subscription = lock.update_subscription(
+        status=SubscriptionStatus.ACTIVE,
+        current_period_start=now,
+        current_period_end=add_interval(now, subscription.interval, subscription.interval_count),
+        payment_method_id=payment_method.id,
+        clear_hold_reason=True,
+    )
+    lock.record_event(
+        _event(
+            paid[-1],
+            "subscription.reactivated",
+            now,
+            actor,
+            subject_id=subscription.id,
+            payment_method_id=payment_method.id,
+        )
+    )
+    return ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, paid[-1]), paid, None
 
 
 @runtime_checkable
@@ -442,13 +546,16 @@ def renew_subscription(
     now = now or utcnow()
     actor = "system"
     plan_change: tuple[Subscription, Subscription] | None = None
+    collection: Collection | None = None
     with state.storage.lock_subscription(customer_id, subscription_id) as lock:
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
+        # A plan change whose payment was left unconfirmed is settled first.
+        settled = settle_locked(state, lock, now, actor)
         subscription = lock.subscription
         if subscription.status is not SubscriptionStatus.ACTIVE or subscription.current_period_end > now:
-            return RenewalResult(RenewalOutcome.SKIPPED, subscription)
-        if subscription.cancel_at_period_end:
+            result = RenewalResult(RenewalOutcome.SKIPPED, subscription)
+        elif subscription.cancel_at_period_end:
             subscription = lock.update_subscription(
                 status=SubscriptionStatus.CANCELLED, ended_at=subscription.current_period_end
             )
@@ -520,10 +627,15 @@ def renew_subscription(
                 result = RenewalResult(
                     RenewalOutcome.RETRY, subscription, collection.invoice, str(collection.status)
                 )
+    if result.outcome is RenewalOutcome.SKIPPED and not settled:
+        return result
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     customer = state.storage.get_customer(customer_id)
     if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
         return result
+    announce(state, customer, settled)
+    if collection is not None:
+        announce_mismatch(customer, collection)
     if plan_change is not None:
         previous, changed = plan_change
         signals.plan_changed.send(
@@ -577,6 +689,10 @@ class RenewalReport:
     results: list[RenewalResult] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     """``(subscription id, error class name)`` of subscriptions that raised."""
+    plan_changes: SettlementReport = field(default_factory=SettlementReport)
+    """The unconfirmed plan-change payments settled first (see
+    :mod:`flask_customer_portal.plan_settlement`); their errors are in
+    :attr:`errors` too."""
 
     def count(self, outcome: RenewalOutcome) -> int:
         return sum(1 for r in self.results if r.outcome is outcome)
@@ -587,9 +703,13 @@ def renew_due(state: PortalState, *, now: datetime | None = None, batch_size: in
     raises (the provider is down) is logged and left for the next run.
     Paused subscriptions whose ``resumes_at`` has come are resumed first
     (see :mod:`flask_customer_portal.pausing`), so one that is due again
-    renews in the same run."""
+    renews in the same run; before that, every plan-change payment left
+    unconfirmed is settled (see :mod:`flask_customer_portal.plan_settlement`),
+    so that money taken always ends as a changed plan or as credit."""
     now = now or utcnow()
     report = RenewalReport()
+    report.plan_changes = settle_all_plan_changes(state, now=now, batch_size=batch_size)
+    report.errors.extend(report.plan_changes.errors)
     resumed = resume_due(state, now, batch_size=batch_size)
     report.results.extend(RenewalResult(RenewalOutcome.RESUMED, s) for s in resumed.resumed)
     report.errors.extend(resumed.errors)

@@ -10,6 +10,13 @@ is charged with the key ``invoice:I:attempt:n``, and attempt ``n + 1`` is
 only made once attempt ``n``'s outcome is known: an attempt whose outcome is
 unknown (the provider timed out) is reconciled with
 :meth:`~flask_customer_portal.payments.PaymentProvider.find_charge` first.
+
+A payment is only taken as paying its invoice when the provider reports the
+invoice's own amount and currency. Any other amount leaves the invoice open
+with its attempt recorded as ``amount_mismatch`` (never charged again by the
+portal), logs an error and, once committed, sends
+:data:`~flask_customer_portal.signals.charge_amount_mismatch` for someone to
+look at the payment.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from typing import Any
 
 from flask import current_app, has_request_context
 
+from . import signals
 from .extension import PortalState
 from .mail import MailDeliveryError, render_message
+from .money import Money
 from .payments import (
     ChargeDeclined,
     ChargeFailed,
@@ -45,7 +54,14 @@ from .storage import (
     SubscriptionLock,
 )
 
-__all__ = ["Collection", "CollectionStatus", "ProviderError", "idempotency_key"]
+__all__ = [
+    "Collection",
+    "CollectionStatus",
+    "ProviderError",
+    "announce_mismatch",
+    "idempotency_key",
+    "reconcile_attempt",
+]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -67,6 +83,9 @@ class CollectionStatus(str, enum.Enum):
     FAILED = "failed"
     #: An earlier attempt's outcome is still unknown: nothing new was tried.
     PENDING = "pending"
+    #: The provider took another amount than the invoice's: the invoice
+    #: stays open, flagged, and is not charged again.
+    AMOUNT_MISMATCH = "amount_mismatch"
 
     def __str__(self) -> str:
         return self.value
@@ -79,6 +98,10 @@ class Collection:
     attempt: ChargeAttempt | None = None
     decline_reason: str | None = None
     redirect_url: str | None = None
+    charged: Money | None = None
+    """What the provider reported taking, when this very try found that it
+    is not the invoice's amount (``None`` when the mismatch was found before:
+    the merchant was told then)."""
 
     @property
     def paid(self) -> bool:
@@ -138,6 +161,105 @@ def _event(
     )
 
 
+#: Attempts whose outcome must be asked of the provider before anything else.
+_UNSETTLED = (ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.REQUIRES_ACTION)
+
+
+def _amount_matches(invoice: Invoice, result: ChargeSucceeded) -> bool:
+    return result.amount.amount == invoice.total and result.amount.currency == invoice.currency
+
+
+def _flagged(
+    lock: SubscriptionLock,
+    invoice: Invoice,
+    attempt: ChargeAttempt,
+    charged: Money,
+    now: datetime,
+    actor: str,
+) -> Collection:
+    """The provider took ``charged`` for ``invoice``, which is another
+    amount: record the attempt as ``amount_mismatch``, leave the invoice
+    open and say so in the audit log and the error log (amounts and
+    references only)."""
+    attempt = replace(attempt, status=ChargeAttemptStatus.AMOUNT_MISMATCH, resolved_at=now)
+    lock.save_attempt(attempt)
+    lock.record_event(
+        _event(
+            attempt,
+            "charge.amount_mismatch",
+            now,
+            actor,
+            subject_id=invoice.id,
+            reference=attempt.provider_reference,
+            idempotency_key=attempt.idempotency_key,
+            amount=str(invoice.total),
+            currency=invoice.currency,
+            charged_amount=str(charged.amount),
+            charged_currency=charged.currency,
+        )
+    )
+    logger.error(
+        "Payment provider reported charging %s %s for invoice %s of %s %s (charge %s); "
+        "the invoice is left open and flagged for review",
+        charged.amount,
+        charged.currency,
+        invoice.id,
+        invoice.total,
+        invoice.currency,
+        attempt.provider_reference,
+    )
+    return Collection(CollectionStatus.AMOUNT_MISMATCH, invoice, attempt, charged=charged)
+
+
+def reconcile_attempt(
+    state: PortalState,
+    lock: SubscriptionLock,
+    invoice: Invoice,
+    last: ChargeAttempt,
+    now: datetime,
+    actor: str,
+) -> Collection:
+    """Ask the provider what came of ``last`` (an attempt whose outcome was
+    unknown or waiting for the bank, on an open invoice) and record it,
+    without charging anything new. ``PAID`` (the invoice is
+    marked paid), ``PENDING`` or ``REQUIRES_ACTION`` (still not settled),
+    ``AMOUNT_MISMATCH``, or ``DECLINED`` / ``FAILED`` when no money moved
+    (the provider declined it, or never saw it)."""
+    try:
+        found = state.payments.find_charge(last.idempotency_key)
+    except Exception as exc:
+        raise ProviderError(type(exc).__name__) from exc
+    if found is None:
+        # The provider never saw the charge: no money moved.
+        last = replace(last, status=ChargeAttemptStatus.FAILED, resolved_at=now)
+    else:
+        last = _resolve(last, found, now)
+    lock.save_attempt(last)
+    lock.record_event(
+        _event(
+            last,
+            "charge.reconciled",
+            now,
+            actor,
+            subject_id=invoice.id,
+            reference=last.provider_reference,
+            idempotency_key=last.idempotency_key,
+            outcome=str(last.status),
+        )
+    )
+    if isinstance(found, ChargeSucceeded):
+        if not _amount_matches(invoice, found):
+            return _flagged(lock, invoice, last, found.amount, now, actor)
+        return _paid(lock, invoice, last, now, actor)
+    if last.status is ChargeAttemptStatus.UNKNOWN:
+        return Collection(CollectionStatus.PENDING, invoice, last)
+    if isinstance(found, ChargeRequiresAction):
+        return Collection(CollectionStatus.REQUIRES_ACTION, invoice, last, redirect_url=found.redirect_url)
+    if last.status is ChargeAttemptStatus.DECLINED:
+        return Collection(CollectionStatus.DECLINED, invoice, last, decline_reason=last.decline_reason)
+    return Collection(CollectionStatus.FAILED, invoice, last)
+
+
 def _collect(
     state: PortalState,
     lock: SubscriptionLock,
@@ -153,37 +275,14 @@ def _collect(
     attempts = lock.attempts(invoice.id)
     last = attempts[-1] if attempts else None
 
-    if last is not None and last.status in (ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.REQUIRES_ACTION):
-        try:
-            found = provider.find_charge(last.idempotency_key)
-        except Exception as exc:
-            raise ProviderError(type(exc).__name__) from exc
-        if found is None:
-            # The provider never saw the charge: no money moved.
-            last = replace(last, status=ChargeAttemptStatus.FAILED, resolved_at=now)
-        else:
-            last = _resolve(last, found, now)
-        lock.save_attempt(last)
-        lock.record_event(
-            _event(
-                last,
-                "charge.reconciled",
-                now,
-                actor,
-                subject_id=invoice.id,
-                reference=last.provider_reference,
-                idempotency_key=last.idempotency_key,
-                outcome=str(last.status),
-            )
-        )
-        if last.status is ChargeAttemptStatus.SUCCEEDED:
-            return _paid(lock, invoice, last, now, actor)
-        if last.status is ChargeAttemptStatus.UNKNOWN:
-            return Collection(CollectionStatus.PENDING, invoice, last)
-        if last.status is ChargeAttemptStatus.REQUIRES_ACTION and isinstance(found, ChargeRequiresAction):
-            return Collection(
-                CollectionStatus.REQUIRES_ACTION, invoice, last, redirect_url=found.redirect_url
-            )
+    if last is not None and last.status is ChargeAttemptStatus.AMOUNT_MISMATCH:
+        # Money was taken for this invoice already, in another amount: never again.
+        return Collection(CollectionStatus.AMOUNT_MISMATCH, invoice, last)
+    if last is not None and last.status in _UNSETTLED:
+        settled = reconcile_attempt(state, lock, invoice, last, now, actor)
+        if settled.status not in (CollectionStatus.DECLINED, CollectionStatus.FAILED):
+            return settled
+        last = settled.attempt
 
     number = 1 if last is None else last.attempt + 1
     attempt = ChargeAttempt(
@@ -209,6 +308,8 @@ def _collect(
     except Exception as exc:
         raise ProviderError(type(exc).__name__) from exc
     attempt = _resolve(attempt, result, now)
+    if isinstance(result, ChargeSucceeded) and not _amount_matches(invoice, result):
+        return _flagged(lock, invoice, attempt, result.amount, now, actor)
     lock.save_attempt(attempt)
     lock.record_event(
         _event(
@@ -226,14 +327,6 @@ def _collect(
         )
     )
     if isinstance(result, ChargeSucceeded):
-        if result.amount.amount != invoice.total or result.amount.currency != invoice.currency:
-            logger.error(
-                "Provider charged %s for invoice %s of %s %s",
-                result.amount,
-                invoice.id,
-                invoice.total,
-                invoice.currency,
-            )
         return _paid(lock, invoice, attempt, now, actor)
     if isinstance(result, ChargeDeclined):
         return Collection(CollectionStatus.DECLINED, invoice, attempt, decline_reason=str(result.reason))
@@ -274,6 +367,23 @@ def _paid_from_credit(lock: SubscriptionLock, invoice: Invoice, now: datetime, a
         _event(paid, "invoice.paid", now, actor, subject_id=paid.id, reference=paid.payment_reference)
     )
     return Collection(CollectionStatus.PAID, paid)
+
+
+def announce_mismatch(customer: Customer, collection: Collection) -> None:
+    """Tell the merchant's code (the
+    :data:`~flask_customer_portal.signals.charge_amount_mismatch` signal)
+    about a mismatch this try found; call it once the lock's work is
+    committed. Nothing is sent for a mismatch found before."""
+    if collection.status is not CollectionStatus.AMOUNT_MISMATCH or collection.charged is None:
+        return
+    signals.charge_amount_mismatch.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        customer=customer,
+        invoice=collection.invoice,
+        expected=collection.invoice.total_money,
+        charged=collection.charged,
+        provider_reference=collection.attempt.provider_reference if collection.attempt else None,
+    )
 
 
 # -- mail -------------------------------------------------------------------------------

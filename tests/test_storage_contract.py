@@ -237,6 +237,7 @@ def test_tables_live_on_the_packages_own_metadata(store_app: Flask) -> None:
         "portal_sequences",
         "portal_billing_details",
         "portal_plans",
+        "portal_plan_changes",
     }
 
 
