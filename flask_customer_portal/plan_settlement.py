@@ -235,8 +235,11 @@ def settle_locked(
 ) -> list[SettledPlanChange]:
     """Settle, under ``lock``, every open plan-change invoice of the locked
     subscription whose payment is not settled. Call :func:`announce` with
-    the result once the lock's work is committed."""
+    the result once the lock's work is committed. Nothing to do (and
+    nothing asked of the store) where the portal makes no plan changes."""
     settled: list[SettledPlanChange] = []
+    if not _settles_here(state) or lock.subscription.plan_id is None:
+        return settled
     for invoice in lock.open_invoices():
         if not is_plan_change_invoice(invoice):
             continue
