@@ -1,5 +1,6 @@
-"""Where money moves: paying an invoice exactly once, reactivating an
-``on_hold`` subscription and renewing subscriptions that are due.
+"""Where money moves: reactivating an ``on_hold`` subscription and renewing
+subscriptions that are due, each invoice paid exactly once through
+:mod:`flask_customer_portal.collection`.
 
 Every charge happens while the subscription is locked
 (:meth:`~flask_customer_portal.storage.ChargeStore.lock_subscription`) and
@@ -24,20 +25,30 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
 from urllib.parse import quote
 
-from flask import current_app, has_request_context
+from flask import current_app
 
 from . import arrears, signals
 from .arrears import SubscriptionBiller
 from .auth import create_session_link, utcnow
 from .billing import add_interval
+from .collection import (
+    Collection,
+    CollectionStatus,
+    ProviderError,
+    _collect,
+    _event,
+    _mail,
+    _paid_from_credit,
+    announce_mismatch,
+    idempotency_key,
+)
 from .extension import PortalState
-from .mail import MailDeliveryError, render_message
+from .money import Money
 from .pausing import resume_due
 from .payments import (
     ChargeDeclined,
@@ -47,12 +58,18 @@ from .payments import (
     ChargeSucceeded,
     ChargeUnknown,
 )
+from .plan_settlement import (
+    SettlementReport,
+    announce,
+    is_plan_change_invoice,
+    settle_all_plan_changes,
+    settle_locked,
+)
 from .proration import apply_credit, apply_scheduled_change
 from .retention import discount_amount
 from .storage import (
     ArrearsAttempt,
     AuditEvent,
-    ChargeAttempt,
     ChargeAttemptStatus,
     Customer,
     Invoice,
@@ -67,6 +84,7 @@ from .storage import (
 )
 
 __all__ = [
+    "AmountDue",
     "Collection",
     "CollectionStatus",
     "ProviderError",
@@ -75,6 +93,7 @@ __all__ = [
     "RenewalResult",
     "SubscriptionBiller",
     "SubscriptionNotFound",
+    "amount_due",
     "idempotency_key",
     "reactivate_subscription",
     "renew_due",
@@ -91,238 +110,12 @@ class SubscriptionNotFound(LookupError):
     """The subscription does not exist or is not this customer's."""
 
 
-class ProviderError(Exception):
-    """The payment provider raised instead of answering. Nothing of the try
-    was saved; the next try reuses the same idempotency key. The provider's
-    exception is the ``__cause__``; the message names only its class, since
-    a provider's message may repeat what it was sent."""
-
-
-class CollectionStatus(str, enum.Enum):
-    """What came of trying to pay one invoice."""
-
-    PAID = "paid"
-    DECLINED = "declined"
-    REQUIRES_ACTION = "requires_action"
-    #: The provider answered with an error; no money moved.
-    FAILED = "failed"
-    #: An earlier attempt's outcome is still unknown: nothing new was tried.
-    PENDING = "pending"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True, slots=True)
-class Collection:
-    status: CollectionStatus
-    invoice: Invoice
-    attempt: ChargeAttempt | None = None
-    decline_reason: str | None = None
-    redirect_url: str | None = None
-
-    @property
-    def paid(self) -> bool:
-        return self.status is CollectionStatus.PAID
-
-
-def idempotency_key(invoice_id: str, attempt: int) -> str:
-    """The key of the ``attempt``-th charge of an invoice."""
-    return f"invoice:{invoice_id}:attempt:{attempt}"
-
-
 def _derived_invoice_id(kind: str, subscription: Subscription) -> str:
     """The same id for the same period's invoice on every try, so that a
     retry after a crash reuses the idempotency key instead of making a new
     one (and charging again)."""
     seed = f"{kind}|{subscription.id}|{subscription.current_period_end.isoformat()}"
     return "in_" + hashlib.sha256(seed.encode()).hexdigest()[:24]
-
-
-_STATUS_OF = {
-    ChargeSucceeded: ChargeAttemptStatus.SUCCEEDED,
-    ChargeDeclined: ChargeAttemptStatus.DECLINED,
-    ChargeRequiresAction: ChargeAttemptStatus.REQUIRES_ACTION,
-    ChargeFailed: ChargeAttemptStatus.FAILED,
-    ChargeUnknown: ChargeAttemptStatus.UNKNOWN,
-}
-
-
-def _resolve(attempt: ChargeAttempt, result: ChargeResult, now: datetime) -> ChargeAttempt:
-    status = _STATUS_OF[type(result)]
-    reference = None
-    reason = None
-    if isinstance(result, ChargeSucceeded | ChargeRequiresAction):
-        reference = result.charge_id
-    elif isinstance(result, ChargeDeclined):
-        reference = result.charge_id
-        reason = str(result.reason)
-    return replace(
-        attempt,
-        status=status,
-        provider_reference=reference,
-        decline_reason=reason,
-        resolved_at=None if status is ChargeAttemptStatus.UNKNOWN else now,
-    )
-
-
-def _event(
-    attempt_or_invoice: ChargeAttempt | Invoice,
-    action: str,
-    now: datetime,
-    actor: str,
-    *,
-    subject_id: str | None = None,
-    reference: str | None = None,
-    **details: str,
-) -> AuditEvent:
-    return AuditEvent(
-        customer_id=attempt_or_invoice.customer_id,
-        action=action,
-        occurred_at=now,
-        subject_id=subject_id,
-        provider_reference=reference,
-        actor=actor,
-        details=details,
-    )
-
-
-def _collect(
-    state: PortalState,
-    lock: SubscriptionLock,
-    invoice: Invoice,
-    method: PaymentMethod,
-    now: datetime,
-    actor: str,
-) -> Collection:
-    """Pay ``invoice`` with ``method``, at most one new charge, under ``lock``."""
-    if invoice.status is not InvoiceStatus.OPEN:
-        raise StateConflict(f"invoice {invoice.id!r} is {invoice.status}, not open")
-    provider = state.payments
-    attempts = lock.attempts(invoice.id)
-    last = attempts[-1] if attempts else None
-
-    if last is not None and last.status in (ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.REQUIRES_ACTION):
-        try:
-            found = provider.find_charge(last.idempotency_key)
-        except Exception as exc:
-            raise ProviderError(type(exc).__name__) from exc
-        if found is None:
-            # The provider never saw the charge: no money moved.
-            last = replace(last, status=ChargeAttemptStatus.FAILED, resolved_at=now)
-        else:
-            last = _resolve(last, found, now)
-        lock.save_attempt(last)
-        lock.record_event(
-            _event(
-                last,
-                "charge.reconciled",
-                now,
-                actor,
-                subject_id=invoice.id,
-                reference=last.provider_reference,
-                idempotency_key=last.idempotency_key,
-                outcome=str(last.status),
-            )
-        )
-        if last.status is ChargeAttemptStatus.SUCCEEDED:
-            return _paid(lock, invoice, last, now, actor)
-        if last.status is ChargeAttemptStatus.UNKNOWN:
-            return Collection(CollectionStatus.PENDING, invoice, last)
-        if last.status is ChargeAttemptStatus.REQUIRES_ACTION and isinstance(found, ChargeRequiresAction):
-            return Collection(
-                CollectionStatus.REQUIRES_ACTION, invoice, last, redirect_url=found.redirect_url
-            )
-
-    number = 1 if last is None else last.attempt + 1
-    attempt = ChargeAttempt(
-        invoice_id=invoice.id,
-        attempt=number,
-        idempotency_key=idempotency_key(invoice.id, number),
-        customer_id=invoice.customer_id,
-        amount=invoice.total,
-        currency=invoice.currency,
-        status=ChargeAttemptStatus.UNKNOWN,
-        created_at=now,
-        payment_method_id=method.id,
-    )
-    lock.save_attempt(attempt)
-    try:
-        result = provider.charge(
-            customer_id=invoice.customer_id,
-            provider_token=method.provider_token,
-            amount=invoice.total_money,
-            idempotency_key=attempt.idempotency_key,
-            description=f"{invoice.number} {invoice.description}",
-        )
-    except Exception as exc:
-        raise ProviderError(type(exc).__name__) from exc
-    attempt = _resolve(attempt, result, now)
-    lock.save_attempt(attempt)
-    lock.record_event(
-        _event(
-            attempt,
-            f"charge.{attempt.status}",
-            now,
-            actor,
-            subject_id=invoice.id,
-            reference=attempt.provider_reference,
-            idempotency_key=attempt.idempotency_key,
-            amount=str(attempt.amount),
-            currency=attempt.currency,
-            payment_method_id=method.id,
-            **({"decline_reason": attempt.decline_reason} if attempt.decline_reason else {}),
-        )
-    )
-    if isinstance(result, ChargeSucceeded):
-        if result.amount.amount != invoice.total or result.amount.currency != invoice.currency:
-            logger.error(
-                "Provider charged %s for invoice %s of %s %s",
-                result.amount,
-                invoice.id,
-                invoice.total,
-                invoice.currency,
-            )
-        return _paid(lock, invoice, attempt, now, actor)
-    if isinstance(result, ChargeDeclined):
-        return Collection(CollectionStatus.DECLINED, invoice, attempt, decline_reason=str(result.reason))
-    if isinstance(result, ChargeRequiresAction):
-        return Collection(
-            CollectionStatus.REQUIRES_ACTION, invoice, attempt, redirect_url=result.redirect_url
-        )
-    if isinstance(result, ChargeFailed):
-        logger.warning("Payment provider error on invoice %s: %s", invoice.id, result.message)
-        return Collection(CollectionStatus.FAILED, invoice, attempt)
-    logger.warning(
-        "No answer from the payment provider for %s; it will be reconciled", attempt.idempotency_key
-    )
-    return Collection(CollectionStatus.PENDING, invoice, attempt)
-
-
-def _paid(
-    lock: SubscriptionLock, invoice: Invoice, attempt: ChargeAttempt, now: datetime, actor: str
-) -> Collection:
-    paid = lock.mark_invoice_paid(
-        invoice.id,
-        paid_at=now,
-        payment_reference=attempt.provider_reference or attempt.idempotency_key,
-        payment_method_id=attempt.payment_method_id,
-    )
-    lock.record_event(
-        _event(paid, "invoice.paid", now, actor, subject_id=paid.id, reference=paid.payment_reference)
-    )
-    return Collection(CollectionStatus.PAID, paid, attempt)
-
-
-def _paid_from_credit(lock: SubscriptionLock, invoice: Invoice, now: datetime, actor: str) -> Collection:
-    """Settle an invoice that the customer's credit paid in full: no charge."""
-    paid = lock.mark_invoice_paid(
-        invoice.id, paid_at=now, payment_reference=f"credit:{invoice.id}", payment_method_id=None
-    )
-    lock.record_event(
-        _event(paid, "invoice.paid", now, actor, subject_id=paid.id, reference=paid.payment_reference)
-    )
-    return Collection(CollectionStatus.PAID, paid)
 
 
 # -- reactivation -------------------------------------------------------------------
@@ -336,6 +129,12 @@ class ReactivationOutcome(str, enum.Enum):
     REQUIRES_ACTION = "requires_action"
     FAILED = "failed"
     PENDING = "pending"
+    #: The provider took another amount than the invoice's: it stays open
+    #: and flagged, the subscription ``on_hold``, and nothing more is charged.
+    AMOUNT_MISMATCH = "amount_mismatch"
+    #: What is due is not the amount the customer was shown (``expected``):
+    #: nothing was charged.
+    AMOUNT_CHANGED = "amount_changed"
 
     def __str__(self) -> str:
         return self.value
@@ -359,6 +158,7 @@ _REACTIVATION_OF = {
     CollectionStatus.REQUIRES_ACTION: ReactivationOutcome.REQUIRES_ACTION,
     CollectionStatus.FAILED: ReactivationOutcome.FAILED,
     CollectionStatus.PENDING: ReactivationOutcome.PENDING,
+    CollectionStatus.AMOUNT_MISMATCH: ReactivationOutcome.AMOUNT_MISMATCH,
 }
 
 
@@ -407,6 +207,55 @@ def _with_retention_discount(invoice: Invoice, subscription: Subscription) -> In
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AmountDue:
+    """What paying an ``on_hold`` subscription's arrears charges: its open
+    invoices, oldest first, or — when it has none — the arrears invoice a
+    reactivation issues, with the retention discount and account credit
+    taken off as on every renewal invoice. Made by :func:`amount_due`, the
+    one place that works it out for the payment page and for the charge."""
+
+    invoices: tuple[Invoice, ...]
+    new_invoice: Invoice | None = None
+    """The invoice that would be issued (``number`` still empty)."""
+    credit_left: int = 0
+    """The subscription's account credit once ``new_invoice`` is issued."""
+
+    @property
+    def payable(self) -> tuple[Invoice, ...]:
+        """Every invoice the charge pays, in order."""
+        return self.invoices or ((self.new_invoice,) if self.new_invoice is not None else ())
+
+    @property
+    def total(self) -> Money | None:
+        """The sum of :attr:`payable`; ``None`` if they are in several
+        currencies (each is charged on its own)."""
+        payable = self.payable
+        if not payable or len({i.currency for i in payable}) > 1:
+            return None
+        total = Money(0, payable[0].currency)
+        for invoice in payable:
+            total += invoice.total_money
+        return total
+
+
+def amount_due(subscription: Subscription, open_invoices: Sequence[Invoice], now: datetime) -> AmountDue:
+    """What a reactivation of ``subscription`` at ``now`` charges, given
+    every one of its open invoices (a lock's
+    :meth:`~flask_customer_portal.storage.SubscriptionLock.open_invoices`).
+    Plan-change invoices are not arrears: they are settled on their own
+    (:mod:`flask_customer_portal.plan_settlement`)."""
+    invoices = tuple(i for i in open_invoices if not is_plan_change_invoice(i))
+    if invoices:
+        return AmountDue(invoices, credit_left=subscription.credit)
+    draft, credit_left = apply_credit(
+        _with_retention_discount(_period_invoice("arrears", subscription, now, start=now), subscription),
+        subscription.credit,
+        "Account credit",
+    )
+    return AmountDue((), draft, credit_left)
+
+
 def reactivate_subscription(
     state: PortalState,
     customer: Customer,
@@ -415,9 +264,14 @@ def reactivate_subscription(
     *,
     now: datetime | None = None,
     actor: str = "customer",
+    expected: Money | None = None,
 ) -> ReactivationResult:
     """Pay an ``on_hold`` subscription's arrears with ``payment_method`` and
     make it ``active``; see the module's description for the guarantees.
+    What is charged is :func:`amount_due`; with ``expected`` (the amount the
+    customer was shown) nothing is charged unless it is exactly that
+    (:attr:`ReactivationOutcome.AMOUNT_CHANGED`). Unconfirmed plan-change
+    payments of the subscription are settled first.
 
     Raises :class:`SubscriptionNotFound` for another customer's
     subscription, :class:`~flask_customer_portal.storage.StateConflict` for
@@ -433,67 +287,17 @@ def reactivate_subscription(
         return _reactivate_at_provider(
             state, state.payments, customer, subscription_id, payment_method, now, actor
         )
-    paid: list[Invoice] = []
     with state.storage.lock_subscription(customer.id, subscription_id) as lock:
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
-        subscription = lock.subscription
-        if subscription.status is SubscriptionStatus.ACTIVE:
-            return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription)
-        if subscription.status is not SubscriptionStatus.ON_HOLD:
-            raise StateConflict(f"subscription {subscription_id!r} is {subscription.status}")
-        # (1) the arrears and (2) their invoice: the open renewal invoice(s), or a new one.
-        invoices = list(lock.open_invoices())
-        if not invoices:
-            invoice = lock.issue_invoice(_period_invoice("arrears", subscription, now, start=now))
-            lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
-            invoices = [invoice]
-        # (3) pay them with the new method, oldest first.
-        for invoice in invoices:
-            collection = _collect(state, lock, invoice, payment_method, now, actor)
-            if not collection.paid:
-                if collection.status is CollectionStatus.DECLINED:
-                    subscription = lock.update_subscription(hold_reason=collection.decline_reason)
-                lock.record_event(
-                    _event(
-                        invoice,
-                        "subscription.reactivation_failed",
-                        now,
-                        actor,
-                        subject_id=subscription.id,
-                        reason=collection.decline_reason or str(collection.status),
-                    )
-                )
-                result = ReactivationResult(
-                    _REACTIVATION_OF[collection.status],
-                    subscription,
-                    collection.invoice,
-                    decline_reason=collection.decline_reason,
-                    redirect_url=collection.redirect_url,
-                )
-                break
-            paid.append(collection.invoice)
-        else:
-            # (4) active again, the next period counted from today.
-            subscription = lock.update_subscription(
-                status=SubscriptionStatus.ACTIVE,
-                current_period_start=now,
-                current_period_end=add_interval(now, subscription.interval, subscription.interval_count),
-                payment_method_id=payment_method.id,
-                clear_hold_reason=True,
-            )
-            lock.record_event(
-                _event(
-                    paid[-1],
-                    "subscription.reactivated",
-                    now,
-                    actor,
-                    subject_id=subscription.id,
-                    payment_method_id=payment_method.id,
-                )
-            )
-            result = ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, paid[-1])
+        settled = settle_locked(state, lock, now, actor)
+        result, paid, collection = _reactivate_locked(state, lock, payment_method, now, actor, expected)
     # Committed: now tell the merchant's code and the customer.
+    announce(state, customer, settled)
+    if result.outcome in (ReactivationOutcome.ALREADY_ACTIVE, ReactivationOutcome.AMOUNT_CHANGED):
+        return result  # nothing was tried
+    if collection is not None:
+        announce_mismatch(customer, collection)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for invoice in paid:
         signals.invoice_paid.send(
@@ -523,6 +327,86 @@ def reactivate_subscription(
             reason=result.decline_reason or str(result.outcome),
         )
     return result
+
+
+def _reactivate_locked(
+    state: PortalState,
+    lock: SubscriptionLock,
+    payment_method: PaymentMethod,
+    now: datetime,
+    actor: str,
+    expected: Money | None,
+) -> tuple[ReactivationResult, list[Invoice], Collection | None]:
+    """The reactivation under the lock: the result, the invoices paid, and
+    the collection that did not pay (for its mismatch, if any)."""
+    subscription = lock.subscription
+    if subscription.status is SubscriptionStatus.ACTIVE:
+        return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription), [], None
+    if subscription.status is not SubscriptionStatus.ON_HOLD:
+        raise StateConflict(f"subscription {subscription.id!r} is {subscription.status}")
+    # (1) the arrears and (2) their invoice: the open renewal invoice(s), or a new one.
+    due = amount_due(subscription, lock.open_invoices(), now)
+    if expected is not None and due.total != expected:
+        return ReactivationResult(ReactivationOutcome.AMOUNT_CHANGED, subscription), [], None
+    invoices = list(due.invoices)
+    if due.new_invoice is not None:
+        invoice = lock.issue_invoice(due.new_invoice)
+        # The arrears invoice pays a period as a renewal does: it takes the
+        # retention discount and the credit it shows.
+        if subscription.discount_renewals > 0:
+            subscription = lock.use_retention_discount()
+        if due.credit_left != subscription.credit:
+            subscription = lock.set_credit(due.credit_left)
+        lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
+        invoices = [invoice]
+    # (3) pay them with the new method, oldest first.
+    paid: list[Invoice] = []
+    for invoice in invoices:
+        if invoice.total == 0:
+            collection = _paid_from_credit(lock, invoice, now, actor)
+        else:
+            collection = _collect(state, lock, invoice, payment_method, now, actor)
+        if not collection.paid:
+            if collection.status is CollectionStatus.DECLINED:
+                subscription = lock.update_subscription(hold_reason=collection.decline_reason)
+            lock.record_event(
+                _event(
+                    invoice,
+                    "subscription.reactivation_failed",
+                    now,
+                    actor,
+                    subject_id=subscription.id,
+                    reason=collection.decline_reason or str(collection.status),
+                )
+            )
+            result = ReactivationResult(
+                _REACTIVATION_OF[collection.status],
+                subscription,
+                collection.invoice,
+                decline_reason=collection.decline_reason,
+                redirect_url=collection.redirect_url,
+            )
+            return result, paid, collection
+        paid.append(collection.invoice)
+    # (4) active again, the next period counted from today.
+    subscription = lock.update_subscription(
+        status=SubscriptionStatus.ACTIVE,
+        current_period_start=now,
+        current_period_end=add_interval(now, subscription.interval, subscription.interval_count),
+        payment_method_id=payment_method.id,
+        clear_hold_reason=True,
+    )
+    lock.record_event(
+        _event(
+            paid[-1],
+            "subscription.reactivated",
+            now,
+            actor,
+            subject_id=subscription.id,
+            payment_method_id=payment_method.id,
+        )
+    )
+    return ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, paid[-1]), paid, None
 
 
 def _reactivate_at_provider(
@@ -752,13 +636,16 @@ def renew_subscription(
     now = now or utcnow()
     actor = "system"
     plan_change: tuple[Subscription, Subscription] | None = None
+    collection: Collection | None = None
     with state.storage.lock_subscription(customer_id, subscription_id) as lock:
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
+        # A plan change whose payment was left unconfirmed is settled first.
+        settled = settle_locked(state, lock, now, actor)
         subscription = lock.subscription
         if subscription.status is not SubscriptionStatus.ACTIVE or subscription.current_period_end > now:
-            return RenewalResult(RenewalOutcome.SKIPPED, subscription)
-        if subscription.cancel_at_period_end:
+            result = RenewalResult(RenewalOutcome.SKIPPED, subscription)
+        elif subscription.cancel_at_period_end:
             subscription = lock.update_subscription(
                 status=SubscriptionStatus.CANCELLED, ended_at=subscription.current_period_end
             )
@@ -830,10 +717,15 @@ def renew_subscription(
                 result = RenewalResult(
                     RenewalOutcome.RETRY, subscription, collection.invoice, str(collection.status)
                 )
+    if result.outcome is RenewalOutcome.SKIPPED and not settled:
+        return result
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     customer = state.storage.get_customer(customer_id)
     if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
         return result
+    announce(state, customer, settled)
+    if collection is not None:
+        announce_mismatch(customer, collection)
     if plan_change is not None:
         previous, changed = plan_change
         signals.plan_changed.send(
@@ -887,6 +779,10 @@ class RenewalReport:
     results: list[RenewalResult] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     """``(subscription id, error class name)`` of subscriptions that raised."""
+    plan_changes: SettlementReport = field(default_factory=SettlementReport)
+    """The unconfirmed plan-change payments settled first (see
+    :mod:`flask_customer_portal.plan_settlement`); their errors are in
+    :attr:`errors` too."""
 
     def count(self, outcome: RenewalOutcome) -> int:
         return sum(1 for r in self.results if r.outcome is outcome)
@@ -897,9 +793,13 @@ def renew_due(state: PortalState, *, now: datetime | None = None, batch_size: in
     raises (the provider is down) is logged and left for the next run.
     Paused subscriptions whose ``resumes_at`` has come are resumed first
     (see :mod:`flask_customer_portal.pausing`), so one that is due again
-    renews in the same run."""
+    renews in the same run; before that, every plan-change payment left
+    unconfirmed is settled (see :mod:`flask_customer_portal.plan_settlement`),
+    so that money taken always ends as a changed plan or as credit."""
     now = now or utcnow()
     report = RenewalReport()
+    report.plan_changes = settle_all_plan_changes(state, now=now, batch_size=batch_size)
+    report.errors.extend(report.plan_changes.errors)
     resumed = resume_due(state, now, batch_size=batch_size)
     report.results.extend(RenewalResult(RenewalOutcome.RESUMED, s) for s in resumed.resumed)
     report.errors.extend(resumed.errors)
@@ -919,28 +819,3 @@ def renew_due(state: PortalState, *, now: datetime | None = None, batch_size: in
             except Exception as exc:
                 logger.exception("Renewal of subscription %s failed", subscription.id)
                 report.errors.append((subscription.id, type(exc.__cause__ or exc).__name__))
-
-
-# -- mail -------------------------------------------------------------------------------
-
-
-def _mail(state: PortalState, name: str, customer: Customer, **context: Any) -> None:
-    """Send a money email; in a request, from the background worker so a
-    slow mail server never holds up the page. Failures are logged: the
-    payment already stands."""
-
-    def send() -> None:
-        message = render_message(state, name, to=customer.email, customer=customer, **context)
-        try:
-            state.mailer.send(message)
-        except MailDeliveryError as exc:
-            logger.error("Could not send the %s email to customer %s: %s", name, customer.id, exc)
-
-    _run(state, send)
-
-
-def _run(state: PortalState, func: Callable[[], None]) -> None:
-    if has_request_context():
-        state.run_in_background(current_app._get_current_object(), func)  # type: ignore[attr-defined]
-    else:
-        func()

@@ -96,14 +96,20 @@ def renew_due_command(batch_size: int) -> None:
     cancellations set for the period's end, and puts subscriptions whose
     payment fails ``on_hold`` and emails their customer. ``on_hold``
     subscriptions are skipped: they only come back when the customer pays.
+    First, plan-change payments whose outcome was left unknown are settled
+    with the payment provider: the plan changes (or the amount becomes
+    credit) if the money was taken, the invoice is voided if not.
     Run it from cron or a scheduler, e.g. every 15 minutes. Exits with
     status 1 if any subscription could not be processed."""
     from .charging import RenewalOutcome, renew_due
+    from .plan_settlement import SettlementOutcome
 
     report = renew_due(get_state(), batch_size=batch_size)
     for outcome in RenewalOutcome:
         if outcome is not RenewalOutcome.SKIPPED:
             click.echo(f"{outcome.value}: {report.count(outcome)}")
+    for settled in SettlementOutcome:
+        click.echo(f"plan_change_{settled.value}: {report.plan_changes.count(settled)}")
     for subscription_id, error in report.errors:
         click.echo(f"error: {subscription_id} ({error})", err=True)
     if report.errors:

@@ -237,6 +237,7 @@ class TestPaymentProvider:
         """``(idempotency_key, amount)`` of every successful charge."""
         self.calls: list[str] = []
         """Names of the methods called, in order (for asserting flows)."""
+        self._lost: list[bool] = []
 
     @staticmethod
     def token_for(number: str, *, charges_decline: DeclineReason | None = None) -> str:
@@ -252,6 +253,15 @@ class TestPaymentProvider:
         else:
             behaviour = TEST_CARDS.get(number, _Behaviour.SUCCEED)
         return f"pm_test_{behaviour.value}_{number[-4:]}_{secrets.token_hex(6)}"
+
+    def lose_answers(self, count: int = 1, *, charged: bool = True) -> None:
+        """Unknown outcomes: the next ``count`` charges answer
+        :class:`ChargeUnknown`, as when the provider's answer is lost to a
+        timeout. With ``charged`` (the default) each charge is made all the
+        same — the money is taken and :meth:`find_charge` finds it; without,
+        the provider never saw it (:meth:`find_charge` returns ``None``)."""
+        with self._lock:
+            self._lost.extend([charged] * count)
 
     def attach_card(self, customer_id: str, card: CardDetails) -> AttachResult:
         self.calls.append("attach_card")
@@ -293,6 +303,9 @@ class TestPaymentProvider:
         with self._lock:
             if idempotency_key in self._outcomes:
                 return self._outcomes[idempotency_key]
+            lost = self._lost.pop(0) if self._lost else None
+            if lost is False:
+                return ChargeUnknown(idempotency_key)  # it never reached the provider
             behaviour = _Behaviour.DECLINE
             parts = provider_token.split("_")
             if len(parts) >= 3 and parts[:2] == ["pm", "test"]:
@@ -305,7 +318,7 @@ class TestPaymentProvider:
                 result = ChargeSucceeded(charge_id, amount)
                 self.charges.append((idempotency_key, amount))
             self._outcomes[idempotency_key] = result
-            return result
+            return ChargeUnknown(idempotency_key) if lost else result
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         self.calls.append("find_charge")

@@ -6,9 +6,10 @@ The charge takes the same path as a reactivation
 proration invoice's id is derived from the subscription and the change's
 own id (made once, when the customer saw the preview), and it is paid with
 the idempotency key ``invoice:<id>:attempt:<n>``. A double submit of the
-same confirmation finds its invoice paid and changes nothing more; a retry
-after a crash reuses the key and the provider answers with the first
-outcome. The plan is switched in the same transaction as the payment is
+same confirmation finds its invoice settled and answers with what came of
+it — done if it was paid, declined if it was declined — and charges nothing
+more; a retry after a crash reuses the key and the provider answers with
+the first outcome. The plan is switched in the same transaction as the payment is
 recorded: both are saved, or neither.
 """
 
@@ -26,27 +27,32 @@ from flask import current_app
 
 from . import signals
 from .auth import utcnow
-from .charging import (
-    NO_PAYMENT_METHOD,
-    Collection,
-    CollectionStatus,
-    SubscriptionNotFound,
-    _collect,
-    _event,
-    _mail,
-)
+from .charging import NO_PAYMENT_METHOD, SubscriptionNotFound
+from .collection import Collection, CollectionStatus, _collect, _event, _mail, announce_mismatch
 from .extension import PortalState
+from .money import Money
+from .plan_settlement import (
+    INVOICE_PREFIX,
+    SettledPlanChange,
+    SettlementOutcome,
+    announce,
+    is_plan_change_invoice,
+    settle_locked,
+)
 from .proration import Proration, is_upgrade, prorate
 from .rules import CustomerRules
 from .storage import (
     AuditEvent,
+    ChargeAttemptStatus,
     Customer,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
     Plan,
+    PlanChange,
     StateConflict,
     Subscription,
+    SubscriptionLock,
     SubscriptionStatus,
     store_supports,
 )
@@ -55,6 +61,7 @@ __all__ = [
     "PLAN_CHANGE_MEMBERS",
     "PlanChangeOutcome",
     "PlanChangeResult",
+    "Quote",
     "change_id_is_valid",
     "change_plan_now",
     "offered_plans",
@@ -64,10 +71,6 @@ __all__ = [
     "provider_bills_subscriptions",
     "timing_for",
 ]
-
-#: Ids of proration invoices start with this, so that an unconfirmed one
-#: (the provider did not answer) blocks another change until it is settled.
-INVOICE_PREFIX = "in_pc_"
 
 _CHANGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -179,9 +182,33 @@ class PlanChangeOutcome(str, enum.Enum):
     FAILED = "failed"
     #: The provider did not answer: the payment is checked on the next try.
     PENDING = "pending"
+    #: The amount due (or the plan's price) is not what the quote showed:
+    #: nothing was charged; the customer needs a fresh preview.
+    PRICE_CHANGED = "price_changed"
+    #: The provider took another amount than the invoice's: the plan did not
+    #: change, the invoice stays open and flagged for the merchant.
+    AMOUNT_MISMATCH = "amount_mismatch"
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What the customer was shown and confirmed, from the signed quote of
+    the preview: the amount due now and the plan's price (per period, and
+    per seat for a per-seat plan) with its interval. A change whose figures
+    differ at the confirmation is not charged
+    (:attr:`PlanChangeOutcome.PRICE_CHANGED`)."""
+
+    due_now: Money
+    unit_price: Money
+    interval: str
+    interval_count: int
+
+    @classmethod
+    def of(cls, plan: Plan, proration: Proration) -> Quote:
+        return cls(proration.due_now_money, plan.price, plan.interval, plan.interval_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +225,46 @@ _OUTCOME_OF = {
     CollectionStatus.REQUIRES_ACTION: PlanChangeOutcome.REQUIRES_ACTION,
     CollectionStatus.FAILED: PlanChangeOutcome.FAILED,
     CollectionStatus.PENDING: PlanChangeOutcome.PENDING,
+    CollectionStatus.AMOUNT_MISMATCH: PlanChangeOutcome.AMOUNT_MISMATCH,
 }
+
+
+def _settled_before(
+    lock: SubscriptionLock,
+    invoice: Invoice,
+    subscription: Subscription,
+    plan: Plan,
+    quantity: int,
+    *,
+    credited: bool = False,
+) -> PlanChangeResult:
+    """The answer to a confirmation whose proration invoice was settled by
+    an earlier submit of it: done only if it was paid and the subscription
+    is on the plan it asked for; declined (with the recorded reason) or
+    failed if the invoice was voided. A paid change that was changed again
+    since, or a refunded one, is a conflict: it is not to be made twice."""
+    if invoice.status is InvoiceStatus.PAID and (subscription.plan_id, subscription.quantity) == (
+        plan.id,
+        quantity,
+    ):
+        return PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, subscription, invoice)
+    if invoice.status is not InvoiceStatus.VOID:
+        raise StateConflict("credited" if credited else "superseded")
+    attempts = lock.attempts(invoice.id)
+    last = attempts[-1] if attempts else None
+    if last is not None and last.status is ChargeAttemptStatus.DECLINED:
+        return PlanChangeResult(
+            PlanChangeOutcome.DECLINED,
+            subscription,
+            subscription,
+            invoice,
+            decline_reason=last.decline_reason,
+        )
+    if last is None and subscription.payment_method is None:
+        return PlanChangeResult(
+            PlanChangeOutcome.DECLINED, subscription, subscription, invoice, decline_reason=NO_PAYMENT_METHOD
+        )
+    return PlanChangeResult(PlanChangeOutcome.FAILED, subscription, subscription, invoice)
 
 
 def change_plan_now(
@@ -212,12 +278,18 @@ def change_plan_now(
     priced_at: datetime | None = None,
     now: datetime | None = None,
     actor: str = "customer",
+    quote: Quote | None = None,
 ) -> PlanChangeResult:
     """Move the subscription to ``quantity`` of ``plan`` now, charging the
     proration (if anything is due) to its payment method first.
 
     The proration is worked out at ``priced_at`` (the second the customer
-    was shown it, at most a few minutes ago; default ``now``).
+    was shown it, at most a few minutes ago; default ``now``) with the
+    plan's price as it is now, read under the lock; with ``quote`` (what the
+    customer was shown) a new charge is only made for exactly that amount
+    and price, else the answer is :attr:`PlanChangeOutcome.PRICE_CHANGED`
+    and nothing is written. Unconfirmed payments of earlier changes are
+    settled first (:mod:`flask_customer_portal.plan_settlement`).
 
     Raises :class:`~flask_customer_portal.charging.SubscriptionNotFound`,
     :class:`~flask_customer_portal.storage.StateConflict` when the
@@ -235,94 +307,194 @@ def change_plan_now(
     with state.storage.lock_subscription(customer.id, subscription_id) as lock:
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
-        previous = subscription = lock.subscription
-        invoice_id = proration_invoice_id(subscription, change_id)
-        invoice = lock.get_invoice(invoice_id)
-        if invoice is not None and invoice.status is not InvoiceStatus.OPEN:
-            # A double submit: the first one settled this change already.
-            return PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, previous, invoice)
-        blocked = plan_change_blocked(subscription, now)
-        if blocked is not None:
-            raise StateConflict(blocked)
-        if invoice is None and (subscription.plan_id, subscription.quantity) == (plan.id, quantity):
-            return PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, previous)
-        if any(i.id.startswith(INVOICE_PREFIX) and i.id != invoice_id for i in lock.open_invoices()):
-            raise StateConflict("pending_change")
-        proration = prorate(subscription, plan, quantity, min(priced_at or now, now))
-        if invoice is None and proration.due_now > 0:
-            invoice = lock.issue_invoice(
-                Invoice(
-                    id=invoice_id,
-                    number="",
-                    customer_id=customer.id,
-                    status=InvoiceStatus.OPEN,
-                    currency=proration.currency,
-                    subtotal=proration.due_now,
-                    tax=0,
-                    total=proration.due_now,
-                    issued_at=now,
-                    description=f"{plan.product_name} — {plan.name} (plan change)",
-                    subscription_id=subscription.id,
-                    lines=proration_lines(subscription, plan, quantity, proration),
+        settled = settle_locked(state, lock, now, actor)
+        done = _change_locked(state, lock, plan, quantity, change_id, settled, priced_at, now, actor, quote)
+    # Committed (what was settled too, even if this change is refused): now tell.
+    announce(state, customer, settled)
+    if done.collection is not None:
+        announce_mismatch(customer, done.collection)
+    if done.result is None:
+        raise StateConflict(done.conflict or "conflict")
+    if done.fresh:
+        _announce_change(state, customer, done.result)
+    return done.result
+
+
+_UNFINISHED = (SettlementOutcome.PENDING, SettlementOutcome.FLAGGED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What :func:`_change_locked` came to: a result, or the code of a
+    conflict to raise once the lock's work (settled payments) is committed."""
+
+    result: PlanChangeResult | None = None
+    conflict: str | None = None
+    collection: Collection | None = None
+    fresh: bool = False
+    """The plan changed in this very call: signals and email are due."""
+
+
+def _change_locked(
+    state: PortalState,
+    lock: SubscriptionLock,
+    plan: Plan,
+    quantity: int,
+    change_id: str,
+    settled: list[SettledPlanChange],
+    priced_at: datetime | None,
+    now: datetime,
+    actor: str,
+    quote: Quote | None,
+) -> _Done:
+    previous = subscription = lock.subscription
+    invoice_id = proration_invoice_id(subscription, change_id)
+    own = next((item for item in settled if item.invoice.id == invoice_id), None)
+    if own is not None and own.outcome is SettlementOutcome.CHANGED:
+        # This confirmation's payment was taken after all: the change is made.
+        return _Done(PlanChangeResult(PlanChangeOutcome.CHANGED, subscription, own.previous, own.invoice))
+    if own is not None and own.collection is not None and own.outcome in _UNFINISHED:
+        # Still unknown, or another amount taken: nothing new is tried.
+        outcome = _OUTCOME_OF[own.collection.status]
+        return _Done(PlanChangeResult(outcome, subscription, previous, own.invoice))
+    invoice = lock.get_invoice(invoice_id)
+    if invoice is not None and invoice.status is not InvoiceStatus.OPEN:
+        # The same confirmation again (a double click, the back button):
+        # answer with what came of the first one, never with more.
+        credited = own is not None and own.outcome is SettlementOutcome.CREDITED
+        try:
+            return _Done(_settled_before(lock, invoice, subscription, plan, quantity, credited=credited))
+        except StateConflict as exc:
+            return _Done(conflict=str(exc))
+    blocked = plan_change_blocked(subscription, now)
+    if blocked is not None:
+        return _Done(conflict=blocked)
+    if invoice is None and (subscription.plan_id, subscription.quantity) == (plan.id, quantity):
+        return _Done(PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, previous))
+    if any(is_plan_change_invoice(i) and i.id != invoice_id for i in lock.open_invoices()):
+        return _Done(conflict="pending_change")
+    # The plan's price as it is now (read under the lock), not as the page had it.
+    plan = state.storage.get_plan(plan.id) or plan
+    priced_at = min(priced_at or now, now)
+    proration = prorate(subscription, plan, quantity, priced_at)
+    if invoice is None and quote is not None and quote != Quote.of(plan, proration):
+        return _Done(PlanChangeResult(PlanChangeOutcome.PRICE_CHANGED, subscription, previous))
+    if invoice is None and proration.due_now > 0:
+        invoice = lock.issue_invoice(
+            Invoice(
+                id=invoice_id,
+                number="",
+                customer_id=subscription.customer_id,
+                status=InvoiceStatus.OPEN,
+                currency=proration.currency,
+                subtotal=proration.due_now,
+                tax=0,
+                total=proration.due_now,
+                issued_at=now,
+                description=f"{plan.product_name} — {plan.name} (plan change)",
+                subscription_id=subscription.id,
+                lines=proration_lines(subscription, plan, quantity, proration),
+            )
+        )
+        _record_change(lock, invoice, subscription, plan, quantity, proration, priced_at, now)
+        lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
+    if invoice is not None:
+        method = subscription.payment_method
+        if method is None:
+            collection = Collection(CollectionStatus.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
+        else:
+            collection = _collect(state, lock, invoice, method, now, actor)
+        if not collection.paid:
+            if collection.status in (CollectionStatus.DECLINED, CollectionStatus.FAILED):
+                lock.void_invoice(invoice.id)
+            reason = collection.decline_reason or str(collection.status)
+            lock.record_event(
+                _event(
+                    invoice,
+                    "subscription.plan_change_failed",
+                    now,
+                    actor,
+                    subject_id=subscription.id,
+                    to_plan_id=plan.id,
+                    reason=reason,
                 )
             )
-            lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
-        collection: Collection | None = None
-        if invoice is not None:
-            method = subscription.payment_method
-            if method is None:
-                collection = Collection(CollectionStatus.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
-            else:
-                collection = _collect(state, lock, invoice, method, now, actor)
-            if not collection.paid:
-                if collection.status in (CollectionStatus.DECLINED, CollectionStatus.FAILED):
-                    lock.void_invoice(invoice.id)
-                reason = collection.decline_reason or str(collection.status)
-                lock.record_event(
-                    _event(
-                        invoice,
-                        "subscription.plan_change_failed",
-                        now,
-                        actor,
-                        subject_id=subscription.id,
-                        to_plan_id=plan.id,
-                        reason=reason,
-                    )
-                )
-                return PlanChangeResult(
-                    _OUTCOME_OF[collection.status],
-                    subscription,
-                    previous,
-                    collection.invoice,
-                    decline_reason=collection.decline_reason,
-                )
-            invoice = collection.invoice
-        subscription = lock.change_plan(
-            plan,
-            quantity,
-            credit=proration.credit_after,
-            current_period_start=proration.period_start,
-            current_period_end=proration.period_end,
-        )
-        lock.record_event(
-            AuditEvent(
-                customer_id=customer.id,
-                action="subscription.plan_changed",
-                occurred_at=now,
-                subject_id=subscription.id,
-                actor=actor,
-                details={
-                    "from_plan_id": previous.plan_id or "",
-                    "to_plan_id": plan.id,
-                    "quantity": str(quantity),
-                    "when": NOW,
-                    "amount_due": str(proration.due_now),
-                    "credit_after": str(proration.credit_after),
-                    "currency": proration.currency,
-                },
+            result = PlanChangeResult(
+                _OUTCOME_OF[collection.status],
+                subscription,
+                previous,
+                collection.invoice,
+                decline_reason=collection.decline_reason,
             )
+            return _Done(result, collection=collection)
+        invoice = collection.invoice
+    subscription = lock.change_plan(
+        plan,
+        quantity,
+        credit=proration.credit_after,
+        current_period_start=proration.period_start,
+        current_period_end=proration.period_end,
+    )
+    lock.record_event(
+        AuditEvent(
+            customer_id=subscription.customer_id,
+            action="subscription.plan_changed",
+            occurred_at=now,
+            subject_id=subscription.id,
+            actor=actor,
+            details={
+                "from_plan_id": previous.plan_id or "",
+                "to_plan_id": plan.id,
+                "quantity": str(quantity),
+                "when": NOW,
+                "amount_due": str(proration.due_now),
+                "credit_after": str(proration.credit_after),
+                "currency": proration.currency,
+            },
         )
+    )
+    return _Done(PlanChangeResult(PlanChangeOutcome.CHANGED, subscription, previous, invoice), fresh=True)
+
+
+def _record_change(
+    lock: SubscriptionLock,
+    invoice: Invoice,
+    subscription: Subscription,
+    plan: Plan,
+    quantity: int,
+    proration: Proration,
+    priced_at: datetime,
+    now: datetime,
+) -> None:
+    """Keep what this change is with its invoice, so that a payment whose
+    answer is lost can finish it later (on a store that can keep it)."""
+    record = getattr(lock, "record_plan_change", None)
+    if not callable(record):
+        return
+    record(
+        PlanChange(
+            invoice_id=invoice.id,
+            customer_id=subscription.customer_id,
+            subscription_id=subscription.id,
+            plan_id=plan.id,
+            quantity=quantity,
+            unit_price=plan.price.amount,
+            period_start=proration.period_start,
+            period_end=proration.period_end,
+            credit_after=proration.credit_after,
+            from_plan_id=subscription.plan_id,
+            from_quantity=subscription.quantity,
+            from_period_end=subscription.current_period_end,
+            from_credit=subscription.credit,
+            priced_at=priced_at,
+            created_at=now,
+        )
+    )
+
+
+def _announce_change(state: PortalState, customer: Customer, result: PlanChangeResult) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    invoice, subscription, previous = result.invoice, result.subscription, result.previous
     if invoice is not None:
         signals.invoice_paid.send(
             app, customer=customer, invoice=invoice, provider_reference=invoice.payment_reference
@@ -340,4 +512,3 @@ def change_plan_now(
         scheduled=False,
         link=f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}",
     )
-    return PlanChangeResult(PlanChangeOutcome.CHANGED, subscription, previous, invoice)

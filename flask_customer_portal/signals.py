@@ -12,6 +12,7 @@ from blinker import Namespace
 __all__ = [
     "billing_details_updated",
     "cancellation_undone",
+    "charge_amount_mismatch",
     "email_change_requested",
     "email_changed",
     "invite_sent",
@@ -23,6 +24,7 @@ __all__ = [
     "login_link_requested",
     "payment_method_changed",
     "payment_method_removed",
+    "plan_change_credited",
     "plan_change_schedule_cancelled",
     "plan_change_scheduled",
     "plan_changed",
@@ -143,6 +145,22 @@ payment_method_removed = _signals.signal("payment-method-removed")
 #: ``customer``, ``invoice`` (paid), ``provider_reference``.
 invoice_paid = _signals.signal("invoice-paid")
 
+#: The payment provider reported taking another amount (or currency) than
+#: the invoice's. The invoice was **not** marked paid: it stays open, its
+#: attempt is recorded as ``amount_mismatch`` and the portal never charges
+#: it again; someone has to look at the payment. Keyword arguments:
+#: ``customer``, ``invoice`` (open), ``expected`` and ``charged``
+#: (:class:`~flask_customer_portal.Money`), ``provider_reference``.
+charge_amount_mismatch = _signals.signal("charge-amount-mismatch")
+
+#: A plan change's payment turned out to have been taken after the customer
+#: left, but the subscription had moved on (another period, plan or state),
+#: so the change was not made: the amount paid became account credit on
+#: the subscription. Keyword arguments: ``customer``, ``subscription`` (as
+#: saved), ``invoice`` (the paid proration invoice), ``amount``
+#: (:class:`~flask_customer_portal.Money`), ``reason``.
+plan_change_credited = _signals.signal("plan-change-credited")
+
 #: An ``on_hold`` subscription was paid up and is ``active`` again.
 #: Keyword arguments: ``customer``, ``subscription``, ``invoice``.
 reactivation_succeeded = _signals.signal("reactivation-succeeded")
@@ -150,7 +168,7 @@ reactivation_succeeded = _signals.signal("reactivation-succeeded")
 #: A reactivation attempt did not pay the arrears; the subscription stays
 #: ``on_hold``. Keyword arguments: ``customer``, ``subscription``,
 #: ``invoice``, ``reason`` (a decline code or ``"failed"``, ``"pending"``,
-#: ``"requires_action"``).
+#: ``"requires_action"``, ``"amount_mismatch"``).
 reactivation_failed = _signals.signal("reactivation-failed")
 
 #: A renewal was paid and the subscription moved to its next period.

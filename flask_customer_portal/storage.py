@@ -49,6 +49,7 @@ __all__ = [
     "PaymentMethod",
     "PaymentMethodInUse",
     "Plan",
+    "PlanChange",
     "PlanStore",
     "PortalSessionRecord",
     "PortalStorage",
@@ -160,6 +161,10 @@ class ChargeAttemptStatus(str, enum.Enum):
     FAILED = "failed"
     #: No answer from the provider: must be reconciled before the next try.
     UNKNOWN = "unknown"
+    #: The provider took money, but not the invoice's amount or currency:
+    #: the invoice stays open and is never charged again by the portal
+    #: (see :data:`~flask_customer_portal.signals.charge_amount_mismatch`).
+    AMOUNT_MISMATCH = "amount_mismatch"
 
     def __str__(self) -> str:
         return self.value
@@ -446,6 +451,38 @@ class ArrearsAttempt:
     decline_reason: str | None = None
     provider_reference: str | None = None
     resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    """What a plan change made now was, kept with its proration invoice
+    (issued under the same lock) so that a payment whose answer was lost can
+    finish the change later, exactly as the customer confirmed it, whoever
+    settles it (see :doc:`/plans`).
+
+    The ``from_*`` fields say what the subscription was when the change was
+    priced; the change is only made as recorded while it still is.
+    """
+
+    invoice_id: str
+    customer_id: str
+    subscription_id: str
+    plan_id: str
+    quantity: int
+    unit_price: int
+    """The plan's price per period (and per seat) the customer was shown,
+    in minor units of the invoice's currency."""
+    period_start: datetime
+    period_end: datetime
+    """The subscription's period after the change."""
+    credit_after: int
+    """The subscription's account credit after the change."""
+    from_plan_id: str | None
+    from_quantity: int
+    from_period_end: datetime
+    from_credit: int
+    priced_at: datetime
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -912,6 +949,16 @@ class SubscriptionLock(Protocol):
         """One renewal invoice took the retention discount: one fewer
         ``discount_renewals`` (the percent is cleared with the last one)."""
 
+    def record_plan_change(self, change: PlanChange) -> None:
+        """Keep what a plan change made now is, with its proration invoice
+        (issued through this lock). Optional, with :meth:`get_plan_change`:
+        without them a plan change whose payment is only confirmed later
+        cannot be finished, and the amount paid becomes account credit."""
+
+    def get_plan_change(self, invoice_id: str) -> PlanChange | None:
+        """The plan change recorded with one of the subscription's
+        invoices, or ``None``."""
+
 
 @runtime_checkable
 class ChargeStore(Protocol):
@@ -931,6 +978,15 @@ class ChargeStore(Protocol):
     def subscriptions_to_resume(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         """``paused`` subscriptions whose ``resumes_at`` is at or before
         ``now``, earliest first."""
+
+    def plan_changes_to_settle(
+        self, *, limit: int = 100, customer_id: str | None = None
+    ) -> Sequence[PlanChange]:
+        """Recorded plan changes (:meth:`SubscriptionLock.record_plan_change`)
+        whose proration invoice is still ``open``, oldest first; only the
+        customer's with ``customer_id``. ``flask portal renew-due`` settles
+        them, and a customer's visit settles theirs. Optional: without it,
+        only a visit or a renewal of the subscription settles them."""
 
 
 class ProviderSubscriptionLock(Protocol):

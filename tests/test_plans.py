@@ -296,12 +296,36 @@ def test_a_declined_upgrade_changes_nothing_and_says_why(
     assert plan_changed == []
 
 
-class TimesOutAfterCharging(TestPaymentProvider):
-    """Charges, then loses the answer (a network timeout) the first time."""
+def test_after_a_decline_the_fresh_preview_goes_through_with_a_working_card(
+    app: Flask, ava_client: FlaskClient, payments: Any
+) -> None:
+    _decline_for_ava(app)
+    declined, _form = _change(ava_client, BUSINESS)
+    assert declined.status_code == 402
+    with app.app_context():
+        card = _store(app).list_payment_methods(AVA)[-1]  # Ava's Visa 4242, the oldest
+        _store(app).set_subscription_payment_method(AVA, AVA_SUB, card.id)
+    retried = ava_client.post(PLAN_URL, data=_confirm_form(declined.text))
+    assert retried.status_code == 303
+    assert len(payments.charges) == 1
+    assert _sub(app).plan_id == BUSINESS
 
-    def __init__(self) -> None:
+
+class TimesOutAfterCharging(TestPaymentProvider):
+    """Charges, then loses the answer (a network timeout) the first time;
+    with ``unknown_lookups`` its first lookups of a charge do not know either."""
+
+    def __init__(self, *, unknown_lookups: int = 0) -> None:
         super().__init__()
         self.timeouts = 1
+        self.unknown_lookups = unknown_lookups
+
+    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
+        if self.unknown_lookups:
+            self.unknown_lookups -= 1
+            self.calls.append("find_charge")
+            return ChargeUnknown(idempotency_key)
+        return super().find_charge(idempotency_key)
 
     def charge(self, **kwargs: Any) -> ChargeResult:
         result = super().charge(**kwargs)
@@ -323,7 +347,9 @@ def _app_with(tmp_path: Path, provider: TestPaymentProvider, **config: Any) -> F
 
 
 def test_a_lost_answer_is_reconciled_on_the_next_press_not_charged_again(tmp_path: Path) -> None:
-    provider = TimesOutAfterCharging()
+    # The provider does not know either for the next two lookups (the plan
+    # page's and the other change's): the change stays unconfirmed.
+    provider = TimesOutAfterCharging(unknown_lookups=2)
     app = _app_with(tmp_path, provider)
     client = app.test_client()
     sign_in(app, client)

@@ -104,6 +104,7 @@ from ..storage import (
     PaymentMethod,
     PaymentMethodInUse,
     Plan,
+    PlanChange,
     PortalSessionRecord,
     StateConflict,
     Subscription,
@@ -134,6 +135,7 @@ __all__ = [
     "LicenseKeyModel",
     "LinkModel",
     "PaymentMethodModel",
+    "PlanChangeModel",
     "PlanModel",
     "PortalModel",
     "PortalSessionModel",
@@ -631,6 +633,39 @@ class PlanModel(PortalModel):
     max_quantity: Mapped[int] = mapped_column(Integer, default=1)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PlanChangeModel(PortalModel):
+    """What a plan change made now was, kept with its proration invoice
+    (:class:`~flask_customer_portal.storage.PlanChange`; the columns are its
+    fields)."""
+
+    __tablename__ = "portal_plan_changes"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["subscription_id", "customer_id"], [SubscriptionModel.id, SubscriptionModel.customer_id]
+        ),
+    )
+
+    invoice_id: Mapped[str] = mapped_column(ForeignKey(InvoiceModel.id), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey(CustomerModel.id), index=True)
+    subscription_id: Mapped[str] = mapped_column(String(_ID))
+    plan_id: Mapped[str] = mapped_column(String(_ID))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    period_start: Mapped[datetime] = mapped_column(TZDateTime())
+    period_end: Mapped[datetime] = mapped_column(TZDateTime())
+    credit_after: Mapped[int] = mapped_column(BigInteger)
+    from_plan_id: Mapped[str | None] = mapped_column(String(_ID))
+    from_quantity: Mapped[int] = mapped_column(Integer)
+    from_period_end: Mapped[datetime] = mapped_column(TZDateTime())
+    from_credit: Mapped[int] = mapped_column(BigInteger)
+    priced_at: Mapped[datetime] = mapped_column(TZDateTime())
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), index=True)
+
+
+def _plan_change(row: PlanChangeModel) -> PlanChange:
+    return PlanChange(**{f.name: getattr(row, f.name) for f in fields(PlanChange)})
 
 
 def _plan(row: PlanModel) -> Plan:
@@ -1683,6 +1718,21 @@ class SQLAlchemyStorage:
             SubscriptionStatus.PAUSED, SubscriptionModel.resumes_at, now, limit
         )
 
+    def plan_changes_to_settle(
+        self, *, limit: int = 100, customer_id: str | None = None
+    ) -> Sequence[PlanChange]:
+        statement = (
+            select(PlanChangeModel)
+            .join(InvoiceModel, InvoiceModel.id == PlanChangeModel.invoice_id)
+            .where(InvoiceModel.status == InvoiceStatus.OPEN)
+            .order_by(PlanChangeModel.created_at, PlanChangeModel.invoice_id)
+            .limit(limit)
+        )
+        if customer_id is not None:
+            statement = statement.where(PlanChangeModel.customer_id == customer_id)
+        rows = self._session.scalars(statement.execution_options(**_FRESH)).all()
+        return tuple(_plan_change(row) for row in rows)
+
     def _subscriptions_reaching(
         self, status: SubscriptionStatus, moment: Any, now: datetime, limit: int
     ) -> Sequence[Subscription]:
@@ -2689,6 +2739,18 @@ class _SQLSubscriptionLock:
             raise ValueError("an event recorded under a subscription lock must be its customer's")
         self._session.add(_audit_row(event))
         self._session.flush()
+
+    def record_plan_change(self, change: PlanChange) -> None:
+        if (change.customer_id, change.subscription_id) != (self._row.customer_id, self._row.id):
+            raise ValueError("a plan change recorded under a subscription lock must be that subscription's")
+        self._session.add(PlanChangeModel(**{f.name: getattr(change, f.name) for f in fields(PlanChange)}))
+        self._session.flush()
+
+    def get_plan_change(self, invoice_id: str) -> PlanChange | None:
+        row = self._session.get(PlanChangeModel, invoice_id, populate_existing=True)
+        if row is None or (row.customer_id, row.subscription_id) != (self._row.customer_id, self._row.id):
+            return None
+        return _plan_change(row)
 
     def use_retention_discount(self) -> Subscription:
         row = self._row

@@ -22,10 +22,12 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 from .. import signals
 from ..auth import utcnow
 from ..charging import (
+    AmountDue,
     ProviderError,
     ReactivationOutcome,
     ReactivationResult,
     SubscriptionNotFound,
+    amount_due,
     reactivate_subscription,
 )
 from ..extension import PortalState, get_state
@@ -49,14 +51,15 @@ from ..storage import (
 )
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id, when
 from ._flows import finish_flow
+from .plans import settle_on_visit
 from .subscriptions import describe
 
 __all__ = ["payment_method", "reactivated", "remove_payment_method"]
 
 logger = logging.getLogger("flask_customer_portal")
 
-#: Enough invoices to find every open one of a subscription on hold.
-_INVOICES_SCANNED = 50
+#: Invoices read per query when a whole billing history is read.
+_INVOICES_SCANNED = 100
 #: What the edit form says it does: the POST is refused if the
 #: subscription changed state since the page was shown.
 INTENT_REACTIVATE = "reactivate"
@@ -96,30 +99,51 @@ def card_text(method: PaymentMethod) -> str:
     return f"{method.brand.title()} •••• {method.last4}"
 
 
-def _open_invoices(state: PortalState, customer: Customer, subscription: Subscription) -> list[Invoice]:
-    page = state.storage.list_invoices(customer.id, page=1, per_page=_INVOICES_SCANNED)
-    found = [i for i in page.items if i.subscription_id == subscription.id and i.status is InvoiceStatus.OPEN]
-    return sorted(found, key=lambda i: i.issued_at)
+def _amount_due(state: PortalState, customer: Customer, subscription: Subscription) -> AmountDue:
+    """What paying the arrears charges right now: worked out by
+    :func:`~flask_customer_portal.charging.amount_due` from every open
+    invoice of the subscription, read under its lock — exactly as the
+    charge does. A provider that bills subscriptions itself has no lock
+    here: its open invoices are read from the whole billing history."""
+    now = utcnow()
+    with state.storage.lock_subscription(customer.id, subscription.id) as lock:
+        if lock is not None:
+            return amount_due(lock.subscription, lock.open_invoices(), now)
+    found: list[Invoice] = []
+    after: Invoice | None = None
+    while batch := state.storage.list_invoices_after(customer.id, after, limit=_INVOICES_SCANNED):
+        found.extend(
+            i for i in batch if i.subscription_id == subscription.id and i.status is InvoiceStatus.OPEN
+        )
+        after = batch[-1]
+    return amount_due(subscription, sorted(found, key=lambda i: (i.issued_at, i.id)), now)
+
+
+def amount_field(value: Money | None) -> str:
+    """The amount due as the payment form carries it (``"<minor units>
+    <currency>"``), so that the charge takes exactly what the page showed."""
+    return "" if value is None else f"{value.amount} {value.currency}"
+
+
+def _shown_amount() -> Money | bool | None:
+    """The amount the submitted form showed: a :class:`Money`, ``None`` if
+    the form carried none, ``False`` if it carried something else."""
+    raw = request.form.get("amount_due")
+    if raw is None or raw == "":
+        return None
+    amount, _space, currency = raw.strip().partition(" ")
+    if not (amount.isascii() and amount.isdigit() and len(amount) <= 18):
+        return False
+    try:
+        return Money(int(amount), currency)
+    except ValueError:
+        return False
 
 
 def _last_paid_invoice(state: PortalState, customer: Customer, subscription: Subscription) -> Invoice | None:
     page = state.storage.list_invoices(customer.id, page=1, per_page=_INVOICES_SCANNED)
     paid = [i for i in page.items if i.subscription_id == subscription.id and i.status is InvoiceStatus.PAID]
     return max(paid, key=lambda i: i.paid_at or i.issued_at, default=None)
-
-
-def _amount_due(subscription: Subscription, invoices: list[Invoice]) -> Money | None:
-    """What reactivating charges: the open invoices, or one period's price if
-    there are none (charging then issues that invoice). ``None`` if the open
-    invoices are in several currencies (each is charged on its own)."""
-    if not invoices:
-        return subscription.price
-    if len({i.currency for i in invoices}) > 1:
-        return None
-    total = Money(0, invoices[0].currency)
-    for invoice in invoices:
-        total += invoice.total_money
-    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +186,7 @@ def _render(
         for s in state.storage.list_subscriptions(customer.id)
         if s.payment_method is not None and s.status is not SubscriptionStatus.CANCELLED
     }
-    open_invoices = _open_invoices(state, customer, subscription) if view.on_hold else []
+    due = _amount_due(state, customer, subscription) if view.on_hold else None
     return (
         render_template(
             "customer_portal/payment_method.html",
@@ -180,8 +204,10 @@ def _render(
             card_element=getattr(state.payments, "card_element_template", None),
             new_method_page=_new_method_page(state) is not None,
             payment_provider=state.payments,
-            open_invoices=open_invoices,
-            amount_due=_amount_due(subscription, open_invoices) if view.on_hold else None,
+            open_invoices=due.invoices if due is not None else (),
+            new_invoice=due.new_invoice if due is not None else None,
+            amount_due=due.total if due is not None else None,
+            amount_field=amount_field(due.total if due is not None else None),
             intent=INTENT_REACTIVATE if view.on_hold else INTENT_CHANGE,
             problem=problem,
             edit_open=view.on_hold or request.method == "POST",
@@ -192,6 +218,15 @@ def _render(
 
 def _cannot_change() -> Problem:
     return Problem(_("This subscription is cancelled, so its payment method cannot be changed."))
+
+
+def _amount_changed() -> Problem:
+    return Problem(
+        _(
+            "The amount due changed since this page was shown, so nothing was charged. "
+            "Check the new amount, then confirm again."
+        )
+    )
 
 
 def _unreachable() -> Problem:
@@ -208,7 +243,7 @@ def payment_method(subscription_id: str) -> Any:
     customer = current_customer_or_401()
     subscription = _subscription_or_404(state, customer, subscription_id)
     if request.method == "GET":
-        return _render(state, customer, subscription)
+        return _render(state, customer, settle_on_visit(state, customer, subscription))
 
     raw_cards = raw_cards_allowed(state)
     if not raw_cards and ("card_number" in request.form or "cvc" in request.form):
@@ -243,6 +278,12 @@ def payment_method(subscription_id: str) -> Any:
             )
         )
         return _render(state, customer, subscription, form, problem=problem, status=409)
+    if subscription.status is SubscriptionStatus.ON_HOLD and intent != INTENT_REACTIVATE:
+        # Paying is never implied: only the form's "pay" intent charges.
+        problem = Problem(
+            _("Nothing was charged. To pay what is due, choose a card and press the pay button.")
+        )
+        return _render(state, customer, subscription, form, problem=problem, status=422)
     new_method_page = _new_method_page(state)
     if new_method_page is not None and request.form.get("payment_method") == NEW_CARD:
         refused = _refuse_new_card(state, customer, subscription, form, len(methods))
@@ -439,8 +480,13 @@ def _reactivate(
     form: PaymentMethodForm,
     method: PaymentMethod,
 ) -> Any:
+    shown = _shown_amount()
+    if shown is False:
+        return _render(state, customer, subscription, form, problem=_amount_changed(), status=409)
     try:
-        result = reactivate_subscription(state, customer, subscription.id, method)
+        result = reactivate_subscription(
+            state, customer, subscription.id, method, expected=shown if isinstance(shown, Money) else None
+        )
     except SubscriptionNotFound:
         abort(404)
     except StateConflict:
@@ -477,6 +523,17 @@ def _reactivation_answer(
             method_id=method.id,
         )
         return _render(state, customer, subscription, form, problem=problem, status=422)
+    if outcome is ReactivationOutcome.AMOUNT_CHANGED:
+        return _render(state, customer, subscription, form, problem=_amount_changed(), status=409)
+    if outcome is ReactivationOutcome.AMOUNT_MISMATCH:
+        problem = Problem(
+            _(
+                "Your bank reported a payment of another amount than the amount due. You will not be "
+                "charged again for it: the shop has been told and will sort it out. Until then your "
+                "subscription stays on hold."
+            )
+        )
+        return _render(state, customer, subscription, form, problem=problem, status=409)
     if outcome is ReactivationOutcome.PENDING:
         problem = Problem(
             _("We are confirming your payment with the bank. Do not pay again: check back in a few minutes.")

@@ -28,9 +28,11 @@ from ..formatting import format_date
 from ..forms import ConfirmForm
 from ..i18n import gettext as _
 from ..money import Money, format_money
+from ..plan_settlement import SettlementOutcome, settle_plan_changes
 from ..plans import (
     PERIOD_END,
     PlanChangeOutcome,
+    Quote,
     change_plan_now,
     offered_plans,
     plan_change_blocked,
@@ -44,7 +46,7 @@ from ..storage import AuditEvent, Customer, InvoiceStatus, Plan, StateConflict, 
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from ._flows import finish_flow
 
-__all__ = ["QUOTE_MAX_AGE"]
+__all__ = ["QUOTE_MAX_AGE", "settle_on_visit"]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -63,6 +65,11 @@ def _serializer() -> URLSafeTimedSerializer:
 
 
 def _make_quote(subscription: Subscription, plan: Plan, quantity: int, priced_at: datetime) -> str:
+    """The signed quote of a preview: the change, the second it was priced
+    at, a random id (the change's), and what the customer is shown — the
+    amount due now, and the plan's price and interval — so that the
+    confirmation charges exactly that or nothing."""
+    proration = prorate(subscription, plan, quantity, priced_at)
     return _serializer().dumps(
         {
             "s": subscription.id,
@@ -70,8 +77,31 @@ def _make_quote(subscription: Subscription, plan: Plan, quantity: int, priced_at
             "q": quantity,
             "t": int(priced_at.timestamp()),
             "n": secrets.token_urlsafe(18),
+            "a": proration.due_now,
+            "c": proration.currency,
+            "u": plan.price.amount,
+            "i": plan.interval,
+            "k": plan.interval_count,
         }
     )
+
+
+def _quoted(data: dict[str, Any]) -> Quote | None:
+    """The figures a quote showed, or ``None`` if it has none (a quote made
+    before they were recorded is priced again)."""
+    amount, currency, unit, interval, count = (data.get(k) for k in ("a", "c", "u", "i", "k"))
+    if not (
+        isinstance(amount, int)
+        and isinstance(unit, int)
+        and isinstance(count, int)
+        and isinstance(currency, str)
+        and isinstance(interval, str)
+    ):
+        return None
+    try:
+        return Quote(Money(amount, currency), Money(unit, currency), interval, count)
+    except ValueError:
+        return None
 
 
 def _read_quote(
@@ -81,10 +111,10 @@ def _read_quote(
     subscription: Subscription,
     plan: Plan,
     quantity: int,
-) -> tuple[datetime, str] | None:
-    """``(priced at, change id)`` of a valid quote for this very change:
-    fresh, or older but with its payment still being checked (pressing
-    confirm again must settle it, however late)."""
+) -> tuple[datetime, str, Quote] | None:
+    """``(priced at, change id, what it showed)`` of a valid quote for this
+    very change: fresh, or older but with its payment still being checked
+    (pressing confirm again must settle it, however late)."""
     try:
         data, signed_at = _serializer().loads(token, return_timestamp=True)
     except BadSignature:
@@ -95,12 +125,57 @@ def _read_quote(
         quantity,
     ):
         return None
+    shown = _quoted(data)
+    if shown is None:
+        return None
     change_id = str(data["n"])
     if (utcnow() - signed_at).total_seconds() > QUOTE_MAX_AGE:
         pending = state.storage.get_invoice(customer.id, proration_invoice_id(subscription, change_id))
         if pending is None or pending.status is not InvoiceStatus.OPEN:
             return None
-    return datetime.fromtimestamp(int(data["t"]), tz=timezone.utc), change_id
+    return datetime.fromtimestamp(int(data["t"]), tz=timezone.utc), change_id, shown
+
+
+def settle_on_visit(state: PortalState, customer: Customer, subscription: Subscription) -> Subscription:
+    """Settle the subscription's plan-change payments that were left
+    unconfirmed (see :mod:`flask_customer_portal.plan_settlement`) when the
+    customer opens its pages, and say what came of them. The subscription
+    as it is afterwards. A provider that cannot be reached leaves them for
+    the next visit; the page is shown all the same."""
+    try:
+        settled = settle_plan_changes(state, customer, subscription)
+    except ProviderError:
+        logger.warning("Payment provider error while settling plan changes of %s", subscription.id)
+        return subscription
+    for item in settled:
+        if item.outcome is SettlementOutcome.CHANGED:
+            notify(
+                _(
+                    "Your payment for the plan change came through: you are now on %(plan)s.",
+                    plan=item.subscription.plan_name,
+                )
+            )
+        elif item.outcome is SettlementOutcome.CREDITED:
+            notify(
+                _(
+                    "Your payment for a plan change came through after your subscription had changed, "
+                    "so the plan did not change. %(amount)s is kept as account credit "
+                    "for your next invoices.",
+                    amount=_money(state, item.invoice.total_money),
+                )
+            )
+        elif item.outcome is SettlementOutcome.VOIDED:
+            notify(
+                _(
+                    "Your last plan change did not go through and nothing was charged. "
+                    "You can change plan again."
+                )
+            )
+        elif item.outcome is SettlementOutcome.FLAGGED:
+            notify(_amount_mismatch())
+    if not settled:
+        return subscription
+    return state.storage.get_subscription(customer.id, subscription.id) or subscription
 
 
 def _date(state: PortalState, customer: Customer, moment: datetime) -> str:
@@ -126,6 +201,14 @@ def _blocked_message(code: str) -> str:
         "renewing": _("This subscription is renewing right now. Try again in a few minutes."),
         "pending_change": _(
             "The payment for your last plan change is still being confirmed. Try again in a few minutes."
+        ),
+        "superseded": _(
+            "This confirmation was settled before, so nothing more was charged. "
+            "Check your plan and your billing history."
+        ),
+        "credited": _(
+            "The payment for this plan change came through after your subscription had changed, so the "
+            "plan did not change. The amount is kept as account credit for your next invoices."
         ),
     }
     return messages.get(code, _("The plan of this subscription cannot be changed here."))
@@ -168,6 +251,8 @@ def change_plan(subscription_id: str) -> Any:
     rules = rules_for(customer, subscription)
     if not rules.may_change_plan or not plan_changes_supported(state):
         abort(403)
+    if request.method == "GET":
+        subscription = settle_on_visit(state, customer, subscription)
     now = utcnow()
     blocked = plan_change_blocked(subscription, now)
     if blocked is not None:
@@ -245,8 +330,8 @@ def change_plan(subscription_id: str) -> Any:
             problem=_("The prices were worked out again. Check them and confirm."),
             status=409,
         )
-    priced_at, change_id = quote_
-    return _change_now(state, customer, subscription, plan, quantity, priced_at, change_id)
+    priced_at, change_id, shown = quote_
+    return _change_now(state, customer, subscription, plan, quantity, priced_at, change_id, shown)
 
 
 def _preview(
@@ -337,6 +422,7 @@ def _change_now(
     quantity: int,
     priced_at: datetime,
     change_id: str,
+    shown: Quote,
 ) -> Any:
     def again(problem: str, status: int) -> Any:
         """The same preview, same quote: pressing confirm again retries the
@@ -355,7 +441,14 @@ def _change_now(
 
     try:
         result = change_plan_now(
-            state, customer, subscription.id, plan, quantity, change_id=change_id, priced_at=priced_at
+            state,
+            customer,
+            subscription.id,
+            plan,
+            quantity,
+            change_id=change_id,
+            priced_at=priced_at,
+            quote=shown,
         )
     except SubscriptionNotFound:
         abort(404)
@@ -379,6 +472,22 @@ def _change_now(
             notify(_("You are now on %(plan)s.", plan=changed.plan_name))
         done = finish_flow("plan_change", changed.id)
         return done or redirect(url_for("portal.subscription", subscription_id=changed.id), code=303)
+    if outcome is PlanChangeOutcome.PRICE_CHANGED:
+        fresh = state.storage.get_plan(plan.id) or plan
+        return _preview(
+            subscription,
+            fresh,
+            quantity,
+            "now",
+            utcnow(),
+            problem=_(
+                "The price changed since you saw it, so nothing was charged. "
+                "Check the new amount and confirm again."
+            ),
+            status=409,
+        )
+    if outcome is PlanChangeOutcome.AMOUNT_MISMATCH:
+        return _page(409, step="blocked", subscription=subscription, problem=_amount_mismatch())
     if outcome is PlanChangeOutcome.PENDING or outcome is PlanChangeOutcome.REQUIRES_ACTION:
         return again(
             _(
@@ -387,20 +496,36 @@ def _change_now(
             ),
             202,
         )
-    # Declined or failed: nothing changed; a new try starts with a new preview.
+    # Declined or failed (now, or by an earlier submit of this confirmation):
+    # nothing changed; a new try starts with a new preview.
+    failed = outcome is PlanChangeOutcome.FAILED
     return _preview(
         subscription,
         plan,
         quantity,
         "now",
         utcnow(),
-        problem=_declined(result.decline_reason),
+        problem=_not_paid() if failed else _declined(result.decline_reason),
         status=402,
     )
 
 
 def _money(state: PortalState, value: Money) -> str:
     return format_money(value, str(get_locale() or state.config.default_locale))
+
+
+def _amount_mismatch() -> str:
+    return _(
+        "Your bank reported a payment of another amount than the amount due, so your plan has not "
+        "changed. You will not be charged again for it: the shop has been told and will sort it out."
+    )
+
+
+def _not_paid() -> str:
+    return _(
+        "The payment did not go through, so your plan has not changed. "
+        "Nothing was charged: check the amount and confirm again."
+    )
 
 
 def _declined(reason: str | None) -> str:

@@ -36,6 +36,7 @@ from ..rules import rules_for
 from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from ._flows import finish_flow
+from .plans import settle_on_visit
 
 __all__ = ["SubscriptionView", "describe"]
 
@@ -229,7 +230,8 @@ def subscriptions() -> Any:
 def subscription(subscription_id: str) -> Any:
     state = get_state()
     customer = current_customer_or_401()
-    return _detail_page(describe(_subscription_or_404(state, customer, subscription_id), utcnow()))
+    found = settle_on_visit(state, customer, _subscription_or_404(state, customer, subscription_id))
+    return _detail_page(describe(found, utcnow()))
 
 
 @blueprint.route("/subscriptions/<subscription_id>/cancel", methods=["POST"])

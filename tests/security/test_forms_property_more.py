@@ -766,6 +766,7 @@ def test_change_plan(shop: Flask, ava: FlaskClient, fresh: FreshStart, data: Mul
             "portal_invoices",
             "portal_invoice_lines",
             "portal_charge_attempts",
+            "portal_plan_changes",
             "portal_sequences",
             "portal_audit_events",
         }
