@@ -26,6 +26,7 @@ import enum
 import hashlib
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import quote
@@ -94,6 +95,7 @@ __all__ = [
     "SubscriptionBiller",
     "SubscriptionNotFound",
     "amount_due",
+    "arrears_in_flight",
     "idempotency_key",
     "reactivate_subscription",
     "renew_due",
@@ -444,16 +446,7 @@ def _reactivate_at_provider(
     webhook reports how it ends. The provider emails the customer about the
     payment itself, so the portal sends no email here.
     """
-    locker = getattr(state.storage, "lock_provider_subscription", None)
-    if not callable(locker):
-        logger.error(
-            "The portal's store has no lock_provider_subscription: reactivation of subscription %s "
-            "at a provider that bills subscriptions itself was refused",
-            subscription_id,
-        )
-        raise StateConflict(f"subscription {subscription_id!r} cannot be locked by this store")
-    lock: ProviderSubscriptionLock
-    with locker(customer.id, subscription_id) as lock:
+    with _provider_lock(state, customer, subscription_id) as lock:
         result = _arrears_under_lock(
             state, provider, lock, customer, subscription_id, payment_method, now, actor
         )
@@ -495,16 +488,52 @@ def _reactivate_at_provider(
     return result
 
 
-def _arrears_under_lock(
+def arrears_in_flight(
+    state: PortalState, customer: Customer, subscription_id: str, *, now: datetime | None = None
+) -> ReactivationResult | None:
+    """For a subscription the payment provider bills itself: the answer a
+    reactivation would give without charging — ``pending`` while a payment
+    of its arrears is in flight or paid but not applied yet, the bank's
+    confirmation page again, or ``already_active`` — or ``None`` when a new
+    payment may be made. Asked before the customer is sent to the
+    provider's own page for a new method, where the provider would charge
+    the arrears again. ``None`` for subscriptions the portal bills."""
+    provider = state.payments
+    if not (isinstance(provider, SubscriptionBiller) and provider.bills_subscriptions):
+        return None
+    now = now or utcnow()
+    with _provider_lock(state, customer, subscription_id) as lock:
+        _, _, waiting = _arrears_open(state, provider, lock, customer, subscription_id, now, "customer")
+    return waiting
+
+
+def _provider_lock(
+    state: PortalState, customer: Customer, subscription_id: str
+) -> AbstractContextManager[ProviderSubscriptionLock]:
+    locker = getattr(state.storage, "lock_provider_subscription", None)
+    if not callable(locker):
+        logger.error(
+            "The portal's store has no lock_provider_subscription: reactivation of subscription %s "
+            "at a provider that bills subscriptions itself was refused",
+            subscription_id,
+        )
+        raise StateConflict(f"subscription {subscription_id!r} cannot be locked by this store")
+    lock: AbstractContextManager[ProviderSubscriptionLock] = locker(customer.id, subscription_id)
+    return lock
+
+
+def _arrears_open(
     state: PortalState,
     provider: SubscriptionBiller,
     lock: ProviderSubscriptionLock,
     customer: Customer,
     subscription_id: str,
-    payment_method: PaymentMethod,
     now: datetime,
     actor: str,
-) -> ReactivationResult:
+) -> tuple[Subscription, ArrearsAttempt | None, ReactivationResult | None]:
+    """Under the lock: the subscription, its last arrears attempt (settled
+    with the provider if its outcome was open), and the answer to give
+    without charging, if a charge must not be made now."""
     storage = state.storage
     subscription = storage.get_subscription(customer.id, subscription_id)
     if subscription is None:
@@ -523,21 +552,26 @@ def _arrears_under_lock(
         lock.save_attempt(last)
         lock.record_event(arrears.attempt_event(last, "charge.reconciled", now, actor))
     if subscription.status is SubscriptionStatus.ACTIVE:
-        return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription)
+        return subscription, last, ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription)
     if subscription.status is not SubscriptionStatus.ON_HOLD:
         raise StateConflict(f"subscription {subscription_id!r} is {subscription.status}")
+    pending = ReactivationResult(ReactivationOutcome.PENDING, subscription)
     if last is not None:
         if last.status is ChargeAttemptStatus.UNKNOWN:
-            return ReactivationResult(ReactivationOutcome.PENDING, subscription)
+            return subscription, last, pending
         if last.status is ChargeAttemptStatus.REQUIRES_ACTION and isinstance(found, ChargeRequiresAction):
-            return ReactivationResult(
-                ReactivationOutcome.REQUIRES_ACTION, subscription, redirect_url=found.redirect_url
+            return (
+                subscription,
+                last,
+                ReactivationResult(
+                    ReactivationOutcome.REQUIRES_ACTION, subscription, redirect_url=found.redirect_url
+                ),
             )
         if last.status is ChargeAttemptStatus.SUCCEEDED and last.idempotency_key == arrears.arrears_key(
             subscription, last.attempt
         ):
             # These arrears are paid; the provider has not made the subscription active yet.
-            return ReactivationResult(ReactivationOutcome.PENDING, subscription)
+            return subscription, last, pending
     # A charge in flight, or just paid, that no open attempt accounts for (a
     # try rolled back after its call, the provider's own page or retry) is
     # waited for, never doubled.
@@ -553,8 +587,24 @@ def _arrears_under_lock(
             subscription.id,
             "processing" if isinstance(latest, ChargeUnknown) else "paid",
         )
-        return ReactivationResult(ReactivationOutcome.PENDING, subscription)
+        return subscription, last, pending
+    return subscription, last, None
 
+
+def _arrears_under_lock(
+    state: PortalState,
+    provider: SubscriptionBiller,
+    lock: ProviderSubscriptionLock,
+    customer: Customer,
+    subscription_id: str,
+    payment_method: PaymentMethod,
+    now: datetime,
+    actor: str,
+) -> ReactivationResult:
+    storage = state.storage
+    subscription, last, waiting = _arrears_open(state, provider, lock, customer, subscription_id, now, actor)
+    if waiting is not None:
+        return waiting
     number = 1 if last is None else last.attempt + 1
     attempt = ArrearsAttempt(
         customer_id=customer.id,

@@ -28,6 +28,7 @@ from ..charging import (
     ReactivationResult,
     SubscriptionNotFound,
     amount_due,
+    arrears_in_flight,
     reactivate_subscription,
 )
 from ..extension import PortalState, get_state
@@ -331,7 +332,26 @@ def _to_new_method_page(
     new_method_page: Callable[..., str],
 ) -> Any:
     """Send the customer to the provider's page for a new method; it comes
-    back to this subscription's payment-method page."""
+    back to this subscription's payment-method page.
+
+    The provider charges an ``on_hold`` subscription's arrears on that page,
+    so while a payment of them is in flight (or paid and not applied yet)
+    the customer is told so and stays here, instead of paying twice."""
+    if subscription.status is SubscriptionStatus.ON_HOLD:
+        try:
+            waiting = arrears_in_flight(state, customer, subscription.id)
+        except SubscriptionNotFound:
+            abort(404)
+        except StateConflict:
+            fresh = _subscription_or_404(state, customer, subscription.id)
+            return _render(state, customer, fresh, form, problem=_cannot_change(), status=409)
+        except ProviderError:
+            logger.exception(
+                "Payment provider failed while checking the arrears of subscription %s", subscription.id
+            )
+            return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+        if waiting is not None:
+            return _reactivation_answer(state, customer, form, None, waiting)
     return_url = state.config.base_url + url_for("portal.payment_method", subscription_id=subscription.id)
     try:
         link = new_method_page(subscription_id=subscription.id, return_url=return_url)
@@ -507,7 +527,7 @@ def _reactivation_answer(
     state: PortalState,
     customer: Customer,
     form: PaymentMethodForm,
-    method: PaymentMethod,
+    method: PaymentMethod | None,
     result: ReactivationResult,
 ) -> Any:
     subscription = result.subscription
@@ -520,7 +540,7 @@ def _reactivation_answer(
         problem = Problem(
             _("The payment was declined. Your subscription is still on hold: try another card."),
             decline_reason=reason,
-            method_id=method.id,
+            method_id=method.id if method is not None else None,
         )
         return _render(state, customer, subscription, form, problem=problem, status=422)
     if outcome is ReactivationOutcome.AMOUNT_CHANGED:

@@ -365,3 +365,36 @@ def test_item3_a_composite_store_holds_its_money_lock_across_workers(db_url: str
         assert second_done.is_set() and backends[1].entered.is_set()
     finally:
         _close(apps)
+
+
+def test_item3_a_new_card_is_not_sent_to_dodos_page_while_the_arrears_are_being_paid(
+    workers: list[Flask], fake: FakeDodo
+) -> None:
+    """Dodo charges the arrears on its own new-method page too: while the
+    portal's payment of them is still processing, "A new card" keeps the
+    customer in the portal with the same answer a second submit gets
+    (202), and Dodo is asked for no payment page. Once the subscription is
+    active again, the page is offered as before."""
+    subscription, card = _seed(fake)
+    fake.arrears_outcome = "processing"
+    client, token = _payment_page(workers[0], subscription)
+    assert _submit(client, token, subscription, card).status_code == 202
+    assert len(fake.calls("POST", UPDATE_PAYMENT_METHOD)) == 1
+
+    other, other_token = _payment_page(workers[1], subscription)
+    new_card = other.post(
+        f"/portal/subscriptions/{subscription}/payment-method",
+        data={"csrf_token": other_token, "payment_method": "new", "intent": "reactivate"},
+    )
+    assert new_card.status_code == 202
+    assert "Location" not in new_card.headers
+    assert len(fake.calls("POST", UPDATE_PAYMENT_METHOD)) == 1
+
+    fake.settle(_arrears_payments(fake, subscription)[0]["payment_id"])
+    after = other.post(
+        f"/portal/subscriptions/{subscription}/payment-method",
+        data={"csrf_token": other_token, "payment_method": "new", "intent": "reactivate"},
+    )
+    assert after.status_code == 303
+    assert after.headers["Location"].endswith(f"/subscriptions/{subscription}/reactivated")
+    assert len(fake.calls("POST", UPDATE_PAYMENT_METHOD)) == 1
