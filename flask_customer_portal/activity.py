@@ -154,6 +154,9 @@ _SENTENCES: dict[str, Callable[[AuditEvent], str]] = {
     "subscription.plan_change_failed": _fixed(
         lambda: _("A plan change could not be made because the payment did not go through.")
     ),
+    "subscription.plan_change_credited": _fixed(
+        lambda: _("A plan change could not be completed; its payment was added to your account credit.")
+    ),
     "retention_offer.accepted": _fixed(lambda: _("An offer to keep a subscription was accepted.")),
     "customer.language_changed": _fixed(lambda: _("The portal's language was changed.")),
     "billing_details.updated": _fixed(lambda: _("The billing details for invoices were updated.")),
@@ -166,6 +169,9 @@ _SENTENCES: dict[str, Callable[[AuditEvent], str]] = {
     "charge.requires_action": _fixed(lambda: _("A payment is waiting for confirmation from the bank.")),
     "charge.failed": _fixed(lambda: _("A payment could not be made.")),
     "charge.unknown": _fixed(lambda: _("A payment is being checked with the payment provider.")),
+    "charge.amount_mismatch": _fixed(
+        lambda: _("A payment of another amount than the invoice was reported; the shop has been told.")
+    ),
     "charge.reconciled": _fixed(lambda: _("A payment was checked with the payment provider.")),
 }
 
