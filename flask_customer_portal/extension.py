@@ -97,6 +97,29 @@ def get_state(app: Flask | None = None) -> PortalState:
     return state
 
 
+def _set_host_defaults(app: Flask, config: PortalConfig) -> None:
+    """Fill in the app-wide settings the portal relies on that the app left
+    unset, unless ``CUSTOMER_PORTAL_SET_HOST_DEFAULTS`` is false, and say
+    so in one INFO line: nothing about the host app changes silently."""
+    if not config.set_host_defaults:
+        return
+    changed: list[str] = []
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        # Defence in depth next to the CSRF tokens: the browser does not send
+        # the session cookie with another site's POST.
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+        changed.append('SESSION_COOKIE_SAMESITE = "Lax" (it was unset)')
+    if "babel" not in app.extensions:
+        Babel(app, default_locale=config.default_locale)
+        changed.append(f"registered Flask-Babel on the app (default locale {config.default_locale!r})")
+    if changed:
+        logger.info(
+            "Customer portal set app-wide settings: %s. Set CUSTOMER_PORTAL_SET_HOST_DEFAULTS = False "
+            "to change nothing outside the portal.",
+            "; ".join(changed),
+        )
+
+
 class CustomerPortal:
     """A self-hosted customer portal mounted in a Flask app.
 
@@ -186,8 +209,18 @@ class CustomerPortal:
             raise ConfigurationError(
                 "SESSION_COOKIE_SECURE", "live mode needs SESSION_COOKIE_SECURE = True (HTTPS-only cookies)"
             )
-        if app.config.get("SESSION_COOKIE_SAMESITE") is None:
-            app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+        if config.blueprint_name in app.blueprints:
+            raise ConfigurationError(
+                "CUSTOMER_PORTAL_BLUEPRINT_NAME",
+                f"the app already has a blueprint named {config.blueprint_name!r}; give the portal's "
+                'another name, e.g. CUSTOMER_PORTAL_BLUEPRINT_NAME = "customer_portal"',
+            )
+        if "babel" not in app.extensions and not config.set_host_defaults:
+            raise ConfigurationError(
+                "CUSTOMER_PORTAL_SET_HOST_DEFAULTS",
+                "the portal translates its pages with Flask-Babel: register it first (Babel(app) "
+                "before portal.init_app(app)), or leave this setting True to let the portal do it",
+            )
 
         namespace = f"customer-portal:{config.mode}:{config.business_id}"
         try:
@@ -233,14 +266,12 @@ class CustomerPortal:
             invoice_renderer=invoice_renderer,
         )
         app.extensions[EXTENSION_KEY] = state
-
-        if "babel" not in app.extensions:
-            Babel(app, default_locale=config.default_locale)
+        _set_host_defaults(app, config)
 
         from .cli import portal_cli
         from .views import add_security_headers, blueprint
 
-        app.register_blueprint(blueprint, url_prefix=config.url_prefix or None)
+        app.register_blueprint(blueprint, name=config.blueprint_name, url_prefix=config.url_prefix or None)
         app.after_request(add_security_headers)
         app.cli.add_command(portal_cli)
 

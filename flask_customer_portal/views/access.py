@@ -38,7 +38,7 @@ def login(business_id: str) -> Any:
     form = LoginForm()
     if request.method == "GET":
         if get_current_customer() is not None:
-            return redirect(url_for("portal.dashboard"))
+            return redirect(url_for(".dashboard"))
         return render_template("customer_portal/login.html", form=form)
     if not form.validate():
         status = 400 if form.csrf_failed else 422
