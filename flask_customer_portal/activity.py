@@ -156,6 +156,7 @@ _SENTENCES: dict[str, Callable[[AuditEvent], str]] = {
     ),
     "retention_offer.accepted": _fixed(lambda: _("An offer to keep a subscription was accepted.")),
     "customer.language_changed": _fixed(lambda: _("The portal's language was changed.")),
+    "customer.erased": _fixed(lambda: _("The account's personal data was erased.")),
     "billing_details.updated": _fixed(lambda: _("The billing details for invoices were updated.")),
     "invoice.billing_details_added": _fixed(lambda: _("Billing details were added to an invoice.")),
     "license_key.instance_deactivated": _fixed(lambda: _("A device using a licence key was deactivated.")),

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from threading import Lock
 
 from flask import Flask, current_app
 from flask_babel import Babel
 
+from . import erasure
 from .auth import PortalSession, create_session_link
 from .config import DEFAULTS, PortalConfig, load_config
 from .errors import ConfigurationError
@@ -21,7 +22,7 @@ from .production import check_provider_mode
 from .ratelimit import CustomerLimits, LoginRateLimits
 from .retention import RetentionOfferFunction
 from .rules import RulesLoader
-from .storage import PortalStorage
+from .storage import ERASED_EMAIL_DOMAIN, Customer, EmailInUse, ErasureReport, PortalStorage, store_supports
 from .tokens import LinkSigner
 
 __all__ = ["CustomerPortal", "PortalState", "get_state"]
@@ -453,6 +454,67 @@ class CustomerPortal:
                 details=dict(details),
             ),
         )
+
+    def add_customer(self, customer: Customer) -> Customer:
+        """Put a customer of yours into the portal (``created_at`` defaults
+        to now) and return it as stored: call it where your app creates the
+        customer (sign-up, first purchase)::
+
+            portal.add_customer(Customer(id="cus_123", email="ada@example.com", name="Ada Lovelace"))
+
+        Idempotent: adding a customer again with the same id and email
+        returns the one stored, unchanged, so a retried sign-up is safe.
+        Raises :class:`ValueError` for the same id with another email, and
+        :class:`~flask_customer_portal.storage.EmailInUse` for an email
+        another customer has (compared case-insensitively). Call inside an
+        app context. Needs a store that adds customers (the SQLAlchemy store
+        does); raises :class:`TypeError` otherwise."""
+        storage = get_state().storage
+        if not store_supports(storage, "add_customer"):
+            raise TypeError(f"{type(storage).__name__} cannot add customers (it has no add_customer)")
+        email = customer.email.strip()
+        if "@" not in email or email.rpartition("@")[2].lower() == ERASED_EMAIL_DOMAIN:
+            raise ValueError(f"customer {customer.id!r} needs an email address, got {customer.email!r}")
+        if not customer.id or not customer.id.isprintable() or len(customer.id) > 128:
+            raise ValueError(f"a customer id is 1 to 128 printable characters, got {customer.id!r}")
+        existing = storage.get_customer(customer.id)
+        if existing is not None:
+            if existing.email.casefold() == email.casefold():
+                return existing
+            raise ValueError(f"customer {customer.id!r} exists with another email address")
+        if storage.find_customer_by_email(email) is not None:
+            raise EmailInUse(email)
+        return storage.add_customer(replace(customer, email=email))
+
+    def erase_customer(
+        self,
+        customer_id: str,
+        *,
+        force: bool = False,
+        actor: str = "merchant",
+        details: Mapping[str, str] | None = None,
+    ) -> ErasureReport:
+        """Erase the personal data of ``customer_id`` (GDPR art. 17) and
+        keep what issued invoices must keep. See :doc:`/privacy` for what
+        is removed, what is kept and why.
+
+        The customer can no longer sign in: their sessions and links are
+        deleted, their email is replaced by a placeholder that nothing is
+        delivered to (the address is free for a new account), and
+        :meth:`create_session` treats them as unknown. The audit log gets
+        ``customer.erased`` (with ``actor`` and ``details``, never the
+        erased data) and :data:`~flask_customer_portal.signals.customer_erased`
+        is sent, so that you can erase your own copies too.
+
+        Refuses with :class:`~flask_customer_portal.erasure.ErasureRefused`
+        while the customer has a subscription that is not cancelled,
+        unless ``force`` is true: then those subscriptions are cancelled
+        now, first (``subscription.cancelled`` with reason ``erasure``).
+        Raises :class:`~flask_customer_portal.CustomerNotFound` for an
+        unknown id. Returns an
+        :class:`~flask_customer_portal.storage.ErasureReport`. Call inside an
+        app context."""
+        return erasure.erase_customer(get_state(), customer_id, force=force, actor=actor, details=details)
 
     def get_state(self, app: Flask | None = None) -> PortalState:
         return get_state(app)

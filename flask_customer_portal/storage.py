@@ -23,6 +23,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 from .money import Money
 
 __all__ = [
+    "ERASED_EMAIL_DOMAIN",
     "AccessStore",
     "AuditEvent",
     "BillingDetails",
@@ -34,6 +35,7 @@ __all__ = [
     "Customer",
     "CustomerStore",
     "EmailInUse",
+    "ErasureReport",
     "Invoice",
     "InvoiceLine",
     "InvoiceStatus",
@@ -51,6 +53,7 @@ __all__ = [
     "PlanStore",
     "PortalSessionRecord",
     "PortalStorage",
+    "PruneReport",
     "StateConflict",
     "Subscription",
     "SubscriptionLock",
@@ -162,6 +165,12 @@ class ChargeAttemptStatus(str, enum.Enum):
         return self.value
 
 
+#: The domain of the placeholder address an erased customer's email is
+#: replaced with. ``.invalid`` is reserved (RFC 2606, RFC 6761): nothing is
+#: ever delivered there, and the portal's forms refuse such addresses.
+ERASED_EMAIL_DOMAIN = "erased.invalid"
+
+
 @dataclass(frozen=True, slots=True)
 class Customer:
     id: str
@@ -177,6 +186,13 @@ class Customer:
     """Bumped on email change and "sign out everywhere": older links and
     sessions stop working."""
     created_at: datetime | None = None
+
+    @property
+    def is_erased(self) -> bool:
+        """The customer's personal data was erased
+        (:meth:`~flask_customer_portal.CustomerPortal.erase_customer`): the
+        record stays for the invoices that name it, but nobody signs in as it."""
+        return self.email.endswith("@" + ERASED_EMAIL_DOMAIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +489,45 @@ class AuditEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What :meth:`AccessStore.prune_expired` removed, in rows."""
+
+    links: int = 0
+    """One-time links past their expiry (used or not)."""
+    sessions: int = 0
+    """Portal sessions that can never sign anybody in again: signed out,
+    idle past the timeout or older than the maximum age."""
+    webhook_events: int = 0
+    """Webhook events received before the cut-off."""
+
+    @property
+    def total(self) -> int:
+        return self.links + self.sessions + self.webhook_events
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReport:
+    """What :meth:`CustomerStore.erase_customer` did to one customer's
+    records, in rows."""
+
+    customer_id: str
+    sessions_deleted: int = 0
+    links_deleted: int = 0
+    billing_details_deleted: int = 0
+    payment_methods_deleted: int = 0
+    payment_methods_kept: int = 0
+    """Methods that issued invoices or subscriptions name: kept for them
+    (brand, last four, expiry) with the provider's token removed."""
+    license_keys_deleted: int = 0
+    """Licence keys, with their activations (device names)."""
+    audit_events_scrubbed: int = 0
+    """Audit events whose details named personal data (addresses, free
+    text, a host's own keys); the events themselves are kept."""
+    invoices_kept: int = 0
+    """Issued invoices, kept with their billing details as issued."""
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a long list, newest first."""
 
@@ -534,6 +589,42 @@ class CustomerStore(Protocol):
         only while the customer's ``auth_version`` is still ``auth_version``
         (so a confirmation link works once and not after a later change).
         ``None`` if nothing matched. Raises :class:`EmailInUse`."""
+
+    def add_customer(self, customer: Customer) -> Customer:
+        """Store a new customer (``created_at`` defaults to now) and return
+        it as stored. Raises an error, with nothing written, if the id or
+        the email (compared case-insensitively) is taken.
+
+        Optional: :meth:`~flask_customer_portal.CustomerPortal.add_customer`
+        refuses to work on a store without it (a store over a payment
+        company's API adds customers there)."""
+
+    def erase_customer(
+        self, customer_id: str, *, email: str, now: datetime, event: AuditEvent | None = None
+    ) -> ErasureReport | None:
+        """Erase the customer's personal data, in one transaction, keeping
+        the record that issued invoices name:
+
+        * the customer: ``email`` (a placeholder at
+          :data:`ERASED_EMAIL_DOMAIN`) replaces the address, which is then
+          free for anyone; the name becomes empty; phone, language and time
+          zone are cleared; ``auth_version`` moves on;
+        * deleted: every portal session (user agents, locations) and
+          one-time link, the billing details, the licence keys and their
+          activations, and saved payment methods nothing issued names;
+        * payment methods that invoices or subscriptions name lose their
+          provider token (nothing can be charged to them any more);
+        * audit events keep their action, time, actor and subjects; their
+          details keep only the keys that never hold personal data (see
+          :doc:`/privacy`);
+        * invoices, their lines, billing details as issued and charge
+          attempts are kept unchanged.
+
+        Appends ``event``. ``None``, with nothing written, if there is no
+        such customer.
+
+        Optional: :meth:`~flask_customer_portal.CustomerPortal.erase_customer`
+        refuses to work on a store without it."""
 
 
 @runtime_checkable
@@ -800,6 +891,26 @@ class AccessStore(Protocol):
     def list_customer_events(self, customer_id: str, *, page: int, per_page: int) -> Page[AuditEvent]:
         """One page of the customer's audit log, newest first, in a fixed
         number of queries whatever its length."""
+
+    def prune_expired(
+        self,
+        now: datetime,
+        *,
+        session_idle_timeout: timedelta,
+        session_max_age: timedelta,
+        webhook_events_before: datetime | None = None,
+        batch_size: int = 500,
+    ) -> PruneReport:
+        """Delete what can never be used again: links whose ``expires_at``
+        is at or before ``now`` (a used link is kept until then, so that
+        opening it again says "already used"), sessions that are revoked,
+        idle for ``session_idle_timeout`` or older than ``session_max_age``,
+        and, with ``webhook_events_before``, webhook events received before
+        it. At most ``batch_size`` rows per transaction, so that no lock is
+        held for long; running it on several hosts at once deletes each row
+        once and counts it once.
+
+        Optional: ``flask portal prune`` refuses to work on a store without it."""
 
 
 class SubscriptionLock(Protocol):

@@ -58,7 +58,7 @@ def login(business_id: str) -> Any:
 
 def _send_login_link(state: PortalState, email: str, fallback_locale: str) -> None:
     customer = state.storage.find_customer_by_email(email)
-    if customer is None:
+    if customer is None or customer.is_erased:
         return
     token, expires_at = issue_link(
         state, LinkPurpose.LOGIN_LINK, customer, max_age=state.config.login_link_max_age
