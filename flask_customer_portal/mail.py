@@ -143,7 +143,7 @@ class LogMailer:
             (
                 "",
                 self.RULE,
-                "EMAIL NOT SENT (no MAIL_SERVER; test mode prints it here)",
+                "EMAIL NOT SENT: no mail server in use, so it is printed here (test mode only)",
                 f"From: {message.sender or self.default_sender}",
                 f"To: {message.to}",
                 f"Subject: {message.subject}",

@@ -293,3 +293,27 @@ def test_add_customer_is_idempotent_and_checked(shop: Flask) -> None:
     with shop.app_context():
         link = portal.create_session("cus_ada").link
     assert open_link(client, link).status_code == 303
+
+
+def test_a_composite_store_erases_locally_and_cancels_at_the_billing_store(tmp_path: Any) -> None:
+    from test_composite_storage import BillingOnly
+
+    from flask_customer_portal.contrib.composite import CompositeStorage
+
+    adapters: list[BillingOnly] = []
+
+    def composite(store: SQLAlchemyStorage) -> CompositeStorage:
+        adapters.append(BillingOnly(store))
+        return CompositeStorage(store, billing=adapters[0])
+
+    app = make_portal_app(f"sqlite:///{tmp_path / 'composite.db'}", wrap_storage=composite)
+    try:
+        with app.app_context():
+            report = get_state(app).portal.erase_customer(BUDI, force=True)
+            assert report.customer_id == BUDI
+            cancelled = [args for name, args, _ in adapters[0].calls if name == "cancel_subscription"]
+            assert cancelled == [(BUDI, "sub_demo_budi_sync")]
+            erased = get_state(app).storage.get_customer(BUDI)
+            assert erased is not None and erased.is_erased
+    finally:
+        get_state(app).shutdown()
