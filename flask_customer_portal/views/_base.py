@@ -44,7 +44,6 @@ __all__ = [
     "blueprint",
     "current_customer_or_401",
     "customer_required",
-    "endpoint",
     "local_endpoint",
     "notify",
     "plausible_id",
@@ -55,7 +54,8 @@ logger = logging.getLogger("flask_customer_portal")
 
 #: Registered under ``CUSTOMER_PORTAL_BLUEPRINT_NAME`` ("portal" unless the
 #: host app has a blueprint of that name): the portal's own code names its
-#: pages relatively (``url_for(".dashboard")``) or through :func:`endpoint`.
+#: pages relatively (``url_for(".dashboard")``) or through
+#: ``PortalConfig.endpoint("dashboard")``.
 blueprint = Blueprint(
     "portal",
     __name__,
@@ -79,12 +79,6 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
     ),
 }
-
-
-def endpoint(name: str) -> str:
-    """The full endpoint of the portal's page ``name`` in the current app
-    (``"portal.dashboard"`` under the default blueprint name)."""
-    return get_state().config.endpoint(name)
 
 
 def local_endpoint() -> str | None:
