@@ -493,12 +493,8 @@ class PruneReport:
     """What :meth:`AccessStore.prune_expired` removed, in rows."""
 
     links: int = 0
-    """One-time links past their expiry (used or not)."""
     sessions: int = 0
-    """Portal sessions that can never sign anybody in again: signed out,
-    idle past the timeout or older than the maximum age."""
     webhook_events: int = 0
-    """Webhook events received before the cut-off."""
 
     @property
     def total(self) -> int:
@@ -508,7 +504,10 @@ class PruneReport:
 @dataclass(frozen=True, slots=True)
 class ErasureReport:
     """What :meth:`CustomerStore.erase_customer` did to one customer's
-    records, in rows."""
+    records, in rows. ``payment_methods_kept`` are the ones issued records
+    name (their token removed); ``license_keys_deleted`` went with their
+    activations; ``audit_events_scrubbed`` kept their event but lost
+    details; ``invoices_kept`` are unchanged."""
 
     customer_id: str
     sessions_deleted: int = 0
@@ -516,15 +515,9 @@ class ErasureReport:
     billing_details_deleted: int = 0
     payment_methods_deleted: int = 0
     payment_methods_kept: int = 0
-    """Methods that issued invoices or subscriptions name: kept for them
-    (brand, last four, expiry) with the provider's token removed."""
     license_keys_deleted: int = 0
-    """Licence keys, with their activations (device names)."""
     audit_events_scrubbed: int = 0
-    """Audit events whose details named personal data (addresses, free
-    text, a host's own keys); the events themselves are kept."""
     invoices_kept: int = 0
-    """Issued invoices, kept with their billing details as issued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,39 +585,27 @@ class CustomerStore(Protocol):
 
     def add_customer(self, customer: Customer) -> Customer:
         """Store a new customer (``created_at`` defaults to now) and return
-        it as stored. Raises an error, with nothing written, if the id or
-        the email (compared case-insensitively) is taken.
-
-        Optional: :meth:`~flask_customer_portal.CustomerPortal.add_customer`
-        refuses to work on a store without it (a store over a payment
-        company's API adds customers there)."""
+        it as stored; raises, with nothing written, if the id or the email
+        (case-insensitively) is taken. Optional
+        (:meth:`~flask_customer_portal.CustomerPortal.add_customer` needs it)."""
 
     def erase_customer(
         self, customer_id: str, *, email: str, now: datetime, event: AuditEvent | None = None
     ) -> ErasureReport | None:
-        """Erase the customer's personal data, in one transaction, keeping
-        the record that issued invoices name:
+        """Erase the customer's personal data in one transaction, keeping
+        the record issued invoices name (see :doc:`/privacy`): ``email`` (a
+        placeholder at :data:`ERASED_EMAIL_DOMAIN`) replaces the address,
+        the name is emptied, phone, language and time zone are cleared and
+        ``auth_version`` moves on; sessions, links, billing details,
+        licence keys with their activations, and saved payment methods
+        nothing issued names are deleted; the others lose their provider
+        token; audit events keep only the details that never hold personal
+        data; invoices (with their billing details as issued) and charge
+        attempts are kept. Appends ``event``. ``None``, with nothing
+        written, if there is no such customer.
 
-        * the customer: ``email`` (a placeholder at
-          :data:`ERASED_EMAIL_DOMAIN`) replaces the address, which is then
-          free for anyone; the name becomes empty; phone, language and time
-          zone are cleared; ``auth_version`` moves on;
-        * deleted: every portal session (user agents, locations) and
-          one-time link, the billing details, the licence keys and their
-          activations, and saved payment methods nothing issued names;
-        * payment methods that invoices or subscriptions name lose their
-          provider token (nothing can be charged to them any more);
-        * audit events keep their action, time, actor and subjects; their
-          details keep only the keys that never hold personal data (see
-          :doc:`/privacy`);
-        * invoices, their lines, billing details as issued and charge
-          attempts are kept unchanged.
-
-        Appends ``event``. ``None``, with nothing written, if there is no
-        such customer.
-
-        Optional: :meth:`~flask_customer_portal.CustomerPortal.erase_customer`
-        refuses to work on a store without it."""
+        Optional (:meth:`~flask_customer_portal.CustomerPortal.erase_customer`
+        needs it)."""
 
 
 @runtime_checkable
@@ -901,16 +882,13 @@ class AccessStore(Protocol):
         webhook_events_before: datetime | None = None,
         batch_size: int = 500,
     ) -> PruneReport:
-        """Delete what can never be used again: links whose ``expires_at``
-        is at or before ``now`` (a used link is kept until then, so that
-        opening it again says "already used"), sessions that are revoked,
-        idle for ``session_idle_timeout`` or older than ``session_max_age``,
-        and, with ``webhook_events_before``, webhook events received before
-        it. At most ``batch_size`` rows per transaction, so that no lock is
-        held for long; running it on several hosts at once deletes each row
-        once and counts it once.
-
-        Optional: ``flask portal prune`` refuses to work on a store without it."""
+        """Delete links expired at ``now`` (used ones are kept until then,
+        to say "already used"), sessions revoked, idle for
+        ``session_idle_timeout`` or older than ``session_max_age``, and
+        webhook events received before ``webhook_events_before``; at most
+        ``batch_size`` rows per transaction. Several hosts may run it at
+        once: each row is deleted and counted once. Optional (``flask
+        portal prune`` needs it)."""
 
 
 class SubscriptionLock(Protocol):

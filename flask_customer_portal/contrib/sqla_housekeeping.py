@@ -200,7 +200,7 @@ def erase_customer_rows(
     own_methods = methods.c.customer_id == customer_id
     payment_methods_deleted = _rowcount(session.execute(delete(methods).where(own_methods, ~in_use)))
     # What is left is named by issued records: nothing may be charged to it again.
-    unchargeable = update(methods).where(own_methods).values(provider_token="")
+    unchargeable = update(methods).where(own_methods).values({methods.c.provider_token: ""})
     payment_methods_kept = _rowcount(session.execute(unchargeable))
 
     events = tables["portal_audit_events"]
