@@ -26,7 +26,16 @@ extract-messages: $(VENV)/.installed
 system-deps:
 	@bash scripts/system-deps.sh
 
-demo: $(VENV)/.installed translations
+# The demo installs what it runs, not the dev tools: the package with its
+# `pdf` extra and the example shop's Flask-Login (`make test` adds the rest
+# to the same virtualenv).
+$(VENV)/.demo-installed: pyproject.toml setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[pdf]' 'flask-login>=0.6.3'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/pybabel -q compile -d flask_customer_portal/translations -D customer_portal
 	$(BIN)/flask --app example_app demo-data
 	@echo
 	@echo "Demo shop:      http://127.0.0.1:$(PORT)/"

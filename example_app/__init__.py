@@ -26,6 +26,7 @@ from flask_customer_portal.contrib.composite import CompositeStorage
 from flask_customer_portal.contrib.sqla import PortalModel, SQLAlchemyStorage
 
 from .backends import portal_backend
+from .offers import retention_offer
 
 __all__ = ["Model", "create_app", "db", "portal"]
 
@@ -64,6 +65,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         CUSTOMER_PORTAL_MERCHANT_ADDRESS="Acme Software Ltd.\n1 Market Street\nSingapore 048941",
         CUSTOMER_PORTAL_SUPPORT_EMAIL="support@acme.example",
         CUSTOMER_PORTAL_PHONE_DEFAULT_REGION="ID",
+        # Every feature the README names can be tried: pausing instead of
+        # cancelling, and the retention offers of example_app/offers.py.
+        CUSTOMER_PORTAL_ALLOW_PAUSE=True,
         MAIL_DEFAULT_SENDER="Acme Software <billing@acme.example>",
     )
     for key in (
@@ -90,6 +94,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     portal.init_app(app, **portal_backend(app, db))
+    portal.retention_offer(retention_offer)
 
     @app.get("/")
     def home() -> str:

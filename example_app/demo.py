@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
+from sqlalchemy import Table, delete, select
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from flask_customer_portal import (
     Customer,
@@ -23,11 +28,11 @@ from flask_customer_portal import (
     TestPaymentProvider,
 )
 from flask_customer_portal.billing import add_months
-from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, metadata
 from flask_customer_portal.payments import DeclineReason
 from flask_customer_portal.storage import BillingDetails, LicenseKeyInstance, Plan, TaxIdScheme
 
-__all__ = ["DEMO_CUSTOMER_IDS", "demo_data_command", "load_demo_data"]
+__all__ = ["DEMO_CUSTOMER_IDS", "delete_demo_customers", "demo_data_command", "load_demo_data"]
 
 DEMO_CUSTOMER_IDS = ("cus_demo_ava", "cus_demo_budi", "cus_demo_chen")
 
@@ -132,7 +137,9 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
     if all(store.get_customer(customer_id) for customer_id in DEMO_CUSTOMER_IDS):
         return False
     if any(store.get_customer(customer_id) for customer_id in DEMO_CUSTOMER_IDS):
-        raise click.ClickException("Some demo customers exist but not all; reset the database first.")
+        raise click.ClickException(
+            "Some demo customers exist but not all; `flask --app example_app demo-data --reset` reloads them."
+        )
     now = _midnight(now or datetime.now(timezone.utc))
     token_for = TestPaymentProvider.token_for
 
@@ -379,16 +386,62 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
     return True
 
 
+def _owned_rows(table: Table, customer_ids: tuple[str, ...]) -> ColumnElement[bool] | None:
+    """The condition that picks the rows of ``table`` that belong to
+    ``customer_ids``: by ``customer_id``, by ``id`` for the customers
+    themselves, or through the foreign key of a table without
+    ``customer_id`` (invoice lines) to one that has it. ``None`` for a
+    table nobody owns (counters, webhook events, the plan catalogue)."""
+    if table.name == "portal_customers":
+        return table.c.id.in_(customer_ids)
+    if "customer_id" in table.c:
+        return table.c.customer_id.in_(customer_ids)
+    for key in table.foreign_keys:
+        parent = key.column.table
+        if isinstance(parent, Table) and "customer_id" in parent.c:
+            owned = select(key.column).where(parent.c.customer_id.in_(customer_ids))
+            return key.parent.in_(owned)
+    return None
+
+
+def delete_demo_customers(session: Session, customer_ids: tuple[str, ...] = DEMO_CUSTOMER_IDS) -> int:
+    """Delete every row of the demo customers from every portal table —
+    sessions, links, audit events, invoices and their lines, everything —
+    children before parents, in one transaction. Other customers' rows,
+    the plan catalogue and the invoice number counter are not touched (a
+    number handed out is never reused). Returns how many rows went."""
+    deleted = 0
+    for table in reversed(metadata.sorted_tables):
+        condition = _owned_rows(table, customer_ids)
+        if condition is not None:
+            result = session.execute(delete(table).where(condition))
+            deleted += result.rowcount if isinstance(result, CursorResult) else 0
+    session.commit()
+    return deleted
+
+
 @click.command("demo-data")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete the demo customers and everything of theirs first, then load them as new.",
+)
 @with_appcontext
-def demo_data_command() -> None:
+def demo_data_command(reset: bool) -> None:
     """Load the demo customers (Ava, Budi, Chen) and, in test mode, the demo
-    staff account. Safe to run again."""
-    from . import storage
+    staff account. Safe to run again. With --reset, the demo customers go
+    back to how they started (test mode only); other customers stay as
+    they are."""
+    from . import db, storage
     from .staff import DEMO_STAFF_PASSWORD, ensure_demo_staff
 
+    if reset:
+        if current_app.config.get("CUSTOMER_PORTAL_MODE") != "test":
+            raise click.ClickException("--reset is for the demo: it only runs in test mode.")
+        delete_demo_customers(db.session())
     if load_demo_data(storage()):
-        click.echo("Loaded demo data: cus_demo_ava, cus_demo_budi, cus_demo_chen.")
+        verb = "Reset" if reset else "Loaded"
+        click.echo(f"{verb} demo data: {', '.join(DEMO_CUSTOMER_IDS)}.")
     else:
         click.echo("Demo data already loaded.")
     staff = ensure_demo_staff()

@@ -159,6 +159,7 @@ _SENTENCES: dict[str, Callable[[AuditEvent], str]] = {
     ),
     "retention_offer.accepted": _fixed(lambda: _("An offer to keep a subscription was accepted.")),
     "customer.language_changed": _fixed(lambda: _("The portal's language was changed.")),
+    "customer.erased": _fixed(lambda: _("The account's personal data was erased.")),
     "billing_details.updated": _fixed(lambda: _("The billing details for invoices were updated.")),
     "invoice.billing_details_added": _fixed(lambda: _("Billing details were added to an invoice.")),
     "license_key.instance_deactivated": _fixed(lambda: _("A device using a licence key was deactivated.")),
@@ -194,13 +195,13 @@ _AREA_SENTENCES: dict[str, Callable[[], str]] = {
 #: id goes into a link only; the page itself checks that it is the
 #: customer's (another customer's id is a 404 there).
 _SUBJECT_PAGES: dict[str, tuple[str, str, Callable[[], str]]] = {
-    "subscription": ("portal.subscription", "subscription_id", lambda: _("View subscription")),
-    "invoice": ("portal.invoice", "invoice_id", lambda: _("View invoice")),
-    "charge": ("portal.invoice", "invoice_id", lambda: _("View invoice")),
-    "payment_method.changed": ("portal.subscription", "subscription_id", lambda: _("View subscription")),
-    "retention_offer.accepted": ("portal.subscription", "subscription_id", lambda: _("View subscription")),
+    "subscription": ("subscription", "subscription_id", lambda: _("View subscription")),
+    "invoice": ("invoice", "invoice_id", lambda: _("View invoice")),
+    "charge": ("invoice", "invoice_id", lambda: _("View invoice")),
+    "payment_method.changed": ("subscription", "subscription_id", lambda: _("View subscription")),
+    "retention_offer.accepted": ("subscription", "subscription_id", lambda: _("View subscription")),
     "license_key.instance_deactivated": (
-        "portal.license_key",
+        "license_key",
         "license_key_id",
         lambda: _("View licence key"),
     ),
@@ -210,22 +211,30 @@ _SUBJECT_PAGES: dict[str, tuple[str, str, Callable[[], str]]] = {
 _SUBJECT_DETAIL = {"license_key.instance_deactivated": "license_key_id"}
 
 
-def _link(event: AuditEvent, area: str, endpoints: Mapping[str, object] | None) -> SubjectLink | None:
+def _link(
+    event: AuditEvent, area: str, endpoints: Mapping[str, object] | None, blueprint: str
+) -> SubjectLink | None:
     detail = _SUBJECT_DETAIL.get(event.action)
     subject = event.details.get(detail) if detail else event.subject_id
     if not subject or endpoints is None:
         return None
     page = _SUBJECT_PAGES.get(event.action) or _SUBJECT_PAGES.get(area)
-    if page is None or page[0] not in endpoints:
+    if page is None:
         return None
-    endpoint, argument, label = page
+    name, argument, label = page
+    endpoint = f"{blueprint}.{name}"
+    if endpoint not in endpoints:
+        return None
     return SubjectLink(endpoint=endpoint, values={argument: subject}, label=label())
 
 
-def describe_event(event: AuditEvent, endpoints: Mapping[str, object] | None = None) -> ActivityEntry:
+def describe_event(
+    event: AuditEvent, endpoints: Mapping[str, object] | None = None, *, blueprint: str = "portal"
+) -> ActivityEntry:
     """``event`` as a line of the customer's history, in the current
     language. ``endpoints`` (the app's view functions) decides which
-    subject pages can be linked to; without it nothing is linked."""
+    subject pages can be linked to; without it nothing is linked.
+    ``blueprint`` is the name the portal's blueprint is registered under."""
     area = event.action.split(".", 1)[0]
     maker = _SENTENCES.get(event.action)
     if maker is not None:
@@ -235,5 +244,8 @@ def describe_event(event: AuditEvent, endpoints: Mapping[str, object] | None = N
     else:
         sentence = _("Your account was updated.")
     return ActivityEntry(
-        event=event, sentence=sentence, actor=actor_label(event.actor), link=_link(event, area, endpoints)
+        event=event,
+        sentence=sentence,
+        actor=actor_label(event.actor),
+        link=_link(event, area, endpoints, blueprint),
     )

@@ -165,7 +165,7 @@ def create_session_link(
     from .deep_links import check_flow
 
     customer = state.storage.get_customer(customer_id)
-    if customer is None:
+    if customer is None or customer.is_erased:
         raise CustomerNotFound(customer_id)
     return_url = validate_return_url(state, return_url)
     checked_flow, subscription = check_flow(state, customer, flow, subscription_id)
@@ -233,6 +233,7 @@ def check_link(state: PortalState, purpose: LinkPurpose, token: str) -> CheckedL
     customer = state.storage.get_customer(payload.customer_id)
     if (
         customer is None
+        or customer.is_erased
         or customer.auth_version != payload.auth_version
         or state.signer.email_fingerprint(customer.email) != payload.email_fingerprint
     ):
@@ -446,7 +447,9 @@ def _load_from_host_user(state: PortalState) -> Customer | None:
     customer_id = loader()
     if not customer_id:
         return None
-    return state.storage.get_customer(customer_id)
+    customer = state.storage.get_customer(customer_id)
+    # The host may still have a user for a customer whose data was erased.
+    return None if customer is None or customer.is_erased else customer
 
 
 def get_current_customer() -> Customer | None:

@@ -8,9 +8,11 @@ from flask.cli import with_appcontext
 
 from .auth import create_session_link, validate_return_url
 from .deep_links import Flow
+from .erasure import ErasureRefused, erase_customer
 from .errors import CustomerNotFound
 from .extension import get_state
 from .mail import MailDeliveryError, render_message
+from .storage import store_supports
 
 __all__ = ["portal_cli"]
 
@@ -116,6 +118,56 @@ def renew_due_command(batch_size: int) -> None:
         raise SystemExit(1)
 
 
+@portal_cli.command("prune")
+@click.option(
+    "--webhook-events-older-than-days",
+    "webhook_days",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Forget webhook events received more than this many days ago.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1, max=10_000),
+    default=500,
+    show_default=True,
+    help="Rows deleted per transaction.",
+)
+@with_appcontext
+def prune_command(webhook_days: int, batch_size: int) -> None:
+    """Delete what has expired: one-time links past their expiry, portal
+    sessions that can no longer sign anybody in (signed out, idle past
+    CUSTOMER_PORTAL_SESSION_IDLE_TIMEOUT, older than
+    CUSTOMER_PORTAL_SESSION_MAX_AGE), and webhook events older than
+    --webhook-events-older-than-days (keep them well past the time the
+    payment company retries an event: Stripe up to three days, or a
+    redelivery would be handled again). Prints how many rows of each went.
+
+    Deletes in small batches, each in its own short transaction; safe to
+    run from cron on several hosts at once, e.g. hourly."""
+    from datetime import timedelta
+
+    from .auth import session_limits, utcnow
+
+    state = get_state()
+    storage = state.storage
+    if not store_supports(storage, "prune_expired"):
+        raise click.ClickException(f"{type(storage).__name__} cannot prune (it has no prune_expired)")
+    now = utcnow()
+    idle_timeout, max_age = session_limits(state)
+    report = storage.prune_expired(
+        now,
+        session_idle_timeout=idle_timeout,
+        session_max_age=max_age,
+        webhook_events_before=now - timedelta(days=webhook_days),
+        batch_size=batch_size,
+    )
+    click.echo(f"links: {report.links}")
+    click.echo(f"sessions: {report.sessions}")
+    click.echo(f"webhook events: {report.webhook_events}")
+
+
 @portal_cli.command("prune-webhook-events")
 @click.option(
     "--older-than-days",
@@ -128,9 +180,10 @@ def renew_due_command(batch_size: int) -> None:
 def prune_webhook_events_command(older_than_days: int) -> None:
     """Forget old webhook events the store remembers to ignore repeats.
 
-    Keep them well past the time the payment company retries an event
-    (Stripe: up to three days): a delivery of a forgotten event would be
-    handled again. Run it from cron, e.g. daily."""
+    `flask portal prune` does this and more; this command stays for
+    existing cron jobs. Keep events well past the time the payment company
+    retries one (Stripe: up to three days): a delivery of a forgotten event
+    would be handled again."""
     from datetime import datetime, timedelta, timezone
 
     storage = get_state().storage
@@ -139,6 +192,50 @@ def prune_webhook_events_command(older_than_days: int) -> None:
         raise click.ClickException("this storage does not keep webhook events")
     pruned = prune(datetime.now(timezone.utc) - timedelta(days=older_than_days))
     click.echo(f"pruned: {pruned}")
+
+
+@portal_cli.command("erase-customer")
+@click.argument("customer_id")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Cancel the customer's subscriptions that are not cancelled yet (now), then erase.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def erase_customer_command(customer_id: str, force: bool, yes: bool) -> None:
+    """Erase the personal data of CUSTOMER_ID (GDPR art. 17).
+
+    Removes or anonymises name, email, phone, billing details, sessions,
+    links, licence keys, saved cards and personal audit details; keeps
+    issued invoices with the billing details they were issued with. The
+    customer can no longer sign in. Refused while a subscription of theirs
+    is not cancelled, unless --force. Cannot be undone."""
+    state = get_state()
+    if state.storage.get_customer(customer_id) is None:
+        raise click.ClickException(f"No customer with id {customer_id!r}.")
+    if not yes:
+        click.confirm(f"Erase the personal data of {customer_id}? This cannot be undone", abort=True)
+    try:
+        report = erase_customer(state, customer_id, force=force, actor="merchant", details={"via": "cli"})
+    except CustomerNotFound:
+        raise click.ClickException(f"No customer with id {customer_id!r}.") from None
+    except ErasureRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    except TypeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Erased customer {customer_id}.")
+    for name in (
+        "sessions_deleted",
+        "links_deleted",
+        "billing_details_deleted",
+        "payment_methods_deleted",
+        "payment_methods_kept",
+        "license_keys_deleted",
+        "audit_events_scrubbed",
+        "invoices_kept",
+    ):
+        click.echo(f"{name.replace('_', ' ')}: {getattr(report, name)}")
 
 
 @portal_cli.command("check")

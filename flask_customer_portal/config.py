@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_BUSINESS_ID": None,
     "CUSTOMER_PORTAL_BASE_URL": None,
     "CUSTOMER_PORTAL_URL_PREFIX": "/portal",
+    "CUSTOMER_PORTAL_BLUEPRINT_NAME": "portal",
+    "CUSTOMER_PORTAL_SET_HOST_DEFAULTS": True,
     "CUSTOMER_PORTAL_MERCHANT_NAME": None,
     "CUSTOMER_PORTAL_MERCHANT_ADDRESS": "",
     "CUSTOMER_PORTAL_SUPPORT_EMAIL": None,
@@ -61,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
 _WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "development", "test"})
 _MIN_LIVE_SECRET_LENGTH = 32
 _BUSINESS_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_BLUEPRINT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,13 @@ class PortalConfig:
     """Whether ``init_app`` puts the link-token filter on the server loggers
     (Werkzeug, gunicorn's access log) and ``app.logger``."""
 
+    blueprint_name: str = "portal"
+    """The name the portal's blueprint is registered under; its endpoints
+    are ``<blueprint_name>.dashboard`` and so on."""
+    set_host_defaults: bool = True
+    """Whether ``init_app`` may fill in app-wide settings the portal relies
+    on that the app left unset (and says so in the log)."""
+
     @property
     def is_live(self) -> bool:
         return self.mode == "live"
@@ -131,6 +141,11 @@ class PortalConfig:
     def static_login_url(self) -> str:
         """The never-expiring static link customers use to ask for a link."""
         return f"{self.portal_url}/login/{self.business_id}"
+
+    def endpoint(self, name: str) -> str:
+        """The full endpoint of the portal's page ``name`` (``"dashboard"``
+        → ``"portal.dashboard"`` under the default blueprint name)."""
+        return f"{self.blueprint_name}.{name}"
 
 
 def _positive_int(config: Mapping[str, Any], key: str) -> int:
@@ -318,7 +333,21 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         plan_change_downgrades=_plan_change_timing(config, "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES"),
         single_process=_flag(config, "CUSTOMER_PORTAL_SINGLE_PROCESS"),
         redact_access_logs=_flag(config, "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS"),
+        blueprint_name=_blueprint_name(config),
+        set_host_defaults=_flag(config, "CUSTOMER_PORTAL_SET_HOST_DEFAULTS"),
     )
+
+
+def _blueprint_name(config: Mapping[str, Any]) -> str:
+    key = "CUSTOMER_PORTAL_BLUEPRINT_NAME"
+    value = config[key]
+    if not isinstance(value, str) or not _BLUEPRINT_NAME_RE.match(value):
+        raise ConfigurationError(
+            key,
+            "must be a blueprint name: letters, digits and _, not starting with a digit, at most 64 "
+            f'(e.g. "customer_portal" when the app has a "portal" blueprint of its own), got {value!r}',
+        )
+    return value
 
 
 def secret_key_weakness(secret: object) -> str | None:

@@ -44,8 +44,9 @@ class Flow(str, enum.Enum):
         return self is not Flow.INVOICES
 
 
-#: The endpoint a plan-change link needs; without it the flow is refused.
-PLAN_CHANGE_ENDPOINT = "portal.change_plan"
+#: The portal page a plan-change link needs (by its name in the portal's
+#: blueprint); without it the flow is refused.
+PLAN_CHANGE_ENDPOINT = "change_plan"
 
 
 def parse_flow(value: str | None) -> Flow | None:
@@ -83,7 +84,8 @@ def check_flow(
         return parsed, None
     if not subscription_id:
         raise ValueError(f"the {parsed.value!r} flow needs a subscription_id")
-    if parsed is Flow.PLAN_CHANGE and PLAN_CHANGE_ENDPOINT not in current_app.view_functions:
+    plan_change_page = state.config.endpoint(PLAN_CHANGE_ENDPOINT)
+    if parsed is Flow.PLAN_CHANGE and plan_change_page not in current_app.view_functions:
         raise ValueError("the 'plan_change' flow needs the portal's plan-change page, which this app lacks")
     if parsed is Flow.PLAN_CHANGE:
         from .plans import plan_changes_supported

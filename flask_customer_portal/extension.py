@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from threading import Lock
 
 from flask import Flask, current_app
 from flask_babel import Babel
 
+from . import erasure
 from .auth import PortalSession, create_session_link
 from .config import DEFAULTS, PortalConfig, load_config
 from .errors import ConfigurationError
@@ -22,7 +23,7 @@ from .production import check_provider_mode
 from .ratelimit import CustomerLimits, LoginRateLimits
 from .retention import RetentionOfferFunction
 from .rules import RulesLoader
-from .storage import PortalStorage
+from .storage import ERASED_EMAIL_DOMAIN, Customer, EmailInUse, ErasureReport, PortalStorage, store_supports
 from .tokens import LinkSigner
 
 __all__ = ["CustomerPortal", "PortalState", "get_state"]
@@ -96,6 +97,29 @@ def get_state(app: Flask | None = None) -> PortalState:
     if not isinstance(state, PortalState):
         raise TypeError('app.extensions["customer_portal"] is not the portal\'s state')
     return state
+
+
+def _set_host_defaults(app: Flask, config: PortalConfig) -> None:
+    """Fill in the app-wide settings the portal relies on that the app left
+    unset, unless ``CUSTOMER_PORTAL_SET_HOST_DEFAULTS`` is false, and say
+    so in one INFO line: nothing about the host app changes silently."""
+    if not config.set_host_defaults:
+        return
+    changed: list[str] = []
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        # Defence in depth next to the CSRF tokens: the browser does not send
+        # the session cookie with another site's POST.
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+        changed.append('SESSION_COOKIE_SAMESITE = "Lax" (it was unset)')
+    if "babel" not in app.extensions:
+        Babel(app, default_locale=config.default_locale)
+        changed.append(f"registered Flask-Babel on the app (default locale {config.default_locale!r})")
+    if changed:
+        logger.info(
+            "Customer portal set app-wide settings: %s. Set CUSTOMER_PORTAL_SET_HOST_DEFAULTS = False "
+            "to change nothing outside the portal.",
+            "; ".join(changed),
+        )
 
 
 class CustomerPortal:
@@ -187,8 +211,18 @@ class CustomerPortal:
             raise ConfigurationError(
                 "SESSION_COOKIE_SECURE", "live mode needs SESSION_COOKIE_SECURE = True (HTTPS-only cookies)"
             )
-        if app.config.get("SESSION_COOKIE_SAMESITE") is None:
-            app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+        if config.blueprint_name in app.blueprints:
+            raise ConfigurationError(
+                "CUSTOMER_PORTAL_BLUEPRINT_NAME",
+                f"the app already has a blueprint named {config.blueprint_name!r}; give the portal's "
+                'another name, e.g. CUSTOMER_PORTAL_BLUEPRINT_NAME = "customer_portal"',
+            )
+        if "babel" not in app.extensions and not config.set_host_defaults:
+            raise ConfigurationError(
+                "CUSTOMER_PORTAL_SET_HOST_DEFAULTS",
+                "the portal translates its pages with Flask-Babel: register it first (Babel(app) "
+                "before portal.init_app(app)), or leave this setting True to let the portal do it",
+            )
 
         namespace = f"customer-portal:{config.mode}:{config.business_id}"
         try:
@@ -234,14 +268,12 @@ class CustomerPortal:
             invoice_renderer=invoice_renderer,
         )
         app.extensions[EXTENSION_KEY] = state
-
-        if "babel" not in app.extensions:
-            Babel(app, default_locale=config.default_locale)
+        _set_host_defaults(app, config)
 
         from .cli import portal_cli
         from .views import add_security_headers, blueprint
 
-        app.register_blueprint(blueprint, url_prefix=config.url_prefix or None)
+        app.register_blueprint(blueprint, name=config.blueprint_name, url_prefix=config.url_prefix or None)
         app.after_request(add_security_headers)
         # Link tokens are in URL paths: keep them out of the portal's log and,
         # unless CUSTOMER_PORTAL_REDACT_ACCESS_LOGS is False, out of the
@@ -427,6 +459,67 @@ class CustomerPortal:
                 details=dict(details),
             ),
         )
+
+    def add_customer(self, customer: Customer) -> Customer:
+        """Put a customer of yours into the portal (``created_at`` defaults
+        to now) and return it as stored: call it where your app creates the
+        customer (sign-up, first purchase)::
+
+            portal.add_customer(Customer(id="cus_123", email="ada@example.com", name="Ada Lovelace"))
+
+        Idempotent: adding a customer again with the same id and email
+        returns the one stored, unchanged, so a retried sign-up is safe.
+        Raises :class:`ValueError` for the same id with another email, and
+        :class:`~flask_customer_portal.storage.EmailInUse` for an email
+        another customer has (compared case-insensitively). Call inside an
+        app context. Needs a store that adds customers (the SQLAlchemy store
+        does); raises :class:`TypeError` otherwise."""
+        storage = get_state().storage
+        if not store_supports(storage, "add_customer"):
+            raise TypeError(f"{type(storage).__name__} cannot add customers (it has no add_customer)")
+        email = customer.email.strip()
+        if "@" not in email or email.rpartition("@")[2].lower() == ERASED_EMAIL_DOMAIN:
+            raise ValueError(f"customer {customer.id!r} needs an email address, got {customer.email!r}")
+        if not customer.id or not customer.id.isprintable() or len(customer.id) > 128:
+            raise ValueError(f"a customer id is 1 to 128 printable characters, got {customer.id!r}")
+        existing = storage.get_customer(customer.id)
+        if existing is not None:
+            if existing.email.casefold() == email.casefold():
+                return existing
+            raise ValueError(f"customer {customer.id!r} exists with another email address")
+        if storage.find_customer_by_email(email) is not None:
+            raise EmailInUse(email)
+        return storage.add_customer(replace(customer, email=email))
+
+    def erase_customer(
+        self,
+        customer_id: str,
+        *,
+        force: bool = False,
+        actor: str = "merchant",
+        details: Mapping[str, str] | None = None,
+    ) -> ErasureReport:
+        """Erase the personal data of ``customer_id`` (GDPR art. 17) and
+        keep what issued invoices must keep. See :doc:`/privacy` for what
+        is removed, what is kept and why.
+
+        The customer can no longer sign in: their sessions and links are
+        deleted, their email is replaced by a placeholder that nothing is
+        delivered to (the address is free for a new account), and
+        :meth:`create_session` treats them as unknown. The audit log gets
+        ``customer.erased`` (with ``actor`` and ``details``, never the
+        erased data) and :data:`~flask_customer_portal.signals.customer_erased`
+        is sent, so that you can erase your own copies too.
+
+        Refuses with :class:`~flask_customer_portal.erasure.ErasureRefused`
+        while the customer has a subscription that is not cancelled,
+        unless ``force`` is true: then those subscriptions are cancelled
+        now, first (``subscription.cancelled`` with reason ``erasure``).
+        Raises :class:`~flask_customer_portal.CustomerNotFound` for an
+        unknown id. Returns an
+        :class:`~flask_customer_portal.storage.ErasureReport`. Call inside an
+        app context."""
+        return erasure.erase_customer(get_state(), customer_id, force=force, actor=actor, details=details)
 
     def get_state(self, app: Flask | None = None) -> PortalState:
         return get_state(app)

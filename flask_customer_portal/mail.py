@@ -128,18 +128,34 @@ class LogMailer:
     mode, because the messages carry sign-in links.
     """
 
+    #: The rule above and below each printed message, so that it stands
+    #: apart from the request log around it.
+    RULE = "=" * 72
+
     def __init__(self, *, default_sender: str = "no-reply@localhost") -> None:
         self.default_sender = default_sender
 
-    def send(self, message: Message) -> None:
-        logger.warning(
-            "Email not sent (MAIL_SERVER is not set); test mode prints it instead.\n"
-            "From: %s\nTo: %s\nSubject: %s\n\n%s",
-            message.sender or self.default_sender,
-            message.to,
-            message.subject,
-            message.text,
+    def format(self, message: Message) -> str:
+        """``message`` as printed: its plain-text part between two rules,
+        with a blank line before and after, every line of the body (a
+        sign-in link among them) as it is, so it can be copied whole."""
+        return "\n".join(
+            (
+                "",
+                self.RULE,
+                "EMAIL NOT SENT: no mail server in use, so it is printed here (test mode only)",
+                f"From: {message.sender or self.default_sender}",
+                f"To: {message.to}",
+                f"Subject: {message.subject}",
+                "",
+                message.text.strip("\n"),
+                self.RULE,
+                "",
+            )
         )
+
+    def send(self, message: Message) -> None:
+        logger.warning("%s", self.format(message))
 
 
 def mailer_from_config(config: Mapping[str, Any]) -> Mailer:

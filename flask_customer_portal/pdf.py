@@ -241,9 +241,11 @@ def _bill_to(document: InvoiceDocument) -> tuple[str, ...]:
     """Who the invoice is made out to: its billing details (name, address,
     country, tax ID) when it has them, then the customer's email."""
     details = document.invoice.billing_details
+    # An erased customer's placeholder address is nobody's to show.
+    email = () if document.customer.is_erased else (document.customer.email,)
     if details is None:
-        return (document.customer.name, document.customer.email)
-    return (*bill_to_lines(details, document.locale), document.customer.email)
+        return (document.customer.name, *email)
+    return (*bill_to_lines(details, document.locale), *email)
 
 
 def _content(document: InvoiceDocument) -> _Content:

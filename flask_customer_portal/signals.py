@@ -13,6 +13,7 @@ __all__ = [
     "billing_details_updated",
     "cancellation_undone",
     "charge_amount_mismatch",
+    "customer_erased",
     "email_change_requested",
     "email_changed",
     "invite_sent",
@@ -111,6 +112,14 @@ invoice_billing_details_added = _signals.signal("invoice-billing-details-added")
 #: ``at_period_end`` (bool), ``reason`` (the reason's code, or ``None`` when
 #: none was given) and ``reason_text`` (the customer's comment, or ``None``).
 subscription_cancelled = _signals.signal("subscription-cancelled")
+
+#: The merchant erased a customer's personal data
+#: (:meth:`CustomerPortal.erase_customer`, ``flask portal erase-customer``).
+#: Keyword arguments: ``customer`` (the record as it was before, to find
+#: copies elsewhere; do not store it), ``report``
+#: (:class:`~flask_customer_portal.storage.ErasureReport`), ``cancelled``
+#: (the subscriptions ``force`` cancelled, as saved).
+customer_erased = _signals.signal("customer-erased")
 
 #: The customer kept a subscription that was set to end at period end.
 #: Keyword arguments: ``customer``, ``subscription``.

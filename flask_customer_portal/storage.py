@@ -23,6 +23,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 from .money import Money
 
 __all__ = [
+    "ERASED_EMAIL_DOMAIN",
     "AccessStore",
     "ArrearsAttempt",
     "AuditEvent",
@@ -35,6 +36,7 @@ __all__ = [
     "Customer",
     "CustomerStore",
     "EmailInUse",
+    "ErasureReport",
     "Invoice",
     "InvoiceLine",
     "InvoiceStatus",
@@ -55,6 +57,7 @@ __all__ = [
     "PortalStorage",
     "ProviderLockStore",
     "ProviderSubscriptionLock",
+    "PruneReport",
     "StateConflict",
     "Subscription",
     "SubscriptionLock",
@@ -170,6 +173,12 @@ class ChargeAttemptStatus(str, enum.Enum):
         return self.value
 
 
+#: The domain of the placeholder address an erased customer's email is
+#: replaced with. ``.invalid`` is reserved (RFC 2606, RFC 6761): nothing is
+#: ever delivered there, and the portal's forms refuse such addresses.
+ERASED_EMAIL_DOMAIN = "erased.invalid"
+
+
 @dataclass(frozen=True, slots=True)
 class Customer:
     id: str
@@ -185,6 +194,13 @@ class Customer:
     """Bumped on email change and "sign out everywhere": older links and
     sessions stop working."""
     created_at: datetime | None = None
+
+    @property
+    def is_erased(self) -> bool:
+        """The customer's personal data was erased
+        (:meth:`~flask_customer_portal.CustomerPortal.erase_customer`): the
+        record stays for the invoices that name it, but nobody signs in as it."""
+        return self.email.endswith("@" + ERASED_EMAIL_DOMAIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +556,38 @@ class AuditEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What :meth:`AccessStore.prune_expired` removed, in rows."""
+
+    links: int = 0
+    sessions: int = 0
+    webhook_events: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.links + self.sessions + self.webhook_events
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReport:
+    """What :meth:`CustomerStore.erase_customer` did to one customer's
+    records, in rows. ``payment_methods_kept`` are the ones issued records
+    name (their token removed); ``license_keys_deleted`` went with their
+    activations; ``audit_events_scrubbed`` kept their event but lost
+    details; ``invoices_kept`` are unchanged."""
+
+    customer_id: str
+    sessions_deleted: int = 0
+    links_deleted: int = 0
+    billing_details_deleted: int = 0
+    payment_methods_deleted: int = 0
+    payment_methods_kept: int = 0
+    license_keys_deleted: int = 0
+    audit_events_scrubbed: int = 0
+    invoices_kept: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a long list, newest first."""
 
@@ -601,6 +649,30 @@ class CustomerStore(Protocol):
         only while the customer's ``auth_version`` is still ``auth_version``
         (so a confirmation link works once and not after a later change).
         ``None`` if nothing matched. Raises :class:`EmailInUse`."""
+
+    def add_customer(self, customer: Customer) -> Customer:
+        """Store a new customer (``created_at`` defaults to now) and return
+        it as stored; raises, with nothing written, if the id or the email
+        (case-insensitively) is taken. Optional
+        (:meth:`~flask_customer_portal.CustomerPortal.add_customer` needs it)."""
+
+    def erase_customer(
+        self, customer_id: str, *, email: str, now: datetime, event: AuditEvent | None = None
+    ) -> ErasureReport | None:
+        """Erase the customer's personal data in one transaction, keeping
+        the record issued invoices name (see :doc:`/privacy`): ``email`` (a
+        placeholder at :data:`ERASED_EMAIL_DOMAIN`) replaces the address,
+        the name is emptied, phone, language and time zone are cleared and
+        ``auth_version`` moves on; sessions, links, billing details,
+        licence keys with their activations, and saved payment methods
+        nothing issued names are deleted; the others lose their provider
+        token; audit events keep only the details that never hold personal
+        data; invoices (with their billing details as issued) and charge
+        attempts are kept. Appends ``event``. ``None``, with nothing
+        written, if there is no such customer.
+
+        Optional (:meth:`~flask_customer_portal.CustomerPortal.erase_customer`
+        needs it)."""
 
 
 @runtime_checkable
@@ -867,6 +939,23 @@ class AccessStore(Protocol):
     def list_customer_events(self, customer_id: str, *, page: int, per_page: int) -> Page[AuditEvent]:
         """One page of the customer's audit log, newest first, in a fixed
         number of queries whatever its length."""
+
+    def prune_expired(
+        self,
+        now: datetime,
+        *,
+        session_idle_timeout: timedelta,
+        session_max_age: timedelta,
+        webhook_events_before: datetime | None = None,
+        batch_size: int = 500,
+    ) -> PruneReport:
+        """Delete links expired at ``now`` (used ones are kept until then,
+        to say "already used"), sessions revoked, idle for
+        ``session_idle_timeout`` or older than ``session_max_age``, and
+        webhook events received before ``webhook_events_before``; at most
+        ``batch_size`` rows per transaction. Several hosts may run it at
+        once: each row is deleted and counted once. Optional (``flask
+        portal prune`` needs it)."""
 
 
 class SubscriptionLock(Protocol):

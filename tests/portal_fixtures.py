@@ -43,11 +43,14 @@ def make_portal_app(
     payments: Any = None,
     demo_data: bool = True,
     wrap_storage: Callable[[SQLAlchemyStorage], Any] | None = None,
+    before_portal: Callable[[Flask], None] | None = None,
     **config: Any,
 ) -> Flask:
     """The demo shop on ``db_url``. ``wrap_storage`` builds the portal's
     storage around the SQLAlchemy store (a composite, a store lacking some
-    members); the tables and the demo data go into the SQLAlchemy store."""
+    members); the tables and the demo data go into the SQLAlchemy store.
+    ``before_portal`` sets the app up further before the portal is
+    registered (a host's own blueprints, extensions)."""
     app = Flask("portal_test_app")
     app.config.update(
         TESTING=True,
@@ -61,6 +64,8 @@ def make_portal_app(
     app.config.update(config)
     db = SQLAlchemy()
     db.init_app(app)
+    if before_portal is not None:
+        before_portal(app)
     if wrap_storage is None:  # the store the extension makes for the app's Flask-SQLAlchemy
         CustomerPortal(app, mailer=mailer, payments=payments)
         with app.app_context():

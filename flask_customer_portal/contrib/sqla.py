@@ -91,6 +91,7 @@ from ..storage import (
     ChargeAttemptStatus,
     Customer,
     EmailInUse,
+    ErasureReport,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -106,12 +107,14 @@ from ..storage import (
     Plan,
     PlanChange,
     PortalSessionRecord,
+    PruneReport,
     StateConflict,
     Subscription,
     SubscriptionStatus,
     TaxIdScheme,
     WebhookClaim,
 )
+from . import sqla_housekeeping
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -2120,6 +2123,43 @@ class SQLAlchemyStorage:
                 .execution_options(synchronize_session=False)
             )
         return _rowcount(result)
+
+    def prune_expired(
+        self,
+        now: datetime,
+        *,
+        session_idle_timeout: timedelta,
+        session_max_age: timedelta,
+        webhook_events_before: datetime | None = None,
+        batch_size: int = 500,
+    ) -> PruneReport:
+        """Batched deletes, one transaction per batch (see
+        :mod:`~flask_customer_portal.contrib.sqla_housekeeping`)."""
+        return sqla_housekeeping.prune_expired(
+            self._transaction,
+            metadata.tables,
+            _utc(now, "now"),
+            session_idle_timeout=session_idle_timeout,
+            session_max_age=session_max_age,
+            webhook_events_before=_utc_or_none(webhook_events_before, "webhook_events_before"),
+            batch_size=batch_size,
+        )
+
+    def erase_customer(
+        self, customer_id: str, *, email: str, now: datetime, event: AuditEvent | None = None
+    ) -> ErasureReport | None:
+        """One transaction: the customer anonymised, their sessions, links,
+        billing details, licence keys and unused cards deleted, the rest of
+        their cards made unchargeable, their audit details scrubbed, and
+        ``event`` appended; invoices untouched."""
+        _utc(now, "now")
+        with self._transaction() as session:
+            report = sqla_housekeeping.erase_customer_rows(
+                session, metadata.tables, customer_id, email=email, email_normalized=normalize_email(email)
+            )
+            if report is not None:
+                _add_event(session, event)
+        return report
 
     def list_events(self, customer_id: str) -> Sequence[AuditEvent]:
         """The customer's audit log, oldest first (for support and tests)."""

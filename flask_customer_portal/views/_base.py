@@ -44,6 +44,7 @@ __all__ = [
     "blueprint",
     "current_customer_or_401",
     "customer_required",
+    "local_endpoint",
     "notify",
     "plausible_id",
     "when",
@@ -51,6 +52,10 @@ __all__ = [
 
 logger = logging.getLogger("flask_customer_portal")
 
+#: Registered under ``CUSTOMER_PORTAL_BLUEPRINT_NAME`` ("portal" unless the
+#: host app has a blueprint of that name): the portal's own code names its
+#: pages relatively (``url_for(".dashboard")``) or through
+#: ``PortalConfig.endpoint("dashboard")``.
 blueprint = Blueprint(
     "portal",
     __name__,
@@ -74,6 +79,15 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
     ),
 }
+
+
+def local_endpoint() -> str | None:
+    """This request's portal page by its own name (``"dashboard"``), or
+    ``None`` outside the portal's blueprint."""
+    name = get_state().config.blueprint_name
+    if request.blueprint != name or not request.endpoint:
+        return None
+    return request.endpoint[len(name) + 1 :]
 
 
 def current_customer_or_401() -> Customer:
@@ -102,7 +116,7 @@ def customer_required(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if get_current_customer() is None:
             state = get_state()
-            return redirect(url_for("portal.login", business_id=state.config.business_id))
+            return redirect(url_for(".login", business_id=state.config.business_id))
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
@@ -122,40 +136,40 @@ def notify(message: str) -> None:
 
 #: The portal's navigation, in order; an entry shows once its page exists.
 _NAV = (
-    ("portal.dashboard", _l("Overview")),
-    ("portal.subscriptions", _l("Subscriptions")),
-    ("portal.invoices", _l("Billing history")),
-    ("portal.license_keys", _l("Licence keys")),
-    ("portal.profile", _l("Profile")),
+    ("dashboard", _l("Overview")),
+    ("subscriptions", _l("Subscriptions")),
+    ("invoices", _l("Billing history")),
+    ("license_keys", _l("Licence keys")),
+    ("profile", _l("Profile")),
 )
 
 
 #: Pages that belong to a navigation entry without being it: the entry is
 #: marked as the current section (``aria-current="true"``) on them.
 _SECTION_OF = {
-    "portal.invoice": "portal.invoices",
-    "portal.license_key": "portal.license_keys",
-    "portal.subscription": "portal.subscriptions",
-    "portal.cancel_subscription": "portal.subscriptions",
-    "portal.undo_cancellation": "portal.subscriptions",
-    "portal.cancel_flow": "portal.subscriptions",
-    "portal.accept_retention_offer": "portal.subscriptions",
-    "portal.pause_subscription": "portal.subscriptions",
-    "portal.unpause_subscription": "portal.subscriptions",
-    "portal.payment_method": "portal.subscriptions",
-    "portal.reactivated": "portal.subscriptions",
-    "portal.change_plan": "portal.subscriptions",
-    "portal.confirm_email_change": "portal.profile",
-    "portal.sessions": "portal.profile",
-    "portal.activity": "portal.profile",
-    "portal.billing_details": "portal.profile",
-    "portal.invoice_billing_details": "portal.invoices",
+    "invoice": "invoices",
+    "license_key": "license_keys",
+    "subscription": "subscriptions",
+    "cancel_subscription": "subscriptions",
+    "undo_cancellation": "subscriptions",
+    "cancel_flow": "subscriptions",
+    "accept_retention_offer": "subscriptions",
+    "pause_subscription": "subscriptions",
+    "unpause_subscription": "subscriptions",
+    "payment_method": "subscriptions",
+    "reactivated": "subscriptions",
+    "change_plan": "subscriptions",
+    "confirm_email_change": "profile",
+    "sessions": "profile",
+    "activity": "profile",
+    "billing_details": "profile",
+    "invoice_billing_details": "invoices",
 }
 
 
 @blueprint.before_request
 def _enter_portal() -> None:
-    if request.endpoint == "portal.static":
+    if local_endpoint() == "static":
         return  # the stylesheet needs no customer lookup and no locale
     state = get_state()
     customer = get_current_customer()
@@ -177,7 +191,7 @@ def add_security_headers(response: Response) -> Response:
     a 404 for an unknown portal URL is covered too)."""
     state = get_state()
     prefix = state.config.url_prefix
-    if request.blueprint == "portal" or (prefix and request.path.startswith(prefix + "/")):
+    if request.blueprint == state.config.blueprint_name or (prefix and request.path.startswith(prefix + "/")):
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         extra = getattr(state.payments, "content_security_policy", None)
@@ -210,12 +224,21 @@ def _portal_context() -> dict[str, Any]:
     values = template_context(get_state(), customer)
     values["current_customer"] = customer
     values["portal_notice"] = session.pop(_NOTICE_KEY, None)
-    values["portal_endpoints"] = current_app.view_functions
+    name = get_state().config.blueprint_name
+    own = f"{name}."
+    # Spelt with the default blueprint name whatever the portal is registered
+    # as, so that templates (a host's overrides too) can ask
+    # ``"portal.invoices" in portal_endpoints`` under any name.
+    values["portal_endpoints"] = frozenset(
+        "portal." + view[len(own) :] for view in current_app.view_functions if view.startswith(own)
+    )
     values["csrf_token"] = generate_csrf
     values["portal_nav"] = [
-        (endpoint, label) for endpoint, label in _NAV if endpoint in current_app.view_functions
+        (f"{name}.{page}", label) for page, label in _NAV if f"{name}.{page}" in current_app.view_functions
     ]
-    values["portal_nav_section"] = _SECTION_OF.get(request.endpoint or "", request.endpoint)
+    page = local_endpoint()
+    section = _SECTION_OF.get(page) if page else None
+    values["portal_nav_section"] = f"{name}.{section}" if section else request.endpoint
     return values
 
 

@@ -23,7 +23,7 @@ from ..auth import validate_return_url
 from ..deep_links import PLAN_CHANGE_ENDPOINT, Flow, parse_flow
 from ..extension import get_state
 from ..tokens import TokenPayload
-from ._base import _NOTICE_KEY, blueprint
+from ._base import _NOTICE_KEY, blueprint, local_endpoint
 
 __all__ = ["FLOW_KEY", "RETURN_URL_KEY", "finish_flow", "forget_flow", "start_flow"]
 
@@ -34,21 +34,22 @@ RETURN_URL_KEY = "_customer_portal_return_url"
 
 #: The page that starts cancelling, once the portal has one; until then the
 #: subscription's page, at its "Cancel subscription" section.
-CANCEL_FLOW_ENDPOINT = "portal.cancel_flow"
+CANCEL_FLOW_ENDPOINT = "cancel_flow"
 
 
 def _landing_url(flow: Flow, subscription_id: str | None) -> str:
     views = current_app.view_functions
+    config = get_state().config
     if flow is Flow.INVOICES or subscription_id is None:
-        return url_for("portal.invoices") if flow is Flow.INVOICES else url_for("portal.dashboard")
+        return url_for(".invoices") if flow is Flow.INVOICES else url_for(".dashboard")
     if flow is Flow.PAYMENT_METHOD_UPDATE:
-        return url_for("portal.payment_method", subscription_id=subscription_id)
-    if flow is Flow.CANCEL and CANCEL_FLOW_ENDPOINT in views:
-        return url_for(CANCEL_FLOW_ENDPOINT, subscription_id=subscription_id)
-    if flow is Flow.PLAN_CHANGE and PLAN_CHANGE_ENDPOINT in views:
-        return url_for(PLAN_CHANGE_ENDPOINT, subscription_id=subscription_id)
+        return url_for(".payment_method", subscription_id=subscription_id)
+    if flow is Flow.CANCEL and config.endpoint(CANCEL_FLOW_ENDPOINT) in views:
+        return url_for(f".{CANCEL_FLOW_ENDPOINT}", subscription_id=subscription_id)
+    if flow is Flow.PLAN_CHANGE and config.endpoint(PLAN_CHANGE_ENDPOINT) in views:
+        return url_for(f".{PLAN_CHANGE_ENDPOINT}", subscription_id=subscription_id)
     anchor = "cancel-title" if flow is Flow.CANCEL else None
-    return url_for("portal.subscription", subscription_id=subscription_id, _anchor=anchor)
+    return url_for(".subscription", subscription_id=subscription_id, _anchor=anchor)
 
 
 def start_flow(payload: TokenPayload) -> str:
@@ -59,7 +60,7 @@ def start_flow(payload: TokenPayload) -> str:
         session[RETURN_URL_KEY] = payload.return_url
     flow = parse_flow(payload.flow)
     if flow is None or (flow.needs_subscription and not payload.subscription_id):
-        return url_for("portal.dashboard")
+        return url_for(".dashboard")
     session[FLOW_KEY] = {"flow": flow.value, "subscription_id": payload.subscription_id}
     return _landing_url(flow, payload.subscription_id)
 
@@ -118,16 +119,16 @@ def finish_flow(flow_name: str, subscription_id: str | None = None) -> Response 
 
 
 def _on_landing_page(flow: Flow, subscription_id: str | None) -> bool:
-    endpoint = request.endpoint or ""
+    endpoint = local_endpoint() or ""
     if flow is Flow.INVOICES:
-        return endpoint in ("portal.invoices", "portal.invoice")
+        return endpoint in ("invoices", "invoice")
     if (request.view_args or {}).get("subscription_id") != subscription_id:
         return False
     if flow is Flow.PAYMENT_METHOD_UPDATE:
-        return endpoint == "portal.payment_method"
+        return endpoint == "payment_method"
     if flow is Flow.CANCEL:
-        return endpoint in (CANCEL_FLOW_ENDPOINT, "portal.subscription", "portal.cancel_subscription")
-    return endpoint in (PLAN_CHANGE_ENDPOINT, "portal.subscription")
+        return endpoint in (CANCEL_FLOW_ENDPOINT, "subscription", "cancel_subscription")
+    return endpoint in (PLAN_CHANGE_ENDPOINT, "subscription")
 
 
 @blueprint.context_processor

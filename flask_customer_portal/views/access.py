@@ -46,7 +46,7 @@ def login(business_id: str) -> Any:
     form = LoginForm()
     if request.method == "GET":
         if get_current_customer() is not None:
-            return redirect(url_for("portal.dashboard"))
+            return redirect(url_for(".dashboard"))
         return render_template("customer_portal/login.html", form=form)
     if not form.validate():
         status = 400 if form.csrf_failed else 422
@@ -66,7 +66,7 @@ def login(business_id: str) -> Any:
 
 def _send_login_link(state: PortalState, email: str, fallback_locale: str) -> None:
     customer = state.storage.find_customer_by_email(email)
-    if customer is None:
+    if customer is None or customer.is_erased:
         return
     token, expires_at = issue_link(
         state, LinkPurpose.LOGIN_LINK, customer, max_age=state.config.login_link_max_age

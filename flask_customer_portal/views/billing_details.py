@@ -109,8 +109,8 @@ def billing_details() -> Any:
         notify(_("There were no changes to save."))
     invoice_id = _return_invoice_id()
     if invoice_id is not None:
-        return redirect(url_for("portal.invoice_billing_details", invoice_id=invoice_id), code=303)
-    return redirect(url_for("portal.billing_details"), code=303)
+        return redirect(url_for(".invoice_billing_details", invoice_id=invoice_id), code=303)
+    return redirect(url_for(".billing_details"), code=303)
 
 
 def _own_invoice(state: PortalState, customer: Customer, invoice_id: str) -> Invoice:
@@ -177,4 +177,4 @@ def invoice_billing_details(invoice_id: str) -> Any:
         invoice=updated,
     )
     notify(_("Invoice %(number)s now shows your billing details.", number=updated.number))
-    return redirect(url_for("portal.invoice", invoice_id=updated.id), code=303)
+    return redirect(url_for(".invoice", invoice_id=updated.id), code=303)

@@ -23,6 +23,7 @@ from flask import abort, current_app, redirect, render_template, url_for
 from .. import signals
 from ..auth import utcnow
 from ..billing import add_months
+from ..deep_links import PLAN_CHANGE_ENDPOINT
 from ..extension import PortalState, get_state
 from ..forms import ConfirmForm
 from ..forms_cancel_flow import CancellationReasonForm, PauseForm
@@ -69,7 +70,7 @@ def _offer(
 
     def may_change_plan(plan_id: str) -> bool:
         return (
-            "portal.change_plan" in current_app.view_functions
+            state.config.endpoint(PLAN_CHANGE_ENDPOINT) in current_app.view_functions
             and plan_changes_supported(state)
             and rules.allows_plan(plan_id)
         )
@@ -232,7 +233,7 @@ def accept_retention_offer(subscription_id: str) -> Any:
     notify(message)
     # A deep link for cancelling is done: the customer decided (to stay).
     done = finish_flow("cancel", applied.id)
-    return done or redirect(url_for("portal.subscription", subscription_id=applied.id), code=303)
+    return done or redirect(url_for(".subscription", subscription_id=applied.id), code=303)
 
 
 def _may_pause(state: PortalState, rules: CustomerRules) -> bool:
@@ -280,7 +281,7 @@ def pause_subscription_view(subscription_id: str) -> Any:
             date=_date(state, customer, paused.resumes_at or now),
         )
     )
-    return redirect(url_for("portal.subscription", subscription_id=paused.id), code=303)
+    return redirect(url_for(".subscription", subscription_id=paused.id), code=303)
 
 
 @blueprint.route("/subscriptions/<subscription_id>/unpause", methods=["POST"])
@@ -314,4 +315,4 @@ def unpause_subscription(subscription_id: str) -> Any:
             date=_date(state, customer, resumed.current_period_end),
         )
     )
-    return redirect(url_for("portal.subscription", subscription_id=resumed.id), code=303)
+    return redirect(url_for(".subscription", subscription_id=resumed.id), code=303)

@@ -82,9 +82,10 @@ def _attachment(body: Any, *, mimetype: str, filename: str) -> Response:
     return response
 
 
-def _back(endpoint: str) -> str:
+def _back(page: str) -> str:
     """Where an export was offered, or the overview if that page is off."""
-    return url_for(endpoint if endpoint in current_app.view_functions else "portal.dashboard")
+    shown = get_state().config.endpoint(page) in current_app.view_functions
+    return url_for(f".{page}" if shown else ".dashboard")
 
 
 def _over_rate(state: PortalState, customer: Customer, export: str) -> Any | None:
@@ -101,7 +102,7 @@ def _over_rate(state: PortalState, customer: Customer, export: str) -> Any | Non
         customer=customer,
         reason="rate",
         retry_at=when(state, customer, retry_at),
-        back=_back("portal.subscriptions" if export == "ics" else "portal.invoices"),
+        back=_back("subscriptions" if export == "ics" else "invoices"),
     )
     return page, 429, retry_after(retry_at, utcnow())
 
@@ -139,7 +140,7 @@ def export_invoices_zip() -> Any:
             reason="too_many_invoices",
             count=count,
             limit=limit,
-            back=_back("portal.invoices"),
+            back=_back("invoices"),
         )
         return page, 422
     locale = _locale(state)

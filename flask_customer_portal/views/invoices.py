@@ -114,7 +114,7 @@ def invoice(invoice_id: str) -> Any:
     if (
         found.status is InvoiceStatus.OPEN
         and found.subscription_id is not None
-        and "portal.payment_method" in current_app.view_functions
+        and state.config.endpoint("payment_method") in current_app.view_functions
     ):
         subscription = state.storage.get_subscription(customer.id, found.subscription_id)
         if subscription is not None and subscription.status is SubscriptionStatus.ON_HOLD:

@@ -46,15 +46,16 @@ def safe_portal_path(value: str | None) -> str | None:
         endpoint, _ = adapter.match(parts.path, method="GET")
     except HTTPException:  # not found, not a GET page, or a redirect
         return None
-    if not isinstance(endpoint, str) or not endpoint.startswith("portal.") or endpoint == "portal.static":
+    own = get_state().config.endpoint("")
+    if not isinstance(endpoint, str) or not endpoint.startswith(own) or endpoint == f"{own}static":
         return None
     return request.script_root + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def _fallback_page() -> str:
     if get_current_customer() is not None:
-        return url_for("portal.dashboard")
-    return url_for("portal.login", business_id=get_state().config.business_id)
+        return url_for(".dashboard")
+    return url_for(".login", business_id=get_state().config.business_id)
 
 
 @blueprint.route("/language", methods=["POST"])

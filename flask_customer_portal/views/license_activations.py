@@ -63,7 +63,7 @@ def deactivate_license_instance(license_key_id: str, instance_id: str) -> Any:
     if not plausible_id(instance_id):
         abort(404)
     key = _own_key(state, customer, license_key_id)
-    back = redirect(url_for("portal.license_key", license_key_id=key.id), code=303)
+    back = redirect(url_for(".license_key", license_key_id=key.id), code=303)
     now = utcnow()
     try:
         instance = state.storage.deactivate_license_key_instance(

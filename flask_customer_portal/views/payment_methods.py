@@ -269,7 +269,7 @@ def payment_method(subscription_id: str) -> Any:
     intent = request.form.get("intent")
     if intent == INTENT_REACTIVATE and subscription.status is SubscriptionStatus.ACTIVE:
         # Paid already: a double click, a second tab or the back button.
-        return redirect(url_for("portal.reactivated", subscription_id=subscription.id), code=303)
+        return redirect(url_for(".reactivated", subscription_id=subscription.id), code=303)
     if intent == INTENT_CHANGE and subscription.status is SubscriptionStatus.ON_HOLD:
         # The page said "change", not "pay": never charge without showing the amount first.
         problem = Problem(
@@ -352,7 +352,7 @@ def _to_new_method_page(
             return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
         if waiting is not None:
             return _reactivation_answer(state, customer, form, None, waiting)
-    return_url = state.config.base_url + url_for("portal.payment_method", subscription_id=subscription.id)
+    return_url = state.config.base_url + url_for(".payment_method", subscription_id=subscription.id)
     try:
         link = new_method_page(subscription_id=subscription.id, return_url=return_url)
     except Exception as exc:
@@ -534,7 +534,7 @@ def _reactivation_answer(
     outcome = result.outcome
     if result.active:
         done = finish_flow("payment_method_update", subscription.id)
-        return done or redirect(url_for("portal.reactivated", subscription_id=subscription.id), code=303)
+        return done or redirect(url_for(".reactivated", subscription_id=subscription.id), code=303)
     if outcome is ReactivationOutcome.DECLINED:
         reason = result.decline_reason or "generic_decline"
         problem = Problem(
@@ -572,9 +572,9 @@ def _reactivation_answer(
 def _change(state: PortalState, customer: Customer, subscription: Subscription, method: PaymentMethod) -> Any:
     """Charge future renewals of an active subscription to ``method``."""
     back = (
-        url_for("portal.subscription", subscription_id=subscription.id)
-        if "portal.subscription" in current_app.view_functions
-        else url_for("portal.payment_method", subscription_id=subscription.id)
+        url_for(".subscription", subscription_id=subscription.id)
+        if state.config.endpoint("subscription") in current_app.view_functions
+        else url_for(".payment_method", subscription_id=subscription.id)
     )
     previous = subscription.payment_method
     if previous is not None and previous.id == method.id:
@@ -622,7 +622,7 @@ def reactivated(subscription_id: str) -> Any:
     customer = current_customer_or_401()
     subscription = _subscription_or_404(state, customer, subscription_id)
     if subscription.status is not SubscriptionStatus.ACTIVE:
-        return redirect(url_for("portal.payment_method", subscription_id=subscription.id), code=303)
+        return redirect(url_for(".payment_method", subscription_id=subscription.id), code=303)
     view = describe(subscription, utcnow())
     return render_template(
         "customer_portal/reactivated.html",
@@ -642,10 +642,10 @@ def _back_to(state: PortalState, customer: Customer, subscription_id: str | None
         and plausible_id(subscription_id)
         and state.storage.get_subscription(customer.id, subscription_id) is not None
     ):
-        return url_for("portal.payment_method", subscription_id=subscription_id)
-    if "portal.subscriptions" in current_app.view_functions:
-        return url_for("portal.subscriptions")
-    return url_for("portal.dashboard")
+        return url_for(".payment_method", subscription_id=subscription_id)
+    if state.config.endpoint("subscriptions") in current_app.view_functions:
+        return url_for(".subscriptions")
+    return url_for(".dashboard")
 
 
 @blueprint.route("/payment-methods/<payment_method_id>/remove", methods=["POST"])

@@ -23,6 +23,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from .. import signals
 from ..auth import get_current_customer, utcnow
 from ..charging import ProviderError, SubscriptionNotFound
+from ..deep_links import PLAN_CHANGE_ENDPOINT
 from ..extension import PortalState, get_state
 from ..formatting import format_date
 from ..forms import ConfirmForm
@@ -304,7 +305,7 @@ def change_plan(subscription_id: str) -> Any:
         if request.form.get("step") == "confirm":
             # The same confirmation again (a double click, another tab): done already.
             notify(_("You are now on %(plan)s.", plan=subscription.plan_name))
-            return redirect(url_for("portal.subscription", subscription_id=subscription.id), code=303)
+            return redirect(url_for(".subscription", subscription_id=subscription.id), code=303)
         return _choose_page(
             subscription,
             plans,
@@ -411,7 +412,7 @@ def _schedule(
         )
     )
     done = finish_flow("plan_change", subscription.id)
-    return done or redirect(url_for("portal.subscription", subscription_id=subscription.id), code=303)
+    return done or redirect(url_for(".subscription", subscription_id=subscription.id), code=303)
 
 
 def _change_now(
@@ -471,7 +472,7 @@ def _change_now(
         else:
             notify(_("You are now on %(plan)s.", plan=changed.plan_name))
         done = finish_flow("plan_change", changed.id)
-        return done or redirect(url_for("portal.subscription", subscription_id=changed.id), code=303)
+        return done or redirect(url_for(".subscription", subscription_id=changed.id), code=303)
     if outcome is PlanChangeOutcome.PRICE_CHANGED:
         fresh = state.storage.get_plan(plan.id) or plan
         return _preview(
@@ -568,7 +569,7 @@ def cancel_scheduled_change(subscription_id: str) -> Any:
         )
     except StateConflict:
         notify(_("There is no plan change to cancel."))
-        return redirect(url_for("portal.subscription", subscription_id=subscription.id), code=303)
+        return redirect(url_for(".subscription", subscription_id=subscription.id), code=303)
     if kept is None:
         abort(404)
     signals.plan_change_schedule_cancelled.send(
@@ -577,7 +578,7 @@ def cancel_scheduled_change(subscription_id: str) -> Any:
         subscription=kept,
     )
     notify(_("The plan change is cancelled. You stay on %(plan)s.", plan=kept.plan_name))
-    return redirect(url_for("portal.subscription", subscription_id=kept.id), code=303)
+    return redirect(url_for(".subscription", subscription_id=kept.id), code=303)
 
 
 @blueprint.context_processor
@@ -590,7 +591,7 @@ def _plan_helpers() -> dict[str, Any]:
         customer = get_current_customer()
         return (
             customer is not None
-            and "portal.change_plan" in current_app.view_functions
+            and get_state().config.endpoint(PLAN_CHANGE_ENDPOINT) in current_app.view_functions
             and plan_changes_supported(get_state())
             and rules_for(customer, subscription).may_change_plan
             and plan_change_blocked(subscription, utcnow()) is None

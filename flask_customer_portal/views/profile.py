@@ -124,7 +124,7 @@ def profile() -> Any:
             )
         )
     notify(" ".join(messages) if messages else _("There were no changes to save."))
-    return redirect(url_for("portal.profile"), code=303)
+    return redirect(url_for(".profile"), code=303)
 
 
 def _request_email_change(state: PortalState, customer: Customer, new_email: str) -> str | None:
@@ -289,4 +289,4 @@ def confirm_email_change(token: str) -> Any:
     sign_in(state, updated, method="email_change")
     notify(_("Your email address is now %(email)s.", email=updated.email))
     # Redirect to a URL without the token: it must not stay in the history.
-    return redirect(url_for("portal.profile"), code=303)
+    return redirect(url_for(".profile"), code=303)

@@ -51,7 +51,7 @@ def _app() -> Any:
 
 
 def _to_login(state: PortalState) -> Any:
-    return redirect(url_for("portal.login", business_id=state.config.business_id), code=303)
+    return redirect(url_for(".login", business_id=state.config.business_id), code=303)
 
 
 # --- pages ----------------------------------------------------------------
@@ -109,7 +109,7 @@ def sign_out_session(session_id: str) -> Any:
         abort(404)
     signals.session_revoked.send(_app(), customer=customer, session=revoked)
     notify(_("That device is signed out. It needs a new sign-in link to come back."))
-    return redirect(url_for("portal.sessions"), code=303)
+    return redirect(url_for(".sessions"), code=303)
 
 
 @blueprint.route("/sessions/sign-out-everywhere", methods=["POST"], endpoint="sign_out_everywhere")
@@ -148,6 +148,8 @@ def activity() -> Any:
         "customer_portal/activity.html",
         customer=customer,
         events=page,
-        entries=[describe_event(event, endpoints) for event in page.items],
+        entries=[
+            describe_event(event, endpoints, blueprint=state.config.blueprint_name) for event in page.items
+        ],
         page_links=_page_links(page.page, page.pages),
     )

@@ -319,7 +319,7 @@ def cancel_subscription(subscription_id: str) -> Any:
     else:
         notify(_("Your %(product)s subscription is cancelled.", product=cancelled.product_name))
     done = finish_flow("cancel", cancelled.id)
-    return done or redirect(url_for("portal.subscription", subscription_id=cancelled.id), code=303)
+    return done or redirect(url_for(".subscription", subscription_id=cancelled.id), code=303)
 
 
 @blueprint.route("/subscriptions/<subscription_id>/resume", methods=["POST"])
@@ -363,4 +363,4 @@ def undo_cancellation(subscription_id: str) -> Any:
             date=_date(state, customer, kept.current_period_end),
         )
     )
-    return redirect(url_for("portal.subscription", subscription_id=kept.id), code=303)
+    return redirect(url_for(".subscription", subscription_id=kept.id), code=303)
