@@ -683,7 +683,8 @@ class FPDFInvoiceRenderer:
     threads.
     """
 
-    #: Reuse each font's parsed metrics across documents (see :class:`_FontFace`).
+    #: Embed the fonts from programs shared across documents, on the fpdf2
+    #: releases that was proven on (see :mod:`flask_customer_portal.pdf_fonts`).
     #: Off, fonts go through fpdf2's public ``add_font``; the PDF is the same.
     _share_parsed_fonts: ClassVar[bool] = True
 
@@ -705,9 +706,9 @@ class FPDFInvoiceRenderer:
             failure = exc
         # The public path draws the same document; if it fails too, the
         # shared fonts were not the cause and its exception is the one raised.
-        pdf = self._draw(document, content, None)
+        public = self._draw(document, content, None)
         shared.give_up(failure)
-        return pdf
+        return public
 
     @staticmethod
     def _draw(document: InvoiceDocument, content: _Content, shared: SharedFonts | None) -> bytes:
