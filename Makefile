@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export PORT
 
-.PHONY: demo test lint typecheck security audit pytest docs bench translations extract-messages system-deps clean
+.PHONY: demo test lint typecheck security audit pytest docs bench translations extract-messages system-deps clean \
+	dist deps-bounds python-versions
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +28,11 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 # The demo installs what it runs, not the dev tools: the package with its
-# `pdf` extra and the example shop's Flask-Login (`make test` adds the rest
-# to the same virtualenv).
+# `example` extra (PDFs and the example shop's Flask-Login; `make test` adds
+# the rest to the same virtualenv).
 $(VENV)/.demo-installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[pdf]' 'flask-login>=0.6.3'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[example]'
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -68,6 +69,22 @@ pytest: $(VENV)/.installed translations system-deps
 
 test: lint typecheck security pytest
 
+# The sdist and the wheel, as they would be published (catalogues compiled by setup.py).
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(BIN)/python -m build --quiet --outdir dist .
+
+# The wheel in clean virtualenvs with the lowest and the newest versions of
+# every dependency it allows (on the oldest and the newest Python claimed),
+# each running the smoke suite (tests/test_smoke.py) and the payment
+# adapters' tests. See scripts/check_dist.py.
+deps-bounds: dist system-deps
+	$(BIN)/python scripts/check_dist.py dist/*.whl lowest newest
+
+# The wheel's smoke suite on the other Python versions the package claims.
+python-versions: dist
+	$(BIN)/python scripts/check_dist.py dist/*.whl python3.11 python3.12
+
 docs: $(VENV)/.installed
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
@@ -77,4 +94,4 @@ bench: $(VENV)/.installed translations
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-audit docs/_build .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-audit docs/_build .mypy_cache .pytest_cache .ruff_cache dist build

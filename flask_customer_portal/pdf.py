@@ -13,32 +13,27 @@ compared in tests.
 
 from __future__ import annotations
 
-import copy
 import functools
-import io
 import re
-import threading
 import unicodedata
-import zlib
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal
 
 from .formatting import format_date, format_payment_method, resolve_timezone
 from .money import Money, format_money
+from .pdf_fonts import FontMetrics, SharedFonts
 from .storage import Customer, Invoice, InvoiceStatus
 from .tax_ids import bill_to_lines
 
 if TYPE_CHECKING:
     from fpdf import FPDF
-    from fpdf.fonts import TTFFont
 
 __all__ = [
     "FPDFInvoiceRenderer",
@@ -318,285 +313,23 @@ def _content(document: InvoiceDocument) -> _Content:
 # -- fonts --------------------------------------------------------------------
 
 _FONT_FAMILY = "DejaVuSans"
-_FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+_FONT_DIR = Path(__file__).with_name("fonts")
+_FONT_FILES = {"": _FONT_DIR / "DejaVuSans.ttf", "B": _FONT_DIR / "DejaVuSans-Bold.ttf"}
 
-#: Code points most invoices are written in (Latin scripts, punctuation,
-#: currency signs). Fonts are trimmed to these once per process, which makes
-#: embedding the glyphs a document uses several times faster; a document
-#: using any other glyph embeds from the full font, with the same result.
-_COMMON_RANGES = (
-    (0x0020, 0x007E),
-    (0x00A0, 0x017F),
-    (0x0218, 0x021B),
-    (0x2000, 0x206F),
-    (0x20A0, 0x20CF),
-    (0x2116, 0x2116),
-    (0x2122, 0x2122),
-    (0x2212, 0x2212),
-    (0xFFFD, 0xFFFD),
-)
-
-#: The tables fpdf2 drops when it embeds a font subset: dropping them when
-#: trimming too keeps the two embeddings byte-identical.
-_FPDF_DROPPED_TABLES = (
-    "FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "sbix",
-    "CBDT", "CBLC", "EBDT", "EBLC", "EBSC", "SVG ", "CPAL", "COLR",
-)  # fmt: skip
+#: The faces embedded from programs shared by every document of the process,
+#: on the fpdf2 releases this was proven on (see :mod:`.pdf_fonts`).
+_SHARED_FONTS = SharedFonts(_FONT_FAMILY, _FONT_FILES)
 
 
-class _FontFace:
-    """One shipped TTF file, parsed once per process and shared read-only.
-
-    fpdf2 parses a font file each time a document adds it and subsets the
-    whole font when the document is saved; for DejaVu Sans that is most of
-    the time spent on an invoice. Each document instead gets a copy of the
-    parsed metrics with its own glyph usage, and, when it is saved, the font
-    already subset to the glyphs it used and compressed (see
-    :func:`_invoice_output_type`). A subset is made once per glyph set (from
-    the trimmed common program when that covers the glyphs, from the full
-    font otherwise) and kept in a small LRU cache: invoices keep using the
-    same few glyphs.
-    """
-
-    #: Glyph sets whose subset is kept, per face (a subset is 10-30 kB).
-    subset_cache_size: ClassVar[int] = 64
-
-    def __init__(self, style: str, filename: str) -> None:
-        self.style = style
-        self.fontkey = f"{_FONT_FAMILY.lower()}{style}"
-        self.path = Path(__file__).with_name("fonts") / filename
-        self._lock = threading.Lock()
-        self._template: TTFFont | None = None
-        self._data = b""
-        self._common: tuple[bytes, frozenset[str]] | None = None
-        self._subsets: _LRU[frozenset[str], _Program] = _LRU(self.subset_cache_size)
-
-    def template(self) -> TTFFont:
-        with self._lock:
-            if self._template is None:
-                from fpdf import FPDF
-                from fpdf.fonts import TTFFont
-
-                self._data = self.path.read_bytes()
-                template = TTFFont(FPDF(), self.path, self.fontkey, self.style)
-                template.cw = _Widths(template.cw, template.desc.missing_width)
-                self._template = template
-            return self._template
-
-    def codepoints(self) -> frozenset[int]:
-        return frozenset(self.template().cmap)
-
-    def attach(self, pdf: FPDF) -> TTFFont:
-        """Make this face usable in ``pdf`` as ``add_font`` would, without parsing it again."""
-        from fpdf.fonts import SubsetMap
-
-        template = self.template()
-        font = copy.copy(template)
-        # Everything a document changes while it is written gets its own copy;
-        # the widths are only read (see _Widths).
-        font.i = len(pdf.fonts) + 1
-        font.desc = copy.copy(template.desc)
-        font.missing_glyphs = []
-        font.biggest_size_pt = 0
-        font.subset = SubsetMap(font)
-        font.ttfont = None
-        pdf.fonts[self.fontkey] = font
-        return font
-
-    def program_for(self, glyph_names: Iterable[str]) -> _Program:
-        """The font program to embed for a document that uses ``glyph_names``.
-
-        Made once per glyph set and kept in a small LRU cache keyed by the
-        set: a document always gets the subset of exactly its own glyphs.
-        """
-        return self._subsets.get(frozenset(glyph_names), self._make_subset)
-
-    def _make_subset(self, glyph_names: frozenset[str]) -> _Program:
-        """The font program fpdf2 would embed for ``glyph_names``.
-
-        Subset with the options fpdf2's ``OutputProducer._add_fonts`` uses, so
-        the embedded bytes are the ones fpdf2 itself would write.
-        """
-        from fontTools import subset
-
-        self.template()
-        common, common_glyphs = self._common_program()
-        font = _open_font(common if common_glyphs.issuperset(glyph_names) else self._data)
-        options = subset.Options(notdef_outline=True, recommended_glyphs=True)
-        options.drop_tables += list(_FPDF_DROPPED_TABLES)
-        subsetter = subset.Subsetter(options)
-        subsetter.populate(glyphs=sorted(glyph_names))
-        subsetter.subset(font)
-        glyph_ids = MappingProxyType({name: index for index, name in enumerate(font.getGlyphOrder())})
-        buffer = io.BytesIO()
-        font.save(buffer)
-        font.close()
-        program = buffer.getvalue()
-        return _Program(glyph_ids=glyph_ids, length=len(program), compressed=_flate(program))
-
-    def _common_program(self) -> tuple[bytes, frozenset[str]]:
-        with self._lock:
-            if self._common is None:
-                from fontTools import subset
-
-                font = _open_font(self._data)
-                options = subset.Options(notdef_outline=True, recommended_glyphs=True, glyph_names=True)
-                options.drop_tables += list(_FPDF_DROPPED_TABLES)
-                subsetter = subset.Subsetter(options)
-                subsetter.populate(
-                    unicodes=[cp for low, high in _COMMON_RANGES for cp in range(low, high + 1)]
-                )
-                subsetter.subset(font)
-                buffer = io.BytesIO()
-                font.save(buffer)
-                self._common = (buffer.getvalue(), frozenset(font.getGlyphOrder()))
-            return self._common
-
-
-class _Widths(dict[int, float]):
-    """A face's character widths, shared by every document using the face.
-
-    fpdf2 keeps them in a ``defaultdict``, which stores the default width
-    for each character looked up that the face lacks; this gives the same
-    width without storing anything, so documents never write to it.
-    """
-
-    def __init__(self, widths: Mapping[int, float], default: float) -> None:
-        super().__init__(widths)
-        self.default = default
-
-    def __missing__(self, key: int) -> float:
-        return self.default
-
-
-def _open_font(data: bytes) -> Any:
-    """``data`` as a ``fontTools`` font to subset.
-
-    Glyph bounding boxes are kept as the font has them instead of being
-    recomputed, as ``pyftsubset`` does by default: glyph outlines are then
-    copied as they are rather than decoded and re-encoded, the slowest part
-    of saving a subset.
-    """
-    from fontTools import ttLib
-
-    return ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False, recalcBBoxes=False, lazy=True)
-
-
-@dataclass(frozen=True, slots=True)
-class _Program:
-    """One face subset to one glyph set, ready to embed."""
-
-    glyph_ids: Mapping[str, int]
-    """The glyph id of each glyph name in the subset."""
-    length: int
-    """Size of the font program (the stream's ``/Length1``)."""
-    compressed: bytes
-    """The font program, Flate-compressed as fpdf2 compresses streams."""
-
-
-def _flate(data: bytes) -> bytes:
-    """``data`` compressed as fpdf2 compresses a stream."""
-    from fpdf.syntax import PDFContentStream
-
-    return zlib.compress(data, level=PDFContentStream._COMPRESSION_LEVEL)
-
-
-#: Bytes in a ``CIDToGIDMap``: two for each of the 65,536 codes ``Identity-H`` allows.
-_CID_TO_GID_MAP_SIZE = 2 * 0x10000
-
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class _LRU(Generic[K, V]):
-    """A small least-recently-used cache shared by threads. A value not
-    cached is made outside the lock: two threads may both make the value of
-    a new key, and get equal values."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: K, make: Callable[[K], V]) -> V:
-        """The value of ``key``, made with ``make(key)`` if not cached."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = make(key)
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-
-#: Compressed ``CIDToGIDMap`` streams keyed by the mapping they encode.
-#: The map is 128 kB, almost all zeros: only the codes a document uses
-#: (numbered from 1 in the order its text first uses each glyph) are set.
-#: The key is the map up to its last used code, which determines the whole
-#: map, so two documents share a stream only when their maps are equal
-#: byte for byte.
-_CID_TO_GID_MAPS: _LRU[bytes, bytes] = _LRU(256)
-
-
-def _compress_cid_to_gid_map(used: bytes) -> bytes:
-    """The whole map of which ``used`` is the start, compressed."""
-    return _flate(used + bytes(_CID_TO_GID_MAP_SIZE - len(used)))
-
-
-def _cid_to_gid_map(code_to_glyph: Mapping[int, int]) -> bytes:
-    """The ``CIDToGIDMap`` up to its highest used code (the rest is zeros):
-    two big-endian bytes per code, the glyph id it draws."""
-    used = bytearray(2 * (max(code_to_glyph, default=-1) + 1))
-    for code, glyph_id in code_to_glyph.items():
-        used[2 * code : 2 * code + 2] = glyph_id.to_bytes(2, "big")
-    return bytes(used)
-
-
-def _to_unicode_cmap(code_to_text: Iterable[tuple[int, str]]) -> bytes:
-    """The ``ToUnicode`` CMap saying which text each two-byte code stands for
-    (so the PDF can be searched and copied from), written as fpdf2 writes it."""
-    from fpdf.output import _build_cmap_blocks
-
-    entries = [
-        f"<{code:04X}> <{text.encode('utf-16-be', 'surrogatepass').hex().upper()}>\n"
-        for code, text in code_to_text
-    ]
-    return (
-        "/CIDInit /ProcSet findresource begin\n"
-        "12 dict begin\n"
-        "begincmap\n"
-        "/CIDSystemInfo\n"
-        "<</Registry (Adobe)\n"
-        "/Ordering (UCS)\n"
-        "/Supplement 0\n"
-        ">> def\n"
-        "/CMapName /Adobe-Identity-UCS def\n"
-        "/CMapType 2 def\n"
-        "1 begincodespacerange\n"
-        "<0000> <FFFF>\n"
-        "endcodespacerange\n"
-        f"{_build_cmap_blocks(entries, 'bfchar')}"
-        "endcmap\n"
-        "CMapName currentdict /CMap defineresource pop\n"
-        "end\n"
-        "end"
-    ).encode("latin-1")
-
-
-_FACES = {style: _FontFace(style, filename) for style, filename in _FONT_FILES.items()}
+@functools.cache
+def _metrics(style: str) -> FontMetrics:
+    """Widths and characters of one face, read once per process."""
+    return FontMetrics.read(_FONT_FILES[style])
 
 
 @functools.cache
 def _supported_codepoints() -> frozenset[int]:
-    return _FACES[""].codepoints() & _FACES["B"].codepoints()
+    return _metrics("").codepoints & _metrics("B").codepoints
 
 
 def _renderable(text: str) -> str:
@@ -605,112 +338,24 @@ def _renderable(text: str) -> str:
     return "".join(ch if ch == "\n" or ord(ch) in supported else "\ufffd" for ch in text)
 
 
-_FACES_BY_KEY = {face.fontkey: face for face in _FACES.values()}
+def _add_public_fonts(pdf: FPDF) -> None:
+    """The faces added with fpdf2's public ``add_font`` (any release)."""
+    for style, path in _FONT_FILES.items():
+        pdf.add_font(_FONT_FAMILY, style, path)
+        # Keep glyph bounding boxes as the font has them, as the shared path
+        # does (the same bytes either way); a release without this attribute
+        # recomputes them, which changes nothing a reader sees.
+        ttfont = getattr(pdf.fonts.get(f"{_FONT_FAMILY.lower()}{style}"), "ttfont", None)
+        if ttfont is not None and hasattr(ttfont, "recalcBBoxes"):
+            ttfont.recalcBBoxes = False
 
 
-#: fpdf2 releases whose output step the test suite compares, byte for byte,
-#: with the renderer's own font writing. Others get fpdf2's public path.
-_OUTPUT_STEP_PROVEN_ON = ("2.8.",)
-
-
-@functools.cache
-def _invoice_output_type() -> type[Any] | None:
-    """fpdf2's ``OutputProducer`` embedding the shared faces from cached
-    programs (see :class:`_FontFace`), or ``None`` if this fpdf2 release is
-    not one it was proven on, or lacks what it needs: documents then add
-    their fonts with ``add_font`` (slower, the same document)."""
-    from fpdf import FPDF_VERSION
-
-    if not str(FPDF_VERSION).startswith(_OUTPUT_STEP_PROVEN_ON):
-        return None
-    try:
-        from fpdf.fonts import TTFFont
-        from fpdf.output import CIDSystemInfo, OutputProducer, PDFFont, _tt_font_widths
-        from fpdf.syntax import Name, PDFArray, PDFContentStream
-    except ImportError:  # pragma: no cover - depends on the fpdf2 release
-        return None
-    if not all(callable(getattr(OutputProducer, name, None)) for name in ("_add_fonts", "_add_pdf_obj")):
-        return None  # pragma: no cover - depends on the fpdf2 release
-
-    class CompressedStream(PDFContentStream):
-        """A stream whose Flate-compressed contents are already at hand
-        (``length1``: the size of a font program before compression)."""
-
-        def __init__(self, compressed: bytes, length1: int | None = None) -> None:
-            super().__init__(b"")
-            self._contents = compressed
-            self.filter = Name("FlateDecode")
-            self.length = len(compressed)
-            self.length1 = length1
-
-    class InvoiceOutput(OutputProducer):
-        """Writes a document whose fonts are all shared faces.
-
-        Each face goes in as fpdf2 embeds a TrueType font (a ``Type0`` font
-        over a ``CIDFontType2`` with its widths, ``ToUnicode`` CMap,
-        ``CIDToGIDMap`` and the font program, in the same objects and order),
-        with the compressed font program and ``CIDToGIDMap`` taken from
-        caches keyed by exactly what they encode.
-        """
-
-        def _add_fonts(self, *resources: Any) -> dict[int, Any]:
-            objects: dict[int, Any] = {}
-            for font in sorted(self.fpdf.fonts.values(), key=lambda font: font.i):
-                face = _FACES_BY_KEY.get(getattr(font, "fontkey", ""))
-                if face is None or not isinstance(font, TTFFont) or font.ttfont is not None:
-                    raise TypeError(f"{font!r} is not a face attached by the invoice renderer")
-                objects[font.i] = self._add_face(font, face)
-            return objects
-
-        def _add_face(self, font: TTFFont, face: _FontFace) -> Any:
-            used = [(glyph, code) for glyph, code in font.subset.items() if glyph is not None]
-            program = face.program_for(glyph.glyph_name for glyph, _ in used)
-            name = f"MPDFAA+{font.name}"
-
-            composite = PDFFont(subtype="Type0", base_font=name, encoding="Identity-H")
-            self._add_pdf_obj(composite, "fonts")
-            descendant = PDFFont(
-                subtype="CIDFontType2", base_font=name, d_w=font.desc.missing_width, w=_tt_font_widths(font)
-            )
-            self._add_pdf_obj(descendant, "fonts")
-            composite.descendant_fonts = PDFArray([descendant])
-
-            to_unicode = PDFContentStream(
-                _to_unicode_cmap(
-                    (code, "".join(map(chr, glyph.unicode)))
-                    for glyph, code in used
-                    if isinstance(glyph.unicode, tuple) and glyph.unicode
-                )
-            )
-            self._add_pdf_obj(to_unicode, "fonts")
-            composite.to_unicode = to_unicode
-
-            system_info = CIDSystemInfo()
-            self._add_pdf_obj(system_info, "fonts")
-            descendant.c_i_d_system_info = system_info
-
-            descriptor = font.desc
-            descriptor.font_name = Name(name)
-            self._add_pdf_obj(descriptor, "fonts")
-            descendant.font_descriptor = descriptor
-
-            code_to_glyph = {code: program.glyph_ids[glyph.glyph_name] for glyph, code in used}
-            cid_to_gid = CompressedStream(
-                _CID_TO_GID_MAPS.get(_cid_to_gid_map(code_to_glyph), _compress_cid_to_gid_map)
-            )
-            self._add_pdf_obj(cid_to_gid, "fonts")
-            descendant.c_i_d_to_g_i_d_map = cid_to_gid
-
-            font_file = CompressedStream(program.compressed, length1=program.length)
-            self._add_pdf_obj(font_file, "fonts")
-            descriptor.font_file2 = font_file  # type: ignore[attr-defined]
-
-            # fpdf2 caches glyph look-ups per class; they are done with.
-            font.subset.pick.cache_clear()
-            font.subset.get_glyph.cache_clear()
-            return composite
-
-    return InvoiceOutput
+def _close_public_fonts(pdf: FPDF) -> None:
+    """Close the font files ``add_font`` opened, for a document never written."""
+    for font in pdf.fonts.values():
+        ttfont = getattr(font, "ttfont", None)
+        if ttfont is not None and callable(getattr(ttfont, "close", None)):
+            ttfont.close()
 
 
 # -- drawing ------------------------------------------------------------------
@@ -728,15 +373,6 @@ _ROW_PAD = 1.8
 _INK = (33, 37, 41)
 _MUTED = (108, 117, 125)
 _RULE = (206, 212, 218)
-
-
-def _character_widths(pdf: FPDF, style: str) -> Mapping[int, float]:
-    from fpdf.fonts import TTFFont
-
-    font = pdf.fonts[_FACES[style].fontkey]
-    if not isinstance(font, TTFFont):  # pragma: no cover - fonts are added by the renderer
-        raise TypeError(f"expected the embedded {_FONT_FAMILY} font, got {font!r}")
-    return font.cw
 
 
 class _Layout:
@@ -757,7 +393,7 @@ class _Layout:
         self._font_key: tuple[bool, float] = (False, 0.0)
         self._size_pt = 0.0
         self._applied: tuple[bool, float, tuple[int, int, int]] | None = None
-        self._face_widths = {bold: _character_widths(pdf, face) for bold, face in ((False, ""), (True, "B"))}
+        self._face_widths = {bold: _metrics(face).widths for bold, face in ((False, ""), (True, "B"))}
         self._widths = self._face_widths[False]
         self._splits: dict[tuple[bool, float, float, str], list[str]] = {}
 
@@ -1049,19 +685,39 @@ class FPDFInvoiceRenderer:
     threads.
     """
 
-    #: Reuse each font's parsed metrics across documents (see :class:`_FontFace`).
+    #: Embed the fonts from programs shared across documents, on the fpdf2
+    #: releases that was proven on (see :mod:`flask_customer_portal.pdf_fonts`).
     #: Off, fonts go through fpdf2's public ``add_font``; the PDF is the same.
     _share_parsed_fonts: ClassVar[bool] = True
 
     def render(self, document: InvoiceDocument) -> bytes:
         try:
-            from fpdf import FPDF
+            import fpdf  # noqa: F401 - imported only to learn whether it is installed
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError(
                 "FPDFInvoiceRenderer needs fpdf2: pip install 'flask-customer-portal[pdf]'"
             ) from exc
 
         content = _content(document)
+        shared = _SHARED_FONTS if self._share_parsed_fonts else None
+        if shared is None or shared.output_type() is None:
+            return self._draw(document, content, None)
+        try:
+            return self._draw(document, content, shared)
+        except Exception as exc:  # fpdf2's private classes are not what the shared path expects
+            failure = exc
+        # The public path draws the same document; if it fails too, the
+        # shared fonts were not the cause and its exception is the one raised.
+        public = self._draw(document, content, None)
+        shared.give_up(failure)
+        return public
+
+    @staticmethod
+    def _draw(document: InvoiceDocument, content: _Content, shared: SharedFonts | None) -> bytes:
+        """The PDF of ``content``, its fonts from ``shared`` or, without it,
+        added through fpdf2's public ``add_font``."""
+        from fpdf import FPDF
+
         pdf = FPDF(orientation="P", unit="mm", format="A4")
         # fpdf2 replaces "{nb}" in text by the page count unless told not to;
         # an invoice line must print as written.
@@ -1076,22 +732,17 @@ class FPDFInvoiceRenderer:
         # Also seeds the file identifier: the same invoice gives the same bytes.
         pdf.set_creation_date(document.invoice.issued_at)
 
-        output_type = _invoice_output_type() if self._share_parsed_fonts else None
-        for face in _FACES.values():
-            if output_type is not None:
-                face.attach(pdf)
-            else:
-                from fpdf.fonts import TTFFont
-
-                pdf.add_font(_FONT_FAMILY, face.style, face.path)
-                added = pdf.fonts[face.fontkey]
-                if isinstance(added, TTFFont):
-                    added.ttfont.recalcBBoxes = False  # as _open_font does
-
-        _Layout(pdf, content).draw()
-        if output_type is None:
+        if shared is not None:
+            shared.attach(pdf)
+            _Layout(pdf, content).draw()
+            return shared.output(pdf)
+        try:
+            _add_public_fonts(pdf)
+            _Layout(pdf, content).draw()
             return bytes(pdf.output())
-        return bytes(pdf.output(output_producer_class=output_type))
+        except BaseException:
+            _close_public_fonts(pdf)  # fpdf2 closes them only when the output is written
+            raise
 
 
 def default_invoice_renderer() -> InvoiceRenderer | None:

@@ -1132,6 +1132,8 @@ def test_the_example_shop_runs_on_dodo(tmp_path: Path, fake: FakeDodo, scenario:
         assert app.test_client().post("/webhooks/dodo", data=body, headers=_sign(b"{}")).status_code == 400
     finally:
         state.shutdown()
+        with app.app_context():
+            app.extensions["sqlalchemy"].engine.dispose()
 
 
 @pytest.mark.parametrize(
