@@ -29,10 +29,21 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Column, MetaData, String, Table, delete, func, inspect, select, text
+from sqlalchemy import (
+    Column,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    delete,
+    func,
+    inspect,
+    select,
+    text,
+)
 
 if TYPE_CHECKING:
-    from alembic.runtime.migration import MigrationStep
+    from alembic.runtime.migration import RevisionStep, StampStep
     from alembic.script import ScriptDirectory
     from sqlalchemy.engine import Connection, Engine
 
@@ -215,7 +226,7 @@ def drop_all(engine: Engine) -> None:
         metadata.drop_all(connection)
         if not inspect(connection).has_table(VERSION_TABLE):
             return
-        versions = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32), primary_key=True))
+        versions = _version_table()
         connection.execute(delete(versions).where(versions.c.version_num.startswith(_REVISION_PREFIX)))
         if connection.execute(select(func.count()).select_from(versions)).scalar_one() == 0:
             versions.drop(connection)
@@ -270,11 +281,32 @@ def stamp(engine: Engine, revision: str) -> SchemaStatus:
 @contextmanager
 def _begin(engine: Engine) -> Iterator[Connection]:
     """One transaction on a connection of its own (never the host's
-    session); serialised across processes on PostgreSQL."""
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
-        yield connection
+    session), that one process at a time holds: on PostgreSQL under an
+    advisory lock, on SQLite as ``BEGIN IMMEDIATE`` (the write lock), which
+    also makes the DDL part of it."""
+    with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
+                yield connection
+            return
+        # The sqlite3 module begins transactions itself, only before DML and
+        # as deferred ones; for this connection, while it is ours, it begins
+        # none and the transaction is begun here.
+        driver: Any = connection.connection.dbapi_connection
+        isolation_level = driver.isolation_level
+        driver.isolation_level = None
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+        finally:
+            driver.isolation_level = isolation_level
 
 
 def _recorded(connection: Connection) -> tuple[str, ...]:
@@ -336,7 +368,7 @@ def _starting_point(status: SchemaStatus) -> tuple[str, ...]:
     return (status.recognised,) if status.recognised else ()
 
 
-def _record_recognised(status: SchemaStatus) -> list[Any]:
+def _record_recognised(status: SchemaStatus) -> list[RevisionStep | StampStep]:
     """The step that records the recognised revision of a database that
     ``create_all()`` made before revisions were recorded (no step if one is)."""
     if status.current or status.recognised is None:
@@ -351,23 +383,33 @@ def _upgrade(connection: Connection, status: SchemaStatus, revision: str) -> Non
     _run(connection, steps)
 
 
-def _run(connection: Connection, steps: Sequence[MigrationStep]) -> None:
-    """Run ``steps`` (from ScriptDirectory's ``_upgrade_revs``,
-    ``_downgrade_revs`` or ``_stamp_revs``, as ``alembic.command`` makes
-    them) in the caller's transaction, as an ``env.py`` would, with
-    ``op`` bound for the revisions."""
-    from alembic.config import Config
-    from alembic.runtime.environment import EnvironmentContext
+def _run(connection: Connection, steps: Sequence[RevisionStep | StampStep]) -> None:
+    """Run ``steps`` (ScriptDirectory's ``_upgrade_revs``, ``_downgrade_revs``
+    or ``_stamp_revs``, as ``alembic.command`` makes them) in the caller's
+    transaction, with ``op`` bound for the revisions: what Alembic's
+    ``run_migrations`` does, except that it keeps the version rows of the
+    portal's branch only. The host's rows in the same table name revisions
+    the portal's scripts do not have, which Alembic would look up."""
+    from alembic.operations import Operations
+    from alembic.runtime.migration import HeadMaintainer, MigrationContext
 
     if not steps:
         return
-    config = Config()
-    config.set_main_option("script_location", str(_HERE))
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    _version_table().create(connection, checkfirst=True)
+    versions = HeadMaintainer(context, _recorded(connection))
+    context.impl.start_migrations()
+    with Operations.context(context):
+        for step in steps:
+            step.migration_fn()
+            versions.update_to_step(step)
 
-    def migrations(heads: Any, context: Any) -> Sequence[MigrationStep]:
-        return steps
 
-    with EnvironmentContext(config, script_directory(), fn=migrations) as environment:
-        environment.configure(connection=connection, version_table=VERSION_TABLE)
-        with environment.begin_transaction():  # the caller's: nothing to begin or commit
-            environment.run_migrations()
+def _version_table() -> Table:
+    """Alembic's version table, as Alembic makes it."""
+    return Table(
+        VERSION_TABLE,
+        MetaData(),
+        Column("version_num", String(32), nullable=False),
+        PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+    )
