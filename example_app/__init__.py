@@ -100,7 +100,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return render_template("home.html", static_login_url=portal.static_login_url())
 
     from .demo import demo_data_command
-    from .staff import init_staff, refuse_published_password
+    from .staff import add_session_keys, init_staff, refuse_published_password
 
     app.cli.add_command(demo_data_command)
     init_staff(app)
@@ -111,6 +111,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # migration explains: the demo's own file is set aside below.
         with suppress(SchemaError):
             upgrade_portal_tables(db.engine)
+        add_session_keys(db.engine)  # the shop's own staff table, as 0.1.0 made it
         _set_aside_outdated_demo_database(app, instance_path / "shop.db")
         upgrade_portal_tables(db.engine)  # nothing to do, unless the file was set aside
         db.create_all()

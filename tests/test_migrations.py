@@ -258,7 +258,7 @@ def test_the_portals_types_render_as_the_plain_types_they_store() -> None:
     try:
         with engine.connect() as connection:
             script = produce_migrations(MigrationContext.configure(connection), metadata)
-        code = render_python_code(script.upgrade_ops)
+        code = render_python_code(script.upgrade_ops, user_module_prefix=None)  # as env.py leaves it
     finally:
         engine.dispose()
     assert "flask_customer_portal" not in code

@@ -19,8 +19,8 @@ not checked again.
 from __future__ import annotations
 
 import logging
-import time
 from threading import Lock
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from flask import Flask, abort, request
@@ -97,7 +97,7 @@ class SchemaGate:
         if self._done or request.blueprint != "portal":
             return
         with self._lock:
-            if not self._done and time.monotonic() >= self._refusing_until:
+            if not self._done and monotonic() >= self._refusing_until:
                 self._check()
             refuse = not self._done
         if refuse:
@@ -130,7 +130,7 @@ class SchemaGate:
             return
         if first:
             logger.error("%s Portal pages answer 503 until then.", message)
-        self._refusing_until = time.monotonic() + self.retry_after
+        self._refusing_until = monotonic() + self.retry_after
 
 
 def refuse_behind_schema(app: Flask) -> None:
