@@ -298,7 +298,8 @@ def _begin(engine: Engine) -> Iterator[Connection]:
         isolation_level = driver.isolation_level
         driver.isolation_level = None
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            if not driver.in_transaction:  # (an in-memory database's one connection may be in one)
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 yield connection
             except BaseException:
