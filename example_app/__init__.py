@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from sqlalchemy.orm import DeclarativeBase
 from flask_customer_portal import CustomerPortal
 from flask_customer_portal.contrib.composite import CompositeStorage
 from flask_customer_portal.contrib.sqla import PortalModel, SQLAlchemyStorage
+from flask_customer_portal.migrations import SchemaError
+from flask_customer_portal.migrations import upgrade as upgrade_portal_tables
+from flask_customer_portal.production import schema_problems
 
 from .backends import portal_backend
 from .offers import retention_offer
@@ -101,35 +105,43 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return render_template("home.html", static_login_url=portal.static_login_url())
 
     from .demo import demo_data_command
-    from .staff import init_staff, refuse_published_password
+    from .staff import add_session_keys, init_staff, refuse_published_password
 
     app.cli.add_command(demo_data_command)
     init_staff(app)
 
     with app.app_context():
+        # The portal's tables: made, or upgraded from an older version, by
+        # their migrations, as `flask portal db upgrade` does. Tables that no
+        # migration explains: the demo's own file is set aside below.
+        with suppress(SchemaError):
+            upgrade_portal_tables(db.engine)
+        add_session_keys(db.engine)  # the shop's own staff table, as 0.1.0 made it
         _set_aside_outdated_demo_database(app, instance_path / "shop.db")
+        upgrade_portal_tables(db.engine)  # nothing to do, unless the file was set aside
         db.create_all()
-        storage().create_all()
         refuse_published_password()
     return app
 
 
 def _set_aside_outdated_demo_database(app: Flask, demo_database: Path) -> None:
-    """The demo's own SQLite file, made by an older version of the portal,
-    lacks tables or columns that ``create_all`` does not add. Move it aside
-    (``shop.db.old``) so the demo starts on a fresh one. Only ever the demo's
-    default file: a configured database is never touched."""
+    """The demo's own SQLite file, when the portal's migrations could not
+    bring it up to date (tables changed by hand, or made by a version older
+    than 0.1.0) or the shop's own tables (which have no migrations) lack
+    columns, is moved aside (``shop.db.old``) so the demo starts on a fresh
+    one. Only ever the demo's default file: a configured database is never
+    touched."""
     engine = db.engine
     if engine.url.database != str(demo_database) or not demo_database.exists():
         return
     inspector = inspect(engine)
-    outdated: list[str] = []
-    for table in [*db.metadata.sorted_tables, *PortalModel.metadata.sorted_tables]:
+    outdated = schema_problems(engine, PortalModel.metadata)
+    for table in db.metadata.sorted_tables:
         if not inspector.has_table(table.name):
             continue  # create_all adds missing tables
         present = {column["name"] for column in inspector.get_columns(table.name)}
         outdated.extend(
-            f"{table.name}.{column.name}" for column in table.columns if column.name not in present
+            f"{table.name}.{column.name} is missing" for column in table.columns if column.name not in present
         )
     if not outdated:
         return
@@ -137,10 +149,10 @@ def _set_aside_outdated_demo_database(app: Flask, demo_database: Path) -> None:
     backup = demo_database.with_name(demo_database.name + ".old")
     demo_database.replace(backup)
     app.logger.warning(
-        "The demo database %s was made by an older version (missing %s); it was moved to %s "
+        "The demo database %s cannot be upgraded (%s); it was moved to %s "
         "and a new one is made. Run `flask --app example_app demo-data` to load the demo data.",
         demo_database,
-        ", ".join(outdated[:5]),
+        "; ".join(outdated[:5]),
         backup,
     )
 

@@ -24,7 +24,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask_login import LoginManager  # type: ignore[import-untyped]
-from sqlalchemy import Boolean, Integer, String, select
+from sqlalchemy import Boolean, Integer, String, inspect, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -34,6 +34,8 @@ from flask_customer_portal.errors import ConfigurationError
 from . import db
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from . import Model as _Base
 else:
     _Base = db.Model
@@ -42,6 +44,7 @@ __all__ = [
     "DEMO_STAFF_EMAIL",
     "DEMO_STAFF_PASSWORD",
     "Staff",
+    "add_session_keys",
     "authenticate",
     "create_staff",
     "create_staff_command",
@@ -267,6 +270,25 @@ def refuse_published_password() -> None:
             f"published password; give it a new one in test mode first: "
             f"`flask --app example_app staff-password {DEMO_STAFF_EMAIL}` (same DATABASE_URL)",
         )
+
+
+def add_session_keys(engine: Engine) -> None:
+    """Give the staff table of a demo database that 0.1.0 made the
+    ``session_key`` column it lacks, a random key for each member. The
+    shop's own tables have no migrations (the portal's do); this is the one
+    change they have had."""
+    inspector = inspect(engine)
+    table = Staff.__tablename__
+    if not inspector.has_table(table) or any(
+        c["name"] == "session_key" for c in inspector.get_columns(table)
+    ):
+        return
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE shop_staff ADD COLUMN session_key VARCHAR(64)"))
+        for staff_id in connection.execute(select(Staff.id)).scalars().all():
+            connection.execute(
+                update(Staff).where(Staff.id == staff_id).values(session_key=_new_session_key())
+            )
 
 
 def init_staff(app: Flask) -> None:

@@ -12,6 +12,7 @@ from .erasure import ErasureRefused, erase_customer
 from .errors import CustomerNotFound
 from .extension import get_state
 from .mail import MailDeliveryError, render_message
+from .migrations.cli import db_cli
 from .storage import store_supports
 
 __all__ = ["portal_cli"]
@@ -20,6 +21,9 @@ __all__ = ["portal_cli"]
 @click.group("portal", help="Customer portal commands.")
 def portal_cli() -> None:
     pass
+
+
+portal_cli.add_command(db_cli)
 
 
 @portal_cli.command("create-session")
@@ -102,10 +106,14 @@ def renew_due_command(batch_size: int) -> None:
     with the payment provider: the plan changes (or the amount becomes
     credit) if the money was taken, the invoice is voided if not.
     Run it from cron or a scheduler, e.g. every 15 minutes. Exits with
-    status 1 if any subscription could not be processed."""
+    status 1 if any subscription could not be processed, and charges
+    nothing while the portal's tables are behind the package (run
+    `flask portal db upgrade`)."""
     from .charging import RenewalOutcome, renew_due
+    from .migrations.gate import refuse_behind_schema
     from .plan_settlement import SettlementOutcome
 
+    refuse_behind_schema(current_app)
     report = renew_due(get_state(), batch_size=batch_size)
     for outcome in RenewalOutcome:
         if outcome is not RenewalOutcome.SKIPPED:

@@ -271,6 +271,7 @@ class CustomerPortal:
         _set_host_defaults(app, config)
 
         from .cli import portal_cli
+        from .migrations.gate import install_schema_gate
         from .views import add_security_headers, blueprint
 
         app.register_blueprint(blueprint, name=config.blueprint_name, url_prefix=config.url_prefix or None)
@@ -280,6 +281,8 @@ class CustomerPortal:
         # server loggers that log its requests (a process-wide filter).
         install_log_redaction(app, config.url_prefix, access_logs=config.redact_access_logs)
         app.cli.add_command(portal_cli)
+        # A database behind the package's schema: named on the first portal request.
+        install_schema_gate(app, live=config.is_live)
 
     @staticmethod
     def _default_storage(app: Flask) -> PortalStorage:

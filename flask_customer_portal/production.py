@@ -268,19 +268,30 @@ def _schema(app: Flask, state: PortalState) -> CheckResult:
             _WARN, item, f"not checked: {type(state.storage).__name__} is not the SQLAlchemy store"
         )
     from .contrib.sqla import metadata
+    from .migrations import UPGRADE_COMMAND, schema_status
 
+    engine = app.extensions["sqlalchemy"].engine
     try:
-        problems = schema_problems(app.extensions["sqlalchemy"].engine, metadata)
+        problems = schema_problems(engine, metadata)
+        status = schema_status(engine)
     except Exception as exc:  # any driver error: say so, without the URL or the query
         return CheckResult(_FAIL, item, f"could not be read ({type(exc).__name__})")
+    upgrade = f"run `{UPGRADE_COMMAND}`"
     if len(problems) == len(metadata.tables) and all(p.startswith("table ") for p in problems):
-        return CheckResult(
-            _FAIL, item, f"none of the {len(problems)} portal tables exist (create_all or migrate)"
-        )
+        return CheckResult(_FAIL, item, f"none of the {len(problems)} portal tables exist: {upgrade}")
     if problems:
         shown = "; ".join(problems[:5]) + ("; …" if len(problems) > 5 else "")
-        return CheckResult(_FAIL, item, f"not current: {shown} (create or migrate the portal's tables)")
-    return CheckResult(_OK, item, f"all {len(metadata.tables)} portal tables are current")
+        if status.is_current:
+            return CheckResult(_FAIL, item, f"revision {status} is recorded, but {shown}")
+        return CheckResult(_FAIL, item, f"not current: revision {status}; {shown}: {upgrade}")
+    if status.is_ahead:
+        return CheckResult(_WARN, item, f"revision {status}")
+    if status.tables_current and not status.is_current:
+        detail = f"all {len(metadata.tables)} portal tables are current, but no revision is recorded"
+        return CheckResult(_WARN, item, f"{detail}: {upgrade}")
+    if not status.is_current:
+        return CheckResult(_FAIL, item, f"revision {status}: {upgrade}")
+    return CheckResult(_OK, item, f"all {len(metadata.tables)} portal tables are current (revision {status})")
 
 
 def _provider(state: PortalState) -> CheckResult:

@@ -8,13 +8,15 @@ Usage::
     db = SQLAlchemy(app)
     storage = SQLAlchemyStorage(db)
     with app.app_context():
-        storage.create_all()  # or let Alembic manage ``metadata``
+        storage.create_all()  # or `flask portal db upgrade` (docs/upgrading.rst)
 
 The tables live on the package's own :class:`PortalModel` base with its own
-:data:`metadata`, so they never mix with the host's ``db.Model`` and a host
-that uses Alembic adds ``metadata`` to its ``target_metadata`` list. Every
-table name starts with ``portal_`` and every constraint has a deterministic
-name (see :data:`NAMING_CONVENTION`), which keeps migrations reviewable.
+:data:`metadata`, so they never mix with the host's ``db.Model``. Their
+schema changes ship as Alembic revisions, the ``customer_portal`` branch in
+:mod:`flask_customer_portal.migrations`; a host whose Alembic autogenerates
+adds ``metadata`` to its ``target_metadata`` list. Every table name starts
+with ``portal_`` and every constraint has a deterministic name (see
+:data:`NAMING_CONVENTION`), which keeps migrations reviewable.
 
 Portable by design: no native enum types (enums are strings), money is
 ``BIGINT`` minor units plus a three-letter currency, datetimes are
@@ -206,6 +208,15 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _render_as_stored(type_: TypeDecorator[Any]) -> None:
+    """Have Alembic's autogenerate write ``type_`` into a migration script as
+    the plain SQLAlchemy type it stores, ``sa.String(length=32)``: it writes
+    a type that is not SQLAlchemy's as ``<type.__module__>.<repr(type)>``,
+    and a script cannot import the package's types (it must run after they
+    change). ``__repr__`` of the portal's types is their stored type's."""
+    type_.__module__ = "sa"  # the name Alembic's script templates give sqlalchemy
+
+
 class TZDateTime(TypeDecorator[datetime]):
     """``TIMESTAMP WITH TIME ZONE`` that only ever holds aware UTC.
 
@@ -218,6 +229,13 @@ class TZDateTime(TypeDecorator[datetime]):
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        _render_as_stored(self)
+
+    def __repr__(self) -> str:
+        return repr(self.impl_instance)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -251,6 +269,10 @@ class StringEnum(TypeDecorator[E], Generic[E]):
     def __init__(self, enum_class: type[E], length: int = 32) -> None:
         super().__init__(length=length)
         self.enum_class = enum_class
+        _render_as_stored(self)
+
+    def __repr__(self) -> str:
+        return repr(self.impl_instance)
 
     def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
         if value is None:
@@ -1287,12 +1309,19 @@ class SQLAlchemyStorage:
     # -- schema ---------------------------------------------------------------
 
     def create_all(self) -> None:
-        """Create the ``portal_*`` tables that do not exist yet."""
-        metadata.create_all(self._db.engine)
+        """Create the ``portal_*`` tables that do not exist yet and record
+        the schema's revision, so that ``flask portal db upgrade`` knows it.
+        A database an older version made is upgraded (see
+        :func:`flask_customer_portal.migrations.create_all`)."""
+        from ..migrations import create_all
+
+        create_all(self._db.engine)
 
     def drop_all(self) -> None:
-        """Drop the ``portal_*`` tables and everything in them."""
-        metadata.drop_all(self._db.engine)
+        """Drop the ``portal_*`` tables and everything in them, and forget the revision."""
+        from ..migrations import drop_all
+
+        drop_all(self._db.engine)
 
     # -- CustomerStore ----------------------------------------------------------
 
