@@ -441,7 +441,7 @@ def test_a_provider_that_raises_leaves_nothing_half_written(tmp_path: Path) -> N
             assert lock is not None
             assert lock.attempts(BUDI_OPEN_INVOICE) == ()
         # The next request works, and reuses attempt 1's key.
-        app.extensions["customer_portal"].payments = TestPaymentProvider()
+        get_state(app).payments = TestPaymentProvider()
         result = reactivate_subscription(get_state(app), budi, BUDI_SUB, card)
         assert result.outcome is ReactivationOutcome.REACTIVATED
         assert get_state(app).payments.charges == [  # type: ignore[attr-defined]
