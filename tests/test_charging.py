@@ -471,7 +471,7 @@ def _concurrent_reactivations(app: Flask, workers: int) -> list[ReactivationOutc
                 assert budi is not None and card is not None
                 # Back to the pool while waiting: the submits share a few
                 # connections, as the threads of a worker do.
-                app.extensions["sqlalchemy"].session.remove()
+                _store(app).close_db_session()
                 barrier.wait()
                 outcome = reactivate_subscription(state, budi, BUDI_SUB, card).outcome
         except BaseException as exc:  # collected and re-raised in the test thread
