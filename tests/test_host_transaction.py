@@ -129,8 +129,11 @@ def memory_shop() -> Iterator[Flask]:
 
 # -- what the host can call ------------------------------------------------------------
 
+#: The host's call, and a check (after the host decided) that its write was kept.
+WritePath = tuple[Callable[[], None], Callable[[], None]]
 
-def _create_session(app: Flask) -> Callable[[], None]:
+
+def _create_session(app: Flask) -> WritePath:
     made: list[str] = []
 
     def call() -> None:
@@ -140,11 +143,10 @@ def _create_session(app: Flask) -> Callable[[], None]:
         (link,) = made
         assert open_link(app.test_client(), link).status_code == 303
 
-    call.check = check  # type: ignore[attr-defined]
-    return call
+    return call, check
 
 
-def _send_invite(app: Flask) -> Callable[[], None]:
+def _send_invite(app: Flask) -> WritePath:
     mailer = get_state(app).mailer
     assert isinstance(mailer, MemoryMailer)
 
@@ -158,11 +160,10 @@ def _send_invite(app: Flask) -> Callable[[], None]:
             actions = [event.action for event in _store(app).list_events(AVA)]
         assert "invite.sent" in actions
 
-    call.check = check  # type: ignore[attr-defined]
-    return call
+    return call, check
 
 
-def _sign_out_everywhere(app: Flask) -> Callable[[], None]:
+def _sign_out_everywhere(app: Flask) -> WritePath:
     with app.app_context():
         link = _portal(app).create_session(AVA).link
     client = app.test_client()
@@ -178,12 +179,11 @@ def _sign_out_everywhere(app: Flask) -> Callable[[], None]:
             actions = [event.action for event in _store(app).list_events(AVA)]
         assert "session.signed_out_everywhere" in actions
 
-    call.check = check  # type: ignore[attr-defined]
-    return call
+    return call, check
 
 
-def _cli(*args: str) -> Callable[[Flask], Callable[[], None]]:
-    def make(app: Flask) -> Callable[[], None]:
+def _cli(*args: str) -> Callable[[Flask], WritePath]:
+    def make(app: Flask) -> WritePath:
         results: list[Any] = []
 
         def call() -> None:
@@ -202,8 +202,7 @@ def _cli(*args: str) -> Callable[[Flask], Callable[[], None]]:
                 assert subscription is not None
                 assert subscription.current_period_end > datetime.now(timezone.utc)
 
-        call.check = check  # type: ignore[attr-defined]
-        return call
+        return call, check
 
     return make
 
@@ -218,7 +217,7 @@ def _due(app: Flask) -> None:
         )
 
 
-WRITE_PATHS: dict[str, Callable[[Flask], Callable[[], None]]] = {
+WRITE_PATHS: dict[str, Callable[[Flask], WritePath]] = {
     "create_session": _create_session,
     "send_invite": _send_invite,
     "sign_out_everywhere": _sign_out_everywhere,
@@ -239,7 +238,7 @@ def test_a_portal_write_leaves_the_hosts_pending_work_to_the_host(
     portal's own write is kept either way."""
     if path == "cli_renew_due":
         _due(shop)
-    call = WRITE_PATHS[path](shop)
+    call, check = WRITE_PATHS[path](shop)
     db = _db(shop)
     with shop.app_context():
         order = Order(reference="A-1")
@@ -253,7 +252,7 @@ def test_a_portal_write_leaves_the_hosts_pending_work_to_the_host(
         else:
             db.session.commit()
     assert orders(shop) == (1 if host_decides == "commit" else 0)
-    call.check()  # type: ignore[attr-defined]
+    check()
 
 
 @pytest.mark.parametrize("path", ["create_session", "send_invite", "sign_out_everywhere"])
@@ -262,7 +261,7 @@ def test_a_host_that_flushed_its_writes_keeps_them_its_own(shop: Flask, db_url: 
     and keeps its write when the host rolls back. SQLite lets one
     connection write at a time: the portal refuses at once, writes
     nothing, and the host's transaction is untouched (it still commits)."""
-    call = WRITE_PATHS[path](shop)
+    call, check = WRITE_PATHS[path](shop)
     db = _db(shop)
     links_before = links(shop)
     with shop.app_context():
@@ -280,7 +279,7 @@ def test_a_host_that_flushed_its_writes_keeps_them_its_own(shop: Flask, db_url: 
         call()
         db.session.rollback()
     assert orders(shop) == 0
-    call.check()  # type: ignore[attr-defined]
+    check()
 
 
 def test_in_memory_sqlite_shares_one_connection_and_still_leaves_the_host_alone(
