@@ -47,7 +47,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms import EmailField, HiddenField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from flask_customer_portal import Customer, PortalSession
+from flask_customer_portal import Customer, CustomerPortal, PortalSession
 from flask_customer_portal.auth import utcnow
 from flask_customer_portal.config import PortalConfig
 from flask_customer_portal.contrib.sqla import AuditEventModel, CustomerModel, PortalSessionModel
@@ -55,7 +55,7 @@ from flask_customer_portal.forms import PortalForm
 from flask_customer_portal.mail import MailDeliveryError
 from flask_customer_portal.ratelimit import client_ip
 
-from . import db, portal
+from . import db
 from .staff import Staff, authenticate, end_staff_sessions
 from .staff_limits import staff_limits
 
@@ -105,6 +105,14 @@ class ActionForm(PortalForm):
 
 
 # -- access ------------------------------------------------------------------------
+
+
+def _portal() -> CustomerPortal:
+    """The portal registered on the current app. A blueprint reaches it
+    through ``app.extensions``, as it reaches Flask-SQLAlchemy, instead of
+    importing the app's module."""
+    portal: CustomerPortal = current_app.extensions["customer_portal"]
+    return portal
 
 
 def _staff() -> Staff:
@@ -196,7 +204,7 @@ def _when(value: datetime | None) -> str:
 def _staff_context() -> dict[str, Any]:
     return {
         "current_user": current_user,
-        "portal_config": portal.get_state().config,
+        "portal_config": _portal().get_state().config,
         "when": _when,
         "csrf_token": generate_csrf,
     }
@@ -219,7 +227,7 @@ def login() -> Any:
     if not form.validate():
         return render_template("admin/login.html", form=form), 400 if form.csrf_failed else 422
     email = form.email.data or ""
-    client = client_ip(request, portal.get_state().config.trusted_proxies)
+    client = client_ip(request, _portal().get_state().config.trusted_proxies)
     limits = staff_limits()
     # Refused before the password is checked: after too many failures even
     # the right password waits, so guessing gets nowhere.
@@ -305,7 +313,7 @@ def customers() -> str:
 
 
 def _customer_or_404(customer_id: str) -> Customer:
-    customer = portal.get_state().storage.get_customer(customer_id)
+    customer = _portal().get_state().storage.get_customer(customer_id)
     if customer is None:
         abort(404)
     return customer
@@ -336,7 +344,7 @@ def _session_status(row: PortalSessionModel, config: PortalConfig, auth_version:
 def recent_sessions(customer: Customer) -> tuple[list[SessionRow], int]:
     """The customer's latest portal sessions, newest first, and how many
     there are in all."""
-    config = portal.get_state().config
+    config = _portal().get_state().config
     total = (
         db.session.scalar(
             select(func.count())
@@ -378,7 +386,7 @@ def recent_events(customer: Customer) -> Sequence[AuditEventModel]:
 def _language_name(customer: Customer) -> str:
     """The language the customer's emails are in, by its English name: their
     saved language if the portal speaks it, else the portal's default."""
-    config = portal.get_state().config
+    config = _portal().get_state().config
     code = config.default_locale
     if customer.locale:
         language = customer.locale.replace("-", "_").split("_")[0]
@@ -398,7 +406,7 @@ def _render_customer(
     page = render_template(
         "admin/customer.html",
         customer=customer,
-        static_login_url=portal.static_login_url(),
+        static_login_url=_portal().static_login_url(),
         invite=invite,
         mail_failed=mail_failed,
         sessions=sessions,
@@ -422,7 +430,7 @@ def create_link(customer_id: str) -> tuple[str, int]:
         abort(400)
     customer = _customer_or_404(customer_id)
     staff = _staff()
-    invite = portal.create_session(customer.id, details=_made_by(staff))
+    invite = _portal().create_session(customer.id, details=_made_by(staff))
     current_app.logger.info("Staff %s made a portal link for customer %s", staff.id, customer.id)
     return _render_customer(customer, invite=invite)
 
@@ -435,7 +443,7 @@ def email_invite(customer_id: str) -> Any:
     customer = _customer_or_404(customer_id)
     staff = _staff()
     try:
-        sent = portal.send_invite(customer.id, details=_made_by(staff))
+        sent = _portal().send_invite(customer.id, details=_made_by(staff))
     except MailDeliveryError:
         return _render_customer(customer, mail_failed=True, status=502)
     current_app.logger.info("Staff %s emailed a portal invite to customer %s", staff.id, customer.id)
@@ -451,7 +459,7 @@ def sign_out_everywhere(customer_id: str) -> Any:
         abort(400)
     customer = _customer_or_404(customer_id)
     # Sessions end, and so does every link sent before now (a forwarded one).
-    ended = portal.sign_out_everywhere(customer.id, **_made_by(_staff()))
+    ended = _portal().sign_out_everywhere(customer.id, **_made_by(_staff()))
     if ended == 0:
         flash(f"{customer.name} had no open portal session.")
     elif ended == 1:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from threading import Lock
+from typing import cast
+from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app
 from flask_babel import Babel
@@ -35,8 +37,9 @@ EXTENSION_KEY = "customer_portal"
 
 @dataclass
 class PortalState:
-    """Everything the portal keeps for one app, in
-    ``app.extensions["customer_portal"]``."""
+    """Everything the portal keeps for one app; ``portal.get_state(app)``
+    returns it (``app.extensions["customer_portal"]`` is the
+    :class:`CustomerPortal` itself)."""
 
     portal: CustomerPortal
     config: PortalConfig
@@ -84,19 +87,30 @@ class PortalState:
                 self._executor = None
 
 
+def _app_object(app: Flask | None) -> Flask:
+    """``app``, or the current app; never the ``current_app`` proxy (state is
+    kept by app object)."""
+    if app is None:
+        app = current_app
+    unwrap = getattr(app, "_get_current_object", None)
+    return app if unwrap is None else cast("Flask", unwrap())
+
+
 def get_state(app: Flask | None = None) -> PortalState:
-    """The portal's state for ``app`` (default: the current app)."""
-    app = app or current_app
-    try:
-        state = app.extensions[EXTENSION_KEY]
-    except KeyError:
+    """The portal's state for ``app`` (default: the current app), from the
+    :class:`CustomerPortal` registered in ``app.extensions["customer_portal"]``."""
+    app = _app_object(app)
+    portal = app.extensions.get(EXTENSION_KEY)
+    if portal is None:
         raise RuntimeError(
             "The customer portal is not registered on this app; call CustomerPortal(app) "
             "or portal.init_app(app) first."
-        ) from None
-    if not isinstance(state, PortalState):
-        raise TypeError('app.extensions["customer_portal"] is not the portal\'s state')
-    return state
+        )
+    if not isinstance(portal, CustomerPortal):
+        raise TypeError(
+            f'app.extensions["customer_portal"] must be the CustomerPortal, not {type(portal).__name__}'
+        )
+    return portal.get_state(app)
 
 
 def _set_host_defaults(app: Flask, config: PortalConfig) -> None:
@@ -162,6 +176,9 @@ class CustomerPortal:
         self.rules_loader_callback: RulesLoader | None = None
         self.retention_offer_callback: RetentionOfferFunction | None = None
         self.session_locator_callback: Callable[[str], str | None] | None = None
+        # Per-app state, as Flask-SQLAlchemy keeps its engines: the portal
+        # never holds an app alive, and one portal serves several apps.
+        self._states: WeakKeyDictionary[Flask, PortalState] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
 
@@ -174,14 +191,21 @@ class CustomerPortal:
         payments: PaymentProvider | None = None,
     ) -> None:
         """Register the portal on ``app``: read and check its configuration,
-        mount the ``portal`` blueprint and the ``flask portal`` commands.
+        mount the ``portal`` blueprint and the ``flask portal`` commands, and
+        put this object in ``app.extensions["customer_portal"]``.
         ``invoice_renderer``, ``storage`` and ``payments`` override the
         constructor's for this app (an app factory that picks its billing
         back end from its configuration)."""
-        if EXTENSION_KEY in app.extensions:
+        registered = app.extensions.get(EXTENSION_KEY)
+        if registered is self:
             raise RuntimeError(
-                "A CustomerPortal is already registered on this app. Create one "
-                "CustomerPortal per app (or call init_app once per app)."
+                "This CustomerPortal is already registered on this app: call init_app once "
+                "per app (CustomerPortal(app) calls it for you)."
+            )
+        if registered is not None:
+            raise RuntimeError(
+                "A CustomerPortal is already registered on this app: use that one "
+                '(current_app.extensions["customer_portal"]) instead of registering a second.'
             )
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
@@ -267,7 +291,8 @@ class CustomerPortal:
             customer_limits=customer_limits,
             invoice_renderer=invoice_renderer,
         )
-        app.extensions[EXTENSION_KEY] = state
+        self._states[app] = state
+        app.extensions[EXTENSION_KEY] = self
         _set_host_defaults(app, config)
 
         from .cli import portal_cli
@@ -392,7 +417,7 @@ class CustomerPortal:
         (customers never see them).
         """
         return create_session_link(
-            get_state(),
+            self.get_state(),
             customer_id,
             return_url,
             flow=flow,
@@ -403,7 +428,7 @@ class CustomerPortal:
 
     def static_login_url(self) -> str:
         """The never-expiring static link, ``<base URL>/portal/login/<business id>``."""
-        return get_state().config.static_login_url
+        return self.get_state().config.static_login_url
 
     def send_invite(
         self,
@@ -432,7 +457,7 @@ class CustomerPortal:
         from .invites import send_invite
 
         return send_invite(
-            get_state(),
+            self.get_state(),
             customer_id,
             return_url=return_url,
             flow=flow,
@@ -451,7 +476,7 @@ class CustomerPortal:
         from .storage import AuditEvent
 
         now = utcnow()
-        return get_state().storage.sign_out_everywhere(
+        return self.get_state().storage.sign_out_everywhere(
             customer_id,
             now,
             event=AuditEvent(
@@ -477,7 +502,7 @@ class CustomerPortal:
         another customer has (compared case-insensitively). Call inside an
         app context. Needs a store that adds customers (the SQLAlchemy store
         does); raises :class:`TypeError` otherwise."""
-        storage = get_state().storage
+        storage = self.get_state().storage
         if not store_supports(storage, "add_customer"):
             raise TypeError(f"{type(storage).__name__} cannot add customers (it has no add_customer)")
         email = customer.email.strip()
@@ -522,10 +547,20 @@ class CustomerPortal:
         unknown id. Returns an
         :class:`~flask_customer_portal.storage.ErasureReport`. Call inside an
         app context."""
-        return erasure.erase_customer(get_state(), customer_id, force=force, actor=actor, details=details)
+        state = self.get_state()
+        return erasure.erase_customer(state, customer_id, force=force, actor=actor, details=details)
 
     def get_state(self, app: Flask | None = None) -> PortalState:
-        return get_state(app)
+        """The portal's :class:`PortalState` for ``app`` (default: the
+        current app). Raises :class:`RuntimeError` if this portal is not
+        registered on it."""
+        app = _app_object(app)
+        try:
+            return self._states[app]
+        except KeyError:
+            raise RuntimeError(
+                "This CustomerPortal is not registered on this app; call portal.init_app(app) first."
+            ) from None
 
     def __repr__(self) -> str:
         return f"<CustomerPortal storage={self.storage!r} payments={self.payments!r}>"

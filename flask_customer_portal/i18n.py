@@ -57,9 +57,10 @@ class _PortalDomain(Domain):  # type: ignore[misc]  # flask_babel is untyped
     def translation_directories(self) -> list[str]:
         directories = [str(TRANSLATIONS_DIR)]
         if has_app_context():
-            state = current_app.extensions.get("customer_portal")
-            extra: tuple[str, ...] = getattr(getattr(state, "config", None), "translation_directories", ())
-            directories.extend(os.path.join(current_app.root_path, d) for d in extra)
+            portal = current_app.extensions.get("customer_portal")  # the CustomerPortal
+            if portal is not None:
+                extra: tuple[str, ...] = portal.get_state().config.translation_directories
+                directories.extend(os.path.join(current_app.root_path, d) for d in extra)
         return directories
 
     def get_translations_cache(self, ctx: Any) -> dict[Any, Any]:

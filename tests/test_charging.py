@@ -441,7 +441,7 @@ def test_a_provider_that_raises_leaves_nothing_half_written(tmp_path: Path) -> N
             assert lock is not None
             assert lock.attempts(BUDI_OPEN_INVOICE) == ()
         # The next request works, and reuses attempt 1's key.
-        app.extensions["customer_portal"].payments = TestPaymentProvider()
+        get_state(app).payments = TestPaymentProvider()
         result = reactivate_subscription(get_state(app), budi, BUDI_SUB, card)
         assert result.outcome is ReactivationOutcome.REACTIVATED
         assert get_state(app).payments.charges == [  # type: ignore[attr-defined]
@@ -471,7 +471,7 @@ def _concurrent_reactivations(app: Flask, workers: int) -> list[ReactivationOutc
                 assert budi is not None and card is not None
                 # Back to the pool while waiting: the submits share a few
                 # connections, as the threads of a worker do.
-                app.extensions["sqlalchemy"].session.remove()
+                _store(app).close_db_session()
                 barrier.wait()
                 outcome = reactivate_subscription(state, budi, BUDI_SUB, card).outcome
         except BaseException as exc:  # collected and re-raised in the test thread

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from flask import Flask
+from flask import Blueprint, Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from portal_fixtures import SECRET, make_portal_app
 
-from flask_customer_portal import ConfigurationError, CustomerPortal
+from flask_customer_portal import ConfigurationError, Customer, CustomerPortal
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.mail import LogMailer, SMTPMailer
-from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider
+from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
 
 class _LiveProvider(TestPaymentProvider):
@@ -33,12 +34,16 @@ def _app(tmp_path: Path, **config: Any) -> Flask:
     return app
 
 
-def test_state_lives_in_app_extensions(tmp_path: Path) -> None:
+def test_the_extension_itself_lives_in_app_extensions(tmp_path: Path) -> None:
     app = _app(tmp_path)
     portal = CustomerPortal(app)
-    state = app.extensions["customer_portal"]
+    assert app.extensions["customer_portal"] is portal
+    state = portal.get_state(app)
     assert state is get_state(app)
     assert state.portal is portal
+    with app.app_context():
+        assert portal.get_state() is state
+        assert get_state() is state
     assert "portal" in app.blueprints
     assert app.url_map.bind("x").match("/portal/") == ("portal.dashboard", {})
     assert not hasattr(portal, "app")
@@ -47,10 +52,11 @@ def test_state_lives_in_app_extensions(tmp_path: Path) -> None:
 def test_registering_twice_raises_a_clear_error(tmp_path: Path) -> None:
     app = _app(tmp_path)
     portal = CustomerPortal(app)
-    with pytest.raises(RuntimeError, match="already registered"):
+    with pytest.raises(RuntimeError, match="already registered on this app: call init_app once"):
         portal.init_app(app)
-    with pytest.raises(RuntimeError, match="already registered"):
+    with pytest.raises(RuntimeError, match=r"already registered on this app: use that one \(current_app"):
         CustomerPortal(app)
+    assert app.extensions["customer_portal"] is portal
 
 
 def test_one_extension_serves_several_apps_with_separate_state(tmp_path: Path) -> None:
@@ -63,11 +69,66 @@ def test_one_extension_serves_several_apps_with_separate_state(tmp_path: Path) -
     )
     portal.init_app(first)
     portal.init_app(second)
+    assert first.extensions["customer_portal"] is second.extensions["customer_portal"] is portal
     assert get_state(first) is not get_state(second)
+    assert portal.get_state(first) is get_state(first)
     assert get_state(first).rate_limits is not get_state(second).rate_limits
     assert get_state(second).config.static_login_url == "https://shop.example.com/account/login/biz_two"
     assert first.test_client().get("/account/").status_code == 404
     assert second.test_client().get("/portal/").status_code == 404
+    with second.app_context():
+        assert portal.static_login_url() == "https://shop.example.com/account/login/biz_two"
+    with pytest.raises(RuntimeError, match=r"not registered on this app; call portal.init_app\(app\)"):
+        portal.get_state(_app(tmp_path / "b"))
+
+
+_factory_portal = CustomerPortal(mailer=MemoryMailer())
+
+
+def _create_app(root: Path, base_url: str) -> Flask:
+    """An application factory, as in the quickstart: one module-level
+    extension, registered on each app the factory makes."""
+    root.mkdir(exist_ok=True)
+    app = _app(root, CUSTOMER_PORTAL_BASE_URL=base_url, TESTING=True)
+    _factory_portal.init_app(app)
+    staff = Blueprint("staff", __name__)
+
+    @staff.post("/staff/link/<customer_id>")
+    def make_link(customer_id: str) -> str:
+        # The documented call: no import of the app's module.
+        portal = current_app.extensions["customer_portal"]
+        return str(portal.create_session(customer_id).link)
+
+    app.register_blueprint(staff)
+    with app.app_context():
+        storage = get_state(app).storage
+        storage.create_all()  # type: ignore[attr-defined]
+        storage.add_customer(Customer(id="cus_123", email="ava@example.com", name="Ava"))  # type: ignore[attr-defined]
+    return app
+
+
+def test_the_documented_call_works_in_each_app_of_a_factory(tmp_path: Path) -> None:
+    shop = _create_app(tmp_path / "shop", "https://shop.example.com")
+    eu = _create_app(tmp_path / "eu", "https://eu.example.com")
+    try:
+        for app, base_url in ((shop, "https://shop.example.com"), (eu, "https://eu.example.com")):
+            with app.app_context():
+                link = current_app.extensions["customer_portal"].create_session("cus_123").link
+            assert link.startswith(f"{base_url}/portal/session/")
+            client = app.test_client()
+            made = client.post("/staff/link/cus_123")
+            assert made.status_code == 200
+            assert made.text.startswith(f"{base_url}/portal/session/")
+            for each in (link, made.text):
+                path = urlsplit(each).path
+                page = client.get(path)
+                opened = client.post(path, data={"csrf_token": csrf_token_from(page.text)})
+                assert opened.status_code == 303
+    finally:
+        for app in (shop, eu):
+            get_state(app).shutdown()
+            with app.app_context():
+                app.extensions["sqlalchemy"].engine.dispose()
 
 
 def test_get_state_without_registration_says_what_to_do() -> None:

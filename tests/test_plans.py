@@ -659,7 +659,7 @@ def _concurrent_changes(app: Flask, workers: int) -> list[PlanChangeOutcome]:
                 customer = state.storage.get_customer(AVA)
                 plan = state.storage.get_plan(BUSINESS)
                 assert customer is not None and plan is not None
-                app.extensions["sqlalchemy"].session.remove()
+                _store(app).close_db_session()  # back to the pool while waiting
                 barrier.wait()
                 result = change_plan_now(
                     state, customer, AVA_SUB, plan, 1, change_id="same-confirmation-0001"

@@ -29,11 +29,12 @@ A subscription's or invoice's payment method, and an invoice's subscription,
 are referenced by ``(id, customer_id)``: the database itself refuses a
 record that points at another customer's card or subscription.
 
-The store works through ``db.session``, the session the host app uses too.
-Each write method commits (and rolls back on error), which also commits or
-discards whatever the host had pending in that session: call the store's
-write methods between, not in the middle of, the host's own units of work.
-Reads never return ORM objects, only the frozen dataclasses of
+The store never touches the host's ``db.session``: it reads and writes
+through a session of its own per application context, on the same engine,
+and each write method commits (or rolls back) only its own work. On SQLite,
+a write while the host's session holds uncommitted writes raises
+:class:`HostTransactionOpen` instead of waiting for SQLite's lock. Reads never
+return ORM objects, only the frozen dataclasses of
 :mod:`flask_customer_portal.storage`.
 """
 
@@ -117,12 +118,13 @@ from ..storage import (
     WebhookClaim,
 )
 from . import sqla_housekeeping
+from ._sqla_sessions import HostTransactionOpen, StoreSessions
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
     from flask_sqlalchemy import SQLAlchemy
-    from sqlalchemy.engine import Dialect, Row
+    from sqlalchemy.engine import Dialect, Engine, Row
     from sqlalchemy.sql import ColumnElement, Executable, FromClause
 
     from ..storage import PortalStorage
@@ -134,6 +136,7 @@ __all__ = [
     "BillingDetailsModel",
     "ChargeAttemptModel",
     "CustomerModel",
+    "HostTransactionOpen",
     "InvoiceLineModel",
     "InvoiceModel",
     "LicenseKeyInstanceModel",
@@ -1283,28 +1286,46 @@ class SQLAlchemyStorage:
     """:class:`~flask_customer_portal.storage.PortalStorage` on Flask-SQLAlchemy.
 
     ``SQLAlchemyStorage(db)`` takes the host's
-    :class:`flask_sqlalchemy.SQLAlchemy` instance and uses ``db.session`` and
-    ``db.engine``, so every method must be called inside an application
-    context (requests, CLI commands and ``with app.app_context()`` all are).
+    :class:`flask_sqlalchemy.SQLAlchemy` instance and uses its engine (the
+    one named by ``metadata.info["bind_key"]`` if set, else ``db.engine``)
+    through a session of its own, never ``db.session``: one per application
+    context, closed when the context ends. Every method must be called
+    inside an application context (requests, CLI commands and ``with
+    app.app_context()`` all are).
     """
 
     def __init__(self, db: SQLAlchemy) -> None:
         self._db = db
+        self._sessions = StoreSessions(db, metadata)
+
+    @property
+    def _engine(self) -> Engine:
+        return self._sessions.engine
 
     @property
     def _session(self) -> Session:
-        return self._db.session()
+        return self._sessions.session()
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        """Run a write and commit it; roll back if anything fails."""
+        """Run a write in the store's own session and commit it; roll back
+        if anything fails. The host's ``db.session`` is left as it is."""
         session = self._session
+        self._sessions.refuse_if_host_writing(self._engine)
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+
+    def close_db_session(self) -> None:
+        """End the store's database session in this application context now:
+        its transaction (reads on PostgreSQL) ends and its connection goes
+        back to the pool; the next call starts a new one. This happens when
+        the application context ends anyway; call it in a long-lived one,
+        such as a worker's loop, between units of work."""
+        self._sessions.close()
 
     # -- schema ---------------------------------------------------------------
 
@@ -1315,13 +1336,15 @@ class SQLAlchemyStorage:
         :func:`flask_customer_portal.migrations.create_all`)."""
         from ..migrations import create_all
 
-        create_all(self._db.engine)
+        self._sessions.close()  # its open reads would hold up the DDL on PostgreSQL
+        create_all(self._engine)
 
     def drop_all(self) -> None:
         """Drop the ``portal_*`` tables and everything in them, and forget the revision."""
         from ..migrations import drop_all
 
-        drop_all(self._db.engine)
+        self._sessions.close()
+        drop_all(self._engine)
 
     # -- CustomerStore ----------------------------------------------------------
 
@@ -1684,7 +1707,7 @@ class SQLAlchemyStorage:
         ignores ``FOR UPDATE``, so a no-op ``UPDATE`` of the row takes the
         database's write lock first: concurrent lockers queue up in both.
         """
-        if self._db.engine.dialect.name == "sqlite":
+        if self._engine.dialect.name == "sqlite":
             session.execute(
                 update(SubscriptionModel)
                 .where(SubscriptionModel.id == subscription_id, SubscriptionModel.customer_id == customer_id)
@@ -1730,7 +1753,7 @@ class SQLAlchemyStorage:
                 ProviderLockModel,
                 {"customer_id": customer_id, "subscription_id": subscription_id, "created_at": _now()},
             )
-            if self._db.engine.dialect.name == "sqlite":
+            if self._engine.dialect.name == "sqlite":
                 session.execute(
                     update(ProviderLockModel)
                     .where(*key)
@@ -2093,7 +2116,7 @@ class SQLAlchemyStorage:
         """Insert the row ``values`` unless a row with its key exists (a
         concurrent transaction's included, which the database waits for);
         whether it was inserted."""
-        dialect = self._db.engine.dialect.name
+        dialect = self._engine.dialect.name
         if dialect == "postgresql":
             # psycopg reports no row count for this INSERT: the returned row says.
             on_postgresql = (
