@@ -34,6 +34,7 @@ from example_app.demo import load_demo_data
 from flask_customer_portal import CustomerPortal
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.extension import PortalState, get_state
+from flask_customer_portal.storage import Subscription
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
 BASE_URL = "http://shop.test"
@@ -264,6 +265,21 @@ def _portal_app(
             load_demo_data(store)
     app.jinja_env.bytecode_cache = TEMPLATES
     return app
+
+
+def portal_store(app: Flask) -> SQLAlchemyStorage:
+    """The SQLAlchemy store of a portal app (call inside its app context)."""
+    store = get_state(app).storage
+    assert isinstance(store, SQLAlchemyStorage)
+    return store
+
+
+def stored_subscription(app: Flask, customer_id: str, subscription_id: str) -> Subscription:
+    """The customer's subscription as the portal's storage has it now."""
+    with app.app_context():
+        found = get_state(app).storage.get_subscription(customer_id, subscription_id)
+    assert found is not None
+    return found
 
 
 @pytest.fixture
