@@ -40,7 +40,7 @@ PACKAGE = ROOT / "flask_customer_portal"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 #: The extras a merchant installs for features; the others are for this repository.
-RUNTIME_EXTRAS = ("pdf", "postgres", "postgres-binary", "stripe", "dodo")
+RUNTIME_EXTRAS = ("pdf", "postgres", "postgres-binary", "stripe", "dodo", "pytest")
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import check_dist  # noqa: E402 - scripts/ is not a package
