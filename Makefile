@@ -65,15 +65,16 @@ audit: $(VENV)/.installed
 	.venv-audit/bin/python scripts/audit.py .venv-audit/requirements.txt
 
 # pytest-xdist: one worker per core (`make test PYTEST_WORKERS=0` runs in one
-# process). Each worker starts its own PostgreSQL; the browser tests share one
-# worker, one Chromium and one live shop (--dist loadgroup). Bytecode is
+# process). Each worker starts its own PostgreSQL, and runs whole test files
+# (--dist loadfile): a module's fixtures are made once, and the packaging
+# tests, which build in the checkout, never build twice at once. Bytecode is
 # written even under PYTHONDONTWRITEBYTECODE: without it every run, in every
 # worker, rewrites the assertions of all test modules again (seconds each).
 PYTEST_WORKERS ?= auto
-PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS)
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 pytest: $(VENV)/.installed translations system-deps
-	$(PYTEST) --dist loadgroup $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test: lint typecheck security pytest
 
