@@ -1,9 +1,9 @@
 """The pytest plugin a host app tests with (flask_customer_portal.pytest_plugin).
 
 Each test writes a host's test suite into a fresh directory and runs pytest
-on it in a new process (``pytester``): the plugin comes in through its
-``pytest11`` entry point, as it does in a host's virtualenv, and meets the
-host's own ``app`` fixture.
+on it (``pytester``), in a new process where it matters: the plugin comes
+in through its ``pytest11`` entry point, as it does in a host's virtualenv,
+and meets the host's own ``app`` fixture.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ def app(tmp_path_factory):
         storage.create_all()
         storage.add_customer(Customer(id="cus_ava", email="ava@example.com", name="Ava"))
         storage.add_customer(Customer(id="cus_budi", email="budi@example.com", name="Budi"))
-    app.config["MAILER_BEFORE_THE_TESTS"] = app.extensions["customer_portal"].mailer
     yield app
     app.extensions["customer_portal"].shutdown()
     with app.app_context():
@@ -93,8 +92,16 @@ def test_portal_mailer_keeps_the_login_email(app, portal_client, portal_mailer):
     assert "http://shop.test/portal/login/biz_host/" in message.text
 
 
-def test_the_apps_mailer_is_back_after_a_test_with_portal_mailer(app):
-    assert app.extensions["customer_portal"].mailer is app.config["MAILER_BEFORE_THE_TESTS"]
+@pytest.fixture
+def mailer_put_back(app):
+    # Set up before portal_mailer, so torn down after it.
+    before = app.extensions["customer_portal"].mailer
+    yield
+    assert app.extensions["customer_portal"].mailer is before
+
+
+def test_the_apps_mailer_is_put_back_after_the_test(mailer_put_back, app, portal_mailer):
+    assert app.extensions["customer_portal"].mailer is portal_mailer
 """
 
 #: Warnings are errors in the host's run, as in this suite.
@@ -104,11 +111,19 @@ filterwarnings = error
 """
 
 
+#: In-process runs (the quick ones) import a package this process has
+#: imported already, which pytest can only warn about.
+IN_PROCESS = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
+
+
 @pytest.fixture
 def host_suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A host's tests twice: with a module-scoped and a function-scoped ``app``."""
     pytester.makeini(HOST_INI)
-    pytester.makeconftest(HOST_CONFTEST.format(scope="module"))
-    pytester.makepyfile(test_host=HOST_TESTS)
+    for scope in ("module", "function"):
+        pytester.mkdir(f"{scope}_scope")
+        (pytester.path / f"{scope}_scope" / "conftest.py").write_text(HOST_CONFTEST.format(scope=scope))
+        (pytester.path / f"{scope}_scope" / f"test_{scope}_scope.py").write_text(HOST_TESTS)
     return pytester
 
 
@@ -138,18 +153,11 @@ def test_the_plugin_is_declared_for_pytest_to_load() -> None:
 
 def test_a_hosts_tests_use_the_fixtures(host_suite: pytest.Pytester) -> None:
     result = host_suite.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=5)
-
-
-def test_the_fixtures_work_with_a_function_scoped_app(pytester: pytest.Pytester) -> None:
-    pytester.makeini(HOST_INI)
-    pytester.makeconftest(HOST_CONFTEST.format(scope="function"))
-    pytester.makepyfile(test_host=HOST_TESTS)
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=5)
+    result.assert_outcomes(passed=10)
 
 
 def test_the_fixtures_are_listed(host_suite: pytest.Pytester) -> None:
-    result = host_suite.runpytest_subprocess("--fixtures", "-p", "no:cacheprovider")
+    result = host_suite.runpytest("--fixtures", "module_scope", *IN_PROCESS)
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
@@ -162,8 +170,8 @@ def test_the_fixtures_are_listed(host_suite: pytest.Pytester) -> None:
 
 
 def test_the_plugin_can_be_left_out(host_suite: pytest.Pytester) -> None:
-    result = host_suite.runpytest_subprocess("-p", "no:customer_portal", "-p", "no:cacheprovider")
-    result.assert_outcomes(errors=4, passed=1)
+    result = host_suite.runpytest("-p", "no:customer_portal", "module_scope", *IN_PROCESS)
+    result.assert_outcomes(errors=5)
     result.stdout.fnmatch_lines(["*fixture 'sign_in' not found*"])
 
 
@@ -174,7 +182,7 @@ def test_without_an_app_fixture_the_error_names_it(pytester: pytest.Pytester) ->
             pass
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest(*IN_PROCESS)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'app' not found*"])
 
