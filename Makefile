@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export PORT
 
-.PHONY: demo test lint typecheck security audit pytest docs bench translations extract-messages system-deps clean \
+.PHONY: demo test check lint typecheck security audit pytest docs bench translations extract-messages system-deps clean \
 	dist deps-bounds python-versions
 
 $(VENV)/.installed: pyproject.toml setup.py
@@ -64,10 +64,24 @@ audit: $(VENV)/.installed
 	$(BIN)/pip freeze --exclude-editable > .venv-audit/requirements.txt
 	.venv-audit/bin/python scripts/audit.py .venv-audit/requirements.txt
 
+# pytest-xdist: one worker per core (`make test PYTEST_WORKERS=0` runs in one
+# process). Each worker starts its own PostgreSQL, and runs whole test files
+# (--dist loadfile): a module's fixtures are made once, and the packaging
+# tests, which build in the checkout, never build twice at once. Bytecode is
+# written even under PYTHONDONTWRITEBYTECODE: without it every run, in every
+# worker, rewrites the assertions of all test modules again (seconds each).
+PYTEST_WORKERS ?= auto
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
 pytest: $(VENV)/.installed translations system-deps
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test: lint typecheck security pytest
+
+# Before each commit: lint, types and every test but the slow suites
+# (property, load, browser), in about a minute and a half.
+check: lint typecheck translations system-deps
+	$(PYTEST) -m "not slow and not browser" $(PYTEST_ARGS)
 
 # The sdist and the wheel, as they would be published (catalogues compiled by setup.py).
 dist: $(VENV)/.installed

@@ -26,14 +26,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+import factories
 import pytest
 
 from flask_customer_portal.contrib.composite import CompositeStorage, MappingCustomerIds
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.money import Money
 from flask_customer_portal.storage import (
     Customer,
-    Invoice,
     InvoiceLine,
     InvoiceStatus,
     PaymentMethod,
@@ -82,41 +81,29 @@ def seed_local(store: SQLAlchemyStorage, now: datetime) -> SeededBilling:
     start = now - timedelta(days=5)
 
     def card(pm_id: str, customer_id: str) -> PaymentMethod:
-        return store.add_payment_method(
-            PaymentMethod(pm_id, customer_id, "visa", "4242", 12, 2030, f"tok_{pm_id}", created_at=start)
-        )
+        return store.add_payment_method(factories.card(pm_id, customer_id, created_at=start))
 
     def subscription(
         sub_id: str, customer_id: str, method: PaymentMethod | None, **kw: object
     ) -> Subscription:
         return store.add_subscription(
-            Subscription(
-                id=sub_id,
-                customer_id=customer_id,
-                product_name="Pro",
-                plan_name="Monthly",
-                price=Money(1999, "USD"),
-                interval="month",
-                interval_count=1,
-                status=kw.pop("status", SubscriptionStatus.ACTIVE),  # type: ignore[arg-type]
+            factories.subscription(
+                sub_id,
+                customer_id,
                 current_period_start=start,
                 current_period_end=start + timedelta(days=30),
                 payment_method=method,
-                created_at=kw.pop("created_at", start),  # type: ignore[arg-type]
+                **{"created_at": start, **kw},
             )
         )
 
     def invoice(inv_id: str, sub_id: str, status: InvoiceStatus, issued: datetime) -> None:
         store.add_invoice(
-            Invoice(
-                id=inv_id,
+            factories.invoice(
+                inv_id,
+                "cus_ava",
                 number=f"INV-{inv_id}",
-                customer_id="cus_ava",
                 status=status,
-                currency="USD",
-                subtotal=1999,
-                tax=0,
-                total=1999,
                 issued_at=issued,
                 description="Pro — Monthly",
                 subscription_id=sub_id,

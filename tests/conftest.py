@@ -2,7 +2,9 @@
 
 Databases: ``db_url`` runs a test on SQLite and on PostgreSQL. PostgreSQL
 comes from ``CUSTOMER_PORTAL_TEST_POSTGRES_URL`` or, without it, from a
-throwaway cluster (``tests/pg.py``) started once per session. Without
+throwaway cluster (``tests/pg.py``) started once per session. Under
+pytest-xdist each worker starts its own cluster, or makes a database of
+its own on the server of ``CUSTOMER_PORTAL_TEST_POSTGRES_URL``. Without
 PostgreSQL binaries those tests skip, except under CI (``CI=true``), where a
 missing database is a failure, not a skip. ``-m "not postgres"`` leaves
 them out.
@@ -11,6 +13,7 @@ them out.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +21,12 @@ import pg  # tests/pg.py (tests/ is on pythonpath)
 import pytest
 from db_support import make_sqla_app, portal_tables
 from flask import Flask, current_app
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, make_url, text
 
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 
-pytest_plugins = ["portal_fixtures", "stripe_support"]
+# pytester: tests/test_pytest_plugin.py runs a host's test suite with the portal's plugin.
+pytest_plugins = ["portal_fixtures", "stripe_support", "pytester"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -36,12 +40,38 @@ POSTGRES_URL_ENV = "CUSTOMER_PORTAL_TEST_POSTGRES_URL"
 # -- databases -------------------------------------------------------------------
 
 
+@contextmanager
+def _database_of_worker(url: str, worker: str) -> Iterator[str]:
+    """A database of this pytest-xdist worker's own beside the one of
+    ``url`` (``portal_test_gw0``, …), dropped afterwards: workers never
+    share tables."""
+    server = make_url(url)
+    name = f"{server.database}_{worker}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            force = " WITH (FORCE)" if connection.dialect.server_version_info >= (13,) else ""
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"{force}'))
+    finally:
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """URL of an empty PostgreSQL database for this test session."""
+    """URL of an empty PostgreSQL database for this test session (for
+    each pytest-xdist worker its own)."""
     url = os.environ.get(POSTGRES_URL_ENV)
     if url:
-        yield url
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker is None:
+            yield url
+        else:
+            with _database_of_worker(url, worker) as own:
+                yield own
         return
     try:
         cluster = pg.start_cluster()

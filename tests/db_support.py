@@ -6,10 +6,12 @@ Kept out of ``conftest.py`` so that helper modules can import it by name
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
@@ -17,7 +19,14 @@ from sqlalchemy.engine import Engine
 
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 
-__all__ = ["make_sqla_app", "portal_tables"]
+__all__ = ["in_threads", "make_sqla_app", "only_postgresql", "portal_tables"]
+
+T = TypeVar("T")
+
+#: For a test that only makes sense on PostgreSQL (``db_url`` indirect).
+only_postgresql = pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 def make_sqla_app(url: str) -> Flask:
@@ -61,3 +70,33 @@ def portal_tables(app: Flask) -> Iterator[Flask]:
             storage.drop_all()
             for engine in db.engines.values():
                 engine.dispose()
+
+
+def in_threads(app: Flask, count: int, work: Callable[[], T]) -> list[T]:
+    """Run ``work`` in ``count`` threads at once, each in its own app context
+    (so each has its own session and connection); return every result."""
+    barrier = threading.Barrier(count)
+    results: list[T] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        try:
+            with app.app_context():
+                barrier.wait(timeout=30)
+                result = work()
+            with lock:
+                results.append(result)
+        except BaseException as exc:  # re-raised in the test's thread
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+    assert len(results) == count
+    return results

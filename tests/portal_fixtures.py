@@ -1,10 +1,23 @@
-"""Fixtures for tests of the portal's pages: an app with the demo data."""
+"""Fixtures for tests of the portal's pages: an app with the demo data.
+
+The demo data is loaded once per test process (and per day: its dates are
+relative to today) into a SQLite file, and each app on a fresh SQLite file
+starts from a copy of it: a test gets a shop of its own in milliseconds
+instead of loading the demo data again. Apps also share compiled templates
+(:class:`SharedTemplateCache`) and skip fsync on SQLite.
+"""
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
+import shutil
 import socket
+import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,11 +26,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
+from jinja2 import BytecodeCache, Environment
+from jinja2.bccache import Bucket
+from sqlalchemy import event, make_url
 
 from example_app.demo import load_demo_data
 from flask_customer_portal import CustomerPortal
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.extension import PortalState, get_state
+from flask_customer_portal.storage import Subscription
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
 BASE_URL = "http://shop.test"
@@ -36,6 +53,138 @@ def running_in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
 
 
+class SharedTemplateCache(BytecodeCache):
+    """Compiled templates shared by the apps of one test process: each new
+    app would otherwise compile every template again.
+
+    A template's code depends on its source (Jinja checks a checksum) and on
+    how its environment compiles (extensions, syntax, autoescaping, the
+    filters and tests it knows); both are part of the key, so two apps only
+    share code that each would have compiled the same way.
+    """
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _compiled_by(environment: Environment, name: str) -> str:
+        autoescape = environment.autoescape
+        settings = (
+            sorted(environment.extensions),
+            environment.block_start_string,
+            environment.block_end_string,
+            environment.variable_start_string,
+            environment.variable_end_string,
+            environment.comment_start_string,
+            environment.comment_end_string,
+            environment.line_statement_prefix,
+            environment.line_comment_prefix,
+            environment.trim_blocks,
+            environment.lstrip_blocks,
+            environment.newline_sequence,
+            environment.keep_trailing_newline,
+            environment.optimized,
+            environment.is_async,
+            getattr(environment, "newstyle_gettext", None),
+            autoescape(name) if callable(autoescape) else autoescape,
+            getattr(environment.finalize, "__qualname__", environment.finalize),
+            sorted(environment.filters),
+            sorted(environment.tests),
+        )
+        return hashlib.sha1(repr(settings).encode(), usedforsecurity=False).hexdigest()
+
+    def get_bucket(self, environment: Environment, name: str, filename: str | None, source: str) -> Bucket:
+        key = f"{self.get_cache_key(name, filename)}-{self._compiled_by(environment, name)}"
+        bucket = Bucket(environment, key, self.get_source_checksum(source))
+        self.load_bytecode(bucket)
+        return bucket
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        with self._lock:
+            code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        code = bucket.bytecode_to_string()
+        with self._lock:
+            self._code[bucket.key] = code
+
+
+TEMPLATES = SharedTemplateCache()
+
+
+def _no_fsync(dbapi_connection: Any, connection_record: Any) -> None:
+    """A throwaway test database need not survive a power cut."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous = OFF")
+    cursor.close()
+
+
+def _sqlite_file(db_url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for other databases, memory and URI
+    forms)."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite" or url.query or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+class _DemoDatabases:
+    """SQLite files with the portal's tables and the demo data, one per UTC
+    day (the demo's dates are relative to today), made once per process."""
+
+    def __init__(self) -> None:
+        self._files: dict[date, Path] = {}
+        self._directory: Path | None = None
+        self._lock = threading.Lock()
+
+    def _made_in(self) -> Path:
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="portal-demo-"))
+            atexit.register(shutil.rmtree, self._directory, ignore_errors=True)
+        return self._directory
+
+    def copy_to(self, path: Path) -> None:
+        """Write a fresh copy of today's demo database to ``path``."""
+        now = datetime.now(timezone.utc)
+        with self._lock:
+            made = self._files.get(now.date())
+            if made is None:
+                made = self._made_in() / f"demo-{now.date().isoformat()}.sqlite3"
+                partial = made.with_suffix(".partial")
+                app = _portal_app(f"sqlite:///{partial}", demo_data=False)
+                with app.app_context():
+                    store = get_state(app).storage
+                    assert isinstance(store, SQLAlchemyStorage)
+                    load_demo_data(store, now=now)
+                close_app(app)
+                os.replace(partial, made)
+                self._files[now.date()] = made
+        shutil.copyfile(made, path)
+
+
+DEMO_DATABASES = _DemoDatabases()
+
+
+def copy_demo_database(path: Path) -> None:
+    """Start the SQLite file ``path`` as a copy of today's demo database (the
+    portal's tables and the demo customers), unless it exists already: for
+    apps that :func:`make_portal_app` does not build (the example shop)."""
+    if not path.exists():
+        DEMO_DATABASES.copy_to(path)
+
+
+def close_app(app: Flask) -> None:
+    """Stop the portal's background work and close the database connections."""
+    get_state(app).shutdown()
+    with app.app_context():
+        app.extensions["sqlalchemy"].session.remove()
+        for engine in app.extensions["sqlalchemy"].engines.values():
+            engine.dispose()
+
+
 def make_portal_app(
     db_url: str,
     *,
@@ -50,7 +199,38 @@ def make_portal_app(
     storage around the SQLAlchemy store (a composite, a store lacking some
     members); the tables and the demo data go into the SQLAlchemy store.
     ``before_portal`` sets the app up further before the portal is
-    registered (a host's own blueprints, extensions)."""
+    registered (a host's own blueprints, extensions).
+
+    On a SQLite file that does not exist yet, the tables and the demo data
+    come as a copy of :data:`DEMO_DATABASES`' file of the day; elsewhere
+    (PostgreSQL, an existing file) they are created and loaded."""
+    path = _sqlite_file(db_url)
+    copied = demo_data and path is not None and not path.exists()
+    if copied:
+        assert path is not None
+        DEMO_DATABASES.copy_to(path)
+    return _portal_app(
+        db_url,
+        mailer=mailer,
+        payments=payments,
+        demo_data=demo_data and not copied,
+        wrap_storage=wrap_storage,
+        before_portal=before_portal,
+        **config,
+    )
+
+
+def _portal_app(
+    db_url: str,
+    *,
+    mailer: Any = None,
+    payments: Any = None,
+    demo_data: bool = True,
+    wrap_storage: Callable[[SQLAlchemyStorage], Any] | None = None,
+    before_portal: Callable[[Flask], None] | None = None,
+    **config: Any,
+) -> Flask:
+    """:func:`make_portal_app` that loads the demo data itself when asked."""
     app = Flask("portal_test_app")
     app.config.update(
         TESTING=True,
@@ -64,6 +244,10 @@ def make_portal_app(
     app.config.update(config)
     db = SQLAlchemy()
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _no_fsync)
     if before_portal is not None:
         before_portal(app)
     if wrap_storage is None:  # the store the extension makes for the app's Flask-SQLAlchemy
@@ -79,7 +263,23 @@ def make_portal_app(
         store.create_all()
         if demo_data:
             load_demo_data(store)
+    app.jinja_env.bytecode_cache = TEMPLATES
     return app
+
+
+def portal_store(app: Flask) -> SQLAlchemyStorage:
+    """The SQLAlchemy store of a portal app (call inside its app context)."""
+    store = get_state(app).storage
+    assert isinstance(store, SQLAlchemyStorage)
+    return store
+
+
+def stored_subscription(app: Flask, customer_id: str, subscription_id: str) -> Subscription:
+    """The customer's subscription as the portal's storage has it now."""
+    with app.app_context():
+        found = get_state(app).storage.get_subscription(customer_id, subscription_id)
+    assert found is not None
+    return found
 
 
 @pytest.fixture
@@ -96,10 +296,7 @@ def payments() -> TestPaymentProvider:
 def app(tmp_path: Path, mailer: MemoryMailer, payments: TestPaymentProvider) -> Iterator[Flask]:
     app = make_portal_app(f"sqlite:///{tmp_path / 'portal.db'}", mailer=mailer, payments=payments)
     yield app
-    state = get_state(app)
-    state.shutdown()
-    with app.app_context():
-        app.extensions["sqlalchemy"].engine.dispose()
+    close_app(app)
 
 
 @pytest.fixture

@@ -243,7 +243,10 @@ class RecordedStripe:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for it, after every test.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def respond(self, method: str, path: str, *answers: dict[str, Any], status: int = 200) -> None:
         self.routes[(method, path)] = [(status, answer) for answer in answers]

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import time_machine
 from blinker import Signal
+from db_support import in_threads
+from factories import vat_invoice
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_fixtures import sign_in
+from portal_fixtures import portal_store, sign_in
 from pypdf import PdfReader
-from test_storage_contract import in_threads
 
 from flask_customer_portal import signals
 from flask_customer_portal.charging import RenewalOutcome, renew_due
@@ -74,12 +75,6 @@ ACME_GMBH = {
 # -- helpers -------------------------------------------------------------------------
 
 
-def _store(app: Flask) -> SQLAlchemyStorage:
-    store = get_state(app).storage
-    assert isinstance(store, SQLAlchemyStorage)
-    return store
-
-
 def _signed_in(app: Flask, customer_id: str) -> FlaskClient:
     client = app.test_client()
     sign_in(app, client, customer_id)
@@ -88,12 +83,12 @@ def _signed_in(app: Flask, customer_id: str) -> FlaskClient:
 
 def _details(app: Flask, customer_id: str) -> BillingDetails | None:
     with app.app_context():
-        return _store(app).get_billing_details(customer_id)
+        return portal_store(app).get_billing_details(customer_id)
 
 
 def _invoice(app: Flask, customer_id: str, invoice_id: str) -> Invoice:
     with app.app_context():
-        invoice = _store(app).get_invoice(customer_id, invoice_id)
+        invoice = portal_store(app).get_invoice(customer_id, invoice_id)
     assert invoice is not None
     return invoice
 
@@ -103,7 +98,7 @@ def _open_invoice_issued_without_details(app: Flask, customer_id: str, invoice_i
     store copies saved details onto every new invoice, so the copy is taken
     off again, as if the details had been saved after it)."""
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         store.add_invoice(
             replace(
                 _bare_invoice(invoice_id, customer_id, InvoiceStatus.OPEN), number=store.next_invoice_number()
@@ -121,7 +116,7 @@ def _open_invoice_issued_without_details(app: Flask, customer_id: str, invoice_i
 
 def _events(app: Flask, customer_id: str) -> list[AuditEvent]:
     with app.app_context():
-        return list(_store(app).list_events(customer_id))
+        return list(portal_store(app).list_events(customer_id))
 
 
 def _field_value(html: str, name: str) -> str:
@@ -321,19 +316,7 @@ def _customer(store: SQLAlchemyStorage, customer_id: str) -> None:
 def _bare_invoice(
     invoice_id: str, customer_id: str, status: InvoiceStatus = InvoiceStatus.PAID, **kw: Any
 ) -> Invoice:
-    return Invoice(
-        id=invoice_id,
-        number=f"INV-{invoice_id}",
-        customer_id=customer_id,
-        status=status,
-        currency="EUR",
-        subtotal=1000,
-        tax=190,
-        total=1190,
-        issued_at=T0,
-        description="Pro plan",
-        **kw,
-    )
+    return vat_invoice(invoice_id, customer_id, status=status, issued_at=T0, **kw)
 
 
 GMBH = BillingDetails(
@@ -459,7 +442,7 @@ def test_a_renewal_after_a_change_carries_the_new_details_and_old_invoices_stay(
     assert response.status_code == 303
 
     with app.app_context():
-        subscription = _store(app).get_subscription(AVA, AVA_SUB)
+        subscription = portal_store(app).get_subscription(AVA, AVA_SUB)
         assert subscription is not None
         end = subscription.current_period_end
     with time_machine.travel(end + timedelta(minutes=5), tick=False), app.app_context():

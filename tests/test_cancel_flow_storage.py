@@ -4,17 +4,15 @@ and on PostgreSQL: what the cancellation flow and ``renew-due`` rely on."""
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from factories import T0, UTC, customer, subscription
 
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.money import Money
 from flask_customer_portal.storage import (
     AuditEvent,
-    Customer,
     StateConflict,
     Subscription,
     SubscriptionStatus,
@@ -23,29 +21,11 @@ from flask_customer_portal.storage import (
 if TYPE_CHECKING:
     from flask import Flask
 
-UTC = timezone.utc
-T0 = datetime(2026, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
-
 
 def _setup(store: SQLAlchemyStorage, **kw: object) -> Subscription:
     for customer_id in ("cus_a", "cus_b"):
-        store.add_customer(
-            Customer(id=customer_id, email=f"{customer_id}@example.com", name=customer_id, created_at=T0)
-        )
-    subscription = Subscription(
-        id="sub_a",
-        customer_id="cus_a",
-        product_name="Pro",
-        plan_name="Monthly",
-        price=Money(1999, "USD"),
-        interval="month",
-        interval_count=1,
-        status=SubscriptionStatus.ACTIVE,
-        current_period_start=T0,
-        current_period_end=T0 + timedelta(days=31),
-        created_at=T0,
-    )
-    return store.add_subscription(replace(subscription, **kw))  # type: ignore[arg-type]
+        store.add_customer(customer(customer_id, name=customer_id))
+    return store.add_subscription(subscription("sub_a", **kw))
 
 
 def _event(action: str) -> AuditEvent:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import time_machine
 from flask import Flask
-from portal_fixtures import make_portal_app
+from portal_fixtures import make_portal_app, portal_store
 
 from flask_customer_portal import signals
 from flask_customer_portal.charging import (
@@ -53,12 +53,6 @@ BUDI_SUB = "sub_demo_budi_sync"
 BUDI_OPEN_INVOICE = "inv_demo_budi_sync_03"
 AVA = "cus_demo_ava"
 AVA_SUB = "sub_demo_ava_sync"
-
-
-def _store(app: Flask) -> SQLAlchemyStorage:
-    store = get_state(app).storage
-    assert isinstance(store, SQLAlchemyStorage)
-    return store
 
 
 def _good_card(
@@ -129,7 +123,7 @@ def test_reactivation_pays_the_open_renewal_invoice_then_activates(
     app: Flask, payments: TestPaymentProvider, mailer: MemoryMailer, recorded: list[Any]
 ) -> None:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         state = get_state(app)
         budi = store.get_customer(BUDI)
         assert budi is not None
@@ -185,7 +179,7 @@ def test_a_declined_card_keeps_the_subscription_on_hold_and_the_invoice_open(
     app: Flask, payments: TestPaymentProvider, mailer: MemoryMailer, recorded: list[Any]
 ) -> None:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         state = get_state(app)
         budi = store.get_customer(BUDI)
         assert budi is not None
@@ -229,7 +223,7 @@ def test_a_declined_card_keeps_the_subscription_on_hold_and_the_invoice_open(
 
 def test_budis_saved_card_declines_generically(app: Flask, payments: TestPaymentProvider) -> None:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         budi = store.get_customer(BUDI)
         card = store.get_payment_method(BUDI, "pm_demo_budi_card")
         assert budi is not None and card is not None
@@ -243,7 +237,7 @@ def test_reactivating_an_active_subscription_charges_nothing(
     app: Flask, payments: TestPaymentProvider
 ) -> None:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         ava = store.get_customer(AVA)
         assert ava is not None
         card = store.list_payment_methods(AVA)[0]
@@ -255,7 +249,7 @@ def test_reactivating_an_active_subscription_charges_nothing(
 
 def test_a_cancelled_subscription_cannot_be_reactivated(app: Flask, payments: TestPaymentProvider) -> None:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         ava = store.get_customer(AVA)
         assert ava is not None
         card = store.list_payment_methods(AVA)[0]
@@ -268,7 +262,7 @@ def test_another_customers_subscription_or_card_is_not_found(
     app: Flask, payments: TestPaymentProvider
 ) -> None:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         state = get_state(app)
         ava = store.get_customer(AVA)
         budi = store.get_customer(BUDI)
@@ -289,7 +283,7 @@ def test_without_an_open_invoice_an_arrears_invoice_is_issued_first(
     """Seed order when no renewal invoice is open: a charge for the
     arrears, an invoice for it, paid, then active."""
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         state = get_state(app)
         ava = store.get_customer(AVA)
         assert ava is not None
@@ -365,7 +359,7 @@ def test_a_charge_whose_answer_was_lost_is_reconciled_not_repeated(tmp_path: Pat
     provider = TimesOutAfterCharging()
     app = _app_with(tmp_path, provider)
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         state = get_state(app)
         budi = store.get_customer(BUDI)
         assert budi is not None
@@ -398,7 +392,7 @@ def test_a_charge_the_provider_never_saw_is_tried_again_as_the_next_attempt(tmp_
     provider = TimesOutBeforeCharging()
     app = _app_with(tmp_path, provider)
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         state = get_state(app)
         budi = store.get_customer(BUDI)
         assert budi is not None
@@ -419,7 +413,7 @@ def test_a_provider_that_raises_leaves_nothing_half_written(tmp_path: Path) -> N
     provider = RaisesOnCharge()
     app = _app_with(tmp_path, provider)
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         state = get_state(app)
         budi = store.get_customer(BUDI)
         assert budi is not None
@@ -455,7 +449,7 @@ def test_a_provider_that_raises_leaves_nothing_half_written(tmp_path: Path) -> N
 
 def _concurrent_reactivations(app: Flask, workers: int) -> list[ReactivationOutcome]:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         _good_card(store)
     barrier = threading.Barrier(workers, timeout=30)
     outcomes: list[ReactivationOutcome] = []
@@ -471,7 +465,7 @@ def _concurrent_reactivations(app: Flask, workers: int) -> list[ReactivationOutc
                 assert budi is not None and card is not None
                 # Back to the pool while waiting: the submits share a few
                 # connections, as the threads of a worker do.
-                _store(app).close_db_session()
+                portal_store(app).close_db_session()
                 barrier.wait()
                 outcome = reactivate_subscription(state, budi, BUDI_SUB, card).outcome
         except BaseException as exc:  # collected and re-raised in the test thread
@@ -497,7 +491,7 @@ def _concurrent_reactivations(app: Flask, workers: int) -> list[ReactivationOutc
 def _assert_paid_once(app: Flask, payments: TestPaymentProvider) -> None:
     assert len(payments.charges) == 1
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         statuses = [i.status for i in store.list_invoices(BUDI, page=1, per_page=100).items]
         assert statuses.count(InvoiceStatus.PAID) == 3  # two old ones and the arrears
         assert statuses.count(InvoiceStatus.OPEN) == 0
@@ -515,7 +509,7 @@ def pg_app(postgres_url: str, payments: TestPaymentProvider) -> Iterator[Flask]:
     yield app
     get_state(app).shutdown()
     with app.app_context():
-        _store(app).drop_all()
+        portal_store(app).drop_all()
         app.extensions["sqlalchemy"].engine.dispose()
 
 
@@ -543,7 +537,7 @@ def test_simultaneous_reactivations_charge_once_on_sqlite(app: Flask, payments: 
 
 def _period_end(app: Flask, customer_id: str, subscription_id: str) -> datetime:
     with app.app_context():
-        subscription = _store(app).get_subscription(customer_id, subscription_id)
+        subscription = portal_store(app).get_subscription(customer_id, subscription_id)
         assert subscription is not None
         return subscription.current_period_end
 
@@ -553,7 +547,7 @@ def test_renew_due_renews_active_subscriptions_and_skips_on_hold(
 ) -> None:
     end = _period_end(app, AVA, AVA_SUB)
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         state = get_state(app)
         assert renew_due(state, now=end - timedelta(seconds=1)).results == []
 
@@ -581,7 +575,7 @@ def test_a_declined_renewal_puts_the_subscription_on_hold_and_emails_a_link(
 ) -> None:
     end = _period_end(app, AVA, AVA_SUB)
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         poor = store.add_payment_method(
             PaymentMethod(
                 id="pm_ava_poor",
@@ -624,7 +618,7 @@ def test_a_cancellation_at_period_end_is_finished_by_renew_due(
 ) -> None:
     end = _period_end(app, AVA, AVA_SUB)
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         store.cancel_subscription(AVA, AVA_SUB, at_period_end=True, now=end - timedelta(days=1))
         report = renew_due(get_state(app), now=end + timedelta(seconds=1))
         assert [r.outcome for r in report.results] == [RenewalOutcome.ENDED]
@@ -646,7 +640,7 @@ def test_a_renewal_rerun_after_a_lost_answer_charges_once(tmp_path: Path) -> Non
         second = renew_due(state, now=end + timedelta(minutes=16))
         assert [r.outcome for r in second.results] == [RenewalOutcome.RENEWED]
         assert len(provider.charges) == 1
-        invoices = _store(app).list_invoices(AVA, page=1, per_page=100).items
+        invoices = portal_store(app).list_invoices(AVA, page=1, per_page=100).items
         assert sum(1 for i in invoices if i.subscription_id == AVA_SUB and i.issued_at > end) == 1
     get_state(app).shutdown()
 
@@ -669,7 +663,7 @@ def test_renew_due_command_reports_errors_and_fails(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"error: {AVA_SUB} (ConnectionError)" in result.output
     with app.app_context():
-        subscription = _store(app).get_subscription(AVA, AVA_SUB)
+        subscription = portal_store(app).get_subscription(AVA, AVA_SUB)
         assert subscription is not None and subscription.status is SubscriptionStatus.ACTIVE
     get_state(app).shutdown()
 
@@ -679,7 +673,7 @@ def test_money_emails_go_out_over_real_smtp(tmp_path: Path, smtp_server: Any) ->
     app = make_portal_app(f"sqlite:///{tmp_path / 'smtp.db'}", payments=payments, **smtp_server.config())
     end = _period_end(app, AVA, AVA_SUB)
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         state = get_state(app)
         budi = store.get_customer(BUDI)
         assert budi is not None

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from factories import UTC, card, invoice, subscription
 
 from flask_customer_portal.contrib.composite import (
     CompositeStorage,
@@ -23,23 +24,18 @@ from flask_customer_portal.contrib.composite import (
     protocol_members,
 )
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.money import Money
 from flask_customer_portal.storage import (
     AuditEvent,
     BillingStore,
     ChargeStore,
     Customer,
-    Invoice,
-    InvoiceStatus,
     LicenseKey,
     LicenseKeyStatus,
     PaymentMethod,
     PortalStorage,
     Subscription,
-    SubscriptionStatus,
 )
 
-UTC = timezone.utc
 T0 = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
 
 
@@ -65,19 +61,13 @@ class BillingOnly:
 
 
 def _method(pm_id: str, customer_id: str) -> PaymentMethod:
-    return PaymentMethod(pm_id, customer_id, "visa", "4242", 12, 2030, f"tok_{pm_id}", created_at=T0)
+    return card(pm_id, customer_id, created_at=T0)
 
 
 def _subscription(sub_id: str, customer_id: str, method: PaymentMethod | None, **kw: Any) -> Subscription:
-    return Subscription(
-        id=sub_id,
-        customer_id=customer_id,
-        product_name="Pro",
-        plan_name="Monthly",
-        price=Money(1999, "USD"),
-        interval="month",
-        interval_count=1,
-        status=kw.pop("status", SubscriptionStatus.ACTIVE),
+    return subscription(
+        sub_id,
+        customer_id,
         current_period_start=T0,
         current_period_end=T0 + timedelta(days=31),
         payment_method=method,
@@ -95,15 +85,10 @@ def seeded(sqlite_store: SQLAlchemyStorage) -> SQLAlchemyStorage:
         method = store.add_payment_method(_method(f"pm_{cid}", cid))
         store.add_subscription(_subscription(f"sub_{cid}", cid, method))
         store.add_invoice(
-            Invoice(
-                id=f"in_{cid}",
+            invoice(
+                f"in_{cid}",
+                cid,
                 number=f"INV-{cid}",
-                customer_id=cid,
-                status=InvoiceStatus.PAID,
-                currency="USD",
-                subtotal=1999,
-                tax=0,
-                total=1999,
                 issued_at=T0,
                 description="Pro",
                 subscription_id=f"sub_{cid}",

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_fixtures import open_link, path_of
+from portal_fixtures import open_link, path_of, stored_subscription
 
 from flask_customer_portal import CustomerNotFound, signals
 from flask_customer_portal.cli import portal_cli
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.rules import CustomerRules
-from flask_customer_portal.storage import Subscription, SubscriptionStatus
+from flask_customer_portal.storage import SubscriptionStatus
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 
 AVA = "cus_demo_ava"
@@ -43,13 +43,6 @@ GOOD_CARD = {
 def _session(app: Flask, customer_id: str = AVA, **kwargs: Any) -> Any:
     with app.app_context():
         return get_state(app).portal.create_session(customer_id, **kwargs)
-
-
-def _subscription(app: Flask, customer_id: str, subscription_id: str) -> Subscription:
-    with app.app_context():
-        found = get_state(app).storage.get_subscription(customer_id, subscription_id)
-    assert found is not None
-    return found
 
 
 def _events(app: Flask, customer_id: str, action: str) -> list[Any]:
@@ -163,7 +156,7 @@ def test_plan_change_needs_the_plan_change_page(app: Flask) -> None:
 
 def test_cancel_flow_for_a_subscription_already_set_to_end(app: Flask, ava_client: FlaskClient) -> None:
     assert _confirm_cancel(ava_client, AVA_SUB).status_code == 303
-    assert _subscription(app, AVA, AVA_SUB).cancel_at_period_end
+    assert stored_subscription(app, AVA, AVA_SUB).cancel_at_period_end
     with pytest.raises(ValueError, match="already set to end"):
         _session(app, flow="cancel", subscription_id=AVA_SUB)
     # Changing the card of a subscription that runs until its end is still fine.
@@ -294,7 +287,7 @@ def test_changing_the_card_returns_to_the_merchant(app: Flask, client: FlaskClie
     response = _pay_with_new_card(client, AVA_SUB)
     assert response.status_code == 303
     assert response.headers["Location"] == RETURN_URL
-    method = _subscription(app, AVA, AVA_SUB).payment_method
+    method = stored_subscription(app, AVA, AVA_SUB).payment_method
     assert method is not None and method.last4 == "4242" and method.id != "pm_demo_ava_visa"
     # Done: the flow is over, the portal behaves as usual again.
     again = _pay_with_new_card(client, AVA_SUB)
@@ -316,7 +309,7 @@ def test_reactivating_returns_to_the_merchant(app: Flask, client: FlaskClient) -
     response = _pay_with_new_card(client, BUDI_SUB)
     assert response.status_code == 303
     assert response.headers["Location"] == RETURN_URL
-    assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ACTIVE
+    assert stored_subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ACTIVE
 
 
 def test_cancelling_returns_to_the_merchant(app: Flask, client: FlaskClient) -> None:
@@ -324,7 +317,7 @@ def test_cancelling_returns_to_the_merchant(app: Flask, client: FlaskClient) -> 
     response = _confirm_cancel(client, AVA_SUB)
     assert response.status_code == 303
     assert response.headers["Location"] == RETURN_URL
-    assert _subscription(app, AVA, AVA_SUB).cancel_at_period_end
+    assert stored_subscription(app, AVA, AVA_SUB).cancel_at_period_end
 
 
 def test_without_a_return_url_the_portal_answers_as_usual(app: Flask, client: FlaskClient) -> None:
@@ -397,4 +390,4 @@ def test_changing_the_plan_returns_to_the_merchant(app: Flask, client: FlaskClie
     response = client.post(url, data=confirm)
     assert response.status_code == 303
     assert response.headers["Location"] == RETURN_URL
-    assert _subscription(app, AVA, AVA_SUB).plan_id == "plan_sync_business_monthly"
+    assert stored_subscription(app, AVA, AVA_SUB).plan_id == "plan_sync_business_monthly"

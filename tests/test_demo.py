@@ -6,6 +6,7 @@ apart from the request log."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -216,8 +217,11 @@ def test_make_demo_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
     would run from scratch."""
     for name in ("Makefile", "pyproject.toml", "setup.py"):
         shutil.copy(ROOT / name, tmp_path / name)
+    # As typed in a shell, also when the suite itself runs under `make test`
+    # (a sub-make would print "Entering directory …/pytest-of-…").
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     planned = subprocess.run(  # fixed arguments, a dry run
-        ["make", "-n", "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+        ["make", "-n", "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True, env=env
     ).stdout
     installs = [
         line for line in planned.splitlines() if "pip install" in line and "--upgrade pip" not in line
@@ -230,6 +234,7 @@ def test_make_demo_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
     tested = subprocess.run(  # fixed arguments, a dry run
         ["make", "-n", ".venv/.installed"],
         cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from portal_fixtures import make_portal_app, open_link, path_of, sign_in
+from portal_fixtures import make_portal_app, open_link, path_of, portal_store, sign_in
 from pypdf import PdfReader
 from sqlalchemy import select
 
@@ -58,15 +58,9 @@ def _state(app: Flask) -> PortalState:
     return get_state(app)
 
 
-def _store(app: Flask) -> SQLAlchemyStorage:
-    store = _state(app).storage
-    assert isinstance(store, SQLAlchemyStorage)
-    return store
-
-
 def _everything(app: Flask, customer_id: str) -> tuple[Any, ...]:
     """What the store holds for one customer, for before/after comparisons."""
-    store = _store(app)
+    store = portal_store(app)
     return (
         store.get_customer(customer_id),
         tuple(store.list_subscriptions(customer_id)),
@@ -115,7 +109,7 @@ def test_erasure_removes_personal_data_and_keeps_the_invoices(shop: Flask) -> No
         received.append(extra)
 
     with shop.app_context():
-        store = _store(shop)
+        store = portal_store(shop)
         _state(shop).portal.create_session(BUDI)  # an unused link
         store.record_event(
             AuditEvent(
@@ -259,15 +253,15 @@ def test_the_erase_customer_command(shop: Flask) -> None:
     declined = runner.invoke(portal_cli, ["erase-customer", AVA, "--force"], input="n\n")
     assert declined.exit_code == 1
     with shop.app_context():
-        assert _store(shop).get_customer(AVA).email == "ava@example.com"  # type: ignore[union-attr]
+        assert portal_store(shop).get_customer(AVA).email == "ava@example.com"  # type: ignore[union-attr]
     result = runner.invoke(portal_cli, ["erase-customer", AVA, "--force"], input="y\n")
     assert result.exit_code == 0, result.output
     assert f"Erased customer {AVA}." in result.output
     assert "invoices kept: 15" in result.output
     with shop.app_context():
-        erased = _store(shop).get_customer(AVA)
+        erased = portal_store(shop).get_customer(AVA)
         assert erased is not None and erased.is_erased
-        assert _store(shop).list_events(AVA)[-1].details["via"] == "cli"
+        assert portal_store(shop).list_events(AVA)[-1].details["via"] == "cli"
 
 
 def test_add_customer_is_idempotent_and_checked(shop: Flask) -> None:

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import time_machine
+from db_support import in_threads, only_postgresql
+from factories import customer, license_key, subscription
 from flask import Flask
 from flask.testing import FlaskClient
 from icalendar import Calendar
 from portal_fixtures import sign_in
 from pypdf import PdfReader
 from sqlalchemy.exc import IntegrityError
-from test_storage_contract import customer, in_threads, license_key, only_postgresql, subscription
 
 from flask_customer_portal import signals
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage

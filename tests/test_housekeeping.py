@@ -9,10 +9,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from db_support import in_threads
+from factories import customer, link, portal_session
 from flask import Flask
 from portal_fixtures import make_portal_app, open_link, path_of, sign_in
 from sqlalchemy import func, select
-from test_storage_contract import customer, in_threads, link, portal_session
 
 from flask_customer_portal.auth import utcnow
 from flask_customer_portal.cli import portal_cli

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from portal_fixtures import SMTPServer, free_port, make_portal_app, open_link
+from portal_fixtures import SMTPServer, free_port, make_portal_app, open_link, portal_store
 from sqlalchemy import func, select
 
 from flask_customer_portal import CustomerNotFound, PortalSession, signals
-from flask_customer_portal.contrib.sqla import LinkModel, SQLAlchemyStorage
+from flask_customer_portal.contrib.sqla import LinkModel
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.formatting import format_datetime
 from flask_customer_portal.mail import MailDeliveryError
@@ -44,12 +44,6 @@ def _parts(message: EmailMessage) -> tuple[str, str]:
     html = message.get_body(preferencelist=("html",))
     assert text is not None and html is not None
     return text.get_content(), html.get_content()
-
-
-def _store(app: Flask) -> SQLAlchemyStorage:
-    store = get_state(app).storage
-    assert isinstance(store, SQLAlchemyStorage)
-    return store
 
 
 def _link_rows(app: Flask) -> int:
@@ -120,7 +114,7 @@ def test_customer_without_a_language_gets_the_default_not_the_senders(
 
 def test_names_are_escaped_in_the_html_email(app: Flask, mailer: MemoryMailer) -> None:
     with app.app_context():
-        _store(app).update_profile("cus_demo_ava", name="Ava <script>alert(1)</script>", phone=None)
+        portal_store(app).update_profile("cus_demo_ava", name="Ava <script>alert(1)</script>", phone=None)
         get_state(app).portal.send_invite("cus_demo_ava")
     (message,) = mailer.outbox
     assert "<script>" not in message.html
@@ -135,7 +129,7 @@ def test_unknown_customer_raises_and_sends_nothing(app: Flask, mailer: MemoryMai
     assert mailer.outbox == []
     assert _link_rows(app) == links_before
     with app.app_context():
-        assert _store(app).list_events("cus_nobody") == ()
+        assert portal_store(app).list_events("cus_nobody") == ()
 
 
 def test_return_url_outside_the_allowed_hosts_raises_before_anything_is_made(
@@ -166,7 +160,7 @@ def test_invite_is_signalled_and_audited(app: Flask, mailer: MemoryMailer) -> No
         app.app_context(),
     ):
         invite = get_state(app).portal.send_invite("cus_demo_budi")
-        events = _store(app).list_events("cus_demo_budi")
+        events = portal_store(app).list_events("cus_demo_budi")
 
     assert [name for name, _ in seen] == ["session_created", "invite_sent"]
     extra = seen[1][1]
@@ -196,7 +190,7 @@ def test_failed_delivery_raises_mail_delivery_error(tmp_path: Path) -> None:
         with signals.invite_sent.connected_to(on_invite, app), app.app_context():
             with pytest.raises(MailDeliveryError, match="cus_demo_ava"):
                 get_state(app).portal.send_invite("cus_demo_ava")
-            actions = [e.action for e in _store(app).list_events("cus_demo_ava")]
+            actions = [e.action for e in portal_store(app).list_events("cus_demo_ava")]
     finally:
         _dispose(app)
     assert sent == []

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+from factories import BIG, JAKARTA, T0, card, customer, invoice, subscription
 from test_billing_details import GMBH
-from test_storage_contract import BIG, JAKARTA, T0, card, customer, invoice, subscription
 
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.storage import (

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import T0, customer
 from flask import Flask
 from flask.testing import FlaskClient
 from portal_fixtures import make_portal_app, open_link, sign_in
 from rtl_pseudo_locale import PSEUDO_LOCALE, build_rtl_catalogue, pseudo
-from test_storage_contract import T0, customer
 
 from flask_customer_portal import signals
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage

@@ -37,10 +37,11 @@ else:  # pragma: no cover - Python 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "flask_customer_portal"
+
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 #: The extras a merchant installs for features; the others are for this repository.
-RUNTIME_EXTRAS = ("pdf", "postgres", "postgres-binary", "stripe", "dodo")
+RUNTIME_EXTRAS = ("pdf", "postgres", "postgres-binary", "stripe", "dodo", "pytest")
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import check_dist  # noqa: E402 - scripts/ is not a package
@@ -142,6 +143,17 @@ def test_the_sdist_builds_the_wheel_and_carries_the_changelog(built: Built) -> N
     } <= names
     assert "flask_customer_portal/translations/id/LC_MESSAGES/customer_portal.po" in names
     assert "tests/test_smoke.py" in names and "tests/conftest.py" in names
+
+
+def test_neither_archive_carries_compiled_bytecode(built: Built) -> None:
+    """A checkout where tests have run holds ``__pycache__`` directories
+    (pytest's rewritten test modules among them); they stay out."""
+    compiled = [
+        name
+        for name in built.sdist_names | built.wheel_names
+        if "__pycache__" in name.split("/") or name.endswith((".pyc", ".pyo"))
+    ]
+    assert compiled == []
 
 
 # -- one version, one changelog -----------------------------------------------------

@@ -18,7 +18,7 @@ import time_machine
 from babel.support import Translations
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_fixtures import make_portal_app, sign_in
+from portal_fixtures import make_portal_app, sign_in, stored_subscription
 from sqlalchemy import text
 
 from flask_customer_portal import i18n, signals
@@ -83,13 +83,6 @@ def _url(subscription_id: str) -> str:
 
 
 # -- helpers -----------------------------------------------------------------------
-
-
-def _subscription(app: Flask, customer_id: str, subscription_id: str) -> Subscription:
-    with app.app_context():
-        found = get_state(app).storage.get_subscription(customer_id, subscription_id)
-    assert found is not None
-    return found
 
 
 def _invoice(app: Flask, customer_id: str, invoice_id: str) -> Invoice:
@@ -285,7 +278,7 @@ def test_a_good_card_reactivates_budi(
     assert response.status_code == 303
     assert response.headers["Location"] == f"/portal/subscriptions/{BUDI_SUB}/reactivated"
 
-    subscription = _subscription(app, BUDI, BUDI_SUB)
+    subscription = stored_subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ACTIVE
     assert subscription.hold_reason is None
     assert subscription.payment_method is not None
@@ -309,7 +302,7 @@ def test_a_declining_card_is_refused_beside_the_number(
     assert _field_error(response.text, "card_number") == message
     assert 'role="alert"' in response.text
     # Nothing saved, nothing charged, the subscription as it was.
-    subscription = _subscription(app, BUDI, BUDI_SUB)
+    subscription = stored_subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ON_HOLD
     assert subscription.payment_method is not None and subscription.payment_method.id == BUDI_CARD
     assert _invoice(app, BUDI, BUDI_INVOICE).status is InvoiceStatus.OPEN
@@ -324,7 +317,7 @@ def test_a_declining_card_on_an_active_subscription_changes_nothing(
     response = _post(ava_client, AVA_SUB, _card(NO_FUNDS))
     assert response.status_code == 422
     assert _field_error(response.text, "card_number") == "The card has insufficient funds."
-    subscription = _subscription(app, AVA, AVA_SUB)
+    subscription = stored_subscription(app, AVA, AVA_SUB)
     assert subscription.payment_method is not None and subscription.payment_method.id == AVA_VISA
     assert [m.id for m in _methods(app, AVA)] == [AVA_VISA]
     assert _events(app, AVA) == []
@@ -416,14 +409,14 @@ def test_bad_input_is_shown_beside_its_field(
     field: str,
     message: str,
 ) -> None:
-    before = _subscription(app, AVA, AVA_SUB)
+    before = stored_subscription(app, AVA, AVA_SUB)
     response = _post(ava_client, AVA_SUB, data)
     assert response.status_code == 422
     assert _field_error(response.text, field).startswith(message)
     assert "Please correct the fields marked below. Nothing was charged." in response.text
     assert "<script>" not in response.text
     assert payments.calls == []
-    assert _subscription(app, AVA, AVA_SUB) == before
+    assert stored_subscription(app, AVA, AVA_SUB) == before
     assert _methods(app, AVA) == [before.payment_method]
     assert _events(app, AVA) == []
 
@@ -436,7 +429,7 @@ def test_an_expiry_earlier_this_year_is_shown_beside_the_month(app: Flask, clien
         assert _field_error(expired.text, "exp_month") == "The card has expired."
         # A card is good to the end of its month; "31" is 2031.
         assert _post(client, AVA_SUB, _card(GOOD, month="6", year="31")).status_code == 303
-    method = _subscription(app, AVA, AVA_SUB).payment_method
+    method = stored_subscription(app, AVA, AVA_SUB).payment_method
     assert method is not None and (method.exp_month, method.exp_year) == (6, 2031)
 
 
@@ -461,7 +454,7 @@ def test_an_expired_saved_card_cannot_be_chosen(app: Flask, ava_client: FlaskCli
     response = _post(ava_client, AVA_SUB, {"payment_method": old.id})
     assert response.status_code == 422
     assert _field_error(response.text, "payment_method") == "That card has expired. Choose another card."
-    assert _subscription(app, AVA, AVA_SUB).payment_method == _methods(app, AVA)[-1]
+    assert stored_subscription(app, AVA, AVA_SUB).payment_method == _methods(app, AVA)[-1]
 
 
 # -- card data is never echoed, logged or stored -----------------------------------------
@@ -563,7 +556,7 @@ def test_budi_pays_with_a_new_card_after_his_saved_one_declines(
     )
     assert _field_error(declined.text, "payment-method-1") == "Bank menolak pembayaran ini."
     assert re.search(r'<div class="notice payment-problem" role="alert"', declined.text)
-    assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
+    assert stored_subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
     assert _invoice(app, BUDI, BUDI_INVOICE).status is InvoiceStatus.OPEN
     assert payments.charges == []
     assert len(received["failed"]) == 1
@@ -572,7 +565,7 @@ def test_budi_pays_with_a_new_card_after_his_saved_one_declines(
     assert paid.status_code == 303
     assert paid.headers["Location"] == f"/portal/subscriptions/{BUDI_SUB}/reactivated"
 
-    subscription = _subscription(app, BUDI, BUDI_SUB)
+    subscription = stored_subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ACTIVE
     assert subscription.payment_method is not None and subscription.payment_method.last4 == "4242"
     invoice = _invoice(app, BUDI, BUDI_INVOICE)  # the same invoice, now paid
@@ -658,7 +651,7 @@ def test_a_token_from_the_providers_card_element_reactivates(
     response = _post(budi_client, BUDI_SUB, {"payment_method": "new", "payment_token": token})
     assert response.status_code == 303
     assert payments.calls[:2] == ["attach_token", "charge"]
-    subscription = _subscription(app, BUDI, BUDI_SUB)
+    subscription = stored_subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ACTIVE
     assert subscription.payment_method is not None
     assert subscription.payment_method.provider_token == token
@@ -673,7 +666,7 @@ def test_a_new_card_that_declines_the_charge_stays_saved_and_chosen(
     saved = next(m for m in _methods(app, BUDI) if m.id != BUDI_CARD)
     assert re.search(rf'value="{saved.id}"\s+checked aria-invalid="true"', response.text)
     assert "Saldo kartu tidak mencukupi." in response.text
-    subscription = _subscription(app, BUDI, BUDI_SUB)
+    subscription = stored_subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ON_HOLD
     assert subscription.payment_method is not None and subscription.payment_method.id == BUDI_CARD
     assert subscription.hold_reason == "insufficient_funds"
@@ -698,7 +691,7 @@ def test_a_form_that_said_change_never_pays(
         in response.text
     )
     assert payments.calls == []
-    assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
+    assert stored_subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
 
 
 def test_the_confirmation_page_of_a_subscription_on_hold_leads_to_the_payment_page(
@@ -758,7 +751,7 @@ def test_what_the_customer_sees_when_the_charge_does_not_go_through(
     assert response.status_code == status
     assert said_to_budi(message) in response.text
     assert 'role="alert"' in response.text
-    assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
+    assert stored_subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
     assert _invoice(app, BUDI, BUDI_INVOICE).status is InvoiceStatus.OPEN
 
 
@@ -788,7 +781,7 @@ def test_a_provider_that_raises_leaves_budi_on_hold(
         in response.text
     )
     assert "Reactivation of subscription sub_demo_budi_sync" in caplog.text
-    subscription = _subscription(app, BUDI, BUDI_SUB)
+    subscription = stored_subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ON_HOLD
     assert subscription.hold_reason == "generic_decline"
     assert _invoice(app, BUDI, BUDI_INVOICE).status is InvoiceStatus.OPEN
@@ -828,12 +821,12 @@ def test_ava_changes_to_a_new_card_without_a_charge(
     payments: TestPaymentProvider,
     received: dict[str, list[dict[str, Any]]],
 ) -> None:
-    before = _subscription(app, AVA, AVA_SUB)
+    before = stored_subscription(app, AVA, AVA_SUB)
     response = _post(ava_client, AVA_SUB, _card("5555 5555 5555 4444", month="3", year="2034"))
     assert response.status_code == 303
     assert response.headers["Location"] == f"/portal/subscriptions/{AVA_SUB}"
 
-    after = _subscription(app, AVA, AVA_SUB)
+    after = stored_subscription(app, AVA, AVA_SUB)
     assert after.payment_method is not None
     assert (after.payment_method.brand, after.payment_method.last4) == ("mastercard", "4444")
     assert (after.payment_method.exp_month, after.payment_method.exp_year) == (3, 2034)
@@ -865,7 +858,7 @@ def test_ava_switches_between_saved_cards(
     spare = _add_method(app, AVA)
     response = _post(ava_client, AVA_SUB, {"payment_method": spare.id})
     assert response.status_code == 303
-    assert _subscription(app, AVA, AVA_SUB).payment_method == spare
+    assert stored_subscription(app, AVA, AVA_SUB).payment_method == spare
     assert payments.calls == []
     assert [e.action for e in _events(app, AVA)] == ["payment_method.changed"]
     assert len(received["changed"]) == 1
@@ -952,7 +945,7 @@ def test_live_mode_never_takes_raw_card_numbers(tmp_path: Path, cleanup: list[Fl
         response = _post(client, BUDI_SUB, data)
         assert response.status_code == 400
     assert provider.calls == []
-    assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
+    assert stored_subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
 
     missing = _post(client, BUDI_SUB, {"payment_method": "new"})
     assert missing.status_code == 422
@@ -963,7 +956,7 @@ def test_live_mode_never_takes_raw_card_numbers(tmp_path: Path, cleanup: list[Fl
     paid = _post(client, BUDI_SUB, {"payment_method": "new", "payment_token": "tok_from_the_element"})
     assert paid.status_code == 303
     assert provider.calls == ["attach_token", "charge"]
-    subscription = _subscription(app, BUDI, BUDI_SUB)
+    subscription = stored_subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ACTIVE
     assert subscription.payment_method is not None
     assert subscription.payment_method.provider_token == "live_tok_from_the_element"
@@ -977,7 +970,7 @@ def test_a_live_provider_may_only_send_customers_to_https(tmp_path: Path, cleanu
     sign_in(app, client, BUDI)
     response = _post(client, BUDI_SUB, {"payment_method": "new", "payment_token": "tok_1"})
     assert response.status_code == 502
-    assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
+    assert stored_subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
 
 
 def test_a_test_provider_without_raw_cards_refuses_them_too(tmp_path: Path, cleanup: list[Flask]) -> None:
@@ -1071,7 +1064,7 @@ def test_a_post_without_csrf_token_changes_nothing(
         assert response.status_code == 400
         assert GOOD not in response.text
     assert payments.calls == []
-    assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
+    assert stored_subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
     assert [m.id for m in _methods(app, BUDI)] == [BUDI_CARD]
 
 
@@ -1085,7 +1078,7 @@ def test_ava_cannot_reach_budis_subscription(
         assert response.status_code == 404
     assert ava_client.get(f"/portal/subscriptions/{BUDI_SUB}/reactivated").status_code == 404
     assert payments.calls == []
-    assert _subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
+    assert stored_subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
 
 
 @pytest.mark.parametrize(

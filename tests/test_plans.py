@@ -15,11 +15,10 @@ import pytest
 import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_fixtures import make_portal_app, sign_in
+from portal_fixtures import make_portal_app, portal_store, sign_in, stored_subscription
 
 from flask_customer_portal import signals
 from flask_customer_portal.charging import renew_due
-from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.money import Money
 from flask_customer_portal.payments import ChargeResult, ChargeUnknown, DeclineReason, TestPaymentProvider
@@ -45,27 +44,18 @@ TEAM = "plan_sync_team_monthly"
 PRO = "plan_sync_pro_monthly"
 
 
-def _store(app: Flask) -> SQLAlchemyStorage:
-    store = get_state(app).storage
-    assert isinstance(store, SQLAlchemyStorage)
-    return store
-
-
 def _sub(app: Flask, customer_id: str = AVA, subscription_id: str = AVA_SUB) -> Subscription:
-    with app.app_context():
-        found = _store(app).get_subscription(customer_id, subscription_id)
-    assert found is not None
-    return found
+    return stored_subscription(app, customer_id, subscription_id)
 
 
 def _invoices(app: Flask, customer_id: str = AVA) -> list[Any]:
     with app.app_context():
-        return list(_store(app).list_invoices(customer_id, page=1, per_page=1000).items)
+        return list(portal_store(app).list_invoices(customer_id, page=1, per_page=1000).items)
 
 
 def _events(app: Flask, customer_id: str = AVA) -> list[str]:
     with app.app_context():
-        return [e.action for e in _store(app).list_events(customer_id)]
+        return [e.action for e in portal_store(app).list_events(customer_id)]
 
 
 def _preview(client: FlaskClient, plan: str, quantity: str = "", url: str = PLAN_URL) -> Any:
@@ -213,7 +203,7 @@ def test_an_upgrade_is_charged_once_and_switched_in_the_same_step(
     assert invoice.status is InvoiceStatus.PAID
     assert invoice.total_money == amount
     with app.app_context():
-        full = _store(app).get_invoice(AVA, invoice.id)
+        full = portal_store(app).get_invoice(AVA, invoice.id)
     assert full is not None and sum(line.amount for line in full.lines) == full.total
     assert any(line.amount < 0 for line in full.lines)  # the unused time of Pro, credited
     # The amount is the preview's, to the second it was priced at.
@@ -262,7 +252,7 @@ def test_the_same_confirmation_twice_in_a_row_changes_once(app: Flask, payments:
 
 def _decline_for_ava(app: Flask) -> None:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         store.add_payment_method(
             PaymentMethod(
                 id="pm_ava_broke",
@@ -303,8 +293,8 @@ def test_after_a_decline_the_fresh_preview_goes_through_with_a_working_card(
     declined, _form = _change(ava_client, BUSINESS)
     assert declined.status_code == 402
     with app.app_context():
-        card = _store(app).list_payment_methods(AVA)[-1]  # Ava's Visa 4242, the oldest
-        _store(app).set_subscription_payment_method(AVA, AVA_SUB, card.id)
+        card = portal_store(app).list_payment_methods(AVA)[-1]  # Ava's Visa 4242, the oldest
+        portal_store(app).set_subscription_payment_method(AVA, AVA_SUB, card.id)
     retried = ava_client.post(PLAN_URL, data=_confirm_form(declined.text))
     assert retried.status_code == 303
     assert len(payments.charges) == 1
@@ -491,7 +481,7 @@ def test_a_downgrade_now_keeps_the_credit_for_the_next_renewal(tmp_path: Path) -
     assert provider.charges == [(provider.charges[0][0], Money(900 - credit, "USD"))]
     renewal = next(i for i in _invoices(app) if i.total == 900 - credit)
     with app.app_context():
-        full = _store(app).get_invoice(AVA, renewal.id)
+        full = portal_store(app).get_invoice(AVA, renewal.id)
     assert full is not None
     assert full.lines[-1].description == "Account credit" and full.lines[-1].amount == -credit
     get_state(app).shutdown()
@@ -501,7 +491,7 @@ def test_credit_that_covers_a_renewal_pays_it_without_a_charge(tmp_path: Path) -
     provider = TestPaymentProvider()
     app = _app_with(tmp_path, provider)
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         with store.lock_subscription(AVA, AVA_SUB) as lock:
             assert lock is not None
             lock.set_credit(5000)
@@ -526,7 +516,7 @@ def test_a_downgrade_now_is_charged_nothing_and_credited_exactly(tmp_path: Path)
         preview = _preview(client, BASIC)
         assert client.post(PLAN_URL, data=_confirm_form(preview.text)).status_code == 303
     with app.app_context():
-        plan = _store(app).get_plan(BASIC)
+        plan = portal_store(app).get_plan(BASIC)
     assert plan is not None
     expected = prorate(before, plan, 1, moment)
     assert _sub(app).credit == expected.credit_after > 0
@@ -615,7 +605,7 @@ def test_the_plan_pages_take_a_fixed_number_of_queries(
 ) -> None:
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engine
-        store = _store(app)
+        store = portal_store(app)
         for n in range(20):
             store.add_plan(Plan(f"plan_more_{n}", "Acme Sync", f"Extra {n}", Money(100 + n, "USD"), "month"))
     with count_queries(engine) as queries:
@@ -636,7 +626,7 @@ def test_subscriptions_outside_the_catalogue_offer_no_plan_change(
     app: Flask, ava_client: FlaskClient
 ) -> None:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         sub = _sub(app)
         store.add_subscription(replace(sub, id="sub_legacy", plan_id=None, created_at=None))
     assert "/plan" not in ava_client.get("/portal/subscriptions/sub_legacy").text
@@ -659,7 +649,7 @@ def _concurrent_changes(app: Flask, workers: int) -> list[PlanChangeOutcome]:
                 customer = state.storage.get_customer(AVA)
                 plan = state.storage.get_plan(BUSINESS)
                 assert customer is not None and plan is not None
-                _store(app).close_db_session()  # back to the pool while waiting
+                portal_store(app).close_db_session()  # back to the pool while waiting
                 barrier.wait()
                 result = change_plan_now(
                     state, customer, AVA_SUB, plan, 1, change_id="same-confirmation-0001"
@@ -709,7 +699,7 @@ def test_simultaneous_confirmations_charge_once_on_postgresql(postgres_url: str)
     finally:
         get_state(app).shutdown()
         with app.app_context():
-            _store(app).drop_all()
+            portal_store(app).drop_all()
             app.extensions["sqlalchemy"].engine.dispose()
 
 

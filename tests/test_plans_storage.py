@@ -4,26 +4,23 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
+from factories import BIG, UTC, customer, subscription
 
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.money import Money
 from flask_customer_portal.storage import (
     AuditEvent,
-    Customer,
     Invoice,
     InvoiceStatus,
     Plan,
     StateConflict,
     Subscription,
-    SubscriptionStatus,
 )
 
-UTC = timezone.utc
 T0 = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
-BIG = 2**40 + 7
 
 
 def _plan(plan_id: str, amount: int = 1900, **kw: object) -> Plan:
@@ -32,19 +29,11 @@ def _plan(plan_id: str, amount: int = 1900, **kw: object) -> Plan:
 
 def _setup(store: SQLAlchemyStorage) -> Subscription:
     for customer_id in ("cus_a", "cus_b"):
-        store.add_customer(
-            Customer(id=customer_id, email=f"{customer_id}@example.com", name="X", created_at=T0)
-        )
+        store.add_customer(customer(customer_id, name="X", created_at=T0))
     return store.add_subscription(
-        Subscription(
-            id="sub_a",
-            customer_id="cus_a",
-            product_name="Pro",
-            plan_name="Monthly",
+        subscription(
+            "sub_a",
             price=Money(1900, "USD"),
-            interval="month",
-            interval_count=1,
-            status=SubscriptionStatus.ACTIVE,
             current_period_start=T0,
             current_period_end=T0 + timedelta(days=31),
             created_at=T0,

@@ -16,13 +16,13 @@ from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_babel import force_locale
-from portal_fixtures import make_portal_app, sign_in
+from portal_fixtures import make_portal_app, portal_store, sign_in
 from sqlalchemy import select
 
 from flask_customer_portal import signals
 from flask_customer_portal.activity import KNOWN_ACTIONS, describe_event
 from flask_customer_portal.auth import issue_link
-from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, metadata
+from flask_customer_portal.contrib.sqla import metadata
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.i18n import TRANSLATIONS_DIR
 from flask_customer_portal.storage import AuditEvent, ChargeAttemptStatus, LinkPurpose, PortalSessionRecord
@@ -60,12 +60,6 @@ def _browser(app: Flask, customer_id: str = AVA, user_agent: str = FIREFOX_WINDO
     return client
 
 
-def _store(app: Flask) -> SQLAlchemyStorage:
-    store = get_state(app).storage
-    assert isinstance(store, SQLAlchemyStorage)
-    return store
-
-
 def _live(app: Flask, customer_id: str = AVA) -> list[PortalSessionRecord]:
     with app.app_context():
         state = get_state(app)
@@ -81,7 +75,7 @@ def _live(app: Flask, customer_id: str = AVA) -> list[PortalSessionRecord]:
 
 def _events(app: Flask, customer_id: str = AVA) -> list[AuditEvent]:
     with app.app_context():
-        return list(_store(app).list_events(customer_id))
+        return list(portal_store(app).list_events(customer_id))
 
 
 def _is_signed_in(client: FlaskClient) -> bool:

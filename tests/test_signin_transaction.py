@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from db_support import in_threads
+from factories import T0, customer, link, portal_session
 from flask import Flask
 from portal_fixtures import make_portal_app, path_of
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from test_storage_contract import T0, customer, in_threads, link, portal_session
 
 from flask_customer_portal import signals
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage

@@ -14,7 +14,7 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_login import current_user
-from portal_fixtures import SMTPServer, free_port, open_link, path_of, sign_in
+from portal_fixtures import SMTPServer, copy_demo_database, free_port, open_link, path_of, sign_in
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _make_shop(tmp_path: Path, **config: object) -> Flask:
+    copy_demo_database(tmp_path / "shop.db")
     settings = {
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'shop.db'}",

@@ -9,12 +9,25 @@ even under concurrency, and invoice numbers are never handed out twice.
 from __future__ import annotations
 
 import dataclasses
-import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import pytest
+from db_support import in_threads, only_postgresql
+from factories import (
+    BIG,
+    JAKARTA,
+    T0,
+    UTC,
+    card,
+    customer,
+    invoice,
+    license_key,
+    link,
+    portal_session,
+    subscription,
+)
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from flask_customer_portal.contrib.sqla import (
@@ -34,9 +47,7 @@ from flask_customer_portal.storage import (
     LicenseKey,
     LicenseKeyStatus,
     LinkPurpose,
-    LinkRecord,
     PaymentMethod,
-    PortalSessionRecord,
     PortalStorage,
     Subscription,
     SubscriptionStatus,
@@ -49,159 +60,11 @@ if TYPE_CHECKING:
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
 
-T = TypeVar("T")
-UTC = timezone.utc
-JAKARTA = timezone(timedelta(hours=7))
-T0 = datetime(2026, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
-BIG = 2**40 + 7  # far beyond a 32-bit integer
-
-only_postgresql = pytest.mark.parametrize(
-    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
-)
-
-
-# -- builders ----------------------------------------------------------------------
-
-
-def customer(customer_id: str = "cus_a", email: str | None = None, **kw: Any) -> Customer:
-    return dataclasses.replace(
-        Customer(
-            id=customer_id,
-            email=email or f"{customer_id}@example.com",
-            name=f"Name of {customer_id}",
-            created_at=T0,
-        ),
-        **kw,
-    )
-
-
-def card(pm_id: str, customer_id: str = "cus_a", **kw: Any) -> PaymentMethod:
-    return dataclasses.replace(
-        PaymentMethod(
-            id=pm_id,
-            customer_id=customer_id,
-            brand="visa",
-            last4="4242",
-            exp_month=12,
-            exp_year=2030,
-            provider_token=f"tok_{pm_id}",
-            created_at=T0,
-        ),
-        **kw,
-    )
-
-
-def subscription(sub_id: str, customer_id: str = "cus_a", **kw: Any) -> Subscription:
-    return dataclasses.replace(
-        Subscription(
-            id=sub_id,
-            customer_id=customer_id,
-            product_name="Pro",
-            plan_name="Monthly",
-            price=Money(1999, "USD"),
-            interval="month",
-            interval_count=1,
-            status=SubscriptionStatus.ACTIVE,
-            current_period_start=T0,
-            current_period_end=T0 + timedelta(days=31),
-            created_at=T0,
-        ),
-        **kw,
-    )
-
-
-def invoice(inv_id: str, customer_id: str = "cus_a", **kw: Any) -> Invoice:
-    return dataclasses.replace(
-        Invoice(
-            id=inv_id,
-            number=f"INV-{customer_id}-{inv_id}",
-            customer_id=customer_id,
-            status=InvoiceStatus.PAID,
-            currency="USD",
-            subtotal=1999,
-            tax=0,
-            total=1999,
-            issued_at=T0,
-            description="Pro plan",
-        ),
-        **kw,
-    )
-
-
-def license_key(key_id: str, customer_id: str = "cus_a", **kw: Any) -> LicenseKey:
-    return dataclasses.replace(
-        LicenseKey(
-            id=key_id,
-            customer_id=customer_id,
-            key=f"KEY-{key_id}",
-            product_name="Desktop app",
-            status=LicenseKeyStatus.ACTIVE,
-            activations=1,
-            activation_limit=3,
-            created_at=T0,
-        ),
-        **kw,
-    )
-
-
-def link(token_hash: str = "h" * 64, customer_id: str = "cus_a", **kw: Any) -> LinkRecord:
-    return dataclasses.replace(
-        LinkRecord(
-            token_hash=token_hash,
-            purpose=LinkPurpose.SESSION_LINK,
-            customer_id=customer_id,
-            created_at=T0,
-            expires_at=T0 + timedelta(hours=24),
-        ),
-        **kw,
-    )
-
-
-def portal_session(session_id: str, customer_id: str = "cus_a") -> PortalSessionRecord:
-    return PortalSessionRecord(
-        id=session_id,
-        customer_id=customer_id,
-        auth_version=1,
-        created_at=T0,
-        last_seen_at=T0,
-        user_agent="Mozilla/5.0 (test)",
-    )
-
 
 def assert_utc(*values: datetime | None) -> None:
     for value in values:
         assert value is not None
         assert value.tzinfo is UTC, value
-
-
-def in_threads(app: Flask, count: int, work: Callable[[], T]) -> list[T]:
-    """Run ``work`` in ``count`` threads at once, each in its own app context
-    (so each has its own session and connection); return every result."""
-    barrier = threading.Barrier(count)
-    results: list[T] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        try:
-            with app.app_context():
-                barrier.wait(timeout=30)
-                result = work()
-            with lock:
-                results.append(result)
-        except BaseException as exc:  # re-raised in the test's thread
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    if errors:
-        raise errors[0]
-    assert len(results) == count
-    return results
 
 
 def ids(

@@ -15,7 +15,7 @@ import time_machine
 from flask import Flask, render_template_string
 from flask.testing import FlaskClient
 from flask_babel import force_locale
-from portal_fixtures import SMTPServer, make_portal_app, sign_in
+from portal_fixtures import SMTPServer, make_portal_app, sign_in, stored_subscription
 
 from flask_customer_portal import signals
 from flask_customer_portal.extension import get_state
@@ -34,13 +34,6 @@ BUDI_TZ = "Asia/Jakarta"
 
 
 # -- helpers -----------------------------------------------------------------------
-
-
-def _subscription(app: Flask, customer_id: str, subscription_id: str) -> Subscription:
-    with app.app_context():
-        found = get_state(app).storage.get_subscription(customer_id, subscription_id)
-    assert found is not None
-    return found
 
 
 def _events(app: Flask, customer_id: str, action_prefix: str = "subscription.") -> list[AuditEvent]:
@@ -114,7 +107,7 @@ def test_ava_sees_current_and_past_subscriptions(app: Flask, ava_client: FlaskCl
     assert page.status_code == 200
     assert '<a href="/portal/subscriptions" aria-current="page">Subscriptions</a>' in page.text
 
-    sync = _subscription(app, "cus_demo_ava", AVA_SUB)
+    sync = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     current = _section(page.text, "current-title")
     assert "Acme Sync" in current
     assert "Pro (monthly)" in current
@@ -125,7 +118,7 @@ def test_ava_sees_current_and_past_subscriptions(app: Flask, ava_client: FlaskCl
     assert f'href="/portal/subscriptions/{AVA_SUB}"' in current
     assert "Acme Desktop" not in current
 
-    desktop = _subscription(app, "cus_demo_ava", AVA_PAST_SUB)
+    desktop = stored_subscription(app, "cus_demo_ava", AVA_PAST_SUB)
     assert desktop.ended_at is not None
     past = _section(page.text, "past-title")
     assert "Acme Desktop" in past
@@ -187,7 +180,7 @@ def test_signed_out_visitors_go_to_the_login_page(client: FlaskClient) -> None:
 def test_price_per_interval(
     app: Flask, price: Money, interval: str, count: int, locale: str, expected: str
 ) -> None:
-    sync = _subscription(app, "cus_demo_ava", AVA_SUB)
+    sync = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     subscription = replace(sync, price=price, interval=interval, interval_count=count)
     template = (
         '{% from "customer_portal/_subscriptions.html" import price_per_interval with context %}'
@@ -204,7 +197,7 @@ def test_price_per_interval(
 
 
 def test_subscription_page_shows_the_details_and_a_cancel_button(app: Flask, ava_client: FlaskClient) -> None:
-    sync = _subscription(app, "cus_demo_ava", AVA_SUB)
+    sync = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     page = ava_client.get(f"/portal/subscriptions/{AVA_SUB}")
     assert page.status_code == 200
     assert "<h1>Acme Sync</h1>" in page.text
@@ -245,7 +238,7 @@ def test_past_subscription_page_has_no_actions(app: Flask, ava_client: FlaskClie
 def test_the_first_post_only_asks_for_confirmation(
     app: Flask, ava_client: FlaskClient, mailer: MemoryMailer
 ) -> None:
-    before = _subscription(app, "cus_demo_ava", AVA_SUB)
+    before = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     sent: list[dict[str, Any]] = []
 
     def record(sender: Flask, **extra: Any) -> None:
@@ -263,7 +256,7 @@ def test_the_first_post_only_asks_for_confirmation(
     assert 'name="confirm" value="yes"' in page.text
     assert "Yes, cancel" in page.text
     assert f'href="/portal/subscriptions/{AVA_SUB}">Keep my subscription</a>' in page.text
-    assert _subscription(app, "cus_demo_ava", AVA_SUB) == before
+    assert stored_subscription(app, "cus_demo_ava", AVA_SUB) == before
     assert sent == []
     assert _events(app, "cus_demo_ava") == []
     assert mailer.outbox == []
@@ -274,18 +267,18 @@ def test_the_first_post_only_asks_for_confirmation(
         f"/portal/subscriptions/{AVA_SUB}/cancel", data={"csrf_token": token, "confirm": "no"}
     )
     assert again.status_code == 200
-    assert _subscription(app, "cus_demo_ava", AVA_SUB) == before
+    assert stored_subscription(app, "cus_demo_ava", AVA_SUB) == before
 
 
 def test_cancel_at_period_end(app: Flask, ava_client: FlaskClient, mailer: MemoryMailer) -> None:
     assert get_state(app).config.cancel_at_period_end is True  # the default
-    before = _subscription(app, "cus_demo_ava", AVA_SUB)
+    before = stored_subscription(app, "cus_demo_ava", AVA_SUB)
 
     response = _confirm_cancel(ava_client, AVA_SUB)
     assert response.status_code == 303
     assert response.headers["Location"] == f"/portal/subscriptions/{AVA_SUB}"
 
-    after = _subscription(app, "cus_demo_ava", AVA_SUB)
+    after = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     assert after.status is SubscriptionStatus.ACTIVE
     assert after.cancel_at_period_end is True
     assert after.cancelled_at is not None
@@ -330,7 +323,7 @@ def test_cancel_now_when_the_merchant_says_so(immediate_app: Flask, mailer: Memo
         )
     assert response.status_code == 303
 
-    after = _subscription(app, "cus_demo_ava", AVA_SUB)
+    after = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     assert after.status is SubscriptionStatus.CANCELLED
     assert after.cancel_at_period_end is False
     assert after.ended_at == moment
@@ -364,7 +357,7 @@ def test_an_on_hold_subscription_ends_now_even_at_period_end_shops(
         data={"csrf_token": csrf_token_from(confirm_page.text), "confirm": "yes"},
     )
     assert response.status_code == 303
-    after = _subscription(app, "cus_demo_budi", BUDI_SUB)
+    after = stored_subscription(app, "cus_demo_budi", BUDI_SUB)
     assert after.status is SubscriptionStatus.CANCELLED
     [event] = _events(app, "cus_demo_budi")
     assert event.details == {"at_period_end": "false"}
@@ -452,7 +445,7 @@ def test_a_mail_failure_is_logged_and_the_cancellation_stands(
             response = _confirm_cancel(client, AVA_SUB)
             get_state(app).wait_for_background_tasks()
         assert response.status_code == 303
-        assert _subscription(app, "cus_demo_ava", AVA_SUB).cancel_at_period_end is True
+        assert stored_subscription(app, "cus_demo_ava", AVA_SUB).cancel_at_period_end is True
         assert "will end on" in client.get(response.headers["Location"]).text
     finally:
         get_state(app).shutdown()
@@ -466,7 +459,7 @@ def test_cancelling_twice_explains_instead_of_failing(app: Flask, ava_client: Fl
     confirm_page = _ask_to_cancel(ava_client, AVA_SUB)
     data = {"csrf_token": csrf_token_from(confirm_page.text), "confirm": "yes"}
     assert ava_client.post(f"/portal/subscriptions/{AVA_SUB}/cancel", data=data).status_code == 303
-    after_first = _subscription(app, "cus_demo_ava", AVA_SUB)
+    after_first = stored_subscription(app, "cus_demo_ava", AVA_SUB)
 
     # The same confirmation again (a double click, a second tab).
     again = ava_client.post(f"/portal/subscriptions/{AVA_SUB}/cancel", data=data)
@@ -474,7 +467,7 @@ def test_cancelling_twice_explains_instead_of_failing(app: Flask, ava_client: Fl
     end = _en_date(after_first.current_period_end)
     assert f"This subscription is already set to end on {end}." in again.text
     assert 'role="alert"' in again.text
-    assert _subscription(app, "cus_demo_ava", AVA_SUB) == after_first
+    assert stored_subscription(app, "cus_demo_ava", AVA_SUB) == after_first
     assert len(_events(app, "cus_demo_ava")) == 1
 
     # A subscription that is over.
@@ -509,7 +502,7 @@ def test_a_cancellation_that_loses_a_race_explains_instead_of_failing(
 def test_keep_a_subscription_before_its_end(
     app: Flask, ava_client: FlaskClient, mailer: MemoryMailer
 ) -> None:
-    before = _subscription(app, "cus_demo_ava", AVA_SUB)
+    before = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     assert _confirm_cancel(ava_client, AVA_SUB).status_code == 303
     get_state(app).wait_for_background_tasks()
     mailer.clear()
@@ -523,7 +516,7 @@ def test_keep_a_subscription_before_its_end(
     assert response.status_code == 303
     assert response.headers["Location"] == f"/portal/subscriptions/{AVA_SUB}"
 
-    after = _subscription(app, "cus_demo_ava", AVA_SUB)
+    after = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     assert after == before  # as if it had never been cancelled
 
     renews = _en_date(before.current_period_end)
@@ -549,7 +542,7 @@ def test_keep_a_subscription_before_its_end(
 
 def test_after_the_end_date_it_shows_as_ended_and_cannot_be_kept(app: Flask, ava_client: FlaskClient) -> None:
     assert _confirm_cancel(ava_client, AVA_SUB).status_code == 303
-    set_to_end = _subscription(app, "cus_demo_ava", AVA_SUB)
+    set_to_end = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     end = _en_date(set_to_end.current_period_end)
 
     # The period-end job has not run yet: storage still says active.
@@ -580,16 +573,16 @@ def test_after_the_end_date_it_shows_as_ended_and_cannot_be_kept(app: Flask, ava
             data={"csrf_token": csrf_token_from(page.text), "confirm": "yes"},
         )
         assert cancel.status_code == 409
-    assert _subscription(app, "cus_demo_ava", AVA_SUB) == set_to_end
+    assert stored_subscription(app, "cus_demo_ava", AVA_SUB) == set_to_end
     assert [e.action for e in _events(app, "cus_demo_ava")] == ["subscription.cancelled"]
 
 
 def test_keeping_a_subscription_that_is_not_set_to_end(app: Flask, ava_client: FlaskClient) -> None:
-    before = _subscription(app, "cus_demo_ava", AVA_SUB)
+    before = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     response = _keep(ava_client, AVA_SUB)
     assert response.status_code == 409
     assert "This subscription is not set to end, so there is nothing to undo." in response.text
-    assert _subscription(app, "cus_demo_ava", AVA_SUB) == before
+    assert stored_subscription(app, "cus_demo_ava", AVA_SUB) == before
     assert _events(app, "cus_demo_ava") == []
 
 
@@ -605,13 +598,13 @@ def test_a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(
         assert _confirm_cancel(ava_client, AVA_SUB).status_code == 303
         get_state(app).wait_for_background_tasks()
         mailer.clear()
-    before = _subscription(app, "cus_demo_ava", AVA_SUB)
+    before = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     events_before = _events(app, "cus_demo_ava")
     data = {"confirm": "yes"} if csrf is None else {"confirm": "yes", "csrf_token": csrf}
 
     response = ava_client.post(f"/portal/subscriptions/{AVA_SUB}/{action}", data=data)
     assert response.status_code == 400
-    assert _subscription(app, "cus_demo_ava", AVA_SUB) == before
+    assert stored_subscription(app, "cus_demo_ava", AVA_SUB) == before
     assert _events(app, "cus_demo_ava") == events_before
     get_state(app).wait_for_background_tasks()
     assert mailer.outbox == []
@@ -619,16 +612,16 @@ def test_a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(
 
 @pytest.mark.parametrize("action", ["cancel", "resume"])
 def test_get_never_changes_anything(app: Flask, ava_client: FlaskClient, action: str) -> None:
-    before = _subscription(app, "cus_demo_ava", AVA_SUB)
+    before = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     response = ava_client.get(f"/portal/subscriptions/{AVA_SUB}/{action}")
     assert response.status_code == 405
-    assert _subscription(app, "cus_demo_ava", AVA_SUB) == before
+    assert stored_subscription(app, "cus_demo_ava", AVA_SUB) == before
 
 
 def test_another_customers_subscription_is_a_404_and_stays_untouched(
     app: Flask, ava_client: FlaskClient, mailer: MemoryMailer
 ) -> None:
-    budi_on_hold = _subscription(app, "cus_demo_budi", BUDI_SUB)
+    budi_on_hold = stored_subscription(app, "cus_demo_budi", BUDI_SUB)
     # A second subscription of Budi's that is set to end, so that "keep"
     # would have something to do if it reached his record.
     with app.app_context():
@@ -644,7 +637,7 @@ def test_another_customers_subscription_is_a_404_and_stays_untouched(
                 hold_reason=None,
             )
         )
-    budi_ending = _subscription(app, "cus_demo_budi", "sub_budi_ending")
+    budi_ending = stored_subscription(app, "cus_demo_budi", "sub_budi_ending")
     token = _token(ava_client)
 
     for subscription_id in (BUDI_SUB, "sub_budi_ending"):
@@ -658,8 +651,8 @@ def test_another_customers_subscription_is_a_404_and_stays_untouched(
         )
         assert response.status_code == 404
 
-    assert _subscription(app, "cus_demo_budi", BUDI_SUB) == budi_on_hold
-    assert _subscription(app, "cus_demo_budi", "sub_budi_ending") == budi_ending
+    assert stored_subscription(app, "cus_demo_budi", BUDI_SUB) == budi_on_hold
+    assert stored_subscription(app, "cus_demo_budi", "sub_budi_ending") == budi_ending
     assert _events(app, "cus_demo_budi") == []
     assert _events(app, "cus_demo_ava") == []
     get_state(app).wait_for_background_tasks()
@@ -681,7 +674,7 @@ def test_another_customers_subscription_is_a_404_and_stays_untouched(
     ids=["dotdot", "dotdot2", "10k", "unicode", "nul", "newline", "sql", "space"],
 )
 def test_odd_ids_are_a_404_never_a_500(app: Flask, ava_client: FlaskClient, subscription_id: str) -> None:
-    before = _subscription(app, "cus_demo_ava", AVA_SUB)
+    before = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     token = _token(ava_client)
     assert ava_client.get(f"/portal/subscriptions/{subscription_id}").status_code == 404
     for action in ("cancel", "resume"):
@@ -689,14 +682,14 @@ def test_odd_ids_are_a_404_never_a_500(app: Flask, ava_client: FlaskClient, subs
             f"/portal/subscriptions/{subscription_id}/{action}", data={"csrf_token": token, "confirm": "yes"}
         )
         assert response.status_code == 404, (action, response.status_code)
-    assert _subscription(app, "cus_demo_ava", AVA_SUB) == before
+    assert stored_subscription(app, "cus_demo_ava", AVA_SUB) == before
 
 
 # -- the overview --------------------------------------------------------------------
 
 
 def test_overview_cards_for_ava(app: Flask, ava_client: FlaskClient) -> None:
-    sync = _subscription(app, "cus_demo_ava", AVA_SUB)
+    sync = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     page = ava_client.get("/portal/")
     assert page.status_code == 200
     assert "attention" not in page.text
@@ -713,7 +706,7 @@ def test_overview_cards_for_ava(app: Flask, ava_client: FlaskClient) -> None:
 
 def test_overview_shows_a_subscription_set_to_end(app: Flask, ava_client: FlaskClient) -> None:
     assert _confirm_cancel(ava_client, AVA_SUB).status_code == 303
-    sync = _subscription(app, "cus_demo_ava", AVA_SUB)
+    sync = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     card = _section(ava_client.get("/portal/").text, "card-subscriptions")
     assert "1 active" in card
     assert f"Acme Sync ends on {_en_date(sync.current_period_end)}" in card
@@ -770,7 +763,7 @@ def test_overview_query_count_does_not_grow_with_history(
         engine = app.extensions["sqlalchemy"].engine
     with count_queries(engine) as before:
         ava_client.get("/portal/")
-    sync = _subscription(app, "cus_demo_ava", AVA_SUB)
+    sync = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     with app.app_context():
         storage = get_state(app).storage
         for n in range(20):
@@ -785,7 +778,7 @@ def test_overview_query_count_does_not_grow_with_history(
 
 def test_names_are_escaped_once(app: Flask, ava_client: FlaskClient) -> None:
     """Product names go through gettext placeholders: escaped once, never twice, never raw."""
-    sync = _subscription(app, "cus_demo_ava", AVA_SUB)
+    sync = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     with app.app_context():
         get_state(app).storage.add_subscription(  # type: ignore[attr-defined]
             replace(sync, id="sub_amp", product_name="Tom & Jerry <Pro>")

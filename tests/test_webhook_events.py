@@ -15,9 +15,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from db_support import in_threads
 from portal_fixtures import BASE_URL, SECRET
 from sqlalchemy import func, insert, select, update
-from test_storage_contract import in_threads
 
 from flask_customer_portal.contrib._webhooks import LEASE, WebhookEvents
 from flask_customer_portal.contrib.composite import BILLING_CORE, CompositeStorage, local_only_members

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask
-from portal_fixtures import free_port, running_in_ci
+from portal_fixtures import copy_demo_database, free_port, running_in_ci
 from werkzeug.serving import ThreadedWSGIServer, make_server
 
 from example_app import create_app
@@ -139,6 +139,7 @@ def _serve_shop(db_path: Path, smtp_inbox: SMTPInbox, **config: Any) -> Iterator
     """The demo shop with the demo customers, served on 127.0.0.1 from a
     thread, on the SQLite file ``db_path``, sending mail to ``smtp_inbox``;
     ``config`` adds to or overrides the app's configuration."""
+    copy_demo_database(db_path)  # the demo customers, without loading them again
     late_app = _LateApp()
     server = make_server("127.0.0.1", 0, late_app, threaded=True)
     assert isinstance(server, ThreadedWSGIServer)
@@ -159,7 +160,7 @@ def _serve_shop(db_path: Path, smtp_inbox: SMTPInbox, **config: Any) -> Iterator
     state = get_state(app)
     with app.app_context():
         assert isinstance(state.storage, SQLAlchemyStorage)
-        load_demo_data(state.storage)
+        assert load_demo_data(state.storage) is False  # copied in already
     late_app.app = app
     thread = threading.Thread(
         target=server.serve_forever, name="browser-test-server", kwargs={"poll_interval": 0.05}

@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.storage import Invoice, InvoiceStatus
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PAID_INVOICE = "inv_demo_ava_sync_01"
 INVOICE = "inv_browser_ava_open"

@@ -19,7 +19,7 @@ from flask_customer_portal.extension import get_state
 from flask_customer_portal.retention import CancellationReason, DiscountOffer, PauseOffer, RetentionOffer
 from flask_customer_portal.storage import Customer, Subscription, SubscriptionStatus
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 AVA_SUB = "sub_demo_ava_sync"
 

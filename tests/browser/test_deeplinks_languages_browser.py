@@ -16,7 +16,7 @@ from rtl_pseudo_locale import PSEUDO_LOCALE, build_rtl_catalogue, pseudo
 
 from flask_customer_portal.extension import get_state
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PHONE_WIDTH = 360
 

@@ -15,7 +15,7 @@ from browser_helpers import assert_no_horizontal_scroll, open_portal
 from icalendar import Calendar
 from playwright.sync_api import expect
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _download(page: Any, link: Any) -> tuple[str, bytes]:

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from flask_customer_portal.extension import get_state
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PHONE_WIDTH = 360
 

@@ -25,7 +25,7 @@ from flask_customer_portal.storage import (
     SubscriptionStatus,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 BUDI_SUB = "sub_demo_budi_sync"
 

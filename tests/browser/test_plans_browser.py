@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from browser_helpers import assert_no_horizontal_scroll, open_portal
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 AVA = "cus_demo_ava"
 SUB = "sub_demo_ava_sync"

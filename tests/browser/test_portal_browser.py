@@ -21,7 +21,7 @@ from flask_customer_portal.auth import issue_link
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.storage import LinkPurpose
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LOGIN_PATH = "/portal/login/biz_demo"
 

@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.storage import Customer
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 AVA_SYNC_KEY = "ACME-SYNC-7K3Q-M9VX-2HPD-4RTA"
 

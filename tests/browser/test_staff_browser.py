@@ -19,7 +19,7 @@ from example_app.staff import DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD, ensure_demo
 from flask_customer_portal import Customer
 from flask_customer_portal.extension import get_state
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 #: As in conftest.py: a page of this app answers in well under a second.
 TIMEOUT_MS = 5_000

@@ -24,7 +24,7 @@ from werkzeug.serving import ThreadedWSGIServer, make_server
 
 from flask_customer_portal.extension import get_state
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 JS_URL = "https://js.stripe.com/v3/"
 

@@ -22,7 +22,7 @@ from flask_customer_portal.auth import utcnow
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.storage import StateConflict, Subscription
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 AVA_SUB = "sub_demo_ava_sync"
 BUDI_SUB = "sub_demo_budi_sync"

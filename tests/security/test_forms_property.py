@@ -30,6 +30,9 @@ from flask_customer_portal.extension import get_state
 from flask_customer_portal.storage import PaymentMethod
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
+#: Hypothesis drives each form with hundreds of inputs: left out of `make check`.
+pytestmark = pytest.mark.slow
+
 AVA_SUB = "sub_demo_ava_sync"
 BUDI_SUB = "sub_demo_budi_sync"
 NEXT_YEAR = str(datetime.now(timezone.utc).year + 1)

@@ -67,6 +67,9 @@ from flask_customer_portal.storage import (
 from flask_customer_portal.tax_ids import validate_tax_id
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
+#: Hypothesis drives each form with hundreds of inputs: left out of `make check`.
+pytestmark = pytest.mark.slow
+
 AVA_SUB = "sub_demo_ava_sync"
 BUDI_SUB = "sub_demo_budi_sync"
 AVA_KEY = "lk_demo_ava_sync"

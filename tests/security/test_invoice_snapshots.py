@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from factories import vat_invoice
 from flask import Flask
 from flask.testing import FlaskClient
 from security_support import AVA, db_dump
@@ -51,20 +52,8 @@ EVIL_FORM = {
 
 
 def _invoice(invoice_id: str, customer_id: str, status: InvoiceStatus, **kw: object) -> Invoice:
-    return Invoice(
-        id=invoice_id,
-        number=f"INV-{invoice_id}",
-        customer_id=customer_id,
-        status=status,
-        currency="EUR",
-        subtotal=1000,
-        tax=190,
-        total=1190,
-        issued_at=T0,
-        description="Pro plan",
-        paid_at=T0 + timedelta(minutes=5) if status is InvoiceStatus.PAID else None,
-        **kw,  # type: ignore[arg-type]
-    )
+    paid_at = T0 + timedelta(minutes=5) if status is InvoiceStatus.PAID else None
+    return vat_invoice(invoice_id, customer_id, status=status, issued_at=T0, paid_at=paid_at, **kw)
 
 
 # -- the store, on SQLite and PostgreSQL ------------------------------------------------

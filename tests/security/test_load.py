@@ -57,6 +57,9 @@ from flask_customer_portal.payments import DeclineReason
 from flask_customer_portal.storage import ChargeAttemptStatus
 from flask_customer_portal.testing import csrf_token_from
 
+#: Seconds of traffic through gunicorn: left out of `make check`.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = 2
 THREADS = 4

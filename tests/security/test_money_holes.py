@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_fixtures import open_link, sign_in
+from portal_fixtures import open_link, portal_store, sign_in, stored_subscription
 from security_support import AVA, BUDI, db_dump
 from sqlalchemy import update
 
 from flask_customer_portal import signals
 from flask_customer_portal.charging import renew_due
-from flask_customer_portal.contrib.sqla import PlanModel, SQLAlchemyStorage
+from flask_customer_portal.contrib.sqla import PlanModel
 from flask_customer_portal.extension import get_state
 from flask_customer_portal.money import Money, format_money
 from flask_customer_portal.payments import (
@@ -53,27 +53,18 @@ BUSINESS = "plan_sync_business_monthly"
 RETURN_URL = "http://shop.test/account?tab=billing"
 
 
-def _store(app: Flask) -> SQLAlchemyStorage:
-    store = get_state(app).storage
-    assert isinstance(store, SQLAlchemyStorage)
-    return store
-
-
 def _subscription(app: Flask, customer_id: str = AVA, subscription_id: str = AVA_SUB) -> Subscription:
-    with app.app_context():
-        found = _store(app).get_subscription(customer_id, subscription_id)
-    assert found is not None
-    return found
+    return stored_subscription(app, customer_id, subscription_id)
 
 
 def _invoices(app: Flask, customer_id: str = AVA) -> list[Any]:
     with app.app_context():
-        return list(_store(app).list_invoices(customer_id, page=1, per_page=10_000).items)
+        return list(portal_store(app).list_invoices(customer_id, page=1, per_page=10_000).items)
 
 
 def _events(app: Flask, customer_id: str = AVA) -> list[str]:
     with app.app_context():
-        return [e.action for e in _store(app).list_events(customer_id)]
+        return [e.action for e in portal_store(app).list_events(customer_id)]
 
 
 def _preview(client: FlaskClient, plan: str, quantity: str = "") -> Any:
@@ -93,7 +84,7 @@ def _card(app: Flask, customer_id: str, method_id: str, *, declines: DeclineReas
     """Save a card for the customer and charge their subscription to it."""
     number = "4000000000009995" if declines else "4242424242424242"
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         store.add_payment_method(
             PaymentMethod(
                 id=method_id,
@@ -110,7 +101,7 @@ def _card(app: Flask, customer_id: str, method_id: str, *, declines: DeclineReas
 def _budi(app: Flask) -> FlaskClient:
     """A browser signed in as Budi, who reads the portal in English here."""
     with app.app_context():
-        _store(app).set_locale(BUDI, "en")
+        portal_store(app).set_locale(BUDI, "en")
     client = app.test_client()
     sign_in(app, client, BUDI)
     return client
@@ -151,7 +142,7 @@ def test_item1_declined_plan_change_retried_says_declined(
     assert open_link(client, link).status_code == 303
     _card(shop, AVA, "pm_ava_broke", declines=DeclineReason.INSUFFICIENT_FUNDS)
     with shop.app_context():
-        _store(shop).set_subscription_payment_method(AVA, AVA_SUB, "pm_ava_broke")
+        portal_store(shop).set_subscription_payment_method(AVA, AVA_SUB, "pm_ava_broke")
     before = _subscription(shop)
 
     form = _confirm_form(_preview(client, BUSINESS).text)
@@ -220,7 +211,7 @@ def test_item2_money_taken_plan_changes_on_next_visit(
     after = _subscription(shop)
     assert after.plan_id == BUSINESS
     with shop.app_context():
-        paid = _store(shop).get_invoice(AVA, invoice.id)
+        paid = portal_store(shop).get_invoice(AVA, invoice.id)
     assert paid is not None and paid.status is InvoiceStatus.PAID
     assert len(payments.charges) == 1 and payments.charges[0][1] == invoice.total_money
     assert len(plan_changed) == 1 and plan_changed[0]["invoice"].id == invoice.id
@@ -243,7 +234,7 @@ def test_item2_money_taken_plan_changes_by_renew_due(
     assert "plan_change_changed: 1" in result.output
     assert _subscription(shop).plan_id == BUSINESS
     with shop.app_context():
-        paid = _store(shop).get_invoice(AVA, invoice.id)
+        paid = portal_store(shop).get_invoice(AVA, invoice.id)
     assert paid is not None and paid.status is InvoiceStatus.PAID
     assert len(payments.charges) == 1
     assert len(plan_changed) == 1
@@ -266,7 +257,7 @@ def test_item2_never_seen_invoice_is_voided_and_customer_can_change_again(
         result = shop.test_cli_runner().invoke(args=["portal", "renew-due"])
         assert result.exit_code == 0 and "plan_change_voided: 1" in result.output
     with shop.app_context():
-        voided = _store(shop).get_invoice(AVA, invoice.id)
+        voided = portal_store(shop).get_invoice(AVA, invoice.id)
     assert voided is not None
     if settled_by != "new change":
         assert voided.status is InvoiceStatus.VOID
@@ -278,7 +269,7 @@ def test_item2_never_seen_invoice_is_voided_and_customer_can_change_again(
     assert _subscription(shop).plan_id == BUSINESS
     assert len(payments.charges) == 1
     with shop.app_context():
-        voided = _store(shop).get_invoice(AVA, invoice.id)
+        voided = portal_store(shop).get_invoice(AVA, invoice.id)
     assert voided is not None and voided.status is InvoiceStatus.VOID
 
 
@@ -315,7 +306,7 @@ def test_item2_money_taken_after_the_period_moved_on_becomes_credit(
     assert after.plan_id == PRO  # not changed against a period it was not priced for
     assert after.credit == renewed.credit + invoice.total
     with shop.app_context():
-        paid = _store(shop).get_invoice(AVA, invoice.id)
+        paid = portal_store(shop).get_invoice(AVA, invoice.id)
     assert paid is not None and paid.status is InvoiceStatus.PAID
     assert [(c["amount"], c["reason"]) for c in credited] == [(invoice.total_money, "subscription_changed")]
     assert "subscription.plan_change_credited" in _events(shop)
@@ -360,7 +351,7 @@ def test_item4a_a_price_changed_after_the_preview_is_not_charged(
 
 def _on_hold_without_an_open_invoice(app: Flask, *, percent: int, renewals: int, credit: int) -> None:
     with app.app_context():
-        store = _store(app)
+        store = portal_store(app)
         if percent:
             store.set_retention_discount(AVA, AVA_SUB, percent=percent, renewals=renewals)
         with store.lock_subscription(AVA, AVA_SUB) as lock:
@@ -386,7 +377,7 @@ def test_item4b_arrears_invoice_takes_the_retention_discount_and_credit(
     price = _subscription(shop).price.amount  # 1900
     expected = price - discount_amount(price, 20) - 300
     with shop.app_context():
-        card = _store(shop).list_payment_methods(AVA)[0]
+        card = portal_store(shop).list_payment_methods(AVA)[0]
     page, response = _pay_arrears(ava, AVA_SUB, payment_method=card.id)
     assert f"Pay {format_money(Money(expected, 'USD'), 'en')} and reactivate" in page.text
     assert response.status_code == 303, response.status_code
@@ -394,7 +385,7 @@ def test_item4b_arrears_invoice_takes_the_retention_discount_and_credit(
     assert charged == Money(expected, "USD")
     [arrears] = [i for i in _invoices(shop) if i.total == expected and i.status is InvoiceStatus.PAID]
     with shop.app_context():
-        full = _store(shop).get_invoice(AVA, arrears.id)
+        full = portal_store(shop).get_invoice(AVA, arrears.id)
     assert full is not None
     assert [line.amount for line in full.lines] == [price, -discount_amount(price, 20), -300]
     after = _subscription(shop)
@@ -407,7 +398,7 @@ def test_item4b_credit_that_covers_the_arrears_charges_nothing(
 ) -> None:
     _on_hold_without_an_open_invoice(shop, percent=0, renewals=0, credit=5000)
     with shop.app_context():
-        card = _store(shop).list_payment_methods(AVA)[0]
+        card = portal_store(shop).list_payment_methods(AVA)[0]
     _page, response = _pay_arrears(ava, AVA_SUB, payment_method=card.id)
     assert response.status_code == 303
     assert payments.charges == []
@@ -454,9 +445,9 @@ def test_item4c_another_amount_keeps_the_invoice_open_and_flagged(
     assert "reactivated" not in response.headers.get("Location", "")
     assert _subscription(shop, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
     with shop.app_context():
-        invoice = _store(shop).get_invoice(BUDI, BUDI_OPEN_INVOICE)
+        invoice = portal_store(shop).get_invoice(BUDI, BUDI_OPEN_INVOICE)
         assert invoice is not None and invoice.status is InvoiceStatus.OPEN
-        with _store(shop).lock_subscription(BUDI, BUDI_SUB) as lock:
+        with portal_store(shop).lock_subscription(BUDI, BUDI_SUB) as lock:
             assert lock is not None
             [attempt] = lock.attempts(BUDI_OPEN_INVOICE)
     assert attempt.status is ChargeAttemptStatus.AMOUNT_MISMATCH
@@ -530,7 +521,7 @@ def test_item4e_the_amount_shown_is_the_amount_charged_past_fifty_open_invoices(
 ) -> None:
     now = datetime.now(timezone.utc)
     with shop.app_context():
-        store = _store(shop)
+        store = portal_store(shop)
         for n in range(60):
             amount = 1_000_00 + n
             store.add_invoice(
@@ -582,7 +573,7 @@ def test_item4e_an_amount_due_that_changed_since_the_page_is_not_charged(
     form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', page.text))
     assert form["amount_due"].endswith(" IDR")
     with shop.app_context():
-        _store(shop).add_invoice(
+        portal_store(shop).add_invoice(
             Invoice(
                 id="inv_budi_late_fee",
                 number="INV-LATE-001",

@@ -16,7 +16,7 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_login.utils import encode_cookie
-from portal_fixtures import open_link, path_of
+from portal_fixtures import copy_demo_database, open_link, path_of
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
@@ -66,6 +66,7 @@ def _dispose(app: Flask) -> None:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[Flask]:
+    copy_demo_database(tmp_path / "shop.db")
     app = _make_shop(tmp_path / "shop.db")
     with app.app_context():
         load_demo_data(storage())
