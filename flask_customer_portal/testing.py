@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from flask import Flask
     from flask.testing import FlaskClient
 
-    from .extension import PortalState
+    from .extension import CustomerPortal, PortalState
 
 __all__ = [
     "TEST_CARDS",
@@ -41,14 +41,15 @@ _CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>
 
 
 def _state(app: Flask) -> PortalState:
-    """The portal's state, from ``app.extensions["customer_portal"]`` (this
-    module reaches the portal only as a host app would)."""
-    state: PortalState | None = app.extensions.get("customer_portal")
-    if state is None:
+    """The portal's state, through the ``CustomerPortal`` in
+    ``app.extensions["customer_portal"]`` (this module reaches the portal
+    only as a host app would)."""
+    portal: CustomerPortal | None = app.extensions.get("customer_portal")
+    if portal is None:
         raise RuntimeError(
             "the customer portal is not registered on this app: call CustomerPortal(app) first"
         )
-    return state
+    return portal.get_state(app)
 
 
 class MemoryMailer:

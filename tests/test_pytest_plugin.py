@@ -48,7 +48,7 @@ def app(tmp_path_factory):
         storage.add_customer(Customer(id="cus_ava", email="ava@example.com", name="Ava"))
         storage.add_customer(Customer(id="cus_budi", email="budi@example.com", name="Budi"))
     yield app
-    app.extensions["customer_portal"].shutdown()
+    app.extensions["customer_portal"].get_state(app).shutdown()
     with app.app_context():
         db.engine.dispose()
 """
@@ -81,7 +81,7 @@ def test_sign_in_refuses_an_unknown_customer(sign_in):
 
 def test_portal_mailer_keeps_the_login_email(app, portal_client, portal_mailer):
     assert isinstance(portal_mailer, PortalMailer)
-    assert app.extensions["customer_portal"].mailer is portal_mailer
+    assert app.extensions["customer_portal"].get_state(app).mailer is portal_mailer
     page = portal_client.get("/portal/login/biz_host")
     portal_client.post(
         "/portal/login/biz_host",
@@ -95,13 +95,13 @@ def test_portal_mailer_keeps_the_login_email(app, portal_client, portal_mailer):
 @pytest.fixture
 def mailer_put_back(app):
     # Set up before portal_mailer, so torn down after it.
-    before = app.extensions["customer_portal"].mailer
+    before = app.extensions["customer_portal"].get_state(app).mailer
     yield
-    assert app.extensions["customer_portal"].mailer is before
+    assert app.extensions["customer_portal"].get_state(app).mailer is before
 
 
 def test_the_apps_mailer_is_put_back_after_the_test(mailer_put_back, app, portal_mailer):
-    assert app.extensions["customer_portal"].mailer is portal_mailer
+    assert app.extensions["customer_portal"].get_state(app).mailer is portal_mailer
 """
 
 #: Warnings are errors in the host's run, as in this suite.
