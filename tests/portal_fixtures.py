@@ -32,7 +32,7 @@ from sqlalchemy import event, make_url
 
 from example_app.demo import load_demo_data
 from flask_customer_portal import CustomerPortal
-from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, metadata
 from flask_customer_portal.extension import PortalState, get_state
 from flask_customer_portal.storage import Subscription
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
@@ -203,9 +203,11 @@ def make_portal_app(
 
     On a SQLite file that does not exist yet, the tables and the demo data
     come as a copy of :data:`DEMO_DATABASES`' file of the day; elsewhere
-    (PostgreSQL, an existing file) they are created and loaded."""
+    (PostgreSQL, an existing file, portal tables on a bind of their own)
+    they are created and loaded."""
     path = _sqlite_file(db_url)
-    copied = demo_data and path is not None and not path.exists()
+    on_a_bind = "SQLALCHEMY_BINDS" in config or "bind_key" in metadata.info
+    copied = demo_data and path is not None and not path.exists() and not on_a_bind
     if copied:
         assert path is not None
         DEMO_DATABASES.copy_to(path)
