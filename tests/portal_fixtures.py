@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -309,6 +310,23 @@ def state(app: Flask) -> PortalState:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+#: Ava's subscription's plan page in the demo data.
+AVA_PLAN_URL = "/portal/subscriptions/sub_demo_ava_sync/plan"
+
+
+def plan_preview(client: FlaskClient, plan: str, quantity: str = "", url: str = AVA_PLAN_URL) -> Any:
+    """Post the plan page's preview step for ``plan`` (and seats)."""
+    token = csrf_token_from(client.get(url).text)
+    return client.post(url, data={"csrf_token": token, "step": "preview", "plan": plan, "quantity": quantity})
+
+
+def plan_confirm_form(page: str) -> dict[str, str]:
+    """The hidden fields of the preview's confirmation form."""
+    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', page))
+    assert fields["step"] == "confirm"
+    return fields
 
 
 def path_of(link: str) -> str:

@@ -16,6 +16,8 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from portal_fixtures import make_portal_app, portal_store, sign_in, stored_subscription
+from portal_fixtures import plan_confirm_form as _confirm_form
+from portal_fixtures import plan_preview as _preview
 
 from flask_customer_portal import signals
 from flask_customer_portal.charging import renew_due
@@ -56,18 +58,6 @@ def _invoices(app: Flask, customer_id: str = AVA) -> list[Any]:
 def _events(app: Flask, customer_id: str = AVA) -> list[str]:
     with app.app_context():
         return [e.action for e in portal_store(app).list_events(customer_id)]
-
-
-def _preview(client: FlaskClient, plan: str, quantity: str = "", url: str = PLAN_URL) -> Any:
-    token = csrf_token_from(client.get(url).text)
-    return client.post(url, data={"csrf_token": token, "step": "preview", "plan": plan, "quantity": quantity})
-
-
-def _confirm_form(page: str) -> dict[str, str]:
-    """The hidden fields of the preview's confirmation form."""
-    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', page))
-    assert fields["step"] == "confirm"
-    return fields
 
 
 def _change(client: FlaskClient, plan: str, quantity: str = "") -> tuple[Any, dict[str, str]]:

@@ -17,6 +17,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from portal_fixtures import open_link, portal_store, sign_in, stored_subscription
+from portal_fixtures import plan_confirm_form as _confirm_form
+from portal_fixtures import plan_preview as _preview
 from security_support import AVA, BUDI, db_dump
 from sqlalchemy import update
 
@@ -65,19 +67,6 @@ def _invoices(app: Flask, customer_id: str = AVA) -> list[Any]:
 def _events(app: Flask, customer_id: str = AVA) -> list[str]:
     with app.app_context():
         return [e.action for e in portal_store(app).list_events(customer_id)]
-
-
-def _preview(client: FlaskClient, plan: str, quantity: str = "") -> Any:
-    token = csrf_token_from(client.get(PLAN_URL).text)
-    return client.post(
-        PLAN_URL, data={"csrf_token": token, "step": "preview", "plan": plan, "quantity": quantity}
-    )
-
-
-def _confirm_form(page: str) -> dict[str, str]:
-    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', page))
-    assert fields["step"] == "confirm"
-    return fields
 
 
 def _card(app: Flask, customer_id: str, method_id: str, *, declines: DeclineReason | None = None) -> None:
