@@ -294,7 +294,7 @@ def _run(
     secret = secrets.token_hex(32)
     setup = make_portal_app(database_url, TESTING=False, SECRET_KEY=secret)
     with setup.app_context():
-        link = get_state(setup).portal.create_session("cus_demo_ava").link
+        link = setup.extensions["customer_portal"].create_session("cus_demo_ava").link
         setup.extensions["sqlalchemy"].engine.dispose()
     get_state(setup).shutdown()
     parts = urlsplit(link)

@@ -231,7 +231,7 @@ def _measure(
 
     def prepare_portal() -> None:
         with portal.app_context():
-            link = state.portal.create_session(CUSTOMER_ID).link
+            link = portal.extensions["customer_portal"].create_session(CUSTOMER_ID).link
         pending["portal"] = (portal.test_client(), _path(link))
 
     def prepare_fs() -> None:

@@ -48,7 +48,7 @@ from wtforms import EmailField, HiddenField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from flask_customer_portal import Customer, CustomerPortal, PortalSession
-from flask_customer_portal.auth import utcnow
+from flask_customer_portal.clock import utcnow
 from flask_customer_portal.config import PortalConfig
 from flask_customer_portal.contrib.sqla import AuditEventModel, CustomerModel, PortalSessionModel
 from flask_customer_portal.forms import PortalForm

@@ -27,7 +27,7 @@ from flask_customer_portal import (
     SubscriptionStatus,
     TestPaymentProvider,
 )
-from flask_customer_portal.billing import add_months
+from flask_customer_portal.billing.periods import add_months
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, metadata
 from flask_customer_portal.payments import DeclineReason
 from flask_customer_portal.storage import BillingDetails, LicenseKeyInstance, Plan, TaxIdScheme

@@ -5,7 +5,7 @@ is offered instead, by the reason they give (see the portal's
 from __future__ import annotations
 
 from flask_customer_portal import Customer, Subscription
-from flask_customer_portal.retention import (
+from flask_customer_portal.offers import (
     CancellationReason,
     DiscountOffer,
     PauseOffer,

@@ -12,17 +12,18 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, cast
+from datetime import datetime, timedelta
+from typing import cast
 from urllib.parse import urlsplit
 
 from flask import current_app, g, request, session
 from werkzeug.local import LocalProxy
 
 from . import signals
-from .errors import CustomerNotFound
+from .clock import utcnow
 from .i18n import LANGUAGE_SESSION_KEY
 from .ratelimit import client_ip
+from .state import PortalState, get_state
 from .storage import (
     AuditEvent,
     Customer,
@@ -30,12 +31,8 @@ from .storage import (
     LinkRecord,
     LinkUse,
     PortalSessionRecord,
-    store_supports,
 )
 from .tokens import LinkProblem, LinkTokenError, TokenPayload, hash_token_id
-
-if TYPE_CHECKING:
-    from .extension import PortalState
 
 __all__ = [
     "SESSION_KEY",
@@ -63,10 +60,6 @@ _KEYS_KEPT_AT_SIGN_IN = frozenset({LANGUAGE_SESSION_KEY})
 _TOUCH_INTERVAL = timedelta(seconds=60)
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 @dataclass(frozen=True, slots=True)
 class PortalSession:
     """A dynamic (magic) link made for one customer."""
@@ -83,8 +76,6 @@ class PortalSession:
 
 
 def _state() -> PortalState:
-    from .extension import get_state
-
     return get_state()
 
 
@@ -148,9 +139,9 @@ def issue_link(
     return token, expires_at
 
 
-def create_session_link(
+def issue_session_link(
     state: PortalState,
-    customer_id: str,
+    customer: Customer,
     return_url: str | None,
     *,
     flow: str | None = None,
@@ -158,47 +149,39 @@ def create_session_link(
     actor: str = "merchant",
     details: Mapping[str, str] | None = None,
 ) -> PortalSession:
-    """Check everything first (customer, return URL, deep-link flow), then
-    make the link: a refused call leaves nothing behind. ``actor`` and
-    ``details`` (who made it, e.g. a staff member's id) go into the
-    ``session_link.created`` audit event."""
-    from .deep_links import check_flow
-
-    customer = state.storage.get_customer(customer_id)
-    if customer is None or customer.is_erased:
-        raise CustomerNotFound(customer_id)
-    return_url = validate_return_url(state, return_url)
-    checked_flow, subscription = check_flow(state, customer, flow, subscription_id)
-    flow_name = checked_flow.value if checked_flow is not None else None
-    flow_subscription_id = subscription.id if subscription is not None else None
+    """Make a magic link for ``customer``, whose return URL and deep-link
+    flow the caller has checked
+    (:func:`flask_customer_portal.deep_links.create_session_link` checks
+    them first). ``actor`` and ``details`` (who made it, e.g. a staff
+    member's id) go into the ``session_link.created`` audit event."""
     token, expires_at = issue_link(
         state,
         LinkPurpose.SESSION_LINK,
         customer,
         max_age=state.config.session_link_max_age,
         return_url=return_url,
-        flow=flow_name,
-        subscription_id=flow_subscription_id,
+        flow=flow,
+        subscription_id=subscription_id,
     )
     link = f"{state.config.portal_url}/session/{token}"
     portal_session = PortalSession(
         link=link,
         expires_at=expires_at,
         customer_id=customer.id,
-        flow=flow_name,
-        subscription_id=flow_subscription_id,
+        flow=flow,
+        subscription_id=subscription_id,
     )
     event_details: dict[str, str] = dict(details or {})
-    if flow_name:
-        event_details["flow"] = flow_name
-    if flow_subscription_id:
-        event_details["subscription_id"] = flow_subscription_id
+    if flow:
+        event_details["flow"] = flow
+    if subscription_id:
+        event_details["subscription_id"] = subscription_id
     state.storage.record_event(
         AuditEvent(
             customer_id=customer.id,
             action="session_link.created",
             occurred_at=utcnow(),
-            subject_id=flow_subscription_id,
+            subject_id=subscription_id,
             actor=actor,
             details=event_details,
         )
@@ -289,7 +272,7 @@ def sign_in(
     event = AuditEvent(
         customer_id=customer.id, action="session.signed_in", occurred_at=now, details={"method": method}
     )
-    if store_supports(storage, "start_portal_session"):
+    if state.capabilities.start_session_at_once:
         used = storage.start_portal_session(
             record,
             link=use,
@@ -357,7 +340,7 @@ def _locate(state: PortalState) -> str | None:
     """The merchant's locator's answer for this request's client, or
     ``None``. Without a locator the IP address is not looked at at all, and
     with one only its answer is kept, never the address."""
-    locator = state.portal.session_locator_callback
+    locator = state.hooks.session_locator
     if locator is None:
         return None
     try:
@@ -441,7 +424,7 @@ def _load_from_portal_session(state: PortalState) -> Customer | None:
 
 
 def _load_from_host_user(state: PortalState) -> Customer | None:
-    loader = state.portal.customer_loader_callback
+    loader = state.hooks.customer_loader
     if loader is None:
         return None
     customer_id = loader()

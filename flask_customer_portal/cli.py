@@ -6,14 +6,14 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .auth import create_session_link, validate_return_url
-from .deep_links import Flow
+from .auth import validate_return_url
+from .deep_links import Flow, create_session_link
+from .emails import render_message
 from .erasure import ErasureRefused, erase_customer
 from .errors import CustomerNotFound
-from .extension import get_state
-from .mail import MailDeliveryError, render_message
+from .mail import MailDeliveryError
 from .migrations.cli import db_cli
-from .storage import store_supports
+from .state import get_state
 
 __all__ = ["portal_cli"]
 
@@ -109,9 +109,9 @@ def renew_due_command(batch_size: int) -> None:
     status 1 if any subscription could not be processed, and charges
     nothing while the portal's tables are behind the package (run
     `flask portal db upgrade`)."""
-    from .charging import RenewalOutcome, renew_due
+    from .billing.renewal import RenewalOutcome, renew_due
+    from .billing.settlement import SettlementOutcome
     from .migrations.gate import refuse_behind_schema
-    from .plan_settlement import SettlementOutcome
 
     refuse_behind_schema(current_app)
     report = renew_due(get_state(), batch_size=batch_size)
@@ -156,11 +156,12 @@ def prune_command(webhook_days: int, batch_size: int) -> None:
     run from cron on several hosts at once, e.g. hourly."""
     from datetime import timedelta
 
-    from .auth import session_limits, utcnow
+    from .auth import session_limits
+    from .clock import utcnow
 
     state = get_state()
     storage = state.storage
-    if not store_supports(storage, "prune_expired"):
+    if not state.capabilities.prune:
         raise click.ClickException(f"{type(storage).__name__} cannot prune (it has no prune_expired)")
     now = utcnow()
     idle_timeout, max_age = session_limits(state)

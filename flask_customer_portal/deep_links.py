@@ -11,16 +11,17 @@ has done the task, the portal sends them back to ``return_url``.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
-from flask import current_app
-
+from .auth import PortalSession, issue_session_link, validate_return_url
+from .billing.lifecycle import describe, rules_for
+from .billing.plan_change import plan_changes_supported
+from .clock import utcnow
+from .errors import CustomerNotFound
+from .state import PortalState
 from .storage import Customer, Subscription
 
-if TYPE_CHECKING:
-    from .extension import PortalState
-
-__all__ = ["Flow", "check_flow"]
+__all__ = ["Flow", "check_flow", "create_session_link"]
 
 
 class Flow(str, enum.Enum):
@@ -84,14 +85,8 @@ def check_flow(
         return parsed, None
     if not subscription_id:
         raise ValueError(f"the {parsed.value!r} flow needs a subscription_id")
-    plan_change_page = state.config.endpoint(PLAN_CHANGE_ENDPOINT)
-    if parsed is Flow.PLAN_CHANGE and plan_change_page not in current_app.view_functions:
-        raise ValueError("the 'plan_change' flow needs the portal's plan-change page, which this app lacks")
-    if parsed is Flow.PLAN_CHANGE:
-        from .plans import plan_changes_supported
-
-        if not plan_changes_supported(state):
-            raise ValueError("the 'plan_change' flow needs a back end that can change plans (see plans)")
+    if parsed is Flow.PLAN_CHANGE and not plan_changes_supported(state):
+        raise ValueError("the 'plan_change' flow needs a back end that can change plans (see plans)")
     subscription = None
     if 0 < len(subscription_id) <= 128 and subscription_id.isprintable():
         subscription = state.storage.get_subscription(customer.id, subscription_id)
@@ -102,10 +97,6 @@ def check_flow(
 
 
 def _check_subscription(flow: Flow, customer: Customer, subscription: Subscription) -> None:
-    from .auth import utcnow
-    from .rules import rules_for
-    from .views.subscriptions import describe
-
     view = describe(subscription, utcnow())
     if not view.is_current:
         raise ValueError(f"subscription {subscription.id!r} has ended")
@@ -117,3 +108,33 @@ def _check_subscription(flow: Flow, customer: Customer, subscription: Subscripti
             raise ValueError(f"the rules for customer {customer.id!r} do not allow cancelling")
     if flow is Flow.PLAN_CHANGE and not rules.may_change_plan:
         raise ValueError(f"the rules for customer {customer.id!r} do not allow a plan change")
+
+
+def create_session_link(
+    state: PortalState,
+    customer_id: str,
+    return_url: str | None,
+    *,
+    flow: str | None = None,
+    subscription_id: str | None = None,
+    actor: str = "merchant",
+    details: Mapping[str, str] | None = None,
+) -> PortalSession:
+    """Check everything first (customer, return URL, deep-link flow), then
+    make the link: a refused call leaves nothing behind. ``actor`` and
+    ``details`` (who made it, e.g. a staff member's id) go into the
+    ``session_link.created`` audit event."""
+    customer = state.storage.get_customer(customer_id)
+    if customer is None or customer.is_erased:
+        raise CustomerNotFound(customer_id)
+    return_url = validate_return_url(state, return_url)
+    checked_flow, subscription = check_flow(state, customer, flow, subscription_id)
+    return issue_session_link(
+        state,
+        customer,
+        return_url,
+        flow=checked_flow.value if checked_flow is not None else None,
+        subscription_id=subscription.id if subscription is not None else None,
+        actor=actor,
+        details=details,
+    )

@@ -22,11 +22,10 @@ from .storage import (
     ErasureReport,
     StateConflict,
     Subscription,
-    store_supports,
 )
 
 if TYPE_CHECKING:
-    from .extension import PortalState
+    from .state import PortalState
 
 __all__ = ["ErasureRefused", "erase_customer", "erased_email"]
 
@@ -68,7 +67,7 @@ def erase_customer(
     customer = storage.get_customer(customer_id)
     if customer is None:
         raise CustomerNotFound(customer_id)
-    if not store_supports(storage, "erase_customer"):
+    if not state.capabilities.erase:
         raise TypeError(f"{type(storage).__name__} cannot erase customers (it has no erase_customer)")
     current = tuple(s for s in storage.list_subscriptions(customer_id) if s.is_current)
     if current and not force:

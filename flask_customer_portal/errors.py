@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "CustomerNotFound", "PortalError"]
+__all__ = ["ConfigurationError", "CustomerNotFound", "PortalError", "SubscriptionNotFound"]
 
 
 class PortalError(Exception):
@@ -27,3 +27,7 @@ class CustomerNotFound(PortalError, LookupError):
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
         super().__init__(f"no customer with id {customer_id!r}")
+
+
+class SubscriptionNotFound(PortalError, LookupError):
+    """The subscription does not exist or is not this customer's."""

@@ -4,113 +4,39 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
-from threading import Lock
-from typing import cast
+from dataclasses import replace
 from weakref import WeakKeyDictionary
 
-from flask import Flask, current_app
+from flask import Flask
 from flask_babel import Babel
 
 from . import erasure
-from .auth import PortalSession, create_session_link
+from .auth import PortalSession
+from .capabilities import capabilities_of
+from .cli import portal_cli
+from .clock import utcnow
 from .config import DEFAULTS, PortalConfig, load_config
+from .deep_links import create_session_link
 from .errors import ConfigurationError
+from .invites import send_invite
 from .log_redaction import install_log_redaction
 from .mail import LogMailer, Mailer, mailer_from_config
+from .migrations.gate import install_schema_gate
+from .offers import RetentionOfferFunction
 from .payments import PaymentProvider, TestPaymentProvider
 from .pdf import InvoiceRenderer, default_invoice_renderer
 from .production import check_provider_mode
 from .ratelimit import CustomerLimits, LoginRateLimits
-from .retention import RetentionOfferFunction
 from .rules import RulesLoader
-from .storage import ERASED_EMAIL_DOMAIN, Customer, EmailInUse, ErasureReport, PortalStorage, store_supports
+from .state import EXTENSION_KEY, PortalHooks, PortalState, app_object, get_state, register_state
+from .storage import ERASED_EMAIL_DOMAIN, AuditEvent, Customer, EmailInUse, ErasureReport, PortalStorage
 from .tokens import LinkSigner
+from .views import add_security_headers, blueprint
 
 __all__ = ["CustomerPortal", "PortalState", "get_state"]
 
+
 logger = logging.getLogger("flask_customer_portal")
-
-EXTENSION_KEY = "customer_portal"
-
-
-@dataclass
-class PortalState:
-    """Everything the portal keeps for one app; ``portal.get_state(app)``
-    returns it (``app.extensions["customer_portal"]`` is the
-    :class:`CustomerPortal` itself)."""
-
-    portal: CustomerPortal
-    config: PortalConfig
-    storage: PortalStorage
-    payments: PaymentProvider
-    mailer: Mailer
-    signer: LinkSigner
-    rate_limits: LoginRateLimits
-    customer_limits: CustomerLimits
-    """Per-customer limits on adding cards and on exports (same store)."""
-    invoice_renderer: InvoiceRenderer | None = None
-    """Makes invoice PDFs; ``None`` hides the PDF links (fpdf2 missing)."""
-    _executor: ThreadPoolExecutor | None = None
-    _pending: set[Future[None]] = field(default_factory=set)
-    _lock: Lock = field(default_factory=Lock)
-
-    def run_in_background(self, app: Flask, func: Callable[[], None]) -> None:
-        """Run ``func`` inside an app context on the portal's worker thread,
-        so that slow work (SMTP) does not show in response times."""
-
-        def job() -> None:
-            with app.app_context():
-                try:
-                    func()
-                except Exception:
-                    logger.exception("Customer portal background task failed")
-
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="customer-portal")
-            future = self._executor.submit(job)
-            self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
-
-    def wait_for_background_tasks(self, timeout: float = 10.0) -> None:
-        """Block until queued background work is done (tests, shutdown)."""
-        with self._lock:
-            pending = set(self._pending)
-        wait(pending, timeout=timeout)
-
-    def shutdown(self) -> None:
-        with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
-
-
-def _app_object(app: Flask | None) -> Flask:
-    """``app``, or the current app; never the ``current_app`` proxy (state is
-    kept by app object)."""
-    if app is None:
-        app = current_app
-    unwrap = getattr(app, "_get_current_object", None)
-    return app if unwrap is None else cast("Flask", unwrap())
-
-
-def get_state(app: Flask | None = None) -> PortalState:
-    """The portal's state for ``app`` (default: the current app), from the
-    :class:`CustomerPortal` registered in ``app.extensions["customer_portal"]``."""
-    app = _app_object(app)
-    portal = app.extensions.get(EXTENSION_KEY)
-    if portal is None:
-        raise RuntimeError(
-            "The customer portal is not registered on this app; call CustomerPortal(app) "
-            "or portal.init_app(app) first."
-        )
-    if not isinstance(portal, CustomerPortal):
-        raise TypeError(
-            f'app.extensions["customer_portal"] must be the CustomerPortal, not {type(portal).__name__}'
-        )
-    return portal.get_state(app)
 
 
 def _set_host_defaults(app: Flask, config: PortalConfig) -> None:
@@ -172,10 +98,7 @@ class CustomerPortal:
         self.payments = payments
         self.mailer = mailer
         self.invoice_renderer = invoice_renderer
-        self.customer_loader_callback: Callable[[], str | None] | None = None
-        self.rules_loader_callback: RulesLoader | None = None
-        self.retention_offer_callback: RetentionOfferFunction | None = None
-        self.session_locator_callback: Callable[[str], str | None] | None = None
+        self.hooks = PortalHooks()
         # Per-app state, as Flask-SQLAlchemy keeps its engines: the portal
         # never holds an app alive, and one portal serves several apps.
         self._states: WeakKeyDictionary[Flask, PortalState] = WeakKeyDictionary()
@@ -281,9 +204,10 @@ class CustomerPortal:
             )
         secret_keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or []), app.config["SECRET_KEY"]]
         state = PortalState(
-            portal=self,
+            hooks=self.hooks,
             config=config,
             storage=storage,
+            capabilities=capabilities_of(storage),
             payments=payments,
             mailer=mailer,
             signer=LinkSigner(secret_keys, mode=config.mode, business_id=config.business_id),
@@ -292,12 +216,9 @@ class CustomerPortal:
             invoice_renderer=invoice_renderer,
         )
         self._states[app] = state
+        register_state(app, state)
         app.extensions[EXTENSION_KEY] = self
         _set_host_defaults(app, config)
-
-        from .cli import portal_cli
-        from .migrations.gate import install_schema_gate
-        from .views import add_security_headers, blueprint
 
         app.register_blueprint(blueprint, name=config.blueprint_name, url_prefix=config.url_prefix or None)
         app.after_request(add_security_headers)
@@ -331,7 +252,7 @@ class CustomerPortal:
             def load_customer():
                 return current_user.customer_id if current_user.is_authenticated else None
         """
-        self.customer_loader_callback = callback
+        self.hooks.customer_loader = callback
         return callback
 
     def rules_loader(self, callback: RulesLoader) -> RulesLoader:
@@ -345,17 +266,17 @@ class CustomerPortal:
             def rules(customer, subscription):
                 return CustomerRules(billing_only=customer.id in managed_accounts)
         """
-        self.rules_loader_callback = callback
+        self.hooks.rules_loader = callback
         return callback
 
     def retention_offer(self, callback: RetentionOfferFunction) -> RetentionOfferFunction:
         """Register the function that may offer something instead of a
         cancellation. It is called with the customer, the subscription and
-        the :class:`~flask_customer_portal.retention.CancellationReason`
+        the :class:`~flask_customer_portal.billing.retention.CancellationReason`
         they gave, and returns a
-        :class:`~flask_customer_portal.retention.PauseOffer`,
-        :class:`~flask_customer_portal.retention.PlanOffer`,
-        :class:`~flask_customer_portal.retention.DiscountOffer` or ``None``::
+        :class:`~flask_customer_portal.billing.retention.PauseOffer`,
+        :class:`~flask_customer_portal.billing.retention.PlanOffer`,
+        :class:`~flask_customer_portal.billing.retention.DiscountOffer` or ``None``::
 
             @portal.retention_offer
             def offer(customer, subscription, reason):
@@ -365,7 +286,7 @@ class CustomerPortal:
 
         See :ref:`retention-offers`.
         """
-        self.retention_offer_callback = callback
+        self.hooks.retention_offer = callback
         return callback
 
     def session_locator(self, callback: Callable[[str], str | None]) -> Callable[[str], str | None]:
@@ -383,7 +304,7 @@ class CustomerPortal:
         look at the address at all. An exception is logged (without the
         address) and the session simply has no location.
         """
-        self.session_locator_callback = callback
+        self.hooks.session_locator = callback
         return callback
 
     def create_session(
@@ -454,8 +375,6 @@ class CustomerPortal:
         email could not be handed to the mail transport. ``actor`` and
         ``details`` go into its audit events, as for :meth:`create_session`.
         """
-        from .invites import send_invite
-
         return send_invite(
             self.get_state(),
             customer_id,
@@ -472,8 +391,6 @@ class CustomerPortal:
         laptop, a suspected takeover). Records ``session.signed_out_everywhere``
         in the audit log with ``actor`` and ``details``. Returns how many
         sessions were live. Call inside an app context."""
-        from .auth import utcnow
-        from .storage import AuditEvent
 
         now = utcnow()
         return self.get_state().storage.sign_out_everywhere(
@@ -502,8 +419,9 @@ class CustomerPortal:
         another customer has (compared case-insensitively). Call inside an
         app context. Needs a store that adds customers (the SQLAlchemy store
         does); raises :class:`TypeError` otherwise."""
-        storage = self.get_state().storage
-        if not store_supports(storage, "add_customer"):
+        state = self.get_state()
+        storage = state.storage
+        if not state.capabilities.add_customer:
             raise TypeError(f"{type(storage).__name__} cannot add customers (it has no add_customer)")
         email = customer.email.strip()
         if "@" not in email or email.rpartition("@")[2].lower() == ERASED_EMAIL_DOMAIN:
@@ -554,7 +472,7 @@ class CustomerPortal:
         """The portal's :class:`PortalState` for ``app`` (default: the
         current app). Raises :class:`RuntimeError` if this portal is not
         registered on it."""
-        app = _app_object(app)
+        app = app_object(app)
         try:
             return self._states[app]
         except KeyError:

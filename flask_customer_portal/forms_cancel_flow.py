@@ -12,7 +12,7 @@ from wtforms.validators import ValidationError
 from .forms import PortalForm
 from .i18n import lazy_gettext as _l
 from .i18n import ngettext
-from .retention import REASON_TEXT_MAX_LENGTH, CancellationReason, clean_reason_text
+from .offers import REASON_TEXT_MAX_LENGTH, CancellationReason, clean_reason_text
 
 __all__ = ["CancellationReasonForm", "PauseForm"]
 

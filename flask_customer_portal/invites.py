@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING
 from flask import current_app
 
 from . import signals
-from .auth import PortalSession, create_session_link, utcnow
+from .auth import PortalSession
+from .clock import utcnow
+from .deep_links import create_session_link
+from .emails import render_message
 from .errors import CustomerNotFound
-from .mail import MailDeliveryError, render_message
+from .mail import MailDeliveryError
 from .storage import AuditEvent
 
 if TYPE_CHECKING:
-    from .extension import PortalState
+    from .state import PortalState
 
 __all__ = ["send_invite"]
 

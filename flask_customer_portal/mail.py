@@ -10,24 +10,21 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from .extension import PortalState
-    from .storage import Customer
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "LogMailer",
     "MailDeliveryError",
     "Mailer",
+    "MemoryMailer",
     "Message",
     "SMTPMailer",
     "mailer_from_config",
-    "render_message",
 ]
 
 logger = logging.getLogger("flask_customer_portal.mail")
@@ -178,31 +175,17 @@ def mailer_from_config(config: Mapping[str, Any]) -> Mailer:
     return LogMailer(default_sender=sender)
 
 
-def render_message(
-    state: PortalState,
-    name: str,
-    *,
-    to: str,
-    customer: Customer,
-    fallback_locale: str | None = None,
-    **context: Any,
-) -> Message:
-    """Render ``customer_portal/email/<name>.{subject.txt,txt,html}`` in the
-    customer's language (else ``fallback_locale``, e.g. the language of
-    the browser that asked for the mail). A host overrides any of the three by placing a file
-    at the same path in its own ``templates/`` folder."""
-    from flask import render_template
-    from flask_babel import force_locale
+class MemoryMailer:
+    """A mail transport that keeps messages in :attr:`outbox`."""
 
-    from .i18n import select_locale
-    from .templating import template_context
+    def __init__(self) -> None:
+        self.outbox: list[Message] = []
+        self._lock = threading.Lock()
 
-    locale = select_locale(state.config, customer)
-    if fallback_locale and not customer.locale:
-        locale = fallback_locale
-    with force_locale(locale):
-        values = {**template_context(state, customer), "customer": customer, **context}
-        subject = render_template(f"customer_portal/email/{name}.subject.txt", **values)
-        text = render_template(f"customer_portal/email/{name}.txt", **values)
-        html = render_template(f"customer_portal/email/{name}.html", **values)
-    return Message(to=to, subject=" ".join(subject.split()), text=text, html=html)
+    def send(self, message: Message) -> None:
+        with self._lock:
+            self.outbox.append(message)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.outbox.clear()

@@ -16,12 +16,13 @@ from flask import Flask
 
 from .config import PortalConfig, secret_key_weakness
 from .errors import ConfigurationError
+from .mail import LogMailer, MemoryMailer, SMTPMailer
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
     from sqlalchemy.engine import Engine
 
-    from .extension import PortalState
+    from .state import PortalState
 
 __all__ = ["CheckResult", "CheckStatus", "check_provider_mode", "production_checklist", "schema_problems"]
 
@@ -152,9 +153,6 @@ def _base_url(config: PortalConfig) -> CheckResult:
 
 
 def _mail(mailer: object) -> CheckResult:
-    from .mail import LogMailer, SMTPMailer
-    from .testing import MemoryMailer
-
     item = "mail transport"
     if isinstance(mailer, LogMailer):
         detail = "the log: emails, sign-in links included, are written to the log; set MAIL_SERVER"

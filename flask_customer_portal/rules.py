@@ -12,7 +12,9 @@ The merchant registers one function::
 It is called with the signed-in customer and the subscription a page is
 about (``None`` on pages about no single subscription). What it forbids is
 hidden in the pages **and** refused by the server (a 403 with a clear
-page), so a hand-made POST cannot do what the button did not offer.
+page), so a hand-made POST cannot do what the button did not offer
+(:func:`flask_customer_portal.billing.lifecycle.rules_for` asks the
+function).
 """
 
 from __future__ import annotations
@@ -20,11 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import g
-
 from .storage import Customer, Subscription
 
-__all__ = ["CustomerRules", "RulesLoader", "rules_for"]
+__all__ = ["CustomerRules", "RulesLoader"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,26 +66,3 @@ class CustomerRules:
 
 #: ``(customer, subscription or None) -> CustomerRules``
 RulesLoader = Callable[[Customer, "Subscription | None"], CustomerRules]
-
-_ALLOW_ALL = CustomerRules()
-
-
-def rules_for(customer: Customer, subscription: Subscription | None = None) -> CustomerRules:
-    """The rules for ``customer`` (and ``subscription``) in this request.
-
-    Asks the merchant's :meth:`~flask_customer_portal.CustomerPortal.rules_loader`
-    once per request and subscription; without one, everything is allowed.
-    """
-    from .extension import get_state
-
-    loader = get_state().portal.rules_loader_callback
-    if loader is None:
-        return _ALLOW_ALL
-    cache: dict[tuple[str, str | None], CustomerRules] = g.setdefault("_customer_portal_rules", {})
-    key = (customer.id, subscription.id if subscription is not None else None)
-    if key not in cache:
-        rules = loader(customer, subscription)
-        if not isinstance(rules, CustomerRules):
-            raise TypeError("the portal's rules_loader must return a CustomerRules")
-        cache[key] = rules
-    return cache[key]

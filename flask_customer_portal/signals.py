@@ -137,9 +137,9 @@ subscription_resumed = _signals.signal("subscription-resumed")
 
 #: The customer took a retention offer instead of cancelling. Keyword
 #: arguments: ``customer``, ``subscription`` (as saved), ``offer`` (the
-#: :class:`~flask_customer_portal.retention.PauseOffer` or
-#: :class:`~flask_customer_portal.retention.DiscountOffer` applied) and
-#: ``reason`` (:class:`~flask_customer_portal.retention.CancellationReason`).
+#: :class:`~flask_customer_portal.billing.retention.PauseOffer` or
+#: :class:`~flask_customer_portal.billing.retention.DiscountOffer` applied) and
+#: ``reason`` (:class:`~flask_customer_portal.billing.retention.CancellationReason`).
 retention_offer_accepted = _signals.signal("retention-offer-accepted")
 
 #: A subscription is charged to another payment method from now on.

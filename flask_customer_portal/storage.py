@@ -1105,7 +1105,7 @@ class ProviderLockStore(Protocol):
     """A lock, in the merchant's database, for subscriptions that live at a
     payment company, whose API has no lock of its own. It holds across
     processes: the reactivation of a subscription the provider bills itself
-    (:class:`~flask_customer_portal.charging.SubscriptionBiller`) runs
+    (:class:`~flask_customer_portal.billing.renewal.SubscriptionBiller`) runs
     under it, and so does a composite store's money path
     (:meth:`~flask_customer_portal.contrib.composite.CompositeStorage.lock_subscription`)."""
 
@@ -1168,7 +1168,7 @@ class BillingDetailsStore(Protocol):
         :class:`StateConflict` if it already has billing details (they are
         never replaced) or is no longer open (a paid, void or refunded
         invoice keeps what it was issued with; see
-        :func:`~flask_customer_portal.billing.invoice_takes_billing_details`).
+        :func:`~flask_customer_portal.billing.periods.invoice_takes_billing_details`).
         Decide and write in one step, so an invoice paid meanwhile is
         refused."""
 

@@ -13,7 +13,7 @@ from .i18n import domain
 from .money import Money, format_money
 
 if TYPE_CHECKING:
-    from .extension import PortalState
+    from .state import PortalState
     from .storage import Customer
 
 __all__ = ["template_context"]

@@ -15,18 +15,18 @@ pytest loads by itself. This module does not need pytest.
 from __future__ import annotations
 
 import re
-import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .mail import Message
+from .mail import MemoryMailer, Message
 from .payments import TEST_CARDS, TestPaymentProvider
 
 if TYPE_CHECKING:
     from flask import Flask
     from flask.testing import FlaskClient
 
-    from .extension import CustomerPortal, PortalState
+    from .extension import CustomerPortal
+    from .state import PortalState
 
 __all__ = [
     "TEST_CARDS",
@@ -40,32 +40,20 @@ __all__ = [
 _CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
 
 
-def _state(app: Flask) -> PortalState:
-    """The portal's state, through the ``CustomerPortal`` in
-    ``app.extensions["customer_portal"]`` (this module reaches the portal
-    only as a host app would)."""
+def _portal(app: Flask) -> CustomerPortal:
+    """The ``CustomerPortal`` in ``app.extensions["customer_portal"]`` (this
+    module reaches the portal only as a host app would)."""
     portal: CustomerPortal | None = app.extensions.get("customer_portal")
     if portal is None:
         raise RuntimeError(
             "the customer portal is not registered on this app: call CustomerPortal(app) first"
         )
-    return portal.get_state(app)
+    return portal
 
 
-class MemoryMailer:
-    """A mail transport that keeps messages in :attr:`outbox`."""
-
-    def __init__(self) -> None:
-        self.outbox: list[Message] = []
-        self._lock = threading.Lock()
-
-    def send(self, message: Message) -> None:
-        with self._lock:
-            self.outbox.append(message)
-
-    def clear(self) -> None:
-        with self._lock:
-            self.outbox.clear()
+def _state(app: Flask) -> PortalState:
+    """The portal's state for ``app``."""
+    return _portal(app).get_state(app)
 
 
 class PortalMailer(MemoryMailer):
@@ -112,7 +100,7 @@ def sign_in(client: FlaskClient, customer_id: str) -> FlaskClient:
     """
     app = client.application
     with app.app_context():
-        link = _state(app).portal.create_session(customer_id).link
+        link = _portal(app).create_session(customer_id).link
     parts = urlsplit(link)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     page = client.get(path)

@@ -34,7 +34,7 @@ from sqlalchemy import event, make_url
 from example_app.demo import load_demo_data
 from flask_customer_portal import CustomerPortal
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, metadata
-from flask_customer_portal.extension import PortalState, get_state
+from flask_customer_portal.state import PortalState, get_state
 from flask_customer_portal.storage import Subscription
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
@@ -343,7 +343,7 @@ def open_link(client: FlaskClient, link: str, **kwargs: Any) -> Any:
 
 def sign_in(app: Flask, client: FlaskClient, customer_id: str = "cus_demo_ava") -> None:
     with app.app_context():
-        link = get_state(app).portal.create_session(customer_id).link
+        link = app.extensions["customer_portal"].create_session(customer_id).link
     response = open_link(client, link)
     assert response.status_code == 303, response.status_code
 

@@ -15,8 +15,8 @@ from flask_login import LoginManager, UserMixin, current_user, login_user
 from portal_fixtures import SECRET, make_portal_app, open_link, path_of, sign_in
 
 from flask_customer_portal import CustomerNotFound, signals
-from flask_customer_portal.extension import PortalState, get_state
 from flask_customer_portal.mail import Message
+from flask_customer_portal.state import PortalState, get_state
 from flask_customer_portal.storage import LinkPurpose
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 from flask_customer_portal.tokens import LinkSigner
@@ -24,7 +24,7 @@ from flask_customer_portal.tokens import LinkSigner
 
 def _link(app: Flask, customer_id: str = "cus_demo_ava", **kwargs: object) -> str:
     with app.app_context():
-        return get_state(app).portal.create_session(customer_id, **kwargs).link  # type: ignore[arg-type]
+        return app.extensions["customer_portal"].create_session(customer_id, **kwargs).link  # type: ignore[arg-type]
 
 
 def _login_link_from(mailer: MemoryMailer) -> str:
@@ -40,7 +40,7 @@ def _login_link_from(mailer: MemoryMailer) -> str:
 def test_create_session_returns_an_absolute_expiring_link(app: Flask) -> None:
     before = datetime.now(timezone.utc)
     with app.app_context():
-        session = get_state(app).portal.create_session("cus_demo_ava")
+        session = app.extensions["customer_portal"].create_session("cus_demo_ava")
     assert session.customer_id == "cus_demo_ava"
     assert session.link.startswith("http://shop.test/portal/session/")
     assert session.expires_at.tzinfo is not None
@@ -53,12 +53,12 @@ def test_create_session_returns_an_absolute_expiring_link(app: Flask) -> None:
 
 def test_create_session_for_unknown_customer_raises(app: Flask) -> None:
     with app.app_context(), pytest.raises(CustomerNotFound, match="cus_nobody"):
-        get_state(app).portal.create_session("cus_nobody")
+        app.extensions["customer_portal"].create_session("cus_nobody")
 
 
 def test_link_ignores_the_request_host_header(app: Flask) -> None:
     with app.test_request_context("/", headers={"Host": "evil.example"}):
-        link = get_state(app).portal.create_session("cus_demo_ava").link
+        link = app.extensions["customer_portal"].create_session("cus_demo_ava").link
     assert link.startswith("http://shop.test/")
 
 
@@ -209,7 +209,7 @@ def test_key_rotation_keeps_links_working(tmp_path: Path) -> None:
 def test_return_url_allow_list(app: Flask, client: FlaskClient, return_url: str, ok: bool) -> None:
     if not ok:
         with app.app_context(), pytest.raises(ValueError, match="return_url"):
-            get_state(app).portal.create_session("cus_demo_ava", return_url=return_url)
+            app.extensions["customer_portal"].create_session("cus_demo_ava", return_url=return_url)
         return
     open_link(client, _link(app, return_url=return_url))
     page = client.get("/portal/")
@@ -297,7 +297,7 @@ def test_sign_out_everywhere_kills_sessions_and_links(app: Flask, client: FlaskC
     pending = _link(app)
     state = get_state(app)
     with app.app_context():
-        from flask_customer_portal.auth import utcnow
+        from flask_customer_portal.clock import utcnow
 
         assert state.storage.revoke_customer_sessions("cus_demo_ava", utcnow()) == 1
     assert client.get("/portal/").status_code == 302
@@ -489,7 +489,7 @@ def test_customer_loader_maps_host_users(tmp_path: Path) -> None:
     login_manager.user_loader(_Staff)
     state: PortalState = get_state(app)
 
-    @state.portal.customer_loader
+    @app.extensions["customer_portal"].customer_loader
     def load() -> str | None:
         return "cus_demo_chen" if current_user.is_authenticated else None
 
@@ -504,7 +504,7 @@ def test_customer_loader_maps_host_users(tmp_path: Path) -> None:
     page = client.get("/portal/")
     assert page.status_code == 200
     assert "Chen Wei" in page.text
-    state.portal.customer_loader_callback = None
+    state.hooks.customer_loader = None
     get_state(app).shutdown()
 
 

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from portal_fixtures import make_portal_app, path_of
 
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import csrf_token_from
 
 
@@ -27,7 +27,7 @@ def shared_app(db_url: str, tmp_path: Path) -> Iterator[Flask]:
 
 def test_concurrent_posts_of_one_link_sign_in_once(shared_app: Flask) -> None:
     with shared_app.app_context():
-        link = get_state(shared_app).portal.create_session("cus_demo_ava").link
+        link = shared_app.extensions["customer_portal"].create_session("cus_demo_ava").link
     workers = 8
     clients = [shared_app.test_client() for _ in range(workers)]
     tokens = [csrf_token_from(client.get(path_of(link)).text) for client in clients]

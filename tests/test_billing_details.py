@@ -25,10 +25,10 @@ from portal_fixtures import portal_store, sign_in
 from pypdf import PdfReader
 
 from flask_customer_portal import signals
-from flask_customer_portal.charging import RenewalOutcome, renew_due
+from flask_customer_portal.billing.renewal import RenewalOutcome, renew_due
 from flask_customer_portal.contrib.sqla import InvoiceModel, SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.pdf import FPDFInvoiceRenderer, InvoiceDocument, default_labels
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     AuditEvent,
     BillingDetails,

@@ -17,14 +17,14 @@ from flask.testing import FlaskClient
 from portal_fixtures import make_portal_app, open_link, sign_in
 
 from flask_customer_portal import signals
-from flask_customer_portal.billing import add_months
-from flask_customer_portal.charging import RenewalOutcome, renew_due
+from flask_customer_portal.billing.periods import add_months
+from flask_customer_portal.billing.renewal import RenewalOutcome, renew_due
+from flask_customer_portal.billing.retention import discount_amount
 from flask_customer_portal.config import DEFAULTS, load_config
 from flask_customer_portal.errors import ConfigurationError
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.formatting import format_date
 from flask_customer_portal.money import Money
-from flask_customer_portal.retention import (
+from flask_customer_portal.offers import (
     REASON_TEXT_MAX_LENGTH,
     CancellationReason,
     DiscountOffer,
@@ -32,9 +32,9 @@ from flask_customer_portal.retention import (
     PlanOffer,
     RetentionOffer,
     clean_reason_text,
-    discount_amount,
 )
 from flask_customer_portal.rules import CustomerRules
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AuditEvent, Customer, Invoice, Subscription, SubscriptionStatus
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
@@ -120,11 +120,11 @@ def _hidden(html: str, name: str) -> str | None:
 
 
 def _offer(app: Flask, function: OfferFunction | None) -> None:
-    get_state(app).portal.retention_offer_callback = function
+    get_state(app).hooks.retention_offer = function
 
 
 def _rules(app: Flask, rules: CustomerRules) -> None:
-    get_state(app).portal.rules_loader_callback = lambda customer, subscription: rules
+    get_state(app).hooks.rules_loader = lambda customer, subscription: rules
 
 
 def _recorder(*names: str) -> tuple[list[tuple[str, dict[str, Any]]], list[Any]]:
@@ -522,8 +522,8 @@ def test_a_cancel_deep_link_starts_at_the_reason_and_returns_after_an_offer(paus
     client = pause_app.test_client()
     with pause_app.app_context():
         link = (
-            get_state(pause_app)
-            .portal.create_session(
+            pause_app.extensions["customer_portal"]
+            .create_session(
                 AVA, return_url="http://shop.test/account", flow="cancel", subscription_id=AVA_SUB
             )
             .link

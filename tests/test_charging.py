@@ -20,18 +20,17 @@ from flask import Flask
 from portal_fixtures import make_portal_app, portal_store
 
 from flask_customer_portal import signals
-from flask_customer_portal.charging import (
+from flask_customer_portal.billing.renewal import (
     ProviderError,
     ReactivationOutcome,
     RenewalOutcome,
-    SubscriptionNotFound,
     idempotency_key,
     reactivate_subscription,
     renew_due,
     renew_subscription,
 )
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.errors import SubscriptionNotFound
 from flask_customer_portal.money import Money
 from flask_customer_portal.payments import (
     ChargeResult,
@@ -39,6 +38,7 @@ from flask_customer_portal.payments import (
     DeclineReason,
     TestPaymentProvider,
 )
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     ChargeAttemptStatus,
     InvoiceStatus,

@@ -391,9 +391,10 @@ def test_replace_keeps_records_that_need_no_mapping(seeded: SQLAlchemyStorage) -
 
 
 def test_actions_the_adapter_lacks_are_not_offered(seeded: SQLAlchemyStorage) -> None:
+    from flask_customer_portal.billing.pausing import pause_choices
+    from flask_customer_portal.capabilities import capabilities_of
     from flask_customer_portal.config import PortalConfig
     from flask_customer_portal.contrib.composite import BILLING_CORE
-    from flask_customer_portal.pausing import pause_choices
     from flask_customer_portal.storage import store_supports
 
     # The adapter holds the subscriptions but has no pauses and no discounts:
@@ -416,5 +417,12 @@ def test_actions_the_adapter_lacks_are_not_offered(seeded: SQLAlchemyStorage) ->
     subscription = seeded.get_subscription("prov_a", "sub_prov_a")
     assert subscription is not None
     config = cast(PortalConfig, SimpleNamespace(allow_pause=True, max_pause_months=3))
-    assert pause_choices(config, subscription, T0, may_pause=True, storage=seeded) == (1, 2, 3)
-    assert pause_choices(config, subscription, T0, may_pause=True, storage=composite) == ()
+    assert pause_choices(
+        config, subscription, T0, may_pause=True, pausable_store=capabilities_of(seeded).pause
+    ) == (1, 2, 3)
+    assert (
+        pause_choices(
+            config, subscription, T0, may_pause=True, pausable_store=capabilities_of(composite).pause
+        )
+        == ()
+    )

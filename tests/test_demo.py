@@ -24,7 +24,7 @@ from example_app import create_app, storage
 from example_app.demo import DEMO_CUSTOMER_IDS
 from flask_customer_portal import Customer, Invoice, InvoiceLine, InvoiceStatus, LogMailer, Message
 from flask_customer_portal.contrib.sqla import AuditEventModel, PortalModel, PortalSessionModel
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AuditEvent
 from flask_customer_portal.testing import csrf_token_from
 
@@ -111,7 +111,7 @@ def test_reset_restores_the_demo_customers_and_nobody_else(shop: Flask) -> None:
         store.cancel_subscription(
             "cus_demo_ava", AVA_SUB, at_period_end=False, now=datetime.now(timezone.utc)
         )
-        get_state(shop).portal.erase_customer("cus_demo_chen")
+        shop.extensions["customer_portal"].erase_customer("cus_demo_chen")
         others_before = _rows_of(shop, (other,))
         assert _demo_state(shop) != fresh
         assert shop.extensions["sqlalchemy"].session.scalar(
@@ -137,7 +137,7 @@ def test_reset_restores_the_demo_customers_and_nobody_else(shop: Flask) -> None:
 def test_reset_works_from_any_state_and_only_in_test_mode(shop: Flask, tmp_path: Path) -> None:
     runner = shop.test_cli_runner()
     with shop.app_context():
-        get_state(shop).portal.erase_customer("cus_demo_chen")  # half a demo is still a demo
+        shop.extensions["customer_portal"].erase_customer("cus_demo_chen")  # half a demo is still a demo
         session = shop.extensions["sqlalchemy"].session
         assert session.scalar(select(func.count()).select_from(AuditEventModel)) > 0
     assert runner.invoke(args=["demo-data", "--reset"]).exit_code == 0

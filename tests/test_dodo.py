@@ -23,7 +23,11 @@ from flask_sqlalchemy import SQLAlchemy
 from portal_fixtures import BASE_URL, SECRET, sign_in
 
 from flask_customer_portal import CustomerPortal, signals
-from flask_customer_portal.charging import ReactivationOutcome, SubscriptionBiller, reactivate_subscription
+from flask_customer_portal.billing.renewal import (
+    ReactivationOutcome,
+    SubscriptionBiller,
+    reactivate_subscription,
+)
 from flask_customer_portal.contrib.composite import MappingCustomerIds
 from flask_customer_portal.contrib.dodo import (
     SUBSCRIPTION_STATUSES,
@@ -39,7 +43,6 @@ from flask_customer_portal.contrib.dodo import (
 )
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.errors import ConfigurationError
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.payments import (
     ChargeDeclined,
     ChargeFailed,
@@ -49,6 +52,7 @@ from flask_customer_portal.payments import (
     DeclineReason,
     MethodDeclined,
 )
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     BillingStore,
     Customer,
@@ -665,7 +669,7 @@ def test_plan_changes_are_not_offered_over_dodo(dodo_app: Flask, scenario: Scena
     """Dodo bills its subscriptions itself and ``DodoBilling`` has no plan
     catalogue or subscription lock: no **Change plan** link, and the plan
     page is refused (403), as a pause the back end cannot make is."""
-    from flask_customer_portal.plans import plan_changes_supported
+    from flask_customer_portal.billing.plan_change import plan_changes_supported
     from flask_customer_portal.storage import store_supports
 
     with dodo_app.app_context():

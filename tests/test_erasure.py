@@ -26,8 +26,8 @@ from flask_customer_portal.contrib.sqla import (
     SQLAlchemyStorage,
 )
 from flask_customer_portal.erasure import ErasureRefused
-from flask_customer_portal.extension import PortalState, get_state
 from flask_customer_portal.pdf import InvoiceDocument
+from flask_customer_portal.state import PortalState, get_state
 from flask_customer_portal.storage import (
     ERASED_EMAIL_DOMAIN,
     AuditEvent,
@@ -94,11 +94,11 @@ def test_erasure_is_refused_while_a_subscription_is_not_cancelled(shop: Flask) -
     with shop.app_context():
         before = _everything(shop, BUDI)
         with pytest.raises(ErasureRefused, match=r"sub_demo_budi_sync \(on_hold\).*force=True") as refused:
-            _state(shop).portal.erase_customer(BUDI)
+            shop.extensions["customer_portal"].erase_customer(BUDI)
         assert [s.id for s in refused.value.subscriptions] == ["sub_demo_budi_sync"]
         assert _everything(shop, BUDI) == before
         with pytest.raises(CustomerNotFound):
-            _state(shop).portal.erase_customer("cus_nobody")
+            shop.extensions["customer_portal"].erase_customer("cus_nobody")
 
 
 def test_erasure_removes_personal_data_and_keeps_the_invoices(shop: Flask) -> None:
@@ -110,7 +110,7 @@ def test_erasure_removes_personal_data_and_keeps_the_invoices(shop: Flask) -> No
 
     with shop.app_context():
         store = portal_store(shop)
-        _state(shop).portal.create_session(BUDI)  # an unused link
+        shop.extensions["customer_portal"].create_session(BUDI)  # an unused link
         store.record_event(
             AuditEvent(
                 BUDI,
@@ -130,7 +130,9 @@ def test_erasure_removes_personal_data_and_keeps_the_invoices(shop: Flask) -> No
         assert _rows(shop, PortalSessionModel, BUDI) and _rows(shop, LinkModel, BUDI)
 
         with signals.customer_erased.connected_to(record, shop):
-            report = _state(shop).portal.erase_customer(BUDI, force=True, details={"request": "ticket-42"})
+            report = shop.extensions["customer_portal"].erase_customer(
+                BUDI, force=True, details={"request": "ticket-42"}
+            )
 
         # The customer: anonymised, not deleted (invoices name it).
         erased = store.get_customer(BUDI)
@@ -180,7 +182,7 @@ def test_erasure_removes_personal_data_and_keeps_the_invoices(shop: Flask) -> No
         assert [s.id for s in sent["cancelled"]] == ["sub_demo_budi_sync"]
         # Other customers are untouched, and the address is free for a new account.
         assert _everything(shop, AVA) == ava_before
-        again = _state(shop).portal.add_customer(
+        again = shop.extensions["customer_portal"].add_customer(
             Customer(id="cus_new", email="budi@example.com", name="Budi")
         )
         assert again.id == "cus_new"
@@ -190,13 +192,13 @@ def test_an_erased_customer_cannot_sign_in(shop: Flask) -> None:
     signed_in = shop.test_client()
     sign_in(shop, signed_in, CHEN)
     with shop.app_context():
-        pending = _state(shop).portal.create_session(CHEN).link
-        report = _state(shop).portal.erase_customer(CHEN)
+        pending = shop.extensions["customer_portal"].create_session(CHEN).link
+        report = shop.extensions["customer_portal"].erase_customer(CHEN)
         assert report.invoices_kept == 0
         with pytest.raises(CustomerNotFound):
-            _state(shop).portal.create_session(CHEN)
+            shop.extensions["customer_portal"].create_session(CHEN)
         with pytest.raises(CustomerNotFound):
-            _state(shop).portal.send_invite(CHEN)
+            shop.extensions["customer_portal"].send_invite(CHEN)
     # The session that was signed in is over.
     assert signed_in.get("/portal/").status_code == 302
     # A link made before does not open the portal.
@@ -215,20 +217,20 @@ def test_an_erased_customer_cannot_sign_in(shop: Flask) -> None:
 
 def test_a_host_user_of_an_erased_customer_is_not_signed_in(shop: Flask) -> None:
     state = _state(shop)
-    state.portal.customer_loader(lambda: CHEN)
+    shop.extensions["customer_portal"].customer_loader(lambda: CHEN)
     try:
         assert shop.test_client().get("/portal/").status_code == 200
         with shop.app_context():
-            state.portal.erase_customer(CHEN)
+            shop.extensions["customer_portal"].erase_customer(CHEN)
         assert shop.test_client().get("/portal/").status_code == 302
     finally:
-        state.portal.customer_loader_callback = None
+        state.hooks.customer_loader = None
 
 
 def test_invoices_of_an_erased_customer_still_render(shop: Flask) -> None:
     with shop.app_context():
         state = _state(shop)
-        state.portal.erase_customer(BUDI, force=True)
+        shop.extensions["customer_portal"].erase_customer(BUDI, force=True)
         customer = state.storage.get_customer(BUDI)
         invoice = state.storage.get_invoice(BUDI, "inv_demo_budi_sync_02")
         assert customer is not None and invoice is not None and invoice.billing_details is not None
@@ -266,7 +268,7 @@ def test_the_erase_customer_command(shop: Flask) -> None:
 
 def test_add_customer_is_idempotent_and_checked(shop: Flask) -> None:
     with shop.app_context():
-        portal = _state(shop).portal
+        portal = shop.extensions["customer_portal"]
         ada = Customer(id="cus_ada", email="ada@example.com", name="Ada Lovelace")
         stored = portal.add_customer(ada)
         assert stored.created_at is not None
@@ -303,7 +305,7 @@ def test_a_composite_store_erases_locally_and_cancels_at_the_billing_store(tmp_p
     app = make_portal_app(f"sqlite:///{tmp_path / 'composite.db'}", wrap_storage=composite)
     try:
         with app.app_context():
-            report = get_state(app).portal.erase_customer(BUDI, force=True)
+            report = app.extensions["customer_portal"].erase_customer(BUDI, force=True)
             assert report.customer_id == BUDI
             cancelled = [args for name, args, _ in adapters[0].calls if name == "cancel_subscription"]
             assert cancelled == [(BUDI, "sub_demo_budi_sync")]

@@ -12,7 +12,7 @@ from portal_fixtures import open_link
 from example_app import create_app, storage
 from example_app.demo import DEMO_CUSTOMER_IDS, load_demo_data
 from flask_customer_portal import InvoiceStatus, SubscriptionStatus
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 
 
 @pytest.fixture

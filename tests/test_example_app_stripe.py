@@ -16,7 +16,7 @@ from example_app import create_app, storage
 from flask_customer_portal.contrib.composite import CompositeStorage
 from flask_customer_portal.contrib.stripe import StripeBillingStore, StripePaymentProvider
 from flask_customer_portal.errors import ConfigurationError
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import Customer
 
 
@@ -61,7 +61,7 @@ def test_the_shop_reads_billing_from_stripe(
     sub = localstripe.v1.subscriptions.create(params={"customer": customer.id, "items": [{"plan": plan.id}]})
     with shop.app_context():
         storage().add_customer(Customer(customer.id, "ava@example.com", "Ava"))
-        link = get_state(shop).portal.create_session(customer.id).link
+        link = shop.extensions["customer_portal"].create_session(customer.id).link
     client = shop.test_client()
     assert open_link(client, link).status_code == 303
     page = client.get("/portal/subscriptions")

@@ -38,9 +38,9 @@ from flask_customer_portal.exports import (
     stream_zip,
     unique_name,
 )
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.formatting import to_timezone
 from flask_customer_portal.money import Money
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     Invoice,
     InvoiceStatus,

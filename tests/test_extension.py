@@ -12,8 +12,8 @@ from flask_sqlalchemy import SQLAlchemy
 from portal_fixtures import SECRET, make_portal_app
 
 from flask_customer_portal import ConfigurationError, Customer, CustomerPortal
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.mail import LogMailer, SMTPMailer
+from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
 
@@ -40,7 +40,7 @@ def test_the_extension_itself_lives_in_app_extensions(tmp_path: Path) -> None:
     assert app.extensions["customer_portal"] is portal
     state = portal.get_state(app)
     assert state is get_state(app)
-    assert state.portal is portal
+    assert state.hooks is portal.hooks
     with app.app_context():
         assert portal.get_state() is state
         assert get_state() is state
@@ -258,6 +258,6 @@ def test_url_prefix_is_configurable(tmp_path: Path) -> None:
     assert client.get("/account/login/biz_demo").status_code == 200
     assert client.get("/portal/login/biz_demo").status_code == 404
     with app.app_context():
-        link = get_state(app).portal.create_session("cus_demo_chen").link
+        link = app.extensions["customer_portal"].create_session("cus_demo_chen").link
     assert link.startswith("http://shop.test/account/session/")
     get_state(app).shutdown()

@@ -18,7 +18,7 @@ from portal_fixtures import BASE_URL, SECRET, make_portal_app, open_link, path_o
 from werkzeug.routing import Rule
 
 from flask_customer_portal import ConfigurationError, CustomerPortal
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 
 LOGGER = "flask_customer_portal"
 
@@ -198,7 +198,7 @@ def _walk(app: Flask, name: str) -> dict[str, int]:
     status by its name within the blueprint."""
     client = app.test_client()
     with app.app_context():
-        link = get_state(app).portal.create_session("cus_demo_ava").link
+        link = app.extensions["customer_portal"].create_session("cus_demo_ava").link
     assert open_link(client, link).status_code == 303
     statuses: dict[str, int] = {}
     for rule in _pages(app, name):
@@ -225,7 +225,7 @@ def test_every_page_works_under_another_name(renamed: Flask, default: Flask) -> 
 def test_links_and_forms_follow_the_name(renamed: Flask) -> None:
     client = renamed.test_client()
     with renamed.app_context():
-        link = get_state(renamed).portal.create_session("cus_demo_ava").link
+        link = renamed.extensions["customer_portal"].create_session("cus_demo_ava").link
     assert path_of(link).startswith(f"{OTHER_PREFIX}/session/")
     response = open_link(client, link)
     assert response.headers["Location"].startswith(OTHER_PREFIX)

@@ -29,7 +29,7 @@ from flask_customer_portal.contrib.sqla import (
     SubscriptionModel,
     metadata,
 )
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 
 AVA = "cus_demo_ava"

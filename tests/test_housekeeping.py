@@ -15,8 +15,9 @@ from flask import Flask
 from portal_fixtures import make_portal_app, open_link, path_of, sign_in
 from sqlalchemy import func, select
 
-from flask_customer_portal.auth import utcnow
+from flask_customer_portal.capabilities import capabilities_of
 from flask_customer_portal.cli import portal_cli
+from flask_customer_portal.clock import utcnow
 from flask_customer_portal.contrib.composite import CompositeStorage
 from flask_customer_portal.contrib.sqla import (
     LinkModel,
@@ -25,7 +26,7 @@ from flask_customer_portal.contrib.sqla import (
     SQLAlchemyStorage,
     WebhookEventModel,
 )
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AccessStore, PruneReport, store_supports
 
 UTC = timezone.utc
@@ -196,7 +197,7 @@ def test_pruning_signs_nobody_out_and_keeps_used_links_telling(portal_app: Flask
     client = portal_app.test_client()
     sign_in(portal_app, client, "cus_demo_ava")
     with portal_app.app_context():
-        used = get_state(portal_app).portal.create_session("cus_demo_ava").link
+        used = portal_app.extensions["customer_portal"].create_session("cus_demo_ava").link
     assert open_link(portal_app.test_client(), used).status_code == 303
     result = portal_app.test_cli_runner().invoke(portal_cli, ["prune"])
     assert result.exit_code == 0, result.output
@@ -216,6 +217,8 @@ def test_the_prune_command_needs_a_store_that_prunes(portal_app: Flask) -> None:
             return getattr(real, name)
 
     state.storage = NoPruning()  # type: ignore[assignment]
+    state.capabilities = capabilities_of(state.storage)
+    assert not state.capabilities.prune
     result = portal_app.test_cli_runner().invoke(portal_cli, ["prune"])
     assert result.exit_code == 1
     assert "cannot prune" in result.output

@@ -30,8 +30,8 @@ from portal_fixtures import BASE_URL, SECRET, sign_in
 
 from example_app.demo import load_demo_data
 from flask_customer_portal import CustomerPortal, i18n
-from flask_customer_portal.extension import get_state
-from flask_customer_portal.mail import render_message
+from flask_customer_portal.emails import render_message
+from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from flask_customer_portal import CustomerNotFound, PortalSession, signals
 from flask_customer_portal.contrib.sqla import LinkModel
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.formatting import format_datetime
 from flask_customer_portal.mail import MailDeliveryError
+from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import MemoryMailer
 
 
@@ -55,7 +55,7 @@ def test_invite_goes_out_over_smtp_in_the_customers_language(
     smtp_app: Flask, smtp_server: SMTPServer
 ) -> None:
     with smtp_app.app_context():
-        invite = get_state(smtp_app).portal.send_invite("cus_demo_budi")
+        invite = smtp_app.extensions["customer_portal"].send_invite("cus_demo_budi")
 
     assert isinstance(invite, PortalSession)
     assert invite.customer_id == "cus_demo_budi"
@@ -88,7 +88,7 @@ def test_invite_goes_out_over_smtp_in_the_customers_language(
 
 def test_invite_in_english_for_an_english_customer(app: Flask, mailer: MemoryMailer) -> None:
     with app.app_context():
-        invite = get_state(app).portal.send_invite("cus_demo_ava")
+        invite = app.extensions["customer_portal"].send_invite("cus_demo_ava")
     (message,) = mailer.outbox
     assert message.to == "ava@example.com"
     assert message.subject == "Acme Software invites you to your customer portal"
@@ -105,7 +105,7 @@ def test_customer_without_a_language_gets_the_default_not_the_senders(
 ) -> None:
     # A merchant's browser asks for Indonesian; Chen has no saved language.
     with app.test_request_context("/admin", headers={"Accept-Language": "id"}):
-        get_state(app).portal.send_invite("cus_demo_chen")
+        app.extensions["customer_portal"].send_invite("cus_demo_chen")
     (message,) = mailer.outbox
     assert message.to == "chen@example.com"
     assert message.subject == "Acme Software invites you to your customer portal"
@@ -115,7 +115,7 @@ def test_customer_without_a_language_gets_the_default_not_the_senders(
 def test_names_are_escaped_in_the_html_email(app: Flask, mailer: MemoryMailer) -> None:
     with app.app_context():
         portal_store(app).update_profile("cus_demo_ava", name="Ava <script>alert(1)</script>", phone=None)
-        get_state(app).portal.send_invite("cus_demo_ava")
+        app.extensions["customer_portal"].send_invite("cus_demo_ava")
     (message,) = mailer.outbox
     assert "<script>" not in message.html
     assert "Ava &lt;script&gt;alert(1)&lt;/script&gt;" in message.html
@@ -125,7 +125,7 @@ def test_names_are_escaped_in_the_html_email(app: Flask, mailer: MemoryMailer) -
 def test_unknown_customer_raises_and_sends_nothing(app: Flask, mailer: MemoryMailer) -> None:
     links_before = _link_rows(app)
     with app.app_context(), pytest.raises(CustomerNotFound, match="cus_nobody"):
-        get_state(app).portal.send_invite("cus_nobody")
+        app.extensions["customer_portal"].send_invite("cus_nobody")
     assert mailer.outbox == []
     assert _link_rows(app) == links_before
     with app.app_context():
@@ -137,7 +137,7 @@ def test_return_url_outside_the_allowed_hosts_raises_before_anything_is_made(
 ) -> None:
     links_before = _link_rows(app)
     with app.app_context(), pytest.raises(ValueError, match="return_url"):
-        get_state(app).portal.send_invite("cus_demo_ava", return_url="https://evil.example/")
+        app.extensions["customer_portal"].send_invite("cus_demo_ava", return_url="https://evil.example/")
     assert mailer.outbox == []
     assert _link_rows(app) == links_before
 
@@ -159,7 +159,7 @@ def test_invite_is_signalled_and_audited(app: Flask, mailer: MemoryMailer) -> No
         signals.invite_sent.connected_to(on_invite, app),
         app.app_context(),
     ):
-        invite = get_state(app).portal.send_invite("cus_demo_budi")
+        invite = app.extensions["customer_portal"].send_invite("cus_demo_budi")
         events = portal_store(app).list_events("cus_demo_budi")
 
     assert [name for name, _ in seen] == ["session_created", "invite_sent"]
@@ -189,7 +189,7 @@ def test_failed_delivery_raises_mail_delivery_error(tmp_path: Path) -> None:
     try:
         with signals.invite_sent.connected_to(on_invite, app), app.app_context():
             with pytest.raises(MailDeliveryError, match="cus_demo_ava"):
-                get_state(app).portal.send_invite("cus_demo_ava")
+                app.extensions["customer_portal"].send_invite("cus_demo_ava")
             actions = [e.action for e in portal_store(app).list_events("cus_demo_ava")]
     finally:
         _dispose(app)

@@ -24,8 +24,8 @@ from sqlalchemy import insert
 from example_app.demo import load_demo_data
 from flask_customer_portal import ConfigurationError, CustomerPortal
 from flask_customer_portal.contrib.sqla import InvoiceModel, SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.pdf import FPDFInvoiceRenderer, InvoiceDocument
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import Customer, InvoiceStatus
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider
 from flask_customer_portal.views.invoices import _page_links

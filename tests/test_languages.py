@@ -19,8 +19,8 @@ from rtl_pseudo_locale import PSEUDO_LOCALE, build_rtl_catalogue, pseudo
 from flask_customer_portal import signals
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.errors import ConfigurationError
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.i18n import language_name, text_direction
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AuditEvent, Customer
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 
@@ -110,7 +110,7 @@ def test_emails_follow_the_saved_language(app: Flask, client: FlaskClient, maile
     assert _locale(app, CHEN) is None
     _pick(client, "id")
     with app.app_context():
-        get_state(app).portal.send_invite(CHEN)
+        app.extensions["customer_portal"].send_invite(CHEN)
     assert mailer.outbox[-1].subject == "Acme Software mengundang Anda ke portal pelanggan Anda"
 
 
@@ -216,7 +216,7 @@ def test_a_saved_language_beats_the_visits_choice(app: Flask, client: FlaskClien
 
 def _invite_link(app: Flask, customer_id: str) -> str:
     with app.app_context():
-        return get_state(app).portal.create_session(customer_id).link
+        return app.extensions["customer_portal"].create_session(customer_id).link
 
 
 # --- query counts -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from portal_fixtures import sign_in
 
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import LicenseKey, LicenseKeyStatus
 from flask_customer_portal.views.license_keys import mask_key
 

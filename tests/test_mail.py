@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from portal_fixtures import SMTPServer, free_port, make_portal_app, open_link
 
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.mail import MailDeliveryError, Message, SMTPMailer, mailer_from_config
+from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import csrf_token_from
 
 

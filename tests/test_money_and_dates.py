@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from babel import Locale
 
-from flask_customer_portal.billing import add_interval, add_months
+from flask_customer_portal.billing.periods import add_interval, add_months
 from flask_customer_portal.formatting import format_date, format_datetime, to_timezone
 from flask_customer_portal.money import Money, display_digits, format_money, minor_unit_exponent
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from example_app.demo import load_demo_data
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 
 SIGNED_IN_AT = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 

@@ -22,7 +22,6 @@ from portal_fixtures import make_portal_app, sign_in, stored_subscription
 from sqlalchemy import text
 
 from flask_customer_portal import i18n, signals
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.money import Money
 from flask_customer_portal.payments import (
     CardDetails,
@@ -35,6 +34,7 @@ from flask_customer_portal.payments import (
     MethodAttached,
     MethodDeclined,
 )
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     AuditEvent,
     Invoice,

@@ -20,13 +20,13 @@ from portal_fixtures import plan_confirm_form as _confirm_form
 from portal_fixtures import plan_preview as _preview
 
 from flask_customer_portal import signals
-from flask_customer_portal.charging import renew_due
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.billing.plan_change import PlanChangeOutcome, change_plan_now
+from flask_customer_portal.billing.proration import prorate
+from flask_customer_portal.billing.renewal import renew_due
 from flask_customer_portal.money import Money
 from flask_customer_portal.payments import ChargeResult, ChargeUnknown, DeclineReason, TestPaymentProvider
-from flask_customer_portal.plans import PlanChangeOutcome, change_plan_now
-from flask_customer_portal.proration import prorate
 from flask_customer_portal.rules import CustomerRules
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     InvoiceStatus,
     PaymentMethod,
@@ -557,7 +557,7 @@ def test_a_cancelled_subscription_cannot_change_plan(app: Flask, ava_client: Fla
 
 
 def _rules(app: Flask, rules: CustomerRules) -> None:
-    get_state(app).portal.rules_loader(lambda customer, subscription: rules)
+    app.extensions["customer_portal"].rules_loader(lambda customer, subscription: rules)
 
 
 @pytest.mark.parametrize("rules", [CustomerRules(can_change_plan=False), CustomerRules(billing_only=True)])

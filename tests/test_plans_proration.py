@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from flask_customer_portal.billing import add_months
-from flask_customer_portal.money import Money
-from flask_customer_portal.plans import plan_change_blocked
-from flask_customer_portal.proration import (
+from flask_customer_portal.billing.periods import add_months
+from flask_customer_portal.billing.plan_change import plan_change_blocked
+from flask_customer_portal.billing.proration import (
     apply_credit,
     is_upgrade,
     prorate,
     rounding_quantum,
     share,
 )
+from flask_customer_portal.money import Money
 from flask_customer_portal.storage import (
     Invoice,
     InvoiceLine,

@@ -13,16 +13,24 @@ from flask import Flask
 from flask.testing import FlaskClient
 from portal_fixtures import make_portal_app, sign_in
 
+from flask_customer_portal.billing.plan_change import change_plan_now, plan_changes_supported
 from flask_customer_portal.contrib.composite import BILLING_CORE, CompositeStorage, protocol_members
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
-from flask_customer_portal.plans import PLAN_CHANGE_MEMBERS, change_plan_now, plan_changes_supported
-from flask_customer_portal.retention import PlanOffer
+from flask_customer_portal.offers import PlanOffer
 from flask_customer_portal.rules import CustomerRules
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import ChargeStore, PlanStore, StateConflict, store_supports
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
 AVA = "cus_demo_ava"
+#: What a plan change needs of the store that holds the subscription.
+PLAN_CHANGE_MEMBERS = (
+    "list_plans",
+    "get_plan",
+    "schedule_plan_change",
+    "lock_subscription",
+    "subscriptions_due",
+)
 AVA_SUB = "sub_demo_ava_sync"
 SUB_URL = f"/portal/subscriptions/{AVA_SUB}"
 PLAN_URL = f"{SUB_URL}/plan"
@@ -181,7 +189,7 @@ def test_change_plan_now_refuses_where_plans_cannot_change(
 
 
 def test_the_rules_still_apply(backend: Flask) -> None:
-    get_state(backend).portal.rules_loader_callback = lambda customer, subscription: CustomerRules(
+    get_state(backend).hooks.rules_loader = lambda customer, subscription: CustomerRules(
         can_change_plan=False
     )
     client = _client(backend)
@@ -193,9 +201,7 @@ def test_the_rules_still_apply(backend: Flask) -> None:
 
 
 def test_a_plan_offer_and_a_plan_change_link_only_where_plans_can_change(backend: Flask) -> None:
-    get_state(backend).portal.retention_offer_callback = lambda customer, subscription, reason: PlanOffer(
-        plan_id=BASIC
-    )
+    get_state(backend).hooks.retention_offer = lambda customer, subscription, reason: PlanOffer(plan_id=BASIC)
     client = _client(backend)
     reason_page = client.get(f"{SUB_URL}/cancel/reason")
     assert reason_page.status_code == 200
@@ -207,7 +213,7 @@ def test_a_plan_offer_and_a_plan_change_link_only_where_plans_can_change(backend
     offered = f'href="{PLAN_URL}?plan={BASIC}"' in confirm.text
     assert offered is _supported(backend)
     with backend.app_context():
-        portal = get_state(backend).portal
+        portal = backend.extensions["customer_portal"]
         if _supported(backend):
             assert portal.create_session(AVA, flow="plan_change", subscription_id=AVA_SUB).link
         else:

@@ -22,9 +22,9 @@ from portal_fixtures import SMTPServer, free_port, make_portal_app, open_link, p
 
 from flask_customer_portal import signals
 from flask_customer_portal.auth import issue_link
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.forms_profile import ProfileError, clean_name, clean_phone
 from flask_customer_portal.mail import Message
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import Customer, LinkPurpose
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 
@@ -431,7 +431,7 @@ def test_email_change_end_to_end_through_smtp(smtp_app: Flask, smtp_server: SMTP
     sign_in(app, phone, AVA)
     with app.app_context():
         ava = _customer(app)
-        old_session_link = state.portal.create_session(AVA).link
+        old_session_link = app.extensions["customer_portal"].create_session(AVA).link
         login_token, _ = issue_link(state, LinkPurpose.LOGIN_LINK, ava, max_age=900)
     old_login_link = f"http://shop.test/portal/login/biz_demo/{login_token}"
 
@@ -620,7 +620,7 @@ def test_purposes_do_not_mix(app: Flask, requested_link: str) -> None:
     assert client.get("/portal/").status_code == 302
     # … and a sign-in link changes no email.
     with app.app_context():
-        session_token = get_state(app).portal.create_session(AVA).link.rsplit("/", 1)[1]
+        session_token = app.extensions["customer_portal"].create_session(AVA).link.rsplit("/", 1)[1]
     assert client.get(f"/portal/profile/email/{session_token}").status_code == 404
     assert client.post(f"/portal/profile/email/{session_token}", data={}).status_code == 404
     assert _customer(app).email == "ava@example.com"

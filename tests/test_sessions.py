@@ -23,8 +23,8 @@ from flask_customer_portal import signals
 from flask_customer_portal.activity import KNOWN_ACTIONS, describe_event
 from flask_customer_portal.auth import issue_link
 from flask_customer_portal.contrib.sqla import metadata
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.i18n import TRANSLATIONS_DIR
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AuditEvent, ChargeAttemptStatus, LinkPurpose, PortalSessionRecord
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 
@@ -287,7 +287,7 @@ def test_sign_out_everywhere_ends_every_session_and_old_links(app: Flask, mailer
         state = get_state(app)
         customer = state.storage.get_customer(AVA)
         assert customer is not None
-        old_link = state.portal.create_session(AVA).link
+        old_link = app.extensions["customer_portal"].create_session(AVA).link
         old_login_token, _ = issue_link(state, LinkPurpose.LOGIN_LINK, customer, max_age=900)
     phone = _browser(app, user_agent=SAFARI_IPHONE)
     tablet = _browser(
@@ -357,7 +357,7 @@ def test_with_a_locator_only_its_answer_is_stored(tmp_path: Path) -> None:
     app = make_portal_app(f"sqlite:///{tmp_path / 'portal.db'}", CUSTOMER_PORTAL_TRUSTED_PROXIES=1)
     asked: list[str] = []
 
-    @get_state(app).portal.session_locator
+    @app.extensions["customer_portal"].session_locator
     def locate(ip: str) -> str | None:
         asked.append(ip)
         return "  Jakarta,\n Indonesia  "
@@ -380,7 +380,7 @@ def test_a_failing_locator_does_not_stop_the_sign_in(
 ) -> None:
     app = make_portal_app(f"sqlite:///{tmp_path / 'portal.db'}")
 
-    @get_state(app).portal.session_locator
+    @app.extensions["customer_portal"].session_locator
     def locate(ip: str) -> str | None:
         raise LookupError(f"no city for {ip}")
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flask_customer_portal import signals
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AuditEvent, LinkPurpose, LinkUse, PortalSessionRecord
 from flask_customer_portal.testing import csrf_token_from
 
@@ -182,7 +182,7 @@ def portal_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask
 
 def test_pressing_the_button_signs_in_once(portal_app: Flask) -> None:
     with portal_app.app_context():
-        the_link = path_of(get_state(portal_app).portal.create_session("cus_a").link)
+        the_link = path_of(portal_app.extensions["customer_portal"].create_session("cus_a").link)
     used: list[Any] = []
     signed_in: list[Any] = []
     with (
@@ -207,7 +207,7 @@ def test_signing_in_again_ends_the_previous_session(portal_app: Flask) -> None:
     client = portal_app.test_client()
     for _ in range(2):
         with portal_app.app_context():
-            the_link = path_of(get_state(portal_app).portal.create_session("cus_a").link)
+            the_link = path_of(portal_app.extensions["customer_portal"].create_session("cus_a").link)
         page = client.get(the_link)
         assert client.post(the_link, data={"csrf_token": csrf_token_from(page.text)}).status_code == 303
     with portal_app.app_context():

@@ -23,9 +23,10 @@ from example_app.admin import CUSTOMERS_PER_PAGE
 from example_app.demo import load_demo_data
 from example_app.staff import DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD, Staff, create_staff, ensure_demo_staff
 from flask_customer_portal import Customer
-from flask_customer_portal.auth import get_current_customer, utcnow
+from flask_customer_portal.auth import get_current_customer
+from flask_customer_portal.clock import utcnow
 from flask_customer_portal.contrib.sqla import LinkModel
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AuditEvent
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 
@@ -470,7 +471,7 @@ def test_sign_out_everywhere_signs_the_customer_out(shop: Flask, staff: FlaskCli
     budi = shop.test_client()
     sign_in(shop, budi, "cus_demo_budi")
     with shop.app_context():
-        forwarded = get_state(shop).portal.create_session("cus_demo_ava").link
+        forwarded = shop.extensions["customer_portal"].create_session("cus_demo_ava").link
 
     response = _post(staff, "/admin/customers/cus_demo_ava/sign-out-everywhere")
     assert response.status_code == 303
@@ -493,7 +494,7 @@ def test_sign_out_everywhere_signs_the_customer_out(shop: Flask, staff: FlaskCli
     stranger = shop.test_client()
     assert stranger.get(path_of(forwarded)).status_code == 410
     with shop.app_context():
-        fresh = get_state(shop).portal.create_session("cus_demo_ava").link
+        fresh = shop.extensions["customer_portal"].create_session("cus_demo_ava").link
     assert open_link(stranger, fresh).status_code == 303
 
     again = _post(staff, "/admin/customers/cus_demo_ava/sign-out-everywhere")
@@ -547,7 +548,7 @@ def test_a_staff_member_is_not_a_portal_customer(shop: Flask, staff: FlaskClient
     response = staff.get("/portal/")
     assert response.status_code == 302
     assert response.headers["Location"] == "/portal/login/biz_demo"
-    assert get_state(shop).portal.customer_loader_callback is None
+    assert get_state(shop).hooks.customer_loader is None
     cookie = staff.get_cookie("session")
     assert cookie is not None
     # The same browser (cookie, address and user agent) in a request context.

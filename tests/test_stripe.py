@@ -44,7 +44,7 @@ from stripe_support import (
     stripe_client,
 )
 
-from flask_customer_portal.charging import ReactivationOutcome, reactivate_subscription
+from flask_customer_portal.billing.renewal import ReactivationOutcome, reactivate_subscription
 from flask_customer_portal.contrib.composite import CompositeStorage, MappingCustomerIds
 from flask_customer_portal.contrib.stripe import (
     StripeBillingStore,
@@ -52,7 +52,6 @@ from flask_customer_portal.contrib.stripe import (
     invoice_status,
     subscription_status,
 )
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.money import Money
 from flask_customer_portal.payments import (
     CardDetails,
@@ -65,6 +64,7 @@ from flask_customer_portal.payments import (
     MethodAttached,
     MethodDeclined,
 )
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     AuditEvent,
     InvoiceStatus,
@@ -291,7 +291,7 @@ def stripe_app(localstripe: stripe.StripeClient, scenario: StripeScenario, tmp_p
 def _sign_in(app: Flask, customer_id: str = "ava") -> Any:
     client = app.test_client()
     with app.app_context():
-        link = get_state(app).portal.create_session(customer_id).link
+        link = app.extensions["customer_portal"].create_session(customer_id).link
     assert open_link(client, link).status_code == 303
     return client
 
@@ -380,7 +380,7 @@ def test_plan_changes_are_not_offered_over_stripe(stripe_app: Flask, scenario: S
     """The adapter runs the money path but has no plan catalogue: no
     **Change plan** link, and the plan page is refused as a pause the
     back end cannot make is (403)."""
-    from flask_customer_portal.plans import plan_changes_supported
+    from flask_customer_portal.billing.plan_change import plan_changes_supported
     from flask_customer_portal.storage import store_supports
 
     with stripe_app.app_context():

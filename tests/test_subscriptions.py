@@ -18,10 +18,10 @@ from flask_babel import force_locale
 from portal_fixtures import SMTPServer, make_portal_app, sign_in, stored_subscription
 
 from flask_customer_portal import signals
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.formatting import format_date
 from flask_customer_portal.mail import MailDeliveryError, Message
 from flask_customer_portal.money import Money
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AuditEvent, Subscription, SubscriptionStatus
 from flask_customer_portal.templating import template_context
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from

@@ -31,7 +31,8 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import cast
 
-from ..storage import AccessStore, WebhookClaim, store_supports
+from ..capabilities import capabilities_of
+from ..storage import AccessStore, WebhookClaim
 
 __all__ = ["LEASE", "WebhookEvents", "repeat_answer"]
 
@@ -43,9 +44,6 @@ REMEMBERED = 2048
 #: How long a claim is left to its delivery before a later delivery may take
 #: it over: far longer than handling one event takes.
 LEASE = timedelta(minutes=5)
-
-#: The store members the views need to claim events in the store.
-CLAIM_MEMBERS = ("claim_webhook_event", "finish_webhook_event", "release_webhook_event")
 
 
 def repeat_answer(claim: WebhookClaim) -> tuple[str, int] | None:
@@ -85,7 +83,7 @@ class WebhookEvents:
         left unhandled for the next delivery."""
         store = (
             cast(AccessStore, storage)
-            if storage is not None and all(store_supports(storage, name) for name in CLAIM_MEMBERS)
+            if storage is not None and capabilities_of(storage).webhook_claims
             else None
         )
         claim = self._claim(store, event_id)

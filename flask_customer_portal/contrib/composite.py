@@ -69,6 +69,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
+from ..capabilities import Capabilities
 from ..storage import (
     AccessStore,
     AuditEvent,
@@ -271,6 +272,29 @@ class CompositeStorage:
         if name in local_only_members():
             return callable(getattr(self.local, name, None))
         return self.backend_of(name) is self.backend_of("get_subscription")
+
+    def portal_capabilities(self) -> Capabilities:
+        """What the portal can do with the adapter's subscriptions: each
+        feature whose members are all served by the store that holds them
+        (a pause the adapter lacks would otherwise reach the local store,
+        which does not know the subscription)."""
+
+        def served(*names: str) -> bool:
+            return all(self.supports(name) for name in names)
+
+        charge = served("lock_subscription", "subscriptions_due")
+        return Capabilities(
+            pause=served("pause_subscription", "unpause_subscription"),
+            retention_discount=served("set_retention_discount"),
+            charge=charge,
+            plans=served("list_plans", "get_plan", "schedule_plan_change"),
+            plan_settlement=charge and served("plan_changes_to_settle"),
+            webhook_claims=served("claim_webhook_event", "finish_webhook_event", "release_webhook_event"),
+            add_customer=served("add_customer"),
+            erase=served("erase_customer"),
+            prune=served("prune_expired"),
+            start_session_at_once=served("start_portal_session"),
+        )
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names this class does not define: licence keys,

@@ -1344,7 +1344,7 @@ def dodo_webhook_view(
     def view() -> Any:
         from flask import current_app, request
 
-        from ..extension import get_state
+        from ..state import get_state
 
         try:
             event = verify_dodo_webhook(secret, request.get_data(cache=False), request.headers)

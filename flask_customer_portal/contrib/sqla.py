@@ -84,7 +84,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from ..billing import BILLING_DETAILS_STATUSES
+from ..billing.periods import BILLING_DETAILS_STATUSES
 from ..money import Money
 from ..storage import (
     ArrearsAttempt,
@@ -363,7 +363,7 @@ class SubscriptionModel(PortalModel):
     payment_method_id: Mapped[str | None] = mapped_column(String(_ID), index=True)
     hold_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TZDateTime())
-    # Plan changes (see flask_customer_portal.plans). No foreign key to
+    # Plan changes (see flask_customer_portal.billing.plan_change). No foreign key to
     # portal_plans: a catalogue may live outside this database.
     plan_id: Mapped[str | None] = mapped_column(String(_ID))
     quantity: Mapped[int] = mapped_column(Integer, default=1)
@@ -371,7 +371,7 @@ class SubscriptionModel(PortalModel):
     scheduled_quantity: Mapped[int | None] = mapped_column(Integer)
     credit: Mapped[int] = mapped_column(BigInteger, default=0)
     """Minor units of ``price_currency`` owed to the customer."""
-    # Pauses and retention discounts (see flask_customer_portal.retention).
+    # Pauses and retention discounts (see flask_customer_portal.billing.retention).
     paused_at: Mapped[datetime | None] = mapped_column(TZDateTime())
     resumes_at: Mapped[datetime | None] = mapped_column(TZDateTime(), index=True)
     discount_percent: Mapped[int] = mapped_column(Integer, default=0)

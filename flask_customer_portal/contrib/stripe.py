@@ -23,7 +23,7 @@ Stripe's own (``sub_…``, ``in_…``, ``pm_…``); customer ids are Stripe's
 
 The money path
     The portal pays an ``on_hold`` subscription's arrears through
-    :func:`~flask_customer_portal.charging.reactivate_subscription`, which
+    :func:`~flask_customer_portal.billing.renewal.reactivate_subscription`, which
     works on a :class:`~flask_customer_portal.storage.SubscriptionLock`.
     Here that lock is :class:`StripeSubscriptionLock`: its open invoices are
     the subscription's open Stripe invoices, and a charge is
@@ -640,7 +640,7 @@ def _attempt_to_metadata(attempt: ChargeAttempt) -> str:
 def _attempt_from_metadata(
     invoice: Mapping[str, Any], customer_id: str, number: int, value: str
 ) -> ChargeAttempt:
-    from ..charging import idempotency_key
+    from ..billing.renewal import idempotency_key
 
     data = json.loads(value)
     invoice_id = str(invoice["id"])
@@ -1022,7 +1022,7 @@ def stripe_webhook_blueprint(
 
     @blueprint.post(url)
     def stripe_webhook() -> tuple[str, int]:
-        from ..extension import EXTENSION_KEY, get_state
+        from ..state import EXTENSION_KEY, get_state
 
         payload = request.get_data()
         signature = request.headers.get("Stripe-Signature", "")

@@ -47,7 +47,7 @@ def portal_engine(app: Flask) -> Engine | None:
     (the SQLAlchemy store, also as the local half of a composite store), or
     ``None`` when the portal keeps its records elsewhere."""
     from ..contrib.sqla import SQLAlchemyStorage
-    from ..extension import get_state
+    from ..state import get_state
 
     store: object = get_state(app).storage
     local = getattr(store, "local", None)

@@ -32,10 +32,10 @@ from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import HTTPException
 
 from ..auth import get_current_customer
-from ..extension import PortalState, get_state
 from ..formatting import format_datetime
 from ..i18n import lazy_gettext as _l
 from ..i18n import select_locale
+from ..state import PortalState, get_state
 from ..storage import Customer
 from ..templating import template_context
 

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 
 from ..auth import validate_return_url
 from ..deep_links import PLAN_CHANGE_ENDPOINT, Flow, parse_flow
-from ..extension import get_state
+from ..state import get_state
 from ..tokens import TokenPayload
 from ._base import _NOTICE_KEY, blueprint, local_endpoint
 

@@ -8,20 +8,14 @@ from typing import Any
 from flask import abort, current_app, make_response, redirect, render_template, request, url_for
 
 from .. import signals
-from ..auth import (
-    check_link,
-    get_current_customer,
-    issue_link,
-    other_signed_in_customer,
-    sign_in,
-    sign_out,
-    utcnow,
-)
-from ..extension import PortalState, get_state
+from ..auth import check_link, get_current_customer, issue_link, other_signed_in_customer, sign_in, sign_out
+from ..clock import utcnow
+from ..emails import render_message
 from ..forms import ConfirmForm, LoginForm, OpenLinkForm
 from ..i18n import select_locale
-from ..mail import MailDeliveryError, render_message
+from ..mail import MailDeliveryError
 from ..ratelimit import client_ip
+from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, LinkPurpose
 from ..tokens import LinkProblem, LinkTokenError
 from ._base import blueprint

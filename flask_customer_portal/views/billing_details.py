@@ -5,7 +5,7 @@ into the invoice when it is issued). An open invoice issued without any can
 be given the current details once; after that its details are part of the
 issued document and never change. A paid, void or refunded invoice is final
 and keeps what it was issued with, details or none
-(:func:`~flask_customer_portal.billing.invoice_takes_billing_details`).
+(:func:`~flask_customer_portal.billing.periods.invoice_takes_billing_details`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 from flask_babel import get_locale
 
 from .. import signals
-from ..auth import utcnow
-from ..billing import invoice_takes_billing_details
-from ..extension import PortalState, get_state
+from ..billing.periods import invoice_takes_billing_details
+from ..clock import utcnow
 from ..forms import ConfirmForm
 from ..forms_billing_details import BillingDetailsForm, scheme_label
 from ..i18n import gettext as _
+from ..state import PortalState, get_state
 from ..storage import AuditEvent, BillingDetails, Customer, Invoice, StateConflict
 from ..tax_ids import SCHEME_EXAMPLES, bill_to_lines
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id

@@ -21,38 +21,32 @@ from typing import Any
 from flask import abort, current_app, redirect, render_template, url_for
 
 from .. import signals
-from ..auth import utcnow
-from ..billing import add_months
+from ..billing.lifecycle import describe, ends_at_period_end, rules_for
+from ..billing.pausing import can_pause, pause_subscription, resume_subscription
+from ..billing.periods import add_months
+from ..billing.plan_change import plan_changes_supported
+from ..billing.retention import discount_amount, retention_offer_for
+from ..clock import utcnow
 from ..deep_links import PLAN_CHANGE_ENDPOINT
-from ..extension import PortalState, get_state
+from ..errors import SubscriptionNotFound
 from ..forms import ConfirmForm
 from ..forms_cancel_flow import CancellationReasonForm, PauseForm
 from ..i18n import gettext as _
 from ..money import Money
-from ..pausing import SubscriptionNotFound, can_pause, pause_subscription, resume_subscription
-from ..plans import plan_changes_supported
-from ..retention import (
+from ..offers import (
     CancellationReason,
     DiscountOffer,
     PauseOffer,
     PlanOffer,
     RetentionOffer,
     cancellation_reasons,
-    discount_amount,
-    retention_offer_for,
 )
-from ..rules import CustomerRules, rules_for
-from ..storage import AuditEvent, Customer, StateConflict, Subscription, store_supports
+from ..rules import CustomerRules
+from ..state import PortalState, get_state
+from ..storage import AuditEvent, Customer, StateConflict, Subscription
 from ._base import blueprint, current_customer_or_401, customer_required, notify
 from ._flows import finish_flow
-from .subscriptions import (
-    _cannot_cancel,
-    _date,
-    _detail_page,
-    _ends_at_period_end,
-    _subscription_or_404,
-    describe,
-)
+from .subscriptions import _cannot_cancel, _date, _detail_page, _subscription_or_404
 
 __all__ = ["reason_form", "render_confirmation"]
 
@@ -104,7 +98,7 @@ def render_confirmation(
         "customer_portal/cancel_subscription.html",
         view=describe(subscription, now),
         subscription=subscription,
-        at_period_end=_ends_at_period_end(state, subscription, now),
+        at_period_end=ends_at_period_end(state, subscription, now),
         reason=reason,
         offer=offer,
         **extra,
@@ -237,9 +231,7 @@ def accept_retention_offer(subscription_id: str) -> Any:
 
 
 def _may_pause(state: PortalState, rules: CustomerRules) -> bool:
-    return (
-        state.config.allow_pause and rules.may_pause and store_supports(state.storage, "pause_subscription")
-    )
+    return state.config.allow_pause and rules.may_pause and state.capabilities.pause
 
 
 @blueprint.route("/subscriptions/<subscription_id>/pause", methods=["POST"], endpoint="pause_subscription")

@@ -9,10 +9,10 @@ from typing import Any
 
 from flask import render_template, session
 
-from ..auth import utcnow
-from ..extension import get_state
+from ..billing.lifecycle import SubscriptionView, describe
+from ..clock import utcnow
+from ..state import get_state
 from ._base import blueprint, current_customer_or_401, customer_required
-from .subscriptions import SubscriptionView, describe
 
 
 def _period_end(view: SubscriptionView) -> datetime:

@@ -25,7 +25,8 @@ from urllib.parse import quote, urlsplit
 from flask import Flask, Response, abort, current_app, render_template, url_for
 from flask_babel import get_locale
 
-from ..auth import utcnow
+from ..billing.lifecycle import describe
+from ..clock import utcnow
 from ..exports import (
     CalendarEvent,
     invoice_batches,
@@ -35,16 +36,15 @@ from ..exports import (
     stream_zip,
     unique_name,
 )
-from ..extension import PortalState, get_state
 from ..formatting import to_timezone
 from ..i18n import gettext as _
 from ..i18n import ngettext
 from ..money import format_money
 from ..pdf import InvoiceDocument, default_labels, safe_pdf_filename
 from ..ratelimit import retry_after
+from ..state import PortalState, get_state
 from ..storage import Customer, Invoice, InvoiceStatus
 from ._base import blueprint, current_customer_or_401, customer_required, when
-from .subscriptions import describe
 
 logger = logging.getLogger("flask_customer_portal")
 

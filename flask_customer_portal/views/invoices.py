@@ -10,9 +10,9 @@ from babel.numbers import format_decimal
 from flask import Response, abort, current_app, redirect, render_template, request
 from flask_babel import get_locale
 
-from ..extension import PortalState, get_state
 from ..i18n import gettext as _
 from ..pdf import InvoiceDocument, default_labels, safe_pdf_filename
+from ..state import PortalState, get_state
 from ..storage import Customer, Invoice, InvoiceStatus, SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required, plausible_id
 

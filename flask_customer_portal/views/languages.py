@@ -17,10 +17,11 @@ from flask_babel import get_locale
 from werkzeug.exceptions import HTTPException
 
 from .. import signals
-from ..auth import get_current_customer, utcnow
-from ..extension import get_state
+from ..auth import get_current_customer
+from ..clock import utcnow
 from ..forms import ConfirmForm
 from ..i18n import LANGUAGE_SESSION_KEY, language_name, text_direction
+from ..state import get_state
 from ..storage import AuditEvent
 from ._base import blueprint
 

@@ -8,10 +8,10 @@ from typing import Any
 from flask import abort, current_app, redirect, render_template, url_for
 
 from .. import signals
-from ..auth import utcnow
-from ..extension import PortalState, get_state
+from ..clock import utcnow
 from ..forms import ConfirmForm
 from ..i18n import gettext as _
+from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, LicenseKey, StateConflict
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from .license_keys import mask_key

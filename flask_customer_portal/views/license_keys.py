@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import render_template
 
-from ..extension import get_state
+from ..state import get_state
 from ._base import blueprint, current_customer_or_401, customer_required
 
 __all__ = ["license_keys", "mask_key"]

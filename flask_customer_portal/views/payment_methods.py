@@ -1,7 +1,7 @@
 """The payment method of a subscription: change it, and pay the arrears of
 an ``on_hold`` subscription with it (reactivation), or remove a saved one.
 
-Money moves only in :func:`flask_customer_portal.charging.reactivate_subscription`,
+Money moves only in :func:`flask_customer_portal.billing.renewal.reactivate_subscription`,
 under a lock and with idempotency keys; this module decides what to pay
 with and what the customer sees. Card numbers and security codes go to the
 payment provider and nowhere else: not into the page sent back, not into
@@ -20,18 +20,18 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, redirect, render_template, request, url_for
 
 from .. import signals
-from ..auth import utcnow
-from ..charging import (
+from ..billing.lifecycle import describe
+from ..billing.renewal import (
     AmountDue,
     ProviderError,
     ReactivationOutcome,
     ReactivationResult,
-    SubscriptionNotFound,
     amount_due,
     arrears_in_flight,
     reactivate_subscription,
 )
-from ..extension import PortalState, get_state
+from ..clock import utcnow
+from ..errors import SubscriptionNotFound
 from ..forms import ConfirmForm
 from ..forms_payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
 from ..i18n import gettext as _
@@ -39,6 +39,7 @@ from ..i18n import ngettext
 from ..money import Money
 from ..payments import TEST_CARDS, MethodDeclined
 from ..ratelimit import retry_after
+from ..state import PortalState, get_state
 from ..storage import (
     AuditEvent,
     Customer,
@@ -53,7 +54,6 @@ from ..storage import (
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id, when
 from ._flows import finish_flow
 from .plans import settle_on_visit
-from .subscriptions import describe
 
 __all__ = ["payment_method", "reactivated", "remove_payment_method"]
 
@@ -102,7 +102,7 @@ def card_text(method: PaymentMethod) -> str:
 
 def _amount_due(state: PortalState, customer: Customer, subscription: Subscription) -> AmountDue:
     """What paying the arrears charges right now: worked out by
-    :func:`~flask_customer_portal.charging.amount_due` from every open
+    :func:`~flask_customer_portal.billing.renewal.amount_due` from every open
     invoice of the subscription, read under its lock — exactly as the
     charge does. A provider that bills subscriptions itself has no lock
     here: its open invoices are read from the whole billing history."""

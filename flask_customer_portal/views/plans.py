@@ -21,16 +21,9 @@ from flask_babel import get_locale
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from .. import signals
-from ..auth import get_current_customer, utcnow
-from ..charging import ProviderError, SubscriptionNotFound
-from ..deep_links import PLAN_CHANGE_ENDPOINT
-from ..extension import PortalState, get_state
-from ..formatting import format_date
-from ..forms import ConfirmForm
-from ..i18n import gettext as _
-from ..money import Money, format_money
-from ..plan_settlement import SettlementOutcome, settle_plan_changes
-from ..plans import (
+from ..auth import get_current_customer
+from ..billing.lifecycle import rules_for
+from ..billing.plan_change import (
     PERIOD_END,
     PlanChangeOutcome,
     Quote,
@@ -41,8 +34,17 @@ from ..plans import (
     proration_invoice_id,
     timing_for,
 )
-from ..proration import prorate
-from ..rules import rules_for
+from ..billing.proration import prorate
+from ..billing.renewal import ProviderError
+from ..billing.settlement import SettlementOutcome, settle_plan_changes
+from ..clock import utcnow
+from ..deep_links import PLAN_CHANGE_ENDPOINT
+from ..errors import SubscriptionNotFound
+from ..formatting import format_date
+from ..forms import ConfirmForm
+from ..i18n import gettext as _
+from ..money import Money, format_money
+from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, InvoiceStatus, Plan, StateConflict, Subscription
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from ._flows import finish_flow
@@ -139,7 +141,7 @@ def _read_quote(
 
 def settle_on_visit(state: PortalState, customer: Customer, subscription: Subscription) -> Subscription:
     """Settle the subscription's plan-change payments that were left
-    unconfirmed (see :mod:`flask_customer_portal.plan_settlement`) when the
+    unconfirmed (see :mod:`flask_customer_portal.billing.settlement`) when the
     customer opens its pages, and say what came of them. The subscription
     as it is afterwards. A provider that cannot be reached leaves them for
     the next visit; the page is shown all the same."""

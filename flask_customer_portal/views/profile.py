@@ -9,21 +9,15 @@ from typing import Any
 from flask import abort, current_app, redirect, render_template, request, url_for
 
 from .. import signals
-from ..auth import (
-    check_link,
-    get_current_customer,
-    issue_link,
-    other_signed_in_customer,
-    sign_in,
-    use_link,
-    utcnow,
-)
-from ..extension import PortalState, get_state
+from ..auth import check_link, get_current_customer, issue_link, other_signed_in_customer, sign_in, use_link
+from ..clock import utcnow
+from ..emails import render_message
 from ..forms import OpenLinkForm, normalize_email
 from ..forms_profile import ProfileForm, example_phone_number, format_phone
 from ..i18n import gettext as _
-from ..mail import MailDeliveryError, render_message
+from ..mail import MailDeliveryError
 from ..ratelimit import client_ip
+from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, EmailInUse, LinkPurpose
 from ..tokens import LinkProblem, LinkTokenError
 from ._base import blueprint, current_customer_or_401, customer_required, notify

@@ -10,16 +10,11 @@ from flask import abort, current_app, redirect, render_template, session, url_fo
 
 from .. import signals
 from ..activity import describe_event
-from ..auth import (
-    current_session_record_id,
-    session_limits,
-    sign_out,
-    sign_out_everywhere,
-    utcnow,
-)
-from ..extension import PortalState, get_state
+from ..auth import current_session_record_id, session_limits, sign_out, sign_out_everywhere
+from ..clock import utcnow
 from ..forms import ConfirmForm
 from ..i18n import gettext as _
+from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, PortalSessionRecord
 from ..useragent import Device, parse_user_agent
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
@@ -73,7 +68,7 @@ def sessions() -> Any:
         customer=customer,
         sessions=rows,
         form=ConfirmForm(formdata=None),
-        locator_configured=state.portal.session_locator_callback is not None,
+        locator_configured=state.hooks.session_locator is not None,
     )
 
 

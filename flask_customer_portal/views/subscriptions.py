@@ -12,114 +12,29 @@ the merchant's choice (``CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END``); an
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
-from flask import abort, current_app, redirect, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 from flask_babel import get_locale
 
-from .. import signals
-from ..auth import utcnow
-from ..extension import PortalState, get_state
+from ..billing import lifecycle
+from ..billing.lifecycle import SubscriptionView, describe, ends_at_period_end, rules_for
+from ..billing.pausing import pause_choices
+from ..clock import utcnow
+from ..errors import SubscriptionNotFound
 from ..formatting import format_date
 from ..forms import ConfirmForm
 from ..forms_cancel_flow import CancellationReasonForm
 from ..i18n import gettext as _
-from ..mail import MailDeliveryError, render_message
-from ..pausing import pause_choices
-from ..retention import cancellation_reasons
-from ..rules import rules_for
-from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
+from ..offers import cancellation_reasons
+from ..state import PortalState, get_state
+from ..storage import Customer, Subscription, SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from ._flows import finish_flow
 from .plans import settle_on_visit
 
-__all__ = ["SubscriptionView", "describe"]
-
-logger = logging.getLogger("flask_customer_portal")
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionView:
-    """A subscription as the customer sees it at one moment.
-
-    A subscription set to end at period end stays ``active`` in storage
-    until ``flask portal renew-due`` finishes it. Once its date has passed it
-    is shown as ended, however late that job runs, and can no longer be
-    kept.
-    """
-
-    subscription: Subscription
-    status: SubscriptionStatus
-    """The status to show (``cancelled`` once a set end date has passed)."""
-    renews_at: datetime | None = None
-    """Next renewal, for an active subscription that is not set to end."""
-    ends_at: datetime | None = None
-    """When a subscription that is set to end will end (still ahead)."""
-    ended_at: datetime | None = None
-    """When a past subscription ended."""
-    unpaid_since: datetime | None = None
-    """For an ``on_hold`` subscription: when the renewal that failed was due."""
-    resumes_at: datetime | None = None
-    """For a ``paused`` subscription: when it becomes active again."""
-
-    @property
-    def is_current(self) -> bool:
-        return self.ended_at is None
-
-    @property
-    def paused(self) -> bool:
-        return self.status is SubscriptionStatus.PAUSED
-
-    @property
-    def can_cancel(self) -> bool:
-        return self.is_current and self.ends_at is None
-
-    @property
-    def can_undo(self) -> bool:
-        return self.ends_at is not None
-
-    @property
-    def on_hold(self) -> bool:
-        return self.status is SubscriptionStatus.ON_HOLD
-
-
-def describe(subscription: Subscription, now: datetime) -> SubscriptionView:
-    """What the customer should see for ``subscription`` at ``now``."""
-    if subscription.status is SubscriptionStatus.CANCELLED:
-        ended = subscription.ended_at or subscription.cancelled_at or subscription.current_period_end
-        return SubscriptionView(subscription, SubscriptionStatus.CANCELLED, ended_at=ended)
-    if subscription.status is SubscriptionStatus.ON_HOLD:
-        return SubscriptionView(
-            subscription, SubscriptionStatus.ON_HOLD, unpaid_since=subscription.current_period_end
-        )
-    if subscription.status is SubscriptionStatus.PAUSED:
-        return SubscriptionView(subscription, SubscriptionStatus.PAUSED, resumes_at=subscription.resumes_at)
-    if subscription.cancel_at_period_end:
-        if subscription.current_period_end > now:
-            return SubscriptionView(
-                subscription, SubscriptionStatus.ACTIVE, ends_at=subscription.current_period_end
-            )
-        return SubscriptionView(
-            subscription, SubscriptionStatus.CANCELLED, ended_at=subscription.current_period_end
-        )
-    return SubscriptionView(
-        subscription, SubscriptionStatus.ACTIVE, renews_at=subscription.current_period_end
-    )
-
-
-def _ends_at_period_end(state: PortalState, subscription: Subscription, now: datetime) -> bool:
-    """Whether cancelling now would keep the subscription until its period
-    ends (the store's rule: only an active one whose period is still ahead)."""
-    return (
-        state.config.cancel_at_period_end
-        and subscription.status is SubscriptionStatus.ACTIVE
-        and subscription.current_period_end > now
-    )
+__all__: list[str] = []
 
 
 def _check_id(subscription_id: str) -> None:
@@ -152,7 +67,11 @@ def _detail_page(
         problem=problem,
         rules=rules,
         pause_months=pause_choices(
-            state.config, view.subscription, utcnow(), may_pause=rules.may_pause, storage=state.storage
+            state.config,
+            view.subscription,
+            utcnow(),
+            may_pause=rules.may_pause,
+            pausable_store=state.capabilities.pause,
         ),
         pause_error=pause_error,
     )
@@ -176,37 +95,6 @@ def _cannot_undo(state: PortalState, customer: Customer, view: SubscriptionView)
             date=_date(state, customer, view.ended_at),
         )
     return _("This subscription is not set to end, so there is nothing to undo.")
-
-
-def _conflict(
-    state: PortalState,
-    customer: Customer,
-    subscription_id: str,
-    explain: Callable[[PortalState, Customer, SubscriptionView], str],
-) -> Any:
-    """The subscription's page as it is now, with why the change was refused."""
-    subscription = _subscription_or_404(state, customer, subscription_id)
-    view = describe(subscription, utcnow())
-    return _detail_page(view, problem=explain(state, customer, view), status=409)
-
-
-def _send_email(state: PortalState, customer: Customer, name: str, **context: Any) -> None:
-    """Render now (in the customer's language), deliver on the worker thread:
-    a slow or failing mail server never undoes or delays the change."""
-    message = render_message(state, name, to=customer.email, customer=customer, **context)
-
-    def deliver() -> None:
-        try:
-            state.mailer.send(message)
-        except MailDeliveryError as exc:
-            logger.error("Could not send the %s email to customer %s: %s", name, customer.id, exc)
-
-    state.run_in_background(current_app._get_current_object(), deliver)  # type: ignore[attr-defined]
-
-
-def _subscription_url(state: PortalState, subscription: Subscription) -> str:
-    """Absolute link for emails, from the configured base URL only."""
-    return f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}"
 
 
 # --- pages ----------------------------------------------------------------
@@ -262,52 +150,19 @@ def cancel_subscription(subscription_id: str) -> Any:
             "customer_portal/cancel_subscription.html",
             view=view,
             subscription=subscription,
-            at_period_end=_ends_at_period_end(state, subscription, now),
+            at_period_end=ends_at_period_end(state, subscription, now),
             reason=reason,
             offer=None,
         )
 
-    ends_later = _ends_at_period_end(state, subscription, now)
-    details = {"at_period_end": "true" if ends_later else "false"}
-    if reason is not None:
-        details["reason"] = reason.code
-        if reason.text:
-            details["reason_text"] = reason.text
     try:
-        cancelled = state.storage.cancel_subscription(
-            customer.id,
-            subscription.id,
-            at_period_end=state.config.cancel_at_period_end,
-            now=now,
-            event=AuditEvent(
-                customer_id=customer.id,
-                action="subscription.cancelled",
-                occurred_at=now,
-                subject_id=subscription.id,
-                details=details,
-            ),
-        )
-    except StateConflict:
-        return _conflict(state, customer, subscription.id, _cannot_cancel)
-    if cancelled is None:
+        result = lifecycle.cancel(state, customer, subscription, reason=reason, now=now)
+    except SubscriptionNotFound:
         abort(404)
+    if not result.done:
+        return _detail_page(result.view, problem=_cannot_cancel(state, customer, result.view), status=409)
+    cancelled = result.subscription
     at_period_end = cancelled.status is not SubscriptionStatus.CANCELLED
-    signals.subscription_cancelled.send(
-        current_app._get_current_object(),  # type: ignore[attr-defined]
-        customer=customer,
-        subscription=cancelled,
-        at_period_end=at_period_end,
-        reason=None if reason is None else reason.code,
-        reason_text=None if reason is None else reason.text,
-    )
-    _send_email(
-        state,
-        customer,
-        "subscription_cancelled",
-        subscription=cancelled,
-        at_period_end=at_period_end,
-        link=_subscription_url(state, cancelled),
-    )
     if at_period_end:
         notify(
             _(
@@ -331,31 +186,13 @@ def undo_cancellation(subscription_id: str) -> Any:
     if not ConfirmForm().validate():
         abort(400)
     _check_id(subscription_id)
-    now = utcnow()
     try:
-        kept = state.storage.undo_cancellation(
-            customer.id,
-            subscription_id,
-            now=now,
-            event=AuditEvent(
-                customer_id=customer.id,
-                action="subscription.cancellation_undone",
-                occurred_at=now,
-                subject_id=subscription_id,
-            ),
-        )
-    except StateConflict:
-        return _conflict(state, customer, subscription_id, _cannot_undo)
-    if kept is None:
+        result = lifecycle.undo_cancellation(state, customer, subscription_id, now=utcnow())
+    except SubscriptionNotFound:
         abort(404)
-    signals.cancellation_undone.send(
-        current_app._get_current_object(),  # type: ignore[attr-defined]
-        customer=customer,
-        subscription=kept,
-    )
-    _send_email(
-        state, customer, "cancellation_undone", subscription=kept, link=_subscription_url(state, kept)
-    )
+    if not result.done:
+        return _detail_page(result.view, problem=_cannot_undo(state, customer, result.view), status=409)
+    kept = result.subscription
     notify(
         _(
             "Your %(product)s subscription will continue. It renews on %(date)s.",

@@ -32,7 +32,7 @@ from werkzeug.serving import ThreadedWSGIServer, make_server
 from example_app import create_app
 from example_app.demo import load_demo_data
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -126,7 +126,7 @@ class LiveServer:
     def magic_link(self, customer_id: str) -> str:
         """A fresh dynamic link, as the merchant's code would make it."""
         with self._lock, self.app.app_context():
-            return get_state(self.app).portal.create_session(customer_id).link
+            return self.app.extensions["customer_portal"].create_session(customer_id).link
 
     def call(self, func: Callable[[], Any]) -> Any:
         """Run ``func`` inside the app's context (test-side setup)."""

@@ -16,7 +16,7 @@ import pytest
 from browser_helpers import assert_no_horizontal_scroll, open_portal
 from playwright.sync_api import expect
 
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import Invoice, InvoiceStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

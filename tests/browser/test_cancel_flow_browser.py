@@ -15,8 +15,8 @@ import pytest
 from browser_helpers import assert_no_horizontal_scroll, open_portal
 from playwright.sync_api import expect
 
-from flask_customer_portal.extension import get_state
-from flask_customer_portal.retention import CancellationReason, DiscountOffer, PauseOffer, RetentionOffer
+from flask_customer_portal.offers import CancellationReason, DiscountOffer, PauseOffer, RetentionOffer
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import Customer, Subscription, SubscriptionStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,7 +45,7 @@ def _shop_allows_pausing(server: Any) -> None:
             return DiscountOffer(percent=20, renewals=3)
         return None
 
-    state.portal.retention_offer_callback = offer
+    state.hooks.retention_offer = offer
 
 
 def test_reason_then_a_pause_offer_then_resume_on_a_phone(

@@ -14,15 +14,17 @@ import pytest
 from playwright.sync_api import expect
 from rtl_pseudo_locale import PSEUDO_LOCALE, build_rtl_catalogue, pseudo
 
-from flask_customer_portal.extension import get_state
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PHONE_WIDTH = 360
 
 
 def _deep_link(server: Any, customer_id: str, **kwargs: Any) -> str:
-    return str(server.call(lambda: get_state(server.app).portal.create_session(customer_id, **kwargs).link))
+    return str(
+        server.call(
+            lambda: server.app.extensions["customer_portal"].create_session(customer_id, **kwargs).link
+        )
+    )
 
 
 def _open(page: Any, link: str) -> None:

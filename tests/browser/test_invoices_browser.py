@@ -13,7 +13,7 @@ import pytest
 from browser_helpers import open_portal
 from playwright.sync_api import expect
 
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

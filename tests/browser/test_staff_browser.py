@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from example_app.staff import DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD, ensure_demo_staff
 from flask_customer_portal import Customer
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

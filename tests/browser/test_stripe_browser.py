@@ -22,7 +22,7 @@ from flask import Flask
 from stripe_support import RecordedStripe, ScriptedStripe, make_stripe_portal_app, stripe_client
 from werkzeug.serving import ThreadedWSGIServer, make_server
 
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ class _LiveStripePortal:
 
     def magic_path(self, customer_id: str) -> str:
         with self.app.app_context():
-            link = get_state(self.app).portal.create_session(customer_id).link
+            link = self.app.extensions["customer_portal"].create_session(customer_id).link
         parts = urlsplit(link)
         return parts.path + (f"?{parts.query}" if parts.query else "")
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from flask_customer_portal.auth import issue_link
 from flask_customer_portal.contrib.sqla import metadata
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import Customer, LinkPurpose
 from flask_customer_portal.testing import csrf_token_from
 

@@ -21,7 +21,7 @@ from security_support import AVA, BUDI, CHEN
 
 from flask_customer_portal import ratelimit
 from flask_customer_portal.errors import ConfigurationError
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import Page, PaymentMethod
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 

@@ -21,8 +21,8 @@ from flask_customer_portal import ConfigurationError, Customer, CustomerPortal
 from flask_customer_portal.contrib.dodo import DodoBilling, DodoPaymentProvider
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, metadata
 from flask_customer_portal.contrib.stripe import StripePaymentProvider
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.mail import LogMailer
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import LinkPurpose
 from flask_customer_portal.testing import TestPaymentProvider
 

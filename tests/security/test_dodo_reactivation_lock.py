@@ -19,11 +19,15 @@ from flask.testing import FlaskClient
 from portal_fixtures import make_portal_app, sign_in
 from sqlalchemy import text
 
-from flask_customer_portal.charging import ReactivationOutcome, ReactivationResult, reactivate_subscription
+from flask_customer_portal.billing.renewal import (
+    ReactivationOutcome,
+    ReactivationResult,
+    reactivate_subscription,
+)
 from flask_customer_portal.contrib.composite import BILLING_CORE, CompositeStorage, MappingCustomerIds
 from flask_customer_portal.contrib.dodo import DodoBilling, DodoCompositeStorage, DodoPaymentProvider
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import csrf_token_from
 
 BUDI = "cus_demo_budi"

@@ -26,7 +26,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.i18n import gettext
 from flask_customer_portal.mail import Mailer, SMTPMailer, mailer_from_config
 from flask_customer_portal.payments import (
@@ -37,6 +36,7 @@ from flask_customer_portal.payments import (
     MethodAttached,
     MethodDeclined,
 )
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     ChargeAttempt,
     ChargeAttemptStatus,

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from portal_fixtures import sign_in
 from security_support import AVA, BUDI, db_dump, records
 
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import PaymentMethod
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 

@@ -45,15 +45,15 @@ from test_forms_property import ANY_TEXT, PROPERTY, _assert_answer, forms
 from werkzeug.datastructures import MultiDict
 
 from flask_customer_portal.auth import session_limits
-from flask_customer_portal.billing import add_months, invoice_takes_billing_details
-from flask_customer_portal.extension import get_state
-from flask_customer_portal.retention import (
+from flask_customer_portal.billing.periods import add_months, invoice_takes_billing_details
+from flask_customer_portal.offers import (
     CancellationReason,
     DiscountOffer,
     PauseOffer,
     RetentionOffer,
     clean_reason_text,
 )
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     BillingDetails,
     Customer,
@@ -244,7 +244,7 @@ def shop(make_app: Callable[..., Flask], mailer: MemoryMailer, payments: TestPay
     app = make_app(
         mailer=mailer, payments=payments, CUSTOMER_PORTAL_ALLOW_PAUSE=True, CUSTOMER_PORTAL_MAX_PAUSE_MONTHS=3
     )
-    get_state(app).portal.retention_offer_callback = _offer
+    get_state(app).hooks.retention_offer = _offer
     return app
 
 

@@ -13,7 +13,7 @@ from security_support import AVA, db_dump
 from sqlalchemy import func, select
 
 from flask_customer_portal.contrib.sqla import InvoiceModel, SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     AuditEvent,
     BillingDetails,

@@ -52,8 +52,8 @@ from flask_customer_portal import (
     TestPaymentProvider,
 )
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.payments import DeclineReason
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import ChargeAttemptStatus
 from flask_customer_portal.testing import csrf_token_from
 
@@ -103,7 +103,7 @@ class Shop:
 
     def magic_link(self, customer_id: str) -> str:
         with self.app.app_context():
-            link = get_state(self.app).portal.create_session(customer_id).link
+            link = self.app.extensions["customer_portal"].create_session(customer_id).link
         return urlsplit(link).path
 
 

@@ -23,9 +23,9 @@ from security_support import AVA, BUDI, db_dump
 from sqlalchemy import update
 
 from flask_customer_portal import signals
-from flask_customer_portal.charging import renew_due
+from flask_customer_portal.billing.renewal import renew_due
+from flask_customer_portal.billing.retention import discount_amount
 from flask_customer_portal.contrib.sqla import PlanModel
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.money import Money, format_money
 from flask_customer_portal.payments import (
     ChargeResult,
@@ -34,7 +34,7 @@ from flask_customer_portal.payments import (
     DeclineReason,
     TestPaymentProvider,
 )
-from flask_customer_portal.retention import discount_amount
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import (
     ChargeAttemptStatus,
     Invoice,
@@ -124,8 +124,8 @@ def test_item1_declined_plan_change_retried_says_declined(
     client = shop.test_client()
     with shop.app_context():
         link = (
-            get_state(shop)
-            .portal.create_session(AVA, flow="plan_change", subscription_id=AVA_SUB, return_url=RETURN_URL)
+            shop.extensions["customer_portal"]
+            .create_session(AVA, flow="plan_change", subscription_id=AVA_SUB, return_url=RETURN_URL)
             .link
         )
     assert open_link(client, link).status_code == 303

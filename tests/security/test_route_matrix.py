@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from portal_fixtures import sign_in
 from werkzeug.routing import Rule
 
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import csrf_token_from
 
 AVA = "cus_demo_ava"

@@ -25,8 +25,8 @@ from security_support import AVA, CHEN, NEW_EMAIL, customer, issue, link_path
 from werkzeug.serving import make_server
 
 from flask_customer_portal import ConfigurationError, extension
-from flask_customer_portal.extension import get_state
 from flask_customer_portal.log_redaction import install_log_redaction, link_token_filter
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import LinkPurpose
 from flask_customer_portal.testing import csrf_token_from
 

@@ -23,10 +23,10 @@ from werkzeug.test import TestResponse
 from example_app import create_app, db, storage
 from example_app.demo import load_demo_data
 from example_app.staff import DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD, Staff, create_staff, ensure_demo_staff
-from flask_customer_portal.auth import utcnow
+from flask_customer_portal.clock import utcnow
 from flask_customer_portal.contrib.sqla import LinkModel
 from flask_customer_portal.errors import ConfigurationError
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 
 FAST_HASH = "pbkdf2:sha256:1000"
@@ -358,7 +358,7 @@ def test_item14_sign_out_everywhere_says_what_happens_to_links_already_sent(shop
     link = re.search(r'id="personal-link" type="text" value="([^"]+)"', made.text)
     assert link
     with shop.app_context():
-        emailed = get_state(shop).portal.send_invite("cus_demo_ava").link
+        emailed = shop.extensions["customer_portal"].send_invite("cus_demo_ava").link
     assert _post(staff, "/admin/customers/cus_demo_ava/sign-out-everywhere").status_code == 303
 
     # What the page said: both links, never used, now stop working.

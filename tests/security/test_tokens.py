@@ -57,7 +57,7 @@ from security_support import (
     press,
 )
 
-from flask_customer_portal.extension import get_state
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import LinkPurpose, LinkRecord
 from flask_customer_portal.testing import csrf_token_from
 from flask_customer_portal.tokens import LinkSigner, hash_token_id

@@ -2,7 +2,7 @@
 with the proration charged exactly once.
 
 The charge takes the same path as a reactivation
-(:mod:`flask_customer_portal.charging`): the subscription is locked, the
+(:mod:`flask_customer_portal.billing.renewal`): the subscription is locked, the
 proration invoice's id is derived from the subscription and the change's
 own id (made once, when the customer saw the preview), and it is paid with
 the idempotency key ``invoice:<id>:attempt:<n>``. A double submit of the
@@ -25,23 +25,13 @@ from urllib.parse import quote
 
 from flask import current_app
 
-from . import signals
-from .auth import utcnow
-from .charging import NO_PAYMENT_METHOD, SubscriptionNotFound
-from .collection import Collection, CollectionStatus, _collect, _event, _mail, announce_mismatch
-from .extension import PortalState
-from .money import Money
-from .plan_settlement import (
-    INVOICE_PREFIX,
-    SettledPlanChange,
-    SettlementOutcome,
-    announce,
-    is_plan_change_invoice,
-    settle_locked,
-)
-from .proration import Proration, is_upgrade, prorate
-from .rules import CustomerRules
-from .storage import (
+from .. import signals
+from ..clock import utcnow
+from ..errors import SubscriptionNotFound
+from ..money import Money
+from ..rules import CustomerRules
+from ..state import PortalState
+from ..storage import (
     AuditEvent,
     ChargeAttemptStatus,
     Customer,
@@ -54,11 +44,20 @@ from .storage import (
     Subscription,
     SubscriptionLock,
     SubscriptionStatus,
-    store_supports,
+)
+from .collect import Collection, CollectionStatus, _collect, _event, _mail, announce_mismatch
+from .proration import Proration, is_upgrade, prorate
+from .renewal import NO_PAYMENT_METHOD
+from .settlement import (
+    INVOICE_PREFIX,
+    SettledPlanChange,
+    SettlementOutcome,
+    announce,
+    is_plan_change_invoice,
+    settle_locked,
 )
 
 __all__ = [
-    "PLAN_CHANGE_MEMBERS",
     "PlanChangeOutcome",
     "PlanChangeResult",
     "Quote",
@@ -76,18 +75,6 @@ _CHANGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 NOW = "now"
 PERIOD_END = "period_end"
-
-#: The storage members a plan change needs of the store that holds the
-#: subscription: the plan catalogue, changes set for the period's end, and
-#: the money path (the subscription lock the proration is charged and the
-#: plan switched under, and the renewals that apply a scheduled change).
-PLAN_CHANGE_MEMBERS = (
-    "list_plans",
-    "get_plan",
-    "schedule_plan_change",
-    "lock_subscription",
-    "subscriptions_due",
-)
 
 
 def change_id_is_valid(value: str) -> bool:
@@ -129,15 +116,12 @@ def provider_bills_subscriptions(state: PortalState) -> bool:
 
 def plan_changes_supported(state: PortalState) -> bool:
     """Whether the portal can change the plans of the subscriptions it
-    serves: the store that holds them has every member of
-    :data:`PLAN_CHANGE_MEMBERS` (asked with
-    :func:`~flask_customer_portal.storage.store_supports`, as for pausing),
+    serves: the store that holds them has a plan catalogue and the money
+    path (:attr:`~flask_customer_portal.capabilities.Capabilities.plan_change`),
     and the payment provider charges for the portal rather than billing
     subscriptions itself. The plan page is offered only when this is true;
     the customer's rules apply on top (see :doc:`/plans`)."""
-    return not provider_bills_subscriptions(state) and all(
-        store_supports(state.storage, name) for name in PLAN_CHANGE_MEMBERS
-    )
+    return not provider_bills_subscriptions(state) and state.capabilities.plan_change
 
 
 def timing_for(state: PortalState, subscription: Subscription, plan: Plan, quantity: int) -> str:
@@ -289,14 +273,14 @@ def change_plan_now(
     customer was shown) a new charge is only made for exactly that amount
     and price, else the answer is :attr:`PlanChangeOutcome.PRICE_CHANGED`
     and nothing is written. Unconfirmed payments of earlier changes are
-    settled first (:mod:`flask_customer_portal.plan_settlement`).
+    settled first (:mod:`flask_customer_portal.billing.settlement`).
 
-    Raises :class:`~flask_customer_portal.charging.SubscriptionNotFound`,
+    Raises :class:`~flask_customer_portal.billing.renewal.SubscriptionNotFound`,
     :class:`~flask_customer_portal.storage.StateConflict` when the
     subscription cannot change plan (on hold, cancelled, set to end, a
     previous change's payment is unconfirmed, or the back end cannot change
     plans: see :func:`plan_changes_supported`), and
-    :class:`~flask_customer_portal.charging.ProviderError` with nothing
+    :class:`~flask_customer_portal.billing.renewal.ProviderError` with nothing
     written when the provider raised.
     """
     if not change_id_is_valid(change_id):

@@ -24,7 +24,7 @@ every subscription that has one:
 * **no money moved** (the provider declined it or never saw it): the
   invoice is voided and the customer can change plan again;
 * **the provider took another amount**: the invoice stays open and flagged
-  (see :mod:`flask_customer_portal.collection`);
+  (see :mod:`flask_customer_portal.billing.collect`);
 * **still unknown**: nothing changes until the provider knows. A payment
   still waiting for the bank's confirmation after
   :data:`CONFIRMATION_TIMEOUT` is given up and its invoice voided (the
@@ -42,12 +42,11 @@ from urllib.parse import quote
 
 from flask import current_app
 
-from . import signals
-from .auth import utcnow
-from .collection import Collection, CollectionStatus, _event, _mail, announce_mismatch, reconcile_attempt
-from .extension import PortalState
-from .money import Money
-from .storage import (
+from .. import signals
+from ..clock import utcnow
+from ..money import Money
+from ..state import PortalState
+from ..storage import (
     ChargeAttemptStatus,
     Customer,
     Invoice,
@@ -55,8 +54,8 @@ from .storage import (
     Subscription,
     SubscriptionLock,
     SubscriptionStatus,
-    store_supports,
 )
+from .collect import Collection, CollectionStatus, _event, _mail, announce_mismatch, reconcile_attempt
 
 __all__ = [
     "CONFIRMATION_TIMEOUT",
@@ -122,8 +121,8 @@ def _settles_here(state: PortalState) -> bool:
     does not bill subscriptions itself."""
     return (
         not getattr(state.payments, "bills_subscriptions", False)
-        and store_supports(state.storage, "lock_subscription")
-        and store_supports(state.storage, "get_plan")
+        and state.capabilities.charge
+        and state.capabilities.plans
     )
 
 
@@ -325,7 +324,7 @@ def announce(state: PortalState, customer: Customer, settled: Sequence[SettledPl
 def _may_have_some(state: PortalState, customer_id: str, subscription_id: str) -> bool:
     """Whether the subscription may have an unsettled plan-change payment:
     one query where the store can list them, else a look under the lock."""
-    if not store_supports(state.storage, "plan_changes_to_settle"):
+    if not state.capabilities.plan_settlement:
         return True
     pending = state.storage.plan_changes_to_settle(customer_id=customer_id)
     return any(change.subscription_id == subscription_id for change in pending)
@@ -377,7 +376,7 @@ def settle_all_plan_changes(
     provider is down) is logged and left for the next run."""
     now = now or utcnow()
     report = SettlementReport()
-    if not _settles_here(state) or not store_supports(state.storage, "plan_changes_to_settle"):
+    if not _settles_here(state) or not state.capabilities.plan_settlement:
         return report
     seen: set[tuple[str, str]] = set()
     while True:

@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from fractions import Fraction
 
-from .billing import add_interval
-from .money import Money, display_digits, minor_unit_exponent
-from .storage import AuditEvent, Invoice, InvoiceLine, Plan, PlanStore, Subscription, SubscriptionLock
+from ..money import Money, display_digits, minor_unit_exponent
+from ..storage import AuditEvent, Invoice, InvoiceLine, Plan, PlanStore, Subscription, SubscriptionLock
+from .periods import add_interval
 
 __all__ = [
     "Proration",

@@ -4,7 +4,7 @@ and the reconciliation of answers that were lost.
 Everything here runs while the invoice's subscription is locked
 (:meth:`~flask_customer_portal.storage.ChargeStore.lock_subscription`);
 reactivations, renewals and plan changes
-(:mod:`flask_customer_portal.charging`, :mod:`flask_customer_portal.plans`)
+(:mod:`flask_customer_portal.billing.renewal`, :mod:`flask_customer_portal.billing.plan_change`)
 decide what to pay and what follows from it. Attempt ``n`` of invoice ``I``
 is charged with the key ``invoice:I:attempt:n``, and attempt ``n + 1`` is
 only made once attempt ``n``'s outcome is known: an attempt whose outcome is
@@ -30,11 +30,11 @@ from typing import Any
 
 from flask import current_app, has_request_context
 
-from . import signals
-from .extension import PortalState
-from .mail import MailDeliveryError, render_message
-from .money import Money
-from .payments import (
+from .. import signals
+from ..emails import render_message
+from ..mail import MailDeliveryError
+from ..money import Money
+from ..payments import (
     ChargeDeclined,
     ChargeFailed,
     ChargeRequiresAction,
@@ -42,7 +42,8 @@ from .payments import (
     ChargeSucceeded,
     ChargeUnknown,
 )
-from .storage import (
+from ..state import PortalState
+from ..storage import (
     AuditEvent,
     ChargeAttempt,
     ChargeAttemptStatus,

@@ -22,16 +22,17 @@ from urllib.parse import quote
 
 from flask import current_app, has_request_context
 
-from . import signals
-from .billing import add_interval
-from .config import PortalConfig
-from .extension import PortalState
-from .mail import MailDeliveryError, render_message
-from .storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus, store_supports
+from .. import signals
+from ..config import PortalConfig
+from ..emails import render_message
+from ..errors import SubscriptionNotFound
+from ..mail import MailDeliveryError
+from ..state import PortalState
+from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
+from .periods import add_interval
 
 __all__ = [
     "ResumeReport",
-    "SubscriptionNotFound",
     "can_pause",
     "pause_choices",
     "pause_subscription",
@@ -40,10 +41,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("flask_customer_portal")
-
-
-class SubscriptionNotFound(LookupError):
-    """The subscription does not exist or is not this customer's."""
 
 
 def can_pause(subscription: Subscription, now: datetime) -> bool:
@@ -62,15 +59,15 @@ def pause_choices(
     now: datetime,
     *,
     may_pause: bool,
-    storage: object | None = None,
+    pausable_store: bool = True,
 ) -> tuple[int, ...]:
     """The numbers of months the customer may pause ``subscription`` for
     now; empty when pausing is off, forbidden by their rules, not possible
-    in its state, or not something ``storage`` can do (a billing adapter
-    without pauses)."""
+    in its state, or not something the store can do (``pausable_store``
+    false: a billing adapter without pauses)."""
     if not (config.allow_pause and may_pause and can_pause(subscription, now)):
         return ()
-    if storage is not None and not store_supports(storage, "pause_subscription"):
+    if not pausable_store:
         return ()
     return tuple(range(1, config.max_pause_months + 1))
 

@@ -1,6 +1,6 @@
 """Where money moves: reactivating an ``on_hold`` subscription and renewing
 subscriptions that are due, each invoice paid exactly once through
-:mod:`flask_customer_portal.collection`.
+:mod:`flask_customer_portal.billing.collect`.
 
 Every charge happens while the subscription is locked
 (:meth:`~flask_customer_portal.storage.ChargeStore.lock_subscription`) and
@@ -33,25 +33,12 @@ from urllib.parse import quote
 
 from flask import current_app
 
-from . import arrears, signals
-from .arrears import SubscriptionBiller
-from .auth import create_session_link, utcnow
-from .billing import add_interval
-from .collection import (
-    Collection,
-    CollectionStatus,
-    ProviderError,
-    _collect,
-    _event,
-    _mail,
-    _paid_from_credit,
-    announce_mismatch,
-    idempotency_key,
-)
-from .extension import PortalState
-from .money import Money
-from .pausing import resume_due
-from .payments import (
+from .. import signals
+from ..auth import issue_session_link
+from ..clock import utcnow
+from ..errors import SubscriptionNotFound
+from ..money import Money
+from ..payments import (
     ChargeDeclined,
     ChargeFailed,
     ChargeRequiresAction,
@@ -59,16 +46,8 @@ from .payments import (
     ChargeSucceeded,
     ChargeUnknown,
 )
-from .plan_settlement import (
-    SettlementReport,
-    announce,
-    is_plan_change_invoice,
-    settle_all_plan_changes,
-    settle_locked,
-)
-from .proration import apply_credit, apply_scheduled_change
-from .retention import discount_amount
-from .storage import (
+from ..state import PortalState
+from ..storage import (
     ArrearsAttempt,
     AuditEvent,
     ChargeAttemptStatus,
@@ -83,6 +62,30 @@ from .storage import (
     SubscriptionLock,
     SubscriptionStatus,
 )
+from . import arrears
+from .arrears import SubscriptionBiller
+from .collect import (
+    Collection,
+    CollectionStatus,
+    ProviderError,
+    _collect,
+    _event,
+    _mail,
+    _paid_from_credit,
+    announce_mismatch,
+    idempotency_key,
+)
+from .pausing import resume_due
+from .periods import add_interval
+from .proration import apply_credit, apply_scheduled_change
+from .retention import discount_amount
+from .settlement import (
+    SettlementReport,
+    announce,
+    is_plan_change_invoice,
+    settle_all_plan_changes,
+    settle_locked,
+)
 
 __all__ = [
     "AmountDue",
@@ -93,7 +96,6 @@ __all__ = [
     "RenewalOutcome",
     "RenewalResult",
     "SubscriptionBiller",
-    "SubscriptionNotFound",
     "amount_due",
     "arrears_in_flight",
     "idempotency_key",
@@ -106,10 +108,6 @@ logger = logging.getLogger("flask_customer_portal")
 
 #: ``hold_reason`` of a subscription whose renewal had no method to charge.
 NO_PAYMENT_METHOD = "no_payment_method"
-
-
-class SubscriptionNotFound(LookupError):
-    """The subscription does not exist or is not this customer's."""
 
 
 def _derived_invoice_id(kind: str, subscription: Subscription) -> str:
@@ -194,7 +192,7 @@ def _period_invoice(kind: str, subscription: Subscription, now: datetime, start:
 def _with_retention_discount(invoice: Invoice, subscription: Subscription) -> Invoice:
     """``invoice`` with the subscription's retention discount as a negative
     line, while it has renewals to go (see
-    :class:`~flask_customer_portal.retention.DiscountOffer`)."""
+    :class:`~flask_customer_portal.billing.retention.DiscountOffer`)."""
     if subscription.discount_renewals <= 0 or subscription.discount_percent <= 0:
         return invoice
     off = discount_amount(invoice.subtotal, subscription.discount_percent)
@@ -246,7 +244,7 @@ def amount_due(subscription: Subscription, open_invoices: Sequence[Invoice], now
     every one of its open invoices (a lock's
     :meth:`~flask_customer_portal.storage.SubscriptionLock.open_invoices`).
     Plan-change invoices are not arrears: they are settled on their own
-    (:mod:`flask_customer_portal.plan_settlement`)."""
+    (:mod:`flask_customer_portal.billing.settlement`)."""
     invoices = tuple(i for i in open_invoices if not is_plan_change_invoice(i))
     if invoices:
         return AmountDue(invoices, credit_left=subscription.credit)
@@ -423,7 +421,7 @@ def _reactivate_at_provider(
     """:func:`reactivate_subscription` for a :class:`SubscriptionBiller`,
     with the local path's discipline: one submit at a time, at most one
     charge per attempt, keys from what is paid (see
-    :mod:`flask_customer_portal.arrears`).
+    :mod:`flask_customer_portal.billing.arrears`).
 
     All of it runs under the store's
     :meth:`~flask_customer_portal.storage.ProviderLockStore.lock_provider_subscription`,
@@ -809,7 +807,7 @@ def renew_subscription(
             invoice=result.invoice,
             reason=result.reason,
         )
-        link = create_session_link(state, customer.id, None).link
+        link = issue_session_link(state, customer, None).link
         _mail(
             state,
             "payment_failed",
@@ -831,7 +829,7 @@ class RenewalReport:
     """``(subscription id, error class name)`` of subscriptions that raised."""
     plan_changes: SettlementReport = field(default_factory=SettlementReport)
     """The unconfirmed plan-change payments settled first (see
-    :mod:`flask_customer_portal.plan_settlement`); their errors are in
+    :mod:`flask_customer_portal.billing.settlement`); their errors are in
     :attr:`errors` too."""
 
     def count(self, outcome: RenewalOutcome) -> int:
@@ -842,9 +840,9 @@ def renew_due(state: PortalState, *, now: datetime | None = None, batch_size: in
     """Renew every subscription that is due, once each per run. One that
     raises (the provider is down) is logged and left for the next run.
     Paused subscriptions whose ``resumes_at`` has come are resumed first
-    (see :mod:`flask_customer_portal.pausing`), so one that is due again
+    (see :mod:`flask_customer_portal.billing.pausing`), so one that is due again
     renews in the same run; before that, every plan-change payment left
-    unconfirmed is settled (see :mod:`flask_customer_portal.plan_settlement`),
+    unconfirmed is settled (see :mod:`flask_customer_portal.billing.settlement`),
     so that money taken always ends as a changed plan or as credit."""
     now = now or utcnow()
     report = RenewalReport()

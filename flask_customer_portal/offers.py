@@ -1,11 +1,11 @@
-"""Cancellation reasons and retention offers.
+"""Cancellation reasons and the retention offers a merchant can make.
 
 Before a customer confirms a cancellation the portal asks why (the reasons
 of ``CUSTOMER_PORTAL_CANCELLATION_REASONS``, plus an optional comment) and
 then asks the merchant's retention offer function, if one is registered,
 whether to make an offer instead::
 
-    from flask_customer_portal.retention import DiscountOffer, PauseOffer, PlanOffer
+    from flask_customer_portal import DiscountOffer, PauseOffer, PlanOffer
 
     @portal.retention_offer
     def offer(customer, subscription, reason):
@@ -19,24 +19,21 @@ whether to make an offer instead::
 
 What the function returns is re-checked on every request: the customer
 accepts an offer with a POST that names no percentage or duration, and
-the portal asks the function again and applies what it says now.
+the portal asks the function again and applies what it says now (see
+:func:`flask_customer_portal.billing.retention.retention_offer_for`).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .config import PortalConfig
 from .i18n import lazy_gettext as _l
-from .storage import Customer, Subscription, SubscriptionStatus, store_supports
-
-if TYPE_CHECKING:
-    from .config import PortalConfig
-    from .extension import PortalState
+from .storage import Customer, Subscription
 
 __all__ = [
     "DEFAULT_CANCELLATION_REASONS",
@@ -49,11 +46,7 @@ __all__ = [
     "RetentionOfferFunction",
     "cancellation_reasons",
     "clean_reason_text",
-    "discount_amount",
-    "retention_offer_for",
 ]
-
-logger = logging.getLogger("flask_customer_portal")
 
 #: The reasons a customer picks from unless the merchant sets
 #: ``CUSTOMER_PORTAL_CANCELLATION_REASONS``; shown in the customer's language.
@@ -154,54 +147,3 @@ def clean_reason_text(text: str | None) -> str | None:
     cleaned = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
     cleaned = _UNWANTED.sub("", cleaned).strip()
     return cleaned or None
-
-
-def discount_amount(amount: int, percent: int) -> int:
-    """``percent`` of ``amount`` minor units, rounded half up to a whole
-    minor unit (never more than ``amount``)."""
-    return min(amount, (amount * percent + 50) // 100)
-
-
-def retention_offer_for(
-    state: PortalState,
-    customer: Customer,
-    subscription: Subscription,
-    reason: CancellationReason,
-    *,
-    may_pause: bool,
-    may_change_plan: Callable[[str], bool],
-) -> RetentionOffer | None:
-    """The merchant's offer for this cancellation, if it can be shown.
-
-    A function that raises or returns something else is logged and makes
-    no offer: a customer can always cancel.
-    """
-    function = state.portal.retention_offer_callback
-    if function is None:
-        return None
-    try:
-        offer = function(customer, subscription, reason)
-    except Exception:
-        logger.exception("The retention offer function failed for subscription %s", subscription.id)
-        return None
-    if offer is None:
-        return None
-    if not isinstance(offer, PauseOffer | PlanOffer | DiscountOffer):
-        logger.error(
-            "The retention offer function returned %s; expected a PauseOffer, PlanOffer, "
-            "DiscountOffer or None",
-            type(offer).__name__,
-        )
-        return None
-    if isinstance(offer, PauseOffer):
-        pausable = subscription.status is SubscriptionStatus.ACTIVE and not subscription.cancel_at_period_end
-        if not (may_pause and pausable and offer.months <= state.config.max_pause_months):
-            return None
-        if not store_supports(state.storage, "pause_subscription"):
-            return None
-    elif isinstance(offer, PlanOffer):
-        if not may_change_plan(offer.plan_id):
-            return None
-    elif subscription.discount_renewals > 0 or not store_supports(state.storage, "set_retention_discount"):
-        return None
-    return offer

@@ -6,7 +6,7 @@ from __future__ import annotations
 import calendar
 from datetime import datetime, timedelta
 
-from .storage import Invoice, InvoiceStatus
+from ..storage import Invoice, InvoiceStatus
 
 __all__ = [
     "BILLING_DETAILS_STATUSES",

@@ -1,7 +1,7 @@
 """The arrears of subscriptions that the payment provider bills itself
 (Dodo Payments): the provider protocol and the attempt log's rules.
 
-:func:`~flask_customer_portal.charging.reactivate_subscription` hands such
+:func:`~flask_customer_portal.billing.renewal.reactivate_subscription` hands such
 a subscription's arrears to :meth:`SubscriptionBiller.pay_arrears` under the
 store's :meth:`~flask_customer_portal.storage.ProviderLockStore.lock_provider_subscription`.
 Each call is an :class:`~flask_customer_portal.storage.ArrearsAttempt`,
@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Protocol, runtime_checkable
 
-from .payments import (
+from ..payments import (
     ChargeDeclined,
     ChargeFailed,
     ChargeRequiresAction,
@@ -24,7 +24,7 @@ from .payments import (
     ChargeSucceeded,
     ChargeUnknown,
 )
-from .storage import ArrearsAttempt, AuditEvent, ChargeAttemptStatus, Subscription
+from ..storage import ArrearsAttempt, AuditEvent, ChargeAttemptStatus, Subscription
 
 __all__ = ["IN_FLIGHT", "OPEN", "SubscriptionBiller", "arrears_key", "attempt_event", "settled"]
 

@@ -1,0 +1,164 @@
+"""What a store can do beyond what every store does, as types.
+
+Every store reads and changes customers, subscriptions, invoices, payment
+methods, licence keys and sessions. Some features need more: pausing needs
+a store that can pause, plan changes need plans and the subscription lock,
+and so on. A store has a feature when it has the methods of that feature's
+protocol below; :func:`capabilities_of` asks once, when the portal is
+registered, and the answer is kept in the portal's state
+(``state.capabilities``). The portal offers no action its store cannot do.
+
+A store that serves some subscriptions from elsewhere (the
+:class:`~flask_customer_portal.contrib.composite.CompositeStorage`) declares
+its capabilities itself with a ``portal_capabilities()`` method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "Capabilities",
+    "ChangesPlans",
+    "ChargesSubscriptions",
+    "ClaimsWebhookEvents",
+    "CreatesCustomers",
+    "DeclaresCapabilities",
+    "ErasesCustomers",
+    "GrantsRetentionDiscounts",
+    "PausesSubscriptions",
+    "PrunesExpiredRecords",
+    "SettlesPlanChanges",
+    "StartsPortalSessions",
+    "capabilities_of",
+    "implements",
+]
+
+
+@runtime_checkable
+class PausesSubscriptions(Protocol):
+    def pause_subscription(self, *args: object, **kwargs: object) -> object: ...
+    def unpause_subscription(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class GrantsRetentionDiscounts(Protocol):
+    def set_retention_discount(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class ChargesSubscriptions(Protocol):
+    """The portal's own money path: the subscription lock and the due lists."""
+
+    def lock_subscription(self, *args: object, **kwargs: object) -> object: ...
+    def subscriptions_due(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class ChangesPlans(Protocol):
+    def list_plans(self, *args: object, **kwargs: object) -> object: ...
+    def get_plan(self, *args: object, **kwargs: object) -> object: ...
+    def schedule_plan_change(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class SettlesPlanChanges(Protocol):
+    def plan_changes_to_settle(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class ClaimsWebhookEvents(Protocol):
+    def claim_webhook_event(self, *args: object, **kwargs: object) -> object: ...
+    def finish_webhook_event(self, *args: object, **kwargs: object) -> object: ...
+    def release_webhook_event(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class CreatesCustomers(Protocol):
+    def add_customer(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class ErasesCustomers(Protocol):
+    def erase_customer(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class PrunesExpiredRecords(Protocol):
+    def prune_expired(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class StartsPortalSessions(Protocol):
+    def start_portal_session(self, *args: object, **kwargs: object) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a store can do beyond the core. Each flag names a feature; the
+    protocol next to it lists the methods that feature needs."""
+
+    pause: bool = False
+    """Pause and unpause subscriptions (:class:`PausesSubscriptions`)."""
+    retention_discount: bool = False
+    """Grant a retention discount (:class:`GrantsRetentionDiscounts`)."""
+    charge: bool = False
+    """Run the portal's own money path (:class:`ChargesSubscriptions`)."""
+    plans: bool = False
+    """A plan catalogue and changes set for a period's end (:class:`ChangesPlans`)."""
+    plan_settlement: bool = False
+    """Settle plan changes whose payment had an unknown outcome (:class:`SettlesPlanChanges`)."""
+    webhook_claims: bool = False
+    """Claim webhook deliveries once across processes (:class:`ClaimsWebhookEvents`)."""
+    add_customer: bool = False
+    """Create customers (:class:`CreatesCustomers`)."""
+    erase: bool = False
+    """Erase a customer's personal data (:class:`ErasesCustomers`)."""
+    prune: bool = False
+    """Delete expired links, sessions and old audit events (:class:`PrunesExpiredRecords`)."""
+    start_session_at_once: bool = False
+    """Use a link and start a session in one transaction (:class:`StartsPortalSessions`)."""
+
+    @property
+    def plan_change(self) -> bool:
+        """Change plans now: the plan catalogue and the portal's money path."""
+        return self.charge and self.plans
+
+    @classmethod
+    def everything(cls) -> Capabilities:
+        """A store that can do all of it."""
+        return cls(**{field.name: True for field in fields(cls)})
+
+
+@runtime_checkable
+class DeclaresCapabilities(Protocol):
+    """A store that says what it can do itself."""
+
+    def portal_capabilities(self) -> Capabilities: ...
+
+
+def implements(storage: object, protocol: type) -> bool:
+    """Whether ``storage`` has every method of ``protocol``, callable (an
+    attribute set to ``None`` does not count, as ``isinstance`` would)."""
+    members = (name for name in vars(protocol) if not name.startswith("_"))
+    return all(callable(getattr(storage, name, None)) for name in members)
+
+
+def capabilities_of(storage: object) -> Capabilities:
+    """What ``storage`` can do: its own declaration, or the protocols it
+    implements."""
+    if isinstance(storage, DeclaresCapabilities):
+        return storage.portal_capabilities()
+    charge = implements(storage, ChargesSubscriptions)
+    return Capabilities(
+        pause=implements(storage, PausesSubscriptions),
+        retention_discount=implements(storage, GrantsRetentionDiscounts),
+        charge=charge,
+        plans=implements(storage, ChangesPlans),
+        plan_settlement=charge and implements(storage, SettlesPlanChanges),
+        webhook_claims=implements(storage, ClaimsWebhookEvents),
+        add_customer=implements(storage, CreatesCustomers),
+        erase=implements(storage, ErasesCustomers),
+        prune=implements(storage, PrunesExpiredRecords),
+        start_session_at_once=implements(storage, StartsPortalSessions),
+    )
