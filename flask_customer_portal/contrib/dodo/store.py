@@ -44,9 +44,9 @@ from dodopayments import (
 from standardwebhooks import Webhook, WebhookVerificationError
 from werkzeug.exceptions import ServiceUnavailable
 
-from ..errors import PortalError
-from ..money import Money
-from ..payments import (
+from ...errors import PortalError
+from ...money import Money
+from ...payments import (
     AttachResult,
     CardDetails,
     ChargeDeclined,
@@ -58,7 +58,7 @@ from ..payments import (
     DeclineReason,
     MethodDeclined,
 )
-from ..storage import (
+from ...storage import (
     AuditEvent,
     Invoice,
     InvoiceLine,
@@ -73,8 +73,8 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
-from ._webhooks import LEASE, WebhookEvents, repeat_answer
-from .composite import CompositeStorage
+from .._webhooks import LEASE, WebhookEvents, repeat_answer
+from ..composite import CompositeStorage
 
 __all__ = [
     "DodoBilling",
@@ -1344,7 +1344,7 @@ def dodo_webhook_view(
     def view() -> Any:
         from flask import current_app, request
 
-        from ..extension import get_state
+        from ...extension import get_state
 
         try:
             event = verify_dodo_webhook(secret, request.get_data(cache=False), request.headers)
@@ -1372,7 +1372,7 @@ def dodo_webhook_view(
 
 
 def _send_signals(app: Any, storage: Any, customer: Any, event: DodoWebhookEvent) -> None:
-    from .. import signals
+    from ... import signals
 
     subject = event.subject_id
     if subject is None:

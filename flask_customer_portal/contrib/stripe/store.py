@@ -56,9 +56,9 @@ from urllib.parse import urlsplit
 import stripe
 from flask import Blueprint, abort, current_app, request
 
-from ..errors import ConfigurationError
-from ..money import Money
-from ..payments import (
+from ...errors import ConfigurationError
+from ...money import Money
+from ...payments import (
     AttachResult,
     CardDetails,
     ChargeDeclined,
@@ -71,7 +71,7 @@ from ..payments import (
     MethodAttached,
     MethodDeclined,
 )
-from ..storage import (
+from ...storage import (
     AuditEvent,
     ChargeAttempt,
     ChargeAttemptStatus,
@@ -85,8 +85,8 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
-from ._webhooks import LEASE, WebhookEvents, repeat_answer
-from .composite import CustomerIdMap, SameCustomerIds
+from .._webhooks import LEASE, WebhookEvents, repeat_answer
+from ..composite import CustomerIdMap, SameCustomerIds
 
 __all__ = [
     "MAX_INVOICES",
@@ -640,7 +640,7 @@ def _attempt_to_metadata(attempt: ChargeAttempt) -> str:
 def _attempt_from_metadata(
     invoice: Mapping[str, Any], customer_id: str, number: int, value: str
 ) -> ChargeAttempt:
-    from ..charging import idempotency_key
+    from ...charging import idempotency_key
 
     data = json.loads(value)
     invoice_id = str(invoice["id"])
@@ -1022,7 +1022,7 @@ def stripe_webhook_blueprint(
 
     @blueprint.post(url)
     def stripe_webhook() -> tuple[str, int]:
-        from ..extension import EXTENSION_KEY, get_state
+        from ...extension import EXTENSION_KEY, get_state
 
         payload = request.get_data()
         signature = request.headers.get("Stripe-Signature", "")
