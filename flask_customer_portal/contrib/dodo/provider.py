@@ -87,6 +87,7 @@ class DodoPaymentProvider:
         provider_token: str,
         amount: Money,
         idempotency_key: str,
+        invoice_id: str,
         description: str,
     ) -> ChargeResult:
         return ChargeFailed("Dodo Payments bills its subscriptions itself", retryable=False)

@@ -95,7 +95,8 @@ def _decline(error: stripe.StripeError) -> DeclineReason:
 
 def _invoice_of_key(idempotency_key: str) -> str | None:
     """The Stripe invoice that an idempotency key of the portal's
-    (``invoice:<in_…>:attempt:<n>``) pays."""
+    (``invoice:<in_…>:attempt:<n>``) pays: a charge is looked up by its
+    key alone."""
     parts = idempotency_key.split(":")
     if len(parts) != 4 or parts[0] != "invoice" or parts[2] != "attempt" or not parts[3].isdigit():
         return None
@@ -230,15 +231,15 @@ class StripePaymentProvider:
         provider_token: str,
         amount: Money,
         idempotency_key: str,
+        invoice_id: str,
         description: str,
     ) -> ChargeResult:
-        """Pay the open Stripe invoice named in ``idempotency_key``
-        (``invoice:<in_…>:attempt:<n>``) with the PaymentMethod
-        ``provider_token``. Any other charge is refused: with Stripe, the
-        portal only ever pays Stripe's own invoices."""
-        invoice_id = _invoice_of_key(idempotency_key)
+        """Pay the open Stripe invoice ``invoice_id`` (``in_…``) with the
+        PaymentMethod ``provider_token``, sending Stripe ``idempotency_key``.
+        Any other charge is refused: with Stripe, the portal only ever pays
+        Stripe's own invoices."""
         stripe_customer = self.customer_ids.to_provider(customer_id)
-        if invoice_id is None or stripe_customer is None:
+        if not invoice_id.startswith("in_") or stripe_customer is None:
             return ChargeFailed("Stripe charges are payments of open Stripe invoices", retryable=False)
         try:
             invoice = as_dict(self.client.v1.invoices.retrieve(invoice_id))
