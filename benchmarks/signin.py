@@ -222,7 +222,6 @@ def _measure(
     rounds: int,
     warmup: int,
 ) -> SigninResult:
-    state = get_state(portal)
     pending: dict[str, tuple[FlaskClient, str]] = {}
     steps: dict[str, dict[str, list[float]]] = {
         "portal": {"open link": [], "press button": [], "land on dashboard": []},

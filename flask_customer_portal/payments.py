@@ -2,9 +2,10 @@
 
 A provider does two things for the portal: it turns what the customer typed
 (or, with a real provider, the token its client-side card element produced)
-into a stored payment method, and it charges a stored method. Charges carry
-an idempotency key; a provider must return the first outcome again when it
-sees the same key twice, which is what makes retries safe.
+into a stored payment method, and it charges a stored method to pay one
+invoice. Charges carry the invoice's id and an idempotency key; a provider
+must return the first outcome again when it sees the same key twice, which
+is what makes retries safe.
 
 Results are values, not exceptions: a decline is an ordinary outcome the
 customer must see, and a timeout means "we do not know" — the caller
@@ -157,10 +158,14 @@ class PaymentProvider(Protocol):
         provider_token: str,
         amount: Money,
         idempotency_key: str,
+        invoice_id: str,
         description: str,
     ) -> ChargeResult:
-        """Charge a stored method. The same ``idempotency_key`` returns the
-        first outcome again and never charges twice."""
+        """Charge a stored method to pay the invoice ``invoice_id`` (the
+        :class:`~flask_customer_portal.storage.Invoice`'s ``id``: the
+        provider's own invoice id when the provider issues the invoices, as
+        Stripe does). The same ``idempotency_key`` returns the first outcome
+        again and never charges twice."""
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         """The outcome of an earlier charge with this key, or ``None`` if the
@@ -297,6 +302,7 @@ class TestPaymentProvider:
         provider_token: str,
         amount: Money,
         idempotency_key: str,
+        invoice_id: str,
         description: str,
     ) -> ChargeResult:
         self.calls.append("charge")

@@ -449,6 +449,7 @@ def test_pay_arrears_outcomes(billing: DodoBilling, scenario: Scenario, fake: Fa
             provider_token=scenario.ava_card,
             amount=paid.amount,
             idempotency_key="invoice:x:attempt:1",
+            invoice_id="x",
             description="x",
         ),
         ChargeFailed,

@@ -898,7 +898,14 @@ class LiveProvider:
         return MethodAttached(f"live_{token}", "visa", "1881", 4, 2035)
 
     def charge(
-        self, *, customer_id: str, provider_token: str, amount: Money, idempotency_key: str, description: str
+        self,
+        *,
+        customer_id: str,
+        provider_token: str,
+        amount: Money,
+        idempotency_key: str,
+        invoice_id: str,
+        description: str,
     ) -> ChargeResult:
         self.calls.append("charge")
         return self.charge_result or ChargeSucceeded("ch_live_1", amount)

@@ -49,6 +49,7 @@ def test_success_card_attaches_and_charges() -> None:
         provider_token=attached.provider_token,
         amount=Money(1900, "USD"),
         idempotency_key="invoice:inv_1:attempt:1",
+        invoice_id="inv_1",
         description="Pro",
     )
     assert isinstance(result, ChargeSucceeded)
@@ -84,7 +85,12 @@ def test_a_stored_method_that_declines_every_charge(reason: DeclineReason) -> No
     provider = TestPaymentProvider()
     token = provider.token_for("4000000000000002", charges_decline=reason)
     result = provider.charge(
-        customer_id="c", provider_token=token, amount=Money(100, "IDR"), idempotency_key="k", description="d"
+        customer_id="c",
+        provider_token=token,
+        amount=Money(100, "IDR"),
+        idempotency_key="k",
+        invoice_id="inv_1",
+        description="d",
     )
     assert isinstance(result, ChargeDeclined)
     assert result.reason is reason
@@ -100,6 +106,7 @@ def test_same_idempotency_key_charges_once() -> None:
             provider_token=token,
             amount=Money(500, "USD"),
             idempotency_key="same",
+            invoice_id="inv_1",
             description="d",
         )
         for _ in range(3)
@@ -116,6 +123,7 @@ def test_unknown_tokens_decline() -> None:
         provider_token="tok_other",
         amount=Money(1, "USD"),
         idempotency_key="x",
+        invoice_id="inv_1",
         description="d",
     )
     assert isinstance(result, ChargeDeclined)

@@ -883,6 +883,7 @@ def test_paying_an_invoice_sends_the_card_and_the_idempotency_key(
         provider_token="pm_new",
         amount=Money(3570, "EUR"),
         idempotency_key="invoice:in_R:attempt:1",
+        invoice_id="in_R",
         description="ACME-0042",
     )
     assert result == ChargeSucceeded("ch_R", Money(3570, "EUR"))
@@ -899,6 +900,7 @@ def test_a_paid_invoice_is_never_paid_again(
         "customer_id": "cus_R",
         "provider_token": "pm_new",
         "amount": Money(3570, "EUR"),
+        "invoice_id": "in_R",
         "description": "ACME-0042",
     }
     first = provider.charge(idempotency_key="invoice:in_R:attempt:1", **kwargs)
@@ -920,6 +922,7 @@ def test_stripe_replays_a_repeated_key(recorded_stripe: RecordedStripe, scripted
         "amount": Money(3570, "EUR"),
         "description": "ACME-0042",
         "idempotency_key": "invoice:in_R:attempt:1",
+        "invoice_id": "in_R",
     }
     first = provider.charge(**kwargs)
     replayed = provider.charge(**kwargs)
@@ -936,6 +939,7 @@ def test_3d_secure_sends_the_customer_to_stripe(
         provider_token="pm_new",
         amount=Money(3570, "EUR"),
         idempotency_key="invoice:in_R:attempt:1",
+        invoice_id="in_R",
         description="ACME-0042",
     )
     assert result == ChargeRequiresAction("pi_R", "https://hooks.stripe.com/3d_secure_2/hosted?pi=pi_R")
@@ -952,26 +956,37 @@ def test_no_answer_from_stripe_is_unknown(recorded_stripe: RecordedStripe, scrip
         provider_token="pm_new",
         amount=Money(3570, "EUR"),
         idempotency_key="invoice:in_R:attempt:1",
+        invoice_id="in_R",
         description="ACME-0042",
     )
     assert result == ChargeUnknown("invoice:in_R:attempt:1")
 
 
 @pytest.mark.parametrize(
-    ("customer_id", "amount", "key"),
+    ("customer_id", "amount", "invoice_id", "key"),
     [
-        ("cus_other", Money(3570, "EUR"), "invoice:in_R:attempt:1"),
-        ("cus_R", Money(3569, "EUR"), "invoice:in_R:attempt:1"),
-        ("cus_R", Money(3570, "USD"), "invoice:in_R:attempt:1"),
-        ("cus_R", Money(3570, "EUR"), "renewal-2026-03"),
-        ("cus_R", Money(3570, "EUR"), "invoice:in_missing:attempt:1"),
+        ("cus_other", Money(3570, "EUR"), "in_R", "invoice:in_R:attempt:1"),
+        ("cus_R", Money(3569, "EUR"), "in_R", "invoice:in_R:attempt:1"),
+        ("cus_R", Money(3570, "USD"), "in_R", "invoice:in_R:attempt:1"),
+        ("cus_R", Money(3570, "EUR"), "renewal-2026-03", "renewal-2026-03"),
+        ("cus_R", Money(3570, "EUR"), "in_missing", "invoice:in_missing:attempt:1"),
     ],
 )
 def test_only_the_customers_open_invoice_at_its_amount_is_paid(
-    recorded_stripe: RecordedStripe, scripted: ScriptedStripe, customer_id: str, amount: Money, key: str
+    recorded_stripe: RecordedStripe,
+    scripted: ScriptedStripe,
+    customer_id: str,
+    amount: Money,
+    invoice_id: str,
+    key: str,
 ) -> None:
     result = _provider(recorded_stripe).charge(
-        customer_id=customer_id, provider_token="pm_new", amount=amount, idempotency_key=key, description="x"
+        customer_id=customer_id,
+        provider_token="pm_new",
+        amount=amount,
+        idempotency_key=key,
+        invoice_id=invoice_id,
+        description="x",
     )
     assert isinstance(result, ChargeFailed) and not result.retryable
     assert scripted.pays() == []

@@ -304,6 +304,7 @@ def _collect(
             provider_token=method.provider_token,
             amount=invoice.total_money,
             idempotency_key=attempt.idempotency_key,
+            invoice_id=invoice.id,
             description=f"{invoice.number} {invoice.description}",
         )
     except Exception as exc:

@@ -1,38 +1,15 @@
-"""Dodo Payments as the portal's billing back end.
-
-Subscriptions, payments (the portal's invoices), saved payment methods and
-licence keys live at Dodo Payments; the portal reads them through the
-official ``dodopayments`` SDK every time it shows them, so a page is never
-older than Dodo's own records. Customers, sign-in links, sessions and the
-audit log stay in the merchant's database::
-
-    from flask_customer_portal.contrib.dodo import DodoBilling, DodoCompositeStorage, DodoPaymentProvider
-
-    billing = DodoBilling.from_api_key(os.environ["DODO_PAYMENTS_API_KEY"], environment="live_mode")
-    CustomerPortal(
-        app,
-        storage=DodoCompositeStorage(SQLAlchemyStorage(db), billing=billing),
-        payments=DodoPaymentProvider(billing),
-    )
-
-Dodo bills its subscriptions itself: it renews them, retries failed
-renewals and, when an ``on_hold`` subscription gets a payment method, charges
-the arrears and makes it ``active`` again. The portal never charges a Dodo
-subscription on its own: :class:`DodoPaymentProvider` refuses
-:meth:`~DodoPaymentProvider.charge` and pays arrears through
-``update_payment_method`` instead (:meth:`~DodoPaymentProvider.pay_arrears`).
-
-Install with ``pip install "flask-customer-portal[dodo]"``.
-"""
+"""Dodo's billing store: subscriptions, payments (the portal's invoices),
+saved payment methods and licence keys read and changed through the
+``dodopayments`` SDK, and the composite store whose licence keys come from
+Dodo as well."""
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
 
 from dodopayments import (
@@ -41,31 +18,16 @@ from dodopayments import (
     APIStatusError,
     DodoPayments,
 )
-from standardwebhooks import Webhook, WebhookVerificationError
 from werkzeug.exceptions import ServiceUnavailable
 
-from ..errors import PortalError
-from ..money import Money
-from ..payments import (
-    AttachResult,
-    CardDetails,
-    ChargeDeclined,
-    ChargeFailed,
-    ChargeRequiresAction,
-    ChargeResult,
-    ChargeSucceeded,
-    ChargeUnknown,
-    DeclineReason,
-    MethodDeclined,
-)
-from ..storage import (
+from ...errors import PortalError
+from ...money import Money
+from ...storage import (
     AuditEvent,
     Invoice,
     InvoiceLine,
-    InvoiceStatus,
     LicenseKey,
     LicenseKeyInstance,
-    LicenseKeyStatus,
     Page,
     PaymentMethod,
     PaymentMethodInUse,
@@ -73,20 +35,17 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
-from ._webhooks import LEASE, WebhookEvents, repeat_answer
-from .composite import CompositeStorage
-
-__all__ = [
-    "DodoBilling",
-    "DodoCompositeStorage",
-    "DodoPaymentProvider",
-    "DodoPlanChange",
-    "DodoRefused",
-    "DodoUnavailable",
-    "DodoWebhookEvent",
-    "InvalidDodoWebhook",
-    "verify_dodo_webhook",
-]
+from ..composite import CompositeStorage
+from ._convert import (
+    HIDDEN_STATUSES,
+    SUBSCRIPTION_STATUSES,
+    invoice_record,
+    license_key_record,
+    open_payment_ids,
+    payment_method_record,
+    subscription_record,
+    utc,
+)
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -110,14 +69,9 @@ def _environment_of(client: DodoPayments) -> str:
 
 
 #: Largest page Dodo serves.
-_PAGE_SIZE = 100
+PAGE_SIZE = 100
 #: A customer's history is read page by page up to this many pages.
 _MAX_PAGES = 50
-#: The header that carries the portal's idempotency key of a money request.
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-#: How far Dodo's clock may be behind the portal's when a payment made by a
-#: call is looked for by the time of the call.
-_CLOCK_ALLOWANCE = timedelta(minutes=5)
 
 
 class DodoUnavailable(PortalError, ServiceUnavailable):
@@ -138,87 +92,6 @@ class DodoRefused(StateConflict):
 
 class _Missing(Exception):
     """Dodo answered 404."""
-
-
-# -- statuses ---------------------------------------------------------------------------
-
-_PAUSED = SubscriptionStatus.__members__.get("PAUSED")
-
-#: Dodo's subscription statuses as the portal's. ``past_due`` (a renewal
-#: failed, Dodo is retrying) asks the same of the customer as ``on_hold``: a
-#: working payment method. ``failed`` (the first payment never went
-#: through), ``expired`` and ``cancelled`` have all ended.
-SUBSCRIPTION_STATUSES: Mapping[str, SubscriptionStatus] = {
-    "active": SubscriptionStatus.ACTIVE,
-    "on_hold": SubscriptionStatus.ON_HOLD,
-    "past_due": SubscriptionStatus.ON_HOLD,
-    "paused": _PAUSED or SubscriptionStatus.ON_HOLD,
-    "cancelled": SubscriptionStatus.CANCELLED,
-    "expired": SubscriptionStatus.CANCELLED,
-    "failed": SubscriptionStatus.CANCELLED,
-}
-#: ``pending`` subscriptions (checkout not finished) are not shown at all.
-_HIDDEN_STATUSES = frozenset({"pending"})
-
-_LICENSE_STATUSES: Mapping[str, LicenseKeyStatus] = {
-    "active": LicenseKeyStatus.ACTIVE,
-    "expired": LicenseKeyStatus.EXPIRED,
-    "disabled": LicenseKeyStatus.REVOKED,
-}
-
-#: Payment statuses still waiting for money (shown as open invoices).
-_WAITING = frozenset(
-    {
-        "processing",
-        "requires_customer_action",
-        "requires_merchant_action",
-        "requires_payment_method",
-        "requires_confirmation",
-        "requires_capture",
-        "partially_captured_and_capturable",
-    }
-)
-
-#: Dodo's ``error_code`` of a failed payment as the portal's decline reasons.
-_DECLINES: Mapping[str, DeclineReason] = {
-    "INSUFFICIENT_FUNDS": DeclineReason.INSUFFICIENT_FUNDS,
-    "EXPIRED_CARD": DeclineReason.EXPIRED_CARD,
-    "INCORRECT_CVC": DeclineReason.INCORRECT_CVC,
-    "INVALID_CVC": DeclineReason.INCORRECT_CVC,
-}
-
-
-def decline_reason(error_code: str | None) -> DeclineReason:
-    """The portal's decline reason for a Dodo ``error_code`` (generic when unknown)."""
-    return _DECLINES.get((error_code or "").upper(), DeclineReason.GENERIC)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
-def _optional_utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _utc(moment)
-
-
-def _declared(raw: Any, name: str) -> Any:
-    """A field of an SDK model if its type declares it (``Payment`` has
-    ``tax``, the list's ``PaymentListResponse`` does not), else ``None``;
-    undeclared extras are never read."""
-    return getattr(raw, name, None) if name in type(raw).model_fields else None
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except ValueError:
-        return default
-
-
-def _year(value: str | None) -> int:
-    """A card's expiry year, which Dodo may give as ``"31"`` or ``"2031"``."""
-    year = _int(value, 0)
-    return 2000 + year if 0 < year < 100 else year
 
 
 def _undeprecated(resource: Any, name: str) -> Callable[..., Any]:
@@ -361,7 +234,7 @@ class DodoBilling:
         found = self._pages(
             "subscriptions.list",
             lambda n: self.client.subscriptions.list(
-                customer_id=customer_id, page_number=n, page_size=_PAGE_SIZE
+                customer_id=customer_id, page_number=n, page_size=PAGE_SIZE
             ),
         )
         return [s for s in found if s.customer.customer_id == customer_id]
@@ -379,124 +252,21 @@ class DodoBilling:
     def _raw_payments(self, customer_id: str) -> list[Any]:
         found = self._pages(
             "payments.list",
-            lambda n: self.client.payments.list(customer_id=customer_id, page_number=n, page_size=_PAGE_SIZE),
+            lambda n: self.client.payments.list(customer_id=customer_id, page_number=n, page_size=PAGE_SIZE),
         )
         return [p for p in found if p.customer.customer_id == customer_id]
 
-    # -- records -------------------------------------------------------------------------
-
-    @staticmethod
-    def _method(customer_id: str, raw: Any) -> PaymentMethod:
-        card = raw.card
-        brand = (
-            card.card_network if card is not None and card.card_network else raw.payment_method
-        ) or "card"
-        return PaymentMethod(
-            id=raw.payment_method_id,
-            customer_id=customer_id,
-            brand=brand.lower(),
-            last4=(card.last4_digits if card is not None and card.last4_digits else "") or "",
-            exp_month=_int(card.expiry_month if card is not None else None, 0),
-            exp_year=_year(card.expiry_year if card is not None else None),
-            provider_token=raw.payment_method_id,
-            created_at=_optional_utc(raw.last_used_at),
-        )
-
-    def _subscription(
-        self, raw: Any, product_name: str | None, methods: Mapping[str, PaymentMethod]
-    ) -> Subscription:
-        status = SUBSCRIPTION_STATUSES.get(raw.status, SubscriptionStatus.ON_HOLD)
-        name = product_name or raw.product_id
-        plan = (raw.metadata or {}).get("plan_name") if isinstance(raw.metadata, Mapping) else None
-        ended = None
-        if status is SubscriptionStatus.CANCELLED:
-            ended = _optional_utc(raw.cancelled_at) or _utc(raw.next_billing_date)
-        hold = None
-        if raw.status == "paused" and _PAUSED is None:
-            hold = "paused"
-        return Subscription(
-            id=raw.subscription_id,
-            customer_id=raw.customer.customer_id,
-            product_name=name,
-            plan_name=str(plan) if plan else name,
-            price=Money(raw.recurring_pre_tax_amount, raw.currency),
-            interval=str(raw.payment_frequency_interval).lower(),
-            interval_count=raw.payment_frequency_count,
-            status=status,
-            current_period_start=_utc(raw.previous_billing_date),
-            current_period_end=_utc(raw.next_billing_date),
-            cancel_at_period_end=bool(raw.cancel_at_next_billing_date)
-            and status is not SubscriptionStatus.CANCELLED,
-            cancelled_at=_optional_utc(raw.cancelled_at),
-            ended_at=ended,
-            payment_method=methods.get(raw.payment_method_id or ""),
-            hold_reason=hold,
-            created_at=_utc(raw.created_at),
-            quantity=raw.quantity,
-            paused_at=_optional_utc(raw.paused_at),
-        )
-
     def _subscriptions(self, customer_id: str) -> list[Subscription]:
-        raws = [r for r in self._raw_subscriptions(customer_id) if r.status not in _HIDDEN_STATUSES]
+        raws = [r for r in self._raw_subscriptions(customer_id) if r.status not in HIDDEN_STATUSES]
         if not raws:
             return []
-        methods = {m.payment_method_id: self._method(customer_id, m) for m in self._raw_methods(customer_id)}
-        subscriptions = [self._subscription(r, r.product_name, methods) for r in raws]
+        methods = {
+            m.payment_method_id: payment_method_record(customer_id, m) for m in self._raw_methods(customer_id)
+        }
+        subscriptions = [subscription_record(r, r.product_name, methods) for r in raws]
         subscriptions.sort(key=lambda s: s.created_at or s.current_period_start, reverse=True)
         subscriptions.sort(key=lambda s: not s.is_current)
         return subscriptions
-
-    def _invoice(self, raw: Any, names: Mapping[str, str], open_ids: frozenset[str]) -> Invoice:
-        status_name = raw.status or "processing"
-        if status_name == "succeeded":
-            status = InvoiceStatus.REFUNDED if raw.refund_status == "full" else InvoiceStatus.PAID
-        elif status_name in _WAITING or raw.payment_id in open_ids:
-            status = InvoiceStatus.OPEN
-        else:
-            status = InvoiceStatus.VOID
-        tax = _declared(raw, "tax") or 0
-        method = None
-        if _declared(raw, "payment_method_id") and raw.card_last_four:
-            method = PaymentMethod(
-                id=raw.payment_method_id,
-                customer_id=raw.customer.customer_id,
-                brand=(raw.card_network or raw.payment_method or "card").lower(),
-                last4=raw.card_last_four,
-                exp_month=_int(raw.card_exp_month, 0),
-                exp_year=_year(raw.card_exp_year),
-                provider_token=raw.payment_method_id,
-            )
-        paid_at = None
-        if status in (InvoiceStatus.PAID, InvoiceStatus.REFUNDED):
-            paid_at = _utc(_declared(raw, "updated_at") or raw.created_at)
-        return Invoice(
-            id=raw.payment_id,
-            number=raw.invoice_id or raw.payment_id,
-            customer_id=raw.customer.customer_id,
-            status=status,
-            currency=raw.currency,
-            subtotal=raw.total_amount - tax,
-            tax=tax,
-            total=raw.total_amount,
-            issued_at=_utc(raw.created_at),
-            description=names.get(raw.subscription_id or "", "") or raw.payment_id,
-            subscription_id=raw.subscription_id,
-            paid_at=paid_at,
-            payment_reference=raw.payment_id if paid_at is not None else None,
-            payment_method=method,
-        )
-
-    @staticmethod
-    def _open_payment_ids(payments: Sequence[Any], on_hold: set[str]) -> frozenset[str]:
-        """The failed payment that an ``on_hold`` subscription still owes:
-        its newest payment, if that one failed. Older failed tries were
-        superseded by a retry and show as void."""
-        newest: dict[str, Any] = {}
-        for payment in payments:
-            sid = payment.subscription_id
-            if sid in on_hold and (sid not in newest or payment.created_at > newest[sid].created_at):
-                newest[sid] = payment
-        return frozenset(p.payment_id for p in newest.values() if p.status == "failed")
 
     def _invoices(self, customer_id: str) -> list[Invoice]:
         payments = self._raw_payments(customer_id)
@@ -505,8 +275,8 @@ class DodoBilling:
         subscriptions = self._raw_subscriptions(customer_id)
         names = {s.subscription_id: s.product_name or s.product_id for s in subscriptions}
         on_hold = {s.subscription_id for s in subscriptions if s.status in ("on_hold", "past_due")}
-        open_ids = self._open_payment_ids(payments, on_hold)
-        invoices = [self._invoice(p, names, open_ids) for p in payments]
+        open_ids = open_payment_ids(payments, on_hold)
+        invoices = [invoice_record(p, names, open_ids) for p in payments]
         invoices.sort(key=lambda i: (i.issued_at, i.id), reverse=True)
         return invoices
 
@@ -570,8 +340,8 @@ class DodoBilling:
             names = {s.subscription_id: s.product_name or s.product_id for s in subscriptions}
             on_hold = {s.subscription_id for s in subscriptions if s.status in ("on_hold", "past_due")}
             if raw.subscription_id in on_hold and raw.status == "failed":
-                open_ids = self._open_payment_ids(self._raw_payments(customer_id), on_hold)
-        invoice = self._invoice(raw, names, open_ids)
+                open_ids = open_payment_ids(self._raw_payments(customer_id), on_hold)
+        invoice = invoice_record(raw, names, open_ids)
         return replace(invoice, lines=self._lines(invoice))
 
     def invoice_pdf(self, customer_id: str, invoice_id: str) -> bytes | None:
@@ -585,7 +355,7 @@ class DodoBilling:
         return None if response is None else response.read()
 
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
-        methods = [self._method(customer_id, m) for m in self._raw_methods(customer_id)]
+        methods = [payment_method_record(customer_id, m) for m in self._raw_methods(customer_id)]
         methods.sort(key=lambda m: m.created_at or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
         return methods
 
@@ -798,7 +568,7 @@ class DodoBilling:
         summary = answer.immediate_charge.summary
         return DodoPlanChange(
             amount=Money(summary.total_amount, summary.currency),
-            effective_at=_utc(answer.immediate_charge.effective_at),
+            effective_at=utc(answer.immediate_charge.effective_at),
         )
 
     def change_plan(
@@ -836,21 +606,6 @@ class DodoBilling:
         return replace(preview, payment_link=answer.payment_link)
 
     # -- licence keys --------------------------------------------------------------------
-
-    @staticmethod
-    def _license_key(raw: Any, product_names: Mapping[str, str]) -> LicenseKey:
-        return LicenseKey(
-            id=raw.id,
-            customer_id=raw.customer_id,
-            key=raw.key,
-            product_name=product_names.get(raw.product_id, raw.product_id),
-            status=_LICENSE_STATUSES.get(raw.status, LicenseKeyStatus.INACTIVE),
-            activations=raw.instances_count,
-            activation_limit=raw.activations_limit,
-            expires_at=_optional_utc(raw.expires_at),
-            created_at=_utc(raw.created_at),
-        )
-
     def _product_names(self, customer_id: str) -> dict[str, str]:
         return {s.product_id: s.product_name for s in self._raw_subscriptions(customer_id) if s.product_name}
 
@@ -858,7 +613,7 @@ class DodoBilling:
         found = self._pages(
             "license_keys.list",
             lambda n: _undeprecated(self.client.license_keys, "list")(
-                customer_id=customer_id, page_number=n, page_size=_PAGE_SIZE
+                customer_id=customer_id, page_number=n, page_size=PAGE_SIZE
             ),
         )
         return [k for k in found if k.customer_id == customer_id]
@@ -868,7 +623,7 @@ class DodoBilling:
         if not raws:
             return []
         names = self._product_names(customer_id)
-        keys = [self._license_key(raw, names) for raw in raws]
+        keys = [license_key_record(raw, names) for raw in raws]
         keys.sort(
             key=lambda k: (k.created_at or datetime.min.replace(tzinfo=timezone.utc), k.id), reverse=True
         )
@@ -888,7 +643,7 @@ class DodoBilling:
 
     def get_license_key(self, customer_id: str, license_key_id: str) -> LicenseKey | None:
         raw = self._own_license_key(customer_id, license_key_id)
-        return None if raw is None else self._license_key(raw, self._product_names(customer_id))
+        return None if raw is None else license_key_record(raw, self._product_names(customer_id))
 
     def list_license_key_instances(
         self, customer_id: str, license_key_id: str
@@ -900,7 +655,7 @@ class DodoBilling:
         found = self._pages(
             "license_key_instances.list",
             lambda n: self.client.license_key_instances.list(
-                license_key_id=license_key_id, page_number=n, page_size=_PAGE_SIZE
+                license_key_id=license_key_id, page_number=n, page_size=PAGE_SIZE
             ),
         )
         instances = [
@@ -909,7 +664,7 @@ class DodoBilling:
                 license_key_id=raw.license_key_id,
                 customer_id=customer_id,
                 name=raw.name,
-                created_at=_utc(raw.created_at),
+                created_at=utc(raw.created_at),
             )
             for raw in found
             if raw.license_key_id == license_key_id
@@ -954,7 +709,7 @@ class DodoBilling:
             license_key_id=license_key_id,
             customer_id=customer_id,
             name=instance.name,
-            created_at=_utc(instance.created_at),
+            created_at=utc(instance.created_at),
             deactivated_at=now,
         )
 
@@ -977,16 +732,6 @@ class DodoBilling:
 
 
 # -- composite storage --------------------------------------------------------------------
-
-_LICENSE_MEMBERS = frozenset(
-    {
-        "list_license_keys",
-        "count_license_keys",
-        "get_license_key",
-        "list_license_key_instances",
-        "deactivate_license_key_instance",
-    }
-)
 
 
 class DodoCompositeStorage(CompositeStorage):
@@ -1043,355 +788,4 @@ class DodoCompositeStorage(CompositeStorage):
     ) -> Any:
         return self._licence_call(
             "deactivate_license_key_instance", customer_id, license_key_id, instance_id, now=now, event=event
-        )
-
-
-# -- the payment provider ------------------------------------------------------------------
-
-
-class DodoPaymentProvider:
-    """The portal's :class:`~flask_customer_portal.payments.PaymentProvider`
-    for Dodo Payments.
-
-    Dodo collects card details on its own payment page and bills
-    subscriptions itself, so this provider takes no card data
-    (``accepts_raw_cards`` is false, :meth:`attach_card` and
-    :meth:`attach_token` refuse) and makes no charges of its own
-    (:meth:`charge` answers :class:`~flask_customer_portal.payments.ChargeFailed`).
-    What it does do is :meth:`pay_arrears`: give an ``on_hold`` subscription
-    a saved payment method through ``update_payment_method``, after which
-    Dodo charges what is owed and reactivates the subscription.
-    """
-
-    accepts_raw_cards = False
-    #: The portal hands reactivations to :meth:`pay_arrears`.
-    bills_subscriptions = True
-    #: The setting :func:`~flask_customer_portal.production.check_provider_mode` names.
-    mode_setting = "DODO_PAYMENTS_ENVIRONMENT"
-
-    def __init__(self, billing: DodoBilling) -> None:
-        self.billing = billing
-        #: Dodo's test environment moves no real money; ``init_app`` refuses
-        #: it in live mode, and the live environment in test mode.
-        self.is_test = billing.environment == "test_mode"
-
-    def __repr__(self) -> str:
-        return f"DodoPaymentProvider({self.billing!r})"
-
-    def new_method_page(self, *, subscription_id: str, return_url: str) -> str:
-        """Where the customer enters a new payment method for the
-        subscription: Dodo's payment page, which comes back to
-        ``return_url``. For an ``on_hold`` subscription Dodo then charges
-        what is owed with it. The portal's payment-method page sends
-        "a new card" here (see :doc:`/providers`)."""
-        return self.billing.new_method_link(subscription_id, return_url=return_url)
-
-    def attach_card(self, customer_id: str, card: CardDetails) -> AttachResult:
-        logger.error("Dodo Payments takes card details on its own payment page only; refused")
-        return MethodDeclined(DeclineReason.GENERIC)
-
-    def attach_token(self, customer_id: str, token: str) -> AttachResult:
-        logger.error("Dodo Payments has no card element tokens; new methods are added on Dodo's payment page")
-        return MethodDeclined(DeclineReason.GENERIC)
-
-    def charge(
-        self,
-        *,
-        customer_id: str,
-        provider_token: str,
-        amount: Money,
-        idempotency_key: str,
-        description: str,
-    ) -> ChargeResult:
-        return ChargeFailed("Dodo Payments bills its subscriptions itself", retryable=False)
-
-    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
-        return None
-
-    def pay_arrears(
-        self,
-        *,
-        subscription_id: str,
-        provider_token: str,
-        idempotency_key: str | None = None,
-        return_url: str | None = None,
-    ) -> ChargeResult:
-        """Set the saved method ``provider_token`` on the subscription;
-        Dodo charges the arrears with it. The answer says what came of that
-        charge: :class:`ChargeSucceeded`, :class:`ChargeDeclined`,
-        :class:`ChargeRequiresAction` (Dodo's payment page, e.g. 3-D Secure),
-        :class:`ChargeUnknown` (still processing, or no answer: Dodo's
-        webhook will tell) or :class:`ChargeFailed` (refused, nothing charged).
-        The caller must still check the subscription's status.
-
-        ``idempotency_key`` is sent as the ``Idempotency-Key`` header. The
-        request is made once, without the SDK's automatic retries: a retry
-        of a request whose answer was lost could charge a second time, so
-        no answer is :class:`ChargeUnknown`, for the caller to reconcile
-        with :meth:`find_arrears_charge`."""
-        client = self.billing.client
-        if client.max_retries:
-            client = client.with_options(max_retries=0)
-        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
-        try:
-            answer = client.subscriptions.update_payment_method(
-                subscription_id,
-                payment_method={"type": "existing", "payment_method_id": provider_token},
-                extra_headers=headers,
-            )
-        except APIStatusError as exc:
-            if exc.status_code >= 500 or exc.status_code in (408, 429):
-                logger.error("Dodo Payments answered HTTP %s to update_payment_method", exc.status_code)
-                return ChargeUnknown(subscription_id)
-            logger.warning("Dodo Payments refused update_payment_method (HTTP %s)", exc.status_code)
-            return ChargeFailed(f"Dodo Payments refused the payment method (HTTP {exc.status_code})", False)
-        except APIConnectionError as exc:
-            logger.error("No answer from Dodo Payments to update_payment_method: %s", type(exc).__name__)
-            return ChargeUnknown(subscription_id)
-        except APIError:
-            logger.error("Unreadable answer from Dodo Payments to update_payment_method")
-            return ChargeUnknown(subscription_id)
-        if answer.payment_link:
-            return ChargeRequiresAction(answer.payment_id or subscription_id, str(answer.payment_link))
-        if not answer.payment_id:
-            # Nothing was owed, or Dodo charges later: the subscription says.
-            return ChargeUnknown(subscription_id)
-        payment = self._payment(answer.payment_id)
-        if payment is None:
-            return ChargeUnknown(answer.payment_id)
-        return _outcome(payment)
-
-    def find_arrears_charge(
-        self, *, subscription_id: str, reference: str | None = None, since: datetime | None = None
-    ) -> ChargeResult | None:
-        """What came of an earlier :meth:`pay_arrears` whose outcome was
-        open: the payment ``reference`` if given (``None`` unless it is one
-        of this subscription's), else the newest payment of the subscription
-        made at or after ``since`` (with five minutes' allowance for the
-        clocks), as :meth:`pay_arrears` would answer. ``None`` if Dodo has
-        no such payment: then the earlier call charged nothing."""
-        billing = self.billing
-        if reference is None:
-            options: dict[str, Any] = {"subscription_id": subscription_id, "page_size": _PAGE_SIZE}
-            if since is not None:
-                options["created_at_gte"] = since - _CLOCK_ALLOWANCE
-            found = billing._call("payments.list", lambda: billing.client.payments.list(**options))
-            mine = [p for p in found.items or () if p.subscription_id == subscription_id]
-            if not mine:
-                return None
-            reference = max(mine, key=lambda p: p.created_at).payment_id
-        # A payment that could not be read raises (DodoUnavailable): only
-        # Dodo's "not found" means that nothing was charged.
-        wanted = reference
-        payment = billing._or_none("payments.retrieve", lambda: billing.client.payments.retrieve(wanted))
-        if payment is None or payment.subscription_id != subscription_id:
-            return None
-        return _outcome(payment)
-
-    def _payment(self, payment_id: str) -> Any | None:
-        try:
-            return self.billing.client.payments.retrieve(payment_id)
-        except APIError as exc:
-            logger.warning("Could not read Dodo payment %s: %s", payment_id, type(exc).__name__)
-            return None
-
-
-def _outcome(payment: Any) -> ChargeResult:
-    """A Dodo payment as the portal's charge result."""
-    status = payment.status
-    if status == "succeeded":
-        return ChargeSucceeded(payment.payment_id, Money(payment.total_amount, payment.currency))
-    if status in ("failed", "cancelled"):
-        return ChargeDeclined(decline_reason(payment.error_code), payment.payment_id)
-    if status == "requires_customer_action" and payment.payment_link:
-        return ChargeRequiresAction(payment.payment_id, str(payment.payment_link))
-    return ChargeUnknown(payment.payment_id)
-
-
-# -- webhooks -------------------------------------------------------------------------------
-
-
-class InvalidDodoWebhook(PortalError):
-    """The request is not a webhook Dodo Payments signed (bad or missing
-    signature, a timestamp more than five minutes away, or not JSON)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DodoWebhookEvent:
-    """A verified webhook: its ``webhook-id`` (unique per event: use it to
-    ignore repeats), type (``subscription.on_hold``, ``payment.succeeded`` …),
-    the Dodo customer it is about and its ``data``."""
-
-    id: str
-    type: str
-    customer_id: str | None
-    data: Mapping[str, Any]
-    timestamp: datetime | None = None
-
-    @property
-    def subject_id(self) -> str | None:
-        """The subscription, payment, refund, dispute or licence key the
-        event is about (by the event type's first word)."""
-        key = {
-            "subscription": "subscription_id",
-            "payment": "payment_id",
-            "refund": "refund_id",
-            "dispute": "dispute_id",
-            "license_key": "id",
-        }.get(self.type.split(".", 1)[0])
-        value = self.data.get(key) if key else None
-        return value if isinstance(value, str) else None
-
-    def audit_event(self, portal_customer_id: str) -> AuditEvent:
-        """The event as an entry for the portal's audit log
-        (``dodo.subscription.on_hold`` …, actor ``provider``)."""
-        details = {
-            key: str(self.data[key])
-            for key in ("status", "total_amount", "currency", "error_code")
-            if self.data.get(key) is not None
-        }
-        details["webhook_id"] = self.id
-        return AuditEvent(
-            customer_id=portal_customer_id,
-            action=f"dodo.{self.type}",
-            occurred_at=self.timestamp or datetime.now(timezone.utc),
-            subject_id=self.subject_id,
-            provider_reference=self.subject_id,
-            actor="provider",
-            details=details,
-        )
-
-
-def verify_dodo_webhook(secret: str, body: bytes, headers: Mapping[str, str] | Any) -> DodoWebhookEvent:
-    """Check a webhook's Standard Webhooks signature (``webhook-id``,
-    ``webhook-timestamp``, ``webhook-signature`` headers, the secret from
-    Dodo's dashboard, ``whsec_…``) and read it. Raises
-    :class:`InvalidDodoWebhook`: answer such a request with 400 and do
-    nothing else."""
-    wanted = ("webhook-id", "webhook-timestamp", "webhook-signature")
-    picked = {name: headers.get(name) or headers.get(name.title()) for name in wanted}
-    if not all(picked.values()):
-        raise InvalidDodoWebhook("missing webhook signature headers")
-    try:
-        payload = Webhook(secret).verify(body, {k: str(v) for k, v in picked.items()})
-    except WebhookVerificationError as exc:
-        raise InvalidDodoWebhook(str(exc)) from exc
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise InvalidDodoWebhook("webhook body is not JSON") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
-        raise InvalidDodoWebhook("webhook body has no type")
-    raw_data = payload.get("data")
-    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
-    customer = data.get("customer")
-    customer_id = data.get("customer_id")
-    if isinstance(customer, dict) and isinstance(customer.get("customer_id"), str):
-        customer_id = customer["customer_id"]
-    timestamp = None
-    if isinstance(payload.get("timestamp"), str):
-        try:
-            timestamp = _utc(datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00")))
-        except ValueError:
-            timestamp = None
-    return DodoWebhookEvent(
-        id=str(picked["webhook-id"]),
-        type=payload["type"],
-        customer_id=customer_id if isinstance(customer_id, str) else None,
-        data=data,
-        timestamp=timestamp,
-    )
-
-
-def dodo_webhook_view(
-    secret: str,
-    *,
-    on_event: Callable[[DodoWebhookEvent], None] | None = None,
-    lease: timedelta = LEASE,
-) -> Callable[[], Any]:
-    """A Flask view for Dodo's webhooks; mount it on the app (POST only)::
-
-        app.add_url_rule(
-            "/webhooks/dodo",
-            view_func=dodo_webhook_view(os.environ["DODO_PAYMENTS_WEBHOOK_KEY"]),
-            methods=["POST"],
-        )
-
-    It verifies the signature (400 and nothing else if it fails), writes
-    the event to the portal's audit log for the customer, sends the
-    portal's signals where one fits — ``payment.succeeded`` →
-    ``invoice_paid``, ``subscription.renewed`` → ``subscription_renewed``,
-    ``subscription.on_hold`` → ``subscription_put_on_hold`` — with the
-    records read fresh from Dodo, then calls ``on_event``. The portal's
-    pages read Dodo directly, so they are current without the webhook; the
-    webhook is how the merchant's code and the audit log learn of changes
-    made outside the portal (renewals, Dodo's own retries, the dashboard).
-
-    Dodo retries until it gets a 2xx, and may deliver an event twice: an
-    event id that was handled already is answered 204 and does nothing
-    else; one that another delivery is handling right now is answered 409,
-    so that Dodo delivers it again later. With a store that has
-    :meth:`~flask_customer_portal.storage.AccessStore.claim_webhook_event`
-    every worker and restart agrees, and a claim left unfinished for
-    ``lease`` (5 minutes unless given; its worker died) is taken over by
-    the next delivery;
-    otherwise each process remembers the ids it handled. If handling
-    raises, the answer is an error and Dodo's next delivery of the event
-    is handled.
-    """
-    if not secret:
-        raise ValueError("the Dodo Payments webhook secret is required")
-    events = WebhookEvents("dodo", lease=lease)
-
-    def view() -> Any:
-        from flask import current_app, request
-
-        from ..state import get_state
-
-        try:
-            event = verify_dodo_webhook(secret, request.get_data(cache=False), request.headers)
-        except InvalidDodoWebhook as exc:
-            logger.warning("Refused a Dodo Payments webhook: %s", exc)
-            return "invalid webhook", 400
-        storage = get_state().storage
-        with events.handling(storage, event.id) as claim:
-            answer = repeat_answer(claim)
-            if answer is not None:
-                return answer
-            portal_id = event.customer_id
-            if portal_id is not None and isinstance(storage, CompositeStorage):
-                portal_id = storage.customer_ids.to_portal(portal_id)
-            customer = storage.get_customer(portal_id) if portal_id is not None else None
-            if customer is not None:
-                storage.record_event(event.audit_event(customer.id))
-                _send_signals(current_app._get_current_object(), storage, customer, event)  # type: ignore[attr-defined]
-            if on_event is not None:
-                on_event(event)
-        return "", 204
-
-    view.__name__ = "dodo_webhook"
-    return view
-
-
-def _send_signals(app: Any, storage: Any, customer: Any, event: DodoWebhookEvent) -> None:
-    from .. import signals
-
-    subject = event.subject_id
-    if subject is None:
-        return
-    if event.type == "payment.succeeded":
-        invoice = storage.get_invoice(customer.id, subject)
-        if invoice is not None:
-            signals.invoice_paid.send(app, customer=customer, invoice=invoice, provider_reference=subject)
-        return
-    if not event.type.startswith("subscription."):
-        return
-    subscription = storage.get_subscription(customer.id, subject)
-    if subscription is None:
-        return
-    payment_id = event.data.get("payment_id")
-    invoice = storage.get_invoice(customer.id, payment_id) if isinstance(payment_id, str) else None
-    if event.type == "subscription.renewed":
-        signals.subscription_renewed.send(app, customer=customer, subscription=subscription, invoice=invoice)
-    elif event.type == "subscription.on_hold":
-        signals.subscription_put_on_hold.send(
-            app, customer=customer, subscription=subscription, invoice=invoice, reason=None
         )

@@ -1,0 +1,82 @@
+"""Stripe's objects as the portal's values: statuses, times and ids, shared
+by the store, the payment provider and the webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from ...storage import InvoiceStatus, SubscriptionStatus
+
+_SUBSCRIPTION_STATUS = {
+    "active": SubscriptionStatus.ACTIVE,
+    "trialing": SubscriptionStatus.ACTIVE,
+    "past_due": SubscriptionStatus.ON_HOLD,
+    "unpaid": SubscriptionStatus.ON_HOLD,
+    "incomplete": SubscriptionStatus.ON_HOLD,
+    "canceled": SubscriptionStatus.CANCELLED,
+    "incomplete_expired": SubscriptionStatus.CANCELLED,
+    "paused": getattr(SubscriptionStatus, "PAUSED", SubscriptionStatus.ON_HOLD),
+}
+
+_INVOICE_STATUS = {
+    "open": InvoiceStatus.OPEN,
+    "paid": InvoiceStatus.PAID,
+    "void": InvoiceStatus.VOID,
+    "uncollectible": InvoiceStatus.VOID,
+}
+
+
+def subscription_status(stripe_status: str) -> SubscriptionStatus:
+    """The portal's status of a Stripe subscription status: ``past_due``,
+    ``unpaid`` and ``incomplete`` wait for a payment (``on_hold``)."""
+    try:
+        return _SUBSCRIPTION_STATUS[stripe_status]
+    except KeyError:
+        raise ValueError(f"unknown Stripe subscription status {stripe_status!r}") from None
+
+
+def invoice_status(stripe_invoice: Mapping[str, Any]) -> InvoiceStatus | None:
+    """The portal's status of a Stripe invoice; ``None`` for drafts (never
+    shown). A paid invoice refunded in full is ``refunded``."""
+    status = stripe_invoice.get("status")
+    if status == "draft" or status is None:
+        return None
+    mapped = _INVOICE_STATUS.get(str(status))
+    if mapped is None:
+        raise ValueError(f"unknown Stripe invoice status {status!r}")
+    charge = stripe_invoice.get("charge")
+    if mapped is InvoiceStatus.PAID and isinstance(charge, Mapping) and charge.get("refunded"):
+        return InvoiceStatus.REFUNDED
+    return mapped
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """A Stripe object (or a plain mapping) as a dict; ``{}`` for ``None``."""
+    if value is None:
+        return {}
+    if hasattr(value, "to_dict"):
+        converted: dict[str, Any] = value.to_dict()
+        return converted
+    return dict(value)
+
+
+def from_timestamp(value: Any) -> datetime | None:
+    """A Stripe timestamp (seconds) as an aware UTC datetime; ``None`` when unset."""
+    return None if value in (None, 0, "") else datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+def object_id(value: Any) -> str | None:
+    """The id of a field Stripe gives either as an id or expanded to its object."""
+    if isinstance(value, Mapping):
+        return str(value["id"]) if value.get("id") else None
+    return str(value) if value else None
+
+
+def invoice_subscription_id(data: Mapping[str, Any]) -> str | None:
+    """The subscription an invoice bills, where the current API version
+    (``parent.subscription_details``) or an older one (``subscription``) puts it."""
+    parent = data.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    return object_id(details.get("subscription")) or object_id(data.get("subscription"))

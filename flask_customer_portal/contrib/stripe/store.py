@@ -1,0 +1,578 @@
+"""Stripe's billing store and the lock the money path pays its invoices
+under (see :mod:`flask_customer_portal.contrib.stripe` for what "locked"
+means with Stripe)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import stripe
+
+from ...billing.collect import idempotency_key
+from ...money import Money
+from ...storage import (
+    AuditEvent,
+    ChargeAttempt,
+    ChargeAttemptStatus,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Page,
+    PaymentMethod,
+    PaymentMethodInUse,
+    StateConflict,
+    Subscription,
+    SubscriptionStatus,
+)
+from ._convert import (
+    as_dict,
+    from_timestamp,
+    invoice_status,
+    invoice_subscription_id,
+    object_id,
+    subscription_status,
+)
+
+#: The most invoices read for one customer's invoice list.
+MAX_INVOICES = 1000
+
+_ATTEMPT_KEY = "portal_attempt_"
+_HOLD_REASON_KEY = "portal_hold_reason"
+
+
+class StripeBillingStore:
+    """The portal's :class:`~flask_customer_portal.storage.BillingStore`
+    and :class:`~flask_customer_portal.storage.ChargeStore` on Stripe.
+
+    :param client: a :class:`stripe.StripeClient` (its ``base_addresses``
+        and HTTP client decide where requests go).
+    """
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self.client = client
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._products: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return "StripeBillingStore()"
+
+    # -- mapping -------------------------------------------------------------------
+
+    def _product_name(self, product: Any) -> str:
+        if isinstance(product, Mapping):
+            return str(product.get("name") or product.get("id") or "")
+        product_id = str(product or "")
+        if not product_id:
+            return ""
+        if product_id not in self._products:
+            self._products[product_id] = str(self.client.v1.products.retrieve(product_id).name or product_id)
+        return self._products[product_id]
+
+    def _payment_method(self, data: Mapping[str, Any], customer_id: str) -> PaymentMethod | None:
+        card = data.get("card") or {}
+        if data.get("type") != "card" or not card:
+            return None
+        return PaymentMethod(
+            id=str(data["id"]),
+            customer_id=customer_id,
+            brand=str(card.get("brand") or "card"),
+            last4=str(card.get("last4") or ""),
+            exp_month=int(card.get("exp_month") or 0),
+            exp_year=int(card.get("exp_year") or 0),
+            provider_token=str(data["id"]),
+            created_at=from_timestamp(data.get("created")),
+        )
+
+    def _method_by_id(
+        self, customer_id: str, value: Any, known: Mapping[str, PaymentMethod] | None = None
+    ) -> PaymentMethod | None:
+        if isinstance(value, Mapping):
+            return self._payment_method(value, customer_id)
+        if not value:
+            return None
+        if known is not None and str(value) in known:
+            return known[str(value)]
+        return self.get_payment_method(customer_id, str(value))
+
+    def _default_method(
+        self, customer_id: str, known: Mapping[str, PaymentMethod] | None = None
+    ) -> PaymentMethod | None:
+        """The customer's default for invoices: what Stripe charges a
+        subscription that has no ``default_payment_method`` of its own."""
+        try:
+            customer = as_dict(self.client.v1.customers.retrieve(customer_id))
+        except stripe.InvalidRequestError:
+            return None
+        settings = customer.get("invoice_settings") or {}
+        return self._method_by_id(customer_id, settings.get("default_payment_method"), known)
+
+    def _subscription(
+        self,
+        data: Mapping[str, Any],
+        customer_id: str,
+        default_method: Callable[[], PaymentMethod | None] | None = None,
+        known: Mapping[str, PaymentMethod] | None = None,
+    ) -> Subscription:
+        items = (data.get("items") or {}).get("data") or []
+        item: Mapping[str, Any] = items[0] if items else {}
+        price = item.get("price") or item.get("plan") or data.get("plan") or {}
+        recurring = price.get("recurring") or {}
+        unit_amount = price.get("unit_amount", price.get("amount")) or 0
+        quantity = int(item.get("quantity") or data.get("quantity") or 1)
+        product_name = self._product_name(price.get("product"))
+        period_start = item.get("current_period_start") or data.get("current_period_start")
+        period_end = item.get("current_period_end") or data.get("current_period_end")
+        metadata = data.get("metadata") or {}
+        method = data.get("default_payment_method")
+        status = subscription_status(str(data["status"]))
+        if method:
+            payment_method = self._method_by_id(customer_id, method, known)
+        elif status is not SubscriptionStatus.CANCELLED:
+            payment_method = (default_method or (lambda: self._default_method(customer_id)))()
+        else:
+            payment_method = None
+        ended = from_timestamp(data.get("ended_at"))
+        return Subscription(
+            id=str(data["id"]),
+            customer_id=customer_id,
+            product_name=product_name,
+            plan_name=str(price.get("nickname") or product_name),
+            price=Money(int(unit_amount) * quantity, str(price.get("currency") or "usd").upper()),
+            interval=str(recurring.get("interval") or price.get("interval") or "month"),
+            interval_count=int(recurring.get("interval_count") or price.get("interval_count") or 1),
+            status=status,
+            current_period_start=from_timestamp(period_start)
+            or from_timestamp(data.get("created"))
+            or datetime.now(timezone.utc),
+            current_period_end=from_timestamp(period_end)
+            or from_timestamp(data.get("created"))
+            or datetime.now(timezone.utc),
+            cancel_at_period_end=bool(data.get("cancel_at_period_end")),
+            cancelled_at=from_timestamp(data.get("canceled_at")),
+            ended_at=ended,
+            payment_method=payment_method,
+            hold_reason=(metadata.get(_HOLD_REASON_KEY) or None)
+            if status is SubscriptionStatus.ON_HOLD
+            else None,
+            created_at=from_timestamp(data.get("created")),
+        )
+
+    def _invoice(self, data: Mapping[str, Any], customer_id: str, *, lines: bool) -> Invoice | None:
+        status = invoice_status(data)
+        if status is None:
+            return None
+        total = int(data.get("total") or 0)
+        raw_subtotal = data.get("subtotal")
+        subtotal = total if raw_subtotal is None else int(raw_subtotal)
+        tax = total - subtotal
+        all_lines = (data.get("lines") or {}).get("data") or []
+        line_items = all_lines if lines else []
+        transitions = data.get("status_transitions") or {}
+        subscription_id = invoice_subscription_id(data)
+        description = str(data.get("description") or "")
+        if not description and all_lines:
+            description = str(all_lines[0].get("description") or "")
+        payment_method = None
+        charge = data.get("charge")
+        if isinstance(charge, Mapping) and charge.get("payment_method"):
+            payment_method = self._method_by_id(customer_id, charge["payment_method"])
+        return Invoice(
+            id=str(data["id"]),
+            number=str(data.get("number") or data["id"]),
+            customer_id=customer_id,
+            status=status,
+            currency=str(data.get("currency") or "usd").upper(),
+            subtotal=subtotal,
+            tax=tax,
+            total=total,
+            issued_at=from_timestamp(data.get("created") or data.get("date")) or datetime.now(timezone.utc),
+            description=description or str(data.get("number") or data["id"]),
+            subscription_id=subscription_id,
+            paid_at=from_timestamp(transitions.get("paid_at")) if status is not InvoiceStatus.OPEN else None,
+            payment_reference=(object_id(charge) or object_id(data.get("payment_intent")))
+            if status is not InvoiceStatus.OPEN
+            else None,
+            payment_method=payment_method if lines else None,
+            lines=tuple(
+                InvoiceLine(
+                    description=str(line.get("description") or ""),
+                    quantity=int(line.get("quantity") or 1),
+                    unit_amount=int(line.get("amount") or 0) // max(int(line.get("quantity") or 1), 1),
+                    amount=int(line.get("amount") or 0),
+                )
+                for line in line_items
+            ),
+        )
+
+    def _retrieve_subscription(self, customer_id: str, subscription_id: str) -> dict[str, Any] | None:
+        if not subscription_id.startswith("sub_"):
+            return None
+        try:
+            data = as_dict(self.client.v1.subscriptions.retrieve(subscription_id))
+        except stripe.InvalidRequestError:
+            return None
+        return data if object_id(data.get("customer")) == customer_id else None
+
+    def _retrieve_invoice(self, customer_id: str, invoice_id: str) -> dict[str, Any] | None:
+        if not invoice_id.startswith("in_"):
+            return None
+        try:
+            data = as_dict(self.client.v1.invoices.retrieve(invoice_id))
+        except stripe.InvalidRequestError:
+            return None
+        return data if object_id(data.get("customer")) == customer_id else None
+
+    # -- BillingStore: reads --------------------------------------------------------
+
+    def list_subscriptions(self, customer_id: str) -> Sequence[Subscription]:
+        found = self.client.v1.subscriptions.list(
+            params={"customer": customer_id, "status": "all", "limit": 100}
+        )
+        raw = [as_dict(s) for s in found.auto_paging_iter()]
+        # One request for the cards and one for the customer's default,
+        # whatever the number of subscriptions.
+        known = {m.id: m for m in self.list_payment_methods(customer_id)} if raw else {}
+        defaults: list[PaymentMethod | None] = []
+
+        def default_method() -> PaymentMethod | None:
+            if not defaults:
+                defaults.append(self._default_method(customer_id, known))
+            return defaults[0]
+
+        subscriptions = [self._subscription(data, customer_id, default_method, known) for data in raw]
+        current = [s for s in subscriptions if s.is_current]
+        past = [s for s in subscriptions if not s.is_current]
+        newest_first = lambda s: (s.created_at or s.current_period_start, s.id)  # noqa: E731
+        return sorted(current, key=newest_first, reverse=True) + sorted(past, key=newest_first, reverse=True)
+
+    def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
+        data = self._retrieve_subscription(customer_id, subscription_id)
+        return None if data is None else self._subscription(data, customer_id)
+
+    def _all_invoices(self, customer_id: str, *, lines: bool) -> list[Invoice]:
+        """The customer's invoices (up to :data:`MAX_INVOICES`), newest first, then by id."""
+        found = self.client.v1.invoices.list(params={"customer": customer_id, "limit": 100})
+        invoices: list[Invoice] = []
+        for data in found.auto_paging_iter():
+            invoice = self._invoice(as_dict(data), customer_id, lines=lines)
+            if invoice is not None:
+                invoices.append(invoice)
+            if len(invoices) >= MAX_INVOICES:
+                break
+        invoices.sort(key=lambda i: (i.issued_at, i.id), reverse=True)
+        return invoices
+
+    def list_invoices_after(
+        self, customer_id: str, after: Invoice | None, *, limit: int, with_lines: bool = False
+    ) -> Sequence[Invoice]:
+        invoices = self._all_invoices(customer_id, lines=with_lines)
+        if after is not None:
+            invoices = [i for i in invoices if (i.issued_at, i.id) < (after.issued_at, after.id)]
+        return invoices[:limit]
+
+    def list_invoices(self, customer_id: str, *, page: int, per_page: int) -> Page[Invoice]:
+        if page < 1 or per_page < 1:
+            raise ValueError("page and per_page start at 1")
+        invoices = self._all_invoices(customer_id, lines=False)
+        start = (page - 1) * per_page
+        return Page(
+            items=invoices[start : start + per_page], page=page, per_page=per_page, total=len(invoices)
+        )
+
+    def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
+        data = self._retrieve_invoice(customer_id, invoice_id)
+        return None if data is None else self._invoice(data, customer_id, lines=True)
+
+    def invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None:
+        """Stripe's PDF of the customer's invoice (``invoice_pdf``), or
+        ``None``; the portal's PDF link redirects there."""
+        data = self._retrieve_invoice(customer_id, invoice_id)
+        if data is None or invoice_status(data) is None:
+            return None
+        url = data.get("invoice_pdf")
+        return str(url) if url else None
+
+    def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
+        found = self.client.v1.payment_methods.list(
+            params={"customer": customer_id, "type": "card", "limit": 100}
+        )
+        methods = [self._payment_method(as_dict(m), customer_id) for m in found.auto_paging_iter()]
+        present = [m for m in methods if m is not None]
+        return sorted(
+            present,
+            key=lambda m: (m.created_at or datetime.min.replace(tzinfo=timezone.utc), m.id),
+            reverse=True,
+        )
+
+    def get_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
+        if not payment_method_id.startswith("pm_"):
+            return None
+        try:
+            data = as_dict(self.client.v1.payment_methods.retrieve(payment_method_id))
+        except stripe.InvalidRequestError:
+            return None
+        if object_id(data.get("customer")) != customer_id:
+            return None
+        return self._payment_method(data, customer_id)
+
+    # -- BillingStore: writes --------------------------------------------------------
+
+    def add_payment_method(
+        self, payment_method: PaymentMethod, *, event: AuditEvent | None = None
+    ) -> PaymentMethod:
+        """The method :meth:`StripePaymentProvider.attach_token` attached,
+        as Stripe has it (its id is Stripe's ``pm_…``)."""
+        saved = self.get_payment_method(payment_method.customer_id, payment_method.provider_token)
+        if saved is None:
+            raise StateConflict("the payment method is not attached to this customer at Stripe")
+        return saved
+
+    def remove_payment_method(
+        self, customer_id: str, payment_method_id: str, *, event: AuditEvent | None = None
+    ) -> bool:
+        if self.get_payment_method(customer_id, payment_method_id) is None:
+            return False
+        for subscription in self.list_subscriptions(customer_id):
+            if (
+                subscription.is_current
+                and subscription.payment_method
+                and subscription.payment_method.id == payment_method_id
+            ):
+                raise PaymentMethodInUse(payment_method_id)
+        self.client.v1.payment_methods.detach(payment_method_id)
+        return True
+
+    def set_subscription_payment_method(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        payment_method_id: str,
+        *,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        if self._retrieve_subscription(customer_id, subscription_id) is None:
+            return None
+        if self.get_payment_method(customer_id, payment_method_id) is None:
+            return None
+        updated = self.client.v1.subscriptions.update(
+            subscription_id, params={"default_payment_method": payment_method_id}
+        )
+        return self._subscription(as_dict(updated), customer_id)
+
+    def cancel_subscription(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        at_period_end: bool,
+        now: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        data = self._retrieve_subscription(customer_id, subscription_id)
+        if data is None:
+            return None
+        current = self._subscription(data, customer_id)
+        if current.status is SubscriptionStatus.CANCELLED:
+            raise StateConflict(f"subscription {subscription_id!r} is already cancelled")
+        if at_period_end and current.status is not SubscriptionStatus.ON_HOLD:
+            if current.cancel_at_period_end:
+                raise StateConflict(f"subscription {subscription_id!r} is already set to end")
+            updated = self.client.v1.subscriptions.update(
+                subscription_id, params={"cancel_at_period_end": True}
+            )
+        else:
+            updated = self.client.v1.subscriptions.cancel(subscription_id)
+        return self._subscription(as_dict(updated), customer_id)
+
+    def undo_cancellation(
+        self, customer_id: str, subscription_id: str, *, now: datetime, event: AuditEvent | None = None
+    ) -> Subscription | None:
+        data = self._retrieve_subscription(customer_id, subscription_id)
+        if data is None:
+            return None
+        current = self._subscription(data, customer_id)
+        if not current.cancel_at_period_end or current.status is SubscriptionStatus.CANCELLED:
+            raise StateConflict(f"subscription {subscription_id!r} is not set to end")
+        if current.current_period_end <= now:
+            raise StateConflict(f"subscription {subscription_id!r} has ended")
+        updated = self.client.v1.subscriptions.update(subscription_id, params={"cancel_at_period_end": False})
+        return self._subscription(as_dict(updated), customer_id)
+
+    # -- ChargeStore -----------------------------------------------------------------
+
+    def lock_subscription(
+        self, customer_id: str, subscription_id: str
+    ) -> AbstractContextManager[StripeSubscriptionLock | None]:
+        return self._lock(customer_id, subscription_id)
+
+    @contextmanager
+    def _lock(self, customer_id: str, subscription_id: str) -> Iterator[StripeSubscriptionLock | None]:
+        with self._locks_guard:
+            guard = self._locks.setdefault(subscription_id, threading.Lock())
+        with guard:
+            data = self._retrieve_subscription(customer_id, subscription_id)
+            yield (
+                None
+                if data is None
+                else StripeSubscriptionLock(self, customer_id, self._subscription(data, customer_id))
+            )
+
+    def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
+        """Always empty: Stripe renews subscriptions and retries failed
+        renewals itself."""
+        return []
+
+
+def _attempt_to_metadata(attempt: ChargeAttempt) -> str:
+    return json.dumps(
+        {
+            "s": str(attempt.status),
+            "a": attempt.amount,
+            "c": int(attempt.created_at.timestamp()),
+            "pm": attempt.payment_method_id,
+            "d": attempt.decline_reason,
+            "r": attempt.provider_reference,
+            "t": int(attempt.resolved_at.timestamp()) if attempt.resolved_at else None,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _attempt_from_metadata(
+    invoice: Mapping[str, Any], customer_id: str, number: int, value: str
+) -> ChargeAttempt:
+    data = json.loads(value)
+    invoice_id = str(invoice["id"])
+    return ChargeAttempt(
+        invoice_id=invoice_id,
+        attempt=number,
+        idempotency_key=idempotency_key(invoice_id, number),
+        customer_id=customer_id,
+        amount=int(data["a"]),
+        currency=str(invoice.get("currency") or "usd").upper(),
+        status=ChargeAttemptStatus(data["s"]),
+        created_at=from_timestamp(data["c"]) or datetime.now(timezone.utc),
+        payment_method_id=data.get("pm"),
+        decline_reason=data.get("d"),
+        provider_reference=data.get("r"),
+        resolved_at=from_timestamp(data.get("t")),
+    )
+
+
+class StripeSubscriptionLock:
+    """A Stripe subscription held for the money path; see the module's
+    description for what "held" means with Stripe."""
+
+    def __init__(self, store: StripeBillingStore, customer_id: str, subscription: Subscription) -> None:
+        self._store = store
+        self._customer_id = customer_id
+        self._subscription = subscription
+
+    @property
+    def subscription(self) -> Subscription:
+        return self._subscription
+
+    def _invoice_data(self, invoice_id: str) -> dict[str, Any] | None:
+        data = self._store._retrieve_invoice(self._customer_id, invoice_id)
+        if data is None or invoice_subscription_id(data) != self._subscription.id:
+            return None
+        return data
+
+    def open_invoices(self) -> Sequence[Invoice]:
+        found = self._store.client.v1.invoices.list(
+            params={
+                "customer": self._customer_id,
+                "subscription": self._subscription.id,
+                "limit": 100,
+            }
+        )
+        invoices = []
+        for item in found.auto_paging_iter():
+            data = as_dict(item)
+            if data.get("status") != "open":
+                continue
+            invoice = self._store._invoice(data, self._customer_id, lines=True)
+            if invoice is not None:
+                invoices.append(invoice)
+        return sorted(invoices, key=lambda i: (i.issued_at, i.id))
+
+    def get_invoice(self, invoice_id: str) -> Invoice | None:
+        data = self._invoice_data(invoice_id)
+        return None if data is None else self._store._invoice(data, self._customer_id, lines=True)
+
+    def issue_invoice(self, invoice: Invoice) -> Invoice:
+        """Refused: Stripe issues a subscription's invoices itself, and an
+        ``on_hold`` Stripe subscription always has its open renewal invoice."""
+        raise StateConflict(f"Stripe has no open invoice for subscription {self._subscription.id!r} to pay")
+
+    def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
+        data = self._invoice_data(invoice_id)
+        if data is None:
+            return []
+        metadata = data.get("metadata") or {}
+        found = []
+        for key, value in metadata.items():
+            if key.startswith(_ATTEMPT_KEY) and key[len(_ATTEMPT_KEY) :].isdigit():
+                found.append(
+                    _attempt_from_metadata(data, self._customer_id, int(key[len(_ATTEMPT_KEY) :]), value)
+                )
+        return sorted(found, key=lambda a: a.attempt)
+
+    def save_attempt(self, attempt: ChargeAttempt) -> None:
+        if self._invoice_data(attempt.invoice_id) is None:
+            raise StateConflict(f"invoice {attempt.invoice_id!r} is not this subscription's")
+        self._store.client.v1.invoices.update(
+            attempt.invoice_id,
+            params={"metadata": {f"{_ATTEMPT_KEY}{attempt.attempt}": _attempt_to_metadata(attempt)}},
+        )
+
+    def mark_invoice_paid(
+        self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
+    ) -> Invoice:
+        """The invoice as Stripe has it now, which must be ``paid`` (Stripe
+        marked it when the payment went through)."""
+        invoice = self.get_invoice(invoice_id)
+        if invoice is None or invoice.status is not InvoiceStatus.PAID:
+            raise StateConflict(f"Stripe does not show invoice {invoice_id!r} as paid")
+        return invoice
+
+    def update_subscription(
+        self,
+        *,
+        status: SubscriptionStatus | None = None,
+        current_period_start: datetime | None = None,
+        current_period_end: datetime | None = None,
+        payment_method_id: str | None = None,
+        hold_reason: str | None = None,
+        clear_hold_reason: bool = False,
+        ended_at: datetime | None = None,
+        **_ignored: Any,
+    ) -> Subscription:
+        """Sets the subscription's ``default_payment_method`` and the hold
+        reason (in its metadata); status and period come from Stripe, which
+        moved them when the invoice was paid."""
+        params: dict[str, Any] = {}
+        if payment_method_id is not None:
+            params["default_payment_method"] = payment_method_id
+        if clear_hold_reason:
+            params["metadata"] = {_HOLD_REASON_KEY: ""}
+        elif hold_reason is not None:
+            params["metadata"] = {_HOLD_REASON_KEY: hold_reason}
+        client = self._store.client
+        if params:
+            data = as_dict(client.v1.subscriptions.update(self._subscription.id, params=params))  # type: ignore[arg-type]
+        else:
+            data = as_dict(client.v1.subscriptions.retrieve(self._subscription.id))
+        self._subscription = self._store._subscription(data, self._customer_id)
+        return self._subscription
+
+    def record_event(self, event: AuditEvent) -> None:
+        """Refused: the audit log is local; mount the store in a
+        :class:`~flask_customer_portal.contrib.composite.CompositeStorage`."""
+        raise TypeError("StripeBillingStore keeps no audit log: use it inside a CompositeStorage")
