@@ -20,9 +20,9 @@ from flask import Flask
 from portal_fixtures import make_portal_app, portal_store
 
 from flask_customer_portal import signals
+from flask_customer_portal.billing.outcomes import PaymentOutcome
 from flask_customer_portal.billing.renewal import (
     ProviderError,
-    ReactivationOutcome,
     RenewalOutcome,
     idempotency_key,
     reactivate_subscription,
@@ -136,7 +136,7 @@ def test_reactivation_pays_the_open_renewal_invoice_then_activates(
 
         result = reactivate_subscription(state, budi, BUDI_SUB, card, now=now)
 
-        assert result.outcome is ReactivationOutcome.REACTIVATED
+        assert result.outcome is PaymentOutcome.PAID
         # (1)+(2): the still-open renewal invoice is the arrears invoice: no second one.
         assert _invoice_ids(store, BUDI) == invoices_before
         # (3): paid once, with the new card, under the invoice-derived key.
@@ -187,7 +187,7 @@ def test_a_declined_card_keeps_the_subscription_on_hold_and_the_invoice_open(
 
         result = reactivate_subscription(state, budi, BUDI_SUB, poor)
 
-        assert result.outcome is ReactivationOutcome.DECLINED
+        assert result.outcome is PaymentOutcome.DECLINED
         assert result.decline_reason == "insufficient_funds"
         subscription = store.get_subscription(BUDI, BUDI_SUB)
         assert subscription is not None
@@ -204,7 +204,7 @@ def test_a_declined_card_keeps_the_subscription_on_hold_and_the_invoice_open(
         good = _good_card(store)
         retry = reactivate_subscription(state, budi, BUDI_SUB, good)
 
-        assert retry.outcome is ReactivationOutcome.REACTIVATED
+        assert retry.outcome is PaymentOutcome.PAID
         assert retry.invoice is not None and retry.invoice.id == BUDI_OPEN_INVOICE
         assert payments.charges == [(idempotency_key(BUDI_OPEN_INVOICE, 2), invoice.total_money)]
         assert [i.status for i in store.list_invoices(BUDI, page=1, per_page=10).items].count(
@@ -228,7 +228,7 @@ def test_budis_saved_card_declines_generically(app: Flask, payments: TestPayment
         card = store.get_payment_method(BUDI, "pm_demo_budi_card")
         assert budi is not None and card is not None
         result = reactivate_subscription(get_state(app), budi, BUDI_SUB, card)
-    assert result.outcome is ReactivationOutcome.DECLINED
+    assert result.outcome is PaymentOutcome.DECLINED
     assert result.decline_reason == str(DeclineReason.GENERIC)
     assert payments.charges == []
 
@@ -242,7 +242,7 @@ def test_reactivating_an_active_subscription_charges_nothing(
         assert ava is not None
         card = store.list_payment_methods(AVA)[0]
         result = reactivate_subscription(get_state(app), ava, AVA_SUB, card)
-    assert result.outcome is ReactivationOutcome.ALREADY_ACTIVE
+    assert result.outcome is PaymentOutcome.ALREADY_PAID
     assert result.active
     assert payments.calls == []
 
@@ -296,7 +296,7 @@ def test_without_an_open_invoice_an_arrears_invoice_is_issued_first(
 
         result = reactivate_subscription(state, ava, AVA_SUB, card)
 
-        assert result.outcome is ReactivationOutcome.REACTIVATED
+        assert result.outcome is PaymentOutcome.PAID
         new = set(_invoice_ids(store, AVA)) - before
         assert len(new) == 1
         invoice = store.get_invoice(AVA, new.pop())
@@ -366,7 +366,7 @@ def test_a_charge_whose_answer_was_lost_is_reconciled_not_repeated(tmp_path: Pat
         card = _good_card(store)
 
         first = reactivate_subscription(state, budi, BUDI_SUB, card)
-        assert first.outcome is ReactivationOutcome.PENDING
+        assert first.outcome is PaymentOutcome.PENDING
         subscription = store.get_subscription(BUDI, BUDI_SUB)
         assert subscription is not None and subscription.status is SubscriptionStatus.ON_HOLD
         with store.lock_subscription(BUDI, BUDI_SUB) as lock:
@@ -378,7 +378,7 @@ def test_a_charge_whose_answer_was_lost_is_reconciled_not_repeated(tmp_path: Pat
         other = _good_card(store, method_id="pm_other")
         second = reactivate_subscription(state, budi, BUDI_SUB, other)
 
-        assert second.outcome is ReactivationOutcome.REACTIVATED
+        assert second.outcome is PaymentOutcome.PAID
         assert provider.calls == ["charge", "find_charge"]
         assert len(provider.charges) == 1  # money moved once
         invoice = store.get_invoice(BUDI, BUDI_OPEN_INVOICE)
@@ -397,9 +397,9 @@ def test_a_charge_the_provider_never_saw_is_tried_again_as_the_next_attempt(tmp_
         budi = store.get_customer(BUDI)
         assert budi is not None
         card = _good_card(store)
-        assert reactivate_subscription(state, budi, BUDI_SUB, card).outcome is ReactivationOutcome.PENDING
+        assert reactivate_subscription(state, budi, BUDI_SUB, card).outcome is PaymentOutcome.PENDING
         result = reactivate_subscription(state, budi, BUDI_SUB, card)
-        assert result.outcome is ReactivationOutcome.REACTIVATED
+        assert result.outcome is PaymentOutcome.PAID
         assert provider.calls == ["charge", "find_charge", "charge"]
         assert [key for key, _ in provider.charges] == [idempotency_key(BUDI_OPEN_INVOICE, 2)]
         with store.lock_subscription(BUDI, BUDI_SUB) as lock:
@@ -437,7 +437,7 @@ def test_a_provider_that_raises_leaves_nothing_half_written(tmp_path: Path) -> N
         # The next request works, and reuses attempt 1's key.
         get_state(app).payments = TestPaymentProvider()
         result = reactivate_subscription(get_state(app), budi, BUDI_SUB, card)
-        assert result.outcome is ReactivationOutcome.REACTIVATED
+        assert result.outcome is PaymentOutcome.PAID
         assert get_state(app).payments.charges == [  # type: ignore[attr-defined]
             (idempotency_key(BUDI_OPEN_INVOICE, 1), invoice.total_money)
         ]
@@ -447,12 +447,12 @@ def test_a_provider_that_raises_leaves_nothing_half_written(tmp_path: Path) -> N
 # -- exactly once under concurrency ------------------------------------------------------------
 
 
-def _concurrent_reactivations(app: Flask, workers: int) -> list[ReactivationOutcome]:
+def _concurrent_reactivations(app: Flask, workers: int) -> list[PaymentOutcome]:
     with app.app_context():
         store = portal_store(app)
         _good_card(store)
     barrier = threading.Barrier(workers, timeout=30)
-    outcomes: list[ReactivationOutcome] = []
+    outcomes: list[PaymentOutcome] = []
     errors: list[BaseException] = []
     guard = threading.Lock()
 
@@ -519,16 +519,14 @@ def test_fifty_simultaneous_reactivations_charge_once_on_postgresql(
 ) -> None:
     outcomes = _concurrent_reactivations(pg_app, 50)
     assert len(outcomes) == 50
-    assert outcomes.count(ReactivationOutcome.REACTIVATED) == 1
-    assert outcomes.count(ReactivationOutcome.ALREADY_ACTIVE) == 49
+    assert outcomes.count(PaymentOutcome.PAID) == 1
+    assert outcomes.count(PaymentOutcome.ALREADY_PAID) == 49
     _assert_paid_once(pg_app, payments)
 
 
 def test_simultaneous_reactivations_charge_once_on_sqlite(app: Flask, payments: TestPaymentProvider) -> None:
     outcomes = _concurrent_reactivations(app, 8)
-    assert sorted(outcomes) == sorted(
-        [ReactivationOutcome.REACTIVATED] + [ReactivationOutcome.ALREADY_ACTIVE] * 7
-    )
+    assert sorted(outcomes) == sorted([PaymentOutcome.PAID] + [PaymentOutcome.ALREADY_PAID] * 7)
     _assert_paid_once(app, payments)
 
 

@@ -23,11 +23,8 @@ from flask_sqlalchemy import SQLAlchemy
 from portal_fixtures import BASE_URL, SECRET, sign_in
 
 from flask_customer_portal import CustomerPortal, signals
-from flask_customer_portal.billing.renewal import (
-    ReactivationOutcome,
-    SubscriptionBiller,
-    reactivate_subscription,
-)
+from flask_customer_portal.billing.outcomes import PaymentOutcome
+from flask_customer_portal.billing.renewal import SubscriptionBiller, reactivate_subscription
 from flask_customer_portal.contrib.composite import MappingCustomerIds
 from flask_customer_portal.contrib.dodo import (
     SUBSCRIPTION_STATUSES,
@@ -736,7 +733,7 @@ def test_reactivating_an_on_hold_subscription_through_dodo(
         method = state.storage.get_payment_method("cus_demo_budi", scenario.budi_card)
         assert budi is not None and method is not None
         again = reactivate_subscription(state, budi, scenario.budi_sub, method)
-    assert again.outcome is ReactivationOutcome.ALREADY_ACTIVE
+    assert again.outcome is PaymentOutcome.ALREADY_PAID
     assert len(fake.calls("POST", r"/subscriptions/.*/update-payment-method")) == calls
 
 

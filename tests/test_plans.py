@@ -20,7 +20,8 @@ from portal_fixtures import plan_confirm_form as _confirm_form
 from portal_fixtures import plan_preview as _preview
 
 from flask_customer_portal import signals
-from flask_customer_portal.billing.plan_change import PlanChangeOutcome, change_plan_now
+from flask_customer_portal.billing.outcomes import PaymentOutcome
+from flask_customer_portal.billing.plan_change import change_plan_now
 from flask_customer_portal.billing.proration import prorate
 from flask_customer_portal.billing.renewal import renew_due
 from flask_customer_portal.money import Money
@@ -626,9 +627,9 @@ def test_subscriptions_outside_the_catalogue_offer_no_plan_change(
 # -- exactly once under concurrency ---------------------------------------------------
 
 
-def _concurrent_changes(app: Flask, workers: int) -> list[PlanChangeOutcome]:
+def _concurrent_changes(app: Flask, workers: int) -> list[PaymentOutcome]:
     barrier = threading.Barrier(workers, timeout=30)
-    outcomes: list[PlanChangeOutcome] = []
+    outcomes: list[PaymentOutcome] = []
     errors: list[BaseException] = []
     guard = threading.Lock()
 
@@ -666,7 +667,7 @@ def _concurrent_changes(app: Flask, workers: int) -> list[PlanChangeOutcome]:
 
 def test_simultaneous_confirmations_charge_once_on_sqlite(app: Flask, payments: TestPaymentProvider) -> None:
     outcomes = _concurrent_changes(app, 6)
-    assert sorted(outcomes) == sorted([PlanChangeOutcome.CHANGED] + [PlanChangeOutcome.ALREADY_DONE] * 5)
+    assert sorted(outcomes) == sorted([PaymentOutcome.PAID] + [PaymentOutcome.ALREADY_PAID] * 5)
     assert len(payments.charges) == 1
     assert _events(app).count("subscription.plan_changed") == 1
     assert _sub(app).plan_id == BUSINESS
@@ -683,8 +684,8 @@ def test_simultaneous_confirmations_charge_once_on_postgresql(postgres_url: str)
     )
     try:
         outcomes = _concurrent_changes(app, 20)
-        assert outcomes.count(PlanChangeOutcome.CHANGED) == 1
-        assert outcomes.count(PlanChangeOutcome.ALREADY_DONE) == 19
+        assert outcomes.count(PaymentOutcome.PAID) == 1
+        assert outcomes.count(PaymentOutcome.ALREADY_PAID) == 19
         assert len(provider.charges) == 1
     finally:
         get_state(app).shutdown()

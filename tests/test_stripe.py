@@ -44,7 +44,8 @@ from stripe_support import (
     stripe_client,
 )
 
-from flask_customer_portal.billing.renewal import ReactivationOutcome, reactivate_subscription
+from flask_customer_portal.billing.outcomes import PaymentOutcome
+from flask_customer_portal.billing.renewal import reactivate_subscription
 from flask_customer_portal.contrib.composite import CompositeStorage, MappingCustomerIds
 from flask_customer_portal.contrib.stripe import (
     StripeBillingStore,
@@ -1014,7 +1015,7 @@ def _events(app: Flask) -> list[AuditEvent]:
 
 def test_reactivation_pays_the_open_invoice_once(recorded_app: Flask, scripted: ScriptedStripe) -> None:
     result = _reactivate(recorded_app)
-    assert result.outcome is ReactivationOutcome.REACTIVATED
+    assert result.outcome is PaymentOutcome.PAID
     assert result.subscription.status is SubscriptionStatus.ACTIVE
     assert result.subscription.customer_id == "ava"
     assert result.invoice is not None and result.invoice.status is InvoiceStatus.PAID
@@ -1029,7 +1030,7 @@ def test_reactivation_pays_the_open_invoice_once(recorded_app: Flask, scripted: 
     actions = [e.action for e in _events(recorded_app)]
     assert actions == ["charge.succeeded", "invoice.paid", "subscription.reactivated"]
     # A second click: nothing more is paid.
-    assert _reactivate(recorded_app).outcome is ReactivationOutcome.ALREADY_ACTIVE
+    assert _reactivate(recorded_app).outcome is PaymentOutcome.ALREADY_PAID
     assert len(scripted.pays()) == 1
 
 
@@ -1038,7 +1039,7 @@ def test_a_declined_reactivation_keeps_the_subscription_on_hold(
 ) -> None:
     scripted.pay_outcome = "insufficient_funds"
     result = _reactivate(recorded_app)
-    assert result.outcome is ReactivationOutcome.DECLINED
+    assert result.outcome is PaymentOutcome.DECLINED
     assert result.decline_reason == "insufficient_funds"
     assert result.subscription.status is SubscriptionStatus.ON_HOLD
     assert result.subscription.hold_reason == "insufficient_funds"
@@ -1049,7 +1050,7 @@ def test_a_declined_reactivation_keeps_the_subscription_on_hold(
     ]
     # The next try is attempt 2, with its own key.
     scripted.pay_outcome = "paid"
-    assert _reactivate(recorded_app).outcome is ReactivationOutcome.REACTIVATED
+    assert _reactivate(recorded_app).outcome is PaymentOutcome.PAID
     assert [p.headers["idempotency-key"] for p in scripted.pays()] == [
         "invoice:in_R:attempt:1",
         "invoice:in_R:attempt:2",
@@ -1061,10 +1062,10 @@ def test_3d_secure_during_reactivation_is_not_tried_twice(
 ) -> None:
     scripted.pay_outcome = "3ds"
     first = _reactivate(recorded_app)
-    assert first.outcome is ReactivationOutcome.REQUIRES_ACTION
+    assert first.outcome is PaymentOutcome.REQUIRES_ACTION
     assert first.redirect_url == "https://hooks.stripe.com/3d_secure_2/hosted?pi=pi_R"
     again = _reactivate(recorded_app)
-    assert again.outcome is ReactivationOutcome.REQUIRES_ACTION
+    assert again.outcome is PaymentOutcome.REQUIRES_ACTION
     assert len(scripted.pays()) == 1  # reconciled with find_charge, not paid again
 
 
@@ -1072,10 +1073,10 @@ def test_an_unanswered_payment_is_reconciled_before_the_next_try(
     recorded_app: Flask, scripted: ScriptedStripe
 ) -> None:
     scripted.pay_outcome = "error"
-    assert _reactivate(recorded_app).outcome is ReactivationOutcome.PENDING
+    assert _reactivate(recorded_app).outcome is PaymentOutcome.PENDING
     assert json.loads(scripted.invoice["metadata"]["portal_attempt_1"])["s"] == "unknown"
     scripted.pay_outcome = "paid"
-    assert _reactivate(recorded_app).outcome is ReactivationOutcome.REACTIVATED
+    assert _reactivate(recorded_app).outcome is PaymentOutcome.PAID
     # Stripe had not paid it (still open): attempt 1 failed, attempt 2 paid.
     assert json.loads(scripted.invoice["metadata"]["portal_attempt_1"])["s"] == "failed"
     assert [p.headers["idempotency-key"] for p in scripted.pays()] == [

@@ -21,7 +21,6 @@ look at the payment.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -54,10 +53,10 @@ from ..storage import (
     StateConflict,
     SubscriptionLock,
 )
+from .outcomes import PaymentOutcome
 
 __all__ = [
     "Collection",
-    "CollectionStatus",
     "ProviderError",
     "announce_mismatch",
     "idempotency_key",
@@ -74,27 +73,9 @@ class ProviderError(Exception):
     a provider's message may repeat what it was sent."""
 
 
-class CollectionStatus(str, enum.Enum):
-    """What came of trying to pay one invoice."""
-
-    PAID = "paid"
-    DECLINED = "declined"
-    REQUIRES_ACTION = "requires_action"
-    #: The provider answered with an error; no money moved.
-    FAILED = "failed"
-    #: An earlier attempt's outcome is still unknown: nothing new was tried.
-    PENDING = "pending"
-    #: The provider took another amount than the invoice's: the invoice
-    #: stays open, flagged, and is not charged again.
-    AMOUNT_MISMATCH = "amount_mismatch"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True, slots=True)
 class Collection:
-    status: CollectionStatus
+    status: PaymentOutcome
     invoice: Invoice
     attempt: ChargeAttempt | None = None
     decline_reason: str | None = None
@@ -106,7 +87,7 @@ class Collection:
 
     @property
     def paid(self) -> bool:
-        return self.status is CollectionStatus.PAID
+        return self.status is PaymentOutcome.PAID
 
 
 def idempotency_key(invoice_id: str, attempt: int) -> str:
@@ -209,7 +190,7 @@ def _flagged(
         invoice.currency,
         attempt.provider_reference,
     )
-    return Collection(CollectionStatus.AMOUNT_MISMATCH, invoice, attempt, charged=charged)
+    return Collection(PaymentOutcome.AMOUNT_MISMATCH, invoice, attempt, charged=charged)
 
 
 def reconcile_attempt(
@@ -253,12 +234,12 @@ def reconcile_attempt(
             return _flagged(lock, invoice, last, found.amount, now, actor)
         return _paid(lock, invoice, last, now, actor)
     if last.status is ChargeAttemptStatus.UNKNOWN:
-        return Collection(CollectionStatus.PENDING, invoice, last)
+        return Collection(PaymentOutcome.PENDING, invoice, last)
     if isinstance(found, ChargeRequiresAction):
-        return Collection(CollectionStatus.REQUIRES_ACTION, invoice, last, redirect_url=found.redirect_url)
+        return Collection(PaymentOutcome.REQUIRES_ACTION, invoice, last, redirect_url=found.redirect_url)
     if last.status is ChargeAttemptStatus.DECLINED:
-        return Collection(CollectionStatus.DECLINED, invoice, last, decline_reason=last.decline_reason)
-    return Collection(CollectionStatus.FAILED, invoice, last)
+        return Collection(PaymentOutcome.DECLINED, invoice, last, decline_reason=last.decline_reason)
+    return Collection(PaymentOutcome.FAILED, invoice, last)
 
 
 def _collect(
@@ -278,10 +259,10 @@ def _collect(
 
     if last is not None and last.status is ChargeAttemptStatus.AMOUNT_MISMATCH:
         # Money was taken for this invoice already, in another amount: never again.
-        return Collection(CollectionStatus.AMOUNT_MISMATCH, invoice, last)
+        return Collection(PaymentOutcome.AMOUNT_MISMATCH, invoice, last)
     if last is not None and last.status in _UNSETTLED:
         settled = reconcile_attempt(state, lock, invoice, last, now, actor)
-        if settled.status not in (CollectionStatus.DECLINED, CollectionStatus.FAILED):
+        if settled.status not in (PaymentOutcome.DECLINED, PaymentOutcome.FAILED):
             return settled
         last = settled.attempt
 
@@ -331,18 +312,16 @@ def _collect(
     if isinstance(result, ChargeSucceeded):
         return _paid(lock, invoice, attempt, now, actor)
     if isinstance(result, ChargeDeclined):
-        return Collection(CollectionStatus.DECLINED, invoice, attempt, decline_reason=str(result.reason))
+        return Collection(PaymentOutcome.DECLINED, invoice, attempt, decline_reason=str(result.reason))
     if isinstance(result, ChargeRequiresAction):
-        return Collection(
-            CollectionStatus.REQUIRES_ACTION, invoice, attempt, redirect_url=result.redirect_url
-        )
+        return Collection(PaymentOutcome.REQUIRES_ACTION, invoice, attempt, redirect_url=result.redirect_url)
     if isinstance(result, ChargeFailed):
         logger.warning("Payment provider error on invoice %s: %s", invoice.id, result.message)
-        return Collection(CollectionStatus.FAILED, invoice, attempt)
+        return Collection(PaymentOutcome.FAILED, invoice, attempt)
     logger.warning(
         "No answer from the payment provider for %s; it will be reconciled", attempt.idempotency_key
     )
-    return Collection(CollectionStatus.PENDING, invoice, attempt)
+    return Collection(PaymentOutcome.PENDING, invoice, attempt)
 
 
 def _paid(
@@ -357,7 +336,7 @@ def _paid(
     lock.record_event(
         _event(paid, "invoice.paid", now, actor, subject_id=paid.id, reference=paid.payment_reference)
     )
-    return Collection(CollectionStatus.PAID, paid, attempt)
+    return Collection(PaymentOutcome.PAID, paid, attempt)
 
 
 def _paid_from_credit(lock: SubscriptionLock, invoice: Invoice, now: datetime, actor: str) -> Collection:
@@ -368,7 +347,7 @@ def _paid_from_credit(lock: SubscriptionLock, invoice: Invoice, now: datetime, a
     lock.record_event(
         _event(paid, "invoice.paid", now, actor, subject_id=paid.id, reference=paid.payment_reference)
     )
-    return Collection(CollectionStatus.PAID, paid)
+    return Collection(PaymentOutcome.PAID, paid)
 
 
 def announce_mismatch(customer: Customer, collection: Collection) -> None:
@@ -376,7 +355,7 @@ def announce_mismatch(customer: Customer, collection: Collection) -> None:
     :data:`~flask_customer_portal.signals.charge_amount_mismatch` signal)
     about a mismatch this try found; call it once the lock's work is
     committed. Nothing is sent for a mismatch found before."""
-    if collection.status is not CollectionStatus.AMOUNT_MISMATCH or collection.charged is None:
+    if collection.status is not PaymentOutcome.AMOUNT_MISMATCH or collection.charged is None:
         return
     signals.charge_amount_mismatch.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]

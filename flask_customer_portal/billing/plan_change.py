@@ -15,7 +15,6 @@ recorded: both are saved, or neither.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import re
 from collections.abc import Sequence
@@ -45,7 +44,8 @@ from ..storage import (
     SubscriptionLock,
     SubscriptionStatus,
 )
-from .collect import Collection, CollectionStatus, _collect, _event, _mail, announce_mismatch
+from .collect import Collection, _collect, _event, _mail, announce_mismatch
+from .outcomes import PaymentOutcome
 from .proration import Proration, is_upgrade, prorate
 from .renewal import NO_PAYMENT_METHOD
 from .settlement import (
@@ -58,7 +58,6 @@ from .settlement import (
 )
 
 __all__ = [
-    "PlanChangeOutcome",
     "PlanChangeResult",
     "Quote",
     "change_id_is_valid",
@@ -157,33 +156,13 @@ def proration_lines(
     return tuple(line for line in lines if line.amount != 0)
 
 
-class PlanChangeOutcome(str, enum.Enum):
-    CHANGED = "changed"
-    #: This very change (same confirmation) was already made.
-    ALREADY_DONE = "already_done"
-    DECLINED = "declined"
-    REQUIRES_ACTION = "requires_action"
-    FAILED = "failed"
-    #: The provider did not answer: the payment is checked on the next try.
-    PENDING = "pending"
-    #: The amount due (or the plan's price) is not what the quote showed:
-    #: nothing was charged; the customer needs a fresh preview.
-    PRICE_CHANGED = "price_changed"
-    #: The provider took another amount than the invoice's: the plan did not
-    #: change, the invoice stays open and flagged for the merchant.
-    AMOUNT_MISMATCH = "amount_mismatch"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True, slots=True)
 class Quote:
     """What the customer was shown and confirmed, from the signed quote of
     the preview: the amount due now and the plan's price (per period, and
     per seat for a per-seat plan) with its interval. A change whose figures
     differ at the confirmation is not charged
-    (:attr:`PlanChangeOutcome.PRICE_CHANGED`)."""
+    (:attr:`PaymentOutcome.AMOUNT_CHANGED`)."""
 
     due_now: Money
     unit_price: Money
@@ -197,7 +176,7 @@ class Quote:
 
 @dataclass(frozen=True, slots=True)
 class PlanChangeResult:
-    outcome: PlanChangeOutcome
+    outcome: PaymentOutcome
     subscription: Subscription
     previous: Subscription
     invoice: Invoice | None = None
@@ -205,11 +184,11 @@ class PlanChangeResult:
 
 
 _OUTCOME_OF = {
-    CollectionStatus.DECLINED: PlanChangeOutcome.DECLINED,
-    CollectionStatus.REQUIRES_ACTION: PlanChangeOutcome.REQUIRES_ACTION,
-    CollectionStatus.FAILED: PlanChangeOutcome.FAILED,
-    CollectionStatus.PENDING: PlanChangeOutcome.PENDING,
-    CollectionStatus.AMOUNT_MISMATCH: PlanChangeOutcome.AMOUNT_MISMATCH,
+    PaymentOutcome.DECLINED: PaymentOutcome.DECLINED,
+    PaymentOutcome.REQUIRES_ACTION: PaymentOutcome.REQUIRES_ACTION,
+    PaymentOutcome.FAILED: PaymentOutcome.FAILED,
+    PaymentOutcome.PENDING: PaymentOutcome.PENDING,
+    PaymentOutcome.AMOUNT_MISMATCH: PaymentOutcome.AMOUNT_MISMATCH,
 }
 
 
@@ -231,14 +210,14 @@ def _settled_before(
         plan.id,
         quantity,
     ):
-        return PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, subscription, invoice)
+        return PlanChangeResult(PaymentOutcome.ALREADY_PAID, subscription, subscription, invoice)
     if invoice.status is not InvoiceStatus.VOID:
         raise StateConflict("credited" if credited else "superseded")
     attempts = lock.attempts(invoice.id)
     last = attempts[-1] if attempts else None
     if last is not None and last.status is ChargeAttemptStatus.DECLINED:
         return PlanChangeResult(
-            PlanChangeOutcome.DECLINED,
+            PaymentOutcome.DECLINED,
             subscription,
             subscription,
             invoice,
@@ -246,9 +225,9 @@ def _settled_before(
         )
     if last is None and subscription.payment_method is None:
         return PlanChangeResult(
-            PlanChangeOutcome.DECLINED, subscription, subscription, invoice, decline_reason=NO_PAYMENT_METHOD
+            PaymentOutcome.DECLINED, subscription, subscription, invoice, decline_reason=NO_PAYMENT_METHOD
         )
-    return PlanChangeResult(PlanChangeOutcome.FAILED, subscription, subscription, invoice)
+    return PlanChangeResult(PaymentOutcome.FAILED, subscription, subscription, invoice)
 
 
 def change_plan_now(
@@ -271,7 +250,7 @@ def change_plan_now(
     was shown it, at most a few minutes ago; default ``now``) with the
     plan's price as it is now, read under the lock; with ``quote`` (what the
     customer was shown) a new charge is only made for exactly that amount
-    and price, else the answer is :attr:`PlanChangeOutcome.PRICE_CHANGED`
+    and price, else the answer is :attr:`PaymentOutcome.AMOUNT_CHANGED`
     and nothing is written. Unconfirmed payments of earlier changes are
     settled first (:mod:`flask_customer_portal.billing.settlement`).
 
@@ -336,7 +315,7 @@ def _change_locked(
     own = next((item for item in settled if item.invoice.id == invoice_id), None)
     if own is not None and own.outcome is SettlementOutcome.CHANGED:
         # This confirmation's payment was taken after all: the change is made.
-        return _Done(PlanChangeResult(PlanChangeOutcome.CHANGED, subscription, own.previous, own.invoice))
+        return _Done(PlanChangeResult(PaymentOutcome.PAID, subscription, own.previous, own.invoice))
     if own is not None and own.collection is not None and own.outcome in _UNFINISHED:
         # Still unknown, or another amount taken: nothing new is tried.
         outcome = _OUTCOME_OF[own.collection.status]
@@ -354,7 +333,7 @@ def _change_locked(
     if blocked is not None:
         return _Done(conflict=blocked)
     if invoice is None and (subscription.plan_id, subscription.quantity) == (plan.id, quantity):
-        return _Done(PlanChangeResult(PlanChangeOutcome.ALREADY_DONE, subscription, previous))
+        return _Done(PlanChangeResult(PaymentOutcome.ALREADY_PAID, subscription, previous))
     if any(is_plan_change_invoice(i) and i.id != invoice_id for i in lock.open_invoices()):
         return _Done(conflict="pending_change")
     # The plan's price as it is now (read under the lock), not as the page had it.
@@ -362,7 +341,7 @@ def _change_locked(
     priced_at = min(priced_at or now, now)
     proration = prorate(subscription, plan, quantity, priced_at)
     if invoice is None and quote is not None and quote != Quote.of(plan, proration):
-        return _Done(PlanChangeResult(PlanChangeOutcome.PRICE_CHANGED, subscription, previous))
+        return _Done(PlanChangeResult(PaymentOutcome.AMOUNT_CHANGED, subscription, previous))
     if invoice is None and proration.due_now > 0:
         invoice = lock.issue_invoice(
             Invoice(
@@ -385,11 +364,11 @@ def _change_locked(
     if invoice is not None:
         method = subscription.payment_method
         if method is None:
-            collection = Collection(CollectionStatus.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
+            collection = Collection(PaymentOutcome.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
         else:
             collection = _collect(state, lock, invoice, method, now, actor)
         if not collection.paid:
-            if collection.status in (CollectionStatus.DECLINED, CollectionStatus.FAILED):
+            if collection.status in (PaymentOutcome.DECLINED, PaymentOutcome.FAILED):
                 lock.void_invoice(invoice.id)
             reason = collection.decline_reason or str(collection.status)
             lock.record_event(
@@ -437,7 +416,7 @@ def _change_locked(
             },
         )
     )
-    return _Done(PlanChangeResult(PlanChangeOutcome.CHANGED, subscription, previous, invoice), fresh=True)
+    return _Done(PlanChangeResult(PaymentOutcome.PAID, subscription, previous, invoice), fresh=True)
 
 
 def _record_change(

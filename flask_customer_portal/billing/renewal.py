@@ -66,7 +66,6 @@ from . import arrears
 from .arrears import SubscriptionBiller
 from .collect import (
     Collection,
-    CollectionStatus,
     ProviderError,
     _collect,
     _event,
@@ -75,6 +74,7 @@ from .collect import (
     announce_mismatch,
     idempotency_key,
 )
+from .outcomes import PaymentOutcome
 from .pausing import resume_due
 from .periods import add_interval
 from .proration import apply_credit, apply_scheduled_change
@@ -90,7 +90,6 @@ from .settlement import (
 __all__ = [
     "AmountDue",
     "Collection",
-    "CollectionStatus",
     "ProviderError",
     "ReactivationResult",
     "RenewalOutcome",
@@ -121,28 +120,9 @@ def _derived_invoice_id(kind: str, subscription: Subscription) -> str:
 # -- reactivation -------------------------------------------------------------------
 
 
-class ReactivationOutcome(str, enum.Enum):
-    REACTIVATED = "reactivated"
-    #: Nothing to do: someone (another tab, a double click) already paid.
-    ALREADY_ACTIVE = "already_active"
-    DECLINED = "declined"
-    REQUIRES_ACTION = "requires_action"
-    FAILED = "failed"
-    PENDING = "pending"
-    #: The provider took another amount than the invoice's: it stays open
-    #: and flagged, the subscription ``on_hold``, and nothing more is charged.
-    AMOUNT_MISMATCH = "amount_mismatch"
-    #: What is due is not the amount the customer was shown (``expected``):
-    #: nothing was charged.
-    AMOUNT_CHANGED = "amount_changed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True, slots=True)
 class ReactivationResult:
-    outcome: ReactivationOutcome
+    outcome: PaymentOutcome
     subscription: Subscription
     invoice: Invoice | None = None
     decline_reason: str | None = None
@@ -150,15 +130,15 @@ class ReactivationResult:
 
     @property
     def active(self) -> bool:
-        return self.outcome in (ReactivationOutcome.REACTIVATED, ReactivationOutcome.ALREADY_ACTIVE)
+        return self.outcome in (PaymentOutcome.PAID, PaymentOutcome.ALREADY_PAID)
 
 
 _REACTIVATION_OF = {
-    CollectionStatus.DECLINED: ReactivationOutcome.DECLINED,
-    CollectionStatus.REQUIRES_ACTION: ReactivationOutcome.REQUIRES_ACTION,
-    CollectionStatus.FAILED: ReactivationOutcome.FAILED,
-    CollectionStatus.PENDING: ReactivationOutcome.PENDING,
-    CollectionStatus.AMOUNT_MISMATCH: ReactivationOutcome.AMOUNT_MISMATCH,
+    PaymentOutcome.DECLINED: PaymentOutcome.DECLINED,
+    PaymentOutcome.REQUIRES_ACTION: PaymentOutcome.REQUIRES_ACTION,
+    PaymentOutcome.FAILED: PaymentOutcome.FAILED,
+    PaymentOutcome.PENDING: PaymentOutcome.PENDING,
+    PaymentOutcome.AMOUNT_MISMATCH: PaymentOutcome.AMOUNT_MISMATCH,
 }
 
 
@@ -270,7 +250,7 @@ def reactivate_subscription(
     make it ``active``; see the module's description for the guarantees.
     What is charged is :func:`amount_due`; with ``expected`` (the amount the
     customer was shown) nothing is charged unless it is exactly that
-    (:attr:`ReactivationOutcome.AMOUNT_CHANGED`). Unconfirmed plan-change
+    (:attr:`PaymentOutcome.AMOUNT_CHANGED`). Unconfirmed plan-change
     payments of the subscription are settled first.
 
     Raises :class:`SubscriptionNotFound` for another customer's
@@ -294,7 +274,7 @@ def reactivate_subscription(
         result, paid, collection = _reactivate_locked(state, lock, payment_method, now, actor, expected)
     # Committed: now tell the merchant's code and the customer.
     announce(state, customer, settled)
-    if result.outcome in (ReactivationOutcome.ALREADY_ACTIVE, ReactivationOutcome.AMOUNT_CHANGED):
+    if result.outcome in (PaymentOutcome.ALREADY_PAID, PaymentOutcome.AMOUNT_CHANGED):
         return result  # nothing was tried
     if collection is not None:
         announce_mismatch(customer, collection)
@@ -303,7 +283,7 @@ def reactivate_subscription(
         signals.invoice_paid.send(
             app, customer=customer, invoice=invoice, provider_reference=invoice.payment_reference
         )
-    if result.outcome is ReactivationOutcome.REACTIVATED:
+    if result.outcome is PaymentOutcome.PAID:
         signals.payment_method_changed.send(
             app, customer=customer, subscription=result.subscription, payment_method=payment_method
         )
@@ -341,13 +321,13 @@ def _reactivate_locked(
     the collection that did not pay (for its mismatch, if any)."""
     subscription = lock.subscription
     if subscription.status is SubscriptionStatus.ACTIVE:
-        return ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription), [], None
+        return ReactivationResult(PaymentOutcome.ALREADY_PAID, subscription), [], None
     if subscription.status is not SubscriptionStatus.ON_HOLD:
         raise StateConflict(f"subscription {subscription.id!r} is {subscription.status}")
     # (1) the arrears and (2) their invoice: the open renewal invoice(s), or a new one.
     due = amount_due(subscription, lock.open_invoices(), now)
     if expected is not None and due.total != expected:
-        return ReactivationResult(ReactivationOutcome.AMOUNT_CHANGED, subscription), [], None
+        return ReactivationResult(PaymentOutcome.AMOUNT_CHANGED, subscription), [], None
     invoices = list(due.invoices)
     if due.new_invoice is not None:
         invoice = lock.issue_invoice(due.new_invoice)
@@ -367,7 +347,7 @@ def _reactivate_locked(
         else:
             collection = _collect(state, lock, invoice, payment_method, now, actor)
         if not collection.paid:
-            if collection.status is CollectionStatus.DECLINED:
+            if collection.status is PaymentOutcome.DECLINED:
                 subscription = lock.update_subscription(hold_reason=collection.decline_reason)
             lock.record_event(
                 _event(
@@ -406,7 +386,7 @@ def _reactivate_locked(
             payment_method_id=payment_method.id,
         )
     )
-    return ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, paid[-1]), paid, None
+    return ReactivationResult(PaymentOutcome.PAID, subscription, paid[-1]), paid, None
 
 
 def _reactivate_at_provider(
@@ -426,7 +406,7 @@ def _reactivate_at_provider(
     All of it runs under the store's
     :meth:`~flask_customer_portal.storage.ProviderLockStore.lock_provider_subscription`,
     which holds across processes. Under it the subscription is read again
-    from the provider: ``active`` is :attr:`~ReactivationOutcome.ALREADY_ACTIVE`.
+    from the provider: ``active`` is :attr:`~PaymentOutcome.ALREADY_PAID`.
     An earlier attempt whose outcome is open is settled with
     :meth:`SubscriptionBiller.find_arrears_charge` first; while the provider
     still shows it open (or paid, the subscription not ``active`` yet) the
@@ -437,7 +417,7 @@ def _reactivate_at_provider(
     :meth:`SubscriptionBiller.pay_arrears` called with its key.
 
     The outcome is what the subscription says afterwards, read back from
-    the provider: ``active`` is :attr:`~ReactivationOutcome.REACTIVATED`
+    the provider: ``active`` is :attr:`~PaymentOutcome.PAID`
     (whatever the charge's answer); otherwise a decline, a confirmation page
     (``requires_action``), a refusal (``failed``) or, when the charge is
     still processing or went unanswered, ``pending`` — the provider's
@@ -448,14 +428,14 @@ def _reactivate_at_provider(
         result = _arrears_under_lock(
             state, provider, lock, customer, subscription_id, payment_method, now, actor
         )
-        if result.outcome is ReactivationOutcome.ALREADY_ACTIVE:
+        if result.outcome is PaymentOutcome.ALREADY_PAID:
             return result
         lock.record_event(
             AuditEvent(
                 customer_id=customer.id,
                 action=(
                     "subscription.reactivated"
-                    if result.outcome is ReactivationOutcome.REACTIVATED
+                    if result.outcome is PaymentOutcome.PAID
                     else "subscription.reactivation_failed"
                 ),
                 occurred_at=now,
@@ -468,7 +448,7 @@ def _reactivate_at_provider(
     # Committed: now tell the merchant's code.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     subscription, invoice = result.subscription, result.invoice
-    if result.outcome is ReactivationOutcome.REACTIVATED:
+    if result.outcome is PaymentOutcome.PAID:
         signals.payment_method_changed.send(
             app, customer=customer, subscription=subscription, payment_method=payment_method
         )
@@ -550,10 +530,10 @@ def _arrears_open(
         lock.save_attempt(last)
         lock.record_event(arrears.attempt_event(last, "charge.reconciled", now, actor))
     if subscription.status is SubscriptionStatus.ACTIVE:
-        return subscription, last, ReactivationResult(ReactivationOutcome.ALREADY_ACTIVE, subscription)
+        return subscription, last, ReactivationResult(PaymentOutcome.ALREADY_PAID, subscription)
     if subscription.status is not SubscriptionStatus.ON_HOLD:
         raise StateConflict(f"subscription {subscription_id!r} is {subscription.status}")
-    pending = ReactivationResult(ReactivationOutcome.PENDING, subscription)
+    pending = ReactivationResult(PaymentOutcome.PENDING, subscription)
     if last is not None:
         if last.status is ChargeAttemptStatus.UNKNOWN:
             return subscription, last, pending
@@ -562,7 +542,7 @@ def _arrears_open(
                 subscription,
                 last,
                 ReactivationResult(
-                    ReactivationOutcome.REQUIRES_ACTION, subscription, redirect_url=found.redirect_url
+                    PaymentOutcome.REQUIRES_ACTION, subscription, redirect_url=found.redirect_url
                 ),
             )
         if last.status is ChargeAttemptStatus.SUCCEEDED and last.idempotency_key == arrears.arrears_key(
@@ -635,17 +615,17 @@ def _arrears_under_lock(
         # as it was read before is on hold, so the answer is not "reactivated".
         logger.exception("Subscription %s could not be read back from the provider", subscription.id)
     if subscription.status is SubscriptionStatus.ACTIVE:
-        return ReactivationResult(ReactivationOutcome.REACTIVATED, subscription, invoice)
+        return ReactivationResult(PaymentOutcome.PAID, subscription, invoice)
     if isinstance(answer, ChargeDeclined):
         reason = str(answer.reason)
-        return ReactivationResult(ReactivationOutcome.DECLINED, subscription, invoice, decline_reason=reason)
+        return ReactivationResult(PaymentOutcome.DECLINED, subscription, invoice, decline_reason=reason)
     if isinstance(answer, ChargeRequiresAction):
         return ReactivationResult(
-            ReactivationOutcome.REQUIRES_ACTION, subscription, redirect_url=answer.redirect_url
+            PaymentOutcome.REQUIRES_ACTION, subscription, redirect_url=answer.redirect_url
         )
     if isinstance(answer, ChargeFailed):
-        return ReactivationResult(ReactivationOutcome.FAILED, subscription)
-    return ReactivationResult(ReactivationOutcome.PENDING, subscription, invoice)
+        return ReactivationResult(PaymentOutcome.FAILED, subscription)
+    return ReactivationResult(PaymentOutcome.PENDING, subscription, invoice)
 
 
 # -- renewals -------------------------------------------------------------------------
@@ -732,7 +712,7 @@ def renew_subscription(
             if invoice.total == 0:
                 collection = _paid_from_credit(lock, invoice, now, actor)
             elif method is None:
-                collection = Collection(CollectionStatus.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
+                collection = Collection(PaymentOutcome.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
             else:
                 collection = _collect(state, lock, invoice, method, now, actor)
             if collection.paid:
@@ -747,7 +727,7 @@ def renew_subscription(
                     _event(collection.invoice, "subscription.renewed", now, actor, subject_id=subscription.id)
                 )
                 result = RenewalResult(RenewalOutcome.RENEWED, subscription, collection.invoice)
-            elif collection.status in (CollectionStatus.DECLINED, CollectionStatus.REQUIRES_ACTION):
+            elif collection.status in (PaymentOutcome.DECLINED, PaymentOutcome.REQUIRES_ACTION):
                 reason = collection.decline_reason or str(collection.status)
                 subscription = lock.update_subscription(status=SubscriptionStatus.ON_HOLD, hold_reason=reason)
                 lock.record_event(

@@ -55,7 +55,8 @@ from ..storage import (
     SubscriptionLock,
     SubscriptionStatus,
 )
-from .collect import Collection, CollectionStatus, _event, _mail, announce_mismatch, reconcile_attempt
+from .collect import Collection, _event, _mail, announce_mismatch, reconcile_attempt
+from .outcomes import PaymentOutcome
 
 __all__ = [
     "CONFIRMATION_TIMEOUT",
@@ -257,14 +258,14 @@ def settle_locked(
         collection = reconcile_attempt(state, lock, invoice, last, now, actor)
         if collection.paid:
             settled.append(_finish(state, lock, collection, now, actor))
-        elif collection.status in (CollectionStatus.DECLINED, CollectionStatus.FAILED):
+        elif collection.status in (PaymentOutcome.DECLINED, PaymentOutcome.FAILED):
             settled.append(_void(lock, invoice, subscription, now, actor, "declined"))
-        elif collection.status is CollectionStatus.AMOUNT_MISMATCH:
+        elif collection.status is PaymentOutcome.AMOUNT_MISMATCH:
             settled.append(
                 SettledPlanChange(SettlementOutcome.FLAGGED, invoice, subscription, subscription, collection)
             )
         elif (
-            collection.status is CollectionStatus.REQUIRES_ACTION
+            collection.status is PaymentOutcome.REQUIRES_ACTION
             and now - last.created_at > CONFIRMATION_TIMEOUT
         ):
             settled.append(_void(lock, invoice, subscription, now, actor, "not_confirmed"))

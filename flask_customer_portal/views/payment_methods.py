@@ -21,10 +21,10 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 
 from .. import signals
 from ..billing.lifecycle import describe
+from ..billing.outcomes import PaymentOutcome
 from ..billing.renewal import (
     AmountDue,
     ProviderError,
-    ReactivationOutcome,
     ReactivationResult,
     amount_due,
     arrears_in_flight,
@@ -535,7 +535,7 @@ def _reactivation_answer(
     if result.active:
         done = finish_flow("payment_method_update", subscription.id)
         return done or redirect(url_for(".reactivated", subscription_id=subscription.id), code=303)
-    if outcome is ReactivationOutcome.DECLINED:
+    if outcome is PaymentOutcome.DECLINED:
         reason = result.decline_reason or "generic_decline"
         problem = Problem(
             _("The payment was declined. Your subscription is still on hold: try another card."),
@@ -543,9 +543,9 @@ def _reactivation_answer(
             method_id=method.id if method is not None else None,
         )
         return _render(state, customer, subscription, form, problem=problem, status=422)
-    if outcome is ReactivationOutcome.AMOUNT_CHANGED:
+    if outcome is PaymentOutcome.AMOUNT_CHANGED:
         return _render(state, customer, subscription, form, problem=_amount_changed(), status=409)
-    if outcome is ReactivationOutcome.AMOUNT_MISMATCH:
+    if outcome is PaymentOutcome.AMOUNT_MISMATCH:
         problem = Problem(
             _(
                 "Your bank reported a payment of another amount than the amount due. You will not be "
@@ -554,12 +554,12 @@ def _reactivation_answer(
             )
         )
         return _render(state, customer, subscription, form, problem=problem, status=409)
-    if outcome is ReactivationOutcome.PENDING:
+    if outcome is PaymentOutcome.PENDING:
         problem = Problem(
             _("We are confirming your payment with the bank. Do not pay again: check back in a few minutes.")
         )
         return _render(state, customer, subscription, form, problem=problem, status=202)
-    if outcome is ReactivationOutcome.REQUIRES_ACTION:
+    if outcome is PaymentOutcome.REQUIRES_ACTION:
         if _safe_redirect_target(state, result.redirect_url):
             return redirect(str(result.redirect_url), code=303)
         logger.error(

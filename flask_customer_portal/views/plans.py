@@ -23,9 +23,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from .. import signals
 from ..auth import get_current_customer
 from ..billing.lifecycle import rules_for
+from ..billing.outcomes import PaymentOutcome
 from ..billing.plan_change import (
     PERIOD_END,
-    PlanChangeOutcome,
     Quote,
     change_plan_now,
     offered_plans,
@@ -461,7 +461,7 @@ def _change_now(
         logger.warning("Payment provider error during a plan change of %s", subscription.id)
         return again(_("We could not reach the payment provider. Nothing was charged. Try again."), 503)
     outcome = result.outcome
-    if outcome in (PlanChangeOutcome.CHANGED, PlanChangeOutcome.ALREADY_DONE):
+    if outcome in (PaymentOutcome.PAID, PaymentOutcome.ALREADY_PAID):
         changed = result.subscription
         if result.invoice is not None:
             notify(
@@ -475,7 +475,7 @@ def _change_now(
             notify(_("You are now on %(plan)s.", plan=changed.plan_name))
         done = finish_flow("plan_change", changed.id)
         return done or redirect(url_for(".subscription", subscription_id=changed.id), code=303)
-    if outcome is PlanChangeOutcome.PRICE_CHANGED:
+    if outcome is PaymentOutcome.AMOUNT_CHANGED:
         fresh = state.storage.get_plan(plan.id) or plan
         return _preview(
             subscription,
@@ -489,9 +489,9 @@ def _change_now(
             ),
             status=409,
         )
-    if outcome is PlanChangeOutcome.AMOUNT_MISMATCH:
+    if outcome is PaymentOutcome.AMOUNT_MISMATCH:
         return _page(409, step="blocked", subscription=subscription, problem=_amount_mismatch())
-    if outcome is PlanChangeOutcome.PENDING or outcome is PlanChangeOutcome.REQUIRES_ACTION:
+    if outcome is PaymentOutcome.PENDING or outcome is PaymentOutcome.REQUIRES_ACTION:
         return again(
             _(
                 "We have not had an answer about the payment yet. Your plan has not changed. "
@@ -501,7 +501,7 @@ def _change_now(
         )
     # Declined or failed (now, or by an earlier submit of this confirmation):
     # nothing changed; a new try starts with a new preview.
-    failed = outcome is PlanChangeOutcome.FAILED
+    failed = outcome is PaymentOutcome.FAILED
     return _preview(
         subscription,
         plan,

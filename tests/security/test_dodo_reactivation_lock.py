@@ -19,11 +19,8 @@ from flask.testing import FlaskClient
 from portal_fixtures import make_portal_app, sign_in
 from sqlalchemy import text
 
-from flask_customer_portal.billing.renewal import (
-    ReactivationOutcome,
-    ReactivationResult,
-    reactivate_subscription,
-)
+from flask_customer_portal.billing.outcomes import PaymentOutcome
+from flask_customer_portal.billing.renewal import ReactivationResult, reactivate_subscription
 from flask_customer_portal.contrib.composite import BILLING_CORE, CompositeStorage, MappingCustomerIds
 from flask_customer_portal.contrib.dodo import DodoBilling, DodoCompositeStorage, DodoPaymentProvider
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
@@ -180,7 +177,7 @@ def test_item3_concurrent_reactivation_submits_over_dodo_make_one_charge(
     # the subscription active and ask Dodo for nothing.
     fake.settle(charges[0]["payment_id"])
     for app in workers:
-        assert _reactivate(app, subscription, card).outcome is ReactivationOutcome.ALREADY_ACTIVE
+        assert _reactivate(app, subscription, card).outcome is PaymentOutcome.ALREADY_PAID
     client, token = browsers[0]
     later = _submit(client, token, subscription, card)
     assert later.status_code == 303
@@ -263,9 +260,9 @@ def test_item3_a_charge_whose_subscription_cannot_be_read_back_is_kept_and_not_r
     try:
         # Dodo charged and made the subscription active, but the portal
         # could not see it: "being confirmed", with the attempt kept.
-        assert _reactivate(app, subscription, card).outcome is ReactivationOutcome.PENDING
+        assert _reactivate(app, subscription, card).outcome is PaymentOutcome.PENDING
         assert fake.subscriptions[subscription]["status"] == "active"
-        assert _reactivate(app, subscription, card).outcome is ReactivationOutcome.ALREADY_ACTIVE
+        assert _reactivate(app, subscription, card).outcome is PaymentOutcome.ALREADY_PAID
         assert len(fake.calls("POST", UPDATE_PAYMENT_METHOD)) == 1
         assert len(_arrears_payments(fake, subscription)) == 1
         assert [row[2] for row in _attempts(app)] == ["succeeded"]
@@ -279,12 +276,12 @@ def test_item3_an_unanswered_call_that_charged_nothing_is_tried_again_once(
     subscription, card = _seed(fake)
     # Dodo errs (5xx) before doing anything: the outcome is unknown.
     fake.fail("POST", UPDATE_PAYMENT_METHOD, 503)
-    assert _reactivate(workers[0], subscription, card).outcome is ReactivationOutcome.PENDING
+    assert _reactivate(workers[0], subscription, card).outcome is PaymentOutcome.PENDING
     assert _arrears_payments(fake, subscription) == []
     # The next submit asks Dodo what came of it: no payment since, so
     # nothing was charged and attempt 2 is made — once.
-    assert _reactivate(workers[1], subscription, card).outcome is ReactivationOutcome.REACTIVATED
-    assert _reactivate(workers[0], subscription, card).outcome is ReactivationOutcome.ALREADY_ACTIVE
+    assert _reactivate(workers[1], subscription, card).outcome is PaymentOutcome.PAID
+    assert _reactivate(workers[0], subscription, card).outcome is PaymentOutcome.ALREADY_PAID
     assert len(fake.calls("POST", UPDATE_PAYMENT_METHOD)) == 2
     assert len(_arrears_payments(fake, subscription)) == 1
     [(_, first), (_, second)] = fake.idempotency_keys
@@ -300,14 +297,14 @@ def test_item3_a_pending_bank_confirmation_is_shown_again_not_charged_again(
     fake.arrears_outcome = "requires_customer_action"
     first = _reactivate(workers[0], subscription, card)
     again = _reactivate(workers[1], subscription, card)
-    assert first.outcome is again.outcome is ReactivationOutcome.REQUIRES_ACTION
+    assert first.outcome is again.outcome is PaymentOutcome.REQUIRES_ACTION
     assert again.redirect_url == first.redirect_url
     assert len(fake.calls("POST", UPDATE_PAYMENT_METHOD)) == 1
     # Once the bank refused it, a new attempt may charge the card.
     [payment] = _arrears_payments(fake, subscription)
     fake.settle(payment["payment_id"], "failed")
     fake.arrears_outcome = "succeeded"
-    assert _reactivate(workers[1], subscription, card).outcome is ReactivationOutcome.REACTIVATED
+    assert _reactivate(workers[1], subscription, card).outcome is PaymentOutcome.PAID
     assert len(fake.calls("POST", UPDATE_PAYMENT_METHOD)) == 2
     assert [row[2] for row in _attempts(workers[0])] == ["declined", "succeeded"]
 
