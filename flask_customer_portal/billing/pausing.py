@@ -27,6 +27,7 @@ from ..config import PortalConfig
 from ..emails import render_message
 from ..errors import SubscriptionNotFound
 from ..mail import MailDeliveryError
+from ..rules import CustomerRules
 from ..state import PortalState
 from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
 from .periods import add_interval
@@ -34,10 +35,12 @@ from .periods import add_interval
 __all__ = [
     "ResumeReport",
     "can_pause",
+    "may_pause",
     "pause_choices",
     "pause_subscription",
     "resume_due",
-    "resume_subscription",
+    "unpause",
+    "unpause_subscription",
 ]
 
 logger = logging.getLogger("flask_customer_portal")
@@ -51,6 +54,13 @@ def can_pause(subscription: Subscription, now: datetime) -> bool:
         and not subscription.cancel_at_period_end
         and subscription.current_period_end > now
     )
+
+
+def may_pause(state: PortalState, rules: CustomerRules) -> bool:
+    """Whether this customer may pause at all: the merchant allows pauses
+    (``CUSTOMER_PORTAL_ALLOW_PAUSE``), the customer's rules do, and the
+    store can pause the subscriptions it holds."""
+    return state.config.allow_pause and rules.may_pause and state.capabilities.pause
 
 
 def pause_choices(
@@ -114,7 +124,7 @@ def pause_subscription(
     return paused
 
 
-def resume_subscription(
+def unpause_subscription(
     state: PortalState,
     customer: Customer,
     subscription_id: str,
@@ -182,7 +192,7 @@ def resume_due(state: PortalState, now: datetime, *, batch_size: int = 100) -> R
                 continue
             try:
                 resumed.append(
-                    resume_subscription(
+                    unpause_subscription(
                         state, customer, subscription.id, resumed_at=subscription.resumes_at, automatic=True
                     )
                 )
@@ -217,3 +227,15 @@ def _run(state: PortalState, func: Callable[[], None]) -> None:
         state.run_in_background(current_app._get_current_object(), func)  # type: ignore[attr-defined]
     else:
         func()
+
+
+def unpause(
+    state: PortalState, customer: Customer, subscription: Subscription, *, now: datetime
+) -> Subscription:
+    """End ``subscription``'s pause now, at the customer's request. A pause
+    never lasts past its ``resumes_at``, even when ``flask portal
+    renew-due`` has not run yet: that is when it ended. Raises
+    :class:`~flask_customer_portal.errors.SubscriptionNotFound` and
+    :class:`~flask_customer_portal.storage.StateConflict` (not paused)."""
+    resumed_at = min(now, subscription.resumes_at) if subscription.resumes_at else now
+    return unpause_subscription(state, customer, subscription.id, resumed_at=resumed_at, automatic=False)

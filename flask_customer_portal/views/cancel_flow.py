@@ -22,15 +22,14 @@ from flask import abort, current_app, redirect, render_template, url_for
 
 from .. import signals
 from ..billing.lifecycle import describe, ends_at_period_end, rules_for
-from ..billing.pausing import can_pause, pause_subscription, resume_subscription
+from ..billing.pausing import can_pause, may_pause, pause_subscription
 from ..billing.periods import add_months
 from ..billing.plan_change import plan_changes_supported
 from ..billing.retention import discount_amount, retention_offer_for
 from ..clock import utcnow
 from ..deep_links import PLAN_CHANGE_ENDPOINT
 from ..errors import SubscriptionNotFound
-from ..forms import ConfirmForm
-from ..forms_cancel_flow import CancellationReasonForm, PauseForm
+from ..forms_cancel_flow import CancellationReasonForm
 from ..i18n import gettext as _
 from ..money import Money
 from ..offers import (
@@ -41,7 +40,6 @@ from ..offers import (
     RetentionOffer,
     cancellation_reasons,
 )
-from ..rules import CustomerRules
 from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, StateConflict, Subscription
 from ._base import blueprint, current_customer_or_401, customer_required, notify
@@ -60,7 +58,7 @@ def _offer(
     state: PortalState, customer: Customer, subscription: Subscription, reason: CancellationReason
 ) -> RetentionOffer | None:
     rules = rules_for(customer, subscription)
-    may_pause = _may_pause(state, rules) and can_pause(subscription, utcnow())
+    pausable = may_pause(state, rules) and can_pause(subscription, utcnow())
 
     def may_change_plan(plan_id: str) -> bool:
         return (
@@ -70,7 +68,7 @@ def _offer(
         )
 
     return retention_offer_for(
-        state, customer, subscription, reason, may_pause=may_pause, may_change_plan=may_change_plan
+        state, customer, subscription, reason, may_pause=pausable, may_change_plan=may_change_plan
     )
 
 
@@ -228,83 +226,3 @@ def accept_retention_offer(subscription_id: str) -> Any:
     # A deep link for cancelling is done: the customer decided (to stay).
     done = finish_flow("cancel", applied.id)
     return done or redirect(url_for(".subscription", subscription_id=applied.id), code=303)
-
-
-def _may_pause(state: PortalState, rules: CustomerRules) -> bool:
-    return state.config.allow_pause and rules.may_pause and state.capabilities.pause
-
-
-@blueprint.route("/subscriptions/<subscription_id>/pause", methods=["POST"], endpoint="pause_subscription")
-@customer_required
-def pause_subscription_view(subscription_id: str) -> Any:
-    """Pause for the months chosen (1 to ``CUSTOMER_PORTAL_MAX_PAUSE_MONTHS``)."""
-    state = get_state()
-    customer = current_customer_or_401()
-    form = PauseForm(max_months=state.config.max_pause_months)
-    form_valid = form.validate()
-    if form.csrf_failed:
-        abort(400)
-    subscription = _subscription_or_404(state, customer, subscription_id)
-    if not _may_pause(state, rules_for(customer, subscription)):
-        abort(403)
-    now = utcnow()
-    if not can_pause(subscription, now):
-        return _detail_page(
-            describe(subscription, now),
-            problem=_("This subscription cannot be paused right now."),
-            status=409,
-        )
-    if not form_valid:
-        return _detail_page(describe(subscription, now), pause_error=form.months.errors[0], status=422)
-    try:
-        paused = pause_subscription(state, customer, subscription.id, months=form.months_value, now=now)
-    except StateConflict:
-        return _detail_page(
-            describe(_subscription_or_404(state, customer, subscription_id), utcnow()),
-            problem=_("This subscription cannot be paused right now."),
-            status=409,
-        )
-    except SubscriptionNotFound:
-        abort(404)
-    notify(
-        _(
-            "Your %(product)s subscription is paused. It starts again on %(date)s.",
-            product=paused.product_name,
-            date=_date(state, customer, paused.resumes_at or now),
-        )
-    )
-    return redirect(url_for(".subscription", subscription_id=paused.id), code=303)
-
-
-@blueprint.route("/subscriptions/<subscription_id>/unpause", methods=["POST"])
-@customer_required
-def unpause_subscription(subscription_id: str) -> Any:
-    """End a pause now: active again, the period moved on by the paused time."""
-    state = get_state()
-    customer = current_customer_or_401()
-    if not ConfirmForm().validate():
-        abort(400)
-    subscription = _subscription_or_404(state, customer, subscription_id)
-    now = utcnow()
-    # A pause never lasts past resumes_at, even if renew-due has not run yet.
-    resumed_at = min(now, subscription.resumes_at) if subscription.resumes_at else now
-    try:
-        resumed = resume_subscription(
-            state, customer, subscription.id, resumed_at=resumed_at, automatic=False
-        )
-    except StateConflict:
-        return _detail_page(
-            describe(_subscription_or_404(state, customer, subscription_id), utcnow()),
-            problem=_("This subscription is not paused, so there is nothing to resume."),
-            status=409,
-        )
-    except SubscriptionNotFound:
-        abort(404)
-    notify(
-        _(
-            "Your %(product)s subscription is active again. It renews on %(date)s.",
-            product=resumed.product_name,
-            date=_date(state, customer, resumed.current_period_end),
-        )
-    )
-    return redirect(url_for(".subscription", subscription_id=resumed.id), code=303)

@@ -20,16 +20,16 @@ from flask_babel import get_locale
 
 from ..billing import lifecycle
 from ..billing.lifecycle import SubscriptionView, describe, ends_at_period_end, rules_for
-from ..billing.pausing import pause_choices
+from ..billing.pausing import can_pause, may_pause, pause_choices, pause_subscription, unpause
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..formatting import format_date
 from ..forms import ConfirmForm
-from ..forms_cancel_flow import CancellationReasonForm
+from ..forms_cancel_flow import CancellationReasonForm, PauseForm
 from ..i18n import gettext as _
 from ..offers import cancellation_reasons
 from ..state import PortalState, get_state
-from ..storage import Customer, Subscription, SubscriptionStatus
+from ..storage import Customer, StateConflict, Subscription, SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from ._flows import finish_flow
 from .plans import settle_on_visit
@@ -201,3 +201,74 @@ def undo_cancellation(subscription_id: str) -> Any:
         )
     )
     return redirect(url_for(".subscription", subscription_id=kept.id), code=303)
+
+
+@blueprint.route("/subscriptions/<subscription_id>/pause", methods=["POST"], endpoint="pause_subscription")
+@customer_required
+def pause_subscription_view(subscription_id: str) -> Any:
+    """Pause for the months chosen (1 to ``CUSTOMER_PORTAL_MAX_PAUSE_MONTHS``)."""
+    state = get_state()
+    customer = current_customer_or_401()
+    form = PauseForm(max_months=state.config.max_pause_months)
+    form_valid = form.validate()
+    if form.csrf_failed:
+        abort(400)
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    if not may_pause(state, rules_for(customer, subscription)):
+        abort(403)
+    now = utcnow()
+    if not can_pause(subscription, now):
+        return _detail_page(
+            describe(subscription, now),
+            problem=_("This subscription cannot be paused right now."),
+            status=409,
+        )
+    if not form_valid:
+        return _detail_page(describe(subscription, now), pause_error=form.months.errors[0], status=422)
+    try:
+        paused = pause_subscription(state, customer, subscription.id, months=form.months_value, now=now)
+    except StateConflict:
+        return _detail_page(
+            describe(_subscription_or_404(state, customer, subscription_id), utcnow()),
+            problem=_("This subscription cannot be paused right now."),
+            status=409,
+        )
+    except SubscriptionNotFound:
+        abort(404)
+    notify(
+        _(
+            "Your %(product)s subscription is paused. It starts again on %(date)s.",
+            product=paused.product_name,
+            date=_date(state, customer, paused.resumes_at or now),
+        )
+    )
+    return redirect(url_for(".subscription", subscription_id=paused.id), code=303)
+
+
+@blueprint.route("/subscriptions/<subscription_id>/unpause", methods=["POST"])
+@customer_required
+def unpause_subscription(subscription_id: str) -> Any:
+    """End a pause now: active again, the period moved on by the paused time."""
+    state = get_state()
+    customer = current_customer_or_401()
+    if not ConfirmForm().validate():
+        abort(400)
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    try:
+        resumed = unpause(state, customer, subscription, now=utcnow())
+    except StateConflict:
+        return _detail_page(
+            describe(_subscription_or_404(state, customer, subscription_id), utcnow()),
+            problem=_("This subscription is not paused, so there is nothing to resume."),
+            status=409,
+        )
+    except SubscriptionNotFound:
+        abort(404)
+    notify(
+        _(
+            "Your %(product)s subscription is active again. It renews on %(date)s.",
+            product=resumed.product_name,
+            date=_date(state, customer, resumed.current_period_end),
+        )
+    )
+    return redirect(url_for(".subscription", subscription_id=resumed.id), code=303)
