@@ -22,16 +22,12 @@ look at the payment.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
-from flask import current_app, has_request_context
+from flask import current_app
 
 from .. import signals
-from ..emails import render_message
-from ..mail import MailDeliveryError
 from ..money import Money
 from ..payments import (
     ChargeDeclined,
@@ -242,7 +238,7 @@ def reconcile_attempt(
     return Collection(PaymentOutcome.FAILED, invoice, last)
 
 
-def _collect(
+def pay_invoice(
     state: PortalState,
     lock: SubscriptionLock,
     invoice: Invoice,
@@ -368,25 +364,3 @@ def announce_mismatch(customer: Customer, collection: Collection) -> None:
 
 
 # -- mail -------------------------------------------------------------------------------
-
-
-def _mail(state: PortalState, name: str, customer: Customer, **context: Any) -> None:
-    """Send a money email; in a request, from the background worker so a
-    slow mail server never holds up the page. Failures are logged: the
-    payment already stands."""
-
-    def send() -> None:
-        message = render_message(state, name, to=customer.email, customer=customer, **context)
-        try:
-            state.mailer.send(message)
-        except MailDeliveryError as exc:
-            logger.error("Could not send the %s email to customer %s: %s", name, customer.id, exc)
-
-    _run(state, send)
-
-
-def _run(state: PortalState, func: Callable[[], None]) -> None:
-    if has_request_context():
-        state.run_in_background(current_app._get_current_object(), func)  # type: ignore[attr-defined]
-    else:
-        func()

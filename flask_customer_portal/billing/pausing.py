@@ -14,22 +14,18 @@ later.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-from urllib.parse import quote
 
-from flask import current_app, has_request_context
+from flask import current_app
 
 from .. import signals
 from ..config import PortalConfig
-from ..emails import render_message
 from ..errors import SubscriptionNotFound
-from ..mail import MailDeliveryError
 from ..rules import CustomerRules
 from ..state import PortalState
 from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
+from .notify import send_email, subscription_link
 from .periods import add_interval
 
 __all__ = [
@@ -120,7 +116,9 @@ def pause_subscription(
         subscription=paused,
         resumes_at=resumes_at,
     )
-    _mail(state, "subscription_paused", customer, paused)
+    send_email(
+        state, "subscription_paused", customer, subscription=paused, link=subscription_link(state, paused)
+    )
     return paused
 
 
@@ -159,7 +157,14 @@ def unpause_subscription(
         subscription=resumed,
         automatic=automatic,
     )
-    _mail(state, "subscription_resumed", customer, resumed, automatic=automatic)
+    send_email(
+        state,
+        "subscription_resumed",
+        customer,
+        subscription=resumed,
+        link=subscription_link(state, resumed),
+        automatic=automatic,
+    )
     return resumed
 
 
@@ -201,32 +206,6 @@ def resume_due(state: PortalState, now: datetime, *, batch_size: int = 100) -> R
             except Exception as exc:
                 logger.exception("Resuming subscription %s failed", subscription.id)
                 errors.append((subscription.id, type(exc).__name__))
-
-
-def _mail(
-    state: PortalState, name: str, customer: Customer, subscription: Subscription, **context: Any
-) -> None:
-    """Render in the customer's language and send; from the worker thread
-    inside a request. A failure is logged: the change already stands."""
-    link = f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}"
-    message = render_message(
-        state, name, to=customer.email, customer=customer, subscription=subscription, link=link, **context
-    )
-
-    def send() -> None:
-        try:
-            state.mailer.send(message)
-        except MailDeliveryError as exc:
-            logger.error("Could not send the %s email to customer %s: %s", name, customer.id, exc)
-
-    _run(state, send)
-
-
-def _run(state: PortalState, func: Callable[[], None]) -> None:
-    if has_request_context():
-        state.run_in_background(current_app._get_current_object(), func)  # type: ignore[attr-defined]
-    else:
-        func()
 
 
 def unpause(

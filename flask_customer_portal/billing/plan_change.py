@@ -44,7 +44,8 @@ from ..storage import (
     SubscriptionLock,
     SubscriptionStatus,
 )
-from .collect import Collection, _collect, _event, _mail, announce_mismatch
+from .collect import Collection, _event, announce_mismatch, pay_invoice
+from .notify import send_email
 from .outcomes import PaymentOutcome
 from .proration import Proration, is_upgrade, prorate
 from .renewal import NO_PAYMENT_METHOD
@@ -366,7 +367,7 @@ def _change_locked(
         if method is None:
             collection = Collection(PaymentOutcome.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
         else:
-            collection = _collect(state, lock, invoice, method, now, actor)
+            collection = pay_invoice(state, lock, invoice, method, now, actor)
         if not collection.paid:
             if collection.status in (PaymentOutcome.DECLINED, PaymentOutcome.FAILED):
                 lock.void_invoice(invoice.id)
@@ -465,7 +466,7 @@ def _announce_change(state: PortalState, customer: Customer, result: PlanChangeR
     signals.plan_changed.send(
         app, customer=customer, subscription=subscription, previous=previous, invoice=invoice, when=NOW
     )
-    _mail(
+    send_email(
         state,
         "plan_changed",
         customer,

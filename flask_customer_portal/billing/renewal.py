@@ -67,13 +67,13 @@ from .arrears import SubscriptionBiller
 from .collect import (
     Collection,
     ProviderError,
-    _collect,
     _event,
-    _mail,
     _paid_from_credit,
     announce_mismatch,
     idempotency_key,
+    pay_invoice,
 )
+from .notify import send_email
 from .outcomes import PaymentOutcome
 from .pausing import resume_due
 from .periods import add_interval
@@ -96,6 +96,7 @@ __all__ = [
     "RenewalResult",
     "SubscriptionBiller",
     "amount_due",
+    "amount_due_now",
     "arrears_in_flight",
     "idempotency_key",
     "reactivate_subscription",
@@ -236,6 +237,31 @@ def amount_due(subscription: Subscription, open_invoices: Sequence[Invoice], now
     return AmountDue((), draft, credit_left)
 
 
+#: How many invoices one read of the billing history takes when the open
+#: invoices of a subscription are looked for without its lock.
+_INVOICES_SCANNED = 100
+
+
+def amount_due_now(state: PortalState, customer: Customer, subscription: Subscription) -> AmountDue:
+    """What paying the arrears charges right now: worked out by
+    :func:`amount_due` from every open
+    invoice of the subscription, read under its lock — exactly as the
+    charge does. A provider that bills subscriptions itself has no lock
+    here: its open invoices are read from the whole billing history."""
+    now = utcnow()
+    with state.storage.lock_subscription(customer.id, subscription.id) as lock:
+        if lock is not None:
+            return amount_due(lock.subscription, lock.open_invoices(), now)
+    found: list[Invoice] = []
+    after: Invoice | None = None
+    while batch := state.storage.list_invoices_after(customer.id, after, limit=_INVOICES_SCANNED):
+        found.extend(
+            i for i in batch if i.subscription_id == subscription.id and i.status is InvoiceStatus.OPEN
+        )
+        after = batch[-1]
+    return amount_due(subscription, sorted(found, key=lambda i: (i.issued_at, i.id)), now)
+
+
 def reactivate_subscription(
     state: PortalState,
     customer: Customer,
@@ -290,7 +316,7 @@ def reactivate_subscription(
         signals.reactivation_succeeded.send(
             app, customer=customer, subscription=result.subscription, invoice=result.invoice
         )
-        _mail(
+        send_email(
             state,
             "subscription_reactivated",
             customer,
@@ -345,7 +371,7 @@ def _reactivate_locked(
         if invoice.total == 0:
             collection = _paid_from_credit(lock, invoice, now, actor)
         else:
-            collection = _collect(state, lock, invoice, payment_method, now, actor)
+            collection = pay_invoice(state, lock, invoice, payment_method, now, actor)
         if not collection.paid:
             if collection.status is PaymentOutcome.DECLINED:
                 subscription = lock.update_subscription(hold_reason=collection.decline_reason)
@@ -714,7 +740,7 @@ def renew_subscription(
             elif method is None:
                 collection = Collection(PaymentOutcome.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
             else:
-                collection = _collect(state, lock, invoice, method, now, actor)
+                collection = pay_invoice(state, lock, invoice, method, now, actor)
             if collection.paid:
                 start = subscription.current_period_end
                 subscription = lock.update_subscription(
@@ -759,7 +785,7 @@ def renew_subscription(
         signals.plan_changed.send(
             app, customer=customer, subscription=changed, previous=previous, invoice=None, when="period_end"
         )
-        _mail(
+        send_email(
             state,
             "plan_changed",
             customer,
@@ -788,7 +814,7 @@ def renew_subscription(
             reason=result.reason,
         )
         link = issue_session_link(state, customer, None).link
-        _mail(
+        send_email(
             state,
             "payment_failed",
             customer,

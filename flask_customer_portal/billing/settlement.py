@@ -55,7 +55,8 @@ from ..storage import (
     SubscriptionLock,
     SubscriptionStatus,
 )
-from .collect import Collection, _event, _mail, announce_mismatch, reconcile_attempt
+from .collect import Collection, _event, announce_mismatch, reconcile_attempt
+from .notify import send_email
 from .outcomes import PaymentOutcome
 
 __all__ = [
@@ -310,7 +311,7 @@ def announce(state: PortalState, customer: Customer, settled: Sequence[SettledPl
             invoice=invoice,
             when="now",
         )
-        _mail(
+        send_email(
             state,
             "plan_changed",
             customer,

@@ -23,10 +23,9 @@ from .. import signals
 from ..billing.lifecycle import describe
 from ..billing.outcomes import PaymentOutcome
 from ..billing.renewal import (
-    AmountDue,
     ProviderError,
     ReactivationResult,
-    amount_due,
+    amount_due_now,
     arrears_in_flight,
     reactivate_subscription,
 )
@@ -100,26 +99,6 @@ def card_text(method: PaymentMethod) -> str:
     return f"{method.brand.title()} •••• {method.last4}"
 
 
-def _amount_due(state: PortalState, customer: Customer, subscription: Subscription) -> AmountDue:
-    """What paying the arrears charges right now: worked out by
-    :func:`~flask_customer_portal.billing.renewal.amount_due` from every open
-    invoice of the subscription, read under its lock — exactly as the
-    charge does. A provider that bills subscriptions itself has no lock
-    here: its open invoices are read from the whole billing history."""
-    now = utcnow()
-    with state.storage.lock_subscription(customer.id, subscription.id) as lock:
-        if lock is not None:
-            return amount_due(lock.subscription, lock.open_invoices(), now)
-    found: list[Invoice] = []
-    after: Invoice | None = None
-    while batch := state.storage.list_invoices_after(customer.id, after, limit=_INVOICES_SCANNED):
-        found.extend(
-            i for i in batch if i.subscription_id == subscription.id and i.status is InvoiceStatus.OPEN
-        )
-        after = batch[-1]
-    return amount_due(subscription, sorted(found, key=lambda i: (i.issued_at, i.id)), now)
-
-
 def amount_field(value: Money | None) -> str:
     """The amount due as the payment form carries it (``"<minor units>
     <currency>"``), so that the charge takes exactly what the page showed."""
@@ -187,7 +166,7 @@ def _render(
         for s in state.storage.list_subscriptions(customer.id)
         if s.payment_method is not None and s.status is not SubscriptionStatus.CANCELLED
     }
-    due = _amount_due(state, customer, subscription) if view.on_hold else None
+    due = amount_due_now(state, customer, subscription) if view.on_hold else None
     return (
         render_template(
             "customer_portal/payment_method.html",
