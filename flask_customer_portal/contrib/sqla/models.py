@@ -84,9 +84,9 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from ..billing import BILLING_DETAILS_STATUSES
-from ..money import Money
-from ..storage import (
+from ...billing import BILLING_DETAILS_STATUSES
+from ...money import Money
+from ...storage import (
     ArrearsAttempt,
     AuditEvent,
     BillingDetails,
@@ -117,8 +117,8 @@ from ..storage import (
     TaxIdScheme,
     WebhookClaim,
 )
-from . import sqla_housekeeping
-from ._sqla_sessions import HostTransactionOpen, StoreSessions
+from . import housekeeping
+from .sessions import HostTransactionOpen, StoreSessions
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -1334,14 +1334,14 @@ class SQLAlchemyStorage:
         the schema's revision, so that ``flask portal db upgrade`` knows it.
         A database an older version made is upgraded (see
         :func:`flask_customer_portal.migrations.create_all`)."""
-        from ..migrations import create_all
+        from ...migrations import create_all
 
         self._sessions.close()  # its open reads would hold up the DDL on PostgreSQL
         create_all(self._engine)
 
     def drop_all(self) -> None:
         """Drop the ``portal_*`` tables and everything in them, and forget the revision."""
-        from ..migrations import drop_all
+        from ...migrations import drop_all
 
         self._sessions.close()
         drop_all(self._engine)
@@ -2187,7 +2187,7 @@ class SQLAlchemyStorage:
     ) -> PruneReport:
         """Batched deletes, one transaction per batch (see
         :mod:`~flask_customer_portal.contrib.sqla_housekeeping`)."""
-        return sqla_housekeeping.prune_expired(
+        return housekeeping.prune_expired(
             self._transaction,
             metadata.tables,
             _utc(now, "now"),
@@ -2206,7 +2206,7 @@ class SQLAlchemyStorage:
         ``event`` appended; invoices untouched."""
         _utc(now, "now")
         with self._transaction() as session:
-            report = sqla_housekeeping.erase_customer_rows(
+            report = housekeeping.erase_customer_rows(
                 session, metadata.tables, customer_id, email=email, email_normalized=normalize_email(email)
             )
             if report is not None:
