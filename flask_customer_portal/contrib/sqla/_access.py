@@ -84,6 +84,8 @@ class AccessMixin(StoreBase):
     """Who may sign in and how: one-time links, sessions, the audit log,
     webhook events handled once, and pruning what expired."""
 
+    # -- one-time links --------------------------------------------------------
+
     def create_link(self, record: LinkRecord) -> None:
         row = LinkModel(
             token_hash=record.token_hash,
@@ -110,6 +112,8 @@ class AccessMixin(StoreBase):
     def get_link(self, token_hash: str) -> LinkRecord | None:
         row = self._session.get(LinkModel, token_hash, populate_existing=True)
         return None if row is None else link_record(values_of(row, LINK_COLUMNS))
+
+    # -- portal sessions -------------------------------------------------------
 
     def create_portal_session(self, record: PortalSessionRecord) -> None:
         with self._transaction() as session:
@@ -245,6 +249,8 @@ class AccessMixin(StoreBase):
             add_event(session, event)
         return session_record(row)
 
+    # -- the audit log ---------------------------------------------------------
+
     def record_event(self, event: AuditEvent) -> None:
         with self._transaction() as session:
             session.add(audit_row(event))
@@ -285,6 +291,8 @@ class AccessMixin(StoreBase):
             per_page=per_page,
             total=total or 0,
         )
+
+    # -- webhook events, handled once ------------------------------------------
 
     def claim_webhook_event(
         self, provider: str, event_id: str, now: datetime, *, lease: timedelta

@@ -122,6 +122,8 @@ class InvoicesMixin(StoreBase):
             value = next_in_sequence(session, f"invoice_number:{prefix}")
         return f"{prefix}{value:06d}"
 
+    # -- billing details -------------------------------------------------------
+
     def get_billing_details(self, customer_id: str) -> BillingDetails | None:
         row = self._session.get(BillingDetailsModel, customer_id, populate_existing=True)
         return None if row is None else billing_details_record(values_of(row, BILLING_DETAILS_COLUMNS))

@@ -334,6 +334,8 @@ class SubscriptionsMixin(StoreBase):
             session.flush()
             return subscription_record(subscription_values(row, method))
 
+    # -- payment methods -------------------------------------------------------
+
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
         rows = self._session.scalars(
             select(PaymentMethodModel)
@@ -411,6 +413,8 @@ class SubscriptionsMixin(StoreBase):
             session.flush()
             add_event(session, event)
             return payment_method_record(values_of(row, PAYMENT_METHOD_COLUMNS))
+
+    # -- the plan catalogue ----------------------------------------------------
 
     def list_plans(self, product_name: str) -> Sequence[Plan]:
         rows = self._session.scalars(
