@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flask_customer_portal import signals
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.contrib.sqla._invoices import insert_invoice
 from flask_customer_portal.exports import (
     CSV_BOM,
     CalendarEvent,
@@ -72,7 +73,7 @@ def add_invoices(app: Flask, customer_id: str, invoices: list[Invoice]) -> None:
         store = store_of(app)
         with store._transaction() as session:
             for invoice in invoices:
-                store._insert_invoice(session, invoice)
+                insert_invoice(session, invoice)
 
 
 def chen_invoice(n: int, **kw: Any) -> Invoice:

@@ -23,7 +23,7 @@ from flask_customer_portal.storage import SubscriptionStatus
 
 VERSIONS = Path(migrations.__file__).parent / "versions"
 PORTAL_TABLES = frozenset(metadata.tables)
-TABLES_0_1_0 = migrations._UNRECORDED[0][1]
+TABLES_0_1_0 = migrations.runner._UNRECORDED[0][1]
 HOST_REVISION = "1f2e3d4c5b6a"
 
 pytest_plugins = ["migration_fixtures"]  # empty_db_url, new_database

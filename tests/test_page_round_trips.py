@@ -193,10 +193,10 @@ def test_a_late_page_skips_index_entries_not_invoices(sqlite_app: Flask) -> None
     (a covering index), and only the page's own invoices are read, by
     primary key, and joined to their cards: a late page of a long history
     costs about what the first does."""
-    from flask_customer_portal.contrib.sqla import _LIST_INVOICES
+    from flask_customer_portal.contrib.sqla.queries import LIST_INVOICES
 
     engine = sqlite_app.extensions["sqlalchemy"].engine
-    compiled = _LIST_INVOICES.compile(dialect=engine.dialect)
+    compiled = LIST_INVOICES.compile(dialect=engine.dialect)
     values = {"customer_id": "cus_a", "limit": 25, "offset": 9975}
     assert compiled.positiontup is not None
     with engine.connect() as connection:

@@ -12,6 +12,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from ..contrib.sqla.models import metadata
 from . import UPGRADE_COMMAND, SchemaError
 
 if TYPE_CHECKING:
@@ -53,7 +54,6 @@ def upgrade_command(revision: str) -> None:
     is recognised by its tables and that revision recorded first. Runs in
     one transaction (on PostgreSQL one process at a time); at the head it
     changes nothing, so it is safe in every deploy."""
-    from ..contrib.sqla import metadata
     from ..production import schema_problems
     from . import schema_status, upgrade
 

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, abort, request
 
+from ..contrib.sqla import SQLAlchemyStorage
+from ..state import get_state
 from . import UPGRADE_COMMAND, SchemaStatus
 
 if TYPE_CHECKING:
@@ -46,8 +48,6 @@ def portal_engine(app: Flask) -> Engine | None:
     """The engine of the database that keeps the portal's tables in ``app``
     (the SQLAlchemy store, also as the local half of a composite store), or
     ``None`` when the portal keeps its records elsewhere."""
-    from ..contrib.sqla import SQLAlchemyStorage
-    from ..state import get_state
 
     store: object = get_state(app).storage
     local = getattr(store, "local", None)

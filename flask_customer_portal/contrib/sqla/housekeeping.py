@@ -26,7 +26,7 @@ from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from ..storage import ErasureReport, PruneReport
+from ...storage import ErasureReport, PruneReport
 
 __all__ = ["KEPT_AUDIT_DETAILS", "erase_customer_rows", "prune_expired"]
 

@@ -26,7 +26,7 @@ from flask import appcontext_tearing_down
 from flask.globals import app_ctx
 from sqlalchemy.orm import Session
 
-from ..errors import PortalError
+from ...errors import PortalError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
