@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from weakref import WeakKeyDictionary
 
 from flask import Flask
 from flask_babel import Babel
@@ -99,9 +98,6 @@ class CustomerPortal:
         self.mailer = mailer
         self.invoice_renderer = invoice_renderer
         self.hooks = PortalHooks()
-        # Per-app state, as Flask-SQLAlchemy keeps its engines: the portal
-        # never holds an app alive, and one portal serves several apps.
-        self._states: WeakKeyDictionary[Flask, PortalState] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
 
@@ -215,7 +211,6 @@ class CustomerPortal:
             customer_limits=customer_limits,
             invoice_renderer=invoice_renderer,
         )
-        self._states[app] = state
         register_state(app, state)
         app.extensions[EXTENSION_KEY] = self
         _set_host_defaults(app, config)
@@ -473,12 +468,11 @@ class CustomerPortal:
         current app). Raises :class:`RuntimeError` if this portal is not
         registered on it."""
         app = app_object(app)
-        try:
-            return self._states[app]
-        except KeyError:
+        if app.extensions.get(EXTENSION_KEY) is not self:
             raise RuntimeError(
                 "This CustomerPortal is not registered on this app; call portal.init_app(app) first."
-            ) from None
+            )
+        return get_state(app)
 
     def __repr__(self) -> str:
         return f"<CustomerPortal storage={self.storage!r} payments={self.payments!r}>"

@@ -102,7 +102,8 @@ class PortalState:
 
 
 # Per-app state, as Flask-SQLAlchemy keeps its engines: nothing here holds an
-# app alive. Written only by CustomerPortal.init_app.
+# app alive, and one portal serves several apps. Written only by
+# CustomerPortal.init_app.
 _STATES: WeakKeyDictionary[Flask, PortalState] = WeakKeyDictionary()
 
 
