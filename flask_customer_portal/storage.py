@@ -99,18 +99,7 @@ __all__ = [
     "SubscriptionStatus",
     "TaxIdScheme",
     "WebhookClaim",
-    "store_supports",
 ]
-
-
-def store_supports(storage: object, name: str) -> bool:
-    """Whether ``storage`` can do what its protocol member ``name`` does for
-    the subscriptions it serves. Stores that hold everything themselves
-    support every member; a composite store over a payment company's API
-    (:class:`~flask_customer_portal.contrib.composite.CompositeStorage`)
-    says per member with a ``supports(name)`` method."""
-    supports = getattr(storage, "supports", None)
-    return bool(supports(name)) if callable(supports) else callable(getattr(storage, name, None))
 
 
 @runtime_checkable
