@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from factories import UTC, card, invoice, subscription
+from factories import UTC, card, invoice, portal_session, subscription
 
 from flask_customer_portal.contrib.composite import (
     CompositeStorage,
@@ -24,6 +24,7 @@ from flask_customer_portal.contrib.composite import (
     protocol_members,
 )
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.money import Money
 from flask_customer_portal.storage import (
     AuditEvent,
     BillingStore,
@@ -32,11 +33,15 @@ from flask_customer_portal.storage import (
     LicenseKey,
     LicenseKeyStatus,
     PaymentMethod,
+    Plan,
+    PlanStore,
     PortalStorage,
+    StateConflict,
     Subscription,
 )
 
 T0 = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
+PRO_PLAN = Plan("plan_pro", "Pro", "Pro monthly", Money(1900, "USD"), "month")
 
 
 class BillingOnly:
@@ -155,9 +160,17 @@ def test_an_adapter_serves_what_it_implements(seeded: SQLAlchemyStorage) -> None
     assert adapter.calls == [("list_license_keys", ("local_a",), {})]
 
 
-def test_a_billing_method_added_to_the_protocol_later_reaches_the_adapter(
+def _members_the_composite_lacks() -> set[str]:
+    """Members of the storage protocol that no class of the composite defines."""
+    defined = {name for klass in CompositeStorage.__mro__ for name in vars(klass)}
+    return set(protocol_members(PortalStorage)) - defined
+
+
+def test_a_billing_method_added_to_the_protocol_later_is_caught_until_it_is_delegated(
     seeded: SQLAlchemyStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    assert _members_the_composite_lacks() == set()
+
     def preview_renewal(self: Any, customer_id: str, subscription_id: str) -> Subscription | None:
         """A protocol member this module has never heard of."""
 
@@ -168,11 +181,11 @@ def test_a_billing_method_added_to_the_protocol_later_reaches_the_adapter(
         seeded, billing=adapter, customer_ids=MappingCustomerIds.from_dict({"local_a": "prov_a"})
     )
     assert "preview_renewal" in protocol_members(PortalStorage)
-    assert composite.backend_of("preview_renewal") is adapter
-    found = composite.preview_renewal("local_a", "sub_prov_a")
-    assert found.customer_id == "local_a"
-    assert adapter.calls == [("preview_renewal", ("prov_a", "sub_prov_a"), {})]
-    assert composite.preview_renewal("nobody", "sub_prov_a") is None
+    # Not served by a guess (the adapter's method of that name, or the
+    # local store's) with customer ids left unmapped: missing, and named here.
+    assert _members_the_composite_lacks() == {"preview_renewal"}
+    assert not hasattr(composite, "preview_renewal")
+    assert adapter.calls == []
 
 
 def test_records_of_any_kind_come_back_with_portal_ids(seeded: SQLAlchemyStorage) -> None:
@@ -187,24 +200,22 @@ def test_records_of_any_kind_come_back_with_portal_ids(seeded: SQLAlchemyStorage
     assert adapter.calls == [("list_license_keys", ("prov_a",), {})]
 
 
-def test_only_an_argument_named_customer_id_is_mapped(
-    seeded: SQLAlchemyStorage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def describe_plan(plan_id: str, *, customer_id: str | None = None) -> str:
-        return f"{plan_id}/{customer_id}"
-
-    def catalogue(product_name: str) -> list[str]:
-        return [product_name]
-
-    monkeypatch.setattr(seeded, "describe_plan", describe_plan, raising=False)
-    monkeypatch.setattr(seeded, "catalogue", catalogue, raising=False)
-    adapter = BillingOnly(seeded, extra=("describe_plan", "catalogue"))
+def test_only_an_argument_named_customer_id_is_mapped(seeded: SQLAlchemyStorage) -> None:
+    seeded.add_plan(PRO_PLAN)
+    adapter = BillingOnly(seeded, extra=tuple(protocol_members(PlanStore)))
     composite = CompositeStorage(
         seeded, billing=adapter, customer_ids=MappingCustomerIds.from_dict({"local_a": "prov_a"})
     )
-    assert composite.catalogue("Pro") == ["Pro"]
-    assert composite.describe_plan("plan_1", customer_id="local_a") == "plan_1/prov_a"
-    assert composite.describe_plan("plan_1", customer_id="nobody") is None
+    assert list(composite.list_plans("Pro")) == [PRO_PLAN]
+    assert composite.get_plan("plan_pro") == PRO_PLAN
+    with pytest.raises(StateConflict):  # nothing scheduled to clear
+        composite.schedule_plan_change("local_a", "sub_prov_a", plan_id=None, quantity=None, now=T0)
+    assert composite.schedule_plan_change("nobody", "sub_prov_a", plan_id=None, quantity=None, now=T0) is None
+    assert adapter.calls == [
+        ("list_plans", ("Pro",), {}),
+        ("get_plan", ("plan_pro",), {}),
+        ("schedule_plan_change", ("prov_a", "sub_prov_a"), {"plan_id": None, "quantity": None, "now": T0}),
+    ]
 
 
 def test_the_billing_object_must_be_a_billing_store(seeded: SQLAlchemyStorage) -> None:
@@ -392,10 +403,9 @@ def test_replace_keeps_records_that_need_no_mapping(seeded: SQLAlchemyStorage) -
 
 def test_actions_the_adapter_lacks_are_not_offered(seeded: SQLAlchemyStorage) -> None:
     from flask_customer_portal.billing.pausing import pause_choices
-    from flask_customer_portal.capabilities import capabilities_of
+    from flask_customer_portal.capabilities import Capabilities, capabilities_of
     from flask_customer_portal.config import PortalConfig
     from flask_customer_portal.contrib.composite import BILLING_CORE
-    from flask_customer_portal.storage import store_supports
 
     # The adapter holds the subscriptions but has no pauses and no discounts:
     # the local store has both methods, but not the adapter's subscriptions.
@@ -404,15 +414,24 @@ def test_actions_the_adapter_lacks_are_not_offered(seeded: SQLAlchemyStorage) ->
     composite = CompositeStorage(seeded, billing=adapter)
     assert not hasattr(composite.billing, "pause_subscription")
     assert callable(seeded.pause_subscription)
-    assert not store_supports(composite, "pause_subscription")
-    assert not store_supports(composite, "set_retention_discount")
-    assert store_supports(composite, "cancel_subscription")
-    # Members that are the local store's own (sessions, customers) are supported.
-    assert store_supports(composite, "list_customer_sessions")
-    assert store_supports(composite, "get_customer")
-    # A store that holds everything itself supports what it implements.
-    assert store_supports(seeded, "pause_subscription")
-    assert not store_supports(seeded, "no_such_method")
+    assert not capabilities_of(composite).pause
+    assert not capabilities_of(composite).retention_discount
+    # Cancelling is core: it reaches the adapter.
+    cancelled = composite.cancel_subscription("prov_b", "sub_prov_b", at_period_end=True, now=T0)
+    assert cancelled is not None and cancelled.cancel_at_period_end
+    assert [name for name, _, _ in adapter.calls] == ["cancel_subscription"]
+    # Members that are the local store's own (sessions, customers) are served by it.
+    seeded.create_portal_session(dataclasses.replace(portal_session("ses_a", "prov_a"), public_id="pub_a"))
+    sessions = composite.list_customer_sessions(
+        "prov_a", T0, idle_timeout=timedelta(hours=1), max_age=timedelta(days=1)
+    )
+    assert [s.public_id for s in sessions] == ["pub_a"]
+    assert composite.get_customer("local_a") == seeded.get_customer("local_a") is not None
+    assert [name for name, _, _ in adapter.calls] == ["cancel_subscription"]
+    # A store that holds everything itself can do what it implements, and
+    # the bare adapter, which implements no feature, can do none.
+    assert capabilities_of(seeded).pause
+    assert capabilities_of(adapter) == Capabilities()
 
     subscription = seeded.get_subscription("prov_a", "sub_prov_a")
     assert subscription is not None

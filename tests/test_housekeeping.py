@@ -27,7 +27,7 @@ from flask_customer_portal.contrib.sqla import (
     WebhookEventModel,
 )
 from flask_customer_portal.state import get_state
-from flask_customer_portal.storage import AccessStore, PruneReport, store_supports
+from flask_customer_portal.storage import AccessStore, PruneReport
 
 UTC = timezone.utc
 NOW = datetime(2026, 12, 10, 12, 0, tzinfo=UTC)
@@ -150,7 +150,7 @@ def test_a_composite_store_prunes_its_local_store(store: SQLAlchemyStorage) -> N
 
     composite = CompositeStorage(store, billing=BillingOnly(store))
     assert isinstance(composite, AccessStore)
-    assert store_supports(composite, "prune_expired")
+    assert capabilities_of(composite).prune
     _seed(store)
     assert prune(composite).links == 3  # type: ignore[arg-type]
 

@@ -1,5 +1,5 @@
 """Plan changes are offered only where the back end can make them: asked
-with ``store_supports`` as pausing is, on top of the customer's rules."""
+of the store's capabilities as pausing is, on top of the customer's rules."""
 
 from __future__ import annotations
 
@@ -14,23 +14,16 @@ from flask.testing import FlaskClient
 from portal_fixtures import make_portal_app, sign_in
 
 from flask_customer_portal.billing.plan_change import change_plan_now, plan_changes_supported
+from flask_customer_portal.capabilities import capabilities_of
 from flask_customer_portal.contrib.composite import BILLING_CORE, CompositeStorage, protocol_members
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.offers import PlanOffer
 from flask_customer_portal.rules import CustomerRules
 from flask_customer_portal.state import get_state
-from flask_customer_portal.storage import ChargeStore, PlanStore, StateConflict, store_supports
+from flask_customer_portal.storage import ChargeStore, PlanStore, StateConflict
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
 
 AVA = "cus_demo_ava"
-#: What a plan change needs of the store that holds the subscription.
-PLAN_CHANGE_MEMBERS = (
-    "list_plans",
-    "get_plan",
-    "schedule_plan_change",
-    "lock_subscription",
-    "subscriptions_due",
-)
 AVA_SUB = "sub_demo_ava_sync"
 SUB_URL = f"/portal/subscriptions/{AVA_SUB}"
 PLAN_URL = f"{SUB_URL}/plan"
@@ -125,19 +118,18 @@ def _confirm_form(page: str) -> dict[str, str]:
 def test_what_each_back_end_supports(backend: Flask) -> None:
     with backend.app_context():
         storage = get_state(backend).storage
-        answers = {name: store_supports(storage, name) for name in PLAN_CHANGE_MEMBERS}
+        capabilities = capabilities_of(storage)
+        # What a plan change needs of the store that holds the subscription:
+        # the plan catalogue and the money path.
+        answers = {"plans": capabilities.plans, "charge": capabilities.charge}
     if isinstance(storage, CompositeStorage) and not hasattr(storage.billing, "list_plans"):
-        # The local store has these methods, but not the adapter's subscriptions.
-        assert answers == {
-            "list_plans": False,
-            "get_plan": False,
-            "schedule_plan_change": False,
-            "lock_subscription": True,
-            "subscriptions_due": True,
-        }
+        # The local store has the plan catalogue, but not the adapter's subscriptions.
+        assert answers == {"plans": False, "charge": True}
+        assert not capabilities.plan_change
         assert not _supported(backend)
     else:
         assert all(answers.values())
+        assert capabilities.plan_change
         assert _supported(backend)
 
 
@@ -228,7 +220,8 @@ def test_a_provider_that_bills_subscriptions_itself_owns_their_plans(
     try:
         with app.app_context():
             state = get_state(app)
-            assert all(store_supports(state.storage, name) for name in PLAN_CHANGE_MEMBERS)
+            capabilities = capabilities_of(state.storage)
+            assert capabilities.plans and capabilities.charge
             assert plan_changes_supported(state)
             payments.bills_subscriptions = True  # type: ignore[attr-defined]
             assert not plan_changes_supported(state)
@@ -244,8 +237,8 @@ def test_a_composite_without_the_money_path_cannot_change_plans(tmp_path: Path) 
     try:
         with app.app_context():
             storage = get_state(app).storage
-            assert store_supports(storage, "list_plans") and store_supports(storage, "schedule_plan_change")
-            assert not store_supports(storage, "lock_subscription")
+            assert capabilities_of(storage).plans
+            assert not capabilities_of(storage).charge
             assert not plan_changes_supported(get_state(app))
         client = _client(app)
         assert PLAN_URL not in client.get(SUB_URL).text

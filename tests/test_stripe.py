@@ -382,12 +382,12 @@ def test_plan_changes_are_not_offered_over_stripe(stripe_app: Flask, scenario: S
     **Change plan** link, and the plan page is refused as a pause the
     back end cannot make is (403)."""
     from flask_customer_portal.billing.plan_change import plan_changes_supported
-    from flask_customer_portal.storage import store_supports
+    from flask_customer_portal.capabilities import capabilities_of
 
     with stripe_app.app_context():
         state = get_state(stripe_app)
-        assert store_supports(state.storage, "lock_subscription")
-        assert not store_supports(state.storage, "list_plans")
+        assert capabilities_of(state.storage).charge
+        assert not capabilities_of(state.storage).plans
         assert not plan_changes_supported(state)
     client = _sign_in(stripe_app)
     path = f"/portal/subscriptions/{scenario.active_subscription_id}"

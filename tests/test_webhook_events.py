@@ -19,10 +19,11 @@ from db_support import in_threads
 from portal_fixtures import BASE_URL, SECRET
 from sqlalchemy import func, insert, select, update
 
+from flask_customer_portal.capabilities import capabilities_of
 from flask_customer_portal.contrib._webhooks import LEASE, WebhookEvents
 from flask_customer_portal.contrib.composite import BILLING_CORE, CompositeStorage, local_only_members
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, WebhookEventModel
-from flask_customer_portal.storage import AccessStore, WebhookClaim, store_supports
+from flask_customer_portal.storage import AccessStore, WebhookClaim
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -246,8 +247,8 @@ def test_the_table_is_made_by_create_all(store: SQLAlchemyStorage) -> None:
 
 def test_the_store_implements_the_protocol_members(store: SQLAlchemyStorage) -> None:
     assert isinstance(store, AccessStore)
-    for name in ("claim_webhook_event", "finish_webhook_event", "release_webhook_event"):
-        assert store_supports(store, name)
+    # The capability needs all three: claim_webhook_event, finish_webhook_event, release_webhook_event.
+    assert capabilities_of(store).webhook_claims
 
 
 # -- composite storage ----------------------------------------------------------------------
@@ -274,7 +275,7 @@ def test_a_composite_store_claims_in_the_local_store(sqlite_store: SQLAlchemySto
     assert members <= local_only_members()
     for name in members:
         assert composite.backend_of(name) is sqlite_store
-        assert store_supports(composite, name)
+    assert capabilities_of(composite).webhook_claims
     assert composite.claim_webhook_event("dodo", "msg_1", T0, lease=LEASE) is CLAIMED
     assert claim(sqlite_store, "dodo", "msg_1", T0) is IN_PROGRESS
     composite.release_webhook_event("dodo", "msg_1")
@@ -293,7 +294,7 @@ class _LocalWithoutClaims:
 
 def test_a_composite_over_a_store_without_claims_does_not_support_them() -> None:
     composite = CompositeStorage(_LocalWithoutClaims(), billing=_Billing())  # type: ignore[arg-type]
-    assert not store_supports(composite, "claim_webhook_event")
+    assert not capabilities_of(composite).webhook_claims
 
 
 # -- WebhookEvents: the views' gate ---------------------------------------------------------

@@ -27,17 +27,22 @@ What goes where:
   ``local``'s: a payment company's API has none, the merchant's database
   does. :meth:`CompositeStorage.lock_subscription` takes it around the
   billing back end's own lock;
-* any other member of :class:`~flask_customer_portal.storage.PortalStorage`
-  — licence keys, and whatever the protocol gains later — comes from
-  ``billing`` if the adapter has a method of that name, else from ``local``.
-  An adapter says what it serves by implementing it (the Stripe adapter
-  leaves licence keys local; an adapter for a provider that issues licence
-  keys can serve them).
+* the rest — pauses, retention discounts, the plan catalogue, billing
+  details, licence keys, resumes and settlements of the money path — comes
+  from ``billing`` when the adapter implements it, else from ``local``.
+  Each is a feature with a protocol of its own
+  (:mod:`flask_customer_portal.capabilities`, e.g.
+  :class:`~flask_customer_portal.capabilities.PausesSubscriptions`): the
+  adapter serves it when it has every method of that protocol; licence
+  keys are served method by method. What the adapter has is looked up once,
+  when the composite is made, and :meth:`CompositeStorage.portal_capabilities`
+  tells the portal what it found (the Stripe adapter leaves licence keys
+  local; an adapter for a provider that issues licence keys can serve them).
 
-A billing method the adapter does not have falls back to ``local``, which
-holds no records of the provider's subscriptions and so answers "not found"
-(``None`` / empty): a gap in an adapter shows up as a missing record, never
-as another customer's data.
+A feature the adapter does not have is ``local``'s, which holds no records
+of the provider's subscriptions and so answers "not found" (``None`` /
+empty): a gap in an adapter shows up as a missing record, never as another
+customer's data, and the portal offers no action of that feature.
 
 Customer ids
     The portal knows customers by their ``local`` id; the provider knows them
@@ -63,30 +68,53 @@ Audit events
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Protocol, TypeVar, cast
 
-from ..capabilities import Capabilities
+from ..capabilities import (
+    Capabilities,
+    ChangesPlans,
+    ChargesSubscriptions,
+    GrantsRetentionDiscounts,
+    PausesSubscriptions,
+    SettlesPlanChanges,
+    capabilities_of,
+    implements,
+)
 from ..storage import (
     AccessStore,
     AuditEvent,
+    BillingDetails,
+    BillingDetailsStore,
     BillingStore,
-    ChargeAttempt,
     ChargeStore,
-    Customer,
     CustomerStore,
     Invoice,
+    LicenseKey,
+    LicenseKeyInstance,
+    LicenseKeyStore,
     Page,
     PaymentMethod,
+    Plan,
+    PlanChange,
+    PlanStore,
     PortalStorage,
     ProviderLockStore,
     ProviderSubscriptionLock,
     Subscription,
     SubscriptionLock,
 )
+from ._composite_ids import (
+    CustomerIdMap,
+    MappedLock,
+    MappingCustomerIds,
+    SameCustomerIds,
+    with_portal_ids,
+    with_provider_id,
+)
+from ._composite_local import LocalMembers, PrunesWebhookEvents
 
 __all__ = [
     "BILLING_CORE",
@@ -138,83 +166,85 @@ BILLING_CORE = (
 )
 
 
-@runtime_checkable
-class CustomerIdMap(Protocol):
-    """Turns a portal customer id into the provider's, and back."""
-
-    def to_provider(self, customer_id: str) -> str | None:
-        """The provider's id of this portal customer; ``None`` if they have
-        no account at the provider (then they have no billing records)."""
-
-    def to_portal(self, provider_customer_id: str) -> str | None:
-        """The portal customer of this provider id; ``None`` if none."""
+# The parts of the storage protocols an adapter may serve beyond
+# BILLING_CORE that have no capability of their own. Like the capability
+# protocols, each lists its methods by name only; tests/test_capabilities.py
+# checks that the names are the storage protocols' own.
 
 
-class SameCustomerIds:
-    """Portal customer ids are the provider's ids."""
-
-    def to_provider(self, customer_id: str) -> str | None:
-        return customer_id
-
-    def to_portal(self, provider_customer_id: str) -> str | None:
-        return provider_customer_id
-
-    def __repr__(self) -> str:
-        return "SameCustomerIds()"
+class _ReadsInvoiceBatches(Protocol):
+    def list_invoices_after(self, *args: object, **kwargs: object) -> object: ...
 
 
-class MappingCustomerIds:
-    """Ids looked up by two functions, e.g. on a column of the merchant's
-    customer table::
-
-        MappingCustomerIds(
-            to_provider=lambda cid: db.session.scalar(select(User.stripe_id).where(User.id == cid)),
-            to_portal=lambda sid: db.session.scalar(select(User.id).where(User.stripe_id == sid)),
-        )
-
-    or, for a fixed set, ``MappingCustomerIds.from_dict({"cus_local": "cus_Stripe…"})``.
-    """
-
-    def __init__(
-        self,
-        to_provider: Callable[[str], str | None],
-        to_portal: Callable[[str], str | None],
-    ) -> None:
-        self._to_provider = to_provider
-        self._to_portal = to_portal
-
-    @classmethod
-    def from_dict(cls, portal_to_provider: dict[str, str]) -> MappingCustomerIds:
-        forward = dict(portal_to_provider)
-        backward = {provider: portal for portal, provider in forward.items()}
-        if len(backward) != len(forward):
-            raise ValueError("two portal customers map to the same provider customer")
-        return cls(forward.get, backward.get)
-
-    def to_provider(self, customer_id: str) -> str | None:
-        return self._to_provider(customer_id)
-
-    def to_portal(self, provider_customer_id: str) -> str | None:
-        return self._to_portal(provider_customer_id)
-
-    def __repr__(self) -> str:
-        return "MappingCustomerIds(...)"
+class _ResumesSubscriptions(Protocol):
+    def subscriptions_to_resume(self, *args: object, **kwargs: object) -> object: ...
 
 
-def _is_record(value: object) -> bool:
-    """A storage record that belongs to a customer (a subscription, an
-    invoice, a licence key …), whatever its type: records the protocol
-    gains later are mapped too. Audit events are made with portal ids."""
-    return (
-        dataclasses.is_dataclass(value)
-        and not isinstance(value, type | AuditEvent)
-        and isinstance(getattr(value, "customer_id", None), str)
-    )
+class _ListsLicenseKeys(Protocol):
+    def list_license_keys(self, *args: object, **kwargs: object) -> object: ...
 
 
-class CompositeStorage:
+class _CountsLicenseKeys(Protocol):
+    def count_license_keys(self, *args: object, **kwargs: object) -> object: ...
+
+
+class _FindsLicenseKeys(Protocol):
+    def get_license_key(self, *args: object, **kwargs: object) -> object: ...
+
+
+class _ListsLicenseKeyInstances(Protocol):
+    def list_license_key_instances(self, *args: object, **kwargs: object) -> object: ...
+
+
+class _DeactivatesLicenseKeyInstances(Protocol):
+    def deactivate_license_key_instance(self, *args: object, **kwargs: object) -> object: ...
+
+
+class _LinksInvoicePdfs(Protocol):
+    """Not a storage member: a billing back end that issues its own invoice
+    PDFs (Stripe) has it, and the invoice page links there."""
+
+    def invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None: ...
+
+
+#: What an adapter may serve beyond BILLING_CORE, each served when the
+#: adapter has all of its methods.
+_OPTIONAL_FEATURES: tuple[type, ...] = (
+    _ReadsInvoiceBatches,
+    PausesSubscriptions,
+    GrantsRetentionDiscounts,
+    ChargesSubscriptions,
+    _ResumesSubscriptions,
+    SettlesPlanChanges,
+    ChangesPlans,
+    BillingDetailsStore,
+    _ListsLicenseKeys,
+    _CountsLicenseKeys,
+    _FindsLicenseKeys,
+    _ListsLicenseKeyInstances,
+    _DeactivatesLicenseKeyInstances,
+)
+
+#: Features that run under the adapter's subscription lock: without its
+#: money path they are the local store's (which has nothing of them).
+_ON_THE_MONEY_PATH = frozenset({_ResumesSubscriptions, SettlesPlanChanges})
+
+
+class _BillingAdapter(
+    BillingStore, ChargeStore, PlanStore, BillingDetailsStore, LicenseKeyStore, _LinksInvoicePdfs, Protocol
+):
+    """Every method the composite may call on the adapter; each call is
+    made only if the adapter was found to have it."""
+
+
+class CompositeStorage(LocalMembers):
     """Billing from ``billing``, everything else from ``local``; see the
     module's description.
+
+    Every member of :class:`~flask_customer_portal.storage.PortalStorage`
+    is a method here that calls one of the two; a member the protocol gains
+    is added here too (``tests/test_composite_storage.py`` checks that none
+    is missing).
 
     :param local: a complete store (usually
         :class:`~flask_customer_portal.contrib.sqla.SQLAlchemyStorage`).
@@ -237,94 +267,57 @@ class CompositeStorage:
         if missing:
             raise TypeError(f"{type(billing).__name__} lacks the billing methods {', '.join(missing)}")
         self.local = local
-        self.billing = cast(BillingStore, billing)
+        # Typed with every method it may have; _serves() says which it has.
+        self.billing = cast(_BillingAdapter, billing)
         self.customer_ids: CustomerIdMap = customer_ids or SameCustomerIds()
+        served = {feature for feature in _OPTIONAL_FEATURES if implements(billing, feature)}
+        if ChargesSubscriptions not in served:
+            served -= _ON_THE_MONEY_PATH
+        self._served = frozenset(served)
+        self._billing_members = frozenset(BILLING_CORE) | protocol_members(*served)
+        self._local_locks = implements(local, ProviderLockStore)
+        local_features = capabilities_of(local)
+        self._capabilities = Capabilities(
+            pause=self._serves(PausesSubscriptions),
+            retention_discount=self._serves(GrantsRetentionDiscounts),
+            charge=self._serves(ChargesSubscriptions),
+            plans=self._serves(ChangesPlans),
+            plan_settlement=self._serves(SettlesPlanChanges),
+            webhook_claims=local_features.webhook_claims,
+            add_customer=local_features.add_customer,
+            erase=local_features.erase,
+            prune=local_features.prune,
+            start_session_at_once=local_features.start_session_at_once,
+        )
+        # Two methods that are no storage member, which the portal looks
+        # for by name: the composite has them exactly when the store that
+        # serves them does.
+        if implements(billing, _LinksInvoicePdfs):
+            self.invoice_pdf_url = self._provider_invoice_pdf_url
+        if implements(local, PrunesWebhookEvents):
+            self.prune_webhook_events = self._prune_webhook_events
 
     def __repr__(self) -> str:
         return f"CompositeStorage({self.local!r}, billing={self.billing!r})"
 
     # -- routing -------------------------------------------------------------------
 
-    @property
-    def _billing_charges(self) -> bool:
-        """``True`` if the billing back end runs the money path: it has the
-        subscription lock (members the protocol gained later are optional)."""
-        billing = self.billing
-        return callable(getattr(billing, "lock_subscription", None)) and callable(
-            getattr(billing, "subscriptions_due", None)
-        )
+    def _serves(self, feature: type) -> bool:
+        """Whether the adapter serves ``feature`` (one of ``_OPTIONAL_FEATURES``)."""
+        return feature in self._served
 
     def backend_of(self, name: str) -> object:
         """The store that serves the protocol member ``name``."""
-        if name in local_only_members() or not hasattr(self.billing, name):
-            return self.local
-        if name in protocol_members(ChargeStore) and not self._billing_charges:
-            return self.local
-        return self.billing
-
-    def supports(self, name: str) -> bool:
-        """Whether the protocol member ``name`` can act on the billing
-        adapter's subscriptions: it is served by the store that holds them
-        (a pause or a retention discount the adapter lacks would otherwise
-        reach the local store, which does not know the subscription).
-        The portal offers no action whose member is unsupported. Members
-        that are always the local store's (customers, sessions) are supported."""
-        if name in local_only_members():
-            return callable(getattr(self.local, name, None))
-        return self.backend_of(name) is self.backend_of("get_subscription")
+        return self.billing if name in self._billing_members else self.local
 
     def portal_capabilities(self) -> Capabilities:
-        """What the portal can do with the adapter's subscriptions: each
-        feature whose members are all served by the store that holds them
-        (a pause the adapter lacks would otherwise reach the local store,
-        which does not know the subscription)."""
+        """What the portal can do with the adapter's subscriptions: the
+        features the adapter serves itself (a pause the adapter lacks would
+        reach the local store, which does not know the subscription), and
+        the local store's own (webhook claims, erasure, pruning …)."""
+        return self._capabilities
 
-        def served(*names: str) -> bool:
-            return all(self.supports(name) for name in names)
-
-        charge = served("lock_subscription", "subscriptions_due")
-        return Capabilities(
-            pause=served("pause_subscription", "unpause_subscription"),
-            retention_discount=served("set_retention_discount"),
-            charge=charge,
-            plans=served("list_plans", "get_plan", "schedule_plan_change"),
-            plan_settlement=charge and served("plan_changes_to_settle"),
-            webhook_claims=served("claim_webhook_event", "finish_webhook_event", "release_webhook_event"),
-            add_customer=served("add_customer"),
-            erase=served("erase_customer"),
-            prune=served("prune_expired"),
-            start_session_at_once=served("start_portal_session"),
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names this class does not define: licence keys,
-        # access, and protocol members added after it was written. Those the
-        # adapter serves are called with their ``customer_id`` argument (by
-        # that name in the adapter's signature) mapped to the provider's,
-        # their records mapped back and their ``event`` appended locally.
-        if name.startswith("_") or name in ("local", "billing", "customer_ids"):
-            raise AttributeError(name)
-        backend = self.backend_of(name)
-        attribute = getattr(backend, name)
-        if backend is self.local or not callable(attribute):
-            return attribute
-        try:
-            signature: inspect.Signature | None = inspect.signature(attribute)
-        except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-            signature = None
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            event = kwargs.pop("event", None)
-            if signature is not None and "customer_id" in signature.parameters:
-                bound = signature.bind(*args, **kwargs)
-                provider_id = self._provider_id(bound.arguments["customer_id"])
-                if provider_id is None:
-                    return None
-                bound.arguments["customer_id"] = provider_id
-                args, kwargs = bound.args, bound.kwargs
-            return self._recorded(event, self._to_portal(attribute(*args, **kwargs)))
-
-        return call
+    # -- customer ids ----------------------------------------------------------------
 
     def _provider_id(self, customer_id: str) -> str | None:
         return self.customer_ids.to_provider(customer_id)
@@ -335,36 +328,10 @@ class CompositeStorage:
     def _to_portal(self, value: R) -> R:
         """``value`` (a record, a list or a page of them) with the
         provider's customer ids replaced by the portal's."""
-        if _is_record(value):
-            record: Any = value
-            changes: dict[str, Any] = {}
-            portal_id = self._portal_id(record.customer_id)
-            if portal_id is None:
-                raise LookupError(f"no portal customer for provider customer {record.customer_id!r}")
-            if portal_id != record.customer_id:
-                changes["customer_id"] = portal_id
-            nested = getattr(record, "payment_method", None)
-            if nested is not None:
-                mapped = self._to_portal(nested)
-                if mapped is not nested:
-                    changes["payment_method"] = mapped
-            return cast(R, dataclasses.replace(record, **changes)) if changes else value
-        if isinstance(value, Page):
-            items = [self._to_portal(item) for item in value.items]
-            return cast(R, dataclasses.replace(value, items=items))
-        if isinstance(value, list | tuple):
-            return cast(R, type(value)(self._to_portal(item) for item in value))
-        return value
+        return with_portal_ids(value, self.customer_ids)
 
     def _to_provider(self, value: R) -> R:
-        if _is_record(value):
-            record: Any = value
-            provider_id = self._provider_id(record.customer_id)
-            if provider_id is None:
-                raise LookupError(f"customer {record.customer_id!r} has no account at the billing provider")
-            if provider_id != record.customer_id:
-                return cast(R, dataclasses.replace(record, customer_id=provider_id))
-        return value
+        return with_provider_id(value, self.customer_ids)
 
     def _recorded(self, event: AuditEvent | None, result: R) -> R:
         """Append ``event`` to the local audit log once the provider accepted
@@ -395,11 +362,28 @@ class CompositeStorage:
             return Page(items=[], page=page, per_page=per_page, total=0)
         return self._to_portal(self.billing.list_invoices(provider_id, page=page, per_page=per_page))
 
+    def list_invoices_after(
+        self, customer_id: str, after: Invoice | None, *, limit: int, with_lines: bool = False
+    ) -> Sequence[Invoice]:
+        if not self._serves(_ReadsInvoiceBatches):
+            return self.local.list_invoices_after(customer_id, after, limit=limit, with_lines=with_lines)
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return []
+        found = self.billing.list_invoices_after(provider_id, after, limit=limit, with_lines=with_lines)
+        return self._to_portal(list(found))
+
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
         provider_id = self._provider_id(customer_id)
         if provider_id is None:
             return None
         return self._to_portal(self.billing.get_invoice(provider_id, invoice_id))
+
+    def _provider_invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None:
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        return self.billing.invoice_pdf_url(provider_id, invoice_id)
 
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
         provider_id = self._provider_id(customer_id)
@@ -473,6 +457,64 @@ class CompositeStorage:
         kept = self.billing.undo_cancellation(provider_id, subscription_id, now=now)
         return self._recorded(event, self._to_portal(kept))
 
+    def pause_subscription(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        now: datetime,
+        resumes_at: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        if not self._serves(PausesSubscriptions):
+            return self.local.pause_subscription(
+                customer_id, subscription_id, now=now, resumes_at=resumes_at, event=event
+            )
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        paused = self.billing.pause_subscription(provider_id, subscription_id, now=now, resumes_at=resumes_at)
+        return self._recorded(event, self._to_portal(paused))
+
+    def unpause_subscription(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        resumed_at: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        if not self._serves(PausesSubscriptions):
+            return self.local.unpause_subscription(
+                customer_id, subscription_id, resumed_at=resumed_at, event=event
+            )
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        resumed = self.billing.unpause_subscription(provider_id, subscription_id, resumed_at=resumed_at)
+        return self._recorded(event, self._to_portal(resumed))
+
+    def set_retention_discount(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        percent: int,
+        renewals: int,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        if not self._serves(GrantsRetentionDiscounts):
+            return self.local.set_retention_discount(
+                customer_id, subscription_id, percent=percent, renewals=renewals, event=event
+            )
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        discounted = self.billing.set_retention_discount(
+            provider_id, subscription_id, percent=percent, renewals=renewals
+        )
+        return self._recorded(event, self._to_portal(discounted))
+
     # -- billing: the money path ---------------------------------------------------
 
     def lock_subscription(
@@ -495,106 +537,167 @@ class CompositeStorage:
     @contextmanager
     def _lock(self, customer_id: str, subscription_id: str) -> Iterator[SubscriptionLock | None]:
         provider_id = self._provider_id(customer_id)
-        if provider_id is None or not self._billing_charges:
+        if provider_id is None or not self._serves(ChargesSubscriptions):
             yield None
             return
         events: list[AuditEvent] = []
         held: AbstractContextManager[ProviderSubscriptionLock | None] = nullcontext()
-        locker = getattr(self.local, "lock_provider_subscription", None)
-        if callable(locker):  # a local store made before the protocol had it has none
-            held = locker(customer_id, subscription_id)
+        if self._local_locks:  # a local store made before the protocol had it has none
+            held = self.local.lock_provider_subscription(customer_id, subscription_id)
         with held as across_processes:
-            with cast(ChargeStore, self.billing).lock_subscription(provider_id, subscription_id) as lock:
-                yield None if lock is None else _MappedLock(self, lock, events)
+            with self.billing.lock_subscription(provider_id, subscription_id) as lock:
+                yield None if lock is None else MappedLock.around(lock, self.customer_ids, events)
             for event in events:
                 (across_processes or self.local).record_event(event)
-
-    def lock_provider_subscription(
-        self, customer_id: str, subscription_id: str
-    ) -> AbstractContextManager[ProviderSubscriptionLock]:
-        """The local store's lock, in the merchant's database (portal
-        customer id, the provider's subscription id)."""
-        return self.local.lock_provider_subscription(customer_id, subscription_id)
 
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         """The billing back end's due subscriptions (for portal customers
         only); none when the provider renews subscriptions itself."""
-        if not self._billing_charges:
+        if not self._serves(ChargesSubscriptions):
             return []
         due = []
-        for subscription in cast(ChargeStore, self.billing).subscriptions_due(now, limit=limit):
+        for subscription in self.billing.subscriptions_due(now, limit=limit):
             if self._portal_id(subscription.customer_id) is not None:
                 due.append(self._to_portal(subscription))
         return due
 
-    # -- always local ------------------------------------------------------------
-    # Customers and access come through ``__getattr__``; these two are spelt
-    # out because every signed-in request uses them.
+    def subscriptions_to_resume(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
+        if not self._serves(_ResumesSubscriptions):
+            return self.local.subscriptions_to_resume(now, limit=limit)
+        return self._to_portal(list(self.billing.subscriptions_to_resume(now, limit=limit)))
 
-    def get_customer(self, customer_id: str) -> Customer | None:
-        return self.local.get_customer(customer_id)
-
-    def record_event(self, event: AuditEvent) -> None:
-        self.local.record_event(event)
-
-
-class _MappedLock:
-    """A billing back end's :class:`SubscriptionLock` seen with portal
-    customer ids; audit events go to ``events`` (appended to the local log
-    by :meth:`CompositeStorage._lock` when the block ends normally)."""
-
-    def __init__(self, owner: CompositeStorage, lock: SubscriptionLock, events: list[AuditEvent]) -> None:
-        self._owner = owner
-        self._lock = lock
-        self._events = events
-
-    @property
-    def subscription(self) -> Subscription:
-        return self._owner._to_portal(self._lock.subscription)
-
-    def open_invoices(self) -> Sequence[Invoice]:
-        return self._owner._to_portal(list(self._lock.open_invoices()))
-
-    def get_invoice(self, invoice_id: str) -> Invoice | None:
-        return self._owner._to_portal(self._lock.get_invoice(invoice_id))
-
-    def issue_invoice(self, invoice: Invoice) -> Invoice:
-        return self._owner._to_portal(self._lock.issue_invoice(self._owner._to_provider(invoice)))
-
-    def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
-        return self._owner._to_portal(list(self._lock.attempts(invoice_id)))
-
-    def save_attempt(self, attempt: ChargeAttempt) -> None:
-        self._lock.save_attempt(self._owner._to_provider(attempt))
-
-    def mark_invoice_paid(
-        self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
-    ) -> Invoice:
-        return self._owner._to_portal(
-            self._lock.mark_invoice_paid(
-                invoice_id,
-                paid_at=paid_at,
-                payment_reference=payment_reference,
-                payment_method_id=payment_method_id,
-            )
+    def plan_changes_to_settle(
+        self, *, limit: int = 100, customer_id: str | None = None
+    ) -> Sequence[PlanChange]:
+        if not self._serves(SettlesPlanChanges):
+            return self.local.plan_changes_to_settle(limit=limit, customer_id=customer_id)
+        provider_id = None
+        if customer_id is not None:
+            provider_id = self._provider_id(customer_id)
+            if provider_id is None:
+                return []
+        return self._to_portal(
+            list(self.billing.plan_changes_to_settle(limit=limit, customer_id=provider_id))
         )
 
-    def update_subscription(self, **changes: Any) -> Subscription:
-        return self._owner._to_portal(self._lock.update_subscription(**changes))
+    # -- plans ---------------------------------------------------------------------
 
-    def __getattr__(self, name: str) -> Any:
-        # Lock methods added to the protocol later: called as they are,
-        # records mapped back to portal customer ids.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        attribute = getattr(self._lock, name)
-        if not callable(attribute):
-            return self._owner._to_portal(attribute)
+    def list_plans(self, product_name: str) -> Sequence[Plan]:
+        if not self._serves(ChangesPlans):
+            return self.local.list_plans(product_name)
+        return self.billing.list_plans(product_name)
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._owner._to_portal(attribute(*args, **kwargs))
+    def get_plan(self, plan_id: str) -> Plan | None:
+        if not self._serves(ChangesPlans):
+            return self.local.get_plan(plan_id)
+        return self.billing.get_plan(plan_id)
 
-        return call
+    def schedule_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str | None,
+        quantity: int | None,
+        now: datetime,
+        event: AuditEvent | None = None,
+    ) -> Subscription | None:
+        if not self._serves(ChangesPlans):
+            return self.local.schedule_plan_change(
+                customer_id, subscription_id, plan_id=plan_id, quantity=quantity, now=now, event=event
+            )
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        scheduled = self.billing.schedule_plan_change(
+            provider_id, subscription_id, plan_id=plan_id, quantity=quantity, now=now
+        )
+        return self._recorded(event, self._to_portal(scheduled))
 
-    def record_event(self, event: AuditEvent) -> None:
-        self._events.append(event)
+    # -- billing details -----------------------------------------------------------
+
+    def get_billing_details(self, customer_id: str) -> BillingDetails | None:
+        if not self._serves(BillingDetailsStore):
+            return self.local.get_billing_details(customer_id)
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        return self.billing.get_billing_details(provider_id)
+
+    def save_billing_details(
+        self, customer_id: str, details: BillingDetails, *, event: AuditEvent | None = None
+    ) -> BillingDetails | None:
+        if not self._serves(BillingDetailsStore):
+            return self.local.save_billing_details(customer_id, details, event=event)
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        return self._recorded(event, self.billing.save_billing_details(provider_id, details))
+
+    def add_invoice_billing_details(
+        self, customer_id: str, invoice_id: str, details: BillingDetails, *, event: AuditEvent | None = None
+    ) -> Invoice | None:
+        if not self._serves(BillingDetailsStore):
+            return self.local.add_invoice_billing_details(customer_id, invoice_id, details, event=event)
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        updated = self.billing.add_invoice_billing_details(provider_id, invoice_id, details)
+        return self._recorded(event, self._to_portal(updated))
+
+    # -- licence keys, each from the adapter if it has it ---------------------------
+
+    def list_license_keys(self, customer_id: str) -> Sequence[LicenseKey]:
+        if not self._serves(_ListsLicenseKeys):
+            return self.local.list_license_keys(customer_id)
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return []
+        return self._to_portal(list(self.billing.list_license_keys(provider_id)))
+
+    def count_license_keys(self, customer_id: str) -> int:
+        if not self._serves(_CountsLicenseKeys):
+            return self.local.count_license_keys(customer_id)
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return 0
+        return self.billing.count_license_keys(provider_id)
+
+    def get_license_key(self, customer_id: str, license_key_id: str) -> LicenseKey | None:
+        if not self._serves(_FindsLicenseKeys):
+            return self.local.get_license_key(customer_id, license_key_id)
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        return self._to_portal(self.billing.get_license_key(provider_id, license_key_id))
+
+    def list_license_key_instances(
+        self, customer_id: str, license_key_id: str
+    ) -> Sequence[LicenseKeyInstance]:
+        if not self._serves(_ListsLicenseKeyInstances):
+            return self.local.list_license_key_instances(customer_id, license_key_id)
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return []
+        return self._to_portal(list(self.billing.list_license_key_instances(provider_id, license_key_id)))
+
+    def deactivate_license_key_instance(
+        self,
+        customer_id: str,
+        license_key_id: str,
+        instance_id: str,
+        *,
+        now: datetime,
+        event: AuditEvent | None = None,
+    ) -> LicenseKeyInstance | None:
+        if not self._serves(_DeactivatesLicenseKeyInstances):
+            return self.local.deactivate_license_key_instance(
+                customer_id, license_key_id, instance_id, now=now, event=event
+            )
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None:
+            return None
+        deactivated = self.billing.deactivate_license_key_instance(
+            provider_id, license_key_id, instance_id, now=now
+        )
+        return self._recorded(event, self._to_portal(deactivated))

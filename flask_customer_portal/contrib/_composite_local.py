@@ -1,0 +1,172 @@
+"""What a :class:`~flask_customer_portal.contrib.composite.CompositeStorage`
+always takes from its local store: customers, sign-in links, sessions, the
+audit log, webhook claims and the lock that holds across processes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Protocol, cast
+
+from ..storage import (
+    AuditEvent,
+    Customer,
+    ErasureReport,
+    LinkPurpose,
+    LinkRecord,
+    LinkUse,
+    Page,
+    PortalSessionRecord,
+    PortalStorage,
+    ProviderSubscriptionLock,
+    PruneReport,
+    WebhookClaim,
+)
+
+__all__ = ["LocalMembers", "PrunesWebhookEvents"]
+
+
+class PrunesWebhookEvents(Protocol):
+    """Not a storage member: the SQLAlchemy store's, for ``flask portal
+    prune-webhook-events``."""
+
+    def prune_webhook_events(self, received_before: datetime) -> int: ...
+
+
+class LocalMembers:
+    """The members of :class:`~flask_customer_portal.storage.PortalStorage`
+    that a composite store serves from ``local``, as they are."""
+
+    local: PortalStorage
+
+    # -- customers -------------------------------------------------------------------
+
+    def get_customer(self, customer_id: str) -> Customer | None:
+        return self.local.get_customer(customer_id)
+
+    def find_customer_by_email(self, email: str) -> Customer | None:
+        return self.local.find_customer_by_email(email)
+
+    def update_profile(
+        self, customer_id: str, *, name: str, phone: str | None, event: AuditEvent | None = None
+    ) -> Customer | None:
+        return self.local.update_profile(customer_id, name=name, phone=phone, event=event)
+
+    def set_locale(
+        self, customer_id: str, locale: str | None, *, event: AuditEvent | None = None
+    ) -> Customer | None:
+        return self.local.set_locale(customer_id, locale, event=event)
+
+    def change_email(
+        self, customer_id: str, email: str, *, auth_version: int, event: AuditEvent | None = None
+    ) -> Customer | None:
+        return self.local.change_email(customer_id, email, auth_version=auth_version, event=event)
+
+    def add_customer(self, customer: Customer) -> Customer:
+        return self.local.add_customer(customer)
+
+    def erase_customer(
+        self, customer_id: str, *, email: str, now: datetime, event: AuditEvent | None = None
+    ) -> ErasureReport | None:
+        return self.local.erase_customer(customer_id, email=email, now=now, event=event)
+
+    # -- links, sessions, the audit log and webhook claims ----------------------------
+
+    def create_link(self, record: LinkRecord) -> None:
+        self.local.create_link(record)
+
+    def consume_link(self, token_hash: str, purpose: LinkPurpose, customer_id: str, now: datetime) -> bool:
+        return self.local.consume_link(token_hash, purpose, customer_id, now)
+
+    def get_link(self, token_hash: str) -> LinkRecord | None:
+        return self.local.get_link(token_hash)
+
+    def create_portal_session(self, record: PortalSessionRecord) -> None:
+        self.local.create_portal_session(record)
+
+    def start_portal_session(
+        self,
+        record: PortalSessionRecord,
+        *,
+        link: LinkUse | None = None,
+        replaces: str | None = None,
+        event: AuditEvent | None = None,
+    ) -> bool:
+        return self.local.start_portal_session(record, link=link, replaces=replaces, event=event)
+
+    def get_portal_session(self, session_id: str) -> PortalSessionRecord | None:
+        return self.local.get_portal_session(session_id)
+
+    def get_session_with_customer(self, session_id: str) -> tuple[PortalSessionRecord, Customer] | None:
+        return self.local.get_session_with_customer(session_id)
+
+    def touch_portal_session(self, session_id: str, now: datetime) -> None:
+        self.local.touch_portal_session(session_id, now)
+
+    def revoke_portal_session(self, session_id: str, now: datetime) -> None:
+        self.local.revoke_portal_session(session_id, now)
+
+    def revoke_customer_sessions(self, customer_id: str, now: datetime) -> int:
+        return self.local.revoke_customer_sessions(customer_id, now)
+
+    def sign_out_everywhere(self, customer_id: str, now: datetime, *, event: AuditEvent | None = None) -> int:
+        return self.local.sign_out_everywhere(customer_id, now, event=event)
+
+    def list_customer_sessions(
+        self, customer_id: str, now: datetime, *, idle_timeout: timedelta, max_age: timedelta
+    ) -> Sequence[PortalSessionRecord]:
+        return self.local.list_customer_sessions(customer_id, now, idle_timeout=idle_timeout, max_age=max_age)
+
+    def revoke_customer_session(
+        self, customer_id: str, public_id: str, now: datetime, *, event: AuditEvent | None = None
+    ) -> PortalSessionRecord | None:
+        return self.local.revoke_customer_session(customer_id, public_id, now, event=event)
+
+    def record_event(self, event: AuditEvent) -> None:
+        self.local.record_event(event)
+
+    def list_customer_events(self, customer_id: str, *, page: int, per_page: int) -> Page[AuditEvent]:
+        return self.local.list_customer_events(customer_id, page=page, per_page=per_page)
+
+    def claim_webhook_event(
+        self, provider: str, event_id: str, now: datetime, *, lease: timedelta
+    ) -> WebhookClaim:
+        return self.local.claim_webhook_event(provider, event_id, now, lease=lease)
+
+    def finish_webhook_event(self, provider: str, event_id: str, now: datetime) -> None:
+        self.local.finish_webhook_event(provider, event_id, now)
+
+    def release_webhook_event(self, provider: str, event_id: str) -> None:
+        self.local.release_webhook_event(provider, event_id)
+
+    def _prune_webhook_events(self, received_before: datetime) -> int:
+        """``prune_webhook_events`` of a composite whose local store has it
+        (``flask portal prune-webhook-events`` looks for it by name)."""
+        return cast(PrunesWebhookEvents, self.local).prune_webhook_events(received_before)
+
+    def prune_expired(
+        self,
+        now: datetime,
+        *,
+        session_idle_timeout: timedelta,
+        session_max_age: timedelta,
+        webhook_events_before: datetime | None = None,
+        batch_size: int = 500,
+    ) -> PruneReport:
+        return self.local.prune_expired(
+            now,
+            session_idle_timeout=session_idle_timeout,
+            session_max_age=session_max_age,
+            webhook_events_before=webhook_events_before,
+            batch_size=batch_size,
+        )
+
+    # -- the lock that holds across processes ---------------------------------------
+
+    def lock_provider_subscription(
+        self, customer_id: str, subscription_id: str
+    ) -> AbstractContextManager[ProviderSubscriptionLock]:
+        """The local store's lock, in the merchant's database (portal
+        customer id, the provider's subscription id)."""
+        return self.local.lock_provider_subscription(customer_id, subscription_id)
