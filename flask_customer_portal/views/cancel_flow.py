@@ -30,7 +30,7 @@ from ..clock import utcnow
 from ..deep_links import PLAN_CHANGE_ENDPOINT
 from ..errors import SubscriptionNotFound
 from ..forms import ConfirmForm
-from ..forms_cancel_flow import CancellationReasonForm, PauseForm
+from ..forms.cancel_flow import CancellationReasonForm, PauseForm
 from ..i18n import gettext as _
 from ..money import Money
 from ..offers import (

@@ -33,7 +33,7 @@ from ..billing.renewal import (
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..forms import ConfirmForm
-from ..forms_payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
+from ..forms.payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
 from ..i18n import gettext as _
 from ..i18n import ngettext
 from ..money import Money

@@ -13,7 +13,7 @@ from ..auth import check_link, get_current_customer, issue_link, other_signed_in
 from ..clock import utcnow
 from ..emails import render_message
 from ..forms import OpenLinkForm, normalize_email
-from ..forms_profile import ProfileForm, example_phone_number, format_phone
+from ..forms.profile import ProfileForm, example_phone_number, format_phone
 from ..i18n import gettext as _
 from ..mail import MailDeliveryError
 from ..ratelimit import client_ip

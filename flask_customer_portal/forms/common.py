@@ -1,5 +1,6 @@
-"""The portal's forms (Flask-WTF). CSRF is always on for them, whatever
-``WTF_CSRF_ENABLED`` says for the host's own forms."""
+"""The forms every area shares: the base form (CSRF always on, whatever
+``WTF_CSRF_ENABLED`` says for the host's own forms), sign-in and one-button
+confirmations."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, Field, Form
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from .i18n import lazy_gettext as _l
+from ..i18n import lazy_gettext as _l
 
 __all__ = ["ConfirmForm", "LoginForm", "OpenLinkForm", "PortalForm", "normalize_email"]
 
