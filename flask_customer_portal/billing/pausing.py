@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from flask import current_app, has_request_context
 
@@ -29,6 +28,7 @@ from ..errors import SubscriptionNotFound
 from ..mail import MailDeliveryError
 from ..state import PortalState
 from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
+from .notify import subscription_link
 from .periods import add_interval
 
 __all__ = [
@@ -198,7 +198,7 @@ def _mail(
 ) -> None:
     """Render in the customer's language and send; from the worker thread
     inside a request. A failure is logged: the change already stands."""
-    link = f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}"
+    link = subscription_link(state, subscription)
     message = render_message(
         state, name, to=customer.email, customer=customer, subscription=subscription, link=link, **context
     )

@@ -21,7 +21,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import quote
 
 from flask import current_app
 
@@ -46,6 +45,7 @@ from ..storage import (
     SubscriptionStatus,
 )
 from .collect import Collection, CollectionStatus, _collect, _event, _mail, announce_mismatch
+from .notify import subscription_link
 from .proration import Proration, is_upgrade, prorate
 from .renewal import NO_PAYMENT_METHOD
 from .settlement import (
@@ -494,5 +494,5 @@ def _announce_change(state: PortalState, customer: Customer, result: PlanChangeR
         previous=previous,
         invoice=invoice,
         scheduled=False,
-        link=f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}",
+        link=subscription_link(state, subscription),
     )

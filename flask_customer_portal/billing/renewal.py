@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from urllib.parse import quote
 
 from flask import current_app
 
@@ -75,6 +74,7 @@ from .collect import (
     announce_mismatch,
     idempotency_key,
 )
+from .notify import subscription_link
 from .pausing import resume_due
 from .periods import add_interval
 from .proration import apply_credit, apply_scheduled_change
@@ -787,7 +787,7 @@ def renew_subscription(
             previous=previous,
             invoice=None,
             scheduled=True,
-            link=f"{state.config.portal_url}/subscriptions/{quote(changed.id, safe='')}",
+            link=subscription_link(state, changed),
         )
     if result.outcome is RenewalOutcome.RENEWED and result.invoice is not None:
         signals.invoice_paid.send(

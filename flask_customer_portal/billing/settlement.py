@@ -38,7 +38,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from urllib.parse import quote
 
 from flask import current_app
 
@@ -56,6 +55,7 @@ from ..storage import (
     SubscriptionStatus,
 )
 from .collect import Collection, CollectionStatus, _event, _mail, announce_mismatch, reconcile_attempt
+from .notify import subscription_link
 
 __all__ = [
     "CONFIRMATION_TIMEOUT",
@@ -317,7 +317,7 @@ def announce(state: PortalState, customer: Customer, settled: Sequence[SettledPl
             previous=item.previous,
             invoice=invoice,
             scheduled=False,
-            link=f"{state.config.portal_url}/subscriptions/{quote(item.subscription.id, safe='')}",
+            link=subscription_link(state, item.subscription),
         )
 
 

@@ -32,6 +32,7 @@ from ..billing.renewal import (
 )
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
+from ..formatting import decline_text, format_payment_method
 from ..forms import ConfirmForm
 from ..forms.payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
 from ..i18n import gettext as _
@@ -51,6 +52,7 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
+from ..urls import external_url
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id, when
 from ._flows import finish_flow
 from .plans import settle_on_visit
@@ -93,11 +95,6 @@ def _subscription_or_404(state: PortalState, customer: Customer, subscription_id
 def raw_cards_allowed(state: PortalState) -> bool:
     """Raw card numbers are for a provider that takes them, in test mode only."""
     return bool(state.payments.accepts_raw_cards) and state.config.mode == "test"
-
-
-def card_text(method: PaymentMethod) -> str:
-    """The method as the ``card_label`` macro shows it: "Visa •••• 4242"."""
-    return f"{method.brand.title()} •••• {method.last4}"
 
 
 def _amount_due(state: PortalState, customer: Customer, subscription: Subscription) -> AmountDue:
@@ -352,7 +349,7 @@ def _to_new_method_page(
             return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
         if waiting is not None:
             return _reactivation_answer(state, customer, form, None, waiting)
-    return_url = state.config.base_url + url_for(".payment_method", subscription_id=subscription.id)
+    return_url = external_url(state, "payment_method", subscription_id=subscription.id)
     try:
         link = new_method_page(subscription_id=subscription.id, return_url=return_url)
     except Exception as exc:
@@ -441,7 +438,7 @@ def _attach(
         reason = str(result.reason)
         form.forget_card()
         target = form.card_number if isinstance(choice, NewCard) else form.payment_method
-        target.errors = [_declined_text(reason)]
+        target.errors = [decline_text(reason)]
         logger.info("Payment provider declined a new card for customer %s: %s", customer.id, reason)
         return _render(
             state,
@@ -470,17 +467,6 @@ def _attach(
             details={"brand": result.brand, "last4": result.last4},
         ),
     )
-
-
-def _declined_text(reason: str) -> str:
-    """The decline reason in words (the same wording as the ``decline_reason`` macro)."""
-    texts = {
-        "generic_decline": _("The bank declined the payment."),
-        "insufficient_funds": _("The card has insufficient funds."),
-        "expired_card": _("The card has expired."),
-        "incorrect_cvc": _("The security code (CVC) was wrong."),
-    }
-    return texts.get(reason, texts["generic_decline"])
 
 
 def _safe_redirect_target(state: PortalState, url: str | None) -> bool:
@@ -578,7 +564,12 @@ def _change(state: PortalState, customer: Customer, subscription: Subscription, 
     )
     previous = subscription.payment_method
     if previous is not None and previous.id == method.id:
-        notify(_("Nothing changed: %(card)s already pays for this subscription.", card=card_text(method)))
+        notify(
+            _(
+                "Nothing changed: %(card)s already pays for this subscription.",
+                card=format_payment_method(method),
+            )
+        )
         return finish_flow("payment_method_update", subscription.id) or redirect(back, code=303)
     updated = state.storage.set_subscription_payment_method(
         customer.id,
@@ -604,7 +595,7 @@ def _change(state: PortalState, customer: Customer, subscription: Subscription, 
         _(
             "%(product)s is now charged to %(card)s.",
             product=updated.product_name,
-            card=card_text(method),
+            card=format_payment_method(method),
         )
     )
     return finish_flow("payment_method_update", updated.id) or redirect(back, code=303)
@@ -679,12 +670,12 @@ def remove_payment_method(payment_method_id: str) -> Any:
             _(
                 "%(card)s is used by a subscription, so it cannot be removed. "
                 "Give the subscription another card first.",
-                card=card_text(method),
+                card=format_payment_method(method),
             )
         )
         return redirect(back, code=303)
     if not removed:
         abort(404)
     signals.payment_method_removed.send(_app(), customer=customer, payment_method=method)
-    notify(_("%(card)s was removed.", card=card_text(method)))
+    notify(_("%(card)s was removed.", card=format_payment_method(method)))
     return redirect(back, code=303)
