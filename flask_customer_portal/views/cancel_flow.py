@@ -27,7 +27,6 @@ from ..billing.periods import add_months
 from ..billing.plan_change import plan_changes_supported
 from ..billing.retention import discount_amount, retention_offer_for
 from ..clock import utcnow
-from ..deep_links import PLAN_CHANGE_ENDPOINT
 from ..errors import SubscriptionNotFound
 from ..forms import ConfirmForm
 from ..forms.cancel_flow import CancellationReasonForm, PauseForm
@@ -63,11 +62,7 @@ def _offer(
     may_pause = _may_pause(state, rules) and can_pause(subscription, utcnow())
 
     def may_change_plan(plan_id: str) -> bool:
-        return (
-            state.config.endpoint(PLAN_CHANGE_ENDPOINT) in current_app.view_functions
-            and plan_changes_supported(state)
-            and rules.allows_plan(plan_id)
-        )
+        return plan_changes_supported(state) and rules.allows_plan(plan_id)
 
     return retention_offer_for(
         state, customer, subscription, reason, may_pause=may_pause, may_change_plan=may_change_plan

@@ -84,9 +84,8 @@ def _attachment(body: Any, *, mimetype: str, filename: str) -> Response:
 
 
 def _back(page: str) -> str:
-    """Where an export was offered, or the overview if that page is off."""
-    shown = get_state().config.endpoint(page) in current_app.view_functions
-    return url_for(f".{page}" if shown else ".dashboard")
+    """The page the export was offered on."""
+    return url_for(f".{page}")
 
 
 def _over_rate(state: PortalState, customer: Customer, export: str) -> Any | None:

@@ -557,11 +557,7 @@ def _reactivation_answer(
 
 def _change(state: PortalState, customer: Customer, subscription: Subscription, method: PaymentMethod) -> Any:
     """Charge future renewals of an active subscription to ``method``."""
-    back = (
-        url_for(".subscription", subscription_id=subscription.id)
-        if state.config.endpoint("subscription") in current_app.view_functions
-        else url_for(".payment_method", subscription_id=subscription.id)
-    )
+    back = url_for(".subscription", subscription_id=subscription.id)
     previous = subscription.payment_method
     if previous is not None and previous.id == method.id:
         notify(
@@ -634,9 +630,7 @@ def _back_to(state: PortalState, customer: Customer, subscription_id: str | None
         and state.storage.get_subscription(customer.id, subscription_id) is not None
     ):
         return url_for(".payment_method", subscription_id=subscription_id)
-    if state.config.endpoint("subscriptions") in current_app.view_functions:
-        return url_for(".subscriptions")
-    return url_for(".dashboard")
+    return url_for(".subscriptions")
 
 
 @blueprint.route("/payment-methods/<payment_method_id>/remove", methods=["POST"])

@@ -38,7 +38,6 @@ from ..billing.proration import prorate
 from ..billing.renewal import ProviderError
 from ..billing.settlement import SettlementOutcome, settle_plan_changes
 from ..clock import utcnow
-from ..deep_links import PLAN_CHANGE_ENDPOINT
 from ..errors import SubscriptionNotFound
 from ..formatting import decline_text, format_date
 from ..forms import ConfirmForm
@@ -587,7 +586,6 @@ def _plan_helpers() -> dict[str, Any]:
         customer = get_current_customer()
         return (
             customer is not None
-            and get_state().config.endpoint(PLAN_CHANGE_ENDPOINT) in current_app.view_functions
             and plan_changes_supported(get_state())
             and rules_for(customer, subscription).may_change_plan
             and plan_change_blocked(subscription, utcnow()) is None
