@@ -56,7 +56,7 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
     def date_time(value: datetime | None) -> str:
         return "" if value is None else format_datetime(value, babel_locale, tz)
 
-    def link(page: str, **values: Any) -> str:
+    def link(page: str, /, **values: Any) -> str:
         return external_url(state, page, **values)
 
     return {

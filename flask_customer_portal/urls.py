@@ -23,7 +23,7 @@ from .state import PortalState
 __all__ = ["external_url"]
 
 
-def external_url(state: PortalState, page: str, **values: Any) -> str:
+def external_url(state: PortalState, page: str, /, **values: Any) -> str:
     """The absolute URL of the portal's page ``page`` (its endpoint without
     the blueprint name, e.g. ``"subscription"``) with the rule's
     ``values``; values the rule does not take become the query string.
