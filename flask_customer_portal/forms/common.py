@@ -24,11 +24,16 @@ def normalize_email(value: str) -> str:
 
 
 class PortalForm(FlaskForm):
+    """The base of the portal's forms, and of a host's own pages that sit
+    beside the portal: CSRF is always on, whatever ``WTF_CSRF_ENABLED``
+    says for the rest of the app."""
+
     class Meta:
         csrf = True
 
     @property
     def csrf_failed(self) -> bool:
+        """Whether the form was refused for its CSRF token (a stale page)."""
         field = getattr(self, "csrf_token", None)
         return bool(field is not None and field.errors)
 
