@@ -22,12 +22,11 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import inspect
 from sqlalchemy.orm import DeclarativeBase
 
-from flask_customer_portal import CustomerPortal
+from flask_customer_portal import CustomerPortal, schema_problems
 from flask_customer_portal.contrib.composite import CompositeStorage
 from flask_customer_portal.contrib.sqla import PortalModel, SQLAlchemyStorage
 from flask_customer_portal.migrations import SchemaError
 from flask_customer_portal.migrations import upgrade as upgrade_portal_tables
-from flask_customer_portal.production import schema_problems
 
 from .backends import portal_backend
 from .offers import retention_offer

@@ -47,13 +47,17 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms import EmailField, HiddenField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from flask_customer_portal import Customer, CustomerPortal, PortalSession
-from flask_customer_portal.clock import utcnow
-from flask_customer_portal.config import PortalConfig
+from flask_customer_portal import (
+    Customer,
+    CustomerPortal,
+    MailDeliveryError,
+    PortalConfig,
+    PortalForm,
+    PortalSession,
+    client_ip,
+    utcnow,
+)
 from flask_customer_portal.contrib.sqla import AuditEventModel, CustomerModel, PortalSessionModel
-from flask_customer_portal.forms import PortalForm
-from flask_customer_portal.mail import MailDeliveryError
-from flask_customer_portal.ratelimit import client_ip
 
 from . import db
 from .staff import Staff, authenticate, end_staff_sessions

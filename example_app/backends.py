@@ -27,6 +27,8 @@ from typing import Any
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
+from flask_customer_portal import ConfigurationError
+
 __all__ = ["BACKENDS", "portal_backend"]
 
 
@@ -47,7 +49,6 @@ def _dodo(app: Flask, db: SQLAlchemy) -> dict[str, Any]:
         dodo_webhook_view,
     )
     from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
-    from flask_customer_portal.errors import ConfigurationError
 
     api_key = _setting(app, "DODO_PAYMENTS_API_KEY")
     if not api_key:
@@ -79,7 +80,6 @@ def _stripe(app: Flask, db: SQLAlchemy) -> dict[str, Any]:
         StripePaymentProvider,
         stripe_webhook_blueprint,
     )
-    from flask_customer_portal.errors import ConfigurationError
 
     secret_key = _setting(app, "STRIPE_SECRET_KEY")
     if not secret_key:
@@ -116,8 +116,6 @@ BACKENDS: dict[str, Callable[[Flask, SQLAlchemy], dict[str, Any]]] = {
 
 def portal_backend(app: Flask, db: SQLAlchemy) -> dict[str, Any]:
     """``CustomerPortal.init_app`` arguments for the app's ``PORTAL_BACKEND``."""
-    from flask_customer_portal.errors import ConfigurationError
-
     name = (_setting(app, "PORTAL_BACKEND", "local") or "local").strip().lower()
     if name not in BACKENDS:
         raise ConfigurationError(

@@ -15,22 +15,25 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from flask_customer_portal import (
+    BillingDetails,
     Customer,
+    DeclineReason,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
     LicenseKey,
+    LicenseKeyInstance,
     LicenseKeyStatus,
     Money,
     PaymentMethod,
+    Plan,
     Subscription,
     SubscriptionStatus,
+    TaxIdScheme,
     TestPaymentProvider,
+    add_months,
 )
-from flask_customer_portal.billing.periods import add_months
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, metadata
-from flask_customer_portal.payments import DeclineReason
-from flask_customer_portal.storage import BillingDetails, LicenseKeyInstance, Plan, TaxIdScheme
 
 __all__ = ["DEMO_CUSTOMER_IDS", "delete_demo_customers", "demo_data_command", "load_demo_data"]
 

@@ -4,13 +4,14 @@ is offered instead, by the reason they give (see the portal's
 
 from __future__ import annotations
 
-from flask_customer_portal import Customer, Subscription
-from flask_customer_portal.offers import (
+from flask_customer_portal import (
     CancellationReason,
+    Customer,
     DiscountOffer,
     PauseOffer,
     PlanOffer,
     RetentionOffer,
+    Subscription,
 )
 
 __all__ = ["CHEAPER_PLAN", "retention_offer"]

@@ -28,8 +28,8 @@ from sqlalchemy import Boolean, Integer, String, inspect, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from flask_customer_portal import ConfigurationError
 from flask_customer_portal.contrib.sqla import TZDateTime
-from flask_customer_portal.errors import ConfigurationError
 
 from . import db
 

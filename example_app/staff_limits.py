@@ -23,7 +23,7 @@ import time
 from flask import Flask, current_app
 from limits import RateLimitItem, parse, storage, strategies
 
-from flask_customer_portal.errors import ConfigurationError
+from flask_customer_portal import ConfigurationError
 
 from . import portal
 

@@ -33,6 +33,7 @@ from .storage import (
     PortalSessionRecord,
 )
 from .tokens import LinkProblem, LinkTokenError, TokenPayload, hash_token_id
+from .urls import external_url
 
 __all__ = [
     "SESSION_KEY",
@@ -163,7 +164,7 @@ def issue_session_link(
         flow=flow,
         subscription_id=subscription_id,
     )
-    link = f"{state.config.portal_url}/session/{token}"
+    link = external_url(state, "session_link", token=token)
     portal_session = PortalSession(
         link=link,
         expires_at=expires_at,

@@ -45,8 +45,8 @@ class Flow(str, enum.Enum):
         return self is not Flow.INVOICES
 
 
-#: The portal page a plan-change link needs (by its name in the portal's
-#: blueprint); without it the flow is refused.
+#: The portal page a plan-change link lands on (by its name in the
+#: portal's blueprint).
 PLAN_CHANGE_ENDPOINT = "change_plan"
 
 

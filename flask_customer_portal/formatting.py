@@ -1,10 +1,12 @@
-"""Dates, times and payment methods as a customer reads them.
+"""Dates, times, payment methods and decline reasons as a customer reads them.
 
-Pure functions with no Flask dependency, shared by the HTML pages, the emails
-and the PDF renderer so that all three show the same date for the same
-moment. Datetimes are stored as aware UTC and shown in the customer's time
-zone: a naive datetime is refused rather than guessed at, because guessing
-wrong moves a payment to another day.
+Shared by the HTML pages, the emails and the PDF renderer so that all three
+show the same date for the same moment and the same words for the same card
+or refusal. Datetimes are stored as aware UTC and shown in the customer's
+time zone: a naive datetime is refused rather than guessed at, because
+guessing wrong moves a payment to another day. Everything but
+:func:`decline_text` (which translates in the current locale) is a pure
+function with no Flask dependency.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from babel import Locale
 from babel.dates import format_date as _babel_format_date
 from babel.dates import format_datetime as _babel_format_datetime
 
+from .i18n import lazy_gettext as _l
 from .storage import PaymentMethod
 
 __all__ = [
+    "decline_text",
     "format_card",
     "format_date",
     "format_datetime",
@@ -106,3 +110,28 @@ def format_card(brand: str, last4: str) -> str:
     brand = brand.strip()
     name = _CARD_BRANDS.get(brand.lower()) or brand.replace("_", " ").title() or "Card"
     return f"{name} \u2022\u2022\u2022\u2022 {last4}"
+
+
+#: The words for each decline code, translated when shown.
+_DECLINE_TEXTS = {
+    "generic_decline": _l("The bank declined the payment."),
+    "insufficient_funds": _l("The card has insufficient funds."),
+    "expired_card": _l("The card has expired."),
+    "incorrect_cvc": _l("The security code (CVC) was wrong."),
+    "no_payment_method": _l("There was no payment method to charge."),
+    "requires_action": _l("The bank asked for a confirmation that was not completed."),
+}
+
+
+def decline_text(reason: str | None, *, keep_unknown: bool = False) -> str:
+    """Why a payment was refused, in the customer's language, from its
+    decline code (a :class:`~flask_customer_portal.payments.DeclineReason`,
+    ``no_payment_method`` or ``requires_action``). Any other reason reads as
+    the bank's plain refusal, unless ``keep_unknown``: a subscription's
+    ``hold_reason`` may be a sentence its back end wrote for the customer,
+    shown as it is."""
+    code = "" if reason is None else str(reason)
+    text = _DECLINE_TEXTS.get(code)
+    if text is None:
+        return code if keep_unknown and code else str(_DECLINE_TEXTS["generic_decline"])
+    return str(text)

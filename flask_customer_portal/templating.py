@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 from babel import Locale
 from flask_babel import get_locale
 
-from .formatting import format_date, format_datetime
+from .formatting import decline_text, format_date, format_datetime, format_payment_method
 from .i18n import domain
 from .money import Money, format_money
+from .urls import external_url
 
 if TYPE_CHECKING:
     from .state import PortalState
@@ -23,8 +24,10 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
     """Helpers bound to the current locale and the customer's time zone.
 
     Templates call ``_()`` for text, ``money(amount, currency)`` or
-    ``money(Money)`` for amounts and ``date(dt)`` / ``datetime(dt)`` for
-    times, so a theme never formats numbers or dates by hand.
+    ``money(Money)`` for amounts, ``date(dt)`` / ``datetime(dt)`` for
+    times, ``card_text(method)`` for a card, ``decline_text(code)`` for a
+    refused payment and ``external_url(page, **values)`` for an absolute
+    link (emails), so a theme never formats numbers, dates or links by hand.
     """
     tz = (customer.timezone if customer is not None else None) or state.config.default_timezone
     # Made inside the page's (or email's) forced locale, so the catalogue and
@@ -53,6 +56,9 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
     def date_time(value: datetime | None) -> str:
         return "" if value is None else format_datetime(value, babel_locale, tz)
 
+    def link(page: str, /, **values: Any) -> str:
+        return external_url(state, page, **values)
+
     return {
         "_": gettext,
         "gettext": gettext,
@@ -62,4 +68,7 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
         "datetime": date_time,
         "portal": state.config,
         "portal_locale": locale,
+        "card_text": format_payment_method,
+        "decline_text": decline_text,
+        "external_url": link,
     }

@@ -464,13 +464,6 @@ def test_discounts_round_half_up_to_a_minor_unit() -> None:
 
 
 def test_a_plan_offer_links_to_the_plan_change_page(pause_app: Flask, ava: FlaskClient) -> None:
-    if "portal.change_plan" not in pause_app.view_functions:
-        # Where the plan change page is not installed, a stand-in at its URL.
-        pause_app.add_url_rule(
-            "/portal/subscriptions/<subscription_id>/plan",
-            endpoint="portal.change_plan",
-            view_func=lambda **kw: "",
-        )
     _offer(pause_app, lambda c, s, r: PlanOffer(plan_id="plan_sync_basic", message="Basic costs $9."))
     confirm = _give_reason(ava, reason="too_expensive")
     assert "Switch plans instead?" in confirm.text

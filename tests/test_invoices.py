@@ -325,18 +325,7 @@ def test_invoice_page_shows_the_tax(shop: Flask) -> None:
     assert _dd(html, "Total") == "Rp166.500"
 
 
-def _with_payment_method_page(app: Flask) -> None:
-    """Mount a stand-in for the payment-method page unless it exists."""
-    if "portal.payment_method" not in app.view_functions:
-        app.add_url_rule(
-            "/portal/subscriptions/<subscription_id>/payment-method",
-            endpoint="portal.payment_method",
-            view_func=lambda subscription_id: "",
-        )
-
-
 def test_an_unpaid_renewal_of_a_subscription_on_hold_links_to_its_payment_method(app: Flask) -> None:
-    _with_payment_method_page(app)
     client = _signed_in(app, "cus_demo_budi")
 
     open_invoice = client.get(f"/portal/invoices/{BUDI_OPEN_INVOICE}").text
@@ -348,17 +337,6 @@ def test_an_unpaid_renewal_of_a_subscription_on_hold_links_to_its_payment_method
     assert _dd(open_invoice, "Jumlah terutang") == "Rp166.500"
     assert link not in paid_invoice
     assert 'class="panel attention"' not in paid_invoice
-
-
-def test_without_a_payment_method_page_an_open_invoice_has_no_link(app: Flask) -> None:
-    app.view_functions.pop("portal.payment_method", None)
-    client = _signed_in(app, "cus_demo_budi")
-
-    page = client.get(f"/portal/invoices/{BUDI_OPEN_INVOICE}")
-
-    assert page.status_code == 200
-    assert "payment-method" not in page.text
-    assert 'class="panel attention"' not in page.text
 
 
 # -- the PDF ---------------------------------------------------------------------------

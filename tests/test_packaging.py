@@ -28,7 +28,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 import flask_customer_portal
-from flask_customer_portal.pdf_fonts import PROVEN_FPDF2_RELEASES
+from flask_customer_portal.pdf.fonts import PROVEN_FPDF2_RELEASES
 
 if sys.version_info >= (3, 11):
     import tomllib

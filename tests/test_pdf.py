@@ -19,8 +19,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
-from flask_customer_portal import pdf as pdf_module
-from flask_customer_portal import pdf_fonts
 from flask_customer_portal.formatting import (
     format_date,
     format_datetime,
@@ -36,6 +34,8 @@ from flask_customer_portal.pdf import (
     default_labels,
     safe_pdf_filename,
 )
+from flask_customer_portal.pdf import fonts as pdf_fonts
+from flask_customer_portal.pdf import layout as pdf_layout
 from flask_customer_portal.storage import Customer, Invoice, InvoiceLine, InvoiceStatus, PaymentMethod
 
 ISSUED = datetime(2026, 3, 5, 23, 30, tzinfo=timezone.utc)
@@ -72,7 +72,7 @@ class PublicFontsRenderer(FPDFInvoiceRenderer):
     _share_parsed_fonts = False
 
 
-SHARED = pdf_module._SHARED_FONTS
+SHARED = pdf_layout._SHARED_FONTS
 
 #: Tests of the shared font path itself; on an fpdf2 release it was not
 #: proven on, the renderer never uses it (tests/test_pdf_fallback.py).
@@ -524,12 +524,12 @@ def test_shared_character_widths_are_never_written() -> None:
 
 
 def _clean_every_character(text: str, *, multiline: bool = False) -> str:
-    """:func:`pdf._clean` without its shortcut for text that needs no cleaning."""
-    text = pdf_module._LINE_BREAKS.sub("\n" if multiline else " ", unicodedata.normalize("NFC", text))
+    """:func:`pdf.layout._clean` without its shortcut for text that needs no cleaning."""
+    text = pdf_layout._LINE_BREAKS.sub("\n" if multiline else " ", unicodedata.normalize("NFC", text))
     text = "".join(
-        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in pdf_module._DROPPED_CATEGORIES
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in pdf_layout._DROPPED_CATEGORIES
     )
-    lines = (pdf_module._SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    lines = (pdf_layout._SPACES.sub(" ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 
 
@@ -545,7 +545,7 @@ def _clean_every_character(text: str, *, multiline: bool = False) -> str:
 @example("e\u0301cole \u212bngstr\u00f6m", False)  # printable, but not NFC
 @example("Line one\u2028line\ttwo\x00", True)
 def test_clean_gives_what_cleaning_every_character_gives(text: str, multiline: bool) -> None:
-    assert pdf_module._clean(text, multiline=multiline) == _clean_every_character(text, multiline=multiline)
+    assert pdf_layout._clean(text, multiline=multiline) == _clean_every_character(text, multiline=multiline)
 
 
 # -- InvoiceDocument -------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Invoice PDFs on every fpdf2 release the ``pdf`` extra allows.
 
-The shared font path (``flask_customer_portal.pdf_fonts``) uses fpdf2's
+The shared font path (``flask_customer_portal.pdf.fonts``) uses fpdf2's
 private classes, so it runs only on the releases it was proven on; any
 other release, and any exception inside it, gets fpdf2's public path: the
 same PDF, a warning in the log once, never an error page.
@@ -21,10 +21,10 @@ from flask.testing import FlaskClient
 from fpdf.fonts import TTFFont
 from pypdf import PdfReader
 
-from flask_customer_portal import pdf as pdf_module
-from flask_customer_portal import pdf_fonts
 from flask_customer_portal.pdf import FPDFInvoiceRenderer, InvoiceDocument
-from flask_customer_portal.pdf_fonts import PROVEN_FPDF2_RELEASES, FontMetrics, SharedFonts
+from flask_customer_portal.pdf import fonts as pdf_fonts
+from flask_customer_portal.pdf import layout as pdf_layout
+from flask_customer_portal.pdf.fonts import PROVEN_FPDF2_RELEASES, FontMetrics, SharedFonts
 from flask_customer_portal.storage import Customer, Invoice, InvoiceLine, InvoiceStatus
 
 PROVEN = max(PROVEN_FPDF2_RELEASES)
@@ -69,8 +69,8 @@ def text_of(pdf: bytes) -> str:
 def shared(monkeypatch: pytest.MonkeyPatch) -> SharedFonts:
     """The renderer's shared fonts, new for this test (so a test that makes
     them give up leaves the process's own untouched)."""
-    fresh = SharedFonts(pdf_module._FONT_FAMILY, pdf_module._FONT_FILES)
-    monkeypatch.setattr(pdf_module, "_SHARED_FONTS", fresh)
+    fresh = SharedFonts(pdf_layout._FONT_FAMILY, pdf_layout._FONT_FILES)
+    monkeypatch.setattr(pdf_layout, "_SHARED_FONTS", fresh)
     return fresh
 
 
@@ -208,7 +208,7 @@ def test_a_document_the_public_path_cannot_render_either_raises_its_error(
     def broken(self: object) -> None:
         raise ValueError("the layout itself is broken")
 
-    monkeypatch.setattr(pdf_module._Layout, "draw", broken)
+    monkeypatch.setattr(pdf_layout._Layout, "draw", broken)
     with pytest.raises(ValueError, match="layout itself"):
         FPDFInvoiceRenderer().render(document())
     assert not shared.given_up  # the shared fonts were not the cause
@@ -262,9 +262,9 @@ def test_pdf_and_zip_downloads_work_when_the_shared_path_breaks(
 @pytest.mark.parametrize("style", ["", "B"])
 def test_layout_widths_are_the_ones_fpdf2_computes(style: str) -> None:
     pdf = fpdf.FPDF()
-    pdf.add_font(pdf_module._FONT_FAMILY, style, pdf_module._FONT_FILES[style])
-    font = pdf.fonts[f"{pdf_module._FONT_FAMILY.lower()}{style}"]
-    metrics = FontMetrics.read(pdf_module._FONT_FILES[style])
+    pdf.add_font(pdf_layout._FONT_FAMILY, style, pdf_layout._FONT_FILES[style])
+    font = pdf.fonts[f"{pdf_layout._FONT_FAMILY.lower()}{style}"]
+    metrics = FontMetrics.read(pdf_layout._FONT_FILES[style])
     font.ttfont.close()
 
     assert dict(metrics.widths) == dict(font.cw)
@@ -275,10 +275,11 @@ def test_layout_widths_are_the_ones_fpdf2_computes(style: str) -> None:
 def test_the_pdf_modules_import_without_fpdf2() -> None:
     script = (
         "import sys; sys.modules['fpdf'] = None\n"
-        "from flask_customer_portal import pdf, pdf_fonts\n"
+        "from flask_customer_portal import pdf\n"
+        "from flask_customer_portal.pdf import fonts, layout\n"
         "assert pdf.default_invoice_renderer() is None\n"
-        "assert pdf_fonts.fpdf2_release() is None\n"
-        "assert pdf._SHARED_FONTS.output_type() is None\n"
+        "assert fonts.fpdf2_release() is None\n"
+        "assert layout._SHARED_FONTS.output_type() is None\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
 
@@ -286,7 +287,7 @@ def test_the_pdf_modules_import_without_fpdf2() -> None:
 def test_importing_the_pdf_modules_imports_no_fpdf2() -> None:
     script = (
         "import sys\n"
-        "import flask_customer_portal.pdf, flask_customer_portal.pdf_fonts\n"
+        "import flask_customer_portal.pdf, flask_customer_portal.pdf.fonts, flask_customer_portal.pdf.layout\n"
         "assert not [name for name in sys.modules if name == 'fpdf' or name.startswith('fpdf.')], 'fpdf imported'\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

@@ -22,7 +22,7 @@ from portal_fixtures import SMTPServer, free_port, make_portal_app, open_link, p
 
 from flask_customer_portal import signals
 from flask_customer_portal.auth import issue_link
-from flask_customer_portal.forms_profile import ProfileError, clean_name, clean_phone
+from flask_customer_portal.forms.profile import ProfileError, clean_name, clean_phone
 from flask_customer_portal.mail import Message
 from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import Customer, LinkPurpose

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 from blinker import Signal
 from flask import current_app, has_request_context
@@ -20,6 +19,7 @@ from ..emails import render_message
 from ..mail import MailDeliveryError
 from ..state import PortalState
 from ..storage import Customer, Subscription
+from ..urls import external_url
 
 __all__ = ["announce", "send_email", "subscription_link"]
 
@@ -27,9 +27,8 @@ logger = logging.getLogger("flask_customer_portal")
 
 
 def subscription_link(state: PortalState, subscription: Subscription) -> str:
-    """The subscription's page, as an absolute link for emails (from the
-    configured base URL only, never from the request's Host header)."""
-    return f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}"
+    """The subscription's page, as an absolute link for emails."""
+    return external_url(state, "subscription", subscription_id=subscription.id)
 
 
 def send_email(state: PortalState, name: str, customer: Customer, **context: Any) -> None:

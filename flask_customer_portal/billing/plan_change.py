@@ -20,7 +20,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import quote
 
 from flask import current_app
 
@@ -45,7 +44,7 @@ from ..storage import (
     SubscriptionStatus,
 )
 from .collect import Collection, _event, announce_mismatch, pay_invoice
-from .notify import send_email
+from .notify import send_email, subscription_link
 from .outcomes import PaymentOutcome
 from .proration import Proration, is_upgrade, prorate
 from .renewal import NO_PAYMENT_METHOD
@@ -474,5 +473,5 @@ def _announce_change(state: PortalState, customer: Customer, result: PlanChangeR
         previous=previous,
         invoice=invoice,
         scheduled=False,
-        link=f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}",
+        link=subscription_link(state, subscription),
     )

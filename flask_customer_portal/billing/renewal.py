@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from urllib.parse import quote
 
 from flask import current_app
 
@@ -73,7 +72,7 @@ from .collect import (
     idempotency_key,
     pay_invoice,
 )
-from .notify import send_email
+from .notify import send_email, subscription_link
 from .outcomes import PaymentOutcome
 from .pausing import resume_due
 from .periods import add_interval
@@ -793,7 +792,7 @@ def renew_subscription(
             previous=previous,
             invoice=None,
             scheduled=True,
-            link=f"{state.config.portal_url}/subscriptions/{quote(changed.id, safe='')}",
+            link=subscription_link(state, changed),
         )
     if result.outcome is RenewalOutcome.RENEWED and result.invoice is not None:
         signals.invoice_paid.send(

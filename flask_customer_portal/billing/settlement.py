@@ -38,7 +38,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from urllib.parse import quote
 
 from flask import current_app
 
@@ -56,7 +55,7 @@ from ..storage import (
     SubscriptionStatus,
 )
 from .collect import Collection, _event, announce_mismatch, reconcile_attempt
-from .notify import send_email
+from .notify import send_email, subscription_link
 from .outcomes import PaymentOutcome
 
 __all__ = [
@@ -319,7 +318,7 @@ def announce(state: PortalState, customer: Customer, settled: Sequence[SettledPl
             previous=item.previous,
             invoice=invoice,
             scheduled=False,
-            link=f"{state.config.portal_url}/subscriptions/{quote(item.subscription.id, safe='')}",
+            link=subscription_link(state, item.subscription),
         )
 
 

@@ -233,9 +233,7 @@ def _portal_context() -> dict[str, Any]:
         "portal." + view[len(own) :] for view in current_app.view_functions if view.startswith(own)
     )
     values["csrf_token"] = generate_csrf
-    values["portal_nav"] = [
-        (f"{name}.{page}", label) for page, label in _NAV if f"{name}.{page}" in current_app.view_functions
-    ]
+    values["portal_nav"] = [(f"{name}.{page}", label) for page, label in _NAV]
     page = local_endpoint()
     section = _SECTION_OF.get(page) if page else None
     values["portal_nav_section"] = f"{name}.{section}" if section else request.endpoint

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, redirect, request, session, url_for
+from flask import redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from ..auth import validate_return_url
@@ -32,24 +32,18 @@ FLOW_KEY = "_customer_portal_flow"
 #: The ``return_url`` of the link that signed this browser in.
 RETURN_URL_KEY = "_customer_portal_return_url"
 
-#: The page that starts cancelling, once the portal has one; until then the
-#: subscription's page, at its "Cancel subscription" section.
+#: The page that starts cancelling.
 CANCEL_FLOW_ENDPOINT = "cancel_flow"
 
 
 def _landing_url(flow: Flow, subscription_id: str | None) -> str:
-    views = current_app.view_functions
-    config = get_state().config
     if flow is Flow.INVOICES or subscription_id is None:
         return url_for(".invoices") if flow is Flow.INVOICES else url_for(".dashboard")
     if flow is Flow.PAYMENT_METHOD_UPDATE:
         return url_for(".payment_method", subscription_id=subscription_id)
-    if flow is Flow.CANCEL and config.endpoint(CANCEL_FLOW_ENDPOINT) in views:
+    if flow is Flow.CANCEL:
         return url_for(f".{CANCEL_FLOW_ENDPOINT}", subscription_id=subscription_id)
-    if flow is Flow.PLAN_CHANGE and config.endpoint(PLAN_CHANGE_ENDPOINT) in views:
-        return url_for(f".{PLAN_CHANGE_ENDPOINT}", subscription_id=subscription_id)
-    anchor = "cancel-title" if flow is Flow.CANCEL else None
-    return url_for(".subscription", subscription_id=subscription_id, _anchor=anchor)
+    return url_for(f".{PLAN_CHANGE_ENDPOINT}", subscription_id=subscription_id)
 
 
 def start_flow(payload: TokenPayload) -> str:

@@ -18,6 +18,7 @@ from ..ratelimit import client_ip
 from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, LinkPurpose
 from ..tokens import LinkProblem, LinkTokenError
+from ..urls import external_url
 from ._base import blueprint
 from ._flows import forget_flow, start_flow
 
@@ -65,7 +66,7 @@ def _send_login_link(state: PortalState, email: str, fallback_locale: str) -> No
     token, expires_at = issue_link(
         state, LinkPurpose.LOGIN_LINK, customer, max_age=state.config.login_link_max_age
     )
-    link = f"{state.config.portal_url}/login/{state.config.business_id}/{token}"
+    link = external_url(state, "login_link", business_id=state.config.business_id, token=token)
     message = render_message(
         state,
         "login_link",

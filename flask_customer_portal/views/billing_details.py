@@ -19,7 +19,7 @@ from .. import signals
 from ..billing.periods import invoice_takes_billing_details
 from ..clock import utcnow
 from ..forms import ConfirmForm
-from ..forms_billing_details import BillingDetailsForm, scheme_label
+from ..forms.billing_details import BillingDetailsForm, scheme_label
 from ..i18n import gettext as _
 from ..state import PortalState, get_state
 from ..storage import AuditEvent, BillingDetails, Customer, Invoice, StateConflict

@@ -27,9 +27,8 @@ from ..billing.periods import add_months
 from ..billing.plan_change import plan_changes_supported
 from ..billing.retention import discount_amount, retention_offer_for
 from ..clock import utcnow
-from ..deep_links import PLAN_CHANGE_ENDPOINT
 from ..errors import SubscriptionNotFound
-from ..forms_cancel_flow import CancellationReasonForm
+from ..forms.cancel_flow import CancellationReasonForm
 from ..i18n import gettext as _
 from ..money import Money
 from ..offers import (
@@ -61,11 +60,7 @@ def _offer(
     pausable = may_pause(state, rules) and can_pause(subscription, utcnow())
 
     def may_change_plan(plan_id: str) -> bool:
-        return (
-            state.config.endpoint(PLAN_CHANGE_ENDPOINT) in current_app.view_functions
-            and plan_changes_supported(state)
-            and rules.allows_plan(plan_id)
-        )
+        return plan_changes_supported(state) and rules.allows_plan(plan_id)
 
     return retention_offer_for(
         state, customer, subscription, reason, may_pause=pausable, may_change_plan=may_change_plan

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, current_app, render_template, url_for
 from flask_babel import get_locale
@@ -44,6 +44,7 @@ from ..pdf import InvoiceDocument, default_labels, safe_pdf_filename
 from ..ratelimit import retry_after
 from ..state import PortalState, get_state
 from ..storage import Customer, Invoice, InvoiceStatus
+from ..urls import external_url
 from ._base import blueprint, current_customer_or_401, customer_required, when
 
 logger = logging.getLogger("flask_customer_portal")
@@ -83,9 +84,8 @@ def _attachment(body: Any, *, mimetype: str, filename: str) -> Response:
 
 
 def _back(page: str) -> str:
-    """Where an export was offered, or the overview if that page is off."""
-    shown = get_state().config.endpoint(page) in current_app.view_functions
-    return url_for(f".{page}" if shown else ".dashboard")
+    """The page the export was offered on."""
+    return url_for(f".{page}")
 
 
 def _over_rate(state: PortalState, customer: Customer, export: str) -> Any | None:
@@ -255,7 +255,7 @@ def _renewal_events(state: PortalState, customer: Customer) -> Sequence[Calendar
         if renews_at is None:
             continue
         names = {"product": subscription.product_name, "plan": subscription.plan_name}
-        link = f"{state.config.portal_url}/subscriptions/{quote(subscription.id, safe='')}"
+        link = external_url(state, "subscription", subscription_id=subscription.id)
         description = _(
             "%(price)s for %(product)s (%(plan)s) is charged on this day.",
             price=format_money(subscription.price, locale),

@@ -111,11 +111,7 @@ def invoice(invoice_id: str) -> Any:
     # An unpaid renewal of a subscription on hold is paid by giving that
     # subscription a working payment method.
     fix_payment_for = None
-    if (
-        found.status is InvoiceStatus.OPEN
-        and found.subscription_id is not None
-        and state.config.endpoint("payment_method") in current_app.view_functions
-    ):
+    if found.status is InvoiceStatus.OPEN and found.subscription_id is not None:
         subscription = state.storage.get_subscription(customer.id, found.subscription_id)
         if subscription is not None and subscription.status is SubscriptionStatus.ON_HOLD:
             fix_payment_for = subscription

@@ -31,8 +31,9 @@ from ..billing.renewal import (
 )
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
+from ..formatting import decline_text, format_payment_method
 from ..forms import ConfirmForm
-from ..forms_payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
+from ..forms.payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
 from ..i18n import gettext as _
 from ..i18n import ngettext
 from ..money import Money
@@ -50,6 +51,7 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
+from ..urls import external_url
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id, when
 from ._flows import finish_flow
 from .plans import settle_on_visit
@@ -92,11 +94,6 @@ def _subscription_or_404(state: PortalState, customer: Customer, subscription_id
 def raw_cards_allowed(state: PortalState) -> bool:
     """Raw card numbers are for a provider that takes them, in test mode only."""
     return bool(state.payments.accepts_raw_cards) and state.config.mode == "test"
-
-
-def card_text(method: PaymentMethod) -> str:
-    """The method as the ``card_label`` macro shows it: "Visa •••• 4242"."""
-    return f"{method.brand.title()} •••• {method.last4}"
 
 
 def amount_field(value: Money | None) -> str:
@@ -331,7 +328,7 @@ def _to_new_method_page(
             return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
         if waiting is not None:
             return _reactivation_answer(state, customer, form, None, waiting)
-    return_url = state.config.base_url + url_for(".payment_method", subscription_id=subscription.id)
+    return_url = external_url(state, "payment_method", subscription_id=subscription.id)
     try:
         link = new_method_page(subscription_id=subscription.id, return_url=return_url)
     except Exception as exc:
@@ -420,7 +417,7 @@ def _attach(
         reason = str(result.reason)
         form.forget_card()
         target = form.card_number if isinstance(choice, NewCard) else form.payment_method
-        target.errors = [_declined_text(reason)]
+        target.errors = [decline_text(reason)]
         logger.info("Payment provider declined a new card for customer %s: %s", customer.id, reason)
         return _render(
             state,
@@ -449,17 +446,6 @@ def _attach(
             details={"brand": result.brand, "last4": result.last4},
         ),
     )
-
-
-def _declined_text(reason: str) -> str:
-    """The decline reason in words (the same wording as the ``decline_reason`` macro)."""
-    texts = {
-        "generic_decline": _("The bank declined the payment."),
-        "insufficient_funds": _("The card has insufficient funds."),
-        "expired_card": _("The card has expired."),
-        "incorrect_cvc": _("The security code (CVC) was wrong."),
-    }
-    return texts.get(reason, texts["generic_decline"])
 
 
 def _safe_redirect_target(state: PortalState, url: str | None) -> bool:
@@ -550,14 +536,15 @@ def _reactivation_answer(
 
 def _change(state: PortalState, customer: Customer, subscription: Subscription, method: PaymentMethod) -> Any:
     """Charge future renewals of an active subscription to ``method``."""
-    back = (
-        url_for(".subscription", subscription_id=subscription.id)
-        if state.config.endpoint("subscription") in current_app.view_functions
-        else url_for(".payment_method", subscription_id=subscription.id)
-    )
+    back = url_for(".subscription", subscription_id=subscription.id)
     previous = subscription.payment_method
     if previous is not None and previous.id == method.id:
-        notify(_("Nothing changed: %(card)s already pays for this subscription.", card=card_text(method)))
+        notify(
+            _(
+                "Nothing changed: %(card)s already pays for this subscription.",
+                card=format_payment_method(method),
+            )
+        )
         return finish_flow("payment_method_update", subscription.id) or redirect(back, code=303)
     updated = state.storage.set_subscription_payment_method(
         customer.id,
@@ -583,7 +570,7 @@ def _change(state: PortalState, customer: Customer, subscription: Subscription, 
         _(
             "%(product)s is now charged to %(card)s.",
             product=updated.product_name,
-            card=card_text(method),
+            card=format_payment_method(method),
         )
     )
     return finish_flow("payment_method_update", updated.id) or redirect(back, code=303)
@@ -622,9 +609,7 @@ def _back_to(state: PortalState, customer: Customer, subscription_id: str | None
         and state.storage.get_subscription(customer.id, subscription_id) is not None
     ):
         return url_for(".payment_method", subscription_id=subscription_id)
-    if state.config.endpoint("subscriptions") in current_app.view_functions:
-        return url_for(".subscriptions")
-    return url_for(".dashboard")
+    return url_for(".subscriptions")
 
 
 @blueprint.route("/payment-methods/<payment_method_id>/remove", methods=["POST"])
@@ -658,12 +643,12 @@ def remove_payment_method(payment_method_id: str) -> Any:
             _(
                 "%(card)s is used by a subscription, so it cannot be removed. "
                 "Give the subscription another card first.",
-                card=card_text(method),
+                card=format_payment_method(method),
             )
         )
         return redirect(back, code=303)
     if not removed:
         abort(404)
     signals.payment_method_removed.send(_app(), customer=customer, payment_method=method)
-    notify(_("%(card)s was removed.", card=card_text(method)))
+    notify(_("%(card)s was removed.", card=format_payment_method(method)))
     return redirect(back, code=303)

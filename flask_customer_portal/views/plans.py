@@ -38,9 +38,8 @@ from ..billing.proration import prorate
 from ..billing.renewal import ProviderError
 from ..billing.settlement import SettlementOutcome, settle_plan_changes
 from ..clock import utcnow
-from ..deep_links import PLAN_CHANGE_ENDPOINT
 from ..errors import SubscriptionNotFound
-from ..formatting import format_date
+from ..formatting import decline_text, format_date
 from ..forms import ConfirmForm
 from ..i18n import gettext as _
 from ..money import Money, format_money
@@ -532,13 +531,7 @@ def _not_paid() -> str:
 
 
 def _declined(reason: str | None) -> str:
-    reasons = {
-        "insufficient_funds": _("The card has insufficient funds."),
-        "expired_card": _("The card has expired."),
-        "incorrect_cvc": _("The security code (CVC) was wrong."),
-        "no_payment_method": _("There was no payment method to charge."),
-    }
-    detail = reasons.get(reason or "", _("The bank declined the payment."))
+    detail = decline_text(reason)
     return _("The payment did not go through, so your plan has not changed. %(reason)s", reason=detail)
 
 
@@ -593,7 +586,6 @@ def _plan_helpers() -> dict[str, Any]:
         customer = get_current_customer()
         return (
             customer is not None
-            and get_state().config.endpoint(PLAN_CHANGE_ENDPOINT) in current_app.view_functions
             and plan_changes_supported(get_state())
             and rules_for(customer, subscription).may_change_plan
             and plan_change_blocked(subscription, utcnow()) is None

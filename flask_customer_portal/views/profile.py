@@ -13,13 +13,14 @@ from ..auth import check_link, get_current_customer, issue_link, other_signed_in
 from ..clock import utcnow
 from ..emails import render_message
 from ..forms import OpenLinkForm, normalize_email
-from ..forms_profile import ProfileForm, example_phone_number, format_phone
+from ..forms.profile import ProfileForm, example_phone_number, format_phone
 from ..i18n import gettext as _
 from ..mail import MailDeliveryError
 from ..ratelimit import client_ip
 from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, EmailInUse, LinkPurpose
 from ..tokens import LinkProblem, LinkTokenError
+from ..urls import external_url
 from ._base import blueprint, current_customer_or_401, customer_required, notify
 
 __all__ = ["confirm_email_change", "profile"]
@@ -141,7 +142,7 @@ def _request_email_change(state: PortalState, customer: Customer, new_email: str
         max_age=state.config.email_change_max_age,
         new_email=new_email,
     )
-    link = f"{state.config.portal_url}/profile/email/{token}"
+    link = external_url(state, "confirm_email_change", token=token)
     message = render_message(
         state,
         "email_change",

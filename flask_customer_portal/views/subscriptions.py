@@ -25,7 +25,7 @@ from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..formatting import format_date
 from ..forms import ConfirmForm
-from ..forms_cancel_flow import CancellationReasonForm, PauseForm
+from ..forms.cancel_flow import CancellationReasonForm, PauseForm
 from ..i18n import gettext as _
 from ..offers import cancellation_reasons
 from ..state import PortalState, get_state

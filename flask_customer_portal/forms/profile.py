@@ -15,9 +15,9 @@ import phonenumbers
 from wtforms import EmailField, Field, StringField, TelField
 from wtforms.validators import ValidationError
 
-from .forms import PortalForm, normalize_email
-from .i18n import gettext as _
-from .i18n import lazy_gettext as _l
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
+from .common import PortalForm, normalize_email
 
 __all__ = [
     "EMAIL_MAX_LENGTH",

@@ -9,10 +9,10 @@ from typing import Any
 from wtforms import Field, RadioField, StringField, TextAreaField
 from wtforms.validators import ValidationError
 
-from .forms import PortalForm
-from .i18n import lazy_gettext as _l
-from .i18n import ngettext
-from .offers import REASON_TEXT_MAX_LENGTH, CancellationReason, clean_reason_text
+from ..i18n import lazy_gettext as _l
+from ..i18n import ngettext
+from ..offers import REASON_TEXT_MAX_LENGTH, CancellationReason, clean_reason_text
+from .common import PortalForm
 
 __all__ = ["CancellationReasonForm", "PauseForm"]
 

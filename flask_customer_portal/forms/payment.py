@@ -21,11 +21,11 @@ from typing import Any
 
 from wtforms import Field, HiddenField, StringField
 
-from .forms import PortalForm
-from .i18n import gettext as _
-from .i18n import lazy_gettext as _l
-from .payments import CardDetails, luhn_valid
-from .storage import PaymentMethod
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
+from ..payments import CardDetails, luhn_valid
+from ..storage import PaymentMethod
+from .common import PortalForm
 
 __all__ = [
     "NEW_CARD",

@@ -14,11 +14,10 @@ from typing import Any
 from wtforms import Field, SelectField, StringField
 from wtforms.validators import ValidationError
 
-from .forms import PortalForm
-from .i18n import gettext as _
-from .i18n import lazy_gettext as _l
-from .storage import BillingDetails, TaxIdScheme
-from .tax_ids import (
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
+from ..storage import BillingDetails, TaxIdScheme
+from ..tax_ids import (
     SCHEME_EXAMPLES,
     InvalidTaxId,
     TaxIdProblem,
@@ -26,7 +25,8 @@ from .tax_ids import (
     format_tax_id,
     scheme_for_country,
 )
-from .tax_ids import validate_tax_id as check_tax_id
+from ..tax_ids import validate_tax_id as check_tax_id
+from .common import PortalForm
 
 __all__ = ["BillingDetailsForm", "scheme_label"]
 

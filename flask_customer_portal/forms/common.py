@@ -1,5 +1,6 @@
-"""The portal's forms (Flask-WTF). CSRF is always on for them, whatever
-``WTF_CSRF_ENABLED`` says for the host's own forms."""
+"""The forms every area shares: the base form (CSRF always on, whatever
+``WTF_CSRF_ENABLED`` says for the host's own forms), sign-in and one-button
+confirmations."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, Field, Form
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from .i18n import lazy_gettext as _l
+from ..i18n import lazy_gettext as _l
 
 __all__ = ["ConfirmForm", "LoginForm", "OpenLinkForm", "PortalForm", "normalize_email"]
 
@@ -23,11 +24,16 @@ def normalize_email(value: str) -> str:
 
 
 class PortalForm(FlaskForm):
+    """The base of the portal's forms, and of a host's own pages that sit
+    beside the portal: CSRF is always on, whatever ``WTF_CSRF_ENABLED``
+    says for the rest of the app."""
+
     class Meta:
         csrf = True
 
     @property
     def csrf_failed(self) -> bool:
+        """Whether the form was refused for its CSRF token (a stale page)."""
         field = getattr(self, "csrf_token", None)
         return bool(field is not None and field.errors)
 
