@@ -43,6 +43,7 @@ from ..storage import (
     SubscriptionLock,
     SubscriptionStatus,
 )
+from . import notify
 from .collect import Collection, _event, announce_mismatch, pay_invoice
 from .notify import send_email, subscription_link
 from .outcomes import PaymentOutcome
@@ -67,7 +68,9 @@ __all__ = [
     "plan_changes_supported",
     "proration_invoice_id",
     "provider_bills_subscriptions",
+    "schedule_plan_change",
     "timing_for",
+    "withdraw_scheduled_change",
 ]
 
 _CHANGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -475,3 +478,67 @@ def _announce_change(state: PortalState, customer: Customer, result: PlanChangeR
         scheduled=False,
         link=subscription_link(state, subscription),
     )
+
+
+def schedule_plan_change(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    plan: Plan,
+    quantity: int,
+    *,
+    now: datetime,
+) -> Subscription:
+    """Set ``plan`` (at ``quantity`` seats) to start at the end of the
+    current period; nothing is charged now. Tells the merchant (audit log,
+    ``plan_change_scheduled``). Raises :class:`SubscriptionNotFound` and
+    :class:`~flask_customer_portal.storage.StateConflict`."""
+    scheduled = state.storage.schedule_plan_change(
+        customer.id,
+        subscription.id,
+        plan_id=plan.id,
+        quantity=quantity,
+        now=now,
+        event=AuditEvent(
+            customer_id=customer.id,
+            action="subscription.plan_change_scheduled",
+            occurred_at=now,
+            subject_id=subscription.id,
+            details={
+                "from_plan_id": subscription.plan_id or "",
+                "to_plan_id": plan.id,
+                "quantity": str(quantity),
+            },
+        ),
+    )
+    if scheduled is None:
+        raise SubscriptionNotFound(subscription.id)
+    notify.announce(state, signals.plan_change_scheduled, customer, subscription=scheduled, plan=plan)
+    return scheduled
+
+
+def withdraw_scheduled_change(
+    state: PortalState, customer: Customer, subscription: Subscription, *, now: datetime
+) -> Subscription:
+    """Withdraw the plan change set for the period's end. Tells the merchant
+    (audit log, ``plan_change_schedule_cancelled``). Raises
+    :class:`SubscriptionNotFound` and
+    :class:`~flask_customer_portal.storage.StateConflict` (none is set)."""
+    kept = state.storage.schedule_plan_change(
+        customer.id,
+        subscription.id,
+        plan_id=None,
+        quantity=None,
+        now=now,
+        event=AuditEvent(
+            customer_id=customer.id,
+            action="subscription.plan_change_schedule_cancelled",
+            occurred_at=now,
+            subject_id=subscription.id,
+            details={"plan_id": subscription.scheduled_plan_id or ""},
+        ),
+    )
+    if kept is None:
+        raise SubscriptionNotFound(subscription.id)
+    notify.announce(state, signals.plan_change_schedule_cancelled, customer, subscription=kept)
+    return kept

@@ -32,6 +32,7 @@ __all__ = [
     "Proration",
     "apply_credit",
     "apply_scheduled_change",
+    "discount_amount",
     "is_upgrade",
     "prorate",
     "rounding_quantum",
@@ -228,3 +229,9 @@ def apply_scheduled_change(
         )
     )
     return plan
+
+
+def discount_amount(amount: int, percent: int) -> int:
+    """``percent`` of ``amount`` minor units, rounded half up to a whole
+    minor unit (never more than ``amount``)."""
+    return min(amount, (amount * percent + 50) // 100)

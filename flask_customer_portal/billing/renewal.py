@@ -76,8 +76,7 @@ from .notify import send_email, subscription_link
 from .outcomes import PaymentOutcome
 from .pausing import resume_due
 from .periods import add_interval
-from .proration import apply_credit, apply_scheduled_change
-from .retention import discount_amount
+from .proration import apply_credit, apply_scheduled_change, discount_amount
 from .settlement import (
     SettlementReport,
     announce,

@@ -18,19 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, redirect, render_template, url_for
+from flask import abort, redirect, render_template, url_for
 
-from .. import signals
 from ..billing.lifecycle import describe, ends_at_period_end, rules_for
-from ..billing.pausing import can_pause, may_pause, pause_subscription
 from ..billing.periods import add_months
-from ..billing.plan_change import plan_changes_supported
-from ..billing.retention import discount_amount, retention_offer_for
+from ..billing.retention import accept_offer, discounted_price, offer_for
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..forms.cancel_flow import CancellationReasonForm
 from ..i18n import gettext as _
-from ..money import Money
 from ..offers import (
     CancellationReason,
     DiscountOffer,
@@ -40,7 +36,7 @@ from ..offers import (
     cancellation_reasons,
 )
 from ..state import PortalState, get_state
-from ..storage import AuditEvent, Customer, StateConflict, Subscription
+from ..storage import Customer, StateConflict, Subscription
 from ._base import blueprint, current_customer_or_401, customer_required, notify
 from ._flows import finish_flow
 from .subscriptions import _cannot_cancel, _date, _detail_page, _subscription_or_404
@@ -51,20 +47,6 @@ __all__ = ["reason_form", "render_confirmation"]
 def reason_form(state: PortalState, *, require_reason: bool) -> CancellationReasonForm:
     """The reason form of this request, with the configured reasons."""
     return CancellationReasonForm(reasons=cancellation_reasons(state.config), require_reason=require_reason)
-
-
-def _offer(
-    state: PortalState, customer: Customer, subscription: Subscription, reason: CancellationReason
-) -> RetentionOffer | None:
-    rules = rules_for(customer, subscription)
-    pausable = may_pause(state, rules) and can_pause(subscription, utcnow())
-
-    def may_change_plan(plan_id: str) -> bool:
-        return plan_changes_supported(state) and rules.allows_plan(plan_id)
-
-    return retention_offer_for(
-        state, customer, subscription, reason, may_pause=pausable, may_change_plan=may_change_plan
-    )
 
 
 def render_confirmation(
@@ -82,9 +64,7 @@ def render_confirmation(
     if isinstance(offer, PauseOffer):
         extra = {"offer_kind": "pause", "offer_resumes_at": add_months(now, offer.months)}
     elif isinstance(offer, DiscountOffer):
-        price = subscription.price
-        off = discount_amount(price.amount, offer.percent)
-        extra = {"offer_kind": "discount", "offer_price": Money(price.amount - off, price.currency)}
+        extra = {"offer_kind": "discount", "offer_price": discounted_price(subscription, offer.percent)}
     elif isinstance(offer, PlanOffer):
         extra = {"offer_kind": "plan"}
     return render_template(
@@ -125,7 +105,7 @@ def cancel_flow(subscription_id: str) -> Any:
             reason = form.cancellation_reason()
             if reason is None:  # pragma: no cover - required by the form
                 abort(400)
-            offer = _offer(state, customer, subscription, reason)
+            offer = offer_for(state, customer, subscription, reason, now=utcnow())
             return render_confirmation(state, customer, subscription, reason, offer=offer)
         if form.csrf_failed:
             abort(400)
@@ -156,67 +136,29 @@ def accept_retention_offer(subscription_id: str) -> Any:
     reason = form.cancellation_reason()
     if reason is None:  # pragma: no cover - required by the form
         abort(400)
-    offer = _offer(state, customer, subscription, reason)
-    now = utcnow()
-    reason_details = {"reason": reason.code}
     try:
-        if isinstance(offer, PauseOffer):
-            applied = pause_subscription(
-                state,
-                customer,
-                subscription.id,
-                months=offer.months,
-                now=now,
-                details={"retention_offer": "pause", **reason_details},
-            )
-            message = _(
-                "Your %(product)s subscription is paused. It starts again on %(date)s.",
-                product=applied.product_name,
-                date=_date(state, customer, applied.resumes_at or now),
-            )
-        elif isinstance(offer, DiscountOffer):
-            discounted = state.storage.set_retention_discount(
-                customer.id,
-                subscription.id,
-                percent=offer.percent,
-                renewals=offer.renewals,
-                event=AuditEvent(
-                    customer_id=customer.id,
-                    action="retention_offer.accepted",
-                    occurred_at=now,
-                    subject_id=subscription.id,
-                    details={
-                        "offer": "discount",
-                        "percent": str(offer.percent),
-                        "renewals": str(offer.renewals),
-                        **reason_details,
-                    },
-                ),
-            )
-            if discounted is None:
-                abort(404)
-            applied = discounted
-            message = _(
-                "Thank you for staying. Your next renewals are %(percent)d%% off.",
-                percent=offer.percent,
-            )
-        else:
-            view = describe(subscription, now)
-            return _detail_page(
-                view, problem=_("This offer is no longer available. Nothing was changed."), status=409
-            )
+        accepted = accept_offer(state, customer, subscription, reason, now=utcnow())
     except (StateConflict, SubscriptionNotFound):
-        view = describe(_subscription_or_404(state, customer, subscription_id), utcnow())
+        accepted = None
+        subscription = _subscription_or_404(state, customer, subscription_id)
+    if accepted is None:
         return _detail_page(
-            view, problem=_("This offer is no longer available. Nothing was changed."), status=409
+            describe(subscription, utcnow()),
+            problem=_("This offer is no longer available. Nothing was changed."),
+            status=409,
         )
-    signals.retention_offer_accepted.send(
-        current_app._get_current_object(),  # type: ignore[attr-defined]
-        customer=customer,
-        subscription=applied,
-        offer=offer,
-        reason=reason,
-    )
+    applied = accepted.subscription
+    if isinstance(accepted.offer, PauseOffer):
+        message = _(
+            "Your %(product)s subscription is paused. It starts again on %(date)s.",
+            product=applied.product_name,
+            date=_date(state, customer, applied.resumes_at or utcnow()),
+        )
+    else:
+        message = _(
+            "Thank you for staying. Your next renewals are %(percent)d%% off.",
+            percent=accepted.offer.percent,
+        )
     notify(message)
     # A deep link for cancelling is done: the customer decided (to stay).
     done = finish_flow("cancel", applied.id)

@@ -11,17 +11,17 @@ a log line, not into the database.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, redirect, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 
-from .. import signals
+from ..billing import payment_methods as saved_methods
 from ..billing.lifecycle import describe
 from ..billing.outcomes import PaymentOutcome
+from ..billing.payment_methods import add_payment_method, change_payment_method
 from ..billing.renewal import (
     ProviderError,
     ReactivationResult,
@@ -41,7 +41,6 @@ from ..payments import TEST_CARDS, MethodDeclined
 from ..ratelimit import retry_after
 from ..state import PortalState, get_state
 from ..storage import (
-    AuditEvent,
     Customer,
     Invoice,
     InvoiceStatus,
@@ -76,10 +75,6 @@ _TEST_CARD_HINTS = tuple(
     )
     if number in TEST_CARDS
 )
-
-
-def _app() -> Any:
-    return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
 def _subscription_or_404(state: PortalState, customer: Customer, subscription_id: str) -> Subscription:
@@ -399,18 +394,13 @@ def _attach(
     form: PaymentMethodForm,
     choice: NewCard | NewToken,
 ) -> PaymentMethod | Any:
-    """Hand the new card to the provider and save what it gives back; or the
-    page to answer with if it refused."""
+    """The new card, saved; or the page to answer with if it was refused."""
     try:
         if isinstance(choice, NewCard):
-            result = state.payments.attach_card(customer.id, choice.card)
+            result = add_payment_method(state, customer, card=choice.card, now=utcnow())
         else:
-            result = state.payments.attach_token(customer.id, choice.token)
-    except Exception as exc:
-        # The class only: a provider's message could repeat what it was given.
-        logger.error(
-            "Payment provider raised %s while adding a card for customer %s", type(exc).__name__, customer.id
-        )
+            result = add_payment_method(state, customer, token=choice.token, now=utcnow())
+    except ProviderError:
         form.forget_card()
         return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
     if isinstance(result, MethodDeclined):
@@ -418,7 +408,6 @@ def _attach(
         form.forget_card()
         target = form.card_number if isinstance(choice, NewCard) else form.payment_method
         target.errors = [decline_text(reason)]
-        logger.info("Payment provider declined a new card for customer %s: %s", customer.id, reason)
         return _render(
             state,
             customer,
@@ -427,25 +416,7 @@ def _attach(
             problem=Problem(_("The card was not added."), decline_reason=reason),
             status=422,
         )
-    method_id = "pm_" + secrets.token_hex(12)
-    return state.storage.add_payment_method(
-        PaymentMethod(
-            id=method_id,
-            customer_id=customer.id,
-            brand=result.brand,
-            last4=result.last4,
-            exp_month=result.exp_month,
-            exp_year=result.exp_year,
-            provider_token=result.provider_token,
-        ),
-        event=AuditEvent(
-            customer_id=customer.id,
-            action="payment_method.added",
-            occurred_at=utcnow(),
-            subject_id=method_id,
-            details={"brand": result.brand, "last4": result.last4},
-        ),
-    )
+    return result
 
 
 def _safe_redirect_target(state: PortalState, url: str | None) -> bool:
@@ -536,44 +507,24 @@ def _reactivation_answer(
 
 def _change(state: PortalState, customer: Customer, subscription: Subscription, method: PaymentMethod) -> Any:
     """Charge future renewals of an active subscription to ``method``."""
-    back = url_for(".subscription", subscription_id=subscription.id)
-    previous = subscription.payment_method
-    if previous is not None and previous.id == method.id:
-        notify(
-            _(
-                "Nothing changed: %(card)s already pays for this subscription.",
-                card=format_payment_method(method),
-            )
-        )
-        return finish_flow("payment_method_update", subscription.id) or redirect(back, code=303)
-    updated = state.storage.set_subscription_payment_method(
-        customer.id,
-        subscription.id,
-        method.id,
-        event=AuditEvent(
-            customer_id=customer.id,
-            action="payment_method.changed",
-            occurred_at=utcnow(),
-            subject_id=subscription.id,
-            details={
-                "payment_method_id": method.id,
-                "previous_payment_method_id": previous.id if previous is not None else "",
-            },
-        ),
-    )
-    if updated is None:
+    try:
+        result = change_payment_method(state, customer, subscription, method, now=utcnow())
+    except SubscriptionNotFound:
         abort(404)
-    signals.payment_method_changed.send(
-        _app(), customer=customer, subscription=updated, payment_method=method
-    )
-    notify(
-        _(
+    if result.changed:
+        message = _(
             "%(product)s is now charged to %(card)s.",
-            product=updated.product_name,
+            product=result.subscription.product_name,
             card=format_payment_method(method),
         )
-    )
-    return finish_flow("payment_method_update", updated.id) or redirect(back, code=303)
+    else:
+        message = _(
+            "Nothing changed: %(card)s already pays for this subscription.",
+            card=format_payment_method(method),
+        )
+    notify(message)
+    back = url_for(".subscription", subscription_id=subscription.id)
+    return finish_flow("payment_method_update", subscription.id) or redirect(back, code=303)
 
 
 # --- after a reactivation -------------------------------------------------------------
@@ -627,17 +578,7 @@ def remove_payment_method(payment_method_id: str) -> Any:
         abort(404)
     back = _back_to(state, customer, request.form.get("subscription_id"))
     try:
-        removed = state.storage.remove_payment_method(
-            customer.id,
-            method.id,
-            event=AuditEvent(
-                customer_id=customer.id,
-                action="payment_method.removed",
-                occurred_at=utcnow(),
-                subject_id=method.id,
-                details={"brand": method.brand, "last4": method.last4},
-            ),
-        )
+        removed = saved_methods.remove_payment_method(state, customer, method, now=utcnow())
     except PaymentMethodInUse:
         notify(
             _(
@@ -649,6 +590,5 @@ def remove_payment_method(payment_method_id: str) -> Any:
         return redirect(back, code=303)
     if not removed:
         abort(404)
-    signals.payment_method_removed.send(_app(), customer=customer, payment_method=method)
     notify(_("%(card)s was removed.", card=format_payment_method(method)))
     return redirect(back, code=303)

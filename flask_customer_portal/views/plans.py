@@ -1,40 +1,37 @@
 """Changing plan: choose → preview → confirm, and withdrawing a change set
 for the period's end.
 
-The preview carries a signed quote (the plan, quantity and the second it
-was priced at): the confirmation charges exactly what the preview showed,
-for :data:`QUOTE_MAX_AGE` seconds, and the quote's random id makes the
-proration invoice's id, so a double submit or a retry charges once.
+The preview carries a signed quote
+(:mod:`flask_customer_portal.billing.quotes`): the confirmation charges
+exactly what the preview showed, or nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import secrets
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_babel import get_locale
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from .. import signals
 from ..auth import get_current_customer
 from ..billing.lifecycle import rules_for
 from ..billing.outcomes import PaymentOutcome
 from ..billing.plan_change import (
     PERIOD_END,
-    Quote,
     change_plan_now,
     offered_plans,
     plan_change_blocked,
     plan_changes_supported,
-    proration_invoice_id,
+    schedule_plan_change,
     timing_for,
+    withdraw_scheduled_change,
 )
 from ..billing.proration import prorate
+from ..billing.quotes import QUOTE_MAX_AGE, QuotedChange, make_quote, read_quote
 from ..billing.renewal import ProviderError
 from ..billing.settlement import SettlementOutcome, settle_plan_changes
 from ..clock import utcnow
@@ -44,98 +41,23 @@ from ..forms import ConfirmForm
 from ..i18n import gettext as _
 from ..money import Money, format_money
 from ..state import PortalState, get_state
-from ..storage import AuditEvent, Customer, InvoiceStatus, Plan, StateConflict, Subscription
+from ..storage import Customer, Plan, StateConflict, Subscription
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from ._flows import finish_flow
 
 __all__ = ["QUOTE_MAX_AGE", "settle_on_visit"]
 
+
+def _secret() -> str | bytes:
+    return current_app.secret_key or ""
+
+
 logger = logging.getLogger("flask_customer_portal")
 
-#: How long a preview's figures hold, in seconds.
-QUOTE_MAX_AGE = 30 * 60
-
-_QUOTE_SALT = "customer-portal-plan-quote"
 
 #: A number of seats as typed: ASCII digits only (``"²"`` is a digit to
 #: ``str.isdigit`` but not to ``int``).
 _SEATS_RE = re.compile(r"[0-9]{1,9}")
-
-
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key or "", salt=_QUOTE_SALT)
-
-
-def _make_quote(subscription: Subscription, plan: Plan, quantity: int, priced_at: datetime) -> str:
-    """The signed quote of a preview: the change, the second it was priced
-    at, a random id (the change's), and what the customer is shown — the
-    amount due now, and the plan's price and interval — so that the
-    confirmation charges exactly that or nothing."""
-    proration = prorate(subscription, plan, quantity, priced_at)
-    return _serializer().dumps(
-        {
-            "s": subscription.id,
-            "p": plan.id,
-            "q": quantity,
-            "t": int(priced_at.timestamp()),
-            "n": secrets.token_urlsafe(18),
-            "a": proration.due_now,
-            "c": proration.currency,
-            "u": plan.price.amount,
-            "i": plan.interval,
-            "k": plan.interval_count,
-        }
-    )
-
-
-def _quoted(data: dict[str, Any]) -> Quote | None:
-    """The figures a quote showed, or ``None`` if it has none (a quote made
-    before they were recorded is priced again)."""
-    amount, currency, unit, interval, count = (data.get(k) for k in ("a", "c", "u", "i", "k"))
-    if not (
-        isinstance(amount, int)
-        and isinstance(unit, int)
-        and isinstance(count, int)
-        and isinstance(currency, str)
-        and isinstance(interval, str)
-    ):
-        return None
-    try:
-        return Quote(Money(amount, currency), Money(unit, currency), interval, count)
-    except ValueError:
-        return None
-
-
-def _read_quote(
-    state: PortalState,
-    customer: Customer,
-    token: str,
-    subscription: Subscription,
-    plan: Plan,
-    quantity: int,
-) -> tuple[datetime, str, Quote] | None:
-    """``(priced at, change id, what it showed)`` of a valid quote for this
-    very change: fresh, or older but with its payment still being checked
-    (pressing confirm again must settle it, however late)."""
-    try:
-        data, signed_at = _serializer().loads(token, return_timestamp=True)
-    except BadSignature:
-        return None
-    if not isinstance(data, dict) or (data.get("s"), data.get("p"), data.get("q")) != (
-        subscription.id,
-        plan.id,
-        quantity,
-    ):
-        return None
-    shown = _quoted(data)
-    if shown is None:
-        return None
-    change_id = str(data["n"])
-    if (utcnow() - signed_at).total_seconds() > QUOTE_MAX_AGE:
-        pending = state.storage.get_invoice(customer.id, proration_invoice_id(subscription, change_id))
-        if pending is None or pending.status is not InvoiceStatus.OPEN:
-            return None
-    return datetime.fromtimestamp(int(data["t"]), tz=timezone.utc), change_id, shown
 
 
 def settle_on_visit(state: PortalState, customer: Customer, subscription: Subscription) -> Subscription:
@@ -321,8 +243,10 @@ def change_plan(subscription_id: str) -> Any:
         return _preview(subscription, plan, quantity, when, now)
     if when == PERIOD_END:
         return _schedule(state, customer, subscription, plan, quantity, now)
-    quote_ = _read_quote(state, customer, request.form.get("quote", ""), subscription, plan, quantity)
-    if quote_ is None:
+    quoted = read_quote(
+        state, customer, _secret(), request.form.get("quote", ""), subscription, plan, quantity, now=now
+    )
+    if quoted is None:
         return _preview(
             subscription,
             plan,
@@ -332,8 +256,7 @@ def change_plan(subscription_id: str) -> Any:
             problem=_("The prices were worked out again. Check them and confirm."),
             status=409,
         )
-    priced_at, change_id, shown = quote_
-    return _change_now(state, customer, subscription, plan, quantity, priced_at, change_id, shown)
+    return _change_now(state, customer, subscription, plan, quantity, quoted)
 
 
 def _preview(
@@ -363,7 +286,7 @@ def _preview(
             interval_count=plan.interval_count,
         ),
         proration=prorate(subscription, plan, quantity, priced_at),
-        quote=quote_token or _make_quote(subscription, plan, quantity, priced_at),
+        quote=quote_token or make_quote(_secret(), subscription, plan, quantity, priced_at),
         problem=problem,
     )
 
@@ -377,34 +300,11 @@ def _schedule(
     now: datetime,
 ) -> Any:
     try:
-        scheduled = state.storage.schedule_plan_change(
-            customer.id,
-            subscription.id,
-            plan_id=plan.id,
-            quantity=quantity,
-            now=now,
-            event=AuditEvent(
-                customer_id=customer.id,
-                action="subscription.plan_change_scheduled",
-                occurred_at=now,
-                subject_id=subscription.id,
-                details={
-                    "from_plan_id": subscription.plan_id or "",
-                    "to_plan_id": plan.id,
-                    "quantity": str(quantity),
-                },
-            ),
-        )
+        scheduled = schedule_plan_change(state, customer, subscription, plan, quantity, now=now)
     except StateConflict:
         return _page(409, step="blocked", subscription=subscription, problem=_blocked_message(""))
-    if scheduled is None:
+    except SubscriptionNotFound:
         abort(404)
-    signals.plan_change_scheduled.send(
-        current_app._get_current_object(),  # type: ignore[attr-defined]
-        customer=customer,
-        subscription=scheduled,
-        plan=plan,
-    )
     notify(
         _(
             "Your plan changes to %(plan)s on %(date)s. Until then nothing changes.",
@@ -422,10 +322,10 @@ def _change_now(
     subscription: Subscription,
     plan: Plan,
     quantity: int,
-    priced_at: datetime,
-    change_id: str,
-    shown: Quote,
+    quoted: QuotedChange,
 ) -> Any:
+    priced_at = quoted.priced_at
+
     def again(problem: str, status: int) -> Any:
         """The same preview, same quote: pressing confirm again retries the
         same change (and the same charge)."""
@@ -448,9 +348,9 @@ def _change_now(
             subscription.id,
             plan,
             quantity,
-            change_id=change_id,
+            change_id=quoted.change_id,
             priced_at=priced_at,
-            quote=shown,
+            quote=quoted.shown,
         )
     except SubscriptionNotFound:
         abort(404)
@@ -548,30 +448,12 @@ def cancel_scheduled_change(subscription_id: str) -> Any:
         abort(403)
     now = utcnow()
     try:
-        kept = state.storage.schedule_plan_change(
-            customer.id,
-            subscription.id,
-            plan_id=None,
-            quantity=None,
-            now=now,
-            event=AuditEvent(
-                customer_id=customer.id,
-                action="subscription.plan_change_schedule_cancelled",
-                occurred_at=now,
-                subject_id=subscription.id,
-                details={"plan_id": subscription.scheduled_plan_id or ""},
-            ),
-        )
+        kept = withdraw_scheduled_change(state, customer, subscription, now=now)
     except StateConflict:
         notify(_("There is no plan change to cancel."))
         return redirect(url_for(".subscription", subscription_id=subscription.id), code=303)
-    if kept is None:
+    except SubscriptionNotFound:
         abort(404)
-    signals.plan_change_schedule_cancelled.send(
-        current_app._get_current_object(),  # type: ignore[attr-defined]
-        customer=customer,
-        subscription=kept,
-    )
     notify(_("The plan change is cancelled. You stay on %(plan)s.", plan=kept.plan_name))
     return redirect(url_for(".subscription", subscription_id=kept.id), code=303)
 
