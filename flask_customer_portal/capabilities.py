@@ -15,7 +15,15 @@ its capabilities itself with a ``portal_capabilities()`` method."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Protocol, runtime_checkable
+
+from .payments import (
+    CardElementProvider,
+    ContentSecurityPolicyProvider,
+    NewMethodPageProvider,
+    SubscriptionBiller,
+)
 
 __all__ = [
     "Capabilities",
@@ -26,12 +34,16 @@ __all__ = [
     "DeclaresCapabilities",
     "ErasesCustomers",
     "GrantsRetentionDiscounts",
+    "LinksInvoicePdfs",
     "PausesSubscriptions",
+    "ProviderCapabilities",
     "PrunesExpiredRecords",
+    "PrunesWebhookEvents",
     "SettlesPlanChanges",
     "StartsPortalSessions",
     "capabilities_of",
     "implements",
+    "provider_capabilities_of",
 ]
 
 
@@ -93,6 +105,21 @@ class StartsPortalSessions(Protocol):
     def start_portal_session(self, *args: object, **kwargs: object) -> object: ...
 
 
+@runtime_checkable
+class LinksInvoicePdfs(Protocol):
+    """A billing back end that issues its own invoice PDFs (Stripe's
+    ``invoice_pdf``): the portal's PDF link goes there."""
+
+    def invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class PrunesWebhookEvents(Protocol):
+    """Forgets the webhook events kept to ignore repeated deliveries."""
+
+    def prune_webhook_events(self, received_before: datetime) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a store can do beyond the core. Each flag names a feature; the
@@ -118,6 +145,10 @@ class Capabilities:
     """Delete expired links, sessions and old audit events (:class:`PrunesExpiredRecords`)."""
     start_session_at_once: bool = False
     """Use a link and start a session in one transaction (:class:`StartsPortalSessions`)."""
+    invoice_pdf_links: bool = False
+    """Link to invoice PDFs the billing back end issues (:class:`LinksInvoicePdfs`)."""
+    webhook_pruning: bool = False
+    """Forget old webhook events (:class:`PrunesWebhookEvents`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -161,4 +192,36 @@ def capabilities_of(storage: object) -> Capabilities:
         erase=implements(storage, ErasesCustomers),
         prune=implements(storage, PrunesExpiredRecords),
         start_session_at_once=implements(storage, StartsPortalSessions),
+        invoice_pdf_links=implements(storage, LinksInvoicePdfs),
+        webhook_pruning=implements(storage, PrunesWebhookEvents),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCapabilities:
+    """What the payment provider does beyond
+    :class:`~flask_customer_portal.payments.PaymentProvider`, found once when
+    the portal is registered (``state.provider_capabilities``)."""
+
+    card_element: bool = False
+    """New cards go through its card element
+    (:class:`~flask_customer_portal.payments.CardElementProvider`)."""
+    new_method_page: bool = False
+    """New methods are taken on its own page
+    (:class:`~flask_customer_portal.payments.NewMethodPageProvider`)."""
+    content_security_policy: bool = False
+    """Its card element needs sources in the page's policy
+    (:class:`~flask_customer_portal.payments.ContentSecurityPolicyProvider`)."""
+    bills_subscriptions: bool = False
+    """It renews subscriptions itself; the portal pays their arrears through
+    it (:class:`~flask_customer_portal.payments.SubscriptionBiller`)."""
+
+
+def provider_capabilities_of(payments: object) -> ProviderCapabilities:
+    """What ``payments`` does beyond the core, from the protocols it implements."""
+    return ProviderCapabilities(
+        card_element=isinstance(payments, CardElementProvider) and bool(payments.card_element_template),
+        new_method_page=isinstance(payments, NewMethodPageProvider),
+        content_security_policy=isinstance(payments, ContentSecurityPolicyProvider),
+        bills_subscriptions=isinstance(payments, SubscriptionBiller) and bool(payments.bills_subscriptions),
     )

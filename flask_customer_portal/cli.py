@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from .auth import validate_return_url
+from .capabilities import PrunesWebhookEvents
 from .deep_links import Flow, create_session_link
 from .emails import render_message
 from .erasure import ErasureRefused, erase_customer
@@ -195,11 +198,11 @@ def prune_webhook_events_command(older_than_days: int) -> None:
     would be handled again."""
     from datetime import datetime, timedelta, timezone
 
-    storage = get_state().storage
-    prune = getattr(storage, "prune_webhook_events", None)
-    if not callable(prune):
+    state = get_state()
+    if not state.capabilities.webhook_pruning:
         raise click.ClickException("this storage does not keep webhook events")
-    pruned = prune(datetime.now(timezone.utc) - timedelta(days=older_than_days))
+    storage = cast(PrunesWebhookEvents, state.storage)
+    pruned = storage.prune_webhook_events(datetime.now(timezone.utc) - timedelta(days=older_than_days))
     click.echo(f"pruned: {pruned}")
 
 

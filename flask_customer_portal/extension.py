@@ -11,7 +11,7 @@ from flask_babel import Babel
 
 from . import erasure
 from .auth import PortalSession
-from .capabilities import capabilities_of
+from .capabilities import capabilities_of, provider_capabilities_of
 from .cli import portal_cli
 from .clock import utcnow
 from .config import DEFAULTS, PortalConfig, load_config
@@ -205,6 +205,7 @@ class CustomerPortal:
             storage=storage,
             capabilities=capabilities_of(storage),
             payments=payments,
+            provider_capabilities=provider_capabilities_of(payments),
             mailer=mailer,
             signer=LinkSigner(secret_keys, mode=config.mode, business_id=config.business_id),
             rate_limits=rate_limits,

@@ -28,16 +28,20 @@ __all__ = [
     "TEST_CARDS",
     "AttachResult",
     "CardDetails",
+    "CardElementProvider",
     "ChargeDeclined",
     "ChargeFailed",
     "ChargeRequiresAction",
     "ChargeResult",
     "ChargeSucceeded",
     "ChargeUnknown",
+    "ContentSecurityPolicyProvider",
     "DeclineReason",
     "MethodAttached",
     "MethodDeclined",
+    "NewMethodPageProvider",
     "PaymentProvider",
+    "SubscriptionBiller",
     "TestPaymentProvider",
     "luhn_valid",
 ]
@@ -128,6 +132,64 @@ class ChargeUnknown:
 
 
 ChargeResult = ChargeSucceeded | ChargeDeclined | ChargeRequiresAction | ChargeFailed | ChargeUnknown
+
+
+@runtime_checkable
+class CardElementProvider(Protocol):
+    """A provider whose own client-side card element takes new cards
+    (Stripe): the template that renders it, inside the payment-method
+    form, posting a token instead of card details."""
+
+    card_element_template: str
+
+
+@runtime_checkable
+class NewMethodPageProvider(Protocol):
+    """A provider that takes new payment methods on a page of its own
+    (Dodo Payments) instead of a card element."""
+
+    def new_method_page(self, *, subscription_id: str, return_url: str) -> str:
+        """The address of that page for ``subscription_id``; it sends the
+        customer back to ``return_url``."""
+
+
+@runtime_checkable
+class ContentSecurityPolicyProvider(Protocol):
+    """A provider whose card element needs sources added to the portal's
+    ``Content-Security-Policy``, e.g. ``{"script-src": ("https://js.stripe.com",)}``."""
+
+    content_security_policy: dict[str, tuple[str, ...]]
+
+
+@runtime_checkable
+class SubscriptionBiller(Protocol):
+    """A payment provider that bills subscriptions itself (Dodo Payments).
+
+    The portal does not charge such a provider's subscriptions: to
+    reactivate one it hands the customer's chosen method to
+    :meth:`pay_arrears`, and the provider charges what is owed and makes
+    the subscription ``active`` again on its side. An answer that leaves
+    the charge open is settled with :meth:`find_arrears_charge` before the
+    provider is asked to charge again.
+    """
+
+    bills_subscriptions: bool
+
+    def pay_arrears(self, *, subscription_id: str, provider_token: str, idempotency_key: str) -> ChargeResult:
+        """Give the subscription this saved method so the provider charges
+        the arrears with it, sending ``idempotency_key`` as the provider's
+        idempotency key; the outcome of that charge, as far as known (no
+        answer is :class:`~flask_customer_portal.payments.ChargeUnknown`,
+        never a retry)."""
+
+    def find_arrears_charge(
+        self, *, subscription_id: str, reference: str | None, since: datetime
+    ) -> ChargeResult | None:
+        """What came of an earlier :meth:`pay_arrears` whose outcome was
+        open: the charge ``reference`` names if there is one, else the
+        newest charge of the subscription made at or after ``since``.
+        ``None`` only if the provider has no such charge (nothing was
+        charged); raises if the provider cannot be read."""
 
 
 @runtime_checkable

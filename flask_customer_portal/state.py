@@ -16,7 +16,7 @@ from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app
 
-from .capabilities import Capabilities
+from .capabilities import Capabilities, ProviderCapabilities
 from .config import PortalConfig
 from .mail import Mailer
 from .offers import RetentionOfferFunction
@@ -59,6 +59,8 @@ class PortalState:
     capabilities: Capabilities
     """What the store can do beyond the core, resolved once at ``init_app``."""
     payments: PaymentProvider
+    provider_capabilities: ProviderCapabilities
+    """What the payment provider does beyond the core, resolved once at ``init_app``."""
     mailer: Mailer
     signer: LinkSigner
     rate_limits: LoginRateLimits

@@ -23,8 +23,10 @@ from flask_customer_portal.capabilities import (
     DeclaresCapabilities,
     ErasesCustomers,
     GrantsRetentionDiscounts,
+    LinksInvoicePdfs,
     PausesSubscriptions,
     PrunesExpiredRecords,
+    PrunesWebhookEvents,
     SettlesPlanChanges,
     StartsPortalSessions,
     capabilities_of,
@@ -48,14 +50,27 @@ FEATURES: dict[str, type] = {
     "erase": ErasesCustomers,
     "prune": PrunesExpiredRecords,
     "start_session_at_once": StartsPortalSessions,
+    "invoice_pdf_links": LinksInvoicePdfs,
+    "webhook_pruning": PrunesWebhookEvents,
 }
 
 #: Features that need another one: settling plan changes runs under the
 #: subscription lock of the money path.
 NEEDS = {"plan_settlement": "charge"}
 
+#: Only a payment company's billing store links to invoice PDFs it issues.
+NOT_LOCAL = ("invoice_pdf_links",)
+SQLA_CAPABILITIES = dataclasses.replace(Capabilities.everything(), invoice_pdf_links=False)
+
 #: What a composite store always takes from its local store.
-LOCAL_FEATURES = ("webhook_claims", "add_customer", "erase", "prune", "start_session_at_once")
+LOCAL_FEATURES = (
+    "webhook_claims",
+    "add_customer",
+    "erase",
+    "prune",
+    "start_session_at_once",
+    "webhook_pruning",
+)
 
 AVA = "cus_demo_ava"
 AVA_SUB_URL = "/portal/subscriptions/sub_demo_ava_sync"
@@ -102,13 +117,28 @@ def test_every_flag_has_a_protocol() -> None:
     assert set(FEATURES.values()) <= {getattr(capabilities, name) for name in capabilities.__all__}
 
 
-@pytest.mark.parametrize("flag", sorted(FEATURES))
+#: Features whose methods are no member of the storage protocol: a store
+#: that has them says so with a method of the feature's own protocol.
+BEYOND_STORAGE = {"invoice_pdf_links": {"invoice_pdf_url"}, "webhook_pruning": {"prune_webhook_events"}}
+
+
+@pytest.mark.parametrize("flag", sorted(set(FEATURES) - set(BEYOND_STORAGE)))
 def test_each_feature_names_methods_of_the_storage_protocol(flag: str) -> None:
     # A misspelt name would find no store that has it: the feature would be
     # off everywhere, without an error.
     members = _feature_members(FEATURES[flag])
     assert members, flag
     assert set(members) <= protocol_members(PortalStorage), flag
+
+
+@pytest.mark.parametrize("flag", sorted(BEYOND_STORAGE))
+def test_a_feature_beyond_the_storage_protocol_is_found_by_its_own_methods(
+    flag: str, sqlite_store: SQLAlchemyStorage
+) -> None:
+    assert set(_feature_members(FEATURES[flag])) == BEYOND_STORAGE[flag]
+    assert not set(BEYOND_STORAGE[flag]) & protocol_members(PortalStorage)
+    has_it = all(callable(getattr(sqlite_store, name, None)) for name in BEYOND_STORAGE[flag])
+    assert getattr(capabilities_of(sqlite_store), flag) is has_it
 
 
 def test_the_composites_own_features_name_methods_of_the_storage_protocol() -> None:
@@ -128,10 +158,11 @@ def test_what_declares_capabilities_is_the_composite() -> None:
 # -- capabilities_of ---------------------------------------------------------------------
 
 
-def test_the_sqlalchemy_store_can_do_everything(sqlite_store: SQLAlchemyStorage) -> None:
+def test_the_sqlalchemy_store_can_do_everything_a_local_store_can(sqlite_store: SQLAlchemyStorage) -> None:
     found = capabilities_of(sqlite_store)
-    assert found == Capabilities.everything()
-    assert all(getattr(found, flag) for flag in FEATURES)
+    assert found == SQLA_CAPABILITIES
+    assert all(getattr(found, flag) for flag in FEATURES if flag not in NOT_LOCAL)
+    assert not any(getattr(found, flag) for flag in NOT_LOCAL)
     assert found.plan_change
 
 
@@ -142,13 +173,18 @@ def test_a_bare_object_can_do_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("flag", "member"),
-    [(flag, member) for flag, protocol in sorted(FEATURES.items()) for member in _feature_members(protocol)],
+    [
+        (flag, member)
+        for flag, protocol in sorted(FEATURES.items())
+        if flag not in NOT_LOCAL
+        for member in _feature_members(protocol)
+    ],
 )
 def test_a_store_without_one_method_of_a_feature_lacks_that_feature_only(
     sqlite_store: SQLAlchemyStorage, flag: str, member: str
 ) -> None:
     lost = {flag} | {needing for needing, needed in NEEDS.items() if needed == flag}
-    expected = dataclasses.replace(Capabilities.everything(), **dict.fromkeys(lost, False))
+    expected = dataclasses.replace(SQLA_CAPABILITIES, **dict.fromkeys(lost, False))
     assert capabilities_of(Without(sqlite_store, member)) == expected
 
 
@@ -272,3 +308,20 @@ def test_the_same_shop_over_the_local_store_offers_a_pause(tmp_path: Path) -> No
         get_state(app).shutdown()
         with app.app_context():
             app.extensions["sqlalchemy"].engine.dispose()
+
+
+class PdfIssuingAdapter(BillingAdapter):
+    """An adapter whose payment company issues its own invoice PDFs."""
+
+    def invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None:
+        return f"https://pay.example/{customer_id}/{invoice_id}.pdf"
+
+
+def test_a_composite_links_to_invoice_pdfs_only_when_its_adapter_issues_them(
+    sqlite_store: SQLAlchemyStorage,
+) -> None:
+    issuing = CompositeStorage(sqlite_store, billing=PdfIssuingAdapter(sqlite_store))
+    assert capabilities_of(issuing).invoice_pdf_links
+    plain = CompositeStorage(sqlite_store, billing=BillingAdapter(sqlite_store))
+    assert not capabilities_of(plain).invoice_pdf_links
+    assert plain.invoice_pdf_url("cus_any", "inv_any") is None

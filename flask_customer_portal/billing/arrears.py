@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Protocol, runtime_checkable
 
 from ..payments import (
     ChargeDeclined,
@@ -23,41 +22,11 @@ from ..payments import (
     ChargeResult,
     ChargeSucceeded,
     ChargeUnknown,
+    SubscriptionBiller,
 )
 from ..storage import ArrearsAttempt, AuditEvent, ChargeAttemptStatus, Subscription
 
 __all__ = ["IN_FLIGHT", "OPEN", "SubscriptionBiller", "arrears_key", "attempt_event", "settled"]
-
-
-@runtime_checkable
-class SubscriptionBiller(Protocol):
-    """A payment provider that bills subscriptions itself (Dodo Payments).
-
-    The portal does not charge such a provider's subscriptions: to
-    reactivate one it hands the customer's chosen method to
-    :meth:`pay_arrears`, and the provider charges what is owed and makes
-    the subscription ``active`` again on its side. An answer that leaves
-    the charge open is settled with :meth:`find_arrears_charge` before the
-    provider is asked to charge again.
-    """
-
-    bills_subscriptions: bool
-
-    def pay_arrears(self, *, subscription_id: str, provider_token: str, idempotency_key: str) -> ChargeResult:
-        """Give the subscription this saved method so the provider charges
-        the arrears with it, sending ``idempotency_key`` as the provider's
-        idempotency key; the outcome of that charge, as far as known (no
-        answer is :class:`~flask_customer_portal.payments.ChargeUnknown`,
-        never a retry)."""
-
-    def find_arrears_charge(
-        self, *, subscription_id: str, reference: str | None, since: datetime
-    ) -> ChargeResult | None:
-        """What came of an earlier :meth:`pay_arrears` whose outcome was
-        open: the charge ``reference`` names if there is one, else the
-        newest charge of the subscription made at or after ``since``.
-        ``None`` only if the provider has no such charge (nothing was
-        charged); raises if the provider cannot be read."""
 
 
 #: Outcomes that leave an attempt open: it is settled with the provider

@@ -113,7 +113,7 @@ def provider_bills_subscriptions(state: PortalState) -> bool:
     """Whether the payment provider bills subscriptions itself (its
     ``bills_subscriptions``, as Dodo Payments'): it renews them and makes
     no charges for the portal, so it also owns their plans."""
-    return bool(getattr(state.payments, "bills_subscriptions", False))
+    return state.provider_capabilities.bills_subscriptions
 
 
 def plan_changes_supported(state: PortalState) -> bool:

@@ -121,7 +121,7 @@ def _settles_here(state: PortalState) -> bool:
     subscriptions has the lock and the plan catalogue, and the provider
     does not bill subscriptions itself."""
     return (
-        not getattr(state.payments, "bills_subscriptions", False)
+        not state.provider_capabilities.bills_subscriptions
         and state.capabilities.charge
         and state.capabilities.plans
     )

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Protocol, cast
+from typing import cast
 
+from ..capabilities import PrunesWebhookEvents
 from ..storage import (
     AuditEvent,
     Customer,
@@ -24,14 +25,7 @@ from ..storage import (
     WebhookClaim,
 )
 
-__all__ = ["LocalMembers", "PrunesWebhookEvents"]
-
-
-class PrunesWebhookEvents(Protocol):
-    """Not a storage member: the SQLAlchemy store's, for ``flask portal
-    prune-webhook-events``."""
-
-    def prune_webhook_events(self, received_before: datetime) -> int: ...
+__all__ = ["LocalMembers"]
 
 
 class LocalMembers:
@@ -140,9 +134,8 @@ class LocalMembers:
     def release_webhook_event(self, provider: str, event_id: str) -> None:
         self.local.release_webhook_event(provider, event_id)
 
-    def _prune_webhook_events(self, received_before: datetime) -> int:
-        """``prune_webhook_events`` of a composite whose local store has it
-        (``flask portal prune-webhook-events`` looks for it by name)."""
+    def prune_webhook_events(self, received_before: datetime) -> int:
+        """The local store's (``webhook_pruning``)."""
         return cast(PrunesWebhookEvents, self.local).prune_webhook_events(received_before)
 
     def prune_expired(

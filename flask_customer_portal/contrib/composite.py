@@ -78,6 +78,7 @@ from ..capabilities import (
     ChangesPlans,
     ChargesSubscriptions,
     GrantsRetentionDiscounts,
+    LinksInvoicePdfs,
     PausesSubscriptions,
     SettlesPlanChanges,
     capabilities_of,
@@ -114,7 +115,7 @@ from ._composite_ids import (
     with_portal_ids,
     with_provider_id,
 )
-from ._composite_local import LocalMembers, PrunesWebhookEvents
+from ._composite_local import LocalMembers
 
 __all__ = [
     "BILLING_CORE",
@@ -200,13 +201,6 @@ class _DeactivatesLicenseKeyInstances(Protocol):
     def deactivate_license_key_instance(self, *args: object, **kwargs: object) -> object: ...
 
 
-class _LinksInvoicePdfs(Protocol):
-    """Not a storage member: a billing back end that issues its own invoice
-    PDFs (Stripe) has it, and the invoice page links there."""
-
-    def invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None: ...
-
-
 #: What an adapter may serve beyond BILLING_CORE, each served when the
 #: adapter has all of its methods.
 _OPTIONAL_FEATURES: tuple[type, ...] = (
@@ -231,7 +225,7 @@ _ON_THE_MONEY_PATH = frozenset({_ResumesSubscriptions, SettlesPlanChanges})
 
 
 class _BillingAdapter(
-    BillingStore, ChargeStore, PlanStore, BillingDetailsStore, LicenseKeyStore, _LinksInvoicePdfs, Protocol
+    BillingStore, ChargeStore, PlanStore, BillingDetailsStore, LicenseKeyStore, LinksInvoicePdfs, Protocol
 ):
     """Every method the composite may call on the adapter; each call is
     made only if the adapter was found to have it."""
@@ -288,14 +282,9 @@ class CompositeStorage(LocalMembers):
             erase=local_features.erase,
             prune=local_features.prune,
             start_session_at_once=local_features.start_session_at_once,
+            invoice_pdf_links=implements(billing, LinksInvoicePdfs),
+            webhook_pruning=local_features.webhook_pruning,
         )
-        # Two methods that are no storage member, which the portal looks
-        # for by name: the composite has them exactly when the store that
-        # serves them does.
-        if implements(billing, _LinksInvoicePdfs):
-            self.invoice_pdf_url = self._provider_invoice_pdf_url
-        if implements(local, PrunesWebhookEvents):
-            self.prune_webhook_events = self._prune_webhook_events
 
     def __repr__(self) -> str:
         return f"CompositeStorage({self.local!r}, billing={self.billing!r})"
@@ -379,11 +368,12 @@ class CompositeStorage(LocalMembers):
             return None
         return self._to_portal(self.billing.get_invoice(provider_id, invoice_id))
 
-    def _provider_invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None:
+    def invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None:
+        """The adapter's own PDF of the invoice (``invoice_pdf_links``)."""
         provider_id = self._provider_id(customer_id)
-        if provider_id is None:
+        if provider_id is None or not self._capabilities.invoice_pdf_links:
             return None
-        return self.billing.invoice_pdf_url(provider_id, invoice_id)
+        return cast(LinksInvoicePdfs, self.billing).invoice_pdf_url(provider_id, invoice_id)
 
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
         provider_id = self._provider_id(customer_id)

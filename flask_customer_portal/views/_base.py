@@ -35,6 +35,7 @@ from ..auth import get_current_customer
 from ..formatting import format_datetime
 from ..i18n import lazy_gettext as _l
 from ..i18n import select_locale
+from ..payments import ContentSecurityPolicyProvider
 from ..state import PortalState, get_state
 from ..storage import Customer
 from ..templating import template_context
@@ -194,7 +195,11 @@ def add_security_headers(response: Response) -> Response:
     if request.blueprint == state.config.blueprint_name or (prefix and request.path.startswith(prefix + "/")):
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
-        extra = getattr(state.payments, "content_security_policy", None)
+        extra = (
+            cast(ContentSecurityPolicyProvider, state.payments).content_security_policy
+            if state.provider_capabilities.content_security_policy
+            else None
+        )
         if extra:
             response.headers["Content-Security-Policy"] = extend_policy(
                 SECURITY_HEADERS["Content-Security-Policy"], extra

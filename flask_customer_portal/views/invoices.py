@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from babel.numbers import format_decimal
 from flask import Response, abort, current_app, redirect, render_template, request
 from flask_babel import get_locale
 
+from ..capabilities import LinksInvoicePdfs
 from ..i18n import gettext as _
 from ..pdf import InvoiceDocument, default_labels, safe_pdf_filename
 from ..state import PortalState, get_state
@@ -126,11 +127,10 @@ def invoice(invoice_id: str) -> Any:
     )
 
 
-def _provider_pdf(state: PortalState) -> Any:
-    """The store's ``invoice_pdf_url(customer_id, invoice_id) -> str | None``
-    if it has one: a billing back end that issues its own invoice PDFs
-    (Stripe's ``invoice_pdf``). The portal's PDF link then goes there."""
-    return getattr(state.storage, "invoice_pdf_url", None)
+def _provider_pdf(state: PortalState) -> LinksInvoicePdfs | None:
+    """The store, if its billing back end issues its own invoice PDFs
+    (Stripe's ``invoice_pdf``): the portal's PDF link then goes there."""
+    return cast(LinksInvoicePdfs, state.storage) if state.capabilities.invoice_pdf_links else None
 
 
 def _pdf_available(state: PortalState) -> bool:
@@ -145,7 +145,7 @@ def invoice_pdf(invoice_id: str) -> Response:
     provider_pdf = _provider_pdf(state)
     if provider_pdf is not None:
         found = _own_invoice(state, customer, invoice_id)
-        url = provider_pdf(customer.id, found.id)
+        url = provider_pdf.invoice_pdf_url(customer.id, found.id)
         if url and urlsplit(url).scheme == "https":
             return redirect(url, code=303)  # type: ignore[return-value]
         if url:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from flask import abort, redirect, render_template, request, url_for
@@ -37,7 +37,7 @@ from ..forms.payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, Save
 from ..i18n import gettext as _
 from ..i18n import ngettext
 from ..money import Money
-from ..payments import TEST_CARDS, MethodDeclined
+from ..payments import TEST_CARDS, CardElementProvider, MethodDeclined, NewMethodPageProvider
 from ..ratelimit import retry_after
 from ..state import PortalState, get_state
 from ..storage import (
@@ -173,7 +173,7 @@ def _render(
             raw_cards=raw_cards,
             test_cards=_TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
             # A provider's own card form (e.g. Stripe Elements), included for a new card.
-            card_element=getattr(state.payments, "card_element_template", None),
+            card_element=_card_element(state),
             new_method_page=_new_method_page(state) is not None,
             payment_provider=state.payments,
             open_invoices=due.invoices if due is not None else (),
@@ -285,14 +285,21 @@ def payment_method(subscription_id: str) -> Any:
     return _change(state, customer, subscription, method)
 
 
+def _card_element(state: PortalState) -> str | None:
+    """The template of the provider's own card element, if it has one."""
+    if not state.provider_capabilities.card_element:
+        return None
+    return cast(CardElementProvider, state.payments).card_element_template
+
+
 def _new_method_page(state: PortalState) -> Callable[..., str] | None:
     """The provider's own page for entering a new payment method, if it has
     one instead of a card element (Dodo Payments): its
     ``new_method_page(subscription_id=, return_url=)`` gives the address."""
-    if raw_cards_allowed(state) or getattr(state.payments, "card_element_template", None):
+    features = state.provider_capabilities
+    if raw_cards_allowed(state) or features.card_element or not features.new_method_page:
         return None
-    page = getattr(state.payments, "new_method_page", None)
-    return page if callable(page) else None
+    return cast(NewMethodPageProvider, state.payments).new_method_page
 
 
 def _to_new_method_page(
