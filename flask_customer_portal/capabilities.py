@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from .payments import (
+    BillsSubscriptions,
     CardElementProvider,
     ContentSecurityPolicyProvider,
     NewMethodPageProvider,
-    SubscriptionBiller,
 )
 
 __all__ = [
@@ -213,8 +213,10 @@ class ProviderCapabilities:
     """Its card element needs sources in the page's policy
     (:class:`~flask_customer_portal.payments.ContentSecurityPolicyProvider`)."""
     bills_subscriptions: bool = False
-    """It renews subscriptions itself; the portal pays their arrears through
-    it (:class:`~flask_customer_portal.payments.SubscriptionBiller`)."""
+    """It renews subscriptions itself and owns their plans
+    (:class:`~flask_customer_portal.payments.BillsSubscriptions`); the portal
+    pays their arrears through it
+    (:class:`~flask_customer_portal.payments.SubscriptionBiller`)."""
 
 
 def provider_capabilities_of(payments: object) -> ProviderCapabilities:
@@ -223,5 +225,5 @@ def provider_capabilities_of(payments: object) -> ProviderCapabilities:
         card_element=isinstance(payments, CardElementProvider) and bool(payments.card_element_template),
         new_method_page=isinstance(payments, NewMethodPageProvider),
         content_security_policy=isinstance(payments, ContentSecurityPolicyProvider),
-        bills_subscriptions=isinstance(payments, SubscriptionBiller) and bool(payments.bills_subscriptions),
+        bills_subscriptions=isinstance(payments, BillsSubscriptions) and bool(payments.bills_subscriptions),
     )

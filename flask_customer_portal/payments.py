@@ -27,6 +27,7 @@ from .money import Money
 __all__ = [
     "TEST_CARDS",
     "AttachResult",
+    "BillsSubscriptions",
     "CardDetails",
     "CardElementProvider",
     "ChargeDeclined",
@@ -162,7 +163,16 @@ class ContentSecurityPolicyProvider(Protocol):
 
 
 @runtime_checkable
-class SubscriptionBiller(Protocol):
+class BillsSubscriptions(Protocol):
+    """A provider that says whether it renews subscriptions itself (and so
+    owns their plans): the portal then changes no plan and charges no
+    renewal of them."""
+
+    bills_subscriptions: bool
+
+
+@runtime_checkable
+class SubscriptionBiller(BillsSubscriptions, Protocol):
     """A payment provider that bills subscriptions itself (Dodo Payments).
 
     The portal does not charge such a provider's subscriptions: to
