@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import cast
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .auth import validate_return_url
+from .auth import session_limits, validate_return_url
+from .billing.renewal import RenewalOutcome, renew_due
+from .billing.settlement import SettlementOutcome
 from .capabilities import PrunesWebhookEvents
+from .clock import utcnow
 from .deep_links import Flow, create_session_link
 from .emails import render_message
 from .erasure import ErasureRefused, erase_customer
 from .errors import CustomerNotFound
 from .mail import MailDeliveryError
 from .migrations.cli import db_cli
+from .migrations.gate import refuse_behind_schema
+from .production import CheckStatus, production_checklist
 from .state import get_state
 
 __all__ = ["portal_cli"]
@@ -112,9 +118,6 @@ def renew_due_command(batch_size: int) -> None:
     status 1 if any subscription could not be processed, and charges
     nothing while the portal's tables are behind the package (run
     `flask portal db upgrade`)."""
-    from .billing.renewal import RenewalOutcome, renew_due
-    from .billing.settlement import SettlementOutcome
-    from .migrations.gate import refuse_behind_schema
 
     refuse_behind_schema(current_app)
     report = renew_due(get_state(), batch_size=batch_size)
@@ -157,11 +160,6 @@ def prune_command(webhook_days: int, batch_size: int) -> None:
 
     Deletes in small batches, each in its own short transaction; safe to
     run from cron on several hosts at once, e.g. hourly."""
-    from datetime import timedelta
-
-    from .auth import session_limits
-    from .clock import utcnow
-
     state = get_state()
     storage = state.storage
     if not state.capabilities.prune:
@@ -196,8 +194,6 @@ def prune_webhook_events_command(older_than_days: int) -> None:
     existing cron jobs. Keep events well past the time the payment company
     retries one (Stripe: up to three days): a delivery of a forgotten event
     would be handled again."""
-    from datetime import datetime, timedelta, timezone
-
     state = get_state()
     if not state.capabilities.webhook_pruning:
         raise click.ClickException("this storage does not keep webhook events")
@@ -262,7 +258,6 @@ def check_command() -> None:
     in the database, and live payment credentials. Secrets are judged, never
     printed. Run it on the production configuration before going live and
     after each deploy."""
-    from .production import CheckStatus, production_checklist
 
     results = production_checklist(current_app, get_state())
     for result in results:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask_babel import LazyString
 from limits import parse as parse_rate_limit
 
 from .errors import ConfigurationError
@@ -171,8 +172,6 @@ def _cancellation_reasons(config: Mapping[str, Any]) -> tuple[tuple[str, Any], .
     """``None`` (the portal's reasons) or the merchant's ``(code, label)``
     pairs, from a mapping or a list of pairs; labels are strings or
     ``lazy_gettext`` strings."""
-    from flask_babel import LazyString
-
     key = "CUSTOMER_PORTAL_CANCELLATION_REASONS"
     value = config[key]
     if value is None:

@@ -15,6 +15,7 @@ from .capabilities import capabilities_of, provider_capabilities_of
 from .cli import portal_cli
 from .clock import utcnow
 from .config import DEFAULTS, PortalConfig, load_config
+from .contrib.sqla import SQLAlchemyStorage
 from .deep_links import create_session_link
 from .errors import ConfigurationError
 from .invites import send_invite
@@ -235,7 +236,6 @@ class CustomerPortal:
                 "pass CustomerPortal(storage=...) or set up Flask-SQLAlchemy on the app "
                 "before the portal to use the default SQLAlchemy store",
             )
-        from .contrib.sqla import SQLAlchemyStorage
 
         return SQLAlchemyStorage(db)
 

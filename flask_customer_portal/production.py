@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
+from sqlalchemy import UniqueConstraint, inspect
 
 from .config import PortalConfig, secret_key_weakness
+from .contrib.sqla import SQLAlchemyStorage, metadata
 from .errors import ConfigurationError
 from .mail import LogMailer, MemoryMailer, SMTPMailer
+from .migrations import UPGRADE_COMMAND, schema_status
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -215,8 +218,6 @@ def schema_problems(engine: Engine, metadata: MetaData) -> list[str]:
     """What the database lacks of ``metadata``: tables, columns, unique
     constraints (compared by their columns) and indexes (by name). Extra
     tables and columns are the host's business and not reported."""
-    from sqlalchemy import UniqueConstraint, inspect
-
     inspector = inspect(engine)
     problems: list[str] = []
     for table in metadata.sorted_tables:
@@ -250,7 +251,6 @@ def schema_problems(engine: Engine, metadata: MetaData) -> list[str]:
 
 
 def _sql_store(state: PortalState) -> object | None:
-    from .contrib.sqla import SQLAlchemyStorage
 
     store: object = state.storage
     local = getattr(store, "local", None)  # CompositeStorage: customers and sessions stay local
@@ -265,8 +265,6 @@ def _schema(app: Flask, state: PortalState) -> CheckResult:
         return CheckResult(
             _WARN, item, f"not checked: {type(state.storage).__name__} is not the SQLAlchemy store"
         )
-    from .contrib.sqla import metadata
-    from .migrations import UPGRADE_COMMAND, schema_status
 
     engine = app.extensions["sqlalchemy"].engine
     try:

@@ -74,6 +74,7 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "InvoiceStatus",
+    "KeepsPlanChanges",
     "LicenseKey",
     "LicenseKeyInstance",
     "LicenseKeyStatus",
@@ -521,11 +522,17 @@ class SubscriptionLock(Protocol):
         """One renewal invoice took the retention discount: one fewer
         ``discount_renewals`` (the percent is cleared with the last one)."""
 
+
+@runtime_checkable
+class KeepsPlanChanges(Protocol):
+    """What a :class:`SubscriptionLock` may add: keeping each plan change
+    made now with its proration invoice. Without it a plan change whose
+    payment is only confirmed later cannot be finished, and the amount paid
+    becomes account credit."""
+
     def record_plan_change(self, change: PlanChange) -> None:
         """Keep what a plan change made now is, with its proration invoice
-        (issued through this lock). Optional, with :meth:`get_plan_change`:
-        without them a plan change whose payment is only confirmed later
-        cannot be finished, and the amount paid becomes account credit."""
+        (issued through this lock)."""
 
     def get_plan_change(self, invoice_id: str) -> PlanChange | None:
         """The plan change recorded with one of the subscription's
@@ -554,7 +561,7 @@ class ChargeStore(Protocol):
     def plan_changes_to_settle(
         self, *, limit: int = 100, customer_id: str | None = None
     ) -> Sequence[PlanChange]:
-        """Recorded plan changes (:meth:`SubscriptionLock.record_plan_change`)
+        """Recorded plan changes (:meth:`KeepsPlanChanges.record_plan_change`)
         whose proration invoice is still ``open``, oldest first; only the
         customer's with ``customer_id``. ``flask portal renew-due`` settles
         them, and a customer's visit settles theirs. Optional: without it,

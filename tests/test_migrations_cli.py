@@ -258,7 +258,7 @@ def test_a_database_that_cannot_be_read_is_warned_about_once(
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
     app = _app(f"sqlite:///{tmp_path / 'x.db'}", **LIVE)
-    monkeypatch.setattr("flask_customer_portal.migrations.schema_status", unreachable)
+    monkeypatch.setattr("flask_customer_portal.migrations.gate.schema_status", unreachable)
     try:
         client = app.test_client()
         with caplog.at_level(logging.WARNING, logger="flask_customer_portal"):

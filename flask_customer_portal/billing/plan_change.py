@@ -36,6 +36,7 @@ from ..storage import (
     Invoice,
     InvoiceLine,
     InvoiceStatus,
+    KeepsPlanChanges,
     Plan,
     PlanChange,
     StateConflict,
@@ -434,10 +435,9 @@ def _record_change(
 ) -> None:
     """Keep what this change is with its invoice, so that a payment whose
     answer is lost can finish it later (on a store that can keep it)."""
-    record = getattr(lock, "record_plan_change", None)
-    if not callable(record):
+    if not isinstance(lock, KeepsPlanChanges):
         return
-    record(
+    lock.record_plan_change(
         PlanChange(
             invoice_id=invoice.id,
             customer_id=subscription.customer_id,

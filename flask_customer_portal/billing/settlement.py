@@ -49,6 +49,7 @@ from ..storage import (
     ChargeAttemptStatus,
     Customer,
     Invoice,
+    KeepsPlanChanges,
     PlanChange,
     Subscription,
     SubscriptionLock,
@@ -167,8 +168,7 @@ def _finish(
     change as it was confirmed, or credit the amount."""
     invoice = collection.invoice
     previous = lock.subscription
-    getter = getattr(lock, "get_plan_change", None)
-    change: PlanChange | None = getter(invoice.id) if callable(getter) else None
+    change = lock.get_plan_change(invoice.id) if isinstance(lock, KeepsPlanChanges) else None
     plan = state.storage.get_plan(change.plan_id) if change is not None else None
     if change is None:
         reason = "not_recorded"

@@ -22,6 +22,7 @@ from ..storage import (
     AuditEvent,
     ChargeAttempt,
     Invoice,
+    KeepsPlanChanges,
     Page,
     Plan,
     PlanChange,
@@ -154,14 +155,6 @@ def with_provider_id(value: R, customer_ids: CustomerIdMap) -> R:
     return value
 
 
-class _KeepsPlanChanges(Protocol):
-    """The optional pair of :class:`~flask_customer_portal.storage.SubscriptionLock`
-    that lets a plan change whose payment is confirmed later be finished."""
-
-    def record_plan_change(self, change: PlanChange) -> None: ...
-    def get_plan_change(self, invoice_id: str) -> PlanChange | None: ...
-
-
 class MappedLock:
     """A billing back end's :class:`SubscriptionLock` seen with portal
     customer ids; audit events go to ``events`` (appended to the local log
@@ -172,9 +165,10 @@ class MappedLock:
         cls, lock: SubscriptionLock, customer_ids: CustomerIdMap, events: list[AuditEvent]
     ) -> SubscriptionLock:
         """``lock`` seen with portal ids, with the optional pair that keeps
-        plan changes exactly when ``lock`` has it: the portal looks for the
-        pair by name, and credits the payment of a change it cannot keep."""
-        if implements(lock, _KeepsPlanChanges):
+        plan changes exactly when ``lock`` has it
+        (:class:`~flask_customer_portal.storage.KeepsPlanChanges`): the portal
+        credits the payment of a change it cannot keep."""
+        if implements(lock, KeepsPlanChanges):
             return _MappedLockKeepingPlanChanges(lock, customer_ids, events)
         # Without the pair, as SubscriptionLock allows.
         return cast(SubscriptionLock, cls(lock, customer_ids, events))
@@ -261,7 +255,7 @@ class MappedLock:
 
 class _MappedLockKeepingPlanChanges(MappedLock):
     def record_plan_change(self, change: PlanChange) -> None:
-        self._lock.record_plan_change(self._to_provider(change))
+        cast(KeepsPlanChanges, self._lock).record_plan_change(self._to_provider(change))
 
     def get_plan_change(self, invoice_id: str) -> PlanChange | None:
-        return self._to_portal(self._lock.get_plan_change(invoice_id))
+        return self._to_portal(cast(KeepsPlanChanges, self._lock).get_plan_change(invoice_id))

@@ -9,11 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
+from alembic.util import CommandError
 from flask import current_app
 from flask.cli import with_appcontext
 
 from ..contrib.sqla.models import metadata
-from . import UPGRADE_COMMAND, SchemaError
+from ..production import schema_problems
+from . import UPGRADE_COMMAND, SchemaError, downgrade, schema_status, stamp, undone_by_downgrade, upgrade
+from .gate import portal_engine, schema_message
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -27,7 +30,6 @@ def db_cli() -> None:
 
 
 def _engine() -> Engine:
-    from .gate import portal_engine
 
     engine = portal_engine(current_app)
     if engine is None:
@@ -39,8 +41,6 @@ def _engine() -> Engine:
 
 
 def _alembic_errors() -> tuple[type[Exception], ...]:
-    from alembic.util import CommandError
-
     return (CommandError, SchemaError)
 
 
@@ -54,8 +54,6 @@ def upgrade_command(revision: str) -> None:
     is recognised by its tables and that revision recorded first. Runs in
     one transaction (on PostgreSQL one process at a time); at the head it
     changes nothing, so it is safe in every deploy."""
-    from ..production import schema_problems
-    from . import schema_status, upgrade
 
     engine = _engine()
     try:
@@ -85,8 +83,6 @@ def upgrade_command(revision: str) -> None:
 def current_command() -> None:
     """Print the portal's revision in the database and the head this
     version of the package needs."""
-    from . import schema_status
-    from .gate import schema_message
 
     status = schema_status(_engine())
     click.echo(schema_message(status) or f"The customer portal's database tables: {status}.")
@@ -102,7 +98,6 @@ def downgrade_command(revision: str, yes: bool) -> None:
     The tables and columns they added are dropped with every row in them:
     back the database up first. Use the newer version of the package to
     downgrade what it upgraded."""
-    from . import downgrade, undone_by_downgrade
 
     engine = _engine()
     try:
@@ -127,7 +122,6 @@ def downgrade_command(revision: str, yes: bool) -> None:
 def stamp_command(revision: str) -> None:
     """Record REVISION as the portal's without changing any table: for
     tables made or repaired by hand to match it."""
-    from . import stamp
 
     try:
         after = stamp(_engine(), revision)

@@ -27,7 +27,7 @@ from flask import Flask, abort, request
 
 from ..contrib.sqla import SQLAlchemyStorage
 from ..state import get_state
-from . import UPGRADE_COMMAND, SchemaStatus
+from . import UPGRADE_COMMAND, SchemaStatus, schema_status
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -104,7 +104,6 @@ class SchemaGate:
             abort(503)
 
     def _check(self) -> None:
-        from . import schema_status
 
         engine = portal_engine(self._app)
         if engine is None:
@@ -137,8 +136,6 @@ def refuse_behind_schema(app: Flask) -> None:
     """For commands that move money: a :class:`click.ClickException` naming
     the upgrade command when the tables may lack what the code needs."""
     import click
-
-    from . import schema_status
 
     engine = portal_engine(app)
     if engine is None:

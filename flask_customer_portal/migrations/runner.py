@@ -15,6 +15,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from alembic.operations import Operations
+from alembic.runtime.migration import HeadMaintainer, MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Column,
     MetaData,
@@ -30,7 +33,6 @@ from sqlalchemy import (
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import RevisionStep, StampStep
-    from alembic.script import ScriptDirectory
     from sqlalchemy.engine import Connection, Engine
 
 __all__ = [
@@ -158,8 +160,6 @@ class SchemaStatus:
 @cache
 def script_directory() -> ScriptDirectory:
     """The portal's revisions, as Alembic reads them."""
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory(str(_HERE), version_locations=[str(_HERE / "versions")])
 
 
@@ -291,8 +291,6 @@ def _begin(engine: Engine) -> Iterator[Connection]:
 
 
 def _recorded(connection: Connection) -> tuple[str, ...]:
-    from alembic.runtime.migration import MigrationContext
-
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     # The host's own revisions share the table; the portal's have its prefix.
     return tuple(sorted(rev for rev in context.get_current_heads() if rev.startswith(_REVISION_PREFIX)))
@@ -371,9 +369,6 @@ def _run(connection: Connection, steps: Sequence[RevisionStep | StampStep]) -> N
     ``run_migrations`` does, except that it keeps the version rows of the
     portal's branch only. The host's rows in the same table name revisions
     the portal's scripts do not have, which Alembic would look up."""
-    from alembic.operations import Operations
-    from alembic.runtime.migration import HeadMaintainer, MigrationContext
-
     if not steps:
         return
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
