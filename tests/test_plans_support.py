@@ -213,18 +213,25 @@ def test_a_plan_offer_and_a_plan_change_link_only_where_plans_can_change(backend
                 portal.create_session(AVA, flow="plan_change", subscription_id=AVA_SUB)
 
 
+class _BillsSubscriptions(TestPaymentProvider):
+    bills_subscriptions = True
+
+
+@pytest.mark.parametrize(
+    ("provider", "supported"), [(TestPaymentProvider, True), (_BillsSubscriptions, False)]
+)
 def test_a_provider_that_bills_subscriptions_itself_owns_their_plans(
-    tmp_path: Path, payments: TestPaymentProvider
+    tmp_path: Path, provider: type[TestPaymentProvider], supported: bool
 ) -> None:
-    app = _app(tmp_path, payments, None)
+    # What the provider does is read once, when the portal is registered.
+    app = _app(tmp_path, provider(), None)
     try:
         with app.app_context():
             state = get_state(app)
             capabilities = capabilities_of(state.storage)
             assert capabilities.plans and capabilities.charge
-            assert plan_changes_supported(state)
-            payments.bills_subscriptions = True  # type: ignore[attr-defined]
-            assert not plan_changes_supported(state)
+            assert state.provider_capabilities.bills_subscriptions is not supported
+            assert plan_changes_supported(state) is supported
     finally:
         get_state(app).shutdown()
         with app.app_context():
