@@ -48,7 +48,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "flask-customer-portal"
-EXTRAS = ("pdf", "postgres", "stripe", "dodo", "example")
+EXTRAS = ("pdf", "postgres", "stripe", "dodo", "redis", "example")
 #: What the smoke suite needs besides the package.
 SMOKE_TOOLS = ("pytest>=8.0", "pypdf>=4.0")
 #: What tests/test_dodo.py and tests/test_stripe.py need (with tests/conftest.py).
