@@ -9,12 +9,13 @@ need it skip, except under CI (``CI=true``), where that is a failure.
 
 From the shell, for a look at a server the way the tests run it::
 
-    $ python tests/redis_server.py      # prints the URL, Ctrl-C stops it
+    $ python tests/redis_server.py      # prints the URL; Ctrl-C or SIGTERM stops it
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -156,7 +157,12 @@ def redis_url() -> Iterator[str]:
         server.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped by a script as by Ctrl-C
     running = start_redis()
     print(running.url, flush=True)
     try:
