@@ -400,8 +400,9 @@ def _rate_limit_storage_uri(config: Mapping[str, Any], *, live: bool) -> str:
     key = "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI"
     value = config[key]
     if not isinstance(value, str) or "://" not in value:
+        # Not echoed: a mistyped URI may still hold a password.
         raise ConfigurationError(
-            key, f'must be a storage URI such as "redis://localhost:6379/0", got {value!r}'
+            key, 'must be a storage URI with a scheme, such as "redis://localhost:6379/0"'
         )
     scheme = value.partition("://")[0].lower()
     if live and scheme == "memory" and not _flag(config, "CUSTOMER_PORTAL_SINGLE_PROCESS"):

@@ -71,8 +71,12 @@ def open_storage(uri: str) -> Storage:
 def storage_uri_problem(uri: str, error: Exception) -> str:
     """What is wrong with ``uri``, from the error that opening it raised,
     without the URI's host or password."""
-    scheme = urlsplit(uri).scheme.lower()
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
     said = str(error).replace(uri, f"{scheme}://…")
+    for secret in (parts.password, parts.username):
+        if secret:
+            said = said.replace(secret, "…")
     if "prerequisite" in said and scheme.startswith("redis"):
         return f"{scheme}:// needs the redis package: pip install 'flask-customer-portal[redis]'"
     return (

@@ -80,7 +80,6 @@ def _load_demo_data(settings: dict[str, Any]) -> None:
     """The example shop's tables and demo customers, as
     ``flask --app example_app demo-data`` makes them."""
     from example_app import create_app, db
-
     from flask_customer_portal.state import get_state
 
     app = create_app(dict(settings))

@@ -4,6 +4,7 @@ is strong in live mode, payment credentials match the portal's mode, and
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -394,13 +395,15 @@ def test_item9_a_storage_uri_problem_never_shows_its_password(tmp_path: Path, cl
     for uri in (
         "nosuchstore://:uri-password@cache.internal:1/0",
         "redis+nosuch://:uri-password@cache.internal:1",
+        "redis:/:uri-password@cache.internal:1",
     ):
         with pytest.raises(ConfigurationError) as refused:
             _live_app(tmp_path, cleanup, **{key: uri})
         assert refused.value.key == key
-        assert "uri-password" not in str(refused.value)
-        assert refused.value.__cause__ is None
-        assert refused.value.__suppress_context__
+        # Nor in the traceback that start-up prints, causes included.
+        printed = "".join(traceback.format_exception(refused.type, refused.value, refused.tb))
+        assert "uri-password" not in printed
+        assert "cache.internal" not in printed
 
 
 def test_item9_portal_check_warns_about_smtp_in_clear_and_names_no_redis_password(
