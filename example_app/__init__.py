@@ -79,6 +79,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         "MAIL_USERNAME",
         "MAIL_PASSWORD",
         "PORTAL_BACKEND",
+        "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI",
         "DODO_PAYMENTS_API_KEY",
         "DODO_PAYMENTS_ENVIRONMENT",
         "DODO_PAYMENTS_BASE_URL",

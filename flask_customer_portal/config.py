@@ -315,7 +315,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         max_saved_cards=_positive_int(config, "CUSTOMER_PORTAL_MAX_SAVED_CARDS"),
         export_rate_limit=_rate_limit(config, "CUSTOMER_PORTAL_EXPORT_RATE_LIMIT"),
         export_max_invoices=_positive_int(config, "CUSTOMER_PORTAL_EXPORT_MAX_INVOICES"),
-        rate_limit_storage_uri=str(config["CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI"]),
+        rate_limit_storage_uri=_rate_limit_storage_uri(config, live=live),
         trusted_proxies=trusted,
         languages=languages,
         translation_directories=_translation_directories(config),
@@ -391,6 +391,28 @@ def _check_secret_key_fallbacks(fallbacks: object, *, live: bool) -> None:
                 f"{_MIN_LIVE_SECRET_LENGTH} characters. Remove it, or replace it if it ever signed "
                 "live links",
             )
+
+
+def _rate_limit_storage_uri(config: Mapping[str, Any], *, live: bool) -> str:
+    """The ``limits`` storage URI. ``memory://`` counts in each process, so
+    live mode takes it only from an app that says it runs as one."""
+    key = "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI"
+    value = config[key]
+    if not isinstance(value, str) or "://" not in value:
+        # Not echoed: a mistyped URI may still hold a password.
+        raise ConfigurationError(
+            key, 'must be a storage URI with a scheme, such as "redis://localhost:6379/0"'
+        )
+    scheme = value.partition("://")[0].lower()
+    if live and scheme == "memory" and not _flag(config, "CUSTOMER_PORTAL_SINGLE_PROCESS"):
+        raise ConfigurationError(
+            key,
+            "memory:// counts in each process: under several workers or hosts every limit is multiplied "
+            'by their number. Use a shared store, e.g. "redis://redis.internal:6379/0" (pip install '
+            "'flask-customer-portal[redis]'), or set CUSTOMER_PORTAL_SINGLE_PROCESS = True if the app runs "
+            "as one process",
+        )
+    return value
 
 
 def _flag(config: Mapping[str, Any], key: str) -> bool:

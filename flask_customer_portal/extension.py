@@ -26,7 +26,7 @@ from .offers import RetentionOfferFunction
 from .payments import PaymentProvider, TestPaymentProvider
 from .pdf import InvoiceRenderer, default_invoice_renderer
 from .production import check_provider_mode
-from .ratelimit import CustomerLimits, LoginRateLimits
+from .ratelimit import CustomerLimits, LoginRateLimits, storage_uri_problem
 from .rules import RulesLoader
 from .state import EXTENSION_KEY, PortalHooks, PortalState, app_object, get_state, register_state
 from .storage import ERASED_EMAIL_DOMAIN, AuditEvent, Customer, EmailInUse, ErasureReport, PortalStorage
@@ -179,9 +179,8 @@ class CustomerPortal:
         except Exception as exc:  # limits raises several types for bad URIs
             raise ConfigurationError(
                 "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI",
-                f'must be a storage URI the "limits" library supports, e.g. "memory://" or '
-                f'"redis://localhost:6379": {exc}',
-            ) from exc
+                storage_uri_problem(config.rate_limit_storage_uri, exc),
+            ) from None  # the cause's text holds the whole URI, password and all
         customer_limits = CustomerLimits(
             card_attach=config.card_attach_limit,
             export=config.export_rate_limit,

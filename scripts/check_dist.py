@@ -2,10 +2,11 @@
 
 ``make deps-bounds`` and ``make python-versions`` run this after ``make
 dist``. Each environment gets the wheel (with the ``pdf``, ``postgres``,
-``stripe``, ``dodo`` and ``example`` extras) and the smoke suite
+``stripe``, ``dodo``, ``redis`` and ``example`` extras) and the smoke suite
 (``tests/test_smoke.py``, run from a directory outside the source tree so
 that it imports the installed package), on SQLite and, when the PostgreSQL
-server binaries are there, on a throwaway PostgreSQL cluster:
+server binaries are there, on a throwaway PostgreSQL cluster; its rate
+limits also on a throwaway Redis server (``tests/redis_server.py``):
 
 ``lowest``
     every dependency of the package at the lowest version its bounds allow
@@ -48,7 +49,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "flask-customer-portal"
-EXTRAS = ("pdf", "postgres", "stripe", "dodo", "example")
+EXTRAS = ("pdf", "postgres", "stripe", "dodo", "redis", "example")
 #: What the smoke suite needs besides the package.
 SMOKE_TOOLS = ("pytest>=8.0", "pypdf>=4.0")
 #: What tests/test_dodo.py and tests/test_stripe.py need (with tests/conftest.py).
@@ -207,6 +208,26 @@ def postgres() -> Iterator[str | None]:
         cluster.stop()
 
 
+@contextmanager
+def redis() -> Iterator[str | None]:
+    """A throwaway Redis server's URL (tests/redis_server.py), or ``None`` without one."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import redis_server
+
+    try:
+        server = redis_server.start_redis()
+    except redis_server.RedisUnavailable as exc:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            raise SystemExit(f"check_dist: CI must try Redis too: {exc}") from exc
+        log(f"Redis not available, its smoke test skips: {exc}")
+        yield None
+        return
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 def uv() -> str:
     found = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
     if found is None:
@@ -214,7 +235,9 @@ def uv() -> str:
     return found
 
 
-def try_environment(environment: Environment, wheel: Path, work: Path, database: str | None) -> float:
+def try_environment(
+    environment: Environment, wheel: Path, work: Path, database: str | None, redis_url: str | None
+) -> float:
     started = time.monotonic()
     venv = work / environment.name
     python = find_python(environment.python)
@@ -259,6 +282,8 @@ def try_environment(environment: Environment, wheel: Path, work: Path, database:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     if database is not None:
         env["CUSTOMER_PORTAL_SMOKE_POSTGRES_URL"] = database
+    if redis_url is not None:
+        env["CUSTOMER_PORTAL_SMOKE_REDIS_URL"] = redis_url
     where = run(
         venv_python,
         "-c",
@@ -291,9 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wheel: Path = args.wheel.resolve()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="check-dist-") as tmp, postgres() as database:
+    with (
+        tempfile.TemporaryDirectory(prefix="check-dist-") as tmp,
+        postgres() as database,
+        redis() as redis_url,
+    ):
         for name in args.environments:
-            try_environment(ENVIRONMENTS[name], wheel, Path(tmp), database)
+            try_environment(ENVIRONMENTS[name], wheel, Path(tmp), database, redis_url)
     log(f"{', '.join(args.environments)}: all passed in {time.monotonic() - started:.0f} s")
     return 0
 

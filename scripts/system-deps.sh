@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite drives for real: Debian's
 # Chromium (Playwright cannot download browsers here), the PostgreSQL
-# server and nginx (the access-log recipe in docs/security.rst). Does
-# nothing when they are present; needs root (or sudo) for apt.
+# server, Redis (shared rate limits; the tests start their own servers on
+# free loopback ports, never the packaged service) and nginx (the
+# access-log recipe in docs/security.rst). Does nothing when they are
+# present; needs root (or sudo) for apt.
 set -euo pipefail
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
 

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, event, make_url, text
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 
 # pytester: tests/test_pytest_plugin.py runs a host's test suite with the portal's plugin.
-pytest_plugins = ["portal_fixtures", "stripe_support", "pytester"]
+pytest_plugins = ["portal_fixtures", "stripe_support", "redis_server", "pytester"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

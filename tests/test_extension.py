@@ -180,6 +180,7 @@ _LIVE = {
     "SECRET_KEY": "k" * 16 + "0123456789abcdef0123",
     "SESSION_COOKIE_SECURE": True,
     "MAIL_SERVER": "smtp.example.com",
+    "CUSTOMER_PORTAL_SINGLE_PROCESS": True,  # memory:// rate limits
 }
 
 

@@ -24,6 +24,7 @@ LIVE = {
     "CUSTOMER_PORTAL_MODE": "live",
     "SESSION_COOKIE_SECURE": True,
     "MAIL_SERVER": "smtp.example.com",
+    "CUSTOMER_PORTAL_SINGLE_PROCESS": True,  # memory:// rate limits
 }
 LOGIN = "/portal/login/biz_demo"
 

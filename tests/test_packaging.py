@@ -41,7 +41,7 @@ PACKAGE = ROOT / "flask_customer_portal"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 #: The extras a merchant installs for features; the others are for this repository.
-RUNTIME_EXTRAS = ("pdf", "postgres", "postgres-binary", "stripe", "dodo", "pytest")
+RUNTIME_EXTRAS = ("pdf", "postgres", "postgres-binary", "stripe", "dodo", "redis", "pytest")
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import check_dist  # noqa: E402 - scripts/ is not a package
@@ -239,6 +239,7 @@ def test_the_package_travels_light() -> None:
     runtime = {canonicalize_name(r.name) for r in _requirements()}
     assert "phonenumberslite" in runtime and "phonenumbers" not in runtime  # no 40 MB of geodata
     assert "flask-login" not in runtime  # the example shop's, not the portal's
+    assert "redis" not in runtime and "redis" in {canonicalize_name(r.name) for r in _requirements("redis")}
     assert {canonicalize_name(r.name) for r in _requirements("example")} >= {"flask-login"}
     [psycopg] = [Requirement(line) for line in PROJECT["optional-dependencies"]["postgres"]]
     assert psycopg.name == "psycopg" and psycopg.extras == set()  # the system's libpq

@@ -921,6 +921,7 @@ def _live_app(tmp_path: Path, provider: LiveProvider) -> Flask:
         CUSTOMER_PORTAL_MODE="live",
         CUSTOMER_PORTAL_BASE_URL="https://shop.test",
         SESSION_COOKIE_SECURE=True,
+        CUSTOMER_PORTAL_SINGLE_PROCESS=True,  # memory:// rate limits
     )
 
 

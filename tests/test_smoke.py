@@ -62,7 +62,9 @@ class Shop:
         return client
 
 
-def create_app(database_url: str, mailer: MemoryMailer) -> tuple[Flask, CustomerPortal, SQLAlchemyStorage]:
+def create_app(
+    database_url: str, mailer: MemoryMailer, **config: Any
+) -> tuple[Flask, CustomerPortal, SQLAlchemyStorage]:
     """A host's application factory."""
     app = Flask("smoke_shop")
     app.config.update(
@@ -73,6 +75,7 @@ def create_app(database_url: str, mailer: MemoryMailer) -> tuple[Flask, Customer
         CUSTOMER_PORTAL_BASE_URL="http://shop.test",
         CUSTOMER_PORTAL_MERCHANT_NAME="Smoke Shop",
         CUSTOMER_PORTAL_PHONE_DEFAULT_REGION="ID",
+        **config,
     )
     db = SQLAlchemy(app)
     storage = SQLAlchemyStorage(db)
@@ -140,6 +143,11 @@ def add_records(storage: SQLAlchemyStorage) -> None:
 #: A PostgreSQL database the smoke suite may empty and use (scripts/check_dist.py
 #: sets it); without it, SQLite only.
 POSTGRES_URL = os.environ.get("CUSTOMER_PORTAL_SMOKE_POSTGRES_URL")
+
+
+#: A Redis server for the rate limits (scripts/check_dist.py starts one);
+#: without it, the Redis test skips.
+REDIS_URL = os.environ.get("CUSTOMER_PORTAL_SMOKE_REDIS_URL")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"])
@@ -298,3 +306,32 @@ def test_the_cli_makes_a_sign_in_link(shop: Shop) -> None:
     result = shop.app.test_cli_runner().invoke(args=["portal", "create-session", CUSTOMER])
     assert result.exit_code == 0, result.output
     assert "http://shop.test/portal/session/" in result.output
+
+
+@pytest.mark.skipif(REDIS_URL is None, reason="no Redis (CUSTOMER_PORTAL_SMOKE_REDIS_URL)")
+def test_login_emails_are_counted_in_redis_by_every_app(tmp_path: Path) -> None:
+    """Two apps of one shop (two hosts) on one Redis: one allowance."""
+    url = f"sqlite:///{tmp_path / 'shop.sqlite3'}"
+    limits = {"CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI": REDIS_URL, "CUSTOMER_PORTAL_TRUSTED_PROXIES": 1}
+    limits["CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS"] = "2 per hour"
+    mailers = [MemoryMailer(), MemoryMailer()]
+    hosts = [create_app(url, mailer, **limits) for mailer in mailers]
+    first_app, _portal, first_storage = hosts[0]
+    with first_app.app_context():
+        first_storage.create_all()
+        add_records(first_storage)
+    for app, portal, _storage in hosts:
+        portal.get_state(app).rate_limits.reset()  # counters a former run left
+    for n in range(3):
+        app, portal, _storage = hosts[n % 2]
+        client = app.test_client()
+        headers = {"X-Forwarded-For": f"203.0.113.{n}"}
+        page = client.get("/portal/login/biz_smoke", headers=headers)
+        data = {"email": "ava@example.com", "csrf_token": csrf_token_from(page.text)}
+        assert client.post("/portal/login/biz_smoke", data=data, headers=headers).status_code == 200
+        portal.get_state(app).wait_for_background_tasks()
+    assert [len(mailer.outbox) for mailer in mailers] == [1, 1]
+    for app, portal, _storage in hosts:
+        portal.get_state(app).shutdown()
+        with app.app_context():
+            app.extensions["sqlalchemy"].engine.dispose()

@@ -36,6 +36,7 @@ from ..formatting import format_datetime
 from ..i18n import lazy_gettext as _l
 from ..i18n import select_locale
 from ..payments import ContentSecurityPolicyProvider
+from ..ratelimit import RateLimitUnavailable
 from ..state import PortalState, get_state
 from ..storage import Customer
 from ..templating import template_context
@@ -249,3 +250,17 @@ def _portal_context() -> dict[str, Any]:
 def _http_error(error: HTTPException) -> tuple[str, int]:
     code = error.code or 500
     return render_template("customer_portal/error.html", code=code, error=error), code
+
+
+#: When to ask again after the rate-limit store failed: long enough for a
+#: Redis restart, short enough for a customer waiting for a sign-in email.
+_UNAVAILABLE_RETRY_AFTER = "60"
+
+
+@blueprint.errorhandler(RateLimitUnavailable)
+def _rate_limits_unavailable(error: RateLimitUnavailable) -> tuple[str, int, dict[str, str]]:
+    # Fail closed: what a limit guards (login and email-change mail, new
+    # cards, exports) is refused, the same way for every address, so the
+    # answer tells nothing about who is a customer. Logged where it was raised.
+    page = render_template("customer_portal/error.html", code=503, error=error)
+    return page, 503, {"Retry-After": _UNAVAILABLE_RETRY_AFTER}

@@ -4,6 +4,7 @@ is strong in live mode, payment credentials match the portal's mode, and
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,7 @@ LIVE: dict[str, Any] = {
     "MAIL_PORT": 587,
     "MAIL_USE_TLS": True,
     "MAIL_PASSWORD": "mail-password-never-printed",
+    "CUSTOMER_PORTAL_SINGLE_PROCESS": True,  # memory:// rate limits
 }
 
 
@@ -367,16 +369,41 @@ def test_item9_portal_check_fails_a_test_configuration_item_by_item(
         assert secret not in output
 
 
-def test_item9_portal_check_fails_memory_rate_limits_of_several_workers(
+def test_item9_live_mode_refuses_memory_rate_limits_of_several_workers(
     tmp_path: Path, cleanup: list[Flask]
 ) -> None:
-    app = _live_app(tmp_path, cleanup)
-    code, lines = _checked(app)
-    assert code == 1
-    assert _line(lines, "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI").startswith("FAIL ")
-    assert [line for line in lines if line.startswith("FAIL")] == [
-        _line(lines, "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI")
-    ]
+    key = "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI"
+    for uri in ("memory://", "MEMORY://"):
+        with pytest.raises(ConfigurationError, match="CUSTOMER_PORTAL_SINGLE_PROCESS") as refused:
+            _live_app(tmp_path, cleanup, CUSTOMER_PORTAL_SINGLE_PROCESS=False, **{key: uri})
+        assert refused.value.key == key
+        assert "redis://" in str(refused.value)
+    with pytest.raises(ConfigurationError) as refused:
+        _live_app(tmp_path, cleanup, **{key: "redis.internal:6379"})
+    assert refused.value.key == key
+    # In test mode the app starts, and `flask portal check` names the item.
+    app = _app(tmp_path)
+    CustomerPortal(app)
+    cleanup.append(app)
+    _code, lines = _checked(app)
+    assert _line(lines, key).startswith("FAIL ")
+    assert "CUSTOMER_PORTAL_SINGLE_PROCESS" in _line(lines, key)
+
+
+def test_item9_a_storage_uri_problem_never_shows_its_password(tmp_path: Path, cleanup: list[Flask]) -> None:
+    key = "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI"
+    for uri in (
+        "nosuchstore://:uri-password@cache.internal:1/0",
+        "redis+nosuch://:uri-password@cache.internal:1",
+        "redis:/:uri-password@cache.internal:1",
+    ):
+        with pytest.raises(ConfigurationError) as refused:
+            _live_app(tmp_path, cleanup, **{key: uri})
+        assert refused.value.key == key
+        # Nor in the traceback that start-up prints, causes included.
+        printed = "".join(traceback.format_exception(refused.type, refused.value, refused.tb))
+        assert "uri-password" not in printed
+        assert "cache.internal" not in printed
 
 
 def test_item9_portal_check_warns_about_smtp_in_clear_and_names_no_redis_password(

@@ -43,6 +43,7 @@ LIVE_SHOP: dict[str, Any] = {
     "PORTAL_BACKEND": "dodo",
     "DODO_PAYMENTS_API_KEY": "dodo_live_key",
     "DODO_PAYMENTS_ENVIRONMENT": "live_mode",
+    "CUSTOMER_PORTAL_SINGLE_PROCESS": True,  # memory:// rate limits
 }
 
 
