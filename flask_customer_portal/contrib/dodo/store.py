@@ -737,55 +737,9 @@ class DodoBilling:
 class DodoCompositeStorage(CompositeStorage):
     """:class:`~flask_customer_portal.contrib.composite.CompositeStorage`
     whose licence keys come from Dodo as well: Dodo issues the keys of the
-    products it sells, so the merchant's database holds none of them."""
+    products it sells, so the merchant's database holds none of them.
+    :class:`DodoBilling` has every licence-key method, so the composite
+    serves them all from Dodo, mapped to portal customer ids."""
 
     def __init__(self, local: Any, *, billing: DodoBilling, customer_ids: Any = None) -> None:
         super().__init__(local, billing=billing, customer_ids=customer_ids)
-        self.dodo = billing
-
-    def _licence_call(self, name: str, customer_id: str, *args: Any, **kwargs: Any) -> Any:
-        event = kwargs.pop("event", None)
-        provider_id = self._provider_id(customer_id)
-        if provider_id is None:
-            return 0 if name == "count_license_keys" else None if name.startswith(("get", "deact")) else []
-        result = getattr(self.dodo, name)(provider_id, *args, **kwargs)
-        if isinstance(result, LicenseKey | LicenseKeyInstance):
-            portal_id = self._portal_id(result.customer_id)
-            if portal_id is not None and portal_id != result.customer_id:
-                result = replace(result, customer_id=portal_id)
-        elif isinstance(result, list):
-            mapped = []
-            for item in result:
-                portal_id = self._portal_id(item.customer_id)
-                mapped.append(
-                    item if portal_id in (None, item.customer_id) else replace(item, customer_id=portal_id)
-                )
-            result = mapped
-        if name == "deactivate_license_key_instance":
-            return self._recorded(event, result)
-        return result
-
-    def list_license_keys(self, customer_id: str) -> Any:
-        return self._licence_call("list_license_keys", customer_id)
-
-    def count_license_keys(self, customer_id: str) -> int:
-        return int(self._licence_call("count_license_keys", customer_id))
-
-    def get_license_key(self, customer_id: str, license_key_id: str) -> Any:
-        return self._licence_call("get_license_key", customer_id, license_key_id)
-
-    def list_license_key_instances(self, customer_id: str, license_key_id: str) -> Any:
-        return self._licence_call("list_license_key_instances", customer_id, license_key_id)
-
-    def deactivate_license_key_instance(
-        self,
-        customer_id: str,
-        license_key_id: str,
-        instance_id: str,
-        *,
-        now: datetime,
-        event: AuditEvent | None = None,
-    ) -> Any:
-        return self._licence_call(
-            "deactivate_license_key_instance", customer_id, license_key_id, instance_id, now=now, event=event
-        )
