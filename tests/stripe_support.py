@@ -97,6 +97,16 @@ def localstripe(localstripe_url: str) -> stripe.StripeClient:
     return stripe_client(localstripe_url)
 
 
+def invoice_pays(url: str, invoice_id: str) -> list[dict[str, Any]]:
+    """Every request to pay ``invoice_id`` that the localstripe at ``url``
+    received, in order: ``invoice``, ``idempotency_key`` and the answer's
+    HTTP ``status`` (see ``tests/localstripe_server.py``)."""
+    with requests.get(f"{url}/_config/invoice_pays", params={"invoice": invoice_id}, timeout=10) as response:
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()
+    return found
+
+
 # -- a scenario made through Stripe's API ---------------------------------------------
 
 #: Charging this card fails although it attaches (Stripe's ``pm_card_chargeCustomerFail``).
