@@ -142,6 +142,13 @@ def test_item3_concurrent_reactivation_submits_over_dodo_make_one_charge(
 ) -> None:
     subscription, card = _seed(fake)
     fake.arrears_outcome = "processing"
+    # The lock's row exists, as after any earlier visit: the submits wait on
+    # the row's lock itself, not on each other's insert of it.
+    with (
+        workers[0].app_context(),
+        get_state(workers[0]).storage.lock_provider_subscription(BUDI, subscription),
+    ):
+        pass
     submits = 8
     browsers = [_payment_page(workers[n % 2], subscription) for n in range(submits)]
     barrier = threading.Barrier(submits)
