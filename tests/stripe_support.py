@@ -11,8 +11,9 @@ another.
 
 ``RecordedStripe`` is a small HTTP server that answers with Stripe-shaped
 JSON bodies the test gives it, for what localstripe does not have (Prices,
-``default_payment_method`` on subscriptions, paying an invoice with a given
-method, idempotency replay, invoice PDFs), and remembers every request.
+idempotency replay, invoice PDFs, decline codes), and remembers every
+request. ``default_payment_method`` on subscriptions and paying an invoice
+with a given method are added to localstripe by ``tests/localstripe_server.py``.
 """
 
 from __future__ import annotations
