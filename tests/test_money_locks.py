@@ -222,6 +222,15 @@ class _ChargingBilling:
         return []
 
 
+class _BillingOnly:
+    """A billing back end without the money path (as Dodo's store)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in BILLING_CORE:
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
 class _BillsItself(TestPaymentProvider):
     """A provider that bills subscriptions itself (as Dodo's does)."""
 
@@ -291,6 +300,11 @@ def test_a_composite_without_the_lock_refuses_the_money_path(sqlite_store: SQLAl
             lambda store: CompositeStorage(_WithoutProviderLocks(store), billing=_ChargingBilling()),
             _Live(),
             id="composite over a charging back end",
+        ),
+        pytest.param(
+            lambda store: CompositeStorage(_WithoutProviderLocks(store), billing=_BillingOnly()),
+            _LiveBillsItself(),
+            id="composite, provider bills itself",
         ),
         pytest.param(
             lambda store: _WithoutProviderLocks(store), _LiveBillsItself(), id="provider bills itself"
