@@ -6,7 +6,8 @@ on its own loopback port, as two hosts behind one proxy would be.
 environment (the same database, secret key and billing back end), waits
 until each answers, yields them, and stops them afterwards. Each server's
 log goes to a file; a server that exits or does not answer in time fails
-the test with the end of its log.
+the test with the end of its log; ``ExampleServer.failures()`` lists the requests that
+failed in a worker.
 
 Make the database's tables before starting them (``create_app`` in the test
 process does): every worker runs the app factory, and would otherwise race
@@ -50,6 +51,15 @@ class ExampleServer:
         """The end of the server's log."""
         return self.log.read_text(errors="replace")[-characters:] if self.log.exists() else ""
 
+    def failures(self) -> list[str]:
+        """The log's lines of requests that failed in a worker."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return [line for line in text.splitlines() if "Exception on" in line or "Traceback" in line]
+
+
+#: Settings of the test run's own environment that must not reach the servers.
+_NOT_INHERITED = ("MAIL_", "CUSTOMER_PORTAL_", "STRIPE_", "DODO_PAYMENTS_", "PORTAL_BACKEND", "DATABASE_URL")
+
 
 def _wait_until_up(server: ExampleServer, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT
@@ -75,7 +85,16 @@ def _server(
     command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads)]
     command += ["--bind", f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning"]
     command += ["example_app:create_app()"]
-    settings = {**os.environ, **env, "PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}
+    inherited = {
+        k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED) and k != "SECRET_KEY"
+    }
+    settings = {
+        **inherited,
+        **env,
+        "PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     with server.log.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=settings, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -174,7 +174,10 @@ def _burst(
     return answers, took
 
 
-def _assert_all_reactivated(answers: list[tuple[int, str]], subscription_id: str) -> None:
+def _assert_all_reactivated(
+    answers: list[tuple[int, str]], subscription_id: str, servers: list[ExampleServer]
+) -> None:
+    assert [line for server in servers for line in server.failures()] == []
     assert len(answers) == SUBMITS
     # One submit paid; every other one waited for the lock and found the
     # subscription active: all land on the "reactivated" page, none errs.
@@ -217,7 +220,7 @@ def test_fifty_reactivations_over_two_servers_pay_stripe_once(
         with example_app_servers(shop.env, tmp_path) as servers:
             answers, took = _burst(shop, servers, customer, subscription, scenario.card_id)
         print(f"\n{SUBMITS} reactivations over Stripe on 2 servers: {took:.1f} s")
-        _assert_all_reactivated(answers, subscription)
+        _assert_all_reactivated(answers, subscription, servers)
 
         # Stripe was asked to pay the invoice once, with the portal's key, and paid it once.
         key = idempotency_key(invoice, 1)
@@ -290,7 +293,7 @@ def test_fifty_reactivations_over_two_servers_pay_dodo_once(
         with example_app_servers(shop.env, tmp_path) as servers:
             answers, took = _burst(shop, servers, customer, subscription, card)
         print(f"\n{SUBMITS} reactivations over Dodo on 2 servers: {took:.1f} s")
-        _assert_all_reactivated(answers, subscription)
+        _assert_all_reactivated(answers, subscription, servers)
 
         # Dodo was asked to charge once, with the portal's key, and charged once.
         calls = fake_dodo.calls("POST", UPDATE_PAYMENT_METHOD)
