@@ -25,7 +25,7 @@ from .migrations.gate import install_schema_gate
 from .offers import RetentionOfferFunction
 from .payments import PaymentProvider, TestPaymentProvider
 from .pdf import InvoiceRenderer, default_invoice_renderer
-from .production import check_provider_mode
+from .production import check_money_lock, check_provider_mode
 from .ratelimit import CustomerLimits, LoginRateLimits, storage_uri_problem
 from .rules import RulesLoader
 from .state import EXTENSION_KEY, PortalHooks, PortalState, app_object, get_state, register_state
@@ -142,6 +142,8 @@ class CustomerPortal:
             payments = TestPaymentProvider()
         # Test credentials in live mode, or live ones (real money) in test mode.
         check_provider_mode(config, payments)
+        # Reactivations and invoice payments at a payment company, exactly once across workers.
+        check_money_lock(config, storage, payments)
         try:
             mailer = self.mailer or mailer_from_config(app.config)
         except ValueError as exc:

@@ -1,6 +1,6 @@
 """What production needs: a payment provider whose credentials match the
-portal's mode (checked at start-up), and the checklist that
-``flask portal check`` prints.
+portal's mode and a money path that is locked across processes (both
+checked at start-up), and the checklist that ``flask portal check`` prints.
 
 Nothing here prints or logs a secret: keys are judged, never quoted.
 """
@@ -8,6 +8,7 @@ Nothing here prints or logs a secret: keys are judged, never quoted.
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 from sqlalchemy import UniqueConstraint, inspect
 
+from .capabilities import capabilities_of
 from .config import PortalConfig, secret_key_weakness
 from .contrib.sqla import SQLAlchemyStorage, metadata
 from .errors import ConfigurationError
@@ -27,7 +29,17 @@ if TYPE_CHECKING:
 
     from .state import PortalState
 
-__all__ = ["CheckResult", "CheckStatus", "check_provider_mode", "production_checklist", "schema_problems"]
+__all__ = [
+    "CheckResult",
+    "CheckStatus",
+    "check_money_lock",
+    "check_provider_mode",
+    "money_lock_problem",
+    "production_checklist",
+    "schema_problems",
+]
+
+logger = logging.getLogger("flask_customer_portal")
 
 
 def check_provider_mode(config: PortalConfig, payments: object) -> None:
@@ -77,6 +89,50 @@ def check_provider_mode(config: PortalConfig, payments: object) -> None:
         )
 
 
+def money_lock_problem(storage: object, payments: object) -> str | None:
+    """Why money could move at a payment company without a lock that holds
+    across processes, or ``None``.
+
+    Such money moves when the provider bills subscriptions itself (Dodo
+    Payments: ``payments.bills_subscriptions``), or when a composite store
+    runs the money path against its billing back end (Stripe). Either runs
+    under the store's
+    :meth:`~flask_customer_portal.storage.ProviderLockStore.lock_provider_subscription`,
+    a lock in the merchant's database; a store without it (a composite's
+    local store included: ``locks_across_processes``) would leave
+    exactly-once to the provider's idempotency alone. A store whose own
+    ``lock_subscription`` holds the money path (the SQLAlchemy store) needs
+    nothing more."""
+    bills_itself = getattr(payments, "bills_subscriptions", False) is True
+    across = getattr(storage, "locks_across_processes", None)
+    if isinstance(across, bool):
+        at_provider = bills_itself or capabilities_of(storage).charge
+    else:
+        across = callable(getattr(storage, "lock_provider_subscription", None))
+        at_provider = bills_itself
+    if not at_provider or across:
+        return None
+    where = "its local store" if hasattr(storage, "local") else "it"
+    return (
+        f"{type(storage).__name__} would move money at the payment company without a lock that holds "
+        f"across processes: {where} has no lock_provider_subscription (the SQLAlchemy store has one; "
+        "use it as the local store)"
+    )
+
+
+def check_money_lock(config: PortalConfig, storage: object, payments: object) -> None:
+    """Refuse, in live mode, a store whose money path at a payment company
+    would run without a lock across processes (:func:`money_lock_problem`),
+    with a :class:`ConfigurationError` naming ``storage``. In test mode it is
+    logged; the money path is refused when it is tried, never run unlocked."""
+    problem = money_lock_problem(storage, payments)
+    if problem is None:
+        return
+    if config.is_live:
+        raise ConfigurationError("storage", problem)
+    logger.warning("Customer portal: %s; reactivations and invoice payments will be refused", problem)
+
+
 # -- flask portal check --------------------------------------------------------------------
 
 
@@ -116,6 +172,7 @@ def production_checklist(app: Flask, state: PortalState) -> list[CheckResult]:
         *_cookies(app),
         _schema(app, state),
         _provider(state),
+        _money_lock(state),
     ]
 
 
@@ -299,3 +356,11 @@ def _provider(state: PortalState) -> CheckResult:
     if payments.is_test is False:
         return CheckResult(_OK, item, f"{name}: live credentials{source}")
     return CheckResult(_FAIL, item, f"{name}: test credentials{source}, no real money moves")
+
+
+def _money_lock(state: PortalState) -> CheckResult:
+    item = "money lock"
+    problem = money_lock_problem(state.storage, state.payments)
+    if problem is not None:
+        return CheckResult(_FAIL, item, problem)
+    return CheckResult(_OK, item, "nothing is charged at a payment company without a lock across processes")

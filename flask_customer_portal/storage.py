@@ -547,7 +547,14 @@ class ChargeStore(Protocol):
         self, customer_id: str, subscription_id: str
     ) -> AbstractContextManager[SubscriptionLock | None]:
         """Hold the customer's subscription for the ``with`` block; the
-        context value is ``None`` if it is not this customer's."""
+        context value is ``None`` if it is not this customer's.
+
+        The hold must be one that every worker and host of the portal
+        respects — a database lock, never one kept in the process. A
+        billing adapter mounted in a
+        :class:`~flask_customer_portal.contrib.composite.CompositeStorage`
+        takes none itself: the composite holds the local store's
+        :meth:`ProviderLockStore.lock_provider_subscription` around it."""
 
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         """Active subscriptions whose current period ended at or before

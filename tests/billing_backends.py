@@ -191,12 +191,6 @@ def stripe_localstripe(request: pytest.FixtureRequest) -> Iterator[SeededBilling
         paid_invoice_ids=made.paid_invoice_ids,
         open_invoice_id=made.open_invoice_id,
         now=now,
-        lacks={
-            SUBSCRIPTION_PAYMENT_METHOD: (
-                "localstripe has no default_payment_method on subscriptions; "
-                "tests/test_stripe.py covers it against recorded Stripe responses"
-            )
-        },
     )
 
 

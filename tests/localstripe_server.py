@@ -7,18 +7,117 @@ its state in ``/tmp/localstripe.pickle``, shared by every run on the machine
 and rewritten on every change; here nothing is read from or written to disk
 (which also makes each request about twice as fast). The
 ``localstripe_url`` fixture in ``tests/stripe_support.py`` starts and stops it.
+
+Paying an invoice takes Stripe's ``payment_method`` and ``off_session``
+here (localstripe's own refuses them and always charges the customer's
+default), and a subscription takes a ``default_payment_method``, so the
+portal's reactivation runs against it as against Stripe: the invoice is paid
+with the card the customer chose, and an invoice that is paid already is
+refused, never paid twice. Idempotency keys are not
+replayed: what keeps two workers from paying twice is the portal's lock.
+Every such payment request is recorded (the invoice, the ``Idempotency-Key``
+header and the answer's status) and listed by ``GET
+/_config/invoice_pays?invoice=in_…`` (see ``invoice_pays`` in
+``tests/stripe_support.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
+from typing import Any
+
+#: Every ``POST /v1/invoices/{id}/pay``: invoice, idempotency key, HTTP status.
+PAYS: list[dict[str, Any]] = []
+_PAY_PATH = re.compile(r"/v1/invoices/([^/]+)/pay")
+
+
+def _pay_with_a_chosen_card() -> None:
+    """``POST /v1/invoices/{id}/pay`` with ``payment_method`` (and
+    ``off_session``), as Stripe takes it. Must run before
+    ``localstripe.server`` is imported: its routes are made from
+    ``resources.extra_apis`` then."""
+    from localstripe import resources
+    from localstripe.errors import UserError
+
+    original = resources.Invoice._api_pay_invoice
+
+    def pay(id: str, payment_method: str | None = None, off_session: Any = None, **unexpected: Any) -> Any:
+        if unexpected:
+            raise UserError(400, "Unexpected " + ", ".join(unexpected))
+        if payment_method is None:
+            return original(id)
+        invoice = resources.Invoice._api_retrieve(id)
+        if invoice.status == "paid":
+            raise UserError(400, "Invoice is already paid")
+        if invoice.status not in ("draft", "open"):
+            raise UserError(400, "Bad request")
+        method = resources.PaymentMethod._api_retrieve(payment_method)
+        if method.customer != invoice.customer:
+            raise UserError(400, "The payment method is not the invoice's customer's")
+        invoice._draft = False
+        intent = resources.PaymentIntent(
+            amount=invoice.total,
+            currency=invoice.currency,
+            customer=invoice.customer,
+            payment_method=method.id,
+        )
+        invoice.payment_intent = intent.id
+        intent.invoice = invoice.id
+        intent._confirm(on_failure_now=lambda: None)
+        return invoice
+
+    update = resources.Subscription._update
+
+    def update_subscription(self: Any, default_payment_method: str | None = None, **changes: Any) -> Any:
+        if default_payment_method is not None:
+            if default_payment_method:
+                method = resources.PaymentMethod._api_retrieve(default_payment_method)
+                if method.customer != self.customer:
+                    raise UserError(400, "The payment method is not the subscription's customer's")
+            self.default_payment_method = default_payment_method or None
+        return update(self, **changes)
+
+    resources.Subscription._update = update_subscription
+    route = ("POST", "/v1/invoices/{id}/pay")
+    resources.extra_apis[:] = [
+        (method, url, pay if (method, url) == route else func) for method, url, func in resources.extra_apis
+    ]
+
+
+def _record_pays(app: Any) -> None:
+    from aiohttp import web
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        match = _PAY_PATH.fullmatch(request.path) if request.method == "POST" else None
+        status = 500
+        try:
+            response: web.StreamResponse = await handler(request)
+            status = response.status
+            return response
+        finally:
+            if match:
+                key = request.headers.get("Idempotency-Key")
+                PAYS.append({"invoice": match[1], "idempotency_key": key, "status": status})
+
+    async def pays(request: web.Request) -> web.Response:
+        invoice = request.query.get("invoice")
+        return web.json_response([pay for pay in PAYS if invoice is None or pay["invoice"] == invoice])
+
+    app.middlewares.insert(0, record)  # outermost: it sees localstripe's error answers too
+    app.router.add_get("/_config/invoice_pays", pays)
 
 
 def main() -> None:
     from aiohttp import web
     from localstripe import resources
+
+    _pay_with_a_chosen_card()
     from localstripe.server import app
+
+    _record_pays(app)
 
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
     resources.Store.try_load_from_disk = lambda self: None  # type: ignore[method-assign]

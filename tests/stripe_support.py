@@ -11,8 +11,9 @@ another.
 
 ``RecordedStripe`` is a small HTTP server that answers with Stripe-shaped
 JSON bodies the test gives it, for what localstripe does not have (Prices,
-``default_payment_method`` on subscriptions, paying an invoice with a given
-method, idempotency replay, invoice PDFs), and remembers every request.
+idempotency replay, invoice PDFs, decline codes), and remembers every
+request. ``default_payment_method`` on subscriptions and paying an invoice
+with a given method are added to localstripe by ``tests/localstripe_server.py``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ def localstripe(localstripe_url: str) -> stripe.StripeClient:
     with requests.delete(f"{localstripe_url}/_config/data", timeout=10) as response:
         response.raise_for_status()
     return stripe_client(localstripe_url)
+
+
+def invoice_pays(url: str, invoice_id: str) -> list[dict[str, Any]]:
+    """Every request to pay ``invoice_id`` that the localstripe at ``url``
+    received, in order: ``invoice``, ``idempotency_key`` and the answer's
+    HTTP ``status`` (see ``tests/localstripe_server.py``)."""
+    with requests.get(f"{url}/_config/invoice_pays", params={"invoice": invoice_id}, timeout=10) as response:
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()
+    return found
 
 
 # -- a scenario made through Stripe's API ---------------------------------------------

@@ -8,11 +8,13 @@ pages over it. The shared billing contract runs against it too
 (``tests/test_billing_contract.py``).
 
 Against scripted Stripe-shaped responses (``RecordedStripe``), for what
-localstripe lacks: Price-based subscriptions (the current API's shape),
-``default_payment_method`` on a subscription, paying an invoice with a given
-card and an idempotency key (the portal's whole reactivation path), decline
-codes, 3-D Secure redirects, Stripe's answer to a repeated idempotency key,
-and invoice PDF links.
+localstripe lacks or what a test must see in detail: Price-based
+subscriptions (the current API's shape), the requests of the portal's
+whole reactivation path, decline codes, 3-D Secure redirects, Stripe's
+answer to a repeated idempotency key, and invoice PDF links. (The test
+server in ``tests/localstripe_server.py`` adds ``default_payment_method``
+on subscriptions and paying an invoice with a given card to localstripe;
+``tests/test_money_locks.py`` reactivates over it.)
 """
 
 from __future__ import annotations

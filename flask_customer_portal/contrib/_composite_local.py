@@ -22,6 +22,7 @@ from ..storage import (
     PortalStorage,
     ProviderSubscriptionLock,
     PruneReport,
+    StateConflict,
     WebhookClaim,
 )
 
@@ -161,5 +162,12 @@ class LocalMembers:
         self, customer_id: str, subscription_id: str
     ) -> AbstractContextManager[ProviderSubscriptionLock]:
         """The local store's lock, in the merchant's database (portal
-        customer id, the provider's subscription id)."""
-        return self.local.lock_provider_subscription(customer_id, subscription_id)
+        customer id, the provider's subscription id).
+        :class:`~flask_customer_portal.storage.StateConflict` if the local
+        store has none (one written before the protocol had it): what runs
+        under this lock moves money, and must not run without it."""
+        locker = getattr(self.local, "lock_provider_subscription", None)
+        if not callable(locker):
+            raise StateConflict(f"subscription {subscription_id!r} cannot be locked by this store")
+        lock: AbstractContextManager[ProviderSubscriptionLock] = locker(customer_id, subscription_id)
+        return lock

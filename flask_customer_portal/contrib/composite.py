@@ -25,8 +25,9 @@ What goes where:
 * the lock that holds across processes
   (:class:`~flask_customer_portal.storage.ProviderLockStore`) is always
   ``local``'s: a payment company's API has none, the merchant's database
-  does. :meth:`CompositeStorage.lock_subscription` takes it around the
-  billing back end's own lock;
+  does. :meth:`CompositeStorage.lock_subscription` holds it for the whole
+  of the billing back end's block, and without it the money path is
+  refused, never run unlocked (:attr:`CompositeStorage.locks_across_processes`);
 * the rest — pauses, retention discounts, the plan catalogue, billing
   details, licence keys, resumes and settlements of the money path — comes
   from ``billing`` when the adapter implements it, else from ``local``.
@@ -68,8 +69,9 @@ Audit events
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Protocol, TypeVar, cast
 
@@ -103,7 +105,7 @@ from ..storage import (
     PlanStore,
     PortalStorage,
     ProviderLockStore,
-    ProviderSubscriptionLock,
+    StateConflict,
     Subscription,
     SubscriptionLock,
 )
@@ -128,6 +130,8 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+
+logger = logging.getLogger("flask_customer_portal")
 
 
 def protocol_members(*protocols: type) -> frozenset[str]:
@@ -294,6 +298,17 @@ class CompositeStorage(LocalMembers):
     def _serves(self, feature: type) -> bool:
         """Whether the adapter serves ``feature`` (one of ``_OPTIONAL_FEATURES``)."""
         return feature in self._served
+
+    @property
+    def locks_across_processes(self) -> bool:
+        """Whether the local store has the lock that holds across processes
+        (:class:`~flask_customer_portal.storage.ProviderLockStore`, e.g. the
+        SQLAlchemy store's). Without it the money path over the billing back
+        end is refused (:meth:`lock_subscription` raises
+        :class:`~flask_customer_portal.storage.StateConflict`), and a portal
+        in live mode refuses to start
+        (:func:`~flask_customer_portal.production.check_money_lock`)."""
+        return self._local_locks
 
     def backend_of(self, name: str) -> object:
         """The store that serves the protocol member ``name``."""
@@ -510,18 +525,24 @@ class CompositeStorage(LocalMembers):
     def lock_subscription(
         self, customer_id: str, subscription_id: str
     ) -> AbstractContextManager[SubscriptionLock | None]:
-        """The billing back end's lock (when it implements
+        """The billing back end's view of the subscription for the money
+        path (when it implements
         :class:`~flask_customer_portal.storage.ChargeStore`), seen with
-        portal customer ids, its audit events appended to the local log
-        when the block ends normally. Without one, the subscription cannot
-        be locked here: the context value is ``None`` (not found).
+        portal customer ids, held still by the local store's
+        :meth:`lock_provider_subscription`. Without a billing money path the
+        context value is ``None`` (not found).
 
-        A payment company's lock (Stripe's) is held inside one process
-        only, so the local store's
-        :meth:`lock_provider_subscription` is taken first when it has one:
-        two workers or servers paying for the same subscription then take
-        turns, as on the local store, and the block's audit events are
-        written in that lock's transaction."""
+        A payment company's API has no lock, so the local store's lock — in
+        the merchant's database, keyed by the customer and the provider's
+        subscription id — is taken first and held until the block ends: the
+        reads, the checks, the charge (with its idempotency key) and what is
+        recorded all happen under it, and two workers or servers paying for
+        the same subscription take turns, as on the local store. The
+        block's audit events are written in that lock's transaction when the
+        block ends normally, and dropped if it raises. A local store without
+        the lock (:attr:`locks_across_processes` false) gets
+        :class:`~flask_customer_portal.storage.StateConflict` instead: the
+        money path never runs without it."""
         return self._lock(customer_id, subscription_id)
 
     @contextmanager
@@ -530,15 +551,19 @@ class CompositeStorage(LocalMembers):
         if provider_id is None or not self._serves(ChargesSubscriptions):
             yield None
             return
+        if not self._local_locks:
+            logger.error(
+                "%s has no lock_provider_subscription: the money path of subscription %s was refused",
+                type(self.local).__name__,
+                subscription_id,
+            )
+            raise StateConflict(f"subscription {subscription_id!r} cannot be locked by this store")
         events: list[AuditEvent] = []
-        held: AbstractContextManager[ProviderSubscriptionLock | None] = nullcontext()
-        if self._local_locks:  # a local store made before the protocol had it has none
-            held = self.local.lock_provider_subscription(customer_id, subscription_id)
-        with held as across_processes:
+        with self.local.lock_provider_subscription(customer_id, subscription_id) as across_processes:
             with self.billing.lock_subscription(provider_id, subscription_id) as lock:
                 yield None if lock is None else MappedLock.around(lock, self.customer_ids, events)
             for event in events:
-                (across_processes or self.local).record_event(event)
+                across_processes.record_event(event)
 
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         """The billing back end's due subscriptions (for portal customers

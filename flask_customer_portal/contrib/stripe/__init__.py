@@ -22,7 +22,7 @@ Stripe's own (``sub_…``, ``in_…``, ``pm_…``); customer ids are Stripe's
 ``cus_…`` ids (map them with the composite's ``customer_ids``).
 
 Import everything from this package; inside it, ``store.py`` holds the
-billing store and its lock, ``provider.py`` the payment provider,
+billing store and the money path's view of a subscription, ``provider.py`` the payment provider,
 ``webhooks.py`` the webhook blueprint and ``_convert.py`` what they share
 (Stripe's statuses, times and ids as the portal's).
 
@@ -35,12 +35,13 @@ The money path
     ``Invoice.pay(invoice, payment_method=…)`` with the portal's
     idempotency key ``invoice:<in_…>:attempt:<n>`` — Stripe answers a
     repeated key with the first outcome and never pays an invoice twice.
-    The store's own lock is held inside one process only (Stripe has no
-    locks); inside a :class:`~flask_customer_portal.contrib.composite.CompositeStorage`
-    over the SQLAlchemy store the composite first takes the database's lock
-    on the subscription, which holds across workers and servers. Were two
-    ever to pay the same invoice at once, both would send the same key for
-    the same attempt, and Stripe's idempotency makes that one payment. The
+    Stripe has no locks, and the store takes none in its process: the
+    :class:`~flask_customer_portal.contrib.composite.CompositeStorage` holds
+    the database's lock on the subscription for the whole payment, which
+    holds across workers and servers (and refuses the payment when its
+    local store has no such lock). Were two ever to pay the same invoice at
+    once, both would send the same key for the same attempt, and Stripe's
+    idempotency makes that one payment. The
     attempt log lives in the invoice's metadata (``portal_attempt_<n>``),
     audit events in the local store. Stripe renews subscriptions itself:
     :meth:`StripeBillingStore.subscriptions_due` is always empty, and a

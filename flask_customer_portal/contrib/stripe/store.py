@@ -1,13 +1,13 @@
-"""Stripe's billing store and the lock the money path pays its invoices
-under (see :mod:`flask_customer_portal.contrib.stripe` for what "locked"
-means with Stripe)."""
+"""Stripe's billing store and the view of a subscription the money path
+pays its invoices through (see :mod:`flask_customer_portal.contrib.stripe`
+for what holds it still: the local database's lock, taken by the composite
+store)."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -55,8 +55,6 @@ class StripeBillingStore:
 
     def __init__(self, client: stripe.StripeClient) -> None:
         self.client = client
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
         self._products: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -406,22 +404,26 @@ class StripeBillingStore:
 
     # -- ChargeStore -----------------------------------------------------------------
 
+    @contextmanager
     def lock_subscription(
         self, customer_id: str, subscription_id: str
-    ) -> AbstractContextManager[StripeSubscriptionLock | None]:
-        return self._lock(customer_id, subscription_id)
+    ) -> Iterator[StripeSubscriptionLock | None]:
+        """The subscription as Stripe has it when the block starts, for the
+        money path; ``None`` if it is not the customer's.
 
-    @contextmanager
-    def _lock(self, customer_id: str, subscription_id: str) -> Iterator[StripeSubscriptionLock | None]:
-        with self._locks_guard:
-            guard = self._locks.setdefault(subscription_id, threading.Lock())
-        with guard:
-            data = self._retrieve_subscription(customer_id, subscription_id)
-            yield (
-                None
-                if data is None
-                else StripeSubscriptionLock(self, customer_id, self._subscription(data, customer_id))
-            )
+        Stripe has no locks, and this store takes none of its own: a lock
+        inside one process would hold nothing across gunicorn workers or
+        hosts. What holds the subscription still is the local database's
+        lock, which :class:`~flask_customer_portal.contrib.composite.CompositeStorage`
+        takes around this block for its whole length (read, check, pay,
+        record); the composite refuses the money path when its local store
+        has no such lock."""
+        data = self._retrieve_subscription(customer_id, subscription_id)
+        yield (
+            None
+            if data is None
+            else StripeSubscriptionLock(self, customer_id, self._subscription(data, customer_id))
+        )
 
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         """Always empty: Stripe renews subscriptions and retries failed
@@ -466,8 +468,9 @@ def _attempt_from_metadata(
 
 
 class StripeSubscriptionLock:
-    """A Stripe subscription held for the money path; see the module's
-    description for what "held" means with Stripe."""
+    """A Stripe subscription seen by the money path, while the composite
+    store holds the local database's lock on it (see
+    :meth:`StripeBillingStore.lock_subscription`)."""
 
     def __init__(self, store: StripeBillingStore, customer_id: str, subscription: Subscription) -> None:
         self._store = store
