@@ -251,6 +251,7 @@ LIVE: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": True,
     "MAIL_SERVER": "smtp.example.com",
     "MAIL_USE_TLS": True,
+    "CUSTOMER_PORTAL_SINGLE_PROCESS": True,
 }
 
 
