@@ -28,6 +28,7 @@ __all__ = [
     "GrantsRetentionDiscounts",
     "PausesSubscriptions",
     "PrunesExpiredRecords",
+    "QueuesMail",
     "SettlesPlanChanges",
     "StartsPortalSessions",
     "capabilities_of",
@@ -89,6 +90,19 @@ class PrunesExpiredRecords(Protocol):
 
 
 @runtime_checkable
+class QueuesMail(Protocol):
+    """The mail outbox (:class:`~flask_customer_portal.storage.MailOutboxStore`)."""
+
+    def enqueue_mail(self, *args: object, **kwargs: object) -> object: ...
+    def claim_mail(self, *args: object, **kwargs: object) -> object: ...
+    def compose_mail(self, *args: object, **kwargs: object) -> object: ...
+    def discard_mail(self, *args: object, **kwargs: object) -> object: ...
+    def release_mail(self, *args: object, **kwargs: object) -> object: ...
+    def mail_counts(self, *args: object, **kwargs: object) -> object: ...
+    def list_mail(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
 class StartsPortalSessions(Protocol):
     def start_portal_session(self, *args: object, **kwargs: object) -> object: ...
 
@@ -118,6 +132,9 @@ class Capabilities:
     """Delete expired links, sessions and old audit events (:class:`PrunesExpiredRecords`)."""
     start_session_at_once: bool = False
     """Use a link and start a session in one transaction (:class:`StartsPortalSessions`)."""
+    mail_outbox: bool = False
+    """Write emails with the change that causes them and deliver them after
+    commit, with retries (:class:`QueuesMail`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -161,4 +178,5 @@ def capabilities_of(storage: object) -> Capabilities:
         erase=implements(storage, ErasesCustomers),
         prune=implements(storage, PrunesExpiredRecords),
         start_session_at_once=implements(storage, StartsPortalSessions),
+        mail_outbox=implements(storage, QueuesMail),
     )

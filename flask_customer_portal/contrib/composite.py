@@ -288,6 +288,7 @@ class CompositeStorage(LocalMembers):
             erase=local_features.erase,
             prune=local_features.prune,
             start_session_at_once=local_features.start_session_at_once,
+            mail_outbox=local_features.mail_outbox,
         )
         # Two methods that are no storage member, which the portal looks
         # for by name: the composite has them exactly when the store that
