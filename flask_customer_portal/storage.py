@@ -775,6 +775,7 @@ class PortalStorage(
     PlanStore,
     BillingDetailsStore,
     ProviderLockStore,
+    MailOutboxStore,
     Protocol,
 ):
     """Everything the portal reads and writes, in one object."""

@@ -25,6 +25,7 @@ from flask_customer_portal.capabilities import (
     GrantsRetentionDiscounts,
     PausesSubscriptions,
     PrunesExpiredRecords,
+    QueuesMail,
     SettlesPlanChanges,
     StartsPortalSessions,
     capabilities_of,
@@ -48,6 +49,7 @@ FEATURES: dict[str, type] = {
     "erase": ErasesCustomers,
     "prune": PrunesExpiredRecords,
     "start_session_at_once": StartsPortalSessions,
+    "mail_outbox": QueuesMail,
 }
 
 #: Features that need another one: settling plan changes runs under the
@@ -55,7 +57,7 @@ FEATURES: dict[str, type] = {
 NEEDS = {"plan_settlement": "charge"}
 
 #: What a composite store always takes from its local store.
-LOCAL_FEATURES = ("webhook_claims", "add_customer", "erase", "prune", "start_session_at_once")
+LOCAL_FEATURES = ("webhook_claims", "add_customer", "erase", "prune", "start_session_at_once", "mail_outbox")
 
 AVA = "cus_demo_ava"
 AVA_SUB_URL = "/portal/subscriptions/sub_demo_ava_sync"

@@ -247,8 +247,10 @@ def _deliver(
         ):
             report.retried.append(mail.id)
             logger.warning(
-                "Could not send the %s email (outbox row %s, attempt %d of %d): %s; next attempt after %s",
+                "Could not send the %s email to customer %s (outbox row %s, attempt %d of %d): %s; "
+                "next attempt after %s",
                 mail.kind,
+                mail.customer_id or "-",
                 mail.id,
                 mail.attempts,
                 settings.max_attempts,
