@@ -19,14 +19,15 @@ from typing import Any
 from blinker import Signal
 from flask import current_app, has_request_context
 
+from ..auth import PortalSession, issue_session_link
 from ..emails import render_message
 from ..mail import MailDeliveryError
-from ..outbox import MailBatch, new_mail, outbox_of, queue_mail
+from ..outbox import MailBatch, dispatch, new_mail, outbox_of, queue_mail
 from ..state import PortalState
-from ..storage import Customer, Subscription
+from ..storage import AuditEvent, Customer, LinkRecord, Subscription
 from ..urls import external_url
 
-__all__ = ["MailBatch", "announce", "send_email", "subscription_link"]
+__all__ = ["MailBatch", "announce", "send_email", "send_email_with_link", "subscription_link"]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -51,6 +52,31 @@ def send_email(
         batch.add(mail)
     else:
         queue_mail(state, [mail])
+
+
+def send_email_with_link(state: PortalState, name: str, customer: Customer, **context: Any) -> None:
+    """Email ``name`` to ``customer`` with a fresh one-time portal link
+    (``link`` in the email's context): the link, its
+    ``session_link.created`` event and the email are written in one
+    transaction, so the email never carries a link that was not saved,
+    and a saved link is never left without its email."""
+    outbox = outbox_of(state)
+    if outbox is None:
+        send_email(state, name, customer, link=issue_session_link(state, customer, None).link, **context)
+        return
+    queued: list[str] = []
+
+    def save(record: LinkRecord, portal_session: PortalSession, created: AuditEvent) -> None:
+        message = render_message(
+            state, name, to=customer.email, customer=customer, link=portal_session.link, **context
+        )
+        expires_at = portal_session.expires_at
+        mail = new_mail(state, message, kind=name, customer_id=customer.id, expires_at=expires_at)
+        outbox.enqueue_mail([mail], link=record, events=[created])
+        queued.append(mail.id)
+
+    issue_session_link(state, customer, None, save=save)
+    dispatch(state, queued)
 
 
 def _send_without_outbox(state: PortalState, name: str, customer: Customer, message: Any) -> None:

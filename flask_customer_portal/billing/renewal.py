@@ -33,7 +33,6 @@ from datetime import datetime
 from flask import current_app
 
 from .. import signals
-from ..auth import issue_session_link
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..money import Money
@@ -72,7 +71,7 @@ from .collect import (
     idempotency_key,
     pay_invoice,
 )
-from .notify import MailBatch, send_email, subscription_link
+from .notify import MailBatch, send_email, send_email_with_link, subscription_link
 from .outcomes import PaymentOutcome
 from .pausing import resume_due
 from .periods import add_interval
@@ -819,15 +818,13 @@ def renew_subscription(
             invoice=result.invoice,
             reason=result.reason,
         )
-        link = issue_session_link(state, customer, None).link
-        send_email(
+        send_email_with_link(
             state,
             "payment_failed",
             customer,
             subscription=result.subscription,
             invoice=result.invoice,
             reason=result.reason,
-            link=link,
         )
     return result
 

@@ -177,7 +177,7 @@ def outbox_of(state: PortalState) -> MailOutboxStore | None:
     goes out as it did before the outbox: once, from this process)."""
     if not state.capabilities.mail_outbox:
         return None
-    return state.storage  # type: ignore[return-value]
+    return state.storage
 
 
 def _require_outbox(state: PortalState) -> MailOutboxStore:
