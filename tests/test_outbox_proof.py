@@ -139,7 +139,6 @@ class Shop:
 
 @pytest.fixture
 def shop(postgres_url: str, tmp_path: Path) -> Iterator[Shop]:
-    pytest.importorskip("gunicorn")
     (tmp_path / "proof_wsgi.py").write_text(textwrap.dedent(WSGI))
     port, mail_port = free_port(), free_port()  # nothing listens on mail_port yet
     with scratch_postgres_database(postgres_url) as database_url:
