@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -118,6 +118,34 @@ def issue_link(
     subscription_id: str | None = None,
 ) -> tuple[str, datetime]:
     """Make a one-time token for ``customer`` and remember it server-side."""
+    token, record = make_link(
+        state,
+        purpose,
+        customer,
+        max_age=max_age,
+        return_url=return_url,
+        new_email=new_email,
+        flow=flow,
+        subscription_id=subscription_id,
+    )
+    state.storage.create_link(record)
+    return token, record.expires_at
+
+
+def make_link(
+    state: PortalState,
+    purpose: LinkPurpose,
+    customer: Customer,
+    *,
+    max_age: int,
+    return_url: str | None = None,
+    new_email: str | None = None,
+    flow: str | None = None,
+    subscription_id: str | None = None,
+) -> tuple[str, LinkRecord]:
+    """A one-time token for ``customer`` and the record that remembers it,
+    not yet stored: the caller writes the record together with the email
+    that carries the token (:meth:`~flask_customer_portal.storage.MailOutboxStore.enqueue_mail`)."""
     token, token_id = state.signer.make(
         purpose,
         customer,
@@ -127,17 +155,14 @@ def issue_link(
         subscription_id=subscription_id,
     )
     now = utcnow()
-    expires_at = now + timedelta(seconds=max_age)
-    state.storage.create_link(
-        LinkRecord(
-            token_hash=hash_token_id(token_id),
-            purpose=purpose,
-            customer_id=customer.id,
-            created_at=now,
-            expires_at=expires_at,
-        )
+    record = LinkRecord(
+        token_hash=hash_token_id(token_id),
+        purpose=purpose,
+        customer_id=customer.id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=max_age),
     )
-    return token, expires_at
+    return token, record
 
 
 def issue_session_link(
@@ -149,13 +174,18 @@ def issue_session_link(
     subscription_id: str | None = None,
     actor: str = "merchant",
     details: Mapping[str, str] | None = None,
+    save: Callable[[LinkRecord, PortalSession, AuditEvent], None] | None = None,
 ) -> PortalSession:
     """Make a magic link for ``customer``, whose return URL and deep-link
     flow the caller has checked
     (:func:`flask_customer_portal.deep_links.create_session_link` checks
     them first). ``actor`` and ``details`` (who made it, e.g. a staff
-    member's id) go into the ``session_link.created`` audit event."""
-    token, expires_at = issue_link(
+    member's id) go into the ``session_link.created`` audit event.
+
+    ``save`` writes the link's record and that event instead of the
+    store's ``create_link`` and ``record_event`` (an invite writes them
+    with its email, in one transaction)."""
+    token, record = make_link(
         state,
         LinkPurpose.SESSION_LINK,
         customer,
@@ -167,7 +197,7 @@ def issue_session_link(
     link = external_url(state, "session_link", token=token)
     portal_session = PortalSession(
         link=link,
-        expires_at=expires_at,
+        expires_at=record.expires_at,
         customer_id=customer.id,
         flow=flow,
         subscription_id=subscription_id,
@@ -177,16 +207,19 @@ def issue_session_link(
         event_details["flow"] = flow
     if subscription_id:
         event_details["subscription_id"] = subscription_id
-    state.storage.record_event(
-        AuditEvent(
-            customer_id=customer.id,
-            action="session_link.created",
-            occurred_at=utcnow(),
-            subject_id=subscription_id,
-            actor=actor,
-            details=event_details,
-        )
+    event = AuditEvent(
+        customer_id=customer.id,
+        action="session_link.created",
+        occurred_at=utcnow(),
+        subject_id=subscription_id,
+        actor=actor,
+        details=event_details,
     )
+    if save is None:
+        state.storage.create_link(record)
+        state.storage.record_event(event)
+    else:
+        save(record, portal_session, event)
     signals.session_created.send(current_app._get_current_object(), customer=customer, session=portal_session)  # type: ignore[attr-defined]
     return portal_session
 

@@ -39,6 +39,7 @@ __all__ = [
     "ProviderCapabilities",
     "PrunesExpiredRecords",
     "PrunesWebhookEvents",
+    "QueuesMail",
     "SettlesPlanChanges",
     "StartsPortalSessions",
     "capabilities_of",
@@ -101,6 +102,19 @@ class PrunesExpiredRecords(Protocol):
 
 
 @runtime_checkable
+class QueuesMail(Protocol):
+    """The mail outbox (:class:`~flask_customer_portal.storage.MailOutboxStore`)."""
+
+    def enqueue_mail(self, *args: object, **kwargs: object) -> object: ...
+    def claim_mail(self, *args: object, **kwargs: object) -> object: ...
+    def compose_mail(self, *args: object, **kwargs: object) -> object: ...
+    def discard_mail(self, *args: object, **kwargs: object) -> object: ...
+    def release_mail(self, *args: object, **kwargs: object) -> object: ...
+    def mail_counts(self, *args: object, **kwargs: object) -> object: ...
+    def list_mail(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
 class StartsPortalSessions(Protocol):
     def start_portal_session(self, *args: object, **kwargs: object) -> object: ...
 
@@ -149,6 +163,9 @@ class Capabilities:
     """Link to invoice PDFs the billing back end issues (:class:`LinksInvoicePdfs`)."""
     webhook_pruning: bool = False
     """Forget old webhook events (:class:`PrunesWebhookEvents`)."""
+    mail_outbox: bool = False
+    """Write emails with the change that causes them and deliver them after
+    commit, with retries (:class:`QueuesMail`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -194,6 +211,7 @@ def capabilities_of(storage: object) -> Capabilities:
         start_session_at_once=implements(storage, StartsPortalSessions),
         invoice_pdf_links=implements(storage, LinksInvoicePdfs),
         webhook_pruning=implements(storage, PrunesWebhookEvents),
+        mail_outbox=implements(storage, QueuesMail),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 from flask import current_app
@@ -21,8 +21,14 @@ from .errors import CustomerNotFound
 from .mail import MailDeliveryError
 from .migrations.cli import db_cli
 from .migrations.gate import refuse_behind_schema
+from .outbox import deliver_ids, new_mail, outbox_of
+from .outbox.cli import mail_status_command, send_mail_command, worker_command
 from .production import CheckStatus, production_checklist
 from .state import get_state
+
+if TYPE_CHECKING:
+    from .auth import PortalSession
+    from .storage import AuditEvent, LinkRecord, MailOutboxStore
 
 __all__ = ["portal_cli"]
 
@@ -33,6 +39,9 @@ def portal_cli() -> None:
 
 
 portal_cli.add_command(db_cli)
+portal_cli.add_command(send_mail_command)
+portal_cli.add_command(worker_command)
+portal_cli.add_command(mail_status_command)
 
 
 @portal_cli.command("create-session")
@@ -70,9 +79,36 @@ def create_session_command(
         return_url = validate_return_url(state, return_url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--return-url") from None
+    queued: list[str] = []
+
+    def save_with_email(record: LinkRecord, portal_session: PortalSession, created: AuditEvent) -> None:
+        # The link and its email in one transaction: the email goes out
+        # (now, or from the next sender if this process dies) exactly
+        # when the link exists.
+        customer = state.storage.get_customer(customer_id)
+        if customer is None:  # pragma: no cover - create_session_link found it a moment ago
+            raise CustomerNotFound(customer_id)
+        message = render_message(
+            state,
+            "session_link",
+            to=customer.email,
+            customer=customer,
+            link=portal_session.link,
+            expires_at=portal_session.expires_at,
+        )
+        mail = new_mail(state, message, kind="session_link", customer_id=customer.id)
+        cast("MailOutboxStore", state.storage).enqueue_mail([mail], link=record, events=[created])
+        queued.append(mail.id)
+
+    through_outbox = send_email and outbox_of(state) is not None
     try:
         portal_session = create_session_link(
-            state, customer_id, return_url, flow=flow, subscription_id=subscription_id
+            state,
+            customer_id,
+            return_url,
+            flow=flow,
+            subscription_id=subscription_id,
+            save=save_with_email if through_outbox else None,
         )
     except CustomerNotFound:
         raise click.ClickException(f"No customer with id {customer_id!r}.") from None
@@ -80,7 +116,11 @@ def create_session_command(
         raise click.BadParameter(str(exc), param_hint="--flow/--subscription") from None
     click.echo(portal_session.link)
     click.echo(f"Expires at {portal_session.expires_at.isoformat()} (one use).", err=True)
-    if send_email:
+    if through_outbox:
+        if deliver_ids(state, queued, give_up=True).failed:
+            raise click.ClickException("Could not send the email; the link above still works.")
+        click.echo(f"Emailed to {state.storage.get_customer(customer_id).email}.", err=True)  # type: ignore[union-attr]
+    elif send_email:
         customer = state.storage.get_customer(customer_id)
         if customer is None:  # deleted in the meantime
             raise click.ClickException(f"No customer with id {customer_id!r}.")
@@ -156,7 +196,9 @@ def prune_command(webhook_days: int, batch_size: int) -> None:
     CUSTOMER_PORTAL_SESSION_MAX_AGE), and webhook events older than
     --webhook-events-older-than-days (keep them well past the time the
     payment company retries an event: Stripe up to three days, or a
-    redelivery would be handled again). Prints how many rows of each went.
+    redelivery would be handled again), and emails sent more than
+    CUSTOMER_PORTAL_MAIL_KEEP_SENT_DAYS ago (failed ones stay). Prints how
+    many rows of each went.
 
     Deletes in small batches, each in its own short transaction; safe to
     run from cron on several hosts at once, e.g. hourly."""
@@ -172,10 +214,17 @@ def prune_command(webhook_days: int, batch_size: int) -> None:
         session_max_age=max_age,
         webhook_events_before=now - timedelta(days=webhook_days),
         batch_size=batch_size,
+        **(
+            {"sent_mail_before": now - timedelta(days=state.config.mail.keep_sent_days)}
+            if outbox_of(state)
+            else {}
+        ),
     )
     click.echo(f"links: {report.links}")
     click.echo(f"sessions: {report.sessions}")
     click.echo(f"webhook events: {report.webhook_events}")
+    if outbox_of(state) is not None:
+        click.echo(f"sent mail: {report.mail}")
 
 
 @portal_cli.command("prune-webhook-events")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,6 +15,7 @@ from flask_babel import LazyString
 from limits import parse as parse_rate_limit
 
 from .errors import ConfigurationError
+from .mail_settings import MAIL_DEFAULTS, MailSettings, load_mail_settings
 
 __all__ = ["DEFAULTS", "PortalConfig", "load_config"]
 
@@ -59,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_PLAN_CHANGE_UPGRADES": "now",
     "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES": "period_end",
     "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS": True,
+    **MAIL_DEFAULTS,
 }
 
 _WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "development", "test"})
@@ -128,6 +130,8 @@ class PortalConfig:
     set_host_defaults: bool = True
     """Whether ``init_app`` may fill in app-wide settings the portal relies
     on that the app left unset (and says so in the log)."""
+    mail: MailSettings = field(default_factory=MailSettings)
+    """How the mail outbox delivers (the ``CUSTOMER_PORTAL_MAIL_*`` keys)."""
 
     @property
     def is_live(self) -> bool:
@@ -334,6 +338,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         redact_access_logs=_flag(config, "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS"),
         blueprint_name=_blueprint_name(config),
         set_host_defaults=_flag(config, "CUSTOMER_PORTAL_SET_HOST_DEFAULTS"),
+        mail=load_mail_settings(config),
     )
 
 

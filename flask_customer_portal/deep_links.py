@@ -11,7 +11,7 @@ has done the task, the portal sends them back to ``return_url``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .auth import PortalSession, issue_session_link, validate_return_url
 from .billing.lifecycle import describe, rules_for
@@ -19,7 +19,7 @@ from .billing.plan_change import plan_changes_supported
 from .clock import utcnow
 from .errors import CustomerNotFound
 from .state import PortalState
-from .storage import Customer, Subscription
+from .storage import AuditEvent, Customer, LinkRecord, Subscription
 
 __all__ = ["Flow", "check_flow", "create_session_link"]
 
@@ -119,11 +119,13 @@ def create_session_link(
     subscription_id: str | None = None,
     actor: str = "merchant",
     details: Mapping[str, str] | None = None,
+    save: Callable[[LinkRecord, PortalSession, AuditEvent], None] | None = None,
 ) -> PortalSession:
     """Check everything first (customer, return URL, deep-link flow), then
     make the link: a refused call leaves nothing behind. ``actor`` and
     ``details`` (who made it, e.g. a staff member's id) go into the
-    ``session_link.created`` audit event."""
+    ``session_link.created`` audit event; ``save`` writes the link and
+    that event (:func:`~flask_customer_portal.auth.issue_session_link`)."""
     customer = state.storage.get_customer(customer_id)
     if customer is None or customer.is_erased:
         raise CustomerNotFound(customer_id)
@@ -137,4 +139,5 @@ def create_session_link(
         subscription_id=subscription.id if subscription is not None else None,
         actor=actor,
         details=details,
+        save=save,
     )

@@ -304,6 +304,38 @@ class CustomerPortal:
         self.hooks.session_locator = callback
         return callback
 
+    def mail_dispatcher(self, callback: Callable[[str], object]) -> Callable[[str], object]:
+        """Register a function that hands an email to the merchant's task
+        queue instead of the portal's worker thread. It is given the id of
+        an outbox row just after the transaction that wrote the row was
+        committed; the task it queues calls
+        :func:`flask_customer_portal.outbox.deliver_mail` with that id in an
+        app context::
+
+            @portal.mail_dispatcher
+            def dispatch(mail_id):
+                deliver_portal_mail.delay(mail_id)  # a Celery task
+
+        Same as ``CUSTOMER_PORTAL_MAIL_DISPATCHER``, which it overrides. If
+        it raises, or the task is lost, the row is still due: ``flask portal
+        send-mail`` or ``worker`` delivers it (see :doc:`/mail`).
+        """
+        self.hooks.mail_dispatcher = callback
+        return callback
+
+    def worker_task(self, callback: Callable[[PortalState], int]) -> Callable[[PortalState], int]:
+        """Register more due work for ``flask portal worker``: a function
+        given the portal's state that does what is due and returns how much
+        (``0`` when nothing was). It runs every round, after the outbox's
+        delivery; the worker sleeps only when a whole round did nothing::
+
+            @portal.worker_task
+            def resume_paused(state):
+                return len(resume_due(state, utcnow()).resumed)
+        """
+        self.hooks.worker_tasks.append(callback)
+        return callback
+
     def create_session(
         self,
         customer_id: str,

@@ -5,14 +5,15 @@ is the merchant's "Share invite" button: it makes a one-time link exactly
 as :meth:`~flask_customer_portal.CustomerPortal.create_session` does and
 sends it in the ``invite`` email, in the customer's language and with the
 merchant's name. Delivery is synchronous, so the caller knows at once
-whether the mail server took the message.
+whether the mail server took the message. With a store that has the mail
+outbox, the link and its email are written in one transaction first.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from flask import current_app
 
@@ -22,11 +23,13 @@ from .clock import utcnow
 from .deep_links import create_session_link
 from .emails import render_message
 from .errors import CustomerNotFound
-from .mail import MailDeliveryError
-from .storage import AuditEvent
+from .mail import MailDeliveryError, Message
+from .outbox import deliver_ids, new_mail, outbox_of
+from .storage import AuditEvent, Customer, LinkRecord
 
 if TYPE_CHECKING:
     from .state import PortalState
+    from .storage import MailOutboxStore
 
 __all__ = ["send_invite"]
 
@@ -58,6 +61,16 @@ def send_invite(
     customer = state.storage.get_customer(customer_id)
     if customer is None:
         raise CustomerNotFound(customer_id)
+    if outbox_of(state) is not None:
+        return _send_through_outbox(
+            state,
+            customer,
+            return_url=return_url,
+            flow=flow,
+            subscription_id=subscription_id,
+            actor=actor,
+            details=details,
+        )
     portal_session = create_session_link(
         state,
         customer.id,
@@ -67,7 +80,28 @@ def send_invite(
         actor=actor,
         details=details,
     )
-    message = render_message(
+    message = _invite_message(state, customer, portal_session)
+    try:
+        state.mailer.send(message)
+    except MailDeliveryError as exc:
+        # The transport's text names the server, never the message body.
+        logger.error("Could not email a portal invite to customer %s: %s", customer.id, exc)
+        raise MailDeliveryError(f"could not email the portal invite to customer {customer.id!r}") from exc
+    state.storage.record_event(
+        AuditEvent(
+            customer_id=customer.id,
+            action="invite.sent",
+            occurred_at=utcnow(),
+            actor=actor,
+            details=dict(details or {}),
+        )
+    )
+    signals.invite_sent.send(current_app._get_current_object(), customer=customer, session=portal_session)  # type: ignore[attr-defined]
+    return portal_session
+
+
+def _invite_message(state: PortalState, customer: Customer, portal_session: PortalSession) -> Message:
+    return render_message(
         state,
         "invite",
         to=customer.email,
@@ -78,12 +112,50 @@ def send_invite(
         link=portal_session.link,
         expires_at=portal_session.expires_at,
     )
-    try:
-        state.mailer.send(message)
-    except MailDeliveryError as exc:
-        # The transport's text names the server, never the message body.
-        logger.error("Could not email a portal invite to customer %s: %s", customer.id, exc)
-        raise MailDeliveryError(f"could not email the portal invite to customer {customer.id!r}") from exc
+
+
+def _send_through_outbox(
+    state: PortalState,
+    customer: Customer,
+    *,
+    return_url: str | None,
+    flow: str | None,
+    subscription_id: str | None,
+    actor: str,
+    details: Mapping[str, str] | None,
+) -> PortalSession:
+    """The link, its ``session_link.created`` event and the email in one
+    transaction, then one attempt at delivery in this thread: the caller
+    learns at once whether the mail server took it. A refused invite is
+    not retried (the caller was told it failed, and may make another);
+    one this process never got to try (it died) is sent by the next sender."""
+    queued: list[str] = []
+
+    def save(record: LinkRecord, portal_session: PortalSession, created: AuditEvent) -> None:
+        mail = new_mail(
+            state,
+            _invite_message(state, customer, portal_session),
+            kind="invite",
+            customer_id=customer.id,
+            expires_at=portal_session.expires_at,
+        )
+        outbox = cast("MailOutboxStore", state.storage)
+        outbox.enqueue_mail([mail], link=record, events=[created])
+        queued.append(mail.id)
+
+    portal_session = create_session_link(
+        state,
+        customer.id,
+        return_url,
+        flow=flow,
+        subscription_id=subscription_id,
+        actor=actor,
+        details=details,
+        save=save,
+    )
+    report = deliver_ids(state, queued, give_up=True)
+    if report.failed:
+        raise MailDeliveryError(f"could not email the portal invite to customer {customer.id!r}")
     state.storage.record_event(
         AuditEvent(
             customer_id=customer.id,

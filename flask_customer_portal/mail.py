@@ -31,7 +31,16 @@ logger = logging.getLogger("flask_customer_portal.mail")
 
 
 class MailDeliveryError(Exception):
-    """The transport could not hand the message over."""
+    """The transport could not hand the message over.
+
+    ``permanent`` says the server refused this message for good (an SMTP
+    5xx answer to its recipient or its content): sending it again would
+    be refused again, so the outbox gives up on it at once. Anything else
+    (the server down, a timeout, a 4xx answer) is tried again later."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +52,35 @@ class Message:
     text: str
     html: str
     sender: str | None = None
+    message_id: str | None = None
+    """The ``Message-ID`` header: the outbox gives each row one, so that a
+    message sent again after a crash is the same message to the mailbox;
+    ``None`` makes a new one."""
 
     def to_email_message(self, default_sender: str) -> EmailMessage:
         message = EmailMessage()
         message["Subject"] = self.subject
         message["From"] = self.sender or default_sender
         message["To"] = self.to
-        message["Message-ID"] = make_msgid(domain=_domain_of(self.sender or default_sender))
+        message["Message-ID"] = self.message_id or make_msgid(
+            domain=_domain_of(self.sender or default_sender)
+        )
         message.set_content(self.text)
         message.add_alternative(self.html, subtype="html")
         return message
+
+
+def _refused_for_good(exc: BaseException) -> bool:
+    """Whether the server refused the message itself with a 5xx answer: every
+    recipient refused, or the content. A 5xx to the sender address or to
+    the login is the merchant's settings, which can be fixed, so the
+    message is kept for another try."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _reply in exc.recipients.values()]
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    if isinstance(exc, smtplib.SMTPDataError):
+        return 500 <= exc.smtp_code < 600
+    return False
 
 
 def _domain_of(address: str) -> str:
@@ -115,7 +143,9 @@ class SMTPMailer:
                 smtp.send_message(email)
         except (OSError, smtplib.SMTPException) as exc:
             # The exception text can quote the server's reply, never the body.
-            raise MailDeliveryError(f"SMTP delivery to {self.host}:{self.port} failed: {exc!r}") from None
+            raise MailDeliveryError(
+                f"SMTP delivery to {self.host}:{self.port} failed: {exc!r}", permanent=_refused_for_good(exc)
+            ) from None
 
 
 class LogMailer:

@@ -17,11 +17,13 @@ from flask import Flask
 from sqlalchemy import UniqueConstraint, inspect
 
 from .capabilities import capabilities_of
+from .clock import utcnow
 from .config import PortalConfig, secret_key_weakness
 from .contrib.sqla import SQLAlchemyStorage, metadata
 from .errors import ConfigurationError
 from .mail import LogMailer, MemoryMailer, SMTPMailer
 from .migrations import UPGRADE_COMMAND, schema_status
+from .outbox.sender import outbox_of
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -168,6 +170,7 @@ def production_checklist(app: Flask, state: PortalState) -> list[CheckResult]:
         *_secrets(app.config),
         _base_url(state.config),
         _mail(state.mailer),
+        _mail_outbox(state),
         _rate_limit_storage(state.config),
         *_cookies(app),
         _schema(app, state),
@@ -231,6 +234,34 @@ def _mail(mailer: object) -> CheckResult:
             _WARN, item, f"{where} without TLS: sign-in links cross the network in clear (MAIL_USE_TLS)"
         )
     return CheckResult(_OK, item, f"{type(mailer).__name__} (your own transport)")
+
+
+def _mail_outbox(state: PortalState) -> CheckResult:
+    item = "mail outbox"
+    outbox = outbox_of(state)
+    if outbox is None:
+        detail = "the store has none: each email is sent once, from the process that made it, never retried"
+        return CheckResult(_WARN, item, detail)
+    settings = state.config.mail
+    if state.hooks.mail_dispatcher or settings.dispatcher:
+        how = "handed to your dispatcher"
+    elif settings.in_process:
+        how = "delivered by the process that wrote it"
+    else:
+        how = "delivered by `flask portal worker` or `send-mail` only"
+    now = utcnow()
+    try:
+        counts = outbox.mail_counts(now)
+    except Exception as exc:  # the table is missing: the schema check says more
+        return CheckResult(_WARN, item, f"cannot be read ({type(exc).__name__})")
+    summary = f"{counts.pending} pending, {counts.failed} failed; each email {how}"
+    if counts.oldest_due_at is not None and (now - counts.oldest_due_at).total_seconds() > 300:
+        waiting = (now - counts.oldest_due_at).total_seconds()
+        detail = f"{summary}; one has waited {waiting:.0f} s: is `flask portal worker` running?"
+        return CheckResult(_WARN, item, detail)
+    if counts.failed:
+        return CheckResult(_WARN, item, f"{summary}: see `flask portal mail-status`")
+    return CheckResult(_OK, item, summary)
 
 
 def _rate_limit_storage(config: PortalConfig) -> CheckResult:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -39,6 +39,9 @@ __all__ = [
     "LinkPurpose",
     "LinkRecord",
     "LinkUse",
+    "MailCounts",
+    "MailStatus",
+    "OutboxMail",
     "Page",
     "PaymentMethod",
     "PaymentMethodInUse",
@@ -549,10 +552,12 @@ class PruneReport:
     links: int = 0
     sessions: int = 0
     webhook_events: int = 0
+    mail: int = 0
+    """Outbox rows sent before the retention period."""
 
     @property
     def total(self) -> int:
-        return self.links + self.sessions + self.webhook_events
+        return self.links + self.sessions + self.webhook_events + self.mail
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +577,8 @@ class ErasureReport:
     license_keys_deleted: int = 0
     audit_events_scrubbed: int = 0
     invoices_kept: int = 0
+    mail_deleted: int = 0
+    """Outbox rows addressed to the customer, sent or not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,3 +601,76 @@ class Page(Generic[T]):
     @property
     def has_next(self) -> bool:
         return self.page < self.pages
+
+
+# --- the mail outbox ------------------------------------------------------------
+
+
+class MailStatus(str, enum.Enum):
+    """Where an email in the outbox is: waiting (for its first try or a
+    retry), handed to the mail server, or given up on."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    #: Every attempt failed, or the server refused it for good: the row
+    #: stays, and the ``mail_failed`` signal was sent.
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMail:
+    """One email in the outbox (:class:`~flask_customer_portal.storage.MailOutboxStore`):
+    written with the change that causes it, delivered after that change is
+    committed.
+
+    ``headers`` holds a ``Message-ID`` made once per row, so that a
+    message sent again after a crash is recognisably the same one. A row
+    with ``composed`` false is a request whose message is made when it is
+    delivered (a login link asked for on the static page: the address is
+    all that is known then); its ``locale`` is the language of the browser
+    that asked."""
+
+    id: str
+    kind: str
+    """The email's template name, e.g. ``login_link``, ``invoice_paid``."""
+    to: str
+    subject: str
+    text: str
+    html: str
+    created_at: datetime
+    customer_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    status: MailStatus = MailStatus.PENDING
+    attempts: int = 0
+    """Attempts started (counted when a sender claims the row)."""
+    next_attempt_at: datetime | None = None
+    """When the row is next due; ``None``: at once."""
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+    last_error: str | None = None
+    sent_at: datetime | None = None
+    expires_at: datetime | None = None
+    """After this the message is worth nothing (its link has expired): it
+    is given up on instead of sent."""
+    composed: bool = True
+    locale: str | None = None
+
+    @property
+    def message_id(self) -> str | None:
+        return self.headers.get("Message-ID")
+
+
+@dataclass(frozen=True, slots=True)
+class MailCounts:
+    """How the outbox stands (``flask portal mail-status``)."""
+
+    pending: int = 0
+    due: int = 0
+    """Pending rows due now and not claimed by a sender."""
+    failed: int = 0
+    sent: int = 0
+    oldest_due_at: datetime | None = None
+    """When the longest-waiting due row became due."""

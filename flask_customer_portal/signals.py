@@ -23,6 +23,7 @@ __all__ = [
     "license_key_instance_deactivated",
     "link_used",
     "login_link_requested",
+    "mail_failed",
     "payment_method_changed",
     "payment_method_removed",
     "plan_change_credited",
@@ -216,3 +217,12 @@ plan_change_scheduled = _signals.signal("plan-change-scheduled")
 #: The customer withdrew a plan change set for the period's end.
 #: Keyword arguments: ``customer``, ``subscription``.
 plan_change_schedule_cancelled = _signals.signal("plan-change-schedule-cancelled")
+
+#: The portal gave up on an email: every attempt failed
+#: (``CUSTOMER_PORTAL_MAIL_MAX_ATTEMPTS``), the mail server refused it for
+#: good, or it expired before it could be sent. The row stays in the
+#: outbox with status ``failed`` (``flask portal mail-status`` lists it).
+#: Keyword arguments: ``mail`` (:class:`~flask_customer_portal.storage.OutboxMail`,
+#: without its bodies), ``error`` (why, as recorded on the row: never a
+#: link's token).
+mail_failed = _signals.signal("mail-failed")

@@ -45,6 +45,11 @@ class PortalHooks:
     rules_loader: RulesLoader | None = None
     retention_offer: RetentionOfferFunction | None = None
     session_locator: Callable[[str], str | None] | None = None
+    mail_dispatcher: Callable[[str], object] | None = None
+    """Hands an outbox row id to the merchant's task queue
+    (:meth:`CustomerPortal.mail_dispatcher`)."""
+    worker_tasks: list[Callable[[PortalState], int]] = field(default_factory=list)
+    """More due work for ``flask portal worker`` (:meth:`CustomerPortal.worker_task`)."""
 
 
 @dataclass

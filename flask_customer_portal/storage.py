@@ -41,6 +41,9 @@ from .records import (
     LinkPurpose,
     LinkRecord,
     LinkUse,
+    MailCounts,
+    MailStatus,
+    OutboxMail,
     Page,
     PaymentMethod,
     PaymentMethodInUse,
@@ -82,6 +85,11 @@ __all__ = [
     "LinkPurpose",
     "LinkRecord",
     "LinkUse",
+    "MailCounts",
+    "MailOutboxStore",
+    "MailQueue",
+    "MailStatus",
+    "OutboxMail",
     "Page",
     "PaymentMethod",
     "PaymentMethodInUse",
@@ -127,12 +135,21 @@ class CustomerStore(Protocol):
         follows the browser again); ``None`` if there is no such customer."""
 
     def change_email(
-        self, customer_id: str, email: str, *, auth_version: int, event: AuditEvent | None = None
+        self,
+        customer_id: str,
+        email: str,
+        *,
+        auth_version: int,
+        event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Customer | None:
         """Set a new email and bump ``auth_version`` by one, atomically, but
         only while the customer's ``auth_version`` is still ``auth_version``
         (so a confirmation link works once and not after a later change).
-        ``None`` if nothing matched. Raises :class:`EmailInUse`."""
+        ``None`` if nothing matched. Raises :class:`EmailInUse`. The emails
+        ``mail`` (the notice to the old address) are written in the same
+        transaction, only if the change is (stores with
+        :class:`MailOutboxStore` only; the portal passes none otherwise)."""
 
     def add_customer(self, customer: Customer) -> Customer:
         """Store a new customer (``created_at`` defaults to now) and return
@@ -432,11 +449,13 @@ class AccessStore(Protocol):
         session_max_age: timedelta,
         webhook_events_before: datetime | None = None,
         batch_size: int = 500,
+        sent_mail_before: datetime | None = None,
     ) -> PruneReport:
         """Delete links expired at ``now`` (used ones are kept until then,
         to say "already used"), sessions revoked, idle for
-        ``session_idle_timeout`` or older than ``session_max_age``, and
-        webhook events received before ``webhook_events_before``; at most
+        ``session_idle_timeout`` or older than ``session_max_age``,
+        webhook events received before ``webhook_events_before`` and
+        outbox rows sent before ``sent_mail_before``; at most
         ``batch_size`` rows per transaction. Several hosts may run it at
         once: each row is deleted and counted once. Optional (``flask
         portal prune`` needs it)."""
@@ -671,6 +690,96 @@ class BillingDetailsStore(Protocol):
 
 
 @runtime_checkable
+class MailQueue(Protocol):
+    """A transaction that takes emails: a :class:`SubscriptionLock` or
+    :class:`ProviderSubscriptionLock` that has this method writes the
+    emails a billing change causes in that change's own transaction, so
+    they are written with it or not at all. Optional: with a lock without
+    it, the portal writes them right after the lock's block ends."""
+
+    def enqueue_mail(self, mail: OutboxMail) -> None:
+        """Put ``mail`` in the outbox in this transaction."""
+
+
+@runtime_checkable
+class MailOutboxStore(Protocol):
+    """The mail outbox: every email the portal sends is written here in the
+    transaction of the change that causes it, and delivered after commit by
+    a sender that claims rows with a lease (:mod:`flask_customer_portal.outbox`).
+
+    Optional: a store without it sends mail as before, from the process
+    that made the change, once, with no retry."""
+
+    def enqueue_mail(
+        self,
+        mails: Sequence[OutboxMail],
+        *,
+        link: LinkRecord | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> None:
+        """Write ``mails``, the one-time ``link`` they carry and ``events``
+        in one transaction: all of them or none."""
+
+    def claim_mail(
+        self,
+        now: datetime,
+        *,
+        owner: str,
+        lease: timedelta,
+        limit: int = 1,
+        mail_ids: Sequence[str] | None = None,
+        due_by: datetime | None = None,
+    ) -> Sequence[OutboxMail]:
+        """Claim up to ``limit`` pending rows (of ``mail_ids`` only, if
+        given) that are due at ``due_by`` (default ``now``) and not claimed
+        by a lease still running at ``now``, for
+        ``owner`` until ``now + lease``, counting one more attempt on each;
+        oldest due first. Of concurrent callers each row goes to exactly
+        one, decided by the database (a conditional ``UPDATE``), never by a
+        read before the write."""
+
+    def compose_mail(
+        self,
+        mail: OutboxMail,
+        *,
+        owner: str,
+        link: LinkRecord | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> bool:
+        """Give the claimed request row ``mail.id`` its message (kind,
+        recipient, customer, subject, bodies, headers, expiry: ``mail``'s),
+        together with ``link`` and ``events``, in one transaction. ``False``,
+        with nothing written, if ``owner`` no longer holds the row."""
+
+    def discard_mail(self, mail_id: str, *, owner: str) -> bool:
+        """Delete the claimed request row that turned out to need no email
+        (a login link asked for an address that is no customer's)."""
+
+    def release_mail(
+        self,
+        mail_id: str,
+        *,
+        owner: str,
+        now: datetime,
+        status: MailStatus,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Record the outcome of ``owner``'s attempt and end its claim:
+        ``sent`` (at ``now``; the bodies, which may carry a sign-in link,
+        are cleared), ``pending`` again until ``next_attempt_at`` with
+        ``error``, or ``failed`` with ``error``. ``False``, with nothing
+        written, if the row is no longer ``owner``'s (its lease ran out and
+        another sender claimed it) or no longer pending."""
+
+    def mail_counts(self, now: datetime) -> MailCounts:
+        """How many rows are pending (and due), failed and sent."""
+
+    def list_mail(self, *, status: MailStatus, limit: int = 50) -> Sequence[OutboxMail]:
+        """Rows in ``status``, most recent first (``flask portal mail-status``)."""
+
+
+@runtime_checkable
 class PortalStorage(
     CustomerStore,
     BillingStore,
@@ -680,6 +789,7 @@ class PortalStorage(
     PlanStore,
     BillingDetailsStore,
     ProviderLockStore,
+    MailOutboxStore,
     Protocol,
 ):
     """Everything the portal reads and writes, in one object."""

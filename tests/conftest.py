@@ -13,6 +13,7 @@ them out.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,6 +159,10 @@ class QueryCounter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.statements: list[str] = []
+        # Only the statements of the thread that counts: the portal's
+        # background thread (mail delivery after the response) is not the
+        # request's work.
+        self._thread = threading.get_ident()
 
     @property
     def count(self) -> int:
@@ -172,7 +177,8 @@ class QueryCounter:
         context: Any,
         executemany: bool,
     ) -> None:
-        self.statements.append(statement)
+        if threading.get_ident() == self._thread:
+            self.statements.append(statement)
 
     def __enter__(self) -> QueryCounter:
         event.listen(self.engine, "before_cursor_execute", self._before_cursor_execute)

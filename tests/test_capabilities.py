@@ -27,6 +27,7 @@ from flask_customer_portal.capabilities import (
     PausesSubscriptions,
     PrunesExpiredRecords,
     PrunesWebhookEvents,
+    QueuesMail,
     SettlesPlanChanges,
     StartsPortalSessions,
     capabilities_of,
@@ -52,6 +53,7 @@ FEATURES: dict[str, type] = {
     "start_session_at_once": StartsPortalSessions,
     "invoice_pdf_links": LinksInvoicePdfs,
     "webhook_pruning": PrunesWebhookEvents,
+    "mail_outbox": QueuesMail,
 }
 
 #: Features that need another one: settling plan changes runs under the
@@ -70,6 +72,7 @@ LOCAL_FEATURES = (
     "prune",
     "start_session_at_once",
     "webhook_pruning",
+    "mail_outbox",
 )
 
 AVA = "cus_demo_ava"

@@ -182,11 +182,11 @@ def test_the_prune_command_prints_what_went(portal_app: Flask) -> None:
     runner = portal_app.test_cli_runner()
     result = runner.invoke(portal_cli, ["prune"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["links: 1", "sessions: 0", "webhook events: 1"]
+    assert result.output.splitlines() == ["links: 1", "sessions: 0", "webhook events: 1", "sent mail: 0"]
     result = runner.invoke(
         portal_cli, ["prune", "--webhook-events-older-than-days", "1", "--batch-size", "1"]
     )
-    assert result.output.splitlines() == ["links: 0", "sessions: 0", "webhook events: 1"]
+    assert result.output.splitlines() == ["links: 0", "sessions: 0", "webhook events: 1", "sent mail: 0"]
     assert runner.invoke(portal_cli, ["prune", "--batch-size", "0"]).exit_code == 2
     # The older command keeps working for existing cron jobs.
     result = runner.invoke(portal_cli, ["prune-webhook-events"])

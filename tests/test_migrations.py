@@ -45,9 +45,9 @@ def _version_rows(engine: Engine) -> list[str]:
 def test_the_branch_is_labelled_linear_and_self_contained() -> None:
     script = migrations.script_directory()
     revisions = list(script.walk_revisions())
-    assert [r.revision for r in reversed(revisions)] == ["portal_0001", "portal_0002"]
+    assert [r.revision for r in reversed(revisions)] == ["portal_0001", "portal_0002", "portal_0003"]
     assert script.get_bases() == ["portal_0001"]
-    assert script.get_heads() == [head()] == ["portal_0002"]
+    assert script.get_heads() == [head()] == ["portal_0003"]
     assert script.get_revision("customer_portal@head").revision == head()
     assert script.get_revision("portal_0001").branch_labels == {"customer_portal"}
     # alembic_version.version_num is VARCHAR(32); the prefix tells the
@@ -199,7 +199,8 @@ def test_downgrade_drops_what_each_revision_added_and_upgrade_makes_it_again(emp
     try:
         upgrade(engine)
         assert migrations.undone_by_downgrade(engine, "portal_0001") == [
-            "portal_0002 (Provider locks, arrears attempts and plan changes.)"
+            "portal_0003 (The mail outbox.)",
+            "portal_0002 (Provider locks, arrears attempts and plan changes.)",
         ]
         assert downgrade(engine, "portal_0001").current == ("portal_0001",)
         assert _tables(engine) == {*TABLES_0_1_0, "alembic_version"}
@@ -212,6 +213,23 @@ def test_downgrade_drops_what_each_revision_added_and_upgrade_makes_it_again(emp
         engine.dispose()
 
 
+def test_the_outbox_revision_adds_its_table_and_takes_it_away(empty_db_url: str) -> None:
+    engine = _engine(empty_db_url)
+    try:
+        assert upgrade(engine, "portal_0002").current == ("portal_0002",)
+        assert "portal_mail_outbox" not in _tables(engine)
+        assert upgrade(engine).is_current
+        assert "portal_mail_outbox" in _tables(engine)
+        columns = {column["name"] for column in inspect(engine).get_columns("portal_mail_outbox")}
+        assert {"to_address", "headers", "claimed_by", "claimed_until", "next_attempt_at"} <= columns
+        assert migrations.undone_by_downgrade(engine, "portal_0002") == ["portal_0003 (The mail outbox.)"]
+        assert downgrade(engine, "portal_0002").current == ("portal_0002",)
+        assert "portal_mail_outbox" not in _tables(engine)
+        assert upgrade(engine).is_current
+    finally:
+        engine.dispose()
+
+
 def test_stamp_records_a_revision_without_changing_tables(empty_db_url: str) -> None:
     engine = _engine(empty_db_url)
     try:
@@ -220,7 +238,7 @@ def test_stamp_records_a_revision_without_changing_tables(empty_db_url: str) -> 
         )
         assert migrations.stamp(engine, "portal_0001").current == ("portal_0001",)
         assert "portal_links" not in _tables(engine)
-        assert migrations.stamp(engine, "portal_0002").is_current
+        assert migrations.stamp(engine, "portal_0003").is_current
     finally:
         engine.dispose()
 

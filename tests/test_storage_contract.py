@@ -103,6 +103,7 @@ def test_tables_live_on_the_packages_own_metadata(store_app: Flask) -> None:
         "portal_provider_locks",
         "portal_arrears_attempts",
         "portal_plan_changes",
+        "portal_mail_outbox",
     }
 
 

@@ -1,10 +1,14 @@
 """After a change is saved: tell the merchant (a signal) and the customer
-(an email), in that order, in one place.
+(an email), in one place.
 
-Emails are rendered at once, in the customer's language, and delivered on
-the portal's worker thread inside a request (elsewhere, at once): a slow
-or failing mail server never undoes or delays a change that already
-stands. A failure is logged."""
+Emails are rendered at once, in the customer's language, and put in the
+mail outbox (:mod:`flask_customer_portal.outbox`): through the lock of a
+locked change, in that change's transaction (``batch``, a
+:class:`~flask_customer_portal.outbox.MailBatch`), else in a transaction
+of their own right after the change. They are delivered after commit, with
+retries: a slow or failing mail server never undoes or delays a change
+that already stands. A store without an outbox sends them once, from this
+process, as before (a failure is logged)."""
 
 from __future__ import annotations
 
@@ -15,13 +19,15 @@ from typing import Any
 from blinker import Signal
 from flask import current_app, has_request_context
 
+from ..auth import PortalSession, issue_session_link
 from ..emails import render_message
 from ..mail import MailDeliveryError
+from ..outbox import MailBatch, dispatch, new_mail, outbox_of, queue_mail
 from ..state import PortalState
-from ..storage import Customer, Subscription
+from ..storage import AuditEvent, Customer, LinkRecord, Subscription
 from ..urls import external_url
 
-__all__ = ["announce", "send_email", "subscription_link"]
+__all__ = ["MailBatch", "announce", "send_email", "send_email_with_link", "subscription_link"]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -31,10 +37,49 @@ def subscription_link(state: PortalState, subscription: Subscription) -> str:
     return external_url(state, "subscription", subscription_id=subscription.id)
 
 
-def send_email(state: PortalState, name: str, customer: Customer, **context: Any) -> None:
-    """Render the email ``name`` for ``customer`` now and deliver it."""
+def send_email(
+    state: PortalState, name: str, customer: Customer, *, batch: MailBatch | None = None, **context: Any
+) -> None:
+    """Render the email ``name`` for ``customer`` now and put it in the
+    outbox: in ``batch`` (a locked change's transaction) when given, else
+    at once in a transaction of its own."""
     message = render_message(state, name, to=customer.email, customer=customer, **context)
+    if outbox_of(state) is None:
+        _send_without_outbox(state, name, customer, message)
+        return
+    mail = new_mail(state, message, kind=name, customer_id=customer.id)
+    if batch is not None:
+        batch.add(mail)
+    else:
+        queue_mail(state, [mail])
 
+
+def send_email_with_link(state: PortalState, name: str, customer: Customer, **context: Any) -> None:
+    """Email ``name`` to ``customer`` with a fresh one-time portal link
+    (``link`` in the email's context): the link, its
+    ``session_link.created`` event and the email are written in one
+    transaction, so the email never carries a link that was not saved,
+    and a saved link is never left without its email."""
+    outbox = outbox_of(state)
+    if outbox is None:
+        send_email(state, name, customer, link=issue_session_link(state, customer, None).link, **context)
+        return
+    queued: list[str] = []
+
+    def save(record: LinkRecord, portal_session: PortalSession, created: AuditEvent) -> None:
+        message = render_message(
+            state, name, to=customer.email, customer=customer, link=portal_session.link, **context
+        )
+        expires_at = portal_session.expires_at
+        mail = new_mail(state, message, kind=name, customer_id=customer.id, expires_at=expires_at)
+        outbox.enqueue_mail([mail], link=record, events=[created])
+        queued.append(mail.id)
+
+    issue_session_link(state, customer, None, save=save)
+    dispatch(state, queued)
+
+
+def _send_without_outbox(state: PortalState, name: str, customer: Customer, message: Any) -> None:
     def deliver() -> None:
         try:
             state.mailer.send(message)

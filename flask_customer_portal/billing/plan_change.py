@@ -46,7 +46,7 @@ from ..storage import (
 )
 from . import notify
 from .collect import Collection, _event, announce_mismatch, pay_invoice
-from .notify import send_email, subscription_link
+from .notify import MailBatch, send_email, subscription_link
 from .outcomes import PaymentOutcome
 from .proration import Proration, is_upgrade, prorate
 from .renewal import NO_PAYMENT_METHOD
@@ -271,11 +271,17 @@ def change_plan_now(
     if not plan_changes_supported(state):
         raise StateConflict("unsupported")
     now = now or utcnow()
+    mail = MailBatch(state)
     with state.storage.lock_subscription(customer.id, subscription_id) as lock:
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
+        mail.write_through(lock)
         settled = settle_locked(state, lock, now, actor)
         done = _change_locked(state, lock, plan, quantity, change_id, settled, priced_at, now, actor, quote)
+        if done.fresh and done.result is not None:
+            # The customer's email in the change's own transaction.
+            _email_change(state, customer, done.result, mail)
+    mail.committed()
     # Committed (what was settled too, even if this change is refused): now tell.
     announce(state, customer, settled)
     if done.collection is not None:
@@ -468,15 +474,19 @@ def _announce_change(state: PortalState, customer: Customer, result: PlanChangeR
     signals.plan_changed.send(
         app, customer=customer, subscription=subscription, previous=previous, invoice=invoice, when=NOW
     )
+
+
+def _email_change(state: PortalState, customer: Customer, result: PlanChangeResult, mail: MailBatch) -> None:
     send_email(
         state,
         "plan_changed",
         customer,
-        subscription=subscription,
-        previous=previous,
-        invoice=invoice,
+        batch=mail,
+        subscription=result.subscription,
+        previous=result.previous,
+        invoice=result.invoice,
         scheduled=False,
-        link=subscription_link(state, subscription),
+        link=subscription_link(state, result.subscription),
     )
 
 

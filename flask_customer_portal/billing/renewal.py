@@ -33,7 +33,6 @@ from datetime import datetime
 from flask import current_app
 
 from .. import signals
-from ..auth import issue_session_link
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..money import Money
@@ -72,7 +71,7 @@ from .collect import (
     idempotency_key,
     pay_invoice,
 )
-from .notify import send_email, subscription_link
+from .notify import MailBatch, send_email, send_email_with_link, subscription_link
 from .outcomes import PaymentOutcome
 from .pausing import resume_due
 from .periods import add_interval
@@ -291,12 +290,27 @@ def reactivate_subscription(
         return _reactivate_at_provider(
             state, state.payments, customer, subscription_id, payment_method, now, actor
         )
+    mail = MailBatch(state)
     with state.storage.lock_subscription(customer.id, subscription_id) as lock:
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
+        mail.write_through(lock)
         settled = settle_locked(state, lock, now, actor)
         result, paid, collection = _reactivate_locked(state, lock, payment_method, now, actor, expected)
-    # Committed: now tell the merchant's code and the customer.
+        if result.outcome is PaymentOutcome.PAID:
+            # In the lock's transaction: the confirmation exists exactly
+            # when the payment that it confirms was recorded.
+            send_email(
+                state,
+                "subscription_reactivated",
+                customer,
+                batch=mail,
+                subscription=result.subscription,
+                invoice=result.invoice,
+                payment_method=payment_method,
+            )
+    # Committed: deliver the email, tell the merchant's code.
+    mail.committed()
     announce(state, customer, settled)
     if result.outcome in (PaymentOutcome.ALREADY_PAID, PaymentOutcome.AMOUNT_CHANGED):
         return result  # nothing was tried
@@ -313,14 +327,6 @@ def reactivate_subscription(
         )
         signals.reactivation_succeeded.send(
             app, customer=customer, subscription=result.subscription, invoice=result.invoice
-        )
-        send_email(
-            state,
-            "subscription_reactivated",
-            customer,
-            subscription=result.subscription,
-            invoice=result.invoice,
-            payment_method=payment_method,
         )
     else:
         signals.reactivation_failed.send(
@@ -811,15 +817,13 @@ def renew_subscription(
             invoice=result.invoice,
             reason=result.reason,
         )
-        link = issue_session_link(state, customer, None).link
-        send_email(
+        send_email_with_link(
             state,
             "payment_failed",
             customer,
             subscription=result.subscription,
             invoice=result.invoice,
             reason=result.reason,
-            link=link,
         )
     return result
 

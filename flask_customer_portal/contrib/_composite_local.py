@@ -1,6 +1,7 @@
 """What a :class:`~flask_customer_portal.contrib.composite.CompositeStorage`
 always takes from its local store: customers, sign-in links, sessions, the
-audit log, webhook claims and the lock that holds across processes."""
+audit log, webhook claims, the mail outbox and the lock that holds across
+processes."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from ..storage import (
     LinkPurpose,
     LinkRecord,
     LinkUse,
+    MailCounts,
+    MailOutboxStore,
+    MailStatus,
+    OutboxMail,
     Page,
     PortalSessionRecord,
     PortalStorage,
@@ -54,9 +59,15 @@ class LocalMembers:
         return self.local.set_locale(customer_id, locale, event=event)
 
     def change_email(
-        self, customer_id: str, email: str, *, auth_version: int, event: AuditEvent | None = None
+        self,
+        customer_id: str,
+        email: str,
+        *,
+        auth_version: int,
+        event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Customer | None:
-        return self.local.change_email(customer_id, email, auth_version=auth_version, event=event)
+        return self.local.change_email(customer_id, email, auth_version=auth_version, event=event, mail=mail)
 
     def add_customer(self, customer: Customer) -> Customer:
         return self.local.add_customer(customer)
@@ -147,6 +158,7 @@ class LocalMembers:
         session_max_age: timedelta,
         webhook_events_before: datetime | None = None,
         batch_size: int = 500,
+        sent_mail_before: datetime | None = None,
     ) -> PruneReport:
         return self.local.prune_expired(
             now,
@@ -154,6 +166,7 @@ class LocalMembers:
             session_max_age=session_max_age,
             webhook_events_before=webhook_events_before,
             batch_size=batch_size,
+            sent_mail_before=sent_mail_before,
         )
 
     # -- the lock that holds across processes ---------------------------------------
@@ -171,3 +184,67 @@ class LocalMembers:
             raise StateConflict(f"subscription {subscription_id!r} cannot be locked by this store")
         lock: AbstractContextManager[ProviderSubscriptionLock] = locker(customer_id, subscription_id)
         return lock
+
+    # -- the mail outbox --------------------------------------------------------------
+
+    def enqueue_mail(
+        self,
+        mails: Sequence[OutboxMail],
+        *,
+        link: LinkRecord | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> None:
+        self._outbox.enqueue_mail(mails, link=link, events=events)
+
+    def claim_mail(
+        self,
+        now: datetime,
+        *,
+        owner: str,
+        lease: timedelta,
+        limit: int = 1,
+        mail_ids: Sequence[str] | None = None,
+        due_by: datetime | None = None,
+    ) -> Sequence[OutboxMail]:
+        return self._outbox.claim_mail(
+            now, owner=owner, lease=lease, limit=limit, mail_ids=mail_ids, due_by=due_by
+        )
+
+    def compose_mail(
+        self,
+        mail: OutboxMail,
+        *,
+        owner: str,
+        link: LinkRecord | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> bool:
+        return self._outbox.compose_mail(mail, owner=owner, link=link, events=events)
+
+    def discard_mail(self, mail_id: str, *, owner: str) -> bool:
+        return self._outbox.discard_mail(mail_id, owner=owner)
+
+    def release_mail(
+        self,
+        mail_id: str,
+        *,
+        owner: str,
+        now: datetime,
+        status: MailStatus,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        return self._outbox.release_mail(
+            mail_id, owner=owner, now=now, status=status, error=error, next_attempt_at=next_attempt_at
+        )
+
+    def mail_counts(self, now: datetime) -> MailCounts:
+        return self._outbox.mail_counts(now)
+
+    def list_mail(self, *, status: MailStatus, limit: int = 50) -> Sequence[OutboxMail]:
+        return self._outbox.list_mail(status=status, limit=limit)
+
+    @property
+    def _outbox(self) -> MailOutboxStore:
+        """The local store's outbox (the composite declares ``mail_outbox``
+        only when the local store has one)."""
+        return cast(MailOutboxStore, self.local)

@@ -288,6 +288,7 @@ class CompositeStorage(LocalMembers):
             start_session_at_once=local_features.start_session_at_once,
             invoice_pdf_links=implements(billing, LinksInvoicePdfs),
             webhook_pruning=local_features.webhook_pruning,
+            mail_outbox=local_features.mail_outbox,
         )
 
     def __repr__(self) -> str:

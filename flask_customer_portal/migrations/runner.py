@@ -71,7 +71,8 @@ _ADVISORY_LOCK: Final = 0x637573745F706F72  # "cust_por"
 
 #: The tables each revision made before ``create_all()`` recorded one:
 #: how a database made by ``create_all()`` of 0.1.0 (``portal_0001``) or of
-#: the code between 0.1.0 and this module (``portal_0002``) is recognised.
+#: the code between 0.1.0 and this module (``portal_0002``) is recognised,
+#: and so is one whose revision was lost later (``portal_0003`` on).
 _UNRECORDED: Final[tuple[tuple[str, frozenset[str]], ...]] = (
     (
         "portal_0001",
@@ -96,6 +97,7 @@ _UNRECORDED: Final[tuple[tuple[str, frozenset[str]], ...]] = (
         ),
     ),
     ("portal_0002", frozenset({"portal_arrears_attempts", "portal_plan_changes", "portal_provider_locks"})),
+    ("portal_0003", frozenset({"portal_mail_outbox"})),
 )
 
 

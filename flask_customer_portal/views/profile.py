@@ -4,18 +4,30 @@ a link sent to it is confirmed."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 
 from .. import signals
-from ..auth import check_link, get_current_customer, issue_link, other_signed_in_customer, sign_in, use_link
+from ..auth import (
+    check_link,
+    get_current_customer,
+    issue_link,
+    make_link,
+    other_signed_in_customer,
+    sign_in,
+    use_link,
+)
 from ..clock import utcnow
 from ..emails import render_message
 from ..forms import OpenLinkForm, normalize_email
 from ..forms.profile import ProfileForm, example_phone_number, format_phone
 from ..i18n import gettext as _
-from ..mail import MailDeliveryError
+from ..mail import MailDeliveryError, Message
+from ..outbox import new_mail, outbox_of, queue_mail
+from ..outbox.queue import dispatch
 from ..ratelimit import client_ip
 from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, EmailInUse, LinkPurpose
@@ -135,6 +147,37 @@ def _request_email_change(state: PortalState, customer: Customer, new_email: str
     if not state.rate_limits.hit(email=new_email, client=client_ip(request, state.config.trusted_proxies)):
         logger.warning("Customer portal email change for customer %s rate limited", customer.id)
         return _("Too many emails were sent to this address. Please try again later.")
+    requested = AuditEvent(
+        customer_id=customer.id,
+        action="profile.email_change_requested",
+        occurred_at=utcnow(),
+        details={"new_email": new_email},
+    )
+    if outbox_of(state) is not None:
+        # The link, its email, the notice to the current address and the
+        # audit event: one transaction, delivered after it.
+        token, record = make_link(
+            state,
+            LinkPurpose.EMAIL_CHANGE,
+            customer,
+            max_age=state.config.email_change_max_age,
+            new_email=new_email,
+        )
+        confirmation = _change_link_message(state, customer, token, record.expires_at, new_email)
+        # Tell the current address at once, as payment companies do: if the
+        # request was not the customer's, they hear of it before it takes effect.
+        notice = _notice(state, customer, to=customer.email, stage="requested", new_email=new_email)
+        queue_mail(
+            state,
+            [
+                new_mail(state, confirmation, kind="email_change", customer_id=customer.id),
+                new_mail(state, notice, kind="email_change_notice", customer_id=customer.id),
+            ],
+            link=record,
+            events=[requested],
+        )
+        _announce_change_requested(customer, new_email)
+        return None
     token, expires_at = issue_link(
         state,
         LinkPurpose.EMAIL_CHANGE,
@@ -142,8 +185,23 @@ def _request_email_change(state: PortalState, customer: Customer, new_email: str
         max_age=state.config.email_change_max_age,
         new_email=new_email,
     )
+    message = _change_link_message(state, customer, token, expires_at, new_email)
+    try:
+        state.mailer.send(message)
+    except MailDeliveryError as exc:
+        logger.error("Could not send an email change link for customer %s: %s", customer.id, exc)
+        return _("We could not send an email to this address just now. Check it, or try again later.")
+    state.storage.record_event(requested)
+    _announce_change_requested(customer, new_email)
+    _send_notice(state, customer, to=customer.email, stage="requested", new_email=new_email)
+    return None
+
+
+def _change_link_message(
+    state: PortalState, customer: Customer, token: str, expires_at: datetime, new_email: str
+) -> Message:
     link = external_url(state, "confirm_email_change", token=token)
-    message = render_message(
+    return render_message(
         state,
         "email_change",
         to=new_email,
@@ -152,32 +210,18 @@ def _request_email_change(state: PortalState, customer: Customer, new_email: str
         expires_at=expires_at,
         new_email=new_email,
     )
-    try:
-        state.mailer.send(message)
-    except MailDeliveryError as exc:
-        logger.error("Could not send an email change link for customer %s: %s", customer.id, exc)
-        return _("We could not send an email to this address just now. Check it, or try again later.")
-    state.storage.record_event(
-        AuditEvent(
-            customer_id=customer.id,
-            action="profile.email_change_requested",
-            occurred_at=utcnow(),
-            details={"new_email": new_email},
-        )
-    )
+
+
+def _announce_change_requested(customer: Customer, new_email: str) -> None:
     signals.email_change_requested.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
         customer=customer,
         new_email=new_email,
     )
-    # Tell the current address at once, as payment companies do: if the
-    # request was not the customer's, they hear of it before it takes effect.
-    _send_notice(state, customer, to=customer.email, stage="requested", new_email=new_email)
-    return None
 
 
-def _send_notice(state: PortalState, customer: Customer, *, to: str, stage: str, new_email: str) -> None:
-    message = render_message(
+def _notice(state: PortalState, customer: Customer, *, to: str, stage: str, new_email: str) -> Message:
+    return render_message(
         state,
         "email_change_notice",
         to=to,
@@ -186,6 +230,11 @@ def _send_notice(state: PortalState, customer: Customer, *, to: str, stage: str,
         new_email=new_email,
         occurred_at=utcnow(),
     )
+
+
+def _send_notice(state: PortalState, customer: Customer, *, to: str, stage: str, new_email: str) -> None:
+    """For a store without an outbox: send at once."""
+    message = _notice(state, customer, to=to, stage=stage, new_email=new_email)
     try:
         state.mailer.send(message)
     except MailDeliveryError as exc:
@@ -247,6 +296,13 @@ def confirm_email_change(token: str) -> Any:
 
     customer = checked.customer
     old_email = customer.email
+    notices = []
+    if outbox_of(state) is not None:
+        # The notice to the old address is written with the change: it
+        # goes out exactly when the address really changed.
+        changed = replace(customer, email=new_email, auth_version=customer.auth_version + 1)
+        notice = _notice(state, changed, to=old_email, stage="changed", new_email=new_email)
+        notices.append(new_mail(state, notice, kind="email_change_notice", customer_id=customer.id))
     try:
         updated = state.storage.change_email(
             customer.id,
@@ -258,6 +314,7 @@ def confirm_email_change(token: str) -> Any:
                 occurred_at=utcnow(),
                 details={"old_email": old_email, "new_email": new_email},
             ),
+            **({"mail": notices} if notices else {}),
         )
     except EmailInUse:
         logger.info("Customer %s confirmed an email address another customer has", customer.id)
@@ -280,7 +337,10 @@ def confirm_email_change(token: str) -> Any:
     # they are revoked too); this browser gets a fresh one below.
     state.storage.revoke_customer_sessions(customer.id, now)
     signals.email_changed.send(current_app._get_current_object(), customer=updated, old_email=old_email)  # type: ignore[attr-defined]
-    _send_notice(state, updated, to=old_email, stage="changed", new_email=updated.email)
+    if notices:
+        dispatch(state, [mail.id for mail in notices])
+    else:
+        _send_notice(state, updated, to=old_email, stage="changed", new_email=updated.email)
     sign_in(state, updated, method="email_change")
     notify(_("Your email address is now %(email)s.", email=updated.email))
     # Redirect to a URL without the token: it must not stay in the history.

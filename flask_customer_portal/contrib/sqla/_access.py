@@ -385,6 +385,7 @@ class AccessMixin(StoreBase):
         session_max_age: timedelta,
         webhook_events_before: datetime | None = None,
         batch_size: int = 500,
+        sent_mail_before: datetime | None = None,
     ) -> PruneReport:
         """Batched deletes, one transaction per batch (see
         :mod:`~flask_customer_portal.contrib.sqla.housekeeping`)."""
@@ -396,4 +397,5 @@ class AccessMixin(StoreBase):
             session_max_age=session_max_age,
             webhook_events_before=utc_or_none(webhook_events_before, "webhook_events_before"),
             batch_size=batch_size,
+            sent_mail_before=utc_or_none(sent_mail_before, "sent_mail_before"),
         )

@@ -11,13 +11,15 @@ from sqlalchemy.exc import IntegrityError
 from ...storage import Customer, EmailInUse
 from . import housekeeping
 from ._base import FRESH, StoreBase, add_event, now_utc, rowcount
+from ._outbox import add_mail
 from .mapping import CUSTOMER_COLUMNS, customer_record, values_of
 from .models import CustomerModel, metadata, normalize_email, utc
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
-    from ...storage import AuditEvent, ErasureReport
+    from ...storage import AuditEvent, ErasureReport, OutboxMail
 
 __all__ = ["CustomersMixin"]
 
@@ -63,7 +65,13 @@ class CustomersMixin(StoreBase):
             return customer_record(values_of(row, CUSTOMER_COLUMNS))
 
     def change_email(
-        self, customer_id: str, email: str, *, auth_version: int, event: AuditEvent | None = None
+        self,
+        customer_id: str,
+        email: str,
+        *,
+        auth_version: int,
+        event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Customer | None:
         """One conditional ``UPDATE``: of two uses of the same confirmation
         link, only the first matches the old ``auth_version``."""
@@ -81,6 +89,8 @@ class CustomersMixin(StoreBase):
                 )
                 if rowcount(result) == 1:
                     add_event(session, event)
+                    for each in mail:
+                        add_mail(session, each)
         except IntegrityError as exc:
             raise EmailInUse(email) from exc
         if rowcount(result) != 1:

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from ...storage import InvoiceStatus, StateConflict
 from ._base import FRESH, StoreBase, insert_if_absent, now_utc, rowcount
 from ._invoices import insert_invoice, next_in_sequence
+from ._outbox import add_mail
 from .mapping import (
     ARREARS_ATTEMPT_COLUMNS,
     CHARGE_ATTEMPT_COLUMNS,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
         AuditEvent,
         ChargeAttempt,
         Invoice,
+        OutboxMail,
         Plan,
         PlanChange,
         Subscription,
@@ -325,6 +327,12 @@ class SQLSubscriptionLock:
         self._session.add(audit_row(event))
         self._session.flush()
 
+    def enqueue_mail(self, mail: OutboxMail) -> None:
+        """Written in the lock's transaction: sent only if the change is committed."""
+        if mail.customer_id != self._row.customer_id:
+            raise ValueError("an email queued under a subscription lock must be to its customer")
+        add_mail(self._session, mail)
+
     def record_plan_change(self, change: PlanChange) -> None:
         if (change.customer_id, change.subscription_id) != (self._row.customer_id, self._row.id):
             raise ValueError("a plan change recorded under a subscription lock must be that subscription's")
@@ -395,3 +403,9 @@ class SQLProviderLock:
             raise ValueError("an event recorded under a subscription lock must be its customer's")
         self._session.add(audit_row(event))
         self._session.flush()
+
+    def enqueue_mail(self, mail: OutboxMail) -> None:
+        """Written in the lock's transaction: sent only if the change is committed."""
+        if mail.customer_id != self._customer_id:
+            raise ValueError("an email queued under a subscription lock must be to its customer")
+        add_mail(self._session, mail)

@@ -113,6 +113,7 @@ def prune_expired(
     session_max_age: timedelta,
     webhook_events_before: datetime | None,
     batch_size: int,
+    sent_mail_before: datetime | None = None,
 ) -> PruneReport:
     """See :meth:`~flask_customer_portal.storage.AccessStore.prune_expired`."""
     if batch_size < 1:
@@ -134,7 +135,14 @@ def prune_expired(
         pruned_events = _delete_in_batches(
             transaction, webhook_events, webhook_events.c.received_at < webhook_events_before, batch_size
         )
-    return PruneReport(links=pruned_links, sessions=pruned_sessions, webhook_events=pruned_events)
+    pruned_mail = 0
+    if sent_mail_before is not None:
+        outbox = tables["portal_mail_outbox"]
+        sent = (outbox.c.status == "sent") & (outbox.c.sent_at < sent_mail_before)
+        pruned_mail = _delete_in_batches(transaction, outbox, sent, batch_size)
+    return PruneReport(
+        links=pruned_links, sessions=pruned_sessions, webhook_events=pruned_events, mail=pruned_mail
+    )
 
 
 def kept_details(details: Mapping[str, str]) -> dict[str, str]:
@@ -189,6 +197,8 @@ def erase_customer_rows(
 
     sessions_deleted = delete_own("portal_sessions")
     links_deleted = delete_own("portal_links")
+    # Queued or sent, an email holds the address and what was said to it.
+    mail_deleted = delete_own("portal_mail_outbox")
     billing_details_deleted = delete_own("portal_billing_details")
     # Activations before their keys (the keys are their foreign key's target).
     delete_own("portal_license_key_instances")
@@ -226,4 +236,5 @@ def erase_customer_rows(
         license_keys_deleted=license_keys_deleted,
         audit_events_scrubbed=scrubbed,
         invoices_kept=int(invoices_kept),
+        mail_deleted=mail_deleted,
     )

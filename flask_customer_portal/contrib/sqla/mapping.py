@@ -31,6 +31,8 @@ from ...storage import (
     LicenseKey,
     LicenseKeyInstance,
     LinkRecord,
+    MailStatus,
+    OutboxMail,
     PaymentMethod,
     Plan,
     PlanChange,
@@ -38,7 +40,14 @@ from ...storage import (
     Subscription,
     TaxIdScheme,
 )
-from .models import AuditEventModel, PlanChangeModel, PortalSessionModel, utc, utc_or_none
+from .models import (
+    AuditEventModel,
+    MailOutboxModel,
+    PlanChangeModel,
+    PortalSessionModel,
+    utc,
+    utc_or_none,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -54,6 +63,7 @@ __all__ = [
     "LICENSE_KEY_COLUMNS",
     "LICENSE_KEY_INSTANCE_COLUMNS",
     "LINK_COLUMNS",
+    "MAIL_COLUMNS",
     "PAYMENT_METHOD_COLUMNS",
     "PLAN_CHANGE_COLUMNS",
     "PLAN_COLUMNS",
@@ -71,6 +81,8 @@ __all__ = [
     "license_key_instance_record",
     "license_key_record",
     "link_record",
+    "mail_record",
+    "mail_row",
     "payment_method_record",
     "plan_change_record",
     "plan_change_row",
@@ -449,4 +461,34 @@ def audit_row(event: AuditEvent) -> AuditEventModel:
         provider_reference=event.provider_reference,
         actor=event.actor,
         details=dict(event.details),
+    )
+
+
+# -- the mail outbox ------------------------------------------------------------
+
+MAIL_COLUMNS = _field_names(OutboxMail)
+
+
+def mail_record(values: Sequence[Any]) -> OutboxMail:
+    return OutboxMail(*values)
+
+
+def mail_row(mail: OutboxMail) -> MailOutboxModel:
+    created_at = utc(mail.created_at, "OutboxMail.created_at")
+    return MailOutboxModel(
+        id=mail.id,
+        kind=mail.kind,
+        customer_id=mail.customer_id,
+        to=mail.to,
+        subject=mail.subject,
+        text=mail.text,
+        html=mail.html,
+        headers=dict(mail.headers),
+        status=MailStatus.PENDING,
+        attempts=0,
+        next_attempt_at=utc_or_none(mail.next_attempt_at, "OutboxMail.next_attempt_at") or created_at,
+        created_at=created_at,
+        expires_at=utc_or_none(mail.expires_at, "OutboxMail.expires_at"),
+        composed=mail.composed,
+        locale=mail.locale,
     )

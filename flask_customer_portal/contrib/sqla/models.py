@@ -52,6 +52,7 @@ from ...storage import (
     InvoiceStatus,
     LicenseKeyStatus,
     LinkPurpose,
+    MailStatus,
     SubscriptionStatus,
     TaxIdScheme,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "LicenseKeyInstanceModel",
     "LicenseKeyModel",
     "LinkModel",
+    "MailOutboxModel",
     "PaymentMethodModel",
     "PlanChangeModel",
     "PlanModel",
@@ -607,3 +609,41 @@ class PlanChangeModel(PortalModel):
     from_credit: Mapped[int] = mapped_column(BigInteger)
     priced_at: Mapped[datetime] = mapped_column(TZDateTime())
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), index=True)
+
+
+class MailOutboxModel(PortalModel):
+    """Every email the portal sends, written in the transaction of the
+    change that causes it and delivered after commit
+    (:class:`~flask_customer_portal.storage.OutboxMail`; the columns are
+    its fields). A sender claims a row by setting ``claimed_by`` and
+    ``claimed_until`` with a conditional ``UPDATE``; its outcome is
+    written only while it still holds that claim. No foreign key:
+    requests from the static login page name no customer, and erasing a
+    customer deletes their rows."""
+
+    __tablename__ = "portal_mail_outbox"
+    __table_args__ = (
+        Index("ix_portal_mail_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_portal_mail_outbox_status_sent_at", "status", "sent_at"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str | None] = mapped_column(String(_ID), index=True)
+    to: Mapped[str] = mapped_column("to_address", String(_EMAIL))
+    subject: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    status: Mapped[MailStatus] = mapped_column(StringEnum(MailStatus, 16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(TZDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(TZDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    composed: Mapped[bool] = mapped_column(Boolean, default=True)
+    locale: Mapped[str | None] = mapped_column(String(16))

@@ -17,7 +17,8 @@ and schema):
 * :mod:`._invoices`: invoices, invoice numbers, billing details;
 * :mod:`._licences`: licence keys and their activations;
 * :mod:`._access`: links, sessions, the audit log, webhook events, pruning;
-* :mod:`._locks`: the subscription lock and the provider lock.
+* :mod:`._locks`: the subscription lock and the provider lock;
+* :mod:`._outbox`: the mail outbox and its claims.
 """
 
 from __future__ import annotations
@@ -29,16 +30,23 @@ from ._customers import CustomersMixin
 from ._invoices import InvoicesMixin
 from ._licences import LicenceKeysMixin
 from ._locks import LocksMixin
+from ._outbox import OutboxMixin
 from ._subscriptions import SubscriptionsMixin
 
 if TYPE_CHECKING:
-    from ...storage import PortalStorage
+    from ...storage import MailOutboxStore, PortalStorage
 
 __all__ = ["SQLAlchemyStorage"]
 
 
 class SQLAlchemyStorage(
-    CustomersMixin, SubscriptionsMixin, InvoicesMixin, LicenceKeysMixin, AccessMixin, LocksMixin
+    CustomersMixin,
+    SubscriptionsMixin,
+    InvoicesMixin,
+    LicenceKeysMixin,
+    AccessMixin,
+    LocksMixin,
+    OutboxMixin,
 ):
     """:class:`~flask_customer_portal.storage.PortalStorage` on Flask-SQLAlchemy.
 
@@ -55,3 +63,4 @@ class SQLAlchemyStorage(
 if TYPE_CHECKING:
     # mypy proves that the store implements the whole protocol.
     _check: type[PortalStorage] = SQLAlchemyStorage
+    _check_outbox: type[MailOutboxStore] = SQLAlchemyStorage
