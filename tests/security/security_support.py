@@ -50,7 +50,10 @@ def records(app: Flask, customer_id: str) -> tuple[Any, ...]:
 
 
 def db_dump(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every portal table: the strictest "nothing changed"."""
+    """Every row of every portal table: the strictest "nothing changed".
+    Mail the portal is still delivering in the background is waited for
+    first: a delivered row changes, and that is no change of the test's."""
+    get_state(app).wait_for_background_tasks()
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engine
         with engine.connect() as connection:
