@@ -52,7 +52,9 @@ class CountingHTTPClient(stripe.RequestsClient):
             seen.extend(self.sent[start:])
 
 
-def counting_client(url: str, *, api_key: str = "sk_test_portal") -> tuple[stripe.StripeClient, CountingHTTPClient]:
+def counting_client(
+    url: str, *, api_key: str = "sk_test_portal"
+) -> tuple[stripe.StripeClient, CountingHTTPClient]:
     """A client for the Stripe-like server at ``url`` whose requests are counted."""
     http = CountingHTTPClient()
     client = stripe.StripeClient(
@@ -94,8 +96,12 @@ def seed_busy_customer(
     customer = client.v1.customers.create(params={"email": "ava@example.com", "name": "Ava"})
     card_ids = []
     for _ in range(cards):
-        card_ids.append(str(client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id}).id))
-    client.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": card_ids[0]}})
+        card_ids.append(
+            str(client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id}).id)
+        )
+    client.v1.customers.update(
+        customer.id, params={"invoice_settings": {"default_payment_method": card_ids[0]}}
+    )
     subscription_ids = []
     plan = ""
     for n in range(subscriptions):
@@ -111,20 +117,30 @@ def seed_busy_customer(
                 }
             ).id
         )
-        subscription = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"plan": plan}]})
+        subscription = client.v1.subscriptions.create(
+            params={"customer": customer.id, "items": [{"plan": plan}]}
+        )
         subscription_ids.append(str(subscription.id))
     for n in range(max(invoices - subscriptions, 0)):
         client.v1.invoice_items.create(
-            params={"customer": customer.id, "amount": 500 + n, "currency": "usd", "description": f"Extra {n}"}
+            params={
+                "customer": customer.id,
+                "amount": 500 + n,
+                "currency": "usd",
+                "description": f"Extra {n}",
+            }
         )
         client.v1.invoices.pay(client.v1.invoices.create(params={"customer": customer.id}).id)
     other = client.v1.customers.create(params={"email": "budi@example.com", "name": "Budi"})
     other_card = client.v1.payment_methods.attach("pm_card_visa", params={"customer": other.id})
-    client.v1.customers.update(other.id, params={"invoice_settings": {"default_payment_method": other_card.id}})
+    client.v1.customers.update(
+        other.id, params={"invoice_settings": {"default_payment_method": other_card.id}}
+    )
     if plan:
         client.v1.subscriptions.create(params={"customer": other.id, "items": [{"plan": plan}]})
     invoice_ids = [
-        str(i.id) for i in client.v1.invoices.list(params={"customer": customer.id, "limit": 100}).auto_paging_iter()
+        str(i.id)
+        for i in client.v1.invoices.list(params={"customer": customer.id, "limit": 100}).auto_paging_iter()
     ]
     return BusyCustomer(
         customer_id=str(customer.id),
