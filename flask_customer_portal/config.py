@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_PLAN_CHANGE_DOWNGRADES": "period_end",
     "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS": True,
     **MAIL_DEFAULTS,
+    "CUSTOMER_PORTAL_STRIPE_CACHE_SECONDS": 30,
 }
 
 _WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "development", "test"})
@@ -124,6 +125,10 @@ class PortalConfig:
     """Whether ``init_app`` puts the link-token filter on the server loggers
     (Werkzeug, gunicorn's access log) and ``app.logger``."""
 
+    stripe_cache_seconds: int = 30
+    """How long the Stripe back end reuses a customer's reads across page
+    views (0: only within one request)."""
+
     blueprint_name: str = "portal"
     """The name the portal's blueprint is registered under; its endpoints
     are ``<blueprint_name>.dashboard`` and so on."""
@@ -157,6 +162,14 @@ def _positive_int(config: Mapping[str, Any], key: str) -> int:
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigurationError(key, f"must be a positive number of seconds or items, got {value!r}")
+    return value
+
+
+def _stripe_cache_seconds(config: Mapping[str, Any]) -> int:
+    key = "CUSTOMER_PORTAL_STRIPE_CACHE_SECONDS"
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3600:
+        raise ConfigurationError(key, f"must be a number of seconds from 0 to 3600, got {value!r}")
     return value
 
 
@@ -339,6 +352,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         blueprint_name=_blueprint_name(config),
         set_host_defaults=_flag(config, "CUSTOMER_PORTAL_SET_HOST_DEFAULTS"),
         mail=load_mail_settings(config),
+        stripe_cache_seconds=_stripe_cache_seconds(config),
     )
 
 

@@ -159,6 +159,7 @@ def test_main_knows_every_benchmark() -> None:
             "invoice_pdf",
             "server",
             "exports",
+            "stripe_calls",
         }
     )
 
@@ -171,3 +172,13 @@ def test_exports() -> None:
     assert result.statements < 10
     assert result.ratio > 0
     assert result.rows_ratio > 0
+
+
+def test_stripe_calls(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import stripe_calls
+
+    result = stripe_calls.run(sizes=((3, 2, 2), (8, 3, 3)))
+    assert result.flat()
+    cached = result.of("cached", (8, 3, 3))
+    assert all(calls.again == 0 for calls in cached.values())
+    assert "Stripe API requests per page" in capsys.readouterr().out

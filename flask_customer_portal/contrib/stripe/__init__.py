@@ -15,16 +15,20 @@ licence keys stay in the local store: mount both with
     )
     app.register_blueprint(stripe_webhook_blueprint(os.environ["STRIPE_WEBHOOK_SECRET"]))
 
-Nothing is mirrored: every page reads Stripe, so what the customer sees is
-what Stripe has (webhooks only add to the audit log and tell the merchant's
-code, see :func:`stripe_webhook_blueprint`). Every id the portal shows is
+Nothing is mirrored: pages read Stripe, so what the customer sees is what
+Stripe has. A customer's reads are made once per request and, with a cache
+(``_cache.py``; ``CUSTOMER_PORTAL_STRIPE_CACHE_SECONDS``), reused between
+page views until a webhook about the customer, or a change the customer
+makes, drops them (see :func:`stripe_webhook_blueprint`); forms and the
+money path always read Stripe. Every id the portal shows is
 Stripe's own (``sub_…``, ``in_…``, ``pm_…``); customer ids are Stripe's
 ``cus_…`` ids (map them with the composite's ``customer_ids``).
 
 Import everything from this package; inside it, ``store.py`` holds the
 billing store and the money path's view of a subscription, ``provider.py`` the payment provider,
-``webhooks.py`` the webhook blueprint and ``_convert.py`` what they share
-(Stripe's statuses, times and ids as the portal's).
+``webhooks.py`` the webhook blueprint, ``_cache.py`` the reuse of a
+customer's reads and ``_convert.py`` what they share (Stripe's statuses,
+times and ids as the portal's).
 
 The money path
     The portal pays an ``on_hold`` subscription's arrears through
@@ -50,6 +54,7 @@ The money path
 
 from __future__ import annotations
 
+from ._cache import MemoryReadCache, ReadCache
 from ._convert import invoice_status, subscription_status
 from .provider import STRIPE_JS, StripePaymentProvider
 from .store import MAX_INVOICES, StripeBillingStore, StripeSubscriptionLock
@@ -59,6 +64,8 @@ __all__ = [
     "MAX_INVOICES",
     "STRIPE_JS",
     "WEBHOOK_EVENTS",
+    "MemoryReadCache",
+    "ReadCache",
     "StripeBillingStore",
     "StripePaymentProvider",
     "StripeSubscriptionLock",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +29,7 @@ from ...storage import (
     Subscription,
     SubscriptionStatus,
 )
+from ._cache import CustomerReads, ReadCache
 from ._convert import (
     as_dict,
     from_timestamp,
@@ -51,14 +52,29 @@ class StripeBillingStore:
 
     :param client: a :class:`stripe.StripeClient` (its ``base_addresses``
         and HTTP client decide where requests go).
+    :param cache: where a customer's reads are kept between page views
+        when several processes serve the portal: a Flask-Caching ``Cache``
+        on Redis or Memcached, or any :class:`ReadCache`. Without it they
+        are kept in the process's memory if the portal runs as one process
+        (``CUSTOMER_PORTAL_SINGLE_PROCESS``), else only for one request.
+        How long: ``CUSTOMER_PORTAL_STRIPE_CACHE_SECONDS``.
     """
 
-    def __init__(self, client: stripe.StripeClient) -> None:
+    def __init__(self, client: stripe.StripeClient, *, cache: ReadCache | None = None) -> None:
         self.client = client
+        self._reads = CustomerReads(cache)
         self._products: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return "StripeBillingStore()"
+
+    def forget_customer(self, customer_id: str) -> None:
+        """Drop the reads of the Stripe customer ``customer_id`` kept for
+        reuse. The portal's own changes and the webhook blueprint (for
+        every event about the customer, their subscriptions, invoices and
+        payment methods) call it; call it too if your code changes the
+        customer at Stripe and should be seen at once."""
+        self._reads.forget(customer_id)
 
     # -- mapping -------------------------------------------------------------------
 
@@ -71,6 +87,23 @@ class StripeBillingStore:
         if product_id not in self._products:
             self._products[product_id] = str(self.client.v1.products.retrieve(product_id).name or product_id)
         return self._products[product_id]
+
+    def _read_products(self, subscriptions: Sequence[Mapping[str, Any]]) -> None:
+        """Learn the names of the subscriptions' products not known yet in
+        one request (a product is a catalogue entry: its name is kept for
+        the process's lifetime)."""
+        missing = set()
+        for data in subscriptions:
+            for item in (data.get("items") or {}).get("data") or []:
+                price = item.get("price") or item.get("plan") or {}
+                product = price.get("product")
+                if product and isinstance(product, str) and product not in self._products:
+                    missing.add(product)
+        if len(missing) < 2:
+            return  # one is read as it comes
+        found = self.client.v1.products.list(params={"ids": sorted(missing), "limit": 100})
+        for item in found.data:
+            self._products[str(item.id)] = str(item.name or item.id)
 
     def _payment_method(self, data: Mapping[str, Any], customer_id: str) -> PaymentMethod | None:
         card = data.get("card") or {}
@@ -96,7 +129,7 @@ class StripeBillingStore:
             return None
         if known is not None and str(value) in known:
             return known[str(value)]
-        return self.get_payment_method(customer_id, str(value))
+        return self._fetch_payment_method(customer_id, str(value))
 
     def _default_method(
         self, customer_id: str, known: Mapping[str, PaymentMethod] | None = None
@@ -161,7 +194,14 @@ class StripeBillingStore:
             created_at=from_timestamp(data.get("created")),
         )
 
-    def _invoice(self, data: Mapping[str, Any], customer_id: str, *, lines: bool) -> Invoice | None:
+    def _invoice(
+        self,
+        data: Mapping[str, Any],
+        customer_id: str,
+        *,
+        lines: bool,
+        known: Mapping[str, PaymentMethod] | None = None,
+    ) -> Invoice | None:
         status = invoice_status(data)
         if status is None:
             return None
@@ -178,8 +218,9 @@ class StripeBillingStore:
             description = str(all_lines[0].get("description") or "")
         payment_method = None
         charge = data.get("charge")
-        if isinstance(charge, Mapping) and charge.get("payment_method"):
-            payment_method = self._method_by_id(customer_id, charge["payment_method"])
+        # Only the invoice's own page names the card: a list never reads it.
+        if lines and isinstance(charge, Mapping) and charge.get("payment_method"):
+            payment_method = self._method_by_id(customer_id, charge["payment_method"], known)
         return Invoice(
             id=str(data["id"]),
             number=str(data.get("number") or data["id"]),
@@ -227,12 +268,17 @@ class StripeBillingStore:
         return data if object_id(data.get("customer")) == customer_id else None
 
     # -- BillingStore: reads --------------------------------------------------------
+    #
+    # A page's reads go through self._reads (see _cache.py): each is made
+    # once per request and, where a cache is set up, reused for a few
+    # seconds. The writes and the money path read Stripe directly.
 
-    def list_subscriptions(self, customer_id: str) -> Sequence[Subscription]:
+    def _fetch_subscriptions(self, customer_id: str) -> list[Subscription]:
         found = self.client.v1.subscriptions.list(
             params={"customer": customer_id, "status": "all", "limit": 100}
         )
         raw = [as_dict(s) for s in found.auto_paging_iter()]
+        self._read_products(raw)
         # One request for the cards and one for the customer's default,
         # whatever the number of subscriptions.
         known = {m.id: m for m in self.list_payment_methods(customer_id)} if raw else {}
@@ -249,16 +295,26 @@ class StripeBillingStore:
         newest_first = lambda s: (s.created_at or s.current_period_start, s.id)  # noqa: E731
         return sorted(current, key=newest_first, reverse=True) + sorted(past, key=newest_first, reverse=True)
 
+    def list_subscriptions(self, customer_id: str) -> Sequence[Subscription]:
+        return list(
+            self._reads.read(customer_id, "subscriptions", lambda: self._fetch_subscriptions(customer_id))
+        )
+
     def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
+        if self._reads.active():
+            # The customer's list (every status) holds it if it is theirs: one
+            # read serves the list, the subscription and its payment page.
+            return next((s for s in self.list_subscriptions(customer_id) if s.id == subscription_id), None)
         data = self._retrieve_subscription(customer_id, subscription_id)
         return None if data is None else self._subscription(data, customer_id)
 
     def _all_invoices(self, customer_id: str, *, lines: bool) -> list[Invoice]:
         """The customer's invoices (up to :data:`MAX_INVOICES`), newest first, then by id."""
         found = self.client.v1.invoices.list(params={"customer": customer_id, "limit": 100})
+        known = {m.id: m for m in self.list_payment_methods(customer_id)} if lines else None
         invoices: list[Invoice] = []
         for data in found.auto_paging_iter():
-            invoice = self._invoice(as_dict(data), customer_id, lines=lines)
+            invoice = self._invoice(as_dict(data), customer_id, lines=lines, known=known)
             if invoice is not None:
                 invoices.append(invoice)
             if len(invoices) >= MAX_INVOICES:
@@ -266,10 +322,16 @@ class StripeBillingStore:
         invoices.sort(key=lambda i: (i.issued_at, i.id), reverse=True)
         return invoices
 
+    def _invoice_list(self, customer_id: str) -> list[Invoice]:
+        return self._reads.read(customer_id, "invoices", lambda: self._all_invoices(customer_id, lines=False))
+
     def list_invoices_after(
         self, customer_id: str, after: Invoice | None, *, limit: int, with_lines: bool = False
     ) -> Sequence[Invoice]:
-        invoices = self._all_invoices(customer_id, lines=with_lines)
+        if with_lines:
+            invoices = self._all_invoices(customer_id, lines=True)
+        else:
+            invoices = self._invoice_list(customer_id)
         if after is not None:
             invoices = [i for i in invoices if (i.issued_at, i.id) < (after.issued_at, after.id)]
         return invoices[:limit]
@@ -277,15 +339,28 @@ class StripeBillingStore:
     def list_invoices(self, customer_id: str, *, page: int, per_page: int) -> Page[Invoice]:
         if page < 1 or per_page < 1:
             raise ValueError("page and per_page start at 1")
-        invoices = self._all_invoices(customer_id, lines=False)
+        invoices = self._invoice_list(customer_id)
         start = (page - 1) * per_page
         return Page(
             items=invoices[start : start + per_page], page=page, per_page=per_page, total=len(invoices)
         )
 
-    def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
+    def _fetch_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
         data = self._retrieve_invoice(customer_id, invoice_id)
-        return None if data is None else self._invoice(data, customer_id, lines=True)
+        if data is None:
+            return None
+        charge = data.get("charge")
+        known = None
+        if isinstance(charge, Mapping) and charge.get("payment_method") and self._reads.active():
+            known = {m.id: m for m in self.list_payment_methods(customer_id)}
+        return self._invoice(data, customer_id, lines=True, known=known)
+
+    def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
+        if not invoice_id.startswith("in_"):
+            return None
+        return self._reads.read(
+            customer_id, f"invoice:{invoice_id}", lambda: self._fetch_invoice(customer_id, invoice_id)
+        )
 
     def invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None:
         """Stripe's PDF of the customer's invoice (``invoice_pdf``), or
@@ -296,7 +371,7 @@ class StripeBillingStore:
         url = data.get("invoice_pdf")
         return str(url) if url else None
 
-    def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
+    def _fetch_payment_methods(self, customer_id: str) -> list[PaymentMethod]:
         found = self.client.v1.payment_methods.list(
             params={"customer": customer_id, "type": "card", "limit": 100}
         )
@@ -308,7 +383,12 @@ class StripeBillingStore:
             reverse=True,
         )
 
-    def get_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
+    def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
+        return list(
+            self._reads.read(customer_id, "payment_methods", lambda: self._fetch_payment_methods(customer_id))
+        )
+
+    def _fetch_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
         if not payment_method_id.startswith("pm_"):
             return None
         try:
@@ -319,14 +399,27 @@ class StripeBillingStore:
             return None
         return self._payment_method(data, customer_id)
 
+    def get_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
+        if self._reads.active():
+            # Attached to the customer means listed for the customer.
+            return next(
+                (m for m in self.list_payment_methods(customer_id) if m.id == payment_method_id), None
+            )
+        return self._fetch_payment_method(customer_id, payment_method_id)
+
     # -- BillingStore: writes --------------------------------------------------------
+    #
+    # Each write checks what it changes against Stripe itself, then forgets
+    # the customer's reads: the next page shows the change.
 
     def add_payment_method(
         self, payment_method: PaymentMethod, *, event: AuditEvent | None = None
     ) -> PaymentMethod:
         """The method :meth:`StripePaymentProvider.attach_token` attached,
         as Stripe has it (its id is Stripe's ``pm_…``)."""
-        saved = self.get_payment_method(payment_method.customer_id, payment_method.provider_token)
+        customer_id = payment_method.customer_id
+        self.forget_customer(customer_id)
+        saved = self._fetch_payment_method(customer_id, payment_method.provider_token)
         if saved is None:
             raise StateConflict("the payment method is not attached to this customer at Stripe")
         return saved
@@ -334,16 +427,19 @@ class StripeBillingStore:
     def remove_payment_method(
         self, customer_id: str, payment_method_id: str, *, event: AuditEvent | None = None
     ) -> bool:
-        if self.get_payment_method(customer_id, payment_method_id) is None:
+        if self._fetch_payment_method(customer_id, payment_method_id) is None:
             return False
-        for subscription in self.list_subscriptions(customer_id):
+        for subscription in self._fetch_subscriptions(customer_id):
             if (
                 subscription.is_current
                 and subscription.payment_method
                 and subscription.payment_method.id == payment_method_id
             ):
                 raise PaymentMethodInUse(payment_method_id)
-        self.client.v1.payment_methods.detach(payment_method_id)
+        try:
+            self.client.v1.payment_methods.detach(payment_method_id)
+        finally:
+            self.forget_customer(customer_id)
         return True
 
     def set_subscription_payment_method(
@@ -356,11 +452,14 @@ class StripeBillingStore:
     ) -> Subscription | None:
         if self._retrieve_subscription(customer_id, subscription_id) is None:
             return None
-        if self.get_payment_method(customer_id, payment_method_id) is None:
+        if self._fetch_payment_method(customer_id, payment_method_id) is None:
             return None
-        updated = self.client.v1.subscriptions.update(
-            subscription_id, params={"default_payment_method": payment_method_id}
-        )
+        try:
+            updated = self.client.v1.subscriptions.update(
+                subscription_id, params={"default_payment_method": payment_method_id}
+            )
+        finally:
+            self.forget_customer(customer_id)
         return self._subscription(as_dict(updated), customer_id)
 
     def cancel_subscription(
@@ -378,14 +477,17 @@ class StripeBillingStore:
         current = self._subscription(data, customer_id)
         if current.status is SubscriptionStatus.CANCELLED:
             raise StateConflict(f"subscription {subscription_id!r} is already cancelled")
-        if at_period_end and current.status is not SubscriptionStatus.ON_HOLD:
-            if current.cancel_at_period_end:
-                raise StateConflict(f"subscription {subscription_id!r} is already set to end")
-            updated = self.client.v1.subscriptions.update(
-                subscription_id, params={"cancel_at_period_end": True}
-            )
-        else:
-            updated = self.client.v1.subscriptions.cancel(subscription_id)
+        try:
+            if at_period_end and current.status is not SubscriptionStatus.ON_HOLD:
+                if current.cancel_at_period_end:
+                    raise StateConflict(f"subscription {subscription_id!r} is already set to end")
+                updated = self.client.v1.subscriptions.update(
+                    subscription_id, params={"cancel_at_period_end": True}
+                )
+            else:
+                updated = self.client.v1.subscriptions.cancel(subscription_id)
+        finally:
+            self.forget_customer(customer_id)
         return self._subscription(as_dict(updated), customer_id)
 
     def undo_cancellation(
@@ -399,17 +501,22 @@ class StripeBillingStore:
             raise StateConflict(f"subscription {subscription_id!r} is not set to end")
         if current.current_period_end <= now:
             raise StateConflict(f"subscription {subscription_id!r} has ended")
-        updated = self.client.v1.subscriptions.update(subscription_id, params={"cancel_at_period_end": False})
+        try:
+            updated = self.client.v1.subscriptions.update(
+                subscription_id, params={"cancel_at_period_end": False}
+            )
+        finally:
+            self.forget_customer(customer_id)
         return self._subscription(as_dict(updated), customer_id)
 
     # -- ChargeStore -----------------------------------------------------------------
 
-    @contextmanager
     def lock_subscription(
         self, customer_id: str, subscription_id: str
-    ) -> Iterator[StripeSubscriptionLock | None]:
+    ) -> AbstractContextManager[StripeSubscriptionLock | None]:
         """The subscription as Stripe has it when the block starts, for the
-        money path; ``None`` if it is not the customer's.
+        money path; ``None`` if it is not the customer's. Inside the block
+        every read goes to Stripe; after it, none of the customer's is reused.
 
         Stripe has no locks, and this store takes none of its own: a lock
         inside one process would hold nothing across gunicorn workers or
@@ -418,6 +525,10 @@ class StripeBillingStore:
         takes around this block for its whole length (read, check, pay,
         record); the composite refuses the money path when its local store
         has no such lock."""
+        return self._reads.fresh(customer_id, self._read_locked(customer_id, subscription_id))
+
+    @contextmanager
+    def _read_locked(self, customer_id: str, subscription_id: str) -> Iterator[StripeSubscriptionLock | None]:
         data = self._retrieve_subscription(customer_id, subscription_id)
         yield (
             None

@@ -14,9 +14,34 @@ from ...storage import AuditEvent
 from .._webhooks import LEASE, WebhookEvents, repeat_answer
 from ..composite import CustomerIdMap, SameCustomerIds
 from ._convert import as_dict, from_timestamp, object_id
+from .store import StripeBillingStore
 
 #: Webhook events :func:`stripe_webhook_blueprint` acts on (``invoice.*`` and ``customer.subscription.*``).
 WEBHOOK_EVENTS = ("invoice.", "customer.subscription.")
+#: Events after which the customer's reads kept by :class:`StripeBillingStore` are dropped.
+_CHANGES_READS = ("invoice.", "customer.", "payment_method.")
+
+
+def _stripe_customer_of(event: stripe.Event) -> str | None:
+    """The customer an event is about: the object's ``customer``, the
+    customer itself, or (a card just detached) the one it had."""
+    data = as_dict(event.data.object)
+    if data.get("object") == "customer":
+        return object_id(data.get("id"))
+    previous = as_dict(getattr(event.data, "previous_attributes", None))
+    return object_id(data.get("customer")) or object_id(previous.get("customer"))
+
+
+def _forget_reads(event: stripe.Event) -> None:
+    """Drop the reads of the event's customer that the portal's Stripe
+    store keeps, so that the next page shows what Stripe has now."""
+    if EXTENSION_KEY not in current_app.extensions or not str(event.type).startswith(_CHANGES_READS):
+        return
+    stripe_customer = _stripe_customer_of(event)
+    storage = get_state().storage
+    billing = getattr(storage, "billing", storage)
+    if stripe_customer and isinstance(billing, StripeBillingStore):
+        billing.forget_customer(stripe_customer)
 
 
 def stripe_webhook_blueprint(
@@ -38,6 +63,12 @@ def stripe_webhook_blueprint(
     Stripe on every page, so there is no copy to bring up to date), then
     ``on_event(event)`` is called — e.g. to clear a cache of the merchant's.
     Other events are acknowledged and ignored.
+
+    Every ``invoice.*``, ``customer.*`` and ``payment_method.*`` event
+    (signature checked) first drops the reads of the event's customer that
+    the portal's :class:`StripeBillingStore` keeps
+    (:meth:`StripeBillingStore.forget_customer`), so a change made at
+    Stripe shows on the next page.
 
     Stripe retries an event until it gets a 2xx and may deliver it more
     than once: an event whose ``evt_…`` id was handled already is answered
@@ -65,6 +96,8 @@ def stripe_webhook_blueprint(
         except (ValueError, stripe.SignatureVerificationError):
             current_app.logger.warning("Refused a Stripe webhook with a bad signature")
             abort(400)
+        # Before anything else, and for repeats too: dropping reads is harmless.
+        _forget_reads(event)
         if not str(event.type).startswith(WEBHOOK_EVENTS):
             return "", 204
         # An app may mount the blueprint without the portal (events without
