@@ -35,6 +35,7 @@ __all__ = [
     "ErasesCustomers",
     "GrantsRetentionDiscounts",
     "LinksInvoicePdfs",
+    "LocksProviderSubscriptions",
     "PausesSubscriptions",
     "ProviderCapabilities",
     "PrunesExpiredRecords",
@@ -120,6 +121,15 @@ class StartsPortalSessions(Protocol):
 
 
 @runtime_checkable
+class LocksProviderSubscriptions(Protocol):
+    """A lock in the merchant's database for subscriptions that live at a
+    payment company (:class:`~flask_customer_portal.storage.ProviderLockStore`):
+    it holds across processes and hosts."""
+
+    def lock_provider_subscription(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
 class LinksInvoicePdfs(Protocol):
     """A billing back end that issues its own invoice PDFs (Stripe's
     ``invoice_pdf``): the portal's PDF link goes there."""
@@ -159,6 +169,10 @@ class Capabilities:
     """Delete expired links, sessions and old audit events (:class:`PrunesExpiredRecords`)."""
     start_session_at_once: bool = False
     """Use a link and start a session in one transaction (:class:`StartsPortalSessions`)."""
+    provider_lock: bool = False
+    """Lock a payment company's subscription across processes for the money
+    path over it (:class:`LocksProviderSubscriptions`); without it that money
+    path is refused."""
     invoice_pdf_links: bool = False
     """Link to invoice PDFs the billing back end issues (:class:`LinksInvoicePdfs`)."""
     webhook_pruning: bool = False
@@ -209,6 +223,7 @@ def capabilities_of(storage: object) -> Capabilities:
         erase=implements(storage, ErasesCustomers),
         prune=implements(storage, PrunesExpiredRecords),
         start_session_at_once=implements(storage, StartsPortalSessions),
+        provider_lock=implements(storage, LocksProviderSubscriptions),
         invoice_pdf_links=implements(storage, LinksInvoicePdfs),
         webhook_pruning=implements(storage, PrunesWebhookEvents),
         mail_outbox=implements(storage, QueuesMail),

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 from sqlalchemy import UniqueConstraint, inspect
 
-from .capabilities import capabilities_of
+from .capabilities import capabilities_of, provider_capabilities_of
 from .clock import utcnow
 from .config import PortalConfig, secret_key_weakness
-from .contrib.sqla import SQLAlchemyStorage, metadata
+from .contrib.composite import CompositeStorage
+from .contrib.sqla import SQLAlchemyStorage, metadata, sql_store_of
 from .errors import ConfigurationError
 from .mail import LogMailer, MemoryMailer, SMTPMailer
 from .migrations import UPGRADE_COMMAND, schema_status
@@ -105,16 +106,14 @@ def money_lock_problem(storage: object, payments: object) -> str | None:
     exactly-once to the provider's idempotency alone. A store whose own
     ``lock_subscription`` holds the money path (the SQLAlchemy store) needs
     nothing more."""
-    bills_itself = getattr(payments, "bills_subscriptions", False) is True
-    across = getattr(storage, "locks_across_processes", None)
-    if isinstance(across, bool):
-        at_provider = bills_itself or capabilities_of(storage).charge
-    else:
-        across = callable(getattr(storage, "lock_provider_subscription", None))
-        at_provider = bills_itself
-    if not at_provider or across:
+    features = capabilities_of(storage)
+    bills_itself = provider_capabilities_of(payments).bills_subscriptions
+    # A composite's money path runs at its billing back end; a store whose
+    # own lock_subscription holds the money path needs no other lock.
+    at_provider = bills_itself or (isinstance(storage, CompositeStorage) and features.charge)
+    if not at_provider or features.provider_lock:
         return None
-    where = "its local store" if hasattr(storage, "local") else "it"
+    where = "its local store" if isinstance(storage, CompositeStorage) else "it"
     return (
         f"{type(storage).__name__} would move money at the payment company without a lock that holds "
         f"across processes: {where} has no lock_provider_subscription (the SQLAlchemy store has one; "
@@ -338,13 +337,8 @@ def schema_problems(engine: Engine, metadata: MetaData) -> list[str]:
     return problems
 
 
-def _sql_store(state: PortalState) -> object | None:
-
-    store: object = state.storage
-    local = getattr(store, "local", None)  # CompositeStorage: customers and sessions stay local
-    if not isinstance(store, SQLAlchemyStorage) and isinstance(local, SQLAlchemyStorage):
-        store = local
-    return store if isinstance(store, SQLAlchemyStorage) else None
+def _sql_store(state: PortalState) -> SQLAlchemyStorage | None:
+    return sql_store_of(state.storage)
 
 
 def _schema(app: Flask, state: PortalState) -> CheckResult:

@@ -24,6 +24,7 @@ from flask_customer_portal.capabilities import (
     ErasesCustomers,
     GrantsRetentionDiscounts,
     LinksInvoicePdfs,
+    LocksProviderSubscriptions,
     PausesSubscriptions,
     PrunesExpiredRecords,
     PrunesWebhookEvents,
@@ -51,6 +52,7 @@ FEATURES: dict[str, type] = {
     "erase": ErasesCustomers,
     "prune": PrunesExpiredRecords,
     "start_session_at_once": StartsPortalSessions,
+    "provider_lock": LocksProviderSubscriptions,
     "invoice_pdf_links": LinksInvoicePdfs,
     "webhook_pruning": PrunesWebhookEvents,
     "mail_outbox": QueuesMail,
@@ -73,6 +75,7 @@ LOCAL_FEATURES = (
     "start_session_at_once",
     "webhook_pruning",
     "mail_outbox",
+    "provider_lock",
 )
 
 AVA = "cus_demo_ava"

@@ -518,16 +518,14 @@ def arrears_in_flight(
 def _provider_lock(
     state: PortalState, customer: Customer, subscription_id: str
 ) -> AbstractContextManager[ProviderSubscriptionLock]:
-    locker = getattr(state.storage, "lock_provider_subscription", None)
-    if not callable(locker):
+    if not state.capabilities.provider_lock:
         logger.error(
             "The portal's store has no lock_provider_subscription: reactivation of subscription %s "
             "at a provider that bills subscriptions itself was refused",
             subscription_id,
         )
         raise StateConflict(f"subscription {subscription_id!r} cannot be locked by this store")
-    lock: AbstractContextManager[ProviderSubscriptionLock] = locker(customer.id, subscription_id)
-    return lock
+    return state.storage.lock_provider_subscription(customer.id, subscription_id)
 
 
 def _arrears_open(

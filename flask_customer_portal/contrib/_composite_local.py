@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import cast
 
-from ..capabilities import PrunesWebhookEvents
+from ..capabilities import LocksProviderSubscriptions, PrunesWebhookEvents, implements
 from ..storage import (
     AuditEvent,
     Customer,
@@ -179,11 +179,9 @@ class LocalMembers:
         :class:`~flask_customer_portal.storage.StateConflict` if the local
         store has none (one written before the protocol had it): what runs
         under this lock moves money, and must not run without it."""
-        locker = getattr(self.local, "lock_provider_subscription", None)
-        if not callable(locker):
+        if not implements(self.local, LocksProviderSubscriptions):
             raise StateConflict(f"subscription {subscription_id!r} cannot be locked by this store")
-        lock: AbstractContextManager[ProviderSubscriptionLock] = locker(customer_id, subscription_id)
-        return lock
+        return self.local.lock_provider_subscription(customer_id, subscription_id)
 
     # -- the mail outbox --------------------------------------------------------------
 

@@ -273,7 +273,6 @@ class CompositeStorage(LocalMembers):
             served -= _ON_THE_MONEY_PATH
         self._served = frozenset(served)
         self._billing_members = frozenset(BILLING_CORE) | protocol_members(*served)
-        self._local_locks = implements(local, ProviderLockStore)
         local_features = capabilities_of(local)
         self._capabilities = Capabilities(
             pause=self._serves(PausesSubscriptions),
@@ -286,6 +285,7 @@ class CompositeStorage(LocalMembers):
             erase=local_features.erase,
             prune=local_features.prune,
             start_session_at_once=local_features.start_session_at_once,
+            provider_lock=local_features.provider_lock,
             invoice_pdf_links=implements(billing, LinksInvoicePdfs),
             webhook_pruning=local_features.webhook_pruning,
             mail_outbox=local_features.mail_outbox,
@@ -309,7 +309,7 @@ class CompositeStorage(LocalMembers):
         :class:`~flask_customer_portal.storage.StateConflict`), and a portal
         in live mode refuses to start
         (:func:`~flask_customer_portal.production.check_money_lock`)."""
-        return self._local_locks
+        return self._capabilities.provider_lock
 
     def backend_of(self, name: str) -> object:
         """The store that serves the protocol member ``name``."""
@@ -552,7 +552,7 @@ class CompositeStorage(LocalMembers):
         if provider_id is None or not self._serves(ChargesSubscriptions):
             yield None
             return
-        if not self._local_locks:
+        if not self._capabilities.provider_lock:
             logger.error(
                 "%s has no lock_provider_subscription: the money path of subscription %s was refused",
                 type(self.local).__name__,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, abort, request
 
-from ..contrib.sqla import SQLAlchemyStorage
+from ..contrib.sqla import sql_store_of
 from ..state import get_state
 from . import UPGRADE_COMMAND, SchemaStatus, schema_status
 
@@ -49,11 +49,7 @@ def portal_engine(app: Flask) -> Engine | None:
     (the SQLAlchemy store, also as the local half of a composite store), or
     ``None`` when the portal keeps its records elsewhere."""
 
-    store: object = get_state(app).storage
-    local = getattr(store, "local", None)
-    if not isinstance(store, SQLAlchemyStorage) and isinstance(local, SQLAlchemyStorage):
-        store = local
-    if not isinstance(store, SQLAlchemyStorage):
+    if sql_store_of(get_state(app).storage) is None:
         return None
     engine: Engine = app.extensions["sqlalchemy"].engine
     return engine

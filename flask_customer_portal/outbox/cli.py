@@ -9,6 +9,7 @@ import click
 from flask.cli import with_appcontext
 
 from ..clock import utcnow
+from ..contrib.sqla import sql_store_of
 from ..records import MailStatus
 from ..state import PortalState, get_state
 from .queue import outbox_of
@@ -70,9 +71,14 @@ def worker_command(poll_interval: float | None) -> None:
     with CustomerPortal.worker_task too. Several workers, on one host or
     many, share the work."""
     state = _state_with_outbox()
-    close = getattr(state.storage, "close_db_session", None)
+    store = sql_store_of(state.storage)
+    close = store.close_db_session if store is not None else None
     click.echo("Customer portal worker started; SIGTERM or Ctrl-C stops it.", err=True)
-    done = run_worker(state, poll_interval=poll_interval, close_session=close if callable(close) else None)
+    done = run_worker(
+        state,
+        poll_interval=poll_interval,
+        close_session=close,
+    )
     click.echo(f"Customer portal worker stopped after {done} tasks.", err=True)
 
 

@@ -48,7 +48,7 @@ from .models import (
     normalize_email,
 )
 from .sessions import HostTransactionOpen
-from .store import SQLAlchemyStorage
+from .store import SQLAlchemyStorage, sql_store_of
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -77,4 +77,5 @@ __all__ = [
     "WebhookEventModel",
     "metadata",
     "normalize_email",
+    "sql_store_of",
 ]

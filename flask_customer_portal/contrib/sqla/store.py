@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..composite import CompositeStorage
 from ._access import AccessMixin
 from ._customers import CustomersMixin
 from ._invoices import InvoicesMixin
@@ -58,6 +59,17 @@ class SQLAlchemyStorage(
     inside an application context (requests, CLI commands and ``with
     app.app_context()`` all are).
     """
+
+
+def sql_store_of(storage: object) -> SQLAlchemyStorage | None:
+    """The SQLAlchemy store that keeps the portal's tables behind
+    ``storage``: the store itself, or the local store of a
+    :class:`~flask_customer_portal.contrib.composite.CompositeStorage`
+    (customers, sessions and the outbox stay local); ``None`` when the
+    portal keeps its records elsewhere."""
+    if isinstance(storage, CompositeStorage):
+        storage = storage.local
+    return storage if isinstance(storage, SQLAlchemyStorage) else None
 
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from flask import Blueprint, abort, current_app, request
 from ...state import EXTENSION_KEY, get_state
 from ...storage import AuditEvent
 from .._webhooks import LEASE, WebhookEvents, repeat_answer
-from ..composite import CustomerIdMap, SameCustomerIds
+from ..composite import CompositeStorage, CustomerIdMap, SameCustomerIds
 from ._convert import as_dict, from_timestamp, object_id
 from .store import StripeBillingStore
 
@@ -39,7 +39,7 @@ def _forget_reads(event: stripe.Event) -> None:
         return
     stripe_customer = _stripe_customer_of(event)
     storage = get_state().storage
-    billing = getattr(storage, "billing", storage)
+    billing = storage.billing if isinstance(storage, CompositeStorage) else storage
     if stripe_customer and isinstance(billing, StripeBillingStore):
         billing.forget_customer(stripe_customer)
 
