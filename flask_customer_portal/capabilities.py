@@ -21,6 +21,7 @@ __all__ = [
     "Capabilities",
     "ChangesPlans",
     "ChargesSubscriptions",
+    "ClaimsDueSubscriptions",
     "ClaimsWebhookEvents",
     "CreatesCustomers",
     "DeclaresCapabilities",
@@ -52,6 +53,16 @@ class ChargesSubscriptions(Protocol):
 
     def lock_subscription(self, *args: object, **kwargs: object) -> object: ...
     def subscriptions_due(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class ClaimsDueSubscriptions(Protocol):
+    """Renewal runners on several hosts share the work
+    (:class:`~flask_customer_portal.storage.DueClaimStore`)."""
+
+    def subscriptions_due_after(self, *args: object, **kwargs: object) -> object: ...
+    def claim_due_subscription(self, *args: object, **kwargs: object) -> object: ...
+    def claims_in_parallel(self, *args: object, **kwargs: object) -> object: ...
 
 
 @runtime_checkable
@@ -118,6 +129,9 @@ class Capabilities:
     """Delete expired links, sessions and old audit events (:class:`PrunesExpiredRecords`)."""
     start_session_at_once: bool = False
     """Use a link and start a session in one transaction (:class:`StartsPortalSessions`)."""
+    due_claims: bool = False
+    """Renew from several runners at once, each claiming what it renews
+    (:class:`ClaimsDueSubscriptions`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -161,4 +175,5 @@ def capabilities_of(storage: object) -> Capabilities:
         erase=implements(storage, ErasesCustomers),
         prune=implements(storage, PrunesExpiredRecords),
         start_session_at_once=implements(storage, StartsPortalSessions),
+        due_claims=charge and implements(storage, ClaimsDueSubscriptions),
     )

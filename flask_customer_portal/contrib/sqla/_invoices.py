@@ -283,7 +283,7 @@ def next_in_sequence(session: Session, name: str) -> int:
             value = session.scalar(bump.returning(SequenceModel.last_value))
         if value is None:  # pragma: no cover - created just above
             raise RuntimeError(f"sequence {name!r} could not be created")
-        return value
+        return int(value)
     if rowcount(session.execute(bump)) != 1:
         _create_sequence(session, name)
         if rowcount(session.execute(bump)) != 1:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import Table, insert, select, tuple_, update
 from sqlalchemy.orm import joinedload
 
 from ...storage import InvoiceStatus, StateConflict, SubscriptionStatus
@@ -81,6 +81,11 @@ __all__ = [
     "due_after",
     "locked_subscription_row",
 ]
+
+
+#: The audit log as a table: the events of a lock go in one ``executemany``
+#: (the ORM would insert them one by one to read back each id).
+_AUDIT_EVENTS: Table = AuditEventModel.__table__  # type: ignore[assignment]
 
 
 def due_after(now: datetime, after: tuple[datetime, str] | None = None) -> ColumnElement[bool]:
@@ -237,7 +242,7 @@ class SQLSubscriptionLock:
         if self._events:
             rows = [audit_values(event) for event in self._events]
             self._events = []
-            self._session.execute(insert(AuditEventModel.__table__), rows)
+            self._session.execute(insert(_AUDIT_EVENTS), rows)
 
     def _payment_method_row(self) -> PaymentMethodModel | None:
         method_id = self._row.payment_method_id
