@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks import _machine, exports, invoice_list, invoice_pdf, pages, server, signin
+from benchmarks import _machine, exports, invoice_list, invoice_pdf, pages, renewals, server, signin
 
 FULL: dict[str, Callable[[], object]] = {
     "pages": pages.run,
@@ -22,6 +22,7 @@ FULL: dict[str, Callable[[], object]] = {
     "invoice_pdf": invoice_pdf.run,
     "server": server.run,
     "exports": exports.run,
+    "renewals": renewals.run,
 }
 
 QUICK: dict[str, Callable[[], object]] = {
@@ -31,6 +32,7 @@ QUICK: dict[str, Callable[[], object]] = {
     "invoice_pdf": lambda: invoice_pdf.run(rounds=3, warmup=1),
     "server": lambda: server.run(phases=1, seconds=1.0),
     "exports": lambda: exports.run(invoices=200, rounds=3, warmup=1),
+    "renewals": lambda: renewals.run(sqlite_counts=(100, 400), postgres_count=600),
 }
 
 

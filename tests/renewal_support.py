@@ -186,11 +186,12 @@ class LedgerMailer:
 
 
 def seed_due_subscriptions(
-    engine: Engine, count: int, *, declining_every: int = 0, due_at: datetime = DUE_AT
+    engine: Engine, count: int, *, declining_every: int = 0, due_at: datetime = DUE_AT, prefix: str = ""
 ) -> None:
     """``count`` customers with a card and a monthly subscription each,
-    every one of them due at ``due_at`` (``sub_00001`` …). With
-    ``declining_every`` = n, every n-th card declines its charges."""
+    every one of them due at ``due_at`` (``sub_00001`` …, after
+    ``prefix``). With ``declining_every`` = n, every n-th card declines its
+    charges."""
     start = due_at - timedelta(days=31)
     good = TestPaymentProvider.token_for("4242424242424242")
     bad = TestPaymentProvider.token_for("4000000000009995", charges_decline=DeclineReason.INSUFFICIENT_FUNDS)
@@ -198,7 +199,7 @@ def seed_due_subscriptions(
     methods: list[dict[str, Any]] = []
     subscriptions: list[dict[str, Any]] = []
     for n in range(1, count + 1):
-        customer_id = f"cus_{n:05d}"
+        customer_id = f"cus_{prefix}{n:05d}"
         declining = declining_every and n % declining_every == 0
         customers.append(
             {
@@ -212,7 +213,7 @@ def seed_due_subscriptions(
         )
         methods.append(
             {
-                "id": f"pm_{n:05d}",
+                "id": f"pm_{prefix}{n:05d}",
                 "customer_id": customer_id,
                 "brand": "visa",
                 "last4": "9995" if declining else "4242",
@@ -224,7 +225,7 @@ def seed_due_subscriptions(
         )
         subscriptions.append(
             {
-                "id": f"sub_{n:05d}",
+                "id": f"sub_{prefix}{n:05d}",
                 "customer_id": customer_id,
                 "product_name": "Pro",
                 "plan_name": "Monthly",
@@ -237,7 +238,7 @@ def seed_due_subscriptions(
                 # A few share the same end: the order is (end, id).
                 "current_period_end": due_at - timedelta(seconds=n // 3),
                 "cancel_at_period_end": False,
-                "payment_method_id": f"pm_{n:05d}",
+                "payment_method_id": f"pm_{prefix}{n:05d}",
                 "created_at": start,
                 "quantity": 1,
                 "credit": 0,
@@ -267,10 +268,13 @@ def ledger_counts(engine: Engine) -> tuple[int, int]:
 def create_runner_app(settings: Mapping[str, str] | None = None) -> Flask:
     """The app a ``flask portal renew-due`` process of the tests and the
     benchmark runs: the portal on ``RENEWAL_DATABASE_URL`` with the ledger
-    provider and mailer on the same database. ``RENEWAL_DIE_AFTER``: see
-    :class:`LedgerPaymentProvider`."""
+    provider and mailer on ``RENEWAL_LEDGER_URL`` (by default the same
+    database). ``RENEWAL_DIE_AFTER``: see :class:`LedgerPaymentProvider`."""
     settings = os.environ if settings is None else settings
     url = settings["RENEWAL_DATABASE_URL"]
+    # On SQLite the ledger needs a file of its own: the portal holds the
+    # database's write lock while it charges.
+    ledger_url = settings.get("RENEWAL_LEDGER_URL") or url
     die_after = settings.get("RENEWAL_DIE_AFTER")
     app = Flask("portal_renewal_runner")
     app.config.update(
@@ -285,10 +289,10 @@ def create_runner_app(settings: Mapping[str, str] | None = None) -> Flask:
     CustomerPortal(
         app,
         payments=LedgerPaymentProvider(
-            url,
+            ledger_url,
             die_after=int(die_after) if die_after else None,
             delay=float(settings.get("RENEWAL_CHARGE_DELAY", "0")),
         ),
-        mailer=LedgerMailer(url),
+        mailer=LedgerMailer(ledger_url),
     )
     return app

@@ -159,6 +159,7 @@ def test_main_knows_every_benchmark() -> None:
             "invoice_pdf",
             "server",
             "exports",
+            "renewals",
         }
     )
 
@@ -171,3 +172,18 @@ def test_exports() -> None:
     assert result.statements < 10
     assert result.ratio > 0
     assert result.rows_ratio > 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_renewals() -> None:
+    from benchmarks import renewals
+
+    sqlite = renewals._sqlite(60)
+    assert sqlite.portal_ms > 0 and sqlite.bare_ms > 0
+    # One runner, then three at once, each checked: one invoice and one charge each.
+    result = renewals._postgres(90)
+    if result is None:
+        require("psycopg", bench_only=False)
+        pytest.skip("no PostgreSQL")
+    assert result.one_runner_s > 0 and result.three_runners_s > 0
