@@ -1,4 +1,4 @@
-"""Benchmark 7: ``flask portal renew-due`` at scale.
+"""Benchmark 8: ``flask portal renew-due`` at scale.
 
 Two parts:
 
@@ -80,7 +80,7 @@ class RunnersResult:
 
 
 def run(*, sqlite_counts: tuple[int, ...] = (1_000, 4_000), postgres_count: int = 10_000) -> None:
-    print("\n## 7. renew-due: cost per subscription (SQLite) and three runners (PostgreSQL)")
+    print("\n## 8. renew-due: cost per subscription (SQLite) and three runners (PostgreSQL)")
     results = [_sqlite(count) for count in sqlite_counts]
     if len(results) > 1:
         first, last = results[0], results[-1]
@@ -216,7 +216,14 @@ def _bare_renewals(engine: Engine) -> None:
             connection.execute(
                 insert(AuditEventModel.__table__),
                 [
-                    {"customer_id": customer_id, "action": action, "occurred_at": RUN_AT, "actor": "system"}
+                    {
+                        "customer_id": customer_id,
+                        "action": action,
+                        "occurred_at": RUN_AT,
+                        "subject_id": subscription_id,
+                        "actor": "system",
+                        "details": {},
+                    }
                     for action in (
                         "invoice.issued",
                         "charge.succeeded",
