@@ -13,7 +13,17 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks import _machine, exports, invoice_list, invoice_pdf, pages, server, signin, stripe_calls
+from benchmarks import (
+    _machine,
+    exports,
+    invoice_list,
+    invoice_pdf,
+    pages,
+    renewals,
+    server,
+    signin,
+    stripe_calls,
+)
 
 FULL: dict[str, Callable[[], object]] = {
     "pages": pages.run,
@@ -23,6 +33,7 @@ FULL: dict[str, Callable[[], object]] = {
     "server": server.run,
     "exports": exports.run,
     "stripe_calls": stripe_calls.run,
+    "renewals": renewals.run,
 }
 
 QUICK: dict[str, Callable[[], object]] = {
@@ -33,6 +44,7 @@ QUICK: dict[str, Callable[[], object]] = {
     "server": lambda: server.run(phases=1, seconds=1.0),
     "exports": lambda: exports.run(invoices=200, rounds=3, warmup=1),
     "stripe_calls": lambda: stripe_calls.run(sizes=((3, 2, 2), (12, 3, 3))),
+    "renewals": lambda: renewals.run(sqlite_counts=(100, 400), postgres_count=600),
 }
 
 

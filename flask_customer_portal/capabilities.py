@@ -29,6 +29,7 @@ __all__ = [
     "Capabilities",
     "ChangesPlans",
     "ChargesSubscriptions",
+    "ClaimsDueSubscriptions",
     "ClaimsWebhookEvents",
     "CreatesCustomers",
     "DeclaresCapabilities",
@@ -66,6 +67,16 @@ class ChargesSubscriptions(Protocol):
 
     def lock_subscription(self, *args: object, **kwargs: object) -> object: ...
     def subscriptions_due(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
+class ClaimsDueSubscriptions(Protocol):
+    """Renewal runners on several hosts share the work
+    (:class:`~flask_customer_portal.storage.DueClaimStore`)."""
+
+    def subscriptions_due_after(self, *args: object, **kwargs: object) -> object: ...
+    def claim_due_subscription(self, *args: object, **kwargs: object) -> object: ...
+    def claims_in_parallel(self, *args: object, **kwargs: object) -> object: ...
 
 
 @runtime_checkable
@@ -180,6 +191,9 @@ class Capabilities:
     mail_outbox: bool = False
     """Write emails with the change that causes them and deliver them after
     commit, with retries (:class:`QueuesMail`)."""
+    due_claims: bool = False
+    """Renew from several runners at once, each claiming what it renews
+    (:class:`ClaimsDueSubscriptions`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -227,6 +241,7 @@ def capabilities_of(storage: object) -> Capabilities:
         invoice_pdf_links=implements(storage, LinksInvoicePdfs),
         webhook_pruning=implements(storage, PrunesWebhookEvents),
         mail_outbox=implements(storage, QueuesMail),
+        due_claims=charge and implements(storage, ClaimsDueSubscriptions),
     )
 
 

@@ -154,7 +154,9 @@ def renew_due_command(batch_size: int) -> None:
     First, plan-change payments whose outcome was left unknown are settled
     with the payment provider: the plan changes (or the amount becomes
     credit) if the money was taken, the invoice is voided if not.
-    Run it from cron or a scheduler, e.g. every 15 minutes. Exits with
+    Run it from cron or a scheduler, e.g. every 15 minutes, on as many
+    hosts as you like: on PostgreSQL the runs share the work, each claiming
+    the subscriptions it renews, and never renew one twice. Exits with
     status 1 if any subscription could not be processed, and charges
     nothing while the portal's tables are behind the package (run
     `flask portal db upgrade`)."""

@@ -72,6 +72,7 @@ __all__ = [
     "ChargeStore",
     "Customer",
     "CustomerStore",
+    "DueClaimStore",
     "EmailInUse",
     "ErasureReport",
     "Invoice",
@@ -592,6 +593,39 @@ class ChargeStore(Protocol):
         customer's with ``customer_id``. ``flask portal renew-due`` settles
         them, and a customer's visit settles theirs. Optional: without it,
         only a visit or a renewal of the subscription settles them."""
+
+
+@runtime_checkable
+class DueClaimStore(Protocol):
+    """Renewals run from cron on several hosts at once: each runner walks
+    the due subscriptions in ``(current_period_end, id)`` order, a page at
+    a time, and claims each one instead of waiting for it. Optional: a
+    store without it renews what
+    :meth:`ChargeStore.subscriptions_due` lists, each subscription under
+    :meth:`ChargeStore.lock_subscription`."""
+
+    def subscriptions_due_after(
+        self, now: datetime, *, after: tuple[datetime, str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        """As :meth:`ChargeStore.subscriptions_due`, in ``(current_period_end,
+        id)`` order, only those after ``after`` (the ``(current_period_end,
+        id)`` of the last one of the page before): a page of the walk, read
+        without locking anything."""
+
+    def claim_due_subscription(
+        self, customer_id: str, subscription_id: str, now: datetime
+    ) -> AbstractContextManager[SubscriptionLock | None]:
+        """:meth:`ChargeStore.lock_subscription` for a subscription still due
+        at ``now`` that no one else holds; the context value is ``None``,
+        at once, when it is held (another runner renews it, a customer pays
+        for it) or no longer due."""
+
+    def claims_in_parallel(self) -> bool:
+        """Whether locks of different subscriptions are held at the same
+        time (one row each), rather than one at a time (a database-wide
+        write lock, as on SQLite). Where they are, a renewal issues its
+        invoice in a transaction of its own before it charges, so that the
+        invoice-number counter is never held across a payment."""
 
 
 class ProviderSubscriptionLock(Protocol):

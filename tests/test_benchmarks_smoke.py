@@ -160,6 +160,7 @@ def test_main_knows_every_benchmark() -> None:
             "server",
             "exports",
             "stripe_calls",
+            "renewals",
         }
     )
 
@@ -182,3 +183,18 @@ def test_stripe_calls(capsys: pytest.CaptureFixture[str]) -> None:
     cached = result.of("cached", (8, 3, 3))
     assert all(calls.again == 0 for calls in cached.values())
     assert "Stripe API requests per page" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_renewals() -> None:
+    from benchmarks import renewals
+
+    sqlite = renewals._sqlite(60)
+    assert sqlite.portal_ms > 0 and sqlite.bare_ms > 0
+    # One runner, then three at once, each checked: one invoice and one charge each.
+    result = renewals._postgres(90)
+    if result is None:
+        require("psycopg", bench_only=False)
+        pytest.skip("no PostgreSQL")
+    assert result.one_runner_s > 0 and result.three_runners_s > 0

@@ -18,6 +18,7 @@ from flask_customer_portal.capabilities import (
     Capabilities,
     ChangesPlans,
     ChargesSubscriptions,
+    ClaimsDueSubscriptions,
     ClaimsWebhookEvents,
     CreatesCustomers,
     DeclaresCapabilities,
@@ -38,7 +39,7 @@ from flask_customer_portal.contrib import composite as composite_module
 from flask_customer_portal.contrib.composite import BILLING_CORE, CompositeStorage, protocol_members
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.state import get_state
-from flask_customer_portal.storage import PortalStorage
+from flask_customer_portal.storage import DueClaimStore, PortalStorage
 
 #: Each flag of :class:`Capabilities` and the protocol whose methods it needs.
 FEATURES: dict[str, type] = {
@@ -56,11 +57,12 @@ FEATURES: dict[str, type] = {
     "invoice_pdf_links": LinksInvoicePdfs,
     "webhook_pruning": PrunesWebhookEvents,
     "mail_outbox": QueuesMail,
+    "due_claims": ClaimsDueSubscriptions,
 }
 
 #: Features that need another one: settling plan changes runs under the
 #: subscription lock of the money path.
-NEEDS = {"plan_settlement": "charge"}
+NEEDS = {"plan_settlement": "charge", "due_claims": "charge"}
 
 #: Only a payment company's billing store links to invoice PDFs it issues.
 NOT_LOCAL = ("invoice_pdf_links",)
@@ -134,7 +136,9 @@ def test_each_feature_names_methods_of_the_storage_protocol(flag: str) -> None:
     # off everywhere, without an error.
     members = _feature_members(FEATURES[flag])
     assert members, flag
-    assert set(members) <= protocol_members(PortalStorage), flag
+    # DueClaimStore is a protocol of its own, outside PortalStorage: a
+    # store without it (a composite) renews through the lock alone.
+    assert set(members) <= protocol_members(PortalStorage, DueClaimStore), flag
 
 
 @pytest.mark.parametrize("flag", sorted(BEYOND_STORAGE))

@@ -62,6 +62,7 @@ from ..storage import (
 )
 from . import arrears
 from .arrears import SubscriptionBiller
+from .claims import LockTaker, each_due
 from .collect import (
     Collection,
     ProviderError,
@@ -77,6 +78,7 @@ from .pausing import resume_due
 from .periods import add_interval
 from .proration import apply_credit, apply_scheduled_change, discount_amount
 from .settlement import (
+    SettledPlanChange,
     SettlementReport,
     announce,
     is_plan_change_invoice,
@@ -690,98 +692,57 @@ def renew_subscription(
     customer a link to fix the payment method. ``on_hold`` and cancelled
     subscriptions are skipped: they never renew by themselves."""
     now = now or utcnow()
-    actor = "system"
+    result = _renew(state, lambda: state.storage.lock_subscription(customer_id, subscription_id), now)
+    if result is None:
+        raise SubscriptionNotFound(subscription_id)
+    return result
+
+
+@dataclass(slots=True)
+class _Step:
+    """What one transaction of a renewal did."""
+
+    subscription: Subscription
+    result: RenewalResult | None
+    """``None``: the renewal invoice was issued, to be paid in the next transaction."""
+    settled: list[SettledPlanChange]
     plan_change: tuple[Subscription, Subscription] | None = None
     collection: Collection | None = None
-    with state.storage.lock_subscription(customer_id, subscription_id) as lock:
+
+
+def _renew(
+    state: PortalState, take_lock: LockTaker, now: datetime, *, issue_apart: bool = False
+) -> RenewalResult | None:
+    """Renew under the locks ``take_lock`` takes, then tell the merchant's
+    code and the customer; ``None`` if it gave no lock. With
+    ``issue_apart``, a new invoice is issued (and committed) in a
+    transaction of its own and paid in a second one: the invoice-number
+    counter, which every renewal's invoice takes, is then never held across
+    a charge, and runners on several hosts do not wait on one another."""
+    with take_lock() as lock:
         if lock is None:
-            raise SubscriptionNotFound(subscription_id)
-        # A plan change whose payment was left unconfirmed is settled first.
-        settled = settle_locked(state, lock, now, actor)
-        subscription = lock.subscription
-        if subscription.status is not SubscriptionStatus.ACTIVE or subscription.current_period_end > now:
-            result = RenewalResult(RenewalOutcome.SKIPPED, subscription)
-        elif subscription.cancel_at_period_end:
-            subscription = lock.update_subscription(
-                status=SubscriptionStatus.CANCELLED, ended_at=subscription.current_period_end
-            )
-            lock.record_event(
-                AuditEvent(
-                    customer_id=customer_id,
-                    action="subscription.ended",
-                    occurred_at=now,
-                    subject_id=subscription.id,
-                    actor=actor,
-                )
-            )
-            result = RenewalResult(RenewalOutcome.ENDED, subscription)
-        else:
-            invoice = lock.get_invoice(_derived_invoice_id("renewal", subscription))
-            if invoice is None:
-                # A plan change set for the period's end takes over first.
-                if apply_scheduled_change(state.storage, lock, now, actor) is not None:
-                    plan_change = (subscription, lock.subscription)
-                    subscription = lock.subscription
-                draft, credit_left = apply_credit(
-                    _with_retention_discount(
-                        _period_invoice("renewal", subscription, now, start=subscription.current_period_end),
-                        subscription,
-                    ),
-                    subscription.credit,
-                    "Account credit",
-                )
-                invoice = lock.issue_invoice(draft)
-                if subscription.discount_renewals > 0:
-                    subscription = lock.use_retention_discount()
-                if credit_left != subscription.credit:
-                    subscription = lock.set_credit(credit_left)
-                lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
-            method = subscription.payment_method
-            if invoice.total == 0:
-                collection = _paid_from_credit(lock, invoice, now, actor)
-            elif method is None:
-                collection = Collection(PaymentOutcome.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
+            return None
+        step = _renew_locked(state, lock, now, issue_apart=issue_apart)
+    settled, plan_change = step.settled, step.plan_change
+    if step.result is None:
+        with take_lock() as lock:
+            if lock is None:  # renewed meanwhile by another runner
+                step = _Step(step.subscription, RenewalResult(RenewalOutcome.SKIPPED, step.subscription), [])
             else:
-                collection = pay_invoice(state, lock, invoice, method, now, actor)
-            if collection.paid:
-                start = subscription.current_period_end
-                subscription = lock.update_subscription(
-                    current_period_start=start,
-                    current_period_end=add_interval(
-                        start, subscription.interval, subscription.interval_count
-                    ),
-                )
-                lock.record_event(
-                    _event(collection.invoice, "subscription.renewed", now, actor, subject_id=subscription.id)
-                )
-                result = RenewalResult(RenewalOutcome.RENEWED, subscription, collection.invoice)
-            elif collection.status in (PaymentOutcome.DECLINED, PaymentOutcome.REQUIRES_ACTION):
-                reason = collection.decline_reason or str(collection.status)
-                subscription = lock.update_subscription(status=SubscriptionStatus.ON_HOLD, hold_reason=reason)
-                lock.record_event(
-                    _event(
-                        collection.invoice,
-                        "subscription.put_on_hold",
-                        now,
-                        actor,
-                        subject_id=subscription.id,
-                        reason=reason,
-                    )
-                )
-                result = RenewalResult(RenewalOutcome.ON_HOLD, subscription, collection.invoice, reason)
-            else:
-                result = RenewalResult(
-                    RenewalOutcome.RETRY, subscription, collection.invoice, str(collection.status)
-                )
+                step = _renew_locked(state, lock, now, issue_apart=False)
+        settled = settled + step.settled
+    result = step.result
+    if result is None:  # pragma: no cover - only the first step issues
+        raise StateConflict(f"subscription {step.subscription.id!r} has no renewal invoice")
     if result.outcome is RenewalOutcome.SKIPPED and not settled:
         return result
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    customer = state.storage.get_customer(customer_id)
+    customer = state.storage.get_customer(step.subscription.customer_id)
     if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
         return result
     announce(state, customer, settled)
-    if collection is not None:
-        announce_mismatch(customer, collection)
+    if step.collection is not None:
+        announce_mismatch(customer, step.collection)
     if plan_change is not None:
         previous, changed = plan_change
         signals.plan_changed.send(
@@ -826,6 +787,88 @@ def renew_subscription(
     return result
 
 
+def _renew_locked(state: PortalState, lock: SubscriptionLock, now: datetime, *, issue_apart: bool) -> _Step:
+    """One transaction of a renewal, under ``lock``."""
+    actor = "system"
+    plan_change: tuple[Subscription, Subscription] | None = None
+    # A plan change whose payment was left unconfirmed is settled first.
+    settled = settle_locked(state, lock, now, actor)
+    subscription = lock.subscription
+    customer_id = subscription.customer_id
+    if subscription.status is not SubscriptionStatus.ACTIVE or subscription.current_period_end > now:
+        return _Step(subscription, RenewalResult(RenewalOutcome.SKIPPED, subscription), settled)
+    if subscription.cancel_at_period_end:
+        subscription = lock.update_subscription(
+            status=SubscriptionStatus.CANCELLED, ended_at=subscription.current_period_end
+        )
+        lock.record_event(
+            AuditEvent(
+                customer_id=customer_id,
+                action="subscription.ended",
+                occurred_at=now,
+                subject_id=subscription.id,
+                actor=actor,
+            )
+        )
+        return _Step(subscription, RenewalResult(RenewalOutcome.ENDED, subscription), settled)
+    invoice = lock.get_invoice(_derived_invoice_id("renewal", subscription))
+    if invoice is None:
+        # A plan change set for the period's end takes over first.
+        if apply_scheduled_change(state.storage, lock, now, actor) is not None:
+            plan_change = (subscription, lock.subscription)
+            subscription = lock.subscription
+        draft, credit_left = apply_credit(
+            _with_retention_discount(
+                _period_invoice("renewal", subscription, now, start=subscription.current_period_end),
+                subscription,
+            ),
+            subscription.credit,
+            "Account credit",
+        )
+        invoice = lock.issue_invoice(draft)
+        if subscription.discount_renewals > 0:
+            subscription = lock.use_retention_discount()
+        if credit_left != subscription.credit:
+            subscription = lock.set_credit(credit_left)
+        lock.record_event(_event(invoice, "invoice.issued", now, actor, subject_id=invoice.id))
+        if issue_apart and invoice.total != 0:
+            return _Step(subscription, None, settled, plan_change)
+    method = subscription.payment_method
+    if invoice.total == 0:
+        collection = _paid_from_credit(lock, invoice, now, actor)
+    elif method is None:
+        collection = Collection(PaymentOutcome.DECLINED, invoice, decline_reason=NO_PAYMENT_METHOD)
+    else:
+        collection = pay_invoice(state, lock, invoice, method, now, actor)
+    if collection.paid:
+        start = subscription.current_period_end
+        subscription = lock.update_subscription(
+            current_period_start=start,
+            current_period_end=add_interval(start, subscription.interval, subscription.interval_count),
+        )
+        lock.record_event(
+            _event(collection.invoice, "subscription.renewed", now, actor, subject_id=subscription.id)
+        )
+        result = RenewalResult(RenewalOutcome.RENEWED, subscription, collection.invoice)
+    elif collection.status in (PaymentOutcome.DECLINED, PaymentOutcome.REQUIRES_ACTION):
+        reason = collection.decline_reason or str(collection.status)
+        subscription = lock.update_subscription(status=SubscriptionStatus.ON_HOLD, hold_reason=reason)
+        lock.record_event(
+            _event(
+                collection.invoice,
+                "subscription.put_on_hold",
+                now,
+                actor,
+                subject_id=subscription.id,
+                reason=reason,
+            )
+        )
+        result = RenewalResult(RenewalOutcome.ON_HOLD, subscription, collection.invoice, reason)
+    else:
+        result = RenewalResult(RenewalOutcome.RETRY, subscription, collection.invoice, str(collection.status))
+    return _Step(subscription, result, settled, plan_change, collection)
+
+
 @dataclass(slots=True)
 class RenewalReport:
     """What one run of :func:`renew_due` did, by outcome."""
@@ -849,7 +892,16 @@ def renew_due(state: PortalState, *, now: datetime | None = None, batch_size: in
     (see :mod:`flask_customer_portal.billing.pausing`), so one that is due again
     renews in the same run; before that, every plan-change payment left
     unconfirmed is settled (see :mod:`flask_customer_portal.billing.settlement`),
-    so that money taken always ends as a changed plan or as credit."""
+    so that money taken always ends as a changed plan or as credit.
+
+    Several runs at once (cron on several hosts) share the work where the
+    store claims what it renews
+    (:class:`~flask_customer_portal.storage.DueClaimStore`, the SQLAlchemy
+    store): a subscription another run holds is left to it, never waited
+    for nor renewed twice. Each subscription is renewed in transactions of
+    its own, so a run that dies leaves every subscription either renewed or
+    still due, with any charge it made found again by its idempotency key
+    on the next run."""
     now = now or utcnow()
     report = RenewalReport()
     report.plan_changes = settle_all_plan_changes(state, now=now, batch_size=batch_size)
@@ -857,19 +909,18 @@ def renew_due(state: PortalState, *, now: datetime | None = None, batch_size: in
     resumed = resume_due(state, now, batch_size=batch_size)
     report.results.extend(RenewalResult(RenewalOutcome.RESUMED, s) for s in resumed.resumed)
     report.errors.extend(resumed.errors)
-    seen: set[str] = set()
-    while True:
-        due = [
-            s for s in state.storage.subscriptions_due(now, limit=batch_size + len(seen)) if s.id not in seen
-        ]
-        if not due:
-            return report
-        for subscription in due:
-            seen.add(subscription.id)
-            try:
-                report.results.append(
-                    renew_subscription(state, subscription.customer_id, subscription.id, now=now)
-                )
-            except Exception as exc:
-                logger.exception("Renewal of subscription %s failed", subscription.id)
-                report.errors.append((subscription.id, type(exc.__cause__ or exc).__name__))
+
+    def renew(subscription: Subscription, take_lock: LockTaker, issue_apart: bool) -> Subscription | None:
+        try:
+            result = _renew(state, take_lock, now, issue_apart=issue_apart)
+        except Exception as exc:
+            logger.exception("Renewal of subscription %s failed", subscription.id)
+            report.errors.append((subscription.id, type(exc.__cause__ or exc).__name__))
+            return None
+        if result is None:
+            return None
+        report.results.append(result)
+        return result.subscription
+
+    each_due(state, now, batch_size, renew)
+    return report

@@ -275,6 +275,15 @@ def next_in_sequence(session: Session, name: str) -> int:
         .values(last_value=SequenceModel.last_value + 1)
         .execution_options(synchronize_session=False)
     )
+    if session.get_bind().dialect.update_returning:
+        # One round trip: the new value comes back with the UPDATE.
+        value = session.scalar(bump.returning(SequenceModel.last_value))
+        if value is None:
+            _create_sequence(session, name)
+            value = session.scalar(bump.returning(SequenceModel.last_value))
+        if value is None:  # pragma: no cover - created just above
+            raise RuntimeError(f"sequence {name!r} could not be created")
+        return int(value)
     if rowcount(session.execute(bump)) != 1:
         _create_sequence(session, name)
         if rowcount(session.execute(bump)) != 1:

@@ -6,6 +6,13 @@ A lock is a database transaction holding a row lock: on a subscription's
 own row, or, for a subscription that lives at a payment company, on a row
 of ``portal_provider_locks`` made for it. Everything done under the lock
 is written in that transaction.
+
+``flask portal renew-due`` claims the subscriptions it renews instead of
+waiting for them (:meth:`LocksMixin.claim_due_subscription`): on
+PostgreSQL a row another transaction holds is skipped (``FOR UPDATE SKIP
+LOCKED``), so runners on several hosts share the work without waiting for
+one another; on SQLite, which has one writer at a time, a claim waits for
+the database's write lock as a lock does.
 """
 
 from __future__ import annotations
@@ -14,19 +21,23 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, tuple_, update
+from sqlalchemy.orm import joinedload
 
-from ...storage import InvoiceStatus, StateConflict
+from ...storage import InvoiceStatus, StateConflict, SubscriptionStatus
 from ._base import FRESH, StoreBase, insert_if_absent, now_utc, rowcount
 from ._invoices import insert_invoice, next_in_sequence
 from ._outbox import add_mail
 from .mapping import (
     ARREARS_ATTEMPT_COLUMNS,
     CHARGE_ATTEMPT_COLUMNS,
+    PAYMENT_METHOD_COLUMNS,
     PLAN_CHANGE_COLUMNS,
     arrears_attempt_record,
     audit_row,
+    audit_values,
     charge_attempt_record,
+    payment_method_record,
     plan_change_record,
     plan_change_row,
     subscription_record,
@@ -35,6 +46,7 @@ from .mapping import (
 )
 from .models import (
     ArrearsAttemptModel,
+    AuditEventModel,
     ChargeAttemptModel,
     InvoiceModel,
     PaymentMethodModel,
@@ -51,7 +63,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.orm import Session
-    from sqlalchemy.sql import Executable
+    from sqlalchemy.sql import ColumnElement, Executable
 
     from ...storage import (
         ArrearsAttempt,
@@ -62,10 +74,35 @@ if TYPE_CHECKING:
         Plan,
         PlanChange,
         Subscription,
-        SubscriptionStatus,
     )
 
-__all__ = ["LocksMixin", "SQLProviderLock", "SQLSubscriptionLock", "locked_subscription_row"]
+__all__ = [
+    "LocksMixin",
+    "SQLProviderLock",
+    "SQLSubscriptionLock",
+    "due_after",
+    "locked_subscription_row",
+]
+
+
+#: The audit log as a table: the events of a lock go in one ``executemany``
+#: (the ORM would insert them one by one to read back each id).
+_AUDIT_EVENTS: Table = AuditEventModel.__table__  # type: ignore[assignment]
+
+
+def due_after(now: datetime, after: tuple[datetime, str] | None = None) -> ColumnElement[bool]:
+    """Active subscriptions whose period ended at or before ``now`` (and,
+    with ``after``, that come after it in ``(current_period_end, id)``
+    order): what ``renew-due`` renews."""
+    condition = (SubscriptionModel.status == SubscriptionStatus.ACTIVE) & (
+        SubscriptionModel.current_period_end <= utc(now, "now")
+    )
+    if after is not None:
+        end, subscription_id = after
+        condition &= tuple_(SubscriptionModel.current_period_end, SubscriptionModel.id) > tuple_(
+            utc(end, "after"), subscription_id
+        )
+    return condition
 
 
 def locked_subscription_row(
@@ -87,7 +124,37 @@ def locked_subscription_row(
     return session.scalars(
         select(SubscriptionModel)
         .where(SubscriptionModel.id == subscription_id, SubscriptionModel.customer_id == customer_id)
+        .options(joinedload(SubscriptionModel.payment_method))
         .with_for_update(of=SubscriptionModel)
+        .execution_options(**FRESH)
+    ).one_or_none()
+
+
+def claimed_due_row(
+    session: Session, customer_id: str, subscription_id: str, now: datetime
+) -> SubscriptionModel | None:
+    """The subscription's row, locked until the transaction ends, if it is
+    still due at ``now`` and, on PostgreSQL, no other transaction holds it
+    (``SELECT … FOR UPDATE SKIP LOCKED``: the claim never waits). SQLite
+    takes its write lock with a no-op ``UPDATE`` first, as
+    :func:`locked_subscription_row` does, and so waits for other writers."""
+    key = (
+        SubscriptionModel.id == subscription_id,
+        SubscriptionModel.customer_id == customer_id,
+        due_after(now),
+    )
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(SubscriptionModel)
+            .where(*key)
+            .values(id=SubscriptionModel.id)
+            .execution_options(synchronize_session=False)
+        )
+    return session.scalars(
+        select(SubscriptionModel)
+        .where(*key)
+        .options(joinedload(SubscriptionModel.payment_method))
+        .with_for_update(of=SubscriptionModel, skip_locked=True)
         .execution_options(**FRESH)
     ).one_or_none()
 
@@ -101,7 +168,31 @@ class LocksMixin(StoreBase):
     ) -> Iterator[SQLSubscriptionLock | None]:
         with self._transaction() as session:
             row = locked_subscription_row(session, customer_id, subscription_id)
-            yield None if row is None else SQLSubscriptionLock(session, row)
+            lock = None if row is None else SQLSubscriptionLock(session, row)
+            yield lock
+            if lock is not None:
+                lock.write_events()
+
+    @contextmanager
+    def claim_due_subscription(
+        self, customer_id: str, subscription_id: str, now: datetime
+    ) -> Iterator[SQLSubscriptionLock | None]:
+        """Like :meth:`lock_subscription`, for a subscription that is still
+        due at ``now``; ``None`` when it is not (renewed in the meantime)
+        or, on PostgreSQL, when another transaction holds it: another
+        runner renews it, or a customer is paying for it."""
+        with self._transaction() as session:
+            row = claimed_due_row(session, customer_id, subscription_id, now)
+            lock = None if row is None else SQLSubscriptionLock(session, row)
+            yield lock
+            if lock is not None:
+                lock.write_events()
+
+    def claims_in_parallel(self) -> bool:
+        """Whether claims of different subscriptions hold each other up: not
+        on PostgreSQL (a row lock each), while on SQLite every claim holds
+        the database's one write lock."""
+        return self._engine.dialect.name != "sqlite"
 
     @contextmanager
     def lock_provider_subscription(self, customer_id: str, subscription_id: str) -> Iterator[SQLProviderLock]:
@@ -139,13 +230,33 @@ class SQLSubscriptionLock:
     def __init__(self, session: Session, row: SubscriptionModel) -> None:
         self._session = session
         self._row = row
+        # The session's identity map holds rows weakly: the rows this lock
+        # reads again are kept here, so that each is read once per lock.
+        self._method_row: PaymentMethodModel | None = row.payment_method  # loaded with the row
+        self._attempt_rows: dict[tuple[str, int], ChargeAttemptModel] = {}
+        self._attempts_read: set[str] = set()
+        self._issued: dict[str, Invoice] = {}
+        self._events: list[AuditEvent] = []
+
+    def write_events(self) -> None:
+        """Append the events recorded under the lock to the audit log, in
+        one statement, before the transaction commits."""
+        if self._events:
+            rows = [audit_values(event) for event in self._events]
+            self._events = []
+            self._session.execute(insert(_AUDIT_EVENTS), rows)
+
+    def _payment_method_row(self) -> PaymentMethodModel | None:
+        method_id = self._row.payment_method_id
+        if method_id is None:
+            return None
+        if self._method_row is None or self._method_row.id != method_id:
+            self._method_row = self._session.get(PaymentMethodModel, method_id)
+        return self._method_row
 
     @property
     def subscription(self) -> Subscription:
-        method_row = None
-        if self._row.payment_method_id is not None:
-            method_row = self._session.get(PaymentMethodModel, self._row.payment_method_id)
-        return subscription_record(subscription_values(self._row, method_row))
+        return subscription_record(subscription_values(self._row, self._payment_method_row()))
 
     def _invoices(self, statement: Executable, **params: str) -> tuple[Invoice, ...]:
         """The subscription's invoices a select of :data:`~.queries.SELECT_INVOICES` finds."""
@@ -168,9 +279,15 @@ class SQLSubscriptionLock:
         if not invoice.number:
             value = next_in_sequence(self._session, "invoice_number:INV-")
             invoice = replace(invoice, number=f"INV-{value:06d}")
-        return insert_invoice(self._session, invoice)
+        issued = self._issued[invoice.id] = insert_invoice(self._session, invoice)
+        return issued
 
     def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
+        if invoice_id in self._issued and invoice_id not in self._attempts_read:
+            # Issued in this transaction: its attempts are the ones saved since.
+            self._attempts_read.add(invoice_id)
+            saved = sorted((k, r) for k, r in self._attempt_rows.items() if k[0] == invoice_id)
+            return tuple(charge_attempt_record(values_of(r, CHARGE_ATTEMPT_COLUMNS)) for _, r in saved)
         rows = self._session.scalars(
             select(ChargeAttemptModel)
             .where(
@@ -180,12 +297,17 @@ class SQLSubscriptionLock:
             .order_by(ChargeAttemptModel.attempt)
             .execution_options(**FRESH)
         ).all()
+        self._attempts_read.add(invoice_id)
+        self._attempt_rows.update(((r.invoice_id, r.attempt), r) for r in rows)
         return tuple(charge_attempt_record(values_of(r, CHARGE_ATTEMPT_COLUMNS)) for r in rows)
 
     def save_attempt(self, attempt: ChargeAttempt) -> None:
         if attempt.customer_id != self._row.customer_id:
             raise ValueError("a charge attempt must be the locked subscription's customer's")
-        row = self._session.get(ChargeAttemptModel, (attempt.invoice_id, attempt.attempt))
+        key = (attempt.invoice_id, attempt.attempt)
+        row = self._attempt_rows.get(key)
+        if row is None and attempt.invoice_id not in self._attempts_read:
+            row = self._session.get(ChargeAttemptModel, key)
         if row is None:
             row = ChargeAttemptModel(
                 invoice_id=attempt.invoice_id,
@@ -195,6 +317,7 @@ class SQLSubscriptionLock:
                 created_at=utc(attempt.created_at, "ChargeAttempt.created_at"),
             )
             self._session.add(row)
+            self._attempt_rows[key] = row
         elif row.idempotency_key != attempt.idempotency_key:
             raise ValueError("an attempt's idempotency key never changes")
         row.payment_method_id = attempt.payment_method_id
@@ -226,6 +349,24 @@ class SQLSubscriptionLock:
         )
         if rowcount(result) != 1:
             raise StateConflict(f"invoice {invoice_id!r} is not open")
+        issued = self._issued.get(invoice_id)
+        method_row = self._payment_method_row()
+        if issued is not None and (
+            payment_method_id is None or (method_row is not None and method_row.id == payment_method_id)
+        ):
+            # Issued in this transaction, so no one else has seen it: it is
+            # what was issued, paid.
+            paid = replace(
+                issued,
+                status=InvoiceStatus.PAID,
+                paid_at=utc(paid_at, "paid_at"),
+                payment_reference=payment_reference,
+                payment_method=None
+                if method_row is None or payment_method_id is None
+                else payment_method_record(values_of(method_row, PAYMENT_METHOD_COLUMNS)),
+            )
+            self._issued[invoice_id] = paid
+            return paid
         invoice = self.get_invoice(invoice_id)
         if invoice is None:  # pragma: no cover - just updated
             raise StateConflict(f"invoice {invoice_id!r} vanished")
@@ -322,10 +463,11 @@ class SQLSubscriptionLock:
         return self.subscription
 
     def record_event(self, event: AuditEvent) -> None:
+        """Kept until the block ends (:meth:`write_events`): nothing under
+        the lock reads the audit log, and the events go in one statement."""
         if event.customer_id != self._row.customer_id:
             raise ValueError("an event recorded under a subscription lock must be its customer's")
-        self._session.add(audit_row(event))
-        self._session.flush()
+        self._events.append(event)
 
     def enqueue_mail(self, mail: OutboxMail) -> None:
         """Written in the lock's transaction: sent only if the change is committed."""

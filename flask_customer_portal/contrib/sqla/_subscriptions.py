@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload
 from ...money import Money
 from ...storage import InvoiceStatus, PaymentMethodInUse, StateConflict, SubscriptionStatus
 from ._base import FRESH, StoreBase, add_event, now_utc, rowcount
-from ._locks import locked_subscription_row
+from ._locks import due_after, locked_subscription_row
 from .mapping import (
     PAYMENT_METHOD_COLUMNS,
     PLAN_CHANGE_COLUMNS,
@@ -253,6 +253,22 @@ class SubscriptionsMixin(StoreBase):
         return self._subscriptions_reaching(
             SubscriptionStatus.ACTIVE, SubscriptionModel.current_period_end, now, limit
         )
+
+    def subscriptions_due_after(
+        self, now: datetime, *, after: tuple[datetime, str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        """One page of the due subscriptions in ``(current_period_end, id)``
+        order, after ``after``: a keyset page, so each page costs the same
+        however far the walk has gone."""
+        rows = self._session.scalars(
+            select(SubscriptionModel)
+            .where(due_after(now, after))
+            .options(joinedload(SubscriptionModel.payment_method))
+            .order_by(SubscriptionModel.current_period_end, SubscriptionModel.id)
+            .limit(limit)
+            .execution_options(**FRESH)
+        ).all()
+        return tuple(subscription_record(subscription_values(r, r.payment_method)) for r in rows)
 
     def subscriptions_to_resume(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         return self._subscriptions_reaching(

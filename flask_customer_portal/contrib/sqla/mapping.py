@@ -72,6 +72,7 @@ __all__ = [
     "arrears_attempt_record",
     "audit_event_record",
     "audit_row",
+    "audit_values",
     "billing_details_json",
     "billing_details_record",
     "charge_attempt_record",
@@ -452,16 +453,21 @@ def audit_event_record(values: Sequence[Any]) -> AuditEvent:
     return AuditEvent(customer_id, action, occurred_at, subject_id, provider_reference, actor, dict(details))
 
 
+def audit_values(event: AuditEvent) -> dict[str, Any]:
+    """The columns of ``event``'s row (its id is the database's)."""
+    return {
+        "customer_id": event.customer_id,
+        "action": event.action,
+        "occurred_at": utc(event.occurred_at, "AuditEvent.occurred_at"),
+        "subject_id": event.subject_id,
+        "provider_reference": event.provider_reference,
+        "actor": event.actor,
+        "details": dict(event.details),
+    }
+
+
 def audit_row(event: AuditEvent) -> AuditEventModel:
-    return AuditEventModel(
-        customer_id=event.customer_id,
-        action=event.action,
-        occurred_at=utc(event.occurred_at, "AuditEvent.occurred_at"),
-        subject_id=event.subject_id,
-        provider_reference=event.provider_reference,
-        actor=event.actor,
-        details=dict(event.details),
-    )
+    return AuditEventModel(**audit_values(event))
 
 
 # -- the mail outbox ------------------------------------------------------------

@@ -1,0 +1,345 @@
+"""``flask portal renew-due`` and ``flask portal prune`` from cron on every
+host at once.
+
+The renewal walk reads each due subscription once (keyset pages) and pays
+the same number of statements for each, however large the batch. Several
+runner processes on one PostgreSQL share the work without renewing
+anything twice; one killed with ``SIGKILL`` right after the provider took
+its money leaves a subscription that the next run finishes with the same
+idempotency key, so the provider is asked again and charges nothing new.
+The payment provider and the mailer of the runner processes keep their
+records in the database (``tests/renewal_support.py``), which outlive the
+processes that wrote them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from db_support import only_postgresql
+from flask import Flask
+from portal_fixtures import close_app, make_portal_app
+from renewal_support import charges, ledger, ledger_tables, mails, seed_due_subscriptions
+from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy.engine import Engine
+
+from flask_customer_portal.billing.renewal import RenewalOutcome, renew_due
+from flask_customer_portal.clock import utcnow
+from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
+from flask_customer_portal.contrib.sqla.models import (
+    AuditEventModel,
+    ChargeAttemptModel,
+    InvoiceModel,
+    LinkModel,
+    PortalSessionModel,
+    SubscriptionModel,
+)
+from flask_customer_portal.payments import TestPaymentProvider
+from flask_customer_portal.state import get_state
+from flask_customer_portal.storage import InvoiceStatus, LinkPurpose, SubscriptionStatus
+from flask_customer_portal.testing import MemoryMailer
+
+ROOT = Path(__file__).resolve().parent.parent
+#: A runner process gets this long before the test gives up on it.
+RUNNER_TIMEOUT = 240
+
+
+# -- cost per subscription ------------------------------------------------------------
+
+
+@pytest.fixture
+def renewal_app(db_url: str) -> Iterator[Flask]:
+    app = make_portal_app(db_url, demo_data=False, payments=TestPaymentProvider(), mailer=MemoryMailer())
+    with app.app_context():
+        store = SQLAlchemyStorage(app.extensions["sqlalchemy"])
+        store.drop_all()
+        store.create_all()
+    yield app
+    with app.app_context():
+        SQLAlchemyStorage(app.extensions["sqlalchemy"]).drop_all()
+    close_app(app)
+
+
+def _walk(app: Flask, count: int, due_at: datetime, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, int]:
+    """Renew ``count`` due subscriptions in pages of 10: (statements per
+    renewal, page reads, subscriptions the pages returned)."""
+    from sqlalchemy import event
+
+    engine = app.extensions["sqlalchemy"].engine
+    seed_due_subscriptions(engine, count, due_at=due_at, prefix=f"n{count}_")
+    storage = get_state(app).storage
+    pages: list[int] = []
+    read_page = storage.subscriptions_due_after
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        page = read_page(*args, **kwargs)
+        pages.append(len(page))
+        return page
+
+    monkeypatch.setattr(storage, "subscriptions_due_after", spy)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        report = renew_due(get_state(app), now=due_at + timedelta(minutes=1), batch_size=10)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+        monkeypatch.undo()
+    assert report.count(RenewalOutcome.RENEWED) == count, report.errors
+    walk = [s for s in statements if "ORDER BY portal_subscriptions.current_period_end" in s]
+    # Once: the invoice-number counter is made (and bumped again) by the
+    # first invoice ever issued.
+    made = 2 * sum(1 for s in statements if s.startswith("INSERT INTO portal_sequences"))
+    # Before the walk: the plan changes to settle and the pauses to resume.
+    per_renewal, rest = divmod(len(statements) - len(walk) - made - 2, count)
+    assert rest == 0, statements
+    return per_renewal, len(walk), sum(pages)
+
+
+def test_statements_per_renewal_do_not_grow_with_the_batch(
+    renewal_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with renewal_app.app_context():
+        dialect = renewal_app.extensions["sqlalchemy"].engine.dialect.name
+        # The second batch falls due before the first one's next period ends.
+        small = _walk(renewal_app, 10, datetime(2031, 1, 1, tzinfo=timezone.utc), monkeypatch)
+        large = _walk(renewal_app, 60, datetime(2030, 1, 1, tzinfo=timezone.utc), monkeypatch)
+    # Each subscription is read once, in pages of 10 (and one empty page).
+    assert small[1:] == (2, 10)
+    assert large[1:] == (7, 60)
+    # The same statements for each renewal, however many there are. On
+    # PostgreSQL the invoice is issued in a transaction of its own, before
+    # the charge, so that runners never wait on the invoice-number counter.
+    assert small[0] == large[0] == (13 if dialect == "sqlite" else 19)
+
+
+# -- several runners ----------------------------------------------------------------------
+
+
+def _runner(database: RunnerDatabase, command: str = "renew-due", **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # fixed arguments
+        [sys.executable, "-m", "flask", "--app", "renewal_support:create_runner_app", "portal", command],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+            "RENEWAL_DATABASE_URL": database.url,
+            **database.env,
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+    try:
+        out, err = process.communicate(timeout=RUNNER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"a runner took more than {RUNNER_TIMEOUT} s:\n{out}\n{err}")
+    return process.returncode, out + err
+
+
+def _counted(output: str, name: str) -> int:
+    found = re.search(rf"^{name}: (\d+)$", output, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+@dataclass
+class RunnerDatabase:
+    """Empty portal tables for runner processes, and the ledger they write."""
+
+    url: str
+    engine: Engine
+    ledger: Engine
+    env: dict[str, str]
+
+
+@pytest.fixture
+def runner_database(db_url: str, tmp_path: Path) -> Iterator[RunnerDatabase]:
+    app = make_portal_app(db_url, demo_data=False)
+    with app.app_context():
+        store = SQLAlchemyStorage(app.extensions["sqlalchemy"])
+        store.drop_all()
+        store.create_all()
+    close_app(app)
+    ledger_url = db_url if db_url.startswith("postgresql") else f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    database = RunnerDatabase(
+        db_url, create_engine(db_url), create_engine(ledger_url), {"RENEWAL_LEDGER_URL": ledger_url}
+    )
+    ledger_tables(database.ledger)
+    yield database
+    ledger.drop_all(database.ledger)
+    database.ledger.dispose()
+    database.engine.dispose()
+    app = make_portal_app(db_url, demo_data=False)
+    with app.app_context():
+        SQLAlchemyStorage(app.extensions["sqlalchemy"]).drop_all()
+    close_app(app)
+
+
+def _assert_each_renewed_once(
+    database: RunnerDatabase, count: int, declining_every: int, due_at: datetime
+) -> None:
+    declined = count // declining_every
+    with database.ledger.connect() as connection:
+        kept = connection.execute(select(charges.c.idempotency_key, charges.c.invoice_id)).all()
+        emails = connection.execute(select(mails.c.recipient, mails.c.subject)).all()
+    with database.engine.connect() as connection:
+        statuses = Counter(
+            connection.execute(select(SubscriptionModel.status, SubscriptionModel.current_period_end)).all()
+        )
+        invoices = connection.execute(
+            select(InvoiceModel.id, InvoiceModel.subscription_id, InvoiceModel.status)
+        ).all()
+        attempts = connection.execute(select(ChargeAttemptModel.invoice_id, ChargeAttemptModel.attempt)).all()
+        events = Counter(connection.execute(select(AuditEventModel.action, AuditEventModel.subject_id)).all())
+    # Every subscription moved on by one period, or is on hold.
+    assert sum(n for (status, _), n in statuses.items() if status is SubscriptionStatus.ON_HOLD) == declined
+    renewed = [
+        end for (status, end), n in statuses.items() for _ in range(n) if status is SubscriptionStatus.ACTIVE
+    ]
+    assert len(renewed) == count - declined
+    assert all(end > due_at + timedelta(days=27) for end in renewed)
+    # One invoice per subscription, one attempt and one kept charge per invoice.
+    assert len(invoices) == count
+    assert len({subscription for _, subscription, _ in invoices}) == count
+    assert Counter(status for _, _, status in invoices) == {
+        InvoiceStatus.PAID: count - declined,
+        InvoiceStatus.OPEN: declined,
+    }
+    assert sorted(attempts) == sorted((invoice_id, 1) for invoice_id, _, _ in invoices)
+    assert sorted(invoice for _, invoice in kept) == sorted(invoice_id for invoice_id, _, _ in invoices)
+    assert all(key.endswith(":attempt:1") for key, _ in kept)
+    # The audit log tells each story once.
+    assert sum(1 for (action, _), n in events.items() if action == "invoice.issued" and n == 1) == count
+    assert {
+        n for (action, _), n in events.items() if action in ("invoice.issued", "subscription.renewed")
+    } == {1}
+    assert sum(1 for action, _ in events if action == "subscription.renewed") == count - declined
+    assert sum(1 for action, _ in events if action == "subscription.put_on_hold") == declined
+    # And each customer whose card declined was told once.
+    assert len(emails) == declined
+    assert len({recipient for recipient, _ in emails}) == declined
+
+
+@pytest.mark.slow
+@only_postgresql
+def test_three_runners_one_killed_renew_each_subscription_once(
+    runner_database: RunnerDatabase,
+) -> None:
+    database = runner_database
+    count, declining_every = 600, 10
+    due_at = utcnow() - timedelta(hours=1)
+    seed_due_subscriptions(database.engine, count, declining_every=declining_every, due_at=due_at)
+
+    # The one that dies starts first, so that it is well into the batch.
+    runners = [_runner(database, RENEWAL_DIE_AFTER="30"), _runner(database), _runner(database)]
+    finished = [_finish(runner) for runner in runners]
+
+    assert [code for code, _ in finished] == [-signal.SIGKILL, 0, 0], finished
+    with database.engine.connect() as connection:
+        by_runner = Counter(connection.execute(select(charges.c.pid)).scalars())
+        paid = set(
+            connection.execute(
+                select(InvoiceModel.id).where(InvoiceModel.status == InvoiceStatus.PAID)
+            ).scalars()
+        )
+        in_flight = [
+            invoice_id
+            for invoice_id, declined in connection.execute(select(charges.c.invoice_id, charges.c.declined))
+            if not declined and invoice_id not in paid
+        ]
+    # The three shared the work, and the killed one died with a charge the
+    # provider made and the portal never recorded.
+    assert len(by_runner) == 3, by_runner
+    assert len(in_flight) == 1, in_flight
+    renewed_by_survivors = sum(_counted(out, "renewed") for _, out in finished)
+    assert renewed_by_survivors < count - count // declining_every
+
+    code, output = _finish(_runner(database))
+
+    assert code == 0, output
+    assert _counted(output, "renewed") >= 1
+    _assert_each_renewed_once(database, count, declining_every, due_at)
+    with database.ledger.connect() as connection:
+        asked_again = (
+            connection.execute(select(charges.c.invoice_id).where(charges.c.asked > 1)).scalars().all()
+        )
+    # The next run asked the provider with the same key, and was answered
+    # with the charge already made.
+    assert asked_again == in_flight
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_two_runners_on_sqlite_renew_each_subscription_once(runner_database: RunnerDatabase) -> None:
+    database = runner_database
+    count, declining_every = 150, 10
+    due_at = utcnow() - timedelta(hours=1)
+    seed_due_subscriptions(database.engine, count, declining_every=declining_every, due_at=due_at)
+
+    finished = [_finish(runner) for runner in [_runner(database), _runner(database)]]
+
+    assert [code for code, _ in finished] == [0, 0], finished
+    assert sum(_counted(out, "renewed") for _, out in finished) == count - count // declining_every
+    _assert_each_renewed_once(database, count, declining_every, due_at)
+
+
+@pytest.mark.slow
+@only_postgresql
+def test_three_prune_runners_delete_each_row_once(runner_database: RunnerDatabase) -> None:
+    database = runner_database
+    seed_due_subscriptions(database.engine, 10)
+    now = utcnow()
+    links = [
+        {
+            "token_hash": f"{n:064x}",
+            "purpose": LinkPurpose.LOGIN_LINK,
+            "customer_id": f"cus_{n % 10 + 1:05d}",
+            "created_at": now - timedelta(days=3),
+            "expires_at": now - timedelta(days=2),
+        }
+        for n in range(6000)
+    ]
+    sessions = [
+        {
+            "id": f"ses_{n:06d}",
+            "customer_id": f"cus_{n % 10 + 1:05d}",
+            "auth_version": 1,
+            "created_at": now - timedelta(days=400),
+            "last_seen_at": now - timedelta(days=400),
+        }
+        for n in range(3000)
+    ]
+    with database.engine.begin() as connection:
+        connection.execute(insert(LinkModel.__table__), links)
+        connection.execute(insert(PortalSessionModel.__table__), sessions)
+
+    runners = [_runner(database, "prune") for _ in range(3)]
+    finished = [_finish(runner) for runner in runners]
+
+    assert [code for code, _ in finished] == [0, 0, 0], finished
+    # Each row deleted, and counted, by exactly one of them.
+    assert sum(_counted(out, "links") for _, out in finished) == len(links)
+    assert sum(_counted(out, "sessions") for _, out in finished) == len(sessions)
+    with database.engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(LinkModel)) == 0
+        assert connection.scalar(select(func.count()).select_from(PortalSessionModel)) == 0
