@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .payments import (
     BillsSubscriptions,
@@ -24,6 +24,9 @@ from .payments import (
     ContentSecurityPolicyProvider,
     NewMethodPageProvider,
 )
+
+if TYPE_CHECKING:
+    from .records import AuditEvent, PaymentMethod
 
 __all__ = [
     "Capabilities",
@@ -34,6 +37,7 @@ __all__ = [
     "DeclaresCapabilities",
     "ErasesCustomers",
     "GrantsRetentionDiscounts",
+    "KeepsDefaultPaymentMethod",
     "LinksInvoicePdfs",
     "PausesSubscriptions",
     "ProviderCapabilities",
@@ -120,6 +124,18 @@ class PrunesWebhookEvents(Protocol):
     def prune_webhook_events(self, received_before: datetime) -> int: ...
 
 
+@runtime_checkable
+class KeepsDefaultPaymentMethod(Protocol):
+    """Keeps one of a customer's saved methods as their default
+    (:attr:`~flask_customer_portal.storage.PaymentMethod.is_default`)."""
+
+    def set_default_payment_method(
+        self, customer_id: str, payment_method_id: str, *, event: AuditEvent | None = None
+    ) -> PaymentMethod | None:
+        """Make the method the customer's default and no other of theirs;
+        the method as saved, or ``None`` if it is not this customer's."""
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a store can do beyond the core. Each flag names a feature; the
@@ -149,6 +165,8 @@ class Capabilities:
     """Link to invoice PDFs the billing back end issues (:class:`LinksInvoicePdfs`)."""
     webhook_pruning: bool = False
     """Forget old webhook events (:class:`PrunesWebhookEvents`)."""
+    default_payment_method: bool = False
+    """Keep a customer's default payment method (:class:`KeepsDefaultPaymentMethod`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -194,6 +212,7 @@ def capabilities_of(storage: object) -> Capabilities:
         start_session_at_once=implements(storage, StartsPortalSessions),
         invoice_pdf_links=implements(storage, LinksInvoicePdfs),
         webhook_pruning=implements(storage, PrunesWebhookEvents),
+        default_payment_method=implements(storage, KeepsDefaultPaymentMethod),
     )
 
 

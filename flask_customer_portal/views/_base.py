@@ -140,6 +140,7 @@ _NAV = (
     ("dashboard", _l("Overview")),
     ("subscriptions", _l("Subscriptions")),
     ("invoices", _l("Billing history")),
+    ("payment_methods", _l("Payment methods")),
     ("license_keys", _l("Licence keys")),
     ("profile", _l("Profile")),
 )
@@ -158,6 +159,8 @@ _SECTION_OF = {
     "pause_subscription": "subscriptions",
     "unpause_subscription": "subscriptions",
     "payment_method": "subscriptions",
+    "set_default_payment_method": "payment_methods",
+    "remove_payment_method": "payment_methods",
     "reactivated": "subscriptions",
     "change_plan": "subscriptions",
     "confirm_email_change": "profile",
