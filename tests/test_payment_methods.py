@@ -146,7 +146,9 @@ def _field_error(html: str, field_id: str) -> str:
 
 def _alert(html: str) -> str:
     """The text of the problem said at the top of the page, tags stripped."""
-    match = re.search(r'<div class="notice payment-problem" role="alert" id="payment-problem">(.*?)</div>', html, re.S)
+    match = re.search(
+        r'<div class="notice payment-problem" role="alert" id="payment-problem">(.*?)</div>', html, re.S
+    )
     assert match, "no problem at the top of the page"
     return " ".join(re.sub(r"<[^>]+>", " ", match.group(1)).split())
 

@@ -13,6 +13,7 @@ from . import (  # noqa: F401  # importing a module registers its routes
     billing_details,
     cancel_flow,
     dashboard,
+    error_pages,
     exports,
     invoices,
     languages,

@@ -22,14 +22,12 @@ from flask import (
     current_app,
     g,
     redirect,
-    render_template,
     request,
     session,
     url_for,
 )
 from flask_babel import force_locale, get_locale
 from flask_wtf.csrf import generate_csrf
-from werkzeug.exceptions import HTTPException
 
 from ..auth import get_current_customer
 from ..formatting import format_datetime
@@ -246,9 +244,3 @@ def _portal_context() -> dict[str, Any]:
     section = _SECTION_OF.get(page) if page else None
     values["portal_nav_section"] = f"{name}.{section}" if section else request.endpoint
     return values
-
-
-@blueprint.errorhandler(HTTPException)
-def _http_error(error: HTTPException) -> tuple[str, int]:
-    code = error.code or 500
-    return render_template("customer_portal/error.html", code=code, error=error), code
