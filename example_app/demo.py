@@ -192,6 +192,7 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
         created_at=add_months(now, -15),
     )
     store.add_payment_method(ava_visa)
+    store.set_default_payment_method(ava.id, ava_visa.id)
     _add_plans(store)
 
     desktop_start = add_months(now, -15)
@@ -314,6 +315,7 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
         created_at=add_months(now, -4),
     )
     store.add_payment_method(budi_card)
+    store.set_default_payment_method(budi.id, budi_card.id)
     # The renewal three days ago failed: two paid months before it.
     budi_anchor = add_months(now - timedelta(days=3), -2)
     store.add_subscription(

@@ -82,6 +82,13 @@ def _payment_method_added(event: AuditEvent) -> str:
     return _("Payment method %(card)s was added.", card=card) if card else _("A payment method was added.")
 
 
+def _default_payment_method_changed(event: AuditEvent) -> str:
+    card = _card(event.details)
+    if card:
+        return _("%(card)s became your default payment method.", card=card)
+    return _("Your default payment method was changed.")
+
+
 def _payment_method_removed(event: AuditEvent) -> str:
     card = _card(event.details)
     if card:
@@ -125,6 +132,7 @@ _SENTENCES: dict[str, Callable[[AuditEvent], str]] = {
     ),
     "payment_method.added": _payment_method_added,
     "payment_method.removed": _payment_method_removed,
+    "payment_method.default_changed": _default_payment_method_changed,
     "payment_method.changed": _fixed(lambda: _("A subscription's payment method was changed.")),
     "subscription.cancelled": _cancelled,
     "subscription.cancellation_undone": _fixed(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .payments import (
     BillsSubscriptions,
@@ -24,6 +24,9 @@ from .payments import (
     ContentSecurityPolicyProvider,
     NewMethodPageProvider,
 )
+
+if TYPE_CHECKING:
+    from .records import AuditEvent, PaymentMethod
 
 __all__ = [
     "Capabilities",
@@ -35,6 +38,7 @@ __all__ = [
     "DeclaresCapabilities",
     "ErasesCustomers",
     "GrantsRetentionDiscounts",
+    "KeepsDefaultPaymentMethod",
     "LinksInvoicePdfs",
     "LocksProviderSubscriptions",
     "PausesSubscriptions",
@@ -155,6 +159,18 @@ class PrunesWebhookEvents(Protocol):
     def prune_webhook_events(self, received_before: datetime) -> int: ...
 
 
+@runtime_checkable
+class KeepsDefaultPaymentMethod(Protocol):
+    """Keeps one of a customer's saved methods as their default
+    (:attr:`~flask_customer_portal.storage.PaymentMethod.is_default`)."""
+
+    def set_default_payment_method(
+        self, customer_id: str, payment_method_id: str, *, event: AuditEvent | None = None
+    ) -> PaymentMethod | None:
+        """Make the method the customer's default and no other of theirs;
+        the method as saved, or ``None`` if it is not this customer's."""
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a store can do beyond the core. Each flag names a feature; the
@@ -194,6 +210,8 @@ class Capabilities:
     due_claims: bool = False
     """Renew from several runners at once, each claiming what it renews
     (:class:`ClaimsDueSubscriptions`)."""
+    default_payment_method: bool = False
+    """Keep a customer's default payment method (:class:`KeepsDefaultPaymentMethod`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -242,6 +260,7 @@ def capabilities_of(storage: object) -> Capabilities:
         webhook_pruning=implements(storage, PrunesWebhookEvents),
         mail_outbox=implements(storage, QueuesMail),
         due_claims=charge and implements(storage, ClaimsDueSubscriptions),
+        default_payment_method=implements(storage, KeepsDefaultPaymentMethod),
     )
 
 

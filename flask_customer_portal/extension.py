@@ -32,6 +32,7 @@ from .state import EXTENSION_KEY, PortalHooks, PortalState, app_object, get_stat
 from .storage import ERASED_EMAIL_DOMAIN, AuditEvent, Customer, EmailInUse, ErasureReport, PortalStorage
 from .tokens import LinkSigner
 from .views import add_security_headers, blueprint
+from .views.error_pages import install_error_pages
 
 __all__ = ["CustomerPortal", "PortalState", "get_state"]
 
@@ -220,6 +221,8 @@ class CustomerPortal:
 
         app.register_blueprint(blueprint, name=config.blueprint_name, url_prefix=config.url_prefix or None)
         app.after_request(add_security_headers)
+        # Unknown addresses under the prefix (and 405s) get the portal's page too.
+        install_error_pages(app)
         # Link tokens are in URL paths: keep them out of the portal's log and,
         # unless CUSTOMER_PORTAL_REDACT_ACCESS_LOGS is False, out of the
         # server loggers that log its requests (a process-wide filter).

@@ -205,6 +205,11 @@ class PaymentMethod:
     provider_token: str
     """The provider's reference for charging it; never card data."""
     created_at: datetime | None = None
+    is_default: bool = False
+    """The customer's default method: the one the portal offers first and,
+    at a provider that has the notion (Stripe's
+    ``invoice_settings.default_payment_method``), the one it charges when
+    nothing else is named. At most one of a customer's methods is the default."""
 
 
 @dataclass(frozen=True, slots=True)

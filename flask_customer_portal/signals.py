@@ -14,6 +14,7 @@ __all__ = [
     "cancellation_undone",
     "charge_amount_mismatch",
     "customer_erased",
+    "default_payment_method_changed",
     "email_change_requested",
     "email_changed",
     "invite_sent",
@@ -24,6 +25,7 @@ __all__ = [
     "link_used",
     "login_link_requested",
     "mail_failed",
+    "payment_method_added",
     "payment_method_changed",
     "payment_method_removed",
     "plan_change_credited",
@@ -142,6 +144,18 @@ subscription_resumed = _signals.signal("subscription-resumed")
 #: :class:`~flask_customer_portal.billing.retention.DiscountOffer` applied) and
 #: ``reason`` (:class:`~flask_customer_portal.billing.retention.CancellationReason`).
 retention_offer_accepted = _signals.signal("retention-offer-accepted")
+
+#: The customer saved a new payment method (on the payment-methods page or
+#: while changing a subscription's). Keyword arguments: ``customer``,
+#: ``payment_method`` (as saved: brand, last four, expiry, never card data).
+payment_method_added = _signals.signal("payment-method-added")
+
+#: The customer made one of their saved methods their default. Keyword
+#: arguments: ``customer``, ``payment_method`` (the new default),
+#: ``previous`` (the default before, or ``None``) and ``subscriptions`` (a
+#: tuple of the active subscriptions the customer also moved to it, each
+#: announced with ``payment_method_changed`` as well; empty if none).
+default_payment_method_changed = _signals.signal("default-payment-method-changed")
 
 #: A subscription is charged to another payment method from now on.
 #: Keyword arguments: ``customer``, ``subscription``, ``payment_method``.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,18 +79,33 @@ def load_0_1_0(url: str) -> None:
         engine.dispose()  # its session settings (search_path, timeouts) go with it
 
 
-def snapshot(engine: Engine, tables: tuple[str, ...] = TABLES_0_1_0) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of ``tables``, in primary key order, as the database returns them."""
+def snapshot(
+    engine: Engine,
+    tables: tuple[str, ...] = TABLES_0_1_0,
+    *,
+    columns: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of ``tables``, in primary key order, as the database returns
+    them: all their columns, or those ``columns`` names per table (the
+    columns a table had before an upgrade added some)."""
     inspector = inspect(engine)
     rows: dict[str, list[tuple[Any, ...]]] = {}
     with engine.connect() as connection:
         for table in tables:
             key = inspector.get_pk_constraint(table)["constrained_columns"]
             order = ", ".join(key)
+            names = ", ".join(columns[table]) if columns is not None else "*"
             rows[table] = [
-                tuple(row) for row in connection.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))
+                tuple(row)
+                for row in connection.execute(text(f"SELECT {names} FROM {table} ORDER BY {order}"))
             ]
     return rows
+
+
+def column_names(engine: Engine, tables: tuple[str, ...] = TABLES_0_1_0) -> dict[str, list[str]]:
+    """The columns of each of ``tables``, in the database's order."""
+    inspector = inspect(engine)
+    return {table: [column["name"] for column in inspector.get_columns(table)] for table in tables}
 
 
 def describe_schema(engine: Engine, tables: Iterable[str]) -> dict[str, dict[str, Any]]:

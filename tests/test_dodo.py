@@ -623,6 +623,32 @@ def _signed_in(app: Flask, customer_id: str) -> FlaskClient:
     return client
 
 
+def test_the_payment_methods_page_over_dodo_has_no_default_and_adds_cards_per_subscription(
+    dodo_app: Flask, scenario: Scenario
+) -> None:
+    """Dodo's API keeps no default payment method of a customer, and takes a
+    new method on its own page for one subscription at a time."""
+    assert not get_state(dodo_app).capabilities.default_payment_method
+    client = _signed_in(dodo_app, "cus_demo_ava")
+    page = client.get("/portal/payment-methods")
+    assert page.status_code == 200
+    assert "Make default" not in page.text and "/default" not in page.text
+    assert 'name="card_number"' not in page.text and "Add card" not in page.text
+    assert f'href="/portal/subscriptions/{scenario.ava_sub}/payment-method"' in page.text
+    token = csrf_token_from(page.text)
+    assert (
+        client.post(
+            "/portal/payment-methods", data={"csrf_token": token, "payment_method": "new"}
+        ).status_code
+        == 400
+    )
+    method = scenario.ava_second_card
+    assert (
+        client.post(f"/portal/payment-methods/{method}/default", data={"csrf_token": token}).status_code
+        == 404
+    )
+
+
 def test_portal_pages_show_dodos_records(dodo_app: Flask, scenario: Scenario) -> None:
     client = _signed_in(dodo_app, "cus_demo_ava")
     page = client.get("/portal/subscriptions")

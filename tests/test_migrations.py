@@ -45,9 +45,14 @@ def _version_rows(engine: Engine) -> list[str]:
 def test_the_branch_is_labelled_linear_and_self_contained() -> None:
     script = migrations.script_directory()
     revisions = list(script.walk_revisions())
-    assert [r.revision for r in reversed(revisions)] == ["portal_0001", "portal_0002", "portal_0003"]
+    assert [r.revision for r in reversed(revisions)] == [
+        "portal_0001",
+        "portal_0002",
+        "portal_0003",
+        "portal_0004",
+    ]
     assert script.get_bases() == ["portal_0001"]
-    assert script.get_heads() == [head()] == ["portal_0003"]
+    assert script.get_heads() == [head()] == ["portal_0004"]
     assert script.get_revision("customer_portal@head").revision == head()
     assert script.get_revision("portal_0001").branch_labels == {"customer_portal"}
     # alembic_version.version_num is VARCHAR(32); the prefix tells the
@@ -112,7 +117,7 @@ def test_create_all_records_the_head_and_drop_all_forgets_it(empty_db_url: str) 
 def test_tables_create_all_made_before_revisions_were_recorded_are_recognised(empty_db_url: str) -> None:
     engine = _engine(empty_db_url)
     try:
-        metadata.create_all(engine)  # the code between 0.1.0 and the migrations: no version row
+        metadata.create_all(engine)  # by hand, or the code between 0.1.0 and the migrations: no version row
         status = schema_status(engine)
         assert status.current == ()
         assert status.recognised == head()
@@ -120,8 +125,23 @@ def test_tables_create_all_made_before_revisions_were_recorded_are_recognised(em
         assert upgrade(engine).is_current  # records the head; nothing to create
         assert _version_rows(engine) == [head()]
 
-        migrations.drop_all(engine)
-        metadata.create_all(engine, tables=[metadata.tables[name] for name in TABLES_0_1_0])
+        # portal_0002's tables (a column came later), no version row.
+        downgrade(engine, "portal_0002")
+        downgrade(engine, "portal_0002")
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM alembic_version"))
+        status = schema_status(engine)
+        assert status.current == ()
+        assert status.recognised == "portal_0002"
+        assert not status.is_current
+        assert upgrade(engine).is_current  # records portal_0002, then runs what came after
+        assert _version_rows(engine) == [head()]
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+
+        downgrade(engine, "portal_0001")  # the tables create_all() of 0.1.0 made
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM alembic_version"))
         assert schema_status(engine).recognised == "portal_0001"
         assert create_all(engine).is_current  # create_all() upgrades it too
         assert _tables(engine) == {*PORTAL_TABLES, "alembic_version"}
@@ -199,6 +219,7 @@ def test_downgrade_drops_what_each_revision_added_and_upgrade_makes_it_again(emp
     try:
         upgrade(engine)
         assert migrations.undone_by_downgrade(engine, "portal_0001") == [
+            "portal_0004 (A customer's default payment method.)",
             "portal_0003 (The mail outbox.)",
             "portal_0002 (Provider locks, arrears attempts and plan changes.)",
         ]
@@ -222,7 +243,10 @@ def test_the_outbox_revision_adds_its_table_and_takes_it_away(empty_db_url: str)
         assert "portal_mail_outbox" in _tables(engine)
         columns = {column["name"] for column in inspect(engine).get_columns("portal_mail_outbox")}
         assert {"to_address", "headers", "claimed_by", "claimed_until", "next_attempt_at"} <= columns
-        assert migrations.undone_by_downgrade(engine, "portal_0002") == ["portal_0003 (The mail outbox.)"]
+        assert migrations.undone_by_downgrade(engine, "portal_0002") == [
+            "portal_0004 (A customer's default payment method.)",
+            "portal_0003 (The mail outbox.)",
+        ]
         assert downgrade(engine, "portal_0002").current == ("portal_0002",)
         assert "portal_mail_outbox" not in _tables(engine)
         assert upgrade(engine).is_current
@@ -238,7 +262,7 @@ def test_stamp_records_a_revision_without_changing_tables(empty_db_url: str) -> 
         )
         assert migrations.stamp(engine, "portal_0001").current == ("portal_0001",)
         assert "portal_links" not in _tables(engine)
-        assert migrations.stamp(engine, "portal_0003").is_current
+        assert migrations.stamp(engine, head()).is_current
     finally:
         engine.dispose()
 

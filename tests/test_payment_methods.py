@@ -144,6 +144,15 @@ def _field_error(html: str, field_id: str) -> str:
     return match.group(1)
 
 
+def _alert(html: str) -> str:
+    """The text of the problem said at the top of the page, tags stripped."""
+    match = re.search(
+        r'<div class="notice payment-problem" role="alert" id="payment-problem">(.*?)</div>', html, re.S
+    )
+    assert match, "no problem at the top of the page"
+    return " ".join(re.sub(r"<[^>]+>", " ", match.group(1)).split())
+
+
 def _scrubbed(html: str) -> str:
     """The page without its random parts (CSRF tokens, saved-method ids),
     where digits could turn up by chance."""
@@ -216,9 +225,10 @@ def test_budi_sees_why_his_subscription_is_on_hold_and_what_is_due(budi_client: 
     assert f'href="/portal/invoices/{BUDI_INVOICE}"' in html
     assert "Visa •••• 0002" in html
     assert said_to_budi("Pay %(amount)s and reactivate", amount="Rp166.500") in html
-    assert '<details class="payment-edit" open>' in html
-    # The current card is chosen; a new card is the other choice.
-    assert re.search(rf'value="{BUDI_CARD}"\s+checked', html)
+    # The form is open at once, and the card that failed is not chosen for him.
+    assert "<details" not in html and "<summary" not in html
+    assert f'value="{BUDI_CARD}"' in html
+    assert not re.search(rf'value="{BUDI_CARD}"\s+checked', html)
     assert 'value="new"' in html
     assert 'name="intent" value="reactivate"' in html
     # Test mode: the raw card fields and the test cards to use.
@@ -226,19 +236,26 @@ def test_budi_sees_why_his_subscription_is_on_hold_and_what_is_due(budi_client: 
         assert f'name="{name}"' in html
     assert "4242&nbsp;4242&nbsp;4242&nbsp;4242" in html
     assert "4000&nbsp;0000&nbsp;0000&nbsp;9995" in html
-    # His only card pays for the subscription, so it cannot be removed.
+    # Saved cards are managed on the account's page.
     assert "/remove" not in html
+    assert 'href="/portal/payment-methods"' in html
 
 
-def test_ava_sees_her_card_with_an_edit_control(ava_client: FlaskClient) -> None:
+def test_ava_sees_her_card_and_the_form_to_change_it(ava_client: FlaskClient) -> None:
     page = ava_client.get(_url(AVA_SUB))
     assert page.status_code == 200
     html = page.text
     assert "Payment method for Acme Sync" in html
     assert "Visa •••• 4242" in html
     assert "expires 12/" in html
-    assert '<details class="payment-edit">' in html  # closed until "Edit" is pressed
-    assert "<summary" in html and ">Edit</summary>" in html
+    # One form, open: no Edit toggle to open or collapse it.
+    assert "<details" not in html and "<summary" not in html and ">Edit<" not in html
+    assert re.search(rf'value="{AVA_VISA}"\s+checked', html)  # her working card is the choice
+    # The new card's fields are one group: number, then expiry and security code side by side.
+    group = html[html.index('<fieldset class="payment-new-card">') : html.index('id="cvc-hint"')]
+    assert group.index('name="card_number"') < group.index('class="payment-card-row"')
+    row = group[group.index('class="payment-card-row"') :]
+    assert row.index('name="exp_month"') < row.index('name="exp_year"') < row.index('name="cvc"')
     assert "Confirm change" in html
     assert "and reactivate" not in html
     assert 'name="intent" value="change"' in html
@@ -294,13 +311,16 @@ def test_a_good_card_reactivates_budi(
         pytest.param("4000-0000-0000-9995", "Saldo kartu tidak mencukupi.", id="insufficient-funds"),
     ],
 )
-def test_a_declining_card_is_refused_beside_the_number(
+def test_a_declining_card_is_refused_once_at_the_top(
     app: Flask, budi_client: FlaskClient, payments: TestPaymentProvider, number: str, message: str
 ) -> None:
     response = _post(budi_client, BUDI_SUB, _card(number))
     assert response.status_code == 422
-    assert _field_error(response.text, "card_number") == message
-    assert 'role="alert"' in response.text
+    alert = _alert(response.text)
+    assert said_to_budi("The card was not added. Nothing was charged.") in alert
+    assert message in alert
+    assert response.text.count(message) == 1  # not again beside the field or the hold reason
+    assert 'id="card_number-error"' not in response.text
     # Nothing saved, nothing charged, the subscription as it was.
     subscription = stored_subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ON_HOLD
@@ -316,7 +336,9 @@ def test_a_declining_card_on_an_active_subscription_changes_nothing(
 ) -> None:
     response = _post(ava_client, AVA_SUB, _card(NO_FUNDS))
     assert response.status_code == 422
-    assert _field_error(response.text, "card_number") == "The card has insufficient funds."
+    assert _alert(response.text) == (
+        "The card was not added. Nothing was charged. The card has insufficient funds."
+    )
     subscription = stored_subscription(app, AVA, AVA_SUB)
     assert subscription.payment_method is not None and subscription.payment_method.id == AVA_VISA
     assert [m.id for m in _methods(app, AVA)] == [AVA_VISA]
@@ -550,12 +572,21 @@ def test_budi_pays_with_a_new_card_after_his_saved_one_declines(
 ) -> None:
     declined = _post(budi_client, BUDI_SUB, {"payment_method": BUDI_CARD})
     assert declined.status_code == 422
-    assert (
-        said_to_budi("The payment was declined. Your subscription is still on hold: try another card.")
-        in declined.text
+    # Said once, at the top, naming the card: what happened, that nothing was
+    # charged, what to do, and the bank's reason.
+    alert = _alert(declined.text)
+    assert alert.startswith(
+        said_to_budi(
+            "%(card)s was declined, so nothing was charged. "
+            "Your subscription is still on hold: choose another card or add a new one.",
+            card="Visa •••• 0002",
+        )
     )
-    assert _field_error(declined.text, "payment-method-1") == "Bank menolak pembayaran ini."
-    assert re.search(r'<div class="notice payment-problem" role="alert"', declined.text)
+    assert alert.endswith("Bank menolak pembayaran ini.")
+    assert declined.text.count("Bank menolak pembayaran ini.") == 1
+    assert 'aria-invalid="true"' not in declined.text
+    # The card that failed is not chosen again for him.
+    assert not re.search(rf'value="{BUDI_CARD}"\s+checked', declined.text)
     assert stored_subscription(app, BUDI, BUDI_SUB).status is SubscriptionStatus.ON_HOLD
     assert _invoice(app, BUDI, BUDI_INVOICE).status is InvoiceStatus.OPEN
     assert payments.charges == []
@@ -595,9 +626,8 @@ def test_budi_pays_with_a_new_card_after_his_saved_one_declines(
     assert len(mailer.outbox) == 1
 
     # His old card no longer pays for anything: now it can be removed.
-    page = budi_client.get(_url(BUDI_SUB))
-    assert f"/portal/payment-methods/{BUDI_CARD}/remove" in page.text
-    assert said_to_budi("Confirm change") in page.text
+    assert f"/portal/payment-methods/{BUDI_CARD}/remove" in budi_client.get("/portal/payment-methods").text
+    assert said_to_budi("Confirm change") in budi_client.get(_url(BUDI_SUB)).text
 
 
 def test_a_double_submit_charges_once(
@@ -664,8 +694,10 @@ def test_a_new_card_that_declines_the_charge_stays_saved_and_chosen(
     response = _post(budi_client, BUDI_SUB, {"payment_method": "new", "payment_token": token})
     assert response.status_code == 422
     saved = next(m for m in _methods(app, BUDI) if m.id != BUDI_CARD)
-    assert re.search(rf'value="{saved.id}"\s+checked aria-invalid="true"', response.text)
-    assert "Saldo kartu tidak mencukupi." in response.text
+    # Saved, listed, but not chosen: it is the card that just failed.
+    assert f'value="{saved.id}"' in response.text
+    assert not re.search(rf'value="{saved.id}"\s+checked', response.text)
+    assert _alert(response.text).endswith("Saldo kartu tidak mencukupi.")
     subscription = stored_subscription(app, BUDI, BUDI_SUB)
     assert subscription.status is SubscriptionStatus.ON_HOLD
     assert subscription.payment_method is not None and subscription.payment_method.id == BUDI_CARD
@@ -1010,14 +1042,14 @@ def test_an_unused_card_can_be_removed(
     app: Flask, ava_client: FlaskClient, received: dict[str, list[dict[str, Any]]]
 ) -> None:
     spare = _add_method(app, AVA)
-    page = ava_client.get(_url(AVA_SUB))
+    page = ava_client.get("/portal/payment-methods")
     # Only the card nothing uses has a Remove button.
     assert f'action="/portal/payment-methods/{spare.id}/remove"' in page.text
     assert f'action="/portal/payment-methods/{AVA_VISA}/remove"' not in page.text
 
     response = _remove(ava_client, spare.id)
     assert response.status_code == 303
-    assert response.headers["Location"] == _url(AVA_SUB)
+    assert response.headers["Location"] == _url(AVA_SUB)  # the page it was removed from
     assert [m.id for m in _methods(app, AVA)] == [AVA_VISA]
     assert [(e.action, e.subject_id) for e in _events(app, AVA)] == [("payment_method.removed", spare.id)]
     assert [r["payment_method"].id for r in received["removed"]] == [spare.id]
@@ -1055,7 +1087,7 @@ def test_after_removing_without_a_subscription_the_customer_lands_on_the_list(
     spare = _add_method(app, AVA)
     response = _remove(ava_client, spare.id, subscription_id=BUDI_SUB)  # not hers: ignored
     assert response.status_code == 303
-    assert response.headers["Location"] == "/portal/subscriptions"
+    assert response.headers["Location"] == "/portal/payment-methods"
 
 
 # -- CSRF and scoping -----------------------------------------------------------------------------

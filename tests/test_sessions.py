@@ -528,6 +528,12 @@ def test_activity_of_a_new_customer_is_one_sign_in(app: Flask) -> None:
             {"brand": "mastercard", "last4": "4444"},
             "Payment method Mastercard •••• 4444 was removed.",
         ),
+        (
+            "payment_method.default_changed",
+            {"brand": "visa", "last4": "4242", "previous_payment_method_id": "pm_1"},
+            "Visa •••• 4242 became your default payment method.",
+        ),
+        ("payment_method.default_changed", {}, "Your default payment method was changed."),
         # A card number where last4 should be is not printed.
         (
             "payment_method.added",

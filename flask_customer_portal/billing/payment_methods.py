@@ -1,5 +1,6 @@
 """A customer's saved payment methods: adding one through the payment
-provider, charging a subscription's renewals to one, and forgetting one.
+provider, making one the default, charging a subscription's renewals to
+one, and forgetting one.
 
 Paying arrears with a method is reactivation
 (:func:`~flask_customer_portal.billing.renewal.reactivate_subscription`);
@@ -14,16 +15,27 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from .. import signals
-from ..errors import SubscriptionNotFound
+from ..capabilities import KeepsDefaultPaymentMethod
+from ..errors import PortalError, SubscriptionNotFound
+from ..forms.payment import card_expired
 from ..payments import CardDetails, MethodDeclined
 from ..state import PortalState
-from ..storage import AuditEvent, Customer, PaymentMethod, Subscription
+from ..storage import AuditEvent, Customer, PaymentMethod, Subscription, SubscriptionStatus
 from .collect import ProviderError
 from .notify import announce
 
-__all__ = ["MethodChange", "add_payment_method", "change_payment_method", "remove_payment_method"]
+__all__ = [
+    "DefaultChange",
+    "MethodChange",
+    "MethodExpired",
+    "add_payment_method",
+    "change_payment_method",
+    "remove_payment_method",
+    "set_default_payment_method",
+]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -55,7 +67,7 @@ def add_payment_method(
         logger.info("Payment provider declined a new card for customer %s: %s", customer.id, result.reason)
         return result
     method_id = "pm_" + secrets.token_hex(12)
-    return state.storage.add_payment_method(
+    saved = state.storage.add_payment_method(
         PaymentMethod(
             id=method_id,
             customer_id=customer.id,
@@ -73,6 +85,90 @@ def add_payment_method(
             details={"brand": result.brand, "last4": result.last4},
         ),
     )
+    announce(state, signals.payment_method_added, customer, payment_method=saved)
+    return saved
+
+
+class MethodExpired(PortalError):
+    """The card has expired: it cannot become the default."""
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultChange:
+    """The default as saved, whether it changed (it may have been the
+    default already), and the active subscriptions moved to it as asked."""
+
+    method: PaymentMethod
+    changed: bool
+    moved: tuple[Subscription, ...] = ()
+
+
+def set_default_payment_method(
+    state: PortalState,
+    customer: Customer,
+    method: PaymentMethod,
+    *,
+    also_active_subscriptions: bool = False,
+    now: datetime,
+) -> DefaultChange | None:
+    """Make ``method`` the customer's default; with
+    ``also_active_subscriptions``, charge the future renewals of each of
+    their ``active`` subscriptions to it too (never an ``on_hold`` one,
+    whose arrears are paid, not moved; nothing is charged now). Tells the
+    merchant (audit log, ``default_payment_method_changed``, and
+    ``payment_method_changed`` for each subscription moved).
+
+    ``None`` when the method is no longer the customer's. Raises
+    :class:`MethodExpired` for an expired card, and :class:`LookupError`
+    when the store keeps no default (``state.capabilities.default_payment_method``)."""
+    if not state.capabilities.default_payment_method:
+        raise LookupError("the store keeps no default payment method")
+    if card_expired(method.exp_month, method.exp_year, now):
+        raise MethodExpired(method.id)
+    store = cast(KeepsDefaultPaymentMethod, state.storage)
+    previous = next((m for m in state.storage.list_payment_methods(customer.id) if m.is_default), None)
+    changed = previous is None or previous.id != method.id
+    if changed:
+        saved = store.set_default_payment_method(
+            customer.id,
+            method.id,
+            event=AuditEvent(
+                customer_id=customer.id,
+                action="payment_method.default_changed",
+                occurred_at=now,
+                subject_id=method.id,
+                details={
+                    "brand": method.brand,
+                    "last4": method.last4,
+                    "previous_payment_method_id": previous.id if previous is not None else "",
+                },
+            ),
+        )
+        if saved is None:
+            return None
+    else:
+        saved = method
+    moved: list[Subscription] = []
+    if also_active_subscriptions:
+        for subscription in state.storage.list_subscriptions(customer.id):
+            if subscription.status is not SubscriptionStatus.ACTIVE:
+                continue
+            try:
+                change = change_payment_method(state, customer, subscription, saved, now=now)
+            except SubscriptionNotFound:
+                continue  # ended meanwhile
+            if change.changed:
+                moved.append(change.subscription)
+    if changed:
+        announce(
+            state,
+            signals.default_payment_method_changed,
+            customer,
+            payment_method=saved,
+            previous=previous,
+            subscriptions=tuple(moved),
+        )
+    return DefaultChange(method=saved, changed=changed, moved=tuple(moved))
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ from ..capabilities import (
     ChangesPlans,
     ChargesSubscriptions,
     GrantsRetentionDiscounts,
+    KeepsDefaultPaymentMethod,
     LinksInvoicePdfs,
     PausesSubscriptions,
     SettlesPlanChanges,
@@ -209,6 +210,7 @@ class _DeactivatesLicenseKeyInstances(Protocol):
 #: adapter has all of its methods.
 _OPTIONAL_FEATURES: tuple[type, ...] = (
     _ReadsInvoiceBatches,
+    KeepsDefaultPaymentMethod,
     PausesSubscriptions,
     GrantsRetentionDiscounts,
     ChargesSubscriptions,
@@ -229,7 +231,14 @@ _ON_THE_MONEY_PATH = frozenset({_ResumesSubscriptions, SettlesPlanChanges})
 
 
 class _BillingAdapter(
-    BillingStore, ChargeStore, PlanStore, BillingDetailsStore, LicenseKeyStore, LinksInvoicePdfs, Protocol
+    BillingStore,
+    ChargeStore,
+    PlanStore,
+    BillingDetailsStore,
+    LicenseKeyStore,
+    LinksInvoicePdfs,
+    KeepsDefaultPaymentMethod,
+    Protocol,
 ):
     """Every method the composite may call on the adapter; each call is
     made only if the adapter was found to have it."""
@@ -289,6 +298,7 @@ class CompositeStorage(LocalMembers):
             invoice_pdf_links=implements(billing, LinksInvoicePdfs),
             webhook_pruning=local_features.webhook_pruning,
             mail_outbox=local_features.mail_outbox,
+            default_payment_method=self._serves(KeepsDefaultPaymentMethod),
         )
 
     def __repr__(self) -> str:
@@ -421,6 +431,17 @@ class CompositeStorage(LocalMembers):
         if provider_id is None:
             return False
         return self._recorded(event, self.billing.remove_payment_method(provider_id, payment_method_id))
+
+    def set_default_payment_method(
+        self, customer_id: str, payment_method_id: str, *, event: AuditEvent | None = None
+    ) -> PaymentMethod | None:
+        """The adapter's (``default_payment_method``); without it, ``None``:
+        the local store has none of the provider's methods."""
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None or not self._serves(KeepsDefaultPaymentMethod):
+            return None
+        updated = self.billing.set_default_payment_method(provider_id, payment_method_id)
+        return self._recorded(event, self._to_portal(updated))
 
     def set_subscription_payment_method(
         self,

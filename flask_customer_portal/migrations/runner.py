@@ -69,10 +69,11 @@ _REVISION_PREFIX: Final = "portal_"
 # from both creating the same tables: the second waits, then finds it done.
 _ADVISORY_LOCK: Final = 0x637573745F706F72  # "cust_por"
 
-#: The tables each revision made before ``create_all()`` recorded one:
-#: how a database made by ``create_all()`` of 0.1.0 (``portal_0001``) or of
-#: the code between 0.1.0 and this module (``portal_0002``) is recognised,
-#: and so is one whose revision was lost later (``portal_0003`` on).
+#: The tables each revision made (or, for a revision that only adds a
+#: column, that column): how a database made by ``create_all()`` of 0.1.0
+#: (``portal_0001``), of the code between 0.1.0 and this module
+#: (``portal_0002``), or of a later version whose revision was lost
+#: (``portal_0003`` on) is recognised.
 _UNRECORDED: Final[tuple[tuple[str, frozenset[str]], ...]] = (
     (
         "portal_0001",
@@ -98,6 +99,8 @@ _UNRECORDED: Final[tuple[tuple[str, frozenset[str]], ...]] = (
     ),
     ("portal_0002", frozenset({"portal_arrears_attempts", "portal_plan_changes", "portal_provider_locks"})),
     ("portal_0003", frozenset({"portal_mail_outbox"})),
+    # A revision that only adds a column is told by it, as ``table.column``.
+    ("portal_0004", frozenset({"portal_payment_methods.is_default"})),
 )
 
 
@@ -302,8 +305,19 @@ def _status(connection: Connection) -> SchemaStatus:
     recorded = _recorded(connection)
     if recorded:
         return SchemaStatus(current=recorded, head=head())
-    recognised, problem = _recognise(set(inspect(connection).get_table_names()))
+    recognised, problem = _recognise(_present(connection))
     return SchemaStatus(current=(), head=head(), recognised=recognised, problem=problem)
+
+
+def _present(connection: Connection) -> set[str]:
+    """The tables in the database, and ``table.column`` for the columns
+    :data:`_UNRECORDED` tells revisions by."""
+    inspector = inspect(connection)
+    present = set(inspector.get_table_names())
+    marked = {m.partition(".")[0] for _, markers in _UNRECORDED for m in markers if "." in m}
+    for table in sorted(marked & present):
+        present.update(f"{table}.{column['name']}" for column in inspector.get_columns(table))
+    return present
 
 
 def _recognise(present: set[str]) -> tuple[str | None, str | None]:

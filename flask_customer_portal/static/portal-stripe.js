@@ -25,7 +25,8 @@
 
     var busy = false;
     form.addEventListener("submit", function (event) {
-      var choice = form.querySelector("input[name=payment_method]:checked");
+      // A radio on a subscription's page; a hidden field where only a new card is taken.
+      var choice = form.querySelector("input[name=payment_method]:checked, input[type=hidden][name=payment_method]");
       if (!choice || choice.value !== "new" || tokenField.value) { return; }
       event.preventDefault();
       if (busy) { return; }

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from . import (  # noqa: F401  # importing a module registers its routes
     access,
+    account_payment_methods,
     billing_details,
     cancel_flow,
     dashboard,
+    error_pages,
     exports,
     invoices,
     languages,

@@ -22,21 +22,18 @@ from flask import (
     current_app,
     g,
     redirect,
-    render_template,
     request,
     session,
     url_for,
 )
 from flask_babel import force_locale, get_locale
 from flask_wtf.csrf import generate_csrf
-from werkzeug.exceptions import HTTPException
 
 from ..auth import get_current_customer
 from ..formatting import format_datetime
 from ..i18n import lazy_gettext as _l
 from ..i18n import select_locale
 from ..payments import ContentSecurityPolicyProvider
-from ..ratelimit import RateLimitUnavailable
 from ..state import PortalState, get_state
 from ..storage import Customer
 from ..templating import template_context
@@ -141,6 +138,7 @@ _NAV = (
     ("dashboard", _l("Overview")),
     ("subscriptions", _l("Subscriptions")),
     ("invoices", _l("Billing history")),
+    ("payment_methods", _l("Payment methods")),
     ("license_keys", _l("Licence keys")),
     ("profile", _l("Profile")),
 )
@@ -159,6 +157,8 @@ _SECTION_OF = {
     "pause_subscription": "subscriptions",
     "unpause_subscription": "subscriptions",
     "payment_method": "subscriptions",
+    "set_default_payment_method": "payment_methods",
+    "remove_payment_method": "payment_methods",
     "reactivated": "subscriptions",
     "change_plan": "subscriptions",
     "confirm_email_change": "profile",
@@ -244,23 +244,3 @@ def _portal_context() -> dict[str, Any]:
     section = _SECTION_OF.get(page) if page else None
     values["portal_nav_section"] = f"{name}.{section}" if section else request.endpoint
     return values
-
-
-@blueprint.errorhandler(HTTPException)
-def _http_error(error: HTTPException) -> tuple[str, int]:
-    code = error.code or 500
-    return render_template("customer_portal/error.html", code=code, error=error), code
-
-
-#: When to ask again after the rate-limit store failed: long enough for a
-#: Redis restart, short enough for a customer waiting for a sign-in email.
-_UNAVAILABLE_RETRY_AFTER = "60"
-
-
-@blueprint.errorhandler(RateLimitUnavailable)
-def _rate_limits_unavailable(error: RateLimitUnavailable) -> tuple[str, int, dict[str, str]]:
-    # Fail closed: what a limit guards (login and email-change mail, new
-    # cards, exports) is refused, the same way for every address, so the
-    # answer tells nothing about who is a customer. Logged where it was raised.
-    page = render_template("customer_portal/error.html", code=503, error=error)
-    return page, 503, {"Retry-After": _UNAVAILABLE_RETRY_AFTER}

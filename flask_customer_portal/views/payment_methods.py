@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from functools import partial
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from flask import abort, redirect, render_template, request, url_for
@@ -31,7 +32,7 @@ from ..billing.renewal import (
 )
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
-from ..formatting import decline_text, format_payment_method
+from ..formatting import format_payment_method
 from ..forms import ConfirmForm
 from ..forms.payment import NEW_CARD, NewCard, NewToken, PaymentMethodForm, SavedMethod, card_expired
 from ..i18n import gettext as _
@@ -55,7 +56,20 @@ from ._base import blueprint, current_customer_or_401, customer_required, notify
 from ._flows import finish_flow
 from .plans import settle_on_visit
 
-__all__ = ["payment_method", "reactivated", "remove_payment_method"]
+__all__ = [
+    "TEST_CARD_HINTS",
+    "Problem",
+    "Render",
+    "attach_new_card",
+    "card_element",
+    "new_method_page",
+    "payment_method",
+    "raw_cards_allowed",
+    "reactivated",
+    "refuse_new_card",
+    "remove_payment_method",
+    "unreachable",
+]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -66,7 +80,7 @@ _INVOICES_SCANNED = 100
 INTENT_REACTIVATE = "reactivate"
 INTENT_CHANGE = "change"
 #: The test cards shown in test mode, with what each does.
-_TEST_CARD_HINTS = tuple(
+TEST_CARD_HINTS = tuple(
     (number, outcome)
     for number, outcome in (
         ("4242424242424242", "succeeds"),
@@ -118,6 +132,15 @@ def _last_paid_invoice(state: PortalState, customer: Customer, subscription: Sub
     return max(paid, key=lambda i: i.paid_at or i.issued_at, default=None)
 
 
+class Render(Protocol):
+    """Renders a payment page again with the submitted form: the page's
+    body and status."""
+
+    def __call__(
+        self, form: PaymentMethodForm | None = None, *, problem: Problem | None = None, status: int = 200
+    ) -> tuple[str, int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """What went wrong with the last try, shown at the top of the page."""
@@ -148,16 +171,19 @@ def _render(
     current = subscription.payment_method
     if form is None:
         form = PaymentMethodForm(formdata=None, methods=methods, raw_cards=raw_cards, now=now)
-        usable = current is not None and not card_expired(current.exp_month, current.exp_year, now)
+        # On hold, the current card is the one that just failed: nothing is
+        # chosen for the customer, they pick the card to pay with.
+        usable = (
+            current is not None
+            and not view.on_hold
+            and not card_expired(current.exp_month, current.exp_year, now)
+        )
         form.payment_method.data = current.id if usable and current is not None else None
     selected = (form.payment_method.data or "").strip()
     if selected != NEW_CARD and selected not in {m.id for m in methods}:
         selected = ""
-    in_use = {
-        s.payment_method.id
-        for s in state.storage.list_subscriptions(customer.id)
-        if s.payment_method is not None and s.status is not SubscriptionStatus.CANCELLED
-    }
+    if problem is not None and problem.method_id == selected:
+        selected = ""  # the card that was declined a moment ago
     due = amount_due_now(state, customer, subscription) if view.on_hold else None
     return (
         render_template(
@@ -168,13 +194,12 @@ def _render(
             form=form,
             methods=methods,
             expired={m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)},
-            in_use=in_use,
             selected=selected,
             raw_cards=raw_cards,
-            test_cards=_TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
+            test_cards=TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
             # A provider's own card form (e.g. Stripe Elements), included for a new card.
-            card_element=_card_element(state),
-            new_method_page=_new_method_page(state) is not None,
+            card_element=card_element(state),
+            new_method_page=new_method_page(state) is not None,
             payment_provider=state.payments,
             open_invoices=due.invoices if due is not None else (),
             new_invoice=due.new_invoice if due is not None else None,
@@ -182,7 +207,6 @@ def _render(
             amount_field=amount_field(due.total if due is not None else None),
             intent=INTENT_REACTIVATE if view.on_hold else INTENT_CHANGE,
             problem=problem,
-            edit_open=view.on_hold or request.method == "POST",
         ),
         status,
     )
@@ -201,7 +225,7 @@ def _amount_changed() -> Problem:
     )
 
 
-def _unreachable() -> Problem:
+def unreachable() -> Problem:
     return Problem(_("We could not reach the payment processor. Nothing was charged. Try again."))
 
 
@@ -256,12 +280,13 @@ def payment_method(subscription_id: str) -> Any:
             _("Nothing was charged. To pay what is due, choose a card and press the pay button.")
         )
         return _render(state, customer, subscription, form, problem=problem, status=422)
-    new_method_page = _new_method_page(state)
-    if new_method_page is not None and request.form.get("payment_method") == NEW_CARD:
-        refused = _refuse_new_card(state, customer, subscription, form, len(methods))
+    render = partial(_render, state, customer, subscription)
+    method_page = new_method_page(state)
+    if method_page is not None and request.form.get("payment_method") == NEW_CARD:
+        refused = refuse_new_card(state, customer, form, len(methods), render)
         if refused is not None:
             return refused
-        return _to_new_method_page(state, customer, subscription, form, new_method_page)
+        return _to_new_method_page(state, customer, subscription, form, method_page)
     if not valid:
         return _render(state, customer, subscription, form, status=422)
 
@@ -269,10 +294,10 @@ def payment_method(subscription_id: str) -> Any:
     if isinstance(choice, SavedMethod):
         method = choice.method
     else:
-        refused = _refuse_new_card(state, customer, subscription, form, len(methods))
+        refused = refuse_new_card(state, customer, form, len(methods), render)
         if refused is not None:
             return refused
-        attached = _attach(state, customer, subscription, form, choice)
+        attached = attach_new_card(state, customer, form, choice, render)
         if not isinstance(attached, PaymentMethod):
             return attached
         method = attached
@@ -285,14 +310,14 @@ def payment_method(subscription_id: str) -> Any:
     return _change(state, customer, subscription, method)
 
 
-def _card_element(state: PortalState) -> str | None:
+def card_element(state: PortalState) -> str | None:
     """The template of the provider's own card element, if it has one."""
     if not state.provider_capabilities.card_element:
         return None
     return cast(CardElementProvider, state.payments).card_element_template
 
 
-def _new_method_page(state: PortalState) -> Callable[..., str] | None:
+def new_method_page(state: PortalState) -> Callable[..., str] | None:
     """The provider's own page for entering a new payment method, if it has
     one instead of a card element (Dodo Payments): its
     ``new_method_page(subscription_id=, return_url=)`` gives the address."""
@@ -327,7 +352,7 @@ def _to_new_method_page(
             logger.exception(
                 "Payment provider failed while checking the arrears of subscription %s", subscription.id
             )
-            return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+            return _render(state, customer, subscription, form, problem=unreachable(), status=502)
         if waiting is not None:
             return _reactivation_answer(state, customer, form, None, waiting)
     return_url = external_url(state, "payment_method", subscription_id=subscription.id)
@@ -339,24 +364,24 @@ def _to_new_method_page(
             type(exc).__name__,
             customer.id,
         )
-        return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+        return _render(state, customer, subscription, form, problem=unreachable(), status=502)
     if urlsplit(link).scheme != "https":
         logger.error("Payment provider gave a new-method page that is not https; refused")
-        return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+        return _render(state, customer, subscription, form, problem=unreachable(), status=502)
     return redirect(link, code=303)
 
 
-def _refuse_new_card(
+def refuse_new_card(
     state: PortalState,
     customer: Customer,
-    subscription: Subscription,
     form: PaymentMethodForm,
     saved: int,
+    render: Render,
 ) -> Any | None:
-    """The page refusing a new card, or ``None`` if the customer may add one
-    now (which counts against their hourly allowance). Runs before anything
-    reaches the provider: card testers try many numbers, and each attempt
-    is a verification call the merchant pays for."""
+    """The page (made by ``render``) refusing a new card, or ``None`` if the
+    customer may add one now (which counts against their hourly allowance).
+    Runs before anything reaches the provider: card testers try many
+    numbers, and each attempt is a verification call the merchant pays for."""
     if saved >= state.config.max_saved_cards:
         form.forget_card()
         form.payment_method.errors = [
@@ -368,14 +393,7 @@ def _refuse_new_card(
                 saved,
             )
         ]
-        return _render(
-            state,
-            customer,
-            subscription,
-            form,
-            problem=Problem(_("The card was not added.")),
-            status=422,
-        )
+        return render(form, problem=Problem(_("The card was not added.")), status=422)
     retry_at = state.customer_limits.hit_card_attach(customer.id)
     if retry_at is not None:
         form.forget_card()
@@ -389,19 +407,20 @@ def _refuse_new_card(
                 time=when(state, customer, retry_at),
             )
         )
-        body, status = _render(state, customer, subscription, form, problem=problem, status=429)
+        body, status = render(form, problem=problem, status=429)
         return body, status, retry_after(retry_at, utcnow())
     return None
 
 
-def _attach(
+def attach_new_card(
     state: PortalState,
     customer: Customer,
-    subscription: Subscription,
     form: PaymentMethodForm,
     choice: NewCard | NewToken,
+    render: Render,
 ) -> PaymentMethod | Any:
-    """The new card, saved; or the page to answer with if it was refused."""
+    """The new card, saved; or the page (made by ``render``) to answer with
+    if it was refused."""
     try:
         if isinstance(choice, NewCard):
             result = add_payment_method(state, customer, card=choice.card, now=utcnow())
@@ -409,18 +428,14 @@ def _attach(
             result = add_payment_method(state, customer, token=choice.token, now=utcnow())
     except ProviderError:
         form.forget_card()
-        return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+        return render(form, problem=unreachable(), status=502)
     if isinstance(result, MethodDeclined):
         reason = str(result.reason)
         form.forget_card()
-        target = form.card_number if isinstance(choice, NewCard) else form.payment_method
-        target.errors = [decline_text(reason)]
-        return _render(
-            state,
-            customer,
-            subscription,
+        # Said once, at the top of the page: not again beside the field.
+        return render(
             form,
-            problem=Problem(_("The card was not added."), decline_reason=reason),
+            problem=Problem(_("The card was not added. Nothing was charged."), decline_reason=reason),
             status=422,
         )
     return result
@@ -462,7 +477,7 @@ def _reactivate(
             subscription.id,
             customer.id,
         )
-        return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+        return _render(state, customer, subscription, form, problem=unreachable(), status=502)
     return _reactivation_answer(state, customer, form, method, result)
 
 
@@ -480,11 +495,18 @@ def _reactivation_answer(
         return done or redirect(url_for(".reactivated", subscription_id=subscription.id), code=303)
     if outcome is PaymentOutcome.DECLINED:
         reason = result.decline_reason or "generic_decline"
-        problem = Problem(
-            _("The payment was declined. Your subscription is still on hold: try another card."),
-            decline_reason=reason,
-            method_id=method.id if method is not None else None,
-        )
+        if method is not None:
+            message = _(
+                "%(card)s was declined, so nothing was charged. "
+                "Your subscription is still on hold: choose another card or add a new one.",
+                card=format_payment_method(method),
+            )
+        else:
+            message = _(
+                "The payment was declined, so nothing was charged. "
+                "Your subscription is still on hold: choose another card or add a new one."
+            )
+        problem = Problem(message, decline_reason=reason, method_id=method.id if method is not None else None)
         return _render(state, customer, subscription, form, problem=problem, status=422)
     if outcome is PaymentOutcome.AMOUNT_CHANGED:
         return _render(state, customer, subscription, form, problem=_amount_changed(), status=409)
@@ -509,7 +531,7 @@ def _reactivation_answer(
             "Payment provider asked to send customer %s to a confirmation page that is not https; refused",
             customer.id,
         )
-    return _render(state, customer, subscription, form, problem=_unreachable(), status=502)
+    return _render(state, customer, subscription, form, problem=unreachable(), status=502)
 
 
 def _change(state: PortalState, customer: Customer, subscription: Subscription, method: PaymentMethod) -> Any:
@@ -567,7 +589,7 @@ def _back_to(state: PortalState, customer: Customer, subscription_id: str | None
         and state.storage.get_subscription(customer.id, subscription_id) is not None
     ):
         return url_for(".payment_method", subscription_id=subscription_id)
-    return url_for(".subscriptions")
+    return url_for(".payment_methods")
 
 
 @blueprint.route("/payment-methods/<payment_method_id>/remove", methods=["POST"])

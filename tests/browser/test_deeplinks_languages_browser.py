@@ -84,7 +84,6 @@ def test_changing_the_card_from_a_deep_link_returns_to_the_shop(
         _assert_no_sideways_scroll(page)
         axe_check(page)
 
-        page.locator(".payment-edit > summary").click()
         page.locator('label[for="payment-method-new"]').click()
         page.locator("#card_number").fill("4242 4242 4242 4242")
         page.locator("#exp_month").fill("12")

@@ -60,6 +60,7 @@ from flask_customer_portal.storage import (
     Invoice,
     InvoiceStatus,
     LinkPurpose,
+    PaymentMethod,
     Subscription,
     SubscriptionStatus,
     TaxIdScheme,
@@ -1058,6 +1059,101 @@ def test_logout(shop: Flask, data: MultiDict[str, str]) -> None:
     assert changed_tables(before, db_dump(shop)) <= {"portal_sessions", "portal_audit_events"}
 
 
+# --- the payment-methods page --------------------------------------------------------------------
+
+_NEXT_YEAR = str(datetime.now(timezone.utc).year + 1)
+_NEW_CARD: dict[str, list[str]] = {
+    "payment_method": ["new"],
+    "card_number": ["4242424242424242", "4242 4242 4242 4242", "5555555555554444", "4000000000000002"],
+    "exp_month": ["1", "12", "07"],
+    "exp_year": [_NEXT_YEAR, _NEXT_YEAR[2:]],
+    "cvc": ["123", "999"],
+}
+
+
+@PROPERTY
+@given(data=form_data({name: st.sampled_from(values) for name, values in _NEW_CARD.items()}))
+def test_add_card(shop: Flask, ava: FlaskClient, fresh: FreshStart, data: MultiDict[str, str]) -> None:
+    fresh()
+    token = _token(ava, "/portal/payment-methods")
+    before, budi = db_dump(shop), records(shop, BUDI)
+    response = post(ava, "/portal/payment-methods", data, token)
+    status = _assert_answer(response)
+    assert records(shop, BUDI) == budi
+    if status != 303:
+        # Refused, declined (said at the top), or over the hourly allowance
+        # (the examples share it): nothing written.
+        declined = 'id="payment-problem"' in response.get_data(as_text=True)
+        assert_refused(response, before, shop, fields=() if declined else [*_NEW_CARD, "payment_method"])
+        return
+    assert response.headers["Location"] == "/portal/payment-methods"
+    get_state(shop).wait_for_background_tasks()
+    assert changed_tables(before, db_dump(shop)) <= {"portal_payment_methods", "portal_audit_events"}
+    assert len(records(shop, AVA)[3]) == 2  # her Visa and the one added, not the default
+    assert [m.id for m in records(shop, AVA)[3] if m.is_default] == ["pm_demo_ava_visa"]
+
+
+_PROPERTY_CARD = "pm_property_extra"
+_PROPERTY_EXPIRED = "pm_property_expired"
+
+
+def _two_more_cards(app: Flask) -> tuple[list[FlaskClient], dict[str, str]]:
+    with app.app_context():
+        store = get_state(app).storage
+        for method_id, year in ((_PROPERTY_CARD, int(_NEXT_YEAR) + 1), (_PROPERTY_EXPIRED, 2020)):
+            store.add_payment_method(
+                PaymentMethod(
+                    id=method_id,
+                    customer_id=AVA,
+                    brand="mastercard",
+                    last4="4444",
+                    exp_month=10,
+                    exp_year=year,
+                    provider_token=TestPaymentProvider.token_for("5555555555554444"),
+                )
+            )
+    return [], {}
+
+
+@PROPERTY
+@given(
+    data=form_data({"also_active_subscriptions": st.sampled_from(["1", "0", ""])}),
+    which=st.sampled_from(
+        [_PROPERTY_CARD, "pm_demo_ava_visa", _PROPERTY_EXPIRED, "pm_demo_budi_card", "pm_x"]
+    ),
+)
+def test_set_default_payment_method(
+    shop: Flask, ava: FlaskClient, fresh: FreshStart, data: MultiDict[str, str], which: str
+) -> None:
+    fresh(lambda: _two_more_cards(shop))
+    token = _token(ava, "/portal/payment-methods")
+    before, budi = db_dump(shop), records(shop, BUDI)
+    response = post(ava, f"/portal/payment-methods/{which}/default", data, token)
+    status = _assert_answer(response)
+    assert records(shop, BUDI) == budi
+    if intact(data, {"also_active_subscriptions": ["1", "0", ""]}):
+        assert status == (404 if which in ("pm_demo_budi_card", "pm_x") else 303)
+    if status != 303:
+        assert_refused(response, before, shop)
+        return
+    get_state(shop).wait_for_background_tasks()
+    after = db_dump(shop)
+    defaults = [m.id for m in records(shop, AVA)[3] if m.is_default]
+    if which == _PROPERTY_EXPIRED:
+        assert after == before  # refused with a reason: nothing written
+        return
+    assert defaults == [which]
+    assert changed_tables(before, after) <= {
+        "portal_payment_methods",
+        "portal_subscriptions",
+        "portal_audit_events",
+    }
+    charged_to = subscription(shop).payment_method
+    assert charged_to is not None
+    moved = first(data, "also_active_subscriptions") == "1"
+    assert charged_to.id == (which if moved else "pm_demo_ava_visa")
+
+
 # --- every POST endpoint has one -----------------------------------------------------------------
 
 #: Each POST endpoint of the blueprint and the property tests that post to it.
@@ -1070,6 +1166,8 @@ COVERED: dict[str, tuple[str, ...]] = {
     ),
     "portal.undo_cancellation": ("test_forms_property::test_confirm_forms",),
     "portal.remove_payment_method": ("test_forms_property::test_confirm_forms",),
+    "portal.payment_methods": ("test_forms_property_more::test_add_card",),
+    "portal.set_default_payment_method": ("test_forms_property_more::test_set_default_payment_method",),
     "portal.payment_method": ("test_forms_property::test_payment_method",),
     "portal.billing_details": ("test_forms_property_more::test_billing_details",),
     "portal.invoice_billing_details": ("test_forms_property_more::test_invoice_billing_details",),

@@ -410,10 +410,37 @@ class SubscriptionsMixin(StoreBase):
             add_event(session, event)
         return True
 
+    def set_default_payment_method(
+        self, customer_id: str, payment_method_id: str, *, event: AuditEvent | None = None
+    ) -> PaymentMethod | None:
+        """Make one of the customer's methods their default, and no other."""
+        with self._transaction() as session:
+            found = session.scalar(
+                select(PaymentMethodModel.id)
+                .where(
+                    PaymentMethodModel.id == payment_method_id,
+                    PaymentMethodModel.customer_id == customer_id,
+                )
+                .with_for_update()
+            )
+            if found is None:
+                return None
+            # One statement over all of the customer's rows: two tabs that
+            # race each other leave exactly one default, the later one's.
+            session.execute(
+                update(PaymentMethodModel)
+                .where(PaymentMethodModel.customer_id == customer_id)
+                .values(is_default=PaymentMethodModel.id == payment_method_id)
+                .execution_options(synchronize_session=False)
+            )
+            add_event(session, event)
+        return self.get_payment_method(customer_id, payment_method_id)
+
     def add_payment_method(
         self, payment_method: PaymentMethod, *, event: AuditEvent | None = None
     ) -> PaymentMethod:
-        """Insert a saved payment method; ``created_at`` defaults to now."""
+        """Insert a saved payment method (not the default, whatever its
+        ``is_default`` says); ``created_at`` defaults to now."""
         row = PaymentMethodModel(
             id=payment_method.id,
             customer_id=payment_method.customer_id,

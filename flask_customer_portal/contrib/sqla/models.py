@@ -43,6 +43,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -250,6 +251,9 @@ class PaymentMethodModel(PortalModel):
     exp_year: Mapped[int] = mapped_column(Integer)
     provider_token: Mapped[str] = mapped_column(String(REFERENCE_LENGTH))
     created_at: Mapped[datetime] = mapped_column(TZDateTime())
+    # Set on one row of a customer at a time, by a single UPDATE of all
+    # their rows (see ``set_default_payment_method``).
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SubscriptionModel(PortalModel):

@@ -105,7 +105,9 @@ class StripeBillingStore:
         for item in found.data:
             self._products[str(item.id)] = str(item.name or item.id)
 
-    def _payment_method(self, data: Mapping[str, Any], customer_id: str) -> PaymentMethod | None:
+    def _payment_method(
+        self, data: Mapping[str, Any], customer_id: str, *, default_id: str | None = None
+    ) -> PaymentMethod | None:
         card = data.get("card") or {}
         if data.get("type") != "card" or not card:
             return None
@@ -118,7 +120,16 @@ class StripeBillingStore:
             exp_year=int(card.get("exp_year") or 0),
             provider_token=str(data["id"]),
             created_at=from_timestamp(data.get("created")),
+            is_default=default_id is not None and str(data["id"]) == default_id,
         )
+
+    @staticmethod
+    def _default_id(customer: Any) -> str | None:
+        """The ``pm_…`` id of a (retrieved or expanded) customer's default for invoices."""
+        if not isinstance(customer, Mapping):
+            return None
+        settings = customer.get("invoice_settings") or {}
+        return object_id(settings.get("default_payment_method"))
 
     def _method_by_id(
         self, customer_id: str, value: Any, known: Mapping[str, PaymentMethod] | None = None
@@ -281,12 +292,14 @@ class StripeBillingStore:
         self._read_products(raw)
         # One request for the cards and one for the customer's default,
         # whatever the number of subscriptions.
-        known = {m.id: m for m in self.list_payment_methods(customer_id)} if raw else {}
+        methods, default_id = self._read_methods(customer_id) if raw else ([], None)
+        known = {m.id: m for m in methods}
+
         defaults: list[PaymentMethod | None] = []
 
         def default_method() -> PaymentMethod | None:
             if not defaults:
-                defaults.append(self._default_method(customer_id, known))
+                defaults.append(self._method_by_id(customer_id, default_id, known))
             return defaults[0]
 
         subscriptions = [self._subscription(data, customer_id, default_method, known) for data in raw]
@@ -371,33 +384,48 @@ class StripeBillingStore:
         url = data.get("invoice_pdf")
         return str(url) if url else None
 
-    def _fetch_payment_methods(self, customer_id: str) -> list[PaymentMethod]:
+    def _methods(self, customer_id: str) -> tuple[list[PaymentMethod], str | None]:
+        """The customer's cards, newest first, and the id of their default
+        for invoices (which may be no card of theirs): two requests."""
         found = self.client.v1.payment_methods.list(
             params={"customer": customer_id, "type": "card", "limit": 100}
         )
-        methods = [self._payment_method(as_dict(m), customer_id) for m in found.auto_paging_iter()]
+        raw = [as_dict(m) for m in found.auto_paging_iter()]
+        try:
+            default_id = self._default_id(as_dict(self.client.v1.customers.retrieve(customer_id)))
+        except stripe.InvalidRequestError:
+            default_id = None
+        methods = [self._payment_method(m, customer_id, default_id=default_id) for m in raw]
         present = [m for m in methods if m is not None]
-        return sorted(
-            present,
+        present.sort(
             key=lambda m: (m.created_at or datetime.min.replace(tzinfo=timezone.utc), m.id),
             reverse=True,
         )
+        return present, default_id
+
+    def _read_methods(self, customer_id: str) -> tuple[list[PaymentMethod], str | None]:
+        """:meth:`_methods`, read once per page (and cached, see _cache.py)."""
+        methods, default_id = self._reads.read(
+            customer_id, "payment_methods", lambda: self._methods(customer_id)
+        )
+        return list(methods), default_id
 
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
-        return list(
-            self._reads.read(customer_id, "payment_methods", lambda: self._fetch_payment_methods(customer_id))
-        )
+        return self._read_methods(customer_id)[0]
 
     def _fetch_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
         if not payment_method_id.startswith("pm_"):
             return None
         try:
-            data = as_dict(self.client.v1.payment_methods.retrieve(payment_method_id))
+            # The customer expanded: whether the method is their default, in the same request.
+            data = as_dict(
+                self.client.v1.payment_methods.retrieve(payment_method_id, params={"expand": ["customer"]})
+            )
         except stripe.InvalidRequestError:
             return None
         if object_id(data.get("customer")) != customer_id:
             return None
-        return self._payment_method(data, customer_id)
+        return self._payment_method(data, customer_id, default_id=self._default_id(data.get("customer")))
 
     def get_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
         if self._reads.active():
@@ -441,6 +469,18 @@ class StripeBillingStore:
         finally:
             self.forget_customer(customer_id)
         return True
+
+    def set_default_payment_method(
+        self, customer_id: str, payment_method_id: str, *, event: AuditEvent | None = None
+    ) -> PaymentMethod | None:
+        """The customer's ``invoice_settings.default_payment_method``: what
+        Stripe charges a subscription or invoice that names no method."""
+        if self.get_payment_method(customer_id, payment_method_id) is None:
+            return None
+        self.client.v1.customers.update(
+            customer_id, params={"invoice_settings": {"default_payment_method": payment_method_id}}
+        )
+        return self.get_payment_method(customer_id, payment_method_id)
 
     def set_subscription_payment_method(
         self,
