@@ -98,9 +98,9 @@ class LedgerPaymentProvider(TestPaymentProvider):
     ``ledger_charges``: the first call with a key decides the outcome and
     every later call with that key answers it again, from any process.
 
-    ``die_after``: after recording this many charges, the process kills
-    itself with ``SIGKILL`` — the money is taken, the portal's
-    transaction never commits."""
+    ``die_after``: at the first charge that succeeds once this many were
+    recorded, the process kills itself with ``SIGKILL`` — the money is
+    taken, the portal's transaction never commits."""
 
     __test__ = False
 
@@ -153,7 +153,9 @@ class LedgerPaymentProvider(TestPaymentProvider):
         if self._delay:
             time.sleep(self._delay)
         self._made += 1
-        if self._die_after is not None and self._made >= self._die_after:
+        # Dies on a charge that took money: a declined one would leave
+        # nothing in flight to prove the next run's reconciliation with.
+        if self._die_after is not None and self._made >= self._die_after and not first.declined:
             os.kill(os.getpid(), signal.SIGKILL)
         if first.declined:
             return ChargeDeclined(DeclineReason.INSUFFICIENT_FUNDS, "ch_ledger_" + idempotency_key[-12:])
