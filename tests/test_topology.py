@@ -236,7 +236,7 @@ def test_the_reference_topology_under_load(
             # No 5xx anywhere, nothing failed in a worker or in the mail worker.
             assert views and all(status == 200 for status in views), Counter(views)
             _assert_all_reactivated(answers, BUDI_SUB, servers)
-            assert all(status in (303, 422) for status in confirms) and 303 in confirms, confirms
+            assert confirms == [303] * PLAN_CONFIRMS, confirms  # one changes, the others find it done
             assert worker.returncode == 0  # SIGTERM: stopped after the email it was sending
             assert "Traceback" not in (tmp_path / "worker.log").read_text(errors="replace")
 
