@@ -78,13 +78,13 @@ def _wait_until_up(server: ExampleServer, process: subprocess.Popen[bytes]) -> N
 
 @contextmanager
 def _server(
-    env: dict[str, str], log_dir: Path, *, workers: int, threads: int
+    env: dict[str, str], log_dir: Path, *, workers: int, threads: int, app: str
 ) -> Iterator[tuple[ExampleServer, subprocess.Popen[bytes]]]:
     port = free_port()
     server = ExampleServer(port, log_dir / f"gunicorn-{port}.log")
     command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads)]
     command += ["--bind", f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning"]
-    command += ["example_app:create_app()"]
+    command += [app]
     inherited = {
         k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED) and k != "SECRET_KEY"
     }
@@ -111,14 +111,22 @@ def _server(
 
 @contextmanager
 def example_app_servers(
-    env: dict[str, str], log_dir: Path, *, count: int = 2, workers: int = 2, threads: int = 4
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    count: int = 2,
+    workers: int = 2,
+    threads: int = 4,
+    app: str = "example_app:create_app()",
 ) -> Iterator[list[ExampleServer]]:
-    """``count`` gunicorn servers of ``example_app:create_app()``, each with
-    ``workers`` worker processes of ``threads`` threads, on free loopback
-    ports, all with ``env``; stopped when the block ends."""
+    """``count`` gunicorn servers of ``app`` (settings that the environment
+    cannot give go in its call: ``example_app:create_app({...})``), each
+    with ``workers`` worker processes of ``threads`` threads, on free
+    loopback ports, all with ``env``; stopped when the block ends."""
     with ExitStack() as stack:
         started = [
-            stack.enter_context(_server(env, log_dir, workers=workers, threads=threads)) for _ in range(count)
+            stack.enter_context(_server(env, log_dir, workers=workers, threads=threads, app=app))
+            for _ in range(count)
         ]
         for server, process in started:
             _wait_until_up(server, process)
