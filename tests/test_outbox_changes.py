@@ -273,3 +273,96 @@ def test_the_composite_lock_writes_its_emails_with_its_events(
         mail_someone_else()
     assert _pending(seeded) == ["mail_1"]
     assert [e.action for e in seeded.list_events("local_a")] == ["charge.succeeded"]
+
+
+# -- renew-due -------------------------------------------------------------------------------
+
+
+def test_a_scheduled_plan_change_writes_its_email_in_the_renewals_lock(
+    mail_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time_machine
+
+    from flask_customer_portal.billing import renewal
+
+    state = get_state(mail_app)
+    with mail_app.app_context():
+        scheduled = state.storage.schedule_plan_change(
+            AVA, AVA_SUB, plan_id="plan_sync_basic_monthly", quantity=None, now=utcnow()
+        )
+    assert scheduled is not None and scheduled.scheduled_plan_id == "plan_sync_basic_monthly"
+    real = renewal._email_scheduled_change
+
+    def email_then_fail(*args: Any) -> None:
+        real(*args)
+        raise RuntimeError("after the email")
+
+    with time_machine.travel(scheduled.current_period_end + timedelta(hours=1)):
+        with monkeypatch.context() as patched, mail_app.test_request_context():
+            patched.setattr(renewal, "_email_scheduled_change", email_then_fail)
+            with pytest.raises(RuntimeError, match="after the email"):
+                renewal.renew_subscription(state, AVA, AVA_SUB)
+        assert _rows(mail_app) == []
+        assert stored_subscription(mail_app, AVA, AVA_SUB) == scheduled  # the change was rolled back
+        with mail_app.test_request_context():
+            result = renewal.renew_subscription(state, AVA, AVA_SUB)
+    assert result.subscription.plan_id == "plan_sync_basic_monthly"
+    [row] = _rows(mail_app)
+    assert (row.kind, row.customer_id) == ("plan_changed", AVA)
+    assert "Basic" in row.subject
+
+
+def test_a_settled_plan_change_writes_its_email_in_the_settlements_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portal_fixtures import plan_confirm_form, plan_preview, sign_in
+
+    from flask_customer_portal.billing import settlement
+    from flask_customer_portal.payments import ChargeResult, ChargeUnknown, TestPaymentProvider
+
+    class LosesTheFirstAnswer(TestPaymentProvider):
+        lost = 1
+
+        def charge(self, **kwargs: Any) -> ChargeResult:
+            result = super().charge(**kwargs)
+            if self.lost:
+                self.lost -= 1
+                return ChargeUnknown(kwargs["idempotency_key"])
+            return result
+
+    app = make_portal_app(
+        f"sqlite:///{tmp_path / 'settle.db'}",
+        mailer=MemoryMailer(),
+        payments=LosesTheFirstAnswer(),
+        CUSTOMER_PORTAL_MAIL_IN_PROCESS=False,
+    )
+    try:
+        client = app.test_client()
+        sign_in(app, client)
+        preview = plan_preview(client, "plan_sync_business_monthly")
+        assert client.post(preview.request.path, data=plan_confirm_form(preview.text)).status_code == 202
+        assert _rows(app) == []
+        state = get_state(app)
+        real = settlement._email_change
+
+        def email_then_fail(*args: Any) -> None:
+            real(*args)
+            raise RuntimeError("after the email")
+
+        with app.test_request_context():
+            customer = state.storage.get_customer(AVA)
+            assert customer is not None
+            before = stored_subscription(app, AVA, AVA_SUB)
+            with monkeypatch.context() as patched:
+                patched.setattr(settlement, "_email_change", email_then_fail)
+                with pytest.raises(RuntimeError, match="after the email"):
+                    settlement.settle_plan_changes(state, customer, before)
+            assert _rows(app) == []
+            assert stored_subscription(app, AVA, AVA_SUB) == before  # not switched: rolled back
+            [settled] = settlement.settle_plan_changes(state, customer, before)
+        assert settled.outcome is settlement.SettlementOutcome.CHANGED and settled.emailed
+        [row] = _rows(app)
+        assert (row.kind, row.customer_id) == ("plan_changed", AVA)
+        assert "Business" in row.subject
+    finally:
+        close_app(app)
