@@ -237,20 +237,30 @@ class BillingStore(Protocol):
         at_period_end: bool,
         now: datetime,
         event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         """Cancel now (``cancelled``, ended now) or at the end of the current
         period (stays ``active`` with ``cancel_at_period_end``). An ``on_hold``
         subscription is always cancelled now, and so is one already set to end
         when ``at_period_end`` is false (the customer wants it to end today).
         ``None`` if not this customer's; raises :class:`StateConflict` if it is
-        already cancelled, or already set to end and ``at_period_end`` is true."""
+        already cancelled, or already set to end and ``at_period_end`` is true.
+        The emails ``mail`` are written with the change, as
+        :meth:`CustomerStore.change_email` writes its own."""
 
     def undo_cancellation(
-        self, customer_id: str, subscription_id: str, *, now: datetime, event: AuditEvent | None = None
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        now: datetime,
+        event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         """Keep a subscription that was set to end at period end, while that
         date is still ahead. ``None`` if not this customer's; raises
-        :class:`StateConflict` if there is nothing to undo or it is too late."""
+        :class:`StateConflict` if there is nothing to undo or it is too late.
+        ``mail`` as for :meth:`cancel_subscription`."""
 
     def pause_subscription(
         self,
@@ -260,11 +270,13 @@ class BillingStore(Protocol):
         now: datetime,
         resumes_at: datetime,
         event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         """``active → paused`` until ``resumes_at`` (``paused_at`` is
         ``now``). ``None`` if not this customer's; raises
         :class:`StateConflict` unless it is ``active``, not set to end, with
-        its period still ahead of ``now`` and ``resumes_at`` after ``now``."""
+        its period still ahead of ``now`` and ``resumes_at`` after ``now``.
+        ``mail`` as for :meth:`cancel_subscription`."""
 
     def unpause_subscription(
         self,
@@ -273,12 +285,14 @@ class BillingStore(Protocol):
         *,
         resumed_at: datetime,
         event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         """``paused → active`` as of ``resumed_at``: the current period's
         start and end both move on by ``resumed_at - paused_at`` (the
         paid-for time left at the pause is kept whole). ``None`` if not this
         customer's; raises :class:`StateConflict` if it is not ``paused`` or
-        ``resumed_at`` is before ``paused_at``."""
+        ``resumed_at`` is before ``paused_at``. ``mail`` as for
+        :meth:`cancel_subscription`."""
 
     def set_retention_discount(
         self,

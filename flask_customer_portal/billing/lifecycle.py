@@ -13,7 +13,7 @@ in :mod:`.plan_change`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from flask import g
@@ -24,7 +24,7 @@ from ..offers import CancellationReason
 from ..rules import CustomerRules
 from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
-from .notify import announce, subscription_link
+from .notify import announce, email_with_change, subscription_link
 
 __all__ = [
     "LifecycleResult",
@@ -174,11 +174,32 @@ def cancel(
     view = describe(subscription, now)
     if not view.can_cancel:
         return LifecycleResult(False, subscription, view)
-    details = {"at_period_end": "true" if ends_at_period_end(state, subscription, now) else "false"}
+    later = ends_at_period_end(state, subscription, now)
+    details = {"at_period_end": "true" if later else "false"}
     if reason is not None:
         details["reason"] = reason.code
         if reason.text:
             details["reason_text"] = reason.text
+    # The email is written with the cancellation, so it is rendered first,
+    # from what the store will make of the subscription (the same rule).
+    if later:
+        expected = replace(subscription, cancel_at_period_end=True, cancelled_at=now)
+    else:
+        expected = replace(
+            subscription,
+            status=SubscriptionStatus.CANCELLED,
+            cancel_at_period_end=False,
+            cancelled_at=now,
+            ended_at=now,
+        )
+    mail = email_with_change(
+        state,
+        "subscription_cancelled",
+        customer,
+        subscription=expected,
+        at_period_end=later,
+        link=subscription_link(state, expected),
+    )
     try:
         cancelled = state.storage.cancel_subscription(
             customer.id,
@@ -192,6 +213,7 @@ def cancel(
                 subject_id=subscription.id,
                 details=details,
             ),
+            **({"mail": mail} if mail else {}),
         )
     except StateConflict:
         return _current(state, customer, subscription.id, now)
@@ -212,6 +234,7 @@ def cancel(
             "at_period_end": at_period_end,
             "link": subscription_link(state, cancelled),
         },
+        written=mail,
     )
     return LifecycleResult(True, cancelled, describe(cancelled, now))
 
@@ -223,6 +246,21 @@ def undo_cancellation(
     then the ``cancellation_undone`` signal and the customer's email.
     Refused (not done) when it is not set to end or has ended. Raises
     :class:`SubscriptionNotFound`."""
+    mail = []
+    if state.capabilities.mail_outbox:
+        # Written with the change: rendered first, from the subscription
+        # as the store will leave it.
+        current = state.storage.get_subscription(customer.id, subscription_id)
+        if current is None:
+            raise SubscriptionNotFound(subscription_id)
+        expected = replace(current, cancel_at_period_end=False, cancelled_at=None)
+        mail = email_with_change(
+            state,
+            "cancellation_undone",
+            customer,
+            subscription=expected,
+            link=subscription_link(state, expected),
+        )
     try:
         kept = state.storage.undo_cancellation(
             customer.id,
@@ -234,6 +272,7 @@ def undo_cancellation(
                 occurred_at=now,
                 subject_id=subscription_id,
             ),
+            **({"mail": mail} if mail else {}),
         )
     except StateConflict:
         return _current(state, customer, subscription_id, now)
@@ -246,5 +285,6 @@ def undo_cancellation(
         subscription=kept,
         email="cancellation_undone",
         email_context={"subscription": kept, "link": subscription_link(state, kept)},
+        written=mail,
     )
     return LifecycleResult(True, kept, describe(kept, now))

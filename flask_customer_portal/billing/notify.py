@@ -4,8 +4,10 @@
 Emails are rendered at once, in the customer's language, and put in the
 mail outbox (:mod:`flask_customer_portal.outbox`): through the lock of a
 locked change, in that change's transaction (``batch``, a
-:class:`~flask_customer_portal.outbox.MailBatch`), else in a transaction
-of their own right after the change. They are delivered after commit, with
+:class:`~flask_customer_portal.outbox.MailBatch`); given to the store call
+that makes a change (its ``mail`` argument, :func:`email_with_change`), in
+that call's transaction; else in a transaction of their own right after
+the change. They are delivered after commit, with
 retries: a slow or failing mail server never undoes or delays a change
 that already stands. A store without an outbox sends them once, from this
 process, as before (a failure is logged)."""
@@ -13,7 +15,7 @@ process, as before (a failure is logged)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from blinker import Signal
@@ -24,10 +26,17 @@ from ..emails import render_message
 from ..mail import MailDeliveryError
 from ..outbox import MailBatch, dispatch, new_mail, outbox_of, queue_mail
 from ..state import PortalState
-from ..storage import AuditEvent, Customer, LinkRecord, Subscription
+from ..storage import AuditEvent, Customer, LinkRecord, OutboxMail, Subscription
 from ..urls import external_url
 
-__all__ = ["MailBatch", "announce", "send_email", "send_email_with_link", "subscription_link"]
+__all__ = [
+    "MailBatch",
+    "announce",
+    "email_with_change",
+    "send_email",
+    "send_email_with_link",
+    "subscription_link",
+]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -52,6 +61,19 @@ def send_email(
         batch.add(mail)
     else:
         queue_mail(state, [mail])
+
+
+def email_with_change(state: PortalState, name: str, customer: Customer, **context: Any) -> list[OutboxMail]:
+    """The email ``name`` for ``customer``, rendered now, as outbox rows for
+    the ``mail`` argument of the store call that makes the change, so they
+    are written in its transaction or not at all; :func:`announce` (its
+    ``written``) dispatches them once the call returned. Empty for a store
+    without an outbox: then :func:`announce` sends the email after the
+    change, rendered from the store's answer."""
+    if outbox_of(state) is None:
+        return []
+    message = render_message(state, name, to=customer.email, customer=customer, **context)
+    return [new_mail(state, message, kind=name, customer_id=customer.id)]
 
 
 def send_email_with_link(state: PortalState, name: str, customer: Customer, **context: Any) -> None:
@@ -104,10 +126,15 @@ def announce(
     *,
     email: str | None = None,
     email_context: dict[str, Any] | None = None,
+    written: Sequence[OutboxMail] = (),
     **signal_kwargs: Any,
 ) -> None:
     """Send ``signal`` (with ``customer`` and ``signal_kwargs``), then the
-    email ``email`` (with ``email_context``), once the change is saved."""
+    email ``email`` (with ``email_context``), once the change is saved;
+    when the change wrote its emails itself (``written``, from
+    :func:`email_with_change`), they are dispatched instead."""
     signal.send(current_app._get_current_object(), customer=customer, **signal_kwargs)  # type: ignore[attr-defined]
-    if email is not None:
+    if written:
+        dispatch(state, [mail.id for mail in written])
+    elif email is not None:
         send_email(state, email, customer, **(email_context or {}))

@@ -14,7 +14,8 @@ later.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from flask import current_app
@@ -22,10 +23,11 @@ from flask import current_app
 from .. import signals
 from ..config import PortalConfig
 from ..errors import SubscriptionNotFound
+from ..outbox import dispatch
 from ..rules import CustomerRules
 from ..state import PortalState
-from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
-from .notify import send_email, subscription_link
+from ..storage import AuditEvent, Customer, OutboxMail, StateConflict, Subscription, SubscriptionStatus
+from .notify import email_with_change, send_email, subscription_link
 from .periods import add_interval
 
 __all__ = [
@@ -95,6 +97,23 @@ def pause_subscription(
     that pausing is allowed and ``months`` within the merchant's maximum.
     """
     resumes_at = add_interval(now, "month", months)
+    mail: list[OutboxMail] = []
+    if state.capabilities.mail_outbox:
+        # Written with the pause: rendered first, from the subscription as
+        # the store will leave it.
+        expected = replace(
+            _read(state, customer, subscription_id),
+            status=SubscriptionStatus.PAUSED,
+            paused_at=now,
+            resumes_at=resumes_at,
+        )
+        mail = email_with_change(
+            state,
+            "subscription_paused",
+            customer,
+            subscription=expected,
+            link=subscription_link(state, expected),
+        )
     paused = state.storage.pause_subscription(
         customer.id,
         subscription_id,
@@ -107,6 +126,7 @@ def pause_subscription(
             subject_id=subscription_id,
             details={"months": str(months), "resumes_at": resumes_at.isoformat(), **(details or {})},
         ),
+        **({"mail": mail} if mail else {}),
     )
     if paused is None:
         raise SubscriptionNotFound(subscription_id)
@@ -116,10 +136,24 @@ def pause_subscription(
         subscription=paused,
         resumes_at=resumes_at,
     )
-    send_email(
-        state, "subscription_paused", customer, subscription=paused, link=subscription_link(state, paused)
-    )
+    if not _sent(state, mail):
+        send_email(
+            state, "subscription_paused", customer, subscription=paused, link=subscription_link(state, paused)
+        )
     return paused
+
+
+def _read(state: PortalState, customer: Customer, subscription_id: str) -> Subscription:
+    found = state.storage.get_subscription(customer.id, subscription_id)
+    if found is None:
+        raise SubscriptionNotFound(subscription_id)
+    return found
+
+
+def _sent(state: PortalState, written: Sequence[OutboxMail]) -> bool:
+    """Dispatch the emails the change wrote; ``False`` if it wrote none."""
+    dispatch(state, [mail.id for mail in written])
+    return bool(written)
 
 
 def unpause_subscription(
@@ -136,6 +170,28 @@ def unpause_subscription(
     Raises :class:`SubscriptionNotFound` and
     :class:`~flask_customer_portal.storage.StateConflict` (not paused).
     """
+    mail: list[OutboxMail] = []
+    if state.capabilities.mail_outbox:
+        # Written with the change: rendered first, from the subscription as
+        # the store will leave it (its period moved on by the paused time).
+        current = _read(state, customer, subscription_id)
+        paused_for = resumed_at - (current.paused_at or resumed_at)
+        expected = replace(
+            current,
+            status=SubscriptionStatus.ACTIVE,
+            current_period_start=current.current_period_start + paused_for,
+            current_period_end=current.current_period_end + paused_for,
+            paused_at=None,
+            resumes_at=None,
+        )
+        mail = email_with_change(
+            state,
+            "subscription_resumed",
+            customer,
+            subscription=expected,
+            link=subscription_link(state, expected),
+            automatic=automatic,
+        )
     resumed = state.storage.unpause_subscription(
         customer.id,
         subscription_id,
@@ -148,6 +204,7 @@ def unpause_subscription(
             actor="system" if automatic else "customer",
             details={"automatic": "true" if automatic else "false"},
         ),
+        **({"mail": mail} if mail else {}),
     )
     if resumed is None:
         raise SubscriptionNotFound(subscription_id)
@@ -157,14 +214,15 @@ def unpause_subscription(
         subscription=resumed,
         automatic=automatic,
     )
-    send_email(
-        state,
-        "subscription_resumed",
-        customer,
-        subscription=resumed,
-        link=subscription_link(state, resumed),
-        automatic=automatic,
-    )
+    if not _sent(state, mail):
+        send_email(
+            state,
+            "subscription_resumed",
+            customer,
+            subscription=resumed,
+            link=subscription_link(state, resumed),
+            automatic=automatic,
+        )
     return resumed
 
 

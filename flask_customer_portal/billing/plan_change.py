@@ -276,7 +276,7 @@ def change_plan_now(
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
         mail.write_through(lock)
-        settled = settle_locked(state, lock, now, actor)
+        settled = settle_locked(state, lock, now, actor, mail=mail)
         done = _change_locked(state, lock, plan, quantity, change_id, settled, priced_at, now, actor, quote)
         if done.fresh and done.result is not None:
             # The customer's email in the change's own transaction.

@@ -297,7 +297,7 @@ def reactivate_subscription(
         if lock is None:
             raise SubscriptionNotFound(subscription_id)
         mail.write_through(lock)
-        settled = settle_locked(state, lock, now, actor)
+        settled = settle_locked(state, lock, now, actor, mail=mail)
         result, paid, collection = _reactivate_locked(state, lock, payment_method, now, actor, expected)
         if result.outcome is PaymentOutcome.PAID:
             # In the lock's transaction: the confirmation exists exactly
@@ -719,17 +719,26 @@ def _renew(
     transaction of its own and paid in a second one: the invoice-number
     counter, which every renewal's invoice takes, is then never held across
     a charge, and runners on several hosts do not wait on one another."""
+    mail = MailBatch(state)
     with take_lock() as lock:
         if lock is None:
             return None
-        step = _renew_locked(state, lock, now, issue_apart=issue_apart)
+        mail.write_through(lock)
+        step = _renew_locked(state, lock, now, issue_apart=issue_apart, mail=mail)
+        if step.plan_change is not None:
+            # In the lock's transaction: the email exists exactly when the
+            # scheduled change was made.
+            _email_scheduled_change(state, *step.plan_change, mail)
+    mail.committed()
     settled, plan_change = step.settled, step.plan_change
     if step.result is None:
         with take_lock() as lock:
             if lock is None:  # renewed meanwhile by another runner
                 step = _Step(step.subscription, RenewalResult(RenewalOutcome.SKIPPED, step.subscription), [])
             else:
-                step = _renew_locked(state, lock, now, issue_apart=False)
+                mail.write_through(lock)
+                step = _renew_locked(state, lock, now, issue_apart=False, mail=mail)
+        mail.committed()
         settled = settled + step.settled
     result = step.result
     if result is None:  # pragma: no cover - only the first step issues
@@ -747,16 +756,6 @@ def _renew(
         previous, changed = plan_change
         signals.plan_changed.send(
             app, customer=customer, subscription=changed, previous=previous, invoice=None, when="period_end"
-        )
-        send_email(
-            state,
-            "plan_changed",
-            customer,
-            subscription=changed,
-            previous=previous,
-            invoice=None,
-            scheduled=True,
-            link=subscription_link(state, changed),
         )
     if result.outcome is RenewalOutcome.RENEWED and result.invoice is not None:
         signals.invoice_paid.send(
@@ -787,12 +786,33 @@ def _renew(
     return result
 
 
-def _renew_locked(state: PortalState, lock: SubscriptionLock, now: datetime, *, issue_apart: bool) -> _Step:
+def _email_scheduled_change(
+    state: PortalState, previous: Subscription, changed: Subscription, mail: MailBatch
+) -> None:
+    customer = state.storage.get_customer(changed.customer_id)
+    if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
+        return
+    send_email(
+        state,
+        "plan_changed",
+        customer,
+        batch=mail,
+        subscription=changed,
+        previous=previous,
+        invoice=None,
+        scheduled=True,
+        link=subscription_link(state, changed),
+    )
+
+
+def _renew_locked(
+    state: PortalState, lock: SubscriptionLock, now: datetime, *, issue_apart: bool, mail: MailBatch
+) -> _Step:
     """One transaction of a renewal, under ``lock``."""
     actor = "system"
     plan_change: tuple[Subscription, Subscription] | None = None
     # A plan change whose payment was left unconfirmed is settled first.
-    settled = settle_locked(state, lock, now, actor)
+    settled = settle_locked(state, lock, now, actor, mail=mail)
     subscription = lock.subscription
     customer_id = subscription.customer_id
     if subscription.status is not SubscriptionStatus.ACTIVE or subscription.current_period_end > now:

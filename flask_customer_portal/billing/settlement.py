@@ -56,7 +56,7 @@ from ..storage import (
     SubscriptionStatus,
 )
 from .collect import Collection, _event, announce_mismatch, reconcile_attempt
-from .notify import send_email, subscription_link
+from .notify import MailBatch, send_email, subscription_link
 from .outcomes import PaymentOutcome
 
 __all__ = [
@@ -111,6 +111,8 @@ class SettledPlanChange:
     """Why a payment was credited or voided (``"subscription_changed"``,
     ``"not_recorded"``, ``"plan_gone"``; ``"not_charged"``, ``"declined"``,
     ``"not_confirmed"``)."""
+    emailed: bool = False
+    """The customer's email was written under the lock, with the change."""
 
 
 def is_plan_change_invoice(invoice: Invoice) -> bool:
@@ -231,12 +233,32 @@ def _finish(
 
 
 def settle_locked(
-    state: PortalState, lock: SubscriptionLock, now: datetime, actor: str
+    state: PortalState, lock: SubscriptionLock, now: datetime, actor: str, *, mail: MailBatch | None = None
 ) -> list[SettledPlanChange]:
     """Settle, under ``lock``, every open plan-change invoice of the locked
     subscription whose payment is not settled. Call :func:`announce` with
     the result once the lock's work is committed. Nothing to do (and
-    nothing asked of the store) where the portal makes no plan changes."""
+    nothing asked of the store) where the portal makes no plan changes.
+    With ``mail`` (written through ``lock``), the email of each change made
+    is written with it."""
+    settled = _settle_locked(state, lock, now, actor)
+    if mail is None or not any(item.outcome is SettlementOutcome.CHANGED for item in settled):
+        return settled
+    customer = state.storage.get_customer(lock.subscription.customer_id)
+    if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
+        return settled
+    emailed = []
+    for item in settled:
+        if item.outcome is SettlementOutcome.CHANGED:
+            _email_change(state, customer, item, mail)
+            item = replace(item, emailed=True)
+        emailed.append(item)
+    return emailed
+
+
+def _settle_locked(
+    state: PortalState, lock: SubscriptionLock, now: datetime, actor: str
+) -> list[SettledPlanChange]:
     settled: list[SettledPlanChange] = []
     if not _settles_here(state) or lock.subscription.plan_id is None:
         return settled
@@ -310,16 +332,24 @@ def announce(state: PortalState, customer: Customer, settled: Sequence[SettledPl
             invoice=invoice,
             when="now",
         )
-        send_email(
-            state,
-            "plan_changed",
-            customer,
-            subscription=item.subscription,
-            previous=item.previous,
-            invoice=invoice,
-            scheduled=False,
-            link=subscription_link(state, item.subscription),
-        )
+        if not item.emailed:
+            _email_change(state, customer, item)
+
+
+def _email_change(
+    state: PortalState, customer: Customer, item: SettledPlanChange, mail: MailBatch | None = None
+) -> None:
+    send_email(
+        state,
+        "plan_changed",
+        customer,
+        batch=mail,
+        subscription=item.subscription,
+        previous=item.previous,
+        invoice=item.invoice,
+        scheduled=False,
+        link=subscription_link(state, item.subscription),
+    )
 
 
 def _may_have_some(state: PortalState, customer_id: str, subscription_id: str) -> bool:
@@ -348,10 +378,13 @@ def settle_plan_changes(
     if not _may_have_some(state, customer.id, subscription.id):
         return []
     now = now or utcnow()
+    mail = MailBatch(state)
     with state.storage.lock_subscription(customer.id, subscription.id) as lock:
         if lock is None:
             return []
-        settled = settle_locked(state, lock, now, actor)
+        mail.write_through(lock)
+        settled = settle_locked(state, lock, now, actor, mail=mail)
+    mail.committed()
     announce(state, customer, settled)
     return settled
 
@@ -405,9 +438,12 @@ def _settle_one(
     customer = state.storage.get_customer(customer_id)
     if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
         return []
+    mail = MailBatch(state)
     with state.storage.lock_subscription(customer_id, subscription_id) as lock:
         if lock is None:
             return []
-        settled = settle_locked(state, lock, now, "system")
+        mail.write_through(lock)
+        settled = settle_locked(state, lock, now, "system", mail=mail)
+    mail.committed()
     announce(state, customer, settled)
     return settled

@@ -23,6 +23,7 @@ from ..storage import (
     ChargeAttempt,
     Invoice,
     KeepsPlanChanges,
+    OutboxMail,
     Page,
     Plan,
     PlanChange,
@@ -157,26 +158,44 @@ def with_provider_id(value: R, customer_ids: CustomerIdMap) -> R:
 
 class MappedLock:
     """A billing back end's :class:`SubscriptionLock` seen with portal
-    customer ids; audit events go to ``events`` (appended to the local log
-    by the composite when the block ends normally)."""
+    customer ids; audit events go to ``events``, and emails to ``mails``
+    (both written to the local store by the composite, in its lock's
+    transaction, when the block ends normally)."""
 
     @classmethod
     def around(
-        cls, lock: SubscriptionLock, customer_ids: CustomerIdMap, events: list[AuditEvent]
+        cls,
+        lock: SubscriptionLock,
+        customer_ids: CustomerIdMap,
+        events: list[AuditEvent],
+        mails: list[OutboxMail] | None = None,
     ) -> SubscriptionLock:
         """``lock`` seen with portal ids, with the optional pair that keeps
         plan changes exactly when ``lock`` has it
         (:class:`~flask_customer_portal.storage.KeepsPlanChanges`): the portal
-        credits the payment of a change it cannot keep."""
-        if implements(lock, KeepsPlanChanges):
+        credits the payment of a change it cannot keep; and taking emails
+        (:class:`~flask_customer_portal.storage.MailQueue`) exactly when
+        ``mails`` is given (the local lock can write them)."""
+        keeps = implements(lock, KeepsPlanChanges)
+        if mails is not None:
+            mailing = _MailingMappedLockKeepingPlanChanges if keeps else _MailingMappedLock
+            return cast(SubscriptionLock, mailing(lock, customer_ids, events, mails))
+        if keeps:
             return _MappedLockKeepingPlanChanges(lock, customer_ids, events)
         # Without the pair, as SubscriptionLock allows.
         return cast(SubscriptionLock, cls(lock, customer_ids, events))
 
-    def __init__(self, lock: SubscriptionLock, customer_ids: CustomerIdMap, events: list[AuditEvent]) -> None:
+    def __init__(
+        self,
+        lock: SubscriptionLock,
+        customer_ids: CustomerIdMap,
+        events: list[AuditEvent],
+        mails: list[OutboxMail] | None = None,
+    ) -> None:
         self._lock = lock
         self._customer_ids = customer_ids
         self._events = events
+        self._mails: list[OutboxMail] = [] if mails is None else mails
 
     def _to_portal(self, value: R) -> R:
         return with_portal_ids(value, self._customer_ids)
@@ -259,3 +278,14 @@ class _MappedLockKeepingPlanChanges(MappedLock):
 
     def get_plan_change(self, invoice_id: str) -> PlanChange | None:
         return self._to_portal(cast(KeepsPlanChanges, self._lock).get_plan_change(invoice_id))
+
+
+class _MailingMappedLock(MappedLock):
+    def enqueue_mail(self, mail: OutboxMail) -> None:
+        """Kept until the block ends, then written with its audit events: a
+        block that raises leaves no email."""
+        self._mails.append(mail)
+
+
+class _MailingMappedLockKeepingPlanChanges(_MappedLockKeepingPlanChanges, _MailingMappedLock):
+    pass

@@ -99,6 +99,8 @@ from ..storage import (
     LicenseKey,
     LicenseKeyInstance,
     LicenseKeyStore,
+    MailQueue,
+    OutboxMail,
     Page,
     PaymentMethod,
     Plan,
@@ -348,10 +350,17 @@ class CompositeStorage(LocalMembers):
     def _to_provider(self, value: R) -> R:
         return with_provider_id(value, self.customer_ids)
 
-    def _recorded(self, event: AuditEvent | None, result: R) -> R:
+    def _recorded(self, event: AuditEvent | None, result: R, mail: Sequence[OutboxMail] = ()) -> R:
         """Append ``event`` to the local audit log once the provider accepted
-        the change (``result`` is neither ``None`` nor ``False``)."""
-        if event is not None and result is not None and result is not False:
+        the change (``result`` is neither ``None`` nor ``False``), with the
+        emails ``mail`` in the same local transaction: the provider's
+        change cannot share it, but the record of it and its emails are
+        written together or not at all."""
+        if result is None or result is False:
+            return result
+        if mail:
+            self.enqueue_mail(mail, events=() if event is None else (event,))
+        elif event is not None:
             self.local.record_event(event)
         return result
 
@@ -466,6 +475,7 @@ class CompositeStorage(LocalMembers):
         at_period_end: bool,
         now: datetime,
         event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         provider_id = self._provider_id(customer_id)
         if provider_id is None:
@@ -473,16 +483,22 @@ class CompositeStorage(LocalMembers):
         cancelled = self.billing.cancel_subscription(
             provider_id, subscription_id, at_period_end=at_period_end, now=now
         )
-        return self._recorded(event, self._to_portal(cancelled))
+        return self._recorded(event, self._to_portal(cancelled), mail)
 
     def undo_cancellation(
-        self, customer_id: str, subscription_id: str, *, now: datetime, event: AuditEvent | None = None
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        now: datetime,
+        event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         provider_id = self._provider_id(customer_id)
         if provider_id is None:
             return None
         kept = self.billing.undo_cancellation(provider_id, subscription_id, now=now)
-        return self._recorded(event, self._to_portal(kept))
+        return self._recorded(event, self._to_portal(kept), mail)
 
     def pause_subscription(
         self,
@@ -492,16 +508,17 @@ class CompositeStorage(LocalMembers):
         now: datetime,
         resumes_at: datetime,
         event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         if not self._serves(PausesSubscriptions):
             return self.local.pause_subscription(
-                customer_id, subscription_id, now=now, resumes_at=resumes_at, event=event
+                customer_id, subscription_id, now=now, resumes_at=resumes_at, event=event, mail=mail
             )
         provider_id = self._provider_id(customer_id)
         if provider_id is None:
             return None
         paused = self.billing.pause_subscription(provider_id, subscription_id, now=now, resumes_at=resumes_at)
-        return self._recorded(event, self._to_portal(paused))
+        return self._recorded(event, self._to_portal(paused), mail)
 
     def unpause_subscription(
         self,
@@ -510,16 +527,17 @@ class CompositeStorage(LocalMembers):
         *,
         resumed_at: datetime,
         event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         if not self._serves(PausesSubscriptions):
             return self.local.unpause_subscription(
-                customer_id, subscription_id, resumed_at=resumed_at, event=event
+                customer_id, subscription_id, resumed_at=resumed_at, event=event, mail=mail
             )
         provider_id = self._provider_id(customer_id)
         if provider_id is None:
             return None
         resumed = self.billing.unpause_subscription(provider_id, subscription_id, resumed_at=resumed_at)
-        return self._recorded(event, self._to_portal(resumed))
+        return self._recorded(event, self._to_portal(resumed), mail)
 
     def set_retention_discount(
         self,
@@ -560,8 +578,8 @@ class CompositeStorage(LocalMembers):
         reads, the checks, the charge (with its idempotency key) and what is
         recorded all happen under it, and two workers or servers paying for
         the same subscription take turns, as on the local store. The
-        block's audit events are written in that lock's transaction when the
-        block ends normally, and dropped if it raises. A local store without
+        block's audit events and emails are written in that lock's
+        transaction when the block ends normally, and dropped if it raises. A local store without
         the lock (:attr:`locks_across_processes` false) gets
         :class:`~flask_customer_portal.storage.StateConflict` instead: the
         money path never runs without it."""
@@ -581,11 +599,19 @@ class CompositeStorage(LocalMembers):
             )
             raise StateConflict(f"subscription {subscription_id!r} cannot be locked by this store")
         events: list[AuditEvent] = []
+        mails: list[OutboxMail] = []
         with self.local.lock_provider_subscription(customer_id, subscription_id) as across_processes:
+            queue = across_processes if isinstance(across_processes, MailQueue) else None
             with self.billing.lock_subscription(provider_id, subscription_id) as lock:
-                yield None if lock is None else MappedLock.around(lock, self.customer_ids, events)
+                yield (
+                    None
+                    if lock is None
+                    else MappedLock.around(lock, self.customer_ids, events, None if queue is None else mails)
+                )
             for event in events:
                 across_processes.record_event(event)
+            for mail in mails:
+                cast(MailQueue, queue).enqueue_mail(mail)
 
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         """The billing back end's due subscriptions (for portal customers

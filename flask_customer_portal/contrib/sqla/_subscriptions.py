@@ -13,6 +13,7 @@ from ...money import Money
 from ...storage import InvoiceStatus, PaymentMethodInUse, StateConflict, SubscriptionStatus
 from ._base import FRESH, StoreBase, add_event, now_utc, rowcount
 from ._locks import due_after, locked_subscription_row
+from ._outbox import add_mail
 from .mapping import (
     PAYMENT_METHOD_COLUMNS,
     PLAN_CHANGE_COLUMNS,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from ...storage import AuditEvent, PaymentMethod, Plan, PlanChange, Subscription
+    from ...storage import AuditEvent, OutboxMail, PaymentMethod, Plan, PlanChange, Subscription
 
 __all__ = ["SubscriptionsMixin"]
 
@@ -99,6 +100,7 @@ class SubscriptionsMixin(StoreBase):
         at_period_end: bool,
         now: datetime,
         event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         now = utc(now, "now")
         with self._transaction() as session:
@@ -118,11 +120,19 @@ class SubscriptionsMixin(StoreBase):
                 row.cancelled_at = now
                 row.ended_at = now
             add_event(session, event)
+            for each in mail:
+                add_mail(session, each)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
     def undo_cancellation(
-        self, customer_id: str, subscription_id: str, *, now: datetime, event: AuditEvent | None = None
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        now: datetime,
+        event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         now = utc(now, "now")
         with self._transaction() as session:
@@ -138,6 +148,8 @@ class SubscriptionsMixin(StoreBase):
             row.cancel_at_period_end = False
             row.cancelled_at = None
             add_event(session, event)
+            for each in mail:
+                add_mail(session, each)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
@@ -149,6 +161,7 @@ class SubscriptionsMixin(StoreBase):
         now: datetime,
         resumes_at: datetime,
         event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         now = utc(now, "now")
         resumes_at = utc(resumes_at, "resumes_at")
@@ -167,6 +180,8 @@ class SubscriptionsMixin(StoreBase):
             row.paused_at = now
             row.resumes_at = resumes_at
             add_event(session, event)
+            for each in mail:
+                add_mail(session, each)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
@@ -177,6 +192,7 @@ class SubscriptionsMixin(StoreBase):
         *,
         resumed_at: datetime,
         event: AuditEvent | None = None,
+        mail: Sequence[OutboxMail] = (),
     ) -> Subscription | None:
         resumed_at = utc(resumed_at, "resumed_at")
         with self._transaction() as session:
@@ -194,6 +210,8 @@ class SubscriptionsMixin(StoreBase):
             row.paused_at = None
             row.resumes_at = None
             add_event(session, event)
+            for each in mail:
+                add_mail(session, each)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
