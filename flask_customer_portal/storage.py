@@ -784,7 +784,9 @@ class MailOutboxStore(Protocol):
         ``owner`` until ``now + lease``, counting one more attempt on each;
         oldest due first. Of concurrent callers each row goes to exactly
         one, decided by the database (a conditional ``UPDATE``), never by a
-        read before the write."""
+        read before the write. A row named in ``mail_ids`` that was never
+        tried is due at once: its writer hands it over as it commits, and
+        another host's clock may be behind."""
 
     def compose_mail(
         self,

@@ -669,6 +669,9 @@ def test_resume_by_hand_moves_the_period_on_by_the_paused_time(
         response = later.post(f"/portal/subscriptions/{AVA_SUB}/unpause", data={"csrf_token": token})
         assert response.status_code == 303
         page = later.get(response.headers["Location"])
+        # Delivered while the clock is where the email was written: a row is
+        # due from the moment it was written.
+        get_state(pause_app).wait_for_background_tasks()
     resumed = _stored(pause_app)
     assert resumed.status is SubscriptionStatus.ACTIVE
     assert resumed.current_period_end == before.current_period_end + timedelta(days=10)

@@ -3,6 +3,7 @@ retried with backoff, sent once, given up on visibly."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -615,3 +616,20 @@ def test_erasing_a_customer_deletes_their_email(outbox_app: Flask) -> None:
         )
         assert report is not None and report.mail_deleted == 2
         assert portal_store(outbox_app).mail_counts(utcnow()).pending == 0
+
+
+def test_a_row_handed_over_by_id_is_due_at_once_even_on_a_clock_behind(outbox_app: Flask) -> None:
+    state = get_state(outbox_app)
+    lease = timedelta(seconds=60)
+    with outbox_app.app_context():
+        mail = dataclasses.replace(
+            new_mail(state, Message("ava@example.com", "s", "t", "h"), kind="x", customer_id=AVA),
+            # Written on a host whose clock is five minutes ahead.
+            created_at=utcnow() + timedelta(minutes=5),
+        )
+        state.storage.enqueue_mail([mail])
+        # Not due yet to a sender walking the due rows on this clock ...
+        assert state.storage.claim_mail(utcnow(), owner="walker", lease=lease, limit=10) == ()
+        # ... but named by its id, never tried, it is taken at once.
+        claimed = state.storage.claim_mail(utcnow(), owner="by-id", lease=lease, mail_ids=[mail.id])
+        assert [m.id for m in claimed] == [mail.id]

@@ -96,9 +96,14 @@ class OutboxMixin(StoreBase):
         if not 1 <= len(owner) <= 64:
             raise ValueError("owner must be 1 to 64 characters")
         due_by = now if due_by is None else utc(due_by, "due_by")
+        due = MailOutboxModel.next_attempt_at <= due_by
+        if mail_ids is not None:
+            # A row named by id that was never tried is the one its writer
+            # just handed over: due at once, whatever this host's clock says.
+            due = or_(due, MailOutboxModel.attempts == 0)
         claimable = (
             MailOutboxModel.status == MailStatus.PENDING,
-            MailOutboxModel.next_attempt_at <= due_by,
+            due,
             or_(MailOutboxModel.claimed_until.is_(None), MailOutboxModel.claimed_until <= now),
         )
         candidates = (
