@@ -22,6 +22,9 @@ from benchmarks import __main__ as bench_main
 from benchmarks import invoice_list, invoice_pdf, pages, server, signin
 from benchmarks._timing import compare
 
+#: Each test runs a benchmark: in `make test`, not `make check`.
+pytestmark = pytest.mark.slow
+
 
 def require(module: str, *, bench_only: bool) -> None:
     """Skip without ``module``; fail instead under CI if it is not a bench-only dependency."""

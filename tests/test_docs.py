@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from flask_customer_portal import signals
 from flask_customer_portal.config import DEFAULTS
 
@@ -47,6 +49,7 @@ def test_every_template_is_named_in_the_docs() -> None:
     assert not missing, f"no page of docs/ names the templates {missing}"
 
 
+@pytest.mark.slow
 def test_the_documentation_builds_without_a_warning(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(tmp_path)],

@@ -86,6 +86,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
 # -- the wheel ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_license_the_data_and_compiled_catalogues(built: Built) -> None:
     names = built.wheel_names
     version = flask_customer_portal.__version__
@@ -107,11 +108,13 @@ def test_the_wheel_holds_the_license_the_data_and_compiled_catalogues(built: Bui
     assert not [n for n in names if n.startswith(("tests/", "example_app/", "docs/", "scripts/"))]
 
 
+@pytest.mark.slow
 def test_the_build_ignores_no_package_data(built: Built) -> None:
     assert "would be ignored" not in built.log
     assert "is absent from the `packages` configuration" not in built.log
 
 
+@pytest.mark.slow
 def test_the_license_is_mit_in_the_repository_and_the_metadata(built: Built) -> None:
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License")
@@ -119,6 +122,7 @@ def test_the_license_is_mit_in_the_repository_and_the_metadata(built: Built) -> 
     assert built.metadata()["License-Expression"] == "MIT"
 
 
+@pytest.mark.slow
 def test_the_metadata_speaks_to_pypi(built: Built) -> None:
     metadata = built.metadata()
     description = metadata.get_payload()
@@ -131,6 +135,7 @@ def test_the_metadata_speaks_to_pypi(built: Built) -> None:
     assert all(url.startswith("https://") for url in urls.values())
 
 
+@pytest.mark.slow
 def test_the_sdist_builds_the_wheel_and_carries_the_changelog(built: Built) -> None:
     names = built.sdist_names
     assert {
@@ -145,6 +150,7 @@ def test_the_sdist_builds_the_wheel_and_carries_the_changelog(built: Built) -> N
     assert "tests/test_smoke.py" in names and "tests/conftest.py" in names
 
 
+@pytest.mark.slow
 def test_neither_archive_carries_compiled_bytecode(built: Built) -> None:
     """A checkout where tests have run holds ``__pycache__`` directories
     (pytest's rewritten test modules among them); they stay out."""
@@ -159,6 +165,7 @@ def test_neither_archive_carries_compiled_bytecode(built: Built) -> None:
 # -- one version, one changelog -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_version_is_written_in_one_place(built: Built) -> None:
     assert "version" not in PROJECT and "version" in PROJECT["dynamic"]
     assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+#: Each test runs pytest in a process of its own: in `make test`, not `make check`.
+pytestmark = pytest.mark.slow
+
 TESTING_PAGE = Path(__file__).resolve().parent.parent / "docs" / "testing.rst"
 
 #: A host's conftest: its app, with the portal and two customers, as the

@@ -165,6 +165,7 @@ def test_concurrent_repeats_of_a_handled_event_are_all_handled(
     assert results == [HANDLED] * 8
 
 
+@pytest.mark.slow
 def test_a_claim_waits_for_an_open_claim_and_wins_if_it_rolls_back(
     store_app: Flask, store: SQLAlchemyStorage
 ) -> None:
@@ -192,6 +193,7 @@ def test_a_claim_waits_for_an_open_claim_and_wins_if_it_rolls_back(
     assert claim(store, "stripe", "evt_rb", T0) is IN_PROGRESS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("outcome", ["commit", "rollback"])
 def test_a_takeover_waits_for_an_open_takeover(
     store_app: Flask, store: SQLAlchemyStorage, outcome: str

@@ -137,6 +137,7 @@ def _attempts(app: Flask) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in rows]
 
 
+@pytest.mark.slow
 def test_item3_concurrent_reactivation_submits_over_dodo_make_one_charge(
     workers: list[Flask], fake: FakeDodo
 ) -> None:

@@ -295,6 +295,7 @@ GUNICORN_RECIPE = REPO / "docs" / "recipes" / "gunicorn_conf.py"
         pytest.param("neither", False, id="control"),
     ],
 )
+@pytest.mark.slow
 def test_item11_gunicorn_access_log_holds_no_token(
     make_app: AppFactory, tmp_path: Path, setup: str, redacted: bool
 ) -> None:
