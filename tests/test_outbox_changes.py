@@ -5,7 +5,7 @@ back leaves no email; a change committed leaves exactly one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -61,8 +61,8 @@ def _then_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     """The store writes the change and its email, then raises before commit."""
     real = _subscriptions.add_mail
 
-    def add_then_fail(session: Any, mail: OutboxMail) -> None:
-        real(session, mail)
+    def add_then_fail(session: Any, mails: Sequence[OutboxMail]) -> None:
+        real(session, mails)
         session.flush()  # the row really is in the transaction
         raise RuntimeError("after the email")
 

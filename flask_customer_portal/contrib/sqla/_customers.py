@@ -89,8 +89,7 @@ class CustomersMixin(StoreBase):
                 )
                 if rowcount(result) == 1:
                     add_event(session, event)
-                    for each in mail:
-                        add_mail(session, each)
+                    add_mail(session, mail)
         except IntegrityError as exc:
             raise EmailInUse(email) from exc
         if rowcount(result) != 1:

@@ -473,7 +473,7 @@ class SQLSubscriptionLock:
         """Written in the lock's transaction: sent only if the change is committed."""
         if mail.customer_id != self._row.customer_id:
             raise ValueError("an email queued under a subscription lock must be to its customer")
-        add_mail(self._session, mail)
+        add_mail(self._session, [mail])
 
     def record_plan_change(self, change: PlanChange) -> None:
         if (change.customer_id, change.subscription_id) != (self._row.customer_id, self._row.id):
@@ -550,4 +550,4 @@ class SQLProviderLock:
         """Written in the lock's transaction: sent only if the change is committed."""
         if mail.customer_id != self._customer_id:
             raise ValueError("an email queued under a subscription lock must be to its customer")
-        add_mail(self._session, mail)
+        add_mail(self._session, [mail])

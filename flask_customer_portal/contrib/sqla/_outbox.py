@@ -22,7 +22,7 @@ from .mapping import MAIL_COLUMNS, mail_record, mail_row, values_of
 from .models import LinkModel, MailOutboxModel, utc
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
     from datetime import datetime
 
     from sqlalchemy.orm import Session
@@ -36,9 +36,10 @@ __all__ = ["OutboxMixin", "add_mail"]
 ERROR_LENGTH = 500
 
 
-def add_mail(session: Session, mail: OutboxMail) -> None:
-    """Write ``mail`` in the caller's transaction (``session``)."""
-    session.add(mail_row(mail))
+def add_mail(session: Session, mails: Iterable[OutboxMail]) -> None:
+    """Write ``mails``, the emails of a change, in the caller's transaction
+    (``session``)."""
+    session.add_all([mail_row(mail) for mail in mails])
 
 
 def _link_row(record: LinkRecord) -> LinkModel:
@@ -73,8 +74,7 @@ class OutboxMixin(StoreBase):
         with self._transaction() as session:
             if link is not None:
                 session.add(_link_row(link))
-            for mail in mails:
-                add_mail(session, mail)
+            add_mail(session, mails)
             for event in events:
                 add_event(session, event)
 

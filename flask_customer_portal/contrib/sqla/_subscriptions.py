@@ -120,8 +120,7 @@ class SubscriptionsMixin(StoreBase):
                 row.cancelled_at = now
                 row.ended_at = now
             add_event(session, event)
-            for each in mail:
-                add_mail(session, each)
+            add_mail(session, mail)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
@@ -148,8 +147,7 @@ class SubscriptionsMixin(StoreBase):
             row.cancel_at_period_end = False
             row.cancelled_at = None
             add_event(session, event)
-            for each in mail:
-                add_mail(session, each)
+            add_mail(session, mail)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
@@ -180,8 +178,7 @@ class SubscriptionsMixin(StoreBase):
             row.paused_at = now
             row.resumes_at = resumes_at
             add_event(session, event)
-            for each in mail:
-                add_mail(session, each)
+            add_mail(session, mail)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
@@ -210,8 +207,7 @@ class SubscriptionsMixin(StoreBase):
             row.paused_at = None
             row.resumes_at = None
             add_event(session, event)
-            for each in mail:
-                add_mail(session, each)
+            add_mail(session, mail)
             session.flush()
         return self.get_subscription(customer_id, subscription_id)
 
