@@ -522,7 +522,9 @@ def test_email_change_end_to_end_through_smtp(smtp_app: Flask, smtp_server: SMTP
     assert again.get(path_of(confirm_link)).status_code == 410
     assert again.post(path_of(confirm_link), data={}).status_code == 410
 
-    # The old address hears that the change happened.
+    # The old address hears that the change happened (the notice is
+    # delivered after the answer: wait for it).
+    state.wait_for_background_tasks()
     notices = _mail_to(smtp_server, "ava@example.com")
     assert notices[-1]["Subject"] == "Your email address at Acme Software was changed"
     assert "Ava.New@example.org" in _text_of(notices[-1])
