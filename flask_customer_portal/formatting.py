@@ -28,6 +28,7 @@ __all__ = [
     "format_date",
     "format_datetime",
     "format_payment_method",
+    "machine_datetime",
     "resolve_timezone",
     "to_timezone",
 ]
@@ -97,6 +98,20 @@ def format_datetime(dt: datetime, locale: Locale | str, tz: str | None, *, forma
     """
     local = to_timezone(dt, tz)
     return str(_babel_format_datetime(local, format=format, tzinfo=local.tzinfo, locale=locale))
+
+
+def machine_datetime(dt: datetime) -> str:
+    """``dt`` as a ``<time datetime>`` value: UTC to the second, with ``Z``.
+
+    HTML allows at most three digits of a second's fraction, and a page
+    never needs more than the second, so microseconds are dropped rather
+    than rounded (a time never moves into the next second).
+
+    >>> from datetime import datetime, timezone, timedelta
+    >>> machine_datetime(datetime(2026, 3, 5, 23, 30, 7, 999999, tzinfo=timezone(timedelta(hours=7))))
+    '2026-03-05T16:30:07Z'
+    """
+    return to_timezone(dt, "UTC").replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_payment_method(method: PaymentMethod) -> str:

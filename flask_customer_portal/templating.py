@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from babel import Locale
 from flask_babel import get_locale
 
-from .formatting import decline_text, format_date, format_datetime, format_payment_method
+from .formatting import decline_text, format_date, format_datetime, format_payment_method, machine_datetime
 from .i18n import domain
 from .money import Money, format_money
 from .urls import external_url
@@ -25,7 +25,8 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
 
     Templates call ``_()`` for text, ``money(amount, currency)`` or
     ``money(Money)`` for amounts, ``date(dt)`` / ``datetime(dt)`` for
-    times, ``card_text(method)`` for a card, ``decline_text(code)`` for a
+    times, ``datetime_attr(dt)`` for a ``<time datetime>`` value,
+    ``card_text(method)`` for a card, ``decline_text(code)`` for a
     refused payment and ``external_url(page, **values)`` for an absolute
     link (emails), so a theme never formats numbers, dates or links by hand.
     """
@@ -66,6 +67,7 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
         "money": money,
         "date": date,
         "datetime": date_time,
+        "datetime_attr": machine_datetime,
         "portal": state.config,
         "portal_locale": locale,
         "card_text": format_payment_method,

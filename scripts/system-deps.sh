@@ -2,9 +2,10 @@
 # Installs the system packages the test suite drives for real: Debian's
 # Chromium (Playwright cannot download browsers here), the PostgreSQL
 # server, Redis (shared rate limits; the tests start their own servers on
-# free loopback ports, never the packaged service) and nginx (the
-# access-log recipe in docs/security.rst). Does nothing when they are
-# present; needs root (or sudo) for apt.
+# free loopback ports, never the packaged service), nginx (the
+# access-log recipe in docs/security.rst) and a Java runtime (the W3C Nu
+# HTML Checker, vnu.jar, that tests/test_html_validity.py runs). Does
+# nothing when they are present; needs root (or sudo) for apt.
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
