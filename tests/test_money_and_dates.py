@@ -11,7 +11,7 @@ import pytest
 from babel import Locale
 
 from flask_customer_portal.billing.periods import add_interval, add_months
-from flask_customer_portal.formatting import format_date, format_datetime, to_timezone
+from flask_customer_portal.formatting import format_date, format_datetime, machine_datetime, to_timezone
 from flask_customer_portal.money import Money, display_digits, format_money, minor_unit_exponent
 
 UTC = timezone.utc
@@ -306,3 +306,12 @@ def test_add_interval_counts_one_by_default() -> None:
 def test_add_interval_rejects_an_unknown_interval(interval: str) -> None:
     with pytest.raises(ValueError, match="unknown billing interval"):
         add_interval(_utc(2026, 1, 31), interval)
+
+
+def test_machine_datetime_is_utc_to_the_second() -> None:
+    # HTML's <time datetime> allows at most three digits of a second's fraction.
+    jakarta = datetime(2026, 3, 6, 6, 30, 7, 999_999, tzinfo=ZoneInfo("Asia/Jakarta"))
+    assert machine_datetime(jakarta) == "2026-03-05T23:30:07Z"
+    assert machine_datetime(datetime(2026, 3, 5, 23, 30, tzinfo=timezone.utc)) == "2026-03-05T23:30:00Z"
+    with pytest.raises(ValueError, match="naive datetime"):
+        machine_datetime(datetime(2026, 3, 5, 23, 30))

@@ -122,7 +122,9 @@ def _visit(page: Any, visited: Page, width: int) -> list[str]:
     return [f"{visited.name}: {problem}" for problem in _layout_problems(page, width)]
 
 
-def test_the_billing_history_is_a_compact_row_per_invoice(page_at: Any, own_live_server: Any) -> None:
+def test_the_billing_history_is_a_compact_row_per_invoice(
+    page_at: Any, own_live_server: Any, axe_check: Any
+) -> None:
     with page_at(PHONE) as phone:
         _sign_in(phone, own_live_server, "cus_demo_ava")
         phone.goto("/portal/invoices")
@@ -149,6 +151,7 @@ def test_the_billing_history_is_a_compact_row_per_invoice(page_at: Any, own_live
         assert per_invoice <= MAX_HEIGHT_PER_INVOICE_PX, per_invoice
         assert max(heights) <= MAX_HEIGHT_PER_INVOICE_PX, heights
         assert page_height <= MAX_PAGE_HEIGHT_PX, page_height
+        axe_check(phone)
         # Each row shows date, number, amount and status, and a tap anywhere
         # on it opens the invoice.
         first = rows.first
@@ -178,7 +181,7 @@ def test_the_billing_history_is_a_compact_row_per_invoice(page_at: Any, own_live
 
 @pytest.mark.parametrize("width", [NARROWEST, PHONE])
 def test_every_section_is_on_screen_and_focus_rings_are_whole(
-    page_at: Any, own_live_server: Any, width: int
+    page_at: Any, own_live_server: Any, axe_check: Any, width: int
 ) -> None:
     with page_at(width) as phone:
         _sign_in(phone, own_live_server, "cus_demo_budi")  # Indonesian: the longest labels
@@ -202,6 +205,7 @@ def test_every_section_is_on_screen_and_focus_rings_are_whole(
         )
         assert current.evaluate(look) != nav.locator("a:not([aria-current])").first.evaluate(look)
         assert not [w for w in phone.evaluate(BROKEN_WORDS_JS, SHORT_WORD_SHARE) if "<a " in w]
+        axe_check(phone)
 
         # Tab from the top of the page through the whole navigation.
         phone.locator("body").focus()
