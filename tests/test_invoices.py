@@ -43,7 +43,7 @@ PAGES = ("/portal/invoices", f"/portal/invoices/{AVA_INVOICE}", f"/portal/invoic
 
 def _numbers(html: str) -> list[str]:
     """Invoice numbers of the list page's rows, in order."""
-    return re.findall(r'<th scope="row"[^>]*><a href="/portal/invoices/[^"/]+">([^<]+)</a></th>', html)
+    return re.findall(r'<th scope="row"[^>]*><a href="/portal/invoices/[^"/]+"[^>]*>([^<]+)</a></th>', html)
 
 
 def _page_nav(html: str) -> str:
