@@ -25,7 +25,7 @@ from ..state import get_state
 from ..tokens import TokenPayload
 from ._base import _NOTICE_KEY, blueprint, local_endpoint
 
-__all__ = ["FLOW_KEY", "RETURN_URL_KEY", "finish_flow", "forget_flow", "start_flow"]
+__all__ = ["FLOW_KEY", "RETURN_URL_KEY", "finish_flow", "forget_flow", "link_return_url", "start_flow"]
 
 #: The deep-link flow of this browser's portal session: ``{"flow", "subscription_id"}``.
 FLOW_KEY = "_customer_portal_flow"
@@ -76,7 +76,9 @@ def _active_flow() -> tuple[Flow, str | None] | None:
     return flow, subscription_id
 
 
-def _return_url() -> str | None:
+def link_return_url() -> str | None:
+    """The ``return_url`` of the link that signed this browser in, if it is
+    still on an allowed host."""
     url = session.get(RETURN_URL_KEY)
     if not isinstance(url, str):
         return None
@@ -103,7 +105,7 @@ def finish_flow(flow_name: str, subscription_id: str | None = None) -> Response 
     ):
         return None
     session.pop(FLOW_KEY, None)
-    url = _return_url()
+    url = link_return_url()
     if url is None:
         return None
     # The notice the view queued would show on the customer's next portal
@@ -132,5 +134,5 @@ def _flow_context() -> dict[str, Any]:
     active = _active_flow()
     url = None
     if active is not None and _on_landing_page(*active):
-        url = _return_url()
+        url = link_return_url()
     return {"portal_flow_return_url": url}
