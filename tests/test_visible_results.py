@@ -1,0 +1,197 @@
+"""What the customer did stays visible: a paused subscription on the
+overview, the way back to the merchant on every page, times with their
+time zone and invoice periods in the customer's language."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from portal_fixtures import make_portal_app, open_link, sign_in
+
+from flask_customer_portal.billing.periods import add_interval
+from flask_customer_portal.clock import utcnow
+from flask_customer_portal.config import DEFAULTS, load_config
+from flask_customer_portal.errors import ConfigurationError
+from flask_customer_portal.formatting import format_date
+from flask_customer_portal.state import get_state
+from flask_customer_portal.storage import Invoice
+from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
+
+AVA = "cus_demo_ava"
+BUDI = "cus_demo_budi"
+AVA_SUB = "sub_demo_ava_sync"
+SHOP_ACCOUNT = "http://shop.test/account"
+
+
+def _app(tmp_path: Path, name: str, **config: Any) -> Iterator[Flask]:
+    app = make_portal_app(
+        f"sqlite:///{tmp_path / name}", mailer=MemoryMailer(), payments=TestPaymentProvider(), **config
+    )
+    yield app
+    get_state(app).shutdown()
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+
+
+@pytest.fixture
+def pause_app(tmp_path: Path) -> Iterator[Flask]:
+    yield from _app(tmp_path, "pause.db", CUSTOMER_PORTAL_ALLOW_PAUSE=True)
+
+
+@pytest.fixture
+def back_app(tmp_path: Path) -> Iterator[Flask]:
+    yield from _app(tmp_path, "back.db", CUSTOMER_PORTAL_RETURN_URL=SHOP_ACCOUNT)
+
+
+def _signed_in(app: Flask, customer_id: str = AVA) -> FlaskClient:
+    client = app.test_client()
+    sign_in(app, client, customer_id)
+    return client
+
+
+def _invoice_with_a_period(app: Flask, customer_id: str) -> Invoice:
+    """One of the customer's invoices whose line names its period in ISO dates."""
+    with app.app_context():
+        storage = get_state(app).storage
+        listed = storage.list_invoices(customer_id, page=1, per_page=50).items
+        invoices = [storage.get_invoice(customer_id, invoice.id) for invoice in listed]
+    for invoice in invoices:
+        assert invoice is not None
+        if any(
+            re.search(r"\d{4}-\d{2}-\d{2} to \d{4}-\d{2}-\d{2}", line.description) for line in invoice.lines
+        ):
+            return invoice
+    raise AssertionError(f"no invoice of {customer_id} has a period on a line")
+
+
+# -- a paused subscription ----------------------------------------------------
+
+
+def test_a_paused_subscription_shows_on_the_overview_with_its_resume_date(pause_app: Flask) -> None:
+    ava = _signed_in(pause_app)
+    page = ava.get(f"/portal/subscriptions/{AVA_SUB}").text
+    resumes = format_date(add_interval(utcnow(), "month", 2), "en", "America/Los_Angeles")
+    # The day it starts again is shown before the customer pauses.
+    assert f'<option value="2">2 months, until {resumes}</option>' in page
+    paused = ava.post(
+        f"/portal/subscriptions/{AVA_SUB}/pause", data={"csrf_token": csrf_token_from(page), "months": "2"}
+    )
+    assert paused.status_code == 303
+    overview = ava.get("/portal/").text
+    assert f"Acme Sync is paused until {resumes}" in overview
+    assert f"Paused until {resumes}" in ava.get("/portal/subscriptions").text
+
+
+# -- the way back to the merchant -------------------------------------------------
+
+
+def test_without_the_setting_no_page_shows_a_way_back(pause_app: Flask) -> None:
+    ava = _signed_in(pause_app)
+    for path in ("/portal/", "/portal/invoices", "/portal/license-keys"):
+        assert 'class="portal-return"' not in ava.get(path).text
+
+
+def test_the_configured_way_back_is_on_every_page(back_app: Flask) -> None:
+    back = f'<p class="portal-return"><a href="{SHOP_ACCOUNT}">Back to Acme Software</a></p>'
+    # Signed out too: a customer who lands on the sign-in page can still go back.
+    assert back in back_app.test_client().get("/portal/login/biz_demo").text
+    ava = _signed_in(back_app)
+    for path in ("/portal/", "/portal/invoices", "/portal/license-keys", f"/portal/subscriptions/{AVA_SUB}"):
+        page = ava.get(path).text
+        assert page.count('class="portal-return"') == 1, path
+        assert back in page, path
+
+
+def test_a_links_return_url_wins_over_the_configured_one(back_app: Flask) -> None:
+    client = back_app.test_client()
+    with back_app.app_context():
+        link = back_app.extensions["customer_portal"].create_session(
+            AVA, return_url="http://shop.test/orders?from=portal"
+        )
+    open_link(client, link.link)
+    page = client.get("/portal/license-keys").text
+    assert '<a href="http://shop.test/orders?from=portal">Back to Acme Software</a>' in page
+    assert f'href="{SHOP_ACCOUNT}"' not in page
+
+
+@pytest.mark.parametrize(
+    ("value", "live", "message"),
+    [
+        ("https://evil.example/account", False, "is not in CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS"),
+        ("/account", False, "must be an absolute URL"),
+        ("javascript:alert(1)", False, "must be an absolute URL"),
+        ("https://user:pw@shop.example.com/", False, "is not in CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS"),
+        ("http://shop.example.com/account", True, "live mode needs an https:// URL"),
+    ],
+)
+def test_the_configured_way_back_is_held_to_the_return_url_rules(
+    value: str, live: bool, message: str
+) -> None:
+    config = {
+        **DEFAULTS,
+        "SECRET_KEY": "k" * 40,
+        "CUSTOMER_PORTAL_BUSINESS_ID": "biz",
+        "CUSTOMER_PORTAL_BASE_URL": "https://shop.example.com",
+        "CUSTOMER_PORTAL_RETURN_URL": value,
+    }
+    if live:
+        config.update(CUSTOMER_PORTAL_MODE="live", CUSTOMER_PORTAL_SINGLE_PROCESS=True)
+    with pytest.raises(ConfigurationError, match="CUSTOMER_PORTAL_RETURN_URL") as error:
+        load_config(config)
+    assert message in str(error.value)
+    allowed = {
+        **config,
+        "CUSTOMER_PORTAL_MODE": "test",
+        "CUSTOMER_PORTAL_RETURN_URL": "https://shop.example.com/a",
+    }
+    assert load_config(allowed).return_url == "https://shop.example.com/a"
+    other_host = {
+        **allowed,
+        "CUSTOMER_PORTAL_RETURN_URL": "https://www.example.com/",
+        "CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS": ["www.example.com"],
+    }
+    assert load_config(other_host).return_url == "https://www.example.com/"
+
+
+# -- dates and times ------------------------------------------------------------------
+
+
+def test_invoice_lines_show_their_period_in_the_customers_language(pause_app: Flask) -> None:
+    ava = _signed_in(pause_app)
+    invoice = _invoice_with_a_period(pause_app, AVA)
+    page = ava.get(f"/portal/invoices/{invoice.id}").text
+    lines = page[page.index('class="responsive invoice-lines"') :]
+    lines = lines[: lines.index("</table>")]
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", lines), lines
+    assert re.search(r"[A-Z][a-z]{2} \d{1,2}, \d{4}\u2009\u2013\u2009[A-Z][a-z]{2} \d{1,2}, \d{4}", lines), (
+        lines
+    )
+
+    budi = _signed_in(pause_app, BUDI)
+    budi_invoice = _invoice_with_a_period(pause_app, BUDI)
+    page = budi.get(f"/portal/invoices/{budi_invoice.id}").text
+    lines = page[page.index('class="responsive invoice-lines"') :]
+    lines = lines[: lines.index("</table>")]
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", lines), lines
+    assert " to " not in lines
+    # Indonesian months and the locale's own dash: "1 Des 2026–1 Jan 2027".
+    assert re.search(r"\d{1,2} [A-Z][a-z]{2,3} \d{4}\u2013\d{1,2} [A-Z][a-z]{2,3} \d{4}", lines), lines
+
+
+def test_times_carry_their_time_zone(pause_app: Flask) -> None:
+    ava = _signed_in(pause_app)
+    activity = ava.get("/portal/activity").text
+    # Ava's time zone is America/Los_Angeles: each time says PST or PDT.
+    cells = re.findall(r"<time datetime=\"[^\"]+\">([^<]+)</time>", activity)
+    assert cells
+    assert all(re.search(r"\d\s[AP]M P[SD]T$", cell) for cell in cells), cells
+    budi = _signed_in(pause_app, BUDI)
+    cells = re.findall(r"<time datetime=\"[^\"]+\">([^<]+)</time>", budi.get("/portal/activity").text)
+    assert cells
+    assert all(re.search(r"\d{2}\.\d{2} WIB$", cell) for cell in cells), cells
