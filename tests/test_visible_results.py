@@ -195,3 +195,44 @@ def test_times_carry_their_time_zone(pause_app: Flask) -> None:
     cells = re.findall(r"<time datetime=\"[^\"]+\">([^<]+)</time>", budi.get("/portal/activity").text)
     assert cells
     assert all(re.search(r"\d{2}\.\d{2} WIB$", cell) for cell in cells), cells
+
+
+# -- a page asked for while signed out ----------------------------------------------
+
+
+def test_a_page_opened_while_signed_out_opens_after_signing_in(pause_app: Flask) -> None:
+    client = pause_app.test_client()
+    asked = client.get("/portal/invoices?page=1")
+    assert asked.status_code == 302
+    assert asked.headers["Location"] == "/portal/login/biz_demo"
+    with pause_app.app_context():
+        link = pause_app.extensions["customer_portal"].create_session(AVA).link
+    opened = open_link(client, link)
+    assert opened.status_code == 303
+    assert opened.headers["Location"] == "/portal/invoices?page=1"
+    # Once: the next sign-in lands on the overview again.
+    with pause_app.app_context():
+        link = pause_app.extensions["customer_portal"].create_session(AVA).link
+    assert open_link(client, link).headers["Location"] == "/portal/"
+
+
+def test_only_a_portal_page_is_remembered(pause_app: Flask) -> None:
+    for stored in ("//evil.example/portal/", "https://evil.example/portal/", "/elsewhere", 42):
+        client = pause_app.test_client()
+        with client.session_transaction() as session:
+            session["_customer_portal_next"] = stored
+        with pause_app.app_context():
+            link = pause_app.extensions["customer_portal"].create_session(AVA).link
+        assert open_link(client, link).headers["Location"] == "/portal/", stored
+
+
+def test_a_deep_links_own_page_wins_over_the_page_asked_for(pause_app: Flask) -> None:
+    client = pause_app.test_client()
+    client.get("/portal/license-keys")
+    with pause_app.app_context():
+        link = (
+            pause_app.extensions["customer_portal"]
+            .create_session(AVA, flow="payment_method_update", subscription_id=AVA_SUB)
+            .link
+        )
+    assert open_link(client, link).headers["Location"] == f"/portal/subscriptions/{AVA_SUB}/payment-method"

@@ -23,9 +23,17 @@ from ..auth import validate_return_url
 from ..deep_links import PLAN_CHANGE_ENDPOINT, Flow, parse_flow
 from ..state import get_state
 from ..tokens import TokenPayload
-from ._base import _NOTICE_KEY, blueprint, local_endpoint
+from ._base import _NOTICE_KEY, NEXT_PAGE_KEY, blueprint, local_endpoint
 
-__all__ = ["FLOW_KEY", "RETURN_URL_KEY", "finish_flow", "forget_flow", "link_return_url", "start_flow"]
+__all__ = [
+    "FLOW_KEY",
+    "RETURN_URL_KEY",
+    "finish_flow",
+    "forget_flow",
+    "asked_for_page",
+    "link_return_url",
+    "start_flow",
+]
 
 #: The deep-link flow of this browser's portal session: ``{"flow", "subscription_id"}``.
 FLOW_KEY = "_customer_portal_flow"
@@ -46,17 +54,29 @@ def _landing_url(flow: Flow, subscription_id: str | None) -> str:
     return url_for(f".{PLAN_CHANGE_ENDPOINT}", subscription_id=subscription_id)
 
 
-def start_flow(payload: TokenPayload) -> str:
+def start_flow(payload: TokenPayload, asked_for: str | None = None) -> str:
     """Remember the signed link's return URL and flow in this browser's
-    session; the URL to send the customer to now."""
+    session; the URL to send the customer to now: the flow's page, else
+    ``asked_for`` (from :func:`asked_for_page`, read before the sign-in
+    cleared the session), else the overview."""
     forget_flow()
     if payload.return_url:
         session[RETURN_URL_KEY] = payload.return_url
     flow = parse_flow(payload.flow)
     if flow is None or (flow.needs_subscription and not payload.subscription_id):
-        return url_for(".dashboard")
+        return asked_for or url_for(".dashboard")
     session[FLOW_KEY] = {"flow": flow.value, "subscription_id": payload.subscription_id}
     return _landing_url(flow, payload.subscription_id)
+
+
+def asked_for_page() -> str | None:
+    """The portal page this browser asked for while signed out, once: only
+    a path of the portal's own (never another site's, never ``//host``)."""
+    path = session.pop(NEXT_PAGE_KEY, None)
+    home = url_for(".dashboard")
+    if not isinstance(path, str) or not path.startswith(home) or path.startswith("//") or "\\" in path:
+        return None
+    return path
 
 
 def forget_flow() -> None:
