@@ -19,9 +19,11 @@ from flask_customer_portal.clock import utcnow
 from flask_customer_portal.config import DEFAULTS, load_config
 from flask_customer_portal.errors import ConfigurationError
 from flask_customer_portal.formatting import format_date
+from flask_customer_portal.money import Money
 from flask_customer_portal.state import get_state
-from flask_customer_portal.storage import Invoice
+from flask_customer_portal.storage import Invoice, Plan
 from flask_customer_portal.testing import MemoryMailer, TestPaymentProvider, csrf_token_from
+from flask_customer_portal.views.plans import yearly_savings
 
 AVA = "cus_demo_ava"
 BUDI = "cus_demo_budi"
@@ -236,3 +238,39 @@ def test_a_deep_links_own_page_wins_over_the_page_asked_for(pause_app: Flask) ->
             .link
         )
     assert open_link(client, link).headers["Location"] == f"/portal/subscriptions/{AVA_SUB}/payment-method"
+
+
+# -- choosing a plan ------------------------------------------------------------------
+
+
+def test_the_plan_page_marks_the_current_plan_and_offers_only_the_others(pause_app: Flask) -> None:
+    page = _signed_in(pause_app).get(f"/portal/subscriptions/{AVA_SUB}/plan").text
+    choices = re.findall(r'<li class="payment-choice plan-choice[^"]*">(.*?)</li>', page, re.S)
+    assert len(choices) == 5
+    current = [c for c in choices if "Current plan" in c]
+    assert len(current) == 1 and "Pro (monthly)" in current[0]
+    # Shown for comparison, not as a change: no radio button.
+    assert 'type="radio"' not in current[0]
+    assert all('type="radio"' in c for c in choices if c not in current)
+    # Seats belong to the per-seat plan only.
+    assert [("data-per-seat" in c) for c in choices] == ["Team" in c for c in choices]
+    assert 'class="field plan-seats' in page
+    # The yearly plan says what it saves over twelve monthly payments of its twin.
+    [yearly] = [c for c in choices if "Pro (yearly)" in c]
+    assert "Save $38.00 a year compared with paying monthly" in yearly
+    assert sum("Save " in c for c in choices) == 1
+
+
+def test_yearly_savings_need_a_monthly_twin() -> None:
+    def plan(plan_id: str, name: str, amount: int, interval: str, **kw: Any) -> Plan:
+        return Plan(plan_id, "Acme", name, Money(amount, "USD"), interval, **kw)
+
+    plans = (
+        plan("m", "Pro (monthly)", 1900, "month"),
+        plan("y", "Pro (yearly)", 19000, "year"),
+        plan("y2", "Max (yearly)", 19000, "year"),  # no monthly Max
+        plan("y3", "Basic yearly", 20000, "year"),
+        plan("m3", "Basic monthly", 1500, "month"),  # 12 x 15 = 180 < 200: no saving
+        plan("ys", "Pro (yearly)", 9000, "year", per_seat=True, max_quantity=9),  # per seat: another twin
+    )
+    assert yearly_savings(plans) == {"y": Money(3800, "USD")}
