@@ -379,7 +379,8 @@ def _return_url(config: Mapping[str, Any], allowed_hosts: frozenset[str], *, liv
     if parts.username or parts.password or parts.netloc.lower() not in allowed_hosts:
         raise ConfigurationError(
             key,
-            f"host {parts.netloc!r} is not in CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS (or the base URL's host)",
+            f"host {parts.netloc!r} is not in CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS "
+            "(or the base URL's host)",
         )
     return url
 

@@ -131,8 +131,9 @@ def format_date_interval(
     start: datetime | date, end: datetime | date, locale: Locale | str, tz: str | None = None
 ) -> str:
     """A span of calendar days as the customer's language writes it:
-    ``1 Dec 2026 – 1 Jan 2027`` (``en_GB``), ``1 Des 2026–1 Jan 2027`` (``id``),
-    never an English "to" between ISO dates. Datetimes are taken in ``tz``.
+    "1 Dec 2026, en dash, 1 Jan 2027" in British English, "1 Des 2026",
+    a closed-up en dash and "1 Jan 2027" in Indonesian; never an English
+    "to" between ISO dates. Datetimes are taken in ``tz``.
 
     >>> from datetime import date
     >>> format_date_interval(date(2026, 12, 1), date(2027, 1, 1), "id")

@@ -182,7 +182,7 @@ def test_invoice_lines_show_their_period_in_the_customers_language(pause_app: Fl
     lines = lines[: lines.index("</table>")]
     assert not re.search(r"\d{4}-\d{2}-\d{2}", lines), lines
     assert " to " not in lines
-    # Indonesian months and the locale's own dash: "1 Des 2026–1 Jan 2027".
+    # Indonesian months and the locale's own closed-up en dash ("1 Des 2026", dash, "1 Jan 2027").
     assert re.search(r"\d{1,2} [A-Z][a-z]{2,3} \d{4}\u2013\d{1,2} [A-Z][a-z]{2,3} \d{4}", lines), lines
 
 

@@ -28,9 +28,9 @@ from ._base import _NOTICE_KEY, NEXT_PAGE_KEY, blueprint, local_endpoint
 __all__ = [
     "FLOW_KEY",
     "RETURN_URL_KEY",
+    "asked_for_page",
     "finish_flow",
     "forget_flow",
-    "asked_for_page",
     "link_return_url",
     "start_flow",
 ]
