@@ -55,8 +55,9 @@ def test_ava_sees_her_two_keys_masked_with_the_full_key_to_copy(ava_client: Flas
         details = re.search(r"<details[^>]*>(.*?)</details>", card, flags=re.S)
         assert details, card
         # Its summary says what it does: "Show key" while closed, "Hide key" while open.
-        assert '<summary><span class="when-closed">Show key</span><span class="when-open">Hide key</span>' in (
-            details.group(1)
+        assert (
+            '<summary><span class="when-closed">Show key</span><span class="when-open">Hide key</span>'
+            in (details.group(1))
         )
         assert f'value="{key}" readonly' in details.group(1)
         # Outside the details only the masked form is shown.

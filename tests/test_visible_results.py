@@ -274,3 +274,34 @@ def test_yearly_savings_need_a_monthly_twin() -> None:
         plan("ys", "Pro (yearly)", 9000, "year", per_seat=True, max_quantity=9),  # per seat: another twin
     )
     assert yearly_savings(plans) == {"y": Money(3800, "USD")}
+
+
+# -- the link page ----------------------------------------------------------------------
+
+
+def test_a_first_time_invitee_is_welcomed_and_told_whose_account_it_opens(pause_app: Flask) -> None:
+    # Chen has never signed in.
+    with pause_app.app_context():
+        link = pause_app.extensions["customer_portal"].send_invite("cus_demo_chen").link
+    client = pause_app.test_client()
+    page = client.get(link.removeprefix("http://shop.test")).text
+    assert '<h1 id="open-title">Welcome</h1>' in page
+    assert "Acme Software invited you to your customer portal" in page
+    assert "This link opens the account of:" in page
+    assert "chen@example.com" in page
+    # Once signed in, a later link says "Welcome back".
+    assert open_link(client, link).status_code == 303
+    with pause_app.app_context():
+        again = pause_app.extensions["customer_portal"].create_session("cus_demo_chen").link
+    page = pause_app.test_client().get(again.removeprefix("http://shop.test")).text
+    assert '<h1 id="open-title">Welcome back</h1>' in page
+
+
+def test_a_returning_customers_link_names_them(pause_app: Flask) -> None:
+    client = pause_app.test_client()
+    sign_in(pause_app, client)
+    with pause_app.app_context():
+        link = pause_app.extensions["customer_portal"].create_session(AVA).link
+    page = pause_app.test_client().get(link.removeprefix("http://shop.test")).text
+    assert '<h1 id="open-title">Welcome back</h1>' in page
+    assert re.search(r'<p class="link-account"><strong>Ava [^<]+</strong><br>ava@example.com</p>', page), page

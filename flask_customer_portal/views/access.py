@@ -8,6 +8,7 @@ from typing import Any
 from flask import abort, current_app, make_response, redirect, render_template, request, url_for
 
 from .. import signals
+from ..activity import has_signed_in
 from ..auth import check_link, get_current_customer, issue_link, other_signed_in_customer, sign_in, sign_out
 from ..clock import utcnow
 from ..emails import render_message
@@ -119,6 +120,7 @@ def _render_open_link(form: OpenLinkForm, customer: Customer, status: int = 200)
         form=form,
         customer=customer,
         signed_in_as=other_signed_in_customer(customer),
+        first_visit=not has_signed_in(get_state().storage, customer.id),
     )
     return page, status
 

@@ -13,6 +13,7 @@ from ..billing.lifecycle import SubscriptionView, describe
 from ..clock import utcnow
 from ..state import get_state
 from ._base import blueprint, current_customer_or_401, customer_required
+from ._flows import link_return_url
 
 
 def _period_end(view: SubscriptionView) -> datetime:
@@ -44,6 +45,7 @@ def dashboard() -> Any:
         next_renewal=renewing[0] if renewing else None,
         ending=ending,
         paused=paused,
+        return_url=link_return_url(),
         latest_invoice=latest_invoices.items[0] if latest_invoices.items else None,
         invoice_count=latest_invoices.total,
         license_key_count=state.storage.count_license_keys(customer.id),
