@@ -305,3 +305,18 @@ def test_a_returning_customers_link_names_them(pause_app: Flask) -> None:
     page = pause_app.test_client().get(link.removeprefix("http://shop.test")).text
     assert '<h1 id="open-title">Welcome back</h1>' in page
     assert re.search(r'<p class="link-account"><strong>Ava [^<]+</strong><br>ava@example.com</p>', page), page
+
+
+def test_the_new_words_are_indonesian_for_budi(pause_app: Flask) -> None:
+    budi = _signed_in(pause_app, BUDI)
+    keys = budi.get("/portal/license-keys").text
+    assert (
+        '<span class="when-closed">Tampilkan kunci</span><span class="when-open">Sembunyikan kunci</span>'
+        in keys
+    )
+    assert 'data-copied-label="Tersalin"' in keys
+    with pause_app.app_context():
+        link = pause_app.extensions["customer_portal"].create_session(BUDI).link
+    page = pause_app.test_client().get(link.removeprefix("http://shop.test")).text
+    assert "Tautan ini membuka akun milik:" in page
+    assert "Selamat datang kembali" in page
