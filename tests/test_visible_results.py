@@ -317,6 +317,11 @@ def test_the_new_words_are_indonesian_for_budi(pause_app: Flask) -> None:
     assert 'data-copied-label="Tersalin"' in keys
     with pause_app.app_context():
         link = pause_app.extensions["customer_portal"].create_session(BUDI).link
-    page = pause_app.test_client().get(link.removeprefix("http://shop.test")).text
+    # Before signing in, the page speaks the browser's language.
+    page = (
+        pause_app.test_client()
+        .get(link.removeprefix("http://shop.test"), headers={"Accept-Language": "id"})
+        .text
+    )
     assert "Tautan ini membuka akun milik:" in page
     assert "Selamat datang kembali" in page
