@@ -18,9 +18,16 @@ from dataclasses import dataclass
 from .formatting import format_card
 from .i18n import gettext as _
 from .i18n import ngettext
-from .storage import AuditEvent
+from .storage import AccessStore, AuditEvent
 
-__all__ = ["KNOWN_ACTIONS", "ActivityEntry", "SubjectLink", "actor_label", "describe_event"]
+__all__ = [
+    "KNOWN_ACTIONS",
+    "ActivityEntry",
+    "SubjectLink",
+    "actor_label",
+    "describe_event",
+    "has_signed_in",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,3 +264,25 @@ def describe_event(
         actor=actor_label(event.actor),
         link=_link(event, area, endpoints, blueprint),
     )
+
+
+#: How much of a customer's history :func:`has_signed_in` reads at most.
+_SIGN_IN_SCAN_PAGES = 2
+_SIGN_IN_SCAN_PER_PAGE = 100
+
+
+def has_signed_in(store: AccessStore, customer_id: str) -> bool:
+    """Whether the customer has ever signed in to the portal, to greet a
+    first-time invitee with "Welcome" rather than "Welcome back".
+
+    A first-timer's history is short (a link made, an invite sent), so it
+    is read whole; a long history is read only so far, newest first, and
+    counts as a returning customer's: the greeting never costs more than
+    two pages of the audit log."""
+    for page_number in range(1, _SIGN_IN_SCAN_PAGES + 1):
+        page = store.list_customer_events(customer_id, page=page_number, per_page=_SIGN_IN_SCAN_PER_PAGE)
+        if any(event.action == "session.signed_in" for event in page.items):
+            return True
+        if page.page >= page.pages:
+            return False
+    return True

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_SESSION_IDLE_TIMEOUT": 30 * 60,
     "CUSTOMER_PORTAL_SESSION_MAX_AGE": 12 * 3600,
     "CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS": None,
+    "CUSTOMER_PORTAL_RETURN_URL": None,
     "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_ADDRESS": "5 per hour",
     "CUSTOMER_PORTAL_LOGIN_RATE_LIMIT_PER_CLIENT": "30 per hour",
     "CUSTOMER_PORTAL_CARD_ATTACH_LIMIT": "5 per hour",
@@ -137,6 +138,9 @@ class PortalConfig:
     on that the app left unset (and says so in the log)."""
     mail: MailSettings = field(default_factory=MailSettings)
     """How the mail outbox delivers (the ``CUSTOMER_PORTAL_MAIL_*`` keys)."""
+    return_url: str | None = None
+    """Where "Back to <merchant>" leads on every page when the link that
+    signed the customer in brought no ``return_url`` of its own."""
 
     @property
     def is_live(self) -> bool:
@@ -353,7 +357,32 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         set_host_defaults=_flag(config, "CUSTOMER_PORTAL_SET_HOST_DEFAULTS"),
         mail=load_mail_settings(config),
         stripe_cache_seconds=_stripe_cache_seconds(config),
+        return_url=_return_url(config, allowed_hosts, live=live),
     )
+
+
+def _return_url(config: Mapping[str, Any], allowed_hosts: frozenset[str], *, live: bool) -> str | None:
+    """The merchant's own page for the back link, held to the rules a
+    link's ``return_url`` is held to, so the portal never points a customer
+    at a host the merchant did not allow."""
+    key = "CUSTOMER_PORTAL_RETURN_URL"
+    url = config.get(key)
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str) or len(url) > 2000 or any(ord(c) < 33 for c in url):
+        raise ConfigurationError(key, 'must be an absolute URL such as "https://shop.example.com/account"')
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(key, 'must be an absolute URL such as "https://shop.example.com/account"')
+    if live and parts.scheme != "https":
+        raise ConfigurationError(key, "live mode needs an https:// URL")
+    if parts.username or parts.password or parts.netloc.lower() not in allowed_hosts:
+        raise ConfigurationError(
+            key,
+            f"host {parts.netloc!r} is not in CUSTOMER_PORTAL_RETURN_URL_ALLOWED_HOSTS "
+            "(or the base URL's host)",
+        )
+    return url
 
 
 def _blueprint_name(config: Mapping[str, Any]) -> str:

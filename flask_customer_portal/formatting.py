@@ -11,13 +11,16 @@ function with no Flask dependency.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, tzinfo
+import re
+from datetime import date, datetime, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale
 from babel.dates import format_date as _babel_format_date
 from babel.dates import format_datetime as _babel_format_datetime
+from babel.dates import format_interval as _babel_format_interval
+from babel.dates import format_time as _babel_format_time
 
 from .i18n import lazy_gettext as _l
 from .storage import PaymentMethod
@@ -26,8 +29,11 @@ __all__ = [
     "decline_text",
     "format_card",
     "format_date",
+    "format_date_interval",
     "format_datetime",
+    "format_datetime_zoned",
     "format_payment_method",
+    "localize_dates",
     "machine_datetime",
     "resolve_timezone",
     "to_timezone",
@@ -112,6 +118,72 @@ def machine_datetime(dt: datetime) -> str:
     '2026-03-05T16:30:07Z'
     """
     return to_timezone(dt, "UTC").replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_datetime_zoned(dt: datetime, locale: Locale | str, tz: str | None) -> str:
+    """Date, time to the minute and time zone of ``dt`` in ``tz``, for ``locale``.
+
+    A time without its zone is ambiguous for a customer who travels or
+    whose merchant is abroad, so every time the portal shows says which
+    clock it is on:
+
+    >>> from datetime import datetime, timezone
+    >>> format_datetime_zoned(datetime(2026, 3, 5, 23, 30, tzinfo=timezone.utc), "en", "UTC")
+    'Mar 5, 2026, 11:30\u202fPM UTC'
+    >>> format_datetime_zoned(datetime(2026, 3, 5, 23, 30, tzinfo=timezone.utc), "id", "Asia/Jakarta")
+    '6 Mar 2026 06.30 WIB'
+    """
+    local = to_timezone(dt, tz)
+    babel_locale = Locale.parse(locale) if isinstance(locale, str) else locale
+    time_pattern = babel_locale.time_formats["short"].pattern + " z"
+    time_text = str(_babel_format_time(local, time_pattern, tzinfo=local.tzinfo, locale=babel_locale))
+    date_text = str(_babel_format_date(local.date(), format="medium", locale=babel_locale))
+    joined = str(babel_locale.datetime_formats["medium"]).replace("'", "")
+    return joined.replace("{0}", time_text).replace("{1}", date_text)
+
+
+def format_date_interval(
+    start: datetime | date, end: datetime | date, locale: Locale | str, tz: str | None = None
+) -> str:
+    """A span of calendar days as the customer's language writes it:
+    "1 Dec 2026, en dash, 1 Jan 2027" in British English, "1 Des 2026",
+    a closed-up en dash and "1 Jan 2027" in Indonesian; never an English
+    "to" between ISO dates. Datetimes are taken in ``tz``.
+
+    >>> from datetime import date
+    >>> format_date_interval(date(2026, 12, 1), date(2027, 1, 1), "id")
+    '1 Des 2026\u20131 Jan 2027'
+    """
+    first = to_timezone(start, tz).date() if isinstance(start, datetime) else start
+    last = to_timezone(end, tz).date() if isinstance(end, datetime) else end
+    return str(_babel_format_interval(first, last, "yMMMd", locale=locale))
+
+
+#: An ISO date span (``2026-12-01 to 2027-01-01``) or a lone ISO date in a
+#: stored line description: invoice lines are written once, in the
+#: merchant's words, and read later in the customer's language.
+_ISO_SPAN = re.compile(r"(\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})|(\d{4}-\d{2}-\d{2})")
+
+
+def localize_dates(text: str, locale: Locale | str) -> str:
+    """``text`` with its ISO dates and ``<date> to <date>`` spans written for
+    ``locale``; anything that is not a real date is left as it is.
+
+    >>> localize_dates("Acme Sync Pro (2026-12-01 to 2027-01-01)", "en")
+    'Acme Sync Pro (Dec 1, 2026\\u2009\\u2013\\u2009Jan 1, 2027)'
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        try:
+            if match.group(3) is not None:
+                day = date.fromisoformat(match.group(3))
+                return str(_babel_format_date(day, format="medium", locale=locale))
+            start, end = date.fromisoformat(match.group(1)), date.fromisoformat(match.group(2))
+        except ValueError:
+            return match.group(0)
+        return format_date_interval(start, end, locale)
+
+    return _ISO_SPAN.sub(replace, text)
 
 
 def format_payment_method(method: PaymentMethod) -> str:

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 from babel import Locale
 from flask_babel import get_locale
 
-from .formatting import decline_text, format_date, format_datetime, format_payment_method, machine_datetime
+from .formatting import (
+    decline_text,
+    format_date,
+    format_date_interval,
+    format_datetime_zoned,
+    format_payment_method,
+    localize_dates,
+    machine_datetime,
+)
 from .i18n import domain
 from .money import Money, format_money
 from .urls import external_url
@@ -24,7 +32,8 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
     """Helpers bound to the current locale and the customer's time zone.
 
     Templates call ``_()`` for text, ``money(amount, currency)`` or
-    ``money(Money)`` for amounts, ``date(dt)`` / ``datetime(dt)`` for
+    ``money(Money)`` for amounts, ``date(dt)`` / ``datetime(dt)`` (with its
+    time zone) / ``date_range(start, end)`` for
     times, ``datetime_attr(dt)`` for a ``<time datetime>`` value,
     ``card_text(method)`` for a card, ``decline_text(code)`` for a
     refused payment and ``external_url(page, **values)`` for an absolute
@@ -55,7 +64,13 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
         return "" if value is None else format_date(value, babel_locale, tz)
 
     def date_time(value: datetime | None) -> str:
-        return "" if value is None else format_datetime(value, babel_locale, tz)
+        return "" if value is None else format_datetime_zoned(value, babel_locale, tz)
+
+    def date_range(start: datetime, end: datetime) -> str:
+        return format_date_interval(start, end, babel_locale, tz)
+
+    def dates_in(text: str) -> str:
+        return localize_dates(text, babel_locale)
 
     def link(page: str, /, **values: Any) -> str:
         return external_url(state, page, **values)
@@ -68,6 +83,8 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
         "date": date,
         "datetime": date_time,
         "datetime_attr": machine_datetime,
+        "date_range": date_range,
+        "dates_in": dates_in,
         "portal": state.config,
         "portal_locale": locale,
         "card_text": format_payment_method,

@@ -17,9 +17,10 @@ from flask.testing import FlaskClient
 from portal_fixtures import make_portal_app, open_link, sign_in
 
 from flask_customer_portal import signals
-from flask_customer_portal.billing.periods import add_months
+from flask_customer_portal.billing.periods import add_interval, add_months
 from flask_customer_portal.billing.renewal import RenewalOutcome, renew_due
 from flask_customer_portal.billing.retention import discount_amount
+from flask_customer_portal.clock import utcnow
 from flask_customer_portal.config import DEFAULTS, load_config
 from flask_customer_portal.errors import ConfigurationError
 from flask_customer_portal.formatting import format_date
@@ -165,8 +166,11 @@ def test_the_subscription_page_starts_the_flow_and_offers_a_pause(pause_app: Fla
     page = ava.get(f"/portal/subscriptions/{AVA_SUB}")
     assert f'<form method="get" action="/portal/subscriptions/{AVA_SUB}/cancel/reason">' in page.text
     assert f'action="/portal/subscriptions/{AVA_SUB}/pause"' in page.text
-    assert '<option value="1">1 month</option>' in page.text
-    assert '<option value="3">3 months</option>' in page.text
+    # Each length says the day it would start again, before the customer chooses.
+    now = utcnow()
+    for months, label in ((1, "1 month"), (3, "3 months")):
+        resumes = format_date(add_interval(now, "month", months), "en", "UTC")
+        assert f'<option value="{months}">{label}, until {resumes}</option>' in page.text
     assert '<option value="4">' not in page.text
 
 
@@ -429,10 +433,22 @@ def test_a_discount_offer_is_applied_to_the_next_renewals(
     # While the discount lasts it is not offered again.
     assert "retention-offer" not in _give_reason(ava, reason="too_expensive").text
 
+    # The accepted discount stays visible: on the subscription, in its list
+    # and in the preview of the next invoice.
+    page = ava.get(f"/portal/subscriptions/{AVA_SUB}").text
+    assert '<strong class="subscription-discount">25% off your next 2 renewals</strong>' in page
+    assert "Discount: 25% off your next 2 renewals" in page
+    assert "25% off your next 2 renewals" in ava.get("/portal/subscriptions").text
+
     state = get_state(pause_app)
     totals = []
+    previews = []
     for _renewal in range(3):
         end = _stored(pause_app).current_period_end
+        page = ava.get(f"/portal/subscriptions/{AVA_SUB}").text
+        preview = re.search(r"you will be charged ([^.<]+\.\d\d)\.", page)
+        assert preview is not None
+        previews.append(preview.group(1))
         with pause_app.app_context(), time_machine.travel(end + timedelta(hours=1), tick=False):
             report = renew_due(state)
         assert [r.outcome for r in report.results] == [RenewalOutcome.RENEWED]
@@ -440,6 +456,9 @@ def test_a_discount_offer_is_applied_to_the_next_renewals(
         assert invoice is not None
         totals.append(invoice.total)
     assert totals == [1425, 1425, 1900]
+    # The preview is what each renewal then charged.
+    assert previews == ["$14.25", "$14.25", "$19.00"]
+    assert "off your next" not in ava.get(f"/portal/subscriptions/{AVA_SUB}").text
     assert [amount for _key, amount in payments.charges] == [Money(1425, "USD")] * 2 + [Money(1900, "USD")]
     first, _second, third = _invoices(pause_app)[-3:]
     assert first.lines[-1].description == "Discount (25% off)"

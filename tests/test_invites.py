@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from flask_customer_portal import CustomerNotFound, PortalSession, signals
 from flask_customer_portal.contrib.sqla import LinkModel
-from flask_customer_portal.formatting import format_datetime
+from flask_customer_portal.formatting import format_datetime_zoned
 from flask_customer_portal.mail import MailDeliveryError
 from flask_customer_portal.state import get_state
 from flask_customer_portal.testing import MemoryMailer
@@ -65,7 +65,7 @@ def test_invite_goes_out_over_smtp_in_the_customers_language(
     assert message["From"] == "billing@shop.test"
     assert message["Subject"] == "Acme Software mengundang Anda ke portal pelanggan Anda"
     text, html = _parts(message)
-    expires = format_datetime(invite.expires_at, "id", "Asia/Jakarta")
+    expires = format_datetime_zoned(invite.expires_at, "id", "Asia/Jakarta")
     for body in (text, html):
         assert "Halo Budi Santoso," in body
         assert invite.link in body

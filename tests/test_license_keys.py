@@ -54,15 +54,22 @@ def test_ava_sees_her_two_keys_masked_with_the_full_key_to_copy(ava_client: Flas
     for card, key in zip(cards, AVA_KEYS, strict=True):
         details = re.search(r"<details[^>]*>(.*?)</details>", card, flags=re.S)
         assert details, card
-        assert "<summary>Show key" in details.group(1)
+        # Its summary says what it does: "Show key" while closed, "Hide key" while open.
+        assert (
+            '<summary><span class="when-closed">Show key</span><span class="when-open">Hide key</span>'
+            in (details.group(1))
+        )
         assert f'value="{key}" readonly' in details.group(1)
         # Outside the details only the masked form is shown.
         outside = card.replace(details.group(0), "")
         assert key not in outside
     # A Copy button for each key, hidden until the script enables it.
     assert len(re.findall(r"<button type=\"button\"[^>]*\bhidden\b[^>]*data-copy-target=", html)) == 2
-    assert 'id="license-copy-status"' in html
-    assert 'role="status"' in html
+    # Each key has its own visible live region next to its Copy button.
+    for index in (1, 2):
+        assert f'<p class="license-copy-feedback" id="license-key-{index}-copied" role="status"' in html
+        assert f'data-copy-status="license-key-{index}-copied"' in html
+    assert 'data-copied-label="Copied"' in html
 
 
 def test_the_copy_script_is_loaded_from_the_portal_and_served(ava_client: FlaskClient) -> None:

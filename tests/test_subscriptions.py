@@ -203,7 +203,8 @@ def test_subscription_page_shows_the_details_and_a_cancel_button(app: Flask, ava
     assert "<h1>Acme Sync</h1>" in page.text
     assert f"Renews on {_en_date(sync.current_period_end)}" in page.text
     assert "$19.00 / month" in page.text
-    assert f"{_en_date(sync.current_period_start)} to {_en_date(sync.current_period_end)}" in page.text
+    # The period is a span of days in the customer's language, not "<date> to <date>".
+    assert "Dec 1, 2026\u2009\u2013\u2009Jan 1, 2027" in page.text
     assert "Visa •••• 4242" in page.text
     assert f'action="/portal/subscriptions/{AVA_SUB}/cancel/reason"' in page.text
     assert "Cancel subscription" in page.text
@@ -290,7 +291,9 @@ def test_cancel_at_period_end(app: Flask, ava_client: FlaskClient, mailer: Memor
     assert page.status_code == 200
     assert f"Your Acme Sync subscription will end on {end}. You keep access until then." in page.text
     assert f"Ends on {end}" in page.text
-    assert "badge-active" in page.text
+    # Set to end is not "Active": the badge says when it cancels.
+    assert f'<span class="badge badge-ending">Cancels on {end}</span>' in page.text
+    assert "badge-active" not in page.text
     assert f'action="/portal/subscriptions/{AVA_SUB}/resume"' in page.text
     assert "Keep subscription" in page.text
     assert f'action="/portal/subscriptions/{AVA_SUB}/cancel/reason"' not in page.text
@@ -710,7 +713,7 @@ def test_overview_shows_a_subscription_set_to_end(app: Flask, ava_client: FlaskC
     sync = stored_subscription(app, "cus_demo_ava", AVA_SUB)
     card = _section(ava_client.get("/portal/").text, "card-subscriptions")
     assert "1 active" in card
-    assert f"Acme Sync ends on {_en_date(sync.current_period_end)}" in card
+    assert f"Acme Sync cancels on {_en_date(sync.current_period_end)}" in card
     assert "Next renewal" not in card
 
 

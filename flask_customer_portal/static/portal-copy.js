@@ -2,7 +2,8 @@
    Progressive enhancement only: without this file the key is still shown in
    a read-only field to select and copy by hand. A button names the field it
    copies (data-copy-target) and the live region that announces the result
-   (data-copy-status); the messages come translated from the page. */
+   (data-copy-status, shown next to the button); the messages come
+   translated from the page. */
 (function () {
   "use strict";
 
@@ -38,9 +39,17 @@
     var region = document.getElementById(button.getAttribute("data-copy-status"));
     if (!input) { return; }
     input.addEventListener("focus", function () { input.select(); });
+    var label = button.innerHTML;
+    var restore = null;
     button.addEventListener("click", function () {
       copy(input).then(function (copied) {
         announce(region, button.getAttribute(copied ? "data-copied-message" : "data-failed-message"));
+        // Seen as well as heard: the button says "Copied" for a moment.
+        if (copied && button.getAttribute("data-copied-label")) {
+          button.textContent = button.getAttribute("data-copied-label");
+          window.clearTimeout(restore);
+          restore = window.setTimeout(function () { button.innerHTML = label; }, 2500);
+        }
       });
     });
     button.hidden = false;

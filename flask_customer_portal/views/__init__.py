@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import (  # noqa: F401  # importing a module registers its routes
     access,
     account_payment_methods,
+    back_link,
     billing_details,
     cancel_flow,
     dashboard,

@@ -108,6 +108,10 @@ def plausible_id(value: str) -> bool:
     return 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
 
 
+#: The portal page a signed-out visitor asked for, opened after signing in.
+NEXT_PAGE_KEY = "_customer_portal_next"
+
+
 def customer_required(view: F) -> F:
     """Send visitors who are not signed in to the static login page."""
 
@@ -115,6 +119,9 @@ def customer_required(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if get_current_customer() is None:
             state = get_state()
+            if request.method == "GET":
+                # The page asked for survives the sign-in (see start_flow).
+                session[NEXT_PAGE_KEY] = request.full_path if request.query_string else request.path
             return redirect(url_for(".login", business_id=state.config.business_id))
         return view(*args, **kwargs)
 

@@ -23,9 +23,17 @@ from ..auth import validate_return_url
 from ..deep_links import PLAN_CHANGE_ENDPOINT, Flow, parse_flow
 from ..state import get_state
 from ..tokens import TokenPayload
-from ._base import _NOTICE_KEY, blueprint, local_endpoint
+from ._base import _NOTICE_KEY, NEXT_PAGE_KEY, blueprint, local_endpoint
 
-__all__ = ["FLOW_KEY", "RETURN_URL_KEY", "finish_flow", "forget_flow", "start_flow"]
+__all__ = [
+    "FLOW_KEY",
+    "RETURN_URL_KEY",
+    "asked_for_page",
+    "finish_flow",
+    "forget_flow",
+    "link_return_url",
+    "start_flow",
+]
 
 #: The deep-link flow of this browser's portal session: ``{"flow", "subscription_id"}``.
 FLOW_KEY = "_customer_portal_flow"
@@ -46,17 +54,29 @@ def _landing_url(flow: Flow, subscription_id: str | None) -> str:
     return url_for(f".{PLAN_CHANGE_ENDPOINT}", subscription_id=subscription_id)
 
 
-def start_flow(payload: TokenPayload) -> str:
+def start_flow(payload: TokenPayload, asked_for: str | None = None) -> str:
     """Remember the signed link's return URL and flow in this browser's
-    session; the URL to send the customer to now."""
+    session; the URL to send the customer to now: the flow's page, else
+    ``asked_for`` (from :func:`asked_for_page`, read before the sign-in
+    cleared the session), else the overview."""
     forget_flow()
     if payload.return_url:
         session[RETURN_URL_KEY] = payload.return_url
     flow = parse_flow(payload.flow)
     if flow is None or (flow.needs_subscription and not payload.subscription_id):
-        return url_for(".dashboard")
+        return asked_for or url_for(".dashboard")
     session[FLOW_KEY] = {"flow": flow.value, "subscription_id": payload.subscription_id}
     return _landing_url(flow, payload.subscription_id)
+
+
+def asked_for_page() -> str | None:
+    """The portal page this browser asked for while signed out, once: only
+    a path of the portal's own (never another site's, never ``//host``)."""
+    path = session.pop(NEXT_PAGE_KEY, None)
+    home = url_for(".dashboard")
+    if not isinstance(path, str) or not path.startswith(home) or path.startswith("//") or "\\" in path:
+        return None
+    return path
 
 
 def forget_flow() -> None:
@@ -76,7 +96,9 @@ def _active_flow() -> tuple[Flow, str | None] | None:
     return flow, subscription_id
 
 
-def _return_url() -> str | None:
+def link_return_url() -> str | None:
+    """The ``return_url`` of the link that signed this browser in, if it is
+    still on an allowed host."""
     url = session.get(RETURN_URL_KEY)
     if not isinstance(url, str):
         return None
@@ -103,7 +125,7 @@ def finish_flow(flow_name: str, subscription_id: str | None = None) -> Response 
     ):
         return None
     session.pop(FLOW_KEY, None)
-    url = _return_url()
+    url = link_return_url()
     if url is None:
         return None
     # The notice the view queued would show on the customer's next portal
@@ -132,5 +154,5 @@ def _flow_context() -> dict[str, Any]:
     active = _active_flow()
     url = None
     if active is not None and _on_landing_page(*active):
-        url = _return_url()
+        url = link_return_url()
     return {"portal_flow_return_url": url}

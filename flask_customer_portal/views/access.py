@@ -8,6 +8,7 @@ from typing import Any
 from flask import abort, current_app, make_response, redirect, render_template, request, url_for
 
 from .. import signals
+from ..activity import has_signed_in
 from ..auth import check_link, get_current_customer, issue_link, other_signed_in_customer, sign_in, sign_out
 from ..clock import utcnow
 from ..emails import render_message
@@ -21,7 +22,7 @@ from ..storage import AuditEvent, Customer, LinkPurpose
 from ..tokens import LinkProblem, LinkTokenError
 from ..urls import external_url
 from ._base import blueprint
-from ._flows import forget_flow, start_flow
+from ._flows import asked_for_page, forget_flow, start_flow
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -119,6 +120,7 @@ def _render_open_link(form: OpenLinkForm, customer: Customer, status: int = 200)
         form=form,
         customer=customer,
         signed_in_as=other_signed_in_customer(customer),
+        first_visit=not has_signed_in(get_state().storage, customer.id),
     )
     return page, status
 
@@ -142,6 +144,8 @@ def _open_link(purpose: LinkPurpose, token: str, method: str) -> Any:
         if other_signed_in_customer(checked.customer) is not None and not form.switch_account.data:
             # Nothing is used up: the page now shows the warning and asks.
             return _render_open_link(form, checked.customer, 409)
+        # Read before the sign-in clears this browser's portal keys.
+        asked_for = asked_for_page()
         # Uses the link up, starts the session and records the sign-in
         # together (one transaction where the store can).
         sign_in(state, checked.customer, method=method, link=checked, purpose=purpose)
@@ -150,7 +154,7 @@ def _open_link(purpose: LinkPurpose, token: str, method: str) -> Any:
     # A deep link's flow comes from the signed payload only (never from the
     # request), so it cannot be changed. Redirect to a URL without the
     # token: it must not stay in the history or leak through the address bar.
-    return redirect(start_flow(checked.payload), code=303)
+    return redirect(start_flow(checked.payload, asked_for), code=303)
 
 
 @blueprint.route("/session/<token>", methods=["GET", "POST"])

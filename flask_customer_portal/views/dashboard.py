@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import render_template, session
+from flask import render_template
 
 from ..billing.lifecycle import SubscriptionView, describe
 from ..clock import utcnow
 from ..state import get_state
 from ._base import blueprint, current_customer_or_401, customer_required
+from ._flows import link_return_url
 
 
 def _period_end(view: SubscriptionView) -> datetime:
@@ -32,6 +33,7 @@ def dashboard() -> Any:
     needs_attention = [v for v in views if v.on_hold]
     ending = sorted((v for v in views if v.ends_at is not None), key=_period_end)
     renewing = sorted((v for v in views if v.renews_at is not None), key=_period_end)
+    paused = sorted((v for v in views if v.paused), key=lambda v: v.resumes_at or now)
     latest_invoices = state.storage.list_invoices(customer.id, page=1, per_page=1)
     return render_template(
         "customer_portal/dashboard.html",
@@ -42,8 +44,9 @@ def dashboard() -> Any:
         has_subscriptions=bool(views),
         next_renewal=renewing[0] if renewing else None,
         ending=ending,
+        paused=paused,
+        return_url=link_return_url(),
         latest_invoice=latest_invoices.items[0] if latest_invoices.items else None,
         invoice_count=latest_invoices.total,
         license_key_count=state.storage.count_license_keys(customer.id),
-        return_url=session.get("_customer_portal_return_url"),
     )

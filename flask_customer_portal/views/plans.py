@@ -159,7 +159,39 @@ def _choose_page(
         selected=selected,
         quantity=quantity,
         errors=errors or {},
+        yearly_savings=yearly_savings(plans),
     )
+
+
+def _plan_stem(name: str) -> str:
+    """A plan's name without its billing period: "Pro (yearly)" and "Pro
+    (monthly)" are both "pro"."""
+    stem = re.sub(r"\([^)]*\)", " ", name.casefold())
+    stem = re.sub(r"\b(monthly|yearly|annual|annually|month|year)\b", " ", stem)
+    return " ".join(stem.split())
+
+
+def yearly_savings(plans: tuple[Plan, ...]) -> dict[str, Money]:
+    """What each yearly plan saves over twelve months of its monthly twin
+    (same product, currency, pricing per seat or not, and name but for the
+    period), by plan id; plans without such a twin, or saving nothing, are
+    left out."""
+    monthly = {
+        (p.product_name, p.price.currency, p.per_seat, _plan_stem(p.name)): p
+        for p in plans
+        if p.interval == "month" and p.interval_count == 1
+    }
+    savings: dict[str, Money] = {}
+    for plan in plans:
+        if not (plan.interval == "year" and plan.interval_count == 1):
+            continue
+        twin = monthly.get((plan.product_name, plan.price.currency, plan.per_seat, _plan_stem(plan.name)))
+        if twin is None:
+            continue
+        saved = twin.price.amount * 12 - plan.price.amount
+        if saved > 0:
+            savings[plan.id] = Money(saved, plan.price.currency)
+    return savings
 
 
 @blueprint.route("/subscriptions/<subscription_id>/plan", methods=["GET", "POST"])

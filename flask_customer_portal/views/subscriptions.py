@@ -21,6 +21,8 @@ from flask_babel import get_locale
 from ..billing import lifecycle
 from ..billing.lifecycle import SubscriptionView, describe, ends_at_period_end, rules_for
 from ..billing.pausing import can_pause, may_pause, pause_choices, pause_subscription, unpause
+from ..billing.periods import add_interval
+from ..billing.upcoming import retention_discount, upcoming_renewal
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..formatting import format_date
@@ -60,20 +62,27 @@ def _detail_page(
 ) -> Any:
     state = get_state()
     rules = rules_for(current_customer_or_401(), view.subscription)
+    now = utcnow()
+    pause_months = pause_choices(
+        state.config,
+        view.subscription,
+        now,
+        may_pause=rules.may_pause,
+        pausable_store=state.capabilities.pause,
+    )
     page = render_template(
         "customer_portal/subscription.html",
         view=view,
         subscription=view.subscription,
         problem=problem,
         rules=rules,
-        pause_months=pause_choices(
-            state.config,
-            view.subscription,
-            utcnow(),
-            may_pause=rules.may_pause,
-            pausable_store=state.capabilities.pause,
-        ),
+        pause_months=pause_months,
+        # The date each choice would resume on, as pausing now computes it,
+        # so the customer sees when it starts again before choosing.
+        pause_resume_dates={n: add_interval(now, "month", n) for n in pause_months},
         pause_error=pause_error,
+        upcoming=upcoming_renewal(view.subscription, now),
+        discount=retention_discount(view.subscription),
     )
     return page, status
 

@@ -69,16 +69,27 @@ def test_reveal_and_copy_a_licence_key_on_a_phone(phone: Any, live_server: Any, 
     assert_no_horizontal_scroll(phone)
     axe_check(phone)
 
+    expect(sync.locator("summary .when-closed")).to_have_text("Show key")
+    expect(sync.locator("summary .when-open")).to_be_hidden()
     sync.locator("summary").click()
     expect(full_key).to_be_visible()
+    # Open, the same control hides the key again.
+    expect(sync.locator("summary .when-open")).to_have_text("Hide key")
+    expect(sync.locator("summary .when-open")).to_be_visible()
+    expect(sync.locator("summary .when-closed")).to_be_hidden()
     expect(full_key).to_have_value(AVA_SYNC_KEY)
     expect(full_key).to_have_attribute("readonly", "")
 
     copy = sync.get_by_role("button", name="Copy key for Acme Sync")
     expect(copy).to_be_visible()  # the script enabled it
     copy.click()
-    status = phone.locator("#license-copy-status")
+    # Seen, not only announced: the button says so for a moment …
+    expect(sync.locator("button[data-copy-target]")).to_have_text("Copied")
+    status = sync.get_by_role("status")
     expect(status).to_have_text("Copied Acme Sync key to the clipboard.")
+    # … and the message stays on screen next to it.
+    expect(status).to_be_visible()
+    expect(sync.get_by_role("button", name="Copy key for Acme Sync")).to_be_visible(timeout=5_000)
     assert phone.evaluate("navigator.clipboard.readText()") == AVA_SYNC_KEY
     assert_no_horizontal_scroll(phone)
     axe_check(phone)
