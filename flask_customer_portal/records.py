@@ -22,6 +22,7 @@ from .money import Money
 
 __all__ = [
     "ERASED_EMAIL_DOMAIN",
+    "RENEWING_STATUSES",
     "ArrearsAttempt",
     "AuditEvent",
     "BillingDetails",
@@ -61,10 +62,15 @@ T = TypeVar("T")
 
 
 class SubscriptionStatus(str, enum.Enum):
-    """Where a subscription is in its life: ``active``, ``on_hold`` after a
-    failed renewal, or ``cancelled``."""
+    """Where a subscription is in its life: ``trialing`` until its trial
+    ends, ``active``, ``paused``, ``on_hold`` after a failed renewal, or
+    ``cancelled``."""
 
     ACTIVE = "active"
+    #: In a free trial that ends at ``current_period_end``: nothing has
+    #: been charged; the first period is charged when the trial ends (then
+    #: ``active``, or ``on_hold`` if that payment fails).
+    TRIALING = "trialing"
     #: A renewal payment failed. Never renews by itself; a new payment
     #: method pays the arrears and makes it ``active`` again.
     ON_HOLD = "on_hold"
@@ -76,6 +82,12 @@ class SubscriptionStatus(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+#: The statuses that run to the end of their period and are then renewed
+#: (a trial's end charges its first period): the ones ``renew-due`` takes,
+#: and the ones that may be set to end at period end.
+RENEWING_STATUSES = frozenset({SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING})
 
 
 class InvoiceStatus(str, enum.Enum):
@@ -257,7 +269,7 @@ class Subscription:
 
     @property
     def is_current(self) -> bool:
-        """Still running (active or on hold), as opposed to past."""
+        """Still running (trialing, active, paused or on hold), as opposed to past."""
         return self.status is not SubscriptionStatus.CANCELLED
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Table, insert, select, tuple_, update
 from sqlalchemy.orm import joinedload
 
+from ...records import RENEWING_STATUSES
 from ...storage import InvoiceStatus, StateConflict, SubscriptionStatus
 from ._base import FRESH, StoreBase, insert_if_absent, now_utc, rowcount
 from ._invoices import insert_invoice, next_in_sequence
@@ -91,10 +92,10 @@ _AUDIT_EVENTS: Table = AuditEventModel.__table__  # type: ignore[assignment]
 
 
 def due_after(now: datetime, after: tuple[datetime, str] | None = None) -> ColumnElement[bool]:
-    """Active subscriptions whose period ended at or before ``now`` (and,
+    """Active and trialing subscriptions whose period ended at or before ``now`` (and,
     with ``after``, that come after it in ``(current_period_end, id)``
     order): what ``renew-due`` renews."""
-    condition = (SubscriptionModel.status == SubscriptionStatus.ACTIVE) & (
+    condition = (SubscriptionModel.status.in_(sorted(RENEWING_STATUSES))) & (
         SubscriptionModel.current_period_end <= utc(now, "now")
     )
     if after is not None:
