@@ -49,6 +49,9 @@ __all__ = [
     "Plan",
     "PlanChange",
     "PortalSessionRecord",
+    "PromotionCode",
+    "PromotionDuration",
+    "PromotionRedemption",
     "PruneReport",
     "StateConflict",
     "StorageError",
@@ -691,3 +694,74 @@ class MailCounts:
     sent: int = 0
     oldest_due_at: datetime | None = None
     """When the longest-waiting due row became due."""
+
+
+class PromotionDuration(str, enum.Enum):
+    """How many billing periods a promotion code's discount lasts."""
+
+    ONCE = "once"
+    #: ``duration_periods`` periods.
+    REPEATING = "repeating"
+    FOREVER = "forever"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionCode:
+    """A code a customer may enter for a discount (see :doc:`/promotions`).
+
+    Exactly one of ``percent_off`` (1-100) and ``amount_off`` is set; an
+    amount applies only to prices in its currency. Codes are compared
+    without regard to case (``welcome10`` is ``WELCOME10``).
+    """
+
+    code: str
+    percent_off: int | None = None
+    amount_off: Money | None = None
+    duration: PromotionDuration = PromotionDuration.ONCE
+    duration_periods: int = 1
+    """For ``repeating``: how many billing periods get the discount."""
+    expires_at: datetime | None = None
+    """From this moment on the code is refused."""
+    plan_ids: frozenset[str] = frozenset()
+    """The plans the code applies to; empty for every plan."""
+    max_redemptions: int | None = None
+    """How many customers may use it in all; ``None`` for no limit. Each
+    customer may use a code once."""
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.percent_off is None) == (self.amount_off is None):
+            raise ValueError("a promotion code takes either percent_off or amount_off")
+        if self.percent_off is not None and not 1 <= self.percent_off <= 100:
+            raise ValueError(f"percent_off is 1-100, got {self.percent_off}")
+        if self.amount_off is not None and self.amount_off.amount <= 0:
+            raise ValueError("amount_off must be more than zero")
+        if self.duration_periods < 1:
+            raise ValueError("duration_periods must be 1 or more")
+        if self.max_redemptions is not None and self.max_redemptions < 1:
+            raise ValueError("max_redemptions must be 1 or more")
+
+    @property
+    def key(self) -> str:
+        """The code as stored and compared: stripped and upper case."""
+        return normalise_code(self.code)
+
+
+def normalise_code(code: str) -> str:
+    """A code as stored and compared: without surrounding spaces, upper case."""
+    return code.strip().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionRedemption:
+    """One customer's use of a promotion code (at most one per code)."""
+
+    code: str
+    """The code's :attr:`PromotionCode.key`."""
+    customer_id: str
+    subscription_id: str
+    redeemed_at: datetime
+    invoice_id: str | None = None
