@@ -12,6 +12,8 @@ from factories import subscription
 from flask import Flask
 from flask.testing import FlaskClient
 from portal_fixtures import portal_store, sign_in, stored_subscription
+from stripe_support import NOW as STRIPE_NOW
+from stripe_support import RecordedStripe, ScriptedStripe, stripe_client
 
 from flask_customer_portal.billing.lifecycle import describe
 from flask_customer_portal.billing.renewal import RenewalOutcome, renew_due, renew_subscription
@@ -21,6 +23,7 @@ from flask_customer_portal.billing.trials import (
     status_after_payment,
     trial_summary,
 )
+from flask_customer_portal.contrib.stripe import StripeBillingStore
 from flask_customer_portal.contrib.stripe._convert import subscription_status
 from flask_customer_portal.money import Money
 from flask_customer_portal.payments import DeclineReason, TestPaymentProvider
@@ -203,3 +206,28 @@ def test_cancelling_during_the_trial_charges_nothing(
     assert stored_subscription(app, CHEN, TRIAL).status is SubscriptionStatus.CANCELLED
     assert _invoices(app) == []
     assert len(payments.charges) == charged
+
+
+# -- over Stripe (recorded responses) ---------------------------------------------------
+#
+# localstripe has no trials (a subscription created with ``trial_end`` stays
+# ``incomplete`` there, its period unchanged), so Stripe's trialing
+# subscription is served as recorded responses: ``status: trialing``, its
+# items' period ending with ``trial_end``, as Stripe sends it.
+
+
+def test_a_stripe_trial_is_trialing_with_its_end(recorded_stripe: RecordedStripe) -> None:
+    scripted = ScriptedStripe(recorded_stripe)
+    trial_end = STRIPE_NOW + 7 * 86400
+    scripted.subscription["status"] = "trialing"
+    scripted.subscription["trial_start"] = STRIPE_NOW - 86400
+    scripted.subscription["trial_end"] = trial_end
+    item = scripted.subscription["items"]["data"][0]
+    item["current_period_start"] = STRIPE_NOW - 86400
+    item["current_period_end"] = trial_end
+    found = StripeBillingStore(stripe_client(recorded_stripe.url)).get_subscription("cus_R", "sub_R")
+    assert found is not None and found.status is SubscriptionStatus.TRIALING
+    assert int(found.current_period_end.timestamp()) == trial_end
+    view = describe(found, datetime.fromtimestamp(STRIPE_NOW, tz=timezone.utc))
+    assert view.trial is not None and view.trial.ends_at == found.current_period_end
+    assert view.trial.charge == found.price and view.can_cancel
