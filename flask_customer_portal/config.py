@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_CARD_ATTACH_LIMIT": "5 per hour",
     "CUSTOMER_PORTAL_MAX_SAVED_CARDS": 10,
     "CUSTOMER_PORTAL_EXPORT_RATE_LIMIT": "10 per hour",
+    "CUSTOMER_PORTAL_PROMOTION_CODE_RATE_LIMIT": "10 per hour",
     "CUSTOMER_PORTAL_EXPORT_MAX_INVOICES": 500,
     "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI": "memory://",
     "CUSTOMER_PORTAL_SINGLE_PROCESS": False,
@@ -126,6 +127,8 @@ class PortalConfig:
     """Whether ``init_app`` puts the link-token filter on the server loggers
     (Werkzeug, gunicorn's access log) and ``app.logger``."""
 
+    promotion_code_rate_limit: str = "10 per hour"
+    """Promotion codes one customer may enter, valid or not."""
     stripe_cache_seconds: int = 30
     """How long the Stripe back end reuses a customer's reads across page
     views (0: only within one request)."""
@@ -335,6 +338,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         card_attach_limit=_rate_limit(config, "CUSTOMER_PORTAL_CARD_ATTACH_LIMIT"),
         max_saved_cards=_positive_int(config, "CUSTOMER_PORTAL_MAX_SAVED_CARDS"),
         export_rate_limit=_rate_limit(config, "CUSTOMER_PORTAL_EXPORT_RATE_LIMIT"),
+        promotion_code_rate_limit=_rate_limit(config, "CUSTOMER_PORTAL_PROMOTION_CODE_RATE_LIMIT"),
         export_max_invoices=_positive_int(config, "CUSTOMER_PORTAL_EXPORT_MAX_INVOICES"),
         rate_limit_storage_uri=_rate_limit_storage_uri(config, live=live),
         trusted_proxies=trusted,

@@ -29,7 +29,15 @@ from .production import check_money_lock, check_provider_mode
 from .ratelimit import CustomerLimits, LoginRateLimits, storage_uri_problem
 from .rules import RulesLoader
 from .state import EXTENSION_KEY, PortalHooks, PortalState, app_object, get_state, register_state
-from .storage import ERASED_EMAIL_DOMAIN, AuditEvent, Customer, EmailInUse, ErasureReport, PortalStorage
+from .storage import (
+    ERASED_EMAIL_DOMAIN,
+    AuditEvent,
+    Customer,
+    EmailInUse,
+    ErasureReport,
+    PortalStorage,
+    PromotionCode,
+)
 from .tokens import LinkSigner
 from .views import add_security_headers, blueprint
 from .views.error_pages import install_error_pages
@@ -187,6 +195,7 @@ class CustomerPortal:
         customer_limits = CustomerLimits(
             card_attach=config.card_attach_limit,
             export=config.export_rate_limit,
+            promotion_code=config.promotion_code_rate_limit,
             storage=rate_limits.storage,
             namespace=namespace,
         )
@@ -287,6 +296,27 @@ class CustomerPortal:
         See :ref:`retention-offers`.
         """
         self.hooks.retention_offer = callback
+        return callback
+
+    def promotion_code_loader(
+        self, callback: Callable[[Customer, str], PromotionCode | None]
+    ) -> Callable[[Customer, str], PromotionCode | None]:
+        """Register the function that finds a promotion code a customer
+        entered, instead of the store's codes. It is called with the
+        customer and the code as typed, stripped and upper-cased, and
+        returns a :class:`~flask_customer_portal.storage.PromotionCode` or
+        ``None``::
+
+            @portal.promotion_code_loader
+            def promotion_code(customer, code):
+                if code == "WELCOME10":
+                    return PromotionCode("WELCOME10", percent_off=10)
+                return None
+
+        The portal still records each use (once per customer, and against
+        ``max_redemptions``). See :doc:`promotions`.
+        """
+        self.hooks.promotion_code_loader = callback
         return callback
 
     def session_locator(self, callback: Callable[[str], str | None]) -> Callable[[str], str | None]:

@@ -266,8 +266,17 @@ class CustomerLimits:
     #: The exports, each counted on its own.
     EXPORTS = frozenset({"zip", "csv", "ics"})
 
-    def __init__(self, *, card_attach: str, export: str, storage: Storage, namespace: str) -> None:
+    def __init__(
+        self,
+        *,
+        card_attach: str,
+        export: str,
+        storage: Storage,
+        namespace: str,
+        promotion_code: str = "10 per hour",
+    ) -> None:
         self._namespace = namespace
+        self._promotion_code: RateLimitItem = parse(promotion_code)
         self._limiter = strategies.MovingWindowRateLimiter(storage)
         self._errors = storage_errors(storage)
         self._card_attach: RateLimitItem = parse(card_attach)
@@ -286,6 +295,12 @@ class CustomerLimits:
         """Count one new card handed to the provider
         (``CUSTOMER_PORTAL_CARD_ATTACH_LIMIT``)."""
         return self._hit(self._card_attach, "card-attach", customer_id)
+
+    def hit_promotion_code(self, customer_id: str) -> datetime | None:
+        """Count one promotion code entered, valid or not
+        (``CUSTOMER_PORTAL_PROMOTION_CODE_RATE_LIMIT``): codes cannot be
+        found by trying them."""
+        return self._hit(self._promotion_code, "promotion-code", customer_id)
 
     def hit_export(self, customer_id: str, export: str) -> datetime | None:
         """Count one download of ``export`` (``"zip"``, ``"csv"`` or

@@ -22,6 +22,7 @@ from .money import Money
 
 __all__ = [
     "ERASED_EMAIL_DOMAIN",
+    "RENEWING_STATUSES",
     "ArrearsAttempt",
     "AuditEvent",
     "BillingDetails",
@@ -48,6 +49,9 @@ __all__ = [
     "Plan",
     "PlanChange",
     "PortalSessionRecord",
+    "PromotionCode",
+    "PromotionDuration",
+    "PromotionRedemption",
     "PruneReport",
     "StateConflict",
     "StorageError",
@@ -61,10 +65,15 @@ T = TypeVar("T")
 
 
 class SubscriptionStatus(str, enum.Enum):
-    """Where a subscription is in its life: ``active``, ``on_hold`` after a
-    failed renewal, or ``cancelled``."""
+    """Where a subscription is in its life: ``trialing`` until its trial
+    ends, ``active``, ``paused``, ``on_hold`` after a failed renewal, or
+    ``cancelled``."""
 
     ACTIVE = "active"
+    #: In a free trial that ends at ``current_period_end``: nothing has
+    #: been charged; the first period is charged when the trial ends (then
+    #: ``active``, or ``on_hold`` if that payment fails).
+    TRIALING = "trialing"
     #: A renewal payment failed. Never renews by itself; a new payment
     #: method pays the arrears and makes it ``active`` again.
     ON_HOLD = "on_hold"
@@ -76,6 +85,12 @@ class SubscriptionStatus(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+#: The statuses that run to the end of their period and are then renewed
+#: (a trial's end charges its first period): the ones ``renew-due`` takes,
+#: and the ones that may be set to end at period end.
+RENEWING_STATUSES = frozenset({SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING})
 
 
 class InvoiceStatus(str, enum.Enum):
@@ -257,7 +272,7 @@ class Subscription:
 
     @property
     def is_current(self) -> bool:
-        """Still running (active or on hold), as opposed to past."""
+        """Still running (trialing, active, paused or on hold), as opposed to past."""
         return self.status is not SubscriptionStatus.CANCELLED
 
 
@@ -679,3 +694,74 @@ class MailCounts:
     sent: int = 0
     oldest_due_at: datetime | None = None
     """When the longest-waiting due row became due."""
+
+
+class PromotionDuration(str, enum.Enum):
+    """How many billing periods a promotion code's discount lasts."""
+
+    ONCE = "once"
+    #: ``duration_periods`` periods.
+    REPEATING = "repeating"
+    FOREVER = "forever"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionCode:
+    """A code a customer may enter for a discount (see :doc:`/promotions`).
+
+    Exactly one of ``percent_off`` (1-100) and ``amount_off`` is set; an
+    amount applies only to prices in its currency. Codes are compared
+    without regard to case (``welcome10`` is ``WELCOME10``).
+    """
+
+    code: str
+    percent_off: int | None = None
+    amount_off: Money | None = None
+    duration: PromotionDuration = PromotionDuration.ONCE
+    duration_periods: int = 1
+    """For ``repeating``: how many billing periods get the discount."""
+    expires_at: datetime | None = None
+    """From this moment on the code is refused."""
+    plan_ids: frozenset[str] = frozenset()
+    """The plans the code applies to; empty for every plan."""
+    max_redemptions: int | None = None
+    """How many customers may use it in all; ``None`` for no limit. Each
+    customer may use a code once."""
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.percent_off is None) == (self.amount_off is None):
+            raise ValueError("a promotion code takes either percent_off or amount_off")
+        if self.percent_off is not None and not 1 <= self.percent_off <= 100:
+            raise ValueError(f"percent_off is 1-100, got {self.percent_off}")
+        if self.amount_off is not None and self.amount_off.amount <= 0:
+            raise ValueError("amount_off must be more than zero")
+        if self.duration_periods < 1:
+            raise ValueError("duration_periods must be 1 or more")
+        if self.max_redemptions is not None and self.max_redemptions < 1:
+            raise ValueError("max_redemptions must be 1 or more")
+
+    @property
+    def key(self) -> str:
+        """The code as stored and compared: stripped and upper case."""
+        return normalise_code(self.code)
+
+
+def normalise_code(code: str) -> str:
+    """A code as stored and compared: without surrounding spaces, upper case."""
+    return code.strip().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionRedemption:
+    """One customer's use of a promotion code (at most one per code)."""
+
+    code: str
+    """The code's :attr:`PromotionCode.key`."""
+    customer_id: str
+    subscription_id: str
+    redeemed_at: datetime
+    invoice_id: str | None = None

@@ -24,7 +24,7 @@ from .payments import PaymentProvider
 from .pdf import InvoiceRenderer
 from .ratelimit import CustomerLimits, LoginRateLimits
 from .rules import RulesLoader
-from .storage import PortalStorage
+from .storage import Customer, PortalStorage, PromotionCode
 from .tokens import LinkSigner
 
 __all__ = ["EXTENSION_KEY", "PortalHooks", "PortalState", "get_state"]
@@ -44,6 +44,8 @@ class PortalHooks:
     customer_loader: Callable[[], str | None] | None = None
     rules_loader: RulesLoader | None = None
     retention_offer: RetentionOfferFunction | None = None
+    promotion_code_loader: Callable[[Customer, str], PromotionCode | None] | None = None
+    """Finds a promotion code (:meth:`CustomerPortal.promotion_code_loader`)."""
     session_locator: Callable[[str], str | None] | None = None
     mail_dispatcher: Callable[[str], object] | None = None
     """Hands an outbox row id to the merchant's task queue

@@ -189,6 +189,33 @@ def test_subscription_without_payment_method(store: SQLAlchemyStorage) -> None:
     assert stored.cancelled_at is None
 
 
+def test_a_trialing_subscription_is_kept_ended_and_renewed_as_its_own_state(store: SQLAlchemyStorage) -> None:
+    store.add_customer(customer("cus_a"))
+    trial_end = T0 + timedelta(days=14)
+    trial = subscription("sub_trial", status=SubscriptionStatus.TRIALING, current_period_end=trial_end)
+    store.add_subscription(trial)
+    store.add_subscription(
+        subscription("sub_on_hold", status=SubscriptionStatus.ON_HOLD, current_period_end=T0)
+    )
+    assert store.get_subscription("cus_a", "sub_trial") == trial
+    # Due with its trial's end, like an active subscription with its period's.
+    assert ids(store.subscriptions_due(trial_end - timedelta(seconds=1))) == []
+    assert ids(store.subscriptions_due(trial_end)) == ["sub_trial"]
+    assert ids(store.subscriptions_due_after(trial_end, after=None)) == ["sub_trial"]
+    # Cancelled during the trial: it ends with the trial, and can be kept until then.
+    ending = store.cancel_subscription("cus_a", "sub_trial", at_period_end=True, now=T0)
+    assert ending is not None
+    assert (ending.status, ending.cancel_at_period_end) == (SubscriptionStatus.TRIALING, True)
+    kept = store.undo_cancellation("cus_a", "sub_trial", now=T0)
+    assert kept is not None and not kept.cancel_at_period_end
+    with store.lock_subscription("cus_a", "sub_trial") as lock:
+        assert lock is not None
+        paid = lock.update_subscription(status=SubscriptionStatus.ACTIVE, current_period_start=trial_end)
+    assert paid.status is SubscriptionStatus.ACTIVE
+    ended = store.cancel_subscription("cus_a", "sub_trial", at_period_end=False, now=T0)
+    assert ended is not None and ended.status is SubscriptionStatus.CANCELLED
+
+
 def test_invoice_round_trip_with_lines(store: SQLAlchemyStorage) -> None:
     store.add_customer(customer("cus_a"))
     visa = store.add_payment_method(card("pm_visa"))

@@ -83,7 +83,7 @@ from flask_customer_portal.testing import csrf_token_from
     ("stripe_status", "expected"),
     [
         ("active", SubscriptionStatus.ACTIVE),
-        ("trialing", SubscriptionStatus.ACTIVE),
+        ("trialing", SubscriptionStatus.TRIALING),
         ("past_due", SubscriptionStatus.ON_HOLD),
         ("unpaid", SubscriptionStatus.ON_HOLD),
         ("incomplete", SubscriptionStatus.ON_HOLD),

@@ -1,7 +1,7 @@
 """What may happen to a subscription, and the moves that end one or keep it.
 
-A subscription is ``active``, ``paused``, ``on_hold`` (its renewal was not
-paid) or ``cancelled``. :func:`describe` says what the customer sees at a
+A subscription is ``trialing`` (see :mod:`.trials`), ``active``, ``paused``,
+``on_hold`` (its renewal was not paid) or ``cancelled``. :func:`describe` says what the customer sees at a
 moment (a subscription set to end is shown as ended once its date has
 passed, however late ``flask portal renew-due`` runs); the
 ``can_*`` answers of :class:`SubscriptionView` and :func:`rules_for` (the
@@ -21,10 +21,12 @@ from flask import g
 from .. import signals
 from ..errors import SubscriptionNotFound
 from ..offers import CancellationReason
+from ..records import RENEWING_STATUSES
 from ..rules import CustomerRules
 from ..state import PortalState, get_state
 from ..storage import AuditEvent, Customer, StateConflict, Subscription, SubscriptionStatus
 from .notify import announce, email_with_change, subscription_link
+from .trials import TrialSummary, trial_summary
 
 __all__ = [
     "LifecycleResult",
@@ -60,6 +62,9 @@ class SubscriptionView:
     """For an ``on_hold`` subscription: when the renewal that failed was due."""
     resumes_at: datetime | None = None
     """For a ``paused`` subscription: when it becomes active again."""
+    trial_ends_at: datetime | None = None
+    """For a ``trialing`` subscription that is not set to end: when its
+    trial ends and its first period is charged."""
 
     @property
     def is_current(self) -> bool:
@@ -81,6 +86,13 @@ class SubscriptionView:
     def on_hold(self) -> bool:
         return self.status is SubscriptionStatus.ON_HOLD
 
+    @property
+    def trial(self) -> TrialSummary | None:
+        """The trial's end and what will be charged then, while trialing."""
+        if self.status is not SubscriptionStatus.TRIALING:
+            return None
+        return trial_summary(self.subscription)
+
 
 def describe(subscription: Subscription, now: datetime) -> SubscriptionView:
     """What the customer should see for ``subscription`` at ``now``."""
@@ -93,14 +105,19 @@ def describe(subscription: Subscription, now: datetime) -> SubscriptionView:
         )
     if subscription.status is SubscriptionStatus.PAUSED:
         return SubscriptionView(subscription, SubscriptionStatus.PAUSED, resumes_at=subscription.resumes_at)
+    running = (
+        SubscriptionStatus.TRIALING
+        if subscription.status is SubscriptionStatus.TRIALING
+        else SubscriptionStatus.ACTIVE
+    )
     if subscription.cancel_at_period_end:
         if subscription.current_period_end > now:
-            return SubscriptionView(
-                subscription, SubscriptionStatus.ACTIVE, ends_at=subscription.current_period_end
-            )
+            return SubscriptionView(subscription, running, ends_at=subscription.current_period_end)
         return SubscriptionView(
             subscription, SubscriptionStatus.CANCELLED, ended_at=subscription.current_period_end
         )
+    if running is SubscriptionStatus.TRIALING:
+        return SubscriptionView(subscription, running, trial_ends_at=subscription.current_period_end)
     return SubscriptionView(
         subscription, SubscriptionStatus.ACTIVE, renews_at=subscription.current_period_end
     )
@@ -110,11 +127,12 @@ def ends_at_period_end(state: PortalState, subscription: Subscription, now: date
     """Whether cancelling now keeps the subscription until its period ends:
     the merchant's choice (``CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END``), and
     only for an active subscription whose period is still ahead (an
-    ``on_hold`` one ends now). The store applies the same rule when it
+    ``on_hold`` one ends now; a trial ends with its trial, uncharged). The
+    store applies the same rule when it
     cancels, in its conditional update."""
     return (
         state.config.cancel_at_period_end
-        and subscription.status is SubscriptionStatus.ACTIVE
+        and subscription.status in RENEWING_STATUSES
         and subscription.current_period_end > now
     )
 

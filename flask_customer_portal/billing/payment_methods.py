@@ -22,8 +22,9 @@ from ..capabilities import KeepsDefaultPaymentMethod
 from ..errors import PortalError, SubscriptionNotFound
 from ..forms.payment import card_expired
 from ..payments import CardDetails, MethodDeclined
+from ..records import RENEWING_STATUSES
 from ..state import PortalState
-from ..storage import AuditEvent, Customer, PaymentMethod, Subscription, SubscriptionStatus
+from ..storage import AuditEvent, Customer, PaymentMethod, Subscription
 from .collect import ProviderError
 from .notify import announce
 
@@ -151,7 +152,7 @@ def set_default_payment_method(
     moved: list[Subscription] = []
     if also_active_subscriptions:
         for subscription in state.storage.list_subscriptions(customer.id):
-            if subscription.status is not SubscriptionStatus.ACTIVE:
+            if subscription.status not in RENEWING_STATUSES:
                 continue
             try:
                 change = change_payment_method(state, customer, subscription, saved, now=now)

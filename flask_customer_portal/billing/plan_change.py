@@ -39,6 +39,7 @@ from ..storage import (
     KeepsPlanChanges,
     Plan,
     PlanChange,
+    PromotionCode,
     StateConflict,
     Subscription,
     SubscriptionLock,
@@ -48,6 +49,13 @@ from . import notify
 from .collect import Collection, _event, announce_mismatch, pay_invoice
 from .notify import MailBatch, send_email, subscription_link
 from .outcomes import PaymentOutcome
+from .promotions import (
+    apply_to_proration,
+    has_code_line,
+    promotion_lines,
+    redeem_locked,
+    release_locked,
+)
 from .proration import Proration, is_upgrade, prorate
 from .renewal import NO_PAYMENT_METHOD
 from .settlement import (
@@ -246,6 +254,7 @@ def change_plan_now(
     now: datetime | None = None,
     actor: str = "customer",
     quote: Quote | None = None,
+    promotion: PromotionCode | None = None,
 ) -> PlanChangeResult:
     """Move the subscription to ``quantity`` of ``plan`` now, charging the
     proration (if anything is due) to its payment method first.
@@ -255,7 +264,10 @@ def change_plan_now(
     plan's price as it is now, read under the lock; with ``quote`` (what the
     customer was shown) a new charge is only made for exactly that amount
     and price, else the answer is :attr:`PaymentOutcome.AMOUNT_CHANGED`
-    and nothing is written. Unconfirmed payments of earlier changes are
+    and nothing is written. ``promotion`` (checked by
+    :func:`~flask_customer_portal.billing.promotions.check_code`) is taken
+    off the charge and used in its transaction; a code used meanwhile is a
+    conflict (``promotion_used``). Unconfirmed payments of earlier changes are
     settled first (:mod:`flask_customer_portal.billing.settlement`).
 
     Raises :class:`~flask_customer_portal.billing.renewal.SubscriptionNotFound`,
@@ -277,7 +289,9 @@ def change_plan_now(
             raise SubscriptionNotFound(subscription_id)
         mail.write_through(lock)
         settled = settle_locked(state, lock, now, actor, mail=mail)
-        done = _change_locked(state, lock, plan, quantity, change_id, settled, priced_at, now, actor, quote)
+        done = _change_locked(
+            state, lock, plan, quantity, change_id, settled, priced_at, now, actor, quote, promotion
+        )
         if done.fresh and done.result is not None:
             # The customer's email in the change's own transaction.
             _email_change(state, customer, done.result, mail)
@@ -319,6 +333,7 @@ def _change_locked(
     now: datetime,
     actor: str,
     quote: Quote | None,
+    promotion: PromotionCode | None = None,
 ) -> _Done:
     previous = subscription = lock.subscription
     invoice_id = proration_invoice_id(subscription, change_id)
@@ -349,10 +364,20 @@ def _change_locked(
     # The plan's price as it is now (read under the lock), not as the page had it.
     plan = state.storage.get_plan(plan.id) or plan
     priced_at = min(priced_at or now, now)
-    proration = prorate(subscription, plan, quantity, priced_at)
+    proration, off = apply_to_proration(prorate(subscription, plan, quantity, priced_at), promotion)
     if invoice is None and quote is not None and quote != Quote.of(plan, proration):
         return _Done(PlanChangeResult(PaymentOutcome.AMOUNT_CHANGED, subscription, previous))
+    used = None
+    if invoice is None and promotion is not None and off > 0:
+        # Used in this transaction, before the charge: a second tab finds it used.
+        charged = invoice_id if proration.due_now > 0 else None
+        if not redeem_locked(lock, promotion, invoice_id=charged, now=now):
+            return _Done(conflict="promotion_used")
+        used = promotion
     if invoice is None and proration.due_now > 0:
+        lines = proration_lines(subscription, plan, quantity, proration)
+        if used is not None:
+            lines = promotion_lines(lines, used, off)
         invoice = lock.issue_invoice(
             Invoice(
                 id=invoice_id,
@@ -366,7 +391,7 @@ def _change_locked(
                 issued_at=now,
                 description=f"{plan.product_name} — {plan.name} (plan change)",
                 subscription_id=subscription.id,
-                lines=proration_lines(subscription, plan, quantity, proration),
+                lines=lines,
             )
         )
         _record_change(lock, invoice, subscription, plan, quantity, proration, priced_at, now)
@@ -380,6 +405,8 @@ def _change_locked(
         if not collection.paid:
             if collection.status in (PaymentOutcome.DECLINED, PaymentOutcome.FAILED):
                 lock.void_invoice(invoice.id)
+                if promotion is not None and has_code_line(invoice, promotion):
+                    release_locked(lock, promotion)
             reason = collection.decline_reason or str(collection.status)
             lock.record_event(
                 _event(

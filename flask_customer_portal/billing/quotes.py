@@ -20,8 +20,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..money import Money
 from ..state import PortalState
-from ..storage import Customer, InvoiceStatus, Plan, Subscription
+from ..storage import Customer, InvoiceStatus, Plan, PromotionCode, Subscription
 from .plan_change import Quote, proration_invoice_id
+from .promotions import apply_to_proration
 from .proration import prorate
 
 __all__ = ["QUOTE_MAX_AGE", "QuotedChange", "make_quote", "read_quote"]
@@ -37,12 +38,19 @@ def _serializer(secret_key: str | bytes) -> URLSafeTimedSerializer:
 
 
 def make_quote(
-    secret_key: str | bytes, subscription: Subscription, plan: Plan, quantity: int, priced_at: datetime
+    secret_key: str | bytes,
+    subscription: Subscription,
+    plan: Plan,
+    quantity: int,
+    priced_at: datetime,
+    promotion: PromotionCode | None = None,
 ) -> str:
-    """The signed quote of a preview priced at ``priced_at``."""
-    proration = prorate(subscription, plan, quantity, priced_at)
+    """The signed quote of a preview priced at ``priced_at``, with the
+    promotion code the customer entered, if any."""
+    proration, _off = apply_to_proration(prorate(subscription, plan, quantity, priced_at), promotion)
     return _serializer(secret_key).dumps(
         {
+            "pc": None if promotion is None else promotion.key,
             "s": subscription.id,
             "p": plan.id,
             "q": quantity,
@@ -65,6 +73,8 @@ class QuotedChange:
     priced_at: datetime
     change_id: str
     shown: Quote
+    promotion_code: str | None = None
+    """The promotion code the preview applied."""
 
 
 def _quoted(data: dict[str, Any]) -> Quote | None:
@@ -117,4 +127,10 @@ def read_quote(
         pending = state.storage.get_invoice(customer.id, proration_invoice_id(subscription, change_id))
         if pending is None or pending.status is not InvoiceStatus.OPEN:
             return None
-    return QuotedChange(datetime.fromtimestamp(int(data["t"]), tz=timezone.utc), change_id, shown)
+    code = data.get("pc")
+    return QuotedChange(
+        datetime.fromtimestamp(int(data["t"]), tz=timezone.utc),
+        change_id,
+        shown,
+        code if isinstance(code, str) else None,
+    )

@@ -85,6 +85,7 @@ from .settlement import (
     settle_all_plan_changes,
     settle_locked,
 )
+from .trials import renews_when_due, status_after_payment
 
 __all__ = [
     "AmountDue",
@@ -815,7 +816,7 @@ def _renew_locked(
     settled = settle_locked(state, lock, now, actor, mail=mail)
     subscription = lock.subscription
     customer_id = subscription.customer_id
-    if subscription.status is not SubscriptionStatus.ACTIVE or subscription.current_period_end > now:
+    if not renews_when_due(subscription, now):
         return _Step(subscription, RenewalResult(RenewalOutcome.SKIPPED, subscription), settled)
     if subscription.cancel_at_period_end:
         subscription = lock.update_subscription(
@@ -865,6 +866,7 @@ def _renew_locked(
         subscription = lock.update_subscription(
             current_period_start=start,
             current_period_end=add_interval(start, subscription.interval, subscription.interval_count),
+            status=status_after_payment(subscription),
         )
         lock.record_event(
             _event(collection.invoice, "subscription.renewed", now, actor, subject_id=subscription.id)

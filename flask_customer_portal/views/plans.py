@@ -30,6 +30,13 @@ from ..billing.plan_change import (
     timing_for,
     withdraw_scheduled_change,
 )
+from ..billing.promotions import (
+    CodeRefusal,
+    apply_to_proration,
+    check_code,
+    promotion_codes_supported,
+    refusal_message,
+)
 from ..billing.proration import prorate
 from ..billing.quotes import QUOTE_MAX_AGE, QuotedChange, make_quote, read_quote
 from ..billing.renewal import ProviderError
@@ -41,7 +48,7 @@ from ..forms import ConfirmForm
 from ..i18n import gettext as _
 from ..money import Money, format_money
 from ..state import PortalState, get_state
-from ..storage import Customer, Plan, StateConflict, Subscription
+from ..storage import Customer, Plan, PromotionCode, StateConflict, Subscription
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from ._flows import finish_flow
 
@@ -130,6 +137,10 @@ def _blocked_message(code: str) -> str:
             "This confirmation was settled before, so nothing more was charged. "
             "Check your plan and your billing history."
         ),
+        "promotion_used": _(
+            "This promotion code has been used in the meantime, so nothing was charged and your plan "
+            "did not change. Change plan again without it."
+        ),
         "credited": _(
             "The payment for this plan change came through after your subscription had changed, so the "
             "plan did not change. The amount is kept as account credit for your next invoices."
@@ -150,10 +161,13 @@ def _choose_page(
     quantity: str,
     errors: dict[str, str] | None = None,
     status: int = 200,
+    promotion_code: str = "",
 ) -> Any:
     return _page(
         status,
         step="choose",
+        promotions=promotion_codes_supported(get_state()),
+        promotion_code=promotion_code,
         subscription=subscription,
         plans=plans,
         selected=selected,
@@ -272,7 +286,23 @@ def change_plan(subscription_id: str) -> Any:
 
     when = timing_for(state, subscription, plan, quantity)
     if request.form.get("step") != "confirm":
-        return _preview(subscription, plan, quantity, when, now)
+        promotion = None
+        raw_code = request.form.get("promotion_code", "").strip()[:40]
+        if raw_code and promotion_codes_supported(state):
+            check = check_code(state, customer, plan, raw_code, now=now)
+            if check.code is None or when == PERIOD_END:
+                refusal = check.refusal or CodeRefusal.NOT_FOR_PLAN
+                return _choose_page(
+                    subscription,
+                    plans,
+                    selected=plan.id,
+                    quantity=raw_quantity,
+                    errors={"promotion_code": refusal_message(refusal)},
+                    status=422,
+                    promotion_code=raw_code,
+                )
+            promotion = check.code
+        return _preview(subscription, plan, quantity, when, now, promotion=promotion)
     if when == PERIOD_END:
         return _schedule(state, customer, subscription, plan, quantity, now)
     quoted = read_quote(
@@ -288,7 +318,21 @@ def change_plan(subscription_id: str) -> Any:
             problem=_("The prices were worked out again. Check them and confirm."),
             status=409,
         )
-    return _change_now(state, customer, subscription, plan, quantity, quoted)
+    promotion = None
+    if quoted.promotion_code is not None:
+        check = check_code(state, customer, plan, quoted.promotion_code, now=now, count=False)
+        if check.code is None:
+            return _preview(
+                subscription,
+                plan,
+                quantity,
+                when,
+                now,
+                problem=refusal_message(check.refusal or CodeRefusal.INVALID),
+                status=409,
+            )
+        promotion = check.code
+    return _change_now(state, customer, subscription, plan, quantity, quoted, promotion)
 
 
 def _preview(
@@ -302,8 +346,10 @@ def _preview(
     status: int = 200,
     priced_at: datetime | None = None,
     quote_token: str | None = None,
+    promotion: PromotionCode | None = None,
 ) -> Any:
     priced_at = priced_at or now.replace(microsecond=0)
+    proration, off = apply_to_proration(prorate(subscription, plan, quantity, priced_at), promotion)
     return _page(
         status,
         step="preview",
@@ -317,8 +363,10 @@ def _preview(
             interval=plan.interval,
             interval_count=plan.interval_count,
         ),
-        proration=prorate(subscription, plan, quantity, priced_at),
-        quote=quote_token or make_quote(_secret(), subscription, plan, quantity, priced_at),
+        proration=proration,
+        promotion=promotion if off else None,
+        promotion_off=proration.money(off),
+        quote=quote_token or make_quote(_secret(), subscription, plan, quantity, priced_at, promotion),
         problem=problem,
     )
 
@@ -355,6 +403,7 @@ def _change_now(
     plan: Plan,
     quantity: int,
     quoted: QuotedChange,
+    promotion: PromotionCode | None = None,
 ) -> Any:
     priced_at = quoted.priced_at
 
@@ -371,6 +420,7 @@ def _change_now(
             quote_token=request.form.get("quote"),
             problem=problem,
             status=status,
+            promotion=promotion,
         )
 
     try:
@@ -383,6 +433,7 @@ def _change_now(
             change_id=quoted.change_id,
             priced_at=priced_at,
             quote=quoted.shown,
+            promotion=promotion,
         )
     except SubscriptionNotFound:
         abort(404)

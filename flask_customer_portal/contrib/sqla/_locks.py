@@ -24,10 +24,19 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Table, insert, select, tuple_, update
 from sqlalchemy.orm import joinedload
 
-from ...storage import InvoiceStatus, StateConflict, SubscriptionStatus
+from ...records import RENEWING_STATUSES
+from ...storage import (
+    InvoiceStatus,
+    PromotionCode,
+    PromotionRedemption,
+    StateConflict,
+    SubscriptionStatus,
+)
 from ._base import FRESH, StoreBase, insert_if_absent, now_utc, rowcount
 from ._invoices import insert_invoice, next_in_sequence
 from ._outbox import add_mail
+from ._promotions import redeem as redeem_promotion
+from ._promotions import release as release_promotion
 from .mapping import (
     ARREARS_ATTEMPT_COLUMNS,
     CHARGE_ATTEMPT_COLUMNS,
@@ -91,10 +100,10 @@ _AUDIT_EVENTS: Table = AuditEventModel.__table__  # type: ignore[assignment]
 
 
 def due_after(now: datetime, after: tuple[datetime, str] | None = None) -> ColumnElement[bool]:
-    """Active subscriptions whose period ended at or before ``now`` (and,
+    """Active and trialing subscriptions whose period ended at or before ``now`` (and,
     with ``after``, that come after it in ``(current_period_end, id)``
     order): what ``renew-due`` renews."""
-    condition = (SubscriptionModel.status == SubscriptionStatus.ACTIVE) & (
+    condition = (SubscriptionModel.status.in_(sorted(RENEWING_STATUSES))) & (
         SubscriptionModel.current_period_end <= utc(now, "now")
     )
     if after is not None:
@@ -486,6 +495,16 @@ class SQLSubscriptionLock:
         if row is None or (row.customer_id, row.subscription_id) != (self._row.customer_id, self._row.id):
             return None
         return plan_change_record(values_of(row, PLAN_CHANGE_COLUMNS))
+
+    def redeem_promotion(self, code: PromotionCode, redemption: PromotionRedemption) -> bool:
+        if (redemption.customer_id, redemption.subscription_id) != (self._row.customer_id, self._row.id):
+            raise ValueError("a redemption recorded under a subscription lock must be its customer's")
+        return redeem_promotion(self._session, code, redemption)
+
+    def release_promotion(self, customer_id: str, code: str) -> None:
+        if customer_id != self._row.customer_id:
+            raise ValueError("only the locked subscription's customer's redemption can be released")
+        release_promotion(self._session, customer_id, code)
 
     def use_retention_discount(self) -> Subscription:
         row = self._row

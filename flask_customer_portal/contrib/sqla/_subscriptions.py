@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 
 from ...money import Money
+from ...records import RENEWING_STATUSES
 from ...storage import InvoiceStatus, PaymentMethodInUse, StateConflict, SubscriptionStatus
 from ._base import FRESH, StoreBase, add_event, now_utc, rowcount
 from ._locks import due_after, locked_subscription_row
@@ -109,7 +110,7 @@ class SubscriptionsMixin(StoreBase):
                 return None
             if row.status is SubscriptionStatus.CANCELLED:
                 raise StateConflict(f"subscription {subscription_id!r} is already cancelled")
-            if at_period_end and row.status is SubscriptionStatus.ACTIVE and row.current_period_end > now:
+            if at_period_end and row.status in RENEWING_STATUSES and row.current_period_end > now:
                 if row.cancel_at_period_end:
                     raise StateConflict(f"subscription {subscription_id!r} already ends at period end")
                 row.cancel_at_period_end = True
@@ -139,7 +140,7 @@ class SubscriptionsMixin(StoreBase):
             if row is None:
                 return None
             if (
-                row.status is not SubscriptionStatus.ACTIVE
+                row.status not in RENEWING_STATUSES
                 or not row.cancel_at_period_end
                 or row.current_period_end <= now
             ):
@@ -265,7 +266,7 @@ class SubscriptionsMixin(StoreBase):
 
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         return self._subscriptions_reaching(
-            SubscriptionStatus.ACTIVE, SubscriptionModel.current_period_end, now, limit
+            RENEWING_STATUSES, SubscriptionModel.current_period_end, now, limit
         )
 
     def subscriptions_due_after(
@@ -290,14 +291,23 @@ class SubscriptionsMixin(StoreBase):
         )
 
     def _subscriptions_reaching(
-        self, status: SubscriptionStatus, moment: Any, now: datetime, limit: int
+        self,
+        status: SubscriptionStatus | frozenset[SubscriptionStatus],
+        moment: Any,
+        now: datetime,
+        limit: int,
     ) -> Sequence[Subscription]:
-        """Subscriptions in ``status`` whose ``moment`` column is at or
+        """Subscriptions in ``status`` (or one of them) whose ``moment`` column is at or
         before ``now``, earliest first (the scheduled jobs' work lists)."""
         now = utc(now, "now")
         rows = self._session.scalars(
             select(SubscriptionModel)
-            .where(SubscriptionModel.status == status, moment <= now)
+            .where(
+                SubscriptionModel.status.in_(sorted(status))
+                if isinstance(status, frozenset)
+                else SubscriptionModel.status == status,
+                moment <= now,
+            )
             .options(joinedload(SubscriptionModel.payment_method))
             .order_by(moment, SubscriptionModel.id)
             .limit(limit)

@@ -54,6 +54,7 @@ from ...storage import (
     LicenseKeyStatus,
     LinkPurpose,
     MailStatus,
+    PromotionDuration,
     SubscriptionStatus,
     TaxIdScheme,
 )
@@ -79,6 +80,8 @@ __all__ = [
     "PlanModel",
     "PortalModel",
     "PortalSessionModel",
+    "PromotionCodeModel",
+    "PromotionRedemptionModel",
     "ProviderLockModel",
     "SequenceModel",
     "StringEnum",
@@ -651,3 +654,43 @@ class MailOutboxModel(PortalModel):
     expires_at: Mapped[datetime | None] = mapped_column(TZDateTime())
     composed: Mapped[bool] = mapped_column(Boolean, default=True)
     locale: Mapped[str | None] = mapped_column(String(16))
+
+
+class PromotionCodeModel(PortalModel):
+    """Promotion codes (:class:`~flask_customer_portal.storage.PromotionCode`),
+    keyed by the code in upper case, with how many customers used each. A
+    code found by the merchant's loader gets a row when first used, to count
+    its uses."""
+
+    __tablename__ = "portal_promotion_codes"
+    __table_args__ = (
+        CheckConstraint("times_redeemed >= 0", name="times_redeemed_not_negative"),
+        CheckConstraint("duration_periods > 0", name="duration_periods_positive"),
+    )
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    percent_off: Mapped[int | None] = mapped_column(Integer)
+    amount_off: Mapped[int | None] = mapped_column(BigInteger)
+    amount_currency: Mapped[str | None] = mapped_column(String(3))
+    duration: Mapped[PromotionDuration] = mapped_column(StringEnum(PromotionDuration, 16))
+    duration_periods: Mapped[int] = mapped_column(Integer, default=1)
+    expires_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    plan_ids: Mapped[str] = mapped_column(String(2000), default="")
+    """The plans it applies to, separated by spaces; empty for all."""
+    max_redemptions: Mapped[int | None] = mapped_column(Integer)
+    times_redeemed: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime())
+
+
+class PromotionRedemptionModel(PortalModel):
+    """Who used which code: one row per customer and code, so a code is used
+    once per customer whatever races for it."""
+
+    __tablename__ = "portal_promotion_redemptions"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey(CustomerModel.id), primary_key=True)
+    code: Mapped[str] = mapped_column(ForeignKey(PromotionCodeModel.code), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(_ID))
+    invoice_id: Mapped[str | None] = mapped_column(String(_ID))
+    redeemed_at: Mapped[datetime] = mapped_column(TZDateTime())

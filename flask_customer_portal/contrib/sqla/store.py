@@ -32,6 +32,7 @@ from ._invoices import InvoicesMixin
 from ._licences import LicenceKeysMixin
 from ._locks import LocksMixin
 from ._outbox import OutboxMixin
+from ._promotions import PromotionsMixin
 from ._subscriptions import SubscriptionsMixin
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class SQLAlchemyStorage(
     AccessMixin,
     LocksMixin,
     OutboxMixin,
+    PromotionsMixin,
 ):
     """:class:`~flask_customer_portal.storage.PortalStorage` on Flask-SQLAlchemy.
 

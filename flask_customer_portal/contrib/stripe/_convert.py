@@ -11,7 +11,7 @@ from ...storage import InvoiceStatus, SubscriptionStatus
 
 _SUBSCRIPTION_STATUS = {
     "active": SubscriptionStatus.ACTIVE,
-    "trialing": SubscriptionStatus.ACTIVE,
+    "trialing": SubscriptionStatus.TRIALING,
     "past_due": SubscriptionStatus.ON_HOLD,
     "unpaid": SubscriptionStatus.ON_HOLD,
     "incomplete": SubscriptionStatus.ON_HOLD,
