@@ -9,7 +9,14 @@ on PostgreSQL a subscription another run (or a paying customer) holds is
 skipped at once instead of waited for, and one renewed meanwhile is no
 longer due, so two runs never renew the same period and never wait on each
 other. Each page costs one read however far the walk has gone, and no
-subscription is read again.
+subscription is read again. Where the store can share the walk
+(:meth:`~flask_customer_portal.storage.DueClaimStore.share_due`: advisory
+locks on PostgreSQL), a run first takes the page's subscriptions that no
+other run has taken, in one statement, and renews only those: runs that
+start together split the pages between them instead of each trying every
+subscription, and what they take is let go once the page is done (or when a
+run dies). Taking holds no row: the claim still decides, so exactly-once
+rests on it alone.
 
 A store without claims lists its due subscriptions again after each batch
 and locks each one (:meth:`~flask_customer_portal.storage.ChargeStore.lock_subscription`);
@@ -51,17 +58,24 @@ def _claimed(storage: DueClaimStore, now: datetime, batch_size: int, renew: Rene
     # several behind) comes again in the walk, and waits for the next run.
     seen: set[str] = set()
     after: tuple[datetime, str] | None = None
-    while page := storage.subscriptions_due_after(now, after=after, limit=batch_size):
-        for subscription in page:
-            if subscription.id in seen:
-                continue
-            seen.add(subscription.id)
+    with storage.share_due() as share:
+        while page := storage.subscriptions_due_after(now, after=after, limit=batch_size):
+            after = (page[-1].current_period_end, page[-1].id)
+            fresh = [s for s in page if s.id not in seen]
+            seen.update(s.id for s in fresh)
+            if share is not None:
+                # What another run took is its to renew: this one goes on
+                # to the next page instead of trying each one of them.
+                taken = share.take([s.id for s in fresh])
+                fresh = [s for s in fresh if s.id in taken]
+            for subscription in fresh:
 
-            def claim(s: Subscription = subscription) -> AbstractContextManager[SubscriptionLock | None]:
-                return storage.claim_due_subscription(s.customer_id, s.id, now)
+                def claim(s: Subscription = subscription) -> AbstractContextManager[SubscriptionLock | None]:
+                    return storage.claim_due_subscription(s.customer_id, s.id, now)
 
-            renew(subscription, claim, issue_apart)
-        after = (page[-1].current_period_end, page[-1].id)
+                renew(subscription, claim, issue_apart)
+            if share is not None:
+                share.release()
 
 
 def _listed(state: PortalState, now: datetime, batch_size: int, renew: Renew) -> None:
