@@ -171,7 +171,10 @@ def unpause_subscription(
     :class:`~flask_customer_portal.storage.StateConflict` (not paused).
     """
     mail: list[OutboxMail] = []
-    if state.capabilities.mail_outbox:
+    # A payment company that bills the subscription itself (no money path
+    # of the portal's) sets its dates as it resumes it: the email is
+    # written from its answer, after the change, not from a prediction.
+    if state.capabilities.mail_outbox and state.capabilities.charge:
         # Written with the change: rendered first, from the subscription as
         # the store will leave it (its period moved on by the paused time).
         current = _read(state, customer, subscription_id)
