@@ -642,6 +642,20 @@ class DueClaimStore(Protocol):
         invoice in a transaction of its own before it charges, so that the
         invoice-number counter is never held across a payment."""
 
+    def subscriptions_to_resume_after(
+        self, now: datetime, *, after: tuple[datetime, str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        """As :meth:`ChargeStore.subscriptions_to_resume`, in ``(resumes_at,
+        id)`` order, only those after ``after``: a keyset page of the
+        paused subscriptions to resume."""
+
+    def plan_changes_to_settle_after(
+        self, *, after: tuple[datetime, str] | None, limit: int = 100
+    ) -> Sequence[PlanChange]:
+        """As :meth:`ChargeStore.plan_changes_to_settle`, in ``(created_at,
+        invoice_id)`` order, only those after ``after``: a keyset page of
+        the plan changes to settle."""
+
     def share_due(self) -> AbstractContextManager[DueShare | None]:
         """For one run: a way to split the walk's pages with the runs going
         on at the same time, so that each subscription is tried by one of
