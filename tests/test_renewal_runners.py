@@ -136,6 +136,52 @@ def test_statements_per_renewal_do_not_grow_with_the_batch(
     assert small[0] == large[0] == (11 if dialect == "sqlite" else 15)
 
 
+@only_postgresql
+def test_runs_share_the_due_pages_and_a_dead_run_lets_go(db_url: str) -> None:
+    """What one run took, another cannot take until the first lets go: when
+    its page is done, or when it dies (its connection closes). Nothing
+    waits."""
+    apps = [make_portal_app(db_url, demo_data=False) for _ in range(2)]
+    ids = [f"sub_share_{n}" for n in range(5)]
+    try:
+        stores = []
+        for app in apps:
+            with app.app_context():
+                stores.append(SQLAlchemyStorage(app.extensions["sqlalchemy"]))
+        with apps[0].app_context(), stores[0].share_due() as first:
+            assert first is not None
+            assert first.take(ids[:3]) == set(ids[:3])
+            with apps[1].app_context(), stores[1].share_due() as second:
+                assert second is not None
+                assert second.take(ids) == set(ids[3:])
+                first.release()
+                assert second.take(ids[:3]) == set(ids[:3])
+                assert first.take(ids) == set()
+            # The second run ended: what it took is free again.
+            assert first.take(ids) == set(ids)
+
+        def dies() -> None:
+            with apps[1].app_context(), stores[1].share_due() as dying:
+                assert dying is not None and dying.take(ids) == set(ids)
+                raise RuntimeError("the run dies")
+
+        with pytest.raises(RuntimeError):
+            dies()
+        with apps[0].app_context(), stores[0].share_due() as again:
+            assert again is not None and again.take(ids) == set(ids)
+    finally:
+        for app in apps:
+            close_app(app)
+
+
+def test_runs_share_pages_on_postgresql_only(renewal_app: Flask) -> None:
+    """SQLite has one writer at a time: its runs have nothing to share."""
+    storage = get_state(renewal_app).storage
+    with renewal_app.app_context(), storage.share_due() as share:  # type: ignore[attr-defined]
+        dialect = renewal_app.extensions["sqlalchemy"].engine.dialect.name
+        assert (share is None) == (dialect == "sqlite")
+
+
 class _NoAnswer(TestPaymentProvider):
     """The provider still has no answer for a lost charge: a plan change
     paid with it stays to settle, run after run."""

@@ -16,7 +16,9 @@ other run has taken, in one statement, and renews only those: runs that
 start together split the pages between them instead of each trying every
 subscription, and what they take is let go once the page is done (or when a
 run dies). Taking holds no row: the claim still decides, so exactly-once
-rests on it alone.
+rests on it alone. A run that left subscriptions to others walks once more
+at the end, over what is still due: what a run that died had taken and not
+renewed is renewed then, not only by the next run.
 
 A store without claims lists its due subscriptions again after each batch
 and locks each one (:meth:`~flask_customer_portal.storage.ChargeStore.lock_subscription`);
@@ -31,7 +33,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 
 from ..state import PortalState
-from ..storage import DueClaimStore, Subscription, SubscriptionLock, SubscriptionStatus
+from ..storage import DueClaimStore, DueShare, Subscription, SubscriptionLock, SubscriptionStatus
 
 __all__ = ["LockTaker", "Renew", "each_due"]
 
@@ -57,25 +59,47 @@ def _claimed(storage: DueClaimStore, now: datetime, batch_size: int, renew: Rene
     # Once per run: one renewed for a period that is still over (it was
     # several behind) comes again in the walk, and waits for the next run.
     seen: set[str] = set()
-    after: tuple[datetime, str] | None = None
     with storage.share_due() as share:
-        while page := storage.subscriptions_due_after(now, after=after, limit=batch_size):
-            after = (page[-1].current_period_end, page[-1].id)
-            fresh = [s for s in page if s.id not in seen]
-            seen.update(s.id for s in fresh)
-            if share is not None:
-                # What another run took is its to renew: this one goes on
-                # to the next page instead of trying each one of them.
-                taken = share.take([s.id for s in fresh])
-                fresh = [s for s in fresh if s.id in taken]
-            for subscription in fresh:
+        left_to_others = _walk(storage, share, now, batch_size, renew, issue_apart, seen)
+        if left_to_others:
+            # What other runs took and have not renewed yet (one that died
+            # let go of the rest of its page) is still due: one more walk,
+            # which reads only what is left, takes what they let go.
+            _walk(storage, share, now, batch_size, renew, issue_apart, seen)
 
-                def claim(s: Subscription = subscription) -> AbstractContextManager[SubscriptionLock | None]:
-                    return storage.claim_due_subscription(s.customer_id, s.id, now)
 
-                renew(subscription, claim, issue_apart)
-            if share is not None:
-                share.release()
+def _walk(
+    storage: DueClaimStore,
+    share: DueShare | None,
+    now: datetime,
+    batch_size: int,
+    renew: Renew,
+    issue_apart: bool,
+    seen: set[str],
+) -> bool:
+    """One walk over the due subscriptions, renewing those this run takes;
+    whether it left any to other runs."""
+    left = False
+    after: tuple[datetime, str] | None = None
+    while page := storage.subscriptions_due_after(now, after=after, limit=batch_size):
+        after = (page[-1].current_period_end, page[-1].id)
+        fresh = [s for s in page if s.id not in seen]
+        if share is not None and fresh:
+            # What another run took is its to renew: this one goes on to
+            # the next page instead of trying each one of them.
+            taken = share.take([s.id for s in fresh])
+            left = left or len(taken) < len(fresh)
+            fresh = [s for s in fresh if s.id in taken]
+        seen.update(s.id for s in fresh)
+        for subscription in fresh:
+
+            def claim(s: Subscription = subscription) -> AbstractContextManager[SubscriptionLock | None]:
+                return storage.claim_due_subscription(s.customer_id, s.id, now)
+
+            renew(subscription, claim, issue_apart)
+        if share is not None:
+            share.release()
+    return left
 
 
 def _listed(state: PortalState, now: datetime, batch_size: int, renew: Renew) -> None:
