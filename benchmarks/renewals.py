@@ -24,6 +24,7 @@ include starting the processes (about a second each).
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,20 @@ class SQLiteResult:
     @property
     def ratio(self) -> float:
         return self.portal_ms / self.bare_ms
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed run: wall-clock seconds, the runner processes' CPU seconds
+    (user + system, all of them together) and the load average at its start
+    and end."""
+
+    seconds: float
+    cpu_seconds: float
+    load: tuple[float, float]
+
+    def per_renewal_ms(self, count: int) -> tuple[float, float]:
+        return self.seconds * 1000 / count, self.cpu_seconds * 1000 / count
 
 
 @dataclass(frozen=True)
@@ -251,13 +266,19 @@ def _postgres(count: int) -> RunnersResult | None:
         three = _runners(cluster.url, template, count, 3)
     finally:
         cluster.stop()
-    result = RunnersResult(count, one, three)
+    result = RunnersResult(count, one.seconds, three.seconds)
     print(
-        f"PostgreSQL, {count:,} due, test payment provider: 1 runner {one:.1f} s "
-        f"({one * 1000 / count:.2f} ms per subscription), 3 runners at once {three:.1f} s "
-        f"({three * 1000 / count:.2f} ms): {result.speedup:.2f}× faster"
+        f"PostgreSQL, {count:,} due, test payment provider: 1 runner {one.seconds:.1f} s "
+        f"({one.seconds * 1000 / count:.2f} ms per subscription), 3 runners at once "
+        f"{three.seconds:.1f} s ({three.seconds * 1000 / count:.2f} ms): {result.speedup:.2f}× faster"
     )
-    print(f"Goal: 3 runners ≤ {GOAL_SECONDS:.0f} s: {verdict(three <= GOAL_SECONDS)}")
+    for label, timed in (("1 runner", one), ("3 runners", three)):
+        wall, cpu = timed.per_renewal_ms(count)
+        print(
+            f"  {label}: {wall:.2f} ms wall and {cpu:.2f} ms of runner CPU per renewal; "
+            f"load average {timed.load[0]:.1f} at the start, {timed.load[1]:.1f} at the end"
+        )
+    print(f"Goal: 3 runners ≤ {GOAL_SECONDS:.0f} s: {verdict(three.seconds <= GOAL_SECONDS)}")
     return result
 
 
@@ -294,7 +315,7 @@ def _recreate(url: str, name: str, template: str | None = None) -> None:
         admin.dispose()
 
 
-def _runners(url: str, template: str, count: int, runners: int) -> float:
+def _runners(url: str, template: str, count: int, runners: int) -> Run:
     name = f"renewals_{runners}"
     _recreate(url, name, template)
     database = _url_of(url, name)
@@ -312,6 +333,8 @@ def _runners(url: str, template: str, count: int, runners: int) -> float:
         "portal",
         "renew-due",
     ]
+    load_before = os.getloadavg()[0]
+    used_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     processes = [
         subprocess.Popen(
@@ -321,13 +344,16 @@ def _runners(url: str, template: str, count: int, runners: int) -> float:
     ]
     outputs = [process.communicate(timeout=1800) for process in processes]
     elapsed = time.perf_counter() - started
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = used.ru_utime + used.ru_stime - used_before.ru_utime - used_before.ru_stime
+    load = (load_before, os.getloadavg()[0])
     failed = [
         (p.returncode, err[-500:]) for p, (_, err) in zip(processes, outputs, strict=True) if p.returncode
     ]
     if failed:
         raise AssertionError(f"a runner failed: {failed}")
     _check_once_each(database, count)
-    return elapsed
+    return Run(elapsed, cpu, load)
 
 
 def _check_once_each(database: str, count: int) -> None:

@@ -88,6 +88,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         "STRIPE_PUBLISHABLE_KEY",
         "STRIPE_WEBHOOK_SECRET",
         "STRIPE_API_BASE",
+        "STRIPE_CACHE_REDIS_URL",
     ):
         if os.environ.get(key):
             app.config[key] = os.environ[key]

@@ -14,6 +14,10 @@
   ``/webhooks/stripe``. ``STRIPE_API_BASE`` sends every request to another
   server, e.g. ``http://127.0.0.1:8420`` for localstripe (which also serves
   the page's Stripe.js). The shop's customer ids must be Stripe's ``cus_…`` ids.
+  ``STRIPE_CACHE_REDIS_URL`` (``redis://…``) keeps a customer's Stripe reads
+  in Redis through Flask-Caching (``pip install Flask-Caching``), shared by
+  every worker and host, for ``CUSTOMER_PORTAL_STRIPE_CACHE_SECONDS``;
+  Stripe's webhooks forget them.
 
 Each back end is a function that takes the app and its SQLAlchemy object
 and returns the keyword arguments for ``CustomerPortal.init_app``.
@@ -96,14 +100,41 @@ def _stripe(app: Flask, db: SQLAlchemy) -> dict[str, Any]:
     webhook_secret = _setting(app, "STRIPE_WEBHOOK_SECRET")
     if webhook_secret:
         app.register_blueprint(stripe_webhook_blueprint(webhook_secret, url="/webhooks/stripe"))
+    cache = _stripe_cache(app)
+    billing = StripeBillingStore(client) if cache is None else StripeBillingStore(client, cache=cache)
     return {
-        "storage": CompositeStorage(SQLAlchemyStorage(db), billing=StripeBillingStore(client)),
+        "storage": CompositeStorage(SQLAlchemyStorage(db), billing=billing),
         "payments": StripePaymentProvider(
             client,
             publishable_key=publishable_key,
             js_url=f"{api_base}/js.stripe.com/v3/" if api_base else f"{STRIPE_JS}/v3/",
         ),
     }
+
+
+def _stripe_cache(app: Flask) -> Any:
+    """A Flask-Caching ``Cache`` on ``STRIPE_CACHE_REDIS_URL``, or ``None``."""
+    url = _setting(app, "STRIPE_CACHE_REDIS_URL")
+    if not url:
+        return None
+    try:
+        from flask_caching import Cache
+    except ImportError as exc:
+        raise ConfigurationError(
+            "STRIPE_CACHE_REDIS_URL", "needs Flask-Caching (pip install Flask-Caching)"
+        ) from exc
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError("STRIPE_CACHE_REDIS_URL", "must be a redis://, rediss:// or unix:// URL")
+    cache = Cache(
+        config={
+            "CACHE_TYPE": "RedisCache",
+            "CACHE_REDIS_URL": url,
+            # The shop's other cached values never meet the portal's.
+            "CACHE_KEY_PREFIX": "example_app.portal:",
+        }
+    )
+    cache.init_app(app)
+    return cache
 
 
 #: The back ends by ``PORTAL_BACKEND`` name.

@@ -76,6 +76,7 @@ __all__ = [
     "Customer",
     "CustomerStore",
     "DueClaimStore",
+    "DueShare",
     "EmailInUse",
     "ErasureReport",
     "Invoice",
@@ -646,6 +647,40 @@ class DueClaimStore(Protocol):
         write lock, as on SQLite). Where they are, a renewal issues its
         invoice in a transaction of its own before it charges, so that the
         invoice-number counter is never held across a payment."""
+
+    def subscriptions_to_resume_after(
+        self, now: datetime, *, after: tuple[datetime, str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        """As :meth:`ChargeStore.subscriptions_to_resume`, in ``(resumes_at,
+        id)`` order, only those after ``after``: a keyset page of the
+        paused subscriptions to resume."""
+
+    def plan_changes_to_settle_after(
+        self, *, after: tuple[datetime, str] | None, limit: int = 100
+    ) -> Sequence[PlanChange]:
+        """As :meth:`ChargeStore.plan_changes_to_settle`, in ``(created_at,
+        invoice_id)`` order, only those after ``after``: a keyset page of
+        the plan changes to settle."""
+
+    def share_due(self) -> AbstractContextManager[DueShare | None]:
+        """For one run: a way to split the walk's pages with the runs going
+        on at the same time, so that each subscription is tried by one of
+        them instead of all; ``None`` where the database cannot (each run
+        then tries every one, and its claim decides)."""
+
+
+class DueShare(Protocol):
+    """The subscriptions one renewal run has taken for itself
+    (:meth:`DueClaimStore.share_due`). Taking one holds no row and no
+    transaction: the renewal still claims it; other runs only leave it
+    alone. A run that dies lets go of what it took."""
+
+    def take(self, subscription_ids: Sequence[str]) -> set[str]:
+        """Of ``subscription_ids``, those no other run holds, now held by
+        this one; never waits."""
+
+    def release(self) -> None:
+        """Let go of everything taken."""
 
 
 class ProviderSubscriptionLock(Protocol):

@@ -1268,3 +1268,36 @@ def test_a_new_card_in_the_portal_is_entered_on_dodos_page(
         url, data={"csrf_token": csrf_token_from(page.text), "payment_method": "new", "intent": "reactivate"}
     )
     assert failed.status_code == 502 and "Traceback" not in failed.text
+
+
+def test_a_resume_email_over_dodo_gives_the_renewal_date_dodo_answers(
+    dodo_app: Flask, scenario: Scenario, fake: FakeDodo
+) -> None:
+    """Dodo keeps the next billing date as it was when a subscription is
+    resumed: the email says that date, not the one the portal would have
+    worked out for a pause of its own (moved on by the paused time)."""
+    from flask_customer_portal.formatting import format_date
+
+    card = fake.add_payment_method("cus_dodo_ava", last4="4242")
+    paused = fake.add_subscription(
+        "cus_dodo_ava", product_name="Sync", status="paused", payment_method_id=card, created_days_ago=60
+    )
+    fake.subscriptions[paused]["paused_at"] = fake.subscriptions[paused]["previous_billing_date"]
+    client = _signed_in(dodo_app, "cus_demo_ava")
+    page = client.get(f"/portal/subscriptions/{paused}")
+    assert page.status_code == 200
+    mailer = get_state(dodo_app).mailer
+    assert isinstance(mailer, MemoryMailer)
+    mailer.clear()
+    done = client.post(
+        f"/portal/subscriptions/{paused}/unpause", data={"csrf_token": csrf_token_from(page.text)}
+    )
+    assert done.status_code == 303
+    get_state(dodo_app).wait_for_background_tasks()
+    assert fake.subscriptions[paused]["status"] == "active"
+    answered = datetime.fromisoformat(fake.subscriptions[paused]["next_billing_date"].replace("Z", "+00:00"))
+    predicted = answered + (fake.now - (answered - timedelta(days=30)))
+    sent = [m for m in mailer.outbox if "active again" in m.subject]
+    assert len(sent) == 1, [m.subject for m in mailer.outbox]
+    assert f"It renews on {format_date(answered, 'en', 'UTC')}" in sent[0].text
+    assert format_date(predicted, "en", "UTC") not in sent[0].text

@@ -98,3 +98,38 @@ def test_without_a_webhook_secret_there_is_no_webhook_route(
         get_state(app).shutdown()
         with app.app_context():
             app.extensions["sqlalchemy"].engine.dispose()
+
+
+def test_the_shop_keeps_stripe_reads_in_redis_when_told(
+    tmp_path: Path, localstripe_url: str, localstripe: stripe.StripeClient, redis_url: str
+) -> None:
+    from flask_caching import Cache
+
+    app = create_app(
+        _config(
+            tmp_path,
+            STRIPE_API_BASE=localstripe_url,
+            STRIPE_CACHE_REDIS_URL=redis_url,
+            CUSTOMER_PORTAL_STRIPE_CACHE_SECONDS=30,
+        )
+    )
+    try:
+        billing = get_state(app).storage.billing  # type: ignore[attr-defined]
+        cache = billing._reads.shared
+        assert isinstance(cache, Cache)
+        with app.app_context():
+            assert cache.set("probe", {"a": 1}, timeout=5)
+            assert cache.get("probe") == {"a": 1}
+            keys = list(cache.cache._write_client.scan_iter("example_app.portal:probe"))  # type: ignore[attr-defined]
+            cache.delete("probe")
+        assert keys == [b"example_app.portal:probe"]
+    finally:
+        get_state(app).shutdown()
+        with app.app_context():
+            app.extensions["sqlalchemy"].engine.dispose()
+
+
+def test_a_cache_url_that_is_not_redis_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        create_app(_config(tmp_path, STRIPE_CACHE_REDIS_URL="memcached://127.0.0.1:11211"))
+    assert raised.value.key == "STRIPE_CACHE_REDIS_URL"

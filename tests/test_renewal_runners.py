@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,10 +31,12 @@ from db_support import only_postgresql
 from flask import Flask
 from portal_fixtures import close_app, make_portal_app
 from renewal_support import charges, ledger, ledger_tables, mails, seed_due_subscriptions
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, func, insert, select, update
 from sqlalchemy.engine import Engine
 
+from flask_customer_portal.billing.pausing import resume_due
 from flask_customer_portal.billing.renewal import RenewalOutcome, renew_due
+from flask_customer_portal.billing.settlement import settle_all_plan_changes
 from flask_customer_portal.clock import utcnow
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.contrib.sqla.models import (
@@ -42,12 +44,13 @@ from flask_customer_portal.contrib.sqla.models import (
     ChargeAttemptModel,
     InvoiceModel,
     LinkModel,
+    PlanChangeModel,
     PortalSessionModel,
     SubscriptionModel,
 )
-from flask_customer_portal.payments import TestPaymentProvider
+from flask_customer_portal.payments import ChargeResult, ChargeUnknown, TestPaymentProvider
 from flask_customer_portal.state import get_state
-from flask_customer_portal.storage import InvoiceStatus, LinkPurpose, SubscriptionStatus
+from flask_customer_portal.storage import ChargeAttemptStatus, InvoiceStatus, LinkPurpose, SubscriptionStatus
 from flask_customer_portal.testing import MemoryMailer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +80,7 @@ def _walk(app: Flask, count: int, due_at: datetime, monkeypatch: pytest.MonkeyPa
     from sqlalchemy import event
 
     engine = app.extensions["sqlalchemy"].engine
+    dialect = engine.dialect.name
     seed_due_subscriptions(engine, count, due_at=due_at, prefix=f"n{count}_")
     storage = get_state(app).storage
     pages: list[int] = []
@@ -101,11 +105,16 @@ def _walk(app: Flask, count: int, due_at: datetime, monkeypatch: pytest.MonkeyPa
         monkeypatch.undo()
     assert report.count(RenewalOutcome.RENEWED) == count, report.errors
     walk = [s for s in statements if "ORDER BY portal_subscriptions.current_period_end" in s]
+    # Per page on PostgreSQL: the page's subscriptions are taken from the
+    # other runs, and let go once renewed.
+    shared = [s for s in statements if "pg_try_advisory_lock" in s or "pg_advisory_unlock_all" in s]
+    if dialect == "postgresql":
+        assert len(shared) == 2 * (len(walk) - 1), statements
     # Once: the invoice-number counter is made (and bumped again) by the
     # first invoice ever issued.
     made = 2 * sum(1 for s in statements if s.startswith("INSERT INTO portal_sequences"))
     # Before the walk: the plan changes to settle and the pauses to resume.
-    per_renewal, rest = divmod(len(statements) - len(walk) - made - 2, count)
+    per_renewal, rest = divmod(len(statements) - len(walk) - len(shared) - made - 2, count)
     assert rest == 0, statements
     return per_renewal, len(walk), sum(pages)
 
@@ -124,7 +133,229 @@ def test_statements_per_renewal_do_not_grow_with_the_batch(
     # The same statements for each renewal, however many there are. On
     # PostgreSQL the invoice is issued in a transaction of its own, before
     # the charge, so that runners never wait on the invoice-number counter.
-    assert small[0] == large[0] == (13 if dialect == "sqlite" else 19)
+    assert small[0] == large[0] == (11 if dialect == "sqlite" else 15)
+
+
+@only_postgresql
+def test_runs_share_the_due_pages_and_a_dead_run_lets_go(db_url: str) -> None:
+    """What one run took, another cannot take until the first lets go: when
+    its page is done, or when it dies (its connection closes). Nothing
+    waits."""
+    apps = [make_portal_app(db_url, demo_data=False) for _ in range(2)]
+    ids = [f"sub_share_{n}" for n in range(5)]
+    try:
+        stores = []
+        for app in apps:
+            with app.app_context():
+                stores.append(SQLAlchemyStorage(app.extensions["sqlalchemy"]))
+        with apps[0].app_context(), stores[0].share_due() as first:
+            assert first is not None
+            assert first.take(ids[:3]) == set(ids[:3])
+            with apps[1].app_context(), stores[1].share_due() as second:
+                assert second is not None
+                assert second.take(ids) == set(ids[3:])
+                first.release()
+                assert second.take(ids[:3]) == set(ids[:3])
+                assert first.take(ids) == set()
+            # The second run ended: what it took is free again.
+            assert first.take(ids) == set(ids)
+
+        def dies() -> None:
+            with apps[1].app_context(), stores[1].share_due() as dying:
+                assert dying is not None and dying.take(ids) == set(ids)
+                raise RuntimeError("the run dies")
+
+        with pytest.raises(RuntimeError):
+            dies()
+        with apps[0].app_context(), stores[0].share_due() as again:
+            assert again is not None and again.take(ids) == set(ids)
+    finally:
+        for app in apps:
+            close_app(app)
+
+
+def test_runs_share_pages_on_postgresql_only(renewal_app: Flask) -> None:
+    """SQLite has one writer at a time: its runs have nothing to share."""
+    storage = get_state(renewal_app).storage
+    with renewal_app.app_context(), storage.share_due() as share:  # type: ignore[attr-defined]
+        dialect = renewal_app.extensions["sqlalchemy"].engine.dialect.name
+        assert (share is None) == (dialect == "sqlite")
+
+
+class _NoAnswer(TestPaymentProvider):
+    """The provider still has no answer for a lost charge: a plan change
+    paid with it stays to settle, run after run."""
+
+    __test__ = False
+
+    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
+        return ChargeUnknown(idempotency_key)
+
+
+def _counting(engine: Engine) -> tuple[list[str], Callable[[], None]]:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    return statements, lambda: event.remove(engine, "before_cursor_execute", record)
+
+
+def _resume_walk(app: Flask, count: int, due_at: datetime) -> tuple[int, int, int]:
+    """Resume ``count`` paused subscriptions in pages of 10: (statements per
+    resume, page reads, subscriptions the pages returned)."""
+    engine = app.extensions["sqlalchemy"].engine
+    prefix = f"p{count}_"
+    seed_due_subscriptions(engine, count, due_at=due_at + timedelta(days=30), prefix=prefix)
+    with engine.begin() as connection:
+        connection.execute(
+            update(SubscriptionModel)
+            .where(SubscriptionModel.id.like(f"sub_{prefix}%"))
+            .values(
+                status=SubscriptionStatus.PAUSED,
+                paused_at=due_at - timedelta(days=20),
+                resumes_at=due_at - timedelta(seconds=1),
+            )
+        )
+    statements, stop = _counting(engine)
+    try:
+        report = resume_due(get_state(app), due_at, batch_size=10)
+    finally:
+        stop()
+    assert len(report.resumed) == count, report.errors
+    pages = [s for s in statements if "ORDER BY portal_subscriptions.resumes_at" in s]
+    per_resume, rest = divmod(len(statements) - len(pages), count)
+    assert rest == 0, statements
+    return per_resume, len(pages), count
+
+
+def test_statements_per_resume_do_not_grow_with_the_batch(renewal_app: Flask) -> None:
+    with renewal_app.app_context():
+        small = _resume_walk(renewal_app, 10, datetime(2031, 1, 1, tzinfo=timezone.utc))
+        large = _resume_walk(renewal_app, 60, datetime(2030, 1, 1, tzinfo=timezone.utc))
+    # Each paused subscription is read once, in pages of 10 (and one empty page).
+    assert small[1] == 2
+    assert large[1] == 7
+    assert small[0] == large[0]
+
+
+def _seed_plan_changes(engine: Engine, count: int, at: datetime, prefix: str) -> None:
+    """``count`` subscriptions each with a plan change whose payment's
+    answer was lost: its invoice open, its one attempt of unknown outcome."""
+    seed_due_subscriptions(engine, count, due_at=at + timedelta(days=30), prefix=prefix)
+    invoices, attempts, changes = [], [], []
+    for n in range(1, count + 1):
+        customer_id, subscription_id = f"cus_{prefix}{n:05d}", f"sub_{prefix}{n:05d}"
+        invoice_id = f"in_pc_{prefix}{n:05d}"
+        invoices.append(
+            {
+                "id": invoice_id,
+                "number": f"INV-{prefix}{n:05d}",
+                "customer_id": customer_id,
+                "subscription_id": subscription_id,
+                "status": InvoiceStatus.OPEN,
+                "currency": "USD",
+                "subtotal": 500,
+                "tax": 0,
+                "total": 500,
+                "issued_at": at,
+                "description": "Plan change",
+            }
+        )
+        attempts.append(
+            {
+                "invoice_id": invoice_id,
+                "attempt": 1,
+                "idempotency_key": f"invoice:{invoice_id}:attempt:1",
+                "customer_id": customer_id,
+                "payment_method_id": f"pm_{prefix}{n:05d}",
+                "amount": 500,
+                "currency": "USD",
+                "status": ChargeAttemptStatus.UNKNOWN,
+                "created_at": at,
+            }
+        )
+        changes.append(
+            {
+                "invoice_id": invoice_id,
+                "customer_id": customer_id,
+                "subscription_id": subscription_id,
+                "plan_id": "plan_team",
+                "quantity": 1,
+                "unit_price": 2900,
+                "period_start": at - timedelta(days=1),
+                "period_end": at + timedelta(days=29),
+                "credit_after": 0,
+                "from_plan_id": "plan_pro",
+                "from_quantity": 1,
+                "from_period_end": at + timedelta(days=29),
+                "from_credit": 0,
+                "priced_at": at,
+                "created_at": at + timedelta(seconds=n // 3),
+            }
+        )
+    with engine.begin() as connection:
+        connection.execute(
+            update(SubscriptionModel)
+            .where(SubscriptionModel.id.like(f"sub_{prefix}%"))
+            .values(plan_id="plan_pro")
+        )
+        connection.execute(insert(InvoiceModel.__table__), invoices)
+        connection.execute(insert(ChargeAttemptModel.__table__), attempts)
+        connection.execute(insert(PlanChangeModel.__table__), changes)
+
+
+def _settle_walk(app: Flask, count: int, at: datetime) -> tuple[int, int, int]:
+    """Add ``count`` plan changes that stay unsettled and settle all there
+    are, in pages of 10: (statements per change, page reads, changes the
+    pages returned)."""
+    engine = app.extensions["sqlalchemy"].engine
+    _seed_plan_changes(engine, count, at, f"c{count}_")
+    storage = get_state(app).storage
+    returned: list[int] = []
+    read_page = storage.plan_changes_to_settle_after
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        page = read_page(*args, **kwargs)
+        returned.append(len(page))
+        return page
+
+    storage.plan_changes_to_settle_after = spy  # type: ignore[method-assign]
+    statements, stop = _counting(engine)
+    try:
+        report = settle_all_plan_changes(get_state(app), now=at + timedelta(minutes=1), batch_size=10)
+    finally:
+        stop()
+        del storage.plan_changes_to_settle_after
+    settled = len(report.settled)
+    assert [str(s.outcome) for s in report.settled] == ["pending"] * settled, report.errors
+    assert settled == sum(returned)
+    pages = [s for s in statements if "ORDER BY portal_plan_changes.created_at" in s]
+    per_change, rest = divmod(len(statements) - len(pages), settled)
+    assert rest == 0, statements
+    return per_change, len(pages), sum(returned)
+
+
+def test_statements_per_plan_change_settled_do_not_grow_with_the_batch(db_url: str) -> None:
+    app = make_portal_app(db_url, demo_data=False, payments=_NoAnswer(), mailer=MemoryMailer())
+    try:
+        with app.app_context():
+            store = SQLAlchemyStorage(app.extensions["sqlalchemy"])
+            store.drop_all()
+            store.create_all()
+            # Left unsettled, they stay on the list: the walk still reads each once.
+            small = _settle_walk(app, 10, datetime(2031, 1, 1, tzinfo=timezone.utc))
+            large = _settle_walk(app, 60, datetime(2030, 1, 1, tzinfo=timezone.utc))
+            store.drop_all()
+    finally:
+        close_app(app)
+    assert small[1:] == (2, 10)
+    # The first walk's ten are still unsettled, and come first.
+    assert large[1:] == (8, 70)
+    assert small[0] == large[0]
 
 
 # -- several runners ----------------------------------------------------------------------

@@ -482,3 +482,62 @@ def test_forms_and_the_cli_reuse_nothing_across_requests(app: Flask) -> None:
         assert reads.read("cus_1", "subscriptions", lambda: next(answers)) != reads.read(
             "cus_1", "subscriptions", lambda: next(answers)
         )
+
+
+def test_two_apps_share_reads_in_redis_through_flask_caching(
+    tmp_path: Path,
+    counted: tuple[stripe.StripeClient, CountingHTTPClient],
+    busy: BusyCustomer,
+    apps: list[Flask],
+    redis_url: str,
+) -> None:
+    """The cache a merchant sets up with Flask-Caching over a real Redis
+    server, one ``Cache`` per app as each worker process has its own: what
+    one app read from Stripe the other serves without asking Stripe, and a
+    webhook delivered to one app makes the other read Stripe again."""
+    from flask_caching import Cache
+
+    client, http = counted
+    prefix = f"portal_test_{time.monotonic_ns()}_"
+    customers = {"ava": busy.customer_id, "budi": busy.other_customer_id}
+    caches = []
+    for n in range(2):
+        cache = Cache(
+            config={"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_url, "CACHE_KEY_PREFIX": prefix}
+        )
+        app = make_counted_portal(f"sqlite:///{tmp_path / f'redis-{n}.db'}", client, customers, cache=cache)
+        cache.init_app(app)
+        apps.append(app)
+        caches.append(cache)
+    one, two = (signed_in(app) for app in apps)
+    sub = busy.subscription_ids[0]
+    path = f"/portal/subscriptions/{sub}"
+    first, sent = _count(http, one, path)
+    assert sent == SUBSCRIPTION_READS + Counter({PRODUCTS: 1})
+    # Another process's Cache object, the same Redis: no Stripe read for the
+    # customer's subscriptions (product names are kept per client).
+    page, sent = _count(http, two, path)
+    assert not sent & SUBSCRIPTION_READS and set(sent) <= {PRODUCTS}, sent
+    assert f"{path}/cancel" in page.text and f"{path}/cancel" in first.text
+    with apps[1].app_context():
+        keys = list(caches[1].cache._write_client.scan_iter(f"{prefix}*"))  # type: ignore[attr-defined]
+    assert any(busy.customer_id.encode() in key for key in keys), keys
+
+    # Changed at Stripe behind the portal's back: the cached page is served
+    # until the webhook comes, to either app.
+    client.v1.subscriptions.update(sub, params={"cancel_at_period_end": True})
+    page, sent = _count(http, two, path)
+    assert sent == Counter() and f"{path}/resume" not in page.text
+    _deliver(
+        apps[0],
+        "customer.subscription.updated",
+        {"id": sub, "object": "subscription", "customer": busy.customer_id},
+    )
+    page, sent = _count(http, two, path)
+    # (Product names may be read again with them.)
+    assert sent - Counter({PRODUCTS: 1}) == SUBSCRIPTION_READS, sent
+    assert f"{path}/resume" in page.text
+    # And the first app reuses what the second read after the webhook.
+    page, sent = _count(http, one, path)
+    assert sent == Counter() and f"{path}/resume" in page.text
+    client.v1.subscriptions.update(sub, params={"cancel_at_period_end": False})

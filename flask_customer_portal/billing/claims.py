@@ -9,7 +9,16 @@ on PostgreSQL a subscription another run (or a paying customer) holds is
 skipped at once instead of waited for, and one renewed meanwhile is no
 longer due, so two runs never renew the same period and never wait on each
 other. Each page costs one read however far the walk has gone, and no
-subscription is read again.
+subscription is read again. Where the store can share the walk
+(:meth:`~flask_customer_portal.storage.DueClaimStore.share_due`: advisory
+locks on PostgreSQL), a run first takes the page's subscriptions that no
+other run has taken, in one statement, and renews only those: runs that
+start together split the pages between them instead of each trying every
+subscription, and what they take is let go once the page is done (or when a
+run dies). Taking holds no row: the claim still decides, so exactly-once
+rests on it alone. A run that left subscriptions to others walks once more
+at the end, over what is still due: what a run that died had taken and not
+renewed is renewed then, not only by the next run.
 
 A store without claims lists its due subscriptions again after each batch
 and locks each one (:meth:`~flask_customer_portal.storage.ChargeStore.lock_subscription`);
@@ -24,7 +33,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 
 from ..state import PortalState
-from ..storage import DueClaimStore, Subscription, SubscriptionLock, SubscriptionStatus
+from ..storage import DueClaimStore, DueShare, Subscription, SubscriptionLock, SubscriptionStatus
 
 __all__ = ["LockTaker", "Renew", "each_due"]
 
@@ -50,18 +59,47 @@ def _claimed(storage: DueClaimStore, now: datetime, batch_size: int, renew: Rene
     # Once per run: one renewed for a period that is still over (it was
     # several behind) comes again in the walk, and waits for the next run.
     seen: set[str] = set()
+    with storage.share_due() as share:
+        left_to_others = _walk(storage, share, now, batch_size, renew, issue_apart, seen)
+        if left_to_others:
+            # What other runs took and have not renewed yet (one that died
+            # let go of the rest of its page) is still due: one more walk,
+            # which reads only what is left, takes what they let go.
+            _walk(storage, share, now, batch_size, renew, issue_apart, seen)
+
+
+def _walk(
+    storage: DueClaimStore,
+    share: DueShare | None,
+    now: datetime,
+    batch_size: int,
+    renew: Renew,
+    issue_apart: bool,
+    seen: set[str],
+) -> bool:
+    """One walk over the due subscriptions, renewing those this run takes;
+    whether it left any to other runs."""
+    left = False
     after: tuple[datetime, str] | None = None
     while page := storage.subscriptions_due_after(now, after=after, limit=batch_size):
-        for subscription in page:
-            if subscription.id in seen:
-                continue
-            seen.add(subscription.id)
+        after = (page[-1].current_period_end, page[-1].id)
+        fresh = [s for s in page if s.id not in seen]
+        if share is not None and fresh:
+            # What another run took is its to renew: this one goes on to
+            # the next page instead of trying each one of them.
+            taken = share.take([s.id for s in fresh])
+            left = left or len(taken) < len(fresh)
+            fresh = [s for s in fresh if s.id in taken]
+        seen.update(s.id for s in fresh)
+        for subscription in fresh:
 
             def claim(s: Subscription = subscription) -> AbstractContextManager[SubscriptionLock | None]:
                 return storage.claim_due_subscription(s.customer_id, s.id, now)
 
             renew(subscription, claim, issue_apart)
-        after = (page[-1].current_period_end, page[-1].id)
+        if share is not None:
+            share.release()
+    return left
 
 
 def _listed(state: PortalState, now: datetime, batch_size: int, renew: Renew) -> None:

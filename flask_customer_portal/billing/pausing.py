@@ -14,7 +14,7 @@ later.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -26,7 +26,15 @@ from ..errors import SubscriptionNotFound
 from ..outbox import dispatch
 from ..rules import CustomerRules
 from ..state import PortalState
-from ..storage import AuditEvent, Customer, OutboxMail, StateConflict, Subscription, SubscriptionStatus
+from ..storage import (
+    AuditEvent,
+    Customer,
+    DueClaimStore,
+    OutboxMail,
+    StateConflict,
+    Subscription,
+    SubscriptionStatus,
+)
 from .notify import email_with_change, send_email, subscription_link
 from .periods import add_interval
 
@@ -171,7 +179,10 @@ def unpause_subscription(
     :class:`~flask_customer_portal.storage.StateConflict` (not paused).
     """
     mail: list[OutboxMail] = []
-    if state.capabilities.mail_outbox:
+    # A payment company that bills the subscription itself (no money path
+    # of the portal's) sets its dates as it resumes it: the email is
+    # written from its answer, after the change, not from a prediction.
+    if state.capabilities.mail_outbox and state.capabilities.charge:
         # Written with the change: rendered first, from the subscription as
         # the store will leave it (its period moved on by the paused time).
         current = _read(state, customer, subscription_id)
@@ -239,31 +250,48 @@ def resume_due(state: PortalState, now: datetime, *, batch_size: int = 100) -> R
     skipped; one that raises is logged and left for the next run."""
     resumed: list[Subscription] = []
     errors: list[tuple[str, str]] = []
+    for subscription in _to_resume(state, now, batch_size):
+        customer = state.storage.get_customer(subscription.customer_id)
+        if customer is None or subscription.resumes_at is None:  # pragma: no cover - foreign key, query
+            continue
+        try:
+            resumed.append(
+                unpause_subscription(
+                    state, customer, subscription.id, resumed_at=subscription.resumes_at, automatic=True
+                )
+            )
+        except StateConflict:
+            continue  # resumed (or cancelled) since it was listed
+        except Exception as exc:
+            logger.exception("Resuming subscription %s failed", subscription.id)
+            errors.append((subscription.id, type(exc).__name__))
+    return ResumeReport(tuple(resumed), tuple(errors))
+
+
+def _to_resume(state: PortalState, now: datetime, batch_size: int) -> Iterator[Subscription]:
+    """Each paused subscription to resume at ``now``, once: keyset pages
+    in ``(resumes_at, id)`` order where the store has them (each page one
+    read, however far the walk has gone); otherwise the list is read again
+    after each batch, and those still paused (failed) are skipped."""
+    storage = state.storage
+    if state.capabilities.due_claims and isinstance(storage, DueClaimStore):
+        after: tuple[datetime, str] | None = None
+        while page := storage.subscriptions_to_resume_after(now, after=after, limit=batch_size):
+            last = page[-1]
+            if last.resumes_at is None:  # pragma: no cover - the query asks for one
+                return
+            after = (last.resumes_at, last.id)
+            yield from page
+        return
     seen: set[str] = set()
     while True:
-        due = [
-            s
-            for s in state.storage.subscriptions_to_resume(now, limit=batch_size + len(seen))
-            if s.id not in seen
-        ]
+        listed = storage.subscriptions_to_resume(now, limit=batch_size + len(seen))
+        due = [s for s in listed if s.id not in seen]
         if not due:
-            return ResumeReport(tuple(resumed), tuple(errors))
+            return
         for subscription in due:
             seen.add(subscription.id)
-            customer = state.storage.get_customer(subscription.customer_id)
-            if customer is None or subscription.resumes_at is None:  # pragma: no cover - foreign key, query
-                continue
-            try:
-                resumed.append(
-                    unpause_subscription(
-                        state, customer, subscription.id, resumed_at=subscription.resumes_at, automatic=True
-                    )
-                )
-            except StateConflict:
-                continue  # resumed (or cancelled) since it was listed
-            except Exception as exc:
-                logger.exception("Resuming subscription %s failed", subscription.id)
-                errors.append((subscription.id, type(exc).__name__))
+            yield subscription
 
 
 def unpause(

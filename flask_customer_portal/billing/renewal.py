@@ -747,6 +747,10 @@ def _renew(
     if result.outcome is RenewalOutcome.SKIPPED and not settled:
         return result
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if _nothing_to_tell(app, result, step, settled, plan_change):
+        # The customer is read only for someone to tell: a plain renewal
+        # that no one listens for costs no read.
+        return result
     customer = state.storage.get_customer(step.subscription.customer_id)
     if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
         return result
@@ -785,6 +789,26 @@ def _renew(
             reason=result.reason,
         )
     return result
+
+
+def _nothing_to_tell(
+    app: object,
+    result: RenewalResult,
+    step: _Step,
+    settled: list[SettledPlanChange],
+    plan_change: tuple[Subscription, Subscription] | None,
+) -> bool:
+    """Whether a renewal leaves nothing to announce: renewed, with no
+    settlement, no plan change and no mismatch, and no receiver for the
+    signals a renewal sends."""
+    return (
+        result.outcome is RenewalOutcome.RENEWED
+        and not settled
+        and plan_change is None
+        and (step.collection is None or step.collection.status is not PaymentOutcome.AMOUNT_MISMATCH)
+        and not signals.invoice_paid.has_receivers_for(app)
+        and not signals.subscription_renewed.has_receivers_for(app)
+    )
 
 
 def _email_scheduled_change(

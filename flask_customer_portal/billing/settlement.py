@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -48,6 +48,7 @@ from ..state import PortalState
 from ..storage import (
     ChargeAttemptStatus,
     Customer,
+    DueClaimStore,
     Invoice,
     KeepsPlanChanges,
     PlanChange,
@@ -412,24 +413,42 @@ def settle_all_plan_changes(
     report = SettlementReport()
     if not _settles_here(state) or not state.capabilities.plan_settlement:
         return report
+    # A subscription's changes are all settled under one lock: once each.
     seen: set[tuple[str, str]] = set()
+    for change in _to_settle(state, batch_size):
+        key = (change.customer_id, change.subscription_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            report.settled.extend(_settle_one(state, change.customer_id, change.subscription_id, now))
+        except Exception as exc:
+            logger.exception("Settling the plan changes of subscription %s failed", change.subscription_id)
+            report.errors.append((change.subscription_id, type(exc.__cause__ or exc).__name__))
+    return report
+
+
+def _to_settle(state: PortalState, batch_size: int) -> Iterator[PlanChange]:
+    """Each plan change to settle, once: keyset pages in ``(created_at,
+    invoice_id)`` order where the store has them (each page one read,
+    however far the walk has gone); otherwise the list is read again after
+    each batch, and those already seen (left pending) are skipped."""
+    storage = state.storage
+    if state.capabilities.due_claims and isinstance(storage, DueClaimStore):
+        after: tuple[datetime, str] | None = None
+        while page := storage.plan_changes_to_settle_after(after=after, limit=batch_size):
+            after = (page[-1].created_at, page[-1].invoice_id)
+            yield from page
+        return
+    seen: set[str] = set()
     while True:
-        changes = state.storage.plan_changes_to_settle(limit=batch_size + len(seen))
-        todo = [c for c in changes if (c.customer_id, c.subscription_id) not in seen]
+        changes = storage.plan_changes_to_settle(limit=batch_size + len(seen))
+        todo = [c for c in changes if c.invoice_id not in seen]
         if not todo:
-            return report
+            return
         for change in todo:
-            key = (change.customer_id, change.subscription_id)
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                report.settled.extend(_settle_one(state, change.customer_id, change.subscription_id, now))
-            except Exception as exc:
-                logger.exception(
-                    "Settling the plan changes of subscription %s failed", change.subscription_id
-                )
-                report.errors.append((change.subscription_id, type(exc.__cause__ or exc).__name__))
+            seen.add(change.invoice_id)
+            yield change
 
 
 def _settle_one(

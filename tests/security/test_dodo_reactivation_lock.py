@@ -8,9 +8,10 @@ a lock across processes (Stripe) holds across workers too."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fake_dodo import FakeDodo, shared_fake_dodo
@@ -407,3 +408,68 @@ def test_item3_a_new_card_is_not_sent_to_dodos_page_while_the_arrears_are_being_
     assert after.status_code == 303
     assert after.headers["Location"].endswith(f"/subscriptions/{subscription}/reactivated")
     assert len(fake.calls("POST", UPDATE_PAYMENT_METHOD)) == 1
+
+
+def _plan_change_calls(fake: FakeDodo, subscription_id: str) -> list[str]:
+    """The order in which Dodo was asked to preview and to make the
+    subscription's plan changes."""
+    names = {
+        f"/subscriptions/{subscription_id}/change-plan/preview": "preview",
+        f"/subscriptions/{subscription_id}/change-plan": "change",
+    }
+    return [names[path] for method, path, _, _ in fake.requests if method == "POST" and path in names]
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["alone", "inside-your-lock"])
+def test_concurrent_plan_changes_over_dodo_take_turns_across_workers(
+    workers: list[Flask], fake: FakeDodo, held: bool
+) -> None:
+    """``DodoBilling.change_plan`` (the merchant's code, in any worker)
+    previews and changes under the portal's lock of the subscription, as a
+    reactivation does: eight changes at once on two workers reach Dodo one
+    preview-and-change after another, never interleaved. Called inside the
+    lock the merchant took itself, it does not take it again (no deadlock)."""
+    fake.add_customer(DODO_BUDI, "budi@example.com", "Budi Santoso")
+    card = fake.add_payment_method(DODO_BUDI, last4="0341")
+    subscription = fake.add_subscription(DODO_BUDI, amount=1900, payment_method_id=card)
+    changes = 8
+    barrier = threading.Barrier(changes)
+    errors: list[BaseException] = []
+
+    def change(app: Flask, number: int) -> None:
+        storage = get_state(app).storage
+        assert isinstance(storage, DodoCompositeStorage)
+        billing = storage.billing
+        assert isinstance(billing, DodoBilling)
+        barrier.wait(timeout=30)
+        try:
+            with app.app_context():
+                if held:
+                    with storage.lock_provider_subscription(BUDI, subscription):
+                        billing.change_plan(DODO_BUDI, subscription, product_id=f"pdt_{number}")
+                else:
+                    billing.change_plan(DODO_BUDI, subscription, product_id=f"pdt_{number}")
+        except BaseException as exc:  # reported below, with the calls made
+            errors.append(exc)
+
+    for app in workers:
+        billing = cast(DodoBilling, cast(DodoCompositeStorage, get_state(app).storage).billing)
+        preview = billing.preview_plan_change
+
+        def slow_preview(*args: Any, _preview: Any = preview, **kwargs: Any) -> Any:
+            # The gap between the preview and the change another caller
+            # would slip into without the lock.
+            answer = _preview(*args, **kwargs)
+            time.sleep(0.05)
+            return answer
+
+        billing.preview_plan_change = slow_preview  # type: ignore[method-assign]
+    threads = [threading.Thread(target=change, args=(workers[n % 2], n)) for n in range(changes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+    assert _plan_change_calls(fake, subscription) == ["preview", "change"] * changes

@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
@@ -31,6 +33,7 @@ from ...storage import (
     Page,
     PaymentMethod,
     PaymentMethodInUse,
+    ProviderSubscriptionLock,
     StateConflict,
     Subscription,
     SubscriptionStatus,
@@ -48,6 +51,13 @@ from ._convert import (
 )
 
 logger = logging.getLogger("flask_customer_portal")
+
+#: Takes the portal's lock of a subscription (Dodo customer id, subscription id).
+SubscriptionHold = Callable[[str, str], AbstractContextManager[object]]
+#: The ``(portal customer id, subscription id)`` locks this thread holds
+#: through :meth:`DodoCompositeStorage.lock_provider_subscription`: taking
+#: one again on the same session would end the first one's transaction.
+_HELD: ContextVar[frozenset[tuple[str, str]]] = ContextVar("portal_dodo_held", default=frozenset())
 
 R = TypeVar("R")
 
@@ -161,6 +171,19 @@ class DodoBilling:
         #: ``"test_mode"`` unless ``environment="live_mode"`` says otherwise, so
         #: a live portal never runs over an environment it cannot vouch for.
         self.environment = environment or _environment_of(client)
+        self._hold: SubscriptionHold | None = None
+
+    def hold_money_paths_with(self, hold: SubscriptionHold) -> None:
+        """Take ``hold(customer_id, subscription_id)`` (Dodo ids) around
+        every call of this store that moves money (:meth:`change_plan`), as
+        the portal's own payments over Dodo do. :class:`DodoCompositeStorage`
+        sets it to the local store's lock across processes, so a plan change
+        takes turns with a reactivation of the same subscription in any
+        worker or host."""
+        self._hold = hold
+
+    def _held(self, customer_id: str, subscription_id: str) -> AbstractContextManager[object]:
+        return nullcontext() if self._hold is None else self._hold(customer_id, subscription_id)
 
     @classmethod
     def from_api_key(
@@ -584,25 +607,32 @@ class DodoBilling:
         """Move the subscription to ``product_id``. With ``return_url`` the
         charge is collected on Dodo's payment page (``payment_link``) and
         the plan changes once it is paid; without, Dodo charges the saved
-        method and refuses the change if that fails."""
-        preview = self.preview_plan_change(
-            customer_id, subscription_id, product_id=product_id, quantity=quantity, proration=proration
-        )
-        if preview is None:
-            return None
-        extra: dict[str, Any] = {"on_payment_failure": "prevent_change"}
-        if return_url is not None:
-            extra = {"collect_via_payment_link": True, "return_url": return_url}
-        answer = self._call(
-            "subscriptions.change_plan",
-            lambda: self.client.subscriptions.change_plan(
-                subscription_id,
-                product_id=product_id,
-                quantity=quantity,
-                proration_billing_mode=proration,
-                **extra,
-            ),
-        )
+        method and refuses the change if that fails.
+
+        Under :class:`DodoCompositeStorage` the preview and the change are
+        made under the portal's lock of the subscription
+        (:meth:`hold_money_paths_with`), so they take turns with the
+        portal's payments for it and with other plan changes, in every
+        worker and host on the same database."""
+        with self._held(customer_id, subscription_id):
+            preview = self.preview_plan_change(
+                customer_id, subscription_id, product_id=product_id, quantity=quantity, proration=proration
+            )
+            if preview is None:
+                return None
+            extra: dict[str, Any] = {"on_payment_failure": "prevent_change"}
+            if return_url is not None:
+                extra = {"collect_via_payment_link": True, "return_url": return_url}
+            answer = self._call(
+                "subscriptions.change_plan",
+                lambda: self.client.subscriptions.change_plan(
+                    subscription_id,
+                    product_id=product_id,
+                    quantity=quantity,
+                    proration_billing_mode=proration,
+                    **extra,
+                ),
+            )
         return replace(preview, payment_link=answer.payment_link)
 
     # -- licence keys --------------------------------------------------------------------
@@ -743,3 +773,37 @@ class DodoCompositeStorage(CompositeStorage):
 
     def __init__(self, local: Any, *, billing: DodoBilling, customer_ids: Any = None) -> None:
         super().__init__(local, billing=billing, customer_ids=customer_ids)
+        billing.hold_money_paths_with(self._hold_for_dodo)
+
+    def lock_provider_subscription(
+        self, customer_id: str, subscription_id: str
+    ) -> AbstractContextManager[ProviderSubscriptionLock]:
+        """The local store's lock, as the composite's; a
+        :meth:`DodoBilling.change_plan` inside it (your code, holding the
+        lock itself) does not take it again."""
+        return self._marked(customer_id, subscription_id, super().lock_provider_subscription)
+
+    @contextmanager
+    def _marked(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        take: Callable[[str, str], AbstractContextManager[ProviderSubscriptionLock]],
+    ) -> Iterator[ProviderSubscriptionLock]:
+        key = (customer_id, subscription_id)
+        held = _HELD.get()
+        with take(customer_id, subscription_id) as lock:
+            token = _HELD.set(held | {key})
+            try:
+                yield lock
+            finally:
+                _HELD.reset(token)
+
+    def _hold_for_dodo(self, dodo_customer_id: str, subscription_id: str) -> AbstractContextManager[object]:
+        """The lock for a call :class:`DodoBilling` makes with Dodo's
+        customer id: the one the portal takes for that customer (by its
+        portal id), unless this thread holds it already."""
+        customer_id = self._portal_id(dodo_customer_id) or dodo_customer_id
+        if (customer_id, subscription_id) in _HELD.get():
+            return nullcontext()
+        return self.lock_provider_subscription(customer_id, subscription_id)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, insert, select, tuple_, update
+from sqlalchemy import Table, insert, select, text, tuple_, update
 from sqlalchemy.orm import joinedload
 
 from ...records import RENEWING_STATUSES
@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from datetime import datetime
 
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
     from sqlalchemy.sql import ColumnElement, Executable
 
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LocksMixin",
+    "SQLDueShare",
     "SQLProviderLock",
     "SQLSubscriptionLock",
     "due_after",
@@ -204,6 +206,26 @@ class LocksMixin(StoreBase):
         return self._engine.dialect.name != "sqlite"
 
     @contextmanager
+    def share_due(self) -> Iterator[SQLDueShare | None]:
+        """On PostgreSQL, session advisory locks on a connection of the
+        run's own, which the server drops with the connection if the run
+        dies; ``None`` elsewhere."""
+        if self._engine.dialect.name != "postgresql":
+            yield None
+            return
+        connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        share = SQLDueShare(connection)
+        try:
+            yield share
+            share.release()
+        except BaseException:
+            # Locks it may still hold must not go back to the pool with it.
+            connection.invalidate()
+            raise
+        finally:
+            connection.close()
+
+    @contextmanager
     def lock_provider_subscription(self, customer_id: str, subscription_id: str) -> Iterator[SQLProviderLock]:
         """The lock row (``portal_provider_locks``) is made on first use (a
         concurrent maker's insert is waited for), then locked as
@@ -245,6 +267,9 @@ class SQLSubscriptionLock:
         self._attempt_rows: dict[tuple[str, int], ChargeAttemptModel] = {}
         self._attempts_read: set[str] = set()
         self._issued: dict[str, Invoice] = {}
+        # Invoices read under the lock: the subscription's invoices change
+        # only under it, so one paid here is what was read, paid.
+        self._read: dict[str, Invoice] = {}
         self._events: list[AuditEvent] = []
 
     def write_events(self) -> None:
@@ -280,7 +305,10 @@ class SQLSubscriptionLock:
 
     def get_invoice(self, invoice_id: str) -> Invoice | None:
         found = self._invoices(GET_SUBSCRIPTION_INVOICE, invoice_id=invoice_id)
-        return found[0] if found else None
+        if not found:
+            return None
+        self._read[invoice_id] = found[0]
+        return found[0]
 
     def issue_invoice(self, invoice: Invoice) -> Invoice:
         if invoice.customer_id != self._row.customer_id or invoice.subscription_id != self._row.id:
@@ -336,7 +364,10 @@ class SQLSubscriptionLock:
         row.decline_reason = attempt.decline_reason
         row.provider_reference = attempt.provider_reference
         row.resolved_at = utc_or_none(attempt.resolved_at, "ChargeAttempt.resolved_at")
-        self._session.flush()
+        # Not flushed here: the row goes with the lock's next statement or
+        # its commit, so an attempt saved before the charge and again with
+        # its outcome is one INSERT. Before the commit it is in no one
+        # else's sight either way.
 
     def mark_invoice_paid(
         self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
@@ -358,15 +389,17 @@ class SQLSubscriptionLock:
         )
         if rowcount(result) != 1:
             raise StateConflict(f"invoice {invoice_id!r} is not open")
-        issued = self._issued.get(invoice_id)
+        known = self._issued.get(invoice_id) or self._read.get(invoice_id)
         method_row = self._payment_method_row()
-        if issued is not None and (
-            payment_method_id is None or (method_row is not None and method_row.id == payment_method_id)
+        if (
+            known is not None
+            and known.status is InvoiceStatus.OPEN
+            and (payment_method_id is None or (method_row is not None and method_row.id == payment_method_id))
         ):
-            # Issued in this transaction, so no one else has seen it: it is
-            # what was issued, paid.
+            # Issued or read in this transaction, and open until the update
+            # above: it is what was issued or read, paid.
             paid = replace(
-                issued,
+                known,
                 status=InvoiceStatus.PAID,
                 paid_at=utc(paid_at, "paid_at"),
                 payment_reference=payment_reference,
@@ -374,7 +407,9 @@ class SQLSubscriptionLock:
                 if method_row is None or payment_method_id is None
                 else payment_method_record(values_of(method_row, PAYMENT_METHOD_COLUMNS)),
             )
-            self._issued[invoice_id] = paid
+            if invoice_id in self._issued:
+                self._issued[invoice_id] = paid
+            self._read[invoice_id] = paid
             return paid
         invoice = self.get_invoice(invoice_id)
         if invoice is None:  # pragma: no cover - just updated
@@ -513,6 +548,36 @@ class SQLSubscriptionLock:
             row.discount_percent = 0
         self._session.flush()
         return self.subscription
+
+
+#: Takes what it can of the ids given, one advisory lock each, without
+#: waiting; the key is a 64-bit hash of the id in a namespace of its own.
+_TAKE_DUE = text(
+    "SELECT id FROM unnest(CAST(:ids AS text[])) AS due(id) "
+    "WHERE pg_try_advisory_lock(hashtextextended('portal_renewal:' || id, 0))"
+)
+_RELEASE_DUE = text("SELECT pg_advisory_unlock_all()")
+
+
+class SQLDueShare:
+    """:class:`~flask_customer_portal.storage.DueShare` of
+    :meth:`SQLAlchemyStorage.share_due`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._held = False
+
+    def take(self, subscription_ids: Sequence[str]) -> set[str]:
+        if not subscription_ids:
+            return set()
+        taken = set(self._connection.execute(_TAKE_DUE, {"ids": list(subscription_ids)}).scalars())
+        self._held = self._held or bool(taken)
+        return taken
+
+    def release(self) -> None:
+        if self._held:
+            self._connection.execute(_RELEASE_DUE)
+            self._held = False
 
 
 class SQLProviderLock:

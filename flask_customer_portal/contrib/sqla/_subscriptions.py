@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import joinedload
 
 from ...money import Money
@@ -290,24 +290,60 @@ class SubscriptionsMixin(StoreBase):
             SubscriptionStatus.PAUSED, SubscriptionModel.resumes_at, now, limit
         )
 
+    def subscriptions_to_resume_after(
+        self, now: datetime, *, after: tuple[datetime, str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        """One keyset page of :meth:`subscriptions_to_resume`, after
+        ``after`` (the ``(resumes_at, id)`` of the last one before)."""
+        return self._subscriptions_reaching(
+            SubscriptionStatus.PAUSED, SubscriptionModel.resumes_at, now, limit, after=after
+        )
+
+    def plan_changes_to_settle_after(
+        self, *, after: tuple[datetime, str] | None, limit: int = 100
+    ) -> Sequence[PlanChange]:
+        """One keyset page of :meth:`plan_changes_to_settle`, after
+        ``after`` (the ``(created_at, invoice_id)`` of the last one before)."""
+        statement = (
+            select(PlanChangeModel)
+            .join(InvoiceModel, InvoiceModel.id == PlanChangeModel.invoice_id)
+            .where(InvoiceModel.status == InvoiceStatus.OPEN)
+            .order_by(PlanChangeModel.created_at, PlanChangeModel.invoice_id)
+            .limit(limit)
+        )
+        if after is not None:
+            created_at, invoice_id = after
+            statement = statement.where(
+                tuple_(PlanChangeModel.created_at, PlanChangeModel.invoice_id)
+                > tuple_(utc(created_at, "after"), invoice_id)
+            )
+        rows = self._session.scalars(statement.execution_options(**FRESH)).all()
+        return tuple(plan_change_record(values_of(row, PLAN_CHANGE_COLUMNS)) for row in rows)
+
     def _subscriptions_reaching(
         self,
         status: SubscriptionStatus | frozenset[SubscriptionStatus],
         moment: Any,
         now: datetime,
         limit: int,
+        *,
+        after: tuple[datetime, str] | None = None,
     ) -> Sequence[Subscription]:
         """Subscriptions in ``status`` (or one of them) whose ``moment`` column is at or
-        before ``now``, earliest first (the scheduled jobs' work lists)."""
+        before ``now``, earliest first (the scheduled jobs' work lists);
+        with ``after``, only those after it in ``(moment, id)`` order."""
         now = utc(now, "now")
+        in_status = (
+            SubscriptionModel.status.in_(sorted(status))
+            if isinstance(status, frozenset)
+            else SubscriptionModel.status == status
+        )
+        condition = in_status & (moment <= now)
+        if after is not None:
+            condition &= tuple_(moment, SubscriptionModel.id) > tuple_(utc(after[0], "after"), after[1])
         rows = self._session.scalars(
             select(SubscriptionModel)
-            .where(
-                SubscriptionModel.status.in_(sorted(status))
-                if isinstance(status, frozenset)
-                else SubscriptionModel.status == status,
-                moment <= now,
-            )
+            .where(condition)
             .options(joinedload(SubscriptionModel.payment_method))
             .order_by(moment, SubscriptionModel.id)
             .limit(limit)
