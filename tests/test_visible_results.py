@@ -192,6 +192,10 @@ def test_times_carry_their_time_zone(pause_app: Flask) -> None:
     # Ava's time zone is America/Los_Angeles: each time says PST or PDT.
     cells = re.findall(r"<time datetime=\"[^\"]+\">([^<]+)</time>", activity)
     assert cells
+    # Sentences, not the audit log's codes or the browser's user-agent string.
+    assert "session.signed_in" not in activity and "session_link.created" not in activity
+    assert "Werkzeug" not in activity
+    assert "Signed in with a link from the merchant." in activity
     assert all(re.search(r"\d\s[AP]M P[SD]T$", cell) for cell in cells), cells
     budi = _signed_in(pause_app, BUDI)
     cells = re.findall(r"<time datetime=\"[^\"]+\">([^<]+)</time>", budi.get("/portal/activity").text)
