@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask_babel import LazyString
 from limits import parse as parse_rate_limit
 
+from .branding import BRAND_DEFAULTS, Brand, load_brand
 from .errors import ConfigurationError
 from .mail_settings import MAIL_DEFAULTS, MailSettings, load_mail_settings
 
@@ -62,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS": True,
     **MAIL_DEFAULTS,
     "CUSTOMER_PORTAL_STRIPE_CACHE_SECONDS": 30,
+    **BRAND_DEFAULTS,
 }
 
 _WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "development", "test"})
@@ -137,6 +139,8 @@ class PortalConfig:
     on that the app left unset (and says so in the log)."""
     mail: MailSettings = field(default_factory=MailSettings)
     """How the mail outbox delivers (the ``CUSTOMER_PORTAL_MAIL_*`` keys)."""
+    brand: Brand = field(default_factory=Brand)
+    """Logo, accent colours and colour scheme (the ``CUSTOMER_PORTAL_BRAND_*`` keys)."""
 
     @property
     def is_live(self) -> bool:
@@ -353,6 +357,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         set_host_defaults=_flag(config, "CUSTOMER_PORTAL_SET_HOST_DEFAULTS"),
         mail=load_mail_settings(config),
         stripe_cache_seconds=_stripe_cache_seconds(config),
+        brand=load_brand(config),
     )
 
 
