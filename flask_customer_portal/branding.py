@@ -120,8 +120,9 @@ class Brand:
         """The custom properties that put the configured accents in place,
         for an inline ``<style>`` after the portal's stylesheets; ``""``
         when no accent is configured."""
-        light = f":root{{--portal-accent:{self.accent_color}}}" if self.accent_color else ""
-        if not self.accent_color_dark:
+        shown_light = self.accent_color and self.color_scheme != "dark"
+        light = f":root{{--portal-accent:{self.accent_color}}}" if shown_light else ""
+        if not self.accent_color_dark or self.color_scheme == "light":
             return light
         dark = f":root{{--portal-accent:{self.accent_color_dark}}}"
         if self.color_scheme == "auto":

@@ -87,7 +87,7 @@ def test_a_dark_only_portal_takes_the_one_accent_for_its_dark_theme() -> None:
     brand = _brand(accent_color=LILAC, color_scheme="dark")
     assert brand.themes == (DARK,)
     assert brand.accent_color_dark == LILAC
-    assert "@media" not in brand.css
+    assert brand.css == f":root{{--portal-accent:{LILAC}}}"
     assert _refused(accent_color=PURPLE, color_scheme="dark").key == "CUSTOMER_PORTAL_BRAND_ACCENT_COLOR"
 
 
