@@ -7,7 +7,7 @@ PORT ?= 5000
 export PORT
 
 .PHONY: demo test check lint typecheck security audit pytest docs bench translations extract-messages system-deps clean \
-	dist deps-bounds python-versions
+	dist deps-bounds python-versions tour
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,11 @@ deps-bounds: dist system-deps
 # The wheel's smoke suite on the other Python versions the package claims.
 python-versions: dist
 	$(BIN)/python scripts/check_dist.py dist/*.whl python3.11 python3.12
+
+# The screenshot tour of the docs (docs/tour.rst, docs/_static/tour/): every
+# page of the demo at 375 and 1280 px, made again from this checkout.
+tour: $(VENV)/.installed translations system-deps
+	$(BIN)/python scripts/tour.py
 
 docs: $(VENV)/.installed
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html

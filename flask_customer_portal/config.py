@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask_babel import LazyString
 from limits import parse as parse_rate_limit
 
+from .branding import BRAND_DEFAULTS, Brand, load_brand
 from .errors import ConfigurationError
 from .mail_settings import MAIL_DEFAULTS, MailSettings, load_mail_settings
 
@@ -64,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_REDACT_ACCESS_LOGS": True,
     **MAIL_DEFAULTS,
     "CUSTOMER_PORTAL_STRIPE_CACHE_SECONDS": 30,
+    **BRAND_DEFAULTS,
 }
 
 _WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "development", "test"})
@@ -144,6 +146,8 @@ class PortalConfig:
     return_url: str | None = None
     """Where "Back to <merchant>" leads on every page when the link that
     signed the customer in brought no ``return_url`` of its own."""
+    brand: Brand = field(default_factory=Brand)
+    """Logo, accent colours and colour scheme (the ``CUSTOMER_PORTAL_BRAND_*`` keys)."""
 
     @property
     def is_live(self) -> bool:
@@ -362,6 +366,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         mail=load_mail_settings(config),
         stripe_cache_seconds=_stripe_cache_seconds(config),
         return_url=_return_url(config, allowed_hosts, live=live),
+        brand=load_brand(config),
     )
 
 

@@ -203,11 +203,13 @@ def add_security_headers(response: Response) -> Response:
     if request.blueprint == state.config.blueprint_name or (prefix and request.path.startswith(prefix + "/")):
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
-        extra = (
+        extra = dict(
             cast(ContentSecurityPolicyProvider, state.payments).content_security_policy
             if state.provider_capabilities.content_security_policy
-            else None
+            else {}
         )
+        for directive, sources in state.config.brand.content_security_policy.items():
+            extra[directive] = (*extra.get(directive, ()), *sources)
         if extra:
             response.headers["Content-Security-Policy"] = extend_policy(
                 SECURITY_HEADERS["Content-Security-Policy"], extra
