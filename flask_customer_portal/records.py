@@ -303,6 +303,62 @@ class TaxIdScheme(str, enum.Enum):
     GB_VAT = "gb_vat"
     #: Australian Business Number (11 digits).
     AU_ABN = "au_abn"
+    # The values are Stripe's names of the same kinds of number, so the
+    # Stripe back end passes them through as they are.
+    #: Swiss VAT number (``CHE-123.456.789 MWST``).
+    CH_VAT = "ch_vat"
+    #: Norwegian VAT number (``123456789MVA``).
+    NO_VAT = "no_vat"
+    #: New Zealand GST number (the IRD number).
+    NZ_GST = "nz_gst"
+    #: Indian GSTIN (15 characters).
+    IN_GST = "in_gst"
+    #: Singapore Unique Entity Number.
+    SG_UEN = "sg_uen"
+    #: Singapore GST registration number.
+    SG_GST = "sg_gst"
+    #: Canadian Business Number (9 digits).
+    CA_BN = "ca_bn"
+    #: United States Employer Identification Number.
+    US_EIN = "us_ein"
+    #: Brazilian company number (CNPJ).
+    BR_CNPJ = "br_cnpj"
+    #: Brazilian individual taxpayer number (CPF).
+    BR_CPF = "br_cpf"
+    #: Mexican RFC.
+    MX_RFC = "mx_rfc"
+    #: Japanese Corporate Number (13 digits).
+    JP_CN = "jp_cn"
+    #: South Korean Business Registration Number.
+    KR_BRN = "kr_brn"
+    #: South African VAT number (10 digits, starting with 4).
+    ZA_VAT = "za_vat"
+    #: United Arab Emirates Tax Registration Number (15 digits).
+    AE_TRN = "ae_trn"
+    #: Saudi Arabian VAT number (15 digits).
+    SA_VAT = "sa_vat"
+    #: Turkish tax number (VKN, 10 digits).
+    TR_TIN = "tr_tin"
+    #: Chilean RUT.
+    CL_TIN = "cl_tin"
+    #: Colombian NIT.
+    CO_NIT = "co_nit"
+    #: Argentinian CUIT.
+    AR_CUIT = "ar_cuit"
+    #: Icelandic VAT number (VSK).
+    IS_VAT = "is_vat"
+    #: Russian INN.
+    RU_INN = "ru_inn"
+    #: Taiwanese VAT number (the Unified Business Number).
+    TW_VAT = "tw_vat"
+    #: Israeli VAT number (the company number).
+    IL_VAT = "il_vat"
+    #: Thai VAT number (the tax identification number, 13 digits).
+    TH_VAT = "th_vat"
+    #: Peruvian RUC.
+    PE_RUC = "pe_ruc"
+    #: Hong Kong Business Registration number (8 digits).
+    HK_BR = "hk_br"
 
     def __str__(self) -> str:
         return self.value

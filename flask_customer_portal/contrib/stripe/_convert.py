@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ...storage import InvoiceStatus, SubscriptionStatus
+from ...storage import BillingDetails, InvoiceStatus, SubscriptionStatus, TaxIdScheme
 
 _SUBSCRIPTION_STATUS = {
     "active": SubscriptionStatus.ACTIVE,
@@ -80,3 +80,46 @@ def invoice_subscription_id(data: Mapping[str, Any]) -> str | None:
     parent = data.get("parent") or {}
     details = parent.get("subscription_details") or {}
     return object_id(details.get("subscription")) or object_id(data.get("subscription"))
+
+
+def stripe_tax_id_type(scheme: TaxIdScheme) -> str:
+    """Stripe's ``type`` of a tax ID of ``scheme``: the portal names its
+    schemes as Stripe does, so this is the scheme's value."""
+    return TaxIdScheme(scheme).value
+
+
+def tax_id_scheme(stripe_type: Any) -> TaxIdScheme | None:
+    """The portal's scheme of a Stripe tax ID ``type``; ``None`` for a type
+    the portal does not know (the number is then left off the invoice
+    rather than shown under a wrong name)."""
+    try:
+        return TaxIdScheme(str(stripe_type))
+    except ValueError:
+        return None
+
+
+def invoice_billing_details(data: Mapping[str, Any]) -> BillingDetails | None:
+    """Who a Stripe invoice is made out to, from the copy Stripe keeps on it
+    when it is finalised (``customer_name``, ``customer_address``,
+    ``customer_tax_ids``); ``None`` without a name and a first address line."""
+    address = data.get("customer_address") or {}
+    name, line1 = data.get("customer_name"), address.get("line1")
+    if not name or not line1 or not address.get("country"):
+        return None
+    tax_id, scheme = None, None
+    for entry in data.get("customer_tax_ids") or ():
+        known = tax_id_scheme(entry.get("type"))
+        if known is not None and entry.get("value"):
+            tax_id, scheme = str(entry["value"]), known
+            break
+    return BillingDetails(
+        name=str(name),
+        line1=str(line1),
+        line2=address.get("line2") or None,
+        city=address.get("city") or None,
+        region=address.get("state") or None,
+        postal_code=address.get("postal_code") or None,
+        country=str(address["country"]).upper(),
+        tax_id=tax_id,
+        tax_id_scheme=scheme,
+    )

@@ -33,6 +33,7 @@ from ._cache import CustomerReads, ReadCache
 from ._convert import (
     as_dict,
     from_timestamp,
+    invoice_billing_details,
     invoice_status,
     invoice_subscription_id,
     object_id,
@@ -249,6 +250,7 @@ class StripeBillingStore:
             if status is not InvoiceStatus.OPEN
             else None,
             payment_method=payment_method if lines else None,
+            billing_details=invoice_billing_details(data) if lines else None,
             lines=tuple(
                 InvoiceLine(
                     description=str(line.get("description") or ""),
