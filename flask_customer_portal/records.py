@@ -27,6 +27,8 @@ __all__ = [
     "BillingDetails",
     "ChargeAttempt",
     "ChargeAttemptStatus",
+    "CreditNote",
+    "CreditNoteReason",
     "Customer",
     "EmailInUse",
     "ErasureReport",
@@ -398,6 +400,53 @@ class InvoiceLine:
     amount: int
 
 
+class CreditNoteReason(str, enum.Enum):
+    """Why a credit note was issued (Stripe's reasons, by the same names)."""
+
+    DUPLICATE = "duplicate"
+    FRAUDULENT = "fraudulent"
+    ORDER_CHANGE = "order_change"
+    PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class CreditNote:
+    """A document that reduces what a paid invoice charged: the whole of it
+    or part, refunded to the payment method or credited to the account.
+    Issued once and never changed; a further correction is another credit
+    note. Money in the invoice's currency, in minor units."""
+
+    id: str
+    number: str
+    """Its own number, from a series of its own (``CN-000001``)."""
+    invoice_id: str
+    customer_id: str
+    currency: str
+    amount: int
+    """What it takes off the invoice, tax included; more than zero."""
+    refunded: int
+    """The part of :attr:`amount` paid back to the payment method (the rest
+    is credit on the account); from zero to :attr:`amount`."""
+    issued_at: datetime
+    reason: CreditNoteReason | None = None
+    memo: str | None = None
+    """A note for the customer, in the merchant's words (a payment company's
+    free-text reason lands here)."""
+    lines: tuple[InvoiceLine, ...] = ()
+    """What it credits, line by line; when given, they add up to :attr:`amount`."""
+
+    @property
+    def amount_money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @property
+    def refunded_money(self) -> Money:
+        return Money(self.refunded, self.currency)
+
+
 @dataclass(frozen=True, slots=True)
 class Invoice:
     id: str
@@ -422,10 +471,38 @@ class Invoice:
     """The customer's billing details as they were when the invoice was
     issued (or when the customer added them to it); ``None`` if it has none.
     Never changed once set."""
+    amount_refunded: int = 0
+    """Paid back to the payment method so far, in minor units (lists carry it too)."""
+    amount_credited: int = 0
+    """The sum of its credit notes' amounts, refunded or credited."""
+    credit_notes: tuple[CreditNote, ...] = ()
+    """Its credit notes, oldest first; filled by :meth:`BillingStore.get_invoice`, empty in lists."""
 
     @property
     def total_money(self) -> Money:
         return Money(self.total, self.currency)
+
+    @property
+    def refunded_money(self) -> Money:
+        return Money(self.amount_refunded, self.currency)
+
+    @property
+    def fully_refunded(self) -> bool:
+        """All of it was paid back (status ``refunded``, or refunds that add up to the total)."""
+        return self.status is InvoiceStatus.REFUNDED or (0 < self.total <= self.amount_refunded)
+
+    @property
+    def partially_refunded(self) -> bool:
+        """Part of it was paid back, not all."""
+        return self.amount_refunded > 0 and not self.fully_refunded
+
+    @property
+    def display_status(self) -> str:
+        """The status as the customer reads it: ``refunded`` once refunds
+        reach the total, ``partially_refunded`` before, else :attr:`status`."""
+        if self.fully_refunded:
+            return InvoiceStatus.REFUNDED.value
+        return "partially_refunded" if self.partially_refunded else self.status.value
 
     @property
     def subtotal_money(self) -> Money:

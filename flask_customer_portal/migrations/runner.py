@@ -101,6 +101,7 @@ _UNRECORDED: Final[tuple[tuple[str, frozenset[str]], ...]] = (
     ("portal_0003", frozenset({"portal_mail_outbox"})),
     # A revision that only adds a column is told by it, as ``table.column``.
     ("portal_0004", frozenset({"portal_payment_methods.is_default"})),
+    ("portal_0008", frozenset({"portal_credit_notes"})),
 )
 
 
