@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ...storage import BillingDetails, InvoiceStatus, SubscriptionStatus, TaxIdScheme
+from ...storage import (
+    BillingDetails,
+    CreditNote,
+    CreditNoteReason,
+    InvoiceLine,
+    InvoiceStatus,
+    SubscriptionStatus,
+    TaxIdScheme,
+)
 
 _SUBSCRIPTION_STATUS = {
     "active": SubscriptionStatus.ACTIVE,
@@ -122,4 +130,58 @@ def invoice_billing_details(data: Mapping[str, Any]) -> BillingDetails | None:
         country=str(address["country"]).upper(),
         tax_id=tax_id,
         tax_id_scheme=scheme,
+    )
+
+
+def _reason(value: Any) -> CreditNoteReason | None:
+    try:
+        return None if value is None else CreditNoteReason(str(value))
+    except ValueError:
+        return None
+
+
+def _refunded_by(note: Mapping[str, Any], total: int) -> int:
+    """The part of a Stripe credit note paid back to the card: the sum of
+    its ``refunds`` (API versions since 2024), else, for an older one with
+    a ``refund``, that refund's amount when expanded, or everything not
+    settled out of band or credited to the customer's balance."""
+    refunds = note.get("refunds")
+    if isinstance(refunds, list):
+        return sum(int(entry.get("amount_refunded") or 0) for entry in refunds)
+    refund = note.get("refund")
+    if isinstance(refund, Mapping):
+        return int(refund.get("amount") or 0)
+    if refund and not note.get("customer_balance_transaction"):
+        return total - int(note.get("out_of_band_amount") or 0)
+    return 0
+
+
+def credit_note_record(note: Mapping[str, Any], customer_id: str) -> CreditNote | None:
+    """A Stripe credit note as the portal's record; ``None`` for a voided
+    one (it no longer takes anything off)."""
+    if note.get("status") == "void":
+        return None
+    total = int(note.get("total") or note.get("amount") or 0)
+    if total <= 0:
+        return None
+    return CreditNote(
+        id=str(note["id"]),
+        number=str(note.get("number") or note["id"]),
+        invoice_id=str(object_id(note.get("invoice")) or ""),
+        customer_id=customer_id,
+        currency=str(note.get("currency") or "usd").upper(),
+        amount=total,
+        refunded=min(max(_refunded_by(note, total), 0), total),
+        issued_at=from_timestamp(note.get("created")) or datetime.now(timezone.utc),
+        reason=_reason(note.get("reason")),
+        memo=str(note["memo"]) if note.get("memo") else None,
+        lines=tuple(
+            InvoiceLine(
+                description=str(line.get("description") or ""),
+                quantity=int(line.get("quantity") or 1),
+                unit_amount=int(line.get("unit_amount") or line.get("amount") or 0),
+                amount=int(line.get("amount") or 0),
+            )
+            for line in (note.get("lines") or {}).get("data") or ()
+        ),
     )
