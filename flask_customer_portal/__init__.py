@@ -24,6 +24,7 @@ from .ratelimit import client_ip
 from .rules import CustomerRules
 from .storage import (
     BillingDetails,
+    CreditNote,
     Customer,
     Invoice,
     InvoiceLine,
@@ -44,6 +45,7 @@ __all__ = [
     "BillingDetails",
     "CancellationReason",
     "ConfigurationError",
+    "CreditNote",
     "Customer",
     "CustomerNotFound",
     "CustomerPortal",

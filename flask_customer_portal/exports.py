@@ -128,7 +128,9 @@ def _iso_date(moment: datetime | None, tz: str | None) -> str:
 
 def invoice_csv_row(invoice: Invoice, *, tz: str | None, status_label: str) -> list[str]:
     """One invoice as the export's columns: number, issued date, description,
-    status, currency, subtotal, tax, total, paid date, payment reference.
+    status, currency, subtotal, tax, total, paid date, payment reference,
+    then (added later, so at the end) the amount refunded, the amount
+    credited to the account, and the numbers of its credit notes.
 
     Dates are ISO 8601 (``2026-03-14``) in the customer's time zone, the day
     the invoice shows; text from outside the portal goes through
@@ -145,6 +147,9 @@ def invoice_csv_row(invoice: Invoice, *, tz: str | None, status_label: str) -> l
         decimal_amount(invoice.total, invoice.currency),
         _iso_date(invoice.paid_at, tz),
         csv_safe(invoice.payment_reference or ""),
+        decimal_amount(invoice.amount_refunded, invoice.currency),
+        decimal_amount(invoice.amount_credited - invoice.amount_refunded, invoice.currency),
+        csv_safe(" ".join(note.number for note in invoice.credit_notes)),
     ]
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "BillingDetails",
     "ChargeAttempt",
     "ChargeAttemptStatus",
+    "CreditNote",
+    "CreditNoteReason",
     "Customer",
     "EmailInUse",
     "ErasureReport",
@@ -318,6 +320,62 @@ class TaxIdScheme(str, enum.Enum):
     GB_VAT = "gb_vat"
     #: Australian Business Number (11 digits).
     AU_ABN = "au_abn"
+    # The values are Stripe's names of the same kinds of number, so the
+    # Stripe back end passes them through as they are.
+    #: Swiss VAT number (``CHE-123.456.789 MWST``).
+    CH_VAT = "ch_vat"
+    #: Norwegian VAT number (``123456789MVA``).
+    NO_VAT = "no_vat"
+    #: New Zealand GST number (the IRD number).
+    NZ_GST = "nz_gst"
+    #: Indian GSTIN (15 characters).
+    IN_GST = "in_gst"
+    #: Singapore Unique Entity Number.
+    SG_UEN = "sg_uen"
+    #: Singapore GST registration number.
+    SG_GST = "sg_gst"
+    #: Canadian Business Number (9 digits).
+    CA_BN = "ca_bn"
+    #: United States Employer Identification Number.
+    US_EIN = "us_ein"
+    #: Brazilian company number (CNPJ).
+    BR_CNPJ = "br_cnpj"
+    #: Brazilian individual taxpayer number (CPF).
+    BR_CPF = "br_cpf"
+    #: Mexican RFC.
+    MX_RFC = "mx_rfc"
+    #: Japanese Corporate Number (13 digits).
+    JP_CN = "jp_cn"
+    #: South Korean Business Registration Number.
+    KR_BRN = "kr_brn"
+    #: South African VAT number (10 digits, starting with 4).
+    ZA_VAT = "za_vat"
+    #: United Arab Emirates Tax Registration Number (15 digits).
+    AE_TRN = "ae_trn"
+    #: Saudi Arabian VAT number (15 digits).
+    SA_VAT = "sa_vat"
+    #: Turkish tax number (VKN, 10 digits).
+    TR_TIN = "tr_tin"
+    #: Chilean RUT.
+    CL_TIN = "cl_tin"
+    #: Colombian NIT.
+    CO_NIT = "co_nit"
+    #: Argentinian CUIT.
+    AR_CUIT = "ar_cuit"
+    #: Icelandic VAT number (VSK).
+    IS_VAT = "is_vat"
+    #: Russian INN.
+    RU_INN = "ru_inn"
+    #: Taiwanese VAT number (the Unified Business Number).
+    TW_VAT = "tw_vat"
+    #: Israeli VAT number (the company number).
+    IL_VAT = "il_vat"
+    #: Thai VAT number (the tax identification number, 13 digits).
+    TH_VAT = "th_vat"
+    #: Peruvian RUC.
+    PE_RUC = "pe_ruc"
+    #: Hong Kong Business Registration number (8 digits).
+    HK_BR = "hk_br"
 
     def __str__(self) -> str:
         return self.value
@@ -357,6 +415,53 @@ class InvoiceLine:
     amount: int
 
 
+class CreditNoteReason(str, enum.Enum):
+    """Why a credit note was issued (Stripe's reasons, by the same names)."""
+
+    DUPLICATE = "duplicate"
+    FRAUDULENT = "fraudulent"
+    ORDER_CHANGE = "order_change"
+    PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class CreditNote:
+    """A document that reduces what a paid invoice charged: the whole of it
+    or part, refunded to the payment method or credited to the account.
+    Issued once and never changed; a further correction is another credit
+    note. Money in the invoice's currency, in minor units."""
+
+    id: str
+    number: str
+    """Its own number, from a series of its own (``CN-000001``)."""
+    invoice_id: str
+    customer_id: str
+    currency: str
+    amount: int
+    """What it takes off the invoice, tax included; more than zero."""
+    refunded: int
+    """The part of :attr:`amount` paid back to the payment method (the rest
+    is credit on the account); from zero to :attr:`amount`."""
+    issued_at: datetime
+    reason: CreditNoteReason | None = None
+    memo: str | None = None
+    """A note for the customer, in the merchant's words (a payment company's
+    free-text reason lands here)."""
+    lines: tuple[InvoiceLine, ...] = ()
+    """What it credits, line by line; when given, they add up to :attr:`amount`."""
+
+    @property
+    def amount_money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @property
+    def refunded_money(self) -> Money:
+        return Money(self.refunded, self.currency)
+
+
 @dataclass(frozen=True, slots=True)
 class Invoice:
     id: str
@@ -381,10 +486,38 @@ class Invoice:
     """The customer's billing details as they were when the invoice was
     issued (or when the customer added them to it); ``None`` if it has none.
     Never changed once set."""
+    amount_refunded: int = 0
+    """Paid back to the payment method so far, in minor units (lists carry it too)."""
+    amount_credited: int = 0
+    """The sum of its credit notes' amounts, refunded or credited."""
+    credit_notes: tuple[CreditNote, ...] = ()
+    """Its credit notes, oldest first; filled by :meth:`BillingStore.get_invoice`, empty in lists."""
 
     @property
     def total_money(self) -> Money:
         return Money(self.total, self.currency)
+
+    @property
+    def refunded_money(self) -> Money:
+        return Money(self.amount_refunded, self.currency)
+
+    @property
+    def fully_refunded(self) -> bool:
+        """All of it was paid back (status ``refunded``, or refunds that add up to the total)."""
+        return self.status is InvoiceStatus.REFUNDED or (0 < self.total <= self.amount_refunded)
+
+    @property
+    def partially_refunded(self) -> bool:
+        """Part of it was paid back, not all."""
+        return self.amount_refunded > 0 and not self.fully_refunded
+
+    @property
+    def display_status(self) -> str:
+        """The status as the customer reads it: ``refunded`` once refunds
+        reach the total, ``partially_refunded`` before, else :attr:`status`."""
+        if self.fully_refunded:
+            return InvoiceStatus.REFUNDED.value
+        return "partially_refunded" if self.partially_refunded else self.status.value
 
     @property
     def subtotal_money(self) -> Money:

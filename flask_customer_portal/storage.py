@@ -29,6 +29,8 @@ from .records import (
     BillingDetails,
     ChargeAttempt,
     ChargeAttemptStatus,
+    CreditNote,
+    CreditNoteReason,
     Customer,
     EmailInUse,
     ErasureReport,
@@ -73,6 +75,9 @@ __all__ = [
     "ChargeAttempt",
     "ChargeAttemptStatus",
     "ChargeStore",
+    "CreditNote",
+    "CreditNoteReason",
+    "CreditNoteStore",
     "Customer",
     "CustomerStore",
     "DueClaimStore",
@@ -203,10 +208,12 @@ class BillingStore(Protocol):
         ``after`` in billing-history order (newest first, then by id;
         ``None`` starts at the newest), with their lines if ``with_lines``.
         For reading a whole history in batches (exports): every batch costs
-        the same, however far into the history it is."""
+        the same, however far into the history it is. Credit notes are
+        included where the store keeps them with its invoices (the CSV
+        export lists their numbers)."""
 
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
-        """One invoice of this customer with its lines, or ``None``."""
+        """One invoice of this customer with its lines and credit notes, or ``None``."""
 
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
         """The customer's saved payment methods, newest first."""
@@ -776,6 +783,25 @@ class BillingDetailsStore(Protocol):
         :func:`~flask_customer_portal.billing.periods.invoice_takes_billing_details`).
         Decide and write in one step, so an invoice paid meanwhile is
         refused."""
+
+
+@runtime_checkable
+class CreditNoteStore(Protocol):
+    """Where the merchant's back office records refunds and credit notes of
+    the portal's own invoices (the portal itself only reads them, through
+    :meth:`BillingStore.get_invoice`)."""
+
+    def add_credit_note(self, credit_note: CreditNote, *, event: AuditEvent | None = None) -> CreditNote:
+        """Record a credit note of a paid invoice of the same customer and
+        currency, and add its amount and refunded part to the invoice's
+        :attr:`~Invoice.amount_credited` and :attr:`~Invoice.amount_refunded`
+        in the same transaction; the invoice becomes ``refunded`` when its
+        refunds reach its total. Exactly once: the same credit note again
+        (same id) changes nothing and returns the one recorded. Raises
+        :class:`StateConflict` when the invoice is not this customer's, not
+        paid, in another currency, or when its credit notes would take off
+        more than its total, even when two are recorded at once; raises
+        ``ValueError`` for amounts that do not add up."""
 
 
 @runtime_checkable

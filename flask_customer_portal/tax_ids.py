@@ -14,29 +14,61 @@ Schemes (:class:`~flask_customer_portal.storage.TaxIdScheme`):
 * ``gb_vat``: a United Kingdom VAT number (``stdnum.gb.vat``), kept with its
   ``GB`` prefix.
 * ``au_abn``: an Australian Business Number (``stdnum.au.abn``).
+* Twenty-eight more kinds, named as Stripe names them (``ch_vat``,
+  ``no_vat``, ``nz_gst``, ``in_gst``, ``us_ein``, ``br_cnpj``, …; see
+  :data:`SCHEMES`). Each is checked with python-stdnum where it has a module
+  for that number (check digits included) and against the number's shape
+  where it has none (``sg_gst``, ``za_vat``, ``ae_trn``, ``sa_vat``,
+  ``hk_br``).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 
 from babel import Locale
+from stdnum.ar import cuit as ar_cuit
 from stdnum.au import abn as au_abn
+from stdnum.br import cnpj as br_cnpj
+from stdnum.br import cpf as br_cpf
+from stdnum.ca import bn as ca_bn
+from stdnum.ch import vat as ch_vat
+from stdnum.cl import rut as cl_rut
+from stdnum.co import nit as co_nit
 from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength, ValidationError
 from stdnum.gb import vat as gb_vat
 from stdnum.id import npwp as id_npwp
+from stdnum.il import hp as il_hp
+from stdnum.in_ import gstin as in_gstin
+from stdnum.is_ import vsk as is_vsk
+from stdnum.jp import cn as jp_cn
+from stdnum.kr import brn as kr_brn
+from stdnum.mx import rfc as mx_rfc
+from stdnum.no import mva as no_mva
+from stdnum.nz import ird as nz_ird
+from stdnum.pe import ruc as pe_ruc
+from stdnum.ru import inn as ru_inn
+from stdnum.sg import uen as sg_uen
+from stdnum.th import tin as th_tin
+from stdnum.tr import vkn as tr_vkn
+from stdnum.tw import ubn as tw_ubn
+from stdnum.us import ein as us_ein
 
 from .storage import BillingDetails, TaxIdScheme
 
 __all__ = [
     "EU_COUNTRIES",
+    "SCHEMES",
     "SCHEME_EXAMPLES",
     "SCHEME_SHORT_NAMES",
     "InvalidTaxId",
+    "SchemeRule",
     "TaxIdProblem",
     "bill_to_lines",
     "country_codes",
@@ -77,32 +109,110 @@ EU_COUNTRIES = frozenset({
 #: The country prefix of a member state's VAT numbers, where it is not the ISO code.
 _VAT_PREFIXES = MappingProxyType({"GR": "EL"})
 
+
+def _stdnum(module: ModuleType) -> tuple[Callable[[str], str], Callable[[str], str]]:
+    """Check and format functions of a python-stdnum module (its compact
+    form where it has no ``format``)."""
+    check = module.validate
+    show = getattr(module, "format", None) or module.compact
+    # Spaces go first: people group digits with them where a module expects
+    # only its own separators (an EIN typed "91 1144442").
+    return (lambda number: str(check("".join(number.split())))), (lambda number: str(show(number)))
+
+
+def _shape(pattern: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
+    """For a number python-stdnum has no module for: the compact form
+    (no spaces, dots, slashes or hyphens, upper case) must match ``pattern``."""
+    compiled = re.compile(pattern)
+
+    def check(number: str) -> str:
+        compact = re.sub(r"[\s./-]", "", number).upper()
+        if not compiled.fullmatch(compact):
+            raise InvalidFormat()
+        return compact
+
+    return check, check
+
+
+@dataclass(frozen=True, slots=True)
+class SchemeRule:
+    """How one kind of tax ID is called, checked and written."""
+
+    #: What it is called on an invoice, in any language (``"GSTIN"``).
+    short_name: str
+    #: ISO code of the country that issues it (``"EU"`` for EU VAT numbers).
+    country: str
+    #: A valid number, written as people write it (for hints).
+    example: str
+    #: The compact form of a number, or :class:`stdnum.exceptions.ValidationError`.
+    check: Callable[[str], str]
+    #: A compact number as people read it.
+    show: Callable[[str], str]
+
+
+def _rule(
+    short_name: str, country: str, example: str, how: tuple[Callable[[str], str], Callable[[str], str]]
+) -> SchemeRule:
+    return SchemeRule(short_name, country, example, *how)
+
+
+#: Every kind of tax ID the portal knows. The first four have their own
+#: code in :func:`validate_tax_id` and :func:`format_tax_id` (prefixes and
+#: the two lengths of NPWP).
+SCHEMES: Mapping[TaxIdScheme, SchemeRule] = MappingProxyType(
+    {
+        TaxIdScheme.EU_VAT: _rule("VAT", "EU", "DE136695976", _stdnum(eu_vat)),
+        TaxIdScheme.ID_NPWP: _rule("NPWP", "ID", "01.300.066.6-091.000", _stdnum(id_npwp)),
+        TaxIdScheme.GB_VAT: _rule("VAT", "GB", "GB 980 7806 84", _stdnum(gb_vat)),
+        TaxIdScheme.AU_ABN: _rule("ABN", "AU", "51 824 753 556", _stdnum(au_abn)),
+        TaxIdScheme.CH_VAT: _rule("VAT", "CH", "CHE-107.787.577 MWST", _stdnum(ch_vat)),
+        TaxIdScheme.NO_VAT: _rule("VAT", "NO", "NO 995 525 828 MVA", _stdnum(no_mva)),
+        TaxIdScheme.NZ_GST: _rule("GST", "NZ", "49-091-850", _stdnum(nz_ird)),
+        TaxIdScheme.IN_GST: _rule("GSTIN", "IN", "27AAPFU0939F1ZV", _stdnum(in_gstin)),
+        TaxIdScheme.SG_UEN: _rule("UEN", "SG", "00192200M", _stdnum(sg_uen)),
+        TaxIdScheme.SG_GST: _rule("GST Reg. No.", "SG", "M21234567K", _shape(r"M[0-9A-Z][0-9]{7}[0-9A-Z]")),
+        TaxIdScheme.CA_BN: _rule("BN", "CA", "123026635", _stdnum(ca_bn)),
+        TaxIdScheme.US_EIN: _rule("EIN", "US", "91-1144442", _stdnum(us_ein)),
+        TaxIdScheme.BR_CNPJ: _rule("CNPJ", "BR", "16.727.230/0001-97", _stdnum(br_cnpj)),
+        TaxIdScheme.BR_CPF: _rule("CPF", "BR", "390.533.447-05", _stdnum(br_cpf)),
+        TaxIdScheme.MX_RFC: _rule("RFC", "MX", "GODE 561231 GR8", _stdnum(mx_rfc)),
+        TaxIdScheme.JP_CN: _rule("CN", "JP", "5-8356-7825-6246", _stdnum(jp_cn)),
+        TaxIdScheme.KR_BRN: _rule("BRN", "KR", "116-82-00276", _stdnum(kr_brn)),
+        TaxIdScheme.ZA_VAT: _rule("VAT", "ZA", "4123456789", _shape(r"4[0-9]{9}")),
+        TaxIdScheme.AE_TRN: _rule("TRN", "AE", "100123456700003", _shape(r"100[0-9]{12}")),
+        TaxIdScheme.SA_VAT: _rule("VAT", "SA", "310123456700003", _shape(r"3[0-9]{13}3")),
+        TaxIdScheme.TR_TIN: _rule("VKN", "TR", "4540536920", _stdnum(tr_vkn)),
+        TaxIdScheme.CL_TIN: _rule("RUT", "CL", "76.086.428-5", _stdnum(cl_rut)),
+        TaxIdScheme.CO_NIT: _rule("NIT", "CO", "213.123.432-1", _stdnum(co_nit)),
+        TaxIdScheme.AR_CUIT: _rule("CUIT", "AR", "20-05536168-2", _stdnum(ar_cuit)),
+        TaxIdScheme.IS_VAT: _rule("VSK", "IS", "00621", _stdnum(is_vsk)),
+        TaxIdScheme.RU_INN: _rule("INN", "RU", "7707083893", _stdnum(ru_inn)),
+        TaxIdScheme.TW_VAT: _rule("UBN", "TW", "00501503", _stdnum(tw_ubn)),
+        TaxIdScheme.IL_VAT: _rule("VAT", "IL", "516179157", _stdnum(il_hp)),
+        TaxIdScheme.TH_VAT: _rule("TIN", "TH", "1-2345-45678-78-1", _stdnum(th_tin)),
+        TaxIdScheme.PE_RUC: _rule("RUC", "PE", "20512333797", _stdnum(pe_ruc)),
+        TaxIdScheme.HK_BR: _rule("BR", "HK", "12345678", _shape(r"[0-9]{8}")),
+    }
+)
+
 #: What each kind of number is called on an invoice, in any language.
 SCHEME_SHORT_NAMES: Mapping[TaxIdScheme, str] = MappingProxyType(
-    {
-        TaxIdScheme.EU_VAT: "VAT",
-        TaxIdScheme.ID_NPWP: "NPWP",
-        TaxIdScheme.GB_VAT: "VAT",
-        TaxIdScheme.AU_ABN: "ABN",
-    }
+    {scheme: rule.short_name for scheme, rule in SCHEMES.items()}
 )
 
 #: A valid number of each scheme, written as people write it (for hints).
 SCHEME_EXAMPLES: Mapping[TaxIdScheme, str] = MappingProxyType(
-    {
-        TaxIdScheme.EU_VAT: "DE136695976",
-        TaxIdScheme.ID_NPWP: "01.300.066.6-091.000",
-        TaxIdScheme.GB_VAT: "GB 980 7806 84",
-        TaxIdScheme.AU_ABN: "51 824 753 556",
-    }
+    {scheme: rule.example for scheme, rule in SCHEMES.items()}
 )
+
+#: The usual business tax ID of each country, where it has more than one here.
+_USUAL = {"BR": TaxIdScheme.BR_CNPJ, "SG": TaxIdScheme.SG_UEN}
 
 _COUNTRY_SCHEMES = MappingProxyType(
     {
         **dict.fromkeys(EU_COUNTRIES, TaxIdScheme.EU_VAT),
-        "ID": TaxIdScheme.ID_NPWP,
-        "GB": TaxIdScheme.GB_VAT,
-        "AU": TaxIdScheme.AU_ABN,
+        **{rule.country: scheme for scheme, rule in SCHEMES.items() if rule.country != "EU"},
+        **_USUAL,
     }
 )
 
@@ -147,18 +257,20 @@ def validate_tax_id(scheme: TaxIdScheme, number: str, *, country: str | None = N
             return "GB" + str(gb_vat.validate(raw))
         if scheme is TaxIdScheme.AU_ABN:
             return str(au_abn.validate(raw))
+        return SCHEMES[scheme].check(raw)
     except InvalidChecksum:
         raise InvalidTaxId(scheme, TaxIdProblem.CHECKSUM) from None
     except (InvalidFormat, InvalidLength, InvalidComponent, ValidationError):
         raise InvalidTaxId(scheme, TaxIdProblem.FORMAT) from None
-    raise ValueError(f"unknown tax ID scheme {scheme!r}")  # pragma: no cover - the enum has no other members
 
 
 def format_tax_id(scheme: TaxIdScheme, number: str) -> str:
     """A stored (compact) number as people read it: ``01.300.066.6-091.000``
     for a 15-digit NPWP, ``0013 0006 6609 1000`` for a 16-digit one,
-    ``GB 980 7806 84``, ``51 824 753 556``; EU VAT numbers stay compact, as
-    VIES prints them. A number that is not valid is shown as stored."""
+    ``GB 980 7806 84``, ``51 824 753 556``, ``CHE-107.787.577 MWST``; EU VAT
+    numbers stay compact, as VIES prints them, and so do the kinds
+    python-stdnum cannot format. A number that is not valid is shown as
+    stored."""
     scheme = TaxIdScheme(scheme)
     try:
         if scheme is TaxIdScheme.ID_NPWP:
@@ -170,7 +282,9 @@ def format_tax_id(scheme: TaxIdScheme, number: str) -> str:
             return "GB " + str(gb_vat.format(gb_vat.validate(number)))
         if scheme is TaxIdScheme.AU_ABN:
             return str(au_abn.format(number))
-        return str(eu_vat.compact(number))
+        if scheme is TaxIdScheme.EU_VAT:
+            return str(eu_vat.compact(number))
+        return SCHEMES[scheme].show(SCHEMES[scheme].check(number))
     except ValidationError:
         return number
 

@@ -32,6 +32,7 @@ import pytest
 from flask_customer_portal.contrib.composite import CompositeStorage, MappingCustomerIds
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.storage import (
+    CreditNote,
     Customer,
     InvoiceLine,
     InvoiceStatus,
@@ -65,6 +66,9 @@ class SeededBilling:
     """"Now" for the back end: inside the active subscription's period."""
     lacks: dict[str, str] = field(default_factory=dict)
     """Features this back end cannot show here, with the reason."""
+    refund: Callable[[str, int], None] | None = None
+    """Pay back part of one of the customer's paid invoices, as the back
+    end's merchant would (its id, the amount in minor units)."""
 
     def require(self, feature: str) -> None:
         if feature in self.lacks:
@@ -128,7 +132,23 @@ def seed_local(store: SQLAlchemyStorage, now: datetime) -> SeededBilling:
     invoice("in_ava_open", "sub_ava_on_hold", InvoiceStatus.OPEN, start + timedelta(hours=1))
     budi_card = card("pm_budi_visa", "cus_budi")
     subscription("sub_budi", "cus_budi", budi_card)
+
+    def refund(invoice_id: str, amount: int) -> None:
+        store.add_credit_note(
+            CreditNote(
+                id=f"cn_{invoice_id}_{amount}",
+                number=store.next_invoice_number("CN-"),
+                invoice_id=invoice_id,
+                customer_id="cus_ava",
+                currency="USD",
+                amount=amount,
+                refunded=amount,
+                issued_at=now,
+            )
+        )
+
     return SeededBilling(
+        refund=refund,
         storage=store,
         customer_id="cus_ava",
         other_customer_id="cus_budi",
@@ -179,6 +199,13 @@ def stripe_localstripe(request: pytest.FixtureRequest) -> Iterator[SeededBilling
         billing=StripeBillingStore(client),
         customer_ids=MappingCustomerIds.from_dict({"ava": made.customer_id, "budi": made.other_customer_id}),
     )
+
+    def refund(invoice_id: str, amount: int) -> None:
+        charge = client.v1.invoices.retrieve(invoice_id).charge
+        client.v1.refunds.create(
+            params={"charge": charge if isinstance(charge, str) else charge.id, "amount": amount}
+        )
+
     yield SeededBilling(
         storage=storage,
         customer_id="ava",
@@ -191,6 +218,10 @@ def stripe_localstripe(request: pytest.FixtureRequest) -> Iterator[SeededBilling
         paid_invoice_ids=made.paid_invoice_ids,
         open_invoice_id=made.open_invoice_id,
         now=now,
+        lacks={
+            "credit_notes": "localstripe keeps no credit notes (recorded responses in test_credit_notes_stripe.py)"
+        },
+        refund=refund,
     )
 
 
@@ -227,6 +258,7 @@ def dodo_fake(request: pytest.FixtureRequest) -> Iterator[SeededBilling]:
         paid_invoice_ids=made.paid_invoice_ids,
         open_invoice_id=made.open_invoice_id,
         now=fake.now,
+        refund=lambda invoice_id, amount: fake.add_refund(invoice_id, amount=amount) and None,
     )
 
 

@@ -40,6 +40,7 @@ from dodopayments.types import (
     LicenseKeyInstance,
     Payment,
     PaymentListResponse,
+    Refund,
     Subscription,
     SubscriptionChangePlanResponse,
     SubscriptionListResponse,
@@ -47,6 +48,7 @@ from dodopayments.types import (
     SubscriptionUpdatePaymentMethodResponse,
 )
 from dodopayments.types.payment_retrieve_line_items_response import PaymentRetrieveLineItemsResponse
+from dodopayments.types.refund_list_item import RefundListItem
 from pydantic import BaseModel
 
 __all__ = ["API_KEY", "ContractScenario", "FakeDodo", "seed_contract", "shared_fake_dodo"]
@@ -102,6 +104,7 @@ class FakeDodo:
     methods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     license_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     instances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What charging an ``on_hold`` subscription's arrears does:
     #: ``succeeded``, ``failed`` (with :attr:`arrears_error_code`),
     #: ``requires_customer_action`` (a payment link) or ``processing``.
@@ -165,6 +168,7 @@ class FakeDodo:
                 self.methods,
                 self.license_keys,
                 self.instances,
+                self.refunds,
             ):
                 records.clear()
             self.failures.clear()
@@ -376,6 +380,51 @@ class FakeDodo:
         ]
         return pid
 
+    def add_refund(
+        self,
+        payment_id: str,
+        *,
+        amount: int,
+        reason: str | None = None,
+        status: str = "succeeded",
+        hours_after: int = 1,
+    ) -> str:
+        """A refund of the payment, as Dodo records one: the ``Refund`` of
+        ``GET /refunds/{id}`` and ``GET /refunds``, the ``RefundListItem`` in
+        the payment's ``refunds``, and the payment's ``refund_status``
+        (``partial`` or ``full``, from its succeeded refunds only)."""
+        payment = self.payments[payment_id]
+        rid = "ref_" + secrets.token_hex(8)
+        created = _parse_time(payment["created_at"]) + timedelta(hours=hours_after, seconds=len(self.refunds))
+        item = {
+            "business_id": BUSINESS_ID,
+            "created_at": iso(created),
+            "is_partial": amount < payment["total_amount"],
+            "payment_id": payment_id,
+            "refund_id": rid,
+            "status": status,
+            "amount": amount,
+            "currency": payment["currency"],
+            "reason": reason,
+        }
+        customer = payment["customer"]
+        self.refunds[rid] = _checked(
+            Refund,
+            {
+                **item,
+                "brand_id": BRAND_ID,
+                "customer": {k: customer[k] for k in ("customer_id", "email", "name") if k in customer},
+                "metadata": {},
+            },
+        )
+        payment["refunds"].append(_checked(RefundListItem, item))
+        refunded = sum(r["amount"] for r in payment["refunds"] if r["status"] == "succeeded")
+        payment["refund_status"] = (
+            None if not refunded else "full" if refunded >= payment["total_amount"] else "partial"
+        )
+        self.payments[payment_id] = _checked(Payment, payment)
+        return rid
+
     def add_license_key(
         self, customer_id: str, *, product_id: str = "pdt_pro", status: str = "active", limit: int | None = 3
     ) -> str:
@@ -487,6 +536,8 @@ class FakeDodo:
         yield "GET", r"/payments/([^/]+)", self._payment
         yield "GET", r"/payments/([^/]+)/line-items", self._line_items
         yield "GET", r"/invoices/payments/([^/]+)", self._invoice_pdf
+        yield "GET", r"/refunds", self._list_refunds
+        yield "GET", r"/refunds/([^/]+)", self._refund
         yield "GET", r"/license_keys", self._list_license_keys
         yield "GET", r"/license_keys/([^/]+)", self._license_key
         yield "GET", r"/license_key_instances", self._list_instances
@@ -660,6 +711,22 @@ class FakeDodo:
             and (since is None or _parse_time(p["created_at"]) >= since)
         ]
         return _checked_page(PaymentListResponse, self._page(found, query))
+
+    def _list_refunds(self, *, query: dict[str, str], body: Any) -> Any:
+        found = [
+            r
+            for r in sorted(self.refunds.values(), key=lambda r: r["created_at"], reverse=True)
+            if ("customer_id" not in query or r["customer"]["customer_id"] == query["customer_id"])
+            and ("status" not in query or r["status"] == query["status"])
+        ]
+        # The list's items are RefundListItem: no customer, brand or metadata.
+        items = [{k: v for k, v in r.items() if k not in ("customer", "brand_id", "metadata")} for r in found]
+        return _checked_page(RefundListItem, self._page(items, query))
+
+    def _refund(self, rid: str, *, query: dict[str, str], body: Any) -> Any:
+        if rid not in self.refunds:
+            raise self._missing("refund")
+        return _checked(Refund, self.refunds[rid])
 
     def _payment(self, pid: str, *, query: dict[str, str], body: Any) -> Any:
         if pid not in self.payments:

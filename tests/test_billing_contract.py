@@ -243,3 +243,30 @@ def test_a_subscription_is_charged_to_another_saved_card(billing: SeededBilling)
     updated = storage.set_subscription_payment_method(me, billing.active_subscription_id, billing.card_id)
     assert updated is not None and updated.payment_method is not None
     assert updated.payment_method.id == billing.card_id
+
+
+# -- refunds ----------------------------------------------------------------------------
+
+
+def test_a_partial_refund_reads_back_on_the_invoice_and_in_the_list(billing: SeededBilling) -> None:
+    assert billing.refund is not None
+    paid_id = billing.paid_invoice_ids[0]
+    before = billing.storage.get_invoice(billing.customer_id, paid_id)
+    assert before is not None and before.amount_refunded == 0 and before.display_status == "paid"
+    billing.refund(paid_id, 100)
+
+    after = billing.storage.get_invoice(billing.customer_id, paid_id)
+    assert after is not None
+    assert (after.status, after.amount_refunded, after.display_status) == (
+        InvoiceStatus.PAID,
+        100,
+        "partially_refunded",
+    )
+    listed = {i.id: i for i in billing.storage.list_invoices(billing.customer_id, page=1, per_page=50).items}
+    assert listed[paid_id].amount_refunded == 100
+    assert all(i.amount_refunded == 0 for i in listed.values() if i.id != paid_id)
+    assert billing.storage.get_invoice(billing.other_customer_id, paid_id) is None
+
+    billing.require("credit_notes")
+    [note] = after.credit_notes
+    assert (note.invoice_id, note.amount, note.refunded, note.currency) == (paid_id, 100, 100, after.currency)

@@ -253,7 +253,8 @@ def test_the_usual_scheme_of_a_country() -> None:
     assert scheme_for_country("ID") is TaxIdScheme.ID_NPWP
     assert scheme_for_country("GB") is TaxIdScheme.GB_VAT
     assert scheme_for_country("AU") is TaxIdScheme.AU_ABN
-    assert scheme_for_country("US") is None
+    assert scheme_for_country("US") is TaxIdScheme.US_EIN
+    assert scheme_for_country("VN") is None
     assert scheme_for_country(None) is None
 
 
@@ -553,8 +554,8 @@ def test_an_npwp_is_shown_formatted(app: Flask) -> None:
             "tax_id",
             "Enter a valid Indonesian NPWP, like 01.300.066.6-091.000.",
         ),
-        ({"country": "US", "tax_id": "12-3456789"}, "tax_id_scheme", "Choose which kind of tax ID this is."),
-        ({"tax_id_scheme": "us_ein"}, "tax_id_scheme", "Choose a kind of tax ID from the list."),
+        ({"country": "VN", "tax_id": "0100109106"}, "tax_id_scheme", "Choose which kind of tax ID this is."),
+        ({"tax_id_scheme": "xx_vat"}, "tax_id_scheme", "Choose a kind of tax ID from the list."),
         ({"country": ""}, "country", "Choose a country."),
         ({"country": "XX"}, "country", "Choose a country from the list."),
         ({"country": "EU"}, "country", "Choose a country from the list."),
@@ -584,7 +585,7 @@ def test_bad_input_is_refused_next_to_its_field_and_nothing_is_lost(
     for name in ("name", "line1", "line2", "city", "postal_code", "tax_id"):
         assert _field_value(response.text, name) == typed[name]
     # A listed country stays selected (a code not in the list cannot be).
-    listed = typed["country"] in {"DE", "US"}
+    listed = typed["country"] in {"DE", "VN"}
     assert _selected(response.text, "country") == (typed["country"] if listed else "")
     assert _details(app, AVA) is None and received == []
 

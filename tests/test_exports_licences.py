@@ -245,6 +245,9 @@ def test_csv_has_every_invoice_as_exact_decimals(app: Flask, client: FlaskClient
         "Total",
         "Date paid",
         "Payment reference",
+        "Refunded",
+        "Credited to your account",
+        "Credit notes",
     ]
     with app.app_context():
         listed = store_of(app).list_invoices(AVA, page=1, per_page=100).items

@@ -51,9 +51,10 @@ def test_the_branch_is_labelled_linear_and_self_contained() -> None:
         "portal_0003",
         "portal_0004",
         "portal_0007",
+        "portal_0008",
     ]
     assert script.get_bases() == ["portal_0001"]
-    assert script.get_heads() == [head()] == ["portal_0007"]
+    assert script.get_heads() == [head()] == ["portal_0008"]
     assert script.get_revision("customer_portal@head").revision == head()
     assert script.get_revision("portal_0001").branch_labels == {"customer_portal"}
     # alembic_version.version_num is VARCHAR(32); the prefix tells the
@@ -220,6 +221,7 @@ def test_downgrade_drops_what_each_revision_added_and_upgrade_makes_it_again(emp
     try:
         upgrade(engine)
         assert migrations.undone_by_downgrade(engine, "portal_0001") == [
+            "portal_0008 (Refunds and credit notes of invoices.)",
             "portal_0007 (Promotion codes and their redemptions.)",
             "portal_0004 (A customer's default payment method.)",
             "portal_0003 (The mail outbox.)",
@@ -246,6 +248,7 @@ def test_the_outbox_revision_adds_its_table_and_takes_it_away(empty_db_url: str)
         columns = {column["name"] for column in inspect(engine).get_columns("portal_mail_outbox")}
         assert {"to_address", "headers", "claimed_by", "claimed_until", "next_attempt_at"} <= columns
         assert migrations.undone_by_downgrade(engine, "portal_0002") == [
+            "portal_0008 (Refunds and credit notes of invoices.)",
             "portal_0007 (Promotion codes and their redemptions.)",
             "portal_0004 (A customer's default payment method.)",
             "portal_0003 (The mail outbox.)",

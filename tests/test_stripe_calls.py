@@ -541,3 +541,23 @@ def test_two_apps_share_reads_in_redis_through_flask_caching(
     page, sent = _count(http, one, path)
     assert sent == Counter() and f"{path}/resume" in page.text
     client.v1.subscriptions.update(sub, params={"cancel_at_period_end": False})
+
+
+def test_a_refund_shows_on_the_invoice_once_stripe_says_so(
+    tmp_path: Path,
+    counted: tuple[stripe.StripeClient, CountingHTTPClient],
+    busy: BusyCustomer,
+    apps: list[Flask],
+) -> None:
+    client, _http = counted
+    apps.append(app := _portal(tmp_path, client, busy, **ONE_PROCESS))
+    ava = signed_in(app)
+    invoice_id = busy.invoice_ids[0]
+    path = f"/portal/invoices/{invoice_id}"
+    assert "Partially refunded" not in ava.get(path).text
+    charge = client.v1.invoices.retrieve(invoice_id).charge
+    charge_id = charge if isinstance(charge, str) else charge.id
+    client.v1.refunds.create(params={"charge": charge_id, "amount": 100})
+    assert "Partially refunded" not in ava.get(path).text  # not told yet
+    _deliver(app, "charge.refunded", {"id": charge_id, "object": "charge", "customer": busy.customer_id})
+    assert "Partially refunded" in ava.get(path).text

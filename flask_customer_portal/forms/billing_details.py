@@ -50,6 +50,33 @@ def scheme_label(scheme: TaxIdScheme | str) -> str:
         TaxIdScheme.ID_NPWP: _("Indonesian NPWP"),
         TaxIdScheme.GB_VAT: _("UK VAT number"),
         TaxIdScheme.AU_ABN: _("Australian ABN"),
+        TaxIdScheme.CH_VAT: _("Swiss VAT number"),
+        TaxIdScheme.NO_VAT: _("Norwegian VAT number"),
+        TaxIdScheme.NZ_GST: _("New Zealand GST number"),
+        TaxIdScheme.IN_GST: _("Indian GSTIN"),
+        TaxIdScheme.SG_UEN: _("Singapore UEN"),
+        TaxIdScheme.SG_GST: _("Singapore GST registration number"),
+        TaxIdScheme.CA_BN: _("Canadian Business Number (BN)"),
+        TaxIdScheme.US_EIN: _("US Employer Identification Number (EIN)"),
+        TaxIdScheme.BR_CNPJ: _("Brazilian CNPJ"),
+        TaxIdScheme.BR_CPF: _("Brazilian CPF"),
+        TaxIdScheme.MX_RFC: _("Mexican RFC"),
+        TaxIdScheme.JP_CN: _("Japanese Corporate Number"),
+        TaxIdScheme.KR_BRN: _("South Korean Business Registration Number"),
+        TaxIdScheme.ZA_VAT: _("South African VAT number"),
+        TaxIdScheme.AE_TRN: _("UAE Tax Registration Number (TRN)"),
+        TaxIdScheme.SA_VAT: _("Saudi VAT number"),
+        TaxIdScheme.TR_TIN: _("Turkish tax number (VKN)"),
+        TaxIdScheme.CL_TIN: _("Chilean RUT"),
+        TaxIdScheme.CO_NIT: _("Colombian NIT"),
+        TaxIdScheme.AR_CUIT: _("Argentinian CUIT"),
+        TaxIdScheme.IS_VAT: _("Icelandic VAT number (VSK)"),
+        TaxIdScheme.RU_INN: _("Russian INN"),
+        TaxIdScheme.TW_VAT: _("Taiwanese VAT number (UBN)"),
+        TaxIdScheme.IL_VAT: _("Israeli VAT number"),
+        TaxIdScheme.TH_VAT: _("Thai tax ID"),
+        TaxIdScheme.PE_RUC: _("Peruvian RUC"),
+        TaxIdScheme.HK_BR: _("Hong Kong Business Registration number"),
     }
     return labels[TaxIdScheme(scheme)]
 
@@ -117,10 +144,23 @@ class BillingDetailsForm(PortalForm):
         countries = country_codes(locale)
         self._country_codes = frozenset(code for code, _name in countries)
         self.country.choices = [("", _("Choose a country")), *countries]
-        self.tax_id_scheme.choices = [
-            (FROM_COUNTRY, _("The usual one of the country")),
-            *((scheme.value, scheme_label(scheme)) for scheme in TaxIdScheme),
-        ]
+        # Each kind shows how its numbers look, so that the list itself is
+        # the hint; sorted by name in the customer's language.
+        kinds = sorted(
+            (
+                (
+                    scheme.value,
+                    _(
+                        "%(kind)s, like %(example)s",
+                        kind=scheme_label(scheme),
+                        example=SCHEME_EXAMPLES[scheme],
+                    ),
+                )
+                for scheme in TaxIdScheme
+            ),
+            key=lambda choice: choice[1].casefold(),
+        )
+        self.tax_id_scheme.choices = [(FROM_COUNTRY, _("The usual one of the country")), *kinds]
         self._cleaned: BillingDetails | None = None
 
     @classmethod

@@ -102,6 +102,7 @@ _UNRECORDED: Final[tuple[tuple[str, frozenset[str]], ...]] = (
     # A revision that only adds a column is told by it, as ``table.column``.
     ("portal_0004", frozenset({"portal_payment_methods.is_default"})),
     ("portal_0007", frozenset({"portal_promotion_codes", "portal_promotion_redemptions"})),
+    ("portal_0008", frozenset({"portal_credit_notes"})),
 )
 
 

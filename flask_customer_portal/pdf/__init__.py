@@ -15,13 +15,24 @@ kept apart for that reason.
 
 from __future__ import annotations
 
-from .document import InvoiceDocument, InvoiceRenderer, default_labels, safe_pdf_filename
+from .document import (
+    CreditNoteDocument,
+    CreditNoteRenderer,
+    InvoiceDocument,
+    InvoiceRenderer,
+    default_credit_note_labels,
+    default_labels,
+    safe_pdf_filename,
+)
 from .layout import FPDFInvoiceRenderer, default_invoice_renderer
 
 __all__ = [
+    "CreditNoteDocument",
+    "CreditNoteRenderer",
     "FPDFInvoiceRenderer",
     "InvoiceDocument",
     "InvoiceRenderer",
+    "default_credit_note_labels",
     "default_invoice_renderer",
     "default_labels",
     "safe_pdf_filename",

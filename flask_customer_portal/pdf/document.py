@@ -16,11 +16,14 @@ from typing import Protocol, runtime_checkable
 from babel import Locale, UnknownLocaleError
 
 from ..formatting import resolve_timezone
-from ..storage import Customer, Invoice
+from ..storage import CreditNote, Customer, Invoice
 
 __all__ = [
+    "CreditNoteDocument",
+    "CreditNoteRenderer",
     "InvoiceDocument",
     "InvoiceRenderer",
+    "default_credit_note_labels",
     "default_labels",
     "safe_pdf_filename",
 ]
@@ -58,6 +61,50 @@ _DEFAULT_LABELS: Mapping[str, str] = MappingProxyType(
     }
 )
 
+#: Labels added after the first release: a host's own label mapping without
+#: them still makes a document, with these English texts.
+_LATER_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "status_partially_refunded": N_("Partially refunded"),
+        "refunded": N_("Refunded"),
+        "credited": N_("Credited to your account"),
+        # ``%(number)s`` and ``%(date)s`` are the credit note's.
+        "credit_note_issued": N_("Credit note %(number)s, %(date)s"),
+    }
+)
+
+_CREDIT_NOTE_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "credit_note": N_("Credit note"),
+        "credit_note_number": N_("Credit note number"),
+        "date_issued": N_("Date issued"),
+        "invoice_number": N_("Invoice number"),
+        "reason": N_("Reason"),
+        "bill_to": N_("Bill to"),
+        "description": N_("Description"),
+        "quantity": N_("Qty"),
+        "unit_price": N_("Unit price"),
+        "amount": N_("Amount"),
+        "total_credited": N_("Total credited"),
+        "refunded": N_("Refunded to your payment method"),
+        "credited": N_("Credited to your account"),
+        "note": N_("Note"),
+        # ``%(number)s`` is the invoice's.
+        "credit_for_invoice": N_("Credit for invoice %(number)s"),
+        "page_x_of_y": N_("Page %(page)s of %(pages)s"),
+        "reason_duplicate": N_("Duplicate charge"),
+        "reason_fraudulent": N_("Fraudulent charge"),
+        "reason_order_change": N_("Order changed"),
+        "reason_product_unsatisfactory": N_("Product unsatisfactory"),
+    }
+)
+
+
+def default_credit_note_labels() -> dict[str, str]:
+    """English labels for every key :class:`CreditNoteDocument` needs
+    (translate them as those of :func:`default_labels`)."""
+    return dict(_CREDIT_NOTE_LABELS)
+
 
 def default_labels() -> dict[str, str]:
     """English labels for every key :class:`InvoiceDocument` needs.
@@ -66,7 +113,7 @@ def default_labels() -> dict[str, str]:
     ``{key: gettext(text) for key, text in default_labels().items()}`` (the
     English texts are marked for ``pybabel extract``).
     """
-    return dict(_DEFAULT_LABELS)
+    return {**_DEFAULT_LABELS, **_LATER_LABELS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,18 +156,66 @@ class InvoiceDocument:
         except (UnknownLocaleError, ValueError, TypeError) as exc:
             raise ValueError(f"unknown locale: {self.locale!r}") from exc
         resolve_timezone(self.timezone)
-        labels = MappingProxyType(dict(self.labels))
-        missing = sorted(_DEFAULT_LABELS.keys() - labels.keys())
-        if missing:
-            raise ValueError(f"labels missing: {', '.join(missing)}")
-        try:
-            labels["page_x_of_y"] % {"page": 1, "pages": 1}
-        except (KeyError, ValueError, TypeError) as exc:
+        object.__setattr__(self, "labels", _checked_labels({**_LATER_LABELS, **self.labels}, _DEFAULT_LABELS))
+
+
+def _checked_labels(given: Mapping[str, str], required: Mapping[str, str]) -> Mapping[str, str]:
+    """``given`` copied and frozen, once it has every key of ``required``
+    and a page label a renderer can fill in."""
+    labels = MappingProxyType(dict(given))
+    missing = sorted(required.keys() - labels.keys())
+    if missing:
+        raise ValueError(f"labels missing: {', '.join(missing)}")
+    try:
+        labels["page_x_of_y"] % {"page": 1, "pages": 1}
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(
+            "label 'page_x_of_y' must use only the placeholders %(page)s and %(pages)s, "
+            f"got {labels['page_x_of_y']!r}"
+        ) from exc
+    return labels
+
+
+@dataclass(frozen=True, slots=True)
+class CreditNoteDocument:
+    """Everything a credit note PDF shows, resolved for one reader, like
+    :class:`InvoiceDocument`; ``invoice`` is the invoice it credits."""
+
+    credit_note: CreditNote
+    invoice: Invoice
+    customer: Customer
+    merchant_name: str
+    merchant_address: str = ""
+    locale: str = "en"
+    timezone: str | None = None
+    labels: Mapping[str, str] = field(default_factory=default_credit_note_labels, hash=False)
+    """Translated texts keyed like :func:`default_credit_note_labels`."""
+
+    def __post_init__(self) -> None:
+        note = self.credit_note
+        if note.invoice_id != self.invoice.id or note.customer_id != self.customer.id:
             raise ValueError(
-                "label 'page_x_of_y' must use only the placeholders %(page)s and %(pages)s, "
-                f"got {labels['page_x_of_y']!r}"
-            ) from exc
-        object.__setattr__(self, "labels", labels)
+                f"credit note {note.id!r} is not of invoice {self.invoice.id!r} of this customer"
+            )
+        # The invoice's own checks: the same customer, merchant, locale and zone.
+        InvoiceDocument(
+            invoice=self.invoice,
+            customer=self.customer,
+            merchant_name=self.merchant_name,
+            locale=self.locale,
+            timezone=self.timezone,
+        )
+        if note.issued_at.tzinfo is None or note.issued_at.tzinfo.utcoffset(note.issued_at) is None:
+            raise ValueError(f"credit note {note.id!r} has a naive issued_at; store aware UTC")
+        object.__setattr__(self, "labels", _checked_labels(self.labels, _CREDIT_NOTE_LABELS))
+
+
+@runtime_checkable
+class CreditNoteRenderer(Protocol):
+    """A renderer that also draws credit notes (the default one does)."""
+
+    def render_credit_note(self, document: CreditNoteDocument) -> bytes:
+        """The PDF for ``document``; the same document always gives the same bytes."""
 
 
 @runtime_checkable
@@ -138,7 +233,7 @@ _FILENAME_SEPARATOR_RUN = re.compile(r"[._-]{2,}")
 _FILENAME_MAX = 100
 
 
-def safe_pdf_filename(invoice_number: str) -> str:
+def safe_pdf_filename(invoice_number: str, prefix: str = "invoice-") -> str:
     """A download name for the invoice, safe in any ``Content-Disposition``.
 
     ASCII letters, digits, ``.``, ``_`` and ``-`` only (accents are dropped:
@@ -153,6 +248,6 @@ def safe_pdf_filename(invoice_number: str) -> str:
     ascii_only = unicodedata.normalize("NFKD", invoice_number).encode("ascii", "ignore").decode("ascii")
     stem = _FILENAME_UNSAFE.sub("-", ascii_only)
     stem = _FILENAME_SEPARATOR_RUN.sub("-", stem).strip("._-")
-    prefix, suffix = "invoice-", ".pdf"
+    suffix = ".pdf"
     stem = stem[: _FILENAME_MAX - len(prefix) - len(suffix)].rstrip("._-")
-    return f"{prefix}{stem}{suffix}" if stem else f"invoice{suffix}"
+    return f"{prefix}{stem}{suffix}" if stem else f"{prefix.rstrip('-')}{suffix}"

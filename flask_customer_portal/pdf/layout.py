@@ -26,7 +26,7 @@ from ..formatting import format_date, format_payment_method
 from ..money import Money, format_money
 from ..storage import InvoiceStatus
 from ..tax_ids import bill_to_lines
-from .document import InvoiceDocument, InvoiceRenderer
+from .document import CreditNoteDocument, InvoiceDocument, InvoiceRenderer
 from .fonts import FontMetrics, SharedFonts
 
 if TYPE_CHECKING:
@@ -115,7 +115,10 @@ def _content(document: InvoiceDocument) -> _Content:
     facts = [(labels["invoice_number"], number), (labels["date_issued"], date(invoice.issued_at))]
     if invoice.paid_at is not None:
         facts.append((labels["date_paid"], date(invoice.paid_at)))
-    facts.append((labels["status"], labels[f"status_{invoice.status.value}"]))
+    status = "partially_refunded" if invoice.partially_refunded else invoice.status.value
+    if invoice.fully_refunded:
+        status = "refunded"
+    facts.append((labels["status"], labels[f"status_{status}"]))
 
     if invoice.lines:
         rows = tuple(
@@ -144,6 +147,18 @@ def _content(document: InvoiceDocument) -> _Content:
             payment.append((labels["paid_with"], _clean(format_payment_method(invoice.payment_method))))
         if invoice.payment_reference:
             payment.append((labels["payment_reference"], _clean(invoice.payment_reference)))
+    # Refunds after the payment: what went back, and each credit note.
+    if invoice.amount_refunded:
+        payment.append((labels["refunded"], money(-invoice.amount_refunded)))
+    if invoice.amount_credited > invoice.amount_refunded:
+        payment.append((labels["credited"], money(-(invoice.amount_credited - invoice.amount_refunded))))
+    for note in invoice.credit_notes:
+        payment.append(
+            (
+                labels["credit_note_issued"] % {"number": _clean(note.number), "date": date(note.issued_at)},
+                money(-note.amount),
+            )
+        )
 
     title = _clean(labels["invoice"])
     return _Content(
@@ -166,6 +181,87 @@ def _content(document: InvoiceDocument) -> _Content:
         footer=f"{_clean(document.merchant_name)} \u00b7 {title} {number}",
         page_label=_clean(labels["page_x_of_y"]),
     )
+
+
+def _credit_note_content(document: CreditNoteDocument) -> _Content:
+    note, invoice, labels = document.credit_note, document.invoice, document.labels
+    locale = Locale.parse(document.locale)
+
+    def money(amount: int) -> str:
+        return format_money(Money(amount, note.currency), locale)
+
+    number = _clean(note.number)
+    facts = [
+        (labels["credit_note_number"], number),
+        (labels["date_issued"], format_date(note.issued_at, locale, document.timezone)),
+        (labels["invoice_number"], _clean(invoice.number)),
+    ]
+    if note.reason is not None:
+        facts.append((labels["reason"], labels[f"reason_{note.reason.value}"]))
+    if note.lines:
+        rows = tuple(
+            _Row(
+                _clean(line.description, multiline=True),
+                str(format_decimal(line.quantity, locale=locale)),
+                money(line.unit_amount),
+                money(line.amount),
+            )
+            for line in note.lines
+        )
+    else:
+        rows = (
+            _Row(
+                _clean(labels["credit_for_invoice"] % {"number": _clean(invoice.number)}),
+                "",
+                "",
+                money(note.amount),
+            ),
+        )
+    totals = [(labels["total_credited"], money(note.amount))]
+    payment = []
+    if note.refunded:
+        payment.append((labels["refunded"], money(note.refunded)))
+    if note.amount > note.refunded:
+        payment.append((labels["credited"], money(note.amount - note.refunded)))
+    if note.memo:
+        payment.append((labels["note"], _clean(note.memo)))
+    title = _clean(labels["credit_note"])
+    invoice_document = InvoiceDocument(
+        invoice=invoice,
+        customer=document.customer,
+        merchant_name=document.merchant_name,
+        locale=document.locale,
+    )
+    return _Content(
+        title=title,
+        merchant_name=_clean(document.merchant_name),
+        merchant_address=_clean(document.merchant_address, multiline=True),
+        bill_to_label=_clean(labels["bill_to"]),
+        bill_to=tuple(text for text in (_clean(line) for line in _bill_to(invoice_document)) if text),
+        facts=tuple((_clean(label), _clean(value)) for label, value in facts),
+        header=_Row(
+            _clean(labels["description"]),
+            _clean(labels["quantity"]),
+            _clean(labels["unit_price"]),
+            _clean(labels["amount"]),
+        ),
+        rows=rows,
+        totals=tuple((_clean(label), value) for label, value in totals),
+        emphasised_totals=1,
+        payment=tuple((_clean(label), value) for label, value in payment),
+        footer=f"{_clean(document.merchant_name)} \u00b7 {title} {number}",
+        page_label=_clean(labels["page_x_of_y"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    """What the PDF file says about itself."""
+
+    number: str
+    subject: str
+    created: datetime
+    locale: str
 
 
 # -- fonts --------------------------------------------------------------------
@@ -556,22 +652,41 @@ class FPDFInvoiceRenderer:
                 "FPDFInvoiceRenderer needs fpdf2: pip install 'flask-customer-portal[pdf]'"
             ) from exc
 
-        content = _content(document)
+        invoice = document.invoice
+        meta = _Meta(invoice.number, invoice.description, invoice.issued_at, document.locale)
+        return self._render(meta, _content(document))
+
+    def render_credit_note(self, document: CreditNoteDocument) -> bytes:
+        """The credit note, laid out as the invoices are (see
+        :class:`~flask_customer_portal.pdf.document.CreditNoteRenderer`)."""
+        note = document.credit_note
+        content = _credit_note_content(document)
+        return self._render(
+            _Meta(note.number, content.rows[0].description, note.issued_at, document.locale), content
+        )
+
+    def _render(self, meta: _Meta, content: _Content) -> bytes:
+        try:
+            import fpdf  # noqa: F401 - imported only to learn whether it is installed
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "FPDFInvoiceRenderer needs fpdf2: pip install 'flask-customer-portal[pdf]'"
+            ) from exc
         shared = _SHARED_FONTS if self._share_parsed_fonts else None
         if shared is None or shared.output_type() is None:
-            return self._draw(document, content, None)
+            return self._draw(meta, content, None)
         try:
-            return self._draw(document, content, shared)
+            return self._draw(meta, content, shared)
         except Exception as exc:  # fpdf2's private classes are not what the shared path expects
             failure = exc
         # The public path draws the same document; if it fails too, the
         # shared fonts were not the cause and its exception is the one raised.
-        public = self._draw(document, content, None)
+        public = self._draw(meta, content, None)
         shared.give_up(failure)
         return public
 
     @staticmethod
-    def _draw(document: InvoiceDocument, content: _Content, shared: SharedFonts | None) -> bytes:
+    def _draw(meta: _Meta, content: _Content, shared: SharedFonts | None) -> bytes:
         """The PDF of ``content``, its fonts from ``shared`` or, without it,
         added through fpdf2's public ``add_font``."""
         from fpdf import FPDF
@@ -582,13 +697,13 @@ class FPDFInvoiceRenderer:
         pdf.alias_nb_pages("")
         pdf.set_margins(_MARGIN_X, _MARGIN_TOP, _MARGIN_X)
         pdf.set_auto_page_break(False)  # the layout breaks pages itself
-        pdf.set_title(f"{content.title} {_clean(document.invoice.number)}")
+        pdf.set_title(f"{content.title} {_clean(meta.number)}")
         pdf.set_author(content.merchant_name)
-        pdf.set_subject(_clean(document.invoice.description))
+        pdf.set_subject(_clean(meta.subject))
         pdf.set_creator("flask-customer-portal")
-        pdf.set_lang(document.locale.replace("_", "-"))
+        pdf.set_lang(meta.locale.replace("_", "-"))
         # Also seeds the file identifier: the same invoice gives the same bytes.
-        pdf.set_creation_date(document.invoice.issued_at)
+        pdf.set_creation_date(meta.created)
 
         if shared is not None:
             shared.attach(pdf)

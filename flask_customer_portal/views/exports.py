@@ -107,13 +107,14 @@ def _over_rate(state: PortalState, customer: Customer, export: str) -> Any | Non
     return page, 429, retry_after(retry_at, utcnow())
 
 
-def _status_labels() -> dict[InvoiceStatus, str]:
+def _status_labels() -> dict[str, str]:
     # The words of the status badges on the billing history page.
     return {
-        InvoiceStatus.OPEN: _("Open"),
-        InvoiceStatus.PAID: _("Paid"),
-        InvoiceStatus.VOID: _("Void"),
-        InvoiceStatus.REFUNDED: _("Refunded"),
+        InvoiceStatus.OPEN.value: _("Open"),
+        InvoiceStatus.PAID.value: _("Paid"),
+        InvoiceStatus.VOID.value: _("Void"),
+        InvoiceStatus.REFUNDED.value: _("Refunded"),
+        "partially_refunded": _("Partially refunded"),
     }
 
 
@@ -225,6 +226,9 @@ def export_invoices_csv() -> Any:
         _("Total"),
         _("Date paid"),
         _("Payment reference"),
+        _("Refunded"),
+        _("Credited to your account"),
+        _("Credit notes"),
     ]
 
     def rows() -> Iterator[list[list[str]]]:
@@ -235,7 +239,8 @@ def export_invoices_csv() -> Any:
             yield [_row(invoice) for invoice in batch]
 
     def _row(invoice: Invoice) -> list[str]:
-        return invoice_csv_row(invoice, tz=tz, status_label=statuses.get(invoice.status, str(invoice.status)))
+        status = invoice.display_status
+        return invoice_csv_row(invoice, tz=tz, status_label=statuses.get(status, status))
 
     return _attachment(
         stream_csv(header, rows()),

@@ -12,9 +12,16 @@ from flask_babel import get_locale
 
 from ..capabilities import LinksInvoicePdfs
 from ..i18n import gettext as _
-from ..pdf import InvoiceDocument, default_labels, safe_pdf_filename
+from ..pdf import (
+    CreditNoteDocument,
+    CreditNoteRenderer,
+    InvoiceDocument,
+    default_credit_note_labels,
+    default_labels,
+    safe_pdf_filename,
+)
 from ..state import PortalState, get_state
-from ..storage import Customer, Invoice, InvoiceStatus, SubscriptionStatus
+from ..storage import CreditNote, CreditNoteReason, Customer, Invoice, InvoiceStatus, SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required, plausible_id
 
 # --- helpers --------------------------------------------------------------
@@ -124,7 +131,28 @@ def invoice(invoice_id: str) -> Any:
         fix_payment_for=fix_payment_for,
         pdf_available=_pdf_available(state),
         format_quantity=lambda number: str(format_decimal(number, locale=locale)),
+        credit_note_pdfs=_credit_note_renderer(state) is not None,
+        credit_note_reason=_credit_note_reason,
     )
+
+
+def _credit_note_reason(note: CreditNote) -> str:
+    """Why the credit note was issued, in the customer's words: the
+    merchant's note, else the reason's name."""
+    if note.memo:
+        return note.memo
+    reasons = {
+        CreditNoteReason.DUPLICATE: _("Duplicate charge"),
+        CreditNoteReason.FRAUDULENT: _("Fraudulent charge"),
+        CreditNoteReason.ORDER_CHANGE: _("Order changed"),
+        CreditNoteReason.PRODUCT_UNSATISFACTORY: _("Product unsatisfactory"),
+    }
+    return "" if note.reason is None else reasons[note.reason]
+
+
+def _credit_note_renderer(state: PortalState) -> CreditNoteRenderer | None:
+    renderer = state.invoice_renderer
+    return renderer if isinstance(renderer, CreditNoteRenderer) else None
 
 
 def _provider_pdf(state: PortalState) -> LinksInvoicePdfs | None:
@@ -165,4 +193,35 @@ def invoice_pdf(invoice_id: str) -> Response:
     )
     response = Response(renderer.render(document), mimetype="application/pdf")
     response.headers.set("Content-Disposition", "attachment", filename=safe_pdf_filename(found.number))
+    return response
+
+
+@blueprint.route("/invoices/<invoice_id>/credit-notes/<credit_note_id>/pdf")
+@customer_required
+def credit_note_pdf(invoice_id: str, credit_note_id: str) -> Response:
+    """A credit note of one of the customer's invoices; found only through
+    that invoice, so another customer's is a 404 like a missing one."""
+    state = get_state()
+    customer = current_customer_or_401()
+    renderer = _credit_note_renderer(state)
+    if renderer is None or not plausible_id(credit_note_id):
+        abort(404)
+    found = _own_invoice(state, customer, invoice_id)
+    note = next((note for note in found.credit_notes if note.id == credit_note_id), None)
+    if note is None:
+        abort(404)
+    document = CreditNoteDocument(
+        credit_note=note,
+        invoice=found,
+        customer=customer,
+        merchant_name=state.config.merchant_name,
+        merchant_address=state.config.merchant_address,
+        locale=_locale(state),
+        timezone=_timezone(state, customer),
+        labels={key: _(text) for key, text in default_credit_note_labels().items()},
+    )
+    response = Response(renderer.render_credit_note(document), mimetype="application/pdf")
+    response.headers.set(
+        "Content-Disposition", "attachment", filename=safe_pdf_filename(note.number, prefix="credit-note-")
+    )
     return response

@@ -10,6 +10,7 @@ from typing import Any
 from ...money import Money
 from ...payments import DeclineReason
 from ...storage import (
+    CreditNote,
     Invoice,
     InvoiceStatus,
     LicenseKey,
@@ -153,10 +154,37 @@ def subscription_record(
     )
 
 
-def invoice_record(raw: Any, names: Mapping[str, str], open_ids: frozenset[str]) -> Invoice:
+def refund_credit_notes(refunds: Sequence[Any], customer_id: str) -> tuple[CreditNote, ...]:
+    """A payment's succeeded refunds, each as a credit note (Dodo issues no
+    other document for a refund): numbered by the refund's id, all of it
+    paid back, Dodo's free-text reason as its memo; oldest first."""
+    notes = [
+        CreditNote(
+            id=refund.refund_id,
+            number=refund.refund_id,
+            invoice_id=refund.payment_id,
+            customer_id=customer_id,
+            currency=str(refund.currency),
+            amount=int(refund.amount),
+            refunded=int(refund.amount),
+            issued_at=utc(refund.created_at),
+            memo=refund.reason or None,
+        )
+        for refund in refunds
+        if refund.status == "succeeded" and refund.amount and refund.currency
+    ]
+    return tuple(sorted(notes, key=lambda note: (note.issued_at, note.id)))
+
+
+def invoice_record(
+    raw: Any, names: Mapping[str, str], open_ids: frozenset[str], refunds: Sequence[Any] | None = None
+) -> Invoice:
     """A Dodo payment as the portal's invoice: described by its
     subscription's product name (``names``), ``open`` while it waits for
-    money or is in ``open_ids`` (:func:`open_payment_ids`)."""
+    money or is in ``open_ids`` (:func:`open_payment_ids`). Its refunds are
+    those of the payment itself (a retrieved payment has them), else
+    ``refunds`` (read for a list); a fully refunded payment has given back
+    its total even when neither is at hand."""
     status_name = raw.status or "processing"
     if status_name == "succeeded":
         status = InvoiceStatus.REFUNDED if raw.refund_status == "full" else InvoiceStatus.PAID
@@ -194,7 +222,22 @@ def invoice_record(raw: Any, names: Mapping[str, str], open_ids: frozenset[str])
         paid_at=paid_at,
         payment_reference=raw.payment_id if paid_at is not None else None,
         payment_method=method,
+        **_refunded(raw, refunds),
     )
+
+
+def _refunded(raw: Any, refunds: Sequence[Any] | None) -> dict[str, Any]:
+    own = _declared(raw, "refunds")
+    notes = refund_credit_notes(own if own is not None else refunds or (), raw.customer.customer_id)
+    refunded = sum(note.refunded for note in notes)
+    if raw.refund_status == "full":
+        refunded = max(refunded, raw.total_amount)
+    return {
+        "amount_refunded": refunded,
+        "amount_credited": refunded,
+        # The invoice's own page carries them; a list, only the sums.
+        "credit_notes": notes if own is not None else (),
+    }
 
 
 def open_payment_ids(payments: Sequence[Any], on_hold: set[str]) -> frozenset[str]:

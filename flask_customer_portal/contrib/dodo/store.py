@@ -279,6 +279,17 @@ class DodoBilling:
         )
         return [p for p in found if p.customer.customer_id == customer_id]
 
+    def _raw_refunds(self, customer_id: str) -> list[Any]:
+        found = self._pages(
+            "refunds.list",
+            lambda n: self.client.refunds.list(
+                customer_id=customer_id, status="succeeded", page_number=n, page_size=PAGE_SIZE
+            ),
+        )
+        # Its items name no customer: a refund counts only for a payment of
+        # this customer's (see _invoices), whatever the filter let through.
+        return list(found)
+
     def _subscriptions(self, customer_id: str) -> list[Subscription]:
         raws = [r for r in self._raw_subscriptions(customer_id) if r.status not in HIDDEN_STATUSES]
         if not raws:
@@ -299,7 +310,13 @@ class DodoBilling:
         names = {s.subscription_id: s.product_name or s.product_id for s in subscriptions}
         on_hold = {s.subscription_id for s in subscriptions if s.status in ("on_hold", "past_due")}
         open_ids = open_payment_ids(payments, on_hold)
-        invoices = [invoice_record(p, names, open_ids) for p in payments]
+        # A list's payments carry only a refund status: the amounts come from
+        # one list of the customer's refunds, read only when some were made.
+        refunds: dict[str, list[Any]] = {}
+        if any(p.refund_status for p in payments):
+            for refund in self._raw_refunds(customer_id):
+                refunds.setdefault(refund.payment_id, []).append(refund)
+        invoices = [invoice_record(p, names, open_ids, refunds.get(p.payment_id, ())) for p in payments]
         invoices.sort(key=lambda i: (i.issued_at, i.id), reverse=True)
         return invoices
 

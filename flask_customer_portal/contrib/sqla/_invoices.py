@@ -77,7 +77,8 @@ class InvoicesMixin(StoreBase):
         self, customer_id: str, after: Invoice | None, *, limit: int, with_lines: bool = False
     ) -> Sequence[Invoice]:
         """A keyset page: one query (two with lines) on the billing-history
-        index, as fast for the thousandth batch as for the first."""
+        index, as fast for the thousandth batch as for the first; one more
+        for the credit notes of the batch's invoices that have any."""
         if limit < 1:
             raise ValueError(f"limit must be 1 or more, got {limit}")
         query = (
@@ -93,12 +94,16 @@ class InvoicesMixin(StoreBase):
                     and_(invoices.c.issued_at == issued_at, invoices.c.id < after.id),
                 )
             )
-        return read_invoices(self._session, query, with_lines=with_lines)
+        return read_invoices(self._session, query, with_lines=with_lines, with_credit_notes=True)
 
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
-        """Two queries: the invoice with its card, then its lines."""
+        """Two queries: the invoice with its card, then its lines (and a
+        third for its credit notes, if it has any)."""
         found = read_invoices(
-            self._session, GET_INVOICE, {"invoice_id": invoice_id, "customer_id": customer_id}
+            self._session,
+            GET_INVOICE,
+            {"invoice_id": invoice_id, "customer_id": customer_id},
+            with_credit_notes=True,
         )
         return found[0] if found else None
 
@@ -207,6 +212,9 @@ def insert_invoice(session: Session, invoice: Invoice) -> Invoice:
             f"invoice {invoice.id!r}: lines add up to "
             f"{sum(line.amount for line in invoice.lines)}, subtotal is {invoice.subtotal}"
         )
+    if invoice.credit_notes or invoice.amount_refunded or invoice.amount_credited:
+        # The sums follow the credit notes, which come after the invoice.
+        raise ValueError(f"invoice {invoice.id!r}: record its credit notes with add_credit_note()")
     method = invoice.payment_method
     if method is not None and method.customer_id != invoice.customer_id:
         raise ValueError(

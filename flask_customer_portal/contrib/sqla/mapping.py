@@ -25,6 +25,8 @@ from ...storage import (
     AuditEvent,
     BillingDetails,
     ChargeAttempt,
+    CreditNote,
+    CreditNoteReason,
     Customer,
     Invoice,
     InvoiceLine,
@@ -57,6 +59,7 @@ __all__ = [
     "AUDIT_EVENT_COLUMNS",
     "BILLING_DETAILS_COLUMNS",
     "CHARGE_ATTEMPT_COLUMNS",
+    "CREDIT_NOTE_COLUMNS",
     "CUSTOMER_COLUMNS",
     "INVOICE_COLUMNS",
     "INVOICE_LINE_COLUMNS",
@@ -76,6 +79,8 @@ __all__ = [
     "billing_details_json",
     "billing_details_record",
     "charge_attempt_record",
+    "credit_note_lines_json",
+    "credit_note_record",
     "customer_record",
     "invoice_billing_details",
     "invoice_record",
@@ -347,11 +352,15 @@ INVOICE_COLUMNS = (
     "paid_at",
     "payment_reference",
     "billing_details",
+    "amount_refunded",
+    "amount_credited",
 )
 INVOICE_LINE_COLUMNS = _field_names(InvoiceLine)
 
 
-def invoice_record(row: Sequence[Any], lines: Iterable[Sequence[Any]] = ()) -> Invoice:
+def invoice_record(
+    row: Sequence[Any], lines: Iterable[Sequence[Any]] = (), credit_notes: Iterable[CreditNote] = ()
+) -> Invoice:
     """The values of :data:`INVOICE_COLUMNS`, then those of
     :data:`PAYMENT_METHOD_COLUMNS` (all ``None`` without a card; columns
     after them are left alone), with ``lines`` made of the values of
@@ -371,6 +380,8 @@ def invoice_record(row: Sequence[Any], lines: Iterable[Sequence[Any]] = ()) -> I
         paid_at,
         payment_reference,
         billing_details,
+        amount_refunded,
+        amount_credited,
     ) = row[: len(INVOICE_COLUMNS)]
     return Invoice(
         id=invoice_id,
@@ -389,6 +400,74 @@ def invoice_record(row: Sequence[Any], lines: Iterable[Sequence[Any]] = ()) -> I
         payment_method=_joined_payment_method(row, len(INVOICE_COLUMNS)),
         lines=tuple(InvoiceLine(*line) for line in lines),
         billing_details=invoice_billing_details(billing_details),
+        amount_refunded=amount_refunded or 0,
+        amount_credited=amount_credited or 0,
+        credit_notes=tuple(credit_notes),
+    )
+
+
+#: The columns of ``portal_credit_notes`` that :func:`credit_note_record` reads, in its order.
+CREDIT_NOTE_COLUMNS = (
+    "id",
+    "number",
+    "invoice_id",
+    "customer_id",
+    "currency",
+    "amount",
+    "refunded",
+    "issued_at",
+    "reason",
+    "memo",
+    "lines",
+)
+
+
+def credit_note_lines_json(lines: Iterable[InvoiceLine]) -> list[dict[str, Any]]:
+    return [
+        {
+            "description": line.description,
+            "quantity": line.quantity,
+            "unit_amount": line.unit_amount,
+            "amount": line.amount,
+        }
+        for line in lines
+    ]
+
+
+def credit_note_record(values: Sequence[Any]) -> CreditNote:
+    (
+        credit_note_id,
+        number,
+        invoice_id,
+        customer_id,
+        currency,
+        amount,
+        refunded,
+        issued_at,
+        reason,
+        memo,
+        lines,
+    ) = values
+    return CreditNote(
+        id=credit_note_id,
+        number=number,
+        invoice_id=invoice_id,
+        customer_id=customer_id,
+        currency=currency,
+        amount=amount,
+        refunded=refunded,
+        issued_at=issued_at,
+        reason=None if reason is None else CreditNoteReason(reason),
+        memo=memo,
+        lines=tuple(
+            InvoiceLine(
+                description=str(line["description"]),
+                quantity=int(line["quantity"]),
+                unit_amount=int(line["unit_amount"]),
+                amount=int(line["amount"]),
+            )
+            for line in lines or ()
+        ),
     )
 
 

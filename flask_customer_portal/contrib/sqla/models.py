@@ -50,6 +50,7 @@ from sqlalchemy.types import TypeDecorator
 
 from ...storage import (
     ChargeAttemptStatus,
+    CreditNoteReason,
     InvoiceStatus,
     LicenseKeyStatus,
     LinkPurpose,
@@ -68,6 +69,7 @@ __all__ = [
     "AuditEventModel",
     "BillingDetailsModel",
     "ChargeAttemptModel",
+    "CreditNoteModel",
     "CustomerModel",
     "InvoiceLineModel",
     "InvoiceModel",
@@ -339,6 +341,11 @@ class InvoiceModel(PortalModel):
     billing_details: Mapped[dict[str, str | None] | None] = mapped_column(JSON(none_as_null=True))
     """Copy of the customer's billing details when issued (see
     :func:`~.mapping.billing_details_json`); written once, ``NULL`` until then."""
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The sum of its credit notes' refunded parts, kept with them in one
+    transaction so that a list of invoices needs no second query."""
+    amount_credited: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The sum of its credit notes' amounts; never more than ``total``."""
 
     payment_method: Mapped[PaymentMethodModel | None] = relationship(viewonly=True, lazy="raise")
     lines: Mapped[list[InvoiceLineModel]] = relationship(
@@ -365,6 +372,29 @@ class InvoiceLineModel(PortalModel):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_amount: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class CreditNoteModel(PortalModel):
+    """A credit note of an invoice (issued once, never updated)."""
+
+    __tablename__ = "portal_credit_notes"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="credit_note_amount_positive"),
+        CheckConstraint("refunded >= 0 AND refunded <= amount", name="credit_note_refunded_within_amount"),
+    )
+
+    id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    number: Mapped[str] = mapped_column(String(64), unique=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey(InvoiceModel.id), index=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey(CustomerModel.id))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    refunded: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[datetime] = mapped_column(TZDateTime())
+    reason: Mapped[CreditNoteReason | None] = mapped_column(StringEnum(CreditNoteReason))
+    memo: Mapped[str | None] = mapped_column(Text)
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """``[{"description", "quantity", "unit_amount", "amount"}, …]``."""
 
 
 class BillingDetailsModel(PortalModel):

@@ -21,15 +21,18 @@ from sqlalchemy import and_, bindparam, case, func, select
 
 from ...storage import InvoiceStatus, SubscriptionStatus
 from .mapping import (
+    CREDIT_NOTE_COLUMNS,
     CUSTOMER_COLUMNS,
     INVOICE_COLUMNS,
     INVOICE_LINE_COLUMNS,
     PAYMENT_METHOD_COLUMNS,
     SESSION_COLUMNS,
     SUBSCRIPTION_COLUMNS,
+    credit_note_record,
     invoice_record,
 )
 from .models import (
+    CreditNoteModel,
     CustomerModel,
     InvoiceLineModel,
     InvoiceModel,
@@ -46,7 +49,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
     from sqlalchemy.sql import ColumnElement, Executable, FromClause
 
-    from ...storage import Invoice
+    from ...storage import CreditNote, Invoice
 
 __all__ = [
     "COUNT_INVOICES",
@@ -72,6 +75,7 @@ _license_keys = LicenseKeyModel.__table__
 portal_sessions = PortalSessionModel.__table__
 invoices = InvoiceModel.__table__
 _invoice_lines = InvoiceLineModel.__table__
+_credit_notes = CreditNoteModel.__table__
 
 
 def _columns(table: FromClause, names: Sequence[str]) -> tuple[ColumnElement[Any], ...]:
@@ -186,14 +190,36 @@ _INVOICE_LINES = (
 )
 
 
+_CREDITED = INVOICE_COLUMNS.index("amount_credited")
+_CREDIT_NOTES = (
+    select(*_columns(_credit_notes, CREDIT_NOTE_COLUMNS))
+    .where(_credit_notes.c.invoice_id.in_(bindparam("invoice_ids", expanding=True)))
+    .order_by(_credit_notes.c.invoice_id, _credit_notes.c.issued_at, _credit_notes.c.id)
+)
+
+
 def read_invoices(
-    session: Session, statement: Executable, params: dict[str, Any] | None = None, *, with_lines: bool = True
+    session: Session,
+    statement: Executable,
+    params: dict[str, Any] | None = None,
+    *,
+    with_lines: bool = True,
+    with_credit_notes: bool = False,
 ) -> tuple[Invoice, ...]:
     """The invoices a select of :data:`SELECT_INVOICES` finds, in its order,
-    with their lines read in one more query (none when it finds nothing)."""
+    with their lines read in one more query and the credit notes of those
+    that have any in another (none when it finds nothing)."""
     rows = session.execute(statement, params).all()
     lines: dict[str, list[Sequence[Any]]] = {}
+    notes: dict[str, list[CreditNote]] = {}
     if with_lines and rows:
         for invoice_id, *line in session.execute(_INVOICE_LINES, {"invoice_ids": [row[0] for row in rows]}):
             lines.setdefault(invoice_id, []).append(line)
-    return tuple(invoice_record(row, lines.get(row[0], ())) for row in rows)
+    # Only invoices with credit notes have any to read: most have none, and
+    # then this costs no query at all.
+    credited = [row[0] for row in rows if row[_CREDITED]] if with_credit_notes else []
+    if credited:
+        for values in session.execute(_CREDIT_NOTES, {"invoice_ids": credited}):
+            note = credit_note_record(values)
+            notes.setdefault(note.invoice_id, []).append(note)
+    return tuple(invoice_record(row, lines.get(row[0], ()), notes.get(row[0], ())) for row in rows)

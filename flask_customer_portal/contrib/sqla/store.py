@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..composite import CompositeStorage
 from ._access import AccessMixin
+from ._credit_notes import CreditNotesMixin
 from ._customers import CustomersMixin
 from ._invoices import InvoicesMixin
 from ._licences import LicenceKeysMixin
@@ -45,6 +46,7 @@ class SQLAlchemyStorage(
     CustomersMixin,
     SubscriptionsMixin,
     InvoicesMixin,
+    CreditNotesMixin,
     LicenceKeysMixin,
     AccessMixin,
     LocksMixin,

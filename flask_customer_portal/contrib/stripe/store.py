@@ -19,6 +19,7 @@ from ...storage import (
     AuditEvent,
     ChargeAttempt,
     ChargeAttemptStatus,
+    CreditNote,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -32,7 +33,9 @@ from ...storage import (
 from ._cache import CustomerReads, ReadCache
 from ._convert import (
     as_dict,
+    credit_note_record,
     from_timestamp,
+    invoice_billing_details,
     invoice_status,
     invoice_subscription_id,
     object_id,
@@ -212,6 +215,7 @@ class StripeBillingStore:
         *,
         lines: bool,
         known: Mapping[str, PaymentMethod] | None = None,
+        credit_notes: tuple[CreditNote, ...] = (),
     ) -> Invoice | None:
         status = invoice_status(data)
         if status is None:
@@ -249,6 +253,8 @@ class StripeBillingStore:
             if status is not InvoiceStatus.OPEN
             else None,
             payment_method=payment_method if lines else None,
+            billing_details=invoice_billing_details(data) if lines else None,
+            **_refunds(data, total, status, credit_notes),
             lines=tuple(
                 InvoiceLine(
                     description=str(line.get("description") or ""),
@@ -366,7 +372,13 @@ class StripeBillingStore:
         known = None
         if isinstance(charge, Mapping) and charge.get("payment_method") and self._reads.active():
             known = {m.id: m for m in self.list_payment_methods(customer_id)}
-        return self._invoice(data, customer_id, lines=True, known=known)
+        # Credit notes cost a request only for an invoice that has some.
+        notes: tuple[CreditNote, ...] = ()
+        if int(data.get("post_payment_credit_notes_amount") or 0) > 0:
+            found = self.client.v1.credit_notes.list(params={"invoice": str(data["id"]), "limit": 100})
+            converted = (credit_note_record(as_dict(note), customer_id) for note in found.data)
+            notes = tuple(sorted((n for n in converted if n is not None), key=lambda n: (n.issued_at, n.id)))
+        return self._invoice(data, customer_id, lines=True, known=known, credit_notes=notes)
 
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
         if not invoice_id.startswith("in_"):
@@ -580,6 +592,24 @@ class StripeBillingStore:
         """Always empty: Stripe renews subscriptions and retries failed
         renewals itself."""
         return []
+
+
+def _refunds(
+    data: Mapping[str, Any], total: int, status: InvoiceStatus, credit_notes: tuple[CreditNote, ...]
+) -> dict[str, Any]:
+    """What was paid back: the charge's ``amount_refunded`` where the
+    invoice carries its charge, else the credit notes' refunded parts (a
+    list has none: ``0``, or the total of a refunded invoice); credited is
+    Stripe's ``post_payment_credit_notes_amount``."""
+    charge = data.get("charge")
+    if isinstance(charge, Mapping):
+        refunded = int(charge.get("amount_refunded") or 0)
+    else:
+        refunded = sum(note.refunded for note in credit_notes)
+    if status is InvoiceStatus.REFUNDED:
+        refunded = max(refunded, total)
+    credited = max(int(data.get("post_payment_credit_notes_amount") or 0), refunded)
+    return {"amount_refunded": refunded, "amount_credited": credited, "credit_notes": credit_notes}
 
 
 def _attempt_to_metadata(attempt: ChargeAttempt) -> str:

@@ -18,8 +18,9 @@ from .store import StripeBillingStore
 
 #: Webhook events :func:`stripe_webhook_blueprint` acts on (``invoice.*`` and ``customer.subscription.*``).
 WEBHOOK_EVENTS = ("invoice.", "customer.subscription.")
-#: Events after which the customer's reads kept by :class:`StripeBillingStore` are dropped.
-_CHANGES_READS = ("invoice.", "customer.", "payment_method.")
+#: Events after which the customer's reads kept by :class:`StripeBillingStore` are dropped
+#: (a refund is a ``charge.refunded``, a credit note a ``credit_note.created``).
+_CHANGES_READS = ("invoice.", "customer.", "payment_method.", "charge.", "credit_note.")
 
 
 def _stripe_customer_of(event: stripe.Event) -> str | None:
