@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask_babel import LazyString
 from limits import parse as parse_rate_limit
 
+from .catalogues import shipped_languages
 from .errors import ConfigurationError
 from .mail_settings import MAIL_DEFAULTS, MailSettings, load_mail_settings
 
@@ -46,7 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI": "memory://",
     "CUSTOMER_PORTAL_SINGLE_PROCESS": False,
     "CUSTOMER_PORTAL_TRUSTED_PROXIES": 0,
-    "CUSTOMER_PORTAL_LANGUAGES": ("en", "id"),
+    # None: English and every language the package ships a catalogue for.
+    "CUSTOMER_PORTAL_LANGUAGES": None,
     "CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES": (),
     "CUSTOMER_PORTAL_DEFAULT_LOCALE": "en",
     "CUSTOMER_PORTAL_DEFAULT_TIMEZONE": "UTC",
@@ -278,6 +280,8 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         allowed_hosts = frozenset(h.lower() for h in allowed)
 
     raw_languages = config["CUSTOMER_PORTAL_LANGUAGES"]
+    if raw_languages is None:
+        raw_languages = shipped_languages()
     if isinstance(raw_languages, str) or not all(
         isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}", code) for code in raw_languages
     ):
