@@ -26,6 +26,7 @@ from ..formatting import format_date, format_payment_method
 from ..money import Money, format_money
 from ..storage import InvoiceStatus
 from ..tax_ids import bill_to_lines
+from .bidi_text import reshaped, visual
 from .document import InvoiceDocument, InvoiceRenderer
 from .fonts import FontMetrics, SharedFonts
 
@@ -216,6 +217,10 @@ def _close_public_fonts(pdf: FPDF) -> None:
             ttfont.close()
 
 
+def _right_to_left(locale: str) -> bool:
+    return bool(Locale.parse(locale).character_order == "right-to-left")
+
+
 # -- drawing ------------------------------------------------------------------
 
 _PAGE_W, _PAGE_H = 210.0, 297.0
@@ -242,9 +247,12 @@ class _Layout:
     ``FPDF.text``: fpdf2 never breaks pages or rewrites text on its own.
     """
 
-    def __init__(self, pdf: FPDF, content: _Content) -> None:
+    def __init__(self, pdf: FPDF, content: _Content, *, right_to_left: bool = False) -> None:
         self.pdf = pdf
         self.content = content
+        #: Mirror the page: every box and rule is drawn at its mirror image
+        #: across the page's middle, and left and right alignments swap.
+        self.right_to_left = right_to_left
         self.dry_run = True
         self.pages = 0
         self.page = 0
@@ -445,7 +453,7 @@ class _Layout:
         """Width of ``text`` in the current font, as ``FPDF.get_string_width``
         computes it for unshaped text, without its per-call overhead."""
         widths = self._widths
-        return sum(widths[ord(ch)] for ch in text) * self._size_pt * 0.001 / self.pdf.k
+        return sum(widths[ord(ch)] for ch in reshaped(text)) * self._size_pt * 0.001 / self.pdf.k
 
     def _split(self, width: float, text: str) -> list[str]:
         """``text`` broken into lines that fit ``width``: at spaces, or inside
@@ -457,7 +465,7 @@ class _Layout:
         room = width - 2 * self.pdf.c_margin
         measure = self._measure
         lines: list[str] = []
-        for paragraph in _renderable(text).split("\n"):
+        for paragraph in _renderable(reshaped(text)).split("\n"):
             line = ""
             for word in paragraph.split(" "):
                 candidate = f"{line} {word}" if line else word
@@ -513,7 +521,7 @@ class _Layout:
         if self.dry_run or not text:
             return
         pdf = self.pdf
-        text = _renderable(text)
+        text = _renderable(reshaped(text))
         room = width - 2 * pdf.c_margin
         text_w = self._measure(text)
         if truncate and text_w > room:
@@ -521,12 +529,16 @@ class _Layout:
                 text = text[:-1]
             text = text.rstrip() + "\u2026"
             text_w = self._measure(text)
+        if self.right_to_left:
+            x, align = _PAGE_W - x - width, "R" if align == "L" else "L"
         left = x + pdf.c_margin if align == "L" else x + width - pdf.c_margin - text_w
-        pdf.text(left, y + 0.5 * height + 0.3 * pdf.font_size, text)
+        pdf.text(left, y + 0.5 * height + 0.3 * pdf.font_size, visual(text, right_to_left=self.right_to_left))
 
     def _rule(self, x1: float, y: float, x2: float, *, width: float = 0.2) -> None:
         if self.dry_run:
             return
+        if self.right_to_left:
+            x1, x2 = _PAGE_W - x2, _PAGE_W - x1
         self.pdf.set_draw_color(*_RULE)
         self.pdf.set_line_width(width)
         self.pdf.line(x1, y, x2, y)
@@ -538,8 +550,9 @@ class FPDFInvoiceRenderer:
     DejaVu Sans (shipped in the package) is embedded, subset to the glyphs
     used, so names and addresses in Latin, Greek and Cyrillic scripts print
     as written; a character the font lacks prints as U+FFFD rather than
-    vanishing. Right-to-left and complex scripts would need text shaping
-    (uharfbuzz), which this renderer does not use. Safe to share between
+    vanishing. Arabic and Hebrew print joined and in reading order (see
+    :mod:`flask_customer_portal.pdf.bidi_text`), and a document in a
+    right-to-left language is laid out mirrored. Safe to share between
     threads.
     """
 
@@ -592,11 +605,11 @@ class FPDFInvoiceRenderer:
 
         if shared is not None:
             shared.attach(pdf)
-            _Layout(pdf, content).draw()
+            _Layout(pdf, content, right_to_left=_right_to_left(document.locale)).draw()
             return shared.output(pdf)
         try:
             _add_public_fonts(pdf)
-            _Layout(pdf, content).draw()
+            _Layout(pdf, content, right_to_left=_right_to_left(document.locale)).draw()
             return bytes(pdf.output())
         except BaseException:
             _close_public_fonts(pdf)  # fpdf2 closes them only when the output is written
