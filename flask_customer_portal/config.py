@@ -50,6 +50,8 @@ DEFAULTS: dict[str, Any] = {
     # None: English and every language the package ships a catalogue for.
     "CUSTOMER_PORTAL_LANGUAGES": None,
     "CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES": (),
+    # None: the Debian locations of CJK fonts (pdf/fallback_fonts.py).
+    "CUSTOMER_PORTAL_PDF_FALLBACK_FONTS": None,
     "CUSTOMER_PORTAL_DEFAULT_LOCALE": "en",
     "CUSTOMER_PORTAL_DEFAULT_TIMEZONE": "UTC",
     "CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END": True,
@@ -110,6 +112,8 @@ class PortalConfig:
     translation_directories: tuple[str, ...] = ()
     """The merchant's own ``customer_portal`` catalogues (more languages,
     other wording); searched after the portal's, so theirs win."""
+    pdf_fallback_fonts: tuple[str, ...] | None = None
+    """TrueType files for the scripts DejaVu Sans lacks; ``None``: the Debian ones."""
     cancellation_reasons: tuple[tuple[str, Any], ...] | None = None
     """The merchant's ``(code, label)`` reasons; ``None``: the portal's own."""
     allow_pause: bool = False
@@ -340,6 +344,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         trusted_proxies=trusted,
         languages=languages,
         translation_directories=_translation_directories(config),
+        pdf_fallback_fonts=_pdf_fallback_fonts(config),
         default_locale=default_locale,
         default_timezone=default_tz,
         cancel_at_period_end=bool(config["CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END"]),
@@ -462,6 +467,18 @@ def _translation_directories(config: Mapping[str, Any]) -> tuple[str, ...]:
             'must be a list of directories such as ["translations"] (relative to the app\'s root_path)',
         )
     return tuple(os.fspath(d) for d in value)
+
+
+def _pdf_fallback_fonts(config: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = config["CUSTOMER_PORTAL_PDF_FALLBACK_FONTS"]
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not all(isinstance(f, (str, os.PathLike)) for f in value):
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_PDF_FALLBACK_FONTS",
+            'must be a list of TrueType font files such as ["/usr/share/fonts/my-font.ttf"]',
+        )
+    return tuple(os.fspath(f) for f in value)
 
 
 def _max_pause_months(config: Mapping[str, Any]) -> int:

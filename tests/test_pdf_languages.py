@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import pytest
 from babel import Locale
 from flask_babel import force_locale
+from portal_fixtures import running_in_ci
 from pypdf import PdfReader
-from test_pdf import make_document, make_invoice, render
+from test_pdf import all_text, make_document, make_invoice, render
 from untranslated import translated_languages
 
 from flask_customer_portal import i18n
-from flask_customer_portal.pdf import bidi_text, default_labels
+from flask_customer_portal.pdf import FPDFInvoiceRenderer, bidi_text, default_labels
+from flask_customer_portal.pdf.fallback_fonts import DEBIAN_FALLBACK_FONTS, warn_missing_glyph
 from flask_customer_portal.storage import InvoiceLine
 
 LANGUAGES = translated_languages()
@@ -112,3 +115,71 @@ def test_without_the_shaping_libraries_a_pdf_is_still_made(
         bidi_text._tools.cache_clear()
     assert pdf.startswith(b"%PDF")
     assert "pip install 'flask-customer-portal[pdf]'" in caplog.text
+
+
+# -- scripts DejaVu Sans lacks: a fallback font, embedded only when needed ------
+
+needs_cjk_font = pytest.mark.skipif(
+    not all(Path(font).is_file() for font in DEBIAN_FALLBACK_FONTS) and not running_in_ci(),
+    reason="CJK fonts missing (apt-get install fonts-droid-fallback fonts-nanum; scripts/system-deps.sh)",
+)
+CJK_LINES = (InvoiceLine("プロプラン 年額 — 专业版 — 프로 요금제", 1, 1900, 1900),)
+
+
+@needs_cjk_font
+def test_chinese_japanese_and_korean_print_from_a_fallback_font() -> None:
+    pdf = render(make_document(make_invoice(lines=CJK_LINES), customer_name="山田太郎"))
+    text = all_text(pdf)
+    assert "山田太郎" in text
+    assert "プロプラン 年額 — 专业版 — 프로 요금제" in text
+    assert "\ufffd" not in text
+    # Subset to the few glyphs used, not the 4 MB font.
+    assert len(pdf) < MAX_BYTES, len(pdf)
+
+
+@needs_cjk_font
+def test_the_fallback_font_is_embedded_only_when_a_document_needs_it() -> None:
+    latin = render(make_document())
+    cjk = render(make_document(customer_name="山田太郎"))
+    assert b"PortalFallback" not in latin and b"Droid" not in latin
+    assert b"Droid" in cjk and b"Nanum" not in cjk  # Japanese only: the Korean font stays out
+
+
+def test_without_a_font_for_a_script_the_pdf_says_so_and_is_still_made(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    warn_missing_glyph.cache_clear()
+    not_a_font = tmp_path / "broken.ttf"
+    not_a_font.write_bytes(b"not a font")
+    for fonts in ((), (str(tmp_path / "missing.ttf"), str(not_a_font))):
+        renderer = FPDFInvoiceRenderer(fallback_fonts=fonts)
+        with caplog.at_level(logging.WARNING, logger="flask_customer_portal"):
+            pdf = renderer.render(make_document(make_invoice(lines=CJK_LINES), customer_name="山田太郎"))
+        assert pdf.startswith(b"%PDF")
+        assert "\ufffd\ufffd\ufffd\ufffd" in all_text(pdf)
+    assert "CUSTOMER_PORTAL_PDF_FALLBACK_FONTS" in caplog.text
+    assert "fonts-droid-fallback" in caplog.text
+    assert "cannot use" in caplog.text and "broken.ttf" in caplog.text
+    warn_missing_glyph.cache_clear()
+
+
+def test_the_fallback_fonts_setting(tmp_path: Path) -> None:
+    from portal_fixtures import close_app, make_portal_app, sign_in
+
+    from flask_customer_portal.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="CUSTOMER_PORTAL_PDF_FALLBACK_FONTS"):
+        make_portal_app(f"sqlite:///{tmp_path / 'bad.db'}", CUSTOMER_PORTAL_PDF_FALLBACK_FONTS="font.ttf")
+    # No fonts at all: a Japanese name prints as U+FFFD, and the page still answers 200.
+    app = make_portal_app(f"sqlite:///{tmp_path / 'none.db'}", CUSTOMER_PORTAL_PDF_FALLBACK_FONTS=[])
+    try:
+        store = app.extensions["customer_portal"].get_state(app).storage
+        with app.app_context():
+            store.update_profile("cus_demo_ava", name="山田太郎", phone=None)
+        client = app.test_client()
+        sign_in(app, client, "cus_demo_ava")
+        pdf = client.get("/portal/invoices/inv_demo_ava_sync_01/pdf")
+        assert pdf.status_code == 200
+        assert "\ufffd\ufffd\ufffd\ufffd" in all_text(pdf.data)
+    finally:
+        close_app(app)

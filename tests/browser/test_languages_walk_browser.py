@@ -38,6 +38,7 @@ _RECORD_ID = re.compile(r"^[a-z]+_[A-Za-z0-9_]+$")
 def _kind(path: str) -> str:
     return "/".join("{id}" if _RECORD_ID.match(part) else part for part in path.split("/"))
 
+
 _VISIBLE_TEXT = """() => {
   const texts = document.body.innerText.split('\\n');
   for (const el of document.querySelectorAll('[aria-label], [title], [placeholder], img[alt]')) {
