@@ -17,8 +17,15 @@ logs a warning naming the setting and the package; the PDF is still made.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hashlib
+import io
 import logging
+import os
+import shutil
+import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +37,7 @@ __all__ = [
     "DEBIAN_FALLBACK_PACKAGES",
     "FallbackFont",
     "find_fallback_fonts",
+    "subset_file",
     "warn_missing_glyph",
 ]
 
@@ -94,6 +102,50 @@ def warn_missing_glyph(character: str) -> None:
         ord(character),
         DEBIAN_FALLBACK_PACKAGES,
     )
+
+
+_SUBSET_DIR: str | None = None
+_SUBSET_LOCK = threading.Lock()
+
+
+def _subset_dir() -> str:
+    global _SUBSET_DIR
+    with _SUBSET_LOCK:
+        if _SUBSET_DIR is None:
+            _SUBSET_DIR = tempfile.mkdtemp(prefix="portal-pdf-fonts-")
+            atexit.register(shutil.rmtree, _SUBSET_DIR, True)
+        return _SUBSET_DIR
+
+
+@functools.lru_cache(maxsize=128)
+def subset_file(path: Path, characters: frozenset[str]) -> Path:
+    """A TrueType file with only ``characters`` of the font at ``path``.
+
+    fpdf2's ``add_font`` reads the whole font for every document (seconds
+    for a 4 MB CJK font); handed this instead, it reads a few kilobytes. Made
+    once per set of characters and process, in a private temporary
+    directory removed at exit.
+    """
+    from fontTools import subset, ttLib
+
+    options = subset.Options()
+    options.notdef_outline = True
+    options.name_IDs = ["*"]
+    options.hinting = False
+    options.layout_features = []
+    with ttLib.TTFont(io.BytesIO(path.read_bytes()), lazy=True) as font:
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(unicodes=sorted(ord(ch) for ch in characters))
+        subsetter.subset(font)
+        buffer = io.BytesIO()
+        font.save(buffer)
+    data = buffer.getvalue()
+    target = Path(_subset_dir()) / f"{path.stem}-{hashlib.sha256(data).hexdigest()[:16]}.ttf"
+    if not target.exists():
+        partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)  # another thread may have made the same file: same bytes
+    return target
 
 
 def characters(texts: Iterable[str]) -> frozenset[str]:

@@ -28,7 +28,7 @@ from ..storage import InvoiceStatus
 from ..tax_ids import bill_to_lines
 from .bidi_text import reshaped, visual
 from .document import InvoiceDocument, InvoiceRenderer
-from .fallback_fonts import FallbackFont, find_fallback_fonts, warn_missing_glyph
+from .fallback_fonts import FallbackFont, find_fallback_fonts, subset_file, warn_missing_glyph
 from .fonts import FontMetrics, SharedFonts
 
 if TYPE_CHECKING:
@@ -619,7 +619,10 @@ class _Layout:
         bold, size = self._font_key
         style = "B" if bold else ""
         for face, run in self._runs(text):
-            pdf.set_font(_FONT_FAMILY if face == 0 else self.fallbacks[face - 1].family, style, size)
+            if face == 0:
+                pdf.set_font(_FONT_FAMILY, style, size)
+            else:
+                pdf.set_font(self.fallbacks[face - 1].family, "", size)
             pdf.text(left, baseline, run)
             left += self._run_width(face, run)
         pdf.set_font(_FONT_FAMILY, style, size)
@@ -730,9 +733,11 @@ class FPDFInvoiceRenderer:
             return shared.output(pdf)
         try:
             _add_public_fonts(pdf)
-            for fallback in fallbacks:  # subset to the glyphs used when the PDF is written
-                for style in ("", "B"):
-                    pdf.add_font(fallback.family, style, fallback.path)
+            used = frozenset("".join(_texts(content)))
+            for fallback in fallbacks:
+                # One face, for bold text too: these fonts rarely come in bold.
+                chars = frozenset(ch for ch in used if ord(ch) in fallback.metrics.codepoints)
+                pdf.add_font(fallback.family, "", subset_file(fallback.path, chars))
             _Layout(pdf, content, right_to_left=_right_to_left(document.locale), fallbacks=fallbacks).draw()
             return bytes(pdf.output())
         except BaseException:
