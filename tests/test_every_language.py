@@ -141,3 +141,70 @@ def test_the_walk_finds_english(shop: Flask) -> None:
         found = tells_for(language).find(english)
         assert any("Overview" in item for item in found), found
         assert not tells_for(language).find(["Acme Software", "4242", "2026-12-07"])
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_emails_have_no_english_left(tmp_path_factory: pytest.TempPathFactory, language: str) -> None:
+    from datetime import datetime, timezone
+
+    from flask_customer_portal.emails import render_message
+    from flask_customer_portal.state import get_state
+    from flask_customer_portal.testing import MemoryMailer
+
+    mailer = MemoryMailer()
+    app = make_portal_app(f"sqlite:///{tmp_path_factory.mktemp('mail') / 'portal.db'}", mailer=mailer)
+    tells = tells_for(language)
+    try:
+        # A login email, in the language of the browser that asked for it.
+        client = app.test_client()
+        headers = {"Accept-Language": language}
+        page = client.get("/portal/login/biz_demo", headers=headers)
+        client.post(
+            "/portal/login/biz_demo",
+            data={"csrf_token": csrf_token_from(page.text), "email": "chen@example.com"},
+            headers=headers,
+        )
+        get_state(app).wait_for_background_tasks()
+        messages = list(mailer.outbox)
+        # A personal link, in the customer's saved language.
+        with app.app_context():
+            state = get_state(app)
+            chen = state.storage.set_locale("cus_demo_chen", language)
+            assert chen is not None
+            messages.append(
+                render_message(
+                    state,
+                    "session_link",
+                    to=chen.email,
+                    customer=chen,
+                    link=f"{BASE_URL}/portal/session/token",
+                    expires_at=datetime(2026, 12, 24, 12, 0, tzinfo=timezone.utc),
+                )
+            )
+    finally:
+        close_app(app)
+    assert len(messages) == 2
+    for message in messages:
+        texts = [message.subject, *(_normal_lines(message.text)), *page_texts(message.html or "")]
+        assert not tells.find(texts), (message.subject, tells.find(texts))
+        assert f'lang="{language}"' in (message.html or "")
+
+
+def _normal_lines(text: str) -> list[str]:
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_csv_export_speaks_the_language(shop: Flask, language: str) -> None:
+    import csv
+    import io
+
+    client = shop.test_client()
+    sign_in(shop, client, "cus_demo_ava")
+    _pick(client, language)
+    response = client.get("/portal/invoices/export.csv")
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(response.data.decode("utf-8-sig"))))
+    header, statuses = rows[0], {cell for row in rows[1:] for cell in row}
+    assert not tells_for(language).find(header), header
+    assert not tells_for(language).find(sorted(statuses)), statuses
