@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export PORT
 
-.PHONY: demo test check lint typecheck security audit pytest docs bench translations extract-messages system-deps clean \
+.PHONY: demo test check lint typecheck security audit pytest docs bench translations extract-messages missing-translations system-deps clean \
 	dist deps-bounds python-versions tour
 
 $(VENV)/.installed: pyproject.toml setup.py
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 translations: $(VENV)/.installed
 	$(BIN)/pybabel compile -d flask_customer_portal/translations -D customer_portal
+
+# The strings each catalogue lacks, as <lang>.po files to fill in (see docs/i18n.rst).
+missing-translations: $(VENV)/.installed
+	-$(BIN)/python scripts/missing_translations.py --output-dir build/missing-translations
 
 extract-messages: $(VENV)/.installed
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k ngettext:1,2 --no-location --sort-output \

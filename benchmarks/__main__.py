@@ -19,6 +19,7 @@ from benchmarks import (
     invoice_list,
     invoice_pdf,
     pages,
+    pdf_languages,
     renewals,
     server,
     signin,
@@ -34,6 +35,7 @@ FULL: dict[str, Callable[[], object]] = {
     "exports": exports.run,
     "stripe_calls": stripe_calls.run,
     "renewals": renewals.run,
+    "pdf_languages": pdf_languages.run,
 }
 
 QUICK: dict[str, Callable[[], object]] = {
@@ -45,6 +47,7 @@ QUICK: dict[str, Callable[[], object]] = {
     "exports": lambda: exports.run(invoices=200, rounds=3, warmup=1),
     "stripe_calls": lambda: stripe_calls.run(sizes=((3, 2, 2), (12, 3, 3))),
     "renewals": lambda: renewals.run(sqlite_counts=(100, 400), postgres_count=600),
+    "pdf_languages": lambda: pdf_languages.run(rounds=3, warmup=1),
 }
 
 

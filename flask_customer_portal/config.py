@@ -15,6 +15,7 @@ from flask_babel import LazyString
 from limits import parse as parse_rate_limit
 
 from .branding import BRAND_DEFAULTS, Brand, load_brand
+from .catalogues import shipped_languages
 from .errors import ConfigurationError
 from .mail_settings import MAIL_DEFAULTS, MailSettings, load_mail_settings
 
@@ -49,8 +50,11 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI": "memory://",
     "CUSTOMER_PORTAL_SINGLE_PROCESS": False,
     "CUSTOMER_PORTAL_TRUSTED_PROXIES": 0,
-    "CUSTOMER_PORTAL_LANGUAGES": ("en", "id"),
+    # None: English and every language the package ships a catalogue for.
+    "CUSTOMER_PORTAL_LANGUAGES": None,
     "CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES": (),
+    # None: the Debian locations of CJK fonts (pdf/fallback_fonts.py).
+    "CUSTOMER_PORTAL_PDF_FALLBACK_FONTS": None,
     "CUSTOMER_PORTAL_DEFAULT_LOCALE": "en",
     "CUSTOMER_PORTAL_DEFAULT_TIMEZONE": "UTC",
     "CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END": True,
@@ -112,6 +116,8 @@ class PortalConfig:
     translation_directories: tuple[str, ...] = ()
     """The merchant's own ``customer_portal`` catalogues (more languages,
     other wording); searched after the portal's, so theirs win."""
+    pdf_fallback_fonts: tuple[str, ...] | None = None
+    """TrueType files for the scripts DejaVu Sans lacks; ``None``: the Debian ones."""
     cancellation_reasons: tuple[tuple[str, Any], ...] | None = None
     """The merchant's ``(code, label)`` reasons; ``None``: the portal's own."""
     allow_pause: bool = False
@@ -289,6 +295,8 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         allowed_hosts = frozenset(h.lower() for h in allowed)
 
     raw_languages = config["CUSTOMER_PORTAL_LANGUAGES"]
+    if raw_languages is None:
+        raw_languages = shipped_languages()
     if isinstance(raw_languages, str) or not all(
         isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}", code) for code in raw_languages
     ):
@@ -348,6 +356,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         trusted_proxies=trusted,
         languages=languages,
         translation_directories=_translation_directories(config),
+        pdf_fallback_fonts=_pdf_fallback_fonts(config),
         default_locale=default_locale,
         default_timezone=default_tz,
         cancel_at_period_end=bool(config["CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END"]),
@@ -496,6 +505,18 @@ def _translation_directories(config: Mapping[str, Any]) -> tuple[str, ...]:
             'must be a list of directories such as ["translations"] (relative to the app\'s root_path)',
         )
     return tuple(os.fspath(d) for d in value)
+
+
+def _pdf_fallback_fonts(config: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = config["CUSTOMER_PORTAL_PDF_FALLBACK_FONTS"]
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not all(isinstance(f, (str, os.PathLike)) for f in value):
+        raise ConfigurationError(
+            "CUSTOMER_PORTAL_PDF_FALLBACK_FONTS",
+            'must be a list of TrueType font files such as ["/usr/share/fonts/my-font.ttf"]',
+        )
+    return tuple(os.fspath(f) for f in value)
 
 
 def _max_pause_months(config: Mapping[str, Any]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -200,7 +201,10 @@ class CustomerPortal:
             namespace=namespace,
         )
         if invoice_renderer is None:
-            invoice_renderer = self.invoice_renderer or default_invoice_renderer()
+            fonts = config.pdf_fallback_fonts
+            invoice_renderer = self.invoice_renderer or default_invoice_renderer(
+                fallback_fonts=None if fonts is None else [os.path.join(app.root_path, f) for f in fonts]
+            )
         if invoice_renderer is None:
             logger.warning(
                 "Customer portal: invoices have no PDF, because fpdf2 is not installed "

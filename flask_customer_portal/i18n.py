@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from babel import Locale, UnknownLocaleError
 from flask import current_app, has_app_context, has_request_context, request, session
 from flask_babel import Domain
+
+from .catalogues import TRANSLATIONS_DIR
 
 if TYPE_CHECKING:
     from .config import PortalConfig
@@ -37,7 +38,6 @@ __all__ = [
     "text_direction",
 ]
 
-TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 
 #: The language a visitor picked in this browser, for pages before sign-in
 #: (the portal's own key in the Flask session).

@@ -10,7 +10,10 @@ fixture below compiles them too when they are missing or older than their
 
 from __future__ import annotations
 
+import gettext
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +24,7 @@ import pytest
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_keywords, parse_mapping_cfg
+from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
@@ -132,16 +136,49 @@ def test_catalogue_is_fully_translated_and_not_fuzzy(po_path: Path) -> None:
             continue
         if message.fuzzy:
             problems.append(f"fuzzy: {message.id!r}")
-        forms = message.string if message.pluralizable else (message.string,)
-        if len(forms) != catalog.num_plurals or not all(forms):
+        if message.pluralizable:
+            forms = message.string if isinstance(message.string, (list, tuple)) else (message.string,)
+            if len(forms) != catalog.num_plurals:
+                problems.append(f"{len(forms)} plural forms, {catalog.num_plurals} needed: {message.id!r}")
+        else:
+            forms = (message.string,)
+        if not all(forms):
             problems.append(f"untranslated: {message.id!r}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("po_path", PO_FILES, ids=LOCALES)
+def test_catalogue_has_its_languages_plural_rule(po_path: Path) -> None:
+    # The header's rule must be CLDR's (as Babel knows it): a rule of one's
+    # own picks the wrong form for some counts, silently.
+    catalog = _read_catalog(po_path)
+    locale = po_path.parents[1].name
+    assert str(catalog.locale) == locale
+    expected = get_plural(locale)
+    assert catalog.num_plurals == expected.num_plurals
+    assert catalog.plural_forms == expected.plural_forms
 
 
 def test_indonesian_plural_forms() -> None:
     catalog = _read_catalog(TRANSLATIONS / "id" / "LC_MESSAGES" / f"{DOMAIN}.po")
     assert catalog.plural_forms == "nplurals=1; plural=0;"
     assert str(catalog.locale) == "id"
+
+
+@pytest.mark.skipif(shutil.which("msgfmt") is None, reason="GNU gettext's msgfmt is not installed")
+@pytest.mark.parametrize("po_path", PO_FILES, ids=LOCALES)
+def test_gnu_msgfmt_accepts_the_catalogue(po_path: Path, tmp_path: Path) -> None:
+    # msgfmt -c checks what Babel does not: the header fields, and that
+    # c-format strings keep their directives in every form.
+    result = subprocess.run(
+        ["msgfmt", "--check", "-o", str(tmp_path / "out.mo"), str(po_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not result.stderr.strip(), result.stderr
 
 
 # -- placeholders --------------------------------------------------------------
@@ -165,9 +202,22 @@ def _sample_values(text: str) -> dict[str, Any]:
     return values
 
 
+def _forms_for_a_single_count(catalog: Catalog) -> set[int]:
+    """The plural forms used for exactly one count (English's "one", Arabic's
+    "zero", "one" and "two"): only those may leave the number out, as in
+    "Pause for a month"."""
+    # gettext's own parser of the header's rule, the one the portal runs.
+    index_of = gettext.c2py(catalog.plural_expr)
+    counts: dict[int, set[int]] = {}
+    for n in range(0, 1200):
+        counts.setdefault(index_of(n), set()).add(n)
+    return {index for index, numbers in counts.items() if len(numbers) == 1}
+
+
 @pytest.mark.parametrize("po_path", PO_FILES, ids=LOCALES)
 def test_translations_keep_the_placeholders(po_path: Path) -> None:
     catalog = _read_catalog(po_path)
+    singular_forms = _forms_for_a_single_count(catalog)
     problems = []
     for message in catalog:
         if not message.id or not message.string:
@@ -180,9 +230,7 @@ def test_translations_keep_the_placeholders(po_path: Path) -> None:
             problems.append(f"positional placeholder in msgid {message.id!r}: use %(name)s")
         for index, form in enumerate(forms):
             found = _placeholders(form)
-            allowed_missing = (
-                {"%(num)d"} if message.pluralizable and catalog.num_plurals > 1 and index == 0 else set()
-            )
+            allowed_missing = {"%(num)d"} if message.pluralizable and index in singular_forms else set()
             if found != expected and not (found < expected and expected - found <= allowed_missing):
                 problems.append(f"{message.id!r}: {form!r} has {sorted(found)}, expected {sorted(expected)}")
                 continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +26,9 @@ from ..formatting import format_date, format_payment_method
 from ..money import Money, format_money
 from ..storage import InvoiceStatus
 from ..tax_ids import bill_to_lines
+from .bidi_text import reshaped, visual
 from .document import CreditNoteDocument, InvoiceDocument, InvoiceRenderer
+from .fallback_fonts import FallbackFont, find_fallback_fonts, subset_file, warn_missing_glyph
 from .fonts import FontMetrics, SharedFonts
 
 if TYPE_CHECKING:
@@ -312,6 +314,26 @@ def _close_public_fonts(pdf: FPDF) -> None:
             ttfont.close()
 
 
+def _texts(content: _Content) -> Iterator[str]:
+    """Every string of ``content``."""
+    yield from (content.title, content.merchant_name, content.merchant_address, content.bill_to_label)
+    yield from content.bill_to
+    for pair in (*content.facts, *content.totals, *content.payment):
+        yield from pair
+    for row in (content.header, *content.rows):
+        yield from (row.description, row.quantity, row.unit_price, row.amount)
+    yield from (content.footer, content.page_label)
+
+
+@functools.cache
+def _fallback_fonts(paths: tuple[str, ...] | None) -> tuple[FallbackFont, ...]:
+    return find_fallback_fonts(paths)
+
+
+def _right_to_left(locale: str) -> bool:
+    return bool(Locale.parse(locale).character_order == "right-to-left")
+
+
 # -- drawing ------------------------------------------------------------------
 
 _PAGE_W, _PAGE_H = 210.0, 297.0
@@ -338,9 +360,22 @@ class _Layout:
     ``FPDF.text``: fpdf2 never breaks pages or rewrites text on its own.
     """
 
-    def __init__(self, pdf: FPDF, content: _Content) -> None:
+    def __init__(
+        self,
+        pdf: FPDF,
+        content: _Content,
+        *,
+        right_to_left: bool = False,
+        fallbacks: tuple[FallbackFont, ...] = (),
+    ) -> None:
         self.pdf = pdf
         self.content = content
+        #: Fonts added for characters DejaVu Sans lacks, in the order tried.
+        self.fallbacks = fallbacks
+        self._dejavu = _supported_codepoints()
+        #: Mirror the page: every box and rule is drawn at its mirror image
+        #: across the page's middle, and left and right alignments swap.
+        self.right_to_left = right_to_left
         self.dry_run = True
         self.pages = 0
         self.page = 0
@@ -540,8 +575,60 @@ class _Layout:
     def _measure(self, text: str) -> float:
         """Width of ``text`` in the current font, as ``FPDF.get_string_width``
         computes it for unshaped text, without its per-call overhead."""
-        widths = self._widths
-        return sum(widths[ord(ch)] for ch in text) * self._size_pt * 0.001 / self.pdf.k
+        text = reshaped(text)
+        if not self.fallbacks:
+            widths = self._widths
+            return sum(widths[ord(ch)] for ch in text) * self._size_pt * 0.001 / self.pdf.k
+        return sum(self._run_width(face, run) for face, run in self._runs(text))
+
+    def _face(self, ch: str) -> int:
+        """0 for DejaVu Sans, 1 + the index of the first fallback font that
+        has ``ch``; 0 too when none has it (it is drawn as U+FFFD anyway)."""
+        code = ord(ch)
+        if code in self._dejavu:
+            return 0
+        for index, fallback in enumerate(self.fallbacks):
+            if code in fallback.metrics.codepoints:
+                return index + 1
+        return 0
+
+    def _runs(self, text: str) -> Iterator[tuple[int, str]]:
+        """``text`` cut where the font that draws it changes."""
+        start, face = 0, -1
+        for index, ch in enumerate(text):
+            this = self._face(ch)
+            if this != face and index > start:
+                yield face, text[start:index]
+                start = index
+            face = this
+        if start < len(text):
+            yield face, text[start:]
+
+    def _run_width(self, face: int, run: str) -> float:
+        widths = self._widths if face == 0 else self.fallbacks[face - 1].metrics.widths
+        return sum(widths[ord(ch)] for ch in run) * self._size_pt * 0.001 / self.pdf.k
+
+    def _renderable(self, text: str) -> str:
+        """``text`` with characters no font has shown as U+FFFD, not dropped."""
+        if not self.fallbacks:
+            shown = _renderable(text)
+            if "\ufffd" in shown:
+                for ch in set(text) - set(shown):
+                    warn_missing_glyph(ch)
+            return shown
+        kept = []
+        for ch in text:
+            code = ord(ch)
+            if (
+                ch == "\n"
+                or code in self._dejavu
+                or any(code in f.metrics.codepoints for f in self.fallbacks)
+            ):
+                kept.append(ch)
+            else:
+                warn_missing_glyph(ch)
+                kept.append("\ufffd")
+        return "".join(kept)
 
     def _split(self, width: float, text: str) -> list[str]:
         """``text`` broken into lines that fit ``width``: at spaces, or inside
@@ -553,7 +640,7 @@ class _Layout:
         room = width - 2 * self.pdf.c_margin
         measure = self._measure
         lines: list[str] = []
-        for paragraph in _renderable(text).split("\n"):
+        for paragraph in self._renderable(reshaped(text)).split("\n"):
             line = ""
             for word in paragraph.split(" "):
                 candidate = f"{line} {word}" if line else word
@@ -609,7 +696,7 @@ class _Layout:
         if self.dry_run or not text:
             return
         pdf = self.pdf
-        text = _renderable(text)
+        text = self._renderable(reshaped(text))
         room = width - 2 * pdf.c_margin
         text_w = self._measure(text)
         if truncate and text_w > room:
@@ -617,12 +704,30 @@ class _Layout:
                 text = text[:-1]
             text = text.rstrip() + "\u2026"
             text_w = self._measure(text)
+        if self.right_to_left:
+            x, align = _PAGE_W - x - width, "R" if align == "L" else "L"
         left = x + pdf.c_margin if align == "L" else x + width - pdf.c_margin - text_w
-        pdf.text(left, y + 0.5 * height + 0.3 * pdf.font_size, text)
+        baseline = y + 0.5 * height + 0.3 * pdf.font_size
+        text = visual(text, right_to_left=self.right_to_left)
+        if not self.fallbacks:
+            pdf.text(left, baseline, text)
+            return
+        bold, size = self._font_key
+        style = "B" if bold else ""
+        for face, run in self._runs(text):
+            if face == 0:
+                pdf.set_font(_FONT_FAMILY, style, size)
+            else:
+                pdf.set_font(self.fallbacks[face - 1].family, "", size)
+            pdf.text(left, baseline, run)
+            left += self._run_width(face, run)
+        pdf.set_font(_FONT_FAMILY, style, size)
 
     def _rule(self, x1: float, y: float, x2: float, *, width: float = 0.2) -> None:
         if self.dry_run:
             return
+        if self.right_to_left:
+            x1, x2 = _PAGE_W - x2, _PAGE_W - x1
         self.pdf.set_draw_color(*_RULE)
         self.pdf.set_line_width(width)
         self.pdf.line(x1, y, x2, y)
@@ -634,8 +739,9 @@ class FPDFInvoiceRenderer:
     DejaVu Sans (shipped in the package) is embedded, subset to the glyphs
     used, so names and addresses in Latin, Greek and Cyrillic scripts print
     as written; a character the font lacks prints as U+FFFD rather than
-    vanishing. Right-to-left and complex scripts would need text shaping
-    (uharfbuzz), which this renderer does not use. Safe to share between
+    vanishing. Arabic and Hebrew print joined and in reading order (see
+    :mod:`flask_customer_portal.pdf.bidi_text`), and a document in a
+    right-to-left language is laid out mirrored. Safe to share between
     threads.
     """
 
@@ -643,6 +749,30 @@ class FPDFInvoiceRenderer:
     #: releases that was proven on (see :mod:`flask_customer_portal.pdf.fonts`).
     #: Off, fonts go through fpdf2's public ``add_font``; the PDF is the same.
     _share_parsed_fonts: ClassVar[bool] = True
+
+    def __init__(self, *, fallback_fonts: Sequence[str] | None = None) -> None:
+        """``fallback_fonts``: TrueType files tried, in order, for characters
+        DejaVu Sans lacks (``None``: the Debian locations of
+        :data:`~flask_customer_portal.pdf.fallback_fonts.DEBIAN_FALLBACK_FONTS`)."""
+        self.fallback_fonts = None if fallback_fonts is None else tuple(fallback_fonts)
+
+    def _needed_fallbacks(self, content: _Content) -> tuple[FallbackFont, ...]:
+        """The fallback fonts this document draws with: none for most, so
+        the fonts are looked for only when a character needs one."""
+        supported = _supported_codepoints()
+        missing = {
+            ord(ch)
+            for ch in set("".join(_texts(content)))
+            if ord(ch) not in supported and unicodedata.category(ch) not in ("Cf", "Cc")
+        }
+        if not missing:
+            return ()
+        needed = []
+        for fallback in _fallback_fonts(self.fallback_fonts):
+            if missing & fallback.metrics.codepoints:
+                needed.append(fallback)
+                missing -= fallback.metrics.codepoints
+        return tuple(needed)
 
     def render(self, document: InvoiceDocument) -> bytes:
         try:
@@ -672,21 +802,28 @@ class FPDFInvoiceRenderer:
             raise RuntimeError(
                 "FPDFInvoiceRenderer needs fpdf2: pip install 'flask-customer-portal[pdf]'"
             ) from exc
-        shared = _SHARED_FONTS if self._share_parsed_fonts else None
+        fallbacks = self._needed_fallbacks(content)
+        # The shared path embeds DejaVu Sans only: with another font, fpdf2's own.
+        shared = _SHARED_FONTS if self._share_parsed_fonts and not fallbacks else None
         if shared is None or shared.output_type() is None:
-            return self._draw(meta, content, None)
+            return self._draw(meta, content, None, fallbacks)
         try:
             return self._draw(meta, content, shared)
         except Exception as exc:  # fpdf2's private classes are not what the shared path expects
             failure = exc
         # The public path draws the same document; if it fails too, the
         # shared fonts were not the cause and its exception is the one raised.
-        public = self._draw(meta, content, None)
+        public = self._draw(meta, content, None, fallbacks)
         shared.give_up(failure)
         return public
 
     @staticmethod
-    def _draw(meta: _Meta, content: _Content, shared: SharedFonts | None) -> bytes:
+    def _draw(
+        meta: _Meta,
+        content: _Content,
+        shared: SharedFonts | None,
+        fallbacks: tuple[FallbackFont, ...] = (),
+    ) -> bytes:
         """The PDF of ``content``, its fonts from ``shared`` or, without it,
         added through fpdf2's public ``add_font``."""
         from fpdf import FPDF
@@ -707,18 +844,23 @@ class FPDFInvoiceRenderer:
 
         if shared is not None:
             shared.attach(pdf)
-            _Layout(pdf, content).draw()
+            _Layout(pdf, content, right_to_left=_right_to_left(meta.locale)).draw()
             return shared.output(pdf)
         try:
             _add_public_fonts(pdf)
-            _Layout(pdf, content).draw()
+            used = frozenset("".join(_texts(content)))
+            for fallback in fallbacks:
+                # One face, for bold text too: these fonts rarely come in bold.
+                chars = frozenset(ch for ch in used if ord(ch) in fallback.metrics.codepoints)
+                pdf.add_font(fallback.family, "", subset_file(fallback.path, chars))
+            _Layout(pdf, content, right_to_left=_right_to_left(meta.locale), fallbacks=fallbacks).draw()
             return bytes(pdf.output())
         except BaseException:
             _close_public_fonts(pdf)  # fpdf2 closes them only when the output is written
             raise
 
 
-def default_invoice_renderer() -> InvoiceRenderer | None:
+def default_invoice_renderer(*, fallback_fonts: Sequence[str] | None = None) -> InvoiceRenderer | None:
     """The renderer the portal uses when the app gives none: an
     :class:`FPDFInvoiceRenderer` if fpdf2 can be imported, else ``None``
     (the portal then offers no PDFs)."""
@@ -726,4 +868,4 @@ def default_invoice_renderer() -> InvoiceRenderer | None:
         import fpdf  # noqa: F401 - imported only to learn whether it is installed
     except ImportError:
         return None
-    return FPDFInvoiceRenderer()
+    return FPDFInvoiceRenderer(fallback_fonts=fallback_fonts)

@@ -1,0 +1,71 @@
+"""Benchmark 9: the invoice PDF in every shipped language — time to render
+and file size, a one-page invoice and a long one, with the labels from the
+language's catalogue and a customer name and line texts in its script.
+
+python -m benchmarks pdf_languages
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from dataclasses import replace
+
+from babel.support import Translations
+from pypdf import PdfReader
+
+from benchmarks._timing import compare
+from benchmarks.invoice_pdf import LINE_COUNTS, sample_document
+from flask_customer_portal.catalogues import TRANSLATIONS_DIR, shipped_languages
+from flask_customer_portal.pdf import FPDFInvoiceRenderer, InvoiceDocument, default_labels
+
+#: A customer name and a line text in the script of the language, where the
+#: English sample's would not show what the language's text costs.
+_SAMPLES = {
+    "ar": ("سارة أحمد", "اشتراك Pro — شهر مارس"),
+    "es": ("Lucía Fernández", "Suscripción Pro — marzo"),
+    "id": ("Budi Santoso", "Langganan Pro — Maret"),
+}
+#: No Japanese catalogue ships yet: English labels, a Japanese name and lines,
+#: to show what the fallback font (embedded only then) costs.
+_CJK_SAMPLE = ("山田太郎", "プロプラン 年額 3月")
+
+
+def document_in(language: str, lines: int) -> InvoiceDocument:
+    base = sample_document(lines)
+    cjk = language == "en+CJK"
+    language = "en" if cjk else language
+    translations = Translations.load(str(TRANSLATIONS_DIR), [language], domain="customer_portal")
+    labels = {key: translations.gettext(text) for key, text in default_labels().items()}
+    name, text = _CJK_SAMPLE if cjk else _SAMPLES.get(language, (base.customer.name, ""))
+    invoice = base.invoice
+    if text:
+        invoice = replace(
+            invoice,
+            lines=tuple(replace(line, description=f"{text} {i + 1}") for i, line in enumerate(invoice.lines)),
+        )
+    return replace(
+        base, invoice=invoice, customer=replace(base.customer, name=name), locale=language, labels=labels
+    )
+
+
+def run(*, rounds: int = 20, warmup: int = 2) -> dict[str, dict[str, tuple[float, int, int]]]:
+    renderer = FPDFInvoiceRenderer()
+    results: dict[str, dict[str, tuple[float, int, int]]] = {}
+    print(f"\n## 9. Invoice PDF per language: median time of {rounds} and file size")
+    print("| language | invoice | time (ms) | size (KB) | pages |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for label, lines in LINE_COUNTS.items():
+        documents = {language: document_in(language, lines) for language in (*shipped_languages(), "en+CJK")}
+        comparison = compare(
+            {language: functools.partial(renderer.render, doc) for language, doc in documents.items()},
+            rounds=rounds,
+            warmup=warmup,
+        )
+        for language, document in documents.items():
+            pdf = renderer.render(document)
+            pages = len(PdfReader(io.BytesIO(pdf)).pages)
+            ms = comparison[language].median
+            results.setdefault(language, {})[label] = (ms, len(pdf), pages)
+            print(f"| {language} | {label} | {ms:.1f} | {len(pdf) / 1024:.1f} | {pages} |")
+    return results
