@@ -296,7 +296,10 @@ def test_invoice_page_shows_merchant_customer_lines_and_payment(shop: Flask) -> 
     assert f'<span class="invoice-address">{MERCHANT_ADDRESS}</span>' in html
     assert "<strong>Ava Thompson</strong><br>ava@example.com" in html
     assert re.search(
-        r'<th scope="row"[^>]*>Acme Sync Pro \(monthly\), \d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d</th>', html
+        # The stored period is shown in the customer's language, not as ISO dates.
+        r'<th scope="row"[^>]*>Acme Sync Pro \(monthly\), [A-Z][a-z]{2} \d{1,2}, \d{4}\u2009\u2013\u2009'
+        r"[A-Z][a-z]{2} \d{1,2}, \d{4}</th>",
+        html,
     )
     assert '<td data-label="Qty" class="num">1</td>' in html
     assert '<td data-label="Unit price" class="num">$19.00</td>' in html

@@ -445,7 +445,7 @@ def test_activity_shows_sentences_actors_and_links(app: Flask) -> None:
     ):
         assert internal not in html, internal
     # In Ava's time zone (Los Angeles), not UTC.
-    assert "Mar 5, 2026, 3:30:00\u202fPM" in html
+    assert "Mar 5, 2026, 3:30\u202fPM PST" in html
 
 
 @needs_indonesian
