@@ -118,6 +118,7 @@ AVAS_VALUES = {
     "license_key_id": "lk_demo_ava_sync",
     "instance_id": "lki_demo_ava_macbook",
     "session_id": "ses_demo_ava",
+    "credit_note_id": "cn_demo_ava",  # none: a 404 under either name
     "token": "not-a-token",
 }
 

@@ -90,6 +90,7 @@ def test_tables_live_on_the_packages_own_metadata(store_app: Flask) -> None:
         "portal_subscriptions",
         "portal_invoices",
         "portal_invoice_lines",
+        "portal_credit_notes",
         "portal_license_keys",
         "portal_license_key_instances",
         "portal_charge_attempts",

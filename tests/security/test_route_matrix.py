@@ -37,6 +37,8 @@ BUDIS_IDS = {
     # Sessions are made at sign-in (tests/test_sessions.py signs Budi in
     # and tries his real session id); here an id that is not Ava's.
     "session_id": "ses_demo_budi",
+    # Budi has none: a credit note is reached only through its own invoice.
+    "credit_note_id": "cn_demo_budi",
 }
 
 #: Avas's own records, for the CSRF checks (a missing token is refused even
@@ -48,6 +50,7 @@ AVAS_IDS = {
     "license_key_id": "lk_demo_ava_sync",
     "instance_id": "lki_demo_ava_macbook",
     "session_id": "ses_demo_ava",
+    "credit_note_id": "cn_demo_ava",
 }
 
 #: Routes that are reached without being signed in: the static link and
