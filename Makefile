@@ -23,10 +23,10 @@ missing-translations: $(VENV)/.installed
 	-$(BIN)/python scripts/missing_translations.py --output-dir build/missing-translations
 
 extract-messages: $(VENV)/.installed
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k ngettext:1,2 --no-location --sort-output \
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k ngettext:1,2 --no-location --no-wrap --sort-output \
 		--project flask-customer-portal -o flask_customer_portal/translations/customer_portal.pot .
 	$(BIN)/pybabel update -i flask_customer_portal/translations/customer_portal.pot \
-		-d flask_customer_portal/translations -D customer_portal --no-fuzzy-matching --ignore-obsolete
+		-d flask_customer_portal/translations -D customer_portal --no-fuzzy-matching --ignore-obsolete --no-wrap
 
 system-deps:
 	@bash scripts/system-deps.sh
