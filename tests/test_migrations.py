@@ -260,6 +260,25 @@ def test_the_outbox_revision_adds_its_table_and_takes_it_away(empty_db_url: str)
         engine.dispose()
 
 
+def test_the_promotion_codes_revision_adds_its_tables_and_takes_them_away(empty_db_url: str) -> None:
+    engine = _engine(empty_db_url)
+    promotions = {"portal_promotion_codes", "portal_promotion_redemptions"}
+    try:
+        assert upgrade(engine, "portal_0004").current == ("portal_0004",)
+        assert not promotions & _tables(engine)
+        assert upgrade(engine).is_current
+        assert promotions <= _tables(engine)
+        columns = {column["name"] for column in inspect(engine).get_columns("portal_promotion_codes")}
+        assert {"code", "percent_off", "amount_off", "max_redemptions", "times_redeemed"} <= columns
+        keys = inspect(engine).get_pk_constraint("portal_promotion_redemptions")["constrained_columns"]
+        assert sorted(keys) == ["code", "customer_id"]
+        assert downgrade(engine, "portal_0004").current == ("portal_0004",)
+        assert not promotions & _tables(engine)
+        assert upgrade(engine).is_current
+    finally:
+        engine.dispose()
+
+
 def test_stamp_records_a_revision_without_changing_tables(empty_db_url: str) -> None:
     engine = _engine(empty_db_url)
     try:

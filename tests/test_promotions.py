@@ -19,12 +19,15 @@ from portal_fixtures import AVA_PLAN_URL, plan_confirm_form, portal_store
 from sqlalchemy import func, select
 
 from flask_customer_portal.billing.promotions import (
+    FOREVER_RENEWALS,
     CodeRefusal,
     apply_to_proration,
+    later_renewals,
     promotion_discount,
     refusal_message,
 )
 from flask_customer_portal.billing.proration import prorate
+from flask_customer_portal.billing.renewal import renew_subscription
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.contrib.sqla.models import PromotionRedemptionModel
 from flask_customer_portal.i18n import gettext
@@ -377,3 +380,39 @@ def test_the_code_field_and_its_answers_in_indonesian(app: Flask) -> None:
     with app.test_request_context(), force_locale("id"):
         assert gettext("Promotion code") == "Kode promo"
         assert refusal_message(CodeRefusal.INVALID) == "Kode ini tidak valid. Periksa lalu coba lagi."
+
+
+def test_how_many_renewals_a_code_carries_on_for() -> None:
+    assert later_renewals(PromotionCode("A", percent_off=10)) == 0
+    repeating = PromotionCode("B", percent_off=10, duration=PromotionDuration.REPEATING, duration_periods=3)
+    assert later_renewals(repeating) == 2
+    forever = PromotionCode("C", percent_off=10, duration=PromotionDuration.FOREVER)
+    assert later_renewals(forever) == FOREVER_RENEWALS
+    amount = PromotionCode("D", amount_off=Money(100, "USD"), duration=PromotionDuration.FOREVER)
+    assert later_renewals(amount) == 0
+
+
+def test_a_repeating_code_takes_its_percent_off_the_next_renewals(
+    app: Flask, ava_client: FlaskClient, payments: TestPaymentProvider
+) -> None:
+    _add(
+        app,
+        PromotionCode("THREE", percent_off=20, duration=PromotionDuration.REPEATING, duration_periods=3),
+    )
+    preview = _plan_form(ava_client, "THREE")
+    assert "THREE also takes 20% off 2 more renewals." in preview.text
+    assert ava_client.post(AVA_PLAN_URL, data=plan_confirm_form(preview.text)).status_code == 303
+    with app.app_context():
+        changed = portal_store(app).get_subscription(AVA, AVA_SUB)
+        assert changed is not None
+        assert (changed.discount_percent, changed.discount_renewals) == (20, 2)
+        result = renew_subscription(get_state(app), AVA, AVA_SUB, now=changed.current_period_end)
+    assert result.invoice is not None
+    assert result.invoice.total == changed.price.amount - (changed.price.amount * 20 + 50) // 100
+    after = portal_store_sub(app)
+    assert after.discount_renewals == 1
+
+
+def portal_store_sub(app: Flask) -> Any:
+    with app.app_context():
+        return portal_store(app).get_subscription(AVA, AVA_SUB)

@@ -105,6 +105,8 @@ def test_tables_live_on_the_packages_own_metadata(store_app: Flask) -> None:
         "portal_arrears_attempts",
         "portal_plan_changes",
         "portal_mail_outbox",
+        "portal_promotion_codes",
+        "portal_promotion_redemptions",
     }
 
 

@@ -51,6 +51,7 @@ from .notify import MailBatch, send_email, subscription_link
 from .outcomes import PaymentOutcome
 from .promotions import (
     apply_to_proration,
+    grant_later_periods,
     has_code_line,
     promotion_lines,
     redeem_locked,
@@ -435,6 +436,11 @@ def _change_locked(
         current_period_start=proration.period_start,
         current_period_end=proration.period_end,
     )
+    if promotion is not None and (
+        used is not None or (invoice is not None and has_code_line(invoice, promotion))
+    ):
+        grant_later_periods(lock, promotion)
+        subscription = lock.subscription
     lock.record_event(
         AuditEvent(
             customer_id=subscription.customer_id,

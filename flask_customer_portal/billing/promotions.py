@@ -30,7 +30,7 @@ from ..i18n import gettext as _
 from ..money import Money
 from ..records import PromotionCode, PromotionDuration, PromotionRedemption, normalise_code
 from ..state import PortalState
-from ..storage import Customer, Invoice, InvoiceLine, Plan, SubscriptionLock
+from ..storage import Customer, Invoice, InvoiceLine, Plan, Subscription, SubscriptionLock
 from .proration import Proration, discount_amount
 
 __all__ = [
@@ -42,7 +42,9 @@ __all__ = [
     "check_code",
     "code_line",
     "find_code",
+    "grant_later_periods",
     "has_code_line",
+    "later_renewals",
     "promotion_codes_supported",
     "promotion_discount",
     "promotion_lines",
@@ -82,6 +84,11 @@ class PromotionLock(Protocol):
 
     def release_promotion(self, customer_id: str, code: str) -> None:
         """Give back a redemption whose charge was not paid."""
+
+    def grant_discount(self, percent: int, renewals: int) -> Subscription:
+        """Take ``percent`` off the next ``renewals`` renewal invoices (the
+        subscription's ``discount_percent`` and ``discount_renewals``, as a
+        retention discount does)."""
 
 
 def promotion_codes_supported(state: PortalState) -> bool:
@@ -249,8 +256,30 @@ def release_locked(lock: SubscriptionLock, code: PromotionCode) -> None:
         lock.release_promotion(lock.subscription.customer_id, code.key)
 
 
-def periods_of(code: PromotionCode) -> int | None:
-    """How many billing periods the code's discount lasts (``None``: forever)."""
+#: The renewals a ``forever`` percent code takes off: more than any
+#: subscription will see.
+FOREVER_RENEWALS = 10_000
+
+
+def later_renewals(code: PromotionCode) -> int:
+    """How many renewals after the charge it is entered at a code takes
+    off: ``duration_periods - 1`` for ``repeating``, all for ``forever``,
+    none for ``once``. Only a percent carries on (an amount off is for one
+    charge)."""
+    if code.percent_off is None or code.duration is PromotionDuration.ONCE:
+        return 0
     if code.duration is PromotionDuration.FOREVER:
-        return None
-    return 1 if code.duration is PromotionDuration.ONCE else code.duration_periods
+        return FOREVER_RENEWALS
+    return code.duration_periods - 1
+
+
+def grant_later_periods(lock: SubscriptionLock, code: PromotionCode) -> None:
+    """After the charge a code was used on: its percent on the renewals it
+    lasts for, unless the subscription still has a discount to use (that
+    one is kept)."""
+    renewals = later_renewals(code)
+    if renewals <= 0 or code.percent_off is None or not isinstance(lock, PromotionLock):
+        return
+    if lock.subscription.discount_renewals > 0:
+        return
+    lock.grant_discount(min(code.percent_off, 100), renewals)

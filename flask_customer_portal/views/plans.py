@@ -31,9 +31,11 @@ from ..billing.plan_change import (
     withdraw_scheduled_change,
 )
 from ..billing.promotions import (
+    FOREVER_RENEWALS,
     CodeRefusal,
     apply_to_proration,
     check_code,
+    later_renewals,
     promotion_codes_supported,
     refusal_message,
 )
@@ -366,6 +368,10 @@ def _preview(
         proration=proration,
         promotion=promotion if off else None,
         promotion_off=proration.money(off),
+        promotion_renewals=(
+            later_renewals(promotion) if promotion and off and not subscription.discount_renewals else 0
+        ),
+        forever_renewals=FOREVER_RENEWALS,
         quote=quote_token or make_quote(_secret(), subscription, plan, quantity, priced_at, promotion),
         problem=problem,
     )

@@ -541,6 +541,14 @@ class SQLSubscriptionLock:
             raise ValueError("only the locked subscription's customer's redemption can be released")
         release_promotion(self._session, customer_id, code)
 
+    def grant_discount(self, percent: int, renewals: int) -> Subscription:
+        if not 1 <= percent <= 100 or renewals < 1:
+            raise ValueError(f"a discount is 1-100 percent for 1 or more renewals, got {percent}, {renewals}")
+        self._row.discount_percent = percent
+        self._row.discount_renewals = renewals
+        self._session.flush()
+        return self.subscription
+
     def use_retention_discount(self) -> Subscription:
         row = self._row
         row.discount_renewals = max(0, row.discount_renewals - 1)
