@@ -164,6 +164,7 @@ def test_main_knows_every_benchmark() -> None:
             "exports",
             "stripe_calls",
             "renewals",
+            "pdf_languages",
         }
     )
 
