@@ -9,10 +9,15 @@ from typing import Any
 
 from flask import render_template, session
 
+from ..billing.invoice_payment import payable
 from ..billing.lifecycle import SubscriptionView, describe
 from ..clock import utcnow
 from ..state import get_state
 from ._base import blueprint, current_customer_or_401, customer_required
+
+#: Newest invoices read for the overview: the latest is shown, and the open
+#: ones among them are offered for payment.
+_INVOICES_SHOWN = 10
 
 
 def _period_end(view: SubscriptionView) -> datetime:
@@ -32,7 +37,9 @@ def dashboard() -> Any:
     needs_attention = [v for v in views if v.on_hold]
     ending = sorted((v for v in views if v.ends_at is not None), key=_period_end)
     renewing = sorted((v for v in views if v.renews_at is not None), key=_period_end)
-    latest_invoices = state.storage.list_invoices(customer.id, page=1, per_page=1)
+    # The newest few: an open invoice to pay shows among what needs attention.
+    latest_invoices = state.storage.list_invoices(customer.id, page=1, per_page=_INVOICES_SHOWN)
+    to_pay = payable(state, customer, latest_invoices.items)
     return render_template(
         "customer_portal/dashboard.html",
         customer=customer,
@@ -44,6 +51,7 @@ def dashboard() -> Any:
         ending=ending,
         latest_invoice=latest_invoices.items[0] if latest_invoices.items else None,
         invoice_count=latest_invoices.total,
+        invoices_to_pay=[i for i in latest_invoices.items if i.id in to_pay],
         license_key_count=state.storage.count_license_keys(customer.id),
         return_url=session.get("_customer_portal_return_url"),
     )

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from ..composite import CompositeStorage
 from ._access import AccessMixin
 from ._customers import CustomersMixin
+from ._invoice_lock import InvoiceLocksMixin
 from ._invoices import InvoicesMixin
 from ._licences import LicenceKeysMixin
 from ._locks import LocksMixin
@@ -35,7 +36,7 @@ from ._outbox import OutboxMixin
 from ._subscriptions import SubscriptionsMixin
 
 if TYPE_CHECKING:
-    from ...storage import MailOutboxStore, PortalStorage
+    from ...storage import InvoiceLockStore, MailOutboxStore, PortalStorage
 
 __all__ = ["SQLAlchemyStorage"]
 
@@ -47,6 +48,7 @@ class SQLAlchemyStorage(
     LicenceKeysMixin,
     AccessMixin,
     LocksMixin,
+    InvoiceLocksMixin,
     OutboxMixin,
 ):
     """:class:`~flask_customer_portal.storage.PortalStorage` on Flask-SQLAlchemy.
@@ -76,3 +78,4 @@ if TYPE_CHECKING:
     # mypy proves that the store implements the whole protocol.
     _check: type[PortalStorage] = SQLAlchemyStorage
     _check_outbox: type[MailOutboxStore] = SQLAlchemyStorage
+    _check_invoice_lock: type[InvoiceLockStore] = SQLAlchemyStorage
