@@ -40,6 +40,7 @@ from ..storage import (
     InvoiceStatus,
     KeepsPlanChanges,
     PaymentMethod,
+    Subscription,
     SubscriptionStatus,
 )
 from .collect import Collection, ProviderError, announce_mismatch, pay_invoice
@@ -112,10 +113,15 @@ def refusal(state: PortalState, customer: Customer, invoice: Invoice) -> Refusal
     return None
 
 
-def payable(state: PortalState, customer: Customer, invoices: Iterable[Invoice]) -> frozenset[str]:
+def payable(
+    state: PortalState,
+    customer: Customer,
+    invoices: Iterable[Invoice],
+    subscriptions: Iterable[Subscription] | None = None,
+) -> frozenset[str]:
     """The ids of those of ``invoices`` (the customer's own) that may be
-    paid from their page, for links: one read of the customer's
-    subscriptions, and only when one of them is open."""
+    paid from their page, for links. The customer's ``subscriptions`` are
+    read (once, and only when an open invoice belongs to one) unless given."""
     open_ones = [i for i in invoices if i.status is InvoiceStatus.OPEN]
     if not open_ones:
         return frozenset()
@@ -125,11 +131,9 @@ def payable(state: PortalState, customer: Customer, invoices: Iterable[Invoice])
         if _provider_bills_subscriptions(state):
             open_ones = [i for i in open_ones if i.subscription_id is None]
         else:
-            held = {
-                s.id
-                for s in state.storage.list_subscriptions(customer.id)
-                if s.status is SubscriptionStatus.ON_HOLD
-            }
+            if subscriptions is None:
+                subscriptions = state.storage.list_subscriptions(customer.id)
+            held = {s.id for s in subscriptions if s.status is SubscriptionStatus.ON_HOLD}
     return frozenset(
         i.id
         for i in open_ones

@@ -33,13 +33,14 @@ def dashboard() -> Any:
     state = get_state()
     customer = current_customer_or_401()
     now = utcnow()
-    views = [describe(s, now) for s in state.storage.list_subscriptions(customer.id)]
+    subscriptions = state.storage.list_subscriptions(customer.id)
+    views = [describe(s, now) for s in subscriptions]
     needs_attention = [v for v in views if v.on_hold]
     ending = sorted((v for v in views if v.ends_at is not None), key=_period_end)
     renewing = sorted((v for v in views if v.renews_at is not None), key=_period_end)
     # The newest few: an open invoice to pay shows among what needs attention.
     latest_invoices = state.storage.list_invoices(customer.id, page=1, per_page=_INVOICES_SHOWN)
-    to_pay = payable(state, customer, latest_invoices.items)
+    to_pay = payable(state, customer, latest_invoices.items, subscriptions)
     return render_template(
         "customer_portal/dashboard.html",
         customer=customer,
