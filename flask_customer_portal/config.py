@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END": True,
     "CUSTOMER_PORTAL_CANCEL_MODES": None,
     "CUSTOMER_PORTAL_REFUND_POLICY": None,
+    "CUSTOMER_PORTAL_RECEIPTS": True,
+    "CUSTOMER_PORTAL_RECEIPT_PDF": True,
+    "CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT": "5 per hour",
     "CUSTOMER_PORTAL_INVOICES_PER_PAGE": 25,
     "CUSTOMER_PORTAL_ACTIVITY_PER_PAGE": 25,
     "CUSTOMER_PORTAL_PHONE_DEFAULT_REGION": None,
@@ -118,6 +121,12 @@ class PortalConfig:
     refund_policy: str | tuple[tuple[str, str], ...] | None = None
     """What the merchant refunds when a subscription ends now: one text, or
     ``(locale, text)`` pairs; ``None`` when none was given."""
+    receipts: bool = True
+    """Whether a receipt is emailed after every payment."""
+    receipt_pdf: bool = True
+    """Whether receipts carry the invoice's PDF."""
+    invoice_email_rate_limit: str = "5 per hour"
+    """Copies of invoices one customer may have emailed to them."""
     cancellation_reasons: tuple[tuple[str, Any], ...] | None = None
     """The merchant's ``(code, label)`` reasons; ``None``: the portal's own."""
     allow_pause: bool = False
@@ -352,6 +361,9 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         cancel_at_period_end=cancel_modes[0] == CANCEL_AT_PERIOD_END_MODE,
         cancel_modes=cancel_modes,
         refund_policy=_refund_policy(config, cancel_modes, default_locale),
+        receipts=_flag(config, "CUSTOMER_PORTAL_RECEIPTS"),
+        receipt_pdf=_flag(config, "CUSTOMER_PORTAL_RECEIPT_PDF"),
+        invoice_email_rate_limit=_rate_limit(config, "CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT"),
         invoices_per_page=_positive_int(config, "CUSTOMER_PORTAL_INVOICES_PER_PAGE"),
         activity_per_page=_positive_int(config, "CUSTOMER_PORTAL_ACTIVITY_PER_PAGE"),
         phone_default_region=region,

@@ -187,6 +187,7 @@ class CustomerPortal:
         customer_limits = CustomerLimits(
             card_attach=config.card_attach_limit,
             export=config.export_rate_limit,
+            invoice_email=config.invoice_email_rate_limit,
             storage=rate_limits.storage,
             namespace=namespace,
         )

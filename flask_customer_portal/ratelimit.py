@@ -266,8 +266,17 @@ class CustomerLimits:
     #: The exports, each counted on its own.
     EXPORTS = frozenset({"zip", "csv", "ics"})
 
-    def __init__(self, *, card_attach: str, export: str, storage: Storage, namespace: str) -> None:
+    def __init__(
+        self,
+        *,
+        card_attach: str,
+        export: str,
+        storage: Storage,
+        namespace: str,
+        invoice_email: str = "5 per hour",
+    ) -> None:
         self._namespace = namespace
+        self._invoice_email: RateLimitItem = parse(invoice_email)
         self._limiter = strategies.MovingWindowRateLimiter(storage)
         self._errors = storage_errors(storage)
         self._card_attach: RateLimitItem = parse(card_attach)
@@ -293,3 +302,8 @@ class CustomerLimits:
         if export not in self.EXPORTS:
             raise ValueError(f"unknown export {export!r}")
         return self._hit(self._export, "export", export, customer_id)
+
+    def hit_invoice_email(self, customer_id: str) -> datetime | None:
+        """Count one copy of an invoice emailed to the customer
+        (``CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT``, across invoices)."""
+        return self._hit(self._invoice_email, "invoice-email", customer_id)

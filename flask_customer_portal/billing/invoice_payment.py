@@ -44,7 +44,9 @@ from ..storage import (
     SubscriptionStatus,
 )
 from .collect import Collection, ProviderError, announce_mismatch, pay_invoice
+from .notify import MailBatch
 from .outcomes import PaymentOutcome
+from .receipts import send_receipt
 
 __all__ = [
     "InvoiceNotFound",
@@ -180,15 +182,19 @@ def pay_open_invoice(
         return InvoicePayment(found, refused=Refusal.ELSEWHERE)
     result: InvoicePayment
     collection: Collection | None = None
+    mail = MailBatch(state)
     if found.subscription_id is not None:
         with state.storage.lock_subscription(customer.id, found.subscription_id) as lock:
             if lock is None:
                 raise InvoiceNotFound(invoice_id)
+            mail.write_through(lock)
             invoice = lock.get_invoice(invoice_id)
             if invoice is None:
                 raise InvoiceNotFound(invoice_id)
             refused = _locked_refusal(lock, invoice, lock.subscription.status)
             result, collection = _pay_locked(state, lock, invoice, method, refused, expected, now, actor)
+            if result.paid:
+                send_receipt(state, customer, result.invoice, batch=mail)
     else:
         storage = state.storage
         if not isinstance(storage, InvoiceLockStore):
@@ -196,11 +202,17 @@ def pay_open_invoice(
         with storage.lock_invoice(customer.id, invoice_id) as invoice_lock:
             if invoice_lock is None:
                 raise InvoiceNotFound(invoice_id)
+            mail.write_through(invoice_lock)
             invoice = invoice_lock.invoice
             refused = _locked_refusal(invoice_lock, invoice, None)
             result, collection = _pay_locked(
                 state, invoice_lock, invoice, method, refused, expected, now, actor
             )
+            if result.paid:
+                # In the payment's transaction: the receipt exists exactly
+                # when the payment was recorded.
+                send_receipt(state, customer, result.invoice, batch=mail)
+    mail.committed()
     # Committed: tell the merchant's code.
     if collection is not None:
         announce_mismatch(customer, collection)

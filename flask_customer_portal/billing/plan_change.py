@@ -49,6 +49,7 @@ from .collect import Collection, _event, announce_mismatch, pay_invoice
 from .notify import MailBatch, send_email, subscription_link
 from .outcomes import PaymentOutcome
 from .proration import Proration, is_upgrade, prorate
+from .receipts import send_receipt
 from .renewal import NO_PAYMENT_METHOD
 from .settlement import (
     INVOICE_PREFIX,
@@ -281,6 +282,8 @@ def change_plan_now(
         if done.fresh and done.result is not None:
             # The customer's email in the change's own transaction.
             _email_change(state, customer, done.result, mail)
+            if done.result.invoice is not None:
+                send_receipt(state, customer, done.result.invoice, batch=mail)
     mail.committed()
     # Committed (what was settled too, even if this change is refused): now tell.
     announce(state, customer, settled)

@@ -12,6 +12,7 @@ from babel.numbers import format_decimal
 from flask import Response, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import get_locale
 
+from ..billing import receipts
 from ..billing.invoice_payment import (
     InvoiceNotFound,
     ProviderError,
@@ -24,13 +25,15 @@ from ..billing.outcomes import PaymentOutcome
 from ..capabilities import LinksInvoicePdfs
 from ..clock import utcnow
 from ..formatting import format_payment_method
+from ..forms import ConfirmForm
 from ..forms.payment import NEW_CARD, PaymentMethodForm, SavedMethod, card_expired
 from ..i18n import gettext as _
 from ..money import Money
-from ..pdf import InvoiceDocument, default_labels, safe_pdf_filename
+from ..pdf import safe_pdf_filename
+from ..ratelimit import retry_after
 from ..state import PortalState, get_state
 from ..storage import Customer, Invoice, InvoiceStatus, PaymentMethod, SubscriptionStatus
-from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
+from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id, when
 from .payment_methods import (
     TEST_CARD_HINTS,
     Problem,
@@ -103,11 +106,6 @@ def _locale(state: PortalState) -> str:
     return str(get_locale() or state.config.default_locale)
 
 
-def _timezone(state: PortalState, customer: Customer) -> str:
-    """The zone the ``date()`` template helper uses, so that page and PDF agree."""
-    return customer.timezone or state.config.default_timezone
-
-
 # --- pages ----------------------------------------------------------------
 
 
@@ -136,7 +134,17 @@ def invoices() -> Any:
 def invoice(invoice_id: str) -> Any:
     state = get_state()
     customer = current_customer_or_401()
-    found = _own_invoice(state, customer, invoice_id)
+    return _render_invoice(state, customer, _own_invoice(state, customer, invoice_id))
+
+
+def _render_invoice(
+    state: PortalState,
+    customer: Customer,
+    found: Invoice,
+    *,
+    email_problem: str | None = None,
+    status: int = 200,
+) -> Any:
     # An unpaid renewal of a subscription on hold is paid by giving that
     # subscription a working payment method.
     fix_payment_for = None
@@ -145,15 +153,46 @@ def invoice(invoice_id: str) -> Any:
         if subscription is not None and subscription.status is SubscriptionStatus.ON_HOLD:
             fix_payment_for = subscription
     locale = _locale(state)
-    return render_template(
+    page = render_template(
         "customer_portal/invoice.html",
         customer=customer,
         invoice=found,
         fix_payment_for=fix_payment_for,
         pay_link=refusal(state, customer, found) is None,
+        email_form=ConfirmForm(formdata=None),
+        email_problem=email_problem,
         pdf_available=_pdf_available(state),
         format_quantity=lambda number: str(format_decimal(number, locale=locale)),
     )
+    return page, status
+
+
+@blueprint.route("/invoices/<invoice_id>/email", methods=["POST"])
+@customer_required
+def email_invoice(invoice_id: str) -> Any:
+    """Email the invoice (with its PDF) to the signed-in customer's own
+    address; limited per customer (``CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT``)."""
+    state = get_state()
+    customer = current_customer_or_401()
+    form = ConfirmForm()
+    if not form.validate():
+        abort(400)
+    found = _own_invoice(state, customer, invoice_id)
+    retry_at = state.customer_limits.hit_invoice_email(customer.id)
+    if retry_at is not None:
+        current_app.logger.warning(
+            "Customer portal refused to email an invoice to customer %s: over the limit", customer.id
+        )
+        problem = _(
+            "You have asked for many invoices by email recently, so we cannot send this one now. "
+            "Try again after %(time)s, or download the PDF.",
+            time=when(state, customer, retry_at),
+        )
+        body, status = _render_invoice(state, customer, found, email_problem=problem, status=429)
+        return body, status, retry_after(retry_at, utcnow())
+    receipts.email_invoice(state, customer, found)
+    notify(_("We are sending invoice %(number)s to %(email)s.", number=found.number, email=customer.email))
+    return redirect(url_for(".invoice", invoice_id=found.id), code=303)
 
 
 def _provider_pdf(state: PortalState) -> LinksInvoicePdfs | None:
@@ -183,15 +222,7 @@ def invoice_pdf(invoice_id: str) -> Response:
     if renderer is None:
         abort(404)
     found = _own_invoice(state, customer, invoice_id)
-    document = InvoiceDocument(
-        invoice=found,
-        customer=customer,
-        merchant_name=state.config.merchant_name,
-        merchant_address=state.config.merchant_address,
-        locale=_locale(state),
-        timezone=_timezone(state, customer),
-        labels={key: _(text) for key, text in default_labels().items()},
-    )
+    document = receipts.invoice_document(state, customer, found, locale=_locale(state))
     response = Response(renderer.render(document), mimetype="application/pdf")
     response.headers.set("Content-Disposition", "attachment", filename=safe_pdf_filename(found.number))
     return response

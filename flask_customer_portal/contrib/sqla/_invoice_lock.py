@@ -18,6 +18,7 @@ from sqlalchemy import Table, insert, select, update
 
 from ...storage import InvoiceStatus, StateConflict
 from ._base import FRESH, StoreBase, rowcount
+from ._outbox import add_mail
 from .mapping import CHARGE_ATTEMPT_COLUMNS, audit_values, charge_attempt_record, values_of
 from .models import AuditEventModel, ChargeAttemptModel, InvoiceModel, utc, utc_or_none
 from .queries import GET_INVOICE, read_invoices
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
-    from ...storage import AuditEvent, ChargeAttempt, Invoice
+    from ...storage import AuditEvent, ChargeAttempt, Invoice, OutboxMail
 
 __all__ = ["InvoiceLocksMixin", "SQLInvoiceLock"]
 
@@ -145,6 +146,12 @@ class SQLInvoiceLock:
 
     def record_event(self, event: AuditEvent) -> None:
         self._events.append(event)
+
+    def enqueue_mail(self, mail: OutboxMail) -> None:
+        """Written in the lock's transaction: sent only if the payment is committed."""
+        if mail.customer_id != self._customer_id:
+            raise ValueError("an email queued under an invoice lock must be to its customer")
+        add_mail(self._session, [mail])
 
     def write_events(self) -> None:
         """Append the events recorded under the lock to the audit log before
