@@ -102,6 +102,9 @@ _ATTACHMENTS: dict[str, AttachmentMaker] = {}
 
 
 def register_attachment(kind: str, maker: AttachmentMaker) -> None:
+    """Have ``maker(state, key, row)`` make the file of rows that name
+    ``"<kind>:<key>"`` (an :class:`~flask_customer_portal.mail.Attachment`,
+    or ``None`` for none), when each is sent."""
     _ATTACHMENTS[kind] = maker
 
 
