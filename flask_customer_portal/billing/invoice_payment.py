@@ -94,9 +94,13 @@ class InvoicePayment:
         return self.outcome is PaymentOutcome.PAID
 
 
-def _provider_bills_subscriptions(state: PortalState) -> bool:
+def _charges_subscription_invoices(state: PortalState) -> bool:
+    """Whether the portal charges subscriptions' invoices itself: a store
+    with the subscription lock, and a payment provider that leaves billing
+    subscriptions to the portal."""
     payments = state.payments
-    return isinstance(payments, SubscriptionBiller) and bool(payments.bills_subscriptions)
+    billed_elsewhere = isinstance(payments, SubscriptionBiller) and bool(payments.bills_subscriptions)
+    return state.capabilities.charge and not billed_elsewhere
 
 
 def refusal(state: PortalState, customer: Customer, invoice: Invoice) -> Refusal | None:
@@ -106,8 +110,8 @@ def refusal(state: PortalState, customer: Customer, invoice: Invoice) -> Refusal
     if invoice.status is not InvoiceStatus.OPEN:
         return Refusal.NOT_OPEN
     if invoice.subscription_id is None:
-        return None if isinstance(state.storage, InvoiceLockStore) else Refusal.ELSEWHERE
-    if _provider_bills_subscriptions(state):
+        return None if state.capabilities.invoice_lock else Refusal.ELSEWHERE
+    if not _charges_subscription_invoices(state):
         return Refusal.ELSEWHERE
     subscription = state.storage.get_subscription(customer.id, invoice.subscription_id)
     if subscription is not None and subscription.status is SubscriptionStatus.ON_HOLD:
@@ -127,10 +131,10 @@ def payable(
     open_ones = [i for i in invoices if i.status is InvoiceStatus.OPEN]
     if not open_ones:
         return frozenset()
-    locks_invoices = isinstance(state.storage, InvoiceLockStore)
+    locks_invoices = state.capabilities.invoice_lock
     held: set[str] = set()
     if any(i.subscription_id is not None for i in open_ones):
-        if _provider_bills_subscriptions(state):
+        if not _charges_subscription_invoices(state):
             open_ones = [i for i in open_ones if i.subscription_id is None]
         else:
             if subscriptions is None:
@@ -178,7 +182,7 @@ def pay_open_invoice(
     found = state.storage.get_invoice(customer.id, invoice_id)
     if found is None:
         raise InvoiceNotFound(invoice_id)
-    if found.subscription_id is not None and _provider_bills_subscriptions(state):
+    if found.subscription_id is not None and not _charges_subscription_invoices(state):
         return InvoicePayment(found, refused=Refusal.ELSEWHERE)
     result: InvoicePayment
     collection: Collection | None = None
@@ -197,7 +201,7 @@ def pay_open_invoice(
                 send_receipt(state, customer, result.invoice, batch=mail)
     else:
         storage = state.storage
-        if not isinstance(storage, InvoiceLockStore):
+        if not (state.capabilities.invoice_lock and isinstance(storage, InvoiceLockStore)):
             return InvoicePayment(found, refused=Refusal.ELSEWHERE)
         with storage.lock_invoice(customer.id, invoice_id) as invoice_lock:
             if invoice_lock is None:
