@@ -107,7 +107,7 @@ def test_paying_an_open_invoice_on_a_phone(configured_phone: Any, axe_check: Any
         expect(page.locator("body")).to_contain_text("Thank you: invoice INV-ONEOFF-1 is paid.")
         expect(page.get_by_role("link", name="Pay this invoice")).to_have_count(0)
         _shot(page, "invoice-paid")
-        receipt = server.inbox.wait_for("ava@example.com", after=before)
+        receipt = server.inbox.wait_for("ava@example.com", after=before, subject="Receipt")
         assert receipt["Subject"] == "Receipt for invoice INV-ONEOFF-1"
         [pdf] = list(receipt.iter_attachments())
         assert pdf.get_content_type() == "application/pdf"
@@ -119,7 +119,7 @@ def test_paying_an_open_invoice_on_a_phone(configured_phone: Any, axe_check: Any
         expect(page.locator("body")).to_contain_text(
             "We are sending invoice INV-ONEOFF-1 to ava@example.com."
         )
-        copy = server.inbox.wait_for("ava@example.com", after=before)
+        copy = server.inbox.wait_for("ava@example.com", after=before, subject="Invoice INV-ONEOFF-1")
         assert copy["Subject"] == "Invoice INV-ONEOFF-1"
 
         # Cancelling: the customer chooses when, told what each means.
