@@ -40,6 +40,7 @@ __all__ = [
     "GrantsRetentionDiscounts",
     "KeepsDefaultPaymentMethod",
     "LinksInvoicePdfs",
+    "LocksInvoices",
     "LocksProviderSubscriptions",
     "PausesSubscriptions",
     "ProviderCapabilities",
@@ -148,6 +149,14 @@ class LocksProviderSubscriptions(Protocol):
 
 
 @runtime_checkable
+class LocksInvoices(Protocol):
+    """Holds one invoice of no subscription still while it is paid from its
+    page (:class:`~flask_customer_portal.storage.InvoiceLockStore`)."""
+
+    def lock_invoice(self, *args: object, **kwargs: object) -> object: ...
+
+
+@runtime_checkable
 class LinksInvoicePdfs(Protocol):
     """A billing back end that issues its own invoice PDFs (Stripe's
     ``invoice_pdf``): the portal's PDF link goes there."""
@@ -215,6 +224,9 @@ class Capabilities:
     (:class:`ClaimsDueSubscriptions`)."""
     default_payment_method: bool = False
     """Keep a customer's default payment method (:class:`KeepsDefaultPaymentMethod`)."""
+    invoice_lock: bool = False
+    """Pay an invoice of no subscription from its page, under the invoice's
+    own lock (:class:`LocksInvoices`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -264,6 +276,7 @@ def capabilities_of(storage: object) -> Capabilities:
         mail_outbox=implements(storage, QueuesMail),
         due_claims=charge and implements(storage, ClaimsDueSubscriptions),
         default_payment_method=implements(storage, KeepsDefaultPaymentMethod),
+        invoice_lock=implements(storage, LocksInvoices),
     )
 
 

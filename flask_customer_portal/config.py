@@ -19,7 +19,7 @@ from .catalogues import shipped_languages
 from .errors import ConfigurationError
 from .mail_settings import MAIL_DEFAULTS, MailSettings, load_mail_settings
 
-__all__ = ["DEFAULTS", "PortalConfig", "load_config"]
+__all__ = ["CANCEL_AT_PERIOD_END_MODE", "CANCEL_IMMEDIATELY_MODE", "DEFAULTS", "PortalConfig", "load_config"]
 
 #: Every configuration key with its default. ``None`` means "required" for
 #: BUSINESS_ID and BASE_URL, and "derived" for the others (see the docs).
@@ -58,6 +58,11 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_DEFAULT_LOCALE": "en",
     "CUSTOMER_PORTAL_DEFAULT_TIMEZONE": "UTC",
     "CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END": True,
+    "CUSTOMER_PORTAL_CANCEL_MODES": None,
+    "CUSTOMER_PORTAL_REFUND_POLICY": None,
+    "CUSTOMER_PORTAL_RECEIPTS": True,
+    "CUSTOMER_PORTAL_RECEIPT_PDF": True,
+    "CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT": "5 per hour",
     "CUSTOMER_PORTAL_INVOICES_PER_PAGE": 25,
     "CUSTOMER_PORTAL_ACTIVITY_PER_PAGE": 25,
     "CUSTOMER_PORTAL_PHONE_DEFAULT_REGION": None,
@@ -111,6 +116,8 @@ class PortalConfig:
     default_locale: str
     default_timezone: str
     cancel_at_period_end: bool
+    """Whether a cancellation ends at the period's end when the customer
+    does not choose (the mode offered first)."""
     invoices_per_page: int
     phone_default_region: str | None
     translation_directories: tuple[str, ...] = ()
@@ -118,6 +125,18 @@ class PortalConfig:
     other wording); searched after the portal's, so theirs win."""
     pdf_fallback_fonts: tuple[str, ...] | None = None
     """TrueType files for the scripts DejaVu Sans lacks; ``None``: the Debian ones."""
+    cancel_modes: tuple[str, ...] = ("period_end",)
+    """How a customer may cancel: ``"period_end"``, ``"immediately"`` or
+    both (the customer then chooses), in the order offered."""
+    refund_policy: str | tuple[tuple[str, str], ...] | None = None
+    """What the merchant refunds when a subscription ends now: one text, or
+    ``(locale, text)`` pairs; ``None`` when none was given."""
+    receipts: bool = True
+    """Whether a receipt is emailed after every payment."""
+    receipt_pdf: bool = True
+    """Whether receipts carry the invoice's PDF."""
+    invoice_email_rate_limit: str = "5 per hour"
+    """Copies of invoices one customer may have emailed to them."""
     cancellation_reasons: tuple[tuple[str, Any], ...] | None = None
     """The merchant's ``(code, label)`` reasons; ``None``: the portal's own."""
     allow_pause: bool = False
@@ -331,6 +350,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
             "CUSTOMER_PORTAL_PHONE_DEFAULT_REGION", 'must be a two-letter country code such as "ID", or None'
         )
 
+    cancel_modes = _cancel_modes(config)
     return PortalConfig(
         mode=mode,
         business_id=business_id,
@@ -359,7 +379,12 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         pdf_fallback_fonts=_pdf_fallback_fonts(config),
         default_locale=default_locale,
         default_timezone=default_tz,
-        cancel_at_period_end=bool(config["CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END"]),
+        cancel_at_period_end=cancel_modes[0] == CANCEL_AT_PERIOD_END_MODE,
+        cancel_modes=cancel_modes,
+        refund_policy=_refund_policy(config, cancel_modes, default_locale),
+        receipts=_flag(config, "CUSTOMER_PORTAL_RECEIPTS"),
+        receipt_pdf=_flag(config, "CUSTOMER_PORTAL_RECEIPT_PDF"),
+        invoice_email_rate_limit=_rate_limit(config, "CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT"),
         invoices_per_page=_positive_int(config, "CUSTOMER_PORTAL_INVOICES_PER_PAGE"),
         activity_per_page=_positive_int(config, "CUSTOMER_PORTAL_ACTIVITY_PER_PAGE"),
         phone_default_region=region,
@@ -479,6 +504,74 @@ def _rate_limit_storage_uri(config: Mapping[str, Any], *, live: bool) -> str:
             "as one process",
         )
     return value
+
+
+#: The values of ``CUSTOMER_PORTAL_CANCEL_MODES``.
+CANCEL_AT_PERIOD_END_MODE = "period_end"
+CANCEL_IMMEDIATELY_MODE = "immediately"
+_CANCEL_MODES = (CANCEL_AT_PERIOD_END_MODE, CANCEL_IMMEDIATELY_MODE)
+
+
+def _cancel_modes(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """``CUSTOMER_PORTAL_CANCEL_MODES``, or, unset, the one mode
+    ``CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END`` names. Set, it decides, and
+    ``CANCEL_AT_PERIOD_END`` only says which of two modes is offered first;
+    ``CANCEL_AT_PERIOD_END = False`` with modes that do not include
+    ``"immediately"`` contradicts it and is refused."""
+    at_period_end = _flag(config, "CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END")
+    key = "CUSTOMER_PORTAL_CANCEL_MODES"
+    value = config.get(key)
+    if value is None:
+        return (CANCEL_AT_PERIOD_END_MODE,) if at_period_end else (CANCEL_IMMEDIATELY_MODE,)
+    example = '("period_end",), ("immediately",) or ("period_end", "immediately")'
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise ConfigurationError(key, f"must be a non-empty list of modes, such as {example}; got {value!r}")
+    modes = tuple(value)
+    for mode in modes:
+        if mode not in _CANCEL_MODES:
+            raise ConfigurationError(key, f"unknown mode {mode!r}: the modes are {example}")
+    if len(set(modes)) != len(modes):
+        raise ConfigurationError(key, f"names a mode twice: {value!r}")
+    if not at_period_end and CANCEL_IMMEDIATELY_MODE not in modes:
+        raise ConfigurationError(
+            key,
+            'does not allow "immediately", but CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END = False asks for it',
+        )
+    first = CANCEL_AT_PERIOD_END_MODE if at_period_end else CANCEL_IMMEDIATELY_MODE
+    return tuple(sorted(modes, key=lambda mode: mode != first))
+
+
+def _refund_policy(
+    config: Mapping[str, Any], modes: tuple[str, ...], default_locale: str
+) -> str | tuple[tuple[str, str], ...] | None:
+    """``CUSTOMER_PORTAL_REFUND_POLICY``: a text, or a dict of texts by
+    language (one for the default language). Required when the customer
+    chooses between the modes: what ending now means for their money is
+    the merchant's to say."""
+    key = "CUSTOMER_PORTAL_REFUND_POLICY"
+    value = config.get(key)
+    if value is None:
+        if len(modes) > 1:
+            raise ConfigurationError(
+                key,
+                "must say what a customer who cancels now gets back, since "
+                "CUSTOMER_PORTAL_CANCEL_MODES lets them choose to end at once",
+            )
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            raise ConfigurationError(key, "must not be empty")
+        return value
+    if isinstance(value, Mapping):
+        texts = tuple(value.items())
+        if not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in texts):
+            raise ConfigurationError(key, "must map language codes to non-empty texts")
+        if default_locale not in value:
+            raise ConfigurationError(key, f"needs a text for the default language {default_locale!r}")
+        return texts
+    raise ConfigurationError(
+        key, f"must be a text or a dict of texts by language, got {type(value).__name__}"
+    )
 
 
 def _flag(config: Mapping[str, Any], key: str) -> bool:

@@ -197,6 +197,7 @@ class CustomerPortal:
             card_attach=config.card_attach_limit,
             export=config.export_rate_limit,
             promotion_code=config.promotion_code_rate_limit,
+            invoice_email=config.invoice_email_rate_limit,
             storage=rate_limits.storage,
             namespace=namespace,
         )

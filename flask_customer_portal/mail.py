@@ -18,6 +18,7 @@ from email.utils import formataddr, make_msgid
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "Attachment",
     "LogMailer",
     "MailDeliveryError",
     "Mailer",
@@ -44,8 +45,19 @@ class MailDeliveryError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message (an invoice's PDF)."""
+
+    filename: str
+    content_type: str
+    """``maintype/subtype``, e.g. ``application/pdf``."""
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    """One email, ready to send: a plain-text and an HTML part."""
+    """One email, ready to send: a plain-text and an HTML part, and any
+    attachments."""
 
     to: str
     subject: str
@@ -56,6 +68,7 @@ class Message:
     """The ``Message-ID`` header: the outbox gives each row one, so that a
     message sent again after a crash is the same message to the mailbox;
     ``None`` makes a new one."""
+    attachments: tuple[Attachment, ...] = ()
 
     def to_email_message(self, default_sender: str) -> EmailMessage:
         message = EmailMessage()
@@ -67,6 +80,9 @@ class Message:
         )
         message.set_content(self.text)
         message.add_alternative(self.html, subtype="html")
+        for attachment in self.attachments:
+            maintype, _slash, subtype = attachment.content_type.partition("/")
+            message.add_attachment(attachment.data, maintype, subtype, filename=attachment.filename)
         return message
 
 
@@ -176,6 +192,7 @@ class LogMailer:
                 f"Subject: {message.subject}",
                 "",
                 message.text.strip("\n"),
+                *(f"[attached: {a.filename}, {len(a.data)} bytes]" for a in message.attachments),
                 self.RULE,
                 "",
             )

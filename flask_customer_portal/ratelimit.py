@@ -274,9 +274,11 @@ class CustomerLimits:
         storage: Storage,
         namespace: str,
         promotion_code: str = "10 per hour",
+        invoice_email: str = "5 per hour",
     ) -> None:
         self._namespace = namespace
         self._promotion_code: RateLimitItem = parse(promotion_code)
+        self._invoice_email: RateLimitItem = parse(invoice_email)
         self._limiter = strategies.MovingWindowRateLimiter(storage)
         self._errors = storage_errors(storage)
         self._card_attach: RateLimitItem = parse(card_attach)
@@ -308,3 +310,8 @@ class CustomerLimits:
         if export not in self.EXPORTS:
             raise ValueError(f"unknown export {export!r}")
         return self._hit(self._export, "export", export, customer_id)
+
+    def hit_invoice_email(self, customer_id: str) -> datetime | None:
+        """Count one copy of an invoice emailed to the customer
+        (``CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT``, across invoices)."""
+        return self._hit(self._invoice_email, "invoice-email", customer_id)

@@ -85,7 +85,10 @@ __all__ = [
     "EmailInUse",
     "ErasureReport",
     "Invoice",
+    "InvoiceChargeLock",
     "InvoiceLine",
+    "InvoiceLock",
+    "InvoiceLockStore",
     "InvoiceStatus",
     "KeepsPlanChanges",
     "LicenseKey",
@@ -688,6 +691,48 @@ class DueShare(Protocol):
 
     def release(self) -> None:
         """Let go of everything taken."""
+
+
+class InvoiceChargeLock(Protocol):
+    """What charging one invoice needs while its lock is held: the attempt
+    log, marking it paid and the audit log, all in the lock's transaction.
+    A :class:`SubscriptionLock` is one; so is an :class:`InvoiceLock`."""
+
+    def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
+        """Every charge attempt on the invoice, in order."""
+
+    def save_attempt(self, attempt: ChargeAttempt) -> None:
+        """Record an attempt, or its outcome (same invoice and number)."""
+
+    def mark_invoice_paid(
+        self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
+    ) -> Invoice:
+        """``open → paid``. Raises :class:`StateConflict` for any other state."""
+
+    def record_event(self, event: AuditEvent) -> None:
+        """Append to the audit log in the same transaction."""
+
+
+class InvoiceLock(InvoiceChargeLock, Protocol):
+    """One invoice that belongs to no subscription, held exclusively while
+    it is paid. Made by :meth:`InvoiceLockStore.lock_invoice`; committed
+    when the ``with`` block ends normally, rolled back if it raises."""
+
+    @property
+    def invoice(self) -> Invoice:
+        """The invoice as it is now, re-read under the lock, with lines."""
+
+
+@runtime_checkable
+class InvoiceLockStore(Protocol):
+    """A store that can hold one of its own invoices still while it is
+    paid directly (an invoice of no subscription, such as a one-off
+    charge). The hold must be one every worker and host respects: a
+    database row lock, never one kept in the process."""
+
+    def lock_invoice(self, customer_id: str, invoice_id: str) -> AbstractContextManager[InvoiceLock | None]:
+        """Hold the customer's invoice for the ``with`` block; the context
+        value is ``None`` if it is not this customer's invoice."""
 
 
 class ProviderSubscriptionLock(Protocol):

@@ -26,6 +26,7 @@ from flask_customer_portal.capabilities import (
     GrantsRetentionDiscounts,
     KeepsDefaultPaymentMethod,
     LinksInvoicePdfs,
+    LocksInvoices,
     LocksProviderSubscriptions,
     PausesSubscriptions,
     PrunesExpiredRecords,
@@ -60,6 +61,7 @@ FEATURES: dict[str, type] = {
     "mail_outbox": QueuesMail,
     "due_claims": ClaimsDueSubscriptions,
     "default_payment_method": KeepsDefaultPaymentMethod,
+    "invoice_lock": LocksInvoices,
 }
 
 #: Features that need another one: settling plan changes runs under the
@@ -133,6 +135,7 @@ BEYOND_STORAGE = {
     "invoice_pdf_links": {"invoice_pdf_url"},
     "webhook_pruning": {"prune_webhook_events"},
     "default_payment_method": {"set_default_payment_method"},
+    "invoice_lock": {"lock_invoice"},
 }
 
 

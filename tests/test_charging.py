@@ -168,8 +168,9 @@ def test_reactivation_pays_the_open_renewal_invoice_then_activates(
         "payment_method_changed",
         "reactivation_succeeded",
     ]
-    assert [m.to for m in mailer.outbox] == ["budi@example.com"]
-    message = mailer.outbox[0]
+    # The confirmation and the receipt of the invoice it paid (with its PDF).
+    assert [m.to for m in mailer.outbox] == ["budi@example.com", "budi@example.com"]
+    [message] = [m for m in mailer.outbox if not m.attachments]
     assert "aktif kembali" in message.subject  # Budi reads Indonesian
     assert "Rp" in message.text
     assert paid.number in message.text
@@ -218,7 +219,7 @@ def test_a_declined_card_keeps_the_subscription_on_hold_and_the_invoice_open(
         "reactivation_succeeded",
     ]
     assert recorded[0][1]["reason"] == "insufficient_funds"
-    assert len(mailer.outbox) == 1  # only the success is mailed
+    assert len(mailer.outbox) == 2  # only the success is mailed: its confirmation and receipt
 
 
 def test_budis_saved_card_declines_generically(app: Flask, payments: TestPaymentProvider) -> None:
@@ -679,7 +680,8 @@ def test_money_emails_go_out_over_real_smtp(tmp_path: Path, smtp_server: Any) ->
         store.set_subscription_payment_method(AVA, AVA_SUB, _declining_card_for_ava(store).id)
         renew_subscription(state, AVA, AVA_SUB, now=end + timedelta(minutes=1))
     get_state(app).shutdown()
-    by_recipient = {message["To"]: message for message in smtp_server.messages}
+    # Budi's receipt (its PDF attached) is left out: tests/test_receipts.py reads it.
+    by_recipient = {m["To"]: m for m in smtp_server.messages if not list(m.iter_attachments())}
     assert set(by_recipient) == {"budi@example.com", "ava@example.com"}
     budi_mail = by_recipient["budi@example.com"]
     assert "aktif kembali" in budi_mail["Subject"]

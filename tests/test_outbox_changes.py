@@ -307,7 +307,7 @@ def test_a_scheduled_plan_change_writes_its_email_in_the_renewals_lock(
         with mail_app.test_request_context():
             result = renewal.renew_subscription(state, AVA, AVA_SUB)
     assert result.subscription.plan_id == "plan_sync_basic_monthly"
-    [row] = _rows(mail_app)
+    [row] = [row for row in _rows(mail_app) if row.kind != "receipt"]
     assert (row.kind, row.customer_id) == ("plan_changed", AVA)
     assert "Basic" in row.subject
 

@@ -280,9 +280,13 @@ def test_a_reactivation_confirmation_outlives_the_killed_worker_and_arrives_once
 
     shop.wait_until_due("subscription_reactivated")
     received = start_mail_server()
-    _send_mail(shop, "mail: 1 sent, 0 to retry, 0 failed.")
-    [message] = received.messages
+    # The confirmation and the receipt, whose PDF the sending command renders.
+    _send_mail(shop, "mail: 2 sent, 0 to retry, 0 failed.")
+    [message] = [m for m in received.messages if not list(m.iter_attachments())]
     assert message["To"] == "budi@example.com"
     assert message["Subject"] == "Langganan Acme Sync Anda aktif kembali"  # in Budi's language
+    [receipt] = [m for m in received.messages if m is not message]
+    assert receipt["Subject"].startswith("Kuitansi untuk faktur")
+    assert [p.get_content_type() for p in receipt.iter_attachments()] == ["application/pdf"]
     _send_mail(shop, "mail: 0 sent, 0 to retry, 0 failed.")
-    assert len(received.messages) == 1
+    assert len(received.messages) == 2

@@ -608,8 +608,10 @@ def test_budi_pays_with_a_new_card_after_his_saved_one_declines(
     assert received["changed"][0]["payment_method"].id == subscription.payment_method.id
 
     get_state(app).wait_for_background_tasks()
-    assert len(mailer.outbox) == 1
-    email = mailer.outbox[0]
+    assert len(mailer.outbox) == 2  # the confirmation and the receipt, in either order
+    [receipt] = [m for m in mailer.outbox if m.attachments]
+    assert [a.content_type for a in receipt.attachments] == ["application/pdf"]
+    [email] = [m for m in mailer.outbox if m is not receipt]
     assert email.to == "budi@example.com"
     assert email.subject == "Langganan Acme Sync Anda aktif kembali"
     assert "Terima kasih: kami telah menerima pembayaran Anda sebesar Rp166.500" in email.text
@@ -623,7 +625,7 @@ def test_budi_pays_with_a_new_card_after_his_saved_one_declines(
         assert "Rp166.500" in confirmation.text
         assert "Visa •••• 4242" in confirmation.text
     assert len(payments.charges) == 1
-    assert len(mailer.outbox) == 1
+    assert len(mailer.outbox) == 2
 
     # His old card no longer pays for anything: now it can be removed.
     assert f"/portal/payment-methods/{BUDI_CARD}/remove" in budi_client.get("/portal/payment-methods").text

@@ -204,7 +204,7 @@ def test_an_upgrade_is_charged_once_and_switched_in_the_same_step(
     assert len(plan_changed) == 1 and plan_changed[0]["when"] == "now"
     assert plan_changed[0]["previous"].plan_id == PRO
     get_state(app).wait_for_background_tasks()
-    assert [m.subject for m in mailer.outbox][-1] == "Your Acme Sync plan is now Business (monthly)"
+    assert "Your Acme Sync plan is now Business (monthly)" in [m.subject for m in mailer.outbox]
 
 
 def test_the_amount_charged_is_the_one_previewed(app: Flask, ava_client: FlaskClient, payments: Any) -> None:

@@ -44,10 +44,10 @@ from ..storage import (
     ChargeAttemptStatus,
     Customer,
     Invoice,
+    InvoiceChargeLock,
     InvoiceStatus,
     PaymentMethod,
     StateConflict,
-    SubscriptionLock,
 )
 from .outcomes import PaymentOutcome
 
@@ -148,7 +148,7 @@ def _amount_matches(invoice: Invoice, result: ChargeSucceeded) -> bool:
 
 
 def _flagged(
-    lock: SubscriptionLock,
+    lock: InvoiceChargeLock,
     invoice: Invoice,
     attempt: ChargeAttempt,
     charged: Money,
@@ -191,7 +191,7 @@ def _flagged(
 
 def reconcile_attempt(
     state: PortalState,
-    lock: SubscriptionLock,
+    lock: InvoiceChargeLock,
     invoice: Invoice,
     last: ChargeAttempt,
     now: datetime,
@@ -240,7 +240,7 @@ def reconcile_attempt(
 
 def pay_invoice(
     state: PortalState,
-    lock: SubscriptionLock,
+    lock: InvoiceChargeLock,
     invoice: Invoice,
     method: PaymentMethod,
     now: datetime,
@@ -321,7 +321,7 @@ def pay_invoice(
 
 
 def _paid(
-    lock: SubscriptionLock, invoice: Invoice, attempt: ChargeAttempt, now: datetime, actor: str
+    lock: InvoiceChargeLock, invoice: Invoice, attempt: ChargeAttempt, now: datetime, actor: str
 ) -> Collection:
     paid = lock.mark_invoice_paid(
         invoice.id,
@@ -335,7 +335,7 @@ def _paid(
     return Collection(PaymentOutcome.PAID, paid, attempt)
 
 
-def _paid_from_credit(lock: SubscriptionLock, invoice: Invoice, now: datetime, actor: str) -> Collection:
+def _paid_from_credit(lock: InvoiceChargeLock, invoice: Invoice, now: datetime, actor: str) -> Collection:
     """Settle an invoice that the customer's credit paid in full: no charge."""
     paid = lock.mark_invoice_paid(
         invoice.id, paid_at=now, payment_reference=f"credit:{invoice.id}", payment_method_id=None

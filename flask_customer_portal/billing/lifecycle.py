@@ -19,6 +19,7 @@ from datetime import datetime
 from flask import g
 
 from .. import signals
+from ..config import CANCEL_AT_PERIOD_END_MODE, CANCEL_IMMEDIATELY_MODE
 from ..errors import SubscriptionNotFound
 from ..offers import CancellationReason
 from ..records import RENEWING_STATUSES
@@ -32,6 +33,7 @@ __all__ = [
     "LifecycleResult",
     "SubscriptionView",
     "cancel",
+    "cancel_choices",
     "describe",
     "ends_at_period_end",
     "rules_for",
@@ -123,18 +125,35 @@ def describe(subscription: Subscription, now: datetime) -> SubscriptionView:
     )
 
 
-def ends_at_period_end(state: PortalState, subscription: Subscription, now: datetime) -> bool:
+def ends_at_period_end(
+    state: PortalState, subscription: Subscription, now: datetime, mode: str | None = None
+) -> bool:
     """Whether cancelling now keeps the subscription until its period ends:
-    the merchant's choice (``CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END``), and
-    only for an active subscription whose period is still ahead (an
-    ``on_hold`` one ends now; a trial ends with its trial, uncharged). The
-    store applies the same rule when it
-    cancels, in its conditional update."""
+    the customer's ``mode`` (one of :func:`cancel_choices`), else the
+    merchant's first mode (``CUSTOMER_PORTAL_CANCEL_MODES``, or
+    ``CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END``), and only for an active
+    subscription whose period is still ahead (an ``on_hold`` one ends now;
+    a trial ends with its trial, uncharged). The store applies the same rule
+    when it cancels, in its conditional update."""
+    chosen = mode or state.config.cancel_modes[0]
     return (
-        state.config.cancel_at_period_end
+        chosen == CANCEL_AT_PERIOD_END_MODE
         and subscription.status in RENEWING_STATUSES
         and subscription.current_period_end > now
     )
+
+
+def cancel_choices(state: PortalState, subscription: Subscription, now: datetime) -> tuple[str, ...]:
+    """The ways the customer may end ``subscription`` now, in the order
+    offered: both of the merchant's modes only where they differ (an
+    active subscription with paid time ahead); otherwise the one way it
+    would end."""
+    modes = state.config.cancel_modes
+    if len(modes) > 1 and not (
+        subscription.status is SubscriptionStatus.ACTIVE and subscription.current_period_end > now
+    ):
+        return (CANCEL_IMMEDIATELY_MODE,)
+    return modes
 
 
 _ALLOW_ALL = CustomerRules()
@@ -183,16 +202,21 @@ def cancel(
     *,
     reason: CancellationReason | None,
     now: datetime,
+    mode: str | None = None,
 ) -> LifecycleResult:
     """Cancel ``subscription``: at the end of its period where
-    :func:`ends_at_period_end` says so, else now. Then the
+    :func:`ends_at_period_end` says so (for the customer's ``mode``, one of
+    :func:`cancel_choices`; ``None`` is the merchant's first), else now.
+    A ``mode`` the merchant does not allow raises :class:`ValueError`. Then the
     ``subscription_cancelled`` signal and the customer's email. Refused
     (not done) when it is already set to end or has ended, however the
     customer's pages looked. Raises :class:`SubscriptionNotFound`."""
+    if mode is not None and mode not in state.config.cancel_modes:
+        raise ValueError(f"cancel mode {mode!r} is not allowed")
     view = describe(subscription, now)
     if not view.can_cancel:
         return LifecycleResult(False, subscription, view)
-    later = ends_at_period_end(state, subscription, now)
+    later = ends_at_period_end(state, subscription, now, mode)
     details = {"at_period_end": "true" if later else "false"}
     if reason is not None:
         details["reason"] = reason.code
@@ -222,7 +246,7 @@ def cancel(
         cancelled = state.storage.cancel_subscription(
             customer.id,
             subscription.id,
-            at_period_end=state.config.cancel_at_period_end,
+            at_period_end=(mode or state.config.cancel_modes[0]) == CANCEL_AT_PERIOD_END_MODE,
             now=now,
             event=AuditEvent(
                 customer_id=customer.id,

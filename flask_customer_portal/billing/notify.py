@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from blinker import Signal
@@ -25,6 +26,7 @@ from ..auth import PortalSession, issue_session_link
 from ..emails import render_message
 from ..mail import MailDeliveryError
 from ..outbox import MailBatch, dispatch, new_mail, outbox_of, queue_mail
+from ..outbox.sender import make_attachments
 from ..state import PortalState
 from ..storage import AuditEvent, Customer, LinkRecord, OutboxMail, Subscription
 from ..urls import external_url
@@ -47,16 +49,25 @@ def subscription_link(state: PortalState, subscription: Subscription) -> str:
 
 
 def send_email(
-    state: PortalState, name: str, customer: Customer, *, batch: MailBatch | None = None, **context: Any
+    state: PortalState,
+    name: str,
+    customer: Customer,
+    *,
+    batch: MailBatch | None = None,
+    attachment: str | None = None,
+    **context: Any,
 ) -> None:
     """Render the email ``name`` for ``customer`` now and put it in the
     outbox: in ``batch`` (a locked change's transaction) when given, else
-    at once in a transaction of its own."""
+    at once in a transaction of its own. ``attachment`` names a file made
+    when it is sent (see :func:`~flask_customer_portal.outbox.sender.register_attachment`)."""
     message = render_message(state, name, to=customer.email, customer=customer, **context)
     if outbox_of(state) is None:
+        if attachment is not None:
+            message = replace(message, attachments=make_attachments(state, attachment, customer.id))
         _send_without_outbox(state, name, customer, message)
         return
-    mail = new_mail(state, message, kind=name, customer_id=customer.id)
+    mail = new_mail(state, message, kind=name, customer_id=customer.id, attachment=attachment)
     if batch is not None:
         batch.add(mail)
     else:

@@ -58,6 +58,7 @@ from .promotions import (
     release_locked,
 )
 from .proration import Proration, is_upgrade, prorate
+from .receipts import send_receipt
 from .renewal import NO_PAYMENT_METHOD
 from .settlement import (
     INVOICE_PREFIX,
@@ -296,6 +297,8 @@ def change_plan_now(
         if done.fresh and done.result is not None:
             # The customer's email in the change's own transaction.
             _email_change(state, customer, done.result, mail)
+            if done.result.invoice is not None:
+                send_receipt(state, customer, done.result.invoice, batch=mail)
     mail.committed()
     # Committed (what was settled too, even if this change is refused): now tell.
     announce(state, customer, settled)

@@ -77,6 +77,7 @@ from .outcomes import PaymentOutcome
 from .pausing import resume_due
 from .periods import add_interval
 from .proration import apply_credit, apply_scheduled_change, discount_amount
+from .receipts import send_receipt
 from .settlement import (
     SettledPlanChange,
     SettlementReport,
@@ -300,6 +301,8 @@ def reactivate_subscription(
         mail.write_through(lock)
         settled = settle_locked(state, lock, now, actor, mail=mail)
         result, paid, collection = _reactivate_locked(state, lock, payment_method, now, actor, expected)
+        for invoice in paid:
+            send_receipt(state, customer, invoice, batch=mail)
         if result.outcome is PaymentOutcome.PAID:
             # In the lock's transaction: the confirmation exists exactly
             # when the payment that it confirms was recorded.
@@ -896,6 +899,9 @@ def _renew_locked(
             _event(collection.invoice, "subscription.renewed", now, actor, subject_id=subscription.id)
         )
         result = RenewalResult(RenewalOutcome.RENEWED, subscription, collection.invoice)
+        payer = state.storage.get_customer(customer_id)
+        if payer is not None:
+            send_receipt(state, payer, collection.invoice, batch=mail)
     elif collection.status in (PaymentOutcome.DECLINED, PaymentOutcome.REQUIRES_ACTION):
         reason = collection.decline_reason or str(collection.status)
         subscription = lock.update_subscription(status=SubscriptionStatus.ON_HOLD, hold_reason=reason)

@@ -24,7 +24,7 @@ from ..mail import Message, _domain_of
 from ..records import AuditEvent, LinkRecord, OutboxMail
 from ..state import PortalState
 from ..storage import MailQueue
-from .sender import deliver_ids, outbox_of
+from .sender import ATTACHMENT_HEADER, deliver_ids, outbox_of
 
 __all__ = ["MailBatch", "dispatch", "new_mail", "new_mail_id", "outbox_of", "queue_mail"]
 
@@ -38,11 +38,17 @@ def new_mail(
     kind: str,
     customer_id: str | None,
     expires_at: datetime | None = None,
+    attachment: str | None = None,
 ) -> OutboxMail:
     """An outbox row for ``message``, with an id and a ``Message-ID`` of its
-    own that every attempt to send it uses."""
+    own that every attempt to send it uses. ``attachment`` names a file made
+    when the row is sent (``"<kind>:<id>"``, see
+    :func:`~.sender.register_attachment`), so the row stays small."""
     mail_id = new_mail_id()
     sender = message.sender or _default_sender(state)
+    headers = {"Message-ID": f"<{mail_id}@{_domain_of(sender)}>"}
+    if attachment is not None:
+        headers[ATTACHMENT_HEADER] = attachment
     return OutboxMail(
         id=mail_id,
         kind=kind,
@@ -52,7 +58,7 @@ def new_mail(
         html=message.html,
         created_at=utcnow(),
         customer_id=customer_id,
-        headers={"Message-ID": f"<{mail_id}@{_domain_of(sender)}>"},
+        headers=headers,
         expires_at=expires_at,
     )
 

@@ -42,20 +42,24 @@ from flask import current_app
 from .. import signals
 from ..clock import utcnow
 from ..log_redaction import redact_link_tokens
-from ..mail import MailDeliveryError, Message
+from ..mail import Attachment, MailDeliveryError, Message
 from ..mail_settings import BACKOFF_CAP, MailSettings
 from ..records import AuditEvent, LinkRecord, MailStatus, OutboxMail
 from ..state import PortalState, get_state
 from ..storage import MailOutboxStore
 
 __all__ = [
+    "ATTACHMENT_HEADER",
+    "AttachmentMaker",
     "Composed",
     "SendReport",
     "backoff",
     "deliver_due",
     "deliver_ids",
     "deliver_mail",
+    "make_attachments",
     "outbox_of",
+    "register_attachment",
     "sender_id",
 ]
 
@@ -83,6 +87,56 @@ _COMPOSERS: dict[str, Composer] = {}
 
 def register_composer(kind: str, composer: Composer) -> None:
     _COMPOSERS[kind] = composer
+
+
+#: The row header that names a file to attach when the row is sent
+#: (``"<kind>:<id>"``, e.g. ``"invoice_pdf:inv_1"``): a row holds the
+#: reference, never the file. The sender reads it and never sends it.
+ATTACHMENT_HEADER = "X-Customer-Portal-Attachment"
+
+#: Makes the file a row names (its kind's part after the colon, the row):
+#: ``None`` when there is nothing to attach any more.
+AttachmentMaker = Callable[[PortalState, str, OutboxMail], Attachment | None]
+
+_ATTACHMENTS: dict[str, AttachmentMaker] = {}
+
+
+def register_attachment(kind: str, maker: AttachmentMaker) -> None:
+    """Have ``maker(state, key, row)`` make the file of rows that name
+    ``"<kind>:<key>"`` (an :class:`~flask_customer_portal.mail.Attachment`,
+    or ``None`` for none), when each is sent."""
+    _ATTACHMENTS[kind] = maker
+
+
+def _attachments(state: PortalState, mail: OutboxMail) -> tuple[Attachment, ...]:
+    """The files the row names, made now. A kind nobody registered raises:
+    the row is retried rather than sent without what it promised."""
+    reference = mail.headers.get(ATTACHMENT_HEADER)
+    if not reference:
+        return ()
+    kind, _colon, key = reference.partition(":")
+    maker = _ATTACHMENTS.get(kind)
+    if maker is None:
+        raise LookupError(f"no maker for attachments of kind {kind!r}")
+    made = maker(state, key, mail)
+    return () if made is None else (made,)
+
+
+def make_attachments(state: PortalState, reference: str, customer_id: str) -> tuple[Attachment, ...]:
+    """The files ``reference`` names, made now, for a message sent without
+    the outbox (a store that has none)."""
+    row = OutboxMail(
+        id="-",
+        kind="-",
+        to="",
+        subject="",
+        text="",
+        html="",
+        created_at=utcnow(),
+        customer_id=customer_id,
+        headers={ATTACHMENT_HEADER: reference},
+    )
+    return _attachments(state, row)
 
 
 @dataclass(slots=True)
@@ -224,10 +278,15 @@ def _deliver(
         # (a message that crashes its sender must not be retried forever).
         _give_up(state, outbox, mail, owner, report, started, "no attempts left")
         return
-    message = Message(
-        to=mail.to, subject=mail.subject, text=mail.text, html=mail.html, message_id=mail.message_id
-    )
     try:
+        message = Message(
+            to=mail.to,
+            subject=mail.subject,
+            text=mail.text,
+            html=mail.html,
+            message_id=mail.message_id,
+            attachments=_attachments(state, mail),
+        )
         state.mailer.send(message)
     except Exception as exc:
         error = _error_text(exc)

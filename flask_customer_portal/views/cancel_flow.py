@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import abort, redirect, render_template, url_for
 
-from ..billing.lifecycle import describe, ends_at_period_end, rules_for
+from ..billing.lifecycle import describe, rules_for
 from ..billing.periods import add_months
 from ..billing.retention import accept_offer, discounted_price, offer_for
 from ..clock import utcnow
@@ -39,7 +39,7 @@ from ..state import PortalState, get_state
 from ..storage import Customer, StateConflict, Subscription
 from ._base import blueprint, current_customer_or_401, customer_required, notify
 from ._flows import finish_flow
-from .subscriptions import _cannot_cancel, _date, _detail_page, _subscription_or_404
+from .subscriptions import _cannot_cancel, _date, _detail_page, _subscription_or_404, cancel_confirmation
 
 __all__ = ["reason_form", "render_confirmation"]
 
@@ -71,8 +71,8 @@ def render_confirmation(
         "customer_portal/cancel_subscription.html",
         view=describe(subscription, now),
         subscription=subscription,
-        at_period_end=ends_at_period_end(state, subscription, now),
         reason=reason,
+        **cancel_confirmation(state, subscription, now),
         offer=offer,
         **extra,
     )

@@ -9,11 +9,16 @@ from typing import Any
 
 from flask import render_template
 
+from ..billing.invoice_payment import payable
 from ..billing.lifecycle import SubscriptionView, describe
 from ..clock import utcnow
 from ..state import get_state
 from ._base import blueprint, current_customer_or_401, customer_required
 from ._flows import link_return_url
+
+#: Newest invoices read for the overview: the latest is shown, and the open
+#: ones among them are offered for payment.
+_INVOICES_SHOWN = 10
 
 
 def _period_end(view: SubscriptionView) -> datetime:
@@ -29,12 +34,15 @@ def dashboard() -> Any:
     state = get_state()
     customer = current_customer_or_401()
     now = utcnow()
-    views = [describe(s, now) for s in state.storage.list_subscriptions(customer.id)]
+    subscriptions = state.storage.list_subscriptions(customer.id)
+    views = [describe(s, now) for s in subscriptions]
     needs_attention = [v for v in views if v.on_hold]
     ending = sorted((v for v in views if v.ends_at is not None), key=_period_end)
     renewing = sorted((v for v in views if v.renews_at is not None), key=_period_end)
     paused = sorted((v for v in views if v.paused), key=lambda v: v.resumes_at or now)
-    latest_invoices = state.storage.list_invoices(customer.id, page=1, per_page=1)
+    # The newest few: an open invoice to pay shows among what needs attention.
+    latest_invoices = state.storage.list_invoices(customer.id, page=1, per_page=_INVOICES_SHOWN)
+    to_pay = payable(state, customer, latest_invoices.items, subscriptions)
     return render_template(
         "customer_portal/dashboard.html",
         customer=customer,
@@ -48,5 +56,6 @@ def dashboard() -> Any:
         return_url=link_return_url(),
         latest_invoice=latest_invoices.items[0] if latest_invoices.items else None,
         invoice_count=latest_invoices.total,
+        invoices_to_pay=[i for i in latest_invoices.items if i.id in to_pay],
         license_key_count=state.storage.count_license_keys(customer.id),
     )

@@ -1,28 +1,64 @@
-"""Billing history: the list of invoices, one invoice, and its PDF."""
+"""Billing history: the list of invoices, one invoice, its PDF, and paying
+an open one (the decision is :mod:`flask_customer_portal.billing.invoice_payment`)."""
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from babel.numbers import format_decimal
-from flask import Response, abort, current_app, redirect, render_template, request
+from flask import Response, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import get_locale
 
+from ..billing import receipts
+from ..billing.invoice_payment import (
+    InvoiceNotFound,
+    ProviderError,
+    Refusal,
+    pay_open_invoice,
+    payable,
+    refusal,
+)
+from ..billing.outcomes import PaymentOutcome
 from ..capabilities import LinksInvoicePdfs
+from ..clock import utcnow
+from ..formatting import format_payment_method
+from ..forms import ConfirmForm
+from ..forms.payment import NEW_CARD, PaymentMethodForm, SavedMethod, card_expired
 from ..i18n import gettext as _
+from ..money import Money
 from ..pdf import (
     CreditNoteDocument,
     CreditNoteRenderer,
-    InvoiceDocument,
     default_credit_note_labels,
-    default_labels,
     safe_pdf_filename,
 )
+from ..ratelimit import retry_after
 from ..state import PortalState, get_state
-from ..storage import CreditNote, CreditNoteReason, Customer, Invoice, InvoiceStatus, SubscriptionStatus
-from ._base import blueprint, current_customer_or_401, customer_required, plausible_id
+from ..storage import (
+    CreditNote,
+    CreditNoteReason,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    PaymentMethod,
+    SubscriptionStatus,
+)
+from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id, when
+from .payment_methods import (
+    TEST_CARD_HINTS,
+    Problem,
+    amount_field,
+    attach_new_card,
+    card_element,
+    raw_cards_allowed,
+    refuse_new_card,
+    safe_redirect_target,
+    shown_amount,
+    unreachable,
+)
 
 # --- helpers --------------------------------------------------------------
 
@@ -83,11 +119,6 @@ def _locale(state: PortalState) -> str:
     return str(get_locale() or state.config.default_locale)
 
 
-def _timezone(state: PortalState, customer: Customer) -> str:
-    """The zone the ``date()`` template helper uses, so that page and PDF agree."""
-    return customer.timezone or state.config.default_timezone
-
-
 # --- pages ----------------------------------------------------------------
 
 
@@ -107,6 +138,7 @@ def invoices() -> Any:
         invoices=page,
         page_links=_page_links(page.page, page.pages),
         pdf_available=_pdf_available(state),
+        payable=payable(state, customer, page.items),
     )
 
 
@@ -115,7 +147,17 @@ def invoices() -> Any:
 def invoice(invoice_id: str) -> Any:
     state = get_state()
     customer = current_customer_or_401()
-    found = _own_invoice(state, customer, invoice_id)
+    return _render_invoice(state, customer, _own_invoice(state, customer, invoice_id))
+
+
+def _render_invoice(
+    state: PortalState,
+    customer: Customer,
+    found: Invoice,
+    *,
+    email_problem: str | None = None,
+    status: int = 200,
+) -> Any:
     # An unpaid renewal of a subscription on hold is paid by giving that
     # subscription a working payment method.
     fix_payment_for = None
@@ -124,16 +166,48 @@ def invoice(invoice_id: str) -> Any:
         if subscription is not None and subscription.status is SubscriptionStatus.ON_HOLD:
             fix_payment_for = subscription
     locale = _locale(state)
-    return render_template(
+    page = render_template(
         "customer_portal/invoice.html",
         customer=customer,
         invoice=found,
         fix_payment_for=fix_payment_for,
+        pay_link=refusal(state, customer, found) is None,
+        email_form=ConfirmForm(formdata=None),
+        email_problem=email_problem,
         pdf_available=_pdf_available(state),
         format_quantity=lambda number: str(format_decimal(number, locale=locale)),
         credit_note_pdfs=_credit_note_renderer(state) is not None,
         credit_note_reason=_credit_note_reason,
     )
+    return page, status
+
+
+@blueprint.route("/invoices/<invoice_id>/email", methods=["POST"])
+@customer_required
+def email_invoice(invoice_id: str) -> Any:
+    """Email the invoice (with its PDF) to the signed-in customer's own
+    address; limited per customer (``CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT``)."""
+    state = get_state()
+    customer = current_customer_or_401()
+    form = ConfirmForm()
+    if not form.validate():
+        abort(400)
+    found = _own_invoice(state, customer, invoice_id)
+    retry_at = state.customer_limits.hit_invoice_email(customer.id)
+    if retry_at is not None:
+        current_app.logger.warning(
+            "Customer portal refused to email an invoice to customer %s: over the limit", customer.id
+        )
+        problem = _(
+            "You have asked for many invoices by email recently, so we cannot send this one now. "
+            "Try again after %(time)s, or download the PDF.",
+            time=when(state, customer, retry_at),
+        )
+        body, status = _render_invoice(state, customer, found, email_problem=problem, status=429)
+        return body, status, retry_after(retry_at, utcnow())
+    receipts.email_invoice(state, customer, found)
+    notify(_("We are sending invoice %(number)s to %(email)s.", number=found.number, email=customer.email))
+    return redirect(url_for(".invoice", invoice_id=found.id), code=303)
 
 
 def _credit_note_reason(note: CreditNote) -> str:
@@ -182,15 +256,7 @@ def invoice_pdf(invoice_id: str) -> Response:
     if renderer is None:
         abort(404)
     found = _own_invoice(state, customer, invoice_id)
-    document = InvoiceDocument(
-        invoice=found,
-        customer=customer,
-        merchant_name=state.config.merchant_name,
-        merchant_address=state.config.merchant_address,
-        locale=_locale(state),
-        timezone=_timezone(state, customer),
-        labels={key: _(text) for key, text in default_labels().items()},
-    )
+    document = receipts.invoice_document(state, customer, found, locale=_locale(state))
     response = Response(renderer.render(document), mimetype="application/pdf")
     response.headers.set("Content-Disposition", "attachment", filename=safe_pdf_filename(found.number))
     return response
@@ -217,7 +283,7 @@ def credit_note_pdf(invoice_id: str, credit_note_id: str) -> Response:
         merchant_name=state.config.merchant_name,
         merchant_address=state.config.merchant_address,
         locale=_locale(state),
-        timezone=_timezone(state, customer),
+        timezone=customer.timezone or state.config.default_timezone,
         labels={key: _(text) for key, text in default_credit_note_labels().items()},
     )
     response = Response(renderer.render_credit_note(document), mimetype="application/pdf")
@@ -225,3 +291,184 @@ def credit_note_pdf(invoice_id: str, credit_note_id: str) -> Response:
         "Content-Disposition", "attachment", filename=safe_pdf_filename(note.number, prefix="credit-note-")
     )
     return response
+
+
+# --- paying an open invoice -------------------------------------------------------------
+
+
+def _refusal_message(refused: Refusal) -> str:
+    if refused is Refusal.NOT_OPEN:
+        return _("This invoice is not open, so there is nothing to pay. Nothing was charged.")
+    if refused is Refusal.REACTIVATE:
+        return _(
+            "This invoice is an unpaid renewal of a subscription on hold: pay it by updating the "
+            "subscription's payment method. Nothing was charged."
+        )
+    return _("This invoice cannot be paid here. Nothing was charged.")
+
+
+def _render_pay(
+    state: PortalState,
+    customer: Customer,
+    invoice: Invoice,
+    form: PaymentMethodForm | None = None,
+    *,
+    problem: Problem | None = None,
+    refused: Refusal | None = None,
+    status: int = 200,
+) -> Any:
+    now = utcnow()
+    methods = list(state.storage.list_payment_methods(customer.id))
+    raw_cards = raw_cards_allowed(state)
+    if form is None:
+        form = PaymentMethodForm(formdata=None, methods=methods, raw_cards=raw_cards, now=now)
+        usable = [m for m in methods if not card_expired(m.exp_month, m.exp_year, now)]
+        default = next((m for m in usable if m.is_default), usable[0] if usable else None)
+        form.payment_method.data = default.id if default is not None else None
+    selected = (form.payment_method.data or "").strip()
+    if selected != NEW_CARD and selected not in {m.id for m in methods}:
+        selected = ""
+    if problem is not None and problem.method_id == selected:
+        selected = ""  # the card that was declined a moment ago
+    fix_payment_for = None
+    if refused is Refusal.REACTIVATE and invoice.subscription_id is not None:
+        fix_payment_for = invoice.subscription_id
+    return (
+        render_template(
+            "customer_portal/pay_invoice.html",
+            customer=customer,
+            invoice=invoice,
+            form=form,
+            methods=methods,
+            expired={m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)},
+            selected=selected,
+            raw_cards=raw_cards,
+            test_cards=TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
+            card_element=card_element(state),
+            new_method_page=False,
+            payment_provider=state.payments,
+            amount_field=amount_field(invoice.total_money),
+            problem=problem,
+            refused=refused,
+            refused_message=_refusal_message(refused) if refused is not None else None,
+            fix_payment_for=fix_payment_for,
+        ),
+        status,
+    )
+
+
+@blueprint.route("/invoices/<invoice_id>/pay", methods=["GET", "POST"])
+@customer_required
+def pay_invoice(invoice_id: str) -> Any:
+    """Pay one open invoice with a saved card or a new one. Another
+    customer's invoice is a 404; a paid or void one is said so, and never
+    charged."""
+    state = get_state()
+    customer = current_customer_or_401()
+    found = _own_invoice(state, customer, invoice_id)
+    refused = refusal(state, customer, found)
+    if request.method == "GET":
+        return _render_pay(state, customer, found, refused=refused)
+
+    raw_cards = raw_cards_allowed(state)
+    if not raw_cards and ("card_number" in request.form or "cvc" in request.form):
+        # Card details go to the provider's own card element, never here.
+        current_app.logger.warning(
+            "Customer portal refused raw card details for customer %s on an invoice payment", customer.id
+        )
+        abort(400)
+    now = utcnow()
+    methods = state.storage.list_payment_methods(customer.id)
+    form = PaymentMethodForm(methods=methods, raw_cards=raw_cards, now=now)
+    valid = form.validate()
+    if form.csrf_failed:
+        abort(400)
+    if refused is Refusal.NOT_OPEN and found.status is InvoiceStatus.PAID:
+        # A double click or a second tab: paid already, charged once.
+        return redirect(url_for(".invoice", invoice_id=found.id), code=303)
+    if refused is not None:
+        return _render_pay(state, customer, found, form, refused=refused, status=409)
+    shown = shown_amount()
+    if shown is False or (isinstance(shown, Money) and shown != found.total_money):
+        problem = Problem(
+            _(
+                "The amount due changed since this page was shown, so nothing was charged. "
+                "Check the new amount, then confirm again."
+            )
+        )
+        return _render_pay(state, customer, found, form, problem=problem, status=409)
+    render = partial(_render_pay, state, customer, found)
+    if not valid:
+        return _render_pay(state, customer, found, form, status=422)
+    choice = form.choice
+    if isinstance(choice, SavedMethod):
+        method = choice.method
+    else:
+        refused_card = refuse_new_card(state, customer, form, len(methods), render)
+        if refused_card is not None:
+            return refused_card
+        attached = attach_new_card(state, customer, form, choice, render)
+        if not isinstance(attached, PaymentMethod):
+            return attached
+        method = attached
+        form.forget_card()
+        form.payment_method.data = method.id
+    return _pay(state, customer, found, form, method, shown if isinstance(shown, Money) else None)
+
+
+def _pay(
+    state: PortalState,
+    customer: Customer,
+    invoice: Invoice,
+    form: PaymentMethodForm,
+    method: PaymentMethod,
+    expected: Money | None,
+) -> Any:
+    try:
+        result = pay_open_invoice(state, customer, invoice.id, method, expected=expected)
+    except InvoiceNotFound:
+        abort(404)
+    except ProviderError:
+        current_app.logger.exception("Payment provider failed while paying invoice %s", invoice.id)
+        return _render_pay(state, customer, invoice, form, problem=unreachable(), status=502)
+    if result.paid or result.outcome is PaymentOutcome.ALREADY_PAID:
+        if result.paid:
+            notify(_("Thank you: invoice %(number)s is paid.", number=result.invoice.number))
+        return redirect(url_for(".invoice", invoice_id=invoice.id), code=303)
+    if result.refused is not None:
+        return _render_pay(state, customer, result.invoice, form, refused=result.refused, status=409)
+    outcome = result.outcome
+    if outcome is PaymentOutcome.DECLINED:
+        problem = Problem(
+            _(
+                "%(card)s was declined, so nothing was charged. Choose another card or add a new one.",
+                card=format_payment_method(method),
+            ),
+            decline_reason=result.decline_reason or "generic_decline",
+            method_id=method.id,
+        )
+        return _render_pay(state, customer, result.invoice, form, problem=problem, status=422)
+    if outcome is PaymentOutcome.AMOUNT_CHANGED:
+        problem = Problem(
+            _(
+                "The amount due changed since this page was shown, so nothing was charged. "
+                "Check the new amount, then confirm again."
+            )
+        )
+        return _render_pay(state, customer, result.invoice, form, problem=problem, status=409)
+    if outcome is PaymentOutcome.AMOUNT_MISMATCH:
+        problem = Problem(
+            _(
+                "Your bank reported a payment of another amount than the amount due. You will not be "
+                "charged again for it: the shop has been told and will sort it out."
+            )
+        )
+        return _render_pay(state, customer, result.invoice, form, problem=problem, status=409)
+    if outcome is PaymentOutcome.PENDING:
+        problem = Problem(
+            _("We are confirming your payment with the bank. Do not pay again: check back in a few minutes.")
+        )
+        return _render_pay(state, customer, result.invoice, form, problem=problem, status=202)
+    if outcome is PaymentOutcome.REQUIRES_ACTION and safe_redirect_target(state, result.redirect_url):
+        return redirect(str(result.redirect_url), code=303)
+    return _render_pay(state, customer, result.invoice, form, problem=unreachable(), status=502)

@@ -68,6 +68,8 @@ __all__ = [
     "reactivated",
     "refuse_new_card",
     "remove_payment_method",
+    "safe_redirect_target",
+    "shown_amount",
     "unreachable",
 ]
 
@@ -111,7 +113,7 @@ def amount_field(value: Money | None) -> str:
     return "" if value is None else f"{value.amount} {value.currency}"
 
 
-def _shown_amount() -> Money | bool | None:
+def shown_amount() -> Money | bool | None:
     """The amount the submitted form showed: a :class:`Money`, ``None`` if
     the form carried none, ``False`` if it carried something else."""
     raw = request.form.get("amount_due")
@@ -441,7 +443,7 @@ def attach_new_card(
     return result
 
 
-def _safe_redirect_target(state: PortalState, url: str | None) -> bool:
+def safe_redirect_target(state: PortalState, url: str | None) -> bool:
     """A bank's confirmation page: https, or anything http(s) from the test provider."""
     if not url:
         return False
@@ -458,7 +460,7 @@ def _reactivate(
     form: PaymentMethodForm,
     method: PaymentMethod,
 ) -> Any:
-    shown = _shown_amount()
+    shown = shown_amount()
     if shown is False:
         return _render(state, customer, subscription, form, problem=_amount_changed(), status=409)
     try:
@@ -525,7 +527,7 @@ def _reactivation_answer(
         )
         return _render(state, customer, subscription, form, problem=problem, status=202)
     if outcome is PaymentOutcome.REQUIRES_ACTION:
-        if _safe_redirect_target(state, result.redirect_url):
+        if safe_redirect_target(state, result.redirect_url):
             return redirect(str(result.redirect_url), code=303)
         logger.error(
             "Payment provider asked to send customer %s to a confirmation page that is not https; refused",

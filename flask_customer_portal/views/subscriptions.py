@@ -6,8 +6,10 @@ confirmation page posts here with ``confirm=yes`` and the reason. A POST
 without ``confirm=yes`` (older integrations post here directly) shows what
 will happen; the reason is optional on both. Whether a
 cancellation ends the subscription now or at the end of the paid period is
-the merchant's choice (``CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END``); an
-``on_hold`` subscription always ends now.
+the merchant's choice (``CUSTOMER_PORTAL_CANCEL_MODES``, or
+``CUSTOMER_PORTAL_CANCEL_AT_PERIOD_END``), or the customer's where the
+merchant allows both (the confirmation's ``when`` field); an ``on_hold``
+subscription always ends now.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from flask import abort, redirect, render_template, request, url_for
 from flask_babel import get_locale
 
 from ..billing import lifecycle
-from ..billing.lifecycle import SubscriptionView, describe, ends_at_period_end, rules_for
+from ..billing.lifecycle import SubscriptionView, cancel_choices, describe, ends_at_period_end, rules_for
 from ..billing.pausing import can_pause, may_pause, pause_choices, pause_subscription, unpause
 from ..billing.periods import add_interval
 from ..billing.upcoming import retention_discount, upcoming_renewal
@@ -55,6 +57,33 @@ def _subscription_or_404(state: PortalState, customer: Customer, subscription_id
 def _date(state: PortalState, customer: Customer, moment: datetime) -> str:
     locale = str(get_locale() or state.config.default_locale)
     return format_date(moment, locale, customer.timezone or state.config.default_timezone)
+
+
+def refund_policy(state: PortalState) -> str | None:
+    """The merchant's refund policy in the language of this request (else
+    the default language), or ``None``."""
+    policy = state.config.refund_policy
+    if policy is None or isinstance(policy, str):
+        return policy
+    texts = dict(policy)
+    return texts.get(str(get_locale() or "")) or texts.get(state.config.default_locale)
+
+
+def cancel_confirmation(
+    state: PortalState, subscription: Subscription, now: datetime, chosen: str | None = None
+) -> dict[str, Any]:
+    """What the confirmation page shows about when the subscription ends:
+    the choices (two when the merchant allows both and they differ), the
+    one chosen, and the merchant's refund policy."""
+    choices = cancel_choices(state, subscription, now)
+    return {
+        "cancel_choices": choices,
+        "cancel_when": chosen if chosen in choices else None,
+        "at_period_end": ends_at_period_end(
+            state, subscription, now, choices[0] if len(choices) == 1 else None
+        ),
+        "refund_policy": refund_policy(state),
+    }
 
 
 def _detail_page(
@@ -154,18 +183,28 @@ def cancel_subscription(subscription_id: str) -> Any:
         page = render_template("customer_portal/cancel_reason.html", subscription=subscription, form=form)
         return page, 422
     reason = form.cancellation_reason()
-    if request.form.get("confirm") != "yes":
-        return render_template(
+    choices = cancel_choices(state, subscription, now)
+    when = request.form.get("when")
+    if request.form.get("confirm") != "yes" or (len(choices) > 1 and when not in choices):
+        # Ending now or at the period's end is the customer's to say where
+        # both are allowed: never assumed.
+        missing = request.form.get("confirm") == "yes"
+        page = render_template(
             "customer_portal/cancel_subscription.html",
             view=view,
             subscription=subscription,
-            at_period_end=ends_at_period_end(state, subscription, now),
             reason=reason,
             offer=None,
+            cancel_when_error=_("Choose when the subscription ends.") if missing else None,
+            **cancel_confirmation(state, subscription, now, when),
         )
+        return (page, 422) if missing else page
+    mode = when if len(choices) > 1 else None
+    if mode is None and when is not None and when not in choices:
+        abort(400)  # a mode the merchant does not allow, or one that no longer applies
 
     try:
-        result = lifecycle.cancel(state, customer, subscription, reason=reason, now=now)
+        result = lifecycle.cancel(state, customer, subscription, reason=reason, now=now, mode=mode)
     except SubscriptionNotFound:
         abort(404)
     if not result.done:

@@ -71,13 +71,17 @@ class SMTPInbox:
             self._changed.notify_all()
         return "250 Message accepted for delivery"
 
-    def wait_for(self, to: str, *, after: int = 0, timeout: float = 10.0) -> EmailMessage:
-        """The first message to ``to`` among those received after the first
-        ``after`` ones; waits up to ``timeout`` seconds for it."""
+    def wait_for(
+        self, to: str, *, after: int = 0, timeout: float = 10.0, subject: str | None = None
+    ) -> EmailMessage:
+        """The first message to ``to`` (with ``subject`` in its subject, if
+        given) among those received after the first ``after`` ones; waits up
+        to ``timeout`` seconds for it. A payment's receipt and its
+        confirmation arrive in either order: ``subject`` tells them apart."""
 
         def find() -> EmailMessage | None:
             for message in self.messages[after:]:
-                if to in str(message["To"]):
+                if to in str(message["To"]) and (subject is None or subject in str(message["Subject"])):
                     return message
             return None
 

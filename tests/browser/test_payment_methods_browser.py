@@ -125,7 +125,7 @@ def test_budi_pays_with_a_declined_card_then_a_good_one_on_a_phone(
     subscription = _stored(live_server, made.customer_id, made.subscription_id)
     assert subscription.status is SubscriptionStatus.ACTIVE
     assert _invoice_status(live_server, made.customer_id, made.invoice_id) is InvoiceStatus.PAID
-    email = live_server.inbox.wait_for(made.email, after=mails_before)
+    email = live_server.inbox.wait_for(made.email, after=mails_before, subject="aktif kembali")
     assert email["Subject"] == "Langganan Acme Sync Anda aktif kembali"
 
     # Reloading the confirmation page pays nothing again.

@@ -53,7 +53,9 @@ def test_upgrading_on_a_phone(own_phone: Any, own_live_server: Any, axe_check: C
         confirm.click()
     assert urlsplit(page.url).path == f"/portal/subscriptions/{SUB}"
     assert page.get_by_text("You are now on Business (monthly).").is_visible()
-    message = own_live_server.inbox.wait_for("ava@example.com", after=mails_before)
+    message = own_live_server.inbox.wait_for(
+        "ava@example.com", after=mails_before, subject="Business (monthly)"
+    )
     assert "Business (monthly)" in str(message["Subject"])
 
 

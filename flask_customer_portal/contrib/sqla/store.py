@@ -29,6 +29,7 @@ from ..composite import CompositeStorage
 from ._access import AccessMixin
 from ._credit_notes import CreditNotesMixin
 from ._customers import CustomersMixin
+from ._invoice_lock import InvoiceLocksMixin
 from ._invoices import InvoicesMixin
 from ._licences import LicenceKeysMixin
 from ._locks import LocksMixin
@@ -37,7 +38,7 @@ from ._promotions import PromotionsMixin
 from ._subscriptions import SubscriptionsMixin
 
 if TYPE_CHECKING:
-    from ...storage import MailOutboxStore, PortalStorage
+    from ...storage import InvoiceLockStore, MailOutboxStore, PortalStorage
 
 __all__ = ["SQLAlchemyStorage"]
 
@@ -50,6 +51,7 @@ class SQLAlchemyStorage(
     LicenceKeysMixin,
     AccessMixin,
     LocksMixin,
+    InvoiceLocksMixin,
     OutboxMixin,
     PromotionsMixin,
 ):
@@ -80,3 +82,4 @@ if TYPE_CHECKING:
     # mypy proves that the store implements the whole protocol.
     _check: type[PortalStorage] = SQLAlchemyStorage
     _check_outbox: type[MailOutboxStore] = SQLAlchemyStorage
+    _check_invoice_lock: type[InvoiceLockStore] = SQLAlchemyStorage
