@@ -20,7 +20,7 @@ TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 @lru_cache(maxsize=1)
 def shipped_languages() -> tuple[str, ...]:
     """English, then every language with a ``customer_portal`` catalogue in
-    the package, by code: ``("en", "ar", "es", "id")``.
+    the package, by code: ``("en", "ar", "de", "es", "fr", "id", "it", "nl")``.
 
     A catalogue counts once its ``.po`` or its compiled ``.mo`` is there (a
     built wheel has both; a checkout has the ``.po`` until ``make

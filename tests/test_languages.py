@@ -138,7 +138,7 @@ def test_no_change_without_a_good_csrf_token(app: Flask, ava_client: FlaskClient
     assert _events(app, AVA) == []
 
 
-@pytest.mark.parametrize("language", ["fr", "", "ID", "en-US", "id\x00", "x" * 300])
+@pytest.mark.parametrize("language", ["fi", "", "ID", "en-US", "id\x00", "x" * 300])
 def test_an_unknown_language_is_refused_without_a_change(
     app: Flask, ava_client: FlaskClient, language: str
 ) -> None:
