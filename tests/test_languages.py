@@ -417,3 +417,28 @@ def test_language_codes_in_the_configuration(tmp_path: Path) -> None:
     for bad in (("en", "pt-BR"), ("en", "PT"), ("en", "zh_hans")):
         with pytest.raises(ConfigurationError, match="CUSTOMER_PORTAL_LANGUAGES"):
             make_portal_app(f"sqlite:///{tmp_path / 'bad.db'}", CUSTOMER_PORTAL_LANGUAGES=bad)
+
+
+@pytest.mark.parametrize(
+    "header", ["zh-CN", "zh-Hans", "zh", "zh-SG", "zh-Hans-CN", "zh-CN,zh;q=0.9,en;q=0.8"]
+)
+def test_a_chinese_browser_gets_the_simplified_chinese_catalogue(app: Flask, header: str) -> None:
+    html = app.test_client().get(LOGIN, headers={"Accept-Language": header}).text
+    assert _html_lang(html) == ("zh-Hans", "ltr")
+    assert "登录您的客户门户" in html
+    assert '<option value="zh_Hans" lang="zh-Hans" selected>中文 (简体)</option>' in html
+
+
+def test_a_traditional_chinese_browser_does_not_get_simplified_chinese(app: Flask) -> None:
+    html = app.test_client().get(LOGIN, headers={"Accept-Language": "zh-TW,en;q=0.5"}).text
+    assert _html_lang(html) == ("en", "ltr")
+
+
+def test_a_locale_saved_as_a_bcp_47_tag_gets_its_catalogue(app: Flask, client: FlaskClient) -> None:
+    # A host may save "zh-CN" (or "pt-BR") on the customer itself.
+    with app.app_context():
+        get_state(app).storage.set_locale(AVA, "zh-CN")
+    sign_in(app, client, AVA)
+    html = client.get("/portal/", headers={"Accept-Language": "en"}).text
+    assert _html_lang(html) == ("zh-Hans", "ltr")
+    assert "概览" in html
