@@ -25,9 +25,13 @@ _SAMPLES = {
     "ar": ("سارة أحمد", "اشتراك Pro — شهر مارس"),
     "es": ("Lucía Fernández", "Suscripción Pro — marzo"),
     "id": ("Budi Santoso", "Langganan Pro — Maret"),
+    "ja": ("山田太郎", "プロプラン 3月"),
+    "ko": ("김민준", "프로 요금제 — 3월"),
+    "pt_BR": ("João Silva", "Assinatura Pro — março"),
+    "zh_Hans": ("王芳", "专业版订阅 — 3月"),
 }
-#: No Japanese catalogue ships yet: English labels, a Japanese name and lines,
-#: to show what the fallback font (embedded only then) costs.
+#: English labels with a Japanese name and lines: what the fallback font
+#: (embedded only then) costs on an otherwise Latin invoice.
 _CJK_SAMPLE = ("山田太郎", "プロプラン 年額 3月")
 
 

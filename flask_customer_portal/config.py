@@ -317,10 +317,12 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
     if raw_languages is None:
         raw_languages = shipped_languages()
     if isinstance(raw_languages, str) or not all(
-        isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}", code) for code in raw_languages
+        isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}(_[A-Z][a-z]{3})?(_([A-Z]{2}|[0-9]{3}))?", code)
+        for code in raw_languages
     ):
         raise ConfigurationError(
-            "CUSTOMER_PORTAL_LANGUAGES", 'must be a list of language codes such as ["en", "id"]'
+            "CUSTOMER_PORTAL_LANGUAGES",
+            'must be a list of language codes such as ["en", "id", "pt_BR", "zh_Hans"]',
         )
     languages = tuple(raw_languages)
     default_locale = config["CUSTOMER_PORTAL_DEFAULT_LOCALE"]

@@ -17,7 +17,7 @@ from .formatting import (
     localize_dates,
     machine_datetime,
 )
-from .i18n import domain
+from .i18n import domain, language_tag
 from .money import Money, format_money
 from .urls import external_url
 
@@ -46,7 +46,7 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
     translations = domain.get_translations()
 
     def locale() -> str:
-        return str(babel_locale)
+        return language_tag(str(babel_locale))
 
     def gettext(string: str, **variables: Any) -> str:
         text = str(translations.ugettext(string))

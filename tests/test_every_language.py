@@ -22,7 +22,7 @@ from portal_fixtures import BASE_URL, close_app, make_portal_app, sign_in
 from untranslated import page_texts, tells_for, translated_languages
 
 from flask_customer_portal.catalogues import shipped_languages
-from flask_customer_portal.i18n import language_name, text_direction
+from flask_customer_portal.i18n import language_name, language_tag, text_direction
 from flask_customer_portal.testing import csrf_token_from
 
 LANGUAGES = translated_languages()
@@ -95,7 +95,7 @@ def test_every_shipped_catalogue_is_offered_by_default(shop: Flask) -> None:
 def test_the_picker_names_each_language_in_itself(shop: Flask, language: str) -> None:
     page = shop.test_client().get("/portal/login/biz_demo").text
     name = html.escape(language_name(language), quote=False)
-    assert f'<option value="{language}" lang="{language}">{name}</option>' in page
+    assert f'<option value="{language}" lang="{language_tag(language)}">{name}</option>' in page
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -103,7 +103,7 @@ def test_the_browsers_language_chooses_before_sign_in(shop: Flask, language: str
     # A regional variant ("es-MX", "ar-EG") gets the language's catalogue.
     for header in (language, f"{language}-ZZ,{language};q=0.9,en;q=0.5", f"{language}-419"):
         page = shop.test_client().get("/portal/login/biz_demo", headers={"Accept-Language": header})
-        assert _html_lang(page.text) == (language, text_direction(language)), header
+        assert _html_lang(page.text) == (language_tag(language), text_direction(language)), header
         assert not tells_for(language).find(page_texts(page.text))
 
 
@@ -122,7 +122,7 @@ def test_no_english_is_left_on_any_page(shop: Flask, language: str) -> None:
         pages["(error 404)"] = client.get("/portal/no-such-page").text
         walked += len(pages)
         for path, text in pages.items():
-            assert _html_lang(text) == (language, text_direction(language)), path
+            assert _html_lang(text) == (language_tag(language), text_direction(language)), path
             problems.extend(f"{customer} {path}: {found}" for found in tells.find(page_texts(text)))
     anonymous = shop.test_client()
     anonymous.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
@@ -189,7 +189,7 @@ def test_emails_have_no_english_left(tmp_path_factory: pytest.TempPathFactory, l
     for message in messages:
         texts = [message.subject, *(_normal_lines(message.text)), *page_texts(message.html or "")]
         assert not tells.find(texts), (message.subject, tells.find(texts))
-        assert f'lang="{language}"' in (message.html or "")
+        assert f'lang="{language_tag(language)}"' in (message.html or "")
 
 
 def _normal_lines(text: str) -> list[str]:

@@ -19,7 +19,7 @@ from rtl_pseudo_locale import PSEUDO_LOCALE, build_rtl_catalogue, pseudo
 from flask_customer_portal import signals
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage
 from flask_customer_portal.errors import ConfigurationError
-from flask_customer_portal.i18n import language_name, text_direction
+from flask_customer_portal.i18n import language_name, match_language, text_direction
 from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AuditEvent, Customer
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
@@ -335,3 +335,110 @@ def test_translation_directories_must_be_a_list(tmp_path: Path) -> None:
         make_portal_app(
             f"sqlite:///{tmp_path / 'bad.db'}", CUSTOMER_PORTAL_TRANSLATION_DIRECTORIES="translations"
         )
+
+
+# --- languages with a region or a script ("pt_BR", "zh_Hans") ---------------------------
+
+OFFERED = ("en", "ar", "es", "id", "pt_BR", "zh_Hans")
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("pt-BR", "pt_BR"),
+        ("pt_BR", "pt_BR"),
+        ("pt-br", "pt_BR"),
+        ("pt", "pt_BR"),
+        ("pt-PT", "pt_BR"),  # Portuguese rather than English
+        ("pt-BR-x-private", "pt_BR"),
+        ("zh-CN", "zh_Hans"),
+        ("zh-Hans", "zh_Hans"),
+        ("zh-Hans-CN", "zh_Hans"),
+        ("zh", "zh_Hans"),
+        ("zh-SG", "zh_Hans"),
+        ("zh-TW", None),  # Traditional characters: not the Simplified catalogue
+        ("zh-Hant", None),
+        ("zh-HK", None),
+        ("id-ID", "id"),
+        ("es-419", "es"),
+        ("en-GB", "en"),
+        ("fr", None),
+        ("*", None),
+        ("", None),
+    ],
+)
+def test_a_tag_finds_the_catalogue_for_its_language_and_script(tag: str, expected: str | None) -> None:
+    assert match_language(tag, OFFERED) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("pt-BR,pt;q=0.9,en;q=0.5", "pt-BR"),
+        ("pt", "pt-BR"),
+        ("zh-CN,zh;q=0.9,en;q=0.5", "zh-Hans"),
+        ("zh-Hans", "zh-Hans"),
+        ("zh", "zh-Hans"),
+        ("zh-TW,en;q=0.5", "en"),
+        ("fr-FR,zh-CN;q=0.8,en;q=0.5", "zh-Hans"),
+    ],
+)
+def test_accept_language_chooses_a_catalogue_with_a_region_or_script(
+    tmp_path: Path, header: str, expected: str
+) -> None:
+    app = make_portal_app(f"sqlite:///{tmp_path / 'tags.db'}", CUSTOMER_PORTAL_LANGUAGES=OFFERED)
+    html = app.test_client().get(LOGIN, headers={"Accept-Language": header}).text
+    assert _html_lang(html) == (expected, "ltr")
+    code = expected.replace("-", "_")
+    assert f'<option value="{code}" lang="{expected}" selected>' in html
+
+
+def test_a_saved_language_with_a_region_beats_the_browsers(app: Flask, client: FlaskClient) -> None:
+    sign_in(app, client, AVA)
+    response = _pick(client, "pt_BR")
+    assert response.status_code == 303
+    assert _locale(app, AVA) == "pt_BR"
+    html = client.get("/portal/", headers={"Accept-Language": "en"}).text
+    assert _html_lang(html) == ("pt-BR", "ltr")
+    assert '<option value="pt_BR" lang="pt-BR" selected>Português (Brasil)</option>' in html
+
+
+@pytest.mark.parametrize("saved", ["pt-BR", "pt_BR", "pt"])
+def test_a_saved_locale_is_matched_like_a_browsers(saved: str) -> None:
+    assert match_language(saved, OFFERED) == "pt_BR"
+
+
+def test_language_codes_in_the_configuration(tmp_path: Path) -> None:
+    app = make_portal_app(
+        f"sqlite:///{tmp_path / 'ok.db'}", CUSTOMER_PORTAL_LANGUAGES=("en", "pt_BR", "zh_Hans")
+    )
+    with app.app_context():
+        assert get_state(app).config.languages == ("en", "pt_BR", "zh_Hans")
+    for bad in (("en", "pt-BR"), ("en", "PT"), ("en", "zh_hans")):
+        with pytest.raises(ConfigurationError, match="CUSTOMER_PORTAL_LANGUAGES"):
+            make_portal_app(f"sqlite:///{tmp_path / 'bad.db'}", CUSTOMER_PORTAL_LANGUAGES=bad)
+
+
+@pytest.mark.parametrize(
+    "header", ["zh-CN", "zh-Hans", "zh", "zh-SG", "zh-Hans-CN", "zh-CN,zh;q=0.9,en;q=0.8"]
+)
+def test_a_chinese_browser_gets_the_simplified_chinese_catalogue(app: Flask, header: str) -> None:
+    html = app.test_client().get(LOGIN, headers={"Accept-Language": header}).text
+    assert _html_lang(html) == ("zh-Hans", "ltr")
+    assert "登录您的客户门户" in html
+    assert '<option value="zh_Hans" lang="zh-Hans" selected>中文 (简体)</option>' in html
+
+
+def test_a_traditional_chinese_browser_does_not_get_simplified_chinese(app: Flask) -> None:
+    html = app.test_client().get(LOGIN, headers={"Accept-Language": "zh-TW,en;q=0.5"}).text
+    assert _html_lang(html) == ("en", "ltr")
+
+
+def test_a_locale_saved_as_a_bcp_47_tag_gets_its_catalogue(app: Flask, client: FlaskClient) -> None:
+    # A host may save "zh-CN" (or "pt-BR") on the customer itself.
+    with app.app_context():
+        get_state(app).storage.set_locale(AVA, "zh-CN")
+    sign_in(app, client, AVA)
+    html = client.get("/portal/", headers={"Accept-Language": "en"}).text
+    assert _html_lang(html) == ("zh-Hans", "ltr")
+    assert "概览" in html

@@ -20,7 +20,7 @@ from .. import signals
 from ..auth import get_current_customer
 from ..clock import utcnow
 from ..forms import ConfirmForm
-from ..i18n import LANGUAGE_SESSION_KEY, language_name, text_direction
+from ..i18n import LANGUAGE_SESSION_KEY, language_name, match_language, text_direction
 from ..state import get_state
 from ..storage import AuditEvent
 from ._base import blueprint
@@ -101,7 +101,7 @@ def _language_context() -> dict[str, Any]:
     languages = config.languages
     return {
         "portal_languages": [(code, language_name(code)) for code in languages] if len(languages) > 1 else [],
-        "portal_language": current.split("_")[0],
+        "portal_language": match_language(current, languages) or current,
         "portal_text_direction": text_direction(current),
         "portal_language_next": request.full_path.rstrip("?") if request.method == "GET" else "",
     }

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 from untranslated import tells_for, translated_languages
 
-from flask_customer_portal.i18n import text_direction
+from flask_customer_portal.i18n import language_tag, text_direction
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -89,6 +89,7 @@ def test_every_page_in_every_language_on_a_phone(browser: Any, own_live_server: 
             with page.expect_navigation():
                 page.locator("form[action$='/language'] button[type=submit]").click()
             direction = text_direction(language)
+            tag = language_tag(language)  # "pt-BR" for the pt_BR catalogue
             seen: set[str] = set()
             kinds: dict[str, int] = {}
             queue = ["/portal/"]
@@ -103,8 +104,8 @@ def test_every_page_in_every_language_on_a_phone(browser: Any, own_live_server: 
                 if response is None or response.status != 200:
                     continue
                 html = page.locator("html")
-                if (html.get_attribute("lang"), html.get_attribute("dir")) != (language, direction):
-                    problems.append(f"{language} {path}: <html lang dir> is not {language} {direction}")
+                if (html.get_attribute("lang"), html.get_attribute("dir")) != (tag, direction):
+                    problems.append(f"{language} {path}: <html lang dir> is not {tag} {direction}")
                 problems.extend(
                     f"{language} {path}: {found}" for found in tells.find(page.evaluate(_VISIBLE_TEXT))
                 )
