@@ -34,8 +34,13 @@ _MAX_PAGES = 60
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    """One app for the whole module: walking changes nothing (GET never does)."""
-    app = make_portal_app(f"sqlite:///{tmp_path_factory.mktemp('languages') / 'portal.db'}")
+    """One app for the whole module: walking changes nothing (GET never does).
+    One CSV export per shipped language is more than a customer may ask for
+    in an hour by default."""
+    app = make_portal_app(
+        f"sqlite:///{tmp_path_factory.mktemp('languages') / 'portal.db'}",
+        CUSTOMER_PORTAL_EXPORT_RATE_LIMIT="100 per hour",
+    )
     yield app
     close_app(app)
 
