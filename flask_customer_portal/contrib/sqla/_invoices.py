@@ -190,7 +190,19 @@ class InvoicesMixin(StoreBase):
         return self.get_invoice(customer_id, invoice_id)
 
 
-def insert_invoice(session: Session, invoice: Invoice) -> Invoice:
+def current_billing_details(session: Session, customer_id: str) -> BillingDetails | None:
+    """The customer's billing details as saved now (``None``: none saved)."""
+    current = session.get(BillingDetailsModel, customer_id, populate_existing=True)
+    return None if current is None else billing_details_record(values_of(current, BILLING_DETAILS_COLUMNS))
+
+
+def insert_invoice(
+    session: Session,
+    invoice: Invoice,
+    *,
+    details_read: bool = False,
+    saved_details: BillingDetails | None = None,
+) -> Invoice:
     """Insert an issued invoice with its lines.
 
     Checks the arithmetic first: ``total == subtotal + tax`` and, when
@@ -199,7 +211,8 @@ def insert_invoice(session: Session, invoice: Invoice) -> Invoice:
     Issued invoices are never updated; corrections are new documents.
 
     An invoice given without ``billing_details`` gets a copy of the
-    customer's current ones (if they saved any), in the same transaction.
+    customer's current ones (if they saved any), in the same transaction
+    (read here, or by the caller: ``details_read`` and ``saved_details``).
     """
     Money(invoice.total, invoice.currency)  # validates the currency code
     if invoice.total != invoice.subtotal + invoice.tax:
@@ -223,10 +236,8 @@ def insert_invoice(session: Session, invoice: Invoice) -> Invoice:
         )
     details = invoice.billing_details
     if details is None:
-        current = session.get(BillingDetailsModel, invoice.customer_id, populate_existing=True)
-        details = (
-            None if current is None else billing_details_record(values_of(current, BILLING_DETAILS_COLUMNS))
-        )
+        # ``details_read``: the caller read the saved ones already (``saved_details``).
+        details = saved_details if details_read else current_billing_details(session, invoice.customer_id)
     else:
         check_billing_details(details)
     row = InvoiceModel(

@@ -33,7 +33,7 @@ from ...storage import (
     SubscriptionStatus,
 )
 from ._base import FRESH, StoreBase, insert_if_absent, now_utc, rowcount
-from ._invoices import insert_invoice, next_in_sequence
+from ._invoices import current_billing_details, insert_invoice, next_in_sequence
 from ._outbox import add_mail
 from ._promotions import redeem as redeem_promotion
 from ._promotions import release as release_promotion
@@ -313,10 +313,17 @@ class SQLSubscriptionLock:
     def issue_invoice(self, invoice: Invoice) -> Invoice:
         if invoice.customer_id != self._row.customer_id or invoice.subscription_id != self._row.id:
             raise ValueError("an invoice issued under a subscription lock must be that subscription's")
+        # Read before the counter is taken: every invoice of every runner
+        # waits for the counter's row until this transaction commits.
+        saved = None
+        if invoice.billing_details is None:
+            saved = current_billing_details(self._session, invoice.customer_id)
         if not invoice.number:
             value = next_in_sequence(self._session, "invoice_number:INV-")
             invoice = replace(invoice, number=f"INV-{value:06d}")
-        issued = self._issued[invoice.id] = insert_invoice(self._session, invoice)
+        issued = self._issued[invoice.id] = insert_invoice(
+            self._session, invoice, details_read=True, saved_details=saved
+        )
         return issued
 
     def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
