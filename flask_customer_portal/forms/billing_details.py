@@ -43,6 +43,13 @@ _POSTAL_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]*")
 FROM_COUNTRY = ""
 
 
+def _scheme_or_none(value: str) -> TaxIdScheme | None:
+    try:
+        return TaxIdScheme(value)
+    except ValueError:
+        return None
+
+
 def scheme_label(scheme: TaxIdScheme | str) -> str:
     """The name of a kind of tax ID, in the customer's language."""
     labels = {
@@ -144,24 +151,21 @@ class BillingDetailsForm(PortalForm):
         countries = country_codes(locale)
         self._country_codes = frozenset(code for code, _name in countries)
         self.country.choices = [("", _("Choose a country")), *countries]
-        # Each kind shows how its numbers look, so that the list itself is
-        # the hint; sorted by name in the customer's language.
+        # Names only, so that the closed list fits a phone's width; the
+        # chosen kind's example is the tax ID field's hint (tax_id_example).
         kinds = sorted(
-            (
-                (
-                    scheme.value,
-                    _(
-                        "%(kind)s, like %(example)s",
-                        kind=scheme_label(scheme),
-                        example=SCHEME_EXAMPLES[scheme],
-                    ),
-                )
-                for scheme in TaxIdScheme
-            ),
+            ((scheme.value, scheme_label(scheme)) for scheme in TaxIdScheme),
             key=lambda choice: choice[1].casefold(),
         )
         self.tax_id_scheme.choices = [(FROM_COUNTRY, _("The usual one of the country")), *kinds]
         self._cleaned: BillingDetails | None = None
+
+    def tax_id_example(self) -> str | None:
+        """A valid number of the chosen kind (or of the country's usual one),
+        to show how it is written."""
+        chosen = self.tax_id_scheme.data or FROM_COUNTRY
+        scheme = scheme_for_country(self.country.data) if chosen == FROM_COUNTRY else _scheme_or_none(chosen)
+        return None if scheme is None else SCHEME_EXAMPLES[scheme]
 
     @classmethod
     def data_of(cls, details: BillingDetails | None) -> dict[str, str]:
