@@ -167,6 +167,11 @@ class BillingDetailsForm(PortalForm):
         scheme = scheme_for_country(self.country.data) if chosen == FROM_COUNTRY else _scheme_or_none(chosen)
         return None if scheme is None else SCHEME_EXAMPLES[scheme]
 
+    def country_examples(self) -> dict[str, str]:
+        """An example number of each offered country's usual kind of tax ID."""
+        schemes = ((code, scheme_for_country(code)) for code in sorted(self._country_codes))
+        return {code: SCHEME_EXAMPLES[scheme] for code, scheme in schemes if scheme is not None}
+
     @classmethod
     def data_of(cls, details: BillingDetails | None) -> dict[str, str]:
         """Field values that show ``details`` (the tax ID formatted)."""

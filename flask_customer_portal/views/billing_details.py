@@ -23,7 +23,7 @@ from ..forms.billing_details import BillingDetailsForm, scheme_label
 from ..i18n import gettext as _
 from ..state import PortalState, get_state
 from ..storage import AuditEvent, BillingDetails, Customer, Invoice, StateConflict
-from ..tax_ids import SCHEME_EXAMPLES, bill_to_lines, scheme_for_country
+from ..tax_ids import SCHEME_EXAMPLES, bill_to_lines
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 
 __all__ = ["billing_details", "invoice_billing_details"]
@@ -68,11 +68,7 @@ def _render_form(state: PortalState, customer: Customer, form: BillingDetailsFor
         # For portal-tax-id.js: the hint follows the kind and country chosen.
         tax_id_examples={
             "schemes": {scheme.value: example for scheme, example in SCHEME_EXAMPLES.items()},
-            "countries": {
-                code: SCHEME_EXAMPLES[scheme]
-                for code, _name in form.country.choices or ()
-                if code and (scheme := scheme_for_country(code)) is not None
-            },
+            "countries": form.country_examples(),
         },
     )
 
