@@ -59,3 +59,13 @@ def test_a_device_is_named_and_its_times_carry_their_zone(app: Flask) -> None:
         r'<dd><time datetime="(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)">[^<]+</time></dd>', page
     )
     assert len(stamped) == 3, page  # signed in twice, last active once ("Now" for this device)
+
+
+def test_a_headless_chrome_is_named_as_chrome() -> None:
+    from flask_customer_portal.useragent import parse_user_agent
+
+    agent = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "HeadlessChrome/120.0.6099.224 Safari/537.36"
+    )
+    assert (parse_user_agent(agent).browser, parse_user_agent(agent).os) == ("Chrome", "Linux")
