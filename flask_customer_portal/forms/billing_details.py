@@ -11,6 +11,7 @@ import re
 import unicodedata
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from wtforms import Field, SelectField, StringField
 from wtforms.validators import ValidationError
 
@@ -19,6 +20,7 @@ from ..i18n import lazy_gettext as _l
 from ..storage import BillingDetails, TaxIdScheme
 from ..tax_ids import (
     SCHEME_EXAMPLES,
+    SCHEMES,
     InvalidTaxId,
     TaxIdProblem,
     country_codes,
@@ -48,6 +50,19 @@ def _scheme_or_none(value: str) -> TaxIdScheme | None:
         return TaxIdScheme(value)
     except ValueError:
         return None
+
+
+def option_label(scheme: TaxIdScheme, locale: str) -> str:
+    """A kind of tax ID as the form lists it: its country (or the EU) in
+    ``locale`` and the name it has on an invoice."""
+    rule = SCHEMES[scheme]
+    try:
+        country = Locale.parse(locale).territories.get(rule.country) or rule.country
+    except (ValueError, UnknownLocaleError):
+        country = rule.country
+    # CLDR's qualifiers ("RAE de Hong Kong (China)") only lengthen a label.
+    country = re.sub(r"\s*\([^)]*\)", "", country).strip() or rule.country
+    return f"{country} \u00b7 {rule.short_name}"
 
 
 def scheme_label(scheme: TaxIdScheme | str) -> str:
@@ -151,10 +166,12 @@ class BillingDetailsForm(PortalForm):
         countries = country_codes(locale)
         self._country_codes = frozenset(code for code, _name in countries)
         self.country.choices = [("", _("Choose a country")), *countries]
-        # Names only, so that the closed list fits a phone's width; the
-        # chosen kind's example is the tax ID field's hint (tax_id_example).
+        # "Country · short name" ("United States · EIN"): short enough for
+        # the closed list to fit a phone, and found by the customer's own
+        # country; the chosen kind's example is the tax ID field's hint
+        # (tax_id_example), its full name the error messages'.
         kinds = sorted(
-            ((scheme.value, scheme_label(scheme)) for scheme in TaxIdScheme),
+            ((scheme.value, option_label(scheme, locale)) for scheme in TaxIdScheme),
             key=lambda choice: choice[1].casefold(),
         )
         self.tax_id_scheme.choices = [(FROM_COUNTRY, _("The usual one of the country")), *kinds]
