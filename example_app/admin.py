@@ -58,6 +58,7 @@ from flask_customer_portal import (
     utcnow,
 )
 from flask_customer_portal.contrib.sqla import AuditEventModel, CustomerModel, PortalSessionModel
+from flask_customer_portal.useragent import parse_user_agent
 
 from . import db
 from .staff import Staff, authenticate, end_staff_sessions
@@ -328,7 +329,8 @@ class SessionRow:
     created_at: datetime
     last_seen_at: datetime
     revoked_at: datetime | None
-    user_agent: str | None
+    device: str
+    """The browser as a person names it ("Chrome on macOS"), never the raw header."""
     status: str
     """``active``, ``expired`` (timed out, or ended by an email change) or ``revoked`` (signed out)."""
 
@@ -343,6 +345,13 @@ def _session_status(row: PortalSessionModel, config: PortalConfig, auth_version:
     ):
         return "expired"
     return "active"
+
+
+def _device(user_agent: str | None) -> str:
+    device = parse_user_agent(user_agent)
+    if device.browser and device.os:
+        return f"{device.browser} on {device.os}"
+    return device.browser or (f"A browser on {device.os}" if device.os else "Unknown browser")
 
 
 def recent_sessions(customer: Customer) -> tuple[list[SessionRow], int]:
@@ -370,7 +379,7 @@ def recent_sessions(customer: Customer) -> tuple[list[SessionRow], int]:
             created_at=row.created_at,
             last_seen_at=row.last_seen_at,
             revoked_at=row.revoked_at,
-            user_agent=row.user_agent,
+            device=_device(row.user_agent),
             status=_session_status(row, config, customer.auth_version, now),
         )
         for row in rows

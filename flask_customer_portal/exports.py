@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
 
-from .formatting import to_timezone
+from .formatting import localize_dates, to_timezone
 from .money import display_digits, minor_unit_exponent
 from .storage import BillingStore, Invoice
 
@@ -126,20 +126,24 @@ def _iso_date(moment: datetime | None, tz: str | None) -> str:
     return "" if moment is None else to_timezone(moment, tz).date().isoformat()
 
 
-def invoice_csv_row(invoice: Invoice, *, tz: str | None, status_label: str) -> list[str]:
+def invoice_csv_row(
+    invoice: Invoice, *, tz: str | None, status_label: str, locale: str | None = None
+) -> list[str]:
     """One invoice as the export's columns: number, issued date, description,
     status, currency, subtotal, tax, total, paid date, payment reference,
     then (added later, so at the end) the amount refunded, the amount
     credited to the account, and the numbers of its credit notes.
 
     Dates are ISO 8601 (``2026-03-14``) in the customer's time zone, the day
-    the invoice shows; text from outside the portal goes through
-    :func:`csv_safe`.
+    the invoice shows; the description is text for a person, so with a
+    ``locale`` its ISO dates are written in that language, as the pages
+    show them; text from outside the portal goes through :func:`csv_safe`.
     """
+    description = invoice.description if locale is None else localize_dates(invoice.description, locale)
     return [
         csv_safe(invoice.number),
         _iso_date(invoice.issued_at, tz),
-        csv_safe(invoice.description),
+        csv_safe(description),
         csv_safe(status_label),
         invoice.currency,
         decimal_amount(invoice.subtotal, invoice.currency),

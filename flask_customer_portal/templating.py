@@ -17,7 +17,7 @@ from .formatting import (
     localize_dates,
     machine_datetime,
 )
-from .i18n import domain, language_tag
+from .i18n import domain, language_tag, text_direction
 from .money import Money, format_money
 from .urls import external_url
 
@@ -87,6 +87,8 @@ def template_context(state: PortalState, customer: Customer | None) -> dict[str,
         "dates_in": dates_in,
         "portal": state.config,
         "portal_locale": locale,
+        # Emails too: an Arabic email reads right to left in every mail client.
+        "portal_text_direction": text_direction(babel_locale),
         "card_text": format_payment_method,
         "decline_text": decline_text,
         "external_url": link,

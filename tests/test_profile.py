@@ -712,7 +712,7 @@ def test_mail_is_in_the_customers_language(app: Flask, client: FlaskClient, mail
     assert confirmation.to == "budi.baru@example.co.id"
     assert notice.to == "budi@example.com"
     for message in (confirmation, notice):
-        assert '<html lang="id">' in message.html
+        assert '<html lang="id" dir="ltr">' in message.html
 
 
 def test_the_problem_page_points_a_signed_in_customer_to_the_profile(

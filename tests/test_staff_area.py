@@ -435,11 +435,16 @@ def test_staff_responses_are_never_cached(shop: Flask, staff: FlaskClient) -> No
 
 def test_customer_page_lists_portal_sessions_and_recent_actions(shop: Flask, staff: FlaskClient) -> None:
     customer = shop.test_client()
-    customer.environ_base["HTTP_USER_AGENT"] = "SupportTestBrowser/1.0"
+    customer.environ_base["HTTP_USER_AGENT"] = (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36"
+    )
     sign_in(shop, customer, "cus_demo_ava")
     page = staff.get("/admin/customers/cus_demo_ava")
     sessions = page.text[page.text.index('id="sessions-title"') : page.text.index('id="events-title"')]
-    assert "SupportTestBrowser/1.0" in sessions
+    # The device as a person names it; the raw header never shows.
+    assert '<td data-label="Browser">Chrome on macOS</td>' in sessions
+    assert "Mozilla" not in sessions and "AppleWebKit" not in sessions
     assert '<span class="badge badge-active">Active</span>' in sessions
 
     events = page.text[page.text.index('id="events-title"') :]

@@ -24,6 +24,7 @@ from flask_customer_portal.contrib.stripe._convert import (
 from flask_customer_portal.pdf import FPDFInvoiceRenderer, InvoiceDocument, default_labels
 from flask_customer_portal.storage import BillingDetails, Customer, TaxIdScheme
 from flask_customer_portal.tax_ids import (
+    SCHEME_EXAMPLES,
     SCHEMES,
     InvalidTaxId,
     TaxIdProblem,
@@ -188,12 +189,19 @@ def _options(html: str) -> dict[str, str]:
     }
 
 
-def test_the_form_offers_every_kind_with_an_example_in_english_and_indonesian(app: Flask) -> None:
+def _tax_id_hint(html: str) -> str:
+    hint = re.search(r'<p class="field-hint" id="tax_id-hint">([^<]*)</p>', html)
+    assert hint, "no hint for the tax ID field"
+    return unescape(hint.group(1))
+
+
+def test_the_form_offers_every_kind_by_country_and_name_in_english_and_indonesian(app: Flask) -> None:
     client = _signed_in(app, CHEN)
     english = _options(client.get("/portal/profile/billing", headers={"Accept-Language": "en"}).text)
     assert set(english) == {"", *(scheme.value for scheme in TaxIdScheme)}
-    assert english["us_ein"] == "US Employer Identification Number (EIN), like 91-1144442"
-    assert english["ch_vat"] == "Swiss VAT number, like CHE-107.787.577 MWST"
+    assert english["us_ein"] == "United States · EIN"
+    assert english["ch_vat"] == "Switzerland · VAT"
+    assert english["eu_vat"] == "European Union · VAT"
     labels = [label for value, label in english.items() if value]
     assert labels == sorted(labels, key=str.casefold)
     assert len(set(labels)) == len(labels)
@@ -204,9 +212,36 @@ def test_the_form_offers_every_kind_with_an_example_in_english_and_indonesian(ap
     )
     page = client.get("/portal/profile/billing")
     indonesian = _options(page.text)
-    assert indonesian["us_ein"] != english["us_ein"] and "91-1144442" in indonesian["us_ein"]
-    assert indonesian["id_npwp"].startswith("NPWP")
-    assert "cara penulisan" in page.text  # the hint is Indonesian too
+    assert indonesian["us_ein"] != english["us_ein"]
+    assert indonesian["id_npwp"] == "Indonesia · NPWP"
+    assert indonesian["us_ein"] == "Amerika Serikat · EIN"
+
+
+@pytest.mark.parametrize("language", ["en", "id", "es", "ar"])
+def test_the_closed_list_fits_a_phone_and_the_example_is_the_fields_hint(app: Flask, language: str) -> None:
+    """A closed select shows only the chosen label, cut at its width on a
+    phone: the examples (the part that matters) are in the tax ID field's
+    hint, for the kind chosen, not at the end of long option labels."""
+    client = _signed_in(app, CHEN)
+    headers = {"Accept-Language": language}
+    page = client.get("/portal/profile/billing", headers=headers).text
+    options = _options(page)
+    for scheme in TaxIdScheme:
+        assert SCHEME_EXAMPLES[scheme] not in options[scheme.value], options[scheme.value]
+    # At 375 px the select's text box is about 265 px: some 30 characters of
+    # 16 px Latin text, more of Arabic's narrower letters (measured in Chromium).
+    longest = max(options.values(), key=len)
+    assert len(longest) <= (36 if language == "ar" else 30), longest
+
+    data = {"csrf_token": csrf_token_from(page), "name": "Northwind", "line1": "1 Market Street"}
+    data |= {"city": "San Francisco", "country": "US", "tax_id_scheme": "ch_vat", "tax_id": "nope"}
+    refused = client.post("/portal/profile/billing", data=data, headers=headers)
+    assert refused.status_code == 422
+    assert "CHE-107.787.577 MWST" in _tax_id_hint(refused.text)
+    # "The usual one of the country": the country's own kind's example.
+    data |= {"tax_id_scheme": ""}
+    refused = client.post("/portal/profile/billing", data=data, headers=headers)
+    assert "91-1144442" in _tax_id_hint(refused.text)
 
 
 def test_saving_a_us_ein_and_seeing_it_on_the_next_invoice(app: Flask) -> None:

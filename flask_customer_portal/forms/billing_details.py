@@ -11,6 +11,7 @@ import re
 import unicodedata
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from wtforms import Field, SelectField, StringField
 from wtforms.validators import ValidationError
 
@@ -19,6 +20,7 @@ from ..i18n import lazy_gettext as _l
 from ..storage import BillingDetails, TaxIdScheme
 from ..tax_ids import (
     SCHEME_EXAMPLES,
+    SCHEMES,
     InvalidTaxId,
     TaxIdProblem,
     country_codes,
@@ -41,6 +43,26 @@ _POSTAL_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]*")
 
 #: The "derive it from the country" choice of the scheme select.
 FROM_COUNTRY = ""
+
+
+def _scheme_or_none(value: str) -> TaxIdScheme | None:
+    try:
+        return TaxIdScheme(value)
+    except ValueError:
+        return None
+
+
+def option_label(scheme: TaxIdScheme, locale: str) -> str:
+    """A kind of tax ID as the form lists it: its country (or the EU) in
+    ``locale`` and the name it has on an invoice."""
+    rule = SCHEMES[scheme]
+    try:
+        country = Locale.parse(locale).territories.get(rule.country) or rule.country
+    except (ValueError, UnknownLocaleError):
+        country = rule.country
+    # CLDR's qualifiers ("RAE de Hong Kong (China)") only lengthen a label.
+    country = re.sub(r"\s*\([^)]*\)", "", country).strip() or rule.country
+    return f"{country} \u00b7 {rule.short_name}"
 
 
 def scheme_label(scheme: TaxIdScheme | str) -> str:
@@ -144,24 +166,28 @@ class BillingDetailsForm(PortalForm):
         countries = country_codes(locale)
         self._country_codes = frozenset(code for code, _name in countries)
         self.country.choices = [("", _("Choose a country")), *countries]
-        # Each kind shows how its numbers look, so that the list itself is
-        # the hint; sorted by name in the customer's language.
+        # "Country · short name" ("United States · EIN"): short enough for
+        # the closed list to fit a phone, and found by the customer's own
+        # country; the chosen kind's example is the tax ID field's hint
+        # (tax_id_example), its full name the error messages'.
         kinds = sorted(
-            (
-                (
-                    scheme.value,
-                    _(
-                        "%(kind)s, like %(example)s",
-                        kind=scheme_label(scheme),
-                        example=SCHEME_EXAMPLES[scheme],
-                    ),
-                )
-                for scheme in TaxIdScheme
-            ),
+            ((scheme.value, option_label(scheme, locale)) for scheme in TaxIdScheme),
             key=lambda choice: choice[1].casefold(),
         )
         self.tax_id_scheme.choices = [(FROM_COUNTRY, _("The usual one of the country")), *kinds]
         self._cleaned: BillingDetails | None = None
+
+    def tax_id_example(self) -> str | None:
+        """A valid number of the chosen kind (or of the country's usual one),
+        to show how it is written."""
+        chosen = self.tax_id_scheme.data or FROM_COUNTRY
+        scheme = scheme_for_country(self.country.data) if chosen == FROM_COUNTRY else _scheme_or_none(chosen)
+        return None if scheme is None else SCHEME_EXAMPLES[scheme]
+
+    def country_examples(self) -> dict[str, str]:
+        """An example number of each offered country's usual kind of tax ID."""
+        schemes = ((code, scheme_for_country(code)) for code in sorted(self._country_codes))
+        return {code: SCHEME_EXAMPLES[scheme] for code, scheme in schemes if scheme is not None}
 
     @classmethod
     def data_of(cls, details: BillingDetails | None) -> dict[str, str]:

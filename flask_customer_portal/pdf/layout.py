@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 from babel import Locale
 from babel.numbers import format_decimal
 
-from ..formatting import format_date, format_payment_method
+from ..formatting import format_date, format_payment_method, localize_dates
 from ..money import Money, format_money
 from ..storage import InvoiceStatus
 from ..tax_ids import bill_to_lines
@@ -122,10 +122,11 @@ def _content(document: InvoiceDocument) -> _Content:
         status = "refunded"
     facts.append((labels["status"], labels[f"status_{status}"]))
 
+    # Stored descriptions carry ISO dates; the document reads in its language.
     if invoice.lines:
         rows = tuple(
             _Row(
-                _clean(line.description, multiline=True),
+                _clean(localize_dates(line.description, locale), multiline=True),
                 str(format_decimal(line.quantity, locale=locale)),
                 money(line.unit_amount),
                 money(line.amount),
@@ -133,7 +134,14 @@ def _content(document: InvoiceDocument) -> _Content:
             for line in invoice.lines
         )
     else:  # an invoice stored without lines still says what it was for
-        rows = (_Row(_clean(invoice.description, multiline=True), "", "", money(invoice.subtotal)),)
+        rows = (
+            _Row(
+                _clean(localize_dates(invoice.description, locale), multiline=True),
+                "",
+                "",
+                money(invoice.subtotal),
+            ),
+        )
 
     totals = [
         (labels["subtotal"], money(invoice.subtotal)),
@@ -203,7 +211,7 @@ def _credit_note_content(document: CreditNoteDocument) -> _Content:
     if note.lines:
         rows = tuple(
             _Row(
-                _clean(line.description, multiline=True),
+                _clean(localize_dates(line.description, locale), multiline=True),
                 str(format_decimal(line.quantity, locale=locale)),
                 money(line.unit_amount),
                 money(line.amount),
@@ -783,7 +791,8 @@ class FPDFInvoiceRenderer:
             ) from exc
 
         invoice = document.invoice
-        meta = _Meta(invoice.number, invoice.description, invoice.issued_at, document.locale)
+        subject = localize_dates(invoice.description, document.locale)
+        meta = _Meta(invoice.number, subject, invoice.issued_at, document.locale)
         return self._render(meta, _content(document))
 
     def render_credit_note(self, document: CreditNoteDocument) -> bytes:

@@ -60,6 +60,7 @@ def start_flow(payload: TokenPayload, asked_for: str | None = None) -> str:
     ``asked_for`` (from :func:`asked_for_page`, read before the sign-in
     cleared the session), else the overview."""
     forget_flow()
+    session.pop(NEXT_PAGE_KEY, None)
     if payload.return_url:
         session[RETURN_URL_KEY] = payload.return_url
     flow = parse_flow(payload.flow)
@@ -70,9 +71,13 @@ def start_flow(payload: TokenPayload, asked_for: str | None = None) -> str:
 
 
 def asked_for_page() -> str | None:
-    """The portal page this browser asked for while signed out, once: only
-    a path of the portal's own (never another site's, never ``//host``)."""
-    path = session.pop(NEXT_PAGE_KEY, None)
+    """The portal page this browser asked for while signed out: only a path
+    of the portal's own (never another site's, never ``//host``).
+
+    Read, not taken: a link that fails to sign in (used up by a second
+    press, expired) leaves it for the next link; the sign-in that works
+    forgets it (:func:`start_flow`), so it is opened once."""
+    path = session.get(NEXT_PAGE_KEY)
     home = url_for(".dashboard")
     if not isinstance(path, str) or not path.startswith(home) or path.startswith("//") or "\\" in path:
         return None

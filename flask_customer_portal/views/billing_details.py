@@ -64,6 +64,12 @@ def _render_form(state: PortalState, customer: Customer, form: BillingDetailsFor
         has_saved_details=saved,
         return_invoice_id=_return_invoice_id(),
         scheme_examples=[(scheme_label(scheme), example) for scheme, example in SCHEME_EXAMPLES.items()],
+        tax_id_example=form.tax_id_example(),
+        # For portal-tax-id.js: the hint follows the kind and country chosen.
+        tax_id_examples={
+            "schemes": {scheme.value: example for scheme, example in SCHEME_EXAMPLES.items()},
+            "countries": form.country_examples(),
+        },
     )
 
 

@@ -4,6 +4,7 @@ customer has."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,9 @@ from flask import render_template
 from ..billing.invoice_payment import payable
 from ..billing.lifecycle import SubscriptionView, describe
 from ..clock import utcnow
+from ..i18n import ngettext
 from ..state import get_state
+from ..storage import SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required
 from ._flows import link_return_url
 
@@ -23,6 +26,21 @@ _INVOICES_SHOWN = 10
 
 def _period_end(view: SubscriptionView) -> datetime:
     return view.subscription.current_period_end
+
+
+def _figures(views: list[SubscriptionView]) -> list[str]:
+    """What the customer has, by state ("1 active · 1 paused"): a paused or
+    trialing subscription is current, so it is never summed up as "0 active"."""
+    n = Counter(v.status for v in views if v.is_current)
+    active, trial = n[SubscriptionStatus.ACTIVE], n[SubscriptionStatus.TRIALING]
+    paused, on_hold = n[SubscriptionStatus.PAUSED], n[SubscriptionStatus.ON_HOLD]
+    figures = (
+        ngettext("%(num)d active", "%(num)d active", active) if active else "",
+        ngettext("%(num)d in trial", "%(num)d in trial", trial) if trial else "",
+        ngettext("%(num)d paused", "%(num)d paused", paused) if paused else "",
+        ngettext("%(num)d on hold", "%(num)d on hold", on_hold) if on_hold else "",
+    )
+    return [text for text in figures if text]
 
 
 # --- pages ----------------------------------------------------------------
@@ -47,7 +65,7 @@ def dashboard() -> Any:
         "customer_portal/dashboard.html",
         customer=customer,
         needs_attention=needs_attention,
-        active_count=len(renewing) + len(ending),
+        subscription_figures=_figures(views),
         current_count=sum(1 for v in views if v.is_current),
         has_subscriptions=bool(views),
         next_renewal=renewing[0] if renewing else None,

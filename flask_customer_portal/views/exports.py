@@ -214,6 +214,7 @@ def export_invoices_csv() -> Any:
         return refused
     tz = _timezone(state, customer)
     statuses = _status_labels()
+    locale = _locale(state)
     around = _app_context()
     header = [
         _("Invoice number"),
@@ -240,7 +241,7 @@ def export_invoices_csv() -> Any:
 
     def _row(invoice: Invoice) -> list[str]:
         status = invoice.display_status
-        return invoice_csv_row(invoice, tz=tz, status_label=statuses.get(status, status))
+        return invoice_csv_row(invoice, tz=tz, status_label=statuses.get(status, status), locale=locale)
 
     return _attachment(
         stream_csv(header, rows()),
