@@ -150,6 +150,10 @@ def email_variants() -> list[tuple[str, dict[str, Any]]]:
             "plan_changed",
             {"subscription": changed, "previous": sub, "invoice": None, "scheduled": True, "link": link},
         ),
+        ("receipt", {"invoice": paid, "attached": True, "link": f"{base}/invoices/inv_mail"}),
+        ("receipt", {"invoice": paid, "attached": False, "link": f"{base}/invoices/inv_mail"}),
+        ("invoice_copy", {"invoice": paid, "attached": True, "link": f"{base}/invoices/inv_mail"}),
+        ("invoice_copy", {"invoice": paid, "attached": False, "link": f"{base}/invoices/inv_mail"}),
     ]
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import factories
 import pytest
 import test_forms_property
 from flask import Flask
@@ -1154,6 +1155,99 @@ def test_set_default_payment_method(
     assert charged_to.id == (which if moved else "pm_demo_ava_visa")
 
 
+# --- paying an open invoice, emailing an invoice ------------------------------------------------
+
+_OPEN = "inv_property_open"
+_PAY_VALID: dict[str, list[str]] = {
+    **_NEW_CARD,
+    "payment_method": ["pm_demo_ava_visa", "new"],
+}
+#: What paying may write: the payment, the invoice, the card added for it,
+#: the receipt and the activity entry.
+_PAY_TABLES = {
+    "portal_invoices",
+    "portal_charge_attempts",
+    "portal_payment_methods",
+    "portal_mail_outbox",
+    "portal_audit_events",
+}
+
+
+def _open_invoice(app: Flask) -> tuple[list[FlaskClient], dict[str, str]]:
+    with app.app_context():
+        get_state(app).storage.add_invoice(  # type: ignore[attr-defined]
+            factories.invoice(
+                _OPEN,
+                AVA,
+                status=InvoiceStatus.OPEN,
+                number="INV-PROPERTY",
+                description="Setup and onboarding",
+                subtotal=15000,
+                total=15000,
+            )
+        )
+    return [], {}
+
+
+def _first_invoice(app: Flask, customer_id: str) -> str:
+    return str(records(app, customer_id)[2][0].id)
+
+
+@PROPERTY
+@given(
+    data=form_data({name: st.sampled_from(values) for name, values in _PAY_VALID.items()}),
+    whose=st.sampled_from(["ava", "budi", "none"]),
+)
+def test_pay_invoice(
+    shop: Flask, ava: FlaskClient, fresh: FreshStart, data: MultiDict[str, str], whose: str
+) -> None:
+    fresh(lambda: _open_invoice(shop))
+    target = {"ava": _OPEN, "budi": _first_invoice(shop, BUDI), "none": "inv_x"}[whose]
+    token = _token(ava, f"/portal/invoices/{_OPEN}/pay")
+    before, budi = db_dump(shop), records(shop, BUDI)
+    response = post(ava, f"/portal/invoices/{target}/pay", data, token)
+    status = _assert_answer(response)
+    event(f"{whose}: status {status}")
+    assert records(shop, BUDI) == budi
+    if whose != "ava":
+        assert status == 404
+    if status != 303:
+        get_state(shop).wait_for_background_tasks()
+        if status == 402:  # declined: the attempt is kept, nothing is paid
+            assert changed_tables(before, db_dump(shop)) <= _PAY_TABLES
+            assert [i.status for i in records(shop, AVA)[2] if i.id == _OPEN] == [InvoiceStatus.OPEN]
+            return
+        declined = 'id="payment-problem"' in response.get_data(as_text=True)
+        assert_refused(response, before, shop, fields=() if declined else list(_PAY_VALID))
+        return
+    get_state(shop).wait_for_background_tasks()
+    assert changed_tables(before, db_dump(shop)) <= _PAY_TABLES
+    assert [i.status for i in records(shop, AVA)[2] if i.id == _OPEN] == [InvoiceStatus.PAID]
+
+
+@PROPERTY
+@given(data=form_data({}), whose=st.sampled_from(["ava", "budi", "none"]))
+def test_email_invoice(
+    shop: Flask, ava: FlaskClient, fresh: FreshStart, data: MultiDict[str, str], whose: str
+) -> None:
+    fresh()
+    mine = _first_invoice(shop, AVA)
+    target = {"ava": mine, "budi": _first_invoice(shop, BUDI), "none": "inv_x"}[whose]
+    token = _token(ava, f"/portal/invoices/{mine}")
+    before, budi = db_dump(shop), records(shop, BUDI)
+    response = post(ava, f"/portal/invoices/{target}/email", data, token)
+    status = _assert_answer(response)
+    assert records(shop, BUDI) == budi
+    if status != 303:
+        # A bad token, another customer's invoice, or over the hourly limit
+        # (the examples share it): nothing written.
+        assert_refused(response, before, shop)
+        return
+    assert whose == "ava"
+    get_state(shop).wait_for_background_tasks()
+    assert changed_tables(before, db_dump(shop)) <= {"portal_mail_outbox", "portal_audit_events"}
+
+
 # --- every POST endpoint has one -----------------------------------------------------------------
 
 #: Each POST endpoint of the blueprint and the property tests that post to it.
@@ -1185,6 +1279,8 @@ COVERED: dict[str, tuple[str, ...]] = {
     "portal.login_link": ("test_forms_property_more::test_link_buttons",),
     "portal.confirm_email_change": ("test_forms_property_more::test_link_buttons",),
     "portal.logout": ("test_forms_property_more::test_logout",),
+    "portal.pay_invoice": ("test_forms_property_more::test_pay_invoice",),
+    "portal.email_invoice": ("test_forms_property_more::test_email_invoice",),
 }
 
 
