@@ -26,11 +26,13 @@ from .payments import (
 )
 
 if TYPE_CHECKING:
+    from .money import Money
     from .records import AuditEvent, PaymentMethod
 
 __all__ = [
     "Capabilities",
     "ChangesPlans",
+    "ChangesPlansAtProvider",
     "ChargesSubscriptions",
     "ClaimsDueSubscriptions",
     "ClaimsWebhookEvents",
@@ -43,6 +45,7 @@ __all__ = [
     "LocksProviderSubscriptions",
     "PausesSubscriptions",
     "ProviderCapabilities",
+    "ProviderPlanPreview",
     "PrunesExpiredRecords",
     "PrunesWebhookEvents",
     "QueuesMail",
@@ -215,6 +218,10 @@ class Capabilities:
     (:class:`ClaimsDueSubscriptions`)."""
     default_payment_method: bool = False
     """Keep a customer's default payment method (:class:`KeepsDefaultPaymentMethod`)."""
+    provider_plan_change: bool = False
+    """Change plans now at the payment company, with its own proration
+    preview (:class:`ChangesPlansAtProvider`), under the portal's lock of the
+    subscription (``provider_lock``)."""
 
     @property
     def plan_change(self) -> bool:
@@ -232,6 +239,52 @@ class DeclaresCapabilities(Protocol):
     """A store that says what it can do itself."""
 
     def portal_capabilities(self) -> Capabilities: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPlanPreview:
+    """What the payment company says a plan change comes to now, in its
+    own figures (minor units, the subscription's currency)."""
+
+    due_now: Money
+    """Charged now: the prorated difference after credits (never below zero)."""
+    unused: Money
+    """Credit for the unused time of the current plan."""
+    new_charge: Money
+    """The new plan's price for the rest of the period."""
+    effective_at: datetime
+    """The second the figures were worked out for."""
+
+
+@runtime_checkable
+class ChangesPlansAtProvider(Protocol):
+    """A payment company's billing store that changes a subscription's plan
+    itself and previews what that costs. ``plan_id`` is the company's id of
+    the new plan (a Dodo product, a Stripe price); the portal calls both
+    methods under its lock of the subscription
+    (:class:`LocksProviderSubscriptions`)."""
+
+    def preview_provider_plan_change(
+        self, customer_id: str, subscription_id: str, *, plan_id: str, quantity: int, at: datetime
+    ) -> ProviderPlanPreview | None:
+        """What the change would charge now (``None``: not the customer's
+        subscription). Charges nothing."""
+
+    def make_provider_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+    ) -> ProviderPlanPreview | None:
+        """Change the plan now, charging the saved payment method what
+        :meth:`preview_provider_plan_change` said; the company refuses the
+        change if the charge fails (a
+        :class:`~flask_customer_portal.storage.StateConflict`). A repeat with
+        the same ``idempotency_key`` changes and charges nothing more."""
 
 
 def implements(storage: object, protocol: type) -> bool:
@@ -264,6 +317,8 @@ def capabilities_of(storage: object) -> Capabilities:
         mail_outbox=implements(storage, QueuesMail),
         due_claims=charge and implements(storage, ClaimsDueSubscriptions),
         default_payment_method=implements(storage, KeepsDefaultPaymentMethod),
+        provider_plan_change=implements(storage, ChangesPlansAtProvider)
+        and implements(storage, LocksProviderSubscriptions),
     )
 
 

@@ -22,6 +22,7 @@ from dodopayments import (
 )
 from werkzeug.exceptions import ServiceUnavailable
 
+from ...capabilities import ProviderPlanPreview
 from ...errors import PortalError
 from ...money import Money
 from ...storage import (
@@ -140,6 +141,26 @@ ProrationMode = Literal[
     "do_not_bill",
     "prorated_immediately_keep_cycle",
 ]
+
+
+def _preview_of(charge: Any, plan_id: str) -> ProviderPlanPreview:
+    """Dodo's ``immediate_charge`` as the portal shows it: the new plan's
+    prorated price (its line items), the credit for the old plan's unused
+    time (what the total leaves of it) and the total due now."""
+    summary = charge.summary
+    currency = summary.currency
+    new_charge = sum(
+        round(item.unit_price * item.quantity * item.proration_factor)
+        for item in charge.line_items
+        if getattr(item, "type", None) == "subscription" and getattr(item, "product_id", None) == plan_id
+    )
+    due = max(int(summary.total_amount), 0)
+    return ProviderPlanPreview(
+        due_now=Money(due, currency),
+        unused=Money(max(new_charge - due, 0), currency),
+        new_charge=Money(max(new_charge, due), currency),
+        effective_at=utc(charge.effective_at),
+    )
 
 
 # -- the billing store -------------------------------------------------------------------
@@ -651,6 +672,57 @@ class DodoBilling:
                 ),
             )
         return replace(preview, payment_link=answer.payment_link)
+
+    def preview_provider_plan_change(
+        self, customer_id: str, subscription_id: str, *, plan_id: str, quantity: int, at: datetime
+    ) -> ProviderPlanPreview | None:
+        """Dodo's own figures for moving the subscription to the product
+        ``plan_id``, prorated now (Dodo prorates to the second it answers,
+        so ``at`` is not sent)."""
+        if self.get_subscription(customer_id, subscription_id) is None:
+            return None
+        answer = self._call(
+            "subscriptions.preview_change_plan",
+            lambda: self.client.subscriptions.preview_change_plan(
+                subscription_id,
+                product_id=plan_id,
+                quantity=quantity,
+                proration_billing_mode="prorated_immediately",
+            ),
+        )
+        return _preview_of(answer.immediate_charge, plan_id)
+
+    def make_provider_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+    ) -> ProviderPlanPreview | None:
+        """Change the plan with Dodo charging the saved method now; Dodo
+        keeps the old plan if that payment fails (``prevent_change``). The
+        caller holds the portal's lock and has checked the subscription is
+        not on the plan yet, which is what makes a repeat change nothing."""
+        preview = self.preview_provider_plan_change(
+            customer_id, subscription_id, plan_id=plan_id, quantity=quantity, at=at
+        )
+        if preview is None:
+            return None
+        self._call(
+            "subscriptions.change_plan",
+            lambda: self.client.subscriptions.change_plan(
+                subscription_id,
+                product_id=plan_id,
+                quantity=quantity,
+                proration_billing_mode="prorated_immediately",
+                on_payment_failure="prevent_change",
+                extra_headers={"Idempotency-Key": idempotency_key},
+            ),
+        )
+        return preview
 
     # -- licence keys --------------------------------------------------------------------
     def _product_names(self, customer_id: str) -> dict[str, str]:
