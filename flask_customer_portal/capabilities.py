@@ -254,6 +254,10 @@ class ProviderPlanPreview:
     """The new plan's price for the rest of the period."""
     effective_at: datetime
     """The second the figures were worked out for."""
+    from_plan_id: str | None = None
+    """The plan the subscription is on as the company has it now (read
+    from it, not from a cache)."""
+    from_quantity: int = 1
 
 
 @runtime_checkable

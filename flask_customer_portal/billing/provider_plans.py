@@ -133,6 +133,9 @@ def change_at_provider(
         )
         if preview is None:
             raise SubscriptionNotFound(subscription_id)
+        if (preview.from_plan_id, preview.from_quantity) == (plan.id, quantity):
+            # As the company has it now, whatever a cache said: done already.
+            return PlanChangeResult(PaymentOutcome.ALREADY_PAID, previous, previous)
         fresh = state.storage.get_plan(plan.id) or plan
         if Quote(preview.due_now, fresh.price, fresh.interval, fresh.interval_count) != quote:
             return PlanChangeResult(PaymentOutcome.AMOUNT_CHANGED, previous, previous)

@@ -679,7 +679,8 @@ class DodoBilling:
         """Dodo's own figures for moving the subscription to the product
         ``plan_id``, prorated now (Dodo prorates to the second it answers,
         so ``at`` is not sent)."""
-        if self.get_subscription(customer_id, subscription_id) is None:
+        current = self.get_subscription(customer_id, subscription_id)
+        if current is None:
             return None
         answer = self._call(
             "subscriptions.preview_change_plan",
@@ -690,7 +691,8 @@ class DodoBilling:
                 proration_billing_mode="prorated_immediately",
             ),
         )
-        return _preview_of(answer.immediate_charge, plan_id)
+        preview = _preview_of(answer.immediate_charge, plan_id)
+        return replace(preview, from_plan_id=current.plan_id, from_quantity=current.quantity)
 
     def make_provider_plan_change(
         self,
