@@ -121,6 +121,8 @@ class FakeDodo:
     slow_paths: list[tuple[str, float]] = field(default_factory=list)
     #: The price of each product a subscription may change to (minor units).
     product_prices: dict[str, int] = field(default_factory=dict)
+    #: The names of those products (a subscription takes its product's name).
+    product_names: dict[str, str] = field(default_factory=dict)
     #: The first answer ``(status, body)`` to each ``(path, idempotency key)``.
     _answered: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
@@ -176,6 +178,7 @@ class FakeDodo:
                 self.instances,
                 self.refunds,
                 self.product_prices,
+                self.product_names,
                 self.slow_paths,
             ):
                 records.clear()
@@ -659,7 +662,11 @@ class FakeDodo:
         unused = round(sub["recurring_pre_tax_amount"] * factor)
         amount = max(new_charge - unused, 0)
         new_plan = dict(
-            sub, product_id=product_id, quantity=quantity, recurring_pre_tax_amount=unit_price * quantity
+            sub,
+            product_id=product_id,
+            product_name=self.product_names.get(product_id, sub["product_name"]),
+            quantity=quantity,
+            recurring_pre_tax_amount=unit_price * quantity,
         )
         return {
             "immediate_charge": {
@@ -720,6 +727,7 @@ class FakeDodo:
                 raise _Reply(422, {"code": "PAYMENT_FAILED", "message": "the payment for the change failed"})
         new_plan = preview["new_plan"]
         sub["product_id"] = new_plan["product_id"]
+        sub["product_name"] = new_plan["product_name"]
         sub["quantity"] = new_plan["quantity"]
         sub["recurring_pre_tax_amount"] = new_plan["recurring_pre_tax_amount"]
         self._subscription_checked(sub)

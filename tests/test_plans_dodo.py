@@ -31,6 +31,8 @@ from flask_customer_portal.storage import Customer, Plan
 from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 
 PRICES = {"pdt_pro": 1900, "pdt_pro_plus": 2900, "pdt_lite": 900}
+#: Dodo sells each plan as a product of its own, with its own name.
+NAMES = {"pdt_pro": "Pro", "pdt_pro_plus": "Pro Plus", "pdt_lite": "Lite"}
 PLANS = (
     Plan("pdt_lite", "Pro", "Lite", Money(900, "USD"), "month", position=0),
     Plan("pdt_pro", "Pro", "Pro", Money(1900, "USD"), "month", position=1),
@@ -42,6 +44,7 @@ PLANS = (
 def fake() -> FakeDodo:
     fake = shared_fake_dodo()
     fake.product_prices.update(PRICES)
+    fake.product_names.update(NAMES)
     return fake
 
 
@@ -220,7 +223,11 @@ def test_confirming_changes_the_plan_once_and_a_double_submit_charges_nothing_mo
     assert fake.subscriptions[scenario.ava_sub]["product_id"] == "pdt_pro_plus"
     assert seen == ["pdt_pro_plus"]
     page = client.get(first.headers["Location"])
-    assert "You are now on" in page.text
+    assert "You are now on Pro Plus." in page.text
+    # Dodo names the subscription after its new product; the plan page names
+    # it as the catalogue does, and offers the product's other plans.
+    choose = client.get(f"/portal/subscriptions/{scenario.ava_sub}/plan")
+    assert choose.status_code == 200 and 'value="pdt_pro"' in choose.text
     with app.app_context():
         assert _audit_actions(app, "cus_demo_ava").count("subscription.plan_changed") == 1
 

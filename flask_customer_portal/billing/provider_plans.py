@@ -14,6 +14,7 @@ id, so a retry of the same call is not a second charge either.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from flask import current_app
@@ -31,6 +32,7 @@ from .proration import Proration
 __all__ = [
     "change_at_provider",
     "idempotency_key_for",
+    "in_catalogue_terms",
     "preview_at_provider",
     "proration_of",
     "provider_plan_changes_supported",
@@ -43,6 +45,19 @@ def provider_plan_changes_supported(state: PortalState) -> bool:
     (:attr:`~flask_customer_portal.capabilities.Capabilities.provider_plan_change`)
     and the local store can lock its subscriptions across processes."""
     return state.capabilities.provider_plan_change and state.capabilities.provider_lock
+
+
+def in_catalogue_terms(state: PortalState, subscription: Subscription) -> Subscription:
+    """``subscription`` named as your plan catalogue names its plan: a
+    company may sell each plan as a product of its own (Dodo does), so
+    the product and plan names it gives change with the plan, while the
+    catalogue keeps the product the plans belong to."""
+    if subscription.plan_id is None:
+        return subscription
+    plan = state.storage.get_plan(subscription.plan_id)
+    if plan is None:
+        return subscription
+    return replace(subscription, product_name=plan.product_name, plan_name=plan.name)
 
 
 def _store(state: PortalState) -> ChangesPlansAtProvider:
@@ -119,9 +134,10 @@ def change_at_provider(
     store = _store(state)
     now = utcnow()
     with state.storage.lock_provider_subscription(customer.id, subscription_id):
-        previous = state.storage.get_subscription(customer.id, subscription_id)
-        if previous is None:
+        found = state.storage.get_subscription(customer.id, subscription_id)
+        if found is None:
             raise SubscriptionNotFound(subscription_id)
+        previous = in_catalogue_terms(state, found)
         if (previous.plan_id, previous.quantity) == (plan.id, quantity):
             return PlanChangeResult(PaymentOutcome.ALREADY_PAID, previous, previous)
         blocked = plan_change_blocked(previous, now)
@@ -149,7 +165,9 @@ def change_at_provider(
         )
         if made is None:
             raise SubscriptionNotFound(subscription_id)
-        changed = state.storage.get_subscription(customer.id, subscription_id) or previous
+        changed = in_catalogue_terms(
+            state, state.storage.get_subscription(customer.id, subscription_id) or previous
+        )
         state.storage.record_event(
             AuditEvent(
                 customer_id=customer.id,

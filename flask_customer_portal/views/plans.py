@@ -40,7 +40,12 @@ from ..billing.promotions import (
     refusal_message,
 )
 from ..billing.proration import prorate
-from ..billing.provider_plans import change_at_provider, preview_at_provider, provider_plan_changes_supported
+from ..billing.provider_plans import (
+    change_at_provider,
+    in_catalogue_terms,
+    preview_at_provider,
+    provider_plan_changes_supported,
+)
 from ..billing.quotes import QUOTE_MAX_AGE, QuotedChange, make_quote, read_quote
 from ..billing.renewal import ProviderError
 from ..billing.settlement import SettlementOutcome, settle_plan_changes
@@ -230,6 +235,8 @@ def change_plan(subscription_id: str) -> Any:
     rules = rules_for(customer, subscription)
     if not rules.may_change_plan or not _offered(state):
         abort(403)
+    if provider_plan_changes_supported(state):
+        subscription = in_catalogue_terms(state, subscription)
     if request.method == "GET":
         subscription = settle_on_visit(state, customer, subscription)
     now = utcnow()
