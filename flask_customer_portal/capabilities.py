@@ -24,6 +24,7 @@ from .payments import (
     ContentSecurityPolicyProvider,
     NewMethodPageProvider,
 )
+from .records import StateConflict
 
 if TYPE_CHECKING:
     from .money import Money
@@ -45,6 +46,7 @@ __all__ = [
     "LocksProviderSubscriptions",
     "PausesSubscriptions",
     "ProviderCapabilities",
+    "ProviderPlanChangeDeclined",
     "ProviderPlanPreview",
     "PrunesExpiredRecords",
     "PrunesWebhookEvents",
@@ -260,6 +262,15 @@ class ProviderPlanPreview:
     from_quantity: int = 1
 
 
+class ProviderPlanChangeDeclined(StateConflict):
+    """The company kept the old plan because the change's payment failed."""
+
+    def __init__(self, message: str, decline_reason: str | None = None) -> None:
+        super().__init__(message)
+        #: A :class:`~flask_customer_portal.payments.DeclineReason` value, if known.
+        self.decline_reason = decline_reason
+
+
 @runtime_checkable
 class ChangesPlansAtProvider(Protocol):
     """A payment company's billing store that changes a subscription's plan
@@ -286,8 +297,7 @@ class ChangesPlansAtProvider(Protocol):
     ) -> ProviderPlanPreview | None:
         """Change the plan now, charging the saved payment method what
         :meth:`preview_provider_plan_change` said; the company refuses the
-        change if the charge fails (a
-        :class:`~flask_customer_portal.storage.StateConflict`). A repeat with
+        change if the charge fails (:class:`ProviderPlanChangeDeclined`). A repeat with
         the same ``idempotency_key`` changes and charges nothing more."""
 
 

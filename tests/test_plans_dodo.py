@@ -283,10 +283,12 @@ def test_a_failed_payment_leaves_the_plan(app: Flask, fake: FakeDodo, scenario: 
     preview = _preview(client, scenario.ava_sub)
     fake.arrears_outcome = "failed"
     answer = _confirm(client, scenario.ava_sub, preview)
-    assert answer.status_code == 409
+    assert answer.status_code == 402
+    assert "The payment did not go through, so your plan has not changed." in answer.text
     assert fake.subscriptions[scenario.ava_sub]["product_id"] == "pdt_pro"
     with app.app_context():
-        assert "subscription.plan_changed" not in _audit_actions(app, "cus_demo_ava")
+        actions = _audit_actions(app, "cus_demo_ava")
+    assert "subscription.plan_changed" not in actions and "subscription.plan_change_failed" in actions
 
 
 def test_a_change_set_for_the_period_end_is_not_made_early(

@@ -250,6 +250,7 @@ def test_a_declined_card_leaves_the_plan(client: FlaskClient, stripe_plans: Stri
     preview = _preview(client)
     stripe_plans.decline = True
     answer = _confirm(client, preview)
-    assert answer.status_code == 409
+    assert answer.status_code == 402
+    assert "The payment did not go through, so your plan has not changed." in answer.text
     assert stripe_plans.scripted.subscription["items"]["data"][0]["price"]["id"] == "price_R"
     assert not stripe_plans.charges

@@ -20,7 +20,7 @@ from datetime import datetime
 from flask import current_app
 
 from .. import signals
-from ..capabilities import ChangesPlansAtProvider, ProviderPlanPreview
+from ..capabilities import ChangesPlansAtProvider, ProviderPlanChangeDeclined, ProviderPlanPreview
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..state import PortalState
@@ -125,10 +125,11 @@ def change_at_provider(
     :attr:`PaymentOutcome.ALREADY_PAID` if the subscription is on the plan
     already; :attr:`PaymentOutcome.AMOUNT_CHANGED` (nothing charged) if the
     company's figures are no longer the quoted ones; else
-    :attr:`PaymentOutcome.PAID` once the company made the change. Raises
+    :attr:`PaymentOutcome.PAID` once the company made the change, or
+    :attr:`PaymentOutcome.DECLINED` (nothing changed) if its payment failed. Raises
     :class:`SubscriptionNotFound` and
     :class:`~flask_customer_portal.storage.StateConflict` (the subscription
-    cannot change plan, or the company refused, e.g. the payment failed)."""
+    cannot change plan, or the company refused the change)."""
     if not change_id_is_valid(change_id):
         raise ValueError("not a plan change id")
     store = _store(state)
@@ -155,14 +156,29 @@ def change_at_provider(
         fresh = state.storage.get_plan(plan.id) or plan
         if Quote(preview.due_now, fresh.price, fresh.interval, fresh.interval_count) != quote:
             return PlanChangeResult(PaymentOutcome.AMOUNT_CHANGED, previous, previous)
-        made = store.make_provider_plan_change(
-            customer.id,
-            subscription_id,
-            plan_id=plan.id,
-            quantity=quantity,
-            at=at,
-            idempotency_key=idempotency_key_for(subscription_id, change_id),
-        )
+        try:
+            made = store.make_provider_plan_change(
+                customer.id,
+                subscription_id,
+                plan_id=plan.id,
+                quantity=quantity,
+                at=at,
+                idempotency_key=idempotency_key_for(subscription_id, change_id),
+            )
+        except ProviderPlanChangeDeclined as exc:
+            state.storage.record_event(
+                AuditEvent(
+                    customer_id=customer.id,
+                    action="subscription.plan_change_failed",
+                    occurred_at=now,
+                    subject_id=subscription_id,
+                    actor=actor,
+                    details={"to_plan_id": plan.id, "reason": exc.decline_reason or "declined"},
+                )
+            )
+            return PlanChangeResult(
+                PaymentOutcome.DECLINED, previous, previous, decline_reason=exc.decline_reason
+            )
         if made is None:
             raise SubscriptionNotFound(subscription_id)
         changed = in_catalogue_terms(

@@ -22,7 +22,7 @@ from dodopayments import (
 )
 from werkzeug.exceptions import ServiceUnavailable
 
-from ...capabilities import ProviderPlanPreview
+from ...capabilities import ProviderPlanChangeDeclined, ProviderPlanPreview
 from ...errors import PortalError
 from ...money import Money
 from ...storage import (
@@ -43,6 +43,7 @@ from ..composite import CompositeStorage
 from ._convert import (
     HIDDEN_STATUSES,
     SUBSCRIPTION_STATUSES,
+    decline_reason,
     invoice_record,
     license_key_record,
     open_payment_ids,
@@ -713,17 +714,28 @@ class DodoBilling:
         )
         if preview is None:
             return None
-        self._call(
-            "subscriptions.change_plan",
-            lambda: self.client.subscriptions.change_plan(
-                subscription_id,
-                product_id=plan_id,
-                quantity=quantity,
-                proration_billing_mode="prorated_immediately",
-                on_payment_failure="prevent_change",
-                extra_headers={"Idempotency-Key": idempotency_key},
-            ),
-        )
+        try:
+            self._call(
+                "subscriptions.change_plan",
+                lambda: self.client.subscriptions.change_plan(
+                    subscription_id,
+                    product_id=plan_id,
+                    quantity=quantity,
+                    proration_billing_mode="prorated_immediately",
+                    on_payment_failure="prevent_change",
+                    extra_headers={"Idempotency-Key": idempotency_key},
+                ),
+            )
+        except DodoRefused as exc:
+            # Dodo previewed this very change a moment ago: a refusal now is
+            # the payment's (prevent_change kept the old plan).
+            if exc.status_code not in (402, 422):
+                raise
+            body = getattr(exc.__cause__, "body", None)
+            code = body.get("code") if isinstance(body, dict) else None
+            raise ProviderPlanChangeDeclined(
+                f"Dodo Payments declined the plan change of {subscription_id!r}", decline_reason(code).value
+            ) from exc
         return preview
 
     # -- licence keys --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import stripe
 
 from ...billing.collect import idempotency_key
-from ...capabilities import ProviderPlanPreview
+from ...capabilities import ProviderPlanChangeDeclined, ProviderPlanPreview
 from ...money import Money
 from ...storage import (
     AuditEvent,
@@ -647,7 +647,11 @@ class StripeBillingStore:
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.CardError as exc:
-            raise StateConflict(f"Stripe declined the plan change of {subscription_id!r}") from exc
+            code = getattr(exc.error, "decline_code", None) or exc.code
+            # Stripe's decline codes are the portal's decline reasons' names.
+            raise ProviderPlanChangeDeclined(
+                f"Stripe declined the plan change of {subscription_id!r}", str(code) if code else None
+            ) from exc
         finally:
             self.forget_customer(customer_id)
         return preview
