@@ -707,8 +707,24 @@ class DodoBilling:
     ) -> ProviderPlanPreview | None:
         """Change the plan with Dodo charging the saved method now; Dodo
         keeps the old plan if that payment fails (``prevent_change``). The
-        caller holds the portal's lock and has checked the subscription is
-        not on the plan yet, which is what makes a repeat change nothing."""
+        portal calls it holding its lock of the subscription, having checked
+        the subscription is not on the plan yet, which is what makes a
+        repeat change nothing; your own code's call takes that lock as
+        :meth:`change_plan` does."""
+        with self._held(customer_id, subscription_id):
+            return self._make_plan_change(
+                customer_id, subscription_id, plan_id, quantity, at, idempotency_key
+            )
+
+    def _make_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+    ) -> ProviderPlanPreview | None:
         preview = self.preview_provider_plan_change(
             customer_id, subscription_id, plan_id=plan_id, quantity=quantity, at=at
         )
