@@ -1,5 +1,5 @@
-"""Plan changes made by the payment company (Dodo Payments), with its own
-proration preview.
+"""Plan changes made by the payment company (Stripe, Dodo Payments), with
+its own proration preview.
 
 The preview's figures are the company's, not the portal's: the quote the
 customer confirms is signed with them, and the confirmation, under the
