@@ -24,13 +24,16 @@ from .payments import (
     ContentSecurityPolicyProvider,
     NewMethodPageProvider,
 )
+from .records import StateConflict
 
 if TYPE_CHECKING:
+    from .money import Money
     from .records import AuditEvent, PaymentMethod
 
 __all__ = [
     "Capabilities",
     "ChangesPlans",
+    "ChangesPlansAtProvider",
     "ChargesSubscriptions",
     "ClaimsDueSubscriptions",
     "ClaimsWebhookEvents",
@@ -44,6 +47,8 @@ __all__ = [
     "LocksProviderSubscriptions",
     "PausesSubscriptions",
     "ProviderCapabilities",
+    "ProviderPlanChangeDeclined",
+    "ProviderPlanPreview",
     "PrunesExpiredRecords",
     "PrunesWebhookEvents",
     "QueuesMail",
@@ -227,6 +232,10 @@ class Capabilities:
     invoice_lock: bool = False
     """Pay an invoice of no subscription from its page, under the invoice's
     own lock (:class:`LocksInvoices`)."""
+    provider_plan_change: bool = False
+    """Change plans now at the payment company, with its own proration
+    preview (:class:`ChangesPlansAtProvider`), under the portal's lock of the
+    subscription (``provider_lock``)."""
 
     @property
     def plan_change(self) -> bool:
@@ -244,6 +253,64 @@ class DeclaresCapabilities(Protocol):
     """A store that says what it can do itself."""
 
     def portal_capabilities(self) -> Capabilities: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPlanPreview:
+    """What the payment company says a plan change comes to now, in its
+    own figures (minor units, the subscription's currency)."""
+
+    due_now: Money
+    """Charged now: the prorated difference after credits (never below zero)."""
+    unused: Money
+    """Credit for the unused time of the current plan."""
+    new_charge: Money
+    """The new plan's price for the rest of the period."""
+    effective_at: datetime
+    """The second the figures were worked out for."""
+    from_plan_id: str | None = None
+    """The plan the subscription is on as the company has it now (read
+    from it, not from a cache)."""
+    from_quantity: int = 1
+
+
+class ProviderPlanChangeDeclined(StateConflict):
+    """The company kept the old plan because the change's payment failed."""
+
+    def __init__(self, message: str, decline_reason: str | None = None) -> None:
+        super().__init__(message)
+        #: A :class:`~flask_customer_portal.payments.DeclineReason` value, if known.
+        self.decline_reason = decline_reason
+
+
+@runtime_checkable
+class ChangesPlansAtProvider(Protocol):
+    """A payment company's billing store that changes a subscription's plan
+    itself and previews what that costs. ``plan_id`` is the company's id of
+    the new plan (a Dodo product, a Stripe price); the portal calls both
+    methods under its lock of the subscription
+    (:class:`LocksProviderSubscriptions`)."""
+
+    def preview_provider_plan_change(
+        self, customer_id: str, subscription_id: str, *, plan_id: str, quantity: int, at: datetime
+    ) -> ProviderPlanPreview | None:
+        """What the change would charge now (``None``: not the customer's
+        subscription). Charges nothing."""
+
+    def make_provider_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+    ) -> ProviderPlanPreview | None:
+        """Change the plan now, charging the saved payment method what
+        :meth:`preview_provider_plan_change` said; the company refuses the
+        change if the charge fails (:class:`ProviderPlanChangeDeclined`). A repeat with
+        the same ``idempotency_key`` changes and charges nothing more."""
 
 
 def implements(storage: object, protocol: type) -> bool:
@@ -277,6 +344,8 @@ def capabilities_of(storage: object) -> Capabilities:
         due_claims=charge and implements(storage, ClaimsDueSubscriptions),
         default_payment_method=implements(storage, KeepsDefaultPaymentMethod),
         invoice_lock=implements(storage, LocksInvoices),
+        provider_plan_change=implements(storage, ChangesPlansAtProvider)
+        and implements(storage, LocksProviderSubscriptions),
     )
 
 

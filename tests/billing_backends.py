@@ -66,6 +66,8 @@ class SeededBilling:
     """"Now" for the back end: inside the active subscription's period."""
     lacks: dict[str, str] = field(default_factory=dict)
     """Features this back end cannot show here, with the reason."""
+    other_plan_id: str = ""
+    """A plan the active subscription may change to at the back end."""
     refund: Callable[[str, int], None] | None = None
     """Pay back part of one of the customer's paid invoices, as the back
     end's merchant would (its id, the amount in minor units)."""
@@ -160,6 +162,7 @@ def seed_local(store: SQLAlchemyStorage, now: datetime) -> SeededBilling:
         paid_invoice_ids=["in_ava_1", "in_ava_2"],
         open_invoice_id="in_ava_open",
         now=now,
+        lacks={"provider_plan_change": "the local store changes plans itself (test_plans.py)"},
     )
 
 
@@ -219,7 +222,9 @@ def stripe_localstripe(request: pytest.FixtureRequest) -> Iterator[SeededBilling
         open_invoice_id=made.open_invoice_id,
         now=now,
         lacks={
-            "credit_notes": "localstripe keeps no credit notes (recorded responses in test_credit_notes_stripe.py)"
+            "credit_notes": "localstripe keeps no credit notes (recorded responses in test_credit_notes_stripe.py)",
+            "provider_plan_change": "localstripe's create_preview takes legacy plan items only and does not "
+            "prorate by date (recorded responses in test_plans_stripe.py)",
         },
         refund=refund,
     )
@@ -238,6 +243,7 @@ def dodo_fake(request: pytest.FixtureRequest) -> Iterator[SeededBilling]:
 
     fake = shared_fake_dodo()
     made = seed_contract(fake)
+    fake.product_prices.update({"pdt_pro": 1999, "pdt_pro_plus": 2999})
     local: SQLAlchemyStorage = request.getfixturevalue("sqlite_store")
     local.add_customer(Customer("ava", "ava@example.com", "Ava"))
     local.add_customer(Customer("budi", "budi@example.com", "Budi"))
@@ -258,6 +264,7 @@ def dodo_fake(request: pytest.FixtureRequest) -> Iterator[SeededBilling]:
         paid_invoice_ids=made.paid_invoice_ids,
         open_invoice_id=made.open_invoice_id,
         now=fake.now,
+        other_plan_id="pdt_pro_plus",
         refund=lambda invoice_id, amount: fake.add_refund(invoice_id, amount=amount) and None,
     )
 

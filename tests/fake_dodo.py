@@ -25,6 +25,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -115,6 +116,13 @@ class FakeDodo:
     requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
     #: ``(path, key)`` of every ``POST`` that carried an ``Idempotency-Key``.
     idempotency_keys: list[tuple[str, str]] = field(default_factory=list)
+    #: ``(path pattern, seconds)``: answer matching requests that much later
+    #: (outside the server's lock), so that concurrent callers overlap.
+    slow_paths: list[tuple[str, float]] = field(default_factory=list)
+    #: The price of each product a subscription may change to (minor units).
+    product_prices: dict[str, int] = field(default_factory=dict)
+    #: The names of those products (a subscription takes its product's name).
+    product_names: dict[str, str] = field(default_factory=dict)
     #: The first answer ``(status, body)`` to each ``(path, idempotency key)``.
     _answered: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
@@ -169,6 +177,9 @@ class FakeDodo:
                 self.license_keys,
                 self.instances,
                 self.refunds,
+                self.product_prices,
+                self.product_names,
+                self.slow_paths,
             ):
                 records.clear()
             self.failures.clear()
@@ -480,6 +491,9 @@ class FakeDodo:
                     self._release.wait(2.0)
                     raise _Reply(500, {"code": "TIMEOUT", "message": "too late"})
                 raise _Reply(int(failure), {"code": "INJECTED", "message": "injected failure"})
+            for pattern, seconds in list(self.slow_paths):
+                if re.fullmatch(pattern, parts.path):
+                    time.sleep(seconds)
             if handler.headers.get("Authorization") != f"Bearer {API_KEY}":
                 raise _Reply(401, {"code": "UNAUTHORIZED", "message": "invalid API key"})
             with self._lock:
@@ -635,21 +649,38 @@ class FakeDodo:
         return _checked(SubscriptionUpdatePaymentMethodResponse, answer)
 
     def _plan_preview(self, sub: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-        new_plan = dict(sub, product_id=body["product_id"], quantity=body["quantity"])
-        amount = 1000 * int(body["quantity"])
+        """Dodo's ``prorated_immediately``: the new plan's price for the
+        rest of the period, less the unused time of the old one, due now."""
+        product_id, quantity = body["product_id"], int(body["quantity"])
+        if product_id not in self.product_prices:
+            raise self._missing("product")
+        start = _parse_time(sub["previous_billing_date"])
+        end = _parse_time(sub["next_billing_date"])
+        factor = max(min((end - self.now) / (end - start), 1.0), 0.0)
+        unit_price = self.product_prices[product_id]
+        new_charge = round(unit_price * quantity * factor)
+        unused = round(sub["recurring_pre_tax_amount"] * factor)
+        amount = max(new_charge - unused, 0)
+        new_plan = dict(
+            sub,
+            product_id=product_id,
+            product_name=self.product_names.get(product_id, sub["product_name"]),
+            quantity=quantity,
+            recurring_pre_tax_amount=unit_price * quantity,
+        )
         return {
             "immediate_charge": {
                 "effective_at": iso(self.now),
                 "line_items": [
                     {
-                        "id": body["product_id"],
+                        "id": product_id,
                         "currency": sub["currency"],
-                        "product_id": body["product_id"],
-                        "proration_factor": 0.5,
-                        "quantity": body["quantity"],
+                        "product_id": product_id,
+                        "proration_factor": factor,
+                        "quantity": quantity,
                         "tax_inclusive": False,
                         "type": "subscription",
-                        "unit_price": 2000,
+                        "unit_price": unit_price,
                     }
                 ],
                 "summary": {
@@ -675,10 +706,32 @@ class FakeDodo:
                 raise _Reply(422, {"code": "RETURN_URL_REQUIRED", "message": "return_url is required"})
             link = f"https://test.checkout.dodopayments.com/plan/{sid}"
             return _checked(SubscriptionChangePlanResponse, {"payment_link": link, "payment_id": "pay_plan"})
-        sub["product_id"] = body["product_id"]
-        sub["quantity"] = body["quantity"]
+        preview = self._plan_preview(sub, body)
+        amount = preview["immediate_charge"]["summary"]["total_amount"]
+        answer: dict[str, Any] = {}
+        if amount > 0:
+            # Charged to the saved method now; with prevent_change a failed
+            # payment leaves the plan as it was.
+            failed = not sub.get("payment_method_id") or self.arrears_outcome != "succeeded"
+            pid = self.add_payment(
+                sub["customer"]["customer_id"],
+                amount=amount,
+                currency=sub["currency"],
+                status="failed" if failed else "succeeded",
+                subscription_id=sid,
+                error_code=self.arrears_error_code if failed else None,
+                payment_method_id=sub.get("payment_method_id"),
+            )
+            answer["payment_id"] = pid
+            if failed and body.get("on_payment_failure") == "prevent_change":
+                raise _Reply(422, {"code": "PAYMENT_FAILED", "message": "the payment for the change failed"})
+        new_plan = preview["new_plan"]
+        sub["product_id"] = new_plan["product_id"]
+        sub["product_name"] = new_plan["product_name"]
+        sub["quantity"] = new_plan["quantity"]
+        sub["recurring_pre_tax_amount"] = new_plan["recurring_pre_tax_amount"]
         self._subscription_checked(sub)
-        return _checked(SubscriptionChangePlanResponse, {})
+        return _checked(SubscriptionChangePlanResponse, answer)
 
     def _payment_methods(self, customer_id: str, *, query: dict[str, str], body: Any) -> Any:
         if customer_id not in self.customers:

@@ -270,3 +270,53 @@ def test_a_partial_refund_reads_back_on_the_invoice_and_in_the_list(billing: See
     billing.require("credit_notes")
     [note] = after.credit_notes
     assert (note.invoice_id, note.amount, note.refunded, note.currency) == (paid_id, 100, 100, after.currency)
+
+
+# -- plan changes at the payment company ------------------------------------------------
+
+
+def test_a_plan_change_at_the_provider_previews_then_changes_once(billing: SeededBilling) -> None:
+    from flask_customer_portal.capabilities import ChangesPlansAtProvider, capabilities_of
+
+    billing.require("provider_plan_change")
+    storage = billing.storage
+    assert capabilities_of(storage).provider_plan_change and isinstance(storage, ChangesPlansAtProvider)
+    sub_id, plan_id = billing.active_subscription_id, billing.other_plan_id
+    before = storage.get_subscription(billing.customer_id, sub_id)
+    assert before is not None and before.plan_id not in (None, plan_id)
+    preview = storage.preview_provider_plan_change(
+        billing.customer_id, sub_id, plan_id=plan_id, quantity=1, at=billing.now
+    )
+    assert preview is not None
+    assert preview.due_now.currency == before.price.currency and preview.due_now.amount >= 0
+    assert (preview.from_plan_id, preview.from_quantity) == (before.plan_id, before.quantity)
+    after_preview = storage.get_subscription(billing.customer_id, sub_id)
+    assert after_preview is not None and after_preview.plan_id == before.plan_id
+    assert (
+        storage.preview_provider_plan_change(
+            billing.other_customer_id, sub_id, plan_id=plan_id, quantity=1, at=billing.now
+        )
+        is None
+    )
+    assert (
+        storage.make_provider_plan_change(
+            billing.other_customer_id,
+            sub_id,
+            plan_id=plan_id,
+            quantity=1,
+            at=billing.now,
+            idempotency_key="contract-change-0001",
+        )
+        is None
+    )
+    made = storage.make_provider_plan_change(
+        billing.customer_id,
+        sub_id,
+        plan_id=plan_id,
+        quantity=1,
+        at=billing.now,
+        idempotency_key="contract-0002",
+    )
+    assert made == preview
+    changed = storage.get_subscription(billing.customer_id, sub_id)
+    assert changed is not None and changed.plan_id == plan_id

@@ -17,6 +17,7 @@ from flask_customer_portal import capabilities
 from flask_customer_portal.capabilities import (
     Capabilities,
     ChangesPlans,
+    ChangesPlansAtProvider,
     ChargesSubscriptions,
     ClaimsDueSubscriptions,
     ClaimsWebhookEvents,
@@ -62,15 +63,19 @@ FEATURES: dict[str, type] = {
     "due_claims": ClaimsDueSubscriptions,
     "default_payment_method": KeepsDefaultPaymentMethod,
     "invoice_lock": LocksInvoices,
+    "provider_plan_change": ChangesPlansAtProvider,
 }
 
 #: Features that need another one: settling plan changes runs under the
 #: subscription lock of the money path.
 NEEDS = {"plan_settlement": "charge", "due_claims": "charge"}
 
-#: Only a payment company's billing store links to invoice PDFs it issues.
-NOT_LOCAL = ("invoice_pdf_links",)
-SQLA_CAPABILITIES = dataclasses.replace(Capabilities.everything(), invoice_pdf_links=False)
+#: Only a payment company's billing store links to invoice PDFs it issues
+#: and changes plans with its own preview.
+NOT_LOCAL = ("invoice_pdf_links", "provider_plan_change")
+SQLA_CAPABILITIES = dataclasses.replace(
+    Capabilities.everything(), invoice_pdf_links=False, provider_plan_change=False
+)
 
 #: What a composite store always takes from its local store.
 LOCAL_FEATURES = (
@@ -136,6 +141,7 @@ BEYOND_STORAGE = {
     "webhook_pruning": {"prune_webhook_events"},
     "default_payment_method": {"set_default_payment_method"},
     "invoice_lock": {"lock_invoice"},
+    "provider_plan_change": {"make_provider_plan_change", "preview_provider_plan_change"},
 }
 
 

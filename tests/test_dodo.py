@@ -482,8 +482,13 @@ def test_decline_codes() -> None:
 
 
 def test_plan_change_preview_and_apply(billing: DodoBilling, scenario: Scenario, fake: FakeDodo) -> None:
+    fake.product_prices.update({"pdt_team": 1500, "pdt_pro": 1900})
+    sub = fake.subscriptions[scenario.ava_sub]
+    start, end = (datetime.fromisoformat(sub[k]) for k in ("previous_billing_date", "next_billing_date"))
+    factor = (end - fake.now) / (end - start)
+    expected = round(1500 * 2 * factor) - round(1900 * factor)
     preview = billing.preview_plan_change("cus_dodo_ava", scenario.ava_sub, product_id="pdt_team", quantity=2)
-    assert preview is not None and (preview.amount.amount, preview.amount.currency) == (2000, "USD")
+    assert preview is not None and (preview.amount.amount, preview.amount.currency) == (expected, "USD")
     applied = billing.change_plan("cus_dodo_ava", scenario.ava_sub, product_id="pdt_team", quantity=2)
     assert applied is not None and applied.payment_link is None
     assert fake.subscriptions[scenario.ava_sub]["product_id"] == "pdt_team"
@@ -689,10 +694,16 @@ def test_portal_cancel_and_undo_reach_dodo(dodo_app: Flask, scenario: Scenario, 
     assert "subscription.cancelled" in actions and "subscription.cancellation_undone" in actions
 
 
-def test_plan_changes_are_not_offered_over_dodo(dodo_app: Flask, scenario: Scenario, fake: FakeDodo) -> None:
-    """Dodo bills its subscriptions itself and ``DodoBilling`` has no plan
-    catalogue or subscription lock: no **Change plan** link, and the plan
-    page is refused (403), as a pause the back end cannot make is."""
+def test_plan_changes_over_dodo_need_the_portals_lock(
+    dodo_app: Flask, scenario: Scenario, fake: FakeDodo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dodo bills its subscriptions itself, so the portal's own money path
+    does not change its plans; Dodo's does (``tests/test_plans_dodo.py``),
+    but only under the portal's lock: without it there is no **Change
+    plan** link, and the plan page is refused (403), as a pause the back
+    end cannot make is."""
+    import dataclasses
+
     from flask_customer_portal.billing.plan_change import plan_changes_supported
     from flask_customer_portal.capabilities import capabilities_of
 
@@ -701,6 +712,10 @@ def test_plan_changes_are_not_offered_over_dodo(dodo_app: Flask, scenario: Scena
         assert not capabilities_of(state.storage).plans
         assert not capabilities_of(state.storage).charge
         assert not plan_changes_supported(state)
+        assert capabilities_of(state.storage).provider_plan_change
+        monkeypatch.setattr(
+            state, "capabilities", dataclasses.replace(state.capabilities, provider_lock=False)
+        )
     client = _signed_in(dodo_app, "cus_demo_ava")
     path = f"/portal/subscriptions/{scenario.ava_sub}"
     page = client.get(path)

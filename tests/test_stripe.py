@@ -379,10 +379,16 @@ def test_cancel_and_undo_through_the_portal(stripe_app: Flask, scenario: StripeS
     assert stripe_api.v1.subscriptions.retrieve(scenario.other_subscription_id).cancel_at_period_end is False
 
 
-def test_plan_changes_are_not_offered_over_stripe(stripe_app: Flask, scenario: StripeScenario) -> None:
-    """The adapter runs the money path but has no plan catalogue: no
-    **Change plan** link, and the plan page is refused as a pause the
-    back end cannot make is (403)."""
+def test_plan_changes_over_stripe_need_the_portals_lock(
+    stripe_app: Flask, scenario: StripeScenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adapter runs the money path but has no plan catalogue, so the
+    portal's own plan change is not made over it; Stripe's is
+    (``tests/test_plans_stripe.py``), under the portal's lock only: without
+    it there is no **Change plan** link, and the plan page is refused as a
+    pause the back end cannot make is (403)."""
+    import dataclasses
+
     from flask_customer_portal.billing.plan_change import plan_changes_supported
     from flask_customer_portal.capabilities import capabilities_of
 
@@ -391,6 +397,10 @@ def test_plan_changes_are_not_offered_over_stripe(stripe_app: Flask, scenario: S
         assert capabilities_of(state.storage).charge
         assert not capabilities_of(state.storage).plans
         assert not plan_changes_supported(state)
+        assert capabilities_of(state.storage).provider_plan_change
+        monkeypatch.setattr(
+            state, "capabilities", dataclasses.replace(state.capabilities, provider_lock=False)
+        )
     client = _sign_in(stripe_app)
     path = f"/portal/subscriptions/{scenario.active_subscription_id}"
     page = client.get(path)

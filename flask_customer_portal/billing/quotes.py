@@ -23,7 +23,7 @@ from ..state import PortalState
 from ..storage import Customer, InvoiceStatus, Plan, PromotionCode, Subscription
 from .plan_change import Quote, proration_invoice_id
 from .promotions import apply_to_proration
-from .proration import prorate
+from .proration import Proration, prorate
 
 __all__ = ["QUOTE_MAX_AGE", "QuotedChange", "make_quote", "read_quote"]
 
@@ -44,10 +44,14 @@ def make_quote(
     quantity: int,
     priced_at: datetime,
     promotion: PromotionCode | None = None,
+    *,
+    proration: Proration | None = None,
 ) -> str:
     """The signed quote of a preview priced at ``priced_at``, with the
-    promotion code the customer entered, if any."""
-    proration, _off = apply_to_proration(prorate(subscription, plan, quantity, priced_at), promotion)
+    promotion code the customer entered, if any. ``proration`` is the
+    payment company's own preview, when it changes the plan itself."""
+    if proration is None:
+        proration, _off = apply_to_proration(prorate(subscription, plan, quantity, priced_at), promotion)
     return _serializer(secret_key).dumps(
         {
             "pc": None if promotion is None else promotion.key,

@@ -78,11 +78,13 @@ from typing import Protocol, TypeVar, cast
 from ..capabilities import (
     Capabilities,
     ChangesPlans,
+    ChangesPlansAtProvider,
     ChargesSubscriptions,
     GrantsRetentionDiscounts,
     KeepsDefaultPaymentMethod,
     LinksInvoicePdfs,
     PausesSubscriptions,
+    ProviderPlanPreview,
     SettlesPlanChanges,
     capabilities_of,
     implements,
@@ -301,6 +303,9 @@ class CompositeStorage(LocalMembers):
             webhook_pruning=local_features.webhook_pruning,
             mail_outbox=local_features.mail_outbox,
             default_payment_method=self._serves(KeepsDefaultPaymentMethod),
+            provider_plan_change=implements(billing, ChangesPlansAtProvider)
+            and local_features.provider_lock
+            and local_features.plans,
         )
 
     def __repr__(self) -> str:
@@ -654,6 +659,38 @@ class CompositeStorage(LocalMembers):
         if not self._serves(ChangesPlans):
             return self.local.get_plan(plan_id)
         return self.billing.get_plan(plan_id)
+
+    def preview_provider_plan_change(
+        self, customer_id: str, subscription_id: str, *, plan_id: str, quantity: int, at: datetime
+    ) -> ProviderPlanPreview | None:
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None or not self._capabilities.provider_plan_change:
+            return None
+        return cast(ChangesPlansAtProvider, self.billing).preview_provider_plan_change(
+            provider_id, subscription_id, plan_id=plan_id, quantity=quantity, at=at
+        )
+
+    def make_provider_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+    ) -> ProviderPlanPreview | None:
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None or not self._capabilities.provider_plan_change:
+            return None
+        return cast(ChangesPlansAtProvider, self.billing).make_provider_plan_change(
+            provider_id,
+            subscription_id,
+            plan_id=plan_id,
+            quantity=quantity,
+            at=at,
+            idempotency_key=idempotency_key,
+        )
 
     def schedule_plan_change(
         self,

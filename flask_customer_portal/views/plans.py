@@ -40,6 +40,12 @@ from ..billing.promotions import (
     refusal_message,
 )
 from ..billing.proration import prorate
+from ..billing.provider_plans import (
+    change_at_provider,
+    in_catalogue_terms,
+    preview_at_provider,
+    provider_plan_changes_supported,
+)
 from ..billing.quotes import QUOTE_MAX_AGE, QuotedChange, make_quote, read_quote
 from ..billing.renewal import ProviderError
 from ..billing.settlement import SettlementOutcome, settle_plan_changes
@@ -55,6 +61,12 @@ from ._base import blueprint, current_customer_or_401, customer_required, notify
 from ._flows import finish_flow
 
 __all__ = ["QUOTE_MAX_AGE", "settle_on_visit"]
+
+
+def _offered(state: PortalState) -> bool:
+    """Whether the plan pages are offered: the portal changes plans itself,
+    or the payment company does."""
+    return plan_changes_supported(state) or provider_plan_changes_supported(state)
 
 
 def _secret() -> str | bytes:
@@ -221,8 +233,10 @@ def change_plan(subscription_id: str) -> Any:
         abort(400)
     subscription = _subscription_or_404(state, customer, subscription_id)
     rules = rules_for(customer, subscription)
-    if not rules.may_change_plan or not plan_changes_supported(state):
+    if not rules.may_change_plan or not _offered(state):
         abort(403)
+    if provider_plan_changes_supported(state):
+        subscription = in_catalogue_terms(state, subscription)
     if request.method == "GET":
         subscription = settle_on_visit(state, customer, subscription)
     now = utcnow()
@@ -287,10 +301,25 @@ def change_plan(subscription_id: str) -> Any:
         )
 
     when = timing_for(state, subscription, plan, quantity)
+    if when == PERIOD_END and provider_plan_changes_supported(state):
+        # The payment company changes plans now only; a change the merchant
+        # wants at the period's end is not made early.
+        return _choose_page(
+            subscription,
+            plans,
+            selected=plan.id,
+            quantity=raw_quantity,
+            errors={
+                "plan": _(
+                    "This change can only start at the end of your billing period. Choose another plan."
+                )
+            },
+            status=422,
+        )
     if request.form.get("step") != "confirm":
         promotion = None
         raw_code = request.form.get("promotion_code", "").strip()[:40]
-        if raw_code and promotion_codes_supported(state):
+        if raw_code and promotion_codes_supported(state) and not provider_plan_changes_supported(state):
             check = check_code(state, customer, plan, raw_code, now=now)
             if check.code is None or when == PERIOD_END:
                 refusal = check.refusal or CodeRefusal.NOT_FOR_PLAN
@@ -351,7 +380,21 @@ def _preview(
     promotion: PromotionCode | None = None,
 ) -> Any:
     priced_at = priced_at or now.replace(microsecond=0)
-    proration, off = apply_to_proration(prorate(subscription, plan, quantity, priced_at), promotion)
+    state = get_state()
+    at_provider = provider_plan_changes_supported(state)
+    if at_provider:
+        # The payment company's own figures: they are what it will charge.
+        promotion, off = None, 0
+        try:
+            proration = preview_at_provider(
+                state, current_customer_or_401(), subscription, plan, quantity, priced_at
+            )
+        except StateConflict:
+            return _page(409, step="blocked", subscription=subscription, problem=_blocked_message(""))
+        except SubscriptionNotFound:
+            abort(404)
+    else:
+        proration, off = apply_to_proration(prorate(subscription, plan, quantity, priced_at), promotion)
     return _page(
         status,
         step="preview",
@@ -372,7 +415,16 @@ def _preview(
             later_renewals(promotion) if promotion and off and not subscription.discount_renewals else 0
         ),
         forever_renewals=FOREVER_RENEWALS,
-        quote=quote_token or make_quote(_secret(), subscription, plan, quantity, priced_at, promotion),
+        quote=quote_token
+        or make_quote(
+            _secret(),
+            subscription,
+            plan,
+            quantity,
+            priced_at,
+            promotion,
+            proration=proration if at_provider else None,
+        ),
         problem=problem,
     )
 
@@ -430,17 +482,29 @@ def _change_now(
         )
 
     try:
-        result = change_plan_now(
-            state,
-            customer,
-            subscription.id,
-            plan,
-            quantity,
-            change_id=quoted.change_id,
-            priced_at=priced_at,
-            quote=quoted.shown,
-            promotion=promotion,
-        )
+        if provider_plan_changes_supported(state):
+            result = change_at_provider(
+                state,
+                customer,
+                subscription.id,
+                plan,
+                quantity,
+                change_id=quoted.change_id,
+                quote=quoted.shown,
+                priced_at=priced_at,
+            )
+        else:
+            result = change_plan_now(
+                state,
+                customer,
+                subscription.id,
+                plan,
+                quantity,
+                change_id=quoted.change_id,
+                priced_at=priced_at,
+                quote=quoted.shown,
+                promotion=promotion,
+            )
     except SubscriptionNotFound:
         abort(404)
     except StateConflict as exc:
@@ -533,7 +597,7 @@ def cancel_scheduled_change(subscription_id: str) -> Any:
     if not ConfirmForm().validate():
         abort(400)
     subscription = _subscription_or_404(state, customer, subscription_id)
-    if not rules_for(customer, subscription).may_change_plan or not plan_changes_supported(state):
+    if not rules_for(customer, subscription).may_change_plan or not _offered(state):
         abort(403)
     now = utcnow()
     try:
@@ -557,7 +621,7 @@ def _plan_helpers() -> dict[str, Any]:
         customer = get_current_customer()
         return (
             customer is not None
-            and plan_changes_supported(get_state())
+            and _offered(get_state())
             and rules_for(customer, subscription).may_change_plan
             and plan_change_blocked(subscription, utcnow()) is None
         )

@@ -433,6 +433,7 @@ def test_concurrent_plan_changes_over_dodo_take_turns_across_workers(
     card = fake.add_payment_method(DODO_BUDI, last4="0341")
     subscription = fake.add_subscription(DODO_BUDI, amount=1900, payment_method_id=card)
     changes = 8
+    fake.product_prices.update({f"pdt_{n}": 1900 + 100 * n for n in range(changes)})
     barrier = threading.Barrier(changes)
     errors: list[BaseException] = []
 

@@ -151,6 +151,7 @@ def subscription_record(
         created_at=utc(raw.created_at),
         quantity=raw.quantity,
         paused_at=optional_utc(raw.paused_at),
+        plan_id=raw.product_id,
     )
 
 

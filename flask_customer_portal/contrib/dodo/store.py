@@ -22,6 +22,7 @@ from dodopayments import (
 )
 from werkzeug.exceptions import ServiceUnavailable
 
+from ...capabilities import ProviderPlanChangeDeclined, ProviderPlanPreview
 from ...errors import PortalError
 from ...money import Money
 from ...storage import (
@@ -42,6 +43,7 @@ from ..composite import CompositeStorage
 from ._convert import (
     HIDDEN_STATUSES,
     SUBSCRIPTION_STATUSES,
+    decline_reason,
     invoice_record,
     license_key_record,
     open_payment_ids,
@@ -140,6 +142,26 @@ ProrationMode = Literal[
     "do_not_bill",
     "prorated_immediately_keep_cycle",
 ]
+
+
+def _preview_of(charge: Any, plan_id: str) -> ProviderPlanPreview:
+    """Dodo's ``immediate_charge`` as the portal shows it: the new plan's
+    prorated price (its line items), the credit for the old plan's unused
+    time (what the total leaves of it) and the total due now."""
+    summary = charge.summary
+    currency = summary.currency
+    new_charge = sum(
+        round(item.unit_price * item.quantity * item.proration_factor)
+        for item in charge.line_items
+        if getattr(item, "type", None) == "subscription" and getattr(item, "product_id", None) == plan_id
+    )
+    due = max(int(summary.total_amount), 0)
+    return ProviderPlanPreview(
+        due_now=Money(due, currency),
+        unused=Money(max(new_charge - due, 0), currency),
+        new_charge=Money(max(new_charge, due), currency),
+        effective_at=utc(charge.effective_at),
+    )
 
 
 # -- the billing store -------------------------------------------------------------------
@@ -651,6 +673,86 @@ class DodoBilling:
                 ),
             )
         return replace(preview, payment_link=answer.payment_link)
+
+    def preview_provider_plan_change(
+        self, customer_id: str, subscription_id: str, *, plan_id: str, quantity: int, at: datetime
+    ) -> ProviderPlanPreview | None:
+        """Dodo's own figures for moving the subscription to the product
+        ``plan_id``, prorated now (Dodo prorates to the second it answers,
+        so ``at`` is not sent)."""
+        current = self.get_subscription(customer_id, subscription_id)
+        if current is None:
+            return None
+        answer = self._call(
+            "subscriptions.preview_change_plan",
+            lambda: self.client.subscriptions.preview_change_plan(
+                subscription_id,
+                product_id=plan_id,
+                quantity=quantity,
+                proration_billing_mode="prorated_immediately",
+            ),
+        )
+        preview = _preview_of(answer.immediate_charge, plan_id)
+        return replace(preview, from_plan_id=current.plan_id, from_quantity=current.quantity)
+
+    def make_provider_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+    ) -> ProviderPlanPreview | None:
+        """Change the plan with Dodo charging the saved method now; Dodo
+        keeps the old plan if that payment fails (``prevent_change``). The
+        portal calls it holding its lock of the subscription, having checked
+        the subscription is not on the plan yet, which is what makes a
+        repeat change nothing; your own code's call takes that lock as
+        :meth:`change_plan` does."""
+        with self._held(customer_id, subscription_id):
+            return self._make_plan_change(
+                customer_id, subscription_id, plan_id, quantity, at, idempotency_key
+            )
+
+    def _make_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+    ) -> ProviderPlanPreview | None:
+        preview = self.preview_provider_plan_change(
+            customer_id, subscription_id, plan_id=plan_id, quantity=quantity, at=at
+        )
+        if preview is None:
+            return None
+        try:
+            self._call(
+                "subscriptions.change_plan",
+                lambda: self.client.subscriptions.change_plan(
+                    subscription_id,
+                    product_id=plan_id,
+                    quantity=quantity,
+                    proration_billing_mode="prorated_immediately",
+                    on_payment_failure="prevent_change",
+                    extra_headers={"Idempotency-Key": idempotency_key},
+                ),
+            )
+        except DodoRefused as exc:
+            # Dodo previewed this very change a moment ago: a refusal now is
+            # the payment's (prevent_change kept the old plan).
+            if exc.status_code not in (402, 422):
+                raise
+            body = getattr(exc.__cause__, "body", None)
+            code = body.get("code") if isinstance(body, dict) else None
+            raise ProviderPlanChangeDeclined(
+                f"Dodo Payments declined the plan change of {subscription_id!r}", decline_reason(code).value
+            ) from exc
+        return preview
 
     # -- licence keys --------------------------------------------------------------------
     def _product_names(self, customer_id: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 import stripe
 
 from ...billing.collect import idempotency_key
+from ...capabilities import ProviderPlanChangeDeclined, ProviderPlanPreview
 from ...money import Money
 from ...storage import (
     AuditEvent,
@@ -206,6 +207,8 @@ class StripeBillingStore:
             if status is SubscriptionStatus.ON_HOLD
             else None,
             created_at=from_timestamp(data.get("created")),
+            plan_id=str(price["id"]) if len(items) == 1 and price.get("id") else None,
+            quantity=quantity,
         )
 
     def _invoice(
@@ -560,6 +563,98 @@ class StripeBillingStore:
         finally:
             self.forget_customer(customer_id)
         return self._subscription(as_dict(updated), customer_id)
+
+    # -- plan changes ----------------------------------------------------------------
+
+    def _plan_change_items(
+        self, customer_id: str, subscription_id: str, plan_id: str, quantity: int
+    ) -> tuple[Subscription, list[dict[str, Any]]] | None:
+        """The subscription as Stripe has it now and the ``items`` that put
+        it on ``quantity`` of the price ``plan_id``. A subscription of
+        several prices is not one the portal changes."""
+        data = self._retrieve_subscription(customer_id, subscription_id)
+        if data is None:
+            return None
+        items = (data.get("items") or {}).get("data") or []
+        if len(items) != 1:
+            raise StateConflict(f"subscription {subscription_id!r} has {len(items)} prices")
+        return self._subscription(data, customer_id), [
+            {"id": items[0]["id"], "price": plan_id, "quantity": quantity}
+        ]
+
+    def preview_provider_plan_change(
+        self, customer_id: str, subscription_id: str, *, plan_id: str, quantity: int, at: datetime
+    ) -> ProviderPlanPreview | None:
+        """Stripe's own proration (``POST /v1/invoices/create_preview``), for
+        the second ``at``: the invoice Stripe would issue now with
+        ``proration_behavior=always_invoice``."""
+        found = self._plan_change_items(customer_id, subscription_id, plan_id, quantity)
+        if found is None:
+            return None
+        current, items = found
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "subscription": subscription_id,
+            "subscription_details": {
+                "items": items,
+                "proration_behavior": "always_invoice",
+                "proration_date": int(at.timestamp()),
+            },
+        }
+        invoice = as_dict(self.client.v1.invoices.create_preview(params=params))  # type: ignore[arg-type]
+        currency = str(invoice.get("currency") or current.price.currency).upper()
+        amounts = [int(line.get("amount") or 0) for line in (invoice.get("lines") or {}).get("data") or []]
+        return ProviderPlanPreview(
+            due_now=Money(max(int(invoice.get("amount_due") or 0), 0), currency),
+            unused=Money(-sum(a for a in amounts if a < 0), currency),
+            new_charge=Money(sum(a for a in amounts if a > 0), currency),
+            effective_at=at,
+            from_plan_id=current.plan_id,
+            from_quantity=current.quantity,
+        )
+
+    def make_provider_plan_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+    ) -> ProviderPlanPreview | None:
+        """Update the subscription's price with the proration invoiced and
+        charged now, priced at ``at`` as the preview was; with
+        ``payment_behavior=error_if_incomplete`` Stripe keeps the old price
+        if that payment fails (a declined card is a
+        :class:`~flask_customer_portal.storage.StateConflict`)."""
+        preview = self.preview_provider_plan_change(
+            customer_id, subscription_id, plan_id=plan_id, quantity=quantity, at=at
+        )
+        found = self._plan_change_items(customer_id, subscription_id, plan_id, quantity)
+        if preview is None or found is None:
+            return None
+        try:
+            params: dict[str, Any] = {
+                "items": found[1],
+                "proration_behavior": "always_invoice",
+                "proration_date": int(at.timestamp()),
+                "payment_behavior": "error_if_incomplete",
+            }
+            self.client.v1.subscriptions.update(
+                subscription_id,
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.CardError as exc:
+            code = getattr(exc.error, "decline_code", None) or exc.code
+            # Stripe's decline codes are the portal's decline reasons' names.
+            raise ProviderPlanChangeDeclined(
+                f"Stripe declined the plan change of {subscription_id!r}", str(code) if code else None
+            ) from exc
+        finally:
+            self.forget_customer(customer_id)
+        return preview
 
     # -- ChargeStore -----------------------------------------------------------------
 
