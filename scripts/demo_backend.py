@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -154,9 +154,6 @@ def seed_stripe(url: str) -> dict[str, str]:
     ids[chen.demo_id] = customer(chen, None)
 
     ids[dewi.demo_id] = customer(dewi, "pm_card_visa")
-    client.v1.subscriptions.create(
-        params={"customer": ids[dewi.demo_id], "items": [{"plan": desktop_pro}], "trial_period_days": 14}
-    )
     client.v1.invoice_items.create(
         params={
             "customer": ids[dewi.demo_id],
@@ -165,7 +162,18 @@ def seed_stripe(url: str) -> dict[str, str]:
             "description": "Team onboarding session (2 hours, remote)",
         }
     )
-    client.v1.invoices.create(params={"customer": ids[dewi.demo_id]})
+    # An invoice stays a draft until a payment is tried (localstripe has no
+    # finalize): one attempt with a card that fails leaves it open to pay.
+    onboarding = client.v1.invoices.create(params={"customer": ids[dewi.demo_id]})
+    failing = client.v1.payment_methods.attach(
+        "pm_card_chargeCustomerFail", params={"customer": ids[dewi.demo_id]}
+    )
+    with suppress(stripe.StripeError):
+        client.v1.invoices.pay(onboarding.id, params={"payment_method": failing.id, "off_session": True})
+    client.v1.payment_methods.detach(failing.id)
+    client.v1.subscriptions.create(
+        params={"customer": ids[dewi.demo_id], "items": [{"plan": desktop_pro}], "trial_period_days": 14}
+    )
     return ids
 
 
@@ -295,6 +303,41 @@ def _add_customers(app: Any, ids: dict[str, str]) -> None:
         ensure_demo_staff()
 
 
+def _add_license_keys(app: Any, ids: dict[str, str]) -> None:
+    """Ava's and Budi's licence keys, in the shop's own tables: with Stripe
+    as the back end the shop keeps the keys it issues."""
+    from example_app import storage
+    from flask_customer_portal import LicenseKey, LicenseKeyStatus
+
+    now = datetime.now(timezone.utc)
+    with app.app_context():
+        store = storage()
+        for key_id, demo_id, key, product, status, limit in (
+            ("lk_demo_ava_sync", "cus_demo_ava", "ACME-SYNC-7K3Q-M9VX-2HPD-4RTA", "Acme Sync", "active", 5),
+            (
+                "lk_demo_ava_desktop",
+                "cus_demo_ava",
+                "ACME-DESK-Q8WN-5ZLC-E6JB-1MYF",
+                "Acme Desktop",
+                "expired",
+                1,
+            ),
+            ("lk_demo_budi_sync", "cus_demo_budi", "ACME-SYNC-B4DI-8XQE-3NWS-6GTL", "Acme Sync", "active", 3),
+        ):
+            store.add_license_key(
+                LicenseKey(
+                    id=key_id,
+                    customer_id=ids[demo_id],
+                    key=key,
+                    product_name=product,
+                    status=LicenseKeyStatus(status),
+                    activations=0,
+                    activation_limit=limit,
+                    created_at=now - timedelta(days=90),
+                )
+            )
+
+
 def _serve(app: Any, port: int, ids: dict[str, str], backend: str) -> None:
     from werkzeug.serving import make_server
 
@@ -339,6 +382,7 @@ def run(backend: str, port: int, database: Path) -> None:
                 },
             )
             _add_customers(app, ids)
+            _add_license_keys(app, ids)
             _serve(app, port, ids, "Stripe")
 
     def on_dodo() -> None:

@@ -307,3 +307,33 @@ def test_a_demo_database_from_before_dewi_gains_her(shop: Flask) -> None:
         assert _rows_of(shop, DEMO_CUSTOMER_IDS[:3]) == before
     again = shop.test_cli_runner().invoke(args=["demo-data"])
     assert "Demo data already loaded." in again.output
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("backend", ["stripe", "dodo"])
+def test_make_demo_over_a_provider_installs_its_extra(tmp_path: Path, backend: str) -> None:
+    for name in ("Makefile", "pyproject.toml", "setup.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    planned = subprocess.run(  # fixed arguments, a dry run
+        ["make", "-n", "demo", f"BACKEND={backend}", "PORT=8123"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    ).stdout
+    installs = [line for line in planned.splitlines() if "pip install" in line]
+    assert len(installs) == 1 and f"'.[demo-{backend}]'" in installs[0], planned
+    assert f"scripts/demo_backend.py {backend} --port 8123" in planned
+    assert "demo-data" not in planned  # the stand-in is seeded, not the shop's own tables
+    refused = subprocess.run(  # fixed arguments, a dry run
+        ["make", "-n", "demo", "BACKEND=paypal"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert refused.returncode != 0 and "BACKEND must be local, stripe or dodo" in refused.stderr
