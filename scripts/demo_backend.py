@@ -137,6 +137,7 @@ def seed_stripe(url: str) -> dict[str, str]:
     desktop_yearly = plan("Acme Desktop", "Standard (yearly)", 9900, interval="year")
     sync_pro_idr = plan("Acme Sync", "Pro (bulanan)", 15_000_000, currency="idr")
     desktop_pro = plan("Acme Desktop", "Pro (monthly)", 1200)
+    sync_basic = plan("Acme Sync", "Basic (monthly)", 900)
     ava, budi, chen, dewi = CUSTOMERS
 
     ids = {ava.demo_id: customer(ava, "pm_card_visa")}
@@ -171,6 +172,7 @@ def seed_stripe(url: str) -> dict[str, str]:
     with suppress(stripe.StripeError):
         client.v1.invoices.pay(onboarding.id, params={"payment_method": failing.id, "off_session": True})
     client.v1.payment_methods.detach(failing.id)
+    client.v1.subscriptions.create(params={"customer": ids[dewi.demo_id], "items": [{"plan": sync_basic}]})
     client.v1.subscriptions.create(
         params={"customer": ids[dewi.demo_id], "items": [{"plan": desktop_pro}], "trial_period_days": 14}
     )

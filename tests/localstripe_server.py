@@ -22,7 +22,8 @@ header and the answer's status) and listed by ``GET
 ``tests/stripe_support.py``).
 
 A subscription made with a trial is ``trialing``, the trial its current
-period, as on Stripe.
+period, and a customer without subscriptions can be sent an invoice for
+their pending invoice items, as on Stripe.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def main() -> None:
 
     _record_pays(app)
     _trials(resources)
+    _one_off_invoices(resources)
 
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
     resources.Store.try_load_from_disk = lambda self: None  # type: ignore[method-assign]
@@ -176,6 +178,25 @@ def _trials(resources: Any) -> None:
 
     resources.Subscription.__init__ = init
     resources.SubscriptionItem._current_period = period
+
+
+def _one_off_invoices(resources: Any) -> None:
+    """``POST /v1/invoices`` for a customer without subscriptions bills their
+    pending invoice items, as Stripe does (localstripe answers 404, "No
+    upcoming invoices")."""
+    create = resources.Invoice._api_create.__func__
+
+    def create_invoice(cls: Any, customer: Any = None, subscription: Any = None, **kwargs: Any) -> Any:
+        if (
+            customer is not None
+            and subscription is None
+            and set(kwargs) <= {"description", "metadata"}
+            and not resources.Customer._api_retrieve(customer).subscriptions._list
+        ):
+            return cls(customer=customer, **kwargs)
+        return create(cls, customer=customer, subscription=subscription, **kwargs)
+
+    resources.Invoice._api_create = classmethod(create_invoice)
 
 
 def _products_by_ids(resources: Any) -> None:
