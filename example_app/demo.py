@@ -470,6 +470,9 @@ def _add_dewi(store: SQLAlchemyStorage, now: datetime) -> None:
         )
     )
     for n in range(3):
+        if n == 2:
+            # Numbered in the order issued: the purchase came between two renewals.
+            _add_refunded_purchase(store, dewi.id, card, add_months(sync_anchor, 2) - timedelta(days=5))
         _invoice(
             store,
             invoice_id=f"inv_demo_dewi_sync_{n + 1:02d}",
@@ -502,50 +505,6 @@ def _add_dewi(store: SQLAlchemyStorage, now: datetime) -> None:
         )
     )
 
-    # A one-off purchase, paid, then refunded in full: she bought the
-    # same licence twice.
-    bought = now - timedelta(days=30)
-    desktop = Money(9900, "USD")
-    licence_line = InvoiceLine(
-        description="Acme Desktop, Standard licence",
-        quantity=1,
-        unit_amount=desktop.amount,
-        amount=desktop.amount,
-    )
-    store.add_invoice(
-        Invoice(
-            id="inv_demo_dewi_desktop",
-            number=store.next_invoice_number(),
-            customer_id=dewi.id,
-            status=InvoiceStatus.PAID,
-            currency=desktop.currency,
-            subtotal=desktop.amount,
-            tax=0,
-            total=desktop.amount,
-            issued_at=bought,
-            paid_at=bought + timedelta(minutes=2),
-            payment_reference="ch_demo_dewi_desktop",
-            payment_method=card,
-            description="Acme Desktop — Standard licence",
-            lines=(licence_line,),
-        )
-    )
-    store.add_credit_note(
-        CreditNote(
-            id="cn_demo_dewi_desktop",
-            number=store.next_invoice_number("CN-"),
-            invoice_id="inv_demo_dewi_desktop",
-            customer_id=dewi.id,
-            currency=desktop.currency,
-            amount=desktop.amount,
-            refunded=desktop.amount,
-            issued_at=bought + timedelta(days=1, hours=3),
-            reason=CreditNoteReason.DUPLICATE,
-            memo="You already had this licence: the second purchase is refunded in full.",
-            lines=(licence_line,),
-        )
-    )
-
     # A one-off invoice for onboarding, issued two days ago and still open.
     onboarding = Money(14900, "USD")
     store.add_invoice(
@@ -568,6 +527,53 @@ def _add_dewi(store: SQLAlchemyStorage, now: datetime) -> None:
                     amount=onboarding.amount,
                 ),
             ),
+        )
+    )
+
+
+def _add_refunded_purchase(
+    store: SQLAlchemyStorage, customer_id: str, card: PaymentMethod, bought: datetime
+) -> None:
+    """Dewi's one-off purchase, paid, then refunded in full with a credit
+    note: she had bought the same licence before."""
+    desktop = Money(9900, "USD")
+    licence_line = InvoiceLine(
+        description="Acme Desktop, Standard licence",
+        quantity=1,
+        unit_amount=desktop.amount,
+        amount=desktop.amount,
+    )
+    store.add_invoice(
+        Invoice(
+            id="inv_demo_dewi_desktop",
+            number=store.next_invoice_number(),
+            customer_id=customer_id,
+            status=InvoiceStatus.PAID,
+            currency=desktop.currency,
+            subtotal=desktop.amount,
+            tax=0,
+            total=desktop.amount,
+            issued_at=bought,
+            paid_at=bought + timedelta(minutes=2),
+            payment_reference="ch_demo_dewi_desktop",
+            payment_method=card,
+            description="Acme Desktop — Standard licence",
+            lines=(licence_line,),
+        )
+    )
+    store.add_credit_note(
+        CreditNote(
+            id="cn_demo_dewi_desktop",
+            number=store.next_invoice_number("CN-"),
+            invoice_id="inv_demo_dewi_desktop",
+            customer_id=customer_id,
+            currency=desktop.currency,
+            amount=desktop.amount,
+            refunded=desktop.amount,
+            issued_at=bought + timedelta(days=1, hours=3),
+            reason=CreditNoteReason.DUPLICATE,
+            memo="You already had this licence: the second purchase is refunded in full.",
+            lines=(licence_line,),
         )
     )
 
