@@ -149,11 +149,11 @@ def _invoice(
     return invoice
 
 
-def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> bool:
-    """Create the demo customers unless they exist. Returns ``True`` if it
-    created any, ``False`` if they were all there already (idempotent)."""
+def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> tuple[str, ...]:
+    """Create the demo customers that do not exist yet. Returns the ids of
+    those it created: empty if they were all there already (idempotent)."""
     now = _midnight(now or datetime.now(timezone.utc))
-    created = False
+    created: tuple[str, ...] = ()
     if not all(store.get_customer(customer_id) for customer_id in _FIRST_CUSTOMER_IDS):
         if any(store.get_customer(customer_id) for customer_id in _FIRST_CUSTOMER_IDS):
             raise click.ClickException(
@@ -161,10 +161,10 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
                 "`flask --app example_app demo-data --reset` reloads them."
             )
         _add_ava_budi_chen(store, now)
-        created = True
+        created += _FIRST_CUSTOMER_IDS
     if store.get_customer("cus_demo_dewi") is None:
         _add_dewi(store, now)
-        created = True
+        created += ("cus_demo_dewi",)
     return created
 
 
@@ -631,9 +631,10 @@ def demo_data_command(reset: bool) -> None:
         if current_app.config.get("CUSTOMER_PORTAL_MODE") != "test":
             raise click.ClickException("--reset is for the demo: it only runs in test mode.")
         delete_demo_customers(db.session())
-    if load_demo_data(storage()):
+    created = load_demo_data(storage())
+    if created:
         verb = "Reset" if reset else "Loaded"
-        click.echo(f"{verb} demo data: {', '.join(DEMO_CUSTOMER_IDS)}.")
+        click.echo(f"{verb} demo data: {', '.join(created)}.")
     else:
         click.echo("Demo data already loaded.")
     staff = ensure_demo_staff()

@@ -301,7 +301,7 @@ def test_a_demo_database_from_before_dewi_gains_her(shop: Flask) -> None:
         assert storage().get_customer("cus_demo_dewi") is None
     result = shop.test_cli_runner().invoke(args=["demo-data"])
     assert result.exit_code == 0, result.output
-    assert "Loaded demo data" in result.output
+    assert "Loaded demo data: cus_demo_dewi." in result.output
     with shop.app_context():
         assert storage().get_customer("cus_demo_dewi") is not None
         assert _rows_of(shop, DEMO_CUSTOMER_IDS[:3]) == before
