@@ -449,9 +449,10 @@ def _add_dewi(store: SQLAlchemyStorage, now: datetime) -> None:
     # back to what the demo offers.
     store.add_promotion_code(DEMO_PROMOTION_CODE)
 
-    # Acme Sync Basic for three months: WELCOME10 takes 10% off the move
-    # to a bigger plan.
-    sync_anchor = add_months(now, -3) + timedelta(days=5)
+    # Acme Sync Basic for three months, renewed yesterday: WELCOME10 takes
+    # 10% off the move to a bigger plan. Nothing of hers is due before Ava's
+    # next renewal, so a renewal run until then charges Ava only.
+    sync_anchor = add_months(now - timedelta(days=1), -2)
     store.add_subscription(
         Subscription(
             id="sub_demo_dewi_sync",
@@ -472,7 +473,7 @@ def _add_dewi(store: SQLAlchemyStorage, now: datetime) -> None:
     for n in range(3):
         if n == 2:
             # Numbered in the order issued: the purchase came between two renewals.
-            _add_refunded_purchase(store, dewi.id, card, add_months(sync_anchor, 2) - timedelta(days=5))
+            _add_refunded_purchase(store, dewi.id, card, now - timedelta(days=20))
         _invoice(
             store,
             invoice_id=f"inv_demo_dewi_sync_{n + 1:02d}",
@@ -485,9 +486,9 @@ def _add_dewi(store: SQLAlchemyStorage, now: datetime) -> None:
             method=card,
         )
 
-    # A 14-day trial of Acme Desktop Pro that started four days ago:
-    # nothing paid yet, the first month is charged to her card when it ends.
-    trial_start = now - timedelta(days=4)
+    # A 30-day trial of Acme Desktop Pro that started yesterday: nothing
+    # paid yet, the first month is charged to her card when it ends.
+    trial_start = now - timedelta(days=1)
     store.add_subscription(
         Subscription(
             id="sub_demo_dewi_desktop",
@@ -499,13 +500,13 @@ def _add_dewi(store: SQLAlchemyStorage, now: datetime) -> None:
             interval_count=1,
             status=SubscriptionStatus.TRIALING,
             current_period_start=trial_start,
-            current_period_end=trial_start + timedelta(days=14),
+            current_period_end=trial_start + timedelta(days=30),
             payment_method=card,
             created_at=trial_start,
         )
     )
 
-    # A one-off invoice for onboarding, issued two days ago and still open.
+    # A one-off invoice for onboarding, issued this morning and still open.
     onboarding = Money(14900, "USD")
     store.add_invoice(
         Invoice(
@@ -517,7 +518,7 @@ def _add_dewi(store: SQLAlchemyStorage, now: datetime) -> None:
             subtotal=onboarding.amount,
             tax=0,
             total=onboarding.amount,
-            issued_at=now - timedelta(days=2),
+            issued_at=now,
             description="Acme Sync — Team onboarding session",
             lines=(
                 InvoiceLine(
