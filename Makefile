@@ -33,14 +33,25 @@ system-deps:
 
 # The demo installs what it runs, not the dev tools: the package with its
 # `example` extra (PDFs and the example shop's Flask-Login; `make test` adds
-# the rest to the same virtualenv).
-$(VENV)/.demo-installed: pyproject.toml setup.py
+# the rest to the same virtualenv). BACKEND=stripe or BACKEND=dodo serves the
+# shop over that provider's API, with a stand-in server on 127.0.0.1
+# (scripts/demo_backend.py), and installs the `demo-stripe` or `demo-dodo`
+# extra instead.
+BACKEND ?= local
+ifeq ($(filter $(BACKEND),local stripe dodo),)
+$(error BACKEND must be local, stripe or dodo, not "$(BACKEND)")
+endif
+DEMO_EXTRA := $(if $(filter local,$(BACKEND)),example,demo-$(BACKEND))
+DEMO_STAMP := $(VENV)/.demo-installed$(if $(filter local,$(BACKEND)),,-$(BACKEND))
+
+$(DEMO_STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[example]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(DEMO_EXTRA)]'
 	touch $@
 
-demo: $(VENV)/.demo-installed
+demo: $(DEMO_STAMP)
 	$(BIN)/pybabel -q compile -d flask_customer_portal/translations -D customer_portal
+ifeq ($(BACKEND),local)
 	$(BIN)/flask --app example_app demo-data
 	@echo
 	@echo "Demo shop:      http://127.0.0.1:$(PORT)/"
@@ -50,6 +61,9 @@ demo: $(VENV)/.demo-installed
 	@$(BIN)/flask --app example_app portal create-session cus_demo_ava 2>/dev/null
 	@echo
 	$(BIN)/flask --app example_app run --host 127.0.0.1 --port $(PORT)
+else
+	$(BIN)/python scripts/demo_backend.py $(BACKEND) --port $(PORT)
+endif
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

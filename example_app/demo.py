@@ -1,4 +1,4 @@
-"""Demo data: the three customers of the product contract, with dates
+"""Demo data: the four customers of the product contract, with dates
 relative to today so the portal always looks alive."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.sql import ColumnElement
 
 from flask_customer_portal import (
     BillingDetails,
+    CreditNote,
     Customer,
     DeclineReason,
     Invoice,
@@ -34,10 +35,22 @@ from flask_customer_portal import (
     add_months,
 )
 from flask_customer_portal.contrib.sqla import SQLAlchemyStorage, metadata
+from flask_customer_portal.storage import CreditNoteReason, PromotionCode
 
-__all__ = ["DEMO_CUSTOMER_IDS", "delete_demo_customers", "demo_data_command", "load_demo_data"]
+__all__ = [
+    "DEMO_CUSTOMER_IDS",
+    "DEMO_PROMOTION_CODE",
+    "delete_demo_customers",
+    "demo_data_command",
+    "load_demo_data",
+]
 
-DEMO_CUSTOMER_IDS = ("cus_demo_ava", "cus_demo_budi", "cus_demo_chen")
+DEMO_CUSTOMER_IDS = ("cus_demo_ava", "cus_demo_budi", "cus_demo_chen", "cus_demo_dewi")
+#: Ava, Budi and Chen came first and are loaded together; Dewi joined later
+#: and is added on her own, so a demo database made before her gains her.
+_FIRST_CUSTOMER_IDS = DEMO_CUSTOMER_IDS[:3]
+#: The code Dewi (and anyone else) can enter at a plan change.
+DEMO_PROMOTION_CODE = PromotionCode("WELCOME10", percent_off=10)
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,8 @@ class _Plan:
 _SYNC_PRO = _Plan("Acme Sync", "Pro (monthly)", Money(1900, "USD"))
 _DESKTOP_YEARLY = _Plan("Acme Desktop", "Standard (yearly)", Money(9900, "USD"), "year")
 _SYNC_PRO_IDR = _Plan("Acme Sync", "Pro (bulanan)", Money(15_000_000, "IDR"))
+_SYNC_BASIC = _Plan("Acme Sync", "Basic (monthly)", Money(900, "USD"))
+_DESKTOP_PRO_TRIAL = _Plan("Acme Desktop", "Pro (monthly)", Money(1200, "USD"))
 
 
 _SYNC = "Acme Sync"
@@ -134,16 +149,26 @@ def _invoice(
     return invoice
 
 
-def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> bool:
-    """Create the demo customers unless they exist. Returns ``True`` if it
-    created them, ``False`` if they were already there (idempotent)."""
-    if all(store.get_customer(customer_id) for customer_id in DEMO_CUSTOMER_IDS):
-        return False
-    if any(store.get_customer(customer_id) for customer_id in DEMO_CUSTOMER_IDS):
-        raise click.ClickException(
-            "Some demo customers exist but not all; `flask --app example_app demo-data --reset` reloads them."
-        )
+def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> tuple[str, ...]:
+    """Create the demo customers that do not exist yet. Returns the ids of
+    those it created: empty if they were all there already (idempotent)."""
     now = _midnight(now or datetime.now(timezone.utc))
+    created: tuple[str, ...] = ()
+    if not all(store.get_customer(customer_id) for customer_id in _FIRST_CUSTOMER_IDS):
+        if any(store.get_customer(customer_id) for customer_id in _FIRST_CUSTOMER_IDS):
+            raise click.ClickException(
+                "Some demo customers exist but not all; "
+                "`flask --app example_app demo-data --reset` reloads them."
+            )
+        _add_ava_budi_chen(store, now)
+        created += _FIRST_CUSTOMER_IDS
+    if store.get_customer("cus_demo_dewi") is None:
+        _add_dewi(store, now)
+        created += ("cus_demo_dewi",)
+    return created
+
+
+def _add_ava_budi_chen(store: SQLAlchemyStorage, now: datetime) -> None:
     token_for = TestPaymentProvider.token_for
 
     ava = store.add_customer(
@@ -388,7 +413,170 @@ def load_demo_data(store: SQLAlchemyStorage, *, now: datetime | None = None) -> 
             created_at=budi_anchor,
         )
     )
-    return True
+
+
+def _add_dewi(store: SQLAlchemyStorage, now: datetime) -> None:
+    """Dewi shows what came after the first three: an open one-off invoice
+    to pay, a subscription in its free trial, a purchase refunded with a
+    credit note, and an active plan to change with the promotion code
+    ``WELCOME10``."""
+    token_for = TestPaymentProvider.token_for
+    dewi = store.add_customer(
+        Customer(
+            id="cus_demo_dewi",
+            email="dewi@example.com",
+            name="Dewi Lestari",
+            phone="+6281298765432",
+            locale="en",
+            timezone="Asia/Jakarta",
+            created_at=now - timedelta(days=40),
+        )
+    )
+    card = PaymentMethod(
+        id="pm_demo_dewi_visa",
+        customer_id=dewi.id,
+        brand="visa",
+        last4="4242",
+        exp_month=3,
+        exp_year=now.year + 2,
+        provider_token=token_for("4242424242424242"),
+        created_at=now - timedelta(days=40),
+    )
+    store.add_payment_method(card)
+    store.set_default_payment_method(dewi.id, card.id)
+    _add_plans(store)
+    # The code is the shop's, not Dewi's: adding it again only sets it
+    # back to what the demo offers.
+    store.add_promotion_code(DEMO_PROMOTION_CODE)
+
+    # Acme Sync Basic for three months, renewed yesterday: WELCOME10 takes
+    # 10% off the move to a bigger plan. Nothing of hers is due before Ava's
+    # next renewal, so a renewal run until then charges Ava only.
+    sync_anchor = add_months(now - timedelta(days=1), -2)
+    store.add_subscription(
+        Subscription(
+            id="sub_demo_dewi_sync",
+            customer_id=dewi.id,
+            product_name=_SYNC_BASIC.product,
+            plan_name=_SYNC_BASIC.plan,
+            price=_SYNC_BASIC.price,
+            interval="month",
+            interval_count=1,
+            status=SubscriptionStatus.ACTIVE,
+            current_period_start=add_months(sync_anchor, 2),
+            current_period_end=add_months(sync_anchor, 3),
+            payment_method=card,
+            created_at=sync_anchor,
+            plan_id="plan_sync_basic_monthly",
+        )
+    )
+    for n in range(3):
+        if n == 2:
+            # Numbered in the order issued: the purchase came between two renewals.
+            _add_refunded_purchase(store, dewi.id, card, now - timedelta(days=20))
+        _invoice(
+            store,
+            invoice_id=f"inv_demo_dewi_sync_{n + 1:02d}",
+            customer_id=dewi.id,
+            subscription_id="sub_demo_dewi_sync",
+            plan=_SYNC_BASIC,
+            period_start=add_months(sync_anchor, n),
+            period_end=add_months(sync_anchor, n + 1),
+            status=InvoiceStatus.PAID,
+            method=card,
+        )
+
+    # A 30-day trial of Acme Desktop Pro that started yesterday: nothing
+    # paid yet, the first month is charged to her card when it ends.
+    trial_start = now - timedelta(days=1)
+    store.add_subscription(
+        Subscription(
+            id="sub_demo_dewi_desktop",
+            customer_id=dewi.id,
+            product_name=_DESKTOP_PRO_TRIAL.product,
+            plan_name=_DESKTOP_PRO_TRIAL.plan,
+            price=_DESKTOP_PRO_TRIAL.price,
+            interval="month",
+            interval_count=1,
+            status=SubscriptionStatus.TRIALING,
+            current_period_start=trial_start,
+            current_period_end=trial_start + timedelta(days=30),
+            payment_method=card,
+            created_at=trial_start,
+        )
+    )
+
+    # A one-off invoice for onboarding, issued this morning and still open.
+    onboarding = Money(14900, "USD")
+    store.add_invoice(
+        Invoice(
+            id="inv_demo_dewi_onboarding",
+            number=store.next_invoice_number(),
+            customer_id=dewi.id,
+            status=InvoiceStatus.OPEN,
+            currency=onboarding.currency,
+            subtotal=onboarding.amount,
+            tax=0,
+            total=onboarding.amount,
+            issued_at=now,
+            description="Acme Sync — Team onboarding session",
+            lines=(
+                InvoiceLine(
+                    description="Team onboarding session (2 hours, remote)",
+                    quantity=1,
+                    unit_amount=onboarding.amount,
+                    amount=onboarding.amount,
+                ),
+            ),
+        )
+    )
+
+
+def _add_refunded_purchase(
+    store: SQLAlchemyStorage, customer_id: str, card: PaymentMethod, bought: datetime
+) -> None:
+    """Dewi's one-off purchase, paid, then refunded in full with a credit
+    note: she had bought the same licence before."""
+    desktop = Money(9900, "USD")
+    licence_line = InvoiceLine(
+        description="Acme Desktop, Standard licence",
+        quantity=1,
+        unit_amount=desktop.amount,
+        amount=desktop.amount,
+    )
+    store.add_invoice(
+        Invoice(
+            id="inv_demo_dewi_desktop",
+            number=store.next_invoice_number(),
+            customer_id=customer_id,
+            status=InvoiceStatus.PAID,
+            currency=desktop.currency,
+            subtotal=desktop.amount,
+            tax=0,
+            total=desktop.amount,
+            issued_at=bought,
+            paid_at=bought + timedelta(minutes=2),
+            payment_reference="ch_demo_dewi_desktop",
+            payment_method=card,
+            description="Acme Desktop — Standard licence",
+            lines=(licence_line,),
+        )
+    )
+    store.add_credit_note(
+        CreditNote(
+            id="cn_demo_dewi_desktop",
+            number=store.next_invoice_number("CN-"),
+            invoice_id="inv_demo_dewi_desktop",
+            customer_id=customer_id,
+            currency=desktop.currency,
+            amount=desktop.amount,
+            refunded=desktop.amount,
+            issued_at=bought + timedelta(days=1, hours=3),
+            reason=CreditNoteReason.DUPLICATE,
+            memo="You already had this licence: the second purchase is refunded in full.",
+            lines=(licence_line,),
+        )
+    )
 
 
 def _owned_rows(table: Table, customer_ids: tuple[str, ...]) -> ColumnElement[bool] | None:
@@ -433,7 +621,7 @@ def delete_demo_customers(session: Session, customer_ids: tuple[str, ...] = DEMO
 )
 @with_appcontext
 def demo_data_command(reset: bool) -> None:
-    """Load the demo customers (Ava, Budi, Chen) and, in test mode, the demo
+    """Load the demo customers (Ava, Budi, Chen, Dewi) and, in test mode, the demo
     staff account. Safe to run again. With --reset, the demo customers go
     back to how they started (test mode only); other customers stay as
     they are."""
@@ -444,9 +632,10 @@ def demo_data_command(reset: bool) -> None:
         if current_app.config.get("CUSTOMER_PORTAL_MODE") != "test":
             raise click.ClickException("--reset is for the demo: it only runs in test mode.")
         delete_demo_customers(db.session())
-    if load_demo_data(storage()):
+    created = load_demo_data(storage())
+    if created:
         verb = "Reset" if reset else "Loaded"
-        click.echo(f"{verb} demo data: {', '.join(DEMO_CUSTOMER_IDS)}.")
+        click.echo(f"{verb} demo data: {', '.join(created)}.")
     else:
         click.echo("Demo data already loaded.")
     staff = ensure_demo_staff()

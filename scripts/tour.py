@@ -1,5 +1,5 @@
 """The screenshot tour of the docs (docs/tour.rst): every page of the demo
-shop's portal, as Ava, Budi and Chen and as a visitor who is not signed in,
+shop's portal, as Ava, Budi, Chen and Dewi and as a visitor who is not signed in,
 at 375 px (a phone) and 1280 px (a desktop).
 
     make tour                      # or: .venv/bin/python scripts/tour.py
@@ -63,7 +63,7 @@ class Page:
     status: int = 200
 
 
-AVA, BUDI, CHEN = "cus_demo_ava", "cus_demo_budi", "cus_demo_chen"
+AVA, BUDI, CHEN, DEWI = "cus_demo_ava", "cus_demo_budi", "cus_demo_chen", "cus_demo_dewi"
 
 PAGES: tuple[Page, ...] = (
     # A visitor: the ways in, and the pages for a wrong address.
@@ -148,11 +148,31 @@ PAGES: tuple[Page, ...] = (
     Page("chen-billing-details", "Chen's billing details, empty", CHEN, "/portal/profile/billing"),
     Page("chen-sessions", "Where Chen is signed in", CHEN, "/portal/sessions"),
     Page("chen-activity", "Chen's activity", CHEN, "/portal/activity"),
+    # Dewi: an open invoice, a free trial, a refund and a promotion code.
+    Page("dewi-dashboard", "Dewi's overview", DEWI, "/portal/"),
+    Page("dewi-subscriptions", "A plan and a free trial", DEWI, "/portal/subscriptions"),
+    Page(
+        "dewi-trial", "A subscription in its free trial", DEWI, "/portal/subscriptions/sub_demo_dewi_desktop"
+    ),
+    Page("dewi-invoices", "Dewi's invoices: one open, one refunded", DEWI, "/portal/invoices"),
+    Page("dewi-invoice-open", "An open one-off invoice", DEWI, "/portal/invoices/inv_demo_dewi_onboarding"),
+    Page(
+        "dewi-invoice-refunded",
+        "A refunded invoice and its credit note",
+        DEWI,
+        "/portal/invoices/inv_demo_dewi_desktop",
+    ),
+    Page(
+        "dewi-change-plan",
+        "Changing plan, with a field for a promotion code",
+        DEWI,
+        "/portal/subscriptions/sub_demo_dewi_sync/plan",
+    ),
 )
 
 #: Whose pages, in the order they are visited, and the pages of each
 #: (a visitor's first; Ava's sign-out last).
-AUDIENCES: tuple[str | None, ...] = (None, AVA, BUDI, CHEN)
+AUDIENCES: tuple[str | None, ...] = (None, AVA, BUDI, CHEN, DEWI)
 
 
 def pages_of(customer: str | None) -> list[Page]:
@@ -332,12 +352,20 @@ def tour_rst() -> str:
         "phone (375 px wide) and on a desktop (1280 px), before you install",
         "anything. Ava has an active subscription, twelve months of invoices and",
         "licence keys; Budi's subscription is on hold after a declined renewal",
-        "(his pages are in Indonesian); Chen has bought nothing yet. The images",
+        "(his pages are in Indonesian); Chen has bought nothing yet; Dewi has an",
+        "open invoice to pay, a free trial, a refunded purchase and a plan to",
+        "change with the promotion code WELCOME10. The images",
         "are made from the demo by ``make tour`` (``scripts/tour.py``), so they",
         "show this version of the portal; long pages are cut at the bottom.",
         "",
     ]
-    headings = {None: "Signing in", AVA: "Ava", BUDI: "Budi, in Indonesian", CHEN: "Chen, before buying"}
+    headings = {
+        None: "Signing in",
+        AVA: "Ava",
+        BUDI: "Budi, in Indonesian",
+        CHEN: "Chen, before buying",
+        DEWI: "Dewi: an open invoice, a trial, a refund",
+    }
     for customer in AUDIENCES:
         heading = headings[customer]
         lines += [heading, "-" * len(heading), ""]

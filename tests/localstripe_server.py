@@ -20,6 +20,10 @@ Every such payment request is recorded (the invoice, the ``Idempotency-Key``
 header and the answer's status) and listed by ``GET
 /_config/invoice_pays?invoice=in_…`` (see ``invoice_pays`` in
 ``tests/stripe_support.py``).
+
+A subscription made with a trial is ``trialing``, the trial its current
+period, and a customer without subscriptions can be sent an invoice for
+their pending invoice items, as on Stripe.
 """
 
 from __future__ import annotations
@@ -119,6 +123,8 @@ def main() -> None:
     from localstripe.server import app
 
     _record_pays(app)
+    _trials(resources)
+    _one_off_invoices(resources)
 
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
     resources.Store.try_load_from_disk = lambda self: None  # type: ignore[method-assign]
@@ -141,6 +147,56 @@ def main() -> None:
         await runner.cleanup()
 
     asyncio.run(serve())
+
+
+def _trials(resources: Any) -> None:
+    """A subscription made with ``trial_end`` or ``trial_period_days`` is
+    ``trialing`` with the trial as its current period, as on Stripe
+    (localstripe leaves it ``incomplete`` with a period of the plan's
+    interval)."""
+    from datetime import datetime, timedelta
+
+    subscription_init = resources.Subscription.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        subscription_init(self, *args, **kwargs)
+        if self.status == "incomplete" and (self.trial_end is not None or self.trial_period_days):
+            self.trial_start = self.start_date
+            if self.trial_end is None:
+                end = datetime.fromtimestamp(self.start_date) + timedelta(days=self.trial_period_days)
+                self.trial_end = int(end.timestamp())
+            self.status = "trialing"
+
+    current_period = resources.SubscriptionItem._current_period
+
+    def period(self: Any) -> Any:
+        if self._subscription:
+            subscription = resources.Subscription._api_retrieve(self._subscription)
+            if getattr(subscription, "status", None) == "trialing":
+                return {"start": subscription.trial_start, "end": subscription.trial_end}
+        return current_period(self)
+
+    resources.Subscription.__init__ = init
+    resources.SubscriptionItem._current_period = period
+
+
+def _one_off_invoices(resources: Any) -> None:
+    """``POST /v1/invoices`` for a customer without subscriptions bills their
+    pending invoice items, as Stripe does (localstripe answers 404, "No
+    upcoming invoices")."""
+    create = resources.Invoice._api_create.__func__
+
+    def create_invoice(cls: Any, customer: Any = None, subscription: Any = None, **kwargs: Any) -> Any:
+        if (
+            customer is not None
+            and subscription is None
+            and set(kwargs) <= {"description", "metadata"}
+            and not resources.Customer._api_retrieve(customer).subscriptions._list
+        ):
+            return cls(customer=customer, **kwargs)
+        return create(cls, customer=customer, subscription=subscription, **kwargs)
+
+    resources.Invoice._api_create = classmethod(create_invoice)
 
 
 def _products_by_ids(resources: Any) -> None:

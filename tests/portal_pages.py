@@ -28,8 +28,9 @@ __all__ = ["DEMO_CUSTOMERS", "PREFIX", "Page", "signed_in_pages", "signed_out_pa
 PREFIX = "/portal"
 BUSINESS_ID = "biz_demo"
 #: The demo customers the pages are walked as: a full history, an account
-#: on hold in Indonesian, and an account with nothing in it yet.
-DEMO_CUSTOMERS = ("cus_demo_ava", "cus_demo_budi", "cus_demo_chen")
+#: on hold in Indonesian, an account with nothing in it yet, and one with
+#: an open invoice, a trial and a refund.
+DEMO_CUSTOMERS = ("cus_demo_ava", "cus_demo_budi", "cus_demo_chen", "cus_demo_dewi")
 #: A bound on one customer's walk, far above what the demo reaches, so a
 #: page that links to ever new URLs fails the walk instead of running on.
 MAX_PAGES = 80

@@ -21,8 +21,16 @@ from portal_fixtures import sign_in
 from sqlalchemy import func, select
 
 from example_app import create_app, storage
-from example_app.demo import DEMO_CUSTOMER_IDS
-from flask_customer_portal import Customer, Invoice, InvoiceLine, InvoiceStatus, LogMailer, Message
+from example_app.demo import DEMO_CUSTOMER_IDS, delete_demo_customers
+from flask_customer_portal import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    LogMailer,
+    Message,
+    SubscriptionStatus,
+)
 from flask_customer_portal.contrib.sqla import AuditEventModel, PortalModel, PortalSessionModel
 from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import AuditEvent
@@ -122,7 +130,7 @@ def test_reset_restores_the_demo_customers_and_nobody_else(shop: Flask) -> None:
 
     result = shop.test_cli_runner().invoke(args=["demo-data", "--reset"])
     assert result.exit_code == 0, result.output
-    assert "Reset demo data: cus_demo_ava, cus_demo_budi, cus_demo_chen." in result.output
+    assert "Reset demo data: cus_demo_ava, cus_demo_budi, cus_demo_chen, cus_demo_dewi." in result.output
     with shop.app_context():
         assert _demo_state(shop) == fresh
         assert _rows_of(shop, DEMO_CUSTOMER_IDS) == fresh_rows  # no session, link or event left over
@@ -241,3 +249,91 @@ def test_make_demo_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "'.[dev]'" in tested
+
+
+# --- Dewi ---------------------------------------------------------------------------
+
+
+def test_dewi_shows_an_open_invoice_a_trial_a_credit_note_and_a_code(shop: Flask) -> None:
+    with shop.app_context():
+        store = storage()
+        dewi = store.get_customer("cus_demo_dewi")
+        assert dewi is not None and dewi.email == "dewi@example.com"
+        invoices = {i.id: i for i in store.list_invoices(dewi.id, page=1, per_page=100).items}
+        onboarding = invoices["inv_demo_dewi_onboarding"]
+        assert onboarding.status is InvoiceStatus.OPEN and onboarding.subscription_id is None
+        refunded = store.get_invoice(dewi.id, "inv_demo_dewi_desktop")
+        assert refunded is not None and refunded.fully_refunded
+        (note,) = refunded.credit_notes
+        assert note.number.startswith("CN-") and note.refunded == refunded.total
+        statuses = {s.id: s.status for s in store.list_subscriptions(dewi.id)}
+        assert statuses == {
+            "sub_demo_dewi_desktop": SubscriptionStatus.TRIALING,
+            "sub_demo_dewi_sync": SubscriptionStatus.ACTIVE,
+        }
+        code = store.get_promotion_code("welcome10")
+        assert code is not None and code.percent_off == 10 and code.active
+        assert not store.promotion_redeemed(dewi.id, "WELCOME10")
+    client = shop.test_client()
+    sign_in(shop, client, "cus_demo_dewi")
+    assert "Trial ends on" in client.get("/portal/subscriptions/sub_demo_dewi_desktop").text
+    assert "CN-" in client.get("/portal/invoices/inv_demo_dewi_desktop").text
+    form = client.get("/portal/subscriptions/sub_demo_dewi_sync/plan")
+    preview = client.post(
+        "/portal/subscriptions/sub_demo_dewi_sync/plan",
+        data={
+            "csrf_token": csrf_token_from(form.text),
+            "step": "preview",
+            "plan": "plan_sync_pro_monthly",
+            "quantity": "1",
+            "promotion_code": "welcome10",
+        },
+    )
+    assert preview.status_code == 200 and "WELCOME10" in preview.text
+
+
+def test_a_demo_database_from_before_dewi_gains_her(shop: Flask) -> None:
+    """Ava, Budi and Chen loaded by an older demo: `demo-data` adds Dewi
+    and leaves the others as they are."""
+    with shop.app_context():
+        delete_demo_customers(shop.extensions["sqlalchemy"].session(), ("cus_demo_dewi",))
+        before = _rows_of(shop, DEMO_CUSTOMER_IDS[:3])
+        assert storage().get_customer("cus_demo_dewi") is None
+    result = shop.test_cli_runner().invoke(args=["demo-data"])
+    assert result.exit_code == 0, result.output
+    assert "Loaded demo data: cus_demo_dewi." in result.output
+    with shop.app_context():
+        assert storage().get_customer("cus_demo_dewi") is not None
+        assert _rows_of(shop, DEMO_CUSTOMER_IDS[:3]) == before
+    again = shop.test_cli_runner().invoke(args=["demo-data"])
+    assert "Demo data already loaded." in again.output
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("backend", ["stripe", "dodo"])
+def test_make_demo_over_a_provider_installs_its_extra(tmp_path: Path, backend: str) -> None:
+    for name in ("Makefile", "pyproject.toml", "setup.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    planned = subprocess.run(  # fixed arguments, a dry run
+        ["make", "-n", "demo", f"BACKEND={backend}", "PORT=8123"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    ).stdout
+    installs = [line for line in planned.splitlines() if "pip install" in line]
+    assert len(installs) == 1 and f"'.[demo-{backend}]'" in installs[0], planned
+    assert f"scripts/demo_backend.py {backend} --port 8123" in planned
+    assert "demo-data" not in planned  # the stand-in is seeded, not the shop's own tables
+    refused = subprocess.run(  # fixed arguments, a dry run
+        ["make", "-n", "demo", "BACKEND=paypal"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert refused.returncode != 0 and "BACKEND must be local, stripe or dodo" in refused.stderr

@@ -44,19 +44,20 @@ def test_demo_data_is_idempotent(shop: Flask) -> None:
             len(store.list_subscriptions("cus_demo_ava")),
             store.list_invoices("cus_demo_ava", page=1, per_page=5).total,
         ) == counts
-        assert load_demo_data(store) is False
+        assert load_demo_data(store) == ()
 
 
 def test_demo_customers_match_the_contract(shop: Flask) -> None:
     with shop.app_context():
         store = storage()
         load_demo_data(store)
-        ava, budi, chen = (store.get_customer(cid) for cid in DEMO_CUSTOMER_IDS)
-        assert ava and budi and chen
-        assert (ava.email, budi.email, chen.email) == (
+        ava, budi, chen, dewi = (store.get_customer(cid) for cid in DEMO_CUSTOMER_IDS)
+        assert ava and budi and chen and dewi
+        assert (ava.email, budi.email, chen.email, dewi.email) == (
             "ava@example.com",
             "budi@example.com",
             "chen@example.com",
+            "dewi@example.com",
         )
 
         ava_subs = store.list_subscriptions(ava.id)
@@ -91,7 +92,7 @@ def test_invoice_numbers_are_unique(shop: Flask) -> None:
             for cid in DEMO_CUSTOMER_IDS
             for invoice in store.list_invoices(cid, page=1, per_page=100).items
         ]
-        assert len(numbers) == len(set(numbers)) == 18
+        assert len(numbers) == len(set(numbers)) == 23
 
 
 def test_cli_prints_a_working_magic_link(shop: Flask) -> None:

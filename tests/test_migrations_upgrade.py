@@ -128,7 +128,8 @@ def test_the_demo_shop_upgrades_a_0_1_0_demo_database_in_place(tmp_path: Path) -
         assert not (tmp_path / "shop.db.old").exists()  # upgraded in place, not set aside
         result = shop.test_cli_runner().invoke(args=["demo-data"])
         assert result.exit_code == 0, result.output
-        assert "Demo data already loaded." in result.output  # the 0.1.0 customers are still there
+        # The 0.1.0 customers are still there; Dewi came later.
+        assert "Loaded demo data: cus_demo_dewi." in result.output
         # The staff account of 0.1.0 signs in (its table got its session keys).
         client = shop.test_client()
         page = client.get("/admin/login")
