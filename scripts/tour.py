@@ -1,6 +1,7 @@
 """The screenshot tour of the docs (docs/tour.rst): every page of the demo
-shop's portal, as Ava, Budi, Chen and Dewi and as a visitor who is not signed in,
-at 375 px (a phone) and 1280 px (a desktop).
+shop's portal, as Ava, Budi, Chen and Dewi and as a visitor who is not
+signed in, at 375 px (a phone) and 1280 px (a desktop), then the main pages
+in Arabic (right to left) on a phone.
 
     make tour                      # or: .venv/bin/python scripts/tour.py
 
@@ -170,6 +171,29 @@ PAGES: tuple[Page, ...] = (
     ),
 )
 
+#: The main pages again in Arabic, right to left, on a phone only: the sign-in
+#: page for a visitor whose browser asks for Arabic, then Ava's pages after
+#: she picks Arabic in the language picker (her saved language is English,
+#: and a saved language wins over the browser's).
+RTL_LANGUAGE = "ar"
+RTL_PAGES: tuple[Page, ...] = (
+    Page("ar-login", "The static sign-in link", None, LOGIN_PATH),
+    Page("ar-dashboard", "The overview", AVA, "/portal/"),
+    Page("ar-subscriptions", "The subscriptions", AVA, "/portal/subscriptions"),
+    Page("ar-subscription", "One subscription", AVA, "/portal/subscriptions/sub_demo_ava_sync"),
+    Page(
+        "ar-subscription-payment-method",
+        "A subscription's card",
+        AVA,
+        "/portal/subscriptions/sub_demo_ava_sync/payment-method",
+    ),
+    Page("ar-payment-methods", "Saved payment methods", AVA, "/portal/payment-methods"),
+    Page("ar-invoices", "Billing history", AVA, "/portal/invoices"),
+    Page("ar-invoice", "One invoice", AVA, "/portal/invoices/inv_demo_ava_sync_14"),
+    Page("ar-license-keys", "Licence keys", AVA, "/portal/license-keys"),
+    Page("ar-profile", "The profile", AVA, "/portal/profile"),
+)
+
 #: Whose pages, in the order they are visited, and the pages of each
 #: (a visitor's first; Ava's sign-out last).
 AUDIENCES: tuple[str | None, ...] = (None, AVA, BUDI, CHEN, DEWI)
@@ -302,6 +326,60 @@ def _save(png: bytes, path: Path) -> None:
         small.save(path, format="PNG", optimize=True)
 
 
+def _shoot_page(page: Any, target: Page, size: str, width: int, out: Path) -> Path:
+    full = page.evaluate("document.documentElement.scrollHeight")
+    clip = {"x": 0, "y": 0, "width": width, "height": min(full, MAX_HEIGHT[size])}
+    path = out / f"{target.slug}-{size}.png"
+    _save(page.screenshot(full_page=True, clip=clip), path)
+    return path
+
+
+def pick_language(page: Any, code: str) -> None:
+    """Choose ``code`` in the footer's language picker, as a customer would."""
+    page.locator("#portal-language").select_option(code)
+    with page.expect_navigation():
+        page.locator(".portal-language button").click()
+    direction = page.evaluate("document.documentElement.dir")
+    if page.evaluate("document.documentElement.lang") != code or direction != "rtl":
+        raise RuntimeError(f"picking {code} left the page in lang={code!r}, dir={direction!r}")
+
+
+def shoot_rtl(browser: Any, url: str, app: Any, out: Path, only: frozenset[str] = frozenset()) -> list[Path]:
+    """Screenshots of :data:`RTL_PAGES` (or of those in ``only``) in Arabic
+    on a phone into ``out``. Ava's saved language becomes Arabic, so this
+    comes after every other screenshot of her."""
+    size, width, height = VIEWPORTS[0]
+    make_link = magic_link_maker(app)
+    saved: list[Path] = []
+    for customer in (None, AVA):
+        targets = [p for p in RTL_PAGES if p.customer == customer and (not only or p.slug in only)]
+        if not targets:
+            continue
+        context = browser.new_context(
+            base_url=url,
+            # A visitor's browser asks for Arabic; Ava opens her portal in
+            # English and picks Arabic, which is saved with her account.
+            locale=RTL_LANGUAGE if customer is None else "en-US",
+            viewport={"width": width, "height": height},
+            color_scheme="light",
+        )
+        context.set_default_timeout(10_000)
+        page = context.new_page()
+        try:
+            if customer is not None:
+                open_portal(page, make_link(customer))
+                pick_language(page, RTL_LANGUAGE)
+            for target in targets:
+                status = visit(page, target, make_link)
+                direction = page.evaluate("document.documentElement.dir")
+                if status != target.status or direction != "rtl":
+                    raise RuntimeError(f"{target.slug}: {page.url} answered {status}, dir={direction!r}")
+                saved.append(_shoot_page(page, target, size, width, out))
+        finally:
+            context.close()
+    return saved
+
+
 def shoot(browser: Any, url: str, app: Any, out: Path, only: frozenset[str] = frozenset()) -> list[Path]:
     """Screenshots of every page (or of those in ``only``) at both sizes
     into ``out``."""
@@ -330,11 +408,7 @@ def shoot(browser: Any, url: str, app: Any, out: Path, only: frozenset[str] = fr
                         raise RuntimeError(
                             f"{target.slug}: {page.url} answered {status}, not {target.status}"
                         )
-                    full = page.evaluate("document.documentElement.scrollHeight")
-                    clip = {"x": 0, "y": 0, "width": width, "height": min(full, MAX_HEIGHT[size])}
-                    path = out / f"{target.slug}-{size}.png"
-                    _save(page.screenshot(full_page=True, clip=clip), path)
-                    saved.append(path)
+                    saved.append(_shoot_page(page, target, size, width, out))
             finally:
                 context.close()
     return saved
@@ -385,6 +459,27 @@ def tour_rst() -> str:
                 f"   :alt: {target.title}, on a desktop",
                 "",
             ]
+    heading = "Right to left, in Arabic"
+    lines += [
+        heading,
+        "-" * len(heading),
+        "",
+        "The main pages in Arabic on a phone: the whole layout is mirrored",
+        '(``<html dir="rtl">``), so it reads from right to left. The sign-in page',
+        "follows the visitor's browser (``Accept-Language: ar``); Ava's pages",
+        "follow the language she picked at the foot of a page, which is saved",
+        "with her account.",
+        "",
+    ]
+    for target in RTL_PAGES:
+        lines += [target.title, "~" * len(target.title), ""]
+        lines += [f"``GET {target.path}``", ""]
+        lines += [
+            f".. image:: _static/tour/{target.slug}-phone.png",
+            f"   :alt: {target.title}, in Arabic, on a phone",
+            "   :width: 300px",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -398,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = parser.parse_args(argv)
     only = frozenset(filter(None, options.only.split(",")))
-    unknown = only - {p.slug for p in PAGES}
+    unknown = only - {p.slug for p in (*PAGES, *RTL_PAGES)}
     if unknown:
         parser.error(f"no such pages: {', '.join(sorted(unknown))}")
 
@@ -411,7 +506,11 @@ def main(argv: list[str] | None = None) -> int:
         with serve_demo(Path(temporary)) as (url, app), sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=options.chromium, args=CHROMIUM_ARGS)
             try:
-                saved = shoot(browser, url, app, made, only)
+                saved: list[Path] = []
+                if not only or only & {p.slug for p in PAGES}:
+                    saved += shoot(browser, url, app, made, only)
+                if not only or only & {p.slug for p in RTL_PAGES}:
+                    saved += shoot_rtl(browser, url, app, made, only)
             finally:
                 browser.close()
         # Replace the old images only once every new one is made.

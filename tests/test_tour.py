@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.tour import IMAGES, PAGES, ROOT, TOUR_RST, VIEWPORTS, tour_rst
+from scripts.tour import IMAGES, PAGES, ROOT, RTL_PAGES, TOUR_RST, VIEWPORTS, tour_rst
 
 SCRIPT = ROOT / "scripts" / "tour.py"
 
@@ -22,7 +22,8 @@ def _referenced() -> list[str]:
 
 def test_every_image_the_tour_shows_is_in_the_repository() -> None:
     referenced = _referenced()
-    assert len(referenced) == 2 * len(PAGES)
+    # Every page at both sizes; the right-to-left pages on a phone only.
+    assert len(referenced) == 2 * len(PAGES) + len(RTL_PAGES)
     missing = [name for name in referenced if not (TOUR_RST.parent / name).is_file()]
     assert not missing, f"make tour: docs/tour.rst shows images that are not there: {missing}"
 
@@ -36,6 +37,23 @@ def test_no_image_is_left_over_and_each_is_a_small_png() -> None:
         assert data.startswith(b"\x89PNG\r\n\x1a\n"), path
         assert len(data) < 150_000, f"{path.name} is {len(data)} bytes"
     assert sum(path.stat().st_size for path in IMAGES.iterdir()) < 4_000_000
+
+
+def test_the_main_pages_are_shown_right_to_left_on_a_phone() -> None:
+    referenced = set(_referenced())
+    paths = {p.path for p in RTL_PAGES}
+    for shown in ("/portal/", "/portal/subscriptions", "/portal/invoices", "/portal/payment-methods"):
+        assert shown in paths
+    for shown in ("/portal/license-keys", "/portal/profile", "/portal/login/biz_demo"):
+        assert shown in paths
+    assert any(
+        p.path.startswith("/portal/subscriptions/") and p.path.endswith("/payment-method") for p in RTL_PAGES
+    )
+    assert any(p.path.startswith("/portal/invoices/") for p in RTL_PAGES)
+    assert len({p.slug for p in RTL_PAGES} | {p.slug for p in PAGES}) == len(RTL_PAGES) + len(PAGES)
+    for target in RTL_PAGES:
+        assert f"_static/tour/{target.slug}-phone.png" in referenced
+        assert f"_static/tour/{target.slug}-desktop.png" not in referenced
 
 
 def test_the_page_is_what_the_script_writes() -> None:
@@ -56,6 +74,7 @@ def test_the_script_makes_the_images(tmp_path: Path) -> None:
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("Chromium is not installed at /usr/bin/chromium")
     slugs = ("login", "link-problem", "budi-dashboard")
+    rtl_slugs = ("ar-login",)
     command = [
         sys.executable,
         str(SCRIPT),
@@ -65,16 +84,20 @@ def test_the_script_makes_the_images(tmp_path: Path) -> None:
         str(tmp_path / "tour.rst"),
     ]
     done = subprocess.run(
-        [*command, "--only", ",".join(slugs)],
+        [*command, "--only", ",".join(slugs + rtl_slugs)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "6 images" in done.stdout
+    assert "7 images" in done.stdout
     made = sorted(path.name for path in (tmp_path / "tour").iterdir())
-    assert made == sorted(f"{slug}-{size}.png" for slug in slugs for size, _w, _h in VIEWPORTS)
+    expected = [f"{slug}-{size}.png" for slug in slugs for size, _w, _h in VIEWPORTS]
+    assert made == sorted(expected + [f"{slug}-phone.png" for slug in rtl_slugs])
+    with Image.open(tmp_path / "tour" / "ar-login-phone.png") as image:
+        assert image.mode == "P"
+        assert image.width == VIEWPORTS[0][1]
     for size, width, _height in VIEWPORTS:
         with Image.open(tmp_path / "tour" / f"budi-dashboard-{size}.png") as image:
             assert image.format == "PNG"
