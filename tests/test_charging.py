@@ -606,9 +606,10 @@ def test_a_declined_renewal_puts_the_subscription_on_hold_and_emails_a_link(
         assert [r for r in later if r.subscription.customer_id != "cus_demo_dewi"] == []
         dewis = {i.id for i in store.list_invoices("cus_demo_dewi", page=1, per_page=100).items}
     assert [c for c in payments.charges if c[0].split(":")[1] not in dewis] == []
-    assert len(mailer.outbox) == 1
-    message = mailer.outbox[0]
-    assert message.to == "ava@example.com"
+    # (Dewi's renewals in the demo data send her receipts meanwhile.)
+    to_ava = [m for m in mailer.outbox if m.to == "ava@example.com"]
+    assert len(to_ava) == 1
+    message = to_ava[0]
     assert "on hold" in message.subject
     assert "insufficient funds" in message.text
     assert "http://shop.test/portal/session/" in message.text

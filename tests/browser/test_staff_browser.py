@@ -68,7 +68,7 @@ def _staff_sign_in(page: Any) -> None:
 
 
 def _open_customer(page: Any) -> None:
-    page.get_by_label("Search by name, email or customer id").fill("dewi")
+    page.get_by_label("Search by name, email or customer id").fill("staff-browser")
     with page.expect_navigation():
         page.get_by_role("button", name="Search").click()
     expect(page.locator("table.staff-customers tbody tr")).to_have_count(1)
