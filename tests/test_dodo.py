@@ -484,7 +484,10 @@ def test_decline_codes() -> None:
 def test_plan_change_preview_and_apply(billing: DodoBilling, scenario: Scenario, fake: FakeDodo) -> None:
     fake.product_prices.update({"pdt_team": 1500, "pdt_pro": 1900})
     sub = fake.subscriptions[scenario.ava_sub]
-    start, end = (datetime.fromisoformat(sub[k]) for k in ("previous_billing_date", "next_billing_date"))
+    start, end = (
+        datetime.fromisoformat(sub[k].replace("Z", "+00:00"))
+        for k in ("previous_billing_date", "next_billing_date")
+    )
     factor = (end - fake.now) / (end - start)
     expected = round(1500 * 2 * factor) - round(1900 * factor)
     preview = billing.preview_plan_change("cus_dodo_ava", scenario.ava_sub, product_id="pdt_team", quantity=2)
