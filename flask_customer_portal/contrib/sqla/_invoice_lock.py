@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Table, insert, select, update
 
-from ...storage import InvoiceStatus, StateConflict
-from ._base import FRESH, StoreBase, rowcount
+from ...storage import StateConflict
+from ._base import FRESH, StoreBase
+from ._charge_attempts import charge_attempt_rows, mark_open_invoice_paid, write_charge_attempt
 from ._outbox import add_mail
 from .mapping import CHARGE_ATTEMPT_COLUMNS, audit_values, charge_attempt_record, values_of
-from .models import AuditEventModel, ChargeAttemptModel, InvoiceModel, utc, utc_or_none
+from .models import AuditEventModel, ChargeAttemptModel, InvoiceModel
 from .queries import GET_INVOICE, read_invoices
 
 if TYPE_CHECKING:
@@ -85,15 +86,7 @@ class SQLInvoiceLock:
 
     def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
         self._own(invoice_id)
-        rows = self._session.scalars(
-            select(ChargeAttemptModel)
-            .where(
-                ChargeAttemptModel.invoice_id == invoice_id,
-                ChargeAttemptModel.customer_id == self._customer_id,
-            )
-            .order_by(ChargeAttemptModel.attempt)
-            .execution_options(**FRESH)
-        ).all()
+        rows = charge_attempt_rows(self._session, invoice_id, self._customer_id)
         return tuple(charge_attempt_record(values_of(r, CHARGE_ATTEMPT_COLUMNS)) for r in rows)
 
     def save_attempt(self, attempt: ChargeAttempt) -> None:
@@ -101,47 +94,21 @@ class SQLInvoiceLock:
         if attempt.customer_id != self._customer_id:
             raise ValueError("a charge attempt must be the locked invoice's customer's")
         row = self._session.get(ChargeAttemptModel, (attempt.invoice_id, attempt.attempt))
-        if row is None:
-            row = ChargeAttemptModel(
-                invoice_id=attempt.invoice_id,
-                attempt=attempt.attempt,
-                idempotency_key=attempt.idempotency_key,
-                customer_id=attempt.customer_id,
-                created_at=utc(attempt.created_at, "ChargeAttempt.created_at"),
-            )
-            self._session.add(row)
-        elif row.idempotency_key != attempt.idempotency_key:
-            raise ValueError("an attempt's idempotency key never changes")
-        row.payment_method_id = attempt.payment_method_id
-        row.amount = attempt.amount
-        row.currency = attempt.currency
-        row.status = attempt.status
-        row.decline_reason = attempt.decline_reason
-        row.provider_reference = attempt.provider_reference
-        row.resolved_at = utc_or_none(attempt.resolved_at, "ChargeAttempt.resolved_at")
+        write_charge_attempt(self._session, row, attempt)
         self._session.flush()
 
     def mark_invoice_paid(
         self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
     ) -> Invoice:
         self._own(invoice_id)
-        result = self._session.execute(
-            update(InvoiceModel)
-            .where(
-                InvoiceModel.id == invoice_id,
-                InvoiceModel.customer_id == self._customer_id,
-                InvoiceModel.status == InvoiceStatus.OPEN,
-            )
-            .values(
-                status=InvoiceStatus.PAID,
-                paid_at=utc(paid_at, "paid_at"),
-                payment_reference=payment_reference,
-                payment_method_id=payment_method_id,
-            )
-            .execution_options(synchronize_session=False)
+        mark_open_invoice_paid(
+            self._session,
+            self._customer_id,
+            invoice_id,
+            paid_at=paid_at,
+            payment_reference=payment_reference,
+            payment_method_id=payment_method_id,
         )
-        if rowcount(result) != 1:
-            raise StateConflict(f"invoice {invoice_id!r} is not open")
         return self.invoice
 
     def record_event(self, event: AuditEvent) -> None:

@@ -33,6 +33,7 @@ from ...storage import (
     SubscriptionStatus,
 )
 from ._base import FRESH, StoreBase, insert_if_absent, now_utc, rowcount
+from ._charge_attempts import charge_attempt_rows, mark_open_invoice_paid, write_charge_attempt
 from ._invoices import current_billing_details, insert_invoice, next_in_sequence
 from ._outbox import add_mail
 from ._promotions import redeem as redeem_promotion
@@ -332,15 +333,7 @@ class SQLSubscriptionLock:
             self._attempts_read.add(invoice_id)
             saved = sorted((k, r) for k, r in self._attempt_rows.items() if k[0] == invoice_id)
             return tuple(charge_attempt_record(values_of(r, CHARGE_ATTEMPT_COLUMNS)) for _, r in saved)
-        rows = self._session.scalars(
-            select(ChargeAttemptModel)
-            .where(
-                ChargeAttemptModel.invoice_id == invoice_id,
-                ChargeAttemptModel.customer_id == self._row.customer_id,
-            )
-            .order_by(ChargeAttemptModel.attempt)
-            .execution_options(**FRESH)
-        ).all()
+        rows = charge_attempt_rows(self._session, invoice_id, self._row.customer_id)
         self._attempts_read.add(invoice_id)
         self._attempt_rows.update(((r.invoice_id, r.attempt), r) for r in rows)
         return tuple(charge_attempt_record(values_of(r, CHARGE_ATTEMPT_COLUMNS)) for r in rows)
@@ -352,25 +345,7 @@ class SQLSubscriptionLock:
         row = self._attempt_rows.get(key)
         if row is None and attempt.invoice_id not in self._attempts_read:
             row = self._session.get(ChargeAttemptModel, key)
-        if row is None:
-            row = ChargeAttemptModel(
-                invoice_id=attempt.invoice_id,
-                attempt=attempt.attempt,
-                idempotency_key=attempt.idempotency_key,
-                customer_id=attempt.customer_id,
-                created_at=utc(attempt.created_at, "ChargeAttempt.created_at"),
-            )
-            self._session.add(row)
-            self._attempt_rows[key] = row
-        elif row.idempotency_key != attempt.idempotency_key:
-            raise ValueError("an attempt's idempotency key never changes")
-        row.payment_method_id = attempt.payment_method_id
-        row.amount = attempt.amount
-        row.currency = attempt.currency
-        row.status = attempt.status
-        row.decline_reason = attempt.decline_reason
-        row.provider_reference = attempt.provider_reference
-        row.resolved_at = utc_or_none(attempt.resolved_at, "ChargeAttempt.resolved_at")
+        self._attempt_rows[key] = write_charge_attempt(self._session, row, attempt)
         # Not flushed here: the row goes with the lock's next statement or
         # its commit, so an attempt saved before the charge and again with
         # its outcome is one INSERT. Before the commit it is in no one
@@ -379,23 +354,14 @@ class SQLSubscriptionLock:
     def mark_invoice_paid(
         self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
     ) -> Invoice:
-        result = self._session.execute(
-            update(InvoiceModel)
-            .where(
-                InvoiceModel.id == invoice_id,
-                InvoiceModel.customer_id == self._row.customer_id,
-                InvoiceModel.status == InvoiceStatus.OPEN,
-            )
-            .values(
-                status=InvoiceStatus.PAID,
-                paid_at=utc(paid_at, "paid_at"),
-                payment_reference=payment_reference,
-                payment_method_id=payment_method_id,
-            )
-            .execution_options(synchronize_session=False)
+        mark_open_invoice_paid(
+            self._session,
+            self._row.customer_id,
+            invoice_id,
+            paid_at=paid_at,
+            payment_reference=payment_reference,
+            payment_method_id=payment_method_id,
         )
-        if rowcount(result) != 1:
-            raise StateConflict(f"invoice {invoice_id!r} is not open")
         known = self._issued.get(invoice_id) or self._read.get(invoice_id)
         method_row = self._payment_method_row()
         if (
