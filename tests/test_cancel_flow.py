@@ -178,8 +178,12 @@ def test_the_subscription_page_starts_the_flow_and_offers_a_pause(pause_app: Fla
     assert f'action="/portal/subscriptions/{AVA_SUB}/pause"' in page.text
     # Each length says the day it would start again, before the customer chooses.
     now = utcnow()
+    # Dates in the customer's own time zone, as the page shows them.
+    with pause_app.app_context():
+        customer = get_state(pause_app).storage.get_customer("cus_demo_ava")
+    assert customer is not None
     for months, label in ((1, "1 month"), (3, "3 months")):
-        resumes = format_date(add_interval(now, "month", months), "en", "UTC")
+        resumes = format_date(add_interval(now, "month", months), "en", customer.timezone)
         assert f'<option value="{months}">{label}, until {resumes}</option>' in page.text
     assert '<option value="4">' not in page.text
 
