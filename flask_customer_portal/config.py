@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOMER_PORTAL_REFUND_POLICY": None,
     "CUSTOMER_PORTAL_RECEIPTS": True,
     "CUSTOMER_PORTAL_RECEIPT_PDF": True,
+    "CUSTOMER_PORTAL_PROVIDER_RECEIPTS": True,
     "CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT": "5 per hour",
     "CUSTOMER_PORTAL_INVOICES_PER_PAGE": 25,
     "CUSTOMER_PORTAL_ACTIVITY_PER_PAGE": 25,
@@ -135,6 +136,9 @@ class PortalConfig:
     """Whether a receipt is emailed after every payment."""
     receipt_pdf: bool = True
     """Whether receipts carry the invoice's PDF."""
+    provider_receipts: bool = True
+    """Whether a payment the payment company takes itself (learnt by
+    webhook) gets the portal's receipt too."""
     invoice_email_rate_limit: str = "5 per hour"
     """Copies of invoices one customer may have emailed to them."""
     cancellation_reasons: tuple[tuple[str, Any], ...] | None = None
@@ -386,6 +390,7 @@ def load_config(config: Mapping[str, Any]) -> PortalConfig:
         refund_policy=_refund_policy(config, cancel_modes, default_locale),
         receipts=_flag(config, "CUSTOMER_PORTAL_RECEIPTS"),
         receipt_pdf=_flag(config, "CUSTOMER_PORTAL_RECEIPT_PDF"),
+        provider_receipts=_flag(config, "CUSTOMER_PORTAL_PROVIDER_RECEIPTS"),
         invoice_email_rate_limit=_rate_limit(config, "CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT"),
         invoices_per_page=_positive_int(config, "CUSTOMER_PORTAL_INVOICES_PER_PAGE"),
         activity_per_page=_positive_int(config, "CUSTOMER_PORTAL_ACTIVITY_PER_PAGE"),

@@ -447,7 +447,13 @@ class AccessStore(Protocol):
 
     def finish_webhook_event(self, provider: str, event_id: str, now: datetime) -> None:
         """Record that the claimed event was handled (at ``now``): every
-        later claim of it is :attr:`~WebhookClaim.HANDLED`."""
+        later claim of it is :attr:`~WebhookClaim.HANDLED`.
+
+        A store with a mail outbox may take a keyword argument ``mail`` (a
+        sequence of :class:`~flask_customer_portal.records.OutboxMail`):
+        the emails the event causes (a receipt), written in the same
+        transaction, and only if this call is the one that marks the
+        event handled. The webhook views pass it where the method has it."""
 
     def release_webhook_event(self, provider: str, event_id: str) -> None:
         """Forget the unfinished claim on an event whose handling failed,

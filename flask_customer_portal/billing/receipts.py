@@ -1,6 +1,8 @@
 """Receipts: an email after every payment the portal takes (a renewal, a
-reactivation, a plan change charged now, an invoice paid from its page),
-and a copy of an invoice sent on the customer's request.
+reactivation, a plan change charged now or settled later, an invoice paid
+from its page) or learns of by a payment company's webhook (the company's
+own renewals and retries, a plan change made at the company), and a copy
+of an invoice sent on the customer's request.
 
 A receipt is written in the payment's own transaction (the lock's
 :class:`~flask_customer_portal.outbox.MailBatch`), so it exists exactly when
@@ -33,6 +35,7 @@ __all__ = [
     "email_invoice",
     "invoice_document",
     "invoice_pdf_reference",
+    "send_provider_receipt",
     "send_receipt",
 ]
 
@@ -89,12 +92,15 @@ def _make_invoice_pdf(state: PortalState, invoice_id: str, mail: OutboxMail) -> 
 register_attachment(_INVOICE_PDF, _make_invoice_pdf)
 
 
-def send_receipt(state: PortalState, customer: Customer, invoice: Invoice, *, batch: MailBatch) -> None:
+def send_receipt(
+    state: PortalState, customer: Customer, invoice: Invoice, *, batch: MailBatch | None
+) -> bool:
     """The receipt of ``invoice``, paid just now, in the payment's
-    transaction (``batch``, written through its lock). Nothing for an
-    invoice that took no money (paid from credit, or of nothing)."""
+    transaction (``batch``, written through its lock; ``None``: in a
+    transaction of its own). Nothing for an invoice that took no money
+    (paid from credit, or of nothing). Whether one was written."""
     if invoice.status is not InvoiceStatus.PAID or invoice.total <= 0 or not state.config.receipts:
-        return
+        return False
     attachment = invoice_pdf_reference(state, invoice) if state.config.receipt_pdf else None
     send_email(
         state,
@@ -106,6 +112,21 @@ def send_receipt(state: PortalState, customer: Customer, invoice: Invoice, *, ba
         attached=attachment is not None,
         link=external_url(state, "invoice", invoice_id=invoice.id),
     )
+    return True
+
+
+def send_provider_receipt(
+    state: PortalState, customer: Customer, invoice: Invoice, *, batch: MailBatch
+) -> bool:
+    """The receipt of a payment the payment company took itself (its own
+    renewal, its own retry, a plan change made at the company), learnt by
+    its webhook: written in ``batch``, which the webhook view writes with
+    the event's "handled" mark, so a repeated or concurrent delivery of the
+    event writes none. Nothing when ``CUSTOMER_PORTAL_PROVIDER_RECEIPTS``
+    is off (the company sends its own)."""
+    if not state.config.provider_receipts:
+        return False
+    return send_receipt(state, customer, invoice, batch=batch)
 
 
 def email_invoice(state: PortalState, customer: Customer, invoice: Invoice) -> None:

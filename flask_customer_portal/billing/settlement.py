@@ -59,6 +59,7 @@ from ..storage import (
 from .collect import Collection, _event, announce_mismatch, reconcile_attempt
 from .notify import MailBatch, send_email, subscription_link
 from .outcomes import PaymentOutcome
+from .receipts import send_receipt
 
 __all__ = [
     "CONFIRMATION_TIMEOUT",
@@ -113,7 +114,8 @@ class SettledPlanChange:
     ``"not_recorded"``, ``"plan_gone"``; ``"not_charged"``, ``"declined"``,
     ``"not_confirmed"``)."""
     emailed: bool = False
-    """The customer's email was written under the lock, with the change."""
+    """The customer's emails (the change's, the receipt) were written under
+    the lock, with the settlement."""
 
 
 def is_plan_change_invoice(invoice: Invoice) -> bool:
@@ -240,21 +242,37 @@ def settle_locked(
     subscription whose payment is not settled. Call :func:`announce` with
     the result once the lock's work is committed. Nothing to do (and
     nothing asked of the store) where the portal makes no plan changes.
-    With ``mail`` (written through ``lock``), the email of each change made
-    is written with it."""
+    With ``mail`` (written through ``lock``), the emails of each payment
+    found taken (the change's email, the receipt) are written with it: a
+    second settlement, waiting on the lock, finds the invoice paid and
+    writes nothing."""
     settled = _settle_locked(state, lock, now, actor)
-    if mail is None or not any(item.outcome is SettlementOutcome.CHANGED for item in settled):
+    if mail is None or not any(item.outcome in _MONEY_TAKEN for item in settled):
         return settled
     customer = state.storage.get_customer(lock.subscription.customer_id)
     if customer is None:  # pragma: no cover - the subscription's customer exists (foreign key)
         return settled
     emailed = []
     for item in settled:
-        if item.outcome is SettlementOutcome.CHANGED:
-            _email_change(state, customer, item, mail)
+        if item.outcome in _MONEY_TAKEN:
+            _email_settled(state, customer, item, mail)
             item = replace(item, emailed=True)
         emailed.append(item)
     return emailed
+
+
+#: The outcomes of a payment found taken: each gets its receipt.
+_MONEY_TAKEN = (SettlementOutcome.CHANGED, SettlementOutcome.CREDITED)
+
+
+def _email_settled(
+    state: PortalState, customer: Customer, item: SettledPlanChange, mail: MailBatch | None
+) -> None:
+    """The receipt of a payment found taken, and the change's email if it
+    was made."""
+    if item.outcome is SettlementOutcome.CHANGED:
+        _email_change(state, customer, item, mail)
+    send_receipt(state, customer, item.invoice, batch=mail)
 
 
 def _settle_locked(
@@ -302,9 +320,10 @@ def _settle_locked(
 def announce(state: PortalState, customer: Customer, settled: Sequence[SettledPlanChange]) -> None:
     """Tell the merchant's code and the customer what :func:`settle_locked`
     did, once it is committed: as a plan change made now for a change made
-    (``invoice_paid``, ``plan_changed`` and its email),
-    ``invoice_paid`` and ``plan_change_credited`` for a credited payment,
-    ``charge_amount_mismatch`` for a flagged one."""
+    (``invoice_paid``, ``plan_changed``, its email and the receipt),
+    ``invoice_paid``, ``plan_change_credited`` and the receipt for a
+    credited payment, ``charge_amount_mismatch`` for a flagged one. The
+    emails are sent here only when they were not written under the lock."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for item in settled:
         if item.collection is not None:
@@ -324,17 +343,17 @@ def announce(state: PortalState, customer: Customer, settled: Sequence[SettledPl
                 amount=invoice.total_money,
                 reason=item.reason,
             )
-            continue
-        signals.plan_changed.send(
-            app,
-            customer=customer,
-            subscription=item.subscription,
-            previous=item.previous,
-            invoice=invoice,
-            when="now",
-        )
+        else:
+            signals.plan_changed.send(
+                app,
+                customer=customer,
+                subscription=item.subscription,
+                previous=item.previous,
+                invoice=invoice,
+                when="now",
+            )
         if not item.emailed:
-            _email_change(state, customer, item)
+            _email_settled(state, customer, item, None)
 
 
 def _email_change(

@@ -140,8 +140,13 @@ class LocalMembers:
     ) -> WebhookClaim:
         return self.local.claim_webhook_event(provider, event_id, now, lease=lease)
 
-    def finish_webhook_event(self, provider: str, event_id: str, now: datetime) -> None:
-        self.local.finish_webhook_event(provider, event_id, now)
+    def finish_webhook_event(
+        self, provider: str, event_id: str, now: datetime, *, mail: Sequence[OutboxMail] = ()
+    ) -> None:
+        if mail:
+            self.local.finish_webhook_event(provider, event_id, now, mail=mail)  # type: ignore[call-arg]
+        else:
+            self.local.finish_webhook_event(provider, event_id, now)
 
     def release_webhook_event(self, provider: str, event_id: str) -> None:
         self.local.release_webhook_event(provider, event_id)

@@ -20,10 +20,17 @@ again later, when the outcome is known):
 If the work raises, the claim is given up before the exception goes on
 (the provider gets an error and delivers the event again, and that delivery
 is handled).
+
+The emails an event causes (a receipt) go in the ``mail`` batch given to
+:meth:`WebhookEvents.handling`: on a store whose ``finish_webhook_event``
+takes them they are written in the transaction that marks the event
+handled, so a repeated or concurrent delivery writes none; otherwise right
+after. They are dispatched once written.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import Iterator
@@ -32,9 +39,10 @@ from datetime import datetime, timedelta, timezone
 from typing import cast
 
 from ..capabilities import capabilities_of
-from ..storage import AccessStore, WebhookClaim
+from ..outbox import MailBatch
+from ..storage import AccessStore, OutboxMail, WebhookClaim
 
-__all__ = ["LEASE", "WebhookEvents", "repeat_answer"]
+__all__ = ["LEASE", "DeliverLater", "WebhookEvents", "repeat_answer"]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -44,6 +52,35 @@ REMEMBERED = 2048
 #: How long a claim is left to its delivery before a later delivery may take
 #: it over: far longer than handling one event takes.
 LEASE = timedelta(minutes=5)
+
+
+class DeliverLater(Exception):
+    """Raised inside :meth:`WebhookEvents.handling` for an event that cannot
+    be handled yet (the portal's own payment of the invoice is under way):
+    the claim is given up and the view answers 409, so that the provider
+    delivers it again later."""
+
+    answer = ("event not ready, deliver it again later", 409)
+
+
+class _HeldMail:
+    """The rows of a :class:`~flask_customer_portal.outbox.MailBatch`, held
+    for the transaction that finishes the event."""
+
+    def __init__(self) -> None:
+        self.rows: list[OutboxMail] = []
+
+    def enqueue_mail(self, mail: OutboxMail) -> None:
+        self.rows.append(mail)
+
+
+def _finishes_with_mail(store: AccessStore) -> bool:
+    """Whether the store's ``finish_webhook_event`` writes emails with the mark."""
+    try:
+        parameters = inspect.signature(store.finish_webhook_event).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return False
+    return "mail" in parameters
 
 
 def repeat_answer(claim: WebhookClaim) -> tuple[str, int] | None:
@@ -74,13 +111,16 @@ class WebhookEvents:
         self._handling: set[str] = set()
 
     @contextmanager
-    def handling(self, storage: object | None, event_id: str) -> Iterator[WebhookClaim]:
+    def handling(
+        self, storage: object | None, event_id: str, *, mail: MailBatch | None = None
+    ) -> Iterator[WebhookClaim]:
         """What this delivery of ``event_id`` is to do: handle it in the
         ``with`` block (:attr:`~WebhookClaim.CLAIMED`), answer 2xx and do
         nothing (:attr:`~WebhookClaim.HANDLED`), or answer an error and do
         nothing (:attr:`~WebhookClaim.IN_PROGRESS`). A claimed event is
-        finished when the block ends normally; if the block raises, it is
-        left unhandled for the next delivery."""
+        finished when the block ends normally, with the emails put in
+        ``mail`` meanwhile; if the block raises, it is left unhandled for
+        the next delivery and its emails are dropped."""
         store = (
             cast(AccessStore, storage)
             if storage is not None and capabilities_of(storage).webhook_claims
@@ -90,12 +130,19 @@ class WebhookEvents:
         if claim is not WebhookClaim.CLAIMED:
             yield claim
             return
+        held = _HeldMail() if mail is not None and store is not None and _finishes_with_mail(store) else None
+        if mail is not None:
+            # Without a store that takes them, the rows are written by
+            # ``committed`` right after the event is finished.
+            mail.write_through(held)
         try:
             yield claim
         except BaseException:
             self._release(store, event_id)
             raise
-        self._finish(store, event_id)
+        self._finish(store, event_id, held.rows if held is not None else [])
+        if mail is not None:
+            mail.committed()
 
     def _claim(self, store: AccessStore | None, event_id: str) -> WebhookClaim:
         if store is not None:
@@ -128,8 +175,8 @@ class WebhookEvents:
                 self.lease,
             )
 
-    def _finish(self, store: AccessStore | None, event_id: str) -> None:
-        """Record the event as handled."""
+    def _finish(self, store: AccessStore | None, event_id: str, mail: list[OutboxMail]) -> None:
+        """Record the event as handled, with ``mail`` in the same transaction."""
         if store is None:
             with self._lock:
                 self._handling.discard(event_id)
@@ -137,8 +184,18 @@ class WebhookEvents:
                 while len(self._handled) > self._remembered:
                     self._handled.pop(next(iter(self._handled)))
             return
+        now = datetime.now(timezone.utc)
+        if mail:
+            try:
+                store.finish_webhook_event(self.provider, event_id, now, mail=mail)  # type: ignore[call-arg]
+            except BaseException:
+                # The emails were not written: the event is given up, the
+                # provider gets an error and its next delivery writes them.
+                self._release(store, event_id)
+                raise
+            return
         try:
-            store.finish_webhook_event(self.provider, event_id, datetime.now(timezone.utc))
+            store.finish_webhook_event(self.provider, event_id, now)
         except Exception as exc:
             # The work is done and its answer stays a success; the claim
             # expires after the lease and a later delivery handles the

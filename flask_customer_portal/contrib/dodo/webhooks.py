@@ -14,14 +14,21 @@ from flask import current_app, request
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from ... import signals
+from ...billing.receipts import send_provider_receipt
 from ...errors import PortalError
-from ...state import get_state
-from ...storage import AuditEvent
+from ...outbox import MailBatch
+from ...state import PortalState, get_state
+from ...storage import AuditEvent, Customer
 from .._webhooks import LEASE, WebhookEvents, repeat_answer
 from ..composite import CompositeStorage
 from ._convert import utc
 
 logger = logging.getLogger("flask_customer_portal")
+
+#: The event of a successful payment, a subscription's renewal or
+#: reactivation included (``subscription.renewed`` comes as well, and gets
+#: no receipt of its own: one receipt a payment).
+PAID_EVENT = "payment.succeeded"
 
 
 class InvalidDodoWebhook(PortalError):
@@ -160,8 +167,10 @@ def dodo_webhook_view(
         except InvalidDodoWebhook as exc:
             logger.warning("Refused a Dodo Payments webhook: %s", exc)
             return "invalid webhook", 400
-        storage = get_state().storage
-        with events.handling(storage, event.id) as claim:
+        state = get_state()
+        storage = state.storage
+        mail = MailBatch(state)
+        with events.handling(storage, event.id, mail=mail) as claim:
             answer = repeat_answer(claim)
             if answer is not None:
                 return answer
@@ -169,6 +178,8 @@ def dodo_webhook_view(
             if portal_id is not None and isinstance(storage, CompositeStorage):
                 portal_id = storage.customer_ids.to_portal(portal_id)
             customer = storage.get_customer(portal_id) if portal_id is not None else None
+            if event.type == PAID_EVENT:
+                _receipt(state, customer, event, mail)
             if customer is not None:
                 storage.record_event(event.audit_event(customer.id))
                 _send_signals(current_app._get_current_object(), storage, customer, event)  # type: ignore[attr-defined]
@@ -178,6 +189,21 @@ def dodo_webhook_view(
 
     view.__name__ = "dodo_webhook"
     return view
+
+
+def _receipt(state: PortalState, customer: Customer | None, event: DodoWebhookEvent, mail: MailBatch) -> None:
+    """The receipt of a payment Dodo took (its renewals and retries, a
+    reactivation or a plan change made at Dodo: the portal sends none
+    itself for those), written with the event's "handled" mark."""
+    payment_id = event.subject_id
+    if payment_id is None:
+        return
+    if customer is None:
+        logger.info("Dodo webhook %s: payment %s is of no portal customer; no receipt", event.id, payment_id)
+        return
+    invoice = state.storage.get_invoice(customer.id, payment_id)
+    if invoice is not None:
+        send_provider_receipt(state, customer, invoice, batch=mail)
 
 
 def _send_signals(app: Any, storage: Any, customer: Any, event: DodoWebhookEvent) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import Update, delete, func, select, update
 from ...storage import Page, WebhookClaim
 from . import housekeeping
 from ._base import FRESH, StoreBase, add_event, insert_if_absent, rowcount
+from ._outbox import add_mail
 from .mapping import (
     AUDIT_EVENT_COLUMNS,
     LINK_COLUMNS,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         LinkPurpose,
         LinkRecord,
         LinkUse,
+        OutboxMail,
         PortalSessionRecord,
         PruneReport,
     )
@@ -337,10 +339,14 @@ class AccessMixin(StoreBase):
                     return WebhookClaim.IN_PROGRESS if found.handled_at is None else WebhookClaim.HANDLED
         return WebhookClaim.IN_PROGRESS  # pragma: no cover - released three times in a row
 
-    def finish_webhook_event(self, provider: str, event_id: str, now: datetime) -> None:
+    def finish_webhook_event(
+        self, provider: str, event_id: str, now: datetime, *, mail: Sequence[OutboxMail] = ()
+    ) -> None:
+        """Mark the event handled and, only if this call did (it was not
+        handled yet), write ``mail`` in the same transaction."""
         now = utc(now, "now")
         with self._transaction() as session:
-            session.execute(
+            finished = session.execute(
                 update(WebhookEventModel)
                 .where(
                     WebhookEventModel.provider == provider,
@@ -350,6 +356,8 @@ class AccessMixin(StoreBase):
                 .values(handled_at=now)
                 .execution_options(synchronize_session=False)
             )
+            if mail and rowcount(finished) == 1:
+                add_mail(session, mail)
 
     def release_webhook_event(self, provider: str, event_id: str) -> None:
         with self._transaction() as session:

@@ -1,21 +1,34 @@
 """Stripe's webhooks: an audit event for each ``invoice.*`` and
-``customer.subscription.*`` event of a portal customer."""
+``customer.subscription.*`` event of a portal customer, and the receipt of
+an invoice Stripe was paid for itself (``invoice.paid``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import stripe
 from flask import Blueprint, abort, current_app, request
 
-from ...state import EXTENSION_KEY, get_state
-from ...storage import AuditEvent
-from .._webhooks import LEASE, WebhookEvents, repeat_answer
+from ...billing.receipts import send_provider_receipt
+from ...outbox import MailBatch
+from ...records import ChargeAttemptStatus
+from ...state import EXTENSION_KEY, PortalState, get_state
+from ...storage import AuditEvent, Customer
+from .._webhooks import LEASE, DeliverLater, WebhookEvents, repeat_answer
 from ..composite import CompositeStorage, CustomerIdMap, SameCustomerIds
 from ._convert import as_dict, from_timestamp, object_id
-from .store import StripeBillingStore
+from .store import _ATTEMPT_KEY, StripeBillingStore
 
+logger = logging.getLogger("flask_customer_portal")
+
+#: The event after which a paid invoice gets its receipt: Stripe sends it
+#: for every invoice paid, its own renewals and retries included (and
+#: ``invoice.payment_succeeded`` as well, which gets none: one receipt a payment).
+PAID_EVENT = "invoice.paid"
 #: Webhook events :func:`stripe_webhook_blueprint` acts on (``invoice.*`` and ``customer.subscription.*``).
 WEBHOOK_EVENTS = ("invoice.", "customer.subscription.")
 #: Events after which the customer's reads kept by :class:`StripeBillingStore` are dropped
@@ -43,6 +56,58 @@ def _forget_reads(event: stripe.Event) -> None:
     billing = storage.billing if isinstance(storage, CompositeStorage) else storage
     if stripe_customer and isinstance(billing, StripeBillingStore):
         billing.forget_customer(stripe_customer)
+
+
+def _portal_attempt(invoice: Mapping[str, Any]) -> tuple[ChargeAttemptStatus, datetime | None] | None:
+    """The status and start of the portal's last attempt to charge the
+    invoice (kept in its metadata), or ``None`` if the portal never tried."""
+    metadata = invoice.get("metadata") or {}
+    numbers = [
+        int(key[len(_ATTEMPT_KEY) :])
+        for key in metadata
+        if key.startswith(_ATTEMPT_KEY) and key[len(_ATTEMPT_KEY) :].isdigit()
+    ]
+    if not numbers:
+        return None
+    try:
+        last = json.loads(metadata[f"{_ATTEMPT_KEY}{max(numbers)}"])
+        return ChargeAttemptStatus(last["s"]), from_timestamp(last.get("c"))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _receipt_for_paid_invoice(
+    state: PortalState, event: stripe.Event, customer: Customer | None, lease: timedelta, mail: MailBatch
+) -> None:
+    """The receipt of an invoice Stripe says is paid, unless the portal took
+    that payment itself (its receipt went with it). While the portal's own
+    attempt is under way the event waits (:class:`DeliverLater`)."""
+    data = as_dict(event.data.object)
+    invoice_id = object_id(data.get("id"))
+    if invoice_id is None:
+        return
+    if customer is None:
+        logger.info("Stripe event %s: invoice %s is of no portal customer; no receipt", event.id, invoice_id)
+        return
+    storage = state.storage
+    billing = storage.billing if isinstance(storage, CompositeStorage) else storage
+    if isinstance(billing, StripeBillingStore):
+        # Fresh, not the event's copy: the portal marks its attempt as
+        # succeeded only after Stripe said so, and a redelivery carries
+        # the event's copy unchanged.
+        data = as_dict(billing.client.v1.invoices.retrieve(invoice_id))
+    attempt = _portal_attempt(data)
+    if attempt is not None:
+        status, started = attempt
+        if status is ChargeAttemptStatus.SUCCEEDED:
+            return  # the portal's payment, receipted with it
+        if status is ChargeAttemptStatus.UNKNOWN and (
+            started is None or datetime.now(timezone.utc) - started < lease
+        ):
+            raise DeliverLater(invoice_id)
+    invoice = storage.get_invoice(customer.id, invoice_id)
+    if invoice is not None:
+        send_provider_receipt(state, customer, invoice, batch=mail)
 
 
 def stripe_webhook_blueprint(
@@ -103,27 +168,42 @@ def stripe_webhook_blueprint(
             return "", 204
         # An app may mount the blueprint without the portal (events without
         # a portal customer need none): repeats are then remembered here.
-        storage = get_state().storage if EXTENSION_KEY in current_app.extensions else None
-        with events.handling(storage, str(event.id)) as claim:
-            answer = repeat_answer(claim)
-            if answer is not None:
-                return answer
-            data = as_dict(event.data.object)
-            stripe_customer = object_id(data.get("customer"))
-            customer_id = ids.to_portal(stripe_customer) if stripe_customer else None
-            if customer_id is not None and get_state().storage.get_customer(customer_id) is not None:
-                get_state().storage.record_event(
-                    AuditEvent(
-                        customer_id=customer_id,
-                        action=f"stripe.{event.type}",
-                        occurred_at=from_timestamp(event.created) or datetime.now(timezone.utc),
-                        subject_id=object_id(data.get("id")),
-                        provider_reference=str(event.id),
-                        actor="system",
-                    )
-                )
-            if on_event is not None:
-                on_event(event)
+        state = get_state() if EXTENSION_KEY in current_app.extensions else None
+        storage = state.storage if state is not None else None
+        mail = MailBatch(state) if state is not None else None
+        try:
+            with events.handling(storage, str(event.id), mail=mail) as claim:
+                answer = repeat_answer(claim)
+                if answer is not None:
+                    return answer
+                _handle(event, mail)
+        except DeliverLater:
+            return DeliverLater.answer
         return "", 204
+
+    def _handle(event: stripe.Event, mail: MailBatch | None) -> None:
+        data = as_dict(event.data.object)
+        stripe_customer = object_id(data.get("customer"))
+        customer_id = ids.to_portal(stripe_customer) if stripe_customer else None
+        state = get_state() if EXTENSION_KEY in current_app.extensions else None
+        customer = None
+        if state is not None and customer_id is not None:
+            customer = state.storage.get_customer(customer_id)
+        if state is not None and mail is not None and event.type == PAID_EVENT:
+            # First: it may put the event off, before anything is written.
+            _receipt_for_paid_invoice(state, event, customer, lease, mail)
+        if state is not None and customer is not None:
+            state.storage.record_event(
+                AuditEvent(
+                    customer_id=customer.id,
+                    action=f"stripe.{event.type}",
+                    occurred_at=from_timestamp(event.created) or datetime.now(timezone.utc),
+                    subject_id=object_id(data.get("id")),
+                    provider_reference=str(event.id),
+                    actor="system",
+                )
+            )
+        if on_event is not None:
+            on_event(event)
 
     return blueprint
