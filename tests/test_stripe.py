@@ -547,7 +547,8 @@ def _paid_event(event_id: str) -> tuple[str, dict[str, str]]:
         {
             "id": event_id,
             "object": "event",
-            "type": "invoice.paid",
+            # Not ``invoice.paid``: its receipt would read the invoice at Stripe.
+            "type": "invoice.payment_succeeded",
             "created": int(time.time()),
             "data": {"object": {"id": "in_123", "object": "invoice", "customer": "cus_ava"}},
         }

@@ -91,11 +91,16 @@ def _receipt_for_paid_invoice(
         return
     storage = state.storage
     billing = storage.billing if isinstance(storage, CompositeStorage) else storage
-    if isinstance(billing, StripeBillingStore):
+    stripe_customer = object_id(data.get("customer"))
+    if isinstance(billing, StripeBillingStore) and stripe_customer is not None:
         # Fresh, not the event's copy: the portal marks its attempt as
         # succeeded only after Stripe said so, and a redelivery carries
         # the event's copy unchanged.
-        data = as_dict(billing.client.v1.invoices.retrieve(invoice_id))
+        fresh = billing._retrieve_invoice(stripe_customer, invoice_id)
+        if fresh is None:
+            logger.info("Stripe event %s: invoice %s is gone; no receipt", event.id, invoice_id)
+            return
+        data = fresh
     attempt = _portal_attempt(data)
     if attempt is not None:
         status, started = attempt
