@@ -171,4 +171,3 @@ def test_two_runs_at_once_on_two_instances_write_one_receipt(db_url: str) -> Non
     finally:
         close_app(second)
         close_app(first)
-
