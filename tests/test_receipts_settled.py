@@ -7,15 +7,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from example_app.demo import load_demo_data
 from portal_fixtures import close_app, make_portal_app, portal_store, sign_in, stored_subscription
 from portal_fixtures import plan_confirm_form as confirm_form
 from portal_fixtures import plan_preview as preview
 from test_plans import AVA, AVA_SUB, BUSINESS, PLAN_URL, PRO, TimesOutAfterCharging
 
+from example_app.demo import load_demo_data
 from flask_customer_portal.billing.settlement import (
     SettlementOutcome,
     SettlementReport,
@@ -41,7 +40,7 @@ def _shop(db_url: str, provider: TimesOutAfterCharging, *, fresh: bool = True, *
         db_url,
         mailer=MemoryMailer(),
         payments=provider,
-        demo_data=fresh,
+        demo_data=False,
         CUSTOMER_PORTAL_MAIL_IN_PROCESS=False,
         **config,
     )
@@ -52,6 +51,13 @@ def _shop(db_url: str, provider: TimesOutAfterCharging, *, fresh: bool = True, *
             store.create_all()
             load_demo_data(store)
     return app
+
+
+def _done(app: Flask) -> None:
+    """Drop the tables (a PostgreSQL database is shared) and close."""
+    with app.app_context():
+        portal_store(app).drop_all()
+    close_app(app)
 
 
 def _unconfirmed_change(app: Flask) -> FlaskClient:
@@ -84,7 +90,7 @@ def test_a_run_that_finds_the_payment_taken_writes_one_receipt_with_the_pdf(db_u
         assert settled.invoice.number in receipt.subject
         assert len(provider.charges) == 1
     finally:
-        close_app(app)
+        _done(app)
 
 
 def test_the_customers_next_visit_settles_it_with_one_receipt(db_url: str) -> None:
@@ -100,7 +106,7 @@ def test_the_customers_next_visit_settles_it_with_one_receipt(db_url: str) -> No
         assert len([row for row in receipt_rows(app) if row not in before]) == 1
         assert len(provider.charges) == 1
     finally:
-        close_app(app)
+        _done(app)
 
 
 def test_a_payment_credited_after_the_subscription_moved_on_gets_its_receipt(db_url: str) -> None:
@@ -109,18 +115,17 @@ def test_a_payment_credited_after_the_subscription_moved_on_gets_its_receipt(db_
     try:
         _unconfirmed_change(app)
         before = receipt_rows(app)
-        with app.app_context():
-            # The subscription moved on (its credit changed) before the run.
-            with portal_store(app).lock_subscription(AVA, AVA_SUB) as lock:
-                assert lock is not None
-                lock.set_credit(lock.subscription.credit + 1)
+        # The subscription moved on (its credit changed) before the run.
+        with app.app_context(), portal_store(app).lock_subscription(AVA, AVA_SUB) as lock:
+            assert lock is not None
+            lock.set_credit(lock.subscription.credit + 1)
         with app.test_request_context():
             [settled] = settle_all_plan_changes(get_state(app)).settled
         assert settled.outcome is SettlementOutcome.CREDITED
         [receipt] = [row for row in receipt_rows(app) if row not in before]
         assert receipt.headers[ATTACHMENT_HEADER] == f"invoice_pdf:{settled.invoice.id}"
     finally:
-        close_app(app)
+        _done(app)
 
 
 def test_no_receipt_when_receipts_are_off(db_url: str) -> None:
@@ -133,7 +138,7 @@ def test_no_receipt_when_receipts_are_off(db_url: str) -> None:
         assert settled.outcome is SettlementOutcome.CHANGED
         assert receipt_rows(app) == before
     finally:
-        close_app(app)
+        _done(app)
 
 
 def test_two_runs_at_once_on_two_instances_write_one_receipt(db_url: str) -> None:
@@ -170,4 +175,4 @@ def test_two_runs_at_once_on_two_instances_write_one_receipt(db_url: str) -> Non
         assert len(provider.charges) == 1
     finally:
         close_app(second)
-        close_app(first)
+        _done(first)

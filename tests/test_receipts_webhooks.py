@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 import stripe
-from fake_dodo import FakeDodo
+from fake_dodo import FakeDodo, shared_fake_dodo
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from portal_fixtures import BASE_URL, SECRET, SMTPServer
 from stripe_support import StripeScenario, make_stripe_portal_app, seed_stripe
-from test_dodo import IDS, WEBHOOK_SECRET, Scenario, _sign, dodo_app, fake, scenario  # noqa: F401
+from test_dodo import IDS, WEBHOOK_SECRET, Scenario, _sign, seed
 from test_stripe import _signed
 
 from flask_customer_portal import CustomerPortal
@@ -63,6 +63,23 @@ def _deliver(app: Flask, body: bytes, msg_id: str, url: str = "/webhooks/dodo") 
 
 
 # -- Dodo ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> FakeDodo:
+    return shared_fake_dodo()
+
+
+@pytest.fixture
+def scenario(fake: FakeDodo) -> Scenario:
+    return seed(fake)
+
+
+@pytest.fixture
+def dodo_app(tmp_path: Path, fake: FakeDodo, scenario: Scenario) -> Iterator[Flask]:
+    app = _dodo_shop(f"sqlite:///{tmp_path / 'portal.db'}", fake, fresh=True)
+    yield app
+    _close(app)
 
 
 def test_a_dodo_payment_gets_one_receipt_however_often_it_is_delivered(
@@ -195,7 +212,9 @@ def test_two_workers_on_one_database_deliver_one_event_once(
         for round_ in range(rounds):
             barrier = threading.Barrier(2)
 
-            def deliver(app: Flask, msg_id: str = f"msg_race_{round_}") -> None:
+            def deliver(
+                app: Flask, msg_id: str = f"msg_race_{round_}", barrier: threading.Barrier = barrier
+            ) -> None:
                 barrier.wait(timeout=30)
                 statuses.append(_deliver(app, body, msg_id))
 
@@ -209,6 +228,8 @@ def test_two_workers_on_one_database_deliver_one_event_once(
         assert len(receipt_rows(first)) == rounds
     finally:
         _close(second)
+        with first.app_context():
+            get_state(first).storage.local.drop_all()  # type: ignore[attr-defined]
         _close(first)
 
 
