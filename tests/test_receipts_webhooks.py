@@ -20,11 +20,13 @@ from fake_dodo import FakeDodo, shared_fake_dodo
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from portal_fixtures import BASE_URL, SECRET, SMTPServer
-from stripe_support import StripeScenario, make_stripe_portal_app, seed_stripe
+from stripe_support import RecordedStripe, StripeScenario, make_stripe_portal_app, seed_stripe, stripe_client
 from test_dodo import IDS, WEBHOOK_SECRET, Scenario, _sign, seed
-from test_stripe import _signed
+from test_stripe import ScriptedStripe, _signed
 
 from flask_customer_portal import CustomerPortal
+from flask_customer_portal.billing.outcomes import PaymentOutcome
+from flask_customer_portal.billing.renewal import reactivate_subscription
 from flask_customer_portal.contrib._webhooks import WebhookEvents
 from flask_customer_portal.contrib.composite import MappingCustomerIds
 from flask_customer_portal.contrib.dodo import (
@@ -413,3 +415,35 @@ def test_an_invoice_of_a_customer_the_portal_does_not_know_gets_none(
     event = _stripe_event("evt_stranger", "invoice.paid", invoice.to_dict())
     assert _post(stripe_app, event) == 204
     assert receipt_rows(stripe_app) == []
+
+
+@pytest.fixture
+def scripted_app(recorded_stripe: RecordedStripe, tmp_path: Path) -> Iterator[tuple[Flask, ScriptedStripe]]:
+    scripted = ScriptedStripe(recorded_stripe)
+    app = make_stripe_portal_app(
+        f"sqlite:///{tmp_path / 'portal.db'}",
+        stripe_client(recorded_stripe.url),
+        {"ava": "cus_R"},
+        mailer=MemoryMailer(),
+    )
+    yield app, scripted
+    _close(app)
+
+
+def test_a_reactivation_the_portal_paid_at_stripe_gets_its_receipt_once(
+    scripted_app: tuple[Flask, ScriptedStripe],
+) -> None:
+    app, scripted = scripted_app
+    with app.test_request_context():
+        state = get_state(app)
+        customer = state.storage.get_customer("ava")
+        method = state.storage.get_payment_method("ava", "pm_new")
+        assert customer is not None and method is not None
+        result = reactivate_subscription(state, customer, "sub_R", method)
+    assert result.outcome is PaymentOutcome.PAID
+    [row] = receipt_rows(app)  # the portal's, written with its payment
+    assert row.headers[ATTACHMENT_HEADER] == "invoice_pdf:in_R"
+    # Stripe then says the invoice is paid: no second receipt.
+    event = _stripe_event("evt_reactivated", "invoice.paid", dict(scripted.invoice))
+    assert _post(app, event) == 204
+    assert [r.id for r in receipt_rows(app)] == [row.id]
