@@ -140,7 +140,10 @@ def dodo_webhook_view(
     portal's signals where one fits — ``payment.succeeded`` →
     ``invoice_paid``, ``subscription.renewed`` → ``subscription_renewed``,
     ``subscription.on_hold`` → ``subscription_put_on_hold`` — with the
-    records read fresh from Dodo, then calls ``on_event``. The portal's
+    records read fresh from Dodo, then calls ``on_event``.
+    ``payment.succeeded`` also writes the payment's receipt, with the
+    event's "handled" mark, unless ``CUSTOMER_PORTAL_PROVIDER_RECEIPTS`` is
+    off. The portal's
     pages read Dodo directly, so they are current without the webhook; the
     webhook is how the merchant's code and the audit log learn of changes
     made outside the portal (renewals, Dodo's own retries, the dashboard).

@@ -135,6 +135,11 @@ def stripe_webhook_blueprint(
     ``on_event(event)`` is called — e.g. to clear a cache of the merchant's.
     Other events are acknowledged and ignored.
 
+    ``invoice.paid`` also writes the invoice's receipt, with the event's
+    "handled" mark, unless the portal paid the invoice itself (its receipt
+    went with that payment; while its payment is under way the event is
+    answered 409) or ``CUSTOMER_PORTAL_PROVIDER_RECEIPTS`` is off.
+
     Every ``invoice.*``, ``customer.*`` and ``payment_method.*`` event
     (signature checked) first drops the reads of the event's customer that
     the portal's :class:`StripeBillingStore` keeps
