@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from test_stripe import ScriptedStripe, _signed
 from flask_customer_portal import CustomerPortal
 from flask_customer_portal.billing.outcomes import PaymentOutcome
 from flask_customer_portal.billing.renewal import reactivate_subscription
-from flask_customer_portal.contrib._webhooks import WebhookEvents
-from flask_customer_portal.contrib.composite import MappingCustomerIds
+from flask_customer_portal.contrib._webhooks import WebhookEvents, finishes_with_mail
+from flask_customer_portal.contrib.composite import CompositeStorage, MappingCustomerIds
 from flask_customer_portal.contrib.dodo import (
     DodoBilling,
     DodoCompositeStorage,
@@ -267,10 +268,10 @@ def test_a_receipt_not_written_with_the_mark_leaves_the_event_for_the_next_deliv
     local = get_state(dodo_app).storage.local  # type: ignore[attr-defined]
     real = type(local).finish_webhook_event
 
-    def fail_with_mail(self: Any, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("mail"):
+    def fail_with_mail(self: Any, provider: str, event_id: str, now: datetime, *, mail: Any = ()) -> None:
+        if mail:
             raise ConnectionError("database went away")
-        real(self, *args, **kwargs)
+        real(self, provider, event_id, now)
 
     body = _payment_event(fake, scenario.ava_paid[0])
     with monkeypatch.context() as patched:
@@ -447,3 +448,60 @@ def test_a_reactivation_the_portal_paid_at_stripe_gets_its_receipt_once(
     event = _stripe_event("evt_reactivated", "invoice.paid", dict(scripted.invoice))
     assert _post(app, event) == 204
     assert [r.id for r in receipt_rows(app)] == [row.id]
+
+
+# -- the store: mail written with the mark, and only by the call that sets it ------------------
+
+
+def _row(mail_id: str) -> OutboxMail:
+    return OutboxMail(
+        id=mail_id,
+        kind="receipt",
+        to="ava@example.com",
+        subject="Receipt",
+        text="t",
+        html="<p>t</p>",
+        created_at=datetime.now(timezone.utc),
+    )
+
+
+def _pending_ids(store: SQLAlchemyStorage) -> list[str]:
+    return [row.id for row in store.list_mail(status=MailStatus.PENDING)]
+
+
+def test_the_store_writes_the_mail_only_with_the_mark_it_sets(store: SQLAlchemyStorage) -> None:
+    now = datetime.now(timezone.utc)
+    assert store.claim_webhook_event("dodo", "evt_m", now, lease=timedelta(minutes=5)) is WebhookClaim.CLAIMED
+    store.finish_webhook_event("dodo", "evt_m", now, mail=[_row("mail_first")])
+    # A late finish (a delivery whose claim had been taken over) writes nothing.
+    store.finish_webhook_event("dodo", "evt_m", now, mail=[_row("mail_second")])
+    assert _pending_ids(store) == ["mail_first"]
+    assert store.claim_webhook_event("dodo", "evt_m", now, lease=timedelta(minutes=5)) is WebhookClaim.HANDLED
+
+
+def test_a_composite_over_a_local_store_without_mail_writes_it_right_after(
+    sqlite_store: SQLAlchemyStorage,
+) -> None:
+    class OlderLocal:
+        """A local store whose ``finish_webhook_event`` predates ``mail``."""
+
+        def __init__(self, inner: SQLAlchemyStorage) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+        def finish_webhook_event(self, provider: str, event_id: str, now: datetime) -> None:
+            self._inner.finish_webhook_event(provider, event_id, now)
+
+    local = OlderLocal(sqlite_store)
+    composite = CompositeStorage(local, billing=DodoBilling(shared_fake_dodo().client()))  # type: ignore[arg-type]
+    assert finishes_with_mail(composite) and not finishes_with_mail(local)
+    now = datetime.now(timezone.utc)
+    composite.claim_webhook_event("dodo", "evt_o", now, lease=timedelta(minutes=5))
+    composite.finish_webhook_event("dodo", "evt_o", now, mail=[_row("mail_after")])
+    assert _pending_ids(sqlite_store) == ["mail_after"]
+    assert (
+        composite.claim_webhook_event("dodo", "evt_o", now, lease=timedelta(minutes=5))
+        is WebhookClaim.HANDLED
+    )

@@ -30,6 +30,7 @@ from ..storage import (
     StateConflict,
     WebhookClaim,
 )
+from ._webhooks import finishes_with_mail
 
 __all__ = ["LocalMembers"]
 
@@ -143,10 +144,14 @@ class LocalMembers:
     def finish_webhook_event(
         self, provider: str, event_id: str, now: datetime, *, mail: Sequence[OutboxMail] = ()
     ) -> None:
-        if mail:
+        if not mail:
+            self.local.finish_webhook_event(provider, event_id, now)
+        elif finishes_with_mail(self.local):
             self.local.finish_webhook_event(provider, event_id, now, mail=mail)  # type: ignore[call-arg]
         else:
+            # A local store that cannot write them with the mark: right after.
             self.local.finish_webhook_event(provider, event_id, now)
+            cast(MailOutboxStore, self.local).enqueue_mail(mail)
 
     def release_webhook_event(self, provider: str, event_id: str) -> None:
         self.local.release_webhook_event(provider, event_id)

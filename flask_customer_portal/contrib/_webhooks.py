@@ -42,7 +42,7 @@ from ..capabilities import capabilities_of
 from ..outbox import MailBatch
 from ..storage import AccessStore, OutboxMail, WebhookClaim
 
-__all__ = ["LEASE", "DeliverLater", "WebhookEvents", "repeat_answer"]
+__all__ = ["LEASE", "DeliverLater", "WebhookEvents", "finishes_with_mail", "repeat_answer"]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -74,10 +74,13 @@ class _HeldMail:
         self.rows.append(mail)
 
 
-def _finishes_with_mail(store: AccessStore) -> bool:
+def finishes_with_mail(store: object) -> bool:
     """Whether the store's ``finish_webhook_event`` writes emails with the mark."""
+    finish = getattr(store, "finish_webhook_event", None)
+    if not callable(finish):
+        return False
     try:
-        parameters = inspect.signature(store.finish_webhook_event).parameters
+        parameters = inspect.signature(finish).parameters
     except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
         return False
     return "mail" in parameters
@@ -130,7 +133,7 @@ class WebhookEvents:
         if claim is not WebhookClaim.CLAIMED:
             yield claim
             return
-        held = _HeldMail() if mail is not None and store is not None and _finishes_with_mail(store) else None
+        held = _HeldMail() if mail is not None and store is not None and finishes_with_mail(store) else None
         if mail is not None:
             # Without a store that takes them, the rows are written by
             # ``committed`` right after the event is finished.
