@@ -42,6 +42,7 @@ from .promotions import (
     promotion_codes_supported,
     redeem_locked,
 )
+from .provider_promotions import apply_provider_code, check_provider_code, provider_codes_supported
 
 __all__ = [
     "SubscriptionCode",
@@ -56,8 +57,9 @@ _TAKES_CODES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)
 
 def subscription_codes_supported(state: PortalState) -> bool:
     """Whether codes can be entered on a subscription's page: the store keeps
-    codes, and its subscription lock records their use with the discount."""
-    return promotion_codes_supported(state)
+    codes, and its subscription lock records their use with the discount;
+    or the payment company's billing store takes its own codes."""
+    return promotion_codes_supported(state) or provider_codes_supported(state)
 
 
 def may_take_code(subscription: Subscription, now: datetime) -> bool:
@@ -135,6 +137,8 @@ def apply_subscription_code(
     if has_discount(subscription):
         # Decided before any lookup, so the answer says nothing about the code.
         return SubscriptionCode(subscription, refusal=CodeRefusal.HAS_DISCOUNT)
+    if not promotion_codes_supported(state):
+        return _apply_at_provider(state, customer, subscription, text, now=now)
     plan = _renewal_plan(state, subscription) if subscription.plan_id else _plan_of(subscription)
     if plan is None:
         return SubscriptionCode(subscription, conflict=True)
@@ -182,3 +186,28 @@ def apply_subscription_code(
             refused = CodeRefusal.ALREADY_USED
         return SubscriptionCode(current, refusal=refused)
     return SubscriptionCode(discounted, code=code)
+
+
+def _apply_at_provider(
+    state: PortalState, customer: Customer, subscription: Subscription, text: str, *, now: datetime
+) -> SubscriptionCode:
+    """The payment company's code, applied by the company under the
+    portal's lock of the subscription (an amount off too: the company keeps
+    it for the invoices it lasts for)."""
+    plan = state.storage.get_plan(subscription.plan_id) if subscription.plan_id else None
+    check = check_provider_code(state, customer, plan or _plan_of(subscription), text, now=now)
+    found = check.found
+    if found is None:
+        return SubscriptionCode(subscription, refusal=check.refusal or CodeRefusal.INVALID)
+    with state.storage.lock_provider_subscription(customer.id, subscription.id):
+        current = state.storage.get_subscription(customer.id, subscription.id)
+        if current is None:
+            raise SubscriptionNotFound(subscription.id)
+        if not may_take_code(current, now):
+            return SubscriptionCode(current, conflict=True)
+        if has_discount(current):
+            return SubscriptionCode(current, refusal=CodeRefusal.HAS_DISCOUNT)
+        applied = apply_provider_code(state, customer, current, found, now=now)
+    if applied.refusal is not None:
+        return SubscriptionCode(applied.subscription, refusal=applied.refusal)
+    return SubscriptionCode(applied.subscription, code=found.code)
