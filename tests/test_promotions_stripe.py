@@ -378,3 +378,12 @@ def test_stripes_refusal_on_the_subscription_page_is_the_one_answer(
         page = _apply(client, code)
         assert page.status_code == 422 and _error(page.text) == INVALID, code
     assert not stripe_codes.applied
+
+
+def test_an_account_without_promotion_codes_finds_none(recorded_stripe: RecordedStripe) -> None:
+    # localstripe answers 404 here: the field's answer is the one answer.
+    recorded_stripe.fail(
+        "GET", "/v1/promotion_codes", 404, {"type": "invalid_request_error", "message": "nope"}
+    )
+    store = StripeBillingStore(stripe_client(recorded_stripe.url))
+    assert store.find_provider_promotion_code("cus_R", "WELCOME10") is None

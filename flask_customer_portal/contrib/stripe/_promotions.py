@@ -145,9 +145,15 @@ class StripePromotionCodes:
         typed = code.strip()
         if not _CODE_RE.match(typed):
             return None
-        found = self.client.v1.promotion_codes.list(
-            params={"code": typed, "active": True, "limit": 10, "expand": ["data.promotion.coupon"]}
-        )
+        try:
+            found = self.client.v1.promotion_codes.list(
+                params={"code": typed, "active": True, "limit": 10, "expand": ["data.promotion.coupon"]}
+            )
+        except stripe.InvalidRequestError as exc:
+            # An account (or a Stripe stand-in such as localstripe) without
+            # promotion codes: nothing is found.
+            logger.warning("Stripe could not list promotion codes: %s", getattr(exc, "http_status", None))
+            return None
         for item in found.data:
             data = as_dict(item)
             if str(data.get("code") or "").upper() != typed.upper() or not data.get("active"):
