@@ -294,3 +294,18 @@ def test_tabs_on_two_apps_use_a_code_once(two_apps: list[Flask]) -> None:
         assert found is not None and (found.discount_percent, found.discount_renewals) == (10, 1)
         events = store.list_customer_events(AVA, page=1, per_page=100).items
     assert [e.action for e in events].count("subscription.promotion_code_applied") == 1
+
+
+def test_a_scheduled_plan_change_is_the_plan_a_restriction_is_checked_against(
+    app: Flask, ava_client: FlaskClient
+) -> None:
+    _add(app, PromotionCode("PROONLY", percent_off=25, plan_ids=frozenset({"plan_sync_pro_monthly"})))
+    _add(app, PromotionCode("BASICONLY", percent_off=20, plan_ids=frozenset({"plan_sync_basic_monthly"})))
+    with app.app_context():
+        portal_store(app).schedule_plan_change(
+            AVA, AVA_SUB, plan_id="plan_sync_basic_monthly", quantity=1, now=datetime.now(timezone.utc)
+        )
+    page = _apply(ava_client, "PROONLY")
+    assert page.status_code == 422 and _error(page.text) == "This code does not apply to this plan."  # type: ignore[attr-defined]
+    assert _apply(ava_client, "BASICONLY").status_code == 303  # type: ignore[attr-defined]
+    assert (_sub(app).discount_percent, _sub(app).discount_renewals) == (20, 1)

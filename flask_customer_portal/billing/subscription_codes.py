@@ -113,8 +113,8 @@ def _renewal_plan(state: PortalState, subscription: Subscription) -> Plan | None
 
 
 def _plan_of(subscription: Subscription) -> Plan:
-    """A plan-less subscription's own terms, for a code's currency check
-    (a code limited to plans never applies to it)."""
+    """A subscription's own terms, for a code's currency check (a code
+    limited to plans never applies to it)."""
     return Plan(
         id="",
         product_name=subscription.product_name,
@@ -139,9 +139,9 @@ def apply_subscription_code(
         return SubscriptionCode(subscription, refusal=CodeRefusal.HAS_DISCOUNT)
     if not promotion_codes_supported(state):
         return _apply_at_provider(state, customer, subscription, text, now=now)
-    plan = _renewal_plan(state, subscription) if subscription.plan_id else _plan_of(subscription)
-    if plan is None:
-        return SubscriptionCode(subscription, conflict=True)
+    # A plan gone from the catalogue: the subscription's own terms, which a
+    # code limited to plans does not apply to.
+    plan = _renewal_plan(state, subscription) or _plan_of(subscription)
     check = check_code(state, customer, plan, text, now=now)
     code = check.code
     if code is None:
