@@ -173,6 +173,9 @@ _SENTENCES: dict[str, Callable[[AuditEvent], str]] = {
         lambda: _("A plan change could not be completed; its payment was added to your account credit.")
     ),
     "retention_offer.accepted": _fixed(lambda: _("An offer to keep a subscription was accepted.")),
+    "subscription.promotion_code_applied": _fixed(
+        lambda: _("A promotion code was added to a subscription's next renewals.")
+    ),
     "customer.language_changed": _fixed(lambda: _("The portal's language was changed.")),
     "customer.erased": _fixed(lambda: _("The account's personal data was erased.")),
     "billing_details.updated": _fixed(lambda: _("The billing details for invoices were updated.")),

@@ -28,7 +28,7 @@ from .records import StateConflict
 
 if TYPE_CHECKING:
     from .money import Money
-    from .records import AuditEvent, PaymentMethod
+    from .records import AuditEvent, PaymentMethod, PromotionCode, Subscription
 
 __all__ = [
     "Capabilities",
@@ -49,11 +49,14 @@ __all__ = [
     "ProviderCapabilities",
     "ProviderPlanChangeDeclined",
     "ProviderPlanPreview",
+    "ProviderPromotionCode",
+    "ProviderPromotionCodeRefused",
     "PrunesExpiredRecords",
     "PrunesWebhookEvents",
     "QueuesMail",
     "SettlesPlanChanges",
     "StartsPortalSessions",
+    "TakesProviderPromotionCodes",
     "capabilities_of",
     "implements",
     "provider_capabilities_of",
@@ -236,6 +239,9 @@ class Capabilities:
     """Change plans now at the payment company, with its own proration
     preview (:class:`ChangesPlansAtProvider`), under the portal's lock of the
     subscription (``provider_lock``)."""
+    provider_promotion_codes: bool = False
+    """Take the payment company's own promotion codes, at a plan change and
+    on a subscription (:class:`TakesProviderPromotionCodes`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -272,6 +278,8 @@ class ProviderPlanPreview:
     """The plan the subscription is on as the company has it now (read
     from it, not from a cache)."""
     from_quantity: int = 1
+    discount: Money | None = None
+    """What a promotion code took off ``due_now`` (``None`` without one)."""
 
 
 class ProviderPlanChangeDeclined(StateConflict):
@@ -313,6 +321,79 @@ class ChangesPlansAtProvider(Protocol):
         the same ``idempotency_key`` changes and charges nothing more."""
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderPromotionCode:
+    """A payment company's promotion code, found by what the customer typed."""
+
+    id: str
+    """The company's id of the code (Stripe's ``promo_…``)."""
+    code: PromotionCode
+    """Its terms, as the portal shows them. The company applies its own
+    (and its own restrictions) when the code is used."""
+
+
+class ProviderPromotionCodeRefused(StateConflict):
+    """The company would not apply the code (one of its restrictions:
+    used up, expired, for another customer, for first purchases only, a
+    minimum amount …), or the subscription has a discount already
+    (``has_discount``). Nothing was charged or changed."""
+
+    def __init__(self, message: str, *, has_discount: bool = False) -> None:
+        super().__init__(message)
+        self.has_discount = has_discount
+
+
+@runtime_checkable
+class TakesProviderPromotionCodes(Protocol):
+    """A payment company's billing store that takes the company's own
+    promotion codes: the customer enters a code at a plan change or on a
+    subscription, and the company checks it, applies it and counts its use.
+    The portal calls the methods that change anything under its lock of the
+    subscription (:class:`LocksProviderSubscriptions`)."""
+
+    def find_provider_promotion_code(self, customer_id: str, code: str) -> ProviderPromotionCode | None:
+        """The active code ``code`` (any case) this customer may be offered,
+        or ``None``. Changes nothing."""
+
+    def preview_provider_plan_change_with_code(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        promotion_code_id: str,
+    ) -> ProviderPlanPreview | None:
+        """As :meth:`ChangesPlansAtProvider.preview_provider_plan_change`,
+        with the code's discount (``discount``). Raises
+        :class:`ProviderPromotionCodeRefused`."""
+
+    def make_provider_plan_change_with_code(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+        promotion_code_id: str,
+    ) -> ProviderPlanPreview | None:
+        """As :meth:`ChangesPlansAtProvider.make_provider_plan_change`, the
+        code applied to the subscription in the same call. Raises
+        :class:`ProviderPromotionCodeRefused` and
+        :class:`ProviderPlanChangeDeclined`, changing nothing."""
+
+    def apply_provider_promotion_code(
+        self, customer_id: str, subscription_id: str, *, promotion_code_id: str, idempotency_key: str
+    ) -> Subscription | None:
+        """Make the code the subscription's discount on its next invoices
+        (``None``: not the customer's subscription). Raises
+        :class:`ProviderPromotionCodeRefused`; a repeat with the same
+        ``idempotency_key`` changes nothing more."""
+
+
 def implements(storage: object, protocol: type) -> bool:
     """Whether ``storage`` has every method of ``protocol``, callable (an
     attribute set to ``None`` does not count, as ``isinstance`` would)."""
@@ -345,6 +426,8 @@ def capabilities_of(storage: object) -> Capabilities:
         default_payment_method=implements(storage, KeepsDefaultPaymentMethod),
         invoice_lock=implements(storage, LocksInvoices),
         provider_plan_change=implements(storage, ChangesPlansAtProvider)
+        and implements(storage, LocksProviderSubscriptions),
+        provider_promotion_codes=implements(storage, TakesProviderPromotionCodes)
         and implements(storage, LocksProviderSubscriptions),
     )
 

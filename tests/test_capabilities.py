@@ -35,6 +35,7 @@ from flask_customer_portal.capabilities import (
     QueuesMail,
     SettlesPlanChanges,
     StartsPortalSessions,
+    TakesProviderPromotionCodes,
     capabilities_of,
     implements,
 )
@@ -64,6 +65,7 @@ FEATURES: dict[str, type] = {
     "default_payment_method": KeepsDefaultPaymentMethod,
     "invoice_lock": LocksInvoices,
     "provider_plan_change": ChangesPlansAtProvider,
+    "provider_promotion_codes": TakesProviderPromotionCodes,
 }
 
 #: Features that need another one: settling plan changes runs under the
@@ -72,9 +74,12 @@ NEEDS = {"plan_settlement": "charge", "due_claims": "charge"}
 
 #: Only a payment company's billing store links to invoice PDFs it issues
 #: and changes plans with its own preview.
-NOT_LOCAL = ("invoice_pdf_links", "provider_plan_change")
+NOT_LOCAL = ("invoice_pdf_links", "provider_plan_change", "provider_promotion_codes")
 SQLA_CAPABILITIES = dataclasses.replace(
-    Capabilities.everything(), invoice_pdf_links=False, provider_plan_change=False
+    Capabilities.everything(),
+    invoice_pdf_links=False,
+    provider_plan_change=False,
+    provider_promotion_codes=False,
 )
 
 #: What a composite store always takes from its local store.
@@ -142,6 +147,12 @@ BEYOND_STORAGE = {
     "default_payment_method": {"set_default_payment_method"},
     "invoice_lock": {"lock_invoice"},
     "provider_plan_change": {"make_provider_plan_change", "preview_provider_plan_change"},
+    "provider_promotion_codes": {
+        "find_provider_promotion_code",
+        "preview_provider_plan_change_with_code",
+        "make_provider_plan_change_with_code",
+        "apply_provider_promotion_code",
+    },
 }
 
 

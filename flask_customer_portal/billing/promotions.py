@@ -103,6 +103,11 @@ class CodeRefusal(str, enum.Enum):
     NOT_FOR_PLAN = "not_for_plan"
     ALREADY_USED = "already_used"
     TOO_MANY_TRIES = "too_many_tries"
+    #: An amount off, entered where only a percent can be kept (a
+    #: subscription's renewals): it is for a plan change's charge.
+    PLAN_CHANGE_ONLY = "plan_change_only"
+    #: The subscription has a discount still to use.
+    HAS_DISCOUNT = "has_discount"
 
     def __str__(self) -> str:
         return self.value
@@ -122,6 +127,12 @@ def refusal_message(refusal: CodeRefusal) -> str:
         return _("This code does not apply to this plan.")
     if refusal is CodeRefusal.ALREADY_USED:
         return _("You have already used this code.")
+    if refusal is CodeRefusal.PLAN_CHANGE_ONLY:
+        return _("This code can only be used when you change plan.")
+    if refusal is CodeRefusal.HAS_DISCOUNT:
+        return _(
+            "This subscription already has a discount. You can add a code once that discount has been used."
+        )
     if refusal is CodeRefusal.TOO_MANY_TRIES:
         return _("Too many codes tried. Try again later.")
     return _("This code is not valid. Check it and try again.")

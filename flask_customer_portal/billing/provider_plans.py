@@ -20,20 +20,30 @@ from datetime import datetime
 from flask import current_app
 
 from .. import signals
-from ..capabilities import ChangesPlansAtProvider, ProviderPlanChangeDeclined, ProviderPlanPreview
+from ..capabilities import (
+    ChangesPlansAtProvider,
+    ProviderPlanChangeDeclined,
+    ProviderPlanPreview,
+    ProviderPromotionCode,
+    ProviderPromotionCodeRefused,
+)
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..state import PortalState
 from ..storage import AuditEvent, Customer, Plan, StateConflict, Subscription
 from .outcomes import PaymentOutcome
 from .plan_change import NOW, PlanChangeResult, Quote, change_id_is_valid, plan_change_blocked
+from .promotions import CodeRefusal, promotion_codes_supported
 from .proration import Proration
+from .provider_promotions import preview_discount, provider_codes_supported, provider_store
 
 __all__ = [
     "change_at_provider",
     "idempotency_key_for",
     "in_catalogue_terms",
+    "plan_change_codes",
     "preview_at_provider",
+    "preview_at_provider_with_code",
     "proration_of",
     "provider_plan_changes_supported",
 ]
@@ -45,6 +55,16 @@ def provider_plan_changes_supported(state: PortalState) -> bool:
     (:attr:`~flask_customer_portal.capabilities.Capabilities.provider_plan_change`)
     and the local store can lock its subscriptions across processes."""
     return state.capabilities.provider_plan_change and state.capabilities.provider_lock
+
+
+def plan_change_codes(state: PortalState) -> str | None:
+    """Whose promotion codes a plan change takes: ``"local"`` (the store's or
+    the merchant's loader's, applied by the portal), ``"provider"`` (the
+    payment company's, applied by it, when it changes the plans), or
+    ``None``."""
+    if provider_plan_changes_supported(state):
+        return "provider" if provider_codes_supported(state) else None
+    return "local" if promotion_codes_supported(state) else None
 
 
 def in_catalogue_terms(state: PortalState, subscription: Subscription) -> Subscription:
@@ -108,6 +128,34 @@ def preview_at_provider(
     return proration_of(subscription, preview)
 
 
+def preview_at_provider_with_code(
+    state: PortalState,
+    customer: Customer,
+    subscription: Subscription,
+    plan: Plan,
+    quantity: int,
+    at: datetime,
+    code: ProviderPromotionCode,
+) -> tuple[Proration, int] | CodeRefusal:
+    """What the company says the change costs now with its code ``code``,
+    and what the code took off; or why the code cannot be used: the
+    company refused it, the subscription has a discount already, or it
+    takes nothing off this change (a plan it does not apply to). Raises
+    :class:`SubscriptionNotFound`."""
+    try:
+        preview = provider_store(state).preview_provider_plan_change_with_code(
+            customer.id, subscription.id, plan_id=plan.id, quantity=quantity, at=at, promotion_code_id=code.id
+        )
+    except ProviderPromotionCodeRefused as exc:
+        return CodeRefusal.HAS_DISCOUNT if exc.has_discount else CodeRefusal.INVALID
+    if preview is None:
+        raise SubscriptionNotFound(subscription.id)
+    off = preview_discount(preview)
+    if off <= 0:
+        return CodeRefusal.NOT_FOR_PLAN
+    return proration_of(subscription, preview), off
+
+
 def change_at_provider(
     state: PortalState,
     customer: Customer,
@@ -119,8 +167,12 @@ def change_at_provider(
     quote: Quote,
     priced_at: datetime | None = None,
     actor: str = "customer",
+    promotion: ProviderPromotionCode | None = None,
 ) -> PlanChangeResult:
-    """Make the change the customer confirmed with ``quote``, exactly once.
+    """Make the change the customer confirmed with ``quote``, exactly once,
+    with the company's code ``promotion`` if the preview applied one (the
+    company applies it in the same call, or refuses both: a conflict,
+    ``promotion_used``, with nothing charged).
 
     :attr:`PaymentOutcome.ALREADY_PAID` if the subscription is on the plan
     already; :attr:`PaymentOutcome.AMOUNT_CHANGED` (nothing charged) if the
@@ -145,9 +197,10 @@ def change_at_provider(
         if blocked is not None:
             raise StateConflict(blocked)
         at = min(priced_at or now, now)
-        preview = store.preview_provider_plan_change(
-            customer.id, subscription_id, plan_id=plan.id, quantity=quantity, at=at
-        )
+        try:
+            preview = _preview_for(state, store, customer, subscription_id, plan, quantity, at, promotion)
+        except ProviderPromotionCodeRefused as exc:
+            raise StateConflict("promotion_used") from exc
         if preview is None:
             raise SubscriptionNotFound(subscription_id)
         if (preview.from_plan_id, preview.from_quantity) == (plan.id, quantity):
@@ -156,15 +209,31 @@ def change_at_provider(
         fresh = state.storage.get_plan(plan.id) or plan
         if Quote(preview.due_now, fresh.price, fresh.interval, fresh.interval_count) != quote:
             return PlanChangeResult(PaymentOutcome.AMOUNT_CHANGED, previous, previous)
+        if promotion is not None and preview_discount(preview) <= 0:
+            raise StateConflict("promotion_used")
+        key = idempotency_key_for(subscription_id, change_id)
         try:
-            made = store.make_provider_plan_change(
-                customer.id,
-                subscription_id,
-                plan_id=plan.id,
-                quantity=quantity,
-                at=at,
-                idempotency_key=idempotency_key_for(subscription_id, change_id),
-            )
+            if promotion is None:
+                made = store.make_provider_plan_change(
+                    customer.id,
+                    subscription_id,
+                    plan_id=plan.id,
+                    quantity=quantity,
+                    at=at,
+                    idempotency_key=key,
+                )
+            else:
+                made = provider_store(state).make_provider_plan_change_with_code(
+                    customer.id,
+                    subscription_id,
+                    plan_id=plan.id,
+                    quantity=quantity,
+                    at=at,
+                    idempotency_key=key,
+                    promotion_code_id=promotion.id,
+                )
+        except ProviderPromotionCodeRefused as exc:
+            raise StateConflict("promotion_used") from exc
         except ProviderPlanChangeDeclined as exc:
             state.storage.record_event(
                 AuditEvent(
@@ -198,6 +267,7 @@ def change_at_provider(
                     "when": NOW,
                     "amount_due": str(made.due_now.amount),
                     "currency": made.due_now.currency,
+                    **({} if promotion is None else {"promotion_code": promotion.code.key}),
                 },
             )
         )
@@ -206,3 +276,27 @@ def change_at_provider(
         app, customer=customer, subscription=changed, previous=previous, invoice=None, when=NOW
     )
     return PlanChangeResult(PaymentOutcome.PAID, changed, previous)
+
+
+def _preview_for(
+    state: PortalState,
+    store: ChangesPlansAtProvider,
+    customer: Customer,
+    subscription_id: str,
+    plan: Plan,
+    quantity: int,
+    at: datetime,
+    promotion: ProviderPromotionCode | None,
+) -> ProviderPlanPreview | None:
+    if promotion is None:
+        return store.preview_provider_plan_change(
+            customer.id, subscription_id, plan_id=plan.id, quantity=quantity, at=at
+        )
+    return provider_store(state).preview_provider_plan_change_with_code(
+        customer.id,
+        subscription_id,
+        plan_id=plan.id,
+        quantity=quantity,
+        at=at,
+        promotion_code_id=promotion.id,
+    )

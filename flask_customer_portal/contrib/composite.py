@@ -85,7 +85,9 @@ from ..capabilities import (
     LinksInvoicePdfs,
     PausesSubscriptions,
     ProviderPlanPreview,
+    ProviderPromotionCode,
     SettlesPlanChanges,
+    TakesProviderPromotionCodes,
     capabilities_of,
     implements,
 )
@@ -306,6 +308,8 @@ class CompositeStorage(LocalMembers):
             provider_plan_change=implements(billing, ChangesPlansAtProvider)
             and local_features.provider_lock
             and local_features.plans,
+            provider_promotion_codes=implements(billing, TakesProviderPromotionCodes)
+            and local_features.provider_lock,
         )
 
     def __repr__(self) -> str:
@@ -690,6 +694,79 @@ class CompositeStorage(LocalMembers):
             quantity=quantity,
             at=at,
             idempotency_key=idempotency_key,
+        )
+
+    # -- the payment company's promotion codes ---------------------------------------
+
+    def _codes(self, customer_id: str) -> tuple[TakesProviderPromotionCodes, str] | None:
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None or not self._capabilities.provider_promotion_codes:
+            return None
+        return cast(TakesProviderPromotionCodes, self.billing), provider_id
+
+    def find_provider_promotion_code(self, customer_id: str, code: str) -> ProviderPromotionCode | None:
+        found = self._codes(customer_id)
+        return None if found is None else found[0].find_provider_promotion_code(found[1], code)
+
+    def preview_provider_plan_change_with_code(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        promotion_code_id: str,
+    ) -> ProviderPlanPreview | None:
+        found = self._codes(customer_id)
+        if found is None or not self._capabilities.provider_plan_change:
+            return None
+        return found[0].preview_provider_plan_change_with_code(
+            found[1],
+            subscription_id,
+            plan_id=plan_id,
+            quantity=quantity,
+            at=at,
+            promotion_code_id=promotion_code_id,
+        )
+
+    def make_provider_plan_change_with_code(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+        promotion_code_id: str,
+    ) -> ProviderPlanPreview | None:
+        found = self._codes(customer_id)
+        if found is None or not self._capabilities.provider_plan_change:
+            return None
+        return found[0].make_provider_plan_change_with_code(
+            found[1],
+            subscription_id,
+            plan_id=plan_id,
+            quantity=quantity,
+            at=at,
+            idempotency_key=idempotency_key,
+            promotion_code_id=promotion_code_id,
+        )
+
+    def apply_provider_promotion_code(
+        self, customer_id: str, subscription_id: str, *, promotion_code_id: str, idempotency_key: str
+    ) -> Subscription | None:
+        found = self._codes(customer_id)
+        if found is None:
+            return None
+        return self._to_portal(
+            found[0].apply_provider_promotion_code(
+                found[1],
+                subscription_id,
+                promotion_code_id=promotion_code_id,
+                idempotency_key=idempotency_key,
+            )
         )
 
     def schedule_plan_change(

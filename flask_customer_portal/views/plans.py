@@ -36,19 +36,22 @@ from ..billing.promotions import (
     apply_to_proration,
     check_code,
     later_renewals,
-    promotion_codes_supported,
     refusal_message,
 )
-from ..billing.proration import prorate
+from ..billing.proration import Proration, prorate
 from ..billing.provider_plans import (
     change_at_provider,
     in_catalogue_terms,
+    plan_change_codes,
     preview_at_provider,
+    preview_at_provider_with_code,
     provider_plan_changes_supported,
 )
+from ..billing.provider_promotions import check_provider_code
 from ..billing.quotes import QUOTE_MAX_AGE, QuotedChange, make_quote, read_quote
 from ..billing.renewal import ProviderError
 from ..billing.settlement import SettlementOutcome, settle_plan_changes
+from ..capabilities import ProviderPromotionCode
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..formatting import decline_text, format_date
@@ -180,7 +183,7 @@ def _choose_page(
     return _page(
         status,
         step="choose",
-        promotions=promotion_codes_supported(get_state()),
+        promotions=plan_change_codes(get_state()) is not None,
         promotion_code=promotion_code,
         subscription=subscription,
         plans=plans,
@@ -319,7 +322,34 @@ def change_plan(subscription_id: str) -> Any:
     if request.form.get("step") != "confirm":
         promotion = None
         raw_code = request.form.get("promotion_code", "").strip()[:40]
-        if raw_code and promotion_codes_supported(state) and not provider_plan_changes_supported(state):
+        codes = plan_change_codes(state) if raw_code else None
+        if codes == "provider":
+            provider_check = check_provider_code(state, customer, plan, raw_code, now=now)
+            found = provider_check.found
+            coded: tuple[Proration, int] | CodeRefusal = provider_check.refusal or CodeRefusal.INVALID
+            if found is not None and when != PERIOD_END:
+                try:
+                    coded = preview_at_provider_with_code(
+                        state, customer, subscription, plan, quantity, now.replace(microsecond=0), found
+                    )
+                except SubscriptionNotFound:
+                    abort(404)
+            elif found is not None:
+                coded = CodeRefusal.NOT_FOR_PLAN
+            if isinstance(coded, CodeRefusal):
+                return _choose_page(
+                    subscription,
+                    plans,
+                    selected=plan.id,
+                    quantity=raw_quantity,
+                    errors={"promotion_code": refusal_message(coded)},
+                    status=422,
+                    promotion_code=raw_code,
+                )
+            return _preview(
+                subscription, plan, quantity, when, now, provider_code=found, provider_figures=coded
+            )
+        if codes == "local":
             check = check_code(state, customer, plan, raw_code, now=now)
             if check.code is None or when == PERIOD_END:
                 refusal = check.refusal or CodeRefusal.NOT_FOR_PLAN
@@ -350,6 +380,19 @@ def change_plan(subscription_id: str) -> Any:
             status=409,
         )
     promotion = None
+    if quoted.promotion_code is not None and plan_change_codes(state) == "provider":
+        again = check_provider_code(state, customer, plan, quoted.promotion_code, now=now, count=False)
+        if again.found is None:
+            return _preview(
+                subscription,
+                plan,
+                quantity,
+                when,
+                now,
+                problem=refusal_message(again.refusal or CodeRefusal.INVALID),
+                status=409,
+            )
+        return _change_now(state, customer, subscription, plan, quantity, quoted, provider_code=again.found)
     if quoted.promotion_code is not None:
         check = check_code(state, customer, plan, quoted.promotion_code, now=now, count=False)
         if check.code is None:
@@ -378,6 +421,8 @@ def _preview(
     priced_at: datetime | None = None,
     quote_token: str | None = None,
     promotion: PromotionCode | None = None,
+    provider_code: ProviderPromotionCode | None = None,
+    provider_figures: tuple[Proration, int] | None = None,
 ) -> Any:
     priced_at = priced_at or now.replace(microsecond=0)
     state = get_state()
@@ -385,10 +430,18 @@ def _preview(
     if at_provider:
         # The payment company's own figures: they are what it will charge.
         promotion, off = None, 0
+        customer = current_customer_or_401()
         try:
-            proration = preview_at_provider(
-                state, current_customer_or_401(), subscription, plan, quantity, priced_at
-            )
+            if provider_code is not None and provider_figures is None:
+                coded = preview_at_provider_with_code(
+                    state, customer, subscription, plan, quantity, priced_at, provider_code
+                )
+                provider_figures = None if isinstance(coded, CodeRefusal) else coded
+            if provider_code is not None and provider_figures is not None:
+                promotion = provider_code.code
+                proration, off = provider_figures
+            else:
+                proration = preview_at_provider(state, customer, subscription, plan, quantity, priced_at)
         except StateConflict:
             return _page(409, step="blocked", subscription=subscription, problem=_blocked_message(""))
         except SubscriptionNotFound:
@@ -462,6 +515,7 @@ def _change_now(
     quantity: int,
     quoted: QuotedChange,
     promotion: PromotionCode | None = None,
+    provider_code: ProviderPromotionCode | None = None,
 ) -> Any:
     priced_at = quoted.priced_at
 
@@ -479,6 +533,7 @@ def _change_now(
             problem=problem,
             status=status,
             promotion=promotion,
+            provider_code=provider_code,
         )
 
     try:
@@ -492,6 +547,7 @@ def _change_now(
                 change_id=quoted.change_id,
                 quote=quoted.shown,
                 priced_at=priced_at,
+                promotion=provider_code,
             )
         else:
             result = change_plan_now(

@@ -24,6 +24,13 @@ from ..billing import lifecycle
 from ..billing.lifecycle import SubscriptionView, cancel_choices, describe, ends_at_period_end, rules_for
 from ..billing.pausing import can_pause, may_pause, pause_choices, pause_subscription, unpause
 from ..billing.periods import add_interval
+from ..billing.promotions import CodeRefusal, refusal_message
+from ..billing.subscription_codes import (
+    apply_subscription_code,
+    has_discount,
+    may_take_code,
+    subscription_codes_supported,
+)
 from ..billing.upcoming import retention_discount, upcoming_renewal
 from ..clock import utcnow
 from ..errors import SubscriptionNotFound
@@ -87,7 +94,13 @@ def cancel_confirmation(
 
 
 def _detail_page(
-    view: SubscriptionView, *, problem: str | None = None, status: int = 200, pause_error: str | None = None
+    view: SubscriptionView,
+    *,
+    problem: str | None = None,
+    status: int = 200,
+    pause_error: str | None = None,
+    code_error: str | None = None,
+    promotion_code: str = "",
 ) -> Any:
     state = get_state()
     rules = rules_for(current_customer_or_401(), view.subscription)
@@ -112,8 +125,19 @@ def _detail_page(
         pause_error=pause_error,
         upcoming=upcoming_renewal(view.subscription, now),
         discount=retention_discount(view.subscription),
+        code_form=_code_form(state, view.subscription, now),
+        code_error=code_error,
+        promotion_code=promotion_code,
     )
     return page, status
+
+
+def _code_form(state: PortalState, subscription: Subscription, now: datetime) -> str | None:
+    """Whether the page offers the promotion-code field: ``"field"``, or
+    ``"has_discount"`` to say why not, or ``None``."""
+    if not subscription_codes_supported(state) or not may_take_code(subscription, now):
+        return None
+    return "has_discount" if has_discount(subscription) else "field"
 
 
 def _cannot_cancel(state: PortalState, customer: Customer, view: SubscriptionView) -> str:
@@ -320,3 +344,48 @@ def unpause_subscription(subscription_id: str) -> Any:
         )
     )
     return redirect(url_for(".subscription", subscription_id=resumed.id), code=303)
+
+
+@blueprint.route(
+    "/subscriptions/<subscription_id>/promotion-code", methods=["POST"], endpoint="apply_promotion_code"
+)
+@customer_required
+def apply_promotion_code(subscription_id: str) -> Any:
+    """Make a promotion code the subscription's discount on its next renewals."""
+    state = get_state()
+    customer = current_customer_or_401()
+    if not ConfirmForm().validate():
+        abort(400)
+    if not subscription_codes_supported(state):
+        abort(404)
+    subscription = _subscription_or_404(state, customer, subscription_id)
+    now = utcnow()
+    raw_code = request.form.get("promotion_code", "").strip()[:40]
+    if not raw_code:
+        return _detail_page(describe(subscription, now), code_error=_("Enter a promotion code."), status=422)
+    try:
+        result = apply_subscription_code(state, customer, subscription, raw_code, now=now)
+    except SubscriptionNotFound:
+        abort(404)
+    if result.conflict or result.refusal is CodeRefusal.HAS_DISCOUNT:
+        # Not about the code: the page no longer offers the field.
+        problem = (
+            refusal_message(CodeRefusal.HAS_DISCOUNT)
+            if result.refusal is CodeRefusal.HAS_DISCOUNT
+            else _("A promotion code cannot be added to this subscription now.")
+        )
+        return _detail_page(describe(result.subscription, now), problem=problem, status=409)
+    if result.code is None:
+        return _detail_page(
+            describe(result.subscription, now),
+            code_error=refusal_message(result.refusal or CodeRefusal.INVALID),
+            promotion_code=raw_code,
+            status=422,
+        )
+    notify(
+        _(
+            "Promotion code %(code)s added. Its discount is taken off when the subscription renews.",
+            code=result.code.key,
+        )
+    )
+    return redirect(url_for(".subscription", subscription_id=result.subscription.id), code=303)

@@ -112,3 +112,42 @@ def test_a_trial_on_a_phone(own_phone: Any, own_live_server: Any, axe_check: Cal
     assert page.get_by_text("Trial ends on").first.is_visible()
     axe_check(page)
     _shot(page, "subscriptions-trial")
+
+
+def test_a_promotion_code_on_the_subscription_page_on_a_phone(
+    own_phone: Any, own_live_server: Any, axe_check: Callable[[Any], Any]
+) -> None:
+    own_live_server.call(
+        lambda: get_state().storage.add_promotion_code(PromotionCode("WELCOME10", percent_off=10))
+    )
+    page = own_phone
+    page.set_viewport_size(PHONE)
+    open_portal(page, own_live_server.magic_link(AVA))
+    page.goto(f"/portal/subscriptions/{SUB}")
+    assert page.get_by_role("heading", name="Have a promotion code?").is_visible()
+    field = page.get_by_role("textbox", name="Promotion code")
+    axe_check(page)
+    assert_no_horizontal_scroll(page, 375)
+    _shot(page, "subscription-code-form")
+
+    field.fill("NOTACODE")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Add code").click()
+    assert page.get_by_text("This code is not valid. Check it and try again.").is_visible()
+    field = page.get_by_role("textbox", name="Promotion code")
+    assert field.get_attribute("aria-invalid") == "true" and field.input_value() == "NOTACODE"
+    axe_check(page)
+    assert_no_horizontal_scroll(page, 375)
+    _shot(page, "subscription-code-refused")
+
+    field.fill("welcome10")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Add code").click()
+    assert page.get_by_text("Promotion code WELCOME10 added.").is_visible()
+    assert page.get_by_role("rowheader", name="Discount: 10% off your next renewal").is_visible()
+    assert page.get_by_text("This subscription already has a discount.").is_visible()
+    assert page.get_by_role("textbox", name="Promotion code").count() == 0
+    axe_check(page)
+    assert_no_horizontal_scroll(page, 375)
+    _shot(page, "subscription-code-added")
+    assert own_live_server.call(lambda: get_state().storage.promotion_redeemed(AVA, "WELCOME10"))

@@ -1248,6 +1248,45 @@ def test_email_invoice(
     assert changed_tables(before, db_dump(shop)) <= {"portal_mail_outbox", "portal_audit_events"}
 
 
+_CODES = ["WELCOME10", " welcome10 ", "NOSUCHCODE", "", "<b>x</b>"]
+
+
+@PROPERTY
+@given(
+    data=form_data({"promotion_code": st.one_of(st.sampled_from(_CODES), ANY_TEXT)}),
+    whose=st.sampled_from(["ava", "budi", "none"]),
+)
+@example(data=MultiDict({"promotion_code": "WELCOME10", "csrf_token": REAL}), whose="ava")
+@example(data=MultiDict({"promotion_code": "W" * 5000, "csrf_token": REAL}), whose="ava")
+def test_apply_promotion_code(
+    shop: Flask, ava: FlaskClient, fresh: FreshStart, data: MultiDict[str, str], whose: str
+) -> None:
+    fresh()
+    target = {"ava": AVA_SUB, "budi": BUDI_SUB, "none": "sub_x"}[whose]
+    token = _token(ava, f"/portal/subscriptions/{AVA_SUB}")
+    before, budi = db_dump(shop), records(shop, BUDI)
+    response = post(ava, f"/portal/subscriptions/{target}/promotion-code", data, token)
+    status = _assert_answer(response)
+    event(f"{whose}: status {status}")
+    assert records(shop, BUDI) == budi
+    if whose != "ava":
+        assert status in (400, 404)
+    if status != 303:
+        # A bad token, a code that is not one, or over the hourly limit
+        # (the examples share it): nothing written.
+        assert_refused(response, before, shop, fields=("promotion-code",))
+        return
+    assert whose == "ava" and (first(data, "promotion_code") or "").strip().upper() == "WELCOME10"
+    discounted = subscription(shop)
+    assert (discounted.discount_percent, discounted.discount_renewals) == (10, 1)
+    assert changed_tables(before, db_dump(shop)) <= {
+        "portal_subscriptions",
+        "portal_audit_events",
+        "portal_promotion_redemptions",
+        "portal_promotion_codes",
+    }
+
+
 # --- every POST endpoint has one -----------------------------------------------------------------
 
 #: Each POST endpoint of the blueprint and the property tests that post to it.
@@ -1281,6 +1320,7 @@ COVERED: dict[str, tuple[str, ...]] = {
     "portal.logout": ("test_forms_property_more::test_logout",),
     "portal.pay_invoice": ("test_forms_property_more::test_pay_invoice",),
     "portal.email_invoice": ("test_forms_property_more::test_email_invoice",),
+    "portal.apply_promotion_code": ("test_forms_property_more::test_apply_promotion_code",),
 }
 
 

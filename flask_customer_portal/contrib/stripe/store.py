@@ -42,6 +42,7 @@ from ._convert import (
     object_id,
     subscription_status,
 )
+from ._promotions import StripePromotionCodes, discount_of
 
 #: The most invoices read for one customer's invoice list.
 MAX_INVOICES = 1000
@@ -50,7 +51,7 @@ _ATTEMPT_KEY = "portal_attempt_"
 _HOLD_REASON_KEY = "portal_hold_reason"
 
 
-class StripeBillingStore:
+class StripeBillingStore(StripePromotionCodes):
     """The portal's :class:`~flask_customer_portal.storage.BillingStore`
     and :class:`~flask_customer_portal.storage.ChargeStore` on Stripe.
 
@@ -588,6 +589,17 @@ class StripeBillingStore:
         """Stripe's own proration (``POST /v1/invoices/create_preview``), for
         the second ``at``: the invoice Stripe would issue now with
         ``proration_behavior=always_invoice``."""
+        return self._preview_change(customer_id, subscription_id, plan_id, quantity, at)
+
+    def _preview_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        promotion_code_id: str | None = None,
+    ) -> ProviderPlanPreview | None:
         found = self._plan_change_items(customer_id, subscription_id, plan_id, quantity)
         if found is None:
             return None
@@ -601,6 +613,8 @@ class StripeBillingStore:
                 "proration_date": int(at.timestamp()),
             },
         }
+        if promotion_code_id is not None:
+            params["discounts"] = [{"promotion_code": promotion_code_id}]
         invoice = as_dict(self.client.v1.invoices.create_preview(params=params))  # type: ignore[arg-type]
         currency = str(invoice.get("currency") or current.price.currency).upper()
         amounts = [int(line.get("amount") or 0) for line in (invoice.get("lines") or {}).get("data") or []]
@@ -611,6 +625,7 @@ class StripeBillingStore:
             effective_at=at,
             from_plan_id=current.plan_id,
             from_quantity=current.quantity,
+            discount=None if promotion_code_id is None else discount_of(invoice, currency),
         )
 
     def make_provider_plan_change(
@@ -628,9 +643,19 @@ class StripeBillingStore:
         ``payment_behavior=error_if_incomplete`` Stripe keeps the old price
         if that payment fails (a declined card is a
         :class:`~flask_customer_portal.storage.StateConflict`)."""
-        preview = self.preview_provider_plan_change(
-            customer_id, subscription_id, plan_id=plan_id, quantity=quantity, at=at
-        )
+        return self._make_change(customer_id, subscription_id, plan_id, quantity, at, idempotency_key)
+
+    def _make_change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        plan_id: str,
+        quantity: int,
+        at: datetime,
+        idempotency_key: str,
+        promotion_code_id: str | None = None,
+    ) -> ProviderPlanPreview | None:
+        preview = self._preview_change(customer_id, subscription_id, plan_id, quantity, at, promotion_code_id)
         found = self._plan_change_items(customer_id, subscription_id, plan_id, quantity)
         if preview is None or found is None:
             return None
@@ -641,6 +666,8 @@ class StripeBillingStore:
                 "proration_date": int(at.timestamp()),
                 "payment_behavior": "error_if_incomplete",
             }
+            if promotion_code_id is not None:
+                params["discounts"] = [{"promotion_code": promotion_code_id}]
             self.client.v1.subscriptions.update(
                 subscription_id,
                 params=params,  # type: ignore[arg-type]
