@@ -11,7 +11,7 @@ a log line, not into the database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, cast
@@ -62,8 +62,11 @@ __all__ = [
     "Render",
     "attach_new_card",
     "card_element",
+    "chosen_method",
+    "new_card",
     "new_method_page",
     "payment_method",
+    "posted_payment_form",
     "raw_cards_allowed",
     "reactivated",
     "refuse_new_card",
@@ -243,24 +246,9 @@ def payment_method(subscription_id: str) -> Any:
     if request.method == "GET":
         return _render(state, customer, settle_on_visit(state, customer, subscription))
 
-    raw_cards = raw_cards_allowed(state)
-    if not raw_cards and ("card_number" in request.form or "cvc" in request.form):
-        # Card details must go to the provider's own card element; this
-        # server refuses to even look at them.
-        logger.warning(
-            "Customer portal refused raw card details for customer %s: the payment provider "
-            "does not take them, or the portal is in live mode",
-            customer.id,
-        )
-        abort(400)
-    now = utcnow()
     methods = state.storage.list_payment_methods(customer.id)
-    form = PaymentMethodForm(methods=methods, raw_cards=raw_cards, now=now)
-    valid = form.validate()
-    if form.csrf_failed:
-        abort(400)
-
-    view = describe(subscription, now)
+    form, valid = posted_payment_form(state, customer, methods)
+    view = describe(subscription, utcnow())
     if not view.is_current:
         return _render(state, customer, subscription, form, problem=_cannot_change(), status=409)
     intent = request.form.get("intent")
@@ -292,21 +280,9 @@ def payment_method(subscription_id: str) -> Any:
     if not valid:
         return _render(state, customer, subscription, form, status=422)
 
-    choice = form.choice
-    if isinstance(choice, SavedMethod):
-        method = choice.method
-    else:
-        refused = refuse_new_card(state, customer, form, len(methods), render)
-        if refused is not None:
-            return refused
-        attached = attach_new_card(state, customer, form, choice, render)
-        if not isinstance(attached, PaymentMethod):
-            return attached
-        method = attached
-        # The card is saved now: show it as a saved card if anything follows.
-        form.forget_card()
-        form.payment_method.data = method.id
-
+    method = chosen_method(state, customer, form, len(methods), render)
+    if not isinstance(method, PaymentMethod):
+        return method
     if subscription.status is SubscriptionStatus.ON_HOLD:
         return _reactivate(state, customer, subscription, form, method)
     return _change(state, customer, subscription, method)
@@ -412,6 +388,67 @@ def refuse_new_card(
         body, status = render(form, problem=problem, status=429)
         return body, status, retry_after(retry_at, utcnow())
     return None
+
+
+def posted_payment_form(
+    state: PortalState, customer: Customer, methods: Sequence[PaymentMethod]
+) -> tuple[PaymentMethodForm, bool]:
+    """The submitted payment-method form, offering ``methods``, and whether
+    it is valid. Raw card details the portal must not take, or a failed CSRF
+    check, end the request with a 400."""
+    raw_cards = raw_cards_allowed(state)
+    if not raw_cards and ("card_number" in request.form or "cvc" in request.form):
+        # Card details must go to the provider's own card element; this
+        # server refuses to even look at them.
+        logger.warning(
+            "Customer portal refused raw card details for customer %s: the payment provider "
+            "does not take them, or the portal is in live mode",
+            customer.id,
+        )
+        abort(400)
+    form = PaymentMethodForm(methods=methods, raw_cards=raw_cards, now=utcnow())
+    valid = form.validate()
+    if form.csrf_failed:
+        abort(400)
+    return form, valid
+
+
+def chosen_method(
+    state: PortalState,
+    customer: Customer,
+    form: PaymentMethodForm,
+    saved: int,
+    render: Render,
+) -> PaymentMethod | Any:
+    """The method a valid form chose: a saved one, or the new card once
+    it is saved (``saved`` is how many the customer has); or the page (made
+    by ``render``) refusing the new card."""
+    choice = form.choice
+    if isinstance(choice, SavedMethod):
+        return choice.method
+    attached = new_card(state, customer, form, choice, saved, render)
+    if isinstance(attached, PaymentMethod):
+        # The card is saved now: show it as a saved card if anything follows.
+        form.forget_card()
+        form.payment_method.data = attached.id
+    return attached
+
+
+def new_card(
+    state: PortalState,
+    customer: Customer,
+    form: PaymentMethodForm,
+    choice: NewCard | NewToken,
+    saved: int,
+    render: Render,
+) -> PaymentMethod | Any:
+    """The new card, checked against the customer's limits (``saved`` is
+    how many cards they have) and saved; or the page (made by ``render``)
+    refusing it."""
+    refused = refuse_new_card(state, customer, form, saved, render)
+    if refused is not None:
+        return refused
+    return attach_new_card(state, customer, form, choice, render)
 
 
 def attach_new_card(
