@@ -1,7 +1,7 @@
 """The payment method of a subscription: change it, and pay the arrears of
 an ``on_hold`` subscription with it (reactivation), or remove a saved one.
 
-Money moves only in :func:`flask_customer_portal.billing.renewal.reactivate_subscription`,
+Money moves only in :func:`flask_customer_portal.billing.reactivation.reactivate_subscription`,
 under a lock and with idempotency keys; this module decides what to pay
 with and what the customer sees. Card numbers and security codes go to the
 payment provider and nowhere else: not into the page sent back, not into
@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 from flask import abort, redirect, render_template, request, url_for
 
 from ..billing import payment_methods as saved_methods
+from ..billing.collect import ProviderError
 from ..billing.lifecycle import describe
 from ..billing.outcomes import PaymentOutcome
 from ..billing.payment_methods import add_payment_method, change_payment_method
-from ..billing.renewal import (
-    ProviderError,
+from ..billing.reactivation import (
     ReactivationResult,
     amount_due_now,
     arrears_in_flight,
