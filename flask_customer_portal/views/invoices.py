@@ -26,7 +26,7 @@ from ..capabilities import LinksInvoicePdfs
 from ..clock import utcnow
 from ..formatting import format_payment_method
 from ..forms import ConfirmForm
-from ..forms.payment import NEW_CARD, PaymentMethodForm, card_expired
+from ..forms.payment import PaymentMethodForm, card_expired
 from ..i18n import gettext as _
 from ..money import Money
 from ..pdf import (
@@ -52,6 +52,7 @@ from .payment_methods import (
     Problem,
     amount_field,
     card_element,
+    checked_choice,
     chosen_method,
     posted_payment_form,
     raw_cards_allowed,
@@ -325,11 +326,7 @@ def _render_pay(
         usable = [m for m in methods if not card_expired(m.exp_month, m.exp_year, now)]
         default = next((m for m in usable if m.is_default), usable[0] if usable else None)
         form.payment_method.data = default.id if default is not None else None
-    selected = (form.payment_method.data or "").strip()
-    if selected != NEW_CARD and selected not in {m.id for m in methods}:
-        selected = ""
-    if problem is not None and problem.method_id == selected:
-        selected = ""  # the card that was declined a moment ago
+    selected = checked_choice(form, methods, problem)
     fix_payment_for = None
     if refused is Refusal.REACTIVATE and invoice.subscription_id is not None:
         fix_payment_for = invoice.subscription_id

@@ -62,6 +62,7 @@ __all__ = [
     "Render",
     "attach_new_card",
     "card_element",
+    "checked_choice",
     "chosen_method",
     "new_card",
     "new_method_page",
@@ -160,6 +161,17 @@ class Problem:
 # --- the page ------------------------------------------------------------------------
 
 
+def checked_choice(form: PaymentMethodForm, methods: Sequence[PaymentMethod], problem: Problem | None) -> str:
+    """The payment choice shown checked: the form's, if it is one of
+    ``methods`` or a new card, and not the card just declined; else none."""
+    selected = (form.payment_method.data or "").strip()
+    if selected != NEW_CARD and selected not in {m.id for m in methods}:
+        return ""
+    if problem is not None and problem.method_id == selected:
+        return ""  # the card that was declined a moment ago
+    return selected
+
+
 def _render(
     state: PortalState,
     customer: Customer,
@@ -184,11 +196,7 @@ def _render(
             and not card_expired(current.exp_month, current.exp_year, now)
         )
         form.payment_method.data = current.id if usable and current is not None else None
-    selected = (form.payment_method.data or "").strip()
-    if selected != NEW_CARD and selected not in {m.id for m in methods}:
-        selected = ""
-    if problem is not None and problem.method_id == selected:
-        selected = ""  # the card that was declined a moment ago
+    selected = checked_choice(form, methods, problem)
     due = amount_due_now(state, customer, subscription) if view.on_hold else None
     return (
         render_template(

@@ -1,5 +1,6 @@
-"""The ``payment_choices`` macro of ``_macros.html``, which the invoice's
-and the subscription's payment pages share."""
+"""The payment choices the invoice's and the subscription's payment pages
+share: which one is shown checked, and the ``payment_choices`` macro of
+``_macros.html`` that shows them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flask import Flask, render_template_string
 from flask_customer_portal.clock import utcnow
 from flask_customer_portal.forms.payment import PaymentMethodForm
 from flask_customer_portal.storage import PaymentMethod
+from flask_customer_portal.views.payment_methods import Problem, checked_choice
 
 VISA = PaymentMethod("pm_visa", "cus_a", "visa", "4242", 12, 2040, "tok_visa", is_default=True)
 OLD = PaymentMethod("pm_old", "cus_a", "mastercard", "4444", 1, 2020, "tok_old")
@@ -68,3 +70,21 @@ def test_the_fields_error_is_said_and_described(app: Flask) -> None:
     assert 'class="payment-choices field-error" aria-describedby="payment_method-error"' in html
     assert '<p class="field-message" id="payment_method-error">Choose how to pay.</p>' in html
     assert _checked(html) == []
+
+
+def _form(app: Flask, choice: str | None) -> str:
+    with app.test_request_context("/portal/"):
+        form = PaymentMethodForm(formdata=None, methods=(VISA, OLD), raw_cards=True, now=utcnow())
+        form.payment_method.data = choice
+        declined = Problem("The card was declined.", decline_reason="generic_decline", method_id="pm_old")
+        return "|".join(
+            (checked_choice(form, (VISA, OLD), None), checked_choice(form, (VISA, OLD), declined))
+        )
+
+
+def test_the_checked_choice_is_a_known_card_or_a_new_one_never_the_card_just_declined(app: Flask) -> None:
+    assert _form(app, " pm_visa ") == "pm_visa|pm_visa"
+    assert _form(app, "new") == "new|new"
+    assert _form(app, "pm_old") == "pm_old|"
+    assert _form(app, "pm_someone_elses") == "|"
+    assert _form(app, None) == "|"
