@@ -11,8 +11,15 @@ from flask import Flask, render_template_string
 
 from flask_customer_portal.clock import utcnow
 from flask_customer_portal.forms.payment import PaymentMethodForm
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import PaymentMethod
-from flask_customer_portal.views.payment_methods import Problem, checked_choice
+from flask_customer_portal.views.payment_methods import (
+    TEST_CARD_HINTS,
+    Problem,
+    checked_choice,
+    expired_methods,
+    new_card_context,
+)
 
 VISA = PaymentMethod("pm_visa", "cus_a", "visa", "4242", 12, 2040, "tok_visa", is_default=True)
 OLD = PaymentMethod("pm_old", "cus_a", "mastercard", "4444", 1, 2020, "tok_old")
@@ -88,3 +95,18 @@ def test_the_checked_choice_is_a_known_card_or_a_new_one_never_the_card_just_dec
     assert _form(app, "pm_old") == "pm_old|"
     assert _form(app, "pm_someone_elses") == "|"
     assert _form(app, None) == "|"
+
+
+def test_expired_methods_are_those_past_their_month(app: Flask) -> None:
+    assert expired_methods((VISA, OLD), utcnow()) == {"pm_old"}
+    assert expired_methods((), utcnow()) == set()
+
+
+def test_the_new_card_partial_gets_raw_fields_and_test_cards_only_in_test_mode(app: Flask) -> None:
+    with app.app_context():
+        state = get_state(app)
+        context = new_card_context(state)
+        assert context["raw_cards"] is True
+        assert context["test_cards"] == TEST_CARD_HINTS
+        assert context["card_element"] is None
+        assert context["payment_provider"] is state.payments

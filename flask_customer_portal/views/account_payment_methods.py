@@ -20,17 +20,17 @@ from ..billing import payment_methods as saved_methods
 from ..clock import utcnow
 from ..formatting import format_payment_method
 from ..forms import ConfirmForm
-from ..forms.payment import NEW_CARD, PaymentMethodForm, SavedMethod, card_expired
+from ..forms.payment import NEW_CARD, PaymentMethodForm, SavedMethod
 from ..i18n import gettext as _
 from ..i18n import ngettext
 from ..state import PortalState, get_state
 from ..storage import Customer, PaymentMethod, Subscription, SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from .payment_methods import (
-    TEST_CARD_HINTS,
     Problem,
-    card_element,
+    expired_methods,
     new_card,
+    new_card_context,
     new_method_page,
     posted_payment_form,
     raw_cards_allowed,
@@ -83,17 +83,14 @@ def _render(
             form=form,
             methods=methods,
             users=_users(methods, subscriptions),
-            expired={m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)},
+            expired=expired_methods(methods, now),
             active=[s for s in subscriptions if s.status is SubscriptionStatus.ACTIVE],
             current_subscriptions=current,
             keeps_default=state.capabilities.default_payment_method,
-            raw_cards=raw_cards,
-            test_cards=TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
-            card_element=card_element(state),
+            **new_card_context(state),
             # A provider that takes new methods on its own page does so per
             # subscription: the page links to each subscription's instead.
             new_method_page=new_method_page(state) is not None,
-            payment_provider=state.payments,
             new_card_only=True,
             problem=problem,
         ),

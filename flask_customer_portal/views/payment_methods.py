@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -64,7 +65,9 @@ __all__ = [
     "card_element",
     "checked_choice",
     "chosen_method",
+    "expired_methods",
     "new_card",
+    "new_card_context",
     "new_method_page",
     "payment_method",
     "posted_payment_form",
@@ -206,14 +209,10 @@ def _render(
             view=view,
             form=form,
             methods=methods,
-            expired={m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)},
+            expired=expired_methods(methods, now),
             selected=selected,
-            raw_cards=raw_cards,
-            test_cards=TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
-            # A provider's own card form (e.g. Stripe Elements), included for a new card.
-            card_element=card_element(state),
             new_method_page=new_method_page(state) is not None,
-            payment_provider=state.payments,
+            **new_card_context(state),
             open_invoices=due.invoices if due is not None else (),
             new_invoice=due.new_invoice if due is not None else None,
             amount_due=due.total if due is not None else None,
@@ -294,6 +293,24 @@ def payment_method(subscription_id: str) -> Any:
     if subscription.status is SubscriptionStatus.ON_HOLD:
         return _reactivate(state, customer, subscription, form, method)
     return _change(state, customer, subscription, method)
+
+
+def new_card_context(state: PortalState) -> dict[str, Any]:
+    """What ``_payment_new_card.html`` is rendered with: the raw card
+    fields and the test cards (test mode, a provider that takes them), or
+    the provider's own card element (e.g. Stripe Elements)."""
+    raw_cards = raw_cards_allowed(state)
+    return {
+        "raw_cards": raw_cards,
+        "test_cards": TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
+        "card_element": card_element(state),
+        "payment_provider": state.payments,
+    }
+
+
+def expired_methods(methods: Sequence[PaymentMethod], now: datetime) -> set[str]:
+    """The ids of the saved methods that have expired at ``now``."""
+    return {m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)}
 
 
 def card_element(state: PortalState) -> str | None:
