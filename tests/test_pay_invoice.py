@@ -327,3 +327,72 @@ def test_an_invoice_lock_is_the_customers_own(oneoff: Flask) -> None:
             assert lock.invoice.total == 15000
             with pytest.raises(ValueError, match="its own invoice"):
                 lock.attempts("inv_other")
+
+
+NEW_MASTERCARD = {
+    "payment_method": "new",
+    "card_number": "5555 5555 5555 4444",
+    "exp_month": "12",
+    "exp_year": "2040",
+    "cvc": "123",
+    "amount_due": "15000 USD",
+}
+
+
+def test_raw_card_details_are_refused_when_the_provider_does_not_take_them(tmp_path: Path) -> None:
+    class TokensOnly(TestPaymentProvider):
+        accepts_raw_cards = False
+
+    provider = TokensOnly()
+    app = make_portal_app(f"sqlite:///{tmp_path / 'tokens.db'}", payments=provider)
+    try:
+        add_open_invoice(app)
+        client = app.test_client()
+        sign_in(app, client, "cus_demo_ava")
+        assert 'name="card_number"' not in client.get(URL).text
+        for fields in (NEW_MASTERCARD, {"payment_method": "new", "cvc": "1", "amount_due": "15000 USD"}):
+            assert pay(client, **fields).status_code == 400
+        assert provider.calls == []
+        assert invoice_status(app) is InvoiceStatus.OPEN
+    finally:
+        close_app(app)
+
+
+def test_the_most_saved_cards_holds_on_an_invoice_payment(tmp_path: Path) -> None:
+    provider = TestPaymentProvider()
+    app = make_portal_app(
+        f"sqlite:///{tmp_path / 'few.db'}", payments=provider, CUSTOMER_PORTAL_MAX_SAVED_CARDS=1
+    )
+    try:
+        add_open_invoice(app)
+        client = app.test_client()
+        sign_in(app, client, "cus_demo_ava")
+        refused = pay(client, **NEW_MASTERCARD)
+        assert refused.status_code == 422
+        assert "You already have 1 saved card, the most an account can keep." in refused.text
+        assert "5555 5555 5555 4444" not in refused.text
+        assert provider.calls == []
+        assert invoice_status(app) is InvoiceStatus.OPEN
+    finally:
+        close_app(app)
+
+
+def test_the_card_add_limit_holds_on_an_invoice_payment(tmp_path: Path) -> None:
+    provider = TestPaymentProvider()
+    app = make_portal_app(
+        f"sqlite:///{tmp_path / 'limited.db'}", payments=provider, CUSTOMER_PORTAL_CARD_ATTACH_LIMIT="1/hour"
+    )
+    try:
+        add_open_invoice(app)
+        client = app.test_client()
+        sign_in(app, client, "cus_demo_ava")
+        declined = pay(client, **{**NEW_MASTERCARD, "card_number": "4000 0000 0000 0002"})
+        assert declined.status_code == 422
+        refused = pay(client, **NEW_MASTERCARD)
+        assert refused.status_code == 429
+        assert "Retry-After" in refused.headers
+        assert "You have tried to add too many cards recently" in refused.text
+        assert provider.calls.count("charge") == 0
+        assert invoice_status(app) is InvoiceStatus.OPEN
+    finally:
+        close_app(app)

@@ -12,7 +12,7 @@ Verb                           Where it is decided
 :func:`undo_cancellation`      :mod:`.lifecycle` (keep one that was set to end)
 :func:`pause`                  :mod:`.pausing` (``may_pause``, ``pause_choices``)
 :func:`unpause`                :mod:`.pausing` (end a pause)
-:func:`reactivate`             :mod:`.renewal` (pay the arrears of ``on_hold``)
+:func:`reactivate`             :mod:`.reactivation` (pay the arrears of ``on_hold``)
 :func:`change_plan`            :mod:`.plan_change` (with :mod:`.proration`)
 :func:`schedule_plan_change`   :mod:`.plan_change` (at the period's end)
 :func:`accept_offer`           :mod:`.retention` (stay, with the merchant's offer)
@@ -39,8 +39,9 @@ from .pausing import unpause
 from .payment_methods import change_payment_method
 from .plan_change import change_plan_now as change_plan
 from .plan_change import schedule_plan_change
-from .renewal import amount_due, renew_due
-from .renewal import reactivate_subscription as reactivate
+from .reactivation import amount_due
+from .reactivation import reactivate_subscription as reactivate
+from .renewal import renew_due
 from .retention import accept_offer
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The arrears of subscriptions that the payment provider bills itself
 (Dodo Payments): the provider protocol and the attempt log's rules.
 
-:func:`~flask_customer_portal.billing.renewal.reactivate_subscription` hands such
+:func:`~flask_customer_portal.billing.reactivation.reactivate_subscription` hands such
 a subscription's arrears to :meth:`SubscriptionBiller.pay_arrears` under the
 store's :meth:`~flask_customer_portal.storage.ProviderLockStore.lock_provider_subscription`.
 Each call is an :class:`~flask_customer_portal.storage.ArrearsAttempt`,

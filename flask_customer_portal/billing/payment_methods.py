@@ -3,7 +3,7 @@ provider, making one the default, charging a subscription's renewals to
 one, and forgetting one.
 
 Paying arrears with a method is reactivation
-(:func:`~flask_customer_portal.billing.renewal.reactivate_subscription`);
+(:func:`~flask_customer_portal.billing.reactivation.reactivate_subscription`);
 these verbs move no money. Card numbers and security codes go to the
 provider and nowhere else: only what it gives back (brand, last four,
 expiry and its token) is saved.

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from ..money import Money
 from ..storage import Subscription, SubscriptionStatus
+from .period_invoices import period_invoice, with_retention_discount
 from .proration import apply_credit, discount_amount
-from .renewal import _period_invoice, _with_retention_discount
 
 __all__ = ["UpcomingRenewal", "retention_discount", "upcoming_renewal"]
 
@@ -46,8 +46,8 @@ def upcoming_renewal(subscription: Subscription, now: datetime) -> UpcomingRenew
     ):
         return None
     start = subscription.current_period_end
-    plain = _period_invoice("renewal", subscription, now, start=start)
-    discounted = _with_retention_discount(plain, subscription)
+    plain = period_invoice("renewal", subscription, now, start=start)
+    discounted = with_retention_discount(plain, subscription)
     draft, _left = apply_credit(discounted, subscription.credit, "Account credit")
     currency = subscription.price.currency
     return UpcomingRenewal(

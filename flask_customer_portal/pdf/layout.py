@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from babel.numbers import format_decimal
 
 from ..formatting import format_date, format_payment_method, localize_dates
 from ..money import Money, format_money
-from ..storage import InvoiceStatus
+from ..storage import InvoiceLine, InvoiceStatus
 from ..tax_ids import bill_to_lines
 from .bidi_text import reshaped, visual
 from .document import CreditNoteDocument, InvoiceDocument, InvoiceRenderer
@@ -103,6 +103,58 @@ def _bill_to(document: InvoiceDocument) -> tuple[str, ...]:
     return (*bill_to_lines(details, document.locale), *email)
 
 
+def _line_rows(lines: Sequence[InvoiceLine], locale: Locale, money: Callable[[int], str]) -> tuple[_Row, ...]:
+    """A table row per line of an invoice or a credit note."""
+    return tuple(
+        _Row(
+            _clean(localize_dates(line.description, locale), multiline=True),
+            str(format_decimal(line.quantity, locale=locale)),
+            money(line.unit_amount),
+            money(line.amount),
+        )
+        for line in lines
+    )
+
+
+def _assemble(
+    document: InvoiceDocument | CreditNoteDocument,
+    *,
+    bill_to: Sequence[str],
+    title: str,
+    number: str,
+    facts: Sequence[tuple[str, str]],
+    rows: tuple[_Row, ...],
+    totals: Sequence[tuple[str, str]],
+    emphasised_totals: int,
+    payment: Sequence[tuple[str, str]],
+) -> _Content:
+    """One document's content: its own facts, rows, totals and payment
+    lines (amounts formatted already), under the merchant's header and the
+    labels every document shares, each text cleaned."""
+    labels = document.labels
+    title = _clean(title)
+    return _Content(
+        title=title,
+        merchant_name=_clean(document.merchant_name),
+        merchant_address=_clean(document.merchant_address, multiline=True),
+        bill_to_label=_clean(labels["bill_to"]),
+        bill_to=tuple(text for text in (_clean(line) for line in bill_to) if text),
+        facts=tuple((_clean(label), _clean(value)) for label, value in facts),
+        header=_Row(
+            _clean(labels["description"]),
+            _clean(labels["quantity"]),
+            _clean(labels["unit_price"]),
+            _clean(labels["amount"]),
+        ),
+        rows=rows,
+        totals=tuple((_clean(label), value) for label, value in totals),
+        emphasised_totals=emphasised_totals,
+        payment=tuple((_clean(label), value) for label, value in payment),
+        footer=f"{_clean(document.merchant_name)} \u00b7 {title} {number}",
+        page_label=_clean(labels["page_x_of_y"]),
+    )
+
+
 def _content(document: InvoiceDocument) -> _Content:
     invoice, labels, locale = document.invoice, document.labels, Locale.parse(document.locale)
 
@@ -124,15 +176,7 @@ def _content(document: InvoiceDocument) -> _Content:
 
     # Stored descriptions carry ISO dates; the document reads in its language.
     if invoice.lines:
-        rows = tuple(
-            _Row(
-                _clean(localize_dates(line.description, locale), multiline=True),
-                str(format_decimal(line.quantity, locale=locale)),
-                money(line.unit_amount),
-                money(line.amount),
-            )
-            for line in invoice.lines
-        )
+        rows = _line_rows(invoice.lines, locale, money)
     else:  # an invoice stored without lines still says what it was for
         rows = (
             _Row(
@@ -170,26 +214,16 @@ def _content(document: InvoiceDocument) -> _Content:
             )
         )
 
-    title = _clean(labels["invoice"])
-    return _Content(
-        title=title,
-        merchant_name=_clean(document.merchant_name),
-        merchant_address=_clean(document.merchant_address, multiline=True),
-        bill_to_label=_clean(labels["bill_to"]),
-        bill_to=tuple(text for text in (_clean(line) for line in _bill_to(document)) if text),
-        facts=tuple((_clean(label), _clean(value)) for label, value in facts),
-        header=_Row(
-            _clean(labels["description"]),
-            _clean(labels["quantity"]),
-            _clean(labels["unit_price"]),
-            _clean(labels["amount"]),
-        ),
+    return _assemble(
+        document,
+        bill_to=_bill_to(document),
+        title=labels["invoice"],
+        number=number,
+        facts=facts,
         rows=rows,
-        totals=tuple((_clean(label), value) for label, value in totals),
+        totals=totals,
         emphasised_totals=len(totals) - 2,
-        payment=tuple((_clean(label), value) for label, value in payment),
-        footer=f"{_clean(document.merchant_name)} \u00b7 {title} {number}",
-        page_label=_clean(labels["page_x_of_y"]),
+        payment=payment,
     )
 
 
@@ -209,15 +243,7 @@ def _credit_note_content(document: CreditNoteDocument) -> _Content:
     if note.reason is not None:
         facts.append((labels["reason"], labels[f"reason_{note.reason.value}"]))
     if note.lines:
-        rows = tuple(
-            _Row(
-                _clean(localize_dates(line.description, locale), multiline=True),
-                str(format_decimal(line.quantity, locale=locale)),
-                money(line.unit_amount),
-                money(line.amount),
-            )
-            for line in note.lines
-        )
+        rows = _line_rows(note.lines, locale, money)
     else:
         rows = (
             _Row(
@@ -235,32 +261,22 @@ def _credit_note_content(document: CreditNoteDocument) -> _Content:
         payment.append((labels["credited"], money(note.amount - note.refunded)))
     if note.memo:
         payment.append((labels["note"], _clean(note.memo)))
-    title = _clean(labels["credit_note"])
     invoice_document = InvoiceDocument(
         invoice=invoice,
         customer=document.customer,
         merchant_name=document.merchant_name,
         locale=document.locale,
     )
-    return _Content(
-        title=title,
-        merchant_name=_clean(document.merchant_name),
-        merchant_address=_clean(document.merchant_address, multiline=True),
-        bill_to_label=_clean(labels["bill_to"]),
-        bill_to=tuple(text for text in (_clean(line) for line in _bill_to(invoice_document)) if text),
-        facts=tuple((_clean(label), _clean(value)) for label, value in facts),
-        header=_Row(
-            _clean(labels["description"]),
-            _clean(labels["quantity"]),
-            _clean(labels["unit_price"]),
-            _clean(labels["amount"]),
-        ),
+    return _assemble(
+        document,
+        bill_to=_bill_to(invoice_document),
+        title=labels["credit_note"],
+        number=number,
+        facts=facts,
         rows=rows,
-        totals=tuple((_clean(label), value) for label, value in totals),
+        totals=totals,
         emphasised_totals=1,
-        payment=tuple((_clean(label), value) for label, value in payment),
-        footer=f"{_clean(document.merchant_name)} \u00b7 {title} {number}",
-        page_label=_clean(labels["page_x_of_y"]),
+        payment=payment,
     )
 
 

@@ -20,20 +20,20 @@ from ..billing import payment_methods as saved_methods
 from ..clock import utcnow
 from ..formatting import format_payment_method
 from ..forms import ConfirmForm
-from ..forms.payment import NEW_CARD, PaymentMethodForm, SavedMethod, card_expired
+from ..forms.payment import NEW_CARD, PaymentMethodForm, SavedMethod
 from ..i18n import gettext as _
 from ..i18n import ngettext
 from ..state import PortalState, get_state
 from ..storage import Customer, PaymentMethod, Subscription, SubscriptionStatus
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id
 from .payment_methods import (
-    TEST_CARD_HINTS,
     Problem,
-    attach_new_card,
-    card_element,
+    expired_methods,
+    new_card,
+    new_card_context,
     new_method_page,
+    posted_payment_form,
     raw_cards_allowed,
-    refuse_new_card,
 )
 
 __all__ = ["payment_methods", "set_default_payment_method"]
@@ -83,17 +83,14 @@ def _render(
             form=form,
             methods=methods,
             users=_users(methods, subscriptions),
-            expired={m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)},
+            expired=expired_methods(methods, now),
             active=[s for s in subscriptions if s.status is SubscriptionStatus.ACTIVE],
             current_subscriptions=current,
             keeps_default=state.capabilities.default_payment_method,
-            raw_cards=raw_cards,
-            test_cards=TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
-            card_element=card_element(state),
+            **new_card_context(state),
             # A provider that takes new methods on its own page does so per
             # subscription: the page links to each subscription's instead.
             new_method_page=new_method_page(state) is not None,
-            payment_provider=state.payments,
             new_card_only=True,
             problem=problem,
         ),
@@ -111,22 +108,9 @@ def payment_methods() -> Any:
     if request.method == "GET":
         return _render(state, customer)
 
-    raw_cards = raw_cards_allowed(state)
-    if not raw_cards and ("card_number" in request.form or "cvc" in request.form):
-        # As on a subscription's page: card details go to the provider's card element only.
-        logger.warning(
-            "Customer portal refused raw card details for customer %s: the payment provider "
-            "does not take them, or the portal is in live mode",
-            customer.id,
-        )
-        abort(400)
-    now = utcnow()
     methods = state.storage.list_payment_methods(customer.id)
     # No saved method is a choice here: only a new card is accepted.
-    form = PaymentMethodForm(methods=(), raw_cards=raw_cards, now=now)
-    valid = form.validate()
-    if form.csrf_failed:
-        abort(400)
+    form, valid = posted_payment_form(state, customer, ())
     if request.form.get("payment_method") != NEW_CARD or new_method_page(state) is not None:
         abort(400)
     render = partial(_render, state, customer)
@@ -135,10 +119,7 @@ def payment_methods() -> Any:
     choice = form.choice
     if isinstance(choice, SavedMethod):  # pragma: no cover - no saved method is accepted
         abort(400)
-    refused = refuse_new_card(state, customer, form, len(methods), render)
-    if refused is not None:
-        return refused
-    attached = attach_new_card(state, customer, form, choice, render)
+    attached = new_card(state, customer, form, choice, len(methods), render)
     if not isinstance(attached, PaymentMethod):
         return attached
     notify(_("%(card)s was added to your account.", card=format_payment_method(attached)))

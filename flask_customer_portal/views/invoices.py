@@ -26,7 +26,7 @@ from ..capabilities import LinksInvoicePdfs
 from ..clock import utcnow
 from ..formatting import format_payment_method
 from ..forms import ConfirmForm
-from ..forms.payment import NEW_CARD, PaymentMethodForm, SavedMethod, card_expired
+from ..forms.payment import PaymentMethodForm, card_expired
 from ..i18n import gettext as _
 from ..money import Money
 from ..pdf import (
@@ -48,13 +48,14 @@ from ..storage import (
 )
 from ._base import blueprint, current_customer_or_401, customer_required, notify, plausible_id, when
 from .payment_methods import (
-    TEST_CARD_HINTS,
     Problem,
     amount_field,
-    attach_new_card,
-    card_element,
+    checked_choice,
+    chosen_method,
+    expired_methods,
+    new_card_context,
+    posted_payment_form,
     raw_cards_allowed,
-    refuse_new_card,
     safe_redirect_target,
     shown_amount,
     unreachable,
@@ -325,11 +326,7 @@ def _render_pay(
         usable = [m for m in methods if not card_expired(m.exp_month, m.exp_year, now)]
         default = next((m for m in usable if m.is_default), usable[0] if usable else None)
         form.payment_method.data = default.id if default is not None else None
-    selected = (form.payment_method.data or "").strip()
-    if selected != NEW_CARD and selected not in {m.id for m in methods}:
-        selected = ""
-    if problem is not None and problem.method_id == selected:
-        selected = ""  # the card that was declined a moment ago
+    selected = checked_choice(form, methods, problem)
     fix_payment_for = None
     if refused is Refusal.REACTIVATE and invoice.subscription_id is not None:
         fix_payment_for = invoice.subscription_id
@@ -340,13 +337,10 @@ def _render_pay(
             invoice=invoice,
             form=form,
             methods=methods,
-            expired={m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)},
+            expired=expired_methods(methods, now),
             selected=selected,
-            raw_cards=raw_cards,
-            test_cards=TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
-            card_element=card_element(state),
             new_method_page=False,
-            payment_provider=state.payments,
+            **new_card_context(state),
             amount_field=amount_field(invoice.total_money),
             problem=problem,
             refused=refused,
@@ -370,19 +364,8 @@ def pay_invoice(invoice_id: str) -> Any:
     if request.method == "GET":
         return _render_pay(state, customer, found, refused=refused)
 
-    raw_cards = raw_cards_allowed(state)
-    if not raw_cards and ("card_number" in request.form or "cvc" in request.form):
-        # Card details go to the provider's own card element, never here.
-        current_app.logger.warning(
-            "Customer portal refused raw card details for customer %s on an invoice payment", customer.id
-        )
-        abort(400)
-    now = utcnow()
     methods = state.storage.list_payment_methods(customer.id)
-    form = PaymentMethodForm(methods=methods, raw_cards=raw_cards, now=now)
-    valid = form.validate()
-    if form.csrf_failed:
-        abort(400)
+    form, valid = posted_payment_form(state, customer, methods)
     if refused is Refusal.NOT_OPEN and found.status is InvoiceStatus.PAID:
         # A double click or a second tab: paid already, charged once.
         return redirect(url_for(".invoice", invoice_id=found.id), code=303)
@@ -400,19 +383,9 @@ def pay_invoice(invoice_id: str) -> Any:
     render = partial(_render_pay, state, customer, found)
     if not valid:
         return _render_pay(state, customer, found, form, status=422)
-    choice = form.choice
-    if isinstance(choice, SavedMethod):
-        method = choice.method
-    else:
-        refused_card = refuse_new_card(state, customer, form, len(methods), render)
-        if refused_card is not None:
-            return refused_card
-        attached = attach_new_card(state, customer, form, choice, render)
-        if not isinstance(attached, PaymentMethod):
-            return attached
-        method = attached
-        form.forget_card()
-        form.payment_method.data = method.id
+    method = chosen_method(state, customer, form, len(methods), render)
+    if not isinstance(method, PaymentMethod):
+        return method
     return _pay(state, customer, found, form, method, shown if isinstance(shown, Money) else None)
 
 

@@ -1,7 +1,7 @@
 """The payment method of a subscription: change it, and pay the arrears of
 an ``on_hold`` subscription with it (reactivation), or remove a saved one.
 
-Money moves only in :func:`flask_customer_portal.billing.renewal.reactivate_subscription`,
+Money moves only in :func:`flask_customer_portal.billing.reactivation.reactivate_subscription`,
 under a lock and with idempotency keys; this module decides what to pay
 with and what the customer sees. Card numbers and security codes go to the
 payment provider and nowhere else: not into the page sent back, not into
@@ -11,8 +11,9 @@ a log line, not into the database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -20,11 +21,11 @@ from urllib.parse import urlsplit
 from flask import abort, redirect, render_template, request, url_for
 
 from ..billing import payment_methods as saved_methods
+from ..billing.collect import ProviderError
 from ..billing.lifecycle import describe
 from ..billing.outcomes import PaymentOutcome
 from ..billing.payment_methods import add_payment_method, change_payment_method
-from ..billing.renewal import (
-    ProviderError,
+from ..billing.reactivation import (
     ReactivationResult,
     amount_due_now,
     arrears_in_flight,
@@ -62,8 +63,14 @@ __all__ = [
     "Render",
     "attach_new_card",
     "card_element",
+    "checked_choice",
+    "chosen_method",
+    "expired_methods",
+    "new_card",
+    "new_card_context",
     "new_method_page",
     "payment_method",
+    "posted_payment_form",
     "raw_cards_allowed",
     "reactivated",
     "refuse_new_card",
@@ -157,6 +164,17 @@ class Problem:
 # --- the page ------------------------------------------------------------------------
 
 
+def checked_choice(form: PaymentMethodForm, methods: Sequence[PaymentMethod], problem: Problem | None) -> str:
+    """The payment choice shown checked: the form's, if it is one of
+    ``methods`` or a new card, and not the card just declined; else none."""
+    selected = (form.payment_method.data or "").strip()
+    if selected != NEW_CARD and selected not in {m.id for m in methods}:
+        return ""
+    if problem is not None and problem.method_id == selected:
+        return ""  # the card that was declined a moment ago
+    return selected
+
+
 def _render(
     state: PortalState,
     customer: Customer,
@@ -181,11 +199,7 @@ def _render(
             and not card_expired(current.exp_month, current.exp_year, now)
         )
         form.payment_method.data = current.id if usable and current is not None else None
-    selected = (form.payment_method.data or "").strip()
-    if selected != NEW_CARD and selected not in {m.id for m in methods}:
-        selected = ""
-    if problem is not None and problem.method_id == selected:
-        selected = ""  # the card that was declined a moment ago
+    selected = checked_choice(form, methods, problem)
     due = amount_due_now(state, customer, subscription) if view.on_hold else None
     return (
         render_template(
@@ -195,14 +209,10 @@ def _render(
             view=view,
             form=form,
             methods=methods,
-            expired={m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)},
+            expired=expired_methods(methods, now),
             selected=selected,
-            raw_cards=raw_cards,
-            test_cards=TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
-            # A provider's own card form (e.g. Stripe Elements), included for a new card.
-            card_element=card_element(state),
             new_method_page=new_method_page(state) is not None,
-            payment_provider=state.payments,
+            **new_card_context(state),
             open_invoices=due.invoices if due is not None else (),
             new_invoice=due.new_invoice if due is not None else None,
             amount_due=due.total if due is not None else None,
@@ -243,24 +253,9 @@ def payment_method(subscription_id: str) -> Any:
     if request.method == "GET":
         return _render(state, customer, settle_on_visit(state, customer, subscription))
 
-    raw_cards = raw_cards_allowed(state)
-    if not raw_cards and ("card_number" in request.form or "cvc" in request.form):
-        # Card details must go to the provider's own card element; this
-        # server refuses to even look at them.
-        logger.warning(
-            "Customer portal refused raw card details for customer %s: the payment provider "
-            "does not take them, or the portal is in live mode",
-            customer.id,
-        )
-        abort(400)
-    now = utcnow()
     methods = state.storage.list_payment_methods(customer.id)
-    form = PaymentMethodForm(methods=methods, raw_cards=raw_cards, now=now)
-    valid = form.validate()
-    if form.csrf_failed:
-        abort(400)
-
-    view = describe(subscription, now)
+    form, valid = posted_payment_form(state, customer, methods)
+    view = describe(subscription, utcnow())
     if not view.is_current:
         return _render(state, customer, subscription, form, problem=_cannot_change(), status=409)
     intent = request.form.get("intent")
@@ -292,24 +287,30 @@ def payment_method(subscription_id: str) -> Any:
     if not valid:
         return _render(state, customer, subscription, form, status=422)
 
-    choice = form.choice
-    if isinstance(choice, SavedMethod):
-        method = choice.method
-    else:
-        refused = refuse_new_card(state, customer, form, len(methods), render)
-        if refused is not None:
-            return refused
-        attached = attach_new_card(state, customer, form, choice, render)
-        if not isinstance(attached, PaymentMethod):
-            return attached
-        method = attached
-        # The card is saved now: show it as a saved card if anything follows.
-        form.forget_card()
-        form.payment_method.data = method.id
-
+    method = chosen_method(state, customer, form, len(methods), render)
+    if not isinstance(method, PaymentMethod):
+        return method
     if subscription.status is SubscriptionStatus.ON_HOLD:
         return _reactivate(state, customer, subscription, form, method)
     return _change(state, customer, subscription, method)
+
+
+def new_card_context(state: PortalState) -> dict[str, Any]:
+    """What ``_payment_new_card.html`` is rendered with: the raw card
+    fields and the test cards (test mode, a provider that takes them), or
+    the provider's own card element (e.g. Stripe Elements)."""
+    raw_cards = raw_cards_allowed(state)
+    return {
+        "raw_cards": raw_cards,
+        "test_cards": TEST_CARD_HINTS if raw_cards and not state.config.is_live else (),
+        "card_element": card_element(state),
+        "payment_provider": state.payments,
+    }
+
+
+def expired_methods(methods: Sequence[PaymentMethod], now: datetime) -> set[str]:
+    """The ids of the saved methods that have expired at ``now``."""
+    return {m.id for m in methods if card_expired(m.exp_month, m.exp_year, now)}
 
 
 def card_element(state: PortalState) -> str | None:
@@ -412,6 +413,67 @@ def refuse_new_card(
         body, status = render(form, problem=problem, status=429)
         return body, status, retry_after(retry_at, utcnow())
     return None
+
+
+def posted_payment_form(
+    state: PortalState, customer: Customer, methods: Sequence[PaymentMethod]
+) -> tuple[PaymentMethodForm, bool]:
+    """The submitted payment-method form, offering ``methods``, and whether
+    it is valid. Raw card details the portal must not take, or a failed CSRF
+    check, end the request with a 400."""
+    raw_cards = raw_cards_allowed(state)
+    if not raw_cards and ("card_number" in request.form or "cvc" in request.form):
+        # Card details must go to the provider's own card element; this
+        # server refuses to even look at them.
+        logger.warning(
+            "Customer portal refused raw card details for customer %s: the payment provider "
+            "does not take them, or the portal is in live mode",
+            customer.id,
+        )
+        abort(400)
+    form = PaymentMethodForm(methods=methods, raw_cards=raw_cards, now=utcnow())
+    valid = form.validate()
+    if form.csrf_failed:
+        abort(400)
+    return form, valid
+
+
+def chosen_method(
+    state: PortalState,
+    customer: Customer,
+    form: PaymentMethodForm,
+    saved: int,
+    render: Render,
+) -> PaymentMethod | Any:
+    """The method a valid form chose: a saved one, or the new card once
+    it is saved (``saved`` is how many the customer has); or the page (made
+    by ``render``) refusing the new card."""
+    choice = form.choice
+    if isinstance(choice, SavedMethod):
+        return choice.method
+    attached = new_card(state, customer, form, choice, saved, render)
+    if isinstance(attached, PaymentMethod):
+        # The card is saved now: show it as a saved card if anything follows.
+        form.forget_card()
+        form.payment_method.data = attached.id
+    return attached
+
+
+def new_card(
+    state: PortalState,
+    customer: Customer,
+    form: PaymentMethodForm,
+    choice: NewCard | NewToken,
+    saved: int,
+    render: Render,
+) -> PaymentMethod | Any:
+    """The new card, checked against the customer's limits (``saved`` is
+    how many cards they have) and saved; or the page (made by ``render``)
+    refusing it."""
+    refused = refuse_new_card(state, customer, form, saved, render)
+    if refused is not None:
+        return refused
+    return attach_new_card(state, customer, form, choice, render)
 
 
 def attach_new_card(
