@@ -1,6 +1,6 @@
 """The payment choices the invoice's and the subscription's payment pages
 share: which one is shown checked, and the ``payment_choices`` macro of
-``_macros.html`` that shows them."""
+``_payment_choices.html`` that shows them."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ VISA = PaymentMethod("pm_visa", "cus_a", "visa", "4242", 12, 2040, "tok_visa", i
 OLD = PaymentMethod("pm_old", "cus_a", "mastercard", "4444", 1, 2020, "tok_old")
 
 TEMPLATE = (
-    '{% from "customer_portal/_macros.html" import payment_choices with context %}'
+    '{% from "customer_portal/_payment_choices.html" import payment_choices with context %}'
     "{{ payment_choices(form, methods, selected, expired, legend, current=current) }}"
 )
 
