@@ -42,6 +42,7 @@ from ._convert import (
     object_id,
     subscription_status,
 )
+from ._refunds import ChargeRefunds, charge_refunds, list_expansions, needs_charges, refunds
 
 #: The most invoices read for one customer's invoice list.
 MAX_INVOICES = 1000
@@ -219,6 +220,7 @@ class StripeBillingStore:
         lines: bool,
         known: Mapping[str, PaymentMethod] | None = None,
         credit_notes: tuple[CreditNote, ...] = (),
+        charges: ChargeRefunds | None = None,
     ) -> Invoice | None:
         status = invoice_status(data)
         if status is None:
@@ -257,7 +259,7 @@ class StripeBillingStore:
             else None,
             payment_method=payment_method if lines else None,
             billing_details=invoice_billing_details(data) if lines else None,
-            **_refunds(data, total, status, credit_notes),
+            **refunds(data, total, status, credit_notes, charges),
             lines=tuple(
                 InvoiceLine(
                     description=str(line.get("description") or ""),
@@ -332,15 +334,22 @@ class StripeBillingStore:
 
     def _all_invoices(self, customer_id: str, *, lines: bool) -> list[Invoice]:
         """The customer's invoices (up to :data:`MAX_INVOICES`), newest first, then by id."""
-        found = self.client.v1.invoices.list(params={"customer": customer_id, "limit": 100})
+        found = self.client.v1.invoices.list(
+            params={"customer": customer_id, "limit": 100, "expand": list_expansions(self.client)}
+        )
         known = {m.id: m for m in self.list_payment_methods(customer_id)} if lines else None
-        invoices: list[Invoice] = []
+        raw: list[dict[str, Any]] = []
         for data in found.auto_paging_iter():
-            invoice = self._invoice(as_dict(data), customer_id, lines=lines, known=known)
+            raw.append(as_dict(data))
+            if len(raw) >= MAX_INVOICES:
+                break
+        # Refunds are on the charges: read together, never one per invoice.
+        charges = charge_refunds(self.client, customer_id) if needs_charges(raw) else None
+        invoices: list[Invoice] = []
+        for data in raw:
+            invoice = self._invoice(data, customer_id, lines=lines, known=known, charges=charges)
             if invoice is not None:
                 invoices.append(invoice)
-            if len(invoices) >= MAX_INVOICES:
-                break
         invoices.sort(key=lambda i: (i.issued_at, i.id), reverse=True)
         return invoices
 
@@ -687,24 +696,6 @@ class StripeBillingStore:
         """Always empty: Stripe renews subscriptions and retries failed
         renewals itself."""
         return []
-
-
-def _refunds(
-    data: Mapping[str, Any], total: int, status: InvoiceStatus, credit_notes: tuple[CreditNote, ...]
-) -> dict[str, Any]:
-    """What was paid back: the charge's ``amount_refunded`` where the
-    invoice carries its charge, else the credit notes' refunded parts (a
-    list has none: ``0``, or the total of a refunded invoice); credited is
-    Stripe's ``post_payment_credit_notes_amount``."""
-    charge = data.get("charge")
-    if isinstance(charge, Mapping):
-        refunded = int(charge.get("amount_refunded") or 0)
-    else:
-        refunded = sum(note.refunded for note in credit_notes)
-    if status is InvoiceStatus.REFUNDED:
-        refunded = max(refunded, total)
-    credited = max(int(data.get("post_payment_credit_notes_amount") or 0), refunded)
-    return {"amount_refunded": refunded, "amount_credited": credited, "credit_notes": credit_notes}
 
 
 def _attempt_to_metadata(attempt: ChargeAttempt) -> str:
