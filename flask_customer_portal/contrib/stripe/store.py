@@ -339,15 +339,15 @@ class StripeBillingStore:
         )
         known = {m.id: m for m in self.list_payment_methods(customer_id)} if lines else None
         raw: list[dict[str, Any]] = []
-        for data in found.auto_paging_iter():
-            raw.append(as_dict(data))
+        for item in found.auto_paging_iter():
+            raw.append(as_dict(item))
             if len(raw) >= MAX_INVOICES:
                 break
         # Refunds are on the charges: read together, never one per invoice.
         charges = charge_refunds(self.client, customer_id) if needs_charges(raw) else None
         invoices: list[Invoice] = []
-        for data in raw:
-            invoice = self._invoice(data, customer_id, lines=lines, known=known, charges=charges)
+        for listed in raw:
+            invoice = self._invoice(listed, customer_id, lines=lines, known=known, charges=charges)
             if invoice is not None:
                 invoices.append(invoice)
         invoices.sort(key=lambda i: (i.issued_at, i.id), reverse=True)
