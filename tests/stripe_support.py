@@ -469,10 +469,12 @@ def make_stripe_portal_app(
     mailer: Any = None,
     base_url: str | None = None,
     js_url: str | None = None,
+    add_customers: bool = True,
 ) -> Any:
     """A portal whose billing is at ``client``'s server: customers (portal id
     → Stripe id) in a local SQLite store, the Stripe provider, and the
-    webhook blueprint at ``/stripe/webhook``."""
+    webhook blueprint at ``/stripe/webhook``. A second app on the same
+    database passes ``add_customers=False``."""
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
     from portal_fixtures import BASE_URL, SECRET
@@ -515,6 +517,6 @@ def make_stripe_portal_app(
     app.register_blueprint(stripe_webhook_blueprint(WEBHOOK_SECRET, customer_ids=ids))
     with app.app_context():
         local.create_all()
-        for portal_id in customers:
+        for portal_id in customers if add_customers else ():
             local.add_customer(Customer(portal_id, f"{portal_id}@example.com", portal_id.title()))
     return app

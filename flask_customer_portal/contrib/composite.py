@@ -83,6 +83,7 @@ from ..capabilities import (
     GrantsRetentionDiscounts,
     KeepsDefaultPaymentMethod,
     LinksInvoicePdfs,
+    LocksInvoices,
     PausesSubscriptions,
     ProviderPlanPreview,
     SettlesPlanChanges,
@@ -122,6 +123,7 @@ from ._composite_ids import (
     with_portal_ids,
     with_provider_id,
 )
+from ._composite_invoices import InvoiceLockMembers
 from ._composite_local import LocalMembers
 
 __all__ = [
@@ -248,7 +250,7 @@ class _BillingAdapter(
     made only if the adapter was found to have it."""
 
 
-class CompositeStorage(LocalMembers):
+class CompositeStorage(LocalMembers, InvoiceLockMembers):
     """Billing from ``billing``, everything else from ``local``; see the
     module's description.
 
@@ -306,6 +308,7 @@ class CompositeStorage(LocalMembers):
             provider_plan_change=implements(billing, ChangesPlansAtProvider)
             and local_features.provider_lock
             and local_features.plans,
+            invoice_lock=implements(billing, LocksInvoices) and local_features.provider_lock,
         )
 
     def __repr__(self) -> str:

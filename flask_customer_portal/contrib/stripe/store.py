@@ -5,7 +5,6 @@ store)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
@@ -13,13 +12,11 @@ from typing import Any
 
 import stripe
 
-from ...billing.collect import idempotency_key
 from ...capabilities import ProviderPlanChangeDeclined, ProviderPlanPreview
 from ...money import Money
 from ...storage import (
     AuditEvent,
     ChargeAttempt,
-    ChargeAttemptStatus,
     CreditNote,
     Invoice,
     InvoiceLine,
@@ -31,6 +28,7 @@ from ...storage import (
     Subscription,
     SubscriptionStatus,
 )
+from ._attempts import attempt_metadata, attempts_in
 from ._cache import CustomerReads, ReadCache
 from ._convert import (
     as_dict,
@@ -42,12 +40,12 @@ from ._convert import (
     object_id,
     subscription_status,
 )
+from ._invoice_lock import StripeInvoiceLock, locked_invoice
 from ._refunds import ChargeRefunds, charge_refunds, list_expansions, needs_charges, refunds
 
 #: The most invoices read for one customer's invoice list.
 MAX_INVOICES = 1000
 
-_ATTEMPT_KEY = "portal_attempt_"
 _HOLD_REASON_KEY = "portal_hold_reason"
 
 
@@ -692,46 +690,20 @@ class StripeBillingStore:
             else StripeSubscriptionLock(self, customer_id, self._subscription(data, customer_id))
         )
 
+    def lock_invoice(
+        self, customer_id: str, invoice_id: str
+    ) -> AbstractContextManager[StripeInvoiceLock | None]:
+        """The customer's one-off invoice (of no subscription) for the money
+        path, read from Stripe at each step; ``None`` if it is not theirs or
+        bills a subscription. Held still, as :meth:`lock_subscription`, only
+        by the local database's lock that the composite store takes around
+        it (see :mod:`~flask_customer_portal.contrib.stripe._invoice_lock`)."""
+        return self._reads.fresh(customer_id, locked_invoice(self, customer_id, invoice_id))
+
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         """Always empty: Stripe renews subscriptions and retries failed
         renewals itself."""
         return []
-
-
-def _attempt_to_metadata(attempt: ChargeAttempt) -> str:
-    return json.dumps(
-        {
-            "s": str(attempt.status),
-            "a": attempt.amount,
-            "c": int(attempt.created_at.timestamp()),
-            "pm": attempt.payment_method_id,
-            "d": attempt.decline_reason,
-            "r": attempt.provider_reference,
-            "t": int(attempt.resolved_at.timestamp()) if attempt.resolved_at else None,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _attempt_from_metadata(
-    invoice: Mapping[str, Any], customer_id: str, number: int, value: str
-) -> ChargeAttempt:
-    data = json.loads(value)
-    invoice_id = str(invoice["id"])
-    return ChargeAttempt(
-        invoice_id=invoice_id,
-        attempt=number,
-        idempotency_key=idempotency_key(invoice_id, number),
-        customer_id=customer_id,
-        amount=int(data["a"]),
-        currency=str(invoice.get("currency") or "usd").upper(),
-        status=ChargeAttemptStatus(data["s"]),
-        created_at=from_timestamp(data["c"]) or datetime.now(timezone.utc),
-        payment_method_id=data.get("pm"),
-        decline_reason=data.get("d"),
-        provider_reference=data.get("r"),
-        resolved_at=from_timestamp(data.get("t")),
-    )
 
 
 class StripeSubscriptionLock:
@@ -783,23 +755,14 @@ class StripeSubscriptionLock:
 
     def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
         data = self._invoice_data(invoice_id)
-        if data is None:
-            return []
-        metadata = data.get("metadata") or {}
-        found = []
-        for key, value in metadata.items():
-            if key.startswith(_ATTEMPT_KEY) and key[len(_ATTEMPT_KEY) :].isdigit():
-                found.append(
-                    _attempt_from_metadata(data, self._customer_id, int(key[len(_ATTEMPT_KEY) :]), value)
-                )
-        return sorted(found, key=lambda a: a.attempt)
+        return [] if data is None else attempts_in(data, self._customer_id)
 
     def save_attempt(self, attempt: ChargeAttempt) -> None:
         if self._invoice_data(attempt.invoice_id) is None:
             raise StateConflict(f"invoice {attempt.invoice_id!r} is not this subscription's")
         self._store.client.v1.invoices.update(
             attempt.invoice_id,
-            params={"metadata": {f"{_ATTEMPT_KEY}{attempt.attempt}": _attempt_to_metadata(attempt)}},
+            params={"metadata": attempt_metadata(attempt)},
         )
 
     def mark_invoice_paid(
