@@ -381,6 +381,7 @@ class ScriptedStripe:
         s.handle("GET", "/v1/subscriptions", lambda r: (200, self._list([self.subscription])))
         s.handle("POST", "/v1/payment_methods/pm_new/attach", lambda r: (200, self.methods["pm_new"]))
         s.handle("GET", "/v1/payment_methods", lambda r: (200, self._list(list(self.methods.values()))))
+        s.handle("GET", "/v1/charges", lambda r: (200, self._list([])))
 
     @staticmethod
     def _method(pm_id: str, last4: str, brand: str) -> dict[str, Any]:

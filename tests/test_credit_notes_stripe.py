@@ -82,6 +82,7 @@ def _credit_note(note_id: str, **kw: Any) -> dict[str, Any]:
 
 def test_stripes_credit_notes_are_read_with_the_invoice(recorded_stripe: RecordedStripe) -> None:
     recorded_stripe.respond("GET", "/v1/invoices/in_R", _invoice(post_payment_credit_notes_amount=895))
+    recorded_stripe.respond("GET", "/v1/charges", {"object": "list", "has_more": False, "data": []})
     recorded_stripe.respond(
         "GET",
         "/v1/credit_notes",
@@ -129,6 +130,7 @@ def test_stripes_credit_notes_are_read_with_the_invoice(recorded_stripe: Recorde
 
 def test_an_invoice_without_credit_notes_costs_no_request_for_them(recorded_stripe: RecordedStripe) -> None:
     recorded_stripe.respond("GET", "/v1/invoices/in_R", _invoice())
+    recorded_stripe.respond("GET", "/v1/charges", {"object": "list", "has_more": False, "data": []})
     found = StripeBillingStore(make_client(recorded_stripe.url)).get_invoice("cus_R", "in_R")
     assert found is not None and found.credit_notes == () and found.amount_refunded == 0
     assert recorded_stripe.sent("GET", "/v1/credit_notes") == []
@@ -232,3 +234,16 @@ def test_localstripe_lists_a_partial_refund(localstripe: stripe.StripeClient) ->
     )
     page = StripeBillingStore(localstripe).list_invoices(scenario.customer_id, page=1, per_page=100)
     assert {i.id: i.display_status for i in page.items}[paid_id] == "partially_refunded"
+
+
+def test_the_invoice_page_reads_its_refund_from_its_payments_charge(recorded_stripe: RecordedStripe) -> None:
+    recorded_stripe.respond("GET", "/v1/invoices/in_L04", _listed(4))
+    recorded_stripe.respond(
+        "GET", "/v1/charges", {"object": "list", "has_more": False, "data": [_charge(4, 300)]}
+    )
+    found = StripeBillingStore(make_client(recorded_stripe.url)).get_invoice("cus_R", "in_L04")
+    assert found is not None and (found.display_status, found.amount_refunded) == ("partially_refunded", 300)
+    [read] = recorded_stripe.sent("GET", "/v1/invoices/in_L04")
+    assert read.params["expand[0]"] == "payments"
+    [asked] = recorded_stripe.sent("GET", "/v1/charges")
+    assert (asked.params["customer"], asked.params["payment_intent"]) == ("cus_R", "pi_L04")

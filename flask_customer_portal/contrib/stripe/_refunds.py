@@ -25,6 +25,7 @@ __all__ = [
     "CHARGES_REMOVED",
     "ChargeRefunds",
     "charge_refunds",
+    "invoice_expansions",
     "list_expansions",
     "needs_charges",
     "refunds",
@@ -41,12 +42,18 @@ def _api_version(client: stripe.StripeClient) -> str:
     return str(getattr(options, "stripe_version", None) or stripe.api_version)
 
 
-def list_expansions(client: stripe.StripeClient) -> list[str]:
-    """What the invoice list call expands so each invoice carries its
-    charge, or the payments that lead to it, for the client's API version."""
+def invoice_expansions(client: stripe.StripeClient, *, prefix: str = "") -> list[str]:
+    """What a call for an invoice expands so that it carries its charge, or
+    the payments that lead to it, for the client's API version; a list
+    call's ``prefix`` is ``"data."``."""
     if _api_version(client) < CHARGES_REMOVED:
-        return ["data.charge"]
-    return ["data.payments"]
+        return [f"{prefix}charge"]
+    return [f"{prefix}payments"]
+
+
+def list_expansions(client: stripe.StripeClient) -> list[str]:
+    """:func:`invoice_expansions` of the invoice list call."""
+    return invoice_expansions(client, prefix="data.")
 
 
 def _payment_ids(data: Mapping[str, Any]) -> set[str]:
@@ -75,10 +82,17 @@ def needs_charges(invoices: Iterable[Mapping[str, Any]]) -> bool:
 ChargeRefunds = Mapping[str, tuple[str, int]]
 
 
-def charge_refunds(client: stripe.StripeClient, customer_id: str) -> ChargeRefunds:
-    """What was refunded of each of the customer's refunded charges."""
+def charge_refunds(
+    client: stripe.StripeClient, customer_id: str, *, of: Mapping[str, Any] | None = None
+) -> ChargeRefunds:
+    """What was refunded of each of the customer's refunded charges; only
+    of the charges of the invoice ``of`` where it names one payment intent."""
     refunded: dict[str, tuple[str, int]] = {}
-    found = client.v1.charges.list(params={"customer": customer_id, "limit": 100})
+    params: dict[str, Any] = {"customer": customer_id, "limit": 100}
+    intents = [key for key in _payment_ids(of) if key.startswith("pi_")] if of is not None else []
+    if len(intents) == 1:
+        params["payment_intent"] = intents[0]
+    found = client.v1.charges.list(params=params)  # type: ignore[arg-type]
     for item in found.auto_paging_iter():
         charge = as_dict(item)
         amount = int(charge.get("amount_refunded") or 0)

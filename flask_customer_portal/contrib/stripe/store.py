@@ -41,7 +41,14 @@ from ._convert import (
     subscription_status,
 )
 from ._invoice_lock import StripeInvoiceLock, locked_invoice
-from ._refunds import ChargeRefunds, charge_refunds, list_expansions, needs_charges, refunds
+from ._refunds import (
+    ChargeRefunds,
+    charge_refunds,
+    invoice_expansions,
+    list_expansions,
+    needs_charges,
+    refunds,
+)
 
 #: The most invoices read for one customer's invoice list.
 MAX_INVOICES = 1000
@@ -278,11 +285,15 @@ class StripeBillingStore:
             return None
         return data if object_id(data.get("customer")) == customer_id else None
 
-    def _retrieve_invoice(self, customer_id: str, invoice_id: str) -> dict[str, Any] | None:
+    def _retrieve_invoice(
+        self, customer_id: str, invoice_id: str, *, expand: list[str] | None = None
+    ) -> dict[str, Any] | None:
         if not invoice_id.startswith("in_"):
             return None
         try:
-            data = as_dict(self.client.v1.invoices.retrieve(invoice_id))
+            data = as_dict(
+                self.client.v1.invoices.retrieve(invoice_id, params={"expand": expand} if expand else None)
+            )
         except stripe.InvalidRequestError:
             return None
         return data if object_id(data.get("customer")) == customer_id else None
@@ -375,10 +386,12 @@ class StripeBillingStore:
         )
 
     def _fetch_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
-        data = self._retrieve_invoice(customer_id, invoice_id)
+        data = self._retrieve_invoice(customer_id, invoice_id, expand=invoice_expansions(self.client))
         if data is None:
             return None
         charge = data.get("charge")
+        # Its refunds, where the answer has no charge: one request for its charges.
+        charges = charge_refunds(self.client, customer_id, of=data) if needs_charges([data]) else None
         known = None
         if isinstance(charge, Mapping) and charge.get("payment_method") and self._reads.active():
             known = {m.id: m for m in self.list_payment_methods(customer_id)}
@@ -388,7 +401,7 @@ class StripeBillingStore:
             found = self.client.v1.credit_notes.list(params={"invoice": str(data["id"]), "limit": 100})
             converted = (credit_note_record(as_dict(note), customer_id) for note in found.data)
             notes = tuple(sorted((n for n in converted if n is not None), key=lambda n: (n.issued_at, n.id)))
-        return self._invoice(data, customer_id, lines=True, known=known, credit_notes=notes)
+        return self._invoice(data, customer_id, lines=True, known=known, credit_notes=notes, charges=charges)
 
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
         if not invoice_id.startswith("in_"):
