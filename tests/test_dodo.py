@@ -1371,3 +1371,14 @@ def test_an_open_one_off_payment_is_open_and_paid_at_dodo_not_from_the_portal(
     refused = client.get(f"/portal/invoices/{open_id}/pay")
     assert "cannot be paid here" in refused.text and 'name="payment_method"' not in refused.text
     assert "Trial ends on" in client.get(f"/portal/subscriptions/{trial}").text
+
+
+def test_a_trial_cancelled_at_its_end_runs_to_its_first_billing_date(
+    fake: FakeDodo, billing: DodoBilling
+) -> None:
+    fake.add_customer("cus_t", "t@example.com", "T")
+    trial = fake.add_subscription("cus_t", amount=1200, created_days_ago=2, trial_period_days=14)
+    ended = billing.cancel_subscription("cus_t", trial, at_period_end=True, now=fake.now)
+    assert ended is not None
+    assert (ended.status, ended.cancel_at_period_end) == (SubscriptionStatus.TRIALING, True)
+    assert fake.subscriptions[trial]["status"] == "active"
