@@ -302,3 +302,22 @@ def test_many_submits_over_two_apps_pay_stripe_once(two_shops: list[Flask], one_
     [pay] = _portal_pays(one_off, one_off.invoice_id)
     assert (pay["idempotency_key"], pay["status"]) == (idempotency_key(one_off.invoice_id, 1), 200)
     assert _events(two_shops[1], one_off.invoice_id).count("invoice.paid") == 1
+
+
+def test_a_new_card_from_stripe_elements_is_attached_and_pays(
+    shop: tuple[Flask, MemoryMailer], one_off: OneOff, localstripe: stripe.StripeClient
+) -> None:
+    app, _ = shop
+    client = _signed_in(app)
+    form = _form(client, one_off.invoice_id)
+    # Stripe Elements posts the PaymentMethod it made in the browser, never the card.
+    paid = client.post(
+        f"/portal/invoices/{one_off.invoice_id}/pay",
+        data={**form, "payment_method": "new", "payment_token": "pm_card_visa"},
+    )
+    assert paid.status_code == 303, paid.text
+    assert localstripe.v1.invoices.retrieve(one_off.invoice_id).status == "paid"
+    [pay] = _portal_pays(one_off, one_off.invoice_id)
+    assert pay["idempotency_key"] == idempotency_key(one_off.invoice_id, 1)
+    cards = localstripe.v1.payment_methods.list(params={"customer": one_off.customer_id, "type": "card"}).data
+    assert len(cards) == 2  # the saved Visa and the new card, now saved too
