@@ -242,6 +242,19 @@ def seed_dodo(fake: Any) -> dict[str, str]:
         )
     duplicate = fake.add_payment(dewi, amount=9900, days_ago=30, payment_method_id=dewi_card)
     fake.add_refund(duplicate, amount=9900, reason="Bought twice by mistake", hours_after=27)
+    # Dodo has no trialing status: a subscription made with a trial is
+    # active until its first billing date, which the store shows as a trial.
+    fake.add_subscription(
+        dewi,
+        product_name="Acme Desktop Pro",
+        amount=1200,
+        payment_method_id=dewi_card,
+        created_days_ago=1,
+        trial_period_days=14,
+    )
+    # A one-off payment Dodo still waits for: open (Dodo pays it at its own
+    # checkout page, so the portal offers no Pay button for it).
+    fake.add_payment(dewi, amount=14900, status="requires_payment_method", days_ago=0)
     return {who.demo_id: who.demo_id for who in CUSTOMERS}
 
 

@@ -280,10 +280,16 @@ class FakeDodo:
         created_days_ago: int = 40,
         cancel_at_next_billing_date: bool = False,
         subscription_id: str | None = None,
+        trial_period_days: int = 0,
     ) -> str:
+        """A subscription; with ``trial_period_days``, made ``created_days_ago``
+        with its first billing date at the trial's end, as Dodo makes one."""
         sid = subscription_id or "sub_" + secrets.token_hex(8)
         start = self.now - timedelta(days=10)
         end = start + _INTERVALS.get(interval, timedelta(days=365))
+        if trial_period_days:
+            start = self.now - timedelta(days=created_days_ago)
+            end = start + timedelta(days=trial_period_days)
         body: dict[str, Any] = {
             "addons": [],
             "billing": {"country": "ID", "city": "Jakarta"},
@@ -312,7 +318,7 @@ class FakeDodo:
             "subscription_period_count": 10,
             "subscription_period_interval": "Year",
             "tax_inclusive": False,
-            "trial_period_days": 0,
+            "trial_period_days": trial_period_days,
             "payment_method_id": payment_method_id,
             "cancelled_at": iso(self.now - timedelta(days=1)) if status == "cancelled" else None,
             "paused_at": iso(self.now - timedelta(days=1)) if status == "paused" else None,

@@ -21,7 +21,8 @@ header and the answer's status) and listed by ``GET
 /_config/invoice_pays?invoice=in_…`` (see ``invoice_pays`` in
 ``tests/stripe_support.py``).
 
-A subscription made with a trial is ``trialing``, the trial its current
+An invoice has ``payments`` (expandable) as in API versions since
+2025-03-31. A subscription made with a trial is ``trialing``, the trial its current
 period, and a customer without subscriptions can be sent an invoice for
 their pending invoice items, as on Stripe.
 """
@@ -125,6 +126,7 @@ def main() -> None:
     _record_pays(app)
     _trials(resources)
     _one_off_invoices(resources)
+    _invoice_payments(resources)
 
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
     resources.Store.try_load_from_disk = lambda self: None  # type: ignore[method-assign]
@@ -197,6 +199,28 @@ def _one_off_invoices(resources: Any) -> None:
         return create(cls, customer=customer, subscription=subscription, **kwargs)
 
     resources.Invoice._api_create = classmethod(create_invoice)
+
+
+def _invoice_payments(resources: Any) -> None:
+    """An invoice's ``payments`` (API versions since 2025-03-31), so that
+    ``expand[]=data.payments`` is answered as on Stripe: its payment intent,
+    once it has one."""
+
+    def payments(self: Any) -> dict[str, Any]:
+        paid = []
+        if self.payment_intent:
+            intent = resources.PaymentIntent._api_retrieve(self.payment_intent)
+            paid.append(
+                {
+                    "object": "invoice_payment",
+                    "invoice": self.id,
+                    "status": "paid" if intent.status == "succeeded" else "open",
+                    "payment": {"type": "payment_intent", "payment_intent": intent.id},
+                }
+            )
+        return {"object": "list", "data": paid, "has_more": False, "url": "/v1/invoice_payments"}
+
+    resources.Invoice.payments = property(payments)
 
 
 def _products_by_ids(resources: Any) -> None:

@@ -381,6 +381,7 @@ class ScriptedStripe:
         s.handle("GET", "/v1/subscriptions", lambda r: (200, self._list([self.subscription])))
         s.handle("POST", "/v1/payment_methods/pm_new/attach", lambda r: (200, self.methods["pm_new"]))
         s.handle("GET", "/v1/payment_methods", lambda r: (200, self._list(list(self.methods.values()))))
+        s.handle("GET", "/v1/charges", lambda r: (200, self._list([])))
 
     @staticmethod
     def _method(pm_id: str, last4: str, brand: str) -> dict[str, Any]:
@@ -469,10 +470,12 @@ def make_stripe_portal_app(
     mailer: Any = None,
     base_url: str | None = None,
     js_url: str | None = None,
+    add_customers: bool = True,
 ) -> Any:
     """A portal whose billing is at ``client``'s server: customers (portal id
     → Stripe id) in a local SQLite store, the Stripe provider, and the
-    webhook blueprint at ``/stripe/webhook``."""
+    webhook blueprint at ``/stripe/webhook``. A second app on the same
+    database passes ``add_customers=False``."""
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
     from portal_fixtures import BASE_URL, SECRET
@@ -515,6 +518,6 @@ def make_stripe_portal_app(
     app.register_blueprint(stripe_webhook_blueprint(WEBHOOK_SECRET, customer_ids=ids))
     with app.app_context():
         local.create_all()
-        for portal_id in customers:
+        for portal_id in customers if add_customers else ():
             local.add_customer(Customer(portal_id, f"{portal_id}@example.com", portal_id.title()))
     return app

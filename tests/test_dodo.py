@@ -1319,3 +1319,66 @@ def test_a_resume_email_over_dodo_gives_the_renewal_date_dodo_answers(
     assert len(sent) == 1, [m.subject for m in mailer.outbox]
     assert f"It renews on {format_date(answered, 'en', 'UTC')}" in sent[0].text
     assert format_date(predicted, "en", "UTC") not in sent[0].text
+
+
+# -- trials and open one-off payments ---------------------------------------------------------
+
+
+def test_a_subscription_made_with_a_trial_is_trialing_until_its_first_billing_date(
+    fake: FakeDodo, billing: DodoBilling
+) -> None:
+    fake.add_customer("cus_t", "t@example.com", "T")
+    trial = fake.add_subscription("cus_t", amount=1200, created_days_ago=2, trial_period_days=14)
+    found = billing.get_subscription("cus_t", trial)
+    assert found is not None and found.status is SubscriptionStatus.TRIALING
+    created = fake.subscriptions[trial]["created_at"]
+    assert found.current_period_start == datetime.fromisoformat(created.replace("Z", "+00:00"))
+    assert found.current_period_end == found.current_period_start + timedelta(days=14)
+    # Billed once: its next billing date moved past the trial, so it is active.
+    billed = fake.add_subscription("cus_t", amount=1200, created_days_ago=40, trial_period_days=14)
+    fake.subscriptions[billed]["next_billing_date"] = fake.subscriptions[trial]["next_billing_date"]
+    after = billing.get_subscription("cus_t", billed)
+    assert after is not None and after.status is SubscriptionStatus.ACTIVE
+    # A trial's subscription that went on hold is on hold, not trialing.
+    held = fake.add_subscription("cus_t", status="on_hold", created_days_ago=1, trial_period_days=14)
+    held_found = billing.get_subscription("cus_t", held)
+    assert held_found is not None and held_found.status is SubscriptionStatus.ON_HOLD
+
+
+def test_an_open_one_off_payment_is_open_and_paid_at_dodo_not_from_the_portal(
+    dodo_app: Flask, fake: FakeDodo, scenario: Scenario
+) -> None:
+    trial = fake.add_subscription(
+        "cus_dodo_chen", product_name="Desktop", amount=1200, created_days_ago=1, trial_period_days=14
+    )
+    open_id = fake.add_payment("cus_dodo_chen", amount=14900, status="requires_payment_method")
+    void_id = fake.add_payment("cus_dodo_chen", amount=500, status="failed", days_ago=3)
+    client = _signed_in(dodo_app, "cus_demo_chen")
+    with dodo_app.app_context():
+        invoices = {
+            i.id: i
+            for i in get_state(dodo_app).storage.list_invoices("cus_demo_chen", page=1, per_page=10).items
+        }
+    assert invoices[open_id].status is InvoiceStatus.OPEN and invoices[open_id].subscription_id is None
+    assert invoices[void_id].status is InvoiceStatus.VOID
+    # Dodo takes a one-off payment only at its own checkout page: no Pay button.
+    assert not get_state(dodo_app).capabilities.invoice_lock
+    listed = client.get("/portal/invoices")
+    assert listed.status_code == 200 and "Open" in listed.text
+    assert f"/portal/invoices/{open_id}/pay" not in listed.text
+    page = client.get(f"/portal/invoices/{open_id}")
+    assert page.status_code == 200 and "Pay this invoice" not in page.text
+    refused = client.get(f"/portal/invoices/{open_id}/pay")
+    assert "cannot be paid here" in refused.text and 'name="payment_method"' not in refused.text
+    assert "Trial ends on" in client.get(f"/portal/subscriptions/{trial}").text
+
+
+def test_a_trial_cancelled_at_its_end_runs_to_its_first_billing_date(
+    fake: FakeDodo, billing: DodoBilling
+) -> None:
+    fake.add_customer("cus_t", "t@example.com", "T")
+    trial = fake.add_subscription("cus_t", amount=1200, created_days_ago=2, trial_period_days=14)
+    ended = billing.cancel_subscription("cus_t", trial, at_period_end=True, now=fake.now)
+    assert ended is not None
+    assert (ended.status, ended.cancel_at_period_end) == (SubscriptionStatus.TRIALING, True)
+    assert fake.subscriptions[trial]["status"] == "active"

@@ -561,3 +561,28 @@ def test_a_refund_shows_on_the_invoice_once_stripe_says_so(
     assert "Partially refunded" not in ava.get(path).text  # not told yet
     _deliver(app, "charge.refunded", {"id": charge_id, "object": "charge", "customer": busy.customer_id})
     assert "Partially refunded" in ava.get(path).text
+
+
+def test_the_invoice_list_shows_partial_refunds_without_a_request_per_invoice(
+    tmp_path: Path,
+    counted: tuple[stripe.StripeClient, CountingHTTPClient],
+    busy: BusyCustomer,
+    apps: list[Flask],
+) -> None:
+    client, http = counted
+    refunded = busy.invoice_ids[:5]
+    for invoice_id in refunded:
+        charge = client.v1.invoices.retrieve(invoice_id).charge
+        client.v1.refunds.create(
+            params={"charge": charge if isinstance(charge, str) else charge.id, "amount": 100}
+        )
+    apps.append(app := _portal(tmp_path, client, busy))
+    ava = signed_in(app)
+    shown = 0
+    for number in (1, 2):
+        page, sent = _count(http, ava, f"/portal/invoices?page={number}")
+        shown += page.text.count("Partially refunded")
+        # One list call, each invoice's charge expanded in it (localstripe
+        # always gives it; Stripe's own list is asked with expand[]).
+        assert sent == Counter({INVOICES: 1})
+    assert shown == len(refunded)

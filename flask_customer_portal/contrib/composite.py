@@ -83,6 +83,7 @@ from ..capabilities import (
     GrantsRetentionDiscounts,
     KeepsDefaultPaymentMethod,
     LinksInvoicePdfs,
+    LocksInvoices,
     PausesSubscriptions,
     ProviderPlanPreview,
     ProviderPromotionCode,
@@ -124,6 +125,7 @@ from ._composite_ids import (
     with_portal_ids,
     with_provider_id,
 )
+from ._composite_invoices import InvoiceLockMembers
 from ._composite_local import LocalMembers
 
 __all__ = [
@@ -250,7 +252,7 @@ class _BillingAdapter(
     made only if the adapter was found to have it."""
 
 
-class CompositeStorage(LocalMembers):
+class CompositeStorage(LocalMembers, InvoiceLockMembers):
     """Billing from ``billing``, everything else from ``local``; see the
     module's description.
 
@@ -310,6 +312,7 @@ class CompositeStorage(LocalMembers):
             and local_features.plans,
             provider_promotion_codes=implements(billing, TakesProviderPromotionCodes)
             and local_features.provider_lock,
+            invoice_lock=implements(billing, LocksInvoices) and local_features.provider_lock,
         )
 
     def __repr__(self) -> str:

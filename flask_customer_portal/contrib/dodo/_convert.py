@@ -4,7 +4,7 @@ and the records the store builds from them."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ...money import Money
@@ -123,6 +123,9 @@ def subscription_record(
 ) -> Subscription:
     """A Dodo subscription, its payment method picked from ``methods`` (by id)."""
     status = SUBSCRIPTION_STATUSES.get(raw.status, SubscriptionStatus.ON_HOLD)
+    trial_end = _trial_end(raw)
+    if status is SubscriptionStatus.ACTIVE and trial_end is not None:
+        status = SubscriptionStatus.TRIALING
     name = product_name or raw.product_id
     plan = (raw.metadata or {}).get("plan_name") if isinstance(raw.metadata, Mapping) else None
     ended = None
@@ -140,7 +143,7 @@ def subscription_record(
         interval=str(raw.payment_frequency_interval).lower(),
         interval_count=raw.payment_frequency_count,
         status=status,
-        current_period_start=utc(raw.previous_billing_date),
+        current_period_start=utc(raw.created_at) if trial_end is not None else utc(raw.previous_billing_date),
         current_period_end=utc(raw.next_billing_date),
         cancel_at_period_end=bool(raw.cancel_at_next_billing_date)
         and status is not SubscriptionStatus.CANCELLED,
@@ -153,6 +156,26 @@ def subscription_record(
         paused_at=optional_utc(raw.paused_at),
         plan_id=raw.product_id,
     )
+
+
+#: How far Dodo's first billing date may lie past the trial's last day
+#: and still be that trial's end (Dodo rounds the time of day).
+_TRIAL_SLACK = timedelta(days=1)
+
+
+def _trial_end(raw: Any) -> datetime | None:
+    """When a Dodo subscription's free trial ends, while it has not yet:
+    Dodo has no ``trialing`` status, but a subscription made with
+    ``trial_period_days`` is ``active`` with its first billing date at the
+    trial's end, and only that date moves on once the first period is
+    billed. ``None`` for a subscription without a trial, or past it."""
+    days = int(_declared(raw, "trial_period_days") or 0)
+    if days <= 0 or raw.status != "active":
+        return None
+    first_bill = utc(raw.next_billing_date)
+    if first_bill > utc(raw.created_at) + timedelta(days=days) + _TRIAL_SLACK:
+        return None
+    return first_bill
 
 
 def refund_credit_notes(refunds: Sequence[Any], customer_id: str) -> tuple[CreditNote, ...]:

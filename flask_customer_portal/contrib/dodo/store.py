@@ -493,7 +493,8 @@ class DodoBilling:
             return None
         if current.status is SubscriptionStatus.CANCELLED:
             raise StateConflict(f"subscription {subscription_id!r} is already cancelled")
-        later = at_period_end and current.status is SubscriptionStatus.ACTIVE
+        # A trial is Dodo's ``active`` too: it ends with its trial, uncharged.
+        later = at_period_end and current.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)
         if later and current.cancel_at_period_end:
             raise StateConflict(f"subscription {subscription_id!r} already ends at its period's end")
         try:

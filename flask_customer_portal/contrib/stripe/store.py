@@ -5,7 +5,6 @@ store)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
@@ -13,13 +12,11 @@ from typing import Any
 
 import stripe
 
-from ...billing.collect import idempotency_key
 from ...capabilities import ProviderPlanChangeDeclined, ProviderPlanPreview
 from ...money import Money
 from ...storage import (
     AuditEvent,
     ChargeAttempt,
-    ChargeAttemptStatus,
     CreditNote,
     Invoice,
     InvoiceLine,
@@ -31,6 +28,7 @@ from ...storage import (
     Subscription,
     SubscriptionStatus,
 )
+from ._attempts import attempt_metadata, attempts_in
 from ._cache import CustomerReads, ReadCache
 from ._convert import (
     as_dict,
@@ -42,12 +40,20 @@ from ._convert import (
     object_id,
     subscription_status,
 )
+from ._invoice_lock import StripeInvoiceLock, locked_invoice
 from ._promotions import StripePromotionCodes, discount_of
+from ._refunds import (
+    ChargeRefunds,
+    charge_refunds,
+    invoice_expansions,
+    list_expansions,
+    needs_charges,
+    refunds,
+)
 
 #: The most invoices read for one customer's invoice list.
 MAX_INVOICES = 1000
 
-_ATTEMPT_KEY = "portal_attempt_"
 _HOLD_REASON_KEY = "portal_hold_reason"
 
 
@@ -220,6 +226,7 @@ class StripeBillingStore(StripePromotionCodes):
         lines: bool,
         known: Mapping[str, PaymentMethod] | None = None,
         credit_notes: tuple[CreditNote, ...] = (),
+        charges: ChargeRefunds | None = None,
     ) -> Invoice | None:
         status = invoice_status(data)
         if status is None:
@@ -258,7 +265,7 @@ class StripeBillingStore(StripePromotionCodes):
             else None,
             payment_method=payment_method if lines else None,
             billing_details=invoice_billing_details(data) if lines else None,
-            **_refunds(data, total, status, credit_notes),
+            **refunds(data, total, status, credit_notes, charges),
             lines=tuple(
                 InvoiceLine(
                     description=str(line.get("description") or ""),
@@ -279,11 +286,15 @@ class StripeBillingStore(StripePromotionCodes):
             return None
         return data if object_id(data.get("customer")) == customer_id else None
 
-    def _retrieve_invoice(self, customer_id: str, invoice_id: str) -> dict[str, Any] | None:
+    def _retrieve_invoice(
+        self, customer_id: str, invoice_id: str, *, expand: list[str] | None = None
+    ) -> dict[str, Any] | None:
         if not invoice_id.startswith("in_"):
             return None
         try:
-            data = as_dict(self.client.v1.invoices.retrieve(invoice_id))
+            data = as_dict(
+                self.client.v1.invoices.retrieve(invoice_id, params={"expand": expand} if expand else None)
+            )
         except stripe.InvalidRequestError:
             return None
         return data if object_id(data.get("customer")) == customer_id else None
@@ -333,15 +344,22 @@ class StripeBillingStore(StripePromotionCodes):
 
     def _all_invoices(self, customer_id: str, *, lines: bool) -> list[Invoice]:
         """The customer's invoices (up to :data:`MAX_INVOICES`), newest first, then by id."""
-        found = self.client.v1.invoices.list(params={"customer": customer_id, "limit": 100})
+        found = self.client.v1.invoices.list(
+            params={"customer": customer_id, "limit": 100, "expand": list_expansions(self.client)}
+        )
         known = {m.id: m for m in self.list_payment_methods(customer_id)} if lines else None
+        raw: list[dict[str, Any]] = []
+        for item in found.auto_paging_iter():
+            raw.append(as_dict(item))
+            if len(raw) >= MAX_INVOICES:
+                break
+        # Refunds are on the charges: read together, never one per invoice.
+        charges = charge_refunds(self.client, customer_id) if needs_charges(raw) else None
         invoices: list[Invoice] = []
-        for data in found.auto_paging_iter():
-            invoice = self._invoice(as_dict(data), customer_id, lines=lines, known=known)
+        for listed in raw:
+            invoice = self._invoice(listed, customer_id, lines=lines, known=known, charges=charges)
             if invoice is not None:
                 invoices.append(invoice)
-            if len(invoices) >= MAX_INVOICES:
-                break
         invoices.sort(key=lambda i: (i.issued_at, i.id), reverse=True)
         return invoices
 
@@ -369,10 +387,12 @@ class StripeBillingStore(StripePromotionCodes):
         )
 
     def _fetch_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
-        data = self._retrieve_invoice(customer_id, invoice_id)
+        data = self._retrieve_invoice(customer_id, invoice_id, expand=invoice_expansions(self.client))
         if data is None:
             return None
         charge = data.get("charge")
+        # Its refunds, where the answer has no charge: one request for its charges.
+        charges = charge_refunds(self.client, customer_id, of=data) if needs_charges([data]) else None
         known = None
         if isinstance(charge, Mapping) and charge.get("payment_method") and self._reads.active():
             known = {m.id: m for m in self.list_payment_methods(customer_id)}
@@ -382,7 +402,7 @@ class StripeBillingStore(StripePromotionCodes):
             found = self.client.v1.credit_notes.list(params={"invoice": str(data["id"]), "limit": 100})
             converted = (credit_note_record(as_dict(note), customer_id) for note in found.data)
             notes = tuple(sorted((n for n in converted if n is not None), key=lambda n: (n.issued_at, n.id)))
-        return self._invoice(data, customer_id, lines=True, known=known, credit_notes=notes)
+        return self._invoice(data, customer_id, lines=True, known=known, credit_notes=notes, charges=charges)
 
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
         if not invoice_id.startswith("in_"):
@@ -710,64 +730,20 @@ class StripeBillingStore(StripePromotionCodes):
             else StripeSubscriptionLock(self, customer_id, self._subscription(data, customer_id))
         )
 
+    def lock_invoice(
+        self, customer_id: str, invoice_id: str
+    ) -> AbstractContextManager[StripeInvoiceLock | None]:
+        """The customer's one-off invoice (of no subscription) for the money
+        path, read from Stripe at each step; ``None`` if it is not theirs or
+        bills a subscription. Held still, as :meth:`lock_subscription`, only
+        by the local database's lock that the composite store takes around
+        it (see :mod:`~flask_customer_portal.contrib.stripe._invoice_lock`)."""
+        return self._reads.fresh(customer_id, locked_invoice(self, customer_id, invoice_id))
+
     def subscriptions_due(self, now: datetime, *, limit: int = 100) -> Sequence[Subscription]:
         """Always empty: Stripe renews subscriptions and retries failed
         renewals itself."""
         return []
-
-
-def _refunds(
-    data: Mapping[str, Any], total: int, status: InvoiceStatus, credit_notes: tuple[CreditNote, ...]
-) -> dict[str, Any]:
-    """What was paid back: the charge's ``amount_refunded`` where the
-    invoice carries its charge, else the credit notes' refunded parts (a
-    list has none: ``0``, or the total of a refunded invoice); credited is
-    Stripe's ``post_payment_credit_notes_amount``."""
-    charge = data.get("charge")
-    if isinstance(charge, Mapping):
-        refunded = int(charge.get("amount_refunded") or 0)
-    else:
-        refunded = sum(note.refunded for note in credit_notes)
-    if status is InvoiceStatus.REFUNDED:
-        refunded = max(refunded, total)
-    credited = max(int(data.get("post_payment_credit_notes_amount") or 0), refunded)
-    return {"amount_refunded": refunded, "amount_credited": credited, "credit_notes": credit_notes}
-
-
-def _attempt_to_metadata(attempt: ChargeAttempt) -> str:
-    return json.dumps(
-        {
-            "s": str(attempt.status),
-            "a": attempt.amount,
-            "c": int(attempt.created_at.timestamp()),
-            "pm": attempt.payment_method_id,
-            "d": attempt.decline_reason,
-            "r": attempt.provider_reference,
-            "t": int(attempt.resolved_at.timestamp()) if attempt.resolved_at else None,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _attempt_from_metadata(
-    invoice: Mapping[str, Any], customer_id: str, number: int, value: str
-) -> ChargeAttempt:
-    data = json.loads(value)
-    invoice_id = str(invoice["id"])
-    return ChargeAttempt(
-        invoice_id=invoice_id,
-        attempt=number,
-        idempotency_key=idempotency_key(invoice_id, number),
-        customer_id=customer_id,
-        amount=int(data["a"]),
-        currency=str(invoice.get("currency") or "usd").upper(),
-        status=ChargeAttemptStatus(data["s"]),
-        created_at=from_timestamp(data["c"]) or datetime.now(timezone.utc),
-        payment_method_id=data.get("pm"),
-        decline_reason=data.get("d"),
-        provider_reference=data.get("r"),
-        resolved_at=from_timestamp(data.get("t")),
-    )
 
 
 class StripeSubscriptionLock:
@@ -819,23 +795,14 @@ class StripeSubscriptionLock:
 
     def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
         data = self._invoice_data(invoice_id)
-        if data is None:
-            return []
-        metadata = data.get("metadata") or {}
-        found = []
-        for key, value in metadata.items():
-            if key.startswith(_ATTEMPT_KEY) and key[len(_ATTEMPT_KEY) :].isdigit():
-                found.append(
-                    _attempt_from_metadata(data, self._customer_id, int(key[len(_ATTEMPT_KEY) :]), value)
-                )
-        return sorted(found, key=lambda a: a.attempt)
+        return [] if data is None else attempts_in(data, self._customer_id)
 
     def save_attempt(self, attempt: ChargeAttempt) -> None:
         if self._invoice_data(attempt.invoice_id) is None:
             raise StateConflict(f"invoice {attempt.invoice_id!r} is not this subscription's")
         self._store.client.v1.invoices.update(
             attempt.invoice_id,
-            params={"metadata": {f"{_ATTEMPT_KEY}{attempt.attempt}": _attempt_to_metadata(attempt)}},
+            params={"metadata": attempt_metadata(attempt)},
         )
 
     def mark_invoice_paid(

@@ -4,7 +4,6 @@ an invoice Stripe was paid for itself (``invoice.paid``)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -20,8 +19,9 @@ from ...state import EXTENSION_KEY, PortalState, get_state
 from ...storage import AuditEvent, Customer
 from .._webhooks import LEASE, DeliverLater, WebhookEvents, repeat_answer
 from ..composite import CompositeStorage, CustomerIdMap, SameCustomerIds
+from ._attempts import attempts_in
 from ._convert import as_dict, from_timestamp, object_id
-from .store import _ATTEMPT_KEY, StripeBillingStore
+from .store import StripeBillingStore
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -61,19 +61,13 @@ def _forget_reads(event: stripe.Event) -> None:
 def _portal_attempt(invoice: Mapping[str, Any]) -> tuple[ChargeAttemptStatus, datetime | None] | None:
     """The status and start of the portal's last attempt to charge the
     invoice (kept in its metadata), or ``None`` if the portal never tried."""
-    metadata = invoice.get("metadata") or {}
-    numbers = [
-        int(key[len(_ATTEMPT_KEY) :])
-        for key in metadata
-        if key.startswith(_ATTEMPT_KEY) and key[len(_ATTEMPT_KEY) :].isdigit()
-    ]
-    if not numbers:
-        return None
     try:
-        last = json.loads(metadata[f"{_ATTEMPT_KEY}{max(numbers)}"])
-        return ChargeAttemptStatus(last["s"]), from_timestamp(last.get("c"))
+        attempts = attempts_in(invoice, "")
     except (ValueError, KeyError, TypeError):
         return None
+    if not attempts:
+        return None
+    return attempts[-1].status, attempts[-1].created_at
 
 
 def _receipt_for_paid_invoice(
