@@ -59,6 +59,7 @@ from ..storage import (
 from .collect import Collection, _event, announce_mismatch, reconcile_attempt
 from .notify import MailBatch, send_email, subscription_link
 from .outcomes import PaymentOutcome
+from .promotions import release_invoice_codes
 
 __all__ = [
     "CONFIRMATION_TIMEOUT",
@@ -150,6 +151,7 @@ def _void(
     reason: str,
 ) -> SettledPlanChange:
     voided = lock.void_invoice(invoice.id)
+    release_invoice_codes(lock, invoice)
     lock.record_event(
         _event(
             voided,

@@ -1,0 +1,90 @@
+"""The account-level billing features under attack and careless use: a
+promotion code whose charge never went through, a trial cancelled where
+the merchant allows both ways to end, and what each page promised against
+what was done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from portal_fixtures import AVA_PLAN_URL, plan_confirm_form, portal_store, stored_subscription
+
+from flask_customer_portal.storage import InvoiceStatus, PromotionCode
+from flask_customer_portal.testing import TestPaymentProvider, csrf_token_from
+
+AVA = "cus_demo_ava"
+AVA_SUB = "sub_demo_ava_sync"
+DEWI = "cus_demo_dewi"
+DEWI_TRIAL = "sub_demo_dewi_desktop"
+BUSINESS = "plan_sync_business_monthly"
+POLICY = "Cancel now and we refund the unused days within 5 working days."
+BOTH = ("period_end", "immediately")
+
+AppFactory = Callable[..., Flask]
+
+
+def _preview_with_code(client: FlaskClient, code: str) -> Any:
+    token = csrf_token_from(client.get(AVA_PLAN_URL).text)
+    return client.post(
+        AVA_PLAN_URL, data={"csrf_token": token, "step": "preview", "plan": BUSINESS, "promotion_code": code}
+    )
+
+
+def _plan_change_invoices(app: Flask) -> list[Any]:
+    with app.app_context():
+        items = portal_store(app).list_invoices(AVA, page=1, per_page=100).items
+    return [i for i in items if "plan change" in (i.description or "")]
+
+
+# -- a promotion code whose charge never reached the provider ----------------------------
+
+
+def test_a_code_whose_charge_is_settled_as_never_made_is_given_back(
+    shop: Flask, ava: FlaskClient, payments: TestPaymentProvider
+) -> None:
+    """The charge's answer is lost and the provider never saw it: the next
+    visit voids the plan change's invoice, and the code's one use (and the
+    last of ``max_redemptions``) must come back with it, as after a decline."""
+    with shop.app_context():
+        portal_store(shop).add_promotion_code(PromotionCode("LASTONE", percent_off=10, max_redemptions=1))
+    preview = _preview_with_code(ava, "LASTONE")
+    assert preview.status_code == 200, preview.text
+    payments.lose_answers(1, charged=False)
+    pending = ava.post(AVA_PLAN_URL, data=plan_confirm_form(preview.text))
+    assert pending.status_code == 202, pending.status_code
+    with shop.app_context():
+        assert portal_store(shop).promotion_redeemed(AVA, "LASTONE")
+    # The next visit asks the provider, which never saw the charge.
+    assert ava.get(f"/portal/subscriptions/{AVA_SUB}").status_code == 200
+    [invoice] = _plan_change_invoices(shop)
+    assert invoice.status is InvoiceStatus.VOID
+    assert not payments.charges
+    with shop.app_context():
+        store = portal_store(shop)
+        assert not store.promotion_redeemed(AVA, "LASTONE")
+        assert store.promotion_times_redeemed("LASTONE") == 0
+    # And the customer can use it: the preview takes it off again.
+    again = _preview_with_code(ava, "LASTONE")
+    assert again.status_code == 200 and "Promotion code LASTONE" in again.text
+
+
+def test_a_code_whose_charge_was_taken_after_all_stays_used(
+    shop: Flask, ava: FlaskClient, payments: TestPaymentProvider
+) -> None:
+    """The other side: the money was taken though its answer was lost; the
+    change is made and the code stays used (once)."""
+    with shop.app_context():
+        portal_store(shop).add_promotion_code(PromotionCode("LASTONE", percent_off=10, max_redemptions=1))
+    preview = _preview_with_code(ava, "LASTONE")
+    payments.lose_answers(1, charged=True)
+    assert ava.post(AVA_PLAN_URL, data=plan_confirm_form(preview.text)).status_code == 202
+    assert ava.get(f"/portal/subscriptions/{AVA_SUB}").status_code == 200
+    [invoice] = _plan_change_invoices(shop)
+    assert invoice.status is InvoiceStatus.PAID
+    assert len(payments.charges) == 1
+    with shop.app_context():
+        assert portal_store(shop).promotion_times_redeemed("LASTONE") == 1
+    assert stored_subscription(shop, AVA, AVA_SUB).plan_id == BUSINESS
