@@ -10,6 +10,12 @@ asked for (a double submit, a second tab, another instance that got the
 lock first) is answered as done and nothing is charged; otherwise the
 change is made once, with an idempotency key derived from the change's
 id, so a retry of the same call is not a second charge either.
+
+A company that errs or does not answer is :class:`ProviderError` (nothing
+was asked to change: its preview failed) or :class:`PlanChangeUnconfirmed`
+(the change was asked for and may have been made); in both, confirming
+again is safe: the company's own answer of the plan the subscription is on
+comes first, and the change's idempotency key is the same.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..state import PortalState
 from ..storage import AuditEvent, Customer, Plan, StateConflict, Subscription
+from .collect import ProviderError
 from .outcomes import PaymentOutcome
 from .plan_change import NOW, PlanChangeResult, Quote, change_id_is_valid, plan_change_blocked
 from .proration import Proration
 
 __all__ = [
+    "PlanChangeUnconfirmed",
+    "ProviderError",
     "change_at_provider",
     "idempotency_key_for",
     "in_catalogue_terms",
@@ -37,6 +46,11 @@ __all__ = [
     "proration_of",
     "provider_plan_changes_supported",
 ]
+
+
+class PlanChangeUnconfirmed(ProviderError):
+    """The company was asked to make the change and did not answer (a
+    timeout, a server error): it may have made it, and charged for it."""
 
 
 def provider_plan_changes_supported(state: PortalState) -> bool:
@@ -145,9 +159,14 @@ def change_at_provider(
         if blocked is not None:
             raise StateConflict(blocked)
         at = min(priced_at or now, now)
-        preview = store.preview_provider_plan_change(
-            customer.id, subscription_id, plan_id=plan.id, quantity=quantity, at=at
-        )
+        try:
+            preview = store.preview_provider_plan_change(
+                customer.id, subscription_id, plan_id=plan.id, quantity=quantity, at=at
+            )
+        except (StateConflict, SubscriptionNotFound):
+            raise
+        except Exception as exc:
+            raise ProviderError(type(exc).__name__) from exc
         if preview is None:
             raise SubscriptionNotFound(subscription_id)
         if (preview.from_plan_id, preview.from_quantity) == (plan.id, quantity):
@@ -179,6 +198,10 @@ def change_at_provider(
             return PlanChangeResult(
                 PaymentOutcome.DECLINED, previous, previous, decline_reason=exc.decline_reason
             )
+        except (StateConflict, SubscriptionNotFound):
+            raise
+        except Exception as exc:
+            raise PlanChangeUnconfirmed(type(exc).__name__) from exc
         if made is None:
             raise SubscriptionNotFound(subscription_id)
         changed = in_catalogue_terms(
