@@ -15,7 +15,10 @@ new is charged), run under a lock that every worker and host respects:
 The unpaid renewals of an ``on_hold`` subscription are paid together by
 reactivating it (:mod:`.renewal`), and a plan change's invoice by settling
 that change (:mod:`.settlement`): this module refuses both, so that paying
-one invoice never leaves the subscription it belongs to half-done.
+one invoice never leaves the subscription it belongs to half-done. The
+unpaid renewal of a subscription cancelled while on hold is refused too:
+it is for a period that will never come (what becomes of it is the
+merchant's to decide).
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ class Refusal(str, enum.Enum):
     NOT_OPEN = "not_open"
     #: An unpaid renewal of an ``on_hold`` subscription: paid by reactivating it.
     REACTIVATE = "reactivate"
+    #: An unpaid renewal of a subscription that has ended (cancelled while
+    #: on hold): it is for a period the customer will never get.
+    ENDED = "ended"
     #: Paid some other way: a plan change's invoice, a subscription the
     #: payment company bills itself, or a store that cannot lock the invoice.
     ELSEWHERE = "elsewhere"
@@ -116,6 +122,8 @@ def refusal(state: PortalState, customer: Customer, invoice: Invoice) -> Refusal
     subscription = state.storage.get_subscription(customer.id, invoice.subscription_id)
     if subscription is not None and subscription.status is SubscriptionStatus.ON_HOLD:
         return Refusal.REACTIVATE
+    if subscription is not None and subscription.status is SubscriptionStatus.CANCELLED:
+        return Refusal.ENDED
     return None
 
 
@@ -139,7 +147,7 @@ def payable(
         else:
             if subscriptions is None:
                 subscriptions = state.storage.list_subscriptions(customer.id)
-            held = {s.id for s in subscriptions if s.status is SubscriptionStatus.ON_HOLD}
+            held = {s.id for s in subscriptions if s.status in _NOT_PAID_HERE}
     return frozenset(
         i.id
         for i in open_ones
@@ -148,11 +156,17 @@ def payable(
     )
 
 
+#: Subscriptions whose open invoices are not paid from their own page.
+_NOT_PAID_HERE = frozenset({SubscriptionStatus.ON_HOLD, SubscriptionStatus.CANCELLED})
+
+
 def _locked_refusal(lock: object, invoice: Invoice, status: SubscriptionStatus | None) -> Refusal | None:
     if invoice.status is not InvoiceStatus.OPEN:
         return Refusal.NOT_OPEN
     if status is SubscriptionStatus.ON_HOLD:
         return Refusal.REACTIVATE
+    if status is SubscriptionStatus.CANCELLED:
+        return Refusal.ENDED
     if isinstance(lock, KeepsPlanChanges) and lock.get_plan_change(invoice.id) is not None:
         return Refusal.ELSEWHERE
     return None

@@ -304,6 +304,10 @@ def _refusal_message(refused: Refusal) -> str:
             "This invoice is an unpaid renewal of a subscription on hold: pay it by updating the "
             "subscription's payment method. Nothing was charged."
         )
+    if refused is Refusal.ENDED:
+        return _(
+            "This invoice is for a subscription that has ended, so it is not paid here. Nothing was charged."
+        )
     return _("This invoice cannot be paid here. Nothing was charged.")
 
 

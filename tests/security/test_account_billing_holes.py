@@ -1,18 +1,18 @@
 """The account-level billing features under attack and careless use: a
-promotion code whose charge never went through, a trial cancelled where
-the merchant allows both ways to end, and what each page promised against
-what was done."""
+promotion code whose charge never went through, and the unpaid renewal of
+a subscription that was cancelled while on hold."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_fixtures import AVA_PLAN_URL, plan_confirm_form, portal_store, stored_subscription
+from portal_fixtures import AVA_PLAN_URL, plan_confirm_form, portal_store, sign_in, stored_subscription
 
-from flask_customer_portal.storage import InvoiceStatus, PromotionCode
+from flask_customer_portal.storage import InvoiceStatus, PromotionCode, SubscriptionStatus
 from flask_customer_portal.testing import TestPaymentProvider, csrf_token_from
 
 AVA = "cus_demo_ava"
@@ -88,3 +88,54 @@ def test_a_code_whose_charge_was_taken_after_all_stays_used(
     with shop.app_context():
         assert portal_store(shop).promotion_times_redeemed("LASTONE") == 1
     assert stored_subscription(shop, AVA, AVA_SUB).plan_id == BUSINESS
+
+
+# -- the unpaid renewal of a subscription cancelled while on hold ---------------------------
+
+BUDI = "cus_demo_budi"
+BUDI_SUB = "sub_demo_budi_sync"
+
+
+def test_the_unpaid_renewal_of_a_cancelled_subscription_is_not_offered_for_payment(
+    shop: Flask, payments: TestPaymentProvider
+) -> None:
+    """Budi's renewal failed and he ends the subscription now: the confirmation
+    says he will not be charged for it again, and the renewal's invoice is
+    for a period he will never get. It is not offered for payment (list,
+    overview, invoice page) and a POST charges nothing."""
+    budi = shop.test_client()
+    sign_in(shop, budi, BUDI)
+    token = csrf_token_from(budi.get(f"/portal/subscriptions/{BUDI_SUB}").text)
+    confirm = budi.post(f"/portal/subscriptions/{BUDI_SUB}/cancel", data={"csrf_token": token})
+    # Budi reads the portal in Indonesian: "... and you will not be charged for it again."
+    assert "Anda tidak akan ditagih lagi untuk langganan ini" in confirm.text
+    assert (
+        budi.post(
+            f"/portal/subscriptions/{BUDI_SUB}/cancel", data={"csrf_token": token, "confirm": "yes"}
+        ).status_code
+        == 303
+    )
+    assert stored_subscription(shop, BUDI, BUDI_SUB).status is SubscriptionStatus.CANCELLED
+    with shop.app_context():
+        items = portal_store(shop).list_invoices(BUDI, page=1, per_page=100).items
+    [renewal] = [i for i in items if i.status is InvoiceStatus.OPEN and i.subscription_id == BUDI_SUB]
+    pay = f"/portal/invoices/{renewal.id}/pay"
+    for page in ("/portal/", "/portal/invoices", f"/portal/invoices/{renewal.id}"):
+        assert f'href="{pay}"' not in budi.get(page).text, page
+    year = str(datetime.now(timezone.utc).year + 3)
+    answer = budi.post(
+        pay,
+        data={
+            "csrf_token": token,
+            "payment_method": "new",
+            "card_number": "4242424242424242",
+            "exp_month": "12",
+            "exp_year": year,
+            "cvc": "123",
+            "amount_due": f"{renewal.total} {renewal.currency}",
+        },
+    )
+    assert answer.status_code == 409, answer.status_code
+    # "This invoice is for a subscription that has ended, ... Nothing was charged."
+    assert "langganan yang sudah berakhir" in answer.text and "Tidak ada yang ditagih" in answer.text
+    assert payments.calls.count("charge") == 0
