@@ -364,3 +364,41 @@ def test_an_outbox_row_naming_another_customers_invoice_attaches_nothing(shop: F
         assert make_attachments(state, f"invoice_pdf:{ONBOARDING}", AVA) == ()
         [own] = make_attachments(state, f"invoice_pdf:{ONBOARDING}", DEWI)
     assert own.data.startswith(b"%PDF-")
+
+
+# -- guessing codes and asking for invoice copies across two app instances ------------------------
+
+
+@pytest.mark.slow
+def test_code_guesses_and_invoice_copies_are_counted_once_across_two_instances(
+    make_app: Any, redis_url: str
+) -> None:
+    """Two workers or hosts of one shop share one allowance (Redis): a
+    customer who spreads guesses over both gets no more than from one."""
+    shared = {
+        "CUSTOMER_PORTAL_RATE_LIMIT_STORAGE_URI": redis_url,
+        "CUSTOMER_PORTAL_PROMOTION_CODE_RATE_LIMIT": "4 per hour",
+        "CUSTOMER_PORTAL_INVOICE_EMAIL_RATE_LIMIT": "2 per hour",
+    }
+    first, second = make_app(**shared), make_app(**shared)
+    get_state(first).rate_limits.reset()
+    clients = [_client(app, DEWI) for app in (first, second)]
+    url = "/portal/subscriptions/sub_demo_dewi_sync/plan"
+    answers = []
+    for n in range(6):
+        client = clients[n % 2]
+        token = csrf_token_from(client.get(url).text)
+        page = client.post(
+            url,
+            data={"csrf_token": token, "step": "preview", "plan": BUSINESS, "promotion_code": f"GUESS{n}"},
+        )
+        answers.append("Too many codes tried" in page.text)
+    assert answers == [False] * 4 + [True] * 2
+    copies = []
+    for n in range(3):
+        client = clients[n % 2]
+        token = csrf_token_from(client.get(f"/portal/invoices/{ONBOARDING}").text)
+        copies.append(
+            client.post(f"/portal/invoices/{ONBOARDING}/email", data={"csrf_token": token}).status_code
+        )
+    assert copies == [303, 303, 429]
