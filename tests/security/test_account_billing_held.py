@@ -402,3 +402,45 @@ def test_code_guesses_and_invoice_copies_are_counted_once_across_two_instances(
             client.post(f"/portal/invoices/{ONBOARDING}/email", data={"csrf_token": token}).status_code
         )
     assert copies == [303, 303, 429]
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"payment_method": "x" * 100_000}, 422),
+        ({"payment_method": DEWI_VISA + "\x00"}, 422),
+        ({"payment_method": "pm_demo_ava_visa"}, 422),  # Ava's card
+        (
+            {
+                "payment_method": "new",
+                "card_number": "4242\u0664242424242424",  # an Arabic-Indic digit
+                "exp_month": "\u0661\u0662",
+                "exp_year": "2030",
+                "cvc": "12\u200b3",
+            },
+            422,
+        ),
+        (
+            {
+                "payment_method": "new",
+                "card_number": "4242424242424242",
+                "exp_month": "9" * 20,
+                "exp_year": "-1",
+                "cvc": "1234567",
+            },
+            422,
+        ),
+        ({"payment_method": DEWI_VISA, "amount_due": "x" * 10_000}, 409),
+        ({"payment_method": DEWI_VISA, "amount_due": "14900 usd"}, 409),
+        ({"payment_method": DEWI_VISA, "amount_due": "1.49e4 USD"}, 409),
+    ],
+)
+def test_hostile_payment_forms_are_refused_plainly_and_charge_nothing(
+    shop: Flask, payments: TestPaymentProvider, fields: dict[str, str], status: int
+) -> None:
+    dewi = _client(shop, DEWI)
+    token = csrf_token_from(dewi.get(PAY).text)
+    answer = dewi.post(PAY, data={"csrf_token": token, **fields})
+    assert answer.status_code == status
+    assert payments.calls.count("charge") == 0 and payments.calls.count("attach_card") == 0
+    assert _status(shop) is InvoiceStatus.OPEN
