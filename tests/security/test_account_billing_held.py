@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_fixtures import plan_confirm_form, portal_store, sign_in, stored_subscription
+from portal_fixtures import (
+    close_app,
+    make_portal_app,
+    plan_confirm_form,
+    portal_store,
+    sign_in,
+    stored_subscription,
+)
+from test_dodo import _audit_actions
 
+from flask_customer_portal import signals
 from flask_customer_portal.billing.receipts import invoice_document
 from flask_customer_portal.outbox.sender import make_attachments
 from flask_customer_portal.payments import ChargeResult, TestPaymentProvider
@@ -25,6 +36,7 @@ from flask_customer_portal.storage import (
     BillingDetails,
     InvoiceStatus,
     PromotionCode,
+    SubscriptionStatus,
     TaxIdScheme,
 )
 from flask_customer_portal.tax_ids import SCHEMES, validate_tax_id
@@ -32,6 +44,7 @@ from flask_customer_portal.testing import MemoryMailer, csrf_token_from
 
 AVA = "cus_demo_ava"
 DEWI = "cus_demo_dewi"
+AVA_SUB = "sub_demo_ava_sync"
 ONBOARDING = "inv_demo_dewi_onboarding"
 DESKTOP = "inv_demo_dewi_desktop"
 CREDIT_NOTE = "cn_demo_dewi_desktop"
@@ -444,3 +457,70 @@ def test_hostile_payment_forms_are_refused_plainly_and_charge_nothing(
     assert answer.status_code == status
     assert payments.calls.count("charge") == 0 and payments.calls.count("attach_card") == 0
     assert _status(shop) is InvoiceStatus.OPEN
+
+
+# -- "now" in one tab, "at the period's end" in another, on two instances --------------------------
+
+
+@pytest.fixture
+def two_shops(db_url: str, tmp_path: Path) -> Iterator[list[Flask]]:
+    """Two portal apps (two hosts) on one database, SQLite or PostgreSQL,
+    letting the customer choose how to cancel."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if db_url.startswith("sqlite") else db_url
+    modes = {
+        "CUSTOMER_PORTAL_CANCEL_MODES": ("period_end", "immediately"),
+        "CUSTOMER_PORTAL_REFUND_POLICY": "Cancel now and we refund the unused days.",
+    }
+    first = make_portal_app(url, **modes)
+    second = make_portal_app(url, demo_data=False, **modes)
+    try:
+        yield [first, second]
+    finally:
+        with first.app_context():
+            portal_store(first).drop_all()
+        close_app(second)
+        close_app(first)
+
+
+@pytest.mark.slow
+def test_cancelling_now_and_at_the_period_end_at_once_does_one_of_them(two_shops: list[Flask]) -> None:
+    clients = [_client(app, AVA) for app in two_shops]
+    url = f"/portal/subscriptions/{AVA_SUB}/cancel"
+    tokens = [csrf_token_from(c.get(f"/portal/subscriptions/{AVA_SUB}").text) for c in clients]
+    barrier = threading.Barrier(2)
+    answers: dict[str, int] = {}
+    told: list[bool] = []
+
+    def listener(sender: Any, **kw: Any) -> None:
+        told.append(kw["at_period_end"])
+
+    def cancel(n: int, when: str) -> None:
+        barrier.wait(timeout=30)
+        answers[when] = (
+            clients[n].post(url, data={"csrf_token": tokens[n], "confirm": "yes", "when": when}).status_code
+        )
+
+    with signals.subscription_cancelled.connected_to(listener):
+        threads = [
+            threading.Thread(target=cancel, args=(n, when))
+            for n, when in enumerate(("immediately", "period_end"))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    after = stored_subscription(two_shops[0], AVA, AVA_SUB)
+    with two_shops[0].app_context():
+        actions = _audit_actions(two_shops[0], AVA)
+    done = sorted(when for when, status in answers.items() if status == 303)
+    assert set(answers.values()) <= {303, 409}, answers
+    # Each answer that said "done" made a change of its own (a signal, an
+    # audit event each): "now" ends it however the other went, and "at the
+    # period's end" can only have come first (never after it ended).
+    assert actions.count("subscription.cancelled") == len(told) == len(done) >= 1
+    if "immediately" in done:
+        assert after.status is SubscriptionStatus.CANCELLED
+        assert told[-1] is False
+    else:
+        assert done == ["period_end"]
+        assert (after.status, after.cancel_at_period_end) == (SubscriptionStatus.ACTIVE, True)
