@@ -483,7 +483,7 @@ def two_shops(db_url: str, tmp_path: Path) -> Iterator[list[Flask]]:
 
 
 @pytest.mark.slow
-def test_cancelling_now_and_at_the_period_end_at_once_does_one_of_them(two_shops: list[Flask]) -> None:
+def test_cancelling_now_and_at_the_period_end_at_once_never_ends_it_twice(two_shops: list[Flask]) -> None:
     clients = [_client(app, AVA) for app in two_shops]
     url = f"/portal/subscriptions/{AVA_SUB}/cancel"
     tokens = [csrf_token_from(c.get(f"/portal/subscriptions/{AVA_SUB}").text) for c in clients]

@@ -4,7 +4,6 @@ a subscription that was cancelled while on hold."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,13 +16,7 @@ from flask_customer_portal.testing import TestPaymentProvider, csrf_token_from
 
 AVA = "cus_demo_ava"
 AVA_SUB = "sub_demo_ava_sync"
-DEWI = "cus_demo_dewi"
-DEWI_TRIAL = "sub_demo_dewi_desktop"
 BUSINESS = "plan_sync_business_monthly"
-POLICY = "Cancel now and we refund the unused days within 5 working days."
-BOTH = ("period_end", "immediately")
-
-AppFactory = Callable[..., Flask]
 
 
 def _preview_with_code(client: FlaskClient, code: str) -> Any:
