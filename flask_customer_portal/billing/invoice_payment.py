@@ -24,6 +24,7 @@ merchant's to decide).
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ from ..money import Money
 from ..payments import SubscriptionBiller
 from ..state import PortalState
 from ..storage import (
+    ChargeAttemptStatus,
     Customer,
     Invoice,
     InvoiceChargeLock,
@@ -46,7 +48,7 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
-from .collect import Collection, ProviderError, announce_mismatch, pay_invoice
+from .collect import Collection, ProviderError, announce_mismatch, pay_invoice, reconcile_attempt
 from .notify import MailBatch
 from .outcomes import PaymentOutcome
 from .receipts import send_receipt
@@ -59,7 +61,11 @@ __all__ = [
     "pay_open_invoice",
     "payable",
     "refusal",
+    "settle_on_visit",
 ]
+
+
+logger = logging.getLogger("flask_customer_portal")
 
 
 class InvoiceNotFound(LookupError):
@@ -271,3 +277,55 @@ def _pay_locked(
         ),
         collection,
     )
+
+
+#: A last attempt in one of these left the customer told to check back.
+_UNSETTLED = (ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.REQUIRES_ACTION)
+
+
+def settle_on_visit(
+    state: PortalState, customer: Customer, invoice: Invoice, *, now: datetime | None = None
+) -> Invoice:
+    """``invoice`` (the customer's own, as read for a page) once its payment
+    is settled: an open invoice of no subscription whose last charge got no
+    answer (the customer was told to check back) is asked of the provider
+    under its lock, and recorded as what came of it (paid, with its receipt;
+    or no money moved, open to pay again). Nothing new is ever charged here,
+    and a provider that still cannot say leaves it as it was. Invoices of a
+    subscription are settled by the subscription's own runs."""
+    storage = state.storage
+    if (
+        invoice.status is not InvoiceStatus.OPEN
+        or invoice.subscription_id is not None
+        or not (state.capabilities.invoice_lock and isinstance(storage, InvoiceLockStore))
+    ):
+        return invoice
+    now = now or utcnow()
+    mail = MailBatch(state)
+    collection: Collection | None = None
+    try:
+        with storage.lock_invoice(customer.id, invoice.id) as lock:
+            if lock is None:
+                return invoice
+            current = lock.invoice
+            attempts = lock.attempts(current.id)
+            last = attempts[-1] if attempts else None
+            if current.status is not InvoiceStatus.OPEN or last is None or last.status not in _UNSETTLED:
+                return current
+            mail.write_through(lock)
+            collection = reconcile_attempt(state, lock, current, last, now, "customer")
+            if collection.paid:
+                send_receipt(state, customer, collection.invoice, batch=mail)
+    except ProviderError:
+        logger.warning("Payment provider did not answer for invoice %s; it is settled later", invoice.id)
+        return invoice
+    mail.committed()
+    announce_mismatch(customer, collection)
+    if collection.paid:
+        signals.invoice_paid.send(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            customer=customer,
+            invoice=collection.invoice,
+            provider_reference=collection.invoice.payment_reference,
+        )
+    return collection.invoice

@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from portal_fixtures import AVA_PLAN_URL, plan_confirm_form, portal_store, sign_in, stored_subscription
 
+from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import InvoiceStatus, PromotionCode, SubscriptionStatus
 from flask_customer_portal.testing import TestPaymentProvider, csrf_token_from
 
@@ -132,3 +133,57 @@ def test_the_unpaid_renewal_of_a_cancelled_subscription_is_not_offered_for_payme
     # "This invoice is for a subscription that has ended, ... Nothing was charged."
     assert "langganan yang sudah berakhir" in answer.text and "Tidak ada yang ditagih" in answer.text
     assert payments.calls.count("charge") == 0
+
+
+# -- a one-off invoice whose payment answer was lost, and a customer who does as told ------------
+
+DEWI = "cus_demo_dewi"
+ONBOARDING = "inv_demo_dewi_onboarding"
+
+
+def test_a_lost_payment_answer_is_settled_when_the_customer_checks_back(
+    shop: Flask, payments: TestPaymentProvider, mailer: Any
+) -> None:
+    """The bank took the money but its answer was lost: the customer is told
+    "Do not pay again: check back in a few minutes", and does just that.
+    Checking back (the invoice's page) asks the provider and records the
+    payment, with its receipt; nothing is charged again."""
+    dewi = shop.test_client()
+    sign_in(shop, dewi, DEWI)
+    pay = f"/portal/invoices/{ONBOARDING}/pay"
+    token = csrf_token_from(dewi.get(pay).text)
+    payments.lose_answers(1, charged=True)
+    pending = dewi.post(pay, data={"csrf_token": token, "payment_method": "pm_demo_dewi_visa"})
+    assert pending.status_code == 202 and "Do not pay again" in pending.text
+    page = dewi.get(f"/portal/invoices/{ONBOARDING}")
+    assert page.status_code == 200
+    with shop.app_context():
+        invoice = portal_store(shop).get_invoice(DEWI, ONBOARDING)
+    assert invoice is not None and invoice.status is InvoiceStatus.PAID
+    assert f'href="{pay}"' not in page.text
+    assert payments.calls.count("charge") == 1 and len(payments.charges) == 1
+    get_state(shop).wait_for_background_tasks()
+    assert len([m for m in mailer.outbox if m.subject.startswith("Receipt for invoice")]) == 1
+    # Checking back again changes nothing more.
+    dewi.get(f"/portal/invoices/{ONBOARDING}")
+    assert payments.calls.count("charge") == 1
+
+
+def test_checking_back_while_the_bank_still_has_no_answer_changes_nothing(
+    shop: Flask, payments: TestPaymentProvider
+) -> None:
+    dewi = shop.test_client()
+    sign_in(shop, dewi, DEWI)
+    pay = f"/portal/invoices/{ONBOARDING}/pay"
+    token = csrf_token_from(dewi.get(pay).text)
+    payments.lose_answers(1, charged=False)
+    assert (
+        dewi.post(pay, data={"csrf_token": token, "payment_method": "pm_demo_dewi_visa"}).status_code == 202
+    )
+    assert dewi.get(f"/portal/invoices/{ONBOARDING}").status_code == 200
+    with shop.app_context():
+        invoice = portal_store(shop).get_invoice(DEWI, ONBOARDING)
+    # The provider never saw it: no money moved, the invoice is open to pay.
+    assert invoice is not None and invoice.status is InvoiceStatus.OPEN
+    assert payments.calls.count("charge") == 1 and payments.charges == []
+    assert f'href="{pay}"' in dewi.get(f"/portal/invoices/{ONBOARDING}").text
