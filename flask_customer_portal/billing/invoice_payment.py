@@ -15,12 +15,16 @@ new is charged), run under a lock that every worker and host respects:
 The unpaid renewals of an ``on_hold`` subscription are paid together by
 reactivating it (:mod:`.renewal`), and a plan change's invoice by settling
 that change (:mod:`.settlement`): this module refuses both, so that paying
-one invoice never leaves the subscription it belongs to half-done.
+one invoice never leaves the subscription it belongs to half-done. The
+unpaid renewal of a subscription cancelled while on hold is refused too:
+it is for a period that will never come (what becomes of it is the
+merchant's to decide).
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +37,7 @@ from ..money import Money
 from ..payments import SubscriptionBiller
 from ..state import PortalState
 from ..storage import (
+    ChargeAttemptStatus,
     Customer,
     Invoice,
     InvoiceChargeLock,
@@ -43,7 +48,7 @@ from ..storage import (
     Subscription,
     SubscriptionStatus,
 )
-from .collect import Collection, ProviderError, announce_mismatch, pay_invoice
+from .collect import Collection, ProviderError, announce_mismatch, pay_invoice, reconcile_attempt
 from .notify import MailBatch
 from .outcomes import PaymentOutcome
 from .receipts import send_receipt
@@ -56,7 +61,11 @@ __all__ = [
     "pay_open_invoice",
     "payable",
     "refusal",
+    "settle_on_visit",
 ]
+
+
+logger = logging.getLogger("flask_customer_portal")
 
 
 class InvoiceNotFound(LookupError):
@@ -70,6 +79,9 @@ class Refusal(str, enum.Enum):
     NOT_OPEN = "not_open"
     #: An unpaid renewal of an ``on_hold`` subscription: paid by reactivating it.
     REACTIVATE = "reactivate"
+    #: An unpaid renewal of a subscription that has ended (cancelled while
+    #: on hold): it is for a period the customer will never get.
+    ENDED = "ended"
     #: Paid some other way: a plan change's invoice, a subscription the
     #: payment company bills itself, or a store that cannot lock the invoice.
     ELSEWHERE = "elsewhere"
@@ -116,6 +128,8 @@ def refusal(state: PortalState, customer: Customer, invoice: Invoice) -> Refusal
     subscription = state.storage.get_subscription(customer.id, invoice.subscription_id)
     if subscription is not None and subscription.status is SubscriptionStatus.ON_HOLD:
         return Refusal.REACTIVATE
+    if subscription is not None and subscription.status is SubscriptionStatus.CANCELLED:
+        return Refusal.ENDED
     return None
 
 
@@ -139,7 +153,7 @@ def payable(
         else:
             if subscriptions is None:
                 subscriptions = state.storage.list_subscriptions(customer.id)
-            held = {s.id for s in subscriptions if s.status is SubscriptionStatus.ON_HOLD}
+            held = {s.id for s in subscriptions if s.status in _NOT_PAID_HERE}
     return frozenset(
         i.id
         for i in open_ones
@@ -148,11 +162,17 @@ def payable(
     )
 
 
+#: Subscriptions whose open invoices are not paid from their own page.
+_NOT_PAID_HERE = frozenset({SubscriptionStatus.ON_HOLD, SubscriptionStatus.CANCELLED})
+
+
 def _locked_refusal(lock: object, invoice: Invoice, status: SubscriptionStatus | None) -> Refusal | None:
     if invoice.status is not InvoiceStatus.OPEN:
         return Refusal.NOT_OPEN
     if status is SubscriptionStatus.ON_HOLD:
         return Refusal.REACTIVATE
+    if status is SubscriptionStatus.CANCELLED:
+        return Refusal.ENDED
     if isinstance(lock, KeepsPlanChanges) and lock.get_plan_change(invoice.id) is not None:
         return Refusal.ELSEWHERE
     return None
@@ -257,3 +277,55 @@ def _pay_locked(
         ),
         collection,
     )
+
+
+#: A last attempt in one of these left the customer told to check back.
+_UNSETTLED = (ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.REQUIRES_ACTION)
+
+
+def settle_on_visit(
+    state: PortalState, customer: Customer, invoice: Invoice, *, now: datetime | None = None
+) -> Invoice:
+    """``invoice`` (the customer's own, as read for a page) once its payment
+    is settled: an open invoice of no subscription whose last charge got no
+    answer (the customer was told to check back) is asked of the provider
+    under its lock, and recorded as what came of it (paid, with its receipt;
+    or no money moved, open to pay again). Nothing new is ever charged here,
+    and a provider that still cannot say leaves it as it was. Invoices of a
+    subscription are settled by the subscription's own runs."""
+    storage = state.storage
+    if (
+        invoice.status is not InvoiceStatus.OPEN
+        or invoice.subscription_id is not None
+        or not (state.capabilities.invoice_lock and isinstance(storage, InvoiceLockStore))
+    ):
+        return invoice
+    now = now or utcnow()
+    mail = MailBatch(state)
+    collection: Collection | None = None
+    try:
+        with storage.lock_invoice(customer.id, invoice.id) as lock:
+            if lock is None:
+                return invoice
+            current = lock.invoice
+            attempts = lock.attempts(current.id)
+            last = attempts[-1] if attempts else None
+            if current.status is not InvoiceStatus.OPEN or last is None or last.status not in _UNSETTLED:
+                return current
+            mail.write_through(lock)
+            collection = reconcile_attempt(state, lock, current, last, now, "customer")
+            if collection.paid:
+                send_receipt(state, customer, collection.invoice, batch=mail)
+    except ProviderError:
+        logger.warning("Payment provider did not answer for invoice %s; it is settled later", invoice.id)
+        return invoice
+    mail.committed()
+    announce_mismatch(customer, collection)
+    if collection.paid:
+        signals.invoice_paid.send(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            customer=customer,
+            invoice=collection.invoice,
+            provider_reference=collection.invoice.payment_reference,
+        )
+    return collection.invoice

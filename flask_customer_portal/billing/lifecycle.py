@@ -146,11 +146,12 @@ def ends_at_period_end(
 def cancel_choices(state: PortalState, subscription: Subscription, now: datetime) -> tuple[str, ...]:
     """The ways the customer may end ``subscription`` now, in the order
     offered: both of the merchant's modes only where they differ (an
-    active subscription with paid time ahead); otherwise the one way it
-    would end."""
+    active subscription with paid time ahead, or a trial with days left:
+    :func:`ends_at_period_end` keeps either until then); otherwise the one
+    way it would end."""
     modes = state.config.cancel_modes
     if len(modes) > 1 and not (
-        subscription.status is SubscriptionStatus.ACTIVE and subscription.current_period_end > now
+        subscription.status in RENEWING_STATUSES and subscription.current_period_end > now
     ):
         return (CANCEL_IMMEDIATELY_MODE,)
     return modes

@@ -50,6 +50,7 @@ __all__ = [
     "promotion_lines",
     "redeem_locked",
     "refusal_message",
+    "release_invoice_codes",
     "release_locked",
 ]
 
@@ -265,6 +266,19 @@ def release_locked(lock: SubscriptionLock, code: PromotionCode) -> None:
     """Give the use of ``code`` back (its charge was declined)."""
     if isinstance(lock, PromotionLock):
         lock.release_promotion(lock.subscription.customer_id, code.key)
+
+
+def release_invoice_codes(lock: SubscriptionLock, invoice: Invoice) -> None:
+    """Give back the codes ``invoice`` took off, now that it is voided
+    unpaid: their use was recorded with it, and a charge that never went
+    through uses nothing (the code is read back from the invoice's own
+    line, so a code withdrawn since is given back all the same)."""
+    if not isinstance(lock, PromotionLock):
+        return
+    for line in invoice.lines:
+        words = line.description.split()
+        if line.amount < 0 and words[:2] == ["Promotion", "code"] and _CODE_RE.match(" ".join(words[2:3])):
+            lock.release_promotion(lock.subscription.customer_id, normalise_code(words[2]))
 
 
 #: The renewals a ``forever`` percent code takes off: more than any

@@ -10,6 +10,12 @@ asked for (a double submit, a second tab, another instance that got the
 lock first) is answered as done and nothing is charged; otherwise the
 change is made once, with an idempotency key derived from the change's
 id, so a retry of the same call is not a second charge either.
+
+A company that errs or does not answer is :class:`ProviderError` (nothing
+was asked to change: its preview failed) or :class:`PlanChangeUnconfirmed`
+(the change was asked for and may have been made); in both, confirming
+again is safe: the company's own answer of the plan the subscription is on
+comes first, and the change's idempotency key is the same.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ..clock import utcnow
 from ..errors import SubscriptionNotFound
 from ..state import PortalState
 from ..storage import AuditEvent, Customer, Plan, StateConflict, Subscription
+from .collect import ProviderError
 from .outcomes import PaymentOutcome
 from .plan_change import NOW, PlanChangeResult, Quote, change_id_is_valid, plan_change_blocked
 from .promotions import CodeRefusal, promotion_codes_supported
@@ -38,6 +45,8 @@ from .proration import Proration
 from .provider_promotions import preview_discount, provider_codes_supported, provider_store
 
 __all__ = [
+    "PlanChangeUnconfirmed",
+    "ProviderError",
     "change_at_provider",
     "idempotency_key_for",
     "in_catalogue_terms",
@@ -47,6 +56,11 @@ __all__ = [
     "proration_of",
     "provider_plan_changes_supported",
 ]
+
+
+class PlanChangeUnconfirmed(ProviderError):
+    """The company was asked to make the change and did not answer (a
+    timeout, a server error): it may have made it, and charged for it."""
 
 
 def provider_plan_changes_supported(state: PortalState) -> bool:
@@ -201,6 +215,10 @@ def change_at_provider(
             preview = _preview_for(state, store, customer, subscription_id, plan, quantity, at, promotion)
         except ProviderPromotionCodeRefused as exc:
             raise StateConflict("promotion_used") from exc
+        except (StateConflict, SubscriptionNotFound):
+            raise
+        except Exception as exc:
+            raise ProviderError(type(exc).__name__) from exc
         if preview is None:
             raise SubscriptionNotFound(subscription_id)
         if (preview.from_plan_id, preview.from_quantity) == (plan.id, quantity):
@@ -248,6 +266,10 @@ def change_at_provider(
             return PlanChangeResult(
                 PaymentOutcome.DECLINED, previous, previous, decline_reason=exc.decline_reason
             )
+        except (StateConflict, SubscriptionNotFound):
+            raise
+        except Exception as exc:
+            raise PlanChangeUnconfirmed(type(exc).__name__) from exc
         if made is None:
             raise SubscriptionNotFound(subscription_id)
         changed = in_catalogue_terms(

@@ -59,6 +59,7 @@ from ..storage import (
 from .collect import Collection, _event, announce_mismatch, reconcile_attempt
 from .notify import MailBatch, send_email, subscription_link
 from .outcomes import PaymentOutcome
+from .promotions import release_invoice_codes
 from .receipts import send_receipt
 
 __all__ = [
@@ -152,6 +153,7 @@ def _void(
     reason: str,
 ) -> SettledPlanChange:
     voided = lock.void_invoice(invoice.id)
+    release_invoice_codes(lock, invoice)
     lock.record_event(
         _event(
             voided,

@@ -20,6 +20,7 @@ from ..billing.invoice_payment import (
     pay_open_invoice,
     payable,
     refusal,
+    settle_on_visit,
 )
 from ..billing.outcomes import PaymentOutcome
 from ..capabilities import LinksInvoicePdfs
@@ -148,7 +149,8 @@ def invoices() -> Any:
 def invoice(invoice_id: str) -> Any:
     state = get_state()
     customer = current_customer_or_401()
-    return _render_invoice(state, customer, _own_invoice(state, customer, invoice_id))
+    found = settle_on_visit(state, customer, _own_invoice(state, customer, invoice_id))
+    return _render_invoice(state, customer, found)
 
 
 def _render_invoice(
@@ -305,6 +307,10 @@ def _refusal_message(refused: Refusal) -> str:
             "This invoice is an unpaid renewal of a subscription on hold: pay it by updating the "
             "subscription's payment method. Nothing was charged."
         )
+    if refused is Refusal.ENDED:
+        return _(
+            "This invoice is for a subscription that has ended, so it is not paid here. Nothing was charged."
+        )
     return _("This invoice cannot be paid here. Nothing was charged.")
 
 
@@ -360,6 +366,8 @@ def pay_invoice(invoice_id: str) -> Any:
     state = get_state()
     customer = current_customer_or_401()
     found = _own_invoice(state, customer, invoice_id)
+    if request.method == "GET":
+        found = settle_on_visit(state, customer, found)
     refused = refusal(state, customer, found)
     if request.method == "GET":
         return _render_pay(state, customer, found, refused=refused)

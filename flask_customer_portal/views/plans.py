@@ -40,6 +40,7 @@ from ..billing.promotions import (
 )
 from ..billing.proration import Proration, prorate
 from ..billing.provider_plans import (
+    PlanChangeUnconfirmed,
     change_at_provider,
     in_catalogue_terms,
     plan_change_codes,
@@ -565,6 +566,18 @@ def _change_now(
         abort(404)
     except StateConflict as exc:
         return _page(409, step="blocked", subscription=subscription, problem=_blocked_message(str(exc)))
+    except PlanChangeUnconfirmed:
+        logger.warning(
+            "No answer from the payment company to the plan change of %s", subscription.id, exc_info=True
+        )
+        return again(
+            _(
+                "The payment company did not answer in time, so we cannot tell yet whether your plan "
+                "changed. You will not be charged twice: confirm again to finish the change, or check "
+                "your subscription in a few minutes."
+            ),
+            503,
+        )
     except ProviderError:
         logger.warning("Payment provider error during a plan change of %s", subscription.id)
         return again(_("We could not reach the payment provider. Nothing was charged. Try again."), 503)
