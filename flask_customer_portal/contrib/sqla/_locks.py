@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, insert, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, insert, select, text, tuple_, update
 from sqlalchemy.orm import joinedload
 
 from ...records import RENEWING_STATUSES
@@ -102,11 +102,24 @@ __all__ = [
 _AUDIT_EVENTS: Table = AuditEventModel.__table__  # type: ignore[assignment]
 
 
+#: The statuses that renew, written into the statement as literals: the
+#: renewal index (``ix_portal_subscriptions_renewing_period_end``) holds only
+#: their rows, and PostgreSQL matches a partial index only with the values
+#: in sight, never with bound parameters of a plan prepared for any values.
+_RENEWING = bindparam(
+    "renewing",
+    sorted(RENEWING_STATUSES),
+    type_=SubscriptionModel.status.type,
+    expanding=True,
+    literal_execute=True,
+)
+
+
 def due_after(now: datetime, after: tuple[datetime, str] | None = None) -> ColumnElement[bool]:
     """Active and trialing subscriptions whose period ended at or before ``now`` (and,
     with ``after``, that come after it in ``(current_period_end, id)``
     order): what ``renew-due`` renews."""
-    condition = (SubscriptionModel.status.in_(sorted(RENEWING_STATUSES))) & (
+    condition = (SubscriptionModel.status.in_(_RENEWING)) & (
         SubscriptionModel.current_period_end <= utc(now, "now")
     )
     if after is not None:
