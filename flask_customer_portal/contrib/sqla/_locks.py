@@ -17,6 +17,7 @@ the database's write lock as a lock does.
 
 from __future__ import annotations
 
+import uuid
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -34,7 +35,7 @@ from ...storage import (
 )
 from ._base import FRESH, StoreBase, insert_if_absent, now_utc, rowcount
 from ._charge_attempts import charge_attempt_rows, mark_open_invoice_paid, write_charge_attempt
-from ._invoices import current_billing_details, insert_invoice, next_in_sequence
+from ._invoices import current_billing_details, insert_invoice, next_in_sequence, number_invoice
 from ._outbox import add_mail
 from ._promotions import redeem as redeem_promotion
 from ._promotions import release as release_promotion
@@ -196,7 +197,7 @@ class LocksMixin(StoreBase):
             lock = None if row is None else SQLSubscriptionLock(session, row)
             yield lock
             if lock is not None:
-                lock.write_events()
+                lock.finish()
 
     @contextmanager
     def claim_due_subscription(
@@ -211,7 +212,7 @@ class LocksMixin(StoreBase):
             lock = None if row is None else SQLSubscriptionLock(session, row)
             yield lock
             if lock is not None:
-                lock.write_events()
+                lock.finish()
 
     def claims_in_parallel(self) -> bool:
         """Whether claims of different subscriptions hold each other up: not
@@ -285,6 +286,29 @@ class SQLSubscriptionLock:
         # only under it, so one paid here is what was read, paid.
         self._read: dict[str, Invoice] = {}
         self._events: list[AuditEvent] = []
+        # Issued with a provisional number, numbered by _number_pending().
+        self._unnumbered: list[str] = []
+
+    def finish(self) -> None:
+        """What the block leaves to its end, before the commit: the events,
+        then the numbers of the invoices issued to be numbered now, the
+        last thing the transaction does."""
+        self.write_events()
+        self._number_pending()
+
+    def _number_pending(self) -> None:
+        """Give each invoice issued with a provisional number its number.
+
+        The counter's row, which every invoice of every runner takes, is
+        locked from here to the commit: as short a hold as the number's
+        allocation allows. Called too before anything under the lock reads
+        an invoice, which then never shows a provisional number."""
+        while self._unnumbered:
+            invoice_id = self._unnumbered.pop(0)
+            number = number_invoice(self._session, invoice_id, self._row.customer_id)
+            issued = self._issued.get(invoice_id)
+            if issued is not None:
+                self._issued[invoice_id] = replace(issued, number=number)
 
     def write_events(self) -> None:
         """Append the events recorded under the lock to the audit log, in
@@ -315,9 +339,11 @@ class SQLSubscriptionLock:
         )
 
     def open_invoices(self) -> Sequence[Invoice]:
+        self._number_pending()
         return self._invoices(OPEN_SUBSCRIPTION_INVOICES)
 
     def get_invoice(self, invoice_id: str) -> Invoice | None:
+        self._number_pending()
         found = self._invoices(GET_SUBSCRIPTION_INVOICE, invoice_id=invoice_id)
         if not found:
             return None
@@ -339,6 +365,17 @@ class SQLSubscriptionLock:
             self._session, invoice, details_read=True, saved_details=saved
         )
         return issued
+
+    def issue_invoice_numbered_at_commit(self, invoice: Invoice) -> Invoice:
+        """Inserted now under a provisional number no one outside this
+        transaction ever sees (unique, as the column needs), numbered by
+        :meth:`finish` just before the commit."""
+        if invoice.number:
+            raise ValueError("an invoice numbered at commit is issued without a number")
+        self._number_pending()
+        issued = self.issue_invoice(replace(invoice, number=f"~{uuid.uuid4().hex}"))
+        self._unnumbered.append(issued.id)
+        return replace(issued, number="")
 
     def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
         if invoice_id in self._issued and invoice_id not in self._attempts_read:
@@ -367,6 +404,7 @@ class SQLSubscriptionLock:
     def mark_invoice_paid(
         self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
     ) -> Invoice:
+        self._number_pending()
         mark_open_invoice_paid(
             self._session,
             self._row.customer_id,
@@ -432,6 +470,7 @@ class SQLSubscriptionLock:
         return self.subscription
 
     def void_invoice(self, invoice_id: str) -> Invoice:
+        self._number_pending()
         result = self._session.execute(
             update(InvoiceModel)
             .where(
