@@ -28,6 +28,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -80,6 +81,9 @@ class Run:
     load: tuple[float, float]
     server_cpu_seconds: float | None = None
     """The database server's CPU seconds (its backends'), where readable."""
+    counter_waits: tuple[int, int] = (0, 0)
+    """Samples of the runners' backends (every 20 ms) waiting for the
+    invoice-number counter's row, and samples of them in a transaction."""
 
     def per_renewal_ms(self, count: int) -> tuple[float, float]:
         return self.seconds * 1000 / count, self.cpu_seconds * 1000 / count
@@ -286,6 +290,12 @@ def _postgres(count: int) -> RunnersResult | None:
             # What two otherwise idle cores would take at the least, if the
             # runs kept both busy with this work and nothing else.
             print(f"    CPU-bound floor on 2 idle cores: {(timed.cpu_seconds + server) / 2:.1f} s")
+        waiting, busy = timed.counter_waits
+        if busy:
+            print(
+                f"    waiting for the invoice-number counter in {waiting} of {busy} samples of a "
+                f"backend in a transaction ({100 * waiting / busy:.1f} %)"
+            )
     print(f"Goal: 3 runners ≤ {GOAL_SECONDS:.0f} s: {verdict(three.seconds <= GOAL_SECONDS)}")
     return result
 
@@ -353,6 +363,7 @@ def _runners(url: str, template: str, count: int, runners: int, data_dir: Path |
         "portal",
         "renew-due",
     ]
+    sampler = _CounterWaits(url, name)
     server_before = None if data_dir is None else _server_cpu(data_dir)
     load_before = os.getloadavg()[0]
     used_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -363,7 +374,11 @@ def _runners(url: str, template: str, count: int, runners: int, data_dir: Path |
         )
         for _ in range(runners)
     ]
-    outputs = [process.communicate(timeout=1800) for process in processes]
+    sampler.start()
+    try:
+        outputs = [process.communicate(timeout=1800) for process in processes]
+    finally:
+        sampler.stop()
     elapsed = time.perf_counter() - started
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = used.ru_utime + used.ru_stime - used_before.ru_utime - used_before.ru_stime
@@ -377,7 +392,43 @@ def _runners(url: str, template: str, count: int, runners: int, data_dir: Path |
     server_after = None if data_dir is None else _server_cpu(data_dir)
     server = None if server_before is None or server_after is None else server_after - server_before
     _check_once_each(database, count)
-    return Run(elapsed, cpu, load, server)
+    return Run(elapsed, cpu, load, server, (sampler.waiting, sampler.busy))
+
+
+class _CounterWaits:
+    """Samples ``pg_stat_activity`` every 20 ms while the runners run: how
+    often a runner's backend waits for a lock while its statement is the
+    invoice-number counter's (the one row every invoice takes), against how
+    often one is in a transaction at all."""
+
+    _SAMPLE = text(
+        "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock' AND query LIKE '%portal_sequences%'), "
+        "count(*) FILTER (WHERE state IN ('active', 'idle in transaction')) "
+        "FROM pg_stat_activity WHERE datname = :database AND pid <> pg_backend_pid()"
+    )
+
+    def __init__(self, url: str, database: str) -> None:
+        self._engine = create_engine(_url_of(url, database), isolation_level="AUTOCOMMIT")
+        self._database = database
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.waiting = 0
+        self.busy = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._engine.dispose()
+
+    def _run(self) -> None:
+        with self._engine.connect() as connection:
+            while not self._done.wait(0.02):
+                waiting, busy = connection.execute(self._SAMPLE, {"database": self._database}).one()
+                self.waiting += waiting
+                self.busy += busy
 
 
 def _check_once_each(database: str, count: int) -> None:

@@ -102,6 +102,7 @@ __all__ = [
     "MailOutboxStore",
     "MailQueue",
     "MailStatus",
+    "NumbersAtCommit",
     "OutboxMail",
     "Page",
     "PaymentMethod",
@@ -594,6 +595,22 @@ class KeepsPlanChanges(Protocol):
     def get_plan_change(self, invoice_id: str) -> PlanChange | None:
         """The plan change recorded with one of the subscription's
         invoices, or ``None``."""
+
+
+@runtime_checkable
+class NumbersAtCommit(Protocol):
+    """What a :class:`SubscriptionLock` may add: an invoice numbered as the
+    lock's transaction ends. Where every invoice takes its number from one
+    counter held until commit (the SQLAlchemy store), the counter is then
+    held for the end of the transaction alone, and renewals running at
+    once wait on one another only that long."""
+
+    def issue_invoice_numbered_at_commit(self, invoice: Invoice) -> Invoice:
+        """Store a new invoice of this subscription, as
+        :meth:`SubscriptionLock.issue_invoice` does for one with ``number``
+        left empty, and give it the next number of the series when the
+        ``with`` block ends. The invoice returned has no number yet: read
+        it again in a later transaction for that."""
 
 
 @runtime_checkable

@@ -52,9 +52,10 @@ def test_the_branch_is_labelled_linear_and_self_contained() -> None:
         "portal_0004",
         "portal_0007",
         "portal_0008",
+        "portal_0009",
     ]
     assert script.get_bases() == ["portal_0001"]
-    assert script.get_heads() == [head()] == ["portal_0008"]
+    assert script.get_heads() == [head()] == ["portal_0009"]
     assert script.get_revision("customer_portal@head").revision == head()
     assert script.get_revision("portal_0001").branch_labels == {"customer_portal"}
     # alembic_version.version_num is VARCHAR(32); the prefix tells the
@@ -221,6 +222,7 @@ def test_downgrade_drops_what_each_revision_added_and_upgrade_makes_it_again(emp
     try:
         upgrade(engine)
         assert migrations.undone_by_downgrade(engine, "portal_0001") == [
+            "portal_0009 (An index for the renewal walk.)",
             "portal_0008 (Refunds and credit notes of invoices.)",
             "portal_0007 (Promotion codes and their redemptions.)",
             "portal_0004 (A customer's default payment method.)",
@@ -248,6 +250,7 @@ def test_the_outbox_revision_adds_its_table_and_takes_it_away(empty_db_url: str)
         columns = {column["name"] for column in inspect(engine).get_columns("portal_mail_outbox")}
         assert {"to_address", "headers", "claimed_by", "claimed_until", "next_attempt_at"} <= columns
         assert migrations.undone_by_downgrade(engine, "portal_0002") == [
+            "portal_0009 (An index for the renewal walk.)",
             "portal_0008 (Refunds and credit notes of invoices.)",
             "portal_0007 (Promotion codes and their redemptions.)",
             "portal_0004 (A customer's default payment method.)",
@@ -277,6 +280,56 @@ def test_the_promotion_codes_revision_adds_its_tables_and_takes_them_away(empty_
         assert upgrade(engine).is_current
     finally:
         engine.dispose()
+
+
+RENEWAL_INDEX = "ix_portal_subscriptions_renewing_period_end"
+
+
+def _indexes(engine: Engine) -> set[str]:
+    return {str(index["name"]) for index in inspect(engine).get_indexes("portal_subscriptions")}
+
+
+def test_the_renewal_index_revision_adds_the_index_and_takes_it_away(empty_db_url: str) -> None:
+    engine = _engine(empty_db_url)
+    try:
+        assert upgrade(engine, "portal_0008").current == ("portal_0008",)
+        assert RENEWAL_INDEX not in _indexes(engine)
+        assert upgrade(engine).is_current
+        assert RENEWAL_INDEX in _indexes(engine)
+        assert downgrade(engine, "portal_0008").current == ("portal_0008",)
+        assert RENEWAL_INDEX not in _indexes(engine)
+
+        # Made ahead by hand (CREATE INDEX CONCURRENTLY on PostgreSQL): kept.
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    f"CREATE INDEX {RENEWAL_INDEX} ON portal_subscriptions (current_period_end, id) "
+                    "WHERE status IN ('active', 'trialing')"
+                )
+            )
+        assert upgrade(engine).is_current
+
+        # Without a version row, the index tells portal_0009 from portal_0008.
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM alembic_version"))
+        assert schema_status(engine).recognised == "portal_0009"
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP INDEX {RENEWAL_INDEX}"))
+        assert schema_status(engine).recognised == "portal_0008"
+        assert upgrade(engine).is_current
+        assert RENEWAL_INDEX in _indexes(engine)
+    finally:
+        engine.dispose()
+
+
+def test_the_renewal_index_holds_exactly_the_statuses_that_renew() -> None:
+    from flask_customer_portal.contrib.sqla.models import RENEWING_PREDICATE
+    from flask_customer_portal.records import RENEWING_STATUSES
+
+    statuses = ", ".join(f"'{status.value}'" for status in sorted(RENEWING_STATUSES))
+    assert RENEWING_PREDICATE.text == f"status IN ({statuses})"
+    revision = migrations.script_directory().get_revision("portal_0009")
+    assert revision is not None and RENEWING_PREDICATE.text == revision.module.RENEWING
 
 
 def test_stamp_records_a_revision_without_changing_tables(empty_db_url: str) -> None:

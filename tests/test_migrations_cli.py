@@ -88,20 +88,20 @@ def test_upgrade_current_downgrade_and_stamp(empty_db_url: str) -> None:
     try:
         current = _cli(app, "db", "current")
         assert current.exit_code == 0, current.output
-        assert "no portal tables (head is portal_0008). Run `flask portal db upgrade`." in current.output
+        assert "no portal tables (head is portal_0009). Run `flask portal db upgrade`." in current.output
 
         result = _cli(app, "db", "upgrade", "portal_0001")
         assert result.exit_code == 0, result.output
-        assert "Upgraded the portal's tables to portal_0001 (head is portal_0008)." in result.output
+        assert "Upgraded the portal's tables to portal_0001 (head is portal_0009)." in result.output
         assert (
-            "portal_0001 (head is portal_0008). Run `flask portal db upgrade`."
+            "portal_0001 (head is portal_0009). Run `flask portal db upgrade`."
             in _cli(app, "db", "current").output
         )
 
         result = _cli(app, "db", "upgrade")
         assert result.exit_code == 0, result.output
         assert f"Upgraded the portal's tables to {head()} (head)." in result.output
-        assert "tables: portal_0008 (head)." in _cli(app, "db", "current").output
+        assert "tables: portal_0009 (head)." in _cli(app, "db", "current").output
 
         declined = _cli(app, "db", "downgrade", "portal_0001", input="n\n")
         assert declined.exit_code == 1
@@ -121,9 +121,9 @@ def test_upgrade_current_downgrade_and_stamp(empty_db_url: str) -> None:
 
         with app.app_context():
             metadata.create_all(_engine(app))  # made by hand, revision not recorded
-        result = _cli(app, "db", "stamp", "portal_0008")
+        result = _cli(app, "db", "stamp", "portal_0009")
         assert result.exit_code == 0, result.output
-        assert "Recorded: the portal's tables are at portal_0008 (head)." in result.output
+        assert "Recorded: the portal's tables are at portal_0009 (head)." in result.output
 
         unknown = _cli(app, "db", "upgrade", "portal_0042")
         assert unknown.exit_code == 1
@@ -184,7 +184,7 @@ def test_live_mode_answers_503_behind_the_schema_until_it_is_upgraded(
             assert client.get(LOGIN).status_code == 503
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert [r.getMessage() for r in errors] == [
-            "The customer portal's database tables: portal_0001 (head is portal_0008). "
+            "The customer portal's database tables: portal_0001 (head is portal_0009). "
             "Run `flask portal db upgrade`. Portal pages answer 503 until then."
         ]
         assert reads.count == 1  # checked once, not per request
@@ -215,7 +215,7 @@ def test_test_mode_warns_once_and_carries_on(behind_url: str, caplog: pytest.Log
                 assert client.get(LOGIN).status_code == 200
         warnings = [r.getMessage() for r in caplog.records if r.name == "flask_customer_portal"]
         assert warnings == [
-            "The customer portal's database tables: portal_0001 (head is portal_0008). "
+            "The customer portal's database tables: portal_0001 (head is portal_0009). "
             "Run `flask portal db upgrade`."
         ]
         assert reads.count == 1
@@ -290,12 +290,12 @@ def test_portal_check_reports_the_revision(empty_db_url: str) -> None:
         upgrade(_engine(app), "portal_0001")
         line = _schema_line(app)
         assert line.startswith(
-            "FAIL  database schema: not current: revision portal_0001 (head is portal_0008); "
+            "FAIL  database schema: not current: revision portal_0001 (head is portal_0009); "
         )
         assert line.endswith(": run `flask portal db upgrade`")
         upgrade(_engine(app))
         assert _schema_line(app) == (
-            "OK    database schema: all 22 portal tables are current (revision portal_0008 (head))"
+            "OK    database schema: all 22 portal tables are current (revision portal_0009 (head))"
         )
         with _engine(app).begin() as connection:
             connection.execute(text("DELETE FROM alembic_version"))

@@ -92,9 +92,9 @@ def count_attaches(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     attached: list[object] = []
     original = SharedFonts.attach
 
-    def counting(self: SharedFonts, pdf: object) -> None:
+    def counting(self: SharedFonts, pdf: object, *fallbacks: object) -> None:
         attached.append(pdf)
-        original(self, pdf)  # type: ignore[arg-type]
+        original(self, pdf, *fallbacks)  # type: ignore[arg-type]
 
     monkeypatch.setattr(SharedFonts, "attach", counting)
     return attached

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from pathlib import Path
 
 import pytest
 from babel import Locale
 from flask_babel import force_locale
+from fontTools.ttLib import TTFont
 from portal_fixtures import running_in_ci
 from pypdf import PdfReader
-from test_pdf import all_text, make_document, make_invoice, render
+from test_pdf import PublicFontsRenderer, all_text, make_document, make_invoice, needs_shared_fonts, render
 from untranslated import translated_languages
 
 from flask_customer_portal import i18n
 from flask_customer_portal.pdf import FPDFInvoiceRenderer, bidi_text, default_labels
+from flask_customer_portal.pdf import fonts as pdf_fonts
+from flask_customer_portal.pdf import layout as pdf_layout
 from flask_customer_portal.pdf.fallback_fonts import DEBIAN_FALLBACK_FONTS, warn_missing_glyph
 from flask_customer_portal.storage import InvoiceLine
 
@@ -145,6 +149,111 @@ def test_the_fallback_font_is_embedded_only_when_a_document_needs_it() -> None:
     cjk = render(make_document(customer_name="山田太郎"))
     assert b"PortalFallback" not in latin and b"Droid" not in latin
     assert b"Droid" in cjk and b"Nanum" not in cjk  # Japanese only: the Korean font stays out
+
+
+def _embedded_fonts(pdf: bytes) -> dict[str, tuple[TTFont, set[int]]]:
+    """Each embedded font by its name: its program, and the glyph ids its
+    codes map to (from the ``CIDToGIDMap``), without the two codes fpdf2
+    reserves for ``.notdef`` and the space."""
+    fonts: dict[str, tuple[TTFont, set[int]]] = {}
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            descendant = font["/DescendantFonts"][0].get_object()
+            program = descendant["/FontDescriptor"]["/FontFile2"].get_data()
+            cid_to_gid = descendant["/CIDToGIDMap"].get_data()
+            glyph_ids = {
+                int.from_bytes(cid_to_gid[2 * code : 2 * code + 2], "big")
+                for code in range(len(cid_to_gid) // 2)
+                if code not in (0x00, 0x20)
+            }
+            fonts[str(font["/BaseFont"])] = (TTFont(io.BytesIO(program)), glyph_ids - {0})
+    return fonts
+
+
+@needs_cjk_font
+@pytest.mark.parametrize(
+    ("name", "line", "font"),
+    [
+        ("山田太郎", "プロプラン 年額 3月", "Droid"),
+        ("王芳", "专业版订阅 — 3月", "Droid"),
+        ("김민준", "프로 요금제 — 3월", "Nanum"),
+    ],
+)
+def test_a_fallback_font_on_the_shared_path_draws_every_glyph(name: str, line: str, font: str) -> None:
+    """The shared font path carries the fallback font: the same text as
+    fpdf2's own ``add_font`` gives, each character drawn from a glyph with
+    an outline, and the font subset to the glyphs used."""
+    document = make_document(make_invoice(lines=(InvoiceLine(line, 1, 1900, 1900),)), customer_name=name)
+    shared, public = render(document), PublicFontsRenderer().render(document)
+    assert name in all_text(shared) and line in all_text(shared)
+    assert all_text(shared) == all_text(public)
+    fallback = [(program, ids) for key, (program, ids) in _embedded_fonts(shared).items() if font in key]
+    assert len(fallback) == 1
+    program, glyph_ids = fallback[0]
+    drawn = {ch for ch in name + line if ord(ch) > 0x2FFF}
+    assert len(glyph_ids) >= len(drawn)
+    glyf = program["glyf"]
+    assert all(glyf[program.getGlyphName(glyph_id)].numberOfContours != 0 for glyph_id in glyph_ids)
+    assert program["maxp"].numGlyphs < 60  # a subset, not the font's tens of thousands
+    assert len(shared) < MAX_BYTES and len(shared) < 1.2 * len(public)
+
+
+@needs_cjk_font
+@needs_shared_fonts
+def test_a_fallback_font_is_parsed_once_and_each_glyph_set_subset_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[str] = []
+    original = pdf_fonts._FontFace._make_subset
+
+    def counting(face: pdf_fonts._FontFace, glyph_names: frozenset[str]) -> pdf_fonts._Program:
+        made.append(face.fontkey)
+        return original(face, glyph_names)
+
+    monkeypatch.setattr(pdf_fonts._FontFace, "_make_subset", counting)
+    fresh = pdf_fonts.SharedFonts(pdf_layout._FONT_FAMILY, pdf_layout._FONT_FILES)
+    monkeypatch.setattr(pdf_layout, "_SHARED_FONTS", fresh)
+    first = render(make_document(customer_name="山田太郎"))
+    assert render(make_document(customer_name="山田太郎")) == first
+    assert made.count("portalfallback0") == 1
+    render(make_document(customer_name="山田花子"))
+    assert made.count("portalfallback0") == 2  # a new glyph: its own subset
+
+
+@needs_cjk_font
+def test_fallback_family_names_of_different_renderers_never_mix_their_fonts() -> None:
+    """Each renderer numbers its own fallback fonts: the same family name
+    may stand for another file in another renderer."""
+    korean_only = FPDFInvoiceRenderer(fallback_fonts=[DEBIAN_FALLBACK_FONTS[1]])
+    document = make_document(customer_name="김민준")
+    default_pdf, korean_pdf = render(document), korean_only.render(document)
+    assert b"Nanum" in default_pdf and b"Nanum" in korean_pdf
+    assert "김민준" in all_text(korean_pdf)
+    japanese = make_document(customer_name="山田太郎")
+    assert b"Droid" in render(japanese)
+    assert "\ufffd" in all_text(korean_only.render(japanese))  # Nanum has no kanji; no Droid here
+
+
+@needs_cjk_font
+def test_cjk_documents_rendered_by_threads_at_once_are_each_their_own() -> None:
+    names = ["山田太郎", "王芳", "김민준", "佐藤花子", "李明"]
+    documents = [make_document(customer_name=name) for name in names]
+    expected = [render(document) for document in documents]
+    renderer = FPDFInvoiceRenderer()
+    results: dict[tuple[int, int], bytes] = {}
+
+    def work(worker: int) -> None:
+        for index in range(len(documents)):
+            index = (index + worker) % len(documents)
+            results[(worker, index)] = renderer.render(documents[index])
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[(worker, i)] == expected[i] for worker in range(4) for i in range(len(documents)))
 
 
 def test_without_a_font_for_a_script_the_pdf_says_so_and_is_still_made(

@@ -34,6 +34,7 @@ from ..state import PortalState
 from ..storage import (
     AuditEvent,
     Invoice,
+    NumbersAtCommit,
     StateConflict,
     Subscription,
     SubscriptionLock,
@@ -308,7 +309,11 @@ def _renew_locked(
             subscription.credit,
             "Account credit",
         )
-        invoice = lock.issue_invoice(draft)
+        if issue_apart and draft.total != 0 and isinstance(lock, NumbersAtCommit):
+            # Paid in the next transaction: this one never needs its number.
+            invoice = lock.issue_invoice_numbered_at_commit(draft)
+        else:
+            invoice = lock.issue_invoice(draft)
         if subscription.discount_renewals > 0:
             subscription = lock.use_retention_discount()
         if credit_left != subscription.credit:

@@ -70,7 +70,8 @@ _REVISION_PREFIX: Final = "portal_"
 _ADVISORY_LOCK: Final = 0x637573745F706F72  # "cust_por"
 
 #: The tables each revision made (or, for a revision that only adds a
-#: column, that column): how a database made by ``create_all()`` of 0.1.0
+#: column, that column as ``table.column``; an index, as ``table:index``):
+#: how a database made by ``create_all()`` of 0.1.0
 #: (``portal_0001``), of the code between 0.1.0 and this module
 #: (``portal_0002``), or of a later version whose revision was lost
 #: (``portal_0003`` on) is recognised.
@@ -103,6 +104,7 @@ _UNRECORDED: Final[tuple[tuple[str, frozenset[str]], ...]] = (
     ("portal_0004", frozenset({"portal_payment_methods.is_default"})),
     ("portal_0007", frozenset({"portal_promotion_codes", "portal_promotion_redemptions"})),
     ("portal_0008", frozenset({"portal_credit_notes"})),
+    ("portal_0009", frozenset({"portal_subscriptions:ix_portal_subscriptions_renewing_period_end"})),
 )
 
 
@@ -312,13 +314,16 @@ def _status(connection: Connection) -> SchemaStatus:
 
 
 def _present(connection: Connection) -> set[str]:
-    """The tables in the database, and ``table.column`` for the columns
-    :data:`_UNRECORDED` tells revisions by."""
+    """The tables in the database, and ``table.column`` and ``table:index``
+    for the columns and indexes :data:`_UNRECORDED` tells revisions by."""
     inspector = inspect(connection)
     present = set(inspector.get_table_names())
     marked = {m.partition(".")[0] for _, markers in _UNRECORDED for m in markers if "." in m}
     for table in sorted(marked & present):
         present.update(f"{table}.{column['name']}" for column in inspector.get_columns(table))
+    indexed = {m.partition(":")[0] for _, markers in _UNRECORDED for m in markers if ":" in m}
+    for table in sorted(indexed & present):
+        present.update(f"{table}:{index['name']}" for index in inspector.get_indexes(table))
     return present
 
 

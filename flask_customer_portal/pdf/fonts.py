@@ -8,7 +8,10 @@ Two parts:
   these.
 * :class:`SharedFonts` embeds the fonts from programs parsed and subset
   once per process instead of once per document, several times faster than
-  fpdf2's ``add_font`` for the same bytes. It reaches into fpdf2's private
+  fpdf2's ``add_font`` for the same bytes. It carries the fallback fonts for
+  the scripts DejaVu Sans lacks (:mod:`.fallback_fonts`) the same way: a
+  4 MB CJK font is parsed once per process, and each set of glyphs a
+  document draws from it is subset once and kept. It reaches into fpdf2's private
   classes (``OutputProducer``, ``TTFFont``'s attributes,
   ``_build_cmap_blocks``), which change between releases, so it is used only
   on the fpdf2 releases in :data:`PROVEN_FPDF2_RELEASES`, whose output the
@@ -134,6 +137,11 @@ _FPDF_DROPPED_TABLES = (
     "CBDT", "CBLC", "EBDT", "EBLC", "EBSC", "SVG ", "CPAL", "COLR",
 )  # fmt: skip
 
+#: Hinting sources some fallback fonts carry (Microsoft VTT's): fontTools
+#: cannot subset them and drops them with a warning per subset; a PDF
+#: never uses them.
+_VTT_SOURCE_TABLES = ("TSI0", "TSI1", "TSI2", "TSI3", "TSI5")
+
 
 class SharedFonts:
     """The invoice fonts of one family, embedded from programs shared by
@@ -151,6 +159,9 @@ class SharedFonts:
         self.family = family
         self.faces = {style: _FontFace(family, style, path) for style, path in files.items()}
         self._lock = threading.Lock()
+        # Keyed by fpdf2's font key and the file: two renderers may give the
+        # same fallback family name to different files.
+        self._fallback_faces: dict[tuple[str, str], _FontFace] = {}
         self._output_types: dict[str, type[Any] | None] = {}
         self._given_up = False
 
@@ -181,11 +192,35 @@ class SharedFonts:
         with self._lock:
             return self._output_types.setdefault(release, output_type)
 
-    def attach(self, pdf: FPDF) -> None:
+    def attach(self, pdf: FPDF, fallbacks: Iterable[tuple[str, Path]] = ()) -> None:
         """Make every face usable in ``pdf`` as ``add_font`` would, without
-        parsing the files again."""
+        parsing the files again; ``fallbacks`` adds the regular face of each
+        ``(family, file)`` after them, parsed once per process too."""
         for face in self.faces.values():
             face.attach(pdf)
+        for family, path in fallbacks:
+            self.fallback_face(family, path).attach(pdf)
+
+    def fallback_face(self, family: str, path: Path) -> _FontFace:
+        """The shared regular face of the fallback font ``family`` at ``path``."""
+        key = (family.lower(), str(path))
+        with self._lock:
+            face = self._fallback_faces.get(key)
+            if face is None:
+                # A CJK font has no Latin core worth trimming to: its
+                # documents' glyphs are subset from the whole font.
+                face = self._fallback_faces[key] = _FontFace(family, "", path, trim_to_common=False)
+            return face
+
+    def face_of(self, font: Any) -> _FontFace | None:
+        """The shared face ``font`` was attached from, or ``None``."""
+        fontkey = getattr(font, "fontkey", "")
+        path = getattr(font, "ttffile", None)
+        for face in self.faces.values():
+            if face.fontkey == fontkey and face.path == path:
+                return face
+        with self._lock:
+            return self._fallback_faces.get((fontkey, str(path)))
 
     def output(self, pdf: FPDF) -> bytes:
         """``pdf`` written with the shared faces' cached programs."""
@@ -226,10 +261,11 @@ class _FontFace:
     #: Glyph sets whose subset is kept, per face (a subset is 10-30 kB).
     subset_cache_size: ClassVar[int] = 64
 
-    def __init__(self, family: str, style: str, path: Path) -> None:
+    def __init__(self, family: str, style: str, path: Path, *, trim_to_common: bool = True) -> None:
         self.style = style
         self.fontkey = f"{family.lower()}{style}"
         self.path = path
+        self.trim_to_common = trim_to_common
         self._lock = threading.Lock()
         self._template: TTFFont | None = None
         self._data = b""
@@ -286,10 +322,18 @@ class _FontFace:
         from fontTools import subset
 
         self.template()
-        common, common_glyphs = self._common_program()
-        font = _open_font(common if common_glyphs.issuperset(glyph_names) else self._data)
+        if self.trim_to_common:
+            common, common_glyphs = self._common_program()
+            font = _open_font(common if common_glyphs.issuperset(glyph_names) else self._data)
+        else:
+            font = _open_font(self._data)
         options = subset.Options(notdef_outline=True, recommended_glyphs=True)
         options.drop_tables += list(_FPDF_DROPPED_TABLES)
+        if not self.trim_to_common:
+            # A fallback font is ours to cut as we like (no byte-for-byte
+            # twin to match): its hinting only grows the file.
+            options.drop_tables += list(_VTT_SOURCE_TABLES)
+            options.hinting = False
         subsetter = subset.Subsetter(options)
         subsetter.populate(glyphs=sorted(glyph_names))
         subsetter.subset(font)
@@ -452,7 +496,6 @@ def _make_output_type(shared: SharedFonts) -> type[Any]:
     ]
     if missing:
         raise TypeError(f"fpdf2's OutputProducer has no {', '.join(missing)}")
-    faces_by_key = {face.fontkey: face for face in shared.faces.values()}
 
     class CompressedStream(PDFContentStream):
         """A stream whose Flate-compressed contents are already at hand
@@ -478,7 +521,7 @@ def _make_output_type(shared: SharedFonts) -> type[Any]:
         def _add_fonts(self, *resources: Any) -> dict[int, Any]:
             objects: dict[int, Any] = {}
             for font in sorted(self.fpdf.fonts.values(), key=lambda font: font.i):
-                face = faces_by_key.get(getattr(font, "fontkey", ""))
+                face = shared.face_of(font)
                 if face is None or not isinstance(font, TTFFont) or font.ttfont is not None:
                     raise TypeError(f"{font!r} is not a face attached by the invoice renderer")
                 objects[font.i] = self._add_face(font, face)

@@ -828,12 +828,11 @@ class FPDFInvoiceRenderer:
                 "FPDFInvoiceRenderer needs fpdf2: pip install 'flask-customer-portal[pdf]'"
             ) from exc
         fallbacks = self._needed_fallbacks(content)
-        # The shared path embeds DejaVu Sans only: with another font, fpdf2's own.
-        shared = _SHARED_FONTS if self._share_parsed_fonts and not fallbacks else None
+        shared = _SHARED_FONTS if self._share_parsed_fonts else None
         if shared is None or shared.output_type() is None:
             return self._draw(meta, content, None, fallbacks)
         try:
-            return self._draw(meta, content, shared)
+            return self._draw(meta, content, shared, fallbacks)
         except Exception as exc:  # fpdf2's private classes are not what the shared path expects
             failure = exc
         # The public path draws the same document; if it fails too, the
@@ -868,8 +867,9 @@ class FPDFInvoiceRenderer:
         pdf.set_creation_date(meta.created)
 
         if shared is not None:
-            shared.attach(pdf)
-            _Layout(pdf, content, right_to_left=_right_to_left(meta.locale)).draw()
+            # Each fallback font whole: its programs are subset per glyph set, once.
+            shared.attach(pdf, ((fallback.family, fallback.path) for fallback in fallbacks))
+            _Layout(pdf, content, right_to_left=_right_to_left(meta.locale), fallbacks=fallbacks).draw()
             return shared.output(pdf)
         try:
             _add_public_fonts(pdf)

@@ -17,11 +17,12 @@ the database's write lock as a lock does.
 
 from __future__ import annotations
 
+import uuid
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, insert, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, insert, select, text, tuple_, update
 from sqlalchemy.orm import joinedload
 
 from ...records import RENEWING_STATUSES
@@ -34,7 +35,7 @@ from ...storage import (
 )
 from ._base import FRESH, StoreBase, insert_if_absent, now_utc, rowcount
 from ._charge_attempts import charge_attempt_rows, mark_open_invoice_paid, write_charge_attempt
-from ._invoices import current_billing_details, insert_invoice, next_in_sequence
+from ._invoices import current_billing_details, insert_invoice, next_in_sequence, number_invoice
 from ._outbox import add_mail
 from ._promotions import redeem as redeem_promotion
 from ._promotions import release as release_promotion
@@ -102,11 +103,24 @@ __all__ = [
 _AUDIT_EVENTS: Table = AuditEventModel.__table__  # type: ignore[assignment]
 
 
+#: The statuses that renew, written into the statement as literals: the
+#: renewal index (``ix_portal_subscriptions_renewing_period_end``) holds only
+#: their rows, and PostgreSQL matches a partial index only with the values
+#: in sight, never with bound parameters of a plan prepared for any values.
+_RENEWING = bindparam(
+    "renewing",
+    sorted(RENEWING_STATUSES),
+    type_=SubscriptionModel.status.type,
+    expanding=True,
+    literal_execute=True,
+)
+
+
 def due_after(now: datetime, after: tuple[datetime, str] | None = None) -> ColumnElement[bool]:
     """Active and trialing subscriptions whose period ended at or before ``now`` (and,
     with ``after``, that come after it in ``(current_period_end, id)``
     order): what ``renew-due`` renews."""
-    condition = (SubscriptionModel.status.in_(sorted(RENEWING_STATUSES))) & (
+    condition = (SubscriptionModel.status.in_(_RENEWING)) & (
         SubscriptionModel.current_period_end <= utc(now, "now")
     )
     if after is not None:
@@ -183,7 +197,7 @@ class LocksMixin(StoreBase):
             lock = None if row is None else SQLSubscriptionLock(session, row)
             yield lock
             if lock is not None:
-                lock.write_events()
+                lock.finish()
 
     @contextmanager
     def claim_due_subscription(
@@ -198,7 +212,7 @@ class LocksMixin(StoreBase):
             lock = None if row is None else SQLSubscriptionLock(session, row)
             yield lock
             if lock is not None:
-                lock.write_events()
+                lock.finish()
 
     def claims_in_parallel(self) -> bool:
         """Whether claims of different subscriptions hold each other up: not
@@ -272,6 +286,29 @@ class SQLSubscriptionLock:
         # only under it, so one paid here is what was read, paid.
         self._read: dict[str, Invoice] = {}
         self._events: list[AuditEvent] = []
+        # Issued with a provisional number, numbered by _number_pending().
+        self._unnumbered: list[str] = []
+
+    def finish(self) -> None:
+        """What the block leaves to its end, before the commit: the events,
+        then the numbers of the invoices issued to be numbered now, the
+        last thing the transaction does."""
+        self.write_events()
+        self._number_pending()
+
+    def _number_pending(self) -> None:
+        """Give each invoice issued with a provisional number its number.
+
+        The counter's row, which every invoice of every runner takes, is
+        locked from here to the commit: as short a hold as the number's
+        allocation allows. Called too before anything under the lock reads
+        an invoice, which then never shows a provisional number."""
+        while self._unnumbered:
+            invoice_id = self._unnumbered.pop(0)
+            number = number_invoice(self._session, invoice_id, self._row.customer_id)
+            issued = self._issued.get(invoice_id)
+            if issued is not None:
+                self._issued[invoice_id] = replace(issued, number=number)
 
     def write_events(self) -> None:
         """Append the events recorded under the lock to the audit log, in
@@ -302,9 +339,11 @@ class SQLSubscriptionLock:
         )
 
     def open_invoices(self) -> Sequence[Invoice]:
+        self._number_pending()
         return self._invoices(OPEN_SUBSCRIPTION_INVOICES)
 
     def get_invoice(self, invoice_id: str) -> Invoice | None:
+        self._number_pending()
         found = self._invoices(GET_SUBSCRIPTION_INVOICE, invoice_id=invoice_id)
         if not found:
             return None
@@ -326,6 +365,17 @@ class SQLSubscriptionLock:
             self._session, invoice, details_read=True, saved_details=saved
         )
         return issued
+
+    def issue_invoice_numbered_at_commit(self, invoice: Invoice) -> Invoice:
+        """Inserted now under a provisional number no one outside this
+        transaction ever sees (unique, as the column needs), numbered by
+        :meth:`finish` just before the commit."""
+        if invoice.number:
+            raise ValueError("an invoice numbered at commit is issued without a number")
+        self._number_pending()
+        issued = self.issue_invoice(replace(invoice, number=f"~{uuid.uuid4().hex}"))
+        self._unnumbered.append(issued.id)
+        return replace(issued, number="")
 
     def attempts(self, invoice_id: str) -> Sequence[ChargeAttempt]:
         if invoice_id in self._issued and invoice_id not in self._attempts_read:
@@ -354,6 +404,7 @@ class SQLSubscriptionLock:
     def mark_invoice_paid(
         self, invoice_id: str, *, paid_at: datetime, payment_reference: str, payment_method_id: str | None
     ) -> Invoice:
+        self._number_pending()
         mark_open_invoice_paid(
             self._session,
             self._row.customer_id,
@@ -419,6 +470,7 @@ class SQLSubscriptionLock:
         return self.subscription
 
     def void_invoice(self, invoice_id: str) -> Invoice:
+        self._number_pending()
         result = self._session.execute(
             update(InvoiceModel)
             .where(
