@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -73,11 +74,12 @@ def _assert_logged_once_by_class(caplog: pytest.LogCaptureFixture, provider: str
 class AnsweringAll:
     """A Stripe-like server answering every request with one status and error."""
 
-    def __init__(self, status: int, error_type: str) -> None:
+    def __init__(self, status: int, error_type: str, *, delay: float = 0.0) -> None:
         body = json.dumps({"error": {"type": error_type, "message": f"Failed for {LEAK}"}}).encode()
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
+                time.sleep(delay)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -120,8 +122,16 @@ STRIPE_PAGES = (
 )
 
 
-def _stripe_portal(tmp_path: Path, url: str) -> Flask:
-    client, _http = counting_client(url)
+def _stripe_portal(tmp_path: Path, url: str, *, timeout: float | None = None) -> Flask:
+    if timeout is None:
+        client, _http = counting_client(url)
+    else:
+        client = stripe.StripeClient(
+            "sk_test_portal",
+            base_addresses={"api": url, "files": url, "connect": url},
+            http_client=stripe.RequestsClient(timeout=timeout),
+            max_network_retries=0,
+        )
     app = make_counted_portal(f"sqlite:///{tmp_path / 'portal.db'}", client, {"ava": "cus_Ava"})
     app.config["PROPAGATE_EXCEPTIONS"] = False
     return app
@@ -129,10 +139,18 @@ def _stripe_portal(tmp_path: Path, url: str) -> Flask:
 
 @pytest.fixture
 def stripe_down(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Flask, str]]:
-    """A signed-in portal over a Stripe that is unreachable, or answers 5xx or 429."""
+    """A portal over a Stripe that is unreachable, too slow, or answers 5xx or 429,
+    and the class of the SDK's error."""
     kind = request.param
     if kind == "closed port":
         yield _stripe_portal(tmp_path, f"http://127.0.0.1:{_closed_port()}"), "APIConnectionError"
+        return
+    if kind == "timeout":
+        hanging = AnsweringAll(200, "api_error", delay=1.0)
+        try:
+            yield _stripe_portal(tmp_path, hanging.url, timeout=0.2), "APIConnectionError"
+        finally:
+            hanging.close()
         return
     status, error_type, name = {
         "503": (503, "api_error", "APIError"),
@@ -146,7 +164,7 @@ def stripe_down(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
         server.close()
 
 
-@pytest.mark.parametrize("stripe_down", ["closed port", "503", "500", "429"], indirect=True)
+@pytest.mark.parametrize("stripe_down", ["closed port", "timeout", "503", "500", "429"], indirect=True)
 @pytest.mark.parametrize("path", STRIPE_PAGES)
 def test_every_page_over_a_silent_stripe_is_a_503(
     stripe_down: tuple[Flask, str], path: str, caplog: pytest.LogCaptureFixture
