@@ -12,7 +12,7 @@ from .auth import PortalSession, current_customer
 from .billing.periods import add_months
 from .clock import utcnow
 from .config import PortalConfig
-from .errors import ConfigurationError, CustomerNotFound, PortalError
+from .errors import ConfigurationError, CustomerNotFound, PortalError, ProviderUnavailable
 from .extension import CustomerPortal
 from .forms import PortalForm
 from .mail import LogMailer, MailDeliveryError, Mailer, Message, SMTPMailer
@@ -74,6 +74,7 @@ __all__ = [
     "PortalForm",
     "PortalSession",
     "PortalStorage",
+    "ProviderUnavailable",
     "RetentionOffer",
     "SMTPMailer",
     "Subscription",

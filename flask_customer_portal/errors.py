@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "CustomerNotFound", "PortalError", "SubscriptionNotFound"]
+from werkzeug.exceptions import ServiceUnavailable
+
+__all__ = [
+    "ConfigurationError",
+    "CustomerNotFound",
+    "PortalError",
+    "ProviderUnavailable",
+    "SubscriptionNotFound",
+]
 
 
 class PortalError(Exception):
@@ -31,3 +39,23 @@ class CustomerNotFound(PortalError, LookupError):
 
 class SubscriptionNotFound(PortalError, LookupError):
     """The subscription does not exist or is not this customer's."""
+
+
+class ProviderUnavailable(PortalError, ServiceUnavailable):
+    """The payment company did not answer a page's read: it could not be
+    reached, timed out, answered with a server error or asked the portal to
+    slow down.
+
+    Raised by the Stripe and Dodo Payments stores for reads made for a page
+    (a ``GET`` or ``HEAD`` request) only, so nothing can have changed; the
+    portal answers it with its error page, HTTP 503 and ``Retry-After``.
+    Writes and payments keep their own errors. ``provider`` is the company's
+    name as the customer knows it (``"Stripe"``, ``"Dodo Payments"``).
+    """
+
+    #: Seconds the customer is asked to wait (the ``Retry-After`` header).
+    RETRY_AFTER = 60
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        super().__init__(f"{provider} did not answer", retry_after=self.RETRY_AFTER)

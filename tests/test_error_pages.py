@@ -28,6 +28,7 @@ WORDS = {
     413: "That was too large",
     429: "Too many requests",
     500: "Something went wrong",
+    503: "Temporarily unavailable",
 }
 
 

@@ -40,6 +40,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from ..auth import get_current_customer
+from ..errors import ProviderUnavailable
 from ..i18n import select_locale
 from ..ratelimit import RateLimitUnavailable
 from ..state import get_state
@@ -51,7 +52,7 @@ __all__ = ["ERROR_STATUSES", "PortalErrorPages", "install_error_pages", "render_
 logger = logging.getLogger("flask_customer_portal")
 
 #: The statuses the page has words of its own for; any other is "Something went wrong".
-ERROR_STATUSES = (400, 401, 403, 404, 405, 409, 410, 413, 429, 500)
+ERROR_STATUSES = (400, 401, 403, 404, 405, 409, 410, 413, 429, 500, 503)
 
 #: The endpoint an error page outside any portal route is rendered as, so
 #: that the layout's relative links (``url_for(".dashboard")``) resolve.
@@ -89,6 +90,8 @@ def render_error_page(error: HTTPException) -> Response:
             error=error if code < 500 else None,
             back_url=back_url,
             signed_in=customer is not None,
+            # The company's name for a 503 because it did not answer a read.
+            provider=error.provider if isinstance(error, ProviderUnavailable) else None,
         )
     response = make_response(body, code)
     for name, value in error.get_headers():

@@ -23,7 +23,7 @@ from dodopayments import (
 from werkzeug.exceptions import ServiceUnavailable
 
 from ...capabilities import ProviderPlanChangeDeclined, ProviderPlanPreview
-from ...errors import PortalError
+from ...errors import PortalError, ProviderUnavailable
 from ...money import Money
 from ...storage import (
     AuditEvent,
@@ -39,6 +39,7 @@ from ...storage import (
     Subscription,
     SubscriptionStatus,
 )
+from .._unavailable import reads_of
 from ..composite import CompositeStorage
 from ._convert import (
     HIDDEN_STATUSES,
@@ -91,6 +92,22 @@ class DodoUnavailable(PortalError, ServiceUnavailable):
     answered with a server error (or a refusal of the API key). Shown to the
     customer as the portal's "try again in a moment" page (HTTP 503); the
     log names the request, never the key."""
+
+
+class DodoReadUnavailable(DodoUnavailable, ProviderUnavailable):
+    """Dodo Payments did not answer a page's read (see
+    :class:`~flask_customer_portal.errors.ProviderUnavailable`)."""
+
+
+def _unanswered(error: Exception) -> bool:
+    # A refused key is the merchant's to fix, not Dodo's silence.
+    cause = error.__cause__
+    refused = isinstance(cause, APIStatusError) and cause.status_code in (401, 403)
+    return isinstance(error, DodoUnavailable) and not refused
+
+
+#: Decorates the store's page reads; :meth:`DodoBilling._call` has logged the failure.
+_dodo_read = reads_of("Dodo Payments", _unanswered, raise_as=DodoReadUnavailable, log=False)
 
 
 class DodoRefused(StateConflict):
@@ -247,14 +264,14 @@ class DodoBilling:
                 raise _Missing(what) from exc
             if 400 <= status < 500 and status not in (401, 403, 429):
                 raise DodoRefused(what, status) from exc
-            logger.error("Dodo Payments answered HTTP %s to %s", status, what)
+            logger.warning("Dodo Payments answered HTTP %s to %s", status, what)
             raise DodoUnavailable(f"Dodo Payments answered HTTP {status} to {what}") from exc
         except APIConnectionError as exc:
-            logger.error("Dodo Payments could not be reached for %s: %s", what, type(exc).__name__)
+            logger.warning("Dodo Payments could not be reached for %s: %s", what, type(exc).__name__)
             raise DodoUnavailable(f"Dodo Payments could not be reached for {what}") from exc
         except APIError as exc:
             # An answer the SDK could not read (strict response validation).
-            logger.error("Dodo Payments sent an answer that could not be read for %s", what)
+            logger.warning("Dodo Payments sent an answer that could not be read for %s", what)
             raise DodoUnavailable(f"unreadable answer from Dodo Payments for {what}") from exc
 
     def _or_none(self, what: str, func: Callable[[], R]) -> R | None:
@@ -344,15 +361,18 @@ class DodoBilling:
 
     # -- BillingStore: reads -----------------------------------------------------------
 
+    @_dodo_read
     def list_subscriptions(self, customer_id: str) -> Sequence[Subscription]:
         return self._subscriptions(customer_id)
 
+    @_dodo_read
     def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
         for subscription in self._subscriptions(customer_id):
             if subscription.id == subscription_id:
                 return subscription
         return None
 
+    @_dodo_read
     def list_invoices(self, customer_id: str, *, page: int, per_page: int) -> Page[Invoice]:
         if page < 1 or per_page < 1:
             raise ValueError("page and per_page start at 1")
@@ -362,6 +382,7 @@ class DodoBilling:
             items=invoices[start : start + per_page], page=page, per_page=per_page, total=len(invoices)
         )
 
+    @_dodo_read
     def list_invoices_after(
         self, customer_id: str, after: Invoice | None, *, limit: int, with_lines: bool = False
     ) -> Sequence[Invoice]:
@@ -391,6 +412,7 @@ class DodoBilling:
             return None
         return raw
 
+    @_dodo_read
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
         raw = self._own_payment(customer_id, invoice_id)
         if raw is None:
@@ -406,6 +428,7 @@ class DodoBilling:
         invoice = invoice_record(raw, names, open_ids)
         return replace(invoice, lines=self._lines(invoice))
 
+    @_dodo_read
     def invoice_pdf(self, customer_id: str, invoice_id: str) -> bytes | None:
         """Dodo's own invoice PDF of one of the customer's payments
         (``invoices.payments.retrieve``), or ``None``."""
@@ -416,11 +439,13 @@ class DodoBilling:
         )
         return None if response is None else response.read()
 
+    @_dodo_read
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
         methods = [payment_method_record(customer_id, m) for m in self._raw_methods(customer_id)]
         methods.sort(key=lambda m: m.created_at or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
         return methods
 
+    @_dodo_read
     def get_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
         for method in self.list_payment_methods(customer_id):
             if method.id == payment_method_id:
@@ -768,6 +793,7 @@ class DodoBilling:
         )
         return [k for k in found if k.customer_id == customer_id]
 
+    @_dodo_read
     def list_license_keys(self, customer_id: str) -> Sequence[LicenseKey]:
         raws = self._raw_license_keys(customer_id)
         if not raws:
@@ -779,6 +805,7 @@ class DodoBilling:
         )
         return keys
 
+    @_dodo_read
     def count_license_keys(self, customer_id: str) -> int:
         return len(self._raw_license_keys(customer_id))
 
@@ -791,10 +818,12 @@ class DodoBilling:
             return None
         return raw
 
+    @_dodo_read
     def get_license_key(self, customer_id: str, license_key_id: str) -> LicenseKey | None:
         raw = self._own_license_key(customer_id, license_key_id)
         return None if raw is None else license_key_record(raw, self._product_names(customer_id))
 
+    @_dodo_read
     def list_license_key_instances(
         self, customer_id: str, license_key_id: str
     ) -> Sequence[LicenseKeyInstance]:

@@ -50,6 +50,7 @@ from ._refunds import (
     needs_charges,
     refunds,
 )
+from ._unavailable import stripe_read
 
 #: The most invoices read for one customer's invoice list.
 MAX_INVOICES = 1000
@@ -329,11 +330,13 @@ class StripeBillingStore(StripePromotionCodes):
         newest_first = lambda s: (s.created_at or s.current_period_start, s.id)  # noqa: E731
         return sorted(current, key=newest_first, reverse=True) + sorted(past, key=newest_first, reverse=True)
 
+    @stripe_read
     def list_subscriptions(self, customer_id: str) -> Sequence[Subscription]:
         return list(
             self._reads.read(customer_id, "subscriptions", lambda: self._fetch_subscriptions(customer_id))
         )
 
+    @stripe_read
     def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
         if self._reads.active():
             # The customer's list (every status) holds it if it is theirs: one
@@ -366,6 +369,7 @@ class StripeBillingStore(StripePromotionCodes):
     def _invoice_list(self, customer_id: str) -> list[Invoice]:
         return self._reads.read(customer_id, "invoices", lambda: self._all_invoices(customer_id, lines=False))
 
+    @stripe_read
     def list_invoices_after(
         self, customer_id: str, after: Invoice | None, *, limit: int, with_lines: bool = False
     ) -> Sequence[Invoice]:
@@ -377,6 +381,7 @@ class StripeBillingStore(StripePromotionCodes):
             invoices = [i for i in invoices if (i.issued_at, i.id) < (after.issued_at, after.id)]
         return invoices[:limit]
 
+    @stripe_read
     def list_invoices(self, customer_id: str, *, page: int, per_page: int) -> Page[Invoice]:
         if page < 1 or per_page < 1:
             raise ValueError("page and per_page start at 1")
@@ -404,6 +409,7 @@ class StripeBillingStore(StripePromotionCodes):
             notes = tuple(sorted((n for n in converted if n is not None), key=lambda n: (n.issued_at, n.id)))
         return self._invoice(data, customer_id, lines=True, known=known, credit_notes=notes, charges=charges)
 
+    @stripe_read
     def get_invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
         if not invoice_id.startswith("in_"):
             return None
@@ -411,6 +417,7 @@ class StripeBillingStore(StripePromotionCodes):
             customer_id, f"invoice:{invoice_id}", lambda: self._fetch_invoice(customer_id, invoice_id)
         )
 
+    @stripe_read
     def invoice_pdf_url(self, customer_id: str, invoice_id: str) -> str | None:
         """Stripe's PDF of the customer's invoice (``invoice_pdf``), or
         ``None``; the portal's PDF link redirects there."""
@@ -446,6 +453,7 @@ class StripeBillingStore(StripePromotionCodes):
         )
         return list(methods), default_id
 
+    @stripe_read
     def list_payment_methods(self, customer_id: str) -> Sequence[PaymentMethod]:
         return self._read_methods(customer_id)[0]
 
@@ -463,6 +471,7 @@ class StripeBillingStore(StripePromotionCodes):
             return None
         return self._payment_method(data, customer_id, default_id=self._default_id(data.get("customer")))
 
+    @stripe_read
     def get_payment_method(self, customer_id: str, payment_method_id: str) -> PaymentMethod | None:
         if self._reads.active():
             # Attached to the customer means listed for the customer.
