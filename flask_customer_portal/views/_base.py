@@ -173,6 +173,11 @@ _SECTION_OF = {
     "activity": "profile",
     "billing_details": "profile",
     "invoice_billing_details": "invoices",
+    "pay_invoice": "invoices",
+    "email_invoice": "invoices",
+    "apply_promotion_code": "subscriptions",
+    "cancel_scheduled_change": "subscriptions",
+    "deactivate_license_instance": "license_keys",
 }
 
 
