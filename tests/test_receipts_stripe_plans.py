@@ -15,12 +15,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from outbox_support import receipt_rows
 from portal_fixtures import sign_in
-from stripe_support import NOW, RecordedStripe, ScriptedStripe, make_stripe_portal_app, stripe_client
-from test_plans_stripe import PLANS, StripePlans, _confirm, _preview
+from stripe_support import NOW, RecordedStripe, ScriptedStripe
+from test_plans_stripe import StripePlans, _confirm, _preview, ava_over_recorded_stripe
 from test_stripe import _signed
 
 from flask_customer_portal.outbox.sender import ATTACHMENT_HEADER
-from flask_customer_portal.state import get_state
 
 
 @pytest.fixture
@@ -30,16 +29,8 @@ def plans(recorded_stripe: RecordedStripe) -> StripePlans:
 
 @pytest.fixture
 def shop(recorded_stripe: RecordedStripe, plans: StripePlans, tmp_path: Path) -> Iterator[Flask]:
-    app = make_stripe_portal_app(
-        f"sqlite:///{tmp_path / 'portal.db'}", stripe_client(recorded_stripe.url), {"ava": "cus_R"}
-    )
-    with app.app_context():
-        for plan in PLANS:
-            get_state(app).storage.local.add_plan(plan)  # type: ignore[attr-defined]
-    yield app
-    get_state(app).shutdown()
-    with app.app_context():
-        app.extensions["sqlalchemy"].engine.dispose()
+    with ava_over_recorded_stripe(recorded_stripe, tmp_path) as app:
+        yield app
 
 
 @pytest.fixture
