@@ -100,10 +100,10 @@ def _renewals(
 
 def subscription_discount(
     data: Mapping[str, Any], *, period_end: datetime, interval: str, interval_count: int
-) -> dict[str, int]:
-    """The record's ``discount_percent`` and ``discount_renewals`` of a
-    Stripe subscription ``data`` (empty without a percent discount still to
-    be used). Stripe stacks several discounts; the record shows one, the
+) -> tuple[int, int]:
+    """The record's ``(discount_percent, discount_renewals)`` of a Stripe
+    subscription ``data``; ``(0, 0)`` without a percent discount still to
+    be used. Stripe stacks several discounts; the record shows one, the
     first with a percent off."""
     for discount, coupon in _coupons(data):
         try:
@@ -114,5 +114,5 @@ def subscription_discount(
         if percent <= 0 or renewals <= 0:
             continue
         # Stripe allows fractions (12.5% off); the record keeps whole percents.
-        return {"discount_percent": min(max(round(percent), 1), 100), "discount_renewals": renewals}
-    return {}
+        return min(max(round(percent), 1), 100), renewals
+    return 0, 0

@@ -198,6 +198,9 @@ class StripeBillingStore(StripePromotionCodes):
         current_period_end = (
             from_timestamp(period_end) or from_timestamp(data.get("created")) or datetime.now(timezone.utc)
         )
+        discount = subscription_discount(
+            data, period_end=current_period_end, interval=interval, interval_count=interval_count
+        )
         return Subscription(
             id=str(data["id"]),
             customer_id=customer_id,
@@ -221,9 +224,8 @@ class StripeBillingStore(StripePromotionCodes):
             created_at=from_timestamp(data.get("created")),
             plan_id=str(price["id"]) if len(items) == 1 and price.get("id") else None,
             quantity=quantity,
-            **subscription_discount(
-                data, period_end=current_period_end, interval=interval, interval_count=interval_count
-            ),
+            discount_percent=discount[0],
+            discount_renewals=discount[1],
         )
 
     def _invoice(
