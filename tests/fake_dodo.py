@@ -9,6 +9,11 @@ test instead of slipping through.
 
 Lists are page-numbered from 0 (``page_number``, ``page_size``) and end with
 an empty page, as Dodo's do. What Dodo does on its own is simulated:
+discount codes sent with a plan change (``discount_codes``) are checked
+as Dodo checks them (known, started, not expired, not used up, for the
+new product) and refused with a 422 otherwise; an applied one takes its
+percentage (basis points) or flat amount off the new plan's prorated
+charge and counts one use once the change is made;
 ``update_payment_method`` on an ``on_hold`` subscription charges the
 arrears with the outcome set in :attr:`FakeDodo.arrears_outcome` and, when
 that succeeds, makes the subscription ``active`` with a new period;
@@ -37,6 +42,7 @@ from dodopayments import DodoPayments
 from dodopayments.types import (
     CustomerPortalSession,
     CustomerRetrievePaymentMethodsResponse,
+    Discount,
     LicenseKey,
     LicenseKeyInstance,
     Payment,
@@ -106,6 +112,8 @@ class FakeDodo:
     license_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     instances: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Discounts by id (:meth:`add_discount`).
+    discounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What charging an ``on_hold`` subscription's arrears does:
     #: ``succeeded``, ``failed`` (with :attr:`arrears_error_code`),
     #: ``requires_customer_action`` (a payment link) or ``processing``.
@@ -177,6 +185,7 @@ class FakeDodo:
                 self.license_keys,
                 self.instances,
                 self.refunds,
+                self.discounts,
                 self.product_prices,
                 self.product_names,
                 self.slow_paths,
@@ -235,6 +244,44 @@ class FakeDodo:
         return [r for r in self.requests if r[0] == method and pattern.fullmatch(r[1])]
 
     # -- seeding ------------------------------------------------------------------------
+
+    def add_discount(
+        self,
+        code: str,
+        *,
+        amount: int,
+        type: str = "percentage",
+        restricted_to: tuple[str, ...] = (),
+        expires_at: datetime | None = None,
+        starts_at: datetime | None = None,
+        usage_limit: int | None = None,
+        times_used: int = 0,
+        subscription_cycles: int | None = None,
+        customer_eligibility: str = "any",
+    ) -> str:
+        """A discount code as ``POST /discounts`` makes it: the code upper
+        case, a ``percentage`` ``amount`` in basis points (1000 is 10 %), a
+        ``flat`` one in cents."""
+        did = "dsc_" + secrets.token_hex(8)
+        body = {
+            "amount": amount,
+            "business_id": BUSINESS_ID,
+            "code": code.upper(),
+            "created_at": iso(self.now - timedelta(days=30)),
+            "customer_eligibility": customer_eligibility,
+            "discount_id": did,
+            "metadata": {},
+            "preserve_on_plan_change": False,
+            "restricted_to": list(restricted_to),
+            "times_used": times_used,
+            "type": type,
+            "expires_at": iso(expires_at) if expires_at else None,
+            "starts_at": iso(starts_at) if starts_at else None,
+            "usage_limit": usage_limit,
+            "subscription_cycles": subscription_cycles,
+        }
+        self.discounts[did] = _checked(Discount, body)
+        return did
 
     def add_customer(self, customer_id: str, email: str, name: str) -> dict[str, Any]:
         self.customers[customer_id] = {"customer_id": customer_id, "email": email, "name": name}
@@ -563,6 +610,8 @@ class FakeDodo:
         yield "GET", r"/license_key_instances", self._list_instances
         yield "GET", r"/license_key_instances/([^/]+)", self._instance
         yield "POST", r"/licenses/deactivate", self._deactivate
+        yield "GET", r"/discounts", self._list_discounts
+        yield "GET", r"/discounts/code/([^/]+)", self._discount_by_code
 
     @staticmethod
     def _page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
@@ -666,7 +715,8 @@ class FakeDodo:
         unit_price = self.product_prices[product_id]
         new_charge = round(unit_price * quantity * factor)
         unused = round(sub["recurring_pre_tax_amount"] * factor)
-        amount = max(new_charge - unused, 0)
+        off = sum(self._discount_off(d, new_charge) for d in self._discounts_for(body, product_id))
+        amount = max(new_charge - off - unused, 0)
         new_plan = dict(
             sub,
             product_id=product_id,
@@ -732,12 +782,78 @@ class FakeDodo:
             if failed and body.get("on_payment_failure") == "prevent_change":
                 raise _Reply(422, {"code": "PAYMENT_FAILED", "message": "the payment for the change failed"})
         new_plan = preview["new_plan"]
+        applied = self._discounts_for(body, new_plan["product_id"])
+        for position, discount in enumerate(applied):
+            discount["times_used"] += 1
+            detail = {k: v for k, v in discount.items() if k not in ("customer_eligibility", "starts_at")}
+            applied[position] = dict(
+                detail, position=position, cycles_remaining=discount["subscription_cycles"]
+            )
+        if "discount_codes" in body or "discount_code" in body:
+            # Dodo's discount_codes replace the subscription's discounts.
+            sub["discounts"] = applied
+            sub["discount_id"] = applied[0]["discount_id"] if applied else None
         sub["product_id"] = new_plan["product_id"]
         sub["product_name"] = new_plan["product_name"]
         sub["quantity"] = new_plan["quantity"]
         sub["recurring_pre_tax_amount"] = new_plan["recurring_pre_tax_amount"]
         self._subscription_checked(sub)
         return _checked(SubscriptionChangePlanResponse, answer)
+
+    def _discount_by_code(self, code: str, *, query: dict[str, str], body: Any) -> Any:
+        for discount in self.discounts.values():
+            if discount["code"] == code.upper():
+                return _checked(Discount, discount)
+        raise self._missing("discount")
+
+    def _list_discounts(self, *, query: dict[str, str], body: Any) -> Any:
+        wanted = query.get("code", "").upper()
+        found = [d for d in self.discounts.values() if wanted in d["code"]]
+        if "active" in query:
+            active = query["active"] == "true"
+            found = [d for d in found if (self._redeemable(d) is None) == active]
+        return _checked_page(Discount, self._page(found, query))
+
+    def _redeemable(self, discount: dict[str, Any], product_id: str | None = None) -> str | None:
+        """Why Dodo would not apply ``discount`` now (to ``product_id``), or ``None``."""
+        if discount["expires_at"] and _parse_time(discount["expires_at"]) <= self.now:
+            return "DISCOUNT_EXPIRED"
+        if discount["starts_at"] and _parse_time(discount["starts_at"]) > self.now:
+            return "DISCOUNT_NOT_STARTED"
+        if discount["usage_limit"] is not None and discount["times_used"] >= discount["usage_limit"]:
+            return "DISCOUNT_USAGE_LIMIT_REACHED"
+        if (
+            product_id is not None
+            and discount["restricted_to"]
+            and product_id not in discount["restricted_to"]
+        ):
+            return "DISCOUNT_NOT_APPLICABLE"
+        return None
+
+    def _discounts_for(self, body: dict[str, Any], product_id: str) -> list[dict[str, Any]]:
+        """The discounts a change-plan body asks for, each checked as Dodo
+        checks it; a 422 for the first it refuses."""
+        if body.get("discount_code") and body.get("discount_codes") is not None:
+            raise _Reply(422, {"code": "INVALID_REQUEST", "message": "discount_code and discount_codes"})
+        codes = body.get("discount_codes") or ([body["discount_code"]] if body.get("discount_code") else [])
+        if len(codes) > 20:
+            raise _Reply(422, {"code": "INVALID_REQUEST", "message": "at most 20 discount codes"})
+        found = []
+        for code in codes:
+            discount = next((d for d in self.discounts.values() if d["code"] == str(code).upper()), None)
+            if discount is None:
+                raise _Reply(422, {"code": "DISCOUNT_NOT_FOUND", "message": "no such discount code"})
+            why = self._redeemable(discount, product_id)
+            if why is not None:
+                raise _Reply(422, {"code": why, "message": "the discount code cannot be applied"})
+            found.append(discount)
+        return found
+
+    @staticmethod
+    def _discount_off(discount: dict[str, Any], charge: int) -> int:
+        if discount["type"] == "percentage":
+            return round(charge * discount["amount"] / 10000)
+        return min(discount["amount"], charge)
 
     def _payment_methods(self, customer_id: str, *, query: dict[str, str], body: Any) -> Any:
         if customer_id not in self.customers:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ...capabilities import ProviderPlanPreview
 from ...money import Money
 from ...payments import DeclineReason
 from ...storage import (
@@ -287,4 +288,24 @@ def license_key_record(raw: Any, product_names: Mapping[str, str]) -> LicenseKey
         activation_limit=raw.activations_limit,
         expires_at=optional_utc(raw.expires_at),
         created_at=utc(raw.created_at),
+    )
+
+
+def plan_preview_of(charge: Any, plan_id: str) -> ProviderPlanPreview:
+    """Dodo's ``immediate_charge`` as the portal shows it: the new plan's
+    prorated price (its line items), the credit for the old plan's unused
+    time (what the total leaves of it) and the total due now."""
+    summary = charge.summary
+    currency = summary.currency
+    new_charge = sum(
+        round(item.unit_price * item.quantity * item.proration_factor)
+        for item in charge.line_items
+        if getattr(item, "type", None) == "subscription" and getattr(item, "product_id", None) == plan_id
+    )
+    due = max(int(summary.total_amount), 0)
+    return ProviderPlanPreview(
+        due_now=Money(due, currency),
+        unused=Money(max(new_charge - due, 0), currency),
+        new_charge=Money(max(new_charge, due), currency),
+        effective_at=utc(charge.effective_at),
     )
