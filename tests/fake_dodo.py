@@ -56,6 +56,7 @@ from dodopayments.types import (
 )
 from dodopayments.types.payment_retrieve_line_items_response import PaymentRetrieveLineItemsResponse
 from dodopayments.types.refund_list_item import RefundListItem
+from fake_dodo_discounts import asked_codes, discount_off, new_discount, refusal
 from pydantic import BaseModel
 
 __all__ = ["API_KEY", "ContractScenario", "FakeDodo", "seed_contract", "shared_fake_dodo"]
@@ -245,43 +246,11 @@ class FakeDodo:
 
     # -- seeding ------------------------------------------------------------------------
 
-    def add_discount(
-        self,
-        code: str,
-        *,
-        amount: int,
-        type: str = "percentage",
-        restricted_to: tuple[str, ...] = (),
-        expires_at: datetime | None = None,
-        starts_at: datetime | None = None,
-        usage_limit: int | None = None,
-        times_used: int = 0,
-        subscription_cycles: int | None = None,
-        customer_eligibility: str = "any",
-    ) -> str:
-        """A discount code as ``POST /discounts`` makes it: the code upper
-        case, a ``percentage`` ``amount`` in basis points (1000 is 10 %), a
-        ``flat`` one in cents."""
-        did = "dsc_" + secrets.token_hex(8)
-        body = {
-            "amount": amount,
-            "business_id": BUSINESS_ID,
-            "code": code.upper(),
-            "created_at": iso(self.now - timedelta(days=30)),
-            "customer_eligibility": customer_eligibility,
-            "discount_id": did,
-            "metadata": {},
-            "preserve_on_plan_change": False,
-            "restricted_to": list(restricted_to),
-            "times_used": times_used,
-            "type": type,
-            "expires_at": iso(expires_at) if expires_at else None,
-            "starts_at": iso(starts_at) if starts_at else None,
-            "usage_limit": usage_limit,
-            "subscription_cycles": subscription_cycles,
-        }
-        self.discounts[did] = _checked(Discount, body)
-        return did
+    def add_discount(self, code: str, *, amount: int, **terms: Any) -> str:
+        """A discount code (see :func:`fake_dodo_discounts.new_discount`); its id."""
+        body = new_discount(code, business_id=BUSINESS_ID, now=self.now, amount=amount, **terms)
+        self.discounts[body["discount_id"]] = _checked(Discount, body)
+        return str(body["discount_id"])
 
     def add_customer(self, customer_id: str, email: str, name: str) -> dict[str, Any]:
         self.customers[customer_id] = {"customer_id": customer_id, "email": email, "name": name}
@@ -715,7 +684,7 @@ class FakeDodo:
         unit_price = self.product_prices[product_id]
         new_charge = round(unit_price * quantity * factor)
         unused = round(sub["recurring_pre_tax_amount"] * factor)
-        off = sum(self._discount_off(d, new_charge) for d in self._discounts_for(body, product_id))
+        off = sum(discount_off(d, new_charge) for d in self._discounts_for(body, product_id))
         amount = max(new_charge - off - unused, 0)
         new_plan = dict(
             sub,
@@ -811,49 +780,23 @@ class FakeDodo:
         found = [d for d in self.discounts.values() if wanted in d["code"]]
         if "active" in query:
             active = query["active"] == "true"
-            found = [d for d in found if (self._redeemable(d) is None) == active]
+            found = [d for d in found if (refusal(d, self.now) is None) == active]
         return _checked_page(Discount, self._page(found, query))
-
-    def _redeemable(self, discount: dict[str, Any], product_id: str | None = None) -> str | None:
-        """Why Dodo would not apply ``discount`` now (to ``product_id``), or ``None``."""
-        if discount["expires_at"] and _parse_time(discount["expires_at"]) <= self.now:
-            return "DISCOUNT_EXPIRED"
-        if discount["starts_at"] and _parse_time(discount["starts_at"]) > self.now:
-            return "DISCOUNT_NOT_STARTED"
-        if discount["usage_limit"] is not None and discount["times_used"] >= discount["usage_limit"]:
-            return "DISCOUNT_USAGE_LIMIT_REACHED"
-        if (
-            product_id is not None
-            and discount["restricted_to"]
-            and product_id not in discount["restricted_to"]
-        ):
-            return "DISCOUNT_NOT_APPLICABLE"
-        return None
 
     def _discounts_for(self, body: dict[str, Any], product_id: str) -> list[dict[str, Any]]:
         """The discounts a change-plan body asks for, each checked as Dodo
         checks it; a 422 for the first it refuses."""
-        if body.get("discount_code") and body.get("discount_codes") is not None:
-            raise _Reply(422, {"code": "INVALID_REQUEST", "message": "discount_code and discount_codes"})
-        codes = body.get("discount_codes") or ([body["discount_code"]] if body.get("discount_code") else [])
-        if len(codes) > 20:
-            raise _Reply(422, {"code": "INVALID_REQUEST", "message": "at most 20 discount codes"})
+        codes = asked_codes(body)
+        if isinstance(codes, str):
+            raise _Reply(422, {"code": "INVALID_REQUEST", "message": codes})
         found = []
         for code in codes:
-            discount = next((d for d in self.discounts.values() if d["code"] == str(code).upper()), None)
-            if discount is None:
-                raise _Reply(422, {"code": "DISCOUNT_NOT_FOUND", "message": "no such discount code"})
-            why = self._redeemable(discount, product_id)
-            if why is not None:
+            discount = next((d for d in self.discounts.values() if d["code"] == code), None)
+            why = "DISCOUNT_NOT_FOUND" if discount is None else refusal(discount, self.now, product_id)
+            if why is not None or discount is None:
                 raise _Reply(422, {"code": why, "message": "the discount code cannot be applied"})
             found.append(discount)
         return found
-
-    @staticmethod
-    def _discount_off(discount: dict[str, Any], charge: int) -> int:
-        if discount["type"] == "percentage":
-            return round(charge * discount["amount"] / 10000)
-        return min(discount["amount"], charge)
 
     def _payment_methods(self, customer_id: str, *, query: dict[str, str], body: Any) -> Any:
         if customer_id not in self.customers:
