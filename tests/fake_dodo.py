@@ -755,9 +755,10 @@ class FakeDodo:
         for position, discount in enumerate(applied):
             discount["times_used"] += 1
             detail = {k: v for k, v in discount.items() if k not in ("customer_eligibility", "starts_at")}
-            applied[position] = dict(
-                detail, position=position, cycles_remaining=discount["subscription_cycles"]
-            )
+            # The change's own charge is the code's first cycle.
+            cycles = discount["subscription_cycles"]
+            remaining = None if cycles is None else max(cycles - (1 if amount > 0 else 0), 0)
+            applied[position] = dict(detail, position=position, cycles_remaining=remaining)
         if "discount_codes" in body or "discount_code" in body:
             # Dodo's discount_codes replace the subscription's discounts.
             sub["discounts"] = applied

@@ -214,7 +214,13 @@ def test_a_code_is_in_dodos_preview_and_in_the_change_once(
     held = fake.subscriptions[sub]
     assert held["product_id"] == "pdt_pro_plus"
     assert [d["code"] for d in held["discounts"]] == ["WELCOME10"]
-    assert held["discounts"][0]["cycles_remaining"] == 3
+    # The change's charge was the code's first cycle: two renewals are left,
+    # as the preview said, and the subscription page shows them.
+    assert held["discounts"][0]["cycles_remaining"] == 2
+    assert "also takes 10% off 2 more renewals" in preview.text
+    page = client.get(first.headers["Location"]).text
+    assert "10% off your next 2 renewals" in page
+    assert "$26.10" in page
     with app.app_context():
         events = get_state(app).storage.list_customer_events("cus_demo_ava", page=1, per_page=20).items
     changed = [e for e in events if e.action == "subscription.plan_changed"]

@@ -135,6 +135,7 @@ def subscription_record(
     hold = None
     if raw.status == "paused" and _PAUSED is None:
         hold = "paused"
+    percent, renewals = _percent_off(raw)
     return Subscription(
         id=raw.subscription_id,
         customer_id=raw.customer.customer_id,
@@ -156,7 +157,21 @@ def subscription_record(
         quantity=raw.quantity,
         paused_at=optional_utc(raw.paused_at),
         plan_id=raw.product_id,
+        discount_percent=percent,
+        discount_renewals=renewals,
     )
+
+
+def _percent_off(raw: Any) -> tuple[int, int]:
+    """The subscription's percentage discount at Dodo (a code entered at a
+    plan change) and how many more renewals it lasts, as the portal shows
+    a discount: ``(0, 0)`` for none, for an amount off, or for one with no
+    end (Dodo's ``cycles_remaining`` unset), which the portal cannot count."""
+    for discount in sorted(_declared(raw, "discounts") or (), key=lambda d: d.position):
+        cycles = discount.cycles_remaining
+        if discount.type == "percentage" and cycles is not None and cycles > 0:
+            return min(max(round(discount.amount / 100), 1), 100), int(cycles)
+    return 0, 0
 
 
 #: How far Dodo's first billing date may lie past the trial's last day
