@@ -127,6 +127,7 @@ def main() -> None:
     _trials(resources)
     _one_off_invoices(resources)
     _invoice_payments(resources)
+    _subscription_discounts(resources)
 
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
     resources.Store.try_load_from_disk = lambda self: None  # type: ignore[method-assign]
@@ -221,6 +222,13 @@ def _invoice_payments(resources: Any) -> None:
         return {"object": "list", "data": paid, "has_more": False, "url": "/v1/invoice_payments"}
 
     resources.Invoice.payments = property(payments)
+
+
+def _subscription_discounts(resources: Any) -> None:
+    """A subscription's ``discounts`` (API versions since 2025-03-31), so
+    that ``expand[]=data.discounts.source.coupon`` is answered as on Stripe
+    (localstripe keeps no discounts: the list is empty)."""
+    resources.Subscription.discounts = property(lambda self: [])
 
 
 def _products_by_ids(resources: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,24 @@ class StripePlans:
         ]
 
 
+@contextmanager
+def ava_over_recorded_stripe(recorded_stripe: RecordedStripe, tmp_path: Path) -> Iterator[Flask]:
+    """A portal over the recorded Stripe with Ava as ``cus_R`` and the plans
+    of :data:`PLANS` in its catalogue, closed afterwards."""
+    app = make_stripe_portal_app(
+        f"sqlite:///{tmp_path / 'portal.db'}", stripe_client(recorded_stripe.url), {"ava": "cus_R"}
+    )
+    with app.app_context():
+        for plan in PLANS:
+            get_state(app).storage.local.add_plan(plan)  # type: ignore[attr-defined]
+    try:
+        yield app
+    finally:
+        get_state(app).shutdown()
+        with app.app_context():
+            app.extensions["sqlalchemy"].engine.dispose()
+
+
 @pytest.fixture
 def stripe_plans(recorded_stripe: RecordedStripe) -> StripePlans:
     return StripePlans(ScriptedStripe(recorded_stripe))
@@ -142,16 +161,8 @@ def stripe_plans(recorded_stripe: RecordedStripe) -> StripePlans:
 
 @pytest.fixture
 def app(recorded_stripe: RecordedStripe, stripe_plans: StripePlans, tmp_path: Path) -> Iterator[Flask]:
-    app = make_stripe_portal_app(
-        f"sqlite:///{tmp_path / 'portal.db'}", stripe_client(recorded_stripe.url), {"ava": "cus_R"}
-    )
-    with app.app_context():
-        for plan in PLANS:
-            get_state(app).storage.local.add_plan(plan)  # type: ignore[attr-defined]
-    yield app
-    get_state(app).shutdown()
-    with app.app_context():
-        app.extensions["sqlalchemy"].engine.dispose()
+    with ava_over_recorded_stripe(recorded_stripe, tmp_path) as app:
+        yield app
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from test_dodo import Scenario, _audit_actions
 from test_plans_dodo import _changes, _client, _dodo_due, _plan_payments
 from test_promotions_stripe import INVALID
 
+from flask_customer_portal.billing.promotions import FOREVER_RENEWALS
 from flask_customer_portal.billing.provider_plans import plan_change_codes
 from flask_customer_portal.billing.provider_promotions import (
     provider_codes_supported,
@@ -321,3 +322,27 @@ def test_concurrent_confirmations_with_a_code_make_one_change(
     assert len(_changes(fake, sub)) == 1
     assert len(_plan_payments(fake, sub)) == 1
     assert fake.discounts[codes["WELCOME10"]]["times_used"] == 1
+
+
+def test_a_percentage_code_without_an_end_is_on_every_renewal(
+    fake: FakeDodo, scenario: Scenario, codes: dict[str, str]
+) -> None:
+    fake.add_discount("ALWAYS20", amount=2000)
+    billing = DodoBilling(fake.client())
+    made = billing.make_provider_plan_change_with_code(
+        "cus_dodo_ava",
+        scenario.ava_sub,
+        plan_id="pdt_pro_plus",
+        quantity=1,
+        at=fake.now,
+        idempotency_key="plan_change:key-always",
+        promotion_code_id="ALWAYS20",
+    )
+    assert made is not None and made.discount is not None and made.discount.amount > 0
+    changed = billing.get_subscription("cus_dodo_ava", scenario.ava_sub)
+    assert changed is not None
+    assert (changed.discount_percent, changed.discount_renewals) == (20, FOREVER_RENEWALS)
+    # A flat code is left to Dodo's invoices: the record names no percent.
+    fake.subscriptions[scenario.ava_sub]["discounts"][0].update(type="flat", amount=500)
+    flat = billing.get_subscription("cus_dodo_ava", scenario.ava_sub)
+    assert flat is not None and (flat.discount_percent, flat.discount_renewals) == (0, 0)

@@ -25,10 +25,9 @@ from stripe_support import (
     RecordedRequest,
     RecordedStripe,
     ScriptedStripe,
-    make_stripe_portal_app,
     stripe_client,
 )
-from test_plans_stripe import PLANS, StripePlans
+from test_plans_stripe import StripePlans, ava_over_recorded_stripe
 
 from flask_customer_portal.billing.provider_plans import plan_change_codes
 from flask_customer_portal.contrib.stripe import StripeBillingStore
@@ -181,16 +180,8 @@ def stripe_codes(recorded_stripe: RecordedStripe) -> StripeCodes:
 
 @pytest.fixture
 def app(recorded_stripe: RecordedStripe, stripe_codes: StripeCodes, tmp_path: Path) -> Iterator[Flask]:
-    app = make_stripe_portal_app(
-        f"sqlite:///{tmp_path / 'portal.db'}", stripe_client(recorded_stripe.url), {"ava": "cus_R"}
-    )
-    with app.app_context():
-        for plan in PLANS:
-            get_state(app).storage.local.add_plan(plan)  # type: ignore[attr-defined]
-    yield app
-    get_state(app).shutdown()
-    with app.app_context():
-        app.extensions["sqlalchemy"].engine.dispose()
+    with ava_over_recorded_stripe(recorded_stripe, tmp_path) as app:
+        yield app
 
 
 @pytest.fixture

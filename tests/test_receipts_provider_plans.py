@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from fake_dodo import FakeDodo, shared_fake_dodo
 from flask import Flask
+from outbox_support import receipt_rows
 from test_dodo import WEBHOOK_SECRET, Scenario, _sign, seed
 from test_plans_dodo import NAMES, PLANS, PRICES, _app, _client, _confirm, _plan_payments, _preview
 
 from flask_customer_portal.contrib.dodo import dodo_webhook_view
 from flask_customer_portal.outbox.sender import ATTACHMENT_HEADER
-from flask_customer_portal.records import MailStatus, OutboxMail
 from flask_customer_portal.state import get_state
 from flask_customer_portal.storage import Customer
 
@@ -49,20 +49,13 @@ def app(tmp_path: Path, fake: FakeDodo, scenario: Scenario) -> Iterator[Flask]:
         db.engine.dispose()
 
 
-def _receipts(app: Flask) -> list[OutboxMail]:
-    with app.app_context():
-        local = get_state(app).storage.local  # type: ignore[attr-defined]
-        rows = [row for status in MailStatus for row in local.list_mail(status=status, limit=500)]
-    return [row for row in rows if row.kind == "receipt"]
-
-
 def test_a_plan_change_at_dodo_gets_one_receipt_from_dodos_webhook(
     app: Flask, fake: FakeDodo, scenario: Scenario
 ) -> None:
     client = _client(app)
     answer = _confirm(client, scenario.ava_sub, _preview(client, scenario.ava_sub))
     assert answer.status_code == 303
-    assert _receipts(app) == []  # the portal sends none for a change Dodo charged
+    assert receipt_rows(app) == []  # the portal sends none for a change Dodo charged
     [payment] = _plan_payments(fake, scenario.ava_sub)
     body = json.dumps(
         {
@@ -75,5 +68,5 @@ def test_a_plan_change_at_dodo_gets_one_receipt_from_dodos_webhook(
     for _delivery in range(2):
         posted = app.test_client().post("/webhooks/dodo", data=body, headers=_sign(body, msg_id="msg_plan"))
         assert posted.status_code == 204
-    [row] = _receipts(app)
+    [row] = receipt_rows(app)
     assert row.headers[ATTACHMENT_HEADER] == f"invoice_pdf:{payment['payment_id']}"

@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from outbox_support import receipt_rows
 from portal_fixtures import sign_in
-from stripe_support import NOW, RecordedStripe, ScriptedStripe, make_stripe_portal_app, stripe_client
-from test_plans_stripe import PLANS, StripePlans, _confirm, _preview
+from stripe_support import NOW, RecordedStripe, ScriptedStripe
+from test_plans_stripe import StripePlans, _confirm, _preview, ava_over_recorded_stripe
 from test_stripe import _signed
 
 from flask_customer_portal.outbox.sender import ATTACHMENT_HEADER
-from flask_customer_portal.records import MailStatus, OutboxMail
-from flask_customer_portal.state import get_state
 
 
 @pytest.fixture
@@ -30,16 +29,8 @@ def plans(recorded_stripe: RecordedStripe) -> StripePlans:
 
 @pytest.fixture
 def shop(recorded_stripe: RecordedStripe, plans: StripePlans, tmp_path: Path) -> Iterator[Flask]:
-    app = make_stripe_portal_app(
-        f"sqlite:///{tmp_path / 'portal.db'}", stripe_client(recorded_stripe.url), {"ava": "cus_R"}
-    )
-    with app.app_context():
-        for plan in PLANS:
-            get_state(app).storage.local.add_plan(plan)  # type: ignore[attr-defined]
-    yield app
-    get_state(app).shutdown()
-    with app.app_context():
-        app.extensions["sqlalchemy"].engine.dispose()
+    with ava_over_recorded_stripe(recorded_stripe, tmp_path) as app:
+        yield app
 
 
 @pytest.fixture
@@ -49,19 +40,12 @@ def ava(shop: Flask) -> FlaskClient:
     return client
 
 
-def _receipts(app: Flask) -> list[OutboxMail]:
-    with app.app_context():
-        local = get_state(app).storage.local  # type: ignore[attr-defined]
-        rows = [row for status in MailStatus for row in local.list_mail(status=status, limit=500)]
-    return [row for row in rows if row.kind == "receipt"]
-
-
 def test_a_plan_change_at_stripe_gets_one_receipt_from_stripes_webhook(
     shop: Flask, ava: FlaskClient, plans: StripePlans
 ) -> None:
     assert _confirm(ava, _preview(ava)).status_code == 303
     [charged] = plans.charges
-    assert _receipts(shop) == []  # the portal sends none for a change Stripe charged
+    assert receipt_rows(shop) == []  # the portal sends none for a change Stripe charged
     # The proration invoice Stripe issued and paid with the change.
     proration = copy.deepcopy(plans.scripted.invoice)
     proration.update(
@@ -92,6 +76,6 @@ def test_a_plan_change_at_stripe_gets_one_receipt_from_stripes_webhook(
             "/stripe/webhook", data=payload, headers={"Stripe-Signature": _signed(payload)}
         )
         assert posted.status_code == 204
-    [row] = _receipts(shop)
+    [row] = receipt_rows(shop)
     assert row.headers[ATTACHMENT_HEADER] == "invoice_pdf:in_P"
     assert "ACME-0043" in row.subject

@@ -20,6 +20,7 @@ import stripe
 from fake_dodo import FakeDodo, shared_fake_dodo
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from outbox_support import receipt_rows
 from portal_fixtures import BASE_URL, SECRET, SMTPServer
 from stripe_support import RecordedStripe, StripeScenario, make_stripe_portal_app, seed_stripe, stripe_client
 from test_dodo import IDS, WEBHOOK_SECRET, Scenario, _sign, seed
@@ -44,14 +45,6 @@ from flask_customer_portal.storage import Customer, WebhookClaim
 from flask_customer_portal.testing import MemoryMailer
 
 AVA = "cus_demo_ava"
-
-
-def receipt_rows(app: Flask) -> list[OutboxMail]:
-    """Every receipt row in the outbox, sent or not."""
-    with app.app_context():
-        local = get_state(app).storage.local  # type: ignore[attr-defined]
-        rows = [row for status in MailStatus for row in local.list_mail(status=status, limit=500)]
-    return [row for row in rows if row.kind == "receipt"]
 
 
 def _payment_event(fake: FakeDodo, payment_id: str, kind: str = "payment.succeeded") -> bytes:

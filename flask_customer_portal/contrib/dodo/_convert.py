@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ...billing.promotions import FOREVER_RENEWALS
 from ...capabilities import ProviderPlanPreview
 from ...money import Money
 from ...payments import DeclineReason
@@ -163,14 +164,17 @@ def subscription_record(
 
 
 def _percent_off(raw: Any) -> tuple[int, int]:
-    """The subscription's percentage discount at Dodo (a code entered at a
-    plan change) and how many more renewals it lasts, as the portal shows
-    a discount: ``(0, 0)`` for none, for an amount off, or for one with no
-    end (Dodo's ``cycles_remaining`` unset), which the portal cannot count."""
+    """The subscription's first percentage discount at Dodo (a code entered
+    at a plan change) and how many more renewals it lasts (Dodo's
+    ``cycles_remaining``; unset is every one), as the portal shows a
+    discount; ``(0, 0)`` for none or an amount off, which Dodo's invoices
+    take off."""
     for discount in sorted(_declared(raw, "discounts") or (), key=lambda d: d.position):
         cycles = discount.cycles_remaining
-        if discount.type == "percentage" and cycles is not None and cycles > 0:
-            return min(max(round(discount.amount / 100), 1), 100), int(cycles)
+        if discount.type != "percentage" or (cycles is not None and cycles <= 0):
+            continue
+        renewals = FOREVER_RENEWALS if cycles is None else min(int(cycles), FOREVER_RENEWALS)
+        return min(max(round(discount.amount / 100), 1), 100), renewals
     return 0, 0
 
 

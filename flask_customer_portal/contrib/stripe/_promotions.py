@@ -31,6 +31,7 @@ from ...money import Money
 from ...records import PromotionCode, PromotionDuration
 from ...storage import Subscription
 from ._convert import as_dict, from_timestamp, object_id
+from ._discounts import subscription_expansions
 
 __all__ = ["StripePromotionCodes", "discount_of", "promotion_code_record"]
 
@@ -219,7 +220,10 @@ class StripePromotionCodes:
         try:
             updated = self.client.v1.subscriptions.update(
                 subscription_id,
-                params={"discounts": [{"promotion_code": promotion_code_id}]},
+                params={
+                    "discounts": [{"promotion_code": promotion_code_id}],
+                    "expand": subscription_expansions(self.client),
+                },
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.InvalidRequestError as exc:

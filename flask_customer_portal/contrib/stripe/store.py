@@ -40,6 +40,7 @@ from ._convert import (
     object_id,
     subscription_status,
 )
+from ._discounts import subscription_discount, subscription_expansions
 from ._invoice_lock import StripeInvoiceLock, locked_invoice
 from ._promotions import StripePromotionCodes, discount_of
 from ._refunds import (
@@ -192,21 +193,27 @@ class StripeBillingStore(StripePromotionCodes):
         else:
             payment_method = None
         ended = from_timestamp(data.get("ended_at"))
+        interval = str(recurring.get("interval") or price.get("interval") or "month")
+        interval_count = int(recurring.get("interval_count") or price.get("interval_count") or 1)
+        current_period_end = (
+            from_timestamp(period_end) or from_timestamp(data.get("created")) or datetime.now(timezone.utc)
+        )
+        discount = subscription_discount(
+            data, period_end=current_period_end, interval=interval, interval_count=interval_count
+        )
         return Subscription(
             id=str(data["id"]),
             customer_id=customer_id,
             product_name=product_name,
             plan_name=str(price.get("nickname") or product_name),
             price=Money(int(unit_amount) * quantity, str(price.get("currency") or "usd").upper()),
-            interval=str(recurring.get("interval") or price.get("interval") or "month"),
-            interval_count=int(recurring.get("interval_count") or price.get("interval_count") or 1),
+            interval=interval,
+            interval_count=interval_count,
             status=status,
             current_period_start=from_timestamp(period_start)
             or from_timestamp(data.get("created"))
             or datetime.now(timezone.utc),
-            current_period_end=from_timestamp(period_end)
-            or from_timestamp(data.get("created"))
-            or datetime.now(timezone.utc),
+            current_period_end=current_period_end,
             cancel_at_period_end=bool(data.get("cancel_at_period_end")),
             cancelled_at=from_timestamp(data.get("canceled_at")),
             ended_at=ended,
@@ -217,6 +224,8 @@ class StripeBillingStore(StripePromotionCodes):
             created_at=from_timestamp(data.get("created")),
             plan_id=str(price["id"]) if len(items) == 1 and price.get("id") else None,
             quantity=quantity,
+            discount_percent=discount[0],
+            discount_renewals=discount[1],
         )
 
     def _invoice(
@@ -282,7 +291,12 @@ class StripeBillingStore(StripePromotionCodes):
         if not subscription_id.startswith("sub_"):
             return None
         try:
-            data = as_dict(self.client.v1.subscriptions.retrieve(subscription_id))
+            expand = subscription_expansions(self.client)
+            data = as_dict(
+                self.client.v1.subscriptions.retrieve(
+                    subscription_id, params={"expand": expand} if expand else None
+                )
+            )
         except stripe.InvalidRequestError:
             return None
         return data if object_id(data.get("customer")) == customer_id else None
@@ -308,7 +322,12 @@ class StripeBillingStore(StripePromotionCodes):
 
     def _fetch_subscriptions(self, customer_id: str) -> list[Subscription]:
         found = self.client.v1.subscriptions.list(
-            params={"customer": customer_id, "status": "all", "limit": 100}
+            params={
+                "customer": customer_id,
+                "status": "all",
+                "limit": 100,
+                "expand": subscription_expansions(self.client, prefix="data."),
+            }
         )
         raw = [as_dict(s) for s in found.auto_paging_iter()]
         self._read_products(raw)
@@ -847,10 +866,16 @@ class StripeSubscriptionLock:
         elif hold_reason is not None:
             params["metadata"] = {_HOLD_REASON_KEY: hold_reason}
         client = self._store.client
+        expand = subscription_expansions(client)
         if params:
+            params["expand"] = expand
             data = as_dict(client.v1.subscriptions.update(self._subscription.id, params=params))  # type: ignore[arg-type]
         else:
-            data = as_dict(client.v1.subscriptions.retrieve(self._subscription.id))
+            data = as_dict(
+                client.v1.subscriptions.retrieve(
+                    self._subscription.id, params={"expand": expand} if expand else None
+                )
+            )
         self._subscription = self._store._subscription(data, self._customer_id)
         return self._subscription
 
