@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Generic, Protocol, runtime_checkable
 
 from .payments import (
     BillsSubscriptions,
@@ -56,6 +56,7 @@ __all__ = [
     "QueuesMail",
     "SettlesPlanChanges",
     "StartsPortalSessions",
+    "TakesProviderPlanChangeCodes",
     "TakesProviderPromotionCodes",
     "capabilities_of",
     "implements",
@@ -239,9 +240,12 @@ class Capabilities:
     """Change plans now at the payment company, with its own proration
     preview (:class:`ChangesPlansAtProvider`), under the portal's lock of the
     subscription (``provider_lock``)."""
+    provider_plan_change_codes: bool = False
+    """Take the payment company's own promotion codes at a plan change
+    (:class:`TakesProviderPlanChangeCodes`)."""
     provider_promotion_codes: bool = False
-    """Take the payment company's own promotion codes, at a plan change and
-    on a subscription (:class:`TakesProviderPromotionCodes`)."""
+    """Take the payment company's own promotion codes on a subscription too,
+    outside a plan change (:class:`TakesProviderPromotionCodes`)."""
 
     @property
     def plan_change(self) -> bool:
@@ -344,12 +348,14 @@ class ProviderPromotionCodeRefused(StateConflict):
 
 
 @runtime_checkable
-class TakesProviderPromotionCodes(Protocol):
+class TakesProviderPlanChangeCodes(Protocol):
     """A payment company's billing store that takes the company's own
-    promotion codes: the customer enters a code at a plan change or on a
-    subscription, and the company checks it, applies it and counts its use.
-    The portal calls the methods that change anything under its lock of the
-    subscription (:class:`LocksProviderSubscriptions`)."""
+    promotion codes at a plan change: the customer enters a code, and the
+    company checks it, applies it with the change and counts its use. The
+    portal calls the methods that change anything under its lock of the
+    subscription (:class:`LocksProviderSubscriptions`). Dodo Payments takes
+    codes only this way; Stripe also on a subscription
+    (:class:`TakesProviderPromotionCodes`)."""
 
     def find_provider_promotion_code(self, customer_id: str, code: str) -> ProviderPromotionCode | None:
         """The active code ``code`` (any case) this customer may be offered,
@@ -385,6 +391,13 @@ class TakesProviderPromotionCodes(Protocol):
         :class:`ProviderPromotionCodeRefused` and
         :class:`ProviderPlanChangeDeclined`, changing nothing."""
 
+
+@runtime_checkable
+class TakesProviderPromotionCodes(TakesProviderPlanChangeCodes, Protocol):
+    """A payment company's billing store that takes the company's own
+    promotion codes at a plan change (:class:`TakesProviderPlanChangeCodes`)
+    and on a subscription, outside a plan change."""
+
     def apply_provider_promotion_code(
         self, customer_id: str, subscription_id: str, *, promotion_code_id: str, idempotency_key: str
     ) -> Subscription | None:
@@ -396,8 +409,15 @@ class TakesProviderPromotionCodes(Protocol):
 
 def implements(storage: object, protocol: type) -> bool:
     """Whether ``storage`` has every method of ``protocol``, callable (an
-    attribute set to ``None`` does not count, as ``isinstance`` would)."""
-    members = (name for name in vars(protocol) if not name.startswith("_"))
+    attribute set to ``None`` does not count, as ``isinstance`` would),
+    those it has from the protocols it extends too."""
+    members = {
+        name
+        for base in protocol.__mro__
+        if base not in (object, Protocol, Generic)
+        for name in vars(base)
+        if not name.startswith("_")
+    }
     return all(callable(getattr(storage, name, None)) for name in members)
 
 
@@ -426,6 +446,8 @@ def capabilities_of(storage: object) -> Capabilities:
         default_payment_method=implements(storage, KeepsDefaultPaymentMethod),
         invoice_lock=implements(storage, LocksInvoices),
         provider_plan_change=implements(storage, ChangesPlansAtProvider)
+        and implements(storage, LocksProviderSubscriptions),
+        provider_plan_change_codes=implements(storage, TakesProviderPlanChangeCodes)
         and implements(storage, LocksProviderSubscriptions),
         provider_promotion_codes=implements(storage, TakesProviderPromotionCodes)
         and implements(storage, LocksProviderSubscriptions),

@@ -9,6 +9,11 @@ test instead of slipping through.
 
 Lists are page-numbered from 0 (``page_number``, ``page_size``) and end with
 an empty page, as Dodo's do. What Dodo does on its own is simulated:
+discount codes sent with a plan change (``discount_codes``) are checked
+as Dodo checks them (known, started, not expired, not used up, for the
+new product) and refused with a 422 otherwise; an applied one takes its
+percentage (basis points) or flat amount off the new plan's prorated
+charge and counts one use once the change is made;
 ``update_payment_method`` on an ``on_hold`` subscription charges the
 arrears with the outcome set in :attr:`FakeDodo.arrears_outcome` and, when
 that succeeds, makes the subscription ``active`` with a new period;
@@ -37,6 +42,7 @@ from dodopayments import DodoPayments
 from dodopayments.types import (
     CustomerPortalSession,
     CustomerRetrievePaymentMethodsResponse,
+    Discount,
     LicenseKey,
     LicenseKeyInstance,
     Payment,
@@ -50,6 +56,7 @@ from dodopayments.types import (
 )
 from dodopayments.types.payment_retrieve_line_items_response import PaymentRetrieveLineItemsResponse
 from dodopayments.types.refund_list_item import RefundListItem
+from fake_dodo_discounts import asked_codes, discount_off, new_discount, refusal
 from pydantic import BaseModel
 
 __all__ = ["API_KEY", "ContractScenario", "FakeDodo", "seed_contract", "shared_fake_dodo"]
@@ -106,6 +113,8 @@ class FakeDodo:
     license_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     instances: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Discounts by id (:meth:`add_discount`).
+    discounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What charging an ``on_hold`` subscription's arrears does:
     #: ``succeeded``, ``failed`` (with :attr:`arrears_error_code`),
     #: ``requires_customer_action`` (a payment link) or ``processing``.
@@ -177,6 +186,7 @@ class FakeDodo:
                 self.license_keys,
                 self.instances,
                 self.refunds,
+                self.discounts,
                 self.product_prices,
                 self.product_names,
                 self.slow_paths,
@@ -235,6 +245,12 @@ class FakeDodo:
         return [r for r in self.requests if r[0] == method and pattern.fullmatch(r[1])]
 
     # -- seeding ------------------------------------------------------------------------
+
+    def add_discount(self, code: str, *, amount: int, **terms: Any) -> str:
+        """A discount code (see :func:`fake_dodo_discounts.new_discount`); its id."""
+        body = new_discount(code, business_id=BUSINESS_ID, now=self.now, amount=amount, **terms)
+        self.discounts[body["discount_id"]] = _checked(Discount, body)
+        return str(body["discount_id"])
 
     def add_customer(self, customer_id: str, email: str, name: str) -> dict[str, Any]:
         self.customers[customer_id] = {"customer_id": customer_id, "email": email, "name": name}
@@ -563,6 +579,8 @@ class FakeDodo:
         yield "GET", r"/license_key_instances", self._list_instances
         yield "GET", r"/license_key_instances/([^/]+)", self._instance
         yield "POST", r"/licenses/deactivate", self._deactivate
+        yield "GET", r"/discounts", self._list_discounts
+        yield "GET", r"/discounts/code/([^/]+)", self._discount_by_code
 
     @staticmethod
     def _page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
@@ -666,7 +684,8 @@ class FakeDodo:
         unit_price = self.product_prices[product_id]
         new_charge = round(unit_price * quantity * factor)
         unused = round(sub["recurring_pre_tax_amount"] * factor)
-        amount = max(new_charge - unused, 0)
+        off = sum(discount_off(d, new_charge) for d in self._discounts_for(body, product_id))
+        amount = max(new_charge - off - unused, 0)
         new_plan = dict(
             sub,
             product_id=product_id,
@@ -732,12 +751,53 @@ class FakeDodo:
             if failed and body.get("on_payment_failure") == "prevent_change":
                 raise _Reply(422, {"code": "PAYMENT_FAILED", "message": "the payment for the change failed"})
         new_plan = preview["new_plan"]
+        applied = self._discounts_for(body, new_plan["product_id"])
+        for position, discount in enumerate(applied):
+            discount["times_used"] += 1
+            detail = {k: v for k, v in discount.items() if k not in ("customer_eligibility", "starts_at")}
+            # The change's own charge is the code's first cycle.
+            cycles = discount["subscription_cycles"]
+            remaining = None if cycles is None else max(cycles - (1 if amount > 0 else 0), 0)
+            applied[position] = dict(detail, position=position, cycles_remaining=remaining)
+        if "discount_codes" in body or "discount_code" in body:
+            # Dodo's discount_codes replace the subscription's discounts.
+            sub["discounts"] = applied
+            sub["discount_id"] = applied[0]["discount_id"] if applied else None
         sub["product_id"] = new_plan["product_id"]
         sub["product_name"] = new_plan["product_name"]
         sub["quantity"] = new_plan["quantity"]
         sub["recurring_pre_tax_amount"] = new_plan["recurring_pre_tax_amount"]
         self._subscription_checked(sub)
         return _checked(SubscriptionChangePlanResponse, answer)
+
+    def _discount_by_code(self, code: str, *, query: dict[str, str], body: Any) -> Any:
+        for discount in self.discounts.values():
+            if discount["code"] == code.upper():
+                return _checked(Discount, discount)
+        raise self._missing("discount")
+
+    def _list_discounts(self, *, query: dict[str, str], body: Any) -> Any:
+        wanted = query.get("code", "").upper()
+        found = [d for d in self.discounts.values() if wanted in d["code"]]
+        if "active" in query:
+            active = query["active"] == "true"
+            found = [d for d in found if (refusal(d, self.now) is None) == active]
+        return _checked_page(Discount, self._page(found, query))
+
+    def _discounts_for(self, body: dict[str, Any], product_id: str) -> list[dict[str, Any]]:
+        """The discounts a change-plan body asks for, each checked as Dodo
+        checks it; a 422 for the first it refuses."""
+        codes = asked_codes(body)
+        if isinstance(codes, str):
+            raise _Reply(422, {"code": "INVALID_REQUEST", "message": codes})
+        found = []
+        for code in codes:
+            discount = next((d for d in self.discounts.values() if d["code"] == code), None)
+            why = "DISCOUNT_NOT_FOUND" if discount is None else refusal(discount, self.now, product_id)
+            if why is not None or discount is None:
+                raise _Reply(422, {"code": why, "message": "the discount code cannot be applied"})
+            found.append(discount)
+        return found
 
     def _payment_methods(self, customer_id: str, *, query: dict[str, str], body: Any) -> Any:
         if customer_id not in self.customers:

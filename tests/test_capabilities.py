@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol
 
 import pytest
 from flask import Flask
@@ -35,6 +35,7 @@ from flask_customer_portal.capabilities import (
     QueuesMail,
     SettlesPlanChanges,
     StartsPortalSessions,
+    TakesProviderPlanChangeCodes,
     TakesProviderPromotionCodes,
     capabilities_of,
     implements,
@@ -65,6 +66,7 @@ FEATURES: dict[str, type] = {
     "default_payment_method": KeepsDefaultPaymentMethod,
     "invoice_lock": LocksInvoices,
     "provider_plan_change": ChangesPlansAtProvider,
+    "provider_plan_change_codes": TakesProviderPlanChangeCodes,
     "provider_promotion_codes": TakesProviderPromotionCodes,
 }
 
@@ -74,11 +76,17 @@ NEEDS = {"plan_settlement": "charge", "due_claims": "charge"}
 
 #: Only a payment company's billing store links to invoice PDFs it issues
 #: and changes plans with its own preview.
-NOT_LOCAL = ("invoice_pdf_links", "provider_plan_change", "provider_promotion_codes")
+NOT_LOCAL = (
+    "invoice_pdf_links",
+    "provider_plan_change",
+    "provider_plan_change_codes",
+    "provider_promotion_codes",
+)
 SQLA_CAPABILITIES = dataclasses.replace(
     Capabilities.everything(),
     invoice_pdf_links=False,
     provider_plan_change=False,
+    provider_plan_change_codes=False,
     provider_promotion_codes=False,
 )
 
@@ -99,7 +107,16 @@ AVA_SUB_URL = "/portal/subscriptions/sub_demo_ava_sync"
 
 
 def _feature_members(protocol: type) -> list[str]:
-    return sorted(name for name in vars(protocol) if not name.startswith("_"))
+    """The protocol's methods, those of the protocols it extends included."""
+    return sorted(
+        {
+            name
+            for base in protocol.__mro__
+            if base not in (object, Protocol, Generic)
+            for name in vars(base)
+            if not name.startswith("_")
+        }
+    )
 
 
 class Without:
@@ -147,6 +164,11 @@ BEYOND_STORAGE = {
     "default_payment_method": {"set_default_payment_method"},
     "invoice_lock": {"lock_invoice"},
     "provider_plan_change": {"make_provider_plan_change", "preview_provider_plan_change"},
+    "provider_plan_change_codes": {
+        "find_provider_promotion_code",
+        "preview_provider_plan_change_with_code",
+        "make_provider_plan_change_with_code",
+    },
     "provider_promotion_codes": {
         "find_provider_promotion_code",
         "preview_provider_plan_change_with_code",

@@ -42,7 +42,7 @@ from .outcomes import PaymentOutcome
 from .plan_change import NOW, PlanChangeResult, Quote, change_id_is_valid, plan_change_blocked
 from .promotions import CodeRefusal, promotion_codes_supported
 from .proration import Proration
-from .provider_promotions import preview_discount, provider_codes_supported, provider_store
+from .provider_promotions import preview_discount, provider_plan_change_codes_supported, provider_store
 
 __all__ = [
     "PlanChangeUnconfirmed",
@@ -77,7 +77,7 @@ def plan_change_codes(state: PortalState) -> str | None:
     payment company's, applied by it, when it changes the plans), or
     ``None``."""
     if provider_plan_changes_supported(state):
-        return "provider" if provider_codes_supported(state) else None
+        return "provider" if provider_plan_change_codes_supported(state) else None
     return "local" if promotion_codes_supported(state) else None
 
 

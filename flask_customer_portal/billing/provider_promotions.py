@@ -1,6 +1,9 @@
-"""The payment company's own promotion codes (Stripe's), where its billing
-store takes them
-(:class:`~flask_customer_portal.capabilities.TakesProviderPromotionCodes`).
+"""The payment company's own promotion codes (Stripe's, Dodo's), where its
+billing store takes them: at a plan change
+(:class:`~flask_customer_portal.capabilities.TakesProviderPlanChangeCodes`,
+Stripe and Dodo) and on a subscription
+(:class:`~flask_customer_portal.capabilities.TakesProviderPromotionCodes`,
+Stripe only: Dodo adds a discount to a subscription only with a plan change).
 
 The company keeps the codes, checks its restrictions and counts their use;
 the portal finds a code by what the customer typed, shows its terms, asks
@@ -23,6 +26,7 @@ from ..capabilities import (
     ProviderPlanPreview,
     ProviderPromotionCode,
     ProviderPromotionCodeRefused,
+    TakesProviderPlanChangeCodes,
     TakesProviderPromotionCodes,
 )
 from ..errors import SubscriptionNotFound
@@ -38,25 +42,37 @@ __all__ = [
     "idempotency_key_for_code",
     "preview_discount",
     "provider_codes_supported",
+    "provider_plan_change_codes_supported",
     "provider_store",
 ]
 
 logger = logging.getLogger("flask_customer_portal")
 
 
-def provider_codes_supported(state: PortalState) -> bool:
-    """Whether customers enter the payment company's codes: its billing
-    store takes them and the local store can lock its subscriptions."""
+def provider_plan_change_codes_supported(state: PortalState) -> bool:
+    """Whether customers enter the payment company's codes at a plan change:
+    its billing store takes them there and the local store can lock its
+    subscriptions."""
     return (
-        state.capabilities.provider_promotion_codes
+        state.capabilities.provider_plan_change_codes
         and state.capabilities.provider_lock
+        and isinstance(state.storage, TakesProviderPlanChangeCodes)
+    )
+
+
+def provider_codes_supported(state: PortalState) -> bool:
+    """Whether customers enter the payment company's codes on a
+    subscription too, outside a plan change."""
+    return (
+        provider_plan_change_codes_supported(state)
+        and state.capabilities.provider_promotion_codes
         and isinstance(state.storage, TakesProviderPromotionCodes)
     )
 
 
-def provider_store(state: PortalState) -> TakesProviderPromotionCodes:
+def provider_store(state: PortalState) -> TakesProviderPlanChangeCodes:
     storage = state.storage
-    if not isinstance(storage, TakesProviderPromotionCodes):
+    if not isinstance(storage, TakesProviderPlanChangeCodes):
         raise TypeError("the store does not take the payment company's promotion codes")
     return storage
 
@@ -125,7 +141,9 @@ def apply_provider_code(
     invoices. The caller holds the portal's lock of the subscription and
     has read it again under it. Raises :class:`SubscriptionNotFound`."""
     storage = state.storage
-    store = provider_store(state)
+    if not isinstance(storage, TakesProviderPromotionCodes):
+        raise TypeError("the store does not take the payment company's codes on a subscription")
+    store = storage
     try:
         applied = store.apply_provider_promotion_code(
             customer.id,

@@ -88,6 +88,7 @@ from ..capabilities import (
     ProviderPlanPreview,
     ProviderPromotionCode,
     SettlesPlanChanges,
+    TakesProviderPlanChangeCodes,
     TakesProviderPromotionCodes,
     capabilities_of,
     implements,
@@ -310,6 +311,8 @@ class CompositeStorage(LocalMembers, InvoiceLockMembers):
             provider_plan_change=implements(billing, ChangesPlansAtProvider)
             and local_features.provider_lock
             and local_features.plans,
+            provider_plan_change_codes=implements(billing, TakesProviderPlanChangeCodes)
+            and local_features.provider_lock,
             provider_promotion_codes=implements(billing, TakesProviderPromotionCodes)
             and local_features.provider_lock,
             invoice_lock=implements(billing, LocksInvoices) and local_features.provider_lock,
@@ -701,11 +704,11 @@ class CompositeStorage(LocalMembers, InvoiceLockMembers):
 
     # -- the payment company's promotion codes ---------------------------------------
 
-    def _codes(self, customer_id: str) -> tuple[TakesProviderPromotionCodes, str] | None:
+    def _codes(self, customer_id: str) -> tuple[TakesProviderPlanChangeCodes, str] | None:
         provider_id = self._provider_id(customer_id)
-        if provider_id is None or not self._capabilities.provider_promotion_codes:
+        if provider_id is None or not self._capabilities.provider_plan_change_codes:
             return None
-        return cast(TakesProviderPromotionCodes, self.billing), provider_id
+        return cast(TakesProviderPlanChangeCodes, self.billing), provider_id
 
     def find_provider_promotion_code(self, customer_id: str, code: str) -> ProviderPromotionCode | None:
         found = self._codes(customer_id)
@@ -760,12 +763,12 @@ class CompositeStorage(LocalMembers, InvoiceLockMembers):
     def apply_provider_promotion_code(
         self, customer_id: str, subscription_id: str, *, promotion_code_id: str, idempotency_key: str
     ) -> Subscription | None:
-        found = self._codes(customer_id)
-        if found is None:
+        provider_id = self._provider_id(customer_id)
+        if provider_id is None or not self._capabilities.provider_promotion_codes:
             return None
         return self._to_portal(
-            found[0].apply_provider_promotion_code(
-                found[1],
+            cast(TakesProviderPromotionCodes, self.billing).apply_provider_promotion_code(
+                provider_id,
                 subscription_id,
                 promotion_code_id=promotion_code_id,
                 idempotency_key=idempotency_key,

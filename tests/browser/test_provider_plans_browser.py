@@ -128,3 +128,61 @@ def test_changing_plan_over_dodo(
         assert problems == []
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_changing_plan_over_dodo_with_a_discount_code(
+    browser: Any, dodo_portal: _Live, fake: FakeDodo, axe_check: Any, width: int
+) -> None:
+    """A code Dodo refuses is answered next to the field; a good one is in
+    Dodo's preview and in the change; the subscription page has no field."""
+    fake.add_discount("WELCOME10", amount=1000, subscription_cycles=3)
+    fake.add_discount("LITEONLY", amount=2000, restricted_to=("pdt_lite",))
+    context = browser.new_context(
+        base_url=dodo_portal.url,
+        locale="en-US",
+        viewport={"width": width, "height": 800},
+        is_mobile=width < 600,
+        has_touch=width < 600,
+    )
+    context.set_default_timeout(5_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        page.goto(dodo_portal.magic_path())
+        page.get_by_role("button", name="Open my portal").click()
+        page.wait_for_url("**/portal/**")
+        page.goto(f"/portal/subscriptions/{dodo_portal.sub}")
+        assert page.get_by_role("textbox", name="Promotion code").count() == 0
+        page.get_by_role("link", name="Change plan").click()
+        page.get_by_label("Pro Plus").check()
+        page.get_by_role("textbox", name="Promotion code").fill("liteonly")
+        page.get_by_role("button", name="See the price").click()
+        page.get_by_text("This code is not valid. Check it and try again.").first.wait_for()
+        assert axe_check(page) == []
+        _shot(page, f"code-refused-{width}.png")
+        page.get_by_label("Pro Plus").check()
+        page.get_by_role("textbox", name="Promotion code").fill("welcome10")
+        page.get_by_role("button", name="See the price").click()
+        page.get_by_role("heading", name="Change to Pro Plus?").wait_for()
+        assert page.get_by_role("rowheader", name="Promotion code WELCOME10").is_visible()
+        assert axe_check(page) == []
+        if width < 600:
+            assert_no_horizontal_scroll(page, width)
+        _shot(page, f"code-preview-{width}.png")
+        due = fake._plan_preview(
+            fake.subscriptions[dodo_portal.sub],
+            {"product_id": "pdt_pro_plus", "quantity": 1, "discount_codes": ["WELCOME10"]},
+        )
+        amount = due["immediate_charge"]["summary"]["total_amount"]
+        page.get_by_role("button", name=f"Confirm and pay ${amount / 100:.2f}").click()
+        page.wait_for_url(f"**/portal/subscriptions/{dodo_portal.sub}")
+        page.get_by_text("You are now on Pro Plus.").first.wait_for()
+        _shot(page, f"code-done-{width}.png")
+        changes = fake.calls("POST", f"/subscriptions/{dodo_portal.sub}/change-plan")
+        assert len(changes) == 1 and changes[0][3]["discount_codes"] == ["WELCOME10"]
+        assert [d["code"] for d in fake.subscriptions[dodo_portal.sub]["discounts"]] == ["WELCOME10"]
+        assert problems == []
+    finally:
+        context.close()

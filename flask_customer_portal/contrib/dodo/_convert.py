@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ...billing.promotions import FOREVER_RENEWALS
+from ...capabilities import ProviderPlanPreview
 from ...money import Money
 from ...payments import DeclineReason
 from ...storage import (
@@ -134,6 +136,7 @@ def subscription_record(
     hold = None
     if raw.status == "paused" and _PAUSED is None:
         hold = "paused"
+    percent, renewals = _percent_off(raw)
     return Subscription(
         id=raw.subscription_id,
         customer_id=raw.customer.customer_id,
@@ -155,7 +158,24 @@ def subscription_record(
         quantity=raw.quantity,
         paused_at=optional_utc(raw.paused_at),
         plan_id=raw.product_id,
+        discount_percent=percent,
+        discount_renewals=renewals,
     )
+
+
+def _percent_off(raw: Any) -> tuple[int, int]:
+    """The subscription's first percentage discount at Dodo (a code entered
+    at a plan change) and how many more renewals it lasts (Dodo's
+    ``cycles_remaining``; unset is every one), as the portal shows a
+    discount; ``(0, 0)`` for none or an amount off, which Dodo's invoices
+    take off."""
+    for discount in sorted(_declared(raw, "discounts") or (), key=lambda d: d.position):
+        cycles = discount.cycles_remaining
+        if discount.type != "percentage" or (cycles is not None and cycles <= 0):
+            continue
+        renewals = FOREVER_RENEWALS if cycles is None else min(int(cycles), FOREVER_RENEWALS)
+        return min(max(round(discount.amount / 100), 1), 100), renewals
+    return 0, 0
 
 
 #: How far Dodo's first billing date may lie past the trial's last day
@@ -287,4 +307,24 @@ def license_key_record(raw: Any, product_names: Mapping[str, str]) -> LicenseKey
         activation_limit=raw.activations_limit,
         expires_at=optional_utc(raw.expires_at),
         created_at=utc(raw.created_at),
+    )
+
+
+def plan_preview_of(charge: Any, plan_id: str) -> ProviderPlanPreview:
+    """Dodo's ``immediate_charge`` as the portal shows it: the new plan's
+    prorated price (its line items), the credit for the old plan's unused
+    time (what the total leaves of it) and the total due now."""
+    summary = charge.summary
+    currency = summary.currency
+    new_charge = sum(
+        round(item.unit_price * item.quantity * item.proration_factor)
+        for item in charge.line_items
+        if getattr(item, "type", None) == "subscription" and getattr(item, "product_id", None) == plan_id
+    )
+    due = max(int(summary.total_amount), 0)
+    return ProviderPlanPreview(
+        due_now=Money(due, currency),
+        unused=Money(max(new_charge - due, 0), currency),
+        new_charge=Money(max(new_charge, due), currency),
+        effective_at=utc(charge.effective_at),
     )

@@ -49,9 +49,11 @@ from ._convert import (
     license_key_record,
     open_payment_ids,
     payment_method_record,
+    plan_preview_of,
     subscription_record,
     utc,
 )
+from ._discounts import DodoDiscountCodes
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -161,30 +163,10 @@ ProrationMode = Literal[
 ]
 
 
-def _preview_of(charge: Any, plan_id: str) -> ProviderPlanPreview:
-    """Dodo's ``immediate_charge`` as the portal shows it: the new plan's
-    prorated price (its line items), the credit for the old plan's unused
-    time (what the total leaves of it) and the total due now."""
-    summary = charge.summary
-    currency = summary.currency
-    new_charge = sum(
-        round(item.unit_price * item.quantity * item.proration_factor)
-        for item in charge.line_items
-        if getattr(item, "type", None) == "subscription" and getattr(item, "product_id", None) == plan_id
-    )
-    due = max(int(summary.total_amount), 0)
-    return ProviderPlanPreview(
-        due_now=Money(due, currency),
-        unused=Money(max(new_charge - due, 0), currency),
-        new_charge=Money(max(new_charge, due), currency),
-        effective_at=utc(charge.effective_at),
-    )
-
-
 # -- the billing store -------------------------------------------------------------------
 
 
-class DodoBilling:
+class DodoBilling(DodoDiscountCodes):
     """:class:`~flask_customer_portal.storage.BillingStore` and
     :class:`~flask_customer_portal.storage.LicenseKeyStore` over the Dodo
     Payments API.
@@ -718,7 +700,7 @@ class DodoBilling:
                 proration_billing_mode="prorated_immediately",
             ),
         )
-        preview = _preview_of(answer.immediate_charge, plan_id)
+        preview = plan_preview_of(answer.immediate_charge, plan_id)
         return replace(preview, from_plan_id=current.plan_id, from_quantity=current.quantity)
 
     def make_provider_plan_change(
