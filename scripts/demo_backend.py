@@ -182,15 +182,44 @@ def seed_stripe(url: str) -> dict[str, str]:
 # -- Dodo Payments, through the fake Dodo server ---------------------------------------------
 
 
+def dodo_product_id(plan_id: str) -> str:
+    """The Dodo product a plan of the local demo's catalogue is: Dodo sells
+    each plan as a product of its own (``plan_sync_pro_monthly`` is
+    ``pdt_sync_pro_monthly``)."""
+    return "pdt_" + plan_id.removeprefix("plan_")
+
+
 def seed_dodo(fake: Any) -> dict[str, str]:
-    """The demo customers at the fake Dodo server, under their own ids."""
+    """The demo customers at the fake Dodo server, under their own ids, the
+    demo's plans as Dodo products and ``WELCOME10`` as a Dodo discount code
+    (10 % off, which Dodo counts in basis points)."""
+    sys.path.insert(0, str(ROOT))
+    from example_app.demo import DEMO_PLANS, DEMO_PROMOTION_CODE
+    from flask_customer_portal.storage import PromotionDuration
+
+    for plan in DEMO_PLANS:
+        product = dodo_product_id(plan.id)
+        fake.product_prices[product] = plan.price.amount
+        fake.product_names[product] = f"{plan.product_name} {plan.name}"
+    code = DEMO_PROMOTION_CODE
+    cycles = {PromotionDuration.ONCE: 1, PromotionDuration.REPEATING: code.duration_periods}
+    fake.add_discount(
+        code.code,
+        amount=(code.percent_off or 0) * 100,
+        subscription_cycles=cycles.get(code.duration),
+    )
     for who in CUSTOMERS:
         fake.add_customer(who.demo_id, who.email, who.name)
     ava, budi, _chen, dewi = (who.demo_id for who in CUSTOMERS)
 
     ava_card = fake.add_payment_method(ava, last4="4242")
     ava_sync = fake.add_subscription(
-        ava, product_name="Acme Sync Pro", amount=1900, payment_method_id=ava_card, created_days_ago=400
+        ava,
+        product_name="Acme Sync Pro (monthly)",
+        product_id=dodo_product_id("plan_sync_pro_monthly"),
+        amount=1900,
+        payment_method_id=ava_card,
+        created_days_ago=400,
     )
     fake.add_subscription(
         ava,
@@ -212,7 +241,8 @@ def seed_dodo(fake: Any) -> dict[str, str]:
     budi_card = fake.add_payment_method(budi, last4="0002")
     budi_sync = fake.add_subscription(
         budi,
-        product_name="Acme Sync Pro",
+        product_name="Acme Sync Pro (bulanan)",
+        product_id=dodo_product_id("plan_sync_pro_idr_monthly"),
         amount=15_000_000,
         currency="IDR",
         status="on_hold",
@@ -234,7 +264,12 @@ def seed_dodo(fake: Any) -> dict[str, str]:
 
     dewi_card = fake.add_payment_method(dewi, last4="4242")
     dewi_sync = fake.add_subscription(
-        dewi, product_name="Acme Sync Basic", amount=900, payment_method_id=dewi_card, created_days_ago=85
+        dewi,
+        product_name="Acme Sync Basic (monthly)",
+        product_id=dodo_product_id("plan_sync_basic_monthly"),
+        amount=900,
+        payment_method_id=dewi_card,
+        created_days_ago=85,
     )
     for days_ago in (85, 55, 25):
         fake.add_payment(
@@ -353,6 +388,21 @@ def _add_license_keys(app: Any, ids: dict[str, str]) -> None:
             )
 
 
+def _add_dodo_plans(app: Any) -> None:
+    """The local demo's plan catalogue in the shop's tables, each plan under
+    the id of the Dodo product it is (the plan pages offer them and Dodo
+    changes the plan)."""
+    from dataclasses import replace
+
+    from example_app import storage
+    from example_app.demo import DEMO_PLANS
+
+    with app.app_context():
+        store = storage()
+        for plan in DEMO_PLANS:
+            store.add_plan(replace(plan, id=dodo_product_id(plan.id)))
+
+
 def _serve(app: Any, port: int, ids: dict[str, str], backend: str) -> None:
     from werkzeug.serving import make_server
 
@@ -410,6 +460,7 @@ def run(backend: str, port: int, database: Path) -> None:
                 {"DODO_PAYMENTS_API_KEY": api_key, "DODO_PAYMENTS_BASE_URL": fake.url},
             )
             _add_customers(app, ids)
+            _add_dodo_plans(app)
             _serve(app, port, ids, "Dodo Payments")
 
     runners.update(stripe=on_stripe, dodo=on_dodo)

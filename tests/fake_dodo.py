@@ -297,9 +297,11 @@ class FakeDodo:
         cancel_at_next_billing_date: bool = False,
         subscription_id: str | None = None,
         trial_period_days: int = 0,
+        product_id: str | None = None,
     ) -> str:
         """A subscription; with ``trial_period_days``, made ``created_days_ago``
-        with its first billing date at the trial's end, as Dodo makes one."""
+        with its first billing date at the trial's end, as Dodo makes one.
+        Its product is ``product_id``, or one named after ``product_name``."""
         sid = subscription_id or "sub_" + secrets.token_hex(8)
         start = self.now - timedelta(days=10)
         end = start + _INTERVALS.get(interval, timedelta(days=365))
@@ -325,7 +327,7 @@ class FakeDodo:
             "payment_frequency_count": 1,
             "payment_frequency_interval": interval,
             "previous_billing_date": iso(start),
-            "product_id": "pdt_" + product_name.lower().replace(" ", "_"),
+            "product_id": product_id or "pdt_" + product_name.lower().replace(" ", "_"),
             "product_name": product_name,
             "quantity": 1,
             "recurring_pre_tax_amount": amount,
