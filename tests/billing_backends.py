@@ -71,6 +71,18 @@ class SeededBilling:
     refund: Callable[[str, int], None] | None = None
     """Pay back part of one of the customer's paid invoices, as the back
     end's merchant would (its id, the amount in minor units)."""
+    promotion_code: str = ""
+    """A code of the payment company's that the customer may use at a plan
+    change to :attr:`other_plan_id` (10 % off)."""
+    one_off_invoice: Callable[[], str] | None = None
+    """Make an open invoice of no subscription for the customer (its id);
+    made only by the tests that need it, to keep the scenario cheap."""
+    take_payment: Callable[[str], str] | None = None
+    """Take the money for one of the customer's open one-off invoices with
+    their saved card, as the payment company does (its reference)."""
+    trialing_subscription: Callable[[int], str] | None = None
+    """Make a subscription for the customer in a free trial of that many
+    days (its id)."""
 
     def require(self, feature: str) -> None:
         if feature in self.lacks:
@@ -149,8 +161,45 @@ def seed_local(store: SQLAlchemyStorage, now: datetime) -> SeededBilling:
             )
         )
 
+    def one_off_invoice() -> str:
+        store.add_invoice(
+            factories.invoice(
+                "in_ava_one_off",
+                "cus_ava",
+                number="INV-in_ava_one_off",
+                status=InvoiceStatus.OPEN,
+                issued_at=now - timedelta(hours=2),
+                description="Onboarding",
+                subscription_id=None,
+                subtotal=14900,
+                total=14900,
+                lines=(InvoiceLine("Onboarding", 1, 14900, 14900),),
+            )
+        )
+        return "in_ava_one_off"
+
+    def trialing_subscription(days: int) -> str:
+        began = now - timedelta(days=1)
+        store.add_subscription(
+            factories.subscription(
+                "sub_ava_trial",
+                "cus_ava",
+                status=SubscriptionStatus.TRIALING,
+                current_period_start=began,
+                current_period_end=began + timedelta(days=days),
+                payment_method=visa,
+                created_at=began,
+            )
+        )
+        return "sub_ava_trial"
+
     return SeededBilling(
         refund=refund,
+        one_off_invoice=one_off_invoice,
+        # The local store keeps records only: the money is the payment
+        # provider's, which reports a reference.
+        take_payment=lambda invoice_id: f"ch_{invoice_id}",
+        trialing_subscription=trialing_subscription,
         storage=store,
         customer_id="cus_ava",
         other_customer_id="cus_budi",
@@ -162,7 +211,10 @@ def seed_local(store: SQLAlchemyStorage, now: datetime) -> SeededBilling:
         paid_invoice_ids=["in_ava_1", "in_ava_2"],
         open_invoice_id="in_ava_open",
         now=now,
-        lacks={"provider_plan_change": "the local store changes plans itself (test_plans.py)"},
+        lacks={
+            "provider_plan_change": "the local store changes plans itself (test_plans.py)",
+            "provider_plan_change_codes": "the local store keeps its own promotion codes (test_promotions.py)",
+        },
     )
 
 
@@ -209,6 +261,18 @@ def stripe_localstripe(request: pytest.FixtureRequest) -> Iterator[SeededBilling
             params={"charge": charge if isinstance(charge, str) else charge.id, "amount": amount}
         )
 
+    def trialing_subscription(days: int) -> str:
+        active = client.v1.subscriptions.retrieve(made.active_subscription_id)
+        plan = active["items"].data[0].plan.id
+        made_sub = client.v1.subscriptions.create(
+            params={
+                "customer": made.customer_id,
+                "items": [{"plan": plan}],
+                "trial_period_days": days,
+            }
+        )
+        return str(made_sub.id)
+
     yield SeededBilling(
         storage=storage,
         customer_id="ava",
@@ -225,8 +289,14 @@ def stripe_localstripe(request: pytest.FixtureRequest) -> Iterator[SeededBilling
             "credit_notes": "localstripe keeps no credit notes (recorded responses in test_credit_notes_stripe.py)",
             "provider_plan_change": "localstripe's create_preview takes legacy plan items only and does not "
             "prorate by date (recorded responses in test_plans_stripe.py)",
+            "invoice_lock": "localstripe files every invoice of a customer with a subscription under "
+            "that subscription, so the scenario cannot hold a one-off invoice (test_pay_invoice_stripe.py "
+            "pays one of a customer without subscriptions)",
+            "provider_plan_change_codes": "localstripe has no promotion codes "
+            "(recorded responses in test_promotions_stripe.py)",
         },
         refund=refund,
+        trialing_subscription=trialing_subscription,
     )
 
 
@@ -244,6 +314,7 @@ def dodo_fake(request: pytest.FixtureRequest) -> Iterator[SeededBilling]:
     fake = shared_fake_dodo()
     made = seed_contract(fake)
     fake.product_prices.update({"pdt_pro": 1999, "pdt_pro_plus": 2999})
+    fake.add_discount("WELCOME10", amount=1000, subscription_cycles=3)
     local: SQLAlchemyStorage = request.getfixturevalue("sqlite_store")
     local.add_customer(Customer("ava", "ava@example.com", "Ava"))
     local.add_customer(Customer("budi", "budi@example.com", "Budi"))
@@ -265,6 +336,19 @@ def dodo_fake(request: pytest.FixtureRequest) -> Iterator[SeededBilling]:
         open_invoice_id=made.open_invoice_id,
         now=fake.now,
         other_plan_id="pdt_pro_plus",
+        promotion_code="welcome10",
+        lacks={
+            "invoice_lock": "Dodo Payments has no open invoice of no subscription for the portal to pay "
+            "(the capability invoice_lock is off; test_capabilities.py)"
+        },
+        trialing_subscription=lambda days: fake.add_subscription(
+            made.customer_id,
+            product_name="Pro",
+            amount=1999,
+            payment_method_id=made.card_id,
+            created_days_ago=1,
+            trial_period_days=days,
+        ),
         refund=lambda invoice_id, amount: fake.add_refund(invoice_id, amount=amount) and None,
     )
 

@@ -320,3 +320,162 @@ def test_a_plan_change_at_the_provider_previews_then_changes_once(billing: Seede
     assert made == preview
     changed = storage.get_subscription(billing.customer_id, sub_id)
     assert changed is not None and changed.plan_id == plan_id
+
+
+# -- the payment company's promotion codes at a plan change -------------------------------
+
+
+def test_a_provider_code_at_a_plan_change_lowers_the_charge_and_is_used_once(billing: SeededBilling) -> None:
+    from flask_customer_portal.capabilities import (
+        ProviderPlanPreview,
+        ProviderPromotionCodeRefused,
+        TakesProviderPlanChangeCodes,
+        capabilities_of,
+    )
+
+    billing.require("provider_plan_change_codes")
+    storage, me, other = billing.storage, billing.customer_id, billing.other_customer_id
+    assert capabilities_of(storage).provider_plan_change_codes
+    assert isinstance(storage, TakesProviderPlanChangeCodes)
+    sub_id, plan_id, now = billing.active_subscription_id, billing.other_plan_id, billing.now
+
+    assert storage.find_provider_promotion_code(me, "NOSUCHCODE") is None
+    assert storage.find_provider_promotion_code("nobody", billing.promotion_code) is None
+    found = storage.find_provider_promotion_code(me, billing.promotion_code)
+    assert found is not None and found.code.active and found.code.percent_off == 10
+
+    plain = storage.preview_provider_plan_change(me, sub_id, plan_id=plan_id, quantity=1, at=now)
+    coded = storage.preview_provider_plan_change_with_code(
+        me, sub_id, plan_id=plan_id, quantity=1, at=now, promotion_code_id=found.id
+    )
+    assert plain is not None and coded is not None
+    assert plain.due_now.amount > 0
+    assert coded.discount is not None and coded.discount.amount > 0
+    assert coded.discount.currency == coded.due_now.currency == plain.due_now.currency
+    assert coded.due_now.amount == plain.due_now.amount - coded.discount.amount < plain.due_now.amount
+    unchanged = storage.get_subscription(me, sub_id)
+    assert unchanged is not None and unchanged.plan_id != plan_id, "a preview changes nothing"
+
+    # Another customer's subscription, with a code this customer may use: not found.
+    assert (
+        storage.preview_provider_plan_change_with_code(
+            other, sub_id, plan_id=plan_id, quantity=1, at=now, promotion_code_id=found.id
+        )
+        is None
+    )
+    assert (
+        storage.make_provider_plan_change_with_code(
+            other,
+            sub_id,
+            plan_id=plan_id,
+            quantity=1,
+            at=now,
+            idempotency_key="contract-code-0001",
+            promotion_code_id=found.id,
+        )
+        is None
+    )
+    invoices_before = storage.list_invoices(me, page=1, per_page=50).total
+
+    def make() -> object:
+        return storage.make_provider_plan_change_with_code(
+            me,
+            sub_id,
+            plan_id=plan_id,
+            quantity=1,
+            at=now,
+            idempotency_key="contract-code-0002",
+            promotion_code_id=found.id,
+        )
+
+    first = make()
+    assert isinstance(first, ProviderPlanPreview)
+    assert first.due_now == coded.due_now and first.discount == coded.discount
+    # The repeat makes no second change: the same answer again, or the code
+    # refused because the subscription has it now.
+    try:
+        again = make()
+    except ProviderPromotionCodeRefused as refused:
+        again = refused
+    if isinstance(again, ProviderPromotionCodeRefused):
+        assert again.has_discount
+    else:
+        assert again == first
+    changed = storage.get_subscription(me, sub_id)
+    assert changed is not None and changed.plan_id == plan_id
+    # One change, so at most one charge for it, however often it is asked for.
+    assert storage.list_invoices(me, page=1, per_page=50).total - invoices_before <= 1
+
+
+# -- paying a one-off invoice under its lock ---------------------------------------------
+
+
+def test_a_one_off_invoice_is_paid_under_its_lock(billing: SeededBilling) -> None:
+    from flask_customer_portal.capabilities import LocksInvoices, capabilities_of
+    from flask_customer_portal.storage import ChargeAttempt, ChargeAttemptStatus, InvoiceLockStore
+
+    billing.require("invoice_lock")
+    storage, me, now = billing.storage, billing.customer_id, billing.now
+    assert capabilities_of(storage).invoice_lock
+    assert isinstance(storage, LocksInvoices) and isinstance(storage, InvoiceLockStore)
+    assert billing.one_off_invoice is not None and billing.take_payment is not None
+    invoice_id = billing.one_off_invoice()
+    made = storage.get_invoice(me, invoice_id)
+    assert made is not None and (made.status, made.subscription_id) == (InvoiceStatus.OPEN, None), made
+
+    with storage.lock_invoice(billing.other_customer_id, invoice_id) as lock:
+        assert lock is None
+    with storage.lock_invoice(me, "in_doesnotexist") as lock:
+        assert lock is None
+    with storage.lock_invoice(me, invoice_id) as lock:
+        assert lock is not None
+        held = lock.invoice
+        assert (held.id, held.status, held.subscription_id) == (invoice_id, InvoiceStatus.OPEN, None)
+        assert held.total == 14900 and held.lines
+        assert list(lock.attempts(invoice_id)) == []
+        attempt = ChargeAttempt(
+            invoice_id=invoice_id,
+            attempt=1,
+            idempotency_key=f"invoice:{invoice_id}:attempt:1",
+            customer_id=me,
+            amount=held.total,
+            currency=held.currency,
+            status=ChargeAttemptStatus.UNKNOWN,
+            created_at=now,
+            payment_method_id=billing.card_id,
+        )
+        lock.save_attempt(attempt)
+        reference = billing.take_payment(invoice_id)
+        paid = lock.mark_invoice_paid(
+            invoice_id, paid_at=now, payment_reference=reference, payment_method_id=billing.card_id
+        )
+        assert paid.status is InvoiceStatus.PAID
+        with pytest.raises(ValueError, match="own"):
+            lock.attempts(billing.open_invoice_id)
+
+    after = storage.get_invoice(me, invoice_id)
+    assert after is not None and after.status is InvoiceStatus.PAID and after.paid_at is not None
+    assert storage.get_invoice(billing.other_customer_id, invoice_id) is None
+    with storage.lock_invoice(me, invoice_id) as lock:
+        assert lock is not None and lock.invoice.status is InvoiceStatus.PAID
+
+
+# -- trials -------------------------------------------------------------------------------
+
+
+def test_a_subscription_in_its_trial_reads_back_as_trialing_until_its_end(billing: SeededBilling) -> None:
+    billing.require("trials")
+    assert billing.trialing_subscription is not None
+    sub_id = billing.trialing_subscription(14)
+    found = billing.storage.get_subscription(billing.customer_id, sub_id)
+    assert found is not None and found.status is SubscriptionStatus.TRIALING
+    assert found.is_current
+    assert found.current_period_start <= billing.now < found.current_period_end
+    # The trial's end is the first period's end: 14 days after it began.
+    assert abs(found.current_period_end - found.current_period_start - timedelta(days=14)) <= timedelta(
+        days=1
+    )
+    assert found.current_period_end.utcoffset() == timedelta(0)
+    listed = {s.id: s.status for s in billing.storage.list_subscriptions(billing.customer_id)}
+    assert listed[sub_id] is SubscriptionStatus.TRIALING
+    assert billing.storage.get_subscription(billing.other_customer_id, sub_id) is None
