@@ -42,12 +42,12 @@ from ...clock import utcnow
 from ...money import Money
 from ...records import PromotionCode, PromotionDuration
 from ...storage import StateConflict
-from ._convert import decline_reason, optional_utc, plan_preview_of
+from ._convert import optional_utc, plan_preview_of
 
 if TYPE_CHECKING:
     from dodopayments import DodoPayments
 
-__all__ = ["DodoDiscountCodes", "discount_record"]
+__all__ = ["DodoDiscountCodes", "discount_record", "refusal_code"]
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -105,7 +105,8 @@ def _flat_currency(discount: Any) -> str:
     return "USD"
 
 
-def _refusal_code(exc: BaseException) -> str:
+def refusal_code(exc: BaseException) -> str:
+    """The error code Dodo answered a refused request with, upper case ("" if none)."""
     body = getattr(exc.__cause__, "body", None)
     code = body.get("code") if isinstance(body, dict) else None
     return str(code or "").upper()
@@ -126,6 +127,15 @@ class DodoDiscountCodes:
         def _held(self, customer_id: str, subscription_id: str) -> AbstractContextManager[object]: ...
 
         def _raw_subscriptions(self, customer_id: str) -> list[Any]: ...
+
+        def _change_plan(
+            self,
+            subscription_id: str,
+            plan_id: str,
+            quantity: int,
+            idempotency_key: str,
+            discount_codes: Sequence[str] = (),
+        ) -> None: ...
 
         def preview_provider_plan_change(
             self, customer_id: str, subscription_id: str, *, plan_id: str, quantity: int, at: datetime
@@ -231,25 +241,12 @@ class DodoDiscountCodes:
             if preview is None:
                 return None
             try:
-                self._call(
-                    "subscriptions.change_plan",
-                    lambda: self.client.subscriptions.change_plan(
-                        subscription_id,
-                        product_id=plan_id,
-                        quantity=quantity,
-                        proration_billing_mode="prorated_immediately",
-                        on_payment_failure="prevent_change",
-                        discount_codes=[promotion_code_id],
-                        extra_headers={"Idempotency-Key": idempotency_key},
-                    ),
+                self._change_plan(
+                    subscription_id, plan_id, quantity, idempotency_key, discount_codes=[promotion_code_id]
                 )
+            except ProviderPlanChangeDeclined:
+                raise
             except StateConflict as exc:
-                code = _refusal_code(exc)
-                if getattr(exc, "status_code", None) in (402, 422) and "DISCOUNT" not in code:
-                    raise ProviderPlanChangeDeclined(
-                        f"Dodo Payments declined the plan change of {subscription_id!r}",
-                        decline_reason(code).value,
-                    ) from exc
                 raise self._refused(exc, subscription_id) from exc
         return preview
 
@@ -260,6 +257,6 @@ class DodoDiscountCodes:
         logger.info(
             "Dodo Payments refused a discount code on %s: %s",
             subscription_id,
-            _refusal_code(exc) or "invalid",
+            refusal_code(exc) or "invalid",
         )
         return ProviderPromotionCodeRefused(f"Dodo Payments refused the discount code on {subscription_id!r}")

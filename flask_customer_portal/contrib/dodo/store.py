@@ -19,6 +19,7 @@ from dodopayments import (
     APIError,
     APIStatusError,
     DodoPayments,
+    omit,
 )
 from werkzeug.exceptions import ServiceUnavailable
 
@@ -53,7 +54,7 @@ from ._convert import (
     subscription_record,
     utc,
 )
-from ._discounts import DodoDiscountCodes
+from ._discounts import DodoDiscountCodes, refusal_code
 
 logger = logging.getLogger("flask_customer_portal")
 
@@ -738,6 +739,22 @@ class DodoBilling(DodoDiscountCodes):
         )
         if preview is None:
             return None
+        self._change_plan(subscription_id, plan_id, quantity, idempotency_key)
+        return preview
+
+    def _change_plan(
+        self,
+        subscription_id: str,
+        plan_id: str,
+        quantity: int,
+        idempotency_key: str,
+        discount_codes: Sequence[str] = (),
+    ) -> None:
+        """Dodo's change-plan, charging the saved method now; Dodo keeps the
+        old plan if that payment fails (``prevent_change``), which is
+        raised as :class:`ProviderPlanChangeDeclined`. With ``discount_codes``
+        a refusal that names a discount is the code's, and is raised as it
+        came (:class:`DodoRefused`)."""
         try:
             self._call(
                 "subscriptions.change_plan",
@@ -747,20 +764,22 @@ class DodoBilling(DodoDiscountCodes):
                     quantity=quantity,
                     proration_billing_mode="prorated_immediately",
                     on_payment_failure="prevent_change",
+                    discount_codes=list(discount_codes) if discount_codes else omit,
                     extra_headers={"Idempotency-Key": idempotency_key},
                 ),
             )
         except DodoRefused as exc:
             # Dodo previewed this very change a moment ago: a refusal now is
-            # the payment's (prevent_change kept the old plan).
+            # the payment's (prevent_change kept the old plan), unless it
+            # names the discount code sent with it.
             if exc.status_code not in (402, 422):
                 raise
-            body = getattr(exc.__cause__, "body", None)
-            code = body.get("code") if isinstance(body, dict) else None
+            code = refusal_code(exc)
+            if discount_codes and "DISCOUNT" in code:
+                raise
             raise ProviderPlanChangeDeclined(
                 f"Dodo Payments declined the plan change of {subscription_id!r}", decline_reason(code).value
             ) from exc
-        return preview
 
     # -- licence keys --------------------------------------------------------------------
     def _product_names(self, customer_id: str) -> dict[str, str]:
