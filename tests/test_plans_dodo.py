@@ -117,18 +117,18 @@ def _plan_payments(fake: FakeDodo, sub: str) -> list[dict[str, Any]]:
     return [p for p in fake.payments.values() if p["subscription_id"] == sub and p["total_amount"] != 1900]
 
 
-def _preview(client: FlaskClient, sub: str, plan: str = "pdt_pro_plus") -> Any:
+def _preview(client: FlaskClient, sub: str, plan: str = "pdt_pro_plus", *, code: str = "") -> Any:
     page = client.get(f"/portal/subscriptions/{sub}/plan")
     assert page.status_code == 200, page.status_code
-    return client.post(
-        f"/portal/subscriptions/{sub}/plan",
-        data={"csrf_token": csrf_token_from(page.text), "step": "preview", "plan": plan, "quantity": "1"},
-    )
+    data = {"csrf_token": csrf_token_from(page.text), "step": "preview", "plan": plan, "quantity": "1"}
+    if code:
+        data["promotion_code"] = code
+    return client.post(f"/portal/subscriptions/{sub}/plan", data=data)
 
 
 def _confirm(client: FlaskClient, sub: str, preview: Any, plan: str = "pdt_pro_plus") -> Any:
     quote = re.search(r'name="quote" value="([^"]+)"', preview.text)
-    assert quote is not None
+    assert quote is not None, preview.text
     return client.post(
         f"/portal/subscriptions/{sub}/plan",
         data={
@@ -232,16 +232,11 @@ def test_confirming_changes_the_plan_once_and_a_double_submit_charges_nothing_mo
         assert _audit_actions(app, "cus_demo_ava").count("subscription.plan_changed") == 1
 
 
-def test_concurrent_confirmations_on_two_instances_make_one_change(
-    apps: tuple[Flask, Flask], fake: FakeDodo, scenario: Scenario
-) -> None:
-    """Two hosts, two previews (two change ids, two idempotency keys), both
-    confirmed at once while Dodo is slow to answer: the portal's lock lets
-    one change through; the other finds the plan changed and charges
-    nothing."""
-    sub = scenario.ava_sub
+def confirm_on_both_at_once(apps: tuple[Flask, Flask], fake: FakeDodo, sub: str, code: str = "") -> list[int]:
+    """A preview on each instance (two change ids, two idempotency keys),
+    both confirmed at once while Dodo is slow to answer; their statuses."""
     clients = [_client(apps[0]), _client(apps[1])]
-    previews = [_preview(c, sub) for c in clients]
+    previews = [_preview(c, sub, code=code) for c in clients]
     fake.slow_paths.append((rf"/subscriptions/{sub}/change-plan", 0.4))
     barrier = threading.Barrier(2)
     answers: list[int] = []
@@ -255,7 +250,18 @@ def test_concurrent_confirmations_on_two_instances_make_one_change(
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    assert sorted(answers) == [303, 303]
+    return answers
+
+
+def test_concurrent_confirmations_on_two_instances_make_one_change(
+    apps: tuple[Flask, Flask], fake: FakeDodo, scenario: Scenario
+) -> None:
+    """Two hosts, two previews (two change ids, two idempotency keys), both
+    confirmed at once while Dodo is slow to answer: the portal's lock lets
+    one change through; the other finds the plan changed and charges
+    nothing."""
+    sub = scenario.ava_sub
+    assert sorted(confirm_on_both_at_once(apps, fake, sub)) == [303, 303]
     assert len(_changes(fake, sub)) == 1
     assert len(_plan_payments(fake, sub)) == 1
 

@@ -7,8 +7,6 @@ only with a plan change, so the subscription page has no code field."""
 
 from __future__ import annotations
 
-import re
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +16,7 @@ from fake_dodo import FakeDodo
 from flask import Flask
 from flask.testing import FlaskClient
 from test_dodo import Scenario, _audit_actions
-from test_plans_dodo import _changes, _client, _dodo_due, _plan_payments
+from test_plans_dodo import _changes, _client, _confirm, _dodo_due, _plan_payments, confirm_on_both_at_once
 from test_promotions_stripe import INVALID
 
 from flask_customer_portal.billing.promotions import FOREVER_RENEWALS
@@ -69,33 +67,7 @@ def _sub_url(scenario: Scenario) -> str:
 
 
 def _preview(client: FlaskClient, sub: str, code: str, plan: str = "pdt_pro_plus") -> Any:
-    page = client.get(f"/portal/subscriptions/{sub}/plan")
-    assert page.status_code == 200, page.status_code
-    return client.post(
-        f"/portal/subscriptions/{sub}/plan",
-        data={
-            "csrf_token": csrf_token_from(page.text),
-            "step": "preview",
-            "plan": plan,
-            "quantity": "1",
-            "promotion_code": code,
-        },
-    )
-
-
-def _confirm(client: FlaskClient, sub: str, preview: Any, plan: str = "pdt_pro_plus") -> Any:
-    quote = re.search(r'name="quote" value="([^"]+)"', preview.text)
-    assert quote is not None, preview.text
-    return client.post(
-        f"/portal/subscriptions/{sub}/plan",
-        data={
-            "csrf_token": csrf_token_from(preview.text),
-            "step": "confirm",
-            "plan": plan,
-            "quantity": "1",
-            "quote": quote.group(1),
-        },
-    )
+    return test_plans_dodo._preview(client, sub, plan, code=code)
 
 
 def _error(page: str) -> str:
@@ -303,22 +275,7 @@ def test_concurrent_confirmations_with_a_code_make_one_change(
     """Two hosts, two previews with the code (two change ids, two keys),
     confirmed at once while Dodo is slow: one change, one charge, one use."""
     sub = scenario.ava_sub
-    clients = [_client(apps[0]), _client(apps[1])]
-    previews = [_preview(c, sub, "WELCOME10") for c in clients]
-    fake.slow_paths.append((rf"/subscriptions/{sub}/change-plan", 0.4))
-    barrier = threading.Barrier(2)
-    answers: list[int] = []
-
-    def confirm(index: int) -> None:
-        barrier.wait()
-        answers.append(_confirm(clients[index], sub, previews[index]).status_code)
-
-    threads = [threading.Thread(target=confirm, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert sorted(answers) == [303, 303]
+    assert sorted(confirm_on_both_at_once(apps, fake, sub, "WELCOME10")) == [303, 303]
     assert len(_changes(fake, sub)) == 1
     assert len(_plan_payments(fake, sub)) == 1
     assert fake.discounts[codes["WELCOME10"]]["times_used"] == 1
